@@ -1,0 +1,63 @@
+"""The ``ostinato`` command line: one subcommand per job.
+
+Each subcommand lives in its own module, which defines ``add_arguments(parser)``
+and ``run(args)``; only the chosen one is imported, so ``ostinato serve`` never
+imports torch and ``ostinato --help`` answers at once.
+"""
+import argparse
+import importlib
+import sys
+
+from .errors import OstinatoError
+
+# name, module, one-line help.  The order is the order a newcomer meets them.
+COMMANDS = (
+    ("demo", "realtime.demo", "start the server and a scripted game client; write demo.mid/.wav/.png"),
+    ("serve", "realtime.server", "run the real-time music server (ZeroMQ control, MIDI/ZeroMQ out)"),
+    ("ports", "realtime.ports", "list MIDI APIs and ports, as mido-ports does"),
+    ("render", "realtime.synth", "render a MIDI file to WAV with the built-in synthesiser"),
+    ("generate", "engine.generate", "compose a MIDI file offline for a key, mode and density"),
+    ("data", "engine.data", "build the tokenised training set from music21's corpus and .mid folders"),
+    ("train", "engine.train", "train the conditioned LSTM (checkpoints, resume, early stop)"),
+    ("eval", "engine.evaluate", "evaluate a model on held-out music against a 5-gram baseline"),
+    ("export", "engine.export", "export a checkpoint to the torch-free .npz the server loads"),
+    ("bench", "realtime.bench", "measure step time, mood-to-note latency and jitter"),
+)
+
+
+def build_parser(chosen=None):
+    parser = argparse.ArgumentParser(
+        prog="ostinato",
+        description="Ostinato: real-time adaptive game music. "
+                    "Start with `ostinato demo`, then `ostinato serve` and send it moods.",
+    )
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module, help_ in COMMANDS:
+        sub = subs.add_parser(name, help=help_, description=help_)
+        if name == chosen:
+            mod = importlib.import_module(module)
+            mod.add_arguments(sub)
+            sub.set_defaults(func=mod.run)
+    return parser
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    names = {c[0] for c in COMMANDS}
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(chosen if chosen in names else None)
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    try:
+        return args.func(args) or 0
+    except OstinatoError as exc:
+        print(f"ostinato {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

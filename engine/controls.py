@@ -1,0 +1,186 @@
+"""Control signals measured from the music itself, as Performance RNN's controls.
+
+The model sees, at every step, a control vector describing the music around the
+next event: key and mode (Krumhansl-Kessler key finding over a window), note
+density (onsets per beat in the next few beats), register (mean pitch nearby) and
+the position inside the beat.  Training measures them from real pieces, so no mood
+labels are needed; at run time the server sets them from the game's mood.
+
+The layout is one table, ``ControlSpec.layout``; ``vector`` builds a control vector
+from named values, ``compute`` measures one per token of a piece.
+"""
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .errors import InvalidMessage
+from .vocab import TIME_SHIFT, Vocab
+
+KEY_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+MODES = ("major", "minor")
+_LETTERS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+
+# Krumhansl & Kessler (1982) probe-tone profiles, tonic first.
+KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+
+def parse_key(name):
+    """Pitch class of a key name such as C, F#, Eb, bb (letter case ignored)."""
+    if not isinstance(name, str) or not 1 <= len(name) <= 2 or name[0].upper() not in _LETTERS:
+        raise InvalidMessage(f"key {name!r} is not a key name", field="key",
+                             allowed="C, C#, Db, D, ..., Bb, B")
+    pc = _LETTERS[name[0].upper()]
+    if len(name) == 2:
+        if name[1] not in "#b":
+            raise InvalidMessage(f"key {name!r}: accidental must be # or b", field="key",
+                                 allowed="C, C#, Db, D, ..., Bb, B")
+        pc += 1 if name[1] == "#" else -1
+    return pc % 12
+
+
+def _profiles():
+    """24 z-scored key profiles: rows 0-11 major on C..B, 12-23 minor."""
+    rows = [np.roll(KK_MAJOR, k) for k in range(12)] + [np.roll(KK_MINOR, k) for k in range(12)]
+    p = np.array(rows)
+    p = p - p.mean(1, keepdims=True)
+    return p / np.linalg.norm(p, axis=1, keepdims=True)
+
+
+PROFILES = _profiles()
+
+
+def key_scores(histograms):
+    """Correlation of pitch-class histograms (..., 12) with the 24 key profiles."""
+    h = np.asarray(histograms, np.float64)
+    h = h - h.mean(-1, keepdims=True)
+    norm = np.linalg.norm(h, axis=-1, keepdims=True)
+    return (h / np.where(norm > 0, norm, 1.0)) @ PROFILES.T
+
+
+def find_key(notes):
+    """(tonic pitch class, mode index, correlation) of notes by duration-weighted KK."""
+    hist = np.zeros(12)
+    np.add.at(hist, notes["pitch"] % 12, (notes["end"] - notes["start"]).astype(float))
+    s = key_scores(hist)
+    best = int(np.argmax(s))
+    return best % 12, best // 12, float(s[best])
+
+
+@dataclass(frozen=True)
+class ControlSpec:
+    """What the controls are and how they are measured."""
+
+    ticks_per_beat: int = 12
+    key_window_beats: int = 32
+    density_window_beats: int = 4
+    register_window_beats: int = 8
+    density_scale: float = 0.25  # feature = onsets per beat * scale
+    register_centre: float = 64.0
+    register_scale: float = 1 / 12
+
+    @property
+    def layout(self):
+        """(name, width) of each block of the control vector, in order."""
+        return (("key", 12), ("mode", 2), ("density", 1), ("register", 1),
+                ("phase", self.ticks_per_beat))
+
+    @property
+    def size(self):
+        return sum(w for _, w in self.layout)
+
+    def slices(self):
+        out, acc = {}, 0
+        for name, w in self.layout:
+            out[name] = slice(acc, acc + w)
+            acc += w
+        return out
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+    def vector(self, key, mode, density, register, phase=0, out=None):
+        """Control vector from values: key pitch class, mode (0 major, 1 minor),
+        onsets per beat, mean MIDI pitch, tick inside the beat."""
+        v = np.zeros(self.size, np.float32) if out is None else out
+        v[:] = 0
+        s = self.slices()
+        v[s["key"].start + int(key) % 12] = 1
+        v[s["mode"].start + int(mode)] = 1
+        v[s["density"].start] = density * self.density_scale
+        v[s["register"].start] = (register - self.register_centre) * self.register_scale
+        v[s["phase"].start + int(phase) % self.ticks_per_beat] = 1
+        return v
+
+    def describe(self, v):
+        """Named values back from a control vector (inverse of ``vector``)."""
+        s = self.slices()
+        return dict(
+            key=int(np.argmax(v[s["key"]])), mode=int(np.argmax(v[s["mode"]])),
+            density=float(v[s["density"]][0] / self.density_scale),
+            register=float(v[s["register"]][0] / self.register_scale + self.register_centre),
+            phase=int(np.argmax(v[s["phase"]])))
+
+    def transpose(self, controls, k):
+        """Controls of the same piece transposed by k semitones."""
+        s = self.slices()
+        out = controls.copy()
+        out[..., s["key"]] = np.roll(controls[..., s["key"]], k, axis=-1)
+        out[..., s["register"]] += k * self.register_scale
+        return out
+
+    def compute(self, tokens, vocab=None):
+        """One control vector per token: the controls for predicting the next token.
+
+        Step t sees token t and the controls measured at the time reached after it
+        (the time of token t+1): the key of the surrounding ``key_window_beats``,
+        the onsets per beat over the next ``density_window_beats``, the mean pitch
+        of onsets within ``register_window_beats`` around it, and the tick phase.
+        """
+        vocab = vocab or Vocab(ticks_per_beat=self.ticks_per_beat)
+        tpb = self.ticks_per_beat
+        tokens = np.asarray(tokens)
+        kinds, values = vocab.tables()
+        shift = np.where(kinds[tokens] == TIME_SHIFT, values[tokens], 0)
+        pos = np.cumsum(shift)  # time after each token
+        notes = vocab.decode(tokens)
+        out = np.zeros((len(tokens), self.size), np.float32)
+        s = self.slices()
+        out[np.arange(len(tokens)), s["phase"].start + pos % tpb] = 1
+        if len(notes) == 0:
+            out[:, s["key"].start] = 1
+            out[:, s["mode"].start] = 1
+            return out
+        onsets = notes["start"]
+        # key: duration-weighted pitch-class histogram per beat, summed over the window
+        n_beats = int(max(pos[-1], notes["end"].max()) // tpb) + 2
+        per_beat = np.zeros((n_beats, 12))
+        np.add.at(per_beat, (onsets // tpb, notes["pitch"] % 12),
+                  (notes["end"] - notes["start"]).astype(float))
+        cum = np.vstack([np.zeros((1, 12)), np.cumsum(per_beat, 0)])
+        half = self.key_window_beats // 2
+        b = np.arange(n_beats)
+        width = min(2 * half, n_beats)  # short pieces: the window is the whole piece
+        lo = np.clip(b - half, 0, n_beats - width)
+        hi = lo + width
+        best = np.argmax(key_scores(cum[hi] - cum[lo]), axis=1)
+        beat = np.minimum(pos // tpb, n_beats - 1)
+        out[np.arange(len(tokens)), s["key"].start + best[beat] % 12] = 1
+        out[np.arange(len(tokens)), s["mode"].start + best[beat] // 12] = 1
+        # density: onsets in [pos, pos + W)
+        w = self.density_window_beats * tpb
+        cnt = np.searchsorted(onsets, pos + w, "left") - np.searchsorted(onsets, pos, "left")
+        out[:, s["density"].start] = cnt / self.density_window_beats * self.density_scale
+        # register: mean onset pitch within +-W/2, else the piece's mean
+        rw = self.register_window_beats * tpb // 2
+        csum = np.concatenate([[0.0], np.cumsum(notes["pitch"].astype(float))])
+        a = np.searchsorted(onsets, pos - rw, "left")
+        z = np.searchsorted(onsets, pos + rw, "left")
+        mean = np.where(z > a, (csum[z] - csum[a]) / np.maximum(z - a, 1),
+                        notes["pitch"].mean())
+        out[:, s["register"].start] = (mean - self.register_centre) * self.register_scale
+        return out
