@@ -14,9 +14,9 @@ from torch import nn
 
 from .controls import ControlSpec
 from .errors import ModelError
+from .modelfile import FORMAT, read_model_file
 from .vocab import Vocab
 
-FORMAT = "ostinato-model-1"
 
 
 @dataclass(frozen=True)
@@ -76,19 +76,6 @@ def save_model(path, model, vocab: Vocab, spec: ControlSpec, info=None):
     arrays = {k: v.detach().cpu().float().numpy() for k, v in model.state_dict().items()}
     with open(path, "wb") as f:
         np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
-
-
-def read_model_file(path):
-    """(meta dict, {name: array}) of a model file, without torch."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            arrays = {k: z[k] for k in z.files if k != "meta"}
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"{path}: not a readable Ostinato model ({exc})") from exc
-    if meta.get("format") != FORMAT:
-        raise ModelError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
-    return meta, arrays
 
 
 def load_model(path, device="cpu"):

@@ -5,6 +5,26 @@ receives the same thing from the sequencer's sending thread: a channel message a
 three MIDI bytes plus its scheduled time.  A backend implements ``_send`` (and
 ``_close`` if it holds resources); ``send`` is what the sequencer calls.
 """
+import contextlib
+import json
+import logging
+import math
+import operator
+import os
+import sys
+import tempfile
+import threading
+import time
+
+import mido
+import rtmidi
+import zmq
+from rtmidi.midiutil import get_api_from_environment
+
+from engine.errors import InvalidMessage, PortError
+from realtime.protocol import EVENT_ADDRESS, EVENT_TYPES, encode_event
+
+log = logging.getLogger("ostinato.ports")
 
 
 class BasePort:
@@ -43,3 +63,625 @@ class BasePort:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+# ---------------------------------------------------------------- MIDI bytes
+
+# Length on the wire of each system message we send; SysEx and undefined ones are refused.
+_SYSTEM_LENGTH = {0xF1: 2, 0xF2: 3, 0xF3: 2, 0xF6: 1, 0xF8: 1, 0xFA: 1, 0xFB: 1, 0xFC: 1,
+                  0xFE: 1, 0xFF: 1}
+_LENGTH = bytes((2 if 0xC0 <= s < 0xE0 else 3) if 0x80 <= s < 0xF0 else _SYSTEM_LENGTH.get(s, 0)
+                for s in range(256))
+_STATUS_ALLOWED = "0x80-0xEF, 0xF1-0xF3, 0xF6, 0xF8, 0xFA-0xFC, 0xFE, 0xFF"
+
+
+def midi_bytes(status, data1=0, data2=0):
+    """The message as the tuple of bytes it has on the wire (1, 2 or 3 of them).
+
+    Raises InvalidMessage naming the field when a byte is out of range, so that a bad
+    event never reaches a synth as garbage.  Numpy integers are accepted.
+    """
+    if type(status) is int and type(data1) is int and type(data2) is int \
+            and 0 <= status <= 0xFF and 0 <= data1 <= 127 and 0 <= data2 <= 127:
+        n = _LENGTH[status]  # the fast path: plain ints in range
+        if n == 3:
+            return (status, data1, data2)
+        if n:
+            return (status, data1, data2)[:n]
+    return _checked_bytes(status, data1, data2)
+
+
+def _checked_bytes(status, data1, data2):
+    """midi_bytes for anything but plain in-range ints: converts, or says what is wrong."""
+    try:
+        status = operator.index(status)
+        n = _LENGTH[status] if status >= 0 else 0
+    except (TypeError, IndexError):
+        n = 0
+    if not n:
+        raise InvalidMessage(f"status must be a MIDI status byte ({_STATUS_ALLOWED}), "
+                             f"got {status!r}", field="status", allowed=_STATUS_ALLOWED)
+    out = [status]
+    for field, value in (("data1", data1), ("data2", data2))[:n - 1]:
+        try:
+            byte = operator.index(value)
+        except TypeError:
+            byte = -1
+        if not 0 <= byte <= 127:
+            raise InvalidMessage(f"{field} must be an integer 0-127, got {value!r}",
+                                 field=field, allowed="0-127")
+        out.append(byte)
+    return tuple(out)
+
+
+def _note(message):
+    """'on' or 'off' for a note message (a note-on of velocity 0 is an off), else None."""
+    kind = message[0] & 0xF0
+    if kind == 0x90:
+        return "on" if message[2] else "off"
+    return "off" if kind == 0x80 else None
+
+
+class _Sounding:
+    """Notes that are on, by (session, channel, pitch), so that close() can end them."""
+
+    def __init__(self):
+        self._on = {}
+
+    def update(self, message, beat, session):
+        note = _note(message)
+        if note == "on":
+            self._on[(session, message[0] & 0x0F, message[1])] = beat
+        elif note == "off":
+            self._on.pop((session, message[0] & 0x0F, message[1]), None)
+
+    def drain(self):
+        """[(session, channel, pitch, beat_on)] of every sounding note; forgets them."""
+        out = [(*key, beat) for key, beat in self._on.items()]
+        self._on.clear()
+        return out
+
+
+def _session_names(sessions):
+    """{index: name} from a list of names or a dict; checked so that a typo fails early."""
+    if sessions is None:
+        return {0: "main"}
+    items = sessions.items() if isinstance(sessions, dict) else enumerate(sessions)
+    names = {}
+    for index, name in items:
+        if not isinstance(index, int) or index < 0:
+            raise InvalidMessage(f"session index must be an integer >= 0, got {index!r}",
+                                 field="sessions", allowed="integer index >= 0")
+        if not isinstance(name, str) or not name:
+            raise InvalidMessage(f"session name must be a non-empty string, got {name!r}",
+                                 field="sessions", allowed="non-empty string")
+        names[index] = name
+    return names
+
+
+# ---------------------------------------------------------------- rtmidi
+
+# Our short names for the APIs, and python-rtmidi's RTMIDI_API spellings.
+API_ALIASES = {"alsa": "LINUX_ALSA", "jack": "UNIX_JACK", "coremidi": "MACOSX_CORE",
+               "windows_mm": "WINDOWS_MM", "dummy": "RTMIDI_DUMMY"}
+_API_ALLOWED = ", ".join(API_ALIASES) + " or " + ", ".join(API_ALIASES.values())
+
+
+def resolve_api(api=None):
+    """The rtmidi API constant: ``api``, else $RTMIDI_API, else API_UNSPECIFIED (platform default).
+
+    ``api`` is "alsa", "jack", "coremidi", "windows_mm", an RTMIDI_API name such as
+    "UNIX_JACK", or an ``rtmidi.API_*`` constant.  $RTMIDI_API is read by python-rtmidi's
+    own ``get_api_from_environment``, except that an unknown value is an error here
+    rather than a logged warning.
+    """
+    if api is None:
+        value = os.environ.get("RTMIDI_API")
+        if value is not None and not hasattr(rtmidi, "API_" + value.upper()):
+            raise InvalidMessage(f"RTMIDI_API={value!r} is not an rtmidi API; use {_API_ALLOWED}",
+                                 field="RTMIDI_API", allowed=_API_ALLOWED)
+        return get_api_from_environment(rtmidi.API_UNSPECIFIED)
+    if isinstance(api, int):
+        if not rtmidi.API_UNSPECIFIED <= api <= rtmidi.API_RTMIDI_DUMMY:
+            raise InvalidMessage(f"api {api} is not an rtmidi.API_* constant",
+                                 field="api", allowed=_API_ALLOWED)
+        return api
+    key = API_ALIASES.get(str(api).lower(), str(api).upper())
+    if not hasattr(rtmidi, "API_" + key):
+        raise InvalidMessage(f"api {api!r} is not an rtmidi API; use {_API_ALLOWED}",
+                             field="api", allowed=_API_ALLOWED)
+    return getattr(rtmidi, "API_" + key)
+
+
+def api_label(api):
+    """'Jack (jack)'-style name of an API for messages."""
+    if api == rtmidi.API_UNSPECIFIED:
+        return "the platform's default MIDI API"
+    return f"{rtmidi.get_api_display_name(api)} ({rtmidi.get_api_name(api)})"
+
+
+def _check_compiled(api):
+    # rtmidi itself falls back to another API with only a printed warning
+    compiled = rtmidi.get_compiled_api()
+    if api != rtmidi.API_UNSPECIFIED and api not in compiled:
+        names = ", ".join(api_label(a) for a in compiled) or "none"
+        raise PortError(f"MIDI API {api_label(api)} is not compiled into python-rtmidi here; "
+                        f"compiled: {names}")
+
+
+def _hint(api):
+    """Why an API might fail here, for the error message."""
+    if api == rtmidi.API_UNIX_JACK:
+        return " (start one with `jackd -d dummy -r 48000 -p 256`; $JACK_DEFAULT_SERVER names the server)"
+    if api in (rtmidi.API_LINUX_ALSA, rtmidi.API_UNSPECIFIED) and sys.platform.startswith("linux") \
+            and not os.path.exists("/dev/snd/seq"):
+        return " (no ALSA sequencer: /dev/snd/seq is missing; try api='jack' or RTMIDI_API=UNIX_JACK)"
+    return ""
+
+
+def _pick_port(ports, wanted, api):
+    """Index of the port named ``wanted``: its exact name, else the one port containing it."""
+    if wanted in ports:
+        return ports.index(wanted)
+    matches = [i for i, p in enumerate(ports) if wanted in p]
+    if len(matches) == 1:
+        return matches[0]
+    listing = ", ".join(map(repr, ports)) or "none"
+    raise PortError(f"{wanted!r} matches {'several' if matches else 'no'} MIDI output port "
+                    f"of {api_label(api)}; ports: {listing}")
+
+
+class RtMidiPort(BasePort):
+    """MIDI out through python-rtmidi: a virtual port named ``name`` that a DAW or synth
+    connects to, or, with ``connect``, an existing output port (a hardware synth).
+
+    rtmidi has no timestamps: bytes leave when ``send`` is called, so the sequencer
+    calls it at the event's time.  Notes still on at close get their note-off.
+
+    With JACK, rtmidi hands bytes to JACK's process thread through a ring buffer, and
+    its closePort waits for one process cycle only, which may be one that read the
+    buffer before the last bytes arrived (rtmidi issues 24 and 235; here 2 closes in 100
+    lost a note-off).  Close therefore waits until ``jack_drain_s`` after the last send:
+    two periods of 1024 frames at 48 kHz (0 closes in 100 lost one).
+    """
+
+    name = "rtmidi"
+
+    def __init__(self, name="Ostinato", api=None, connect=None, client_name=None,
+                 jack_drain_s=0.05):
+        super().__init__()
+        self.jack_drain_s = jack_drain_s
+        self._last_send_ns = 0
+        self.api = resolve_api(api)
+        _check_compiled(self.api)
+        self.port_name = name
+        self._sounding = _Sounding()
+        self._lock = threading.Lock()  # close() may come from another thread than send()
+        try:
+            self._out = rtmidi.MidiOut(self.api, name=client_name or name)
+        except rtmidi.RtMidiError as exc:
+            raise PortError(f"cannot open {api_label(self.api)}: {exc}{_hint(self.api)}") from exc
+        self.api = self._out.get_current_api()
+        try:
+            if connect is None:
+                self._out.open_virtual_port(name)
+            else:
+                ports = self._out.get_ports()
+                index = _pick_port(ports, connect, self.api)
+                self._out.open_port(index, name)
+                self.port_name = ports[index]
+        except (rtmidi.RtMidiError, NotImplementedError, PortError) as exc:
+            self._out.delete()
+            if isinstance(exc, PortError):
+                raise
+            what = f"connect to {connect!r}" if connect else f"open virtual port {name!r}"
+            raise PortError(f"cannot {what} with {api_label(self.api)}: {exc}") from exc
+
+    def _send(self, status, data1, data2, t_ns, beat, session):
+        message = midi_bytes(status, data1, data2)
+        with self._lock:
+            self._sounding.update(message, beat, session)
+            try:
+                self._out.send_message(message)
+            except Exception as exc:  # rtmidi raises its own errors and OSError
+                raise PortError(f"MIDI port {self.port_name!r} failed to send: {exc}") from exc
+            self._last_send_ns = time.monotonic_ns()
+
+    def _close(self):
+        with self._lock:
+            try:
+                for _, channel, pitch, _ in self._sounding.drain():
+                    self._out.send_message((0x80 | channel, pitch, 0))
+                    self._last_send_ns = time.monotonic_ns()
+                if self.api == rtmidi.API_UNIX_JACK:
+                    deadline = self._last_send_ns + int(self.jack_drain_s * 1e9)
+                    while (left := deadline - time.monotonic_ns()) > 0:
+                        time.sleep(left / 1e9)
+            finally:
+                self._out.close_port()
+                self._out.delete()
+
+
+# ---------------------------------------------------------------- ZeroMQ event stream
+
+class ZmqPubPort(BasePort):
+    """Note events and the server's markers as single JSON frames on a ZeroMQ PUB socket.
+
+    Frames are ``realtime.protocol.encode_event``'s; ``seq`` counts every frame this
+    port publishes, so a subscriber sees what it missed.  Bind to port ``*`` (or 0)
+    for a free port; ``bound_address`` says which.  Clock and controller messages are
+    not published: the stream carries notes, and markers through ``publish``.
+    """
+
+    name = "zmq"
+
+    def __init__(self, address=EVENT_ADDRESS, sessions=None, context=None, linger_ms=500):
+        super().__init__()
+        self._names = _session_names(sessions)
+        self._sounding = _Sounding()
+        self._lock = threading.Lock()  # send() and publish() come from different threads
+        self._seq = 0
+        self._beat = 0.0
+        self._socket = (context or zmq.Context.instance()).socket(zmq.PUB)
+        self._socket.setsockopt(zmq.LINGER, linger_ms)
+        try:
+            self._socket.bind(address)
+        except zmq.ZMQError as exc:
+            self._socket.close(0)
+            raise PortError(f"cannot bind the event stream to {address!r}: {exc}") from exc
+        self.bound_address = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    @property
+    def seq(self):
+        """The ``seq`` the next frame will carry."""
+        return self._seq
+
+    @property
+    def sessions(self):
+        """{index: name} of the sessions; set it with a list of names or a dict."""
+        return dict(self._names)
+
+    @sessions.setter
+    def sessions(self, sessions):
+        self._names = _session_names(sessions)
+
+    def _emit(self, kind, session, t_ns, beat, **fields):
+        # the caller holds self._lock: a zmq socket is not thread-safe
+        name = session if isinstance(session, str) else self._names.get(session, str(session))
+        self._socket.send(encode_event(kind, name, self._seq, t_ns, beat, **fields))
+        self._seq += 1
+
+    def _send(self, status, data1, data2, t_ns, beat, session):
+        message = midi_bytes(status, data1, data2)
+        note = _note(message)
+        if note is None:
+            return
+        with self._lock:
+            self._sounding.update(message, beat, session)
+            self._beat = beat
+            self._emit("note_" + note, session, t_ns, beat, channel=message[0] & 0x0F,
+                       pitch=message[1], velocity=message[2] if note == "on" else 0)
+
+    def publish(self, type, session=0, t_ns=None, beat=None, **fields):
+        """Publish a marker (``type`` one of protocol.EVENT_TYPES: mood, tempo, transport, ...).
+
+        session: index or name.  t_ns defaults to now, beat to the beat of the last note sent.
+        """
+        if type not in EVENT_TYPES:
+            raise InvalidMessage(f"event type {type!r} is unknown; allowed: {', '.join(EVENT_TYPES)}",
+                                 field="type", allowed=list(EVENT_TYPES))
+        if self.closed:
+            raise PortError("the event stream is closed")
+        with self._lock:
+            self._emit(type, session, time.monotonic_ns() if t_ns is None else t_ns,
+                       self._beat if beat is None else beat, **fields)
+
+    def _close(self):
+        with self._lock:
+            try:
+                now = time.monotonic_ns()
+                for session, channel, pitch, _ in self._sounding.drain():
+                    self._emit("note_off", session, now, self._beat, channel=channel, pitch=pitch)
+            finally:
+                self._socket.close()
+
+
+# ---------------------------------------------------------------- .mid recording
+
+MIN_BPM = 60e6 / 0xFFFFFF  # a set_tempo holds at most 0xFFFFFF microseconds a beat
+MAX_BPM = 60e6             # ... and at least 1
+
+
+class MidiFilePort(BasePort):
+    """Records what it is sent to a type 1 .mid file, written when the port closes.
+
+    Times come from the events' beats, not the wall clock, so the file is musically
+    exact.  Track 0 holds the tempo map (``tempo(bpm, beat)``), then one track per
+    session (``split="session"``) or per MIDI channel (``split="channel"``).  Notes
+    still sounding at close end at the last beat the port saw.  System messages
+    (clock, transport) are not recorded: a standard MIDI file cannot hold them.
+    """
+
+    name = "file"
+
+    def __init__(self, path, sessions=None, split="session", ticks_per_beat=480, bpm=120.0):
+        super().__init__()
+        if split not in ("session", "channel"):
+            raise InvalidMessage(f"split must be 'session' or 'channel', got {split!r}",
+                                 field="split", allowed="session, channel")
+        if not isinstance(ticks_per_beat, int) or not 1 <= ticks_per_beat <= 0x7FFF:
+            raise InvalidMessage(f"ticks_per_beat must be an integer 1-32767, got {ticks_per_beat!r}",
+                                 field="ticks_per_beat", allowed="1-32767")
+        self.path = os.path.abspath(os.fspath(path))
+        folder = os.path.dirname(self.path)
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):  # fail now, not at close
+            raise PortError(f"cannot record to {self.path!r}: folder {folder!r} "
+                            f"does not exist or is not writable")
+        self.split = split
+        self.ticks_per_beat = ticks_per_beat
+        self._names = _session_names(sessions)
+        self._events = []  # (beat, track key, message bytes), in the order sent
+        self._tempi = []   # (beat, bpm)
+        self._sounding = _Sounding()
+        self._last_beat = 0.0
+        self.tempo(bpm, 0.0)
+
+    @property
+    def sessions(self):
+        """{index: name} of the sessions, naming their tracks; set it with a list or dict."""
+        return dict(self._names)
+
+    @sessions.setter
+    def sessions(self, sessions):
+        self._names = _session_names(sessions)
+
+    def tempo(self, bpm, beat):
+        """The tempo is ``bpm`` from ``beat`` on: a set_tempo in the tempo track."""
+        beat = _check_beat(beat)
+        try:
+            bpm = float(bpm)
+        except (TypeError, ValueError):
+            bpm = math.nan
+        if not MIN_BPM <= bpm <= MAX_BPM:
+            raise InvalidMessage(f"bpm must be {MIN_BPM:.2f}-{MAX_BPM:.0f}, got {bpm!r}",
+                                 field="bpm", allowed=f"{MIN_BPM:.2f}-{MAX_BPM:.0f}")
+        self._tempi.append((beat, bpm))
+        self._last_beat = max(self._last_beat, beat)
+
+    def _send(self, status, data1, data2, t_ns, beat, session):
+        message = midi_bytes(status, data1, data2)
+        beat = _check_beat(beat)
+        if message[0] >= 0xF0:
+            return
+        self._sounding.update(message, beat, session)
+        self._events.append((beat, session if self.split == "session" else message[0] & 0x0F,
+                             message))
+        self._last_beat = max(self._last_beat, beat)
+
+    def _close(self):
+        for session, channel, pitch, beat_on in self._sounding.drain():
+            end = max(self._last_beat, beat_on + 1 / self.ticks_per_beat)
+            key = session if self.split == "session" else channel
+            self._events.append((end, key, (0x80 | channel, pitch, 0)))
+        mid = mido.MidiFile(type=1, ticks_per_beat=self.ticks_per_beat)
+        # sorting by beat alone is stable: same-beat events keep the order they were sent
+        # in, so a note-off followed by a note-on of the same pitch stays that way
+        tempi = sorted(dict(self._tempi).items())  # the last tempo given for a beat wins
+        events = sorted(self._events, key=lambda e: e[0])
+        mid.tracks.append(self._track("tempo", [
+            (b, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm))) for b, bpm in tempi]))
+        for key in sorted({k for _, k, _ in events}):
+            title = (self._names.get(key, f"session {key}") if self.split == "session"
+                     else f"channel {key + 1}")
+            mid.tracks.append(self._track(title, [
+                (b, mido.Message.from_bytes(m)) for b, k, m in events if k == key]))
+        fd, tmp = tempfile.mkstemp(suffix=".mid.part", dir=os.path.dirname(self.path))
+        try:
+            with os.fdopen(fd, "wb") as f:
+                mid.save(file=f)
+            os.replace(tmp, self.path)  # never leave a half-written file under the real name
+        except BaseException as exc:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            if isinstance(exc, OSError):
+                raise PortError(f"cannot write {self.path!r}: {exc}") from exc
+            raise
+
+    def _track(self, title, timed):
+        """A MidiTrack named ``title`` from (beat, message) pairs in beat order."""
+        track = mido.MidiTrack([mido.MetaMessage("track_name", name=title, time=0)])
+        now = 0
+        for beat, msg in timed:
+            tick = round(beat * self.ticks_per_beat)
+            track.append(msg.copy(time=tick - now))
+            now = tick
+        return track
+
+
+def _check_beat(beat):
+    try:
+        beat = float(beat)
+    except (TypeError, ValueError):
+        beat = math.nan
+    if not 0 <= beat < math.inf:
+        raise InvalidMessage(f"beat must be a finite number >= 0, got {beat!r}",
+                             field="beat", allowed=">= 0")
+    return beat
+
+
+# ---------------------------------------------------------------- fan-out
+
+class MultiPort(BasePort):
+    """Sends to several ports.  A port that raises is logged once, closed and dropped
+    while the others go on, so a failed recorder never silences the music."""
+
+    name = "multi"
+
+    def __init__(self, ports):
+        super().__init__()
+        self.ports = tuple(ports)
+
+    def _call(self, method, *args, **kwargs):
+        for port in self.ports:
+            fn = getattr(port, method, None)
+            if fn is None:
+                continue
+            try:
+                fn(*args, **kwargs)
+            except Exception as exc:  # whatever one output does wrong stays with it
+                self._drop(port, exc)
+
+    def _drop(self, port, exc):
+        self.ports = tuple(p for p in self.ports if p is not port)
+        log.error("output %r failed and was dropped: %s: %s", port.name, type(exc).__name__, exc)
+        try:
+            port.close()
+        except Exception as close_exc:
+            log.error("closing the dropped output %r failed too: %s", port.name, close_exc)
+
+    def _send(self, status, data1, data2, t_ns, beat, session):
+        midi_bytes(status, data1, data2)  # a bad message is the caller's error, not a port's
+        self._call("send", status, data1, data2, t_ns, beat, session)
+
+    @property
+    def sessions(self):
+        """{index: name} of the first port that names sessions ({} if none does)."""
+        return next((p.sessions for p in self.ports if hasattr(p, "sessions")), {})
+
+    @sessions.setter
+    def sessions(self, sessions):
+        _session_names(sessions)  # a bad mapping is the caller's error, not a port's
+        for port in self.ports:
+            if hasattr(port, "sessions"):
+                try:
+                    port.sessions = sessions
+                except Exception as exc:
+                    self._drop(port, exc)
+
+    def tempo(self, bpm, beat):
+        """Forwarded to the ports that record tempo."""
+        self._call("tempo", bpm, beat)
+
+    def publish(self, type, **fields):
+        """Forwarded to the ports that publish markers."""
+        self._call("publish", type, **fields)
+
+    def _close(self):
+        errors = []
+        for port in self.ports:
+            try:
+                port.close()
+            except Exception as exc:
+                errors.append(f"{port.name}: {exc}")
+        if errors:
+            raise PortError("closing outputs failed: " + "; ".join(errors))
+
+
+# ---------------------------------------------------------------- choosing a backend
+
+BACKENDS = {"rtmidi": RtMidiPort, "zmq": ZmqPubPort, "file": MidiFilePort}
+
+
+def open_port(kind=None, **kwargs):
+    """Open an output of ``kind`` ("rtmidi", "zmq" or "file") with the backend's arguments.
+
+    Without ``kind``: $OSTINATO_OUTPUT, else "rtmidi" (as mido reads $MIDO_BACKEND).
+    """
+    field = "kind"
+    if kind is None:
+        kind, field = os.environ.get("OSTINATO_OUTPUT", "rtmidi"), "OSTINATO_OUTPUT"
+    backend = BACKENDS.get(str(kind).strip().lower())
+    if backend is None:
+        raise InvalidMessage(f"{field} {kind!r} is not an output kind; allowed: {', '.join(BACKENDS)}",
+                             field=field, allowed=", ".join(BACKENDS))
+    return backend(**kwargs)
+
+
+# ---------------------------------------------------------------- `ostinato ports`
+
+def list_ports(api=None):
+    """[{api, name, label, inputs, outputs, error}] for each compiled rtmidi API (or ``api``).
+
+    An API that cannot be used here (no JACK server, no ALSA sequencer) has ``error``
+    set to the reason and no ports.
+    """
+    apis = rtmidi.get_compiled_api()
+    if api is not None:
+        apis = [resolve_api(api)]
+        _check_compiled(apis[0])
+    rows = []
+    for a in apis:
+        row = {"api": a, "name": rtmidi.get_api_name(a), "label": api_label(a),
+               "inputs": [], "outputs": [], "error": None}
+        try:
+            for key, cls in (("inputs", rtmidi.MidiIn), ("outputs", rtmidi.MidiOut)):
+                probe = cls(a, name="ostinato-ports")
+                try:
+                    row[key] = probe.get_ports()
+                finally:
+                    probe.delete()
+        except rtmidi.RtMidiError as exc:
+            row["error"] = f"{exc}{_hint(a)}"
+        rows.append(row)
+    return rows
+
+
+def add_arguments(parser):
+    parser.add_argument("--api", help="only this API: " + ", ".join(API_ALIASES)
+                        + " (default: every API compiled into python-rtmidi)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def run(args):
+    with _no_jack_autostart(), _quiet_fd2():
+        rows = list_ports(args.api)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print("Compiled MIDI APIs: " + ", ".join(api_label(a) for a in rtmidi.get_compiled_api()))
+    for var in ("RTMIDI_API", "OSTINATO_OUTPUT"):
+        print(f"{var}: {os.environ.get(var, '(not set)')}")
+    print()
+    for row in rows:
+        print(f"{row['label']}, RTMIDI_API={_env_name(row['api'])}")
+        if row["error"]:
+            print(f"  unavailable: {row['error']}\n")
+            continue
+        for key in ("inputs", "outputs"):
+            print(f"  {key.capitalize()}:")
+            print("\n".join(f"    {p!r}" for p in row[key]) or "    (none)")
+        print()
+    return 0
+
+
+def _env_name(api):
+    return next((k[4:] for k in dir(rtmidi) if k.startswith("API_") and getattr(rtmidi, k) == api),
+                str(api))
+
+
+@contextlib.contextmanager
+def _no_jack_autostart():
+    """Listing ports must not start a JACK server as a side effect, as libjack would."""
+    saved = os.environ.get("JACK_NO_START_SERVER")
+    os.environ["JACK_NO_START_SERVER"] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["JACK_NO_START_SERVER"]
+        else:
+            os.environ["JACK_NO_START_SERVER"] = saved
+
+
+@contextlib.contextmanager
+def _quiet_fd2():
+    """Silence file descriptor 2 while ALSA and libjack print their own complaints."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

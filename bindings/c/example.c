@@ -1,0 +1,79 @@
+/*
+ * example.c - drive an Ostinato server from C.
+ *
+ *   cc -std=c89 -Wall -o example example.c -lzmq
+ *   ./example [tcp://127.0.0.1:5555]
+ *
+ * Exit status: 0 done, 2 server unavailable, 1 anything else.
+ */
+#include "ostinato.h"
+
+static char reply[4096];
+
+/* Wait for one reply and print it as "<what> ok" or "<what> error <code> <field>". */
+static int show(ost_client *c, const char *what, long id)
+{
+    char code[64], field[64];
+    int r = ost_request(c, id, reply, sizeof reply);
+    if (r == 1) {
+        printf("%s ok\n", what);
+    } else if (r == 0) {
+        ost_json_string(reply, "code", code, sizeof code);
+        ost_json_string(reply, "field", field, sizeof field);
+        printf("%s error %s %s\n", what, code, field);
+    } else {
+        printf("%s unavailable\n", what);
+    }
+    return r;
+}
+
+int main(int argc, char **argv)
+{
+    ost_client c;
+    char states[512];
+    double t_ns = 0;
+    long ids[3];
+    int i, got;
+
+    if (ost_open(&c, argc > 1 ? argv[1] : NULL, 1000) != 0) {
+        fprintf(stderr, "cannot open a ZeroMQ socket\n");
+        return 1;
+    }
+    if (show(&c, "hello", ost_hello(&c)) < 0) {
+        fprintf(stderr, "Ostinato server unavailable at %s\n", c.address);
+        ost_close(&c);
+        return 2;
+    }
+    if (ost_json_string(reply, "server", states, sizeof states)) printf("server %s\n", states);
+
+    /* Game events -> music. */
+    show(&c, "mood", ost_mood(&c, 0.5, 0.8, OST_KEEP, "now"));   /* valence, arousal; keep intensity */
+    show(&c, "state", ost_state(&c, "combat", NULL));               /* boss fight starts */
+    show(&c, "tempo", ost_tempo(&c, 150.0, 4.0, "beat"));
+    show(&c, "key", ost_key(&c, "d", "minor", NULL));
+    show(&c, "stinger", ost_stinger(&c, "hit", "now"));
+    show(&c, "start", ost_start(&c));
+    show(&c, "bad-tempo", ost_tempo(&c, 1000.0, 0.0, NULL));       /* out of range on purpose */
+    show(&c, "open", ost_open_session(&c, "player2", "stealth"));
+    ost_set_session(&c, "player2");
+    show(&c, "mood2", ost_mood(&c, OST_KEEP, 0.2, OST_KEEP, NULL));
+    ost_set_session(&c, NULL);
+    show(&c, "close", ost_close_session(&c, "player2"));
+    if (show(&c, "ping", ost_ping(&c)) == 1 && ost_json_number(reply, "t_ns", &t_ns))
+        printf("server clock %.0f ns\n", t_ns);
+
+    /* In a game loop: fire and forget, then collect replies once a frame. */
+    ids[0] = ost_mood(&c, OST_KEEP, 0.9, 1.0, "beat");
+    ids[1] = ost_stinger(&c, "danger", NULL);
+    ids[2] = ost_pause(&c);
+    for (i = 0, got = 0; got < 3 && i < 200; i++) {
+        if (ost_poll_reply(&c, reply, sizeof reply, 10) > 0) {
+            got++;
+            printf("async %s\n", ost_reply_ok(reply) ? "ok" : "error");
+        }
+    }
+    printf("async replies %d of 3 (ids %ld %ld %ld)\n", got, ids[0], ids[1], ids[2]);
+    show(&c, "stop", ost_stop(&c));
+    ost_close(&c);
+    return 0;
+}

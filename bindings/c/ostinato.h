@@ -1,0 +1,389 @@
+/*
+ * ostinato.h - single-header C/C++ client for the Ostinato control protocol (version 1).
+ *
+ * Needs libzmq (link with -lzmq).  C89 compatible, usable from C++ and Unreal.
+ * Sends never block (ZMQ_DONTWAIT); replies are read with a poll and a timeout, so a game
+ * frame never waits on the music server unless it asks to.
+ *
+ *   ost_client c;
+ *   if (ost_open(&c, "tcp://127.0.0.1:5555", 500) != 0) return 1;
+ *   id = ost_mood(&c, 0.5, 0.8, OST_KEEP, "bar");     non-blocking; returns the request id
+ *   ost_wait_reply(&c, id, buf, sizeof buf);           1 ok, 0 error reply, -1 timeout
+ *   ost_close(&c);
+ *
+ * Numbers are written with sprintf into small fixed buffers (bounded formats) and the
+ * decimal comma of a non-C locale is turned back into a point; every string is appended
+ * with bounds checks and JSON escaping.  The reply readers are minimal: they find "key":
+ * in the server's compact JSON, which is all a game needs (ok, id, code, field, message).
+ */
+#ifndef OSTINATO_H
+#define OSTINATO_H
+
+#include <float.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#if defined(__cplusplus) || (defined(__STDC_VERSION__) && __STDC_VERSION__ >= 199901L)
+#define OST_API static inline
+#elif defined(__GNUC__)
+#define OST_API static __inline__
+#elif defined(_MSC_VER)
+#define OST_API static __inline
+#else
+#define OST_API static
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define OST_PROTOCOL_VERSION 1
+#define OST_DEFAULT_ADDRESS "tcp://127.0.0.1:5555"
+#define OST_MAX_MESSAGE 65536
+/* Pass OST_KEEP for a mood axis to keep its current value. */
+#define OST_KEEP (-1.0e300)
+
+typedef struct ost_client {
+    void *ctx;
+    void *sock;
+    char address[256];
+    char session[65];     /* default session for messages; "" = the server's "main" */
+    int timeout_ms;
+    long next_id;
+} ost_client;
+
+typedef struct ost__buf {
+    char data[1024];
+    size_t len;
+    int overflow;
+} ost__buf;
+
+OST_API void ost__cat(ost__buf *b, const char *s)
+{
+    size_t n = strlen(s);
+    if (b->len + n >= sizeof b->data) {
+        b->overflow = 1;
+        return;
+    }
+    memcpy(b->data + b->len, s, n + 1);
+    b->len += n;
+}
+
+OST_API void ost__cat_string(ost__buf *b, const char *s)
+{
+    char esc[8];
+    ost__cat(b, "\"");
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)ch;
+            esc[2] = 0;
+        } else if (ch < 0x20) {
+            sprintf(esc, "\\u%04x", (unsigned)ch);
+        } else {
+            esc[0] = (char)ch;
+            esc[1] = 0;
+        }
+        ost__cat(b, esc);
+    }
+    ost__cat(b, "\"");
+}
+
+OST_API void ost__cat_number(ost__buf *b, double v)
+{
+    char num[40];
+    char *p;
+    if (v != v || v > DBL_MAX || v < -DBL_MAX) {
+        b->overflow = 1; /* NaN and infinities are not JSON */
+        return;
+    }
+    sprintf(num, "%.9g", v);
+    for (p = num; *p; p++) {
+        if (*p == ',') *p = '.'; /* a game may have set a decimal-comma locale */
+    }
+    ost__cat(b, num);
+}
+
+OST_API void ost__field_string(ost__buf *b, const char *key, const char *value)
+{
+    if (value == NULL) return;
+    ost__cat(b, ",\"");
+    ost__cat(b, key);
+    ost__cat(b, "\":");
+    ost__cat_string(b, value);
+}
+
+OST_API void ost__field_number(ost__buf *b, const char *key, double value)
+{
+    if (value == OST_KEEP) return;
+    ost__cat(b, ",\"");
+    ost__cat(b, key);
+    ost__cat(b, "\":");
+    ost__cat_number(b, value);
+}
+
+OST_API int ost__connect(ost_client *c)
+{
+    int zero = 0;
+    int hwm = 1000;
+    c->sock = zmq_socket(c->ctx, ZMQ_DEALER);
+    if (c->sock == NULL) return -1;
+    zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(c->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    if (zmq_connect(c->sock, c->address) != 0) {
+        zmq_close(c->sock);
+        c->sock = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* Connect to the server at address (NULL: OST_DEFAULT_ADDRESS).  0 on success, -1 on error. */
+OST_API int ost_open(ost_client *c, const char *address, int timeout_ms)
+{
+    memset(c, 0, sizeof *c);
+    if (address == NULL) address = OST_DEFAULT_ADDRESS;
+    if (strlen(address) >= sizeof c->address) return -1;
+    strcpy(c->address, address);
+    c->timeout_ms = timeout_ms;
+    c->next_id = 1;
+    c->ctx = zmq_ctx_new();
+    if (c->ctx == NULL) return -1;
+    if (ost__connect(c) != 0) {
+        zmq_ctx_term(c->ctx);
+        c->ctx = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+OST_API void ost_close(ost_client *c)
+{
+    if (c->sock != NULL) zmq_close(c->sock);
+    if (c->ctx != NULL) zmq_ctx_term(c->ctx);
+    c->sock = NULL;
+    c->ctx = NULL;
+}
+
+/* Default session for later messages (NULL or "": the server's "main"). 0 ok, -1 too long. */
+OST_API int ost_set_session(ost_client *c, const char *session)
+{
+    if (session == NULL) session = "";
+    if (strlen(session) >= sizeof c->session) return -1;
+    strcpy(c->session, session);
+    return 0;
+}
+
+/* Send one message without blocking.  fields: extra JSON members such as "\"bpm\":120",
+ * or NULL.  session: NULL for the client's default.  Returns the request id, or -1 if the
+ * message does not fit or the send queue is full / the server is not connected. */
+OST_API long ost_send(ost_client *c, const char *type, const char *session, const char *fields)
+{
+    ost__buf b;
+    char num[24];
+    long id = c->next_id++;
+    b.len = 0;
+    b.overflow = 0;
+    b.data[0] = 0;
+    ost__cat(&b, "{\"type\":");
+    ost__cat_string(&b, type);
+    sprintf(num, "%ld", id);
+    ost__cat(&b, ",\"id\":");
+    ost__cat(&b, num);
+    if (session == NULL && c->session[0]) session = c->session;
+    ost__field_string(&b, "session", session);
+    if (fields != NULL && fields[0]) {
+        ost__cat(&b, ",");
+        ost__cat(&b, fields);
+    }
+    ost__cat(&b, "}");
+    if (b.overflow) return -1;
+    if (zmq_send(c->sock, b.data, b.len, ZMQ_DONTWAIT) < 0) return -1;
+    return id;
+}
+
+/* The typed senders build the field list and call ost_send; NULL strings are omitted
+ * (the server's default applies), as are OST_KEEP numbers. */
+OST_API long ost__send_buf(ost_client *c, const char *type, const char *session, ost__buf *f)
+{
+    if (f->overflow) return -1;
+    return ost_send(c, type, session, f->len ? f->data + 1 : NULL); /* skip the leading comma */
+}
+
+#define OST__FIELDS(f) ost__buf f; f.len = 0; f.overflow = 0; f.data[0] = 0
+
+OST_API long ost_mood(ost_client *c, double valence, double arousal, double intensity,
+                      const char *transition)
+{
+    OST__FIELDS(f);
+    ost__field_number(&f, "valence", valence);
+    ost__field_number(&f, "arousal", arousal);
+    ost__field_number(&f, "intensity", intensity);
+    ost__field_string(&f, "transition", transition);
+    return ost__send_buf(c, "mood", NULL, &f);
+}
+
+OST_API long ost_state(ost_client *c, const char *name, const char *transition)
+{
+    OST__FIELDS(f);
+    ost__field_string(&f, "name", name);
+    ost__field_string(&f, "transition", transition);
+    return ost__send_buf(c, "state", NULL, &f);
+}
+
+OST_API long ost_tempo(ost_client *c, double bpm, double ramp_beats, const char *transition)
+{
+    OST__FIELDS(f);
+    ost__field_number(&f, "bpm", bpm);
+    ost__field_number(&f, "ramp_beats", ramp_beats);
+    ost__field_string(&f, "transition", transition);
+    return ost__send_buf(c, "tempo", NULL, &f);
+}
+
+OST_API long ost_key(ost_client *c, const char *key, const char *mode, const char *transition)
+{
+    OST__FIELDS(f);
+    ost__field_string(&f, "key", key);
+    ost__field_string(&f, "mode", mode);
+    ost__field_string(&f, "transition", transition);
+    return ost__send_buf(c, "key", NULL, &f);
+}
+
+OST_API long ost_stinger(ost_client *c, const char *name, const char *transition)
+{
+    OST__FIELDS(f);
+    ost__field_string(&f, "name", name);
+    ost__field_string(&f, "transition", transition);
+    return ost__send_buf(c, "stinger", NULL, &f);
+}
+
+OST_API long ost_open_session(ost_client *c, const char *id, const char *state)
+{
+    OST__FIELDS(f);
+    ost__field_string(&f, "action", "open");
+    ost__field_string(&f, "state", state);
+    return ost__send_buf(c, "session", id, &f);
+}
+
+OST_API long ost_close_session(ost_client *c, const char *id)
+{
+    return ost_send(c, "session", id, "\"action\":\"close\"");
+}
+
+OST_API long ost_hello(ost_client *c) { return ost_send(c, "hello", NULL, NULL); }
+OST_API long ost_start(ost_client *c) { return ost_send(c, "start", NULL, NULL); }
+OST_API long ost_stop(ost_client *c) { return ost_send(c, "stop", NULL, NULL); }
+OST_API long ost_pause(ost_client *c) { return ost_send(c, "pause", NULL, NULL); }
+OST_API long ost_ping(ost_client *c) { return ost_send(c, "ping", NULL, NULL); }
+
+/* Wait up to timeout_ms (0: just look) for any reply; copies it, NUL-terminated, into buf.
+ * Returns its length, 0 if none came, -1 on error.  Longer replies are cut to size - 1. */
+OST_API int ost_poll_reply(ost_client *c, char *buf, size_t size, int timeout_ms)
+{
+    zmq_pollitem_t item;
+    int n;
+    item.socket = c->sock;
+    item.fd = 0;
+    item.events = ZMQ_POLLIN;
+    item.revents = 0;
+    n = zmq_poll(&item, 1, timeout_ms);
+    if (n <= 0) return n;
+    n = zmq_recv(c->sock, buf, size - 1, ZMQ_DONTWAIT);
+    if (n < 0) return -1;
+    if ((size_t)n > size - 1) n = (int)(size - 1);
+    buf[n] = 0;
+    return n;
+}
+
+/* Find "key": in a reply and copy its string value (unescaped) into out.
+ * Returns 1 if found as a string, 0 if absent or not a string (out is then ""). */
+OST_API int ost_json_string(const char *json, const char *key, char *out, size_t size)
+{
+    char pattern[80];
+    const char *p;
+    size_t n = 0;
+    out[0] = 0;
+    if (strlen(key) > sizeof pattern - 4) return 0;
+    sprintf(pattern, "\"%s\":", key);
+    p = strstr(json, pattern);
+    if (p == NULL) return 0;
+    p += strlen(pattern);
+    if (*p != '"') return 0;
+    for (p++; *p && *p != '"' && n + 1 < size; p++) {
+        if (*p == '\\' && p[1]) {
+            p++;
+            if (*p == 'n') out[n++] = '\n';
+            else if (*p == 't') out[n++] = '\t';
+            else if (*p == 'u') { out[n++] = '?'; p += strlen(p) >= 5 ? 4 : 0; }
+            else out[n++] = *p;
+        } else {
+            out[n++] = *p;
+        }
+    }
+    out[n] = 0;
+    return 1;
+}
+
+/* Find "key": in a reply and read its number.  Returns 1 if found, 0 if not. */
+OST_API int ost_json_number(const char *json, const char *key, double *out)
+{
+    char pattern[80];
+    const char *p;
+    char *end;
+    if (strlen(key) > sizeof pattern - 4) return 0;
+    sprintf(pattern, "\"%s\":", key);
+    p = strstr(json, pattern);
+    if (p == NULL) return 0;
+    p += strlen(pattern);
+    *out = strtod(p, &end);
+    return end != p;
+}
+
+OST_API int ost_reply_ok(const char *reply)
+{
+    return strncmp(reply, "{\"ok\":true", 10) == 0;
+}
+
+/* Wait up to the client's timeout for the reply to request id (other replies are skipped).
+ * Returns 1 for an ok reply, 0 for an error reply (read code/field/allowed/message from buf),
+ * -1 if none came in time: the socket is then recreated so a late reply cannot be taken
+ * for the answer to a later request. */
+OST_API int ost_wait_reply(ost_client *c, long id, char *buf, size_t size)
+{
+    double got;
+    int left = c->timeout_ms;
+    int step;
+    while (left > 0) {
+        step = left < 10 ? left : 10;
+        if (ost_poll_reply(c, buf, size, step) > 0) {
+            if (ost_json_number(buf, "id", &got) && (long)got == id)
+                return ost_reply_ok(buf) ? 1 : 0;
+            continue; /* a reply to an earlier request: skip it */
+        }
+        left -= step;
+    }
+    zmq_close(c->sock);
+    c->sock = NULL;
+    ost__connect(c);
+    buf[0] = 0;
+    return -1;
+}
+
+/* Send-and-wait helper: 1 ok, 0 error reply, -1 timeout or send failure. */
+OST_API int ost_request(ost_client *c, long id, char *buf, size_t size)
+{
+    if (id < 0) {
+        buf[0] = 0;
+        return -1;
+    }
+    return ost_wait_reply(c, id, buf, size);
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* OSTINATO_H */

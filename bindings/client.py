@@ -1,0 +1,220 @@
+"""Python client for an Ostinato server: one file, needs only pyzmq.
+
+``Client`` sends control messages over a DEALER socket and waits (up to ``timeout``) for
+the reply with the same id; ``send_nowait``/``poll_replies`` never block, for game loops.
+``EventListener`` subscribes to the server's event stream.  Copy this file into a game or
+tool as is; inside Ostinato its errors are engine.errors' classes.
+"""
+import itertools
+import json
+import math
+import time
+
+import zmq
+
+try:
+    from engine.errors import ServerError, ServerUnavailable
+except ImportError:  # dropped into a project without Ostinato installed
+    class ServerError(RuntimeError):
+        """The server answered with an error reply."""
+
+        def __init__(self, message, code=None, field=None, allowed=None):
+            super().__init__(message)
+            self.code, self.field, self.allowed = code, field, allowed
+
+    class ServerUnavailable(ConnectionError):
+        """The server did not answer in time."""
+
+CONTROL_ADDRESS = "tcp://127.0.0.1:5555"
+EVENT_ADDRESS = "tcp://127.0.0.1:5556"
+
+
+class Client:
+    """A connection to an Ostinato control socket. Use as a context manager.
+
+    timeout: seconds to wait for each reply before raising ServerUnavailable.
+    session: default session id for messages that do not name one (None: the server's "main").
+    """
+
+    def __init__(self, address=CONTROL_ADDRESS, timeout=1.0, session=None, context=None):
+        self.address, self.timeout, self.session = address, timeout, session
+        self._own_context = context is None
+        self._context = context or zmq.Context()
+        self._ids = itertools.count(1)
+        self._socket = None
+        self._pending = []  # replies received while waiting for another one
+        self._connect()
+
+    def _connect(self):
+        sock = self._context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, 1000)
+        sock.connect(self.address)
+        self._socket = sock
+
+    def close(self):
+        if self._socket is not None:
+            self._socket.close(0)
+            self._socket = None
+        if self._own_context and not self._context.closed:
+            self._context.term()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    # ------------------------------------------------------------ messages
+
+    def hello(self):
+        """Handshake: protocol version, server, types, states, stingers, capabilities."""
+        return self.request("hello")
+
+    def mood(self, valence=None, arousal=None, intensity=None, transition="bar", session=None):
+        """Move the mood; axes left None keep their current value."""
+        return self.request("mood", session, valence=valence, arousal=arousal, intensity=intensity,
+                            transition=transition)
+
+    def state(self, name, transition="bar", session=None):
+        return self.request("state", session, name=name, transition=transition)
+
+    def tempo(self, bpm, ramp_beats=0, transition="beat", session=None):
+        return self.request("tempo", session, bpm=bpm, ramp_beats=ramp_beats, transition=transition)
+
+    def key(self, key, mode=None, transition="bar", session=None):
+        return self.request("key", session, key=key, mode=mode, transition=transition)
+
+    def stinger(self, name, transition="beat", session=None):
+        return self.request("stinger", session, name=name, transition=transition)
+
+    def start(self, session=None):
+        return self.request("start", session)
+
+    def stop(self, session=None):
+        return self.request("stop", session)
+
+    def pause(self, session=None):
+        return self.request("pause", session)
+
+    def open_session(self, id, state=None):  # noqa: A002 - the protocol's word
+        return self.request("session", id, action="open", state=state)
+
+    def close_session(self, id):  # noqa: A002
+        return self.request("session", id, action="close")
+
+    def ping(self):
+        """Round trip; returns the reply with ``rtt_ns`` (client-measured) added."""
+        t0 = time.monotonic_ns()
+        reply = self.request("ping")
+        reply["rtt_ns"] = time.monotonic_ns() - t0
+        return reply
+
+    # ------------------------------------------------------------ transport
+
+    def request(self, msg_type, session=None, **fields):
+        """Send one message and wait for its reply; raises ServerError or ServerUnavailable."""
+        msg_id = self.send_nowait(msg_type, session, **fields)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            for i, reply in enumerate(self._pending):
+                if reply.get("id") == msg_id:
+                    del self._pending[i]
+                    return _checked(reply)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                # A late reply would land in the next request's place: start a fresh socket.
+                self._socket.close(0)
+                self._connect()
+                self._pending.clear()
+                raise ServerUnavailable(f"no reply from Ostinato at {self.address} within "
+                                        f"{self.timeout:g} s (is `ostinato serve` running?)")
+            self._socket.poll(max(1, math.ceil(left * 1000)))
+            self._receive()
+
+    def send_nowait(self, msg_type, session=None, **fields):
+        """Queue a message without waiting; returns its id (replies come from poll_replies)."""
+        msg_id = next(self._ids)
+        msg = {"type": msg_type, "id": msg_id}
+        session = session if session is not None else self.session
+        if session is not None:
+            msg["session"] = session
+        msg.update((k, v) for k, v in fields.items() if v is not None)
+        try:
+            self._socket.send(json.dumps(msg, separators=(",", ":")).encode(), zmq.DONTWAIT)
+        except zmq.Again:
+            raise ServerUnavailable(f"cannot send to Ostinato at {self.address}: not connected "
+                                    "or queue full") from None
+        return msg_id
+
+    def poll_replies(self):
+        """Every reply received so far, as dicts (errors included, not raised); never blocks."""
+        self._receive()
+        replies, self._pending = self._pending, []
+        return replies
+
+    def _receive(self):
+        while True:
+            try:
+                frames = self._socket.recv_multipart(zmq.DONTWAIT)
+            except zmq.Again:
+                return
+            try:
+                self._pending.append(json.loads(frames[-1]))
+            except ValueError:
+                pass  # not ours: ignore
+
+
+def _checked(reply):
+    if not reply.get("ok"):
+        raise ServerError(reply.get("message", "error reply"), code=reply.get("code"),
+                          field=reply.get("field"), allowed=reply.get("allowed"))
+    return reply
+
+
+class EventListener:
+    """Subscribe to the server's event stream (notes, mood, tempo, transport markers).
+
+    types: event types to receive (None: all); iterate to get event dicts until ``timeout``
+    seconds pass without one (None: wait forever).  Use as a context manager.
+    """
+
+    def __init__(self, address=EVENT_ADDRESS, types=None, timeout=None, context=None):
+        self.address, self.timeout = address, timeout
+        self._own_context = context is None
+        self._context = context or zmq.Context()
+        self._socket = self._context.socket(zmq.SUB)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        for kind in types or [""]:
+            # Events start {"v":1,"type":"...", so a prefix subscription filters by type.
+            prefix = f'{{"v":1,"type":"{kind}"' if kind else ""
+            self._socket.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+        self._socket.connect(address)
+
+    def recv(self, timeout=None):
+        """The next event, or None if none came within ``timeout`` seconds (None: forever)."""
+        if not self._socket.poll(None if timeout is None else max(0, int(timeout * 1000))):
+            return None
+        return json.loads(self._socket.recv())
+
+    def __iter__(self):
+        while True:
+            event = self.recv(self.timeout)
+            if event is None:
+                return
+            yield event
+
+    def close(self):
+        if self._socket is not None:
+            self._socket.close(0)
+            self._socket = None
+        if self._own_context and not self._context.closed:
+            self._context.term()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False

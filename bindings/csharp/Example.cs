@@ -1,0 +1,74 @@
+// Example.cs - drive an Ostinato server from a .NET console program.
+//
+//   mcs -target:library -out:Ostinato.dll Ostinato.cs
+//   mcs -r:Ostinato.dll -out:Example.exe Example.cs
+//   mono Example.exe [tcp://127.0.0.1:5555]        (Ostinato.dll.config next to Ostinato.dll)
+//
+// Exit status: 0 done, 2 server unavailable.
+using System;
+using System.Threading;
+using Ostinato;
+
+public static class Example
+{
+    static void Show(string what, Func<Reply> request)
+    {
+        try
+        {
+            request();
+            Console.WriteLine(what + " ok");
+        }
+        catch (OstinatoServerException e)
+        {
+            Console.WriteLine(what + " error " + e.Code + " " + e.Field);
+        }
+    }
+
+    public static int Main(string[] args)
+    {
+        string address = args.Length > 0 ? args[0] : Client.DefaultAddress;
+        using (var music = new Client(address, 1000))
+        {
+            Reply hello;
+            try
+            {
+                hello = music.Hello();
+            }
+            catch (OstinatoUnavailableException e)
+            {
+                Console.Error.WriteLine("Ostinato server unavailable: " + e.Message);
+                return 2;
+            }
+            Console.WriteLine("server " + hello.GetString("server") + " states " + hello.GetRaw("states"));
+
+            // Game events -> music.
+            Show("mood", () => music.Mood(valence: 0.5, arousal: 0.8, transition: "now"));
+            Show("state", () => music.State("combat"));
+            Show("tempo", () => music.Tempo(150, rampBeats: 4));
+            Show("key", () => music.Key("d", "minor"));
+            Show("stinger", () => music.Stinger("hit", "now"));
+            Show("start", () => music.Start());
+            Show("bad-tempo", () => music.Tempo(1000));   // out of range on purpose
+            Show("open", () => music.OpenSession("player2", "stealth"));
+            Show("mood2", () => music.Mood(arousal: 0.2, session: "player2"));
+            Show("close", () => music.CloseSession("player2"));
+            double t;
+            if (music.Ping().TryGetNumber("t_ns", out t)) Console.WriteLine("server clock " + t.ToString("F0"));
+
+            // In a game loop: fire and forget, then collect replies once a frame.
+            music.SendNowait("mood", null, "arousal", 0.9, "intensity", 1.0);
+            music.SendNowait("stinger", null, "name", "danger");
+            music.SendNowait("pause", null);
+            int got = 0;
+            for (int frame = 0; frame < 200 && got < 3; frame++)
+            {
+                Reply r;
+                while ((r = music.PollReply()) != null) { got++; Console.WriteLine("async " + (r.Ok ? "ok" : "error")); }
+                Thread.Sleep(10);
+            }
+            Console.WriteLine("async replies " + got + " of 3");
+            Show("stop", () => music.Stop());
+        }
+        return 0;
+    }
+}

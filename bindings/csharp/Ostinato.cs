@@ -1,0 +1,305 @@
+// Ostinato.cs - C# client for the Ostinato control protocol (version 1), for Unity and .NET.
+//
+// Talks to libzmq through P/Invoke.  The native library is imported as "libzmq":
+//   Windows: libzmq.dll (rename the libzmq-v14x-mt-4_3_x.dll of the official build)
+//   macOS:   libzmq.dylib (Homebrew: /opt/homebrew/lib/libzmq.dylib)
+//   Linux:   libzmq.so; Debian/Ubuntu install only libzmq.so.5 unless libzmq3-dev is there,
+//            so Mono reads Ostinato.dll.config (a dllmap "libzmq" -> "libzmq.so.5"), and on
+//            .NET Core 3+ Client registers a NativeLibrary resolver that tries libzmq.so.5.
+// In Unity put the native library under Assets/Plugins/<platform>/ (Unity ignores dllmap).
+//
+// Request methods (Mood, State, ...) block for at most Timeout milliseconds and throw
+// OstinatoUnavailableException after that; SendNowait + PollReply never block.
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Globalization;
+using System.Reflection;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace Ostinato
+{
+    internal static class Zmq
+    {
+        public const string Lib = "libzmq";
+        public const int DEALER = 5, LINGER = 17, SNDHWM = 23, RCVTIMEO = 27, DONTWAIT = 1;
+
+        [DllImport(Lib)] public static extern IntPtr zmq_ctx_new();
+        [DllImport(Lib)] public static extern int zmq_ctx_term(IntPtr context);
+        [DllImport(Lib)] public static extern IntPtr zmq_socket(IntPtr context, int type);
+        [DllImport(Lib)] public static extern int zmq_close(IntPtr socket);
+        [DllImport(Lib)] public static extern int zmq_connect(IntPtr socket, [MarshalAs(UnmanagedType.LPStr)] string address);
+        [DllImport(Lib)] public static extern int zmq_setsockopt(IntPtr socket, int option, ref int value, UIntPtr size);
+        [DllImport(Lib)] public static extern int zmq_send(IntPtr socket, byte[] buffer, UIntPtr size, int flags);
+        [DllImport(Lib)] public static extern int zmq_recv(IntPtr socket, byte[] buffer, UIntPtr size, int flags);
+
+        static bool resolverSet;
+
+        // .NET Core 3+ only (Mono uses the dllmap): find libzmq.so.5 when "libzmq" is not found.
+        // Looked up by reflection so this file still compiles for Mono and Unity.
+        public static void UseNativeLibraryFallback()
+        {
+            if (resolverSet) return;
+            resolverSet = true;
+            Type nl = Type.GetType("System.Runtime.InteropServices.NativeLibrary");
+            Type resolverType = Type.GetType("System.Runtime.InteropServices.DllImportResolver");
+            if (nl == null || resolverType == null) return;
+            MethodInfo set = nl.GetMethod("SetDllImportResolver");
+            MethodInfo resolve = typeof(Zmq).GetMethod("Resolve", BindingFlags.NonPublic | BindingFlags.Static);
+            try
+            {
+                set.Invoke(null, new object[] { typeof(Zmq).Assembly, Delegate.CreateDelegate(resolverType, resolve) });
+            }
+            catch (TargetInvocationException) { } // a resolver was already set by the game
+        }
+
+        static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? path)
+        {
+            if (name != Lib) return IntPtr.Zero;
+            Type nl = Type.GetType("System.Runtime.InteropServices.NativeLibrary");
+            MethodInfo tryLoad = nl.GetMethod("TryLoad", new[] { typeof(string), typeof(IntPtr).MakeByRefType() });
+            foreach (string candidate in new[] { "libzmq", "libzmq.so.5", "libzmq.5.dylib" })
+            {
+                object[] args = { candidate, IntPtr.Zero };
+                if ((bool)tryLoad.Invoke(null, args)) return (IntPtr)args[1];
+            }
+            return IntPtr.Zero;
+        }
+    }
+
+    /// <summary>The server answered with an error reply.</summary>
+    public class OstinatoServerException : Exception
+    {
+        public readonly string Code, Field, Allowed;
+        public OstinatoServerException(Reply reply) : base(reply.GetString("message") ?? "error reply")
+        {
+            Code = reply.GetString("code");
+            Field = reply.GetString("field");
+            Allowed = reply.GetRaw("allowed");
+        }
+    }
+
+    /// <summary>The server did not answer in time (is `ostinato serve` running?).</summary>
+    public class OstinatoUnavailableException : Exception
+    {
+        public OstinatoUnavailableException(string message) : base(message) { }
+    }
+
+    /// <summary>A reply as JSON text, with minimal readers for the server's compact JSON.</summary>
+    public class Reply
+    {
+        public readonly string Json;
+        public Reply(string json) { Json = json; }
+        public bool Ok { get { return Json.StartsWith("{\"ok\":true", StringComparison.Ordinal); } }
+        public long Id { get { double v; return TryGetNumber("id", out v) ? (long)v : -1; } }
+
+        /// <summary>The raw JSON text of a member's value (up to the next top-level comma).</summary>
+        public string GetRaw(string key)
+        {
+            int start = Find(key);
+            if (start < 0) return null;
+            int depth = 0, i = start;
+            bool inString = false;
+            for (; i < Json.Length; i++)
+            {
+                char ch = Json[i];
+                if (inString) { if (ch == '\\') i++; else if (ch == '"') inString = false; continue; }
+                if (ch == '"') inString = true;
+                else if (ch == '[' || ch == '{') depth++;
+                else if (ch == ']' || ch == '}') { if (depth == 0) break; depth--; }
+                else if (ch == ',' && depth == 0) break;
+            }
+            return Json.Substring(start, i - start);
+        }
+
+        /// <summary>A string member, unescaped; null if absent or not a string.</summary>
+        public string GetString(string key)
+        {
+            int i = Find(key);
+            if (i < 0 || i >= Json.Length || Json[i] != '"') return null;
+            var sb = new StringBuilder();
+            for (i++; i < Json.Length && Json[i] != '"'; i++)
+            {
+                char ch = Json[i];
+                if (ch == '\\' && i + 1 < Json.Length)
+                {
+                    ch = Json[++i];
+                    if (ch == 'n') ch = '\n';
+                    else if (ch == 't') ch = '\t';
+                    else if (ch == 'u' && i + 4 < Json.Length)
+                    {
+                        ch = (char)int.Parse(Json.Substring(i + 1, 4), NumberStyles.HexNumber);
+                        i += 4;
+                    }
+                }
+                sb.Append(ch);
+            }
+            return sb.ToString();
+        }
+
+        public bool TryGetNumber(string key, out double value)
+        {
+            value = 0;
+            string raw = GetRaw(key);
+            return raw != null && double.TryParse(raw, NumberStyles.Float, CultureInfo.InvariantCulture, out value);
+        }
+
+        int Find(string key)
+        {
+            string pattern = "\"" + key + "\":";
+            int i = Json.IndexOf(pattern, StringComparison.Ordinal);
+            return i < 0 ? -1 : i + pattern.Length;
+        }
+
+        public override string ToString() { return Json; }
+    }
+
+    /// <summary>A connection to an Ostinato control socket (a ZeroMQ DEALER). Dispose it.</summary>
+    public class Client : IDisposable
+    {
+        public const string DefaultAddress = "tcp://127.0.0.1:5555";
+        public readonly string Address;
+        /// <summary>Milliseconds a request waits for its reply.</summary>
+        public int Timeout;
+        /// <summary>Default session for messages (null: the server's "main").</summary>
+        public string Session;
+
+        IntPtr context, socket;
+        long nextId = 1;
+        readonly byte[] buffer = new byte[65536];
+
+        public Client(string address = DefaultAddress, int timeoutMs = 1000, string session = null)
+        {
+            Address = address;
+            Timeout = timeoutMs;
+            Session = session;
+            Zmq.UseNativeLibraryFallback();
+            context = Zmq.zmq_ctx_new();
+            if (context == IntPtr.Zero) throw new OstinatoUnavailableException("zmq_ctx_new failed");
+            Connect();
+        }
+
+        void Connect()
+        {
+            socket = Zmq.zmq_socket(context, Zmq.DEALER);
+            SetOption(Zmq.LINGER, 0);
+            SetOption(Zmq.SNDHWM, 1000);
+            if (Zmq.zmq_connect(socket, Address) != 0)
+                throw new OstinatoUnavailableException("cannot connect to " + Address);
+        }
+
+        void SetOption(int option, int value)
+        {
+            Zmq.zmq_setsockopt(socket, option, ref value, (UIntPtr)sizeof(int));
+        }
+
+        public void Dispose()
+        {
+            if (socket != IntPtr.Zero) { Zmq.zmq_close(socket); socket = IntPtr.Zero; }
+            if (context != IntPtr.Zero) { Zmq.zmq_ctx_term(context); context = IntPtr.Zero; }
+        }
+
+        // ---------------------------------------------------------------- messages
+
+        public Reply Hello() { return Request("hello", null); }
+        public Reply Mood(double? valence = null, double? arousal = null, double? intensity = null,
+                          string transition = "bar", string session = null)
+        {
+            return Request("mood", session, "valence", valence, "arousal", arousal, "intensity", intensity,
+                           "transition", transition);
+        }
+        public Reply State(string name, string transition = "bar", string session = null)
+        {
+            return Request("state", session, "name", name, "transition", transition);
+        }
+        public Reply Tempo(double bpm, double rampBeats = 0, string transition = "beat", string session = null)
+        {
+            return Request("tempo", session, "bpm", bpm, "ramp_beats", rampBeats, "transition", transition);
+        }
+        public Reply Key(string key, string mode = null, string transition = "bar", string session = null)
+        {
+            return Request("key", session, "key", key, "mode", mode, "transition", transition);
+        }
+        public Reply Stinger(string name, string transition = "beat", string session = null)
+        {
+            return Request("stinger", session, "name", name, "transition", transition);
+        }
+        public Reply Start(string session = null) { return Request("start", session); }
+        public Reply Stop(string session = null) { return Request("stop", session); }
+        public Reply Pause(string session = null) { return Request("pause", session); }
+        public Reply OpenSession(string id, string state = null) { return Request("session", id, "action", "open", "state", state); }
+        public Reply CloseSession(string id) { return Request("session", id, "action", "close"); }
+        public Reply Ping() { return Request("ping", null); }
+
+        // ---------------------------------------------------------------- transport
+
+        /// <summary>Send and wait for the reply; fields are name, value pairs (null values omitted).</summary>
+        public Reply Request(string type, string session, params object[] fields)
+        {
+            long id = SendNowait(type, session, fields);
+            var clock = Stopwatch.StartNew();
+            while (true)
+            {
+                int left = Timeout - (int)clock.ElapsedMilliseconds;
+                if (left <= 0) break;
+                SetOption(Zmq.RCVTIMEO, left);
+                Reply reply = Receive(0);
+                if (reply == null) break;
+                if (reply.Id != id) continue; // a late reply to an earlier request
+                if (!reply.Ok) throw new OstinatoServerException(reply);
+                return reply;
+            }
+            // A late reply would be read as the answer to the next request: start a fresh socket.
+            Zmq.zmq_close(socket);
+            Connect();
+            throw new OstinatoUnavailableException("no reply from Ostinato at " + Address + " within " + Timeout + " ms");
+        }
+
+        /// <summary>Queue a message without blocking; returns its id (replies: PollReply).</summary>
+        public long SendNowait(string type, string session, params object[] fields)
+        {
+            long id = nextId++;
+            var sb = new StringBuilder("{\"type\":");
+            AppendString(sb, type);
+            sb.Append(",\"id\":").Append(id.ToString(CultureInfo.InvariantCulture));
+            session = session ?? Session;
+            if (session != null) { sb.Append(",\"session\":"); AppendString(sb, session); }
+            for (int i = 0; i + 1 < fields.Length; i += 2)
+            {
+                object value = fields[i + 1];
+                if (value == null) continue;
+                sb.Append(",\"").Append((string)fields[i]).Append("\":");
+                if (value is string) AppendString(sb, (string)value);
+                else sb.Append(Convert.ToDouble(value, CultureInfo.InvariantCulture).ToString("R", CultureInfo.InvariantCulture));
+            }
+            sb.Append('}');
+            byte[] data = Encoding.UTF8.GetBytes(sb.ToString());
+            if (Zmq.zmq_send(socket, data, (UIntPtr)data.Length, Zmq.DONTWAIT) < 0)
+                throw new OstinatoUnavailableException("cannot send to Ostinato at " + Address + ": queue full");
+            return id;
+        }
+
+        /// <summary>A reply if one has arrived, else null; never blocks.</summary>
+        public Reply PollReply() { return Receive(Zmq.DONTWAIT); }
+
+        Reply Receive(int flags)
+        {
+            int n = Zmq.zmq_recv(socket, buffer, (UIntPtr)buffer.Length, flags);
+            if (n < 0) return null;
+            return new Reply(Encoding.UTF8.GetString(buffer, 0, Math.Min(n, buffer.Length)));
+        }
+
+        static void AppendString(StringBuilder sb, string s)
+        {
+            sb.Append('"');
+            foreach (char ch in s)
+            {
+                if (ch == '"' || ch == '\\') sb.Append('\\').Append(ch);
+                else if (ch < ' ') sb.Append("\\u").Append(((int)ch).ToString("x4"));
+                else sb.Append(ch);
+            }
+            sb.Append('"');
+        }
+    }
+}

@@ -1,0 +1,199 @@
+# ostinato.gd - Godot 3 (3.2+) client for Ostinato's OSC endpoint (protocol version 1).
+#
+# Sends OSC over PacketPeerUDP to the server (default 127.0.0.1:9000) and reads the replies
+# (/ostinato/ack, /ostinato/error) that come back to the same socket.  Nothing blocks: call
+# poll() once a frame (e.g. from _process) to collect replies.
+#
+#   var Ostinato = preload("res://addons/ostinato/ostinato.gd")
+#   var music = Ostinato.new()
+#   music.connect_to_server()            # "127.0.0.1", 9000
+#   music.state("combat")
+#   music.mood(null, 0.9)                # arousal up, valence/intensity kept
+#   for reply in music.poll(): if not reply.ok: push_warning(reply.message)
+extends Reference
+
+var _udp = PacketPeerUDP.new()
+var _next_id = 1
+var session = ""  # default session for messages; "" = the server's "main"
+
+
+func connect_to_server(host = "127.0.0.1", port = 9000):
+	"""Bind an ephemeral local port and aim at the server; returns OK or an Error."""
+	var err = _udp.listen(0, "*")
+	if err != OK:
+		return err
+	return _udp.set_dest_address(host, port)
+
+
+func close():
+	_udp.close()
+
+
+# ------------------------------------------------------------------ messages
+# Each returns the request id; the reply with that id comes out of poll().
+
+func hello():
+	return send("hello", [])
+
+
+func mood(valence = null, arousal = null, intensity = null, transition = "bar", for_session = ""):
+	return send("mood", [_num(valence), _num(arousal), _num(intensity), transition], for_session)
+
+
+func state(name, transition = "bar", for_session = ""):
+	return send("state", [name, transition], for_session)
+
+
+func tempo(bpm, ramp_beats = 0.0, transition = "beat", for_session = ""):
+	return send("tempo", [float(bpm), float(ramp_beats), transition], for_session)
+
+
+func key(key_name, mode = null, transition = "bar", for_session = ""):
+	return send("key", [key_name, mode, transition], for_session)
+
+
+func stinger(name, transition = "beat", for_session = ""):
+	return send("stinger", [name, transition], for_session)
+
+
+func start(for_session = ""):
+	return send("start", [], for_session)
+
+
+func stop(for_session = ""):
+	return send("stop", [], for_session)
+
+
+func pause(for_session = ""):
+	return send("pause", [], for_session)
+
+
+func open_session(id, start_state = null):
+	var args = ["open", id]
+	if start_state != null:
+		args.append(start_state)
+	return send("session", args)
+
+
+func close_session(id):
+	return send("session", ["close", id])
+
+
+func ping():
+	return send("ping", [])
+
+
+func send(type, args, for_session = ""):
+	"""Send /ostinato/<type> with positional args (null = keep current) plus session and id."""
+	var id = _next_id
+	_next_id += 1
+	var all = args.duplicate()
+	var s = for_session if for_session != "" else session
+	if s != "" and type != "session":
+		all += ["session", s]
+	all += ["id", id]
+	_udp.put_packet(_encode("/ostinato/" + type, all))
+	return id
+
+
+func poll():
+	"""Every reply received so far, as Dictionaries: ok, for, id, code, field, allowed, message, data."""
+	var replies = []
+	while _udp.get_available_packet_count() > 0:
+		var msg = _decode(_udp.get_packet())
+		if msg.empty():
+			continue
+		var args = msg.args
+		if msg.address == "/ostinato/ack" and args.size() >= 3:
+			var parsed = JSON.parse(args[2])
+			replies.append({"ok": true, "for": args[0], "id": args[1],
+					"data": parsed.result if parsed.error == OK else {}})
+		elif msg.address == "/ostinato/error" and args.size() >= 5:
+			replies.append({"ok": false, "code": args[0], "field": args[1], "allowed": args[2],
+					"message": args[3], "id": args[4]})
+	return replies
+
+
+# ------------------------------------------------------------------ OSC 1.0 encoding
+
+func _num(value):
+	return null if value == null else float(value)
+
+
+func _encode(address, args):
+	var buf = StreamPeerBuffer.new()
+	buf.big_endian = true
+	_put_string(buf, address)
+	var tags = ","
+	for a in args:
+		match typeof(a):
+			TYPE_INT:
+				tags += "i"
+			TYPE_REAL:
+				tags += "f"
+			TYPE_NIL:
+				tags += "N"
+			_:
+				tags += "s"
+	_put_string(buf, tags)
+	for a in args:
+		match typeof(a):
+			TYPE_INT:
+				buf.put_32(a)
+			TYPE_REAL:
+				buf.put_float(a)
+			TYPE_NIL:
+				pass
+			_:
+				_put_string(buf, str(a))
+	return buf.data_array
+
+
+func _put_string(buf, text):
+	var bytes = text.to_utf8()
+	buf.put_data(bytes)
+	for i in range(4 - bytes.size() % 4):  # NUL-terminated, padded to 4 bytes
+		buf.put_u8(0)
+
+
+func _decode(packet):
+	var buf = StreamPeerBuffer.new()
+	buf.big_endian = true
+	buf.data_array = packet
+	var address = _get_string(buf)
+	var tags = _get_string(buf)
+	if not tags.begins_with(","):
+		return {}
+	var args = []
+	for tag in tags.substr(1, tags.length() - 1):
+		match tag:
+			"i":
+				args.append(buf.get_32())
+			"h":
+				args.append(buf.get_64())
+			"f":
+				args.append(buf.get_float())
+			"d":
+				args.append(buf.get_double())
+			"s":
+				args.append(_get_string(buf))
+			"T":
+				args.append(true)
+			"F":
+				args.append(false)
+			"N":
+				args.append(null)
+			_:
+				return {}
+	return {"address": address, "args": args}
+
+
+func _get_string(buf):
+	var data = buf.data_array
+	var start = buf.get_position()
+	var end = start
+	while end < data.size() and data[end] != 0:
+		end += 1
+	var text = "" if end == start else data.subarray(start, end - 1).get_string_from_utf8()
+	buf.seek(min((end + 4) & ~3, data.size()))
+	return text

@@ -1,0 +1,380 @@
+"""The generator runtime: the LSTM stepped in numba from an exported model file.
+
+No torch here.  The weights are rearranged once at load time so one step of one
+layer is one GEMV over ``[input, h]``; the token embedding and the first layer's
+input weights are folded into a table (``tok_table[token]`` is a row copy instead
+of a multiply).  Sessions are stepped together: each weight row is read once per
+batch and applied to every session that needs an event.
+
+Per session the runtime keeps a ring of generated events, each with a snapshot of
+the LSTM state after it, so the server can rewind to the playhead and regenerate
+under new controls (``rewind``), and a queue of forced tokens that are fed instead
+of sampled (time shifts up to a transition point, note-offs when music is cut).
+"""
+import numpy as np
+from numba import njit
+
+from engine.controls import ControlSpec
+from engine.modelfile import read_model_file
+from engine.vocab import NOTE_OFF, NOTE_ON, START, TIME_SHIFT, Vocab
+
+FLAGS = {"reassoc", "contract", "arcp", "nsz"}  # fast dot products, but keep inf/nan
+
+
+class Weights:
+    """Model weights in the layout the numba kernels want (float32, C-contiguous)."""
+
+    def __init__(self, path):
+        meta, a = read_model_file(path)
+        cfg = meta["config"]
+        self.meta = meta
+        self.vocab = Vocab.from_dict(meta["vocab"])
+        self.spec = ControlSpec.from_dict(meta["controls"])
+        self.hidden = H = cfg["hidden"]
+        self.layers = L = cfg["layers"]
+        self.n_controls = C = cfg["n_controls"]
+        E = cfg["embed"]
+        f32 = lambda x: np.ascontiguousarray(x, dtype=np.float32)
+        w_ih0 = a["lstm.weight_ih_l0"].astype(np.float64)
+        b0 = a["lstm.bias_ih_l0"].astype(np.float64) + a["lstm.bias_hh_l0"]
+        self.tok_table = f32(a["embed.weight"].astype(np.float64) @ w_ih0[:, :E].T + b0)
+        self.w0 = f32(np.hstack([w_ih0[:, E:], a["lstm.weight_hh_l0"]]))  # [4H, C+H]
+        n = max(L - 1, 1)
+        self.w_rest = np.zeros((n, 4 * H, 2 * H), np.float32)
+        self.b_rest = np.zeros((n, 4 * H), np.float32)
+        for l in range(1, L):
+            self.w_rest[l - 1] = np.hstack([a[f"lstm.weight_ih_l{l}"], a[f"lstm.weight_hh_l{l}"]])
+            self.b_rest[l - 1] = a[f"lstm.bias_ih_l{l}"] + a[f"lstm.bias_hh_l{l}"]
+        self.w_out = f32(a["head.weight"])
+        self.b_out = f32(a["head.bias"])
+        self.kinds, self.values = self.vocab.tables()
+        info = meta.get("info", {})
+        self.mean_register = float(info.get("mean_register", 67.0))
+
+    @property
+    def nbytes(self):
+        """Bytes of weights one step reads (the memory-bandwidth bound's numerator)."""
+        H = self.hidden
+        return (4 * H * 4 + self.w0.nbytes + (self.layers - 1) * (self.w_rest[0].nbytes
+                + self.b_rest[0].nbytes) + self.w_out.nbytes + self.b_out.nbytes)
+
+
+@njit(nogil=True, cache=True, fastmath=FLAGS)
+def lstm_step(idx, n, tokens, controls, h, c, tok_table, w0, w_rest, b_rest, w_out, b_out,
+              xbuf, gates, logits):
+    """One step for sessions idx[:n]: feed tokens[s] with controls[s], update h/c [S,L,H],
+    write logits[s].  xbuf [S, max(C+H, 2H)] and gates [S, 4H] are scratch."""
+    L, H = h.shape[1], h.shape[2]
+    C = controls.shape[1]
+    G = 4 * H
+    for layer in range(L):
+        # input vector per session: [controls, h0] for layer 0, [h_{l-1}, h_l] above
+        for k in range(n):
+            s = idx[k]
+            if layer == 0:
+                for j in range(C):
+                    xbuf[s, j] = controls[s, j]
+                for j in range(H):
+                    xbuf[s, C + j] = h[s, 0, j]
+                for j in range(G):
+                    gates[s, j] = tok_table[tokens[s], j]
+            else:
+                for j in range(H):
+                    xbuf[s, j] = h[s, layer - 1, j]
+                    xbuf[s, H + j] = h[s, layer, j]
+                for j in range(G):
+                    gates[s, j] = b_rest[layer - 1, j]
+        W = w0 if layer == 0 else w_rest[layer - 1]
+        K = W.shape[1]
+        for j in range(G):
+            for k in range(n):
+                s = idx[k]
+                acc = np.float32(0.0)
+                for q in range(K):
+                    acc += W[j, q] * xbuf[s, q]
+                gates[s, j] += acc
+        for k in range(n):
+            s = idx[k]
+            for j in range(H):
+                i_g = 1.0 / (1.0 + np.exp(-gates[s, j]))
+                f_g = 1.0 / (1.0 + np.exp(-gates[s, H + j]))
+                g_g = np.tanh(gates[s, 2 * H + j])
+                o_g = 1.0 / (1.0 + np.exp(-gates[s, 3 * H + j]))
+                cc = f_g * c[s, layer, j] + i_g * g_g
+                c[s, layer, j] = cc
+                h[s, layer, j] = o_g * np.tanh(cc)
+    V = w_out.shape[0]
+    top = L - 1
+    for v in range(V):
+        for k in range(n):
+            s = idx[k]
+            acc = np.float32(0.0)
+            for q in range(H):
+                acc += w_out[v, q] * h[s, top, q]
+            logits[s, v] = acc + b_out[v]
+
+
+@njit(nogil=True, cache=True)
+def _rand(rng, s):
+    """xorshift64* per session: uniform float in [0, 1), reproducible from the seed."""
+    x = rng[s]
+    x ^= x >> np.uint64(12)
+    x ^= x << np.uint64(25)
+    x ^= x >> np.uint64(27)
+    rng[s] = x
+    return ((x * np.uint64(2685821657736338717)) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(nogil=True, cache=True)
+def sample(s, logits, temperature, kinds, values, sounding, entry, gen_tick, max_note_ticks,
+           shift_off, off_off, rng):
+    """Sample the next token of session s under the runtime's rules: never START, no
+    note-off of a silent pitch, no note-on of a sounding one, no time shift while
+    ``entry`` (an immediate transition waits for its first note), and a note held
+    longer than ``max_note_ticks`` is released instead of sampling."""
+    V = logits.shape[1]
+    for p in range(128):
+        if sounding[s, p] >= 0 and gen_tick[s] - sounding[s, p] >= max_note_ticks:
+            return off_off + p
+    m = -np.inf
+    for v in range(V):
+        if logits[s, v] > m:
+            m = logits[s, v]
+    total = 0.0
+    for v in range(V):
+        k = kinds[v]
+        ok = k != 0
+        if k == 1:
+            ok = sounding[s, values[v]] < 0
+        elif k == 2:
+            ok = sounding[s, values[v]] >= 0
+        elif k == 3:
+            ok = not entry[s]
+        total += np.exp((logits[s, v] - m) / temperature[s]) if ok else 0.0
+    if total == 0.0:
+        return shift_off  # nothing allowed: wait one tick
+    u = _rand(rng, s) * total
+    acc = 0.0
+    last = 0
+    for v in range(V):
+        k = kinds[v]
+        ok = k != 0
+        if k == 1:
+            ok = sounding[s, values[v]] < 0
+        elif k == 2:
+            ok = sounding[s, values[v]] >= 0
+        elif k == 3:
+            ok = not entry[s]
+        if ok:
+            acc += np.exp((logits[s, v] - m) / temperature[s])
+            last = v
+            if acc > u:
+                return v
+    return last
+
+
+class Runtime:
+    """Numba LSTM sessions with look-ahead rings, snapshots, rewind and forced tokens.
+
+    All state lives in preallocated arrays indexed by session slot; ``advance`` is
+    the one call that generates (numba, releases the GIL).
+    """
+
+    def __init__(self, weights, max_sessions=64, ring=256, max_note_beats=8, force_cap=256):
+        w = self.w = weights
+        S, L, H, C, V = max_sessions, w.layers, w.hidden, w.n_controls, w.vocab.size
+        self.max_sessions, self.ring = S, ring
+        self.tpb = w.vocab.ticks_per_beat
+        self.h = np.zeros((S, L, H), np.float32)
+        self.c = np.zeros((S, L, H), np.float32)
+        self.tokens = np.zeros(S, np.int64)
+        self.controls = np.zeros((S, C), np.float32)
+        self.ctl_base = np.zeros((S, C), np.float32)   # controls without the phase
+        self.next_ctl = np.zeros((S, C), np.float32)   # controls after switch_tick
+        self.switch_tick = np.full(S, -1, np.int64)
+        self.gen_tick = np.zeros(S, np.int64)
+        self.sounding = np.full((S, 128), -1, np.int64)
+        self.entry = np.zeros(S, np.bool_)
+        self.temperature = np.ones(S, np.float64)
+        self.rng = np.ones(S, np.uint64)
+        self.active = np.zeros(S, np.bool_)
+        self.force = np.zeros((S, force_cap), np.int64)
+        self.force_n = np.zeros(S, np.int64)
+        self.force_i = np.zeros(S, np.int64)
+        # event ring: events head..tail-1 are generated, head is the next to play
+        self.ev_tick = np.zeros((S, ring), np.int64)
+        self.ev_tok = np.zeros((S, ring), np.int64)
+        self.ev_aux = np.zeros((S, ring), np.int64)    # note-off: start tick it ended
+        self.snap_h = np.zeros((S, ring, L, H), np.float32)
+        self.snap_c = np.zeros((S, ring, L, H), np.float32)
+        self.head = np.zeros(S, np.int64)
+        self.tail = np.zeros(S, np.int64)
+        self.idx = np.zeros(S, np.int64)
+        self.xbuf = np.zeros((S, max(C + H, 2 * H)), np.float32)
+        self.gates = np.zeros((S, 4 * H), np.float32)
+        self.logits = np.zeros((S, V), np.float32)
+        self.max_note_ticks = int(max_note_beats * self.tpb)
+        self.phase0 = w.spec.slices()["phase"].start
+
+    def open(self, s, controls, seed=0, temperature=1.0, tick=0):
+        """Start session slot s at ``tick`` with the START token and these controls."""
+        self.h[s] = 0
+        self.c[s] = 0
+        self.tokens[s] = self.w.vocab.offsets[START]
+        self.ctl_base[s] = controls
+        self.switch_tick[s] = -1
+        self.gen_tick[s] = tick
+        self.sounding[s] = -1
+        self.entry[s] = True
+        self.temperature[s] = temperature
+        self.rng[s] = np.uint64((seed * 0x9E3779B97F4A7C15 + 0x2545F4914F6CDD1D) % 2**64) or 1
+        self.force_n[s] = self.force_i[s] = 0
+        # slot 0 holds the opening state as an already-played event to rewind to
+        self.ev_tick[s, 0] = tick
+        self.ev_tok[s, 0] = self.tokens[s]
+        self.snap_h[s, 0] = 0
+        self.snap_c[s, 0] = 0
+        self.head[s], self.tail[s] = 1, 1
+        self.active[s] = True
+
+    def close(self, s):
+        self.active[s] = False
+
+    def advance(self, target, max_steps=1 << 30):
+        """Generate for every active session until its look-ahead reaches ``target[s]``
+        (ticks), its ring is full, or ``max_steps`` batched steps were taken; returns
+        the number of steps taken."""
+        return _advance(target, max_steps, self.active, self.idx, self.tokens, self.controls, self.ctl_base,
+                        self.next_ctl, self.switch_tick, self.gen_tick, self.sounding, self.entry,
+                        self.temperature, self.rng, self.force, self.force_n, self.force_i,
+                        self.ev_tick, self.ev_tok, self.ev_aux, self.snap_h, self.snap_c,
+                        self.head, self.tail, self.h, self.c, self.w.tok_table, self.w.w0,
+                        self.w.w_rest, self.w.b_rest, self.w.w_out, self.w.b_out, self.xbuf,
+                        self.gates, self.logits, self.w.kinds, self.w.values, self.phase0,
+                        self.tpb, self.max_note_ticks, self.w.vocab.offsets[TIME_SHIFT],
+                        self.w.vocab.offsets[NOTE_OFF], self.w.vocab.max_shift)
+
+    def rewind(self, s, tick):
+        """Drop generated events after ``tick`` that have not been played, restore the
+        state after the last kept one and queue time shifts up to ``tick``.
+        Returns the tick the kept events reach."""
+        return _rewind(s, tick, self.gen_tick, self.sounding, self.ev_tick, self.ev_tok,
+                       self.ev_aux, self.snap_h, self.snap_c, self.head, self.tail, self.h,
+                       self.c, self.tokens, self.force_n, self.force_i, self.w.kinds,
+                       self.w.values, self.ring)
+
+    def queue(self, s, tokens):
+        """Queue tokens to be fed to session s before it samples again."""
+        n = self.force_n[s]
+        self.force[s, n:n + len(tokens)] = tokens
+        self.force_n[s] = n + len(tokens)
+
+    def shifts_to(self, s, tick):
+        """Time-shift tokens that take session s from its generated end to ``tick``."""
+        gap = int(tick - self.gen_tick[s] - self._queued_ticks(s))
+        out = []
+        off, mx = self.w.vocab.offsets[TIME_SHIFT], self.w.vocab.max_shift
+        while gap > 0:
+            step = min(gap, mx)
+            out.append(off + step - 1)
+            gap -= step
+        return out
+
+    def _queued_ticks(self, s):
+        q = self.force[s, self.force_i[s]:self.force_n[s]]
+        off = self.w.vocab.offsets[TIME_SHIFT]
+        sh = q[(q >= off) & (q < off + self.w.vocab.max_shift)]
+        return int((sh - off + 1).sum())
+
+    def release_all(self, s):
+        """Note-off tokens for every pitch session s has sounding at its generated end."""
+        off = self.w.vocab.offsets[NOTE_OFF]
+        return [off + p for p in np.nonzero(self.sounding[s] >= 0)[0]]
+
+
+@njit(nogil=True, cache=True)
+def _advance(target, max_steps, active, idx, tokens, controls, ctl_base, next_ctl, switch_tick, gen_tick,
+             sounding, entry, temperature, rng, force, force_n, force_i, ev_tick, ev_tok,
+             ev_aux, snap_h, snap_c, head, tail, h, c, tok_table, w0, w_rest, b_rest, w_out,
+             b_out, xbuf, gates, logits, kinds, values, phase0, tpb, max_note_ticks,
+             shift_off, off_off, max_shift):
+    S = active.shape[0]
+    R = ev_tick.shape[1]
+    C = controls.shape[1]
+    steps = 0
+    while True:
+        n = 0
+        for s in range(S):
+            if active[s] and gen_tick[s] < target[s] and tail[s] - head[s] < R - 1:
+                idx[n] = s
+                n += 1
+        if n == 0 or steps >= max_steps:
+            return steps
+        for k in range(n):
+            s = idx[k]
+            for j in range(C):
+                controls[s, j] = ctl_base[s, j]
+            controls[s, phase0 + gen_tick[s] % tpb] = 1.0
+        lstm_step(idx, n, tokens, controls, h, c, tok_table, w0, w_rest, b_rest, w_out, b_out,
+                  xbuf, gates, logits)
+        steps += 1
+        for k in range(n):
+            s = idx[k]
+            if force_i[s] < force_n[s]:
+                tok = force[s, force_i[s]]
+                force_i[s] += 1
+                if force_i[s] == force_n[s]:
+                    force_i[s] = 0
+                    force_n[s] = 0
+            else:
+                tok = sample(s, logits, temperature, kinds, values, sounding, entry, gen_tick,
+                             max_note_ticks, shift_off, off_off, rng)
+                if kinds[tok] == 3 and switch_tick[s] >= 0 and gen_tick[s] + values[tok] > switch_tick[s]:
+                    tok = shift_off + switch_tick[s] - gen_tick[s] - 1  # land on the switch
+            kind, val = kinds[tok], values[tok]
+            aux = 0
+            if kind == 3:
+                gen_tick[s] += val
+            elif kind == 1:
+                sounding[s, val] = gen_tick[s]
+                entry[s] = False
+            elif kind == 2:
+                aux = sounding[s, val]
+                sounding[s, val] = -1
+            slot = tail[s] % R
+            ev_tick[s, slot] = gen_tick[s]
+            ev_tok[s, slot] = tok
+            ev_aux[s, slot] = aux
+            snap_h[s, slot] = h[s]
+            snap_c[s, slot] = c[s]
+            tail[s] += 1
+            tokens[s] = tok
+            if switch_tick[s] >= 0 and gen_tick[s] >= switch_tick[s]:
+                for j in range(C):
+                    ctl_base[s, j] = next_ctl[s, j]
+                switch_tick[s] = -1
+
+
+@njit(nogil=True, cache=True)
+def _rewind(s, tick, gen_tick, sounding, ev_tick, ev_tok, ev_aux, snap_h, snap_c, head, tail,
+            h, c, tokens, force_n, force_i, kinds, values, R):
+    keep = tail[s] - 1
+    while keep >= head[s] and ev_tick[s, keep % R] > tick:
+        keep -= 1
+    # undo the dropped events in the sounding table, newest first
+    for i in range(tail[s] - 1, keep, -1):
+        tok = ev_tok[s, i % R]
+        if kinds[tok] == 1:
+            sounding[s, values[tok]] = -1
+        elif kinds[tok] == 2:
+            sounding[s, values[tok]] = ev_aux[s, i % R]
+    slot = keep % R
+    h[s] = snap_h[s, slot]
+    c[s] = snap_c[s, slot]
+    tokens[s] = ev_tok[s, slot]
+    tail[s] = keep + 1
+    # gen_tick is the tick after the last kept event
+    gen_tick[s] = ev_tick[s, slot]
+    force_n[s] = 0
+    force_i[s] = 0
+    return gen_tick[s]

@@ -1,0 +1,279 @@
+"""A JACK server and a JACK MIDI listener, for tests, the benchmark and the CLI.
+
+JACK runs without a sound card (``jackd -d dummy``), so the MIDI path can be checked
+for real: a virtual rtmidi port shows up in ``jack_lsp``, and ``JackMidiReader`` is a
+second client that hears it, as a DAW would.  The command-line tools used here
+(``jackd``, ``jack_lsp``, ``jack_connect``) come with Debian's ``jackd2``.
+
+Which server a client talks to is libjack's choice: $JACK_DEFAULT_SERVER, else
+"default".  These helpers never let libjack start a server as a side effect.
+"""
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+
+import rtmidi
+
+from engine.errors import PortError
+
+
+@dataclass(frozen=True)
+class JackConfig:
+    """How to start a JACK server when none is running."""
+
+    server: str = None          # server name (jackd -n); None: $JACK_DEFAULT_SERVER or "default"
+    rate: int = 48000
+    period: int = 256           # frames a period: 5.3 ms at 48 kHz
+    start_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class JackPort:
+    """One port as ``jack_lsp -t -p`` shows it."""
+
+    name: str                   # "client:port"
+    type: str                   # "8 bit raw midi", "32 bit float mono audio"
+    flags: tuple                # ("output", "physical", ...)
+
+    @property
+    def is_midi(self):
+        return "midi" in self.type
+
+    @property
+    def is_output(self):
+        return "output" in self.flags
+
+
+def _tool(name):
+    path = shutil.which(name)
+    if path is None:
+        raise PortError(f"{name} is not installed (Debian package jackd2)")
+    return path
+
+
+def _env(server=None):
+    env = dict(os.environ, JACK_NO_START_SERVER="1")
+    if server:
+        env["JACK_DEFAULT_SERVER"] = server
+    return env
+
+
+def _lsp(args, server=None, timeout=10.0):
+    return subprocess.run([_tool("jack_lsp"), *args], env=_env(server), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def server_running(server=None):
+    """Whether a JACK server answers (``jack_lsp`` exits 0)."""
+    return _lsp([], server).returncode == 0
+
+
+def jack_ports(server=None):
+    """Every port of the server, parsed from ``jack_lsp -t -p``; PortError if none answers."""
+    done = _lsp(["-t", "-p"], server)
+    if done.returncode != 0:
+        raise PortError(f"no JACK server {server or os.environ.get('JACK_DEFAULT_SERVER', 'default')!r}"
+                        f" answers: {done.stderr.strip() or done.stdout.strip()}")
+    ports, name, info = [], None, {}
+    for line in done.stdout.splitlines() + [""]:
+        if line.startswith("\t"):
+            text = line.strip()
+            if text.startswith("properties:"):
+                info["flags"] = tuple(f for f in text[11:].strip().split(",") if f)
+            else:
+                info["type"] = text
+            continue
+        if name is not None:
+            ports.append(JackPort(name, info.get("type", ""), info.get("flags", ())))
+        name, info = (line or None), {}
+    return ports
+
+
+def jack_connect(source, destination, server=None):
+    """Connect two ports by full name ("client:port")."""
+    done = subprocess.run([_tool("jack_connect"), source, destination], env=_env(server),
+                          capture_output=True, text=True, timeout=10)
+    if done.returncode != 0:
+        raise PortError(f"jack_connect {source} {destination} failed: "
+                        f"{done.stderr.strip() or done.stdout.strip()}")
+
+
+class JackServer:
+    """A JACK server for the length of a ``with`` block.
+
+    Reuses a server that already answers (and leaves it running); otherwise starts
+    ``jackd --no-realtime -d dummy`` (then, if that fails, with realtime scheduling)
+    and stops it on exit.  ``owned`` says which happened.
+    """
+
+    def __init__(self, config=JackConfig()):
+        self.config = config
+        self.owned = False
+        self._proc = None
+        self._log = None
+
+    def __enter__(self):
+        if server_running(self.config.server):
+            return self
+        jackd = _tool("jackd")
+        reasons = []
+        for realtime in (["--no-realtime"], []):
+            if self._start(jackd, realtime, reasons):
+                return self
+        raise PortError("could not start jackd: " + " | ".join(reasons))
+
+    def _start(self, jackd, realtime, reasons):
+        cfg = self.config
+        name = ["-n", cfg.server] if cfg.server else []
+        cmd = [jackd, *name, *realtime, "-d", "dummy", "-r", str(cfg.rate), "-p", str(cfg.period)]
+        self._log = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, env=_env(), start_new_session=True)
+        next_poll = time.monotonic()
+        deadline = next_poll + cfg.start_timeout_s
+        while time.monotonic() < deadline:
+            if server_running(cfg.server):
+                if self._proc.poll() is None:
+                    self.owned = True
+                    return True
+                break  # another process started the server first: use theirs
+            if self._proc.poll() is not None:
+                break
+            next_poll += 0.05
+            time.sleep(max(0.0, next_poll - time.monotonic()))
+        self._stop()
+        reasons.append(f"{' '.join(cmd)}: {self._output()}")
+        self._log.close()
+        self._log = None
+        return server_running(cfg.server)
+
+    def _output(self):
+        self._log.seek(0)
+        lines = self._log.read().decode(errors="replace").strip().splitlines()
+        return " / ".join(lines[-3:]) or "no output"
+
+    def _stop(self):
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5)
+        self._proc = None
+
+    def __exit__(self, *exc):
+        if self.owned:
+            self._stop()
+            self.owned = False
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return False
+
+
+class JackMidiReader:
+    """A second JACK client that listens to one MIDI output port, as a DAW would.
+
+    ``messages`` is a list of (arrival ``time.monotonic_ns()``, message bytes), stamped
+    in rtmidi's callback; everything is recorded, clock and SysEx included.  A JACK
+    connection takes effect some process cycles after it is made, and bytes written
+    before are lost: call ``sync`` before sending what must all arrive.
+    """
+
+    def __init__(self, source, client_name="ostinato-reader", timeout_s=5.0):
+        self.source = source
+        self.client_name = client_name
+        self.timeout_s = timeout_s
+        self._messages = []
+        self._probe = None      # after sync(): bytes that are counted, not recorded
+        self._probes_seen = 0
+        self._cond = threading.Condition()
+        self._in = None
+
+    def __enter__(self):
+        try:
+            self._in = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=self.client_name)
+        except rtmidi.RtMidiError as exc:
+            raise PortError(f"cannot open a JACK MIDI client: {exc}") from exc
+        try:
+            self._in.ignore_types(sysex=False, timing=False, active_sense=False)
+            self._in.set_callback(self._receive)
+            next_poll = time.monotonic()
+            deadline = next_poll + self.timeout_s
+            while True:  # the writer may have just registered its port
+                ports = self._in.get_ports()
+                matches = [i for i, p in enumerate(ports) if p == self.source] or \
+                    [i for i, p in enumerate(ports) if self.source in p]
+                if len(matches) == 1:
+                    self._in.open_port(matches[0], "in")
+                    self.port = ports[matches[0]]
+                    return self
+                if time.monotonic() >= deadline:
+                    raise PortError(f"JACK MIDI output {self.source!r} "
+                                    f"{'is ambiguous' if matches else 'did not appear'} within "
+                                    f"{self.timeout_s} s; outputs: {ports}")
+                next_poll += 0.02
+                time.sleep(max(0.0, next_poll - time.monotonic()))
+        except BaseException:
+            self._in.delete()
+            raise
+
+    def __exit__(self, *exc):
+        self._in.close_port()
+        self._in.delete()
+        return False
+
+    def _receive(self, event, data=None):
+        now = time.monotonic_ns()
+        message = tuple(event[0])
+        with self._cond:
+            if message == self._probe:
+                self._probes_seen += 1
+            else:
+                self._messages.append((now, message))
+            self._cond.notify_all()
+
+    def sync(self, send_probe, probe=(0xFE,)):
+        """Call ``send_probe()`` (which writes ``probe`` to the watched port) every 20 ms
+        until one arrives: the connection is then live.  Probes are never recorded, so
+        pick bytes the test does not send otherwise (default: Active Sensing)."""
+        with self._cond:
+            self._probe = tuple(probe)
+        next_probe = time.monotonic()
+        deadline = next_probe + self.timeout_s
+        while True:
+            send_probe()
+            next_probe += 0.02
+            with self._cond:
+                while not self._probes_seen and (left := next_probe - time.monotonic()) > 0:
+                    self._cond.wait(left)
+                if self._probes_seen:
+                    return
+            if time.monotonic() >= deadline:
+                raise PortError(f"no probe from {self.port!r} arrived within {self.timeout_s} s")
+
+    @property
+    def messages(self):
+        """A copy of what arrived so far: [(t_ns, bytes tuple)]."""
+        with self._cond:
+            return list(self._messages)
+
+    def wait_for(self, count, timeout_s=5.0):
+        """What arrived once ``count`` messages are in, or when ``timeout_s`` is up."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while len(self._messages) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            return list(self._messages)
+
+    def clear(self):
+        with self._cond:
+            self._messages.clear()

@@ -1,0 +1,58 @@
+"""Conditioning: the game's mood turned into model controls and performance settings.
+
+The mapping follows the music-emotion literature (Gabrielsson & Lindström 2010;
+Eerola & Vuoskoski 2013): valence chooses the mode (major above zero, minor below)
+and nudges the register; arousal drives tempo and note density; intensity drives
+loudness.  Explicit ``key``/``tempo`` messages and preset values override the
+mapping until the next message that sets the same thing.
+"""
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class Mood:
+    """What a session is asked to play; ``None`` means 'derive from the mood axes'."""
+
+    valence: float = 0.3
+    arousal: float = 0.4
+    intensity: float = 0.5
+    key: int = 0             # tonic pitch class
+    mode: int | None = None  # 0 major, 1 minor
+    bpm: float | None = None
+    register: int = 0        # semitones from the model's usual register
+
+    def update(self, **fields):
+        return replace(self, **{k: v for k, v in fields.items() if v is not None})
+
+
+def mode_of(m: Mood):
+    return m.mode if m.mode is not None else (0 if m.valence >= 0 else 1)
+
+
+def density_of(m: Mood):
+    """Onsets per beat asked of the model: 0.75 (still) to 4 (frantic)."""
+    return 0.75 + 3.25 * m.arousal
+
+
+def bpm_of(m: Mood):
+    return m.bpm if m.bpm is not None else 64.0 + 88.0 * m.arousal
+
+
+def register_of(m: Mood, base):
+    """Mean pitch asked of the model: the model's own register, moved by the preset and
+    up to four semitones by valence."""
+    return base + m.register + 4.0 * m.valence
+
+
+def velocity_of(m: Mood):
+    """Base MIDI velocity before the beat accent: 40 (soft) to 110 (loud)."""
+    return 40.0 + 70.0 * m.intensity
+
+
+def describe(m: Mood, base_register):
+    from engine.controls import KEY_NAMES, MODES
+
+    return dict(key=KEY_NAMES[m.key], mode=MODES[mode_of(m)], bpm=round(bpm_of(m), 1),
+                density=round(density_of(m), 2), register=round(register_of(m, base_register), 1),
+                velocity=round(velocity_of(m)), valence=m.valence, arousal=m.arousal,
+                intensity=m.intensity)

@@ -1,0 +1,159 @@
+"""The OSC endpoint, for Godot, Max, Pd, TouchDesigner and SuperCollider.
+
+``/ostinato/<type> args...`` maps positional args onto the message's fields in the order of
+the protocol table (``/ostinato/mood 0.5 0.8 0.3 now``); ``/ostinato/<type>/<field> value``
+sets one field (``/ostinato/mood/arousal 0.8``); trailing ``session <name>`` and ``id <id>``
+pairs fill the envelope.  The dict goes through ``protocol.validate`` and the same handler
+as the ZeroMQ transport.  Replies go back to the sender, or to the port it named with
+``/ostinato/hello <reply_port>`` (for Max/Pd, which send and listen on different sockets).
+"""
+import json
+import threading
+
+from pythonosc.dispatcher import Dispatcher
+from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.osc_server import BlockingOSCUDPServer
+
+from engine.errors import PortError
+from realtime import protocol
+from realtime.control import respond
+
+PREFIX = "/ostinato"
+KEYWORDS = ("session", "id")
+
+
+def to_message(address, args):
+    """Turn an OSC address and its arguments into a protocol dict (not yet validated)."""
+    parts = address.strip("/").split("/")
+    if len(parts) < 2 or parts[0] != PREFIX[1:] or parts[1] not in protocol.MESSAGE_TYPES \
+            or len(parts) > 3:
+        raise protocol.reject("unknown_type", f"unknown OSC address {address!r}; allowed: "
+                              f"{PREFIX}/<type>[/<field>] with type one of "
+                              f"{', '.join(protocol.MESSAGE_TYPES)}", "type", list(protocol.MESSAGE_TYPES))
+    spec = protocol.message_spec(parts[1])
+    msg = {"type": spec.name}
+    args = [_number(a) for a in args]
+    if len(parts) == 3:
+        names = [f.name for f in spec.fields] + list(KEYWORDS)
+        if parts[2] not in names:
+            raise protocol.reject("unknown_field", f"unknown field {parts[2]!r} in '{spec.name}'; "
+                                  f"allowed: {', '.join(names)}", parts[2], names)
+        if not args:
+            raise protocol.reject("missing_field", f"{address} needs a value", parts[2], "one value")
+        msg[parts[2]] = args.pop(0)
+    else:
+        for name in spec.positional():
+            if not args or _is_keyword(args):
+                break
+            value = args.pop(0)
+            if value is not None:  # OSC nil: keep the current value
+                msg[name] = value
+    while args:
+        if not _is_keyword(args):
+            raise protocol.reject("unknown_field", f"too many arguments for {address}: {args!r}; "
+                                  f"allowed: {' '.join(spec.positional())} then session/id pairs",
+                                  None, list(spec.positional()) + list(KEYWORDS))
+        key = args.pop(0)
+        msg[key] = args.pop(0)
+    return msg
+
+
+def _number(value):
+    # OSC floats are 32-bit: 0.8f arrives as 0.800000011920929; 7 digits gives back 0.8.
+    return float(f"{value:.7g}") if isinstance(value, float) else value
+
+
+def _is_keyword(args):
+    return len(args) >= 2 and args[0] in KEYWORDS
+
+
+class OscServer:
+    """Serve the OSC mapping on UDP ``host:port`` until closed (port 0: any free port).
+
+    handler: the same ``handler(msg) -> dict`` as ControlServer's; it is called on this
+    server's thread (so possibly alongside ControlServer's thread: make it thread-safe).
+    """
+
+    def __init__(self, handler, host="127.0.0.1", port=protocol.OSC_PORT, *, presets=None,
+                 stingers=None):
+        self.presets, self.stingers = protocol.state_names(presets, stingers)
+        self.handler = handler
+        self.host, self._port = host, port
+        self._server = self._thread = None
+        self._reply_ports = {}  # sender (ip, port) -> port it listens on
+
+    @property
+    def port(self):
+        return self._server.server_address[1] if self._server else self._port
+
+    def start(self):
+        dispatcher = Dispatcher()
+        dispatcher.set_default_handler(self._on_message, needs_reply_address=True)
+        try:
+            self._server = BlockingOSCUDPServer((self.host, self._port), dispatcher)
+        except OSError as exc:
+            raise PortError(f"cannot bind OSC port {self.host}:{self._port}: {exc.strerror}") from None
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="ostinato-osc", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self):
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+            self._thread = None
+        if self._server is not None:
+            self._server.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def _on_message(self, sender, address, *args):
+        msg_id = None
+        try:
+            args = list(args)
+            if address.rstrip("/") == PREFIX + "/hello" and args and isinstance(args[0], int):
+                port = args.pop(0)
+                if not 0 <= port <= 65535:
+                    raise protocol.reject("out_of_range", f"reply_port is {port}; allowed 0..65535 "
+                                          "(0: reply to the sending port)", "reply_port", "0..65535")
+                self._reply_ports[sender] = port or sender[1]
+            raw = to_message(address, args)
+            msg_id = raw.get("id")
+            msg = protocol.validate(raw, self.presets, self.stingers)
+            msg["client"] = f"osc:{sender[0]}:{sender[1]}"
+            reply = json.loads(respond(self.handler, msg, self.presets, self.stingers))
+        except Exception as exc:  # noqa: BLE001 - InvalidMessage, or a bug: answer, keep serving
+            reply = json.loads(protocol.error_reply(exc, msg_id if _valid_id(msg_id) else None))
+        self._send(sender, reply)
+
+    def _send(self, sender, reply):
+        builder = OscMessageBuilder(PREFIX + ("/ack" if reply["ok"] else "/error"))
+        if reply["ok"]:
+            args = [reply["for"], _osc_id(reply["id"]), json.dumps(reply, separators=(",", ":"))]
+        else:
+            allowed = reply["allowed"]
+            allowed = ", ".join(map(str, allowed)) if isinstance(allowed, list) else str(allowed or "")
+            args = [reply["code"], reply["field"] or "", allowed, reply["message"], _osc_id(reply["id"])]
+        for arg in args:
+            builder.add_arg(arg)
+        target = (sender[0], self._reply_ports.get(sender, sender[1]))
+        try:
+            self._server.socket.sendto(builder.build().dgram, target)
+        except OSError:
+            pass  # nobody listens there: UDP replies are best effort
+
+
+def _valid_id(value):
+    return (isinstance(value, int) and not isinstance(value, bool)) or isinstance(value, str)
+
+
+def _osc_id(value):
+    if isinstance(value, int) and -2**31 <= value < 2**31:
+        return value
+    return "" if value is None else str(value)

@@ -1,0 +1,366 @@
+"""The sequencer: places generated events in wall-clock time and turns them into MIDI.
+
+Events come from the generator in ticks of a beat; this module owns the other side:
+a tempo map per session (jumps and linear ramps, changes at any tick), the
+performance controls that belong to playing rather than composing (velocity from
+intensity with a beat accent, transposition, humanising), stingers merged on the
+grid, and the tables of sounding notes that make every note-on get its note-off.
+The kernels are numba ``nogil`` functions over preallocated arrays; ``collect``
+writes due MIDI messages into an output buffer that the sending thread forwards.
+"""
+import numpy as np
+from numba import njit
+
+NS = 1_000_000_000
+OUT_CAP = 4096
+STINGER_CAP = 256
+
+
+class Sequencer:
+    """Timing and performance state for ``max_sessions`` session slots."""
+
+    def __init__(self, max_sessions, ticks_per_beat, beats_per_bar=4):
+        S = max_sessions
+        self.tpb = ticks_per_beat
+        self.beats_per_bar = beats_per_bar
+        # tempo segment: at seg_tick (ticks) the time is seg_ns; tempo goes from bpm0 to
+        # bpm1 linearly over ramp ticks, then stays.  A pending change replaces it at p_tick.
+        self.seg_tick = np.zeros(S, np.float64)
+        self.seg_ns = np.zeros(S, np.float64)
+        self.bpm0 = np.full(S, 110.0)
+        self.bpm1 = np.full(S, 110.0)
+        self.ramp = np.zeros(S, np.float64)
+        self.p_tick = np.full(S, -1.0)
+        self.p_bpm = np.zeros(S, np.float64)
+        self.p_ramp = np.zeros(S, np.float64)
+        self.channel = np.zeros(S, np.int64)
+        self.transpose = np.zeros(S, np.int64)
+        self.velocity = np.full(S, 80.0)        # base velocity from intensity
+        self.accent = np.full(S, 10.0)          # added on the beat, twice on the bar
+        self.humanise = np.zeros(S, np.float64)  # velocity jitter, +- this much
+        self.asap_tick = np.full(S, -1, np.int64)  # events up to here play at asap_ns
+        self.asap_ns = np.zeros(S, np.int64)
+        self.frozen = np.zeros(S, np.bool_)     # paused sessions play nothing
+        self.rng = np.ones(S, np.uint64)
+        # sounding notes: per session and generated pitch, the pitch/channel sent and a
+        # serial; per wire channel and pitch, the serial that owns it (0: silent)
+        self.sent_pitch = np.full((S, 128), -1, np.int64)
+        self.sent_chan = np.zeros((S, 128), np.int64)
+        self.sent_serial = np.zeros((S, 128), np.int64)
+        self.owner = np.zeros((16, 128), np.int64)
+        self.serial = np.zeros(1, np.int64)
+        # stinger notes per session, sorted by tick: (tick, status, pitch, velocity)
+        self.st_tick = np.zeros((S, STINGER_CAP), np.int64)
+        self.st_on = np.zeros((S, STINGER_CAP), np.bool_)
+        self.st_pitch = np.zeros((S, STINGER_CAP), np.int64)
+        self.st_vel = np.zeros((S, STINGER_CAP), np.int64)
+        self.st_head = np.zeros(S, np.int64)
+        self.st_n = np.zeros(S, np.int64)
+        self.st_chan = np.zeros(S, np.int64)
+        # output buffer of due MIDI messages
+        self.out = np.zeros((OUT_CAP, 4), np.int64)   # status, data1, data2, session
+        self.out_ns = np.zeros(OUT_CAP, np.int64)
+        self.out_beat = np.zeros(OUT_CAP, np.float64)
+
+    def anchor(self, s, tick, t_ns, bpm):
+        """Session s is at ``tick`` at time ``t_ns``, playing at ``bpm`` from there."""
+        self.seg_tick[s], self.seg_ns[s] = tick, t_ns
+        self.bpm0[s] = self.bpm1[s] = bpm
+        self.ramp[s] = 0
+        self.p_tick[s] = -1
+
+    def set_tempo(self, s, tick, bpm, ramp_beats=0.0):
+        """From ``tick`` on, move to ``bpm`` (linearly over ``ramp_beats``)."""
+        set_tempo(s, float(tick), float(bpm), float(ramp_beats * self.tpb), self.seg_tick,
+                  self.seg_ns, self.bpm0, self.bpm1, self.ramp, self.p_tick, self.p_bpm,
+                  self.p_ramp, self.tpb)
+
+    def bpm_at(self, s, tick):
+        return bpm_at(s, float(tick), self.seg_tick, self.bpm0, self.bpm1, self.ramp,
+                      self.p_tick, self.p_bpm, self.p_ramp)
+
+    def tick_ns(self, s, tick):
+        return tick_to_ns(s, float(tick), self.seg_tick, self.seg_ns, self.bpm0, self.bpm1,
+                          self.ramp, self.p_tick, self.p_bpm, self.p_ramp, self.tpb)
+
+    def ns_tick(self, s, t_ns):
+        return ns_to_tick(s, float(t_ns), self.seg_tick, self.seg_ns, self.bpm0, self.bpm1,
+                          self.ramp, self.p_tick, self.p_bpm, self.p_ramp, self.tpb)
+
+    def boundary(self, s, t_ns, unit):
+        """First tick at or after time ``t_ns`` on the grid: 'now' (next tick),
+        'beat' or 'bar'."""
+        tick = self.ns_tick(s, t_ns)
+        step = {"now": 1, "beat": self.tpb, "bar": self.tpb * self.beats_per_bar}[unit]
+        return int(-(-tick // step) * step) if tick > 0 else 0
+
+    def add_stinger(self, s, tick, pitches, durations_ticks, velocity, channel):
+        """Queue a motif for session s starting at ``tick`` (notes in sequence)."""
+        t = tick
+        rows = []
+        for p, d in zip(pitches, durations_ticks):
+            rows.append((t, True, p))
+            rows.append((t + max(1, d - 1), False, p))  # release just before the next
+            t += d
+        keep = [(a, b, c) for a, b, c in
+                zip(self.st_tick[s, self.st_head[s]:self.st_n[s]],
+                    self.st_on[s, self.st_head[s]:self.st_n[s]],
+                    self.st_pitch[s, self.st_head[s]:self.st_n[s]])]
+        rows = sorted(keep + rows, key=lambda r: (r[0], r[1]))[:STINGER_CAP]
+        for i, (a, b, c) in enumerate(rows):
+            self.st_tick[s, i], self.st_on[s, i], self.st_pitch[s, i] = a, b, c
+            self.st_vel[s, i] = velocity
+        self.st_head[s], self.st_n[s] = 0, len(rows)
+        self.st_chan[s] = channel
+
+
+@njit(nogil=True, cache=True)
+def _seg_ns(tick, a_tick, a_ns, b0, b1, ramp, tpb):
+    """Time of ``tick`` in one tempo segment."""
+    d = tick - a_tick
+    k = 60e9 / tpb  # ns per tick at 1 bpm
+    if ramp <= 0.0 or b0 == b1 or d <= 0.0:
+        return a_ns + d * k / b0
+    if d <= ramp:
+        bpm = b0 + (b1 - b0) * d / ramp
+        return a_ns + k * ramp / (b1 - b0) * np.log(bpm / b0)
+    return a_ns + k * ramp * np.log(b1 / b0) / (b1 - b0) + (d - ramp) * k / b1
+
+
+@njit(nogil=True, cache=True)
+def _seg_tick(t, a_tick, a_ns, b0, b1, ramp, tpb):
+    """Inverse of ``_seg_ns``: tick (fractional) at time t."""
+    k = 60e9 / tpb
+    dt = t - a_ns
+    if ramp <= 0.0 or b0 == b1 or dt <= 0.0:
+        return a_tick + dt * b0 / k
+    t_ramp = k * ramp * np.log(b1 / b0) / (b1 - b0)
+    if dt <= t_ramp:
+        bpm = b0 * np.exp(dt * (b1 - b0) / (k * ramp))
+        return a_tick + (bpm - b0) * ramp / (b1 - b0)
+    return a_tick + ramp + (dt - t_ramp) * b1 / k
+
+
+@njit(nogil=True, cache=True)
+def tick_to_ns(s, tick, seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp, tpb):
+    if p_tick[s] >= 0.0 and tick > p_tick[s]:
+        at = _seg_ns(p_tick[s], seg_tick[s], seg_ns[s], bpm0[s], bpm1[s], ramp[s], tpb)
+        b = _start_bpm(s, seg_tick, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp)
+        return _seg_ns(tick, p_tick[s], at, b, p_bpm[s], p_ramp[s], tpb)
+    return _seg_ns(tick, seg_tick[s], seg_ns[s], bpm0[s], bpm1[s], ramp[s], tpb)
+
+
+@njit(nogil=True, cache=True)
+def ns_to_tick(s, t, seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp, tpb):
+    if p_tick[s] >= 0.0:
+        at = _seg_ns(p_tick[s], seg_tick[s], seg_ns[s], bpm0[s], bpm1[s], ramp[s], tpb)
+        if t > at:
+            b = _start_bpm(s, seg_tick, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp)
+            return _seg_tick(t, p_tick[s], at, b, p_bpm[s], p_ramp[s], tpb)
+    return _seg_tick(t, seg_tick[s], seg_ns[s], bpm0[s], bpm1[s], ramp[s], tpb)
+
+
+@njit(nogil=True, cache=True)
+def _seg_bpm(d, b0, b1, ramp):
+    """Tempo ``d`` ticks into a segment."""
+    if ramp <= 0.0 or d >= ramp:
+        return b1 if ramp > 0.0 else b0
+    if d <= 0.0:
+        return b0
+    return b0 + (b1 - b0) * d / ramp
+
+
+@njit(nogil=True, cache=True)
+def bpm_at(s, tick, seg_tick, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp):
+    """Tempo at ``tick``, the pending change included."""
+    if p_tick[s] >= 0.0 and tick >= p_tick[s]:
+        b = _start_bpm(s, seg_tick, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp)
+        return _seg_bpm(tick - p_tick[s], b, p_bpm[s], p_ramp[s])
+    return _seg_bpm(tick - seg_tick[s], bpm0[s], bpm1[s], ramp[s])
+
+
+@njit(nogil=True, cache=True)
+def _start_bpm(s, seg_tick, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp):
+    """Tempo the pending change starts from: its target for a jump, else the tempo
+    reached at its tick."""
+    if p_ramp[s] <= 0.0:
+        return p_bpm[s]
+    return _seg_bpm(p_tick[s] - seg_tick[s], bpm0[s], bpm1[s], ramp[s])
+
+
+@njit(nogil=True, cache=True)
+def set_tempo(s, tick, bpm, ramp_ticks, seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm,
+              p_ramp, tpb):
+    # a pending change is applied first, so the map stays two segments at most
+    if p_tick[s] >= 0.0:
+        promote(s, seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp, tpb)
+    p_tick[s] = tick
+    p_bpm[s] = bpm
+    p_ramp[s] = ramp_ticks
+
+
+@njit(nogil=True, cache=True)
+def promote(s, seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp, tpb):
+    """Make the pending tempo change the current segment."""
+    at = _seg_ns(p_tick[s], seg_tick[s], seg_ns[s], bpm0[s], bpm1[s], ramp[s], tpb)
+    b = _start_bpm(s, seg_tick, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp)
+    seg_tick[s] = p_tick[s]
+    seg_ns[s] = at
+    bpm0[s] = b
+    bpm1[s] = p_bpm[s]
+    ramp[s] = p_ramp[s]
+    p_tick[s] = -1.0
+
+
+@njit(nogil=True, cache=True)
+def _jitter(rng, s):
+    x = rng[s]
+    x ^= x >> np.uint64(12)
+    x ^= x << np.uint64(25)
+    x ^= x >> np.uint64(27)
+    rng[s] = x
+    return ((x * np.uint64(2685821657736338717)) >> np.uint64(11)) * (2.0 / 9007199254740992.0) - 1.0
+
+
+@njit(nogil=True, cache=True)
+def _emit(out, out_ns, out_beat, n, status, d1, d2, s, t, beat):
+    if n < out.shape[0]:
+        out[n, 0] = status
+        out[n, 1] = d1
+        out[n, 2] = d2
+        out[n, 3] = s
+        out_ns[n] = t
+        out_beat[n] = beat
+        return n + 1
+    return n
+
+
+@njit(nogil=True, cache=True)
+def note_on(s, p, ch, vel, t, beat, sent_pitch, sent_chan, sent_serial, owner, serial, out,
+            out_ns, out_beat, n):
+    """Send pitch p (already transposed) on channel ch for session s's source pitch
+    ``sent_pitch`` slot; a wire note that is still sounding is ended first."""
+    if owner[ch, p] != 0:  # retrigger: the earlier note ends here, its own off is skipped
+        n = _emit(out, out_ns, out_beat, n, 0x80 | ch, p, 0, s, t, beat)
+    serial[0] += 1
+    owner[ch, p] = serial[0]
+    n = _emit(out, out_ns, out_beat, n, 0x90 | ch, p, vel, s, t, beat)
+    return n, serial[0]
+
+
+@njit(nogil=True, cache=True)
+def note_off(s, p, ch, ser, t, beat, owner, out, out_ns, out_beat, n):
+    if owner[ch, p] == ser and ser != 0:
+        owner[ch, p] = 0
+        n = _emit(out, out_ns, out_beat, n, 0x80 | ch, p, 0, s, t, beat)
+    return n
+
+
+@njit(nogil=True, cache=True)
+def collect(now, active, ev_tick, ev_tok, head, tail, kinds, values, seg_tick, seg_ns, bpm0,
+            bpm1, ramp, p_tick, p_bpm, p_ramp, tpb, beats_per_bar, channel, transpose, velocity,
+            accent, humanise, asap_tick, asap_ns, frozen, rng, sent_pitch, sent_chan,
+            sent_serial, owner, serial, st_tick, st_on, st_pitch, st_vel, st_head, st_n,
+            st_chan, out, out_ns, out_beat):
+    """Move every event due by ``now`` (ns) from the rings to the output buffer, as MIDI.
+    Returns (messages written, time of the earliest event still pending or -1)."""
+    S = active.shape[0]
+    R = ev_tick.shape[1]
+    n = 0
+    nxt = -1.0
+    for s in range(S):
+        if not active[s] or frozen[s]:
+            continue
+        # tempo: a pending change becomes current once its tick is reached
+        if p_tick[s] >= 0.0:
+            if ns_to_tick(s, now, seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp,
+                          tpb) >= p_tick[s]:
+                promote(s, seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp, tpb)
+        while True:
+            # the earlier of the next generated event and the next stinger note
+            has_ev = head[s] < tail[s]
+            has_st = st_head[s] < st_n[s]
+            if not has_ev and not has_st:
+                break
+            ev_t = 1e30
+            st_t = 1e30
+            if has_ev:
+                tick = ev_tick[s, head[s] % R]
+                ev_t = tick_to_ns(s, float(tick), seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick,
+                                  p_bpm, p_ramp, tpb)
+                if tick <= asap_tick[s] and asap_ns[s] < ev_t:
+                    ev_t = float(asap_ns[s])
+            if has_st:
+                st_t = tick_to_ns(s, float(st_tick[s, st_head[s]]), seg_tick, seg_ns, bpm0,
+                                  bpm1, ramp, p_tick, p_bpm, p_ramp, tpb)
+            t = min(ev_t, st_t)
+            if t > now:
+                if nxt < 0 or t < nxt:
+                    nxt = t
+                break
+            if n >= out.shape[0] - 4:
+                return n, now  # buffer full: come back at once
+            if st_t <= ev_t:
+                i = st_head[s]
+                p = st_pitch[s, i]
+                ch = st_chan[s]
+                beat = st_tick[s, i] / tpb
+                if st_on[s, i]:
+                    # stinger notes own the wire note; their serial is the negative slot
+                    if owner[ch, p] != 0:
+                        n = _emit(out, out_ns, out_beat, n, 0x80 | ch, p, 0, s, int(t), beat)
+                    owner[ch, p] = -1 - s
+                    n = _emit(out, out_ns, out_beat, n, 0x90 | ch, p, st_vel[s, i], s, int(t), beat)
+                else:
+                    n = note_off(s, p, ch, -1 - s, int(t), beat, owner, out, out_ns, out_beat, n)
+                st_head[s] += 1
+                continue
+            slot = head[s] % R
+            tok = ev_tok[s, slot]
+            k = kinds[tok]
+            tick = ev_tick[s, slot]
+            beat = tick / tpb
+            if k == 1:
+                p = values[tok] + transpose[s]
+                if 0 <= p < 128:
+                    ch = channel[s]
+                    v = velocity[s]
+                    if tick % tpb == 0:
+                        v += accent[s]
+                        if tick % (tpb * beats_per_bar) == 0:
+                            v += accent[s]
+                    if humanise[s] > 0.0:
+                        v += humanise[s] * _jitter(rng, s)
+                    vel = int(min(127.0, max(1.0, v)))
+                    n, ser = note_on(s, p, ch, vel, int(t), beat, sent_pitch, sent_chan,
+                                     sent_serial, owner, serial, out, out_ns, out_beat, n)
+                    sent_pitch[s, values[tok]] = p
+                    sent_chan[s, values[tok]] = ch
+                    sent_serial[s, values[tok]] = ser
+            elif k == 2:
+                q = values[tok]
+                if sent_pitch[s, q] >= 0:
+                    n = note_off(s, sent_pitch[s, q], sent_chan[s, q], sent_serial[s, q], int(t),
+                                 beat, owner, out, out_ns, out_beat, n)
+                    sent_pitch[s, q] = -1
+            head[s] += 1
+    return n, nxt
+
+
+@njit(nogil=True, cache=True)
+def release(s, t, beat, sent_pitch, sent_chan, sent_serial, owner, st_chan, st_head, st_n,
+            out, out_ns, out_beat, n):
+    """Note-offs for everything session s has sounding on the wire (stingers too);
+    pending stinger notes are dropped."""
+    for q in range(128):
+        if sent_pitch[s, q] >= 0:
+            n = note_off(s, sent_pitch[s, q], sent_chan[s, q], sent_serial[s, q], t, beat, owner,
+                         out, out_ns, out_beat, n)
+            sent_pitch[s, q] = -1
+    ch = st_chan[s]
+    for p in range(128):
+        if owner[ch, p] == -1 - s:
+            n = note_off(s, p, ch, -1 - s, t, beat, owner, out, out_ns, out_beat, n)
+    st_head[s] = 0
+    st_n[s] = 0
+    return n

@@ -1,0 +1,523 @@
+"""The server: sessions of generated music driven by game messages (``ostinato serve``).
+
+Threads: the control thread (``realtime.control``) validates requests and hands them
+to ``handle``, which queues them for the engine thread and waits for the answer; the
+engine thread owns every piece of music state.  It runs commands, asks the numba
+sequencer which MIDI messages are due, sends them, keeps each session's look-ahead
+filled with the numba generator, and sleeps to absolute monotonic deadlines (an event
+wait that control messages cut short, then a spin for the last few hundred µs).
+"""
+import collections
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from engine import DEFAULT_MODEL
+from engine.controls import KEY_NAMES, MODES, parse_key
+from engine.errors import InvalidMessage, OstinatoError, PortError
+from engine.vocab import NOTE_ON
+
+from . import protocol
+from .generator import Runtime, Weights
+from .mood import Mood, bpm_of, density_of, describe, mode_of, register_of, velocity_of
+from .ports import MultiPort
+from .sequencer import Sequencer, collect, ns_to_tick, release
+
+VERSION = "0.1.0"
+STINGER_CHANNEL = 15
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    model: str = str(DEFAULT_MODEL)
+    control: str = protocol.CONTROL_ADDRESS
+    max_sessions: int = 16
+    lookahead_ms: float = 60.0
+    beats_per_bar: int = 4
+    temperature: float = 0.95
+    seed: int = 0
+    humanise: float = 6.0      # velocity jitter, +- this much
+    states: str | None = None  # presets file; default: $OSTINATO_STATES or the shipped one
+    initial_state: str = "explore"
+    spin_us: float = 400.0     # spin this long before a deadline instead of sleeping
+
+
+class Session:
+    """A named stream of music (a player, or a layer of one game's score)."""
+
+    def __init__(self, name, slot, mood, owner=None):
+        self.name, self.slot, self.mood, self.owner = name, slot, mood, owner
+
+
+class Server:
+    """The music engine; ``with Server(cfg, port) as srv: srv.wait()``.
+
+    ``port``: a ``BasePort`` (or list of them) that receives every MIDI message.
+    """
+
+    def __init__(self, cfg=ServerConfig(), ports=(), control=True):
+        self.cfg = cfg
+        self.weights = Weights(cfg.model)
+        self.vocab, self.spec = self.weights.vocab, self.weights.spec
+        self.tpb = self.vocab.ticks_per_beat
+        self.rt = Runtime(self.weights, max_sessions=cfg.max_sessions)
+        self.seq = Sequencer(cfg.max_sessions, self.tpb, cfg.beats_per_bar)
+        self.presets, self.stingers = protocol.load_states(cfg.states)
+        if isinstance(ports, (list, tuple)):
+            ports = MultiPort(ports)
+        self.port = ports
+        self.sessions = {}
+        self.state = "playing"
+        self.events_sent = 0
+        self._commands = collections.deque()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = None
+        self._control = None
+        self._use_control = control
+        self._targets = np.zeros(cfg.max_sessions, np.int64)
+        self._kinds, self._values = self.weights.kinds, self.weights.values
+        self._lookahead = int(cfg.lookahead_ms * 1e6)
+        self.base_register = self.weights.mean_register
+        self._open_session("main", None, self.presets.get(cfg.initial_state))
+        self._warm()
+
+    # -- lifecycle -------------------------------------------------------------------
+    def _warm(self):
+        """Compile (or load from cache) every numba kernel before the first note."""
+        self._step_all(time.monotonic_ns())
+
+    def start(self):
+        now = time.monotonic_ns()
+        for sess in self.sessions.values():  # compiling took a while: begin from now
+            self._reset(sess, now)
+        self._thread = threading.Thread(target=self._loop, name="ostinato-engine", daemon=True)
+        self._thread.start()
+        if self._use_control:
+            from .control import ControlServer
+
+            self._control = ControlServer(self.handle, self.cfg.control,
+                                          presets=self.presets, stingers=self.stingers,
+                                          on_client_lost=self._client_lost)
+            self._control.start()
+        return self
+
+    @property
+    def control_address(self):
+        return self._control.bound_address if self._control else None
+
+    def close(self):
+        """Stop: every sounding note gets its note-off, then the outputs close."""
+        if self._control:
+            self._control.close()
+            self._control = None
+        if self._thread:
+            self._stop.set()
+            self._wake.set()
+            self._thread.join()
+            self._thread = None
+        now = time.monotonic_ns()
+        for sess in list(self.sessions.values()):
+            self._release(sess.slot, now)
+        if hasattr(self.port, "close"):
+            self.port.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def wait(self):
+        """Block until interrupted (Ctrl-C or SIGTERM)."""
+        while not self._stop.is_set():
+            self._stop.wait(0.5)
+
+    # -- the control side ------------------------------------------------------------
+    def handle(self, msg):
+        """Control-thread entry: run ``msg`` on the engine thread, return reply fields."""
+        if msg["type"] == "ping":
+            return {}
+        if self._thread is None or not self._thread.is_alive():
+            return self._dispatch(msg)
+        fut = Future()
+        self._commands.append((msg, fut))
+        self._wake.set()
+        return fut.result(timeout=5.0)
+
+    def call(self, type, **fields):
+        """Run a message from Python (the demo, tests): same validation as the wire."""
+        msg = protocol.validate(dict(type=type, **fields), tuple(self.presets), tuple(self.stingers))
+        return self.handle(msg)
+
+    def _client_lost(self, client):
+        self._commands.append(({"type": "_lost", "client": client}, Future()))
+        self._wake.set()
+
+    def _dispatch(self, msg):
+        fn = getattr(self, "_on_" + msg["type"].lstrip("_"))
+        return fn(msg) or {}
+
+    def _session(self, msg):
+        name = msg.get("session", "main")
+        sess = self.sessions.get(name)
+        if sess is None:
+            raise InvalidMessage(f"session {name!r} is not open; open it with "
+                                 f'{{"type": "session", "action": "open", "session": "{name}"}}',
+                                 field="session", allowed=sorted(self.sessions))
+        return sess
+
+    def _on_hello(self, msg):
+        return dict(server="ostinato", version=VERSION, sessions=sorted(self.sessions),
+                    capabilities=dict(transitions=["now", "beat", "bar"], max_sessions=self.cfg.max_sessions,
+                                      ticks_per_beat=self.tpb, model=self.weights.meta.get("config"),
+                                      outputs=[getattr(p, "name", "?") for p in
+                                               getattr(self.port, "ports", [self.port])]))
+
+    def _on_mood(self, msg):
+        sess = self._session(msg)
+        fields = {k: msg.get(k) for k in ("valence", "arousal", "intensity")}
+        mood = sess.mood.update(**fields)
+        if msg.get("valence") is not None:
+            mood = replace(mood, mode=None)  # valence decides the mode again
+        if msg.get("arousal") is not None:
+            mood = replace(mood, bpm=None)
+        return self._change(sess, mood, msg["transition"], "mood")
+
+    def _on_state(self, msg):
+        sess = self._session(msg)
+        return self._change(sess, self._preset_mood(sess.mood, msg["name"]), msg["transition"],
+                            "state", name=msg["name"])
+
+    def _preset_mood(self, mood, name):
+        p = self.presets[name]
+        mood = Mood(valence=p["valence"], arousal=p["arousal"], intensity=p["intensity"],
+                    key=parse_key(p["key"]) if "key" in p else mood.key,
+                    mode=MODES.index(p["mode"]) if "mode" in p else None,
+                    bpm=p.get("bpm"), register=p.get("register", 0))
+        return mood
+
+    def _on_key(self, msg):
+        sess = self._session(msg)
+        mood = replace(sess.mood, key=parse_key(msg["key"]))
+        if msg.get("mode"):
+            mood = replace(mood, mode=MODES.index(msg["mode"]))
+        return self._change(sess, mood, msg["transition"], "key")
+
+    def _on_tempo(self, msg):
+        sess = self._session(msg)
+        sess.mood = replace(sess.mood, bpm=float(msg["bpm"]))
+        now = time.monotonic_ns()
+        tick = self.seq.boundary(sess.slot, now, msg["transition"])
+        self.seq.set_tempo(sess.slot, tick, msg["bpm"], msg.get("ramp_beats", 0.0))
+        self._marker("tempo", sess, bpm=msg["bpm"], beat=tick / self.tpb)
+        return dict(beat=tick / self.tpb)
+
+    def _on_stinger(self, msg):
+        sess = self._session(msg)
+        st = self.stingers[msg["name"]]
+        s = sess.slot
+        tick = self.seq.boundary(s, time.monotonic_ns(), msg["transition"])
+        mood = sess.mood
+        mode = MODES[mode_of(mood)]
+        # the motif sits in the current key, above the melody's register
+        reg = register_of(mood, self.base_register) + 5
+        tonic = mood.key + 12 * round((reg - mood.key) / 12)
+        pitches = [min(127, max(0, tonic + protocol.degree_to_semitones(d, mode)))
+                   for d in st["degrees"]]
+        durs = [max(1, round(d * self.tpb)) for d in st["durations"]]
+        self.seq.add_stinger(s, tick, pitches, durs, st["velocity"], STINGER_CHANNEL)
+        return dict(beat=tick / self.tpb, pitches=pitches)
+
+    def _on_start(self, msg):
+        if self.state == "playing":
+            return dict(state=self.state)
+        now = time.monotonic_ns()
+        for sess in self.sessions.values():
+            s = sess.slot
+            if self.state == "stopped":
+                self._reset(sess, now)
+            else:  # paused: the music goes on from where it stopped
+                tick = float(self.rt.gen_tick[s])
+                self.seq.anchor(s, tick, now, self.seq.bpm_at(s, tick))
+                self.seq.frozen[s] = False
+        self.state = "playing"
+        self._marker("transport", None, state="start")
+        return dict(state=self.state)
+
+    def _on_stop(self, msg):
+        return self._halt("stopped")
+
+    def _on_pause(self, msg):
+        return self._halt("paused")
+
+    def _halt(self, state):
+        if self.state == state:
+            return dict(state=state)
+        now = time.monotonic_ns()
+        for sess in self.sessions.values():
+            s = sess.slot
+            self._release(s, now)
+            self.rt.rewind(s, -1)
+            # the model hears its notes end, so it resumes from silence
+            self.rt.queue(s, self.rt.release_all(s))
+            self.seq.frozen[s] = True
+        self.state = state
+        self._marker("transport", None, state="pause" if state == "paused" else "stop")
+        return dict(state=state)
+
+    def _on_session(self, msg):
+        name = msg.get("session", "main")
+        if msg["action"] == "open":
+            if name in self.sessions:
+                raise InvalidMessage(f"session {name!r} is already open", field="session",
+                                     allowed="a name not in " + ", ".join(sorted(self.sessions)))
+            sess = self._open_session(name, msg.get("client"),
+                                      self.presets.get(msg.get("state") or self.cfg.initial_state))
+            return dict(session=name, channel=int(self.seq.channel[sess.slot]))
+        sess = self._session(msg)
+        self._close_session(sess)
+        return dict(session=name)
+
+    def _on_lost(self, msg):
+        for sess in [s for s in self.sessions.values() if s.owner == msg["client"]]:
+            self._close_session(sess)
+
+    # -- session mechanics -----------------------------------------------------------
+    def _open_session(self, name, owner, preset):
+        used = {s.slot for s in self.sessions.values()}
+        free = [i for i in range(self.cfg.max_sessions) if i not in used]
+        if not free:
+            raise InvalidMessage(f"all {self.cfg.max_sessions} sessions are in use",
+                                 field="session", allowed=f"at most {self.cfg.max_sessions} open")
+        slot = free[0]
+        mood = Mood()
+        if preset is not None:
+            mood = self._preset_mood(mood, next(k for k, v in self.presets.items() if v is preset))
+        sess = Session(name, slot, mood, owner)
+        channels = [c for c in range(16) if c not in (9, STINGER_CHANNEL)]
+        self.seq.channel[slot] = channels[slot % len(channels)]
+        self.seq.rng[slot] = np.uint64(slot + 1 + self.cfg.seed * 7919)
+        self.seq.humanise[slot] = self.cfg.humanise
+        self.sessions[name] = sess
+        self._reset(sess, time.monotonic_ns())
+        if hasattr(self.port, "sessions"):
+            self.port.sessions = {s.slot: s.name for s in self.sessions.values()}
+        return sess
+
+    def _reset(self, sess, now):
+        """Start the session's music afresh at the next beat from ``now``."""
+        s = sess.slot
+        ns_beat = 60e9 / bpm_of(sess.mood)
+        self.rt.open(s, self._controls(sess.mood), seed=self.cfg.seed * 1000 + s,
+                     temperature=self.cfg.temperature)
+        self.seq.anchor(s, 0.0, now + 0.1 * ns_beat, bpm_of(sess.mood))
+        self.seq.velocity[s] = velocity_of(sess.mood)
+        self.seq.asap_tick[s] = -1
+        self.seq.frozen[s] = self.state != "playing"
+        self.seq.st_head[s] = self.seq.st_n[s] = 0
+
+    def _close_session(self, sess):
+        self._release(sess.slot, time.monotonic_ns())
+        self.rt.close(sess.slot)
+        del self.sessions[sess.name]
+
+    def _controls(self, mood):
+        return self.spec.vector(mood.key, mode_of(mood), density_of(mood),
+                                register_of(mood, self.base_register))
+
+    def _change(self, sess, mood, unit, what, **extra):
+        """Switch a session to ``mood`` at the transition point ``unit``."""
+        s = sess.slot
+        old_bpm = bpm_of(sess.mood)
+        sess.mood = mood
+        now = time.monotonic_ns()
+        ctl = self._controls(mood)
+        if unit == "now":
+            tick = self.seq.boundary(s, now, "now")
+            self.rt.rewind(s, -1)  # everything not yet played is regenerated
+            self.rt.queue(s, self.rt.shifts_to(s, tick) + self.rt.release_all(s))
+            self.rt.ctl_base[s] = ctl
+            self.rt.switch_tick[s] = -1
+            self.rt.entry[s] = True  # the new music starts with a note, at once
+            self.seq.asap_tick[s] = tick
+            self.seq.asap_ns[s] = now
+        else:
+            tick = self.seq.boundary(s, now, unit)
+            if self.rt.gen_tick[s] > tick:
+                self.rt.rewind(s, tick)
+            if self.rt.gen_tick[s] >= tick:
+                self.rt.ctl_base[s] = ctl
+                self.rt.switch_tick[s] = -1
+            else:
+                self.rt.next_ctl[s] = ctl
+                self.rt.switch_tick[s] = tick
+        self.seq.velocity[s] = velocity_of(mood)
+        if bpm_of(mood) != old_bpm:
+            self.seq.set_tempo(s, tick, bpm_of(mood), 0.0)
+        info = describe(mood, self.base_register)
+        self._marker("mood", sess, beat=tick / self.tpb, transition=unit, **info, **extra)
+        return dict(beat=tick / self.tpb, **info)
+
+    def _marker(self, type, sess, beat=None, **fields):
+        if hasattr(self.port, "publish"):
+            kw = dict(fields)
+            if sess is not None:
+                kw["session"] = sess.slot
+            if beat is not None:
+                kw["beat"] = beat
+            self.port.publish(type, **kw)
+        if type == "tempo" and hasattr(self.port, "tempo") and sess is not None:
+            self.port.tempo(fields["bpm"], beat)
+
+    def _release(self, s, now):
+        sq = self.seq
+        n = release(s, now, float(self.rt.gen_tick[s]) / self.tpb, sq.sent_pitch, sq.sent_chan,
+                    sq.sent_serial, sq.owner, sq.st_chan, sq.st_head, sq.st_n, sq.out,
+                    sq.out_ns, sq.out_beat, 0)
+        self._send(n)
+
+    # -- the engine thread -----------------------------------------------------------
+    def _step_all(self, now):
+        """Send what is due, then top up the look-ahead; returns the next deadline (ns)."""
+        sq, rt = self.seq, self.rt
+        n, nxt = collect(now, rt.active, rt.ev_tick, rt.ev_tok, rt.head, rt.tail, self._kinds,
+                         self._values, sq.seg_tick, sq.seg_ns, sq.bpm0, sq.bpm1, sq.ramp,
+                         sq.p_tick, sq.p_bpm, sq.p_ramp, self.tpb, sq.beats_per_bar, sq.channel,
+                         sq.transpose, sq.velocity, sq.accent, sq.humanise, sq.asap_tick,
+                         sq.asap_ns, sq.frozen, sq.rng, sq.sent_pitch, sq.sent_chan,
+                         sq.sent_serial, sq.owner, sq.serial, sq.st_tick, sq.st_on,
+                         sq.st_pitch, sq.st_vel, sq.st_head, sq.st_n, sq.st_chan, sq.out,
+                         sq.out_ns, sq.out_beat)
+        self._send(n)
+        if self.state == "playing":
+            horizon = float(now + self._lookahead)
+            for sess in self.sessions.values():
+                s = sess.slot
+                self._targets[s] = int(ns_to_tick(s, horizon, sq.seg_tick, sq.seg_ns, sq.bpm0,
+                                                  sq.bpm1, sq.ramp, sq.p_tick, sq.p_bpm,
+                                                  sq.p_ramp, self.tpb)) + 1
+            if rt.advance(self._targets, 8):
+                return now  # new events may be due already: look again at once
+        return nxt if nxt > 0 else now + 20_000_000
+
+    def _send(self, n):
+        if n == 0:
+            return
+        out, ns, beats = self.seq.out, self.seq.out_ns, self.seq.out_beat
+        send = self.port.send
+        for i in range(n):
+            send(int(out[i, 0]), int(out[i, 1]), int(out[i, 2]), int(ns[i]), float(beats[i]),
+                 int(out[i, 3]))
+        self.events_sent += n
+
+    def _run_commands(self):
+        while self._commands:
+            msg, fut = self._commands.popleft()
+            try:
+                fut.set_result(self._dispatch(msg))
+            except Exception as exc:  # the reply carries it; the music goes on
+                fut.set_exception(exc)
+
+    def _loop(self):
+        spin = int(self.cfg.spin_us * 1000)
+        while not self._stop.is_set():
+            self._run_commands()
+            now = time.monotonic_ns()
+            deadline = self._step_all(now)
+            wait = deadline - time.monotonic_ns()
+            if wait > spin:
+                self._wake.wait((wait - spin) / 1e9)
+                self._wake.clear()
+                if self._commands:
+                    continue
+            while time.monotonic_ns() < deadline and not self._commands:
+                pass
+
+
+# -- the command line ----------------------------------------------------------------
+def add_arguments(p):
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="model .npz (default: shipped)")
+    p.add_argument("--control", default=protocol.CONTROL_ADDRESS,
+                   help=f"ZeroMQ address for game messages (default {protocol.CONTROL_ADDRESS})")
+    p.add_argument("--events", default="tcp://127.0.0.1:5556",
+                   help="ZeroMQ PUB address of the event stream; 'none' to turn off")
+    p.add_argument("--midi", choices=["virtual", "none"], default="virtual",
+                   help="open a virtual MIDI output port (default) or none")
+    p.add_argument("--port-name", default="Ostinato", help="name of the virtual MIDI port")
+    p.add_argument("--api", default=None,
+                   help="rtmidi API: alsa, jack, coremidi, windows_mm (default: $RTMIDI_API, "
+                        "else the platform's)")
+    p.add_argument("--record", default=None, metavar="FILE.mid", help="record to a MIDI file")
+    p.add_argument("--audio", action="store_true", help="play through the built-in synth")
+    p.add_argument("--state", default="explore", help="preset to start in (default explore)")
+    p.add_argument("--states", default=None, help="presets/stingers TOML file")
+    p.add_argument("--sessions", type=int, default=16, help="most sessions at once")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seconds", type=float, default=None, help="stop after this long")
+
+
+def open_outputs(args):
+    """The outputs asked for; one that cannot open is reported in a line and skipped."""
+    from .ports import MidiFilePort, RtMidiPort, ZmqPubPort
+
+    ports, lines = [], []
+    tries = []
+    if args.midi == "virtual":
+        tries.append(("MIDI port", lambda: RtMidiPort(args.port_name, api=args.api)))
+    if args.events and args.events != "none":
+        tries.append(("event stream", lambda: ZmqPubPort(args.events)))
+    if args.record:
+        tries.append(("recording", lambda: MidiFilePort(args.record)))
+    if args.audio:
+        from .audio import AudioPort
+
+        tries.append(("audio", AudioPort))
+    for label, make in tries:
+        try:
+            port = make()
+        except (OstinatoError, OSError) as exc:
+            lines.append(f"  {label}: not available ({exc})")
+            continue
+        ports.append(port)
+        where = getattr(port, "bound_address", None) or getattr(port, "port_name", None) \
+            or getattr(port, "path", None) or getattr(port, "name", "")
+        lines.append(f"  {label}: {where}")
+    return ports, lines
+
+
+def run(args):
+    ports, lines = open_outputs(args)
+    cfg = ServerConfig(model=args.model, control=args.control, max_sessions=args.sessions,
+                       seed=args.seed, states=args.states, initial_state=args.state)
+    t0 = time.monotonic()
+    try:
+        srv = Server(cfg, ports)
+    except BaseException:
+        MultiPort(ports).close()
+        raise
+    signal.signal(signal.SIGTERM, lambda *a: srv._stop.set())
+    with srv:
+        print(f"ostinato serve: ready in {time.monotonic() - t0:.2f} s, model {args.model}")
+        print(f"  control: {srv.control_address} (JSON; see PROTOCOL.md)")
+        print("\n".join(lines))
+        print('  try: python -c "import zmq; s=zmq.Context().socket(zmq.REQ); '
+              f"s.connect('{srv.control_address}'); "
+              "s.send_json({'type':'mood','valence':-0.5,'arousal':0.9,'transition':'now'}); "
+              'print(s.recv_json())"')
+        sys.stdout.flush()
+        try:
+            if args.seconds:
+                srv._stop.wait(args.seconds)
+            else:
+                srv.wait()
+        except KeyboardInterrupt:
+            pass
+    print(f"ostinato serve: stopped after {srv.events_sent} MIDI messages, no notes left sounding")
+    return 0

@@ -1,0 +1,136 @@
+"""The Python client against a live ControlServer, and EventListener against a real PUB."""
+import socket
+import time
+
+import pytest
+import zmq
+
+from bindings import Client, EventListener
+from engine.errors import ServerError, ServerUnavailable
+from realtime import protocol
+
+
+def free_tcp_address():
+    """An address nobody listens on (a port the OS just gave out and took back)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_every_method_sends_the_validated_message(control_server):
+    address, recorded = control_server
+    with Client(address, timeout=5) as client:
+        hello = client.hello()
+        assert hello["protocol"] == protocol.PROTOCOL_VERSION and "combat" in hello["states"]
+        assert hello["server"] == "ostinato-fake-engine"
+        assert client.mood(arousal=0.9)["for"] == "mood"
+        client.mood(-0.5, 0.1, 0.2, transition="now")
+        client.state("combat")
+        client.tempo(150, ramp_beats=8)
+        client.key("eb", mode="minor", transition="beat")
+        client.stinger("hit", transition="now")
+        client.start()
+        client.pause()
+        client.stop()
+        client.open_session("p2", state="stealth")
+        client.mood(valence=0.3, session="p2")
+        client.close_session("p2")
+        pong = client.ping()
+        assert pong["type"] == "pong" and pong["rtt_ns"] > 0
+    got = [(m["type"], m["session"]) for m in recorded]
+    assert got == [("hello", "main"), ("mood", "main"), ("mood", "main"), ("state", "main"),
+                   ("tempo", "main"), ("key", "main"), ("stinger", "main"), ("start", "main"),
+                   ("pause", "main"), ("stop", "main"), ("session", "p2"), ("mood", "p2"),
+                   ("session", "p2"), ("ping", "main")]
+    assert recorded[1]["valence"] is None and recorded[1]["arousal"] == 0.9
+    assert recorded[2]["transition"] == "now" and recorded[2]["valence"] == -0.5
+    assert (recorded[4]["bpm"], recorded[4]["ramp_beats"]) == (150.0, 8.0)
+    assert (recorded[5]["key"], recorded[5]["mode"]) == ("Eb", "minor")
+    assert recorded[10]["action"] == "open" and recorded[10]["state"] == "stealth"
+    assert recorded[12]["action"] == "close" and recorded[12]["state"] is None
+
+
+def test_error_replies_raise_server_error(control_server):
+    address, recorded = control_server
+    with Client(address, timeout=5) as client:
+        with pytest.raises(ServerError) as info:
+            client.tempo(1000)
+        assert (info.value.code, info.value.field, info.value.allowed) == ("out_of_range", "bpm", "30.0..300.0")
+        with pytest.raises(ServerError) as info:
+            client.state("napping")
+        assert info.value.code == "bad_choice" and "combat" in info.value.allowed
+        with pytest.raises(ServerError) as info:
+            client.mood()
+        assert info.value.code == "missing_field"
+        with pytest.raises(ServerError) as info:  # semantic error from the engine
+            client.close_session("never-opened")
+        assert (info.value.code, info.value.field) == ("bad_choice", "session")
+        assert client.start()["ok"]  # still in step after errors
+
+
+def test_timeout_when_nothing_listens_and_recovery():
+    address = free_tcp_address()
+    with Client(address, timeout=0.3) as client:
+        t0 = time.monotonic()
+        with pytest.raises(ServerUnavailable, match="no reply"):
+            client.ping()
+        assert time.monotonic() - t0 < 5  # generous: only checks that it does not hang
+        with pytest.raises(ServerUnavailable):
+            client.mood(arousal=1)
+
+
+def test_late_reply_does_not_desync(control_server):
+    address, recorded = control_server
+    with Client(address, timeout=5) as client:
+        client.timeout = 0.0  # expire at once: the reply to this ping arrives late
+        with pytest.raises(ServerUnavailable):
+            client.ping()
+        client.timeout = 5
+        reply = client.stop()
+        assert reply["for"] == "stop"
+
+
+def test_send_nowait_and_poll_replies(control_server):
+    address, recorded = control_server
+    with Client(address, timeout=5) as client:
+        ids = [client.send_nowait("mood", arousal=i / 10) for i in range(5)]
+        ids.append(client.send_nowait("tempo", bpm=1))
+        replies = []
+        deadline = time.monotonic() + 5
+        while len(replies) < len(ids) and time.monotonic() < deadline:
+            replies += client.poll_replies()
+            time.sleep(0.005)
+        assert sorted(r["id"] for r in replies) == ids
+        assert [r["ok"] for r in replies if r["id"] == ids[-1]] == [False]
+        assert [m["arousal"] for m in recorded] == [0.0, 0.1, 0.2, 0.3, 0.4]
+
+
+def test_default_session_of_a_client(control_server):
+    address, recorded = control_server
+    with Client(address, timeout=5, session="layer2") as client:
+        client.open_session("layer2")
+        client.state("calm")
+    assert [m["session"] for m in recorded] == ["layer2", "layer2"]
+
+
+def test_event_listener_reads_the_stream():
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind("tcp://127.0.0.1:*")
+    address = pub.getsockopt(zmq.LAST_ENDPOINT).decode()
+    try:
+        with EventListener(address, types=["note_on", "tempo"], timeout=0.2) as listener:
+            # PUB drops messages until the subscription arrives: publish until one is seen.
+            deadline = time.monotonic() + 5
+            while listener.recv(timeout=0.02) is None and time.monotonic() < deadline:
+                pub.send(protocol.encode_event("tempo", "main", 0, 0, 0.0, bpm=100.0))
+            for seq in range(1, 4):
+                pub.send(protocol.encode_event("note_off", "main", seq, 10, seq, 0, 60, 0))
+                pub.send(protocol.encode_event("note_on", "main", seq, 10, seq + 0.5, 0, 60 + seq, 80))
+            events = list(listener)
+        assert [e["pitch"] for e in events if e["type"] == "note_on"] == [61, 62, 63]
+        assert all(e["type"] in ("note_on", "tempo") for e in events)
+    finally:
+        pub.close(0)
+        ctx.term()

@@ -1,0 +1,69 @@
+"""bindings/csharp: compile with mcs, run the console example with mono against a live server."""
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+CS_DIR = Path(__file__).resolve().parents[2] / "bindings" / "csharp"
+
+
+def mcs(*args, cwd):
+    done = subprocess.run(["mcs", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "warning" not in done.stdout, done.stdout
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory):
+    for tool in ("mcs", "mono"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not installed (Debian mono-mcs, mono-runtime): C# binding not tested")
+    out = tmp_path_factory.mktemp("csharp")
+    # The Unity component compiles to nothing outside Unity; it must still compile.
+    mcs("-target:library", "-out:Ostinato.dll", str(CS_DIR / "Ostinato.cs"), str(CS_DIR / "OstinatoMusic.cs"),
+        cwd=out)
+    mcs("-r:Ostinato.dll", "-out:Example.exe", str(CS_DIR / "Example.cs"), cwd=out)
+    shutil.copy(CS_DIR / "Ostinato.dll.config", out)
+    return out / "Example.exe"
+
+
+def run(example, address):
+    env = dict(os.environ, MONO_LOG_LEVEL="debug", MONO_LOG_MASK="dll")
+    return subprocess.run(["mono", str(example), address], capture_output=True, text=True, timeout=60,
+                          env=env)
+
+
+def test_example_against_a_live_server(example, control_server):
+    address, recorded = control_server
+    done = run(example, address)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # The dllmap in Ostinato.dll.config is what found the runtime library name.
+    assert "DllImport loaded library 'libzmq.so.5'" in done.stderr + done.stdout
+    lines = [line for line in done.stdout.splitlines() if not line.startswith("Mono:")]
+    for expected in ("mood ok", "state ok", "tempo ok", "key ok", "stinger ok", "start ok",
+                     "bad-tempo error out_of_range bpm", "open ok", "mood2 ok", "close ok",
+                     "async replies 3 of 3", "stop ok"):
+        assert expected in lines, (expected, lines)
+    assert any(line.startswith("server ostinato-fake-engine states [") and '"combat"' in line for line in lines)
+    assert any(line.startswith("server clock ") for line in lines)
+    assert [(m["type"], m["session"]) for m in recorded] == [
+        ("hello", "main"), ("mood", "main"), ("state", "main"), ("tempo", "main"), ("key", "main"),
+        ("stinger", "main"), ("start", "main"), ("session", "player2"), ("mood", "player2"),
+        ("session", "player2"), ("ping", "main"), ("mood", "main"), ("stinger", "main"),
+        ("pause", "main"), ("stop", "main")]
+    mood, tempo, key = recorded[1], recorded[3], recorded[4]
+    assert (mood["valence"], mood["arousal"], mood["intensity"], mood["transition"]) == (0.5, 0.8, None, "now")
+    assert (tempo["bpm"], tempo["ramp_beats"], tempo["transition"]) == (150.0, 4.0, "beat")
+    assert (key["key"], key["mode"]) == ("D", "minor")
+    assert (recorded[11]["arousal"], recorded[11]["intensity"]) == (0.9, 1.0)
+
+
+def test_example_reports_an_unavailable_server(example):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    done = run(example, address)
+    assert done.returncode == 2 and "unavailable" in done.stderr

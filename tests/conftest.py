@@ -1,0 +1,38 @@
+"""Shared fixtures: a real JACK server for MIDI tests, and the ALSA sequencer check."""
+import os
+import shutil
+import uuid
+
+import pytest
+
+from realtime.jack import JackConfig, JackServer
+
+
+def _missing(reason):
+    """Fail under CI (the Makefile installs jackd2 there), else skip with the reason."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{reason} (CI=true: the Makefile must install it)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def jack_server():
+    """A running JACK server: the one already running, else ``jackd -d dummy`` started
+    here (48 kHz, 256-frame periods) and stopped at the end of the test session."""
+    if shutil.which("jackd") is None or shutil.which("jack_lsp") is None:
+        _missing("jackd/jack_lsp not installed (Debian package jackd2)")
+    with JackServer(JackConfig(server=os.environ.get("JACK_DEFAULT_SERVER"))) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def alsa_seq():
+    """Skips the test when this machine has no ALSA sequencer (containers rarely do)."""
+    if not os.path.exists("/dev/snd/seq"):
+        pytest.skip("no ALSA sequencer here: /dev/snd/seq is missing")
+
+
+@pytest.fixture
+def unique_name():
+    """A JACK-safe client/port name no other test (or engineer) on this server uses."""
+    return f"ostinato-test-{uuid.uuid4().hex[:8]}"

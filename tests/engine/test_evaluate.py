@@ -1,0 +1,166 @@
+"""``ostinato eval``: the statistics on known cases, then the command end to end on a
+tiny untrained model and a dataset built from 120 real tunes of music21's corpus."""
+import json
+import math
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+import torch
+
+from engine import cli
+from engine.data import BuildConfig, Dataset, build
+from engine.errors import InvalidMessage
+from engine.evaluate import (EvalConfig, detect_key, evaluate, histogram_intersection,
+                             ioi_histogram, js_divergence, key_adherence, pitch_class_histogram,
+                             range_histogram, spearman)
+from engine.model import ModelConfig, MusicLSTM, load_model, save_model
+from engine.ngram import NGram
+from engine.notes import NOTE_DTYPE, make_notes
+
+
+def melody(pitches, long=()):
+    """One note a beat (12 ticks), the pitches in ``long`` held three beats."""
+    rows, t = [], 0
+    for p in pitches:
+        d = 36 if p in long else 12
+        rows.append((t, t + d, p))
+        t += d
+    return make_notes(rows)
+
+
+C_MAJOR = melody([60, 62, 64, 65, 67, 69, 71, 72, 67, 64, 60], long=(60, 64, 67, 72))
+A_MINOR = melody([57, 59, 60, 62, 64, 65, 68, 69, 64, 60, 57], long=(57, 60, 64, 69))
+D_MAJOR = melody([62, 64, 66, 67, 69, 71, 73, 74, 69, 66, 62], long=(62, 66, 69, 74))
+
+
+# -- statistics on known cases ------------------------------------------------------------
+def test_spearman_known_cases():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [9, 4, 1, 0]) == pytest.approx(-1.0)
+    assert spearman([1, 2, 3, 4], [1, 100, 1000, 5000]) == pytest.approx(1.0)  # ranks only
+    # ties take their mean rank; scipy.stats.spearmanr gives 0.9486832980505138
+    assert spearman([1, 2, 2, 3], [1, 3, 2, 4]) == pytest.approx(0.9486832980505138)
+    assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
+    with pytest.raises(InvalidMessage) as e:
+        spearman([1, 2], [1])
+    assert e.value.field == "y"
+
+
+def test_histogram_intersection_and_js_known_cases():
+    assert histogram_intersection([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)  # scale-free
+    assert histogram_intersection([1, 0], [0, 1]) == 0.0
+    assert histogram_intersection([1, 1], [1, 0]) == pytest.approx(0.5)
+    assert histogram_intersection([3, 1, 0], [1, 1, 2]) == pytest.approx(0.25 + 0.25)
+    assert js_divergence([1, 2], [1, 2]) == pytest.approx(0.0)
+    assert js_divergence([1, 0], [0, 1]) == pytest.approx(1.0)
+    assert 0 < js_divergence([1, 1], [1, 0]) < 1
+    assert math.isnan(histogram_intersection([0, 0], [1, 1]))
+
+
+def test_key_adherence_on_hand_made_notes():
+    assert detect_key(C_MAJOR) == (0, 0)
+    assert detect_key(A_MINOR) == (9, 1)
+    assert detect_key(D_MAJOR) == (2, 0)
+    assert detect_key(np.zeros(0, NOTE_DTYPE)) is None
+    requests = [(0, 0), (9, 1), (0, 1), (2, 0), (2, 0), (0, 0)]
+    pieces = [C_MAJOR, A_MINOR, C_MAJOR, C_MAJOR, D_MAJOR, np.zeros(0, NOTE_DTYPE)]
+    got = key_adherence(requests, pieces)
+    # right key: 1, 2, 5; right mode: 1, 2, 4, 5; right tonic: 1, 2, 3, 5; silence: nothing
+    assert got == dict(key_and_mode=3 / 6, mode=4 / 6, tonic=4 / 6)
+    with pytest.raises(InvalidMessage) as e:
+        key_adherence(requests[:2], pieces)
+    assert e.value.field == "requests"
+
+
+def test_feature_histograms():
+    # relative to the detected tonic, C major and D major are the same music
+    np.testing.assert_allclose(pitch_class_histogram([C_MAJOR]), pitch_class_histogram([D_MAJOR]))
+    assert pitch_class_histogram([C_MAJOR], mode=1).sum() == 0
+    assert pitch_class_histogram([C_MAJOR, A_MINOR], mode=1)[0] == 3 * 36  # A held 3 times
+    r = range_histogram([C_MAJOR, A_MINOR, make_notes([(0, 1, 20), (0, 1, 100)])])
+    assert r[12] == 2 and r[48] == 1 and r.sum() == 3
+    gaps = ioi_histogram([make_notes([(0, 6, 60), (0, 6, 64), (6, 9, 62), (12, 13, 60),
+                                      (72, 80, 60)])])
+    assert len(gaps) == 48
+    assert gaps[5] == 2 and gaps[47] == 1 and gaps.sum() == 3  # 6, 6 ticks and 60 -> 48+
+
+
+def test_config_rejects_bad_values():
+    for kwargs, field in [(dict(pieces_per_key=0), "pieces_per_key"), (dict(split="dev"), "split"),
+                          (dict(bars=0), "bars"), (dict(densities=(1.0,)), "densities"),
+                          (dict(densities=(1.0, -2.0)), "densities"),
+                          (dict(temperature=0), "temperature"), (dict(max_pieces=0), "max_pieces")]:
+        with pytest.raises(InvalidMessage) as e:
+            EvalConfig(**kwargs)
+        assert e.value.field == field and e.value.allowed
+    assert EvalConfig(bars=4).quick().bars == 4 and EvalConfig().quick().bars == 8
+
+
+# -- end to end ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A dataset of 120 Aird's Airs tunes and an untrained 16-unit model for it."""
+    root = tmp_path_factory.mktemp("eval")
+    data = root / "dataset.npz"
+    build(BuildConfig(collections=("airdsAirs",), max_pieces=120, out=str(data), workers=1,
+                      progress=False))
+    ds = Dataset.load(data)
+    assert len(ds.pieces("test")) >= 3  # the split is a fixed hash of the piece ids
+    torch.manual_seed(0)
+    model = MusicLSTM(ModelConfig(vocab_size=ds.vocab.size, n_controls=ds.spec.size, embed=8,
+                                  hidden=16, layers=1))
+    save_model(root / "tiny.npz", model, ds.vocab, ds.spec, info=dict(mean_register=70.0))
+    return root, data, root / "tiny.npz", ds
+
+
+def test_eval_command_writes_every_figure(tiny, capsys):
+    root, data, model_path, ds = tiny
+    out, png = root / "eval.json", root / "roll.png"
+    rc = cli.main(["eval", "--model", str(model_path), "--data", str(data), "--quick",
+                   "--bars", "2", "--json", str(out), "--plot", str(png), "--no-progress"])
+    assert rc == 0
+    assert "improvement over the n-gram" in capsys.readouterr().out
+    r = json.loads(out.read_text())
+    for name in ("lstm_nats", "lstm_bits", "ngram_nats", "ngram_bits", "improvement"):
+        assert math.isfinite(r["nll"][name])
+    assert set(r["key"]) >= {"key_and_mode", "mode", "tonic", "per_key", "density"}
+    assert len(r["key"]["per_key"]) == 24 and r["key"]["pieces"] == 24
+    assert r["density"]["requested"] == [0.5, 1.0, 2.0, 4.0]
+    assert len(r["density"]["realised_mean"]) == 4 and "spearman" in r["density"]
+    for name in ("pitch_class", "pitch_class_major", "pitch_class_minor", "pitch_range", "ioi"):
+        assert set(r["overlap"][name]) == {"intersection", "js_bits", "generated", "held_out"}
+    assert 0 <= r["overlap"]["ioi"]["intersection"] <= 1
+    img = mpimg.imread(png)
+    assert img.ndim == 3 and img.shape[0] > 200
+
+
+def test_nll_figures_score_the_same_tokens(tiny):
+    root, data, model_path, ds = tiny
+    cfg = EvalConfig(pieces_per_key=1, bars=1, densities=(1.0, 2.0), pieces_per_density=1)
+    r = evaluate(model_path, data, cfg, progress=False)
+    held = ds.pieces("test")
+    assert r["nll"]["tokens"] == sum(len(t) - 1 for t, _ in held)
+    ngram = NGram(5, ds.vocab.size).fit([t for t, _ in ds.pieces("train")])
+    assert r["nll"]["ngram_nats"] == pytest.approx(ngram.nll([t for t, _ in held]))
+    model = load_model(model_path)[0]
+    per_piece = [model.nll(t, c) * (len(t) - 1) for t, c in held]
+    assert r["nll"]["lstm_nats"] == pytest.approx(sum(per_piece) / r["nll"]["tokens"])
+    assert r["nll"]["improvement"] == pytest.approx(
+        1 - r["nll"]["lstm_nats"] / r["nll"]["ngram_nats"])
+    # an untrained model knows nothing: the n-gram must beat it by far
+    assert r["nll"]["lstm_nats"] > 2 * r["nll"]["ngram_nats"]
+    # same seed, same figures
+    again = evaluate(model_path, data, cfg, progress=False)
+    assert again["key"] == r["key"] and again["density"] == r["density"]
+
+
+def test_eval_command_reports_bad_input(tiny, tmp_path, capsys):
+    root, data, model_path, ds = tiny
+    assert cli.main(["eval", "--model", str(model_path), "--data", str(data),
+                     "--pieces-per-key", "0"]) == 1
+    assert "pieces_per_key" in capsys.readouterr().err
+    assert cli.main(["eval", "--model", str(tmp_path / "none.npz"), "--data", str(data)]) == 1
+    assert "none.npz" in capsys.readouterr().err
+    assert cli.main(["eval", "--model", str(model_path), "--data", str(tmp_path / "no.npz")]) == 1
+    assert "no.npz" in capsys.readouterr().err

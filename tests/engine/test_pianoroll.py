@@ -1,0 +1,64 @@
+"""Piano-roll pictures: files that open, notes and marks that show, bad input named."""
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from engine.errors import InvalidMessage
+from engine.notes import NOTE_DTYPE, make_notes
+from engine.pianoroll import plot_pianoroll
+
+SCALE = make_notes([(12 * i, 12 * i + 10, p)
+                    for i, p in enumerate([60, 62, 64, 65, 67, 69, 71, 72])])
+CHORDS = make_notes([(0, 48, 48), (0, 48, 52), (0, 48, 55), (48, 96, 53, 30), (48, 96, 57, 120)])
+
+
+def _red(img):
+    """Pixels drawn in the marks' crimson."""
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    return (r > 0.7) & (g < 0.3) & (b < 0.35)
+
+
+def _blue(img):
+    """Pixels drawn in the notes' blue (at any velocity shade, on white)."""
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    return (b > r + 0.1) & (b > g + 0.05)
+
+
+def test_writes_a_png_with_one_panel_per_piece(tmp_path):
+    one = plot_pianoroll([SCALE], ["scale"], tmp_path / "one.png")
+    two = plot_pianoroll([SCALE, CHORDS], ["scale", "chords"], tmp_path / "two.png")
+    a, b = mpimg.imread(one), mpimg.imread(two)
+    assert a.ndim == 3 and b.shape[0] > 1.5 * a.shape[0]  # taller: a second panel
+    assert _blue(a).sum() > 500 and not _red(a).any()
+
+
+def test_marks_draw_labelled_lines(tmp_path):
+    plain = mpimg.imread(plot_pianoroll([SCALE], ["s"], tmp_path / "a.png"))
+    marked = mpimg.imread(plot_pianoroll([SCALE], ["s"], tmp_path / "b.png",
+                                         marks=[(2, "combat"), (6.5, "stealth")]))
+    assert _red(marked).sum() > 100 and not _red(plain).any()
+
+
+def test_empty_piece_and_other_formats(tmp_path):
+    empty = np.zeros(0, NOTE_DTYPE)
+    png = plot_pianoroll([empty, SCALE], ["silence", "scale"], tmp_path / "e.png")
+    assert mpimg.imread(png).shape[0] > 0
+    svg = plot_pianoroll([SCALE], ["s"], tmp_path / "sub" / "roll.svg")
+    assert svg.read_text().lstrip().startswith("<?xml")
+
+
+def test_bad_input_is_named(tmp_path):
+    cases = [
+        (dict(notes_list=[], titles=[], path=tmp_path / "x.png"), "notes_list"),
+        (dict(notes_list=[SCALE], titles=["a", "b"], path=tmp_path / "x.png"), "titles"),
+        (dict(notes_list=[SCALE], titles=["a"], path=tmp_path / "x.jpeg2"), "path"),
+        (dict(notes_list=[SCALE], titles=["a"], path=tmp_path / "x.png",
+              marks=[(float("nan"), "x")]), "marks"),
+        (dict(notes_list=[SCALE], titles=["a"], path=tmp_path / "x.png",
+              ticks_per_beat=0), "ticks_per_beat"),
+    ]
+    for kwargs, field in cases:
+        with pytest.raises(InvalidMessage) as e:
+            plot_pianoroll(**kwargs)
+        assert e.value.field == field and e.value.allowed
+    assert not (tmp_path / "x.png").exists()

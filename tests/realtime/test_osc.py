@@ -1,0 +1,132 @@
+"""The OSC endpoint over real UDP on 127.0.0.1 (ephemeral ports), python-osc on both ends."""
+import json
+import socket
+
+import pytest
+from pythonosc.osc_message import OscMessage
+from pythonosc.osc_message_builder import OscMessageBuilder
+
+from engine.errors import PortError
+from realtime.osc import OscServer, to_message
+
+
+class Recorder:
+    def __init__(self):
+        self.messages = []
+
+    def __call__(self, msg):
+        self.messages.append(msg)
+        if msg["type"] == "boom" or msg.get("session") == "explode":
+            raise RuntimeError("handler bug")
+        return {"server": "recorder"} if msg["type"] == "hello" else {}
+
+
+@pytest.fixture
+def osc():
+    recorder = Recorder()
+    with OscServer(recorder, port=0) as server:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(5)
+        yield server, recorder, sock
+        sock.close()
+
+
+def send(server, sock, address, *args):
+    builder = OscMessageBuilder(address)
+    for arg in args:
+        builder.add_arg(arg)
+    sock.sendto(builder.build().dgram, ("127.0.0.1", server.port))
+    reply = OscMessage(sock.recv(65536))
+    return reply.address, list(reply.params)
+
+
+def test_positional_mood_is_validated_and_acknowledged(osc):
+    server, recorder, sock = osc
+    address, args = send(server, sock, "/ostinato/mood", 0.5, 0.8, 0.3, "now")
+    assert address == "/ostinato/ack" and args[0] == "mood"
+    assert json.loads(args[2])["ok"] is True
+    msg = recorder.messages[-1]
+    # 32-bit OSC floats come back as the decimal that was sent.
+    assert (msg["valence"], msg["arousal"], msg["intensity"], msg["transition"]) == (0.5, 0.8, 0.3, "now")
+    assert msg["client"].startswith("osc:127.0.0.1:")
+
+
+def test_single_field_form_and_envelope_keywords(osc):
+    server, recorder, sock = osc
+    address, args = send(server, sock, "/ostinato/mood/arousal", 0.75, "session", "p2", "id", 42)
+    assert address == "/ostinato/ack" and args[1] == 42
+    msg = recorder.messages[-1]
+    assert (msg["arousal"], msg["valence"], msg["session"], msg["id"]) == (0.75, None, "p2", 42)
+    send(server, sock, "/ostinato/tempo", 140, 4, "session", "p3")
+    assert recorder.messages[-1]["bpm"] == 140.0 and recorder.messages[-1]["ramp_beats"] == 4.0
+    send(server, sock, "/ostinato/session", "open", "p4", "stealth")
+    assert recorder.messages[-1]["session"] == "p4" and recorder.messages[-1]["state"] == "stealth"
+    send(server, sock, "/ostinato/key", "f#", "minor")
+    assert recorder.messages[-1]["key"] == "F#"
+    send(server, sock, "/ostinato/mood", None, 0.2)  # OSC nil keeps valence
+    assert recorder.messages[-1]["valence"] is None and recorder.messages[-1]["arousal"] == 0.2
+
+
+def test_same_errors_as_the_json_path(osc):
+    server, recorder, sock = osc
+    cases = [
+        (("/ostinato/mood", 2.0), ("out_of_range", "valence", "-1.0..1.0")),
+        (("/ostinato/tempo", "fast"), ("bad_type", "bpm", "30.0..300.0")),
+        (("/ostinato/tempo",), ("missing_field", "bpm", "30.0..300.0")),
+        (("/ostinato/state", "nap"), ("bad_choice", "name", None)),
+        (("/ostinato/dance", 1), ("unknown_type", "type", None)),
+        (("/ostinato/mood/colour", 1), ("unknown_field", "colour", None)),
+        (("/ostinato/stop", 1, 2, 3), ("unknown_field", "", None)),
+        (("/other", 1), ("unknown_type", "type", None)),
+    ]
+    for (address, *args), (code, field, allowed) in cases:
+        reply_address, reply = send(server, sock, address, *args)
+        assert reply_address == "/ostinato/error", (address, reply)
+        assert reply[:2] == [code, field], (address, reply)
+        if allowed:
+            assert reply[2] == allowed and allowed in reply[3]
+    assert recorder.messages == []
+
+
+def test_handler_exception_is_a_server_error_and_serving_goes_on(osc):
+    server, _, sock = osc
+    address, args = send(server, sock, "/ostinato/start", "session", "explode", "id", 3)
+    assert address == "/ostinato/error" and args[0] == "server_error" and args[4] == 3
+    assert send(server, sock, "/ostinato/start")[0] == "/ostinato/ack"
+
+
+def test_hello_reply_port_redirects_replies(osc):
+    server, recorder, sock = osc
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.settimeout(5)
+    with listener:
+        builder = OscMessageBuilder("/ostinato/hello")
+        builder.add_arg(listener.getsockname()[1])
+        sock.sendto(builder.build().dgram, ("127.0.0.1", server.port))
+        reply = OscMessage(listener.recv(65536))
+        hello = json.loads(reply.params[2])
+        assert reply.address == "/ostinato/ack" and hello["type"] == "hello"
+        assert "combat" in hello["states"] and hello["server"] == "recorder"
+        sock.sendto(OscMessageBuilder("/ostinato/ping").build().dgram, ("127.0.0.1", server.port))
+        pong = json.loads(OscMessage(listener.recv(65536)).params[2])
+        assert pong["type"] == "pong" and pong["t_ns"] > 0
+    fresh = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # sock's replies still go to listener
+    fresh.settimeout(5)
+    with fresh:
+        address, args = send(server, fresh, "/ostinato/hello", 70000)
+    assert address == "/ostinato/error" and args[:2] == ["out_of_range", "reply_port"]
+
+
+def test_to_message_mapping():
+    assert to_message("/ostinato/stinger", ["hit", "bar"]) == {"type": "stinger", "name": "hit",
+                                                               "transition": "bar"}
+    assert to_message("/ostinato/session/", ["close", "p2"]) == {"type": "session", "action": "close",
+                                                                "session": "p2"}
+
+
+def test_port_in_use_is_a_port_error(osc):
+    server, _, _ = osc
+    with pytest.raises(PortError, match=str(server.port)):
+        OscServer(Recorder(), port=server.port).start()

@@ -1,0 +1,285 @@
+"""The protocol table drives these tests: every message, every field, every error code."""
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.errors import InvalidMessage
+from realtime import protocol
+from realtime.protocol import MESSAGES, PRESETS, STINGERS, parse
+
+ROOT = Path(__file__).resolve().parents[2]
+PRESET_NAMES, STINGER_NAMES = protocol.load_states()
+FIELDS = [(m.name, f) for m in MESSAGES for f in m.fields]
+
+
+def expect_error(obj, code, field):
+    data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+    with pytest.raises(InvalidMessage) as info:
+        parse(data)
+    exc = info.value
+    assert (exc.code, exc.field) == (code, field), str(exc)
+    reply = json.loads(protocol.error_reply(exc))
+    assert reply["ok"] is False and reply["type"] == "error" and reply["code"] == code
+    assert reply["field"] == field and reply["allowed"] == exc.allowed
+    if field is not None:
+        assert field.split(",")[0] in reply["message"]
+    return exc
+
+
+def base(_kind, **fields):
+    """A valid message of this type, with ``fields`` replaced."""
+    msg = protocol.example(_kind)
+    msg.update(fields)
+    return msg
+
+
+@pytest.mark.parametrize("name", protocol.MESSAGE_TYPES)
+def test_every_example_parses_with_defaults_filled(name):
+    msg = parse(json.dumps(base(name)).encode())
+    spec = protocol.message_spec(name)
+    assert msg["type"] == name and msg["id"] == 1
+    assert msg["session"] == ("player2" if spec.session_required else "main")
+    for field in spec.fields:
+        assert field.name in msg
+        value = msg[field.name]
+        assert value == (field.example if field.example is not None else field.default)
+        if field.kind == "float":
+            assert isinstance(value, float)
+
+
+def test_defaults_are_filled_for_omitted_fields():
+    assert parse(b'{"type":"tempo","bpm":120}') == {
+        "type": "tempo", "id": None, "session": "main", "bpm": 120.0, "ramp_beats": 0.0,
+        "transition": "beat"}
+    msg = parse(b'{"type":"mood","arousal":1}')
+    assert (msg["valence"], msg["arousal"], msg["intensity"], msg["transition"]) == (None, 1.0, None, "bar")
+    assert parse(b'{"type":"stinger","name":"hit"}')["transition"] == "beat"
+    assert parse(b'{"type":"key","key":"E"}')["mode"] is None
+
+
+@pytest.mark.parametrize("kind,field", [(k, f) for k, f in FIELDS if f.kind == "float"],
+                         ids=lambda x: getattr(x, "name", x))
+def test_float_fields_reject_out_of_range_and_wrong_type(kind, field):
+    for value in (field.lo - 0.001, field.hi + 0.001, field.hi * 10 + 1):
+        exc = expect_error(base(kind, **{field.name: value}), "out_of_range", field.name)
+        assert exc.allowed == f"{field.lo!r}..{field.hi!r}"
+        assert exc.allowed in str(exc)
+    for value in ("fast", True, None, [1]):
+        expect_error(base(kind, **{field.name: value}), "bad_type", field.name)
+    for value in (field.lo, field.hi, int(field.hi)):
+        assert parse(json.dumps(base(kind, **{field.name: value})).encode())[field.name] == float(value)
+
+
+def test_nan_and_infinity_are_out_of_range():
+    expect_error(b'{"type":"mood","valence":NaN}', "out_of_range", "valence")
+    expect_error(b'{"type":"tempo","bpm":Infinity}', "out_of_range", "bpm")
+
+
+@pytest.mark.parametrize("kind,field", [(k, f) for k, f in FIELDS if f.kind in ("choice", "key")],
+                         ids=lambda x: getattr(x, "name", x))
+def test_choice_fields_reject_unknown_choices_and_wrong_type(kind, field):
+    choices = {PRESETS: list(PRESET_NAMES), STINGERS: list(STINGER_NAMES)}.get(field.choices, field.choices)
+    exc = expect_error(base(kind, **{field.name: "no-such-choice"}), "bad_choice", field.name)
+    assert exc.allowed == list(choices)
+    assert all(str(c) in str(exc) for c in choices)
+    expect_error(base(kind, **{field.name: 3}), "bad_type", field.name)
+    for choice in choices:
+        msg = base(kind, **{field.name: choice})
+        if msg.get("action") == "close":
+            del msg["state"]  # only "open" takes a state
+        assert parse(json.dumps(msg).encode())[field.name] == choice
+
+
+@pytest.mark.parametrize("kind,field", [(k, f) for k, f in FIELDS if f.required],
+                         ids=lambda x: getattr(x, "name", x))
+def test_required_fields_are_required(kind, field):
+    msg = base(kind)
+    del msg[field.name]
+    exc = expect_error(msg, "missing_field", field.name)
+    assert exc.allowed == field.allowed(list(PRESET_NAMES), list(STINGER_NAMES))
+
+
+def test_mood_needs_at_least_one_axis():
+    exc = expect_error({"type": "mood", "transition": "now"}, "missing_field", "valence,arousal,intensity")
+    assert "at least one of valence, arousal, intensity" in str(exc)
+
+
+def test_keys_accept_lower_case_and_keep_canonical_spelling():
+    for written, canonical in (("c", "C"), ("c#", "C#"), ("db", "Db"), ("BB", "Bb"), ("F#", "F#")):
+        assert parse(json.dumps({"type": "key", "key": written}).encode())["key"] == canonical
+    expect_error({"type": "key", "key": "H"}, "bad_choice", "key")
+    expect_error({"type": "key", "key": "Cb"}, "bad_choice", "key")
+
+
+def test_envelope_fields():
+    msg = parse(b'{"type":"start","id":"abc","session":"p-2.x_y","v":1}')
+    assert (msg["id"], msg["session"]) == ("abc", "p-2.x_y") and "v" not in msg
+    expect_error({"type": "start", "session": ""}, "out_of_range", "session")
+    expect_error({"type": "start", "session": "a b"}, "out_of_range", "session")
+    expect_error({"type": "start", "session": "x" * 65}, "out_of_range", "session")
+    expect_error({"type": "start", "session": 5}, "bad_type", "session")
+    expect_error({"type": "start", "id": True}, "bad_type", "id")
+    expect_error({"type": "start", "id": [1]}, "bad_type", "id")
+    expect_error({"type": "start", "id": "x" * 129}, "bad_type", "id")
+    expect_error({"type": "start", "v": 2}, "out_of_range", "v")
+
+
+def test_session_message_rules():
+    assert parse(b'{"type":"session","action":"open","session":"p2","state":"calm"}')["state"] == "calm"
+    expect_error({"type": "session", "action": "open"}, "missing_field", "session")
+    expect_error({"type": "session", "action": "close", "session": "p2", "state": "calm"},
+                 "unknown_field", "state")
+
+
+def test_whole_message_errors():
+    expect_error(b"x" * (protocol.MAX_MESSAGE_BYTES + 1), "too_large", None)
+    at_limit = b'{"type":"start"' + b" " * (protocol.MAX_MESSAGE_BYTES - 16) + b"}"
+    assert len(at_limit) == protocol.MAX_MESSAGE_BYTES and parse(at_limit)["type"] == "start"
+    expect_error(at_limit[:-1] + b" }", "too_large", None)
+    expect_error(b"\xff\xfe{}", "invalid_json", None)
+    expect_error(b'{"type":"start"', "invalid_json", None)
+    expect_error(b"", "invalid_json", None)
+    expect_error(b"[1, 2]", "invalid_json", None)
+    expect_error(b'"mood"', "invalid_json", None)
+    exc = expect_error(b'{"id": 4}', "unknown_type", "type")
+    assert exc.allowed == list(protocol.MESSAGE_TYPES) and exc.msg_id == 4
+    expect_error(b'{"type":"dance"}', "unknown_type", "type")
+    expect_error(b'{"type":7}', "unknown_type", "type")
+    exc = expect_error(b'{"type":"ping","zz":1,"aa":2}', "unknown_field", "aa,zz")
+    assert "'aa'" in str(exc) and "'zz'" in str(exc)
+    expect_error(b'{"type":"stop","bpm":120}', "unknown_field", "bpm")
+
+
+def test_error_reply_echoes_the_id_of_a_bad_message():
+    with pytest.raises(InvalidMessage) as info:
+        parse(b'{"type":"tempo","bpm":1000,"id":"t-1"}')
+    assert json.loads(protocol.error_reply(info.value))["id"] == "t-1"
+
+
+def test_replies():
+    msg = parse(b'{"type":"ping","id":9,"session":"s"}')
+    assert json.loads(protocol.ok_reply(msg, t_ns=5)) == {
+        "ok": True, "type": "pong", "id": 9, "for": "ping", "session": "s", "t_ns": 5}
+    assert json.loads(protocol.ok_reply(parse(b'{"type":"hello"}')))["type"] == "hello"
+    assert json.loads(protocol.ok_reply(parse(b'{"type":"stop"}')))["type"] == "ack"
+    reply = json.loads(protocol.error_reply(RuntimeError("boom"), msg_id=3))
+    assert (reply["code"], reply["id"], reply["field"]) == ("server_error", 3, None)
+    assert "boom" in reply["message"]
+    semantic = protocol.reject("bad_choice", "session 'x' is not open", "session", ["main"])
+    assert json.loads(protocol.error_reply(semantic))["code"] == "bad_choice"
+    plain = InvalidMessage("no", field="bpm", allowed="30.0..300.0")
+    assert protocol.error_code(plain) == "out_of_range"
+
+
+def test_events_round_trip_as_json():
+    data = protocol.encode_event("note_on", "main", 123, 1_700_000_000_000_000_000, 16.25, 0, 60, 90)
+    event = protocol.decode_event(data)
+    assert event == {"v": 1, "type": "note_on", "session": "main", "seq": 123,
+                     "t_ns": 1_700_000_000_000_000_000, "beat": 16.25, "channel": 0, "pitch": 60,
+                     "velocity": 90}
+    assert data.startswith(b'{"v":1,"type":"note_on"')  # the SUB prefix filter relies on this
+    off = protocol.decode_event(protocol.encode_event("note_off", 'we"ird', 124, 5, 17, 1, 61, 0))
+    assert (off["session"], off["beat"], off["velocity"]) == ('we"ird', 17.0, 0)
+    mood = protocol.decode_event(protocol.encode_event("mood", "main", 3, 10, 8.0, valence=0.5,
+                                                       arousal=0.2, intensity=0.1))
+    assert mood["type"] == "mood" and mood["valence"] == 0.5 and mood["beat"] == 8.0
+    transport = protocol.decode_event(protocol.encode_event("transport", "main", 4, 11, 0.0, state="pause"))
+    assert transport["state"] == "pause"
+    with pytest.raises(ValueError, match="unknown event type"):
+        protocol.encode_event("explode", "main", 1, 1, 0.0)
+    for bad in (b"nope", b"[]", b'{"v":2,"type":"note_on"}', b'{"v":1,"type":"dance"}'):
+        with pytest.raises(InvalidMessage):
+            protocol.decode_event(bad)
+
+
+def test_shipped_states_have_the_documented_presets_and_stingers():
+    for name in ("explore", "calm", "stealth", "combat", "boss", "victory", "defeat", "menu"):
+        preset = PRESET_NAMES[name]
+        assert -1 <= preset["valence"] <= 1 and 0 <= preset["arousal"] <= 1
+    for name in ("hit", "discovery", "danger", "victory"):
+        stinger = STINGER_NAMES[name]
+        assert len(stinger["degrees"]) == len(stinger["durations"]) > 0
+
+
+def write(tmp_path, text):
+    path = tmp_path / "states.toml"
+    path.write_text(text)
+    return path
+
+
+GOOD_STINGER = '[stingers.hit]\ndegrees = [1]\ndurations = [1]\n'
+
+
+@pytest.mark.parametrize("text,where", [
+    ('[presets.a]\nvalence = 2\narousal = 0\nintensity = 0\n' + GOOD_STINGER, "presets.a.valence"),
+    ('[presets.a]\nvalence = 0\narousal = 0\n' + GOOD_STINGER, "presets.a.intensity"),
+    ('[presets.a]\nvalence = 0\narousal = 0\nintensity = 0\nkey = "H"\n' + GOOD_STINGER, "presets.a.key"),
+    ('[presets.a]\nvalence = 0\narousal = 0\nintensity = 0\nbpm = 500\n' + GOOD_STINGER, "presets.a.bpm"),
+    ('[presets.a]\nvalence = 0\narousal = 0\nintensity = 0\ncolour = 1\n' + GOOD_STINGER, "presets.a.colour"),
+    ('[presets."a b"]\nvalence = 0\narousal = 0\nintensity = 0\n' + GOOD_STINGER, "presets.a b"),
+    ('[presets.session]\nvalence = 0\narousal = 0\nintensity = 0\n' + GOOD_STINGER, "presets.session"),
+    ('[presets.a]\nvalence = 0\narousal = 0\nintensity = 0\n'
+     '[stingers.hit]\ndegrees = [1, 2]\ndurations = [1]\n', "stingers.hit.durations"),
+    ('[presets.a]\nvalence = 0\narousal = 0\nintensity = 0\n'
+     '[stingers.hit]\ndegrees = [99]\ndurations = [1]\n', "stingers.hit.degrees"),
+    ('[presets.a]\nvalence = 0\narousal = 0\nintensity = 0\n'
+     '[stingers.hit]\ndegrees = [1]\ndurations = [1]\nvelocity = 0\n', "stingers.hit.velocity"),
+    ('[presets.a]\nvalence = 0\narousal = 0\nintensity = 0\n', "stingers"),
+    ('[presets.a\n', None),
+])
+def test_bad_states_files_name_file_entry_and_field(tmp_path, text, where):
+    path = write(tmp_path, text)
+    with pytest.raises(InvalidMessage) as info:
+        protocol.load_states(path)
+    assert str(path) in str(info.value)
+    assert info.value.field == where
+    if where:
+        assert where in str(info.value)
+
+
+def test_missing_states_file_is_a_clear_error(tmp_path):
+    with pytest.raises(InvalidMessage, match="cannot read states file"):
+        protocol.load_states(tmp_path / "nope.toml")
+
+
+def test_user_states_file_by_env_var_changes_accepted_names(tmp_path, monkeypatch):
+    path = write(tmp_path, '[presets.lava]\nvalence = -0.2\narousal = 0.9\nintensity = 0.7\n'
+                           'key = "f#"\nregister = -12\n'
+                           '[stingers.boing]\ndegrees = [1, 8]\ndurations = [0.5, 0.5]\n')
+    monkeypatch.setenv("OSTINATO_STATES", str(path))
+    presets, stingers = protocol.load_states()
+    assert presets == {"lava": {"valence": -0.2, "arousal": 0.9, "intensity": 0.7, "key": "F#",
+                                "register": -12}}
+    assert stingers == {"boing": {"degrees": [1, 8], "durations": [0.5, 0.5], "velocity": 100}}
+    assert parse(b'{"type":"state","name":"lava"}')["name"] == "lava"
+    expect_error({"type": "state", "name": "combat"}, "bad_choice", "name")
+    assert parse(b'{"type":"state","name":"x"}', presets=["x"], stingers=[])["name"] == "x"
+
+
+def test_scale_degrees():
+    assert [protocol.degree_to_semitones(d, "major") for d in (1, 3, 5, 8, 0, -6)] == [0, 4, 7, 12, -1, -12]
+    assert [protocol.degree_to_semitones(d, "minor") for d in (3, 6, 7)] == [3, 8, 10]
+
+
+def test_protocol_md_has_every_message_and_field_and_current_tables():
+    text = (ROOT / "PROTOCOL.md").read_text()
+    for m in MESSAGES:
+        assert f"### `{m.name}`" in text
+        for f in m.fields + protocol.ENVELOPE:
+            assert f"`{f.name}`" in text
+    for code in protocol.ERROR_CODES:
+        assert f"`{code}`" in text
+    for kind in protocol.EVENT_TYPES:
+        assert f"`{kind}`" in text
+    assert protocol.markdown() in text, "regenerate: python -m realtime.protocol --markdown"
+
+
+def test_protocol_md_examples_are_valid_requests():
+    text = (ROOT / "PROTOCOL.md").read_text()
+    examples = text.split("## Examples", 1)[1].split("## Errors", 1)[0]
+    blocks = [json.loads(b.split("```", 1)[0]) for b in examples.split("```json\n")[1:]]
+    requests = [b for b in blocks if "ok" not in b]
+    assert sorted({r["type"] for r in requests}) == sorted(protocol.MESSAGE_TYPES)
+    for request in requests:
+        parse(json.dumps(request).encode())

@@ -1,0 +1,90 @@
+"""The numba sequencer: tempo map, note tables, stingers."""
+import numpy as np
+import pytest
+
+from realtime.sequencer import NS, Sequencer, note_off, note_on, release
+
+
+def test_constant_tempo_maps_beats_to_time_and_back():
+    sq = Sequencer(2, 12)
+    sq.anchor(0, 0.0, 1_000_000_000, 120.0)
+    assert sq.tick_ns(0, 12) == pytest.approx(1e9 + 0.5e9)   # one beat at 120 BPM
+    assert sq.tick_ns(0, 48) == pytest.approx(1e9 + 2e9)
+    assert sq.ns_tick(0, 1e9 + 0.25e9) == pytest.approx(6.0)
+
+
+def test_tempo_jump_at_a_future_tick_only_moves_later_events():
+    sq = Sequencer(1, 12)
+    sq.anchor(0, 0.0, 0, 60.0)
+    sq.set_tempo(0, 24, 120.0)          # from beat 2 on, twice as fast
+    assert sq.tick_ns(0, 24) == pytest.approx(2e9)
+    assert sq.tick_ns(0, 36) == pytest.approx(2.5e9)
+    assert sq.ns_tick(0, 2.5e9) == pytest.approx(36.0)
+    assert sq.tick_ns(0, 12) == pytest.approx(1e9)
+
+
+def test_linear_ramp_integrates_the_tempo():
+    sq = Sequencer(1, 12)
+    sq.anchor(0, 0.0, 0, 60.0)
+    sq.set_tempo(0, 0, 120.0, ramp_beats=4)
+    # time over a linear ramp in beats: 60/(b1-b0)*R*ln(b1/b0) seconds per R beats
+    expect = 60.0 / 60.0 * 4 * np.log(2.0)
+    assert sq.tick_ns(0, 48) / NS == pytest.approx(expect, rel=1e-9)
+    # half-way the tempo is 90 BPM, and the inverse map agrees everywhere
+    assert sq.bpm_at(0, 24) == pytest.approx(90.0)
+    for tick in (3.0, 17.5, 48.0, 60.0):
+        assert sq.ns_tick(0, sq.tick_ns(0, tick)) == pytest.approx(tick, abs=1e-6)
+    # after the ramp: 120 BPM
+    assert (sq.tick_ns(0, 60) - sq.tick_ns(0, 48)) / NS == pytest.approx(0.5)
+
+
+def test_boundaries_round_up_to_the_grid():
+    sq = Sequencer(1, 12, beats_per_bar=4)
+    sq.anchor(0, 0.0, 0, 60.0)
+    t = 5.3e9  # beat 5.3
+    assert sq.boundary(0, t, "now") == 64
+    assert sq.boundary(0, t, "beat") == 72
+    assert sq.boundary(0, t, "bar") == 96
+
+
+def _buffers():
+    return np.zeros((64, 4), np.int64), np.zeros(64, np.int64), np.zeros(64, np.float64)
+
+
+def test_every_wire_note_on_gets_exactly_one_note_off_even_on_retrigger():
+    sq = Sequencer(2, 12)
+    out, ns, beat = _buffers()
+    n, a = note_on(0, 60, 0, 90, 0, 0.0, sq.sent_pitch, sq.sent_chan, sq.sent_serial, sq.owner,
+                   sq.serial, out, ns, beat, 0)
+    # another session plays the same pitch on the same channel: the first note ends
+    n, b = note_on(1, 60, 0, 90, 1, 0.0, sq.sent_pitch, sq.sent_chan, sq.sent_serial, sq.owner,
+                   sq.serial, out, ns, beat, n)
+    n = note_off(0, 60, 0, a, 2, 0.0, sq.owner, out, ns, beat, n)   # stale: skipped
+    n = note_off(1, 60, 0, b, 3, 0.0, sq.owner, out, ns, beat, n)
+    msgs = [tuple(out[i, :3]) for i in range(n)]
+    assert msgs == [(0x90, 60, 90), (0x80, 60, 0), (0x90, 60, 90), (0x80, 60, 0)]
+
+
+def test_release_ends_session_notes_and_stinger_notes():
+    sq = Sequencer(2, 12)
+    out, ns, beat = _buffers()
+    n = 0
+    for p in (60, 64):
+        n, ser = note_on(0, p, 3, 80, 0, 0.0, sq.sent_pitch, sq.sent_chan, sq.sent_serial,
+                         sq.owner, sq.serial, out, ns, beat, n)
+        sq.sent_pitch[0, p], sq.sent_chan[0, p], sq.sent_serial[0, p] = p, 3, ser
+    sq.owner[15, 72] = -1  # a stinger note of session 0 on channel 15
+    sq.st_chan[0] = 15
+    n = release(0, 10, 1.0, sq.sent_pitch, sq.sent_chan, sq.sent_serial, sq.owner, sq.st_chan,
+                sq.st_head, sq.st_n, out, ns, beat, n)
+    offs = sorted(tuple(out[i, :2]) for i in range(n) if out[i, 0] & 0xF0 == 0x80)
+    assert offs == [(0x83, 60), (0x83, 64), (0x8F, 72)]
+    assert not sq.owner.any() and (sq.sent_pitch < 0).all()
+
+
+def test_stinger_notes_are_ordered_and_released_before_the_next():
+    sq = Sequencer(1, 12)
+    sq.add_stinger(0, 24, [67, 60], [3, 6], 110, 15)
+    rows = [(int(sq.st_tick[0, i]), bool(sq.st_on[0, i]), int(sq.st_pitch[0, i]))
+            for i in range(sq.st_n[0])]
+    assert rows == [(24, True, 67), (26, False, 67), (27, True, 60), (32, False, 60)]
