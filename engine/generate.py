@@ -10,16 +10,19 @@ from . import DEFAULT_MODEL
 from .controls import MODES, parse_key
 from .errors import InvalidMessage
 from .notes import write_midi
-from .vocab import START, TIME_SHIFT
+from .vocab import NOTE_OFF, NOTE_ON, START, TIME_SHIFT
 
 
 @torch.no_grad()
 def generate(model, vocab, spec, key, mode, density, bars, seed=0, register=None,
-             beats_per_bar=4, temperature=1.0, max_tokens=None):
+             beats_per_bar=4, temperature=1.0, max_tokens=None, max_note_beats=8):
     """Notes (NOTE_DTYPE) of ``bars`` bars sampled under constant controls.
 
     key: pitch class 0-11; mode: 0 major, 1 minor; density: onsets per beat;
     register: mean MIDI pitch (default: the training data's, else 67).
+    The sampling rules are the server's (``realtime.generator.sample``): no note-off of
+    a silent pitch, no note-on of a sounding one, and a note held longer than
+    ``max_note_beats`` is released.
     """
     if register is None:
         register = float(getattr(model, "default_register", 67.0))
@@ -32,6 +35,9 @@ def generate(model, vocab, spec, key, mode, density, bars, seed=0, register=None
     ctl = np.zeros(spec.size, np.float32)
     token, pos, state = vocab.offsets[START], 0, None
     tokens = [token]
+    sounding = np.full(128, -1)
+    on0, off0 = vocab.offsets[NOTE_ON], vocab.offsets[NOTE_OFF]
+    max_note = max_note_beats * tpb
     x = torch.zeros((1, 1), dtype=torch.long)
     c = torch.zeros((1, 1, spec.size))
     while pos < end and len(tokens) < max_tokens:
@@ -41,10 +47,20 @@ def generate(model, vocab, spec, key, mode, density, bars, seed=0, register=None
         logits, state = model(x, c, state)
         z = logits[0, 0].double().numpy() / temperature
         z[vocab.offsets[START]] = -np.inf
-        p = np.exp(z - z.max())
-        token = int(rng.choice(len(p), p=p / p.sum()))
+        z[on0:on0 + 128][sounding >= 0] = -np.inf
+        z[off0:off0 + 128][sounding < 0] = -np.inf
+        held = np.nonzero((sounding >= 0) & (pos - sounding >= max_note))[0]
+        if len(held):
+            token = off0 + int(held[0])
+        else:
+            p = np.exp(z - z.max())
+            token = int(rng.choice(len(p), p=p / p.sum()))
         if kinds[token] == TIME_SHIFT:
             pos += int(values[token])
+        elif kinds[token] == NOTE_ON:
+            sounding[values[token]] = pos
+        elif kinds[token] == NOTE_OFF:
+            sounding[values[token]] = -1
         tokens.append(token)
     notes = vocab.decode(np.asarray(tokens))
     notes = notes[notes["start"] < end]

@@ -36,6 +36,8 @@ class Sequencer:
         self.channel = np.zeros(S, np.int64)
         self.transpose = np.zeros(S, np.int64)
         self.velocity = np.full(S, 80.0)        # base velocity from intensity
+        self.next_vel = np.full(S, 80.0)        # ... becomes this from vel_tick on
+        self.vel_tick = np.full(S, -1, np.int64)
         self.accent = np.full(S, 10.0)          # added on the beat, twice on the bar
         self.humanise = np.zeros(S, np.float64)  # velocity jitter, +- this much
         self.asap_tick = np.full(S, -1, np.int64)  # events up to here play at asap_ns
@@ -259,7 +261,7 @@ def note_off(s, p, ch, ser, t, beat, owner, out, out_ns, out_beat, n):
 @njit(nogil=True, cache=True)
 def collect(now, active, ev_tick, ev_tok, head, tail, kinds, values, seg_tick, seg_ns, bpm0,
             bpm1, ramp, p_tick, p_bpm, p_ramp, tpb, beats_per_bar, channel, transpose, velocity,
-            accent, humanise, asap_tick, asap_ns, frozen, rng, sent_pitch, sent_chan,
+            next_vel, vel_tick, accent, humanise, asap_tick, asap_ns, frozen, rng, sent_pitch, sent_chan,
             sent_serial, owner, serial, st_tick, st_on, st_pitch, st_vel, st_head, st_n,
             st_chan, out, out_ns, out_beat):
     """Move every event due by ``now`` (ns) from the rings to the output buffer, as MIDI.
@@ -320,6 +322,9 @@ def collect(now, active, ev_tick, ev_tok, head, tail, kinds, values, seg_tick, s
             k = kinds[tok]
             tick = ev_tick[s, slot]
             beat = tick / tpb
+            if vel_tick[s] >= 0 and tick >= vel_tick[s]:
+                velocity[s] = next_vel[s]
+                vel_tick[s] = -1
             if k == 1:
                 p = values[tok] + transpose[s]
                 if 0 <= p < 128:

@@ -8,6 +8,7 @@ filled with the numba generator, and sleeps to absolute monotonic deadlines (an 
 wait that control messages cut short, then a spin for the last few hundred µs).
 """
 import collections
+import contextlib
 import signal
 import sys
 import threading
@@ -50,8 +51,9 @@ class ServerConfig:
 class Session:
     """A named stream of music (a player, or a layer of one game's score)."""
 
-    def __init__(self, name, slot, mood, owner=None):
+    def __init__(self, name, slot, mood, owner=None, state=None):
         self.name, self.slot, self.mood, self.owner = name, slot, mood, owner
+        self.state = state  # the preset it was last put in, if any
 
 
 class Server:
@@ -95,7 +97,7 @@ class Server:
     def start(self):
         now = time.monotonic_ns()
         for sess in self.sessions.values():  # compiling took a while: begin from now
-            self._reset(sess, now)
+            self._reset(sess, now, 0)
         self._thread = threading.Thread(target=self._loop, name="ostinato-engine", daemon=True)
         self._thread.start()
         if self._use_control:
@@ -241,8 +243,8 @@ class Server:
         now = time.monotonic_ns()
         for sess in self.sessions.values():
             s = sess.slot
-            if self.state == "stopped":
-                self._reset(sess, now)
+            if self.state == "stopped":  # afresh, on the beat grid it kept
+                self._reset(sess, now, self.seq.boundary(s, now, "beat"))
             else:  # paused: the music goes on from where it stopped
                 tick = float(self.rt.gen_tick[s])
                 self.seq.anchor(s, tick, now, self.seq.bpm_at(s, tick))
@@ -300,25 +302,38 @@ class Server:
         mood = Mood()
         if preset is not None:
             mood = self._preset_mood(mood, next(k for k, v in self.presets.items() if v is preset))
-        sess = Session(name, slot, mood, owner)
+        state = next((k for k, v in self.presets.items() if v is preset), None)
+        sess = Session(name, slot, mood, owner, state)
         channels = [c for c in range(16) if c not in (9, STINGER_CHANNEL)]
         self.seq.channel[slot] = channels[slot % len(channels)]
         self.seq.rng[slot] = np.uint64(slot + 1 + self.cfg.seed * 7919)
         self.seq.humanise[slot] = self.cfg.humanise
+        main = self.sessions.get("main")
         self.sessions[name] = sess
-        self._reset(sess, time.monotonic_ns())
+        now = time.monotonic_ns()
+        if main is None:
+            self._reset(sess, now, 0)
+        else:  # join the main session's beat grid at its next beat
+            tick = self.seq.boundary(main.slot, now, "beat")
+            self._reset(sess, now, tick, int(self.seq.tick_ns(main.slot, tick)))
         if hasattr(self.port, "sessions"):
             self.port.sessions = {s.slot: s.name for s in self.sessions.values()}
         return sess
 
-    def _reset(self, sess, now):
-        """Start the session's music afresh at the next beat from ``now``."""
+    def _reset(self, sess, now, tick, t_ns=None):
+        """Start the session's music afresh at ``tick``, played at ``t_ns`` (default: a
+        tenth of a beat from ``now``, time to generate the first notes)."""
         s = sess.slot
-        ns_beat = 60e9 / bpm_of(sess.mood)
+        bpm = bpm_of(sess.mood)
         self.rt.open(s, self._controls(sess.mood), seed=self.cfg.seed * 1000 + s,
-                     temperature=self.cfg.temperature)
-        self.seq.anchor(s, 0.0, now + 0.1 * ns_beat, bpm_of(sess.mood))
+                     temperature=self.cfg.temperature, tick=tick)
+        self.seq.anchor(s, float(tick), now + 6e9 / bpm if t_ns is None else t_ns, bpm)
         self.seq.velocity[s] = velocity_of(sess.mood)
+        self.seq.vel_tick[s] = -1
+        info = describe(sess.mood, self.base_register)
+        extra = {"name": sess.state} if sess.state else {}
+        self._marker("mood", sess, beat=tick / self.tpb, transition="now", **info, **extra)
+        self._marker("tempo", sess, beat=tick / self.tpb, bpm=bpm)
         self.seq.asap_tick[s] = -1
         self.seq.frozen[s] = self.state != "playing"
         self.seq.st_head[s] = self.seq.st_n[s] = 0
@@ -358,9 +373,17 @@ class Server:
             else:
                 self.rt.next_ctl[s] = ctl
                 self.rt.switch_tick[s] = tick
-        self.seq.velocity[s] = velocity_of(mood)
+        if unit == "now":
+            self.seq.velocity[s] = velocity_of(mood)
+            self.seq.vel_tick[s] = -1
+        else:  # louder or softer from the transition point, not before
+            self.seq.next_vel[s] = velocity_of(mood)
+            self.seq.vel_tick[s] = tick
+        if what == "state":
+            sess.state = extra.get("name")
         if bpm_of(mood) != old_bpm:
             self.seq.set_tempo(s, tick, bpm_of(mood), 0.0)
+            self._marker("tempo", sess, beat=tick / self.tpb, bpm=bpm_of(mood))
         info = describe(mood, self.base_register)
         self._marker("mood", sess, beat=tick / self.tpb, transition=unit, **info, **extra)
         return dict(beat=tick / self.tpb, **info)
@@ -378,7 +401,8 @@ class Server:
 
     def _release(self, s, now):
         sq = self.seq
-        n = release(s, now, float(self.rt.gen_tick[s]) / self.tpb, sq.sent_pitch, sq.sent_chan,
+        beat = max(0.0, self.seq.ns_tick(s, now) / self.tpb)
+        n = release(s, now, beat, sq.sent_pitch, sq.sent_chan,
                     sq.sent_serial, sq.owner, sq.st_chan, sq.st_head, sq.st_n, sq.out,
                     sq.out_ns, sq.out_beat, 0)
         self._send(n)
@@ -390,7 +414,8 @@ class Server:
         n, nxt = collect(now, rt.active, rt.ev_tick, rt.ev_tok, rt.head, rt.tail, self._kinds,
                          self._values, sq.seg_tick, sq.seg_ns, sq.bpm0, sq.bpm1, sq.ramp,
                          sq.p_tick, sq.p_bpm, sq.p_ramp, self.tpb, sq.beats_per_bar, sq.channel,
-                         sq.transpose, sq.velocity, sq.accent, sq.humanise, sq.asap_tick,
+                         sq.transpose, sq.velocity, sq.next_vel, sq.vel_tick, sq.accent,
+                         sq.humanise, sq.asap_tick,
                          sq.asap_ns, sq.frozen, sq.rng, sq.sent_pitch, sq.sent_chan,
                          sq.sent_serial, sq.owner, sq.serial, sq.st_tick, sq.st_on,
                          sq.st_pitch, sq.st_vel, sq.st_head, sq.st_n, sq.st_chan, sq.out,
@@ -448,6 +473,9 @@ def add_arguments(p):
                    help=f"ZeroMQ address for game messages (default {protocol.CONTROL_ADDRESS})")
     p.add_argument("--events", default="tcp://127.0.0.1:5556",
                    help="ZeroMQ PUB address of the event stream; 'none' to turn off")
+    p.add_argument("--osc", type=int, default=protocol.OSC_PORT,
+                   help=f"UDP port of the OSC endpoint on 127.0.0.1 (default {protocol.OSC_PORT}; "
+                        "0 turns it off)")
     p.add_argument("--midi", choices=["virtual", "none"], default="virtual",
                    help="open a virtual MIDI output port (default) or none")
     p.add_argument("--port-name", default="Ostinato", help="name of the virtual MIDI port")
@@ -503,7 +531,16 @@ def run(args):
         MultiPort(ports).close()
         raise
     signal.signal(signal.SIGTERM, lambda *a: srv._stop.set())
-    with srv:
+    with srv, contextlib.ExitStack() as extra:
+        if args.osc:
+            from .osc import OscServer
+
+            try:
+                osc = extra.enter_context(OscServer(srv.handle, port=args.osc, presets=srv.presets,
+                                                    stingers=srv.stingers))
+                lines.append(f"  OSC: udp://127.0.0.1:{osc.port} (/ostinato/mood v a i now, ...)")
+            except (OstinatoError, OSError) as exc:
+                lines.append(f"  OSC: not available ({exc})")
         print(f"ostinato serve: ready in {time.monotonic() - t0:.2f} s, model {args.model}")
         print(f"  control: {srv.control_address} (JSON; see PROTOCOL.md)")
         print("\n".join(lines))

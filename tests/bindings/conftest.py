@@ -1,61 +1,52 @@
-"""A live control server for the binding tests.
+"""A live server for the binding tests: the real music engine behind the real transports.
 
-The transport (ZeroMQ ROUTER / OSC over UDP), validation and wire format are the real ones;
-the music engine behind them is a fake that records the validated messages, because the
-tests check what the clients send and how they read replies.  To run these tests against
-the real server, make ``engine`` below a ``realtime.server`` handler: the fixtures yield
-only (address, recorded messages).
+``control_server`` and ``osc_server`` run ``realtime.server.Server`` on the shipped model
+(OSTINATO_TEST_MODEL overrides it), with its ZeroMQ control socket or the OSC endpoint
+on a free port.  They yield (address or port, recorded messages): the recorder wraps the
+server's handler, so the tests also see what each client actually sent.
 """
+import os
 import threading
 
 import pytest
 
-from realtime import protocol
+from engine import DEFAULT_MODEL
 from realtime.control import ControlServer
 from realtime.osc import OscServer
+from realtime.server import Server, ServerConfig
 
 
-class FakeEngine:
-    """Fake music engine: records messages, keeps the set of open sessions, answers hello."""
+class Recorder:
+    """The server's handler, recording each validated message before it runs."""
 
-    def __init__(self):
+    def __init__(self, server):
+        self.server = server
         self.messages = []
-        self.sessions = {"main"}
         self._lock = threading.Lock()
 
     def __call__(self, msg):
         with self._lock:
             self.messages.append(msg)
-            session = msg["session"]
-            if msg["type"] == "session":
-                if msg["action"] == "open":
-                    self.sessions.add(session)
-                elif session in self.sessions:
-                    self.sessions.discard(session)
-                else:
-                    raise self._not_open(session)
-            elif session not in self.sessions:
-                raise self._not_open(session)
-            if msg["type"] == "hello":
-                return {"server": "ostinato-fake-engine", "version": "0",
-                        "capabilities": ["sessions", "stingers", "osc"]}
-            return {}
-
-    def _not_open(self, session):
-        return protocol.reject("bad_choice", f"session {session!r} is not open; open it first",
-                               "session", sorted(self.sessions))
+        return self.server.handle(msg)
 
 
 @pytest.fixture
-def control_server():
-    engine = FakeEngine()
-    with ControlServer(engine, "tcp://127.0.0.1:*") as server:
+def live_server():
+    model = os.environ.get("OSTINATO_TEST_MODEL") or str(DEFAULT_MODEL)
+    with Server(ServerConfig(model=model), ports=[], control=False) as srv:
+        yield srv
+
+
+@pytest.fixture
+def control_server(live_server):
+    engine = Recorder(live_server)
+    with ControlServer(engine, "tcp://127.0.0.1:*", on_client_lost=live_server._client_lost) as server:
         yield server.bound_address, engine.messages
 
 
 @pytest.fixture
-def osc_server():
-    engine = FakeEngine()
+def osc_server(live_server):
+    engine = Recorder(live_server)
     with OscServer(engine, port=0) as server:
         yield server.port, engine.messages
 

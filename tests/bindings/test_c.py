@@ -32,7 +32,7 @@ def test_example_against_a_live_server(example, control_server):
     done = subprocess.run([str(example), address], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
-    for expected in ("hello ok", "server ostinato-fake-engine", "mood ok", "state ok", "tempo ok",
+    for expected in ("hello ok", "server ostinato", "mood ok", "state ok", "tempo ok",
                      "key ok", "stinger ok", "start ok", "bad-tempo error out_of_range bpm",
                      "open ok", "mood2 ok", "close ok", "ping ok", "async replies 3 of 3 (ids 13 14 15)",
                      "stop ok"):

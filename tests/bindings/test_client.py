@@ -22,7 +22,7 @@ def test_every_method_sends_the_validated_message(control_server):
     with Client(address, timeout=5) as client:
         hello = client.hello()
         assert hello["protocol"] == protocol.PROTOCOL_VERSION and "combat" in hello["states"]
-        assert hello["server"] == "ostinato-fake-engine"
+        assert hello["server"] == "ostinato"
         assert client.mood(arousal=0.9)["for"] == "mood"
         client.mood(-0.5, 0.1, 0.2, transition="now")
         client.state("combat")

@@ -47,7 +47,7 @@ def test_example_against_a_live_server(example, control_server):
                      "bad-tempo error out_of_range bpm", "open ok", "mood2 ok", "close ok",
                      "async replies 3 of 3", "stop ok"):
         assert expected in lines, (expected, lines)
-    assert any(line.startswith("server ostinato-fake-engine states [") and '"combat"' in line for line in lines)
+    assert any(line.startswith("server ostinato states [") and '"combat"' in line for line in lines)
     assert any(line.startswith("server clock ") for line in lines)
     assert [(m["type"], m["session"]) for m in recorded] == [
         ("hello", "main"), ("mood", "main"), ("state", "main"), ("tempo", "main"), ("key", "main"),

@@ -1,0 +1,61 @@
+# Ostinato: the two quick-start commands and their setup steps.
+#   make demo   set everything up, then hear/see the server respond to a scripted game
+#   make test   set everything up, then run the test suite (what .ci/run does)
+# Other targets: serve, bench, train-default, eval-default, setup, system.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Debian packages: JACK (virtual MIDI ports and audio, no sound card needed), PortAudio
+# (sounddevice), libzmq headers (C binding), Mono (C# binding), headless Godot 3
+# (GDScript binding), FluidSynth and a small General MIDI SoundFont (realistic preview).
+APT_PACKAGES := jackd2 libportaudio2 libzmq3-dev gcc g++ mono-mcs mono-runtime \
+                godot3-server fluidsynth timgm6mb-soundfont
+
+.PHONY: demo serve test bench setup system train-default eval-default clean
+
+demo: setup
+	$(BIN)/ostinato demo
+
+serve: setup
+	$(BIN)/ostinato serve --audio --show
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+bench: setup
+	$(BIN)/ostinato bench
+
+setup: system $(VENV)/.installed
+
+system: .stamp-system
+
+.stamp-system:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	@touch $@
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -c "import torch, numba, zmq, rtmidi, mido, sounddevice, music21, symusic"
+	@touch $@
+
+# The shipped model, reproduced (see README "The default model").
+train-default: setup
+	$(BIN)/ostinato data --out data/dataset.npz
+	$(BIN)/ostinato train --data data/dataset.npz --out runs/default --hidden 256 --layers 2 \
+	  --embed 64 --steps 8000 --batch-size 32 --seq-len 128 --lr 2e-3 --eval-every 400 \
+	  --valid-windows 200 --patience 6 --max-minutes 70 --threads 2 \
+	  --export engine/models/default.npz
+
+eval-default: setup
+	$(BIN)/ostinato eval --json engine/models/default-eval.json --plot engine/models/default-pianoroll.png
+
+clean:
+	rm -rf $(VENV) .stamp-system

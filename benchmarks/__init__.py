@@ -1,0 +1,1 @@
+"""Ostinato's benchmarks: one module per measurement, run together by ``ostinato bench``."""

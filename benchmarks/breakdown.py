@@ -1,0 +1,190 @@
+"""Where the time goes: the server's own lateness and ZeroMQ's, measured apart.
+
+The end-to-end figures (``latency``, ``jitter``) add up the engine thread's timing and
+the transport.  Here each is measured alone:
+
+- engine: ``Server`` in this process with a recording output port and no control
+  socket; the port stamps ``time.monotonic_ns()`` when the engine thread hands it each
+  message, so send time minus scheduled time is the engine's own lateness, and a
+  mood change made with ``Server.call`` times the engine's mood → first note.
+- transport: a PUB socket in a child process sends its send time to a SUB socket
+  here, with the musical 20-80 ms gaps and back to back every 1 ms (libzmq and an idle
+  CPU wake slower after a gap);
+- timer: how late ``threading.Event.wait`` returns after a 20-80 ms timeout.
+"""
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import zmq
+
+from engine.errors import ServerUnavailable
+from realtime.ports import BasePort
+
+from .latency import GAP_MS, LOUD_MIN
+from .serve import REPO
+from .stats import free_port, summary, us
+
+
+class RecordingPort(BasePort):
+    """Stamps every message as the engine thread sends it: (sent ns, scheduled ns, bytes)."""
+
+    name = "recording"
+
+    def __init__(self):
+        super().__init__()
+        self.sent = []
+        self._new = threading.Condition()
+
+    def _send(self, status, data1, data2, t_ns, beat, session):
+        now = time.monotonic_ns()
+        with self._new:
+            self.sent.append((now, t_ns, status, data2))
+            self._new.notify_all()
+
+    def wait_note(self, since, loud, timeout_s=2.0):
+        """Send time of the first note-on at or after index ``since`` in the class."""
+        deadline = time.monotonic() + timeout_s
+        i = since
+        with self._new:
+            while True:
+                for i in range(i, len(self.sent)):
+                    t, _, status, vel = self.sent[i]
+                    if status & 0xF0 == 0x90 and vel > 0 and (vel >= LOUD_MIN) == loud:
+                        return t
+                i = len(self.sent)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("no note in the new mood within 2 s")
+                self._new.wait(left)
+
+
+def engine(model, sessions=1, seconds=10.0, changes=200):
+    """The engine thread's send lateness over ``seconds``; with one session, its own
+    mood → first-note time over ``changes`` changes."""
+    from realtime.server import Server, ServerConfig
+
+    port = RecordingPort()
+    srv = Server(ServerConfig(model=str(model), max_sessions=max(sessions, 1)), [port],
+                 control=False)
+    out = {"sessions": sessions}
+    with srv:
+        for i in range(sessions - 1):
+            srv.call("session", action="open", session=f"load-{i + 1}")
+        time.sleep(0.5)
+        start = len(port.sent)
+        time.sleep(seconds)
+        sent = np.array([(t, s) for t, s, *_ in port.sent[start:]], np.int64).reshape(-1, 2)
+        out["send_lateness_us"] = summary(us(sent[:, 0] - sent[:, 1]))
+        if sessions == 1 and changes:
+            srv.call("mood", intensity=0.0, transition="now")
+            time.sleep(0.5)
+            lat, apply = [], []
+            gaps = np.random.default_rng(2).uniform(*GAP_MS, changes) * 1e6
+            for i, gap in enumerate(gaps):
+                loud = i % 2 == 0
+                since = len(port.sent)
+                t0 = time.monotonic_ns()
+                srv.call("mood", intensity=1.0 if loud else 0.0, transition="now")
+                apply.append(time.monotonic_ns() - t0)
+                t = port.wait_note(since, loud)
+                lat.append(t - t0)
+                while (left := t + int(gap) - time.monotonic_ns()) > 0:
+                    time.sleep(left / 1e9)
+            out["mood_first_note_us"] = summary(us(lat))
+            out["mood_call_us"] = summary(us(apply))
+    return out
+
+
+def _gaps(mode, count):
+    if mode == "gapped":
+        return np.random.default_rng(3).uniform(*GAP_MS, count) * 1e6
+    return np.full(count, 1e6)
+
+
+def publish(address, mode, count):
+    """The child process: bind PUB, then send its send time ``count`` times."""
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 1000)
+    pub.bind(address)
+    print("ready", flush=True)
+    time.sleep(0.5)  # the subscription reaches the publisher
+    nxt = time.monotonic_ns()
+    for gap in _gaps(mode, count):
+        nxt += int(gap)
+        while (left := nxt - time.monotonic_ns()) > 300_000:
+            time.sleep((left - 300_000) / 1e9)
+        while time.monotonic_ns() < nxt:
+            pass
+        pub.send(str(time.monotonic_ns()).encode())
+    pub.send(b"end")
+    pub.close()
+    ctx.term()
+
+
+def transport(mode, count):
+    """One-way PUB→SUB latency (µs) between two processes on 127.0.0.1."""
+    address = f"tcp://127.0.0.1:{free_port()}"
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.LINGER, 0)
+    lat = []
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.breakdown", address, mode, str(count)],
+                            cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        if proc.stdout.readline().strip() != "ready":
+            raise ServerUnavailable(f"the publisher process did not start (exit {proc.wait()})")
+        sub.connect(address)
+        deadline = time.monotonic() + 30 + _gaps(mode, count).sum() / 1e9
+        while time.monotonic() < deadline:
+            if not sub.poll(1000):
+                continue
+            data = sub.recv()
+            rx = time.monotonic_ns()
+            if data == b"end":
+                break
+            lat.append(rx - int(data))
+    finally:
+        sub.close()
+        ctx.term()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        proc.stdout.close()
+    return summary(us(lat))
+
+
+def timer_wakeup(count):
+    """Overshoot (µs) of ``threading.Event.wait`` timeouts 20-80 ms long, as the engine
+    thread sleeps between notes: how late an idle thread wakes on this machine."""
+    ev = threading.Event()
+    late = []
+    for gap in np.random.default_rng(4).uniform(*GAP_MS, count) * 1e6:
+        deadline = time.monotonic_ns() + int(gap)
+        ev.wait((deadline - time.monotonic_ns()) / 1e9)
+        late.append(time.monotonic_ns() - deadline)
+    return summary(us(late))
+
+
+def run(model, seconds=10.0, load=63, changes=200, transport_count=500, log=print):
+    out = {}
+    log(f"breakdown: engine alone, 1 session, {seconds:g} s, {changes} mood changes")
+    out["engine_1"] = engine(model, 1, seconds, changes)
+    log(f"breakdown: engine alone, {1 + load} sessions, {seconds:g} s")
+    out["engine_loaded"] = engine(model, 1 + load, seconds, 0)
+    log(f"breakdown: ZeroMQ PUB→SUB, {transport_count} messages 20-80 ms apart and 1 ms apart")
+    out["zmq_gapped"] = transport("gapped", transport_count)
+    out["zmq_1ms"] = transport("1ms", transport_count * 4)
+    log(f"breakdown: timer wake-up after 20-80 ms, {transport_count // 2} waits")
+    out["timer_wakeup_us"] = timer_wakeup(max(transport_count // 2, 5))
+    return out
+
+
+if __name__ == "__main__":
+    publish(sys.argv[1], sys.argv[2], int(sys.argv[3]))

@@ -1,0 +1,117 @@
+"""Scheduling jitter: arrival time minus scheduled time of every note the server plays.
+
+The server runs as ``ostinato serve`` in its own process with ``sessions`` sessions
+open (the extra ones are the load).  On the ZeroMQ stream each note event carries its
+scheduled time ``t_ns``; a JACK MIDI message carries no time, so when the server also
+plays through a JACK virtual port, a second JACK client stamps each arrival and the
+messages are paired, in order and by their bytes, with the same notes on the stream.
+"""
+import json
+
+import numpy as np
+import zmq
+
+from bindings.client import Client
+
+from .serve import EventStream, ServeProcess
+from .stats import summary, us
+
+SETTLE_S = 0.5  # after the sessions are open, before recording
+
+
+def open_sessions(client, count):
+    """Open ``count`` sessions besides "main" (names load-1, load-2, ...).  They belong
+    to ``client``: the server closes them when its connection goes."""
+    for i in range(count):
+        client.open_session(f"load-{i + 1}")
+
+
+def notes(frames):
+    """(arrival ns, scheduled ns, (status, pitch, velocity), session) of each note frame."""
+    out = []
+    for rx, data in frames:
+        ev = json.loads(data)
+        if ev["type"] in ("note_on", "note_off"):
+            status = (0x90 if ev["type"] == "note_on" else 0x80) | ev["channel"]
+            out.append((rx, ev["t_ns"], (status, ev["pitch"], ev["velocity"]), ev["session"]))
+    return out
+
+
+def pair_jack(jack_msgs, stream_notes, probe=50, skip=20):
+    """Scheduled ns of each JACK arrival: align the JACK messages with the stream's notes
+    (the same notes in the same order; up to ``skip`` leading JACK messages may predate
+    the stream recording) and pair them.  Returns (arrivals ns, scheduled ns, unpaired)."""
+    jack = [(t, m) for t, m in jack_msgs if len(m) == 3 and m[0] & 0xE0 == 0x80]
+    keys = [n[2] for n in stream_notes]
+    empty = np.zeros(0, np.int64)
+    for j0 in range(min(skip, len(jack))):
+        k = min(probe, len(jack) - j0)
+        first = [m for _, m in jack[j0:j0 + k]]
+        start = next((i for i in range(len(keys) - k + 1) if keys[i:i + k] == first), None)
+        if start is not None:
+            break
+    else:
+        return empty, empty, len(jack)
+    rx, sched = [], []
+    for j, (t, m) in enumerate(jack[j0:]):
+        i = start + j
+        if i >= len(keys) or keys[i] != m:
+            break
+        rx.append(t)
+        sched.append(stream_notes[i][1])
+    return np.array(rx, np.int64), np.array(sched, np.int64), len(jack) - len(rx)
+
+
+def measure(model, sessions, seconds, context, jack_port=None):
+    """Jitter of every note over ``seconds`` with ``sessions`` sessions playing; with
+    ``jack_port`` the JACK path too.  Returns a dict of summaries and raw samples."""
+    from realtime.jack import JackMidiReader
+
+    res = {"sessions": sessions, "seconds": seconds}
+    with ServeProcess(model, sessions=max(sessions, 1), jack_port=jack_port) as srv:
+        srv.wait_ready()
+        stream = EventStream(srv.events, context)
+        client = Client(srv.control, timeout=10.0, context=context)
+        try:
+            stream.wait_for_music()
+            open_sessions(client, sessions - 1)
+            if jack_port:
+                with JackMidiReader(f"{jack_port}:{jack_port}", client_name=jack_port + "-daw") as daw:
+                    daw.wait_for(1, timeout_s=5.0)  # music arrives: the connection is live
+                    daw.clear()
+                    pre = stream.record(SETTLE_S)
+                    frames = stream.record(seconds)
+                    jack_msgs = daw.messages
+            else:
+                pre = stream.record(SETTLE_S)
+                frames = stream.record(seconds)
+        finally:
+            client.close()
+            stream.close()
+    ev = notes(frames)
+    rx = np.array([e[0] for e in ev], np.int64)
+    sched = np.array([e[1] for e in ev], np.int64)
+    res["zmq_us"] = summary(us(rx - sched))
+    res["notes_per_s"] = len(ev) / seconds
+    res["sessions_heard"] = len({e[3] for e in notes(pre) + ev})
+    res["_samples"] = {"zmq": us(rx - sched)}
+    if jack_port:
+        jrx, jsched, unpaired = pair_jack(jack_msgs, notes(pre) + ev)
+        res["jack_us"] = summary(us(jrx - jsched))
+        res["jack_unpaired"] = unpaired
+        res["_samples"]["jack"] = us(jrx - jsched)
+    return res
+
+
+def run(model, seconds=20.0, load=63, jack_port=None, log=print):
+    """Jitter without and with ``load`` extra sessions, over ZeroMQ (and JACK)."""
+    ctx = zmq.Context()
+    try:
+        out = {}
+        for name, n in (("unloaded", 1), ("loaded", 1 + load)):
+            log(f"jitter: {n} session(s), {seconds:g} s" + (", ZeroMQ + JACK" if jack_port else ""))
+            out[name] = measure(model, n, seconds, ctx,
+                                jack_port=f"{jack_port}-{name}" if jack_port else None)
+        return out
+    finally:
+        ctx.term()

@@ -1,0 +1,273 @@
+"""The benchmark's outputs: the terminal table, the JSON of every figure, raw samples,
+PNG histograms, and the table in the README."""
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+TARGETS = {
+    "step_vs_torch": 20.0,      # numba at least this many times faster than nn.LSTM
+    "step_vs_bound": 1.5,       # numba within this factor of the bandwidth bound
+    "mood_p99_us": 2000.0,
+    "jitter_p99_us": 500.0,
+    "jitter_max_us": 2000.0,
+    "sessions": 64,
+}
+README_BEGIN, README_END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def _f(x, unit=""):
+    if x is None:
+        return "-"
+    if isinstance(x, str):
+        return x
+    if abs(x) >= 100:
+        return f"{x:,.0f}{unit}"
+    return f"{x:.3g}{unit}" if abs(x) < 10 else f"{x:.1f}{unit}"
+
+
+def _met(ok):
+    return "-" if ok is None else ("yes" if ok else "NO")
+
+
+def rows(res):
+    """[(section, what, p50, p99, max, note, target, met)] from the results dict."""
+    out = []
+    add = lambda *r: out.append(tuple(r))
+    st = res.get("step")
+    if st:
+        n = st["numba_us"]
+        b = st["bound"]
+        ratio_bound = b["numba_p50_vs_bound_weights_size"]
+        add("step", "numba lstm_step, batch 1 (µs)", n["p50"], n["p99"], n["max"],
+            f"{b['numba_GFLOPs_at_p50']:.1f} GFLOP/s", "", "")
+        if "parts" in st:
+            p = st["parts"]
+            add("step", "  profile: gate GEMVs | nonlinearity | head (µs)", None, None, None,
+                f"{p['gate_gemv_us_p50']:.1f} | {p['gate_nonlinearity_us_p50']:.1f} | "
+                f"{p['head_gemv_us_p50']:.1f}", "", "")
+        for key, t in st["torch"].items() if isinstance(st["torch"], dict) else ():
+            th = key.split("_")[1]
+            add("step", f"torch nn.LSTM, {th} thread(s) (µs)", t["lstm_us"]["p50"], t["lstm_us"]["p99"],
+                t["lstm_us"]["max"], f"{t['lstm_vs_numba_p50']:.1f}× numba",
+                "≥ 20×" if th == "1" else "", _met(t["lstm_vs_numba_p50"] >= TARGETS["step_vs_torch"])
+                if th == "1" else "")
+            add("step", f"torch LSTMCell, {th} thread(s) (µs)", t["cell_us"]["p50"], t["cell_us"]["p99"],
+                t["cell_us"]["max"], f"{t['cell_vs_numba_p50']:.1f}× numba", "", "")
+        if st.get("torch_profile"):
+            top = st["torch_profile"][0]
+            add("step", "  profile: nn.LSTM step's top op", None, None, None,
+                f"{top['op']} {100 * top['share']:.0f}%", "", "")
+        add("step", "bound: weights ÷ copy bw, weights' size (µs)", b["bound_us_weights_size"], None, None,
+            f"{b['copy_GBps_weights_size']:.0f} GB/s; numba {ratio_bound:.2f}×", "≤ 1.5×",
+            _met(ratio_bound <= TARGETS["step_vs_bound"]))
+        add("step", f"bound: weights ÷ copy bw, {b['large_buffer_MB']} MB (µs)", b["bound_us_large"], None, None,
+            f"{b['copy_GBps_large']:.0f} GB/s; numba {b['numba_p50_vs_bound_large']:.2f}×", "", "")
+    se = res.get("sessions")
+    if se:
+        for S, r in se["step"].items():
+            add("sessions", f"lstm_step, {S} sessions (µs)", r["step_us"]["p50"], r["step_us"]["p99"],
+                r["step_us"]["max"], f"{r['per_session_us_p50']:.1f} µs/session, "
+                f"{100 * r['core_share']:.1f}% core", "", "")
+        rate = se["rate"]
+        add("sessions", f"events a session needs ({rate['preset']}, {rate['bpm']:g} bpm)", None, None,
+            None, f"{rate['tokens_per_s']:.1f} steps/s, {rate['tokens_per_beat']:.2f}/beat", "", "")
+        for S, r in se["server"].items():
+            j = r["zmq_us"]
+            add("sessions", f"serve, {S} sessions: jitter (µs)", j.get("p50"), j.get("p99"), j.get("max"),
+                f"{r['notes_per_s']:.0f} notes/s", "p99 < 1 ms", _met(r["realtime"]))
+        add("sessions", "real-time sessions (largest count met)", None, None, None,
+            str(se["realtime_sessions"]), "≥ 64", _met(se["realtime_sessions"] >= TARGETS["sessions"]))
+    mo = res.get("mood")
+    if mo:
+        for path, r in mo.items():
+            if not isinstance(r, dict):
+                add("mood→note", f"{path}", None, None, None, r, "", "")
+                continue
+            f = r["first_note_us"]
+            note = f"{r['changes']} changes"
+            if "marker_us" in r:
+                note += f"; marker p50 {r['marker_us']['p50']:.0f} µs"
+            add("mood→note", f"{'ZeroMQ' if path == 'zmq' else 'JACK'} first note (µs)", f["p50"],
+                f["p99"], f["max"], note, "p99 ≤ 2 ms", _met(f["p99"] <= TARGETS["mood_p99_us"]))
+    ji = res.get("jitter")
+    if ji:
+        for load, r in ji.items():
+            for path in ("zmq", "jack"):
+                j = r.get(path + "_us")
+                if not j or not j.get("n"):
+                    continue
+                ok = j["p99"] <= TARGETS["jitter_p99_us"] and j["max"] <= TARGETS["jitter_max_us"]
+                add("jitter", f"{'ZeroMQ' if path == 'zmq' else 'JACK'}, {r['sessions']} session(s) (µs)",
+                    j["p50"], j["p99"], j["max"], f"{j['n']} notes", "p99 ≤ 0.5, max ≤ 2 ms", _met(ok))
+    bd = res.get("breakdown")
+    if bd:
+        for key in ("engine_1", "engine_loaded"):
+            r = bd[key]
+            e = r["send_lateness_us"]
+            add("breakdown", f"engine alone, {r['sessions']} session(s): "
+                "send − scheduled (µs)", e.get("p50"), e.get("p99"), e.get("max"),
+                f"{e['n']} notes", "", "")
+        if "mood_first_note_us" in bd["engine_1"]:
+            m = bd["engine_1"]["mood_first_note_us"]
+            add("breakdown", "engine alone: mood call → first note sent (µs)", m["p50"], m["p99"],
+                m["max"], f"{m['n']} changes", "", "")
+        for key, label in (("zmq_gapped", "20-80 ms apart"), ("zmq_1ms", "1 ms apart")):
+            z = bd[key]
+            add("breakdown", f"ZeroMQ PUB→SUB one way, {label} (µs)", z.get("p50"), z.get("p99"),
+                z.get("max"), f"{z['n']} messages", "", "")
+        if "timer_wakeup_us" in bd:
+            w = bd["timer_wakeup_us"]
+            add("breakdown", "Event.wait(20-80 ms) wakes late by (µs)", w.get("p50"), w.get("p99"),
+                w.get("max"), f"{w['n']} waits", "", "")
+    su = res.get("startup")
+    if su:
+        for kind in ("cold", "warm"):
+            s = su[kind + "_first_note_s"]
+            if s.get("n"):
+                add("start-up", f"{kind} numba cache: start → first note (s)", s["p50"], None, s["max"],
+                    f"{s['n']} run(s); ready p50 {su[kind + '_ready_s']['p50']:.2f} s", "", "")
+    return out
+
+
+HEAD = ("section", "what", "p50", "p99", "max", "note", "target", "met")
+
+
+def _cells(r):
+    return [r[0], r[1], _f(r[2]), _f(r[3]), _f(r[4]), r[5], r[6], r[7]]
+
+
+def text_table(res):
+    body = [_cells(r) for r in rows(res)]
+    widths = [max(len(str(c)) for c in col) for col in zip(HEAD, *body)]
+    line = lambda cells: "  ".join(str(c).ljust(w) if i < 2 or i > 4 else str(c).rjust(w)
+                                   for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(HEAD), line(["-" * w for w in widths])] + [line(c) for c in body])
+
+
+def markdown_table(res):
+    lines = ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
+    lines += ["| " + " | ".join(str(c) for c in _cells(r)) + " |" for r in rows(res)]
+    return "\n".join(lines)
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items() if not k.startswith("_")}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def samples(res, prefix=""):
+    """{'section.path': array} of every raw sample kept under a ``_samples`` key."""
+    out = {}
+    if isinstance(res, dict):
+        for k, v in res.items():
+            if k == "_samples":
+                out.update({f"{prefix}{name}": np.asarray(a, np.float32) for name, a in v.items()})
+            else:
+                out.update(samples(v, f"{prefix}{k}."))
+    return out
+
+
+def write(res, out_dir):
+    """latest.json, samples.npz, latest.md and the PNGs; returns the paths written."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / "latest.json", out_dir / "samples.npz", out_dir / "latest.md"]
+    paths[0].write_text(json.dumps(_jsonable(res), indent=1, allow_nan=False) + "\n")
+    np.savez_compressed(paths[1], **samples(res))
+    paths[2].write_text(readme_block(res) + "\n")
+    paths += plots(res, out_dir)
+    return paths
+
+
+def readme_block(res):
+    m = res["machine"]
+    return (f"Measured {m['date_utc']} on {m['cpu']} ({m['cores']} cores, load average "
+            f"{m['loadavg_at_start']} at start), Python {m['python']}, numba {m['numba']}, "
+            f"torch {m['torch']}; model {res['model']}.\n\n```\n{m['command']}\n```\n\n"
+            + markdown_table(res))
+
+
+def update_readme(res, readme):
+    """Replace the text between the README's bench markers with this run's table."""
+    readme = Path(readme)
+    text = readme.read_text()
+    pattern = re.compile(re.escape(README_BEGIN) + ".*?" + re.escape(README_END), re.S)
+    if not pattern.search(text):
+        raise ValueError(f"{readme} has no {README_BEGIN} ... {README_END} markers")
+    readme.write_text(pattern.sub(lambda _: f"{README_BEGIN}\n{readme_block(res)}\n{README_END}", text))
+
+
+def _hist(ax, data_us, title, targets=()):
+    data = np.asarray(data_us, np.float64)
+    if data.size == 0:
+        ax.set_title(title + " (no data)")
+        return
+    hi = np.percentile(data, 99.9)
+    ax.hist(np.clip(data, None, hi), bins=80, color="#4a7ab5")
+    for q, style in ((50, "-"), (99, "--")):
+        v = np.percentile(data, q)
+        ax.axvline(v, color="k", ls=style, lw=1, label=f"p{q} {v:,.0f} µs")
+    for t in targets:
+        ax.axvline(t, color="#c0392b", lw=1, label=f"target {t:,.0f} µs")
+    ax.set_title(f"{title} (n={data.size}, max {data.max():,.0f} µs)", fontsize=9)
+    ax.set_xlabel("µs")
+    ax.legend(fontsize=7)
+
+
+def plots(res, out_dir):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    mo = {k: v for k, v in res.get("mood", {}).items() if isinstance(v, dict)}
+    if mo:
+        fig, axes = plt.subplots(1, len(mo), figsize=(6 * len(mo), 3.6), squeeze=False)
+        for ax, (path, r) in zip(axes[0], mo.items()):
+            _hist(ax, r["_samples"][path], f"mood → first note, {path}", (TARGETS["mood_p99_us"],))
+        fig.tight_layout()
+        written.append(out_dir / "mood_latency.png")
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+    ji = res.get("jitter")
+    if ji:
+        cells = [(f"{path}, {r['sessions']} session(s)", r["_samples"][path])
+                 for r in ji.values() for path in ("zmq", "jack") if path in r["_samples"]]
+        fig, axes = plt.subplots(2, (len(cells) + 1) // 2, figsize=(12, 7), squeeze=False)
+        for ax, (title, data) in zip(axes.T.flat, cells):
+            _hist(ax, data, "jitter " + title, (TARGETS["jitter_p99_us"],))
+        fig.tight_layout()
+        written.append(out_dir / "jitter.png")
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+    se = res.get("sessions")
+    if se and se["server"]:
+        fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
+        S = [int(s) for s in se["step"]]
+        a.plot(S, [r["per_session_us_p50"] for r in se["step"].values()], "o-")
+        a.set_xscale("log", base=2)
+        a.set_xlabel("sessions stepped together")
+        a.set_ylabel("µs per session-step (p50)")
+        a.set_title("batched lstm_step", fontsize=9)
+        S = [int(s) for s in se["server"]]
+        b.plot(S, [r["zmq_us"].get("p99", np.nan) for r in se["server"].values()], "o-", label="p99")
+        b.axhline(1000, color="#c0392b", lw=1, label="1 ms")
+        b.set_xscale("log", base=2)
+        b.set_yscale("log")
+        b.set_xlabel("sessions open in ostinato serve")
+        b.set_ylabel("event-stream jitter (µs)")
+        b.legend(fontsize=7)
+        b.set_title("jitter p99 against sessions", fontsize=9)
+        fig.tight_layout()
+        written.append(out_dir / "sessions.png")
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+    return written

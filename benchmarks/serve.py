@@ -1,0 +1,148 @@
+"""``ostinato serve`` as a child process, and a listener on its event stream.
+
+The benchmarks measure the server the way a game uses it: a separate process, reached
+over ZeroMQ on 127.0.0.1 (and JACK MIDI), so the listener never shares the server's
+GIL.  ``time.monotonic_ns`` is one system-wide clock, so times taken in either process
+compare directly.
+"""
+import collections
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import zmq
+
+from engine.errors import ServerUnavailable
+
+from .stats import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class ServeProcess:
+    """``python -m engine.cli serve`` with a control socket, and optionally the event
+    stream and a JACK virtual MIDI port, on free ports.  Use as a context manager;
+    ``t_start_ns`` is taken just before the process is spawned."""
+
+    def __init__(self, model, sessions=16, events=True, jack_port=None, env=None,
+                 ready_timeout_s=180.0):
+        self.model, self.sessions, self.jack_port = str(model), sessions, jack_port
+        self.control = f"tcp://127.0.0.1:{free_port()}"
+        self.events = f"tcp://127.0.0.1:{free_port()}" if events else None
+        self.env = dict(os.environ, **(env or {}))
+        self.ready_timeout_s = ready_timeout_s
+        self.lines = collections.deque(maxlen=200)
+        self.t_start_ns = self.t_ready_ns = None
+        self._ready = threading.Event()
+        self._proc = self._reader = None
+
+    def command(self):
+        cmd = [sys.executable, "-m", "engine.cli", "serve", "--model", self.model,
+               "--control", self.control, "--events", self.events or "none",
+               "--sessions", str(self.sessions), "--osc", "0"]  # OSC is not measured
+        if self.jack_port:
+            cmd += ["--midi", "virtual", "--api", "jack", "--port-name", self.jack_port]
+        else:
+            cmd += ["--midi", "none"]
+        return cmd
+
+    def __enter__(self):
+        self.t_start_ns = time.monotonic_ns()
+        self._proc = subprocess.Popen(self.command(), cwd=REPO, env=self.env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        self._reader = threading.Thread(target=self._read, name="serve-stdout", daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self):
+        for line in self._proc.stdout:
+            self.lines.append(line.rstrip())
+            if "ready in" in line and self.t_ready_ns is None:
+                self.t_ready_ns = time.monotonic_ns()
+            if line.lstrip().startswith("try:"):  # printed after every address line
+                self._ready.set()
+        self._ready.set()  # the process ended: wake a waiter
+
+    def wait_ready(self):
+        """Block until the server printed its addresses; ServerUnavailable if it did not."""
+        self._ready.wait(self.ready_timeout_s)
+        if self.t_ready_ns is None or self._proc.poll() is not None:
+            raise ServerUnavailable("ostinato serve did not start: " + self.output())
+        if self.events and not any(("event stream: " + self.events) in l for l in self.lines):
+            raise ServerUnavailable("ostinato serve has no event stream: " + self.output())
+        if self.jack_port and not any(("MIDI port: " + self.jack_port) in l for l in self.lines):
+            raise ServerUnavailable("ostinato serve has no JACK MIDI port: " + self.output())
+        return self
+
+    def output(self):
+        return " / ".join(list(self.lines)[-8:]) or "no output"
+
+    def __exit__(self, *exc):
+        """SIGTERM: the server releases every sounding note and exits."""
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5)
+        self._reader.join(5)
+        self._proc.stdout.close()
+        return False
+
+    @property
+    def returncode(self):
+        return self._proc.poll()
+
+
+class EventStream:
+    """A SUB socket on the event stream; frames are stamped on arrival, parsed later."""
+
+    def __init__(self, address, context):
+        self.sock = context.socket(zmq.SUB)
+        self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.RCVHWM, 0)          # never drop: every event is counted
+        self.sock.setsockopt(zmq.RECONNECT_IVL, 5)   # the server may bind after we connect
+        self.sock.connect(address)
+
+    def next(self, deadline_ns):
+        """(arrival ns, event dict) of the next frame, or None at ``deadline_ns``."""
+        left = (deadline_ns - time.monotonic_ns()) // 1_000_000
+        if left < 0 or not self.sock.poll(max(0, int(left)) + 1):
+            return None
+        data = self.sock.recv()
+        return time.monotonic_ns(), json.loads(data)
+
+    def record(self, seconds):
+        """Every frame arriving in the next ``seconds``: [(arrival ns, raw bytes)]."""
+        out = []
+        deadline = time.monotonic_ns() + int(seconds * 1e9)
+        sock = self.sock
+        while True:
+            left = (deadline - time.monotonic_ns()) // 1_000_000
+            if left < 0:
+                return out
+            if sock.poll(int(left) + 1):
+                while True:
+                    try:
+                        data = sock.recv(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    out.append((time.monotonic_ns(), data))
+
+    def wait_for_music(self, timeout_s=10.0):
+        """Block until a note arrives: the subscription is live and the server plays."""
+        deadline = time.monotonic_ns() + int(timeout_s * 1e9)
+        while (got := self.next(deadline)) is not None:
+            if got[1].get("type") == "note_on":
+                return got
+        raise ServerUnavailable(f"no note on the event stream within {timeout_s} s")
+
+    def close(self):
+        self.sock.close(0)

@@ -1,0 +1,109 @@
+"""Batched sessions: step cost per session, the event rate music needs, and how many
+sessions one server keeps in time.
+
+``lstm_step`` is timed for S sessions at once (per-session cost = step / S).  The rate
+the default model asks for is measured by generating at the default preset; the
+compute share of a core S sessions need follows.  The capacity itself is measured, not
+derived: ``ostinato serve`` runs with S sessions open and the jitter of every note on
+its event stream is taken; a count is real-time when that p99 stays under 1 ms (every
+count is tried: the idle-gap effect can make a small count miss where a larger passes).
+"""
+import time
+
+import numpy as np
+import zmq
+
+from realtime.generator import Runtime, Weights, lstm_step
+
+from . import jitter
+from .stats import summary, us
+
+STEP_COUNTS = (1, 8, 64, 256)
+SERVER_COUNTS = (1, 8, 16, 32, 64, 128, 256)
+JITTER_P99_US = 1000.0
+
+
+def step_times(w, counts=STEP_COUNTS, seconds=1.5, min_iters=20):
+    """{S: summary of one batched step (µs), per-session p50 (µs)} for each count."""
+    out = {}
+    for S in counts:
+        rt = Runtime(w, max_sessions=S)
+        idx = np.arange(S, dtype=np.int64)
+        rng = np.random.default_rng(S)
+        rt.tokens[:] = rng.integers(0, w.vocab.size, S)
+        args = (rt.tokens, rt.controls, rt.h, rt.c, w.tok_table, w.w0, w.w_rest, w.b_rest,
+                w.w_out, w.b_out, rt.xbuf, rt.gates, rt.logits)
+        lstm_step(idx, S, *args)
+        times = []
+        end = time.monotonic_ns() + int(seconds * 1e9)
+        while len(times) < min_iters or time.monotonic_ns() < end:
+            t0 = time.perf_counter_ns()
+            lstm_step(idx, S, *args)
+            times.append(time.perf_counter_ns() - t0)
+        s = summary(us(times))
+        out[str(S)] = {"step_us": s, "per_session_us_p50": s["p50"] / S}
+    return out
+
+
+def event_rate(model, beats=400):
+    """Tokens (time shifts included) and notes a session generates per beat and per
+    second at the server's default preset, measured by running the generator."""
+    from realtime.server import Server, ServerConfig
+    from realtime.mood import bpm_of
+
+    srv = Server(ServerConfig(model=str(model), max_sessions=1), [], control=False)
+    try:
+        rt = srv.rt
+        kinds = srv.weights.kinds
+        bpm = bpm_of(srv.sessions["main"].mood)
+        tpb = srv.tpb
+        start = int(rt.gen_tick[0])
+        target = np.array([start + beats * tpb], np.int64)
+        counts = np.zeros(4, np.int64)
+        while rt.gen_tick[0] < target[0]:
+            head = int(rt.tail[0])
+            if rt.advance(target, 64) == 0:
+                break
+            for i in range(head, int(rt.tail[0])):
+                counts[kinds[rt.ev_tok[0, i % rt.ring]]] += 1
+            rt.head[0] = rt.tail[0]  # played: frees the ring
+        played = (int(rt.gen_tick[0]) - start) / tpb
+    finally:
+        srv.close()
+    per_beat = counts.sum() / played
+    return {"preset": srv.cfg.initial_state, "bpm": bpm, "beats": played,
+            "tokens_per_beat": per_beat, "note_ons_per_beat": counts[1] / played,
+            "tokens_per_s": per_beat * bpm / 60.0}
+
+
+def sweep(model, counts=SERVER_COUNTS, seconds=8.0, log=print):
+    """Jitter on the event stream for each session count; returns ({S: result}, the
+    largest count that met p99 < 1 ms with every session heard, or 0)."""
+    ctx = zmq.Context()
+    results = {}
+    try:
+        for S in counts:
+            log(f"sessions: serve with {S} session(s), {seconds:g} s")
+            r = jitter.measure(model, S, seconds, ctx)
+            r["realtime"] = bool(r["zmq_us"].get("n") and r["zmq_us"]["p99"] < JITTER_P99_US
+                                 and r["sessions_heard"] == S)
+            results[str(S)] = r
+    finally:
+        ctx.term()
+    return results, max([int(S) for S, r in results.items() if r["realtime"]], default=0)
+
+
+def run(model, step_seconds=1.5, server_seconds=8.0, step_counts=STEP_COUNTS,
+        server_counts=SERVER_COUNTS, log=print):
+    w = Weights(model)
+    log("sessions: batched lstm_step for " + ", ".join(map(str, step_counts)))
+    steps = step_times(w, step_counts, step_seconds)
+    log("sessions: event rate at the default preset")
+    rate = event_rate(model)
+    for S, r in steps.items():
+        # share of one core the LSTM alone takes when S sessions play in time
+        r["core_share"] = int(S) * rate["tokens_per_s"] * r["per_session_us_p50"] / 1e6
+    results, best = sweep(model, server_counts, server_seconds, log)
+    return {"step": steps, "rate": rate, "server": results, "realtime_sessions": best,
+            "criterion": f"p99 of (arrival - scheduled) on the event stream < {JITTER_P99_US:g} µs "
+                         "and every session heard"}

@@ -1,0 +1,309 @@
+"""``ostinato demo``: see and hear Ostinato answer a game, without a DAW, in a minute.
+
+Starts a ``Server`` in this process on free ZeroMQ ports and plays a scripted game to
+it through a real ``bindings.Client``: menu, then explore (at the bar), a move along
+the mood axes, stealth (at once), combat (at the bar) with a "danger" stinger, victory
+(at once) with its stinger, calm (at the bar).  ``realtime.show`` prints what the
+music does every second; at the end the recording is rendered to ``demo.wav`` and
+drawn to ``demo.png`` with the changes marked where they took effect.
+"""
+import os
+import time
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine import DEFAULT_MODEL
+from engine.errors import InvalidMessage, OstinatoError, PortError
+
+from .server import STINGER_CHANNEL, ServerConfig
+
+START_STATE = "menu"
+SECONDS_RANGE = (20.0, 3600.0)
+SAMPLE_RATE = 48000
+TICKS_PER_BEAT = 12  # the piano roll's grid (the vocabulary's)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One thing the scripted game sends, at a fraction of the performance."""
+
+    at: float
+    kind: str                 # "state", "mood" or "stinger"
+    transition: str
+    fields: dict = field(default_factory=dict)
+
+    def describe(self):
+        if self.kind == "mood":
+            axes = ", ".join(f"{k} {v:+.2f}" for k, v in self.fields.items())
+            return f"mood {axes} ({self.transition})"
+        return f"{self.kind} {self.fields['name']} ({self.transition})"
+
+    def label(self):
+        """The piano roll's mark and the summary's name for a mood or state step."""
+        if self.kind == "mood":
+            return "mood " + " ".join(f"{k[0]}{v:+.1f}" for k, v in self.fields.items())
+        return self.fields["name"]
+
+
+# Spaced so that every bar-quantised change takes effect before the next message, even
+# at --seconds 10 and 72 BPM (a bar is 3.3 s there; the calm step leaves it 3.8 s).
+# Spaced so that each quantised change takes effect well before the next message even
+# at --seconds 20: a bar lasts 1.7 s (combat) to 3.3 s (calm), and the game starts in
+# the menu so that the first change, to explore, is heard at a bar line.
+SCRIPT = (
+    Step(0.03, "state", "bar", {"name": "explore"}),
+    Step(0.25, "mood", "beat", {"valence": 0.8, "arousal": 0.6}),
+    Step(0.37, "state", "now", {"name": "stealth"}),
+    Step(0.45, "state", "bar", {"name": "combat"}),
+    Step(0.60, "stinger", "beat", {"name": "danger"}),
+    Step(0.72, "state", "now", {"name": "victory"}),
+    Step(0.72, "stinger", "beat", {"name": "victory"}),
+    Step(0.82, "state", "bar", {"name": "calm"}),
+)
+
+
+@dataclass
+class Section:
+    """A stretch of the performance under one mood, from the beat it took effect."""
+
+    label: str
+    beat: float
+    bpm: float
+
+
+def add_arguments(p):
+    p.add_argument("--seconds", type=float, default=60.0,
+                   help=f"length of the performance ({SECONDS_RANGE[0]:g}..{SECONDS_RANGE[1]:g}, "
+                        "default 60)")
+    p.add_argument("--out-dir", default=".", help="where demo.mid, demo.wav and demo.png go "
+                                                   "(default: the current folder)")
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="model .npz (default: shipped)")
+    p.add_argument("--midi", choices=["virtual", "none"], default="virtual",
+                   help="also open a virtual MIDI port a synth can listen to (default), or none")
+    p.add_argument("--port-name", default="Ostinato", help="name of the virtual MIDI port")
+    p.add_argument("--api", default=None,
+                   help="rtmidi API: alsa, jack, coremidi, windows_mm (default: $RTMIDI_API, "
+                        "else the platform's)")
+    p.add_argument("--audio", action="store_true",
+                   help="play it live through the built-in synth (needs an audio device)")
+    p.add_argument("--soundfont", default=None, metavar="PATH",
+                   help="render demo.wav with FluidSynth and this SoundFont instead of the "
+                        "built-in synth")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run(args):
+    seconds = args.seconds
+    lo, hi = SECONDS_RANGE
+    if not lo <= seconds <= hi:  # also false for nan
+        raise InvalidMessage(f"--seconds is {seconds!r}; allowed {lo:g}..{hi:g}",
+                             field="seconds", allowed=f"{lo:g}..{hi:g}")
+    if args.soundfont and not Path(args.soundfont).is_file():
+        raise InvalidMessage(f"--soundfont {args.soundfont!r} is not a file",
+                             field="soundfont", allowed="a SoundFont (.sf2) file")
+    out = Path(args.out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PortError(f"cannot create the output folder {str(out)!r}: {exc.strerror}") from exc
+    paths = {ext: (out / f"demo.{ext}").resolve() for ext in ("mid", "wav", "png")}
+
+    t_setup = time.monotonic()
+    # record beside demo.mid, and rename when the server has stopped: a run that fails
+    # to start leaves an earlier demo.mid as it was
+    part = paths["mid"].with_name(f".demo-{os.getpid()}.mid")
+    try:
+        srv, rec, pub, lines = _open(args, part, paths["mid"])
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    lines.insert(0, f"ostinato demo: server ready in {time.monotonic() - t_setup:.2f} s, "
+                    f"model {args.model}")
+    try:
+        sections, marks, wall, interrupted = _perform(srv, rec, pub, seconds, lines)
+    finally:  # what was played is kept, even if the game client failed on the way
+        if part.exists():
+            os.replace(part, paths["mid"])
+    print(f"ostinato demo: server stopped after {wall:.1f} s and {srv.events_sent} MIDI messages, "
+          "no notes left sounding")
+    _wrap_up(args, paths, sections, marks, wall)
+    return 130 if interrupted else 0
+
+
+def _open(args, record_path, mid_path):
+    """The server and its outputs; an optional output that cannot open is a line, skipped."""
+    from .ports import MidiFilePort, RtMidiPort, ZmqPubPort
+    from .server import Server
+
+    pub = ZmqPubPort("tcp://127.0.0.1:*")
+    ports, lines = [pub], []
+    try:
+        rec = MidiFilePort(record_path)
+        ports.append(rec)
+        lines.append(f"  recording: {mid_path}")
+        if args.midi == "virtual":
+            try:
+                port = RtMidiPort(args.port_name, api=args.api)
+                ports.append(port)
+                lines.append(f"  MIDI port: {port.port_name!r} (connect a synth to hear it live)")
+            except (OstinatoError, OSError) as exc:
+                lines.append(f"  MIDI port: not available ({exc})")
+        if args.audio:
+            from .audio import AudioPort
+
+            try:
+                port = AudioPort()
+                ports.append(port)
+                lines.append(f"  audio: {port.device_name}")
+            except (OstinatoError, OSError) as exc:
+                lines.append(f"  audio: not available ({exc})")
+        cfg = ServerConfig(model=args.model, control="tcp://127.0.0.1:*", seed=args.seed,
+                           initial_state=START_STATE)
+        srv = Server(cfg, ports)
+    except BaseException:
+        for port in ports:
+            port.close()
+        raise
+    return srv, rec, pub, lines
+
+
+def _perform(srv, rec, pub, seconds, header):
+    """Play the script; returns (sections, marks, wall seconds, interrupted)."""
+    from bindings.client import Client
+
+    from .mood import bpm_of, describe
+    from .show import Show
+
+    start = srv.sessions["main"].mood
+    start_bpm = bpm_of(start)
+    rec.tempo(start_bpm, 0.0)  # the server records tempo messages only: we record the rest
+    sections = [Section(START_STATE, 0.0, start_bpm)]
+    marks = [(0.0, START_STATE)]
+    interrupted = False
+    try:
+        show = Show(pub.bound_address)  # subscribes before the first note
+    except BaseException:
+        srv.close()
+        raise
+    # the server announces changes, not where it starts: tell the display
+    show.feed(dict(type="mood", session="main", beat=0.0, name=START_STATE,
+                   **describe(start, srv.base_register)))
+    with show, srv:
+        t0 = show.t0 = time.monotonic()
+        show.write(header + [
+            f"  control: {srv.control_address}   event stream: {pub.bound_address}",
+            f"  a {seconds:g} s scripted game follows; each second a line shows what the music does"])
+        try:
+            with Client(srv.control_address, timeout=5.0) as game:
+                hello = game.hello()
+                show.say(f"game → hello: {hello['server']} {hello['version']}, "
+                         f"states {', '.join(hello['states'])}")
+                for step in SCRIPT:
+                    _sleep_until(t0 + step.at * seconds)
+                    show.say("game → " + step.describe())
+                    reply = _send(game, step)
+                    show.say("music: " + _answer(step, reply))
+                    if step.kind != "stinger":  # stingers show as notes; marks are moods
+                        marks.append((reply["beat"], step.label()))
+                        rec.tempo(reply["bpm"], reply["beat"])
+                        sections[:] = [s for s in sections if s.beat < reply["beat"]]
+                        sections.append(Section(step.label(), reply["beat"], reply["bpm"]))
+                _sleep_until(t0 + seconds)
+        except KeyboardInterrupt:
+            interrupted = True
+            show.say("interrupted: stopping and writing what was played")
+        show.say("game → (quits); the server releases every note and closes its outputs")
+        wall = time.monotonic() - t0
+    return sections, marks, wall, interrupted
+
+
+def _sleep_until(deadline):
+    """Sleep to an absolute monotonic deadline (a late wake-up never shifts the next)."""
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(left)
+
+
+def _send(game, step):
+    if step.kind == "state":
+        return game.state(step.fields["name"], step.transition)
+    if step.kind == "mood":
+        return game.mood(transition=step.transition, **step.fields)
+    return game.stinger(step.fields["name"], step.transition)
+
+
+def _answer(step, reply):
+    """What the server's ack says the music will do."""
+    from .show import note_name
+
+    if step.kind == "stinger":
+        notes = " ".join(note_name(p) for p in reply["pitches"])
+        return f"stinger at beat {reply['beat']:g}: {notes}"
+    return (f"from beat {reply['beat']:g}: {reply['key']} {reply['mode']}, {reply['bpm']:g} BPM, "
+            f"{reply['density']:g} notes/beat asked, velocity {reply['velocity']}")
+
+
+def section_stats(notes, sections, end_beat, tpb=TICKS_PER_BEAT):
+    """Measured density and loudness of each section of the recording.
+
+    notes: NOTE_DTYPE in ticks of ``tpb``; sections: ``Section``s in beat order.  Stinger
+    notes (their own channel) are counted apart.  Returns dicts with label, beat, bpm,
+    seconds, notes, per_second, mean_velocity, stinger_notes.
+    """
+    out = []
+    bounds = [s.beat for s in sections[1:]] + [end_beat]
+    for sec, end in zip(sections, bounds):
+        if end <= sec.beat:
+            continue
+        inside = notes[(notes["start"] >= sec.beat * tpb) & (notes["start"] < end * tpb)]
+        stinger = inside["channel"] == STINGER_CHANNEL
+        music = inside[~stinger]
+        secs = (end - sec.beat) * 60.0 / sec.bpm
+        out.append(dict(label=sec.label, beat=sec.beat, bpm=sec.bpm, seconds=secs,
+                        notes=len(music), per_second=len(music) / secs,
+                        mean_velocity=float(music["velocity"].mean()) if len(music) else 0.0,
+                        stinger_notes=int(stinger.sum())))
+    return out
+
+
+def _wrap_up(args, paths, sections, marks, wall):
+    """Render demo.wav, draw demo.png and print what each section measured."""
+    from engine.notes import read_midi
+    from engine.pianoroll import plot_pianoroll
+
+    import mido
+
+    from .synth import render_fluidsynth, render_midi, write_wav
+
+    mid, wav, png = paths["mid"], paths["wav"], paths["png"]
+    length = mido.MidiFile(mid).length
+    notes = read_midi(mid, ticks_per_beat=TICKS_PER_BEAT)
+    how = "built-in synth"
+    if args.soundfont:
+        try:
+            render_fluidsynth(mid, wav, SAMPLE_RATE, args.soundfont)
+            how = f"FluidSynth, {args.soundfont}"
+        except OstinatoError as exc:
+            print(f"  FluidSynth failed ({exc}); using the built-in synth")
+    if how == "built-in synth":
+        write_wav(wav, render_midi(mid, SAMPLE_RATE), SAMPLE_RATE)
+    with wave.open(str(wav), "rb") as w:
+        wav_s = w.getnframes() / w.getframerate()
+    end_beat = max([notes["end"].max() / TICKS_PER_BEAT if len(notes) else 0.0]
+                   + [s.beat for s in sections])
+    stats = section_stats(notes, sections, end_beat)
+    n_stinger = sum(s["stinger_notes"] for s in stats)
+    plot_pianoroll([notes], [f"ostinato demo: {len(notes)} notes, {length:.1f} s; red lines: "
+                             "each mood change where it took effect"], png,
+                   marks=marks, ticks_per_beat=TICKS_PER_BEAT)
+    print(f"  {mid}: {len(notes) - n_stinger} notes + {n_stinger} stinger notes, "
+          f"{length:.1f} s of music ({wall:.1f} s performed)")
+    print(f"  {wav}: {wav_s:.1f} s, {SAMPLE_RATE} Hz stereo ({how})")
+    print(f"  {png}: piano roll, {len(marks)} mood changes marked")
+    print("  what each section measured (from the recording):")
+    print(f"    {'section':<18} {'from beat':>9} {'BPM':>5} {'seconds':>8} {'notes/s':>8} "
+          f"{'mean velocity':>14}")
+    for s in stats:
+        print(f"    {s['label']:<18} {s['beat']:>9.2f} {s['bpm']:>5g} {s['seconds']:>8.1f} "
+              f"{s['per_second']:>8.2f} {s['mean_velocity']:>14.1f}")
+    print("  next: `ostinato serve` and send it moods from your game (see PROTOCOL.md)")

@@ -1,0 +1,122 @@
+"""``ostinato bench`` end to end at tiny counts, so the benchmark code cannot rot.
+
+The figures are never asserted (they depend on the machine); what is checked is that
+every section runs against real parts (``ostinato serve`` processes, ZeroMQ on
+127.0.0.1, a JACK server), every output is written, the mood-change definition holds,
+and bad arguments get clear errors.
+"""
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import jitter, report
+from engine import DEFAULT_MODEL
+from engine.cli import main
+from realtime.bench import README
+
+
+@pytest.fixture(scope="module")
+def model_path():
+    """The shipped default model (OSTINATO_TEST_MODEL overrides it while developing)."""
+    path = Path(os.environ.get("OSTINATO_TEST_MODEL") or DEFAULT_MODEL)
+    if not path.exists():
+        pytest.fail(f"{path} is missing: the repository ships it (git lfs is not used)")
+    return path
+
+
+def test_quick_bench_runs_every_section_and_writes_its_outputs(jack_server, model_path, tmp_path,
+                                                                capsys):
+    readme_before = README.read_bytes() if README.exists() else None
+    rc = main(["bench", "--quick", "--model", str(model_path), "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    for label in ("numba lstm_step", "torch nn.LSTM", "bound", "ZeroMQ first note",
+                  "JACK first note", "jitter", "engine alone", "PUB→SUB", "start → first note"):
+        assert label in out
+    res = json.loads((tmp_path / "latest.json").read_text())
+    assert res["machine"]["cores"] >= 1 and res["machine"]["cpu"]
+    assert "bench" in res["machine"]["command"]
+    assert res["step"]["numba_us"]["n"] == 300
+    assert res["step"]["torch"]["threads_1"]["max_logit_diff_lstm"] < 1e-3  # the same model
+    assert res["step"]["torch"]["threads_1"]["max_logit_diff_cell"] < 1e-3
+    assert set(res["sessions"]["step"]) == {"1", "8"}
+    assert res["sessions"]["rate"]["tokens_per_beat"] > 0
+    assert res["sessions"]["server"]["1"]["zmq_us"]["n"] > 0
+    for path in ("zmq", "jack"):
+        assert res["mood"][path]["first_note_us"]["n"] == 6
+        assert res["mood"][path]["first_note_us"]["min"] > 0
+    # the first note after the mood marker is in the new mood's velocity class
+    assert res["mood"]["zmq"]["velocity_class_mismatches"] == 0
+    assert res["mood"]["jack"]["velocities_between_classes"] == 0
+    for load in ("unloaded", "loaded"):
+        r = res["jitter"][load]
+        assert r["zmq_us"]["n"] > 0 and r["jack_us"]["n"] > 0
+    assert res["jitter"]["loaded"]["sessions"] == 3
+    assert res["jitter"]["loaded"]["sessions_heard"] >= 2
+    bd = res["breakdown"]
+    assert bd["engine_1"]["send_lateness_us"]["n"] > 0
+    assert bd["engine_1"]["mood_first_note_us"]["n"] == 4
+    assert bd["engine_loaded"]["sessions"] == 3
+    assert bd["zmq_gapped"]["n"] == 10 and bd["zmq_1ms"]["n"] == 40
+    assert bd["timer_wakeup_us"]["n"] == 5
+    assert res["startup"]["warm_first_note_s"]["n"] == 1
+    samples = np.load(tmp_path / "samples.npz")
+    assert samples["mood.zmq.zmq"].shape == (6,)
+    for png in ("mood_latency.png", "jitter.png", "sessions.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| section |" in (tmp_path / "latest.md").read_text()
+    assert (README.read_bytes() if README.exists() else None) == readme_before
+
+
+@pytest.mark.parametrize("argv, field, allowed", [
+    (["--changes", "0"], "--changes", "1..100000"),
+    (["--seconds", "0.1"], "--seconds", "0.5..600"),
+    (["--load", "5000"], "--load", "0..1023"),
+    (["--session-counts", "8,1"], "--session-counts", "1..1024, ascending"),
+    (["--session-counts", "a,b"], "--session-counts", "not a list of integers"),
+    (["--only", "warp"], "--only", "warp"),
+])
+def test_bad_arguments_name_the_field_and_range(model_path, tmp_path, capsys, argv, field, allowed):
+    rc = main(["bench", "--model", str(model_path), "--out", str(tmp_path), *argv])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert field in err and allowed in err, err
+    assert not (tmp_path / "latest.json").exists()
+
+
+def test_missing_model_is_a_clear_error(tmp_path, capsys):
+    rc = main(["bench", "--model", str(tmp_path / "nope.npz"), "--out", str(tmp_path)])
+    assert rc == 1
+    assert "nope.npz" in capsys.readouterr().err
+
+
+def test_pair_jack_aligns_by_content_and_order():
+    # stream: 6 notes; JACK heard a note from before the recording, then notes 2..5
+    stream = [(10 * i, 100 * i, (0x90, 60 + i, 70 + i), "main") for i in range(6)]
+    jack_msgs = [(5, (0x90, 40, 1)), (150, (0x90, 62, 72)), (170, (0xF8,)), (250, (0x90, 63, 73)),
+                 (350, (0x90, 64, 74)), (460, (0x90, 65, 75))]
+    rx, sched, unpaired = jitter.pair_jack(jack_msgs, stream, probe=3)
+    assert list(rx) == [150, 250, 350, 460]
+    assert list(sched) == [200, 300, 400, 500]
+    assert unpaired == 1
+
+
+def test_readme_block_is_replaced_between_markers(tmp_path):
+    res = {"machine": {"date_utc": "2026-01-01T00:00:00+00:00", "cpu": "cpu", "cores": 2,
+                       "loadavg_at_start": [0.0, 0.0, 0.0], "python": "3.11", "numba": "0",
+                       "torch": "0", "command": "ostinato bench"},
+           "model": "m.npz", "startup": {"cold_first_note_s": {"n": 0}, "cold_ready_s": {"n": 0},
+                                         "warm_first_note_s": {"n": 1, "p50": 0.5, "max": 0.6},
+                                         "warm_ready_s": {"n": 1, "p50": 0.4}}}
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.README_BEGIN}\nold\n{report.README_END}\noutro\n")
+    report.update_readme(res, readme)
+    text = readme.read_text()
+    assert "old" not in text and text.startswith("intro\n") and text.endswith("outro\n")
+    assert "ostinato bench" in text and "warm numba cache" in text
+    readme.write_text("no markers")
+    with pytest.raises(ValueError):
+        report.update_readme(res, readme)

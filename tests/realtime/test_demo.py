@@ -1,0 +1,153 @@
+"""`ostinato demo` end to end: a real server, a real ZeroMQ game client, a virtual MIDI
+port and audio on a real JACK server; its files read back with mido, wave and matplotlib."""
+import os
+import re
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import matplotlib.image
+import mido
+import numpy as np
+import pytest
+
+from engine.cli import main as cli_main
+from engine.notes import make_notes
+from realtime.demo import SCRIPT, Section, section_stats
+from realtime.server import STINGER_CHANNEL
+
+ROOT = Path(__file__).resolve().parents[2]
+SECONDS = 20
+ACK = re.compile(r"game → (?:state (?P<state>\w+)|mood [^\n]+?) \((?:now|beat|bar)\)\n"
+                 r"\[[^\]]+\] music: from beat (?P<beat>[\d.]+): \w+#? (?:major|minor), "
+                 r"(?P<bpm>[\d.]+) BPM")
+ROW = re.compile(r"^    (?P<label>\S.{0,17}?)\s+(?P<beat>[\d.]+)\s+(?P<bpm>[\d.]+)\s+(?P<sec>[\d.]+)"
+                 r"\s+(?P<rate>[\d.]+)\s+(?P<vel>[\d.]+)$", re.M)
+
+
+@pytest.fixture(scope="module")
+def demo(jack_server, model_path, tmp_path_factory):
+    """One 20 s demo run in a fresh interpreter; returns (stdout, out dir, port name)."""
+    out = tmp_path_factory.mktemp("demo")
+    name = f"ostinato-demo-{os.getpid()}"
+    argv = ["demo", "--seconds", str(SECONDS), "--out-dir", str(out), "--model", str(model_path),
+            "--api", "jack", "--port-name", name, "--audio"]
+    # the serve path must not need torch: checked after the whole run
+    code = ("import sys, engine.cli; rc = engine.cli.main(sys.argv[1:]); "
+            "assert 'torch' not in sys.modules, 'the demo imported torch'; sys.exit(rc)")
+    done = subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True,
+                          text=True, timeout=90, env=dict(os.environ, JACK_NO_START_SERVER="1"))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout, out, name
+
+
+def test_the_output_tells_what_the_game_sent_and_what_the_music_did(demo):
+    text, _, name = demo
+    for step in SCRIPT:
+        assert f"game → {step.describe()}" in text
+    for state in ("explore", "stealth", "combat", "victory", "calm"):
+        assert f"game → state {state}" in text
+    assert f"MIDI port: {name!r}" in text and "audio: not available" not in text
+    status = re.findall(r"^\[\s*[\d.]+ s\]   main.*notes/s.*$", text, re.M)
+    assert len(status) >= SECONDS - 2  # one a second
+    assert any("[combat]: C minor, 140 BPM" in line for line in status), text
+    assert "no notes left sounding" in text
+
+
+def test_demo_mid_has_balanced_notes_the_stingers_and_every_tempo(demo):
+    text, out, _ = demo
+    mid = mido.MidiFile(out / "demo.mid")
+    sounding, stinger_notes = set(), 0
+    for msg in mido.merge_tracks(mid.tracks):
+        if msg.type == "note_on" and msg.velocity > 0:
+            assert (msg.channel, msg.note) not in sounding
+            sounding.add((msg.channel, msg.note))
+            stinger_notes += msg.channel == STINGER_CHANNEL
+        elif msg.type in ("note_on", "note_off"):
+            assert (msg.channel, msg.note) in sounding, msg
+            sounding.discard((msg.channel, msg.note))
+    assert sounding == set()
+    assert stinger_notes == 8  # "danger" and "victory", four notes each
+    tempo, tick = {}, 0
+    for msg in mid.tracks[0]:
+        tick += msg.time
+        if msg.type == "set_tempo":
+            tempo[tick] = mido.tempo2bpm(msg.tempo)
+    acks = [(float(m["beat"]), float(m["bpm"])) for m in ACK.finditer(text)]
+    assert len(acks) == sum(s.kind != "stinger" for s in SCRIPT), text
+    for beat, bpm in acks:  # each change's tempo from the beat the server said
+        assert tempo[round(beat * mid.ticks_per_beat)] == pytest.approx(bpm, abs=0.01)
+    performed = float(re.search(r"server stopped after ([\d.]+) s", text)[1])
+    assert abs(mid.length - performed) < 1.5  # so the tempo map is the one played
+
+
+def test_demo_wav_is_the_performance_and_not_silent(demo):
+    _, out, _ = demo
+    length = mido.MidiFile(out / "demo.mid").length
+    with wave.open(str(out / "demo.wav"), "rb") as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (48000, 2, 2)
+        frames = w.readframes(w.getnframes())
+        seconds = w.getnframes() / w.getframerate()
+    assert seconds == pytest.approx(length + 1.0, abs=0.05)  # the synth's 1 s release tail
+    audio = np.frombuffer(frames, "<i2").reshape(-1, 2) / 32768.0
+    quarter = 48000 * SECONDS // 4
+    for i in range(4):  # sound throughout, louder than -60 dBFS
+        assert np.abs(audio[i * quarter:(i + 1) * quarter]).max() > 1e-3, i
+
+
+def test_demo_png_is_a_piano_roll_with_the_changes_marked(demo):
+    _, out, _ = demo
+    img = matplotlib.image.imread(out / "demo.png")
+    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 500
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    assert ((r > 0.7) & (g < 0.3) & (b < 0.4)).sum() > 100  # the crimson mood lines
+    assert ((b > 0.5) & (r < 0.4)).sum() > 100               # the blue notes
+
+
+def test_the_summary_shows_the_music_respond(demo):
+    text, _, _ = demo
+    rows = {m["label"].strip(): m for m in ROW.finditer(text)}
+    for label in ("menu", "explore", "stealth", "combat", "victory", "calm"):
+        assert label in rows, text
+    assert any(k.startswith("mood ") for k in rows)
+    combat, calm = rows["combat"], rows["calm"]
+    # combat asks 3.5 notes a beat at 140 BPM and velocity 96; calm 1.1 at 72 and 54
+    assert float(combat["rate"]) > float(calm["rate"])
+    assert float(combat["vel"]) > float(calm["vel"])
+
+
+def test_section_stats_counts_per_second_and_keeps_stingers_apart():
+    # 120 BPM for beats 0-4 (2 s), 60 BPM for beats 4-6 (2 s); ticks of 12 a beat
+    notes = make_notes([(0, 6, 60, 40, 0), (12, 18, 62, 60, 0), (24, 30, 64, 80, 0),
+                        (30, 36, 84, 120, STINGER_CHANNEL), (48, 60, 65, 100, 0),
+                        (60, 72, 67, 100, 0)])
+    stats = section_stats(notes, [Section("a", 0.0, 120.0), Section("b", 4.0, 60.0)], 6.0)
+    assert [s["label"] for s in stats] == ["a", "b"]
+    a, b = stats
+    assert a["seconds"] == pytest.approx(2.0) and b["seconds"] == pytest.approx(2.0)
+    assert (a["notes"], a["stinger_notes"], b["notes"]) == (3, 1, 2)
+    assert a["per_second"] == pytest.approx(1.5) and b["per_second"] == pytest.approx(1.0)
+    assert a["mean_velocity"] == pytest.approx(60.0) and b["mean_velocity"] == pytest.approx(100.0)
+    # a section that never sounded (overridden at its own beat) is left out
+    assert len(section_stats(notes, [Section("a", 0.0, 120.0), Section("b", 6.0, 60.0)], 6.0)) == 1
+
+
+@pytest.mark.parametrize("argv, field", [
+    (["--seconds", "5"], "--seconds"),
+    (["--seconds", "nan"], "--seconds"),
+    (["--seconds", "99999"], "--seconds"),
+    (["--soundfont", "/no/such.sf2"], "--soundfont"),
+])
+def test_bad_arguments_are_named_with_their_range(argv, field, capsys, tmp_path):
+    assert cli_main(["demo", "--out-dir", str(tmp_path), *argv]) == 1
+    err = capsys.readouterr().err
+    assert field in err and ("20..3600" in err or "file" in err)
+    assert not any(tmp_path.iterdir())  # nothing started, nothing written
+
+
+def test_an_out_dir_that_is_a_file_is_a_clear_error(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert cli_main(["demo", "--out-dir", str(blocker / "sub"), "--seconds", "20"]) == 1
+    assert "cannot create the output folder" in capsys.readouterr().err
