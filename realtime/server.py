@@ -85,6 +85,7 @@ class Server:
         self._targets = np.zeros(cfg.max_sessions, np.int64)
         self._kinds, self._values = self.weights.kinds, self.weights.values
         self._lookahead = int(cfg.lookahead_ms * 1e6)
+        self._step_ns = 100_000  # running estimate of one batched generator step
         self.base_register = self.weights.mean_register
         self._open_session("main", None, self.presets.get(cfg.initial_state))
         self._warm()
@@ -95,6 +96,8 @@ class Server:
         self._step_all(time.monotonic_ns())
 
     def start(self):
+        # a thread that computes in Python must hand the GIL back within 0.5 ms, not 5 ms
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
         now = time.monotonic_ns()
         for sess in self.sessions.values():  # compiling took a while: begin from now
             self._reset(sess, now, 0)
@@ -421,16 +424,25 @@ class Server:
                          sq.st_pitch, sq.st_vel, sq.st_head, sq.st_n, sq.st_chan, sq.out,
                          sq.out_ns, sq.out_beat)
         self._send(n)
-        if self.state == "playing":
-            horizon = float(now + self._lookahead)
-            for sess in self.sessions.values():
-                s = sess.slot
-                self._targets[s] = int(ns_to_tick(s, horizon, sq.seg_tick, sq.seg_ns, sq.bpm0,
-                                                  sq.bpm1, sq.ramp, sq.p_tick, sq.p_bpm,
-                                                  sq.p_ramp, self.tpb)) + 1
-            if rt.advance(self._targets, 8):
+        nxt = int(nxt) if nxt > 0 else now + 20_000_000
+        if self.state != "playing" or not self.sessions:
+            return nxt
+        horizon, urgent = float(now + self._lookahead), False
+        for sess in self.sessions.values():
+            s = sess.slot
+            self._targets[s] = int(ns_to_tick(s, horizon, sq.seg_tick, sq.seg_ns, sq.bpm0,
+                                              sq.bpm1, sq.ramp, sq.p_tick, sq.p_bpm,
+                                              sq.p_ramp, self.tpb)) + 1
+            # a look-ahead down to a third: generate even if a send will be late
+            urgent |= rt.gen_tick[s] < sq.ns_tick(s, now + self._lookahead / 3)
+        # one batched step at a time, and only where it fits before the next deadline
+        if urgent or time.monotonic_ns() + self._step_ns < nxt - 200_000:
+            t0 = time.monotonic_ns()
+            if rt.advance(self._targets, 1):
+                dt = time.monotonic_ns() - t0
+                self._step_ns = max(dt, int(0.9 * self._step_ns + 0.1 * dt))
                 return now  # new events may be due already: look again at once
-        return nxt if nxt > 0 else now + 20_000_000
+        return nxt
 
     def _send(self, n):
         if n == 0:
@@ -484,6 +496,8 @@ def add_arguments(p):
                         "else the platform's)")
     p.add_argument("--record", default=None, metavar="FILE.mid", help="record to a MIDI file")
     p.add_argument("--audio", action="store_true", help="play through the built-in synth")
+    p.add_argument("--show", action="store_true",
+                   help="print a status line a second: key, tempo, notes/s, last notes")
     p.add_argument("--state", default="explore", help="preset to start in (default explore)")
     p.add_argument("--states", default=None, help="presets/stingers TOML file")
     p.add_argument("--sessions", type=int, default=16, help="most sessions at once")
@@ -541,6 +555,13 @@ def run(args):
                 lines.append(f"  OSC: udp://127.0.0.1:{osc.port} (/ostinato/mood v a i now, ...)")
             except (OstinatoError, OSError) as exc:
                 lines.append(f"  OSC: not available ({exc})")
+        pubs = [p for p in ports if hasattr(p, "publish") and hasattr(p, "bound_address")]
+        if args.show and pubs:
+            from .show import start_show
+
+            extra.enter_context(start_show(pubs[0].bound_address))
+        elif args.show:
+            lines.append("  show: needs the event stream (--events)")
         print(f"ostinato serve: ready in {time.monotonic() - t0:.2f} s, model {args.model}")
         print(f"  control: {srv.control_address} (JSON; see PROTOCOL.md)")
         print("\n".join(lines))

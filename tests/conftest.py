@@ -1,6 +1,7 @@
 """Shared fixtures: a real JACK server for MIDI tests, and the ALSA sequencer check."""
 import os
 import shutil
+import sys
 import uuid
 
 import pytest
@@ -23,6 +24,11 @@ def jack_server():
         _missing("jackd/jack_lsp not installed (Debian package jackd2)")
     with JackServer(JackConfig(server=os.environ.get("JACK_DEFAULT_SERVER"))) as server:
         yield server
+        # PortAudio's JACK host API asserts at process exit if its server is gone first:
+        # let it go while jackd still runs.
+        sd = sys.modules.get("sounddevice")
+        if sd is not None:
+            sd._terminate()
 
 
 @pytest.fixture(scope="session")
