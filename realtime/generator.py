@@ -115,7 +115,7 @@ def lstm_step(idx, n, tokens, controls, h, c, tok_table, w0, w_rest, b_rest, w_o
 
 
 @njit(nogil=True, cache=True)
-def _rand(rng, s):
+def uniform(rng, s):
     """xorshift64* per session: uniform float in [0, 1), reproducible from the seed."""
     x = rng[s]
     x ^= x >> np.uint64(12)
@@ -123,6 +123,19 @@ def _rand(rng, s):
     x ^= x >> np.uint64(27)
     rng[s] = x
     return ((x * np.uint64(2685821657736338717)) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(nogil=True, cache=True)
+def _allowed(s, v, kinds, values, sounding, entry):
+    """May session s sample token v now? (See ``sample``.)"""
+    k = kinds[v]
+    if k == 1:
+        return sounding[s, values[v]] < 0
+    if k == 2:
+        return sounding[s, values[v]] >= 0
+    if k == 3:
+        return not entry[s]
+    return k != 0
 
 
 @njit(nogil=True, cache=True)
@@ -142,29 +155,15 @@ def sample(s, logits, temperature, kinds, values, sounding, entry, gen_tick, max
             m = logits[s, v]
     total = 0.0
     for v in range(V):
-        k = kinds[v]
-        ok = k != 0
-        if k == 1:
-            ok = sounding[s, values[v]] < 0
-        elif k == 2:
-            ok = sounding[s, values[v]] >= 0
-        elif k == 3:
-            ok = not entry[s]
+        ok = _allowed(s, v, kinds, values, sounding, entry)
         total += np.exp((logits[s, v] - m) / temperature[s]) if ok else 0.0
     if total == 0.0:
         return shift_off  # nothing allowed: wait one tick
-    u = _rand(rng, s) * total
+    u = uniform(rng, s) * total
     acc = 0.0
     last = 0
     for v in range(V):
-        k = kinds[v]
-        ok = k != 0
-        if k == 1:
-            ok = sounding[s, values[v]] < 0
-        elif k == 2:
-            ok = sounding[s, values[v]] >= 0
-        elif k == 3:
-            ok = not entry[s]
+        ok = _allowed(s, v, kinds, values, sounding, entry)
         if ok:
             acc += np.exp((logits[s, v] - m) / temperature[s])
             last = v

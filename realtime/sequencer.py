@@ -11,6 +11,8 @@ writes due MIDI messages into an output buffer that the sending thread forwards.
 import numpy as np
 from numba import njit
 
+from .generator import uniform
+
 NS = 1_000_000_000
 OUT_CAP = 4096
 STINGER_CAP = 256
@@ -215,16 +217,6 @@ def promote(s, seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp, tpb):
 
 
 @njit(nogil=True, cache=True)
-def _jitter(rng, s):
-    x = rng[s]
-    x ^= x >> np.uint64(12)
-    x ^= x << np.uint64(25)
-    x ^= x >> np.uint64(27)
-    rng[s] = x
-    return ((x * np.uint64(2685821657736338717)) >> np.uint64(11)) * (2.0 / 9007199254740992.0) - 1.0
-
-
-@njit(nogil=True, cache=True)
 def _emit(out, out_ns, out_beat, n, status, d1, d2, s, t, beat):
     if n < out.shape[0]:
         out[n, 0] = status
@@ -335,7 +327,7 @@ def collect(now, active, ev_tick, ev_tok, head, tail, kinds, values, seg_tick, s
                         if tick % (tpb * beats_per_bar) == 0:
                             v += accent[s]
                     if humanise[s] > 0.0:
-                        v += humanise[s] * _jitter(rng, s)
+                        v += humanise[s] * (2.0 * uniform(rng, s) - 1.0)
                     vel = int(min(127.0, max(1.0, v)))
                     n, ser = note_on(s, p, ch, vel, int(t), beat, sent_pitch, sent_chan,
                                      sent_serial, owner, serial, out, out_ns, out_beat, n)
