@@ -46,6 +46,7 @@ class ServerConfig:
     states: str | None = None  # presets file; default: $OSTINATO_STATES or the shipped one
     initial_state: str = "explore"
     spin_us: float = 400.0     # spin this long before a deadline instead of sleeping
+    clock: bool = False        # send MIDI clock (24 ppqn, start/stop) after the main session
 
 
 class Session:
@@ -86,6 +87,7 @@ class Server:
         self._kinds, self._values = self.weights.kinds, self.weights.values
         self._lookahead = int(cfg.lookahead_ms * 1e6)
         self._step_ns = 100_000  # running estimate of one batched generator step
+        self._pulse = 0          # next MIDI clock pulse, in 24ths of a beat of "main"
         self.base_register = self.weights.mean_register
         self._open_session("main", None, self.presets.get(cfg.initial_state))
         self._warm()
@@ -101,6 +103,7 @@ class Server:
         now = time.monotonic_ns()
         for sess in self.sessions.values():  # compiling took a while: begin from now
             self._reset(sess, now, 0)
+        self._transport(0xFA, now)
         self._thread = threading.Thread(target=self._loop, name="ostinato-engine", daemon=True)
         self._thread.start()
         if self._use_control:
@@ -129,6 +132,7 @@ class Server:
         now = time.monotonic_ns()
         for sess in list(self.sessions.values()):
             self._release(sess.slot, now)
+        self._transport(0xFC, now)
         if hasattr(self.port, "close"):
             self.port.close()
 
@@ -252,6 +256,7 @@ class Server:
                 tick = float(self.rt.gen_tick[s])
                 self.seq.anchor(s, tick, now, self.seq.bpm_at(s, tick))
                 self.seq.frozen[s] = False
+        self._transport(0xFA if self.state == "stopped" else 0xFB, now)
         self.state = "playing"
         self._marker("transport", None, state="start")
         return dict(state=self.state)
@@ -273,6 +278,7 @@ class Server:
             # the model hears its notes end, so it resumes from silence
             self.rt.queue(s, self.rt.release_all(s))
             self.seq.frozen[s] = True
+        self._transport(0xFC, now)
         self.state = state
         self._marker("transport", None, state="pause" if state == "paused" else "stop")
         return dict(state=state)
@@ -402,6 +408,31 @@ class Server:
         if type == "tempo" and hasattr(self.port, "tempo") and sess is not None:
             self.port.tempo(fields["bpm"], beat)
 
+    def _transport(self, status, now):
+        """MIDI Start (0xFA), Continue (0xFB) or Stop (0xFC), and where the clock goes on
+        from: Start restarts it at the main session's next beat, Continue picks up the
+        pulse that follows now."""
+        main = self.sessions.get("main")
+        if not self.cfg.clock or main is None:
+            return
+        tick = max(0.0, self.seq.ns_tick(main.slot, now))
+        if status == 0xFA:
+            self._pulse = int(-(-tick // self.tpb)) * 24
+        elif status == 0xFB:
+            self._pulse = int(tick * 24 / self.tpb) + 1
+        self.port.send(status, 0, 0, now, tick / self.tpb, main.slot)
+
+    def _clock(self, now):
+        """Send the clock pulses due by ``now``; returns the time of the next one."""
+        s = self.sessions["main"].slot
+        while True:
+            tick = self._pulse * self.tpb / 24
+            t = int(self.seq.tick_ns(s, tick))
+            if t > now:
+                return t
+            self.port.send(0xF8, 0, 0, t, tick / self.tpb, s)
+            self._pulse += 1
+
     def _release(self, s, now):
         sq = self.seq
         beat = max(0.0, self.seq.ns_tick(s, now) / self.tpb)
@@ -425,6 +456,8 @@ class Server:
                          sq.out_ns, sq.out_beat)
         self._send(n)
         nxt = int(nxt) if nxt > 0 else now + 20_000_000
+        if self.cfg.clock and self.state == "playing" and "main" in self.sessions:
+            nxt = min(nxt, self._clock(now))
         if self.state != "playing" or not self.sessions:
             return nxt
         horizon, urgent = float(now + self._lookahead), False
@@ -496,6 +529,8 @@ def add_arguments(p):
                         "else the platform's)")
     p.add_argument("--record", default=None, metavar="FILE.mid", help="record to a MIDI file")
     p.add_argument("--audio", action="store_true", help="play through the built-in synth")
+    p.add_argument("--clock", action="store_true",
+                   help="send MIDI clock (24 ppqn, start/continue/stop) so a DAW follows the tempo")
     p.add_argument("--show", action="store_true",
                    help="print a status line a second: key, tempo, notes/s, last notes")
     p.add_argument("--state", default="explore", help="preset to start in (default explore)")
@@ -537,7 +572,8 @@ def open_outputs(args):
 def run(args):
     ports, lines = open_outputs(args)
     cfg = ServerConfig(model=args.model, control=args.control, max_sessions=args.sessions,
-                       seed=args.seed, states=args.states, initial_state=args.state)
+                       seed=args.seed, states=args.states, initial_state=args.state,
+                       clock=args.clock)
     t0 = time.monotonic()
     try:
         srv = Server(cfg, ports)
