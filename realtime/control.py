@@ -79,13 +79,11 @@ class ControlServer:
             self._wake.send(b"")
             self._thread.join()
             self._thread = None
-        for sock in (self._monitor, self._wake):
+        # the router first: closing it ends its monitor too.  (disable_monitor() after the
+        # monitor's PAIR socket is gone can block forever in libzmq.)
+        for sock in (self._router, self._monitor, self._wake):
             if sock is not None:
                 sock.close(0)
-        if self._router is not None:
-            if self._monitor is not None:
-                self._router.disable_monitor()
-            self._router.close(0)
         self._router = self._wake = self._monitor = None
         self._close_context()
 
