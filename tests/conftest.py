@@ -1,11 +1,14 @@
-"""Shared fixtures: a real JACK server for MIDI tests, and the ALSA sequencer check."""
+"""Shared fixtures: the shipped model, a real JACK server for MIDI tests, and the ALSA
+sequencer check."""
 import os
 import shutil
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
+from engine import DEFAULT_MODEL
 from realtime.jack import JackConfig, JackServer
 
 
@@ -42,3 +45,12 @@ def alsa_seq():
 def unique_name():
     """A JACK-safe client/port name no other test (or engineer) on this server uses."""
     return f"ostinato-test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def model_path():
+    """The shipped default model (OSTINATO_TEST_MODEL overrides it while developing)."""
+    path = Path(os.environ.get("OSTINATO_TEST_MODEL") or DEFAULT_MODEL)
+    if not path.exists():
+        pytest.fail(f"{path} is missing: the repository ships it (git lfs is not used)")
+    return path

@@ -6,25 +6,13 @@ every section runs against real parts (``ostinato serve`` processes, ZeroMQ on
 and bad arguments get clear errors.
 """
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from benchmarks import jitter, report
-from engine import DEFAULT_MODEL
 from engine.cli import main
 from realtime.bench import README
-
-
-@pytest.fixture(scope="module")
-def model_path():
-    """The shipped default model (OSTINATO_TEST_MODEL overrides it while developing)."""
-    path = Path(os.environ.get("OSTINATO_TEST_MODEL") or DEFAULT_MODEL)
-    if not path.exists():
-        pytest.fail(f"{path} is missing: the repository ships it (git lfs is not used)")
-    return path
 
 
 def test_quick_bench_runs_every_section_and_writes_its_outputs(jack_server, model_path, tmp_path,
