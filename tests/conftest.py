@@ -21,17 +21,29 @@ def _missing(reason):
 
 @pytest.fixture(scope="session")
 def jack_server():
-    """A running JACK server: the one already running, else ``jackd -d dummy`` started
-    here (48 kHz, 256-frame periods) and stopped at the end of the test session."""
+    """A JACK server of the test session's own: ``jackd -d dummy`` (48 kHz, 256-frame
+    periods) under a unique name, stopped at the end of the test session."""
     if shutil.which("jackd") is None or shutil.which("jack_lsp") is None:
         _missing("jackd/jack_lsp not installed (Debian package jackd2)")
-    with JackServer(JackConfig(server=os.environ.get("JACK_DEFAULT_SERVER"))) as server:
-        yield server
-        # PortAudio's JACK host API asserts at process exit if its server is gone first:
-        # let it go while jackd still runs.
-        sd = sys.modules.get("sounddevice")
-        if sd is not None:
-            sd._terminate()
+    # A server of our own, by a name nobody else uses: a shared "default" server can be
+    # stopped by whichever test run started it while another still needs it.
+    # JACK_DEFAULT_SERVER tells libjack (rtmidi, PortAudio, jack_lsp, subprocesses) which.
+    name = f"ostinato-tests-{uuid.uuid4().hex[:8]}"
+    before = os.environ.get("JACK_DEFAULT_SERVER")
+    os.environ["JACK_DEFAULT_SERVER"] = name
+    try:
+        with JackServer(JackConfig(server=name)) as server:
+            yield server
+            # PortAudio's JACK host API asserts at process exit if its server is gone
+            # first: let it go while jackd still runs.
+            sd = sys.modules.get("sounddevice")
+            if sd is not None:
+                sd._terminate()
+    finally:
+        if before is None:
+            os.environ.pop("JACK_DEFAULT_SERVER", None)
+        else:
+            os.environ["JACK_DEFAULT_SERVER"] = before
 
 
 @pytest.fixture(scope="session")
