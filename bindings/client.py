@@ -29,7 +29,27 @@ CONTROL_ADDRESS = "tcp://127.0.0.1:5555"
 EVENT_ADDRESS = "tcp://127.0.0.1:5556"
 
 
-class Client:
+class _Endpoint:
+    """A ZeroMQ socket and, unless one was given, the context it lives in."""
+
+    _socket = None
+
+    def close(self):
+        if self._socket is not None:
+            self._socket.close(0)
+            self._socket = None
+        if self._own_context and not self._context.closed:
+            self._context.term()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+class Client(_Endpoint):
     """A connection to an Ostinato control socket. Use as a context manager.
 
     timeout: seconds to wait for each reply before raising ServerUnavailable.
@@ -52,19 +72,6 @@ class Client:
         sock.connect(self.address)
         self._socket = sock
 
-    def close(self):
-        if self._socket is not None:
-            self._socket.close(0)
-            self._socket = None
-        if self._own_context and not self._context.closed:
-            self._context.term()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
 
     # ------------------------------------------------------------ messages
 
@@ -173,7 +180,7 @@ def _checked(reply):
     return reply
 
 
-class EventListener:
+class EventListener(_Endpoint):
     """Subscribe to the server's event stream (notes, mood, tempo, transport markers).
 
     types: event types to receive (None: all); iterate to get event dicts until ``timeout``
@@ -205,16 +212,3 @@ class EventListener:
                 return
             yield event
 
-    def close(self):
-        if self._socket is not None:
-            self._socket.close(0)
-            self._socket = None
-        if self._own_context and not self._context.closed:
-            self._context.term()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False

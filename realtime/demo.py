@@ -16,7 +16,7 @@ from pathlib import Path
 from engine import DEFAULT_MODEL
 from engine.errors import InvalidMessage, OstinatoError, PortError
 
-from .server import STINGER_CHANNEL, ServerConfig
+from .server import STINGER_CHANNEL, ServerConfig, add_midi_arguments
 
 START_STATE = "menu"
 SECONDS_RANGE = (20.0, 3600.0)
@@ -79,12 +79,7 @@ def add_arguments(p):
     p.add_argument("--out-dir", default=".", help="where demo.mid, demo.wav and demo.png go "
                                                    "(default: the current folder)")
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="model .npz (default: shipped)")
-    p.add_argument("--midi", choices=["virtual", "none"], default="virtual",
-                   help="also open a virtual MIDI port a synth can listen to (default), or none")
-    p.add_argument("--port-name", default="Ostinato", help="name of the virtual MIDI port")
-    p.add_argument("--api", default=None,
-                   help="rtmidi API: alsa, jack, coremidi, windows_mm (default: $RTMIDI_API, "
-                        "else the platform's)")
+    add_midi_arguments(p)
     p.add_argument("--audio", action="store_true",
                    help="play it live through the built-in synth (needs an audio device)")
     p.add_argument("--soundfont", default=None, metavar="PATH",

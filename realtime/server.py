@@ -521,12 +521,7 @@ def add_arguments(p):
     p.add_argument("--osc", type=int, default=protocol.OSC_PORT,
                    help=f"UDP port of the OSC endpoint on 127.0.0.1 (default {protocol.OSC_PORT}; "
                         "0 turns it off)")
-    p.add_argument("--midi", choices=["virtual", "none"], default="virtual",
-                   help="open a virtual MIDI output port (default) or none")
-    p.add_argument("--port-name", default="Ostinato", help="name of the virtual MIDI port")
-    p.add_argument("--api", default=None,
-                   help="rtmidi API: alsa, jack, coremidi, windows_mm (default: $RTMIDI_API, "
-                        "else the platform's)")
+    add_midi_arguments(p)
     p.add_argument("--record", default=None, metavar="FILE.mid", help="record to a MIDI file")
     p.add_argument("--audio", action="store_true", help="play through the built-in synth")
     p.add_argument("--clock", action="store_true",
@@ -538,6 +533,17 @@ def add_arguments(p):
     p.add_argument("--sessions", type=int, default=16, help="most sessions at once")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seconds", type=float, default=None, help="stop after this long")
+
+
+def add_midi_arguments(p):
+    """The virtual MIDI port's options, shared by ``serve`` and ``demo``."""
+    p.add_argument("--midi", choices=["virtual", "none"], default="virtual",
+                   help="open a virtual MIDI output port a DAW or synth can listen to "
+                        "(default), or none")
+    p.add_argument("--port-name", default="Ostinato", help="name of the virtual MIDI port")
+    p.add_argument("--api", default=None,
+                   help="rtmidi API: alsa, jack, coremidi, windows_mm (default: $RTMIDI_API, "
+                        "else the platform's)")
 
 
 def open_outputs(args):
