@@ -10,9 +10,8 @@ three are compared so the race is between equal computations.
 import time
 
 import numpy as np
-from numba import njit
 
-from realtime.generator import FLAGS, Runtime, Weights, lstm_step
+from realtime.generator import Runtime, Weights, gemv, lstm_cell, lstm_step
 
 from .stats import summary, us
 
@@ -150,57 +149,31 @@ def copy_bandwidth(nbytes, min_s=0.3, max_reps=10000):
     return 2 * src.nbytes / (best / 1e9)
 
 
-# The kernel's three phases copied loop for loop from lstm_step (batch 1), to profile it
-# by parts: the gate GEMVs that stream the weights, the gate nonlinearities, the head.
-
-@njit(nogil=True, cache=True, fastmath=FLAGS)
-def _gates(W, x, gates):
-    for j in range(W.shape[0]):
-        acc = np.float32(0.0)
-        for q in range(W.shape[1]):
-            acc += W[j, q] * x[q]
-        gates[j] += acc
-
-
-@njit(nogil=True, cache=True, fastmath=FLAGS)
-def _cell(gates, c, h):
-    H = h.shape[0]
-    for j in range(H):
-        i_g = 1.0 / (1.0 + np.exp(-gates[j]))
-        f_g = 1.0 / (1.0 + np.exp(-gates[H + j]))
-        g_g = np.tanh(gates[2 * H + j])
-        o_g = 1.0 / (1.0 + np.exp(-gates[3 * H + j]))
-        cc = f_g * c[j] + i_g * g_g
-        c[j] = cc
-        h[j] = o_g * np.tanh(cc)
-
-
 def parts(w, iters):
-    """p50 µs of one step's gate GEMVs (all layers), gate nonlinearities, and head."""
+    """p50 µs of one step's phases at batch 1, each timed alone with the kernel's own
+    pieces: the gate GEMVs that stream the weights, the gate nonlinearities, the head."""
+    rt = Runtime(w, max_sessions=1)
     rng = np.random.default_rng(0)
-    H, L = w.hidden, w.layers
-    x0 = rng.standard_normal(w.w0.shape[1]).astype(np.float32) * 0.1
-    x1 = rng.standard_normal(2 * H).astype(np.float32) * 0.1
-    gates = np.zeros(4 * H, np.float32)
-    h, c = np.zeros(H, np.float32), np.zeros(H, np.float32)
-    logits = np.zeros(w.w_out.shape[0], np.float32)
+    rt.xbuf[:] = rng.standard_normal(rt.xbuf.shape).astype(np.float32) * 0.1
+    idx = np.zeros(1, np.int64)
+    L = w.layers
 
-    def gemv(i):
-        _gates(w.w0, x0, gates)
+    def gemvs(i):
+        gemv(w.w0, rt.xbuf, rt.gates, idx, 1)
         for l in range(L - 1):
-            _gates(w.w_rest[l], x1, gates)
+            gemv(w.w_rest[l], rt.xbuf, rt.gates, idx, 1)
 
-    def cell(i):
-        for _ in range(L):
-            _cell(gates, c, h)
+    def cells(i):
+        for l in range(L):
+            lstm_cell(rt.gates, rt.h, rt.c, l, idx, 1)
 
     def head(i):
-        _gates(w.w_out, x1[:H], logits)
+        gemv(w.w_out, rt.xbuf, rt.logits, idx, 1)
 
     out = {}
-    for name, fn in (("gate_gemv", gemv), ("gate_nonlinearity", cell), ("head_gemv", head)):
+    for name, fn in (("gate_gemv", gemvs), ("gate_nonlinearity", cells), ("head_gemv", head)):
         _timed(fn, 100)
-        gates[:] = rng.standard_normal(4 * H) * 0.1  # keep the values finite and typical
+        rt.gates[:] = rng.standard_normal(rt.gates.shape) * 0.1  # typical, finite values
         out[name + "_us_p50"] = float(np.median(_timed(fn, iters))) / 1e3
     return out
 

@@ -59,7 +59,109 @@ class Weights:
                 + self.b_rest[0].nbytes) + self.w_out.nbytes + self.b_out.nbytes)
 
 
-@njit(nogil=True, cache=True, fastmath=FLAGS)
+F32 = np.float32
+KERNEL = dict(nogil=True, cache=True, fastmath=FLAGS, error_model="numpy")  # no zero checks
+
+
+@njit(inline="always", **KERNEL)
+def tanh32(x):
+    """tanh in float32: Eigen's 13/6 rational approximation (error < 3e-7), which LLVM
+    can vectorize where a call to tanhf cannot be."""
+    lim = F32(7.90531110763549805)
+    x = lim if x > lim else x
+    x = -lim if x < -lim else x
+    x2 = x * x
+    p = x2 * F32(-2.76076847742355e-16) + F32(2.00018790482477e-13)
+    p = x2 * p + F32(-8.60467152213735e-11)
+    p = x2 * p + F32(5.12229709037114e-08)
+    p = x2 * p + F32(1.48572235717979e-05)
+    p = x2 * p + F32(6.37261928875436e-04)
+    p = x2 * p + F32(4.89352455891786e-03)
+    q = x2 * F32(1.19825839466702e-06) + F32(1.18534705686654e-04)
+    q = x2 * q + F32(2.26843463243900e-03)
+    q = x2 * q + F32(4.89352518554385e-03)
+    return x * p / q
+
+
+@njit(inline="always", **KERNEL)
+def sigmoid32(x):
+    return F32(0.5) * tanh32(F32(0.5) * x) + F32(0.5)
+
+
+@njit(**KERNEL)
+def gemv(W, x, out, idx, n):
+    """out[s] += W @ x[s] for the sessions idx[:n].  Four sessions share each weight
+    load (two rows at a time: eight accumulators stay in registers); one session on
+    its own takes four rows at a time, so x[s] is loaded once per four products."""
+    G, K = W.shape
+    k = 0
+    while k + 4 <= n:
+        s0, s1, s2, s3 = idx[k], idx[k + 1], idx[k + 2], idx[k + 3]
+        for j in range(0, G - 1, 2):
+            a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = F32(0.0)
+            for q in range(K):
+                w0, w1 = W[j, q], W[j + 1, q]
+                x0, x1, x2, x3 = x[s0, q], x[s1, q], x[s2, q], x[s3, q]
+                a00 += w0 * x0
+                a01 += w0 * x1
+                a02 += w0 * x2
+                a03 += w0 * x3
+                a10 += w1 * x0
+                a11 += w1 * x1
+                a12 += w1 * x2
+                a13 += w1 * x3
+            out[s0, j] += a00
+            out[s1, j] += a01
+            out[s2, j] += a02
+            out[s3, j] += a03
+            out[s0, j + 1] += a10
+            out[s1, j + 1] += a11
+            out[s2, j + 1] += a12
+            out[s3, j + 1] += a13
+        for j in range(G - G % 2, G):
+            for s in (s0, s1, s2, s3):
+                _dot_row(W, x, out, s, j)
+        k += 4
+    for k in range(k, n):
+        s = idx[k]
+        for j in range(0, G - 3, 4):
+            a0 = a1 = a2 = a3 = F32(0.0)
+            for q in range(K):
+                xq = x[s, q]
+                a0 += W[j, q] * xq
+                a1 += W[j + 1, q] * xq
+                a2 += W[j + 2, q] * xq
+                a3 += W[j + 3, q] * xq
+            out[s, j] += a0
+            out[s, j + 1] += a1
+            out[s, j + 2] += a2
+            out[s, j + 3] += a3
+        for j in range(G - G % 4, G):
+            _dot_row(W, x, out, s, j)
+
+
+@njit(inline="always", **KERNEL)
+def _dot_row(W, x, out, s, j):
+    acc = F32(0.0)
+    for q in range(W.shape[1]):
+        acc += W[j, q] * x[s, q]
+    out[s, j] += acc
+
+
+@njit(**KERNEL)
+def lstm_cell(gates, h, c, layer, idx, n):
+    """The gate nonlinearities of one layer (gate order i, f, g, o as in torch)."""
+    H = h.shape[2]
+    for k in range(n):
+        s = idx[k]
+        for j in range(H):
+            cc = (sigmoid32(gates[s, H + j]) * c[s, layer, j]
+                  + sigmoid32(gates[s, j]) * tanh32(gates[s, 2 * H + j]))
+            c[s, layer, j] = cc
+            h[s, layer, j] = sigmoid32(gates[s, 3 * H + j]) * tanh32(cc)
+
+
+@njit(**KERNEL)
 def lstm_step(idx, n, tokens, controls, h, c, tok_table, w0, w_rest, b_rest, w_out, b_out,
               xbuf, gates, logits):
     """One step for sessions idx[:n]: feed tokens[s] with controls[s], update h/c [S,L,H],
@@ -84,34 +186,15 @@ def lstm_step(idx, n, tokens, controls, h, c, tok_table, w0, w_rest, b_rest, w_o
                     xbuf[s, H + j] = h[s, layer, j]
                 for j in range(G):
                     gates[s, j] = b_rest[layer - 1, j]
-        W = w0 if layer == 0 else w_rest[layer - 1]
-        K = W.shape[1]
-        for j in range(G):
-            for k in range(n):
-                s = idx[k]
-                acc = np.float32(0.0)
-                for q in range(K):
-                    acc += W[j, q] * xbuf[s, q]
-                gates[s, j] += acc
-        for k in range(n):
-            s = idx[k]
-            for j in range(H):
-                i_g = 1.0 / (1.0 + np.exp(-gates[s, j]))
-                f_g = 1.0 / (1.0 + np.exp(-gates[s, H + j]))
-                g_g = np.tanh(gates[s, 2 * H + j])
-                o_g = 1.0 / (1.0 + np.exp(-gates[s, 3 * H + j]))
-                cc = f_g * c[s, layer, j] + i_g * g_g
-                c[s, layer, j] = cc
-                h[s, layer, j] = o_g * np.tanh(cc)
-    V = w_out.shape[0]
-    top = L - 1
-    for v in range(V):
-        for k in range(n):
-            s = idx[k]
-            acc = np.float32(0.0)
-            for q in range(H):
-                acc += w_out[v, q] * h[s, top, q]
-            logits[s, v] = acc + b_out[v]
+        gemv(w0 if layer == 0 else w_rest[layer - 1], xbuf, gates, idx, n)
+        lstm_cell(gates, h, c, layer, idx, n)
+    for k in range(n):
+        s = idx[k]
+        for j in range(H):  # the head reads the top layer's h from xbuf's first H columns
+            xbuf[s, j] = h[s, L - 1, j]
+        for v in range(w_out.shape[0]):
+            logits[s, v] = b_out[v]
+    gemv(w_out, xbuf, logits, idx, n)
 
 
 @njit(nogil=True, cache=True)
@@ -208,6 +291,7 @@ class Runtime:
         self.snap_c = np.zeros((S, ring, L, H), np.float32)
         self.head = np.zeros(S, np.int64)
         self.tail = np.zeros(S, np.int64)
+        self.ready = np.zeros(S, np.int64)  # events below it are published to the player
         self.idx = np.zeros(S, np.int64)
         self.xbuf = np.zeros((S, max(C + H, 2 * H)), np.float32)
         self.gates = np.zeros((S, 4 * H), np.float32)
@@ -233,7 +317,7 @@ class Runtime:
         self.ev_tok[s, 0] = self.tokens[s]
         self.snap_h[s, 0] = 0
         self.snap_c[s, 0] = 0
-        self.head[s], self.tail[s] = 1, 1
+        self.head[s] = self.tail[s] = self.ready[s] = 1
         self.active[s] = True
 
     def close(self, s):
@@ -257,10 +341,12 @@ class Runtime:
         """Drop generated events after ``tick`` that have not been played, restore the
         state after the last kept one and queue time shifts up to ``tick``.
         Returns the tick the kept events reach."""
-        return _rewind(s, tick, self.gen_tick, self.sounding, self.ev_tick, self.ev_tok,
+        tick = _rewind(s, tick, self.gen_tick, self.sounding, self.ev_tick, self.ev_tok,
                        self.ev_aux, self.snap_h, self.snap_c, self.head, self.tail, self.h,
                        self.c, self.tokens, self.force_n, self.force_i, self.w.kinds,
                        self.w.values, self.ring)
+        self.ready[s] = min(self.ready[s], self.tail[s])
+        return tick
 
     def queue(self, s, tokens):
         """Queue tokens to be fed to session s before it samples again."""

@@ -2,11 +2,12 @@
 import numpy as np
 import pytest
 import torch
+from numba import njit
 
 from engine.controls import ControlSpec
 from engine.model import ModelConfig, MusicLSTM, save_model
 from engine.vocab import NOTE_OFF, NOTE_ON, START, TIME_SHIFT, Vocab
-from realtime.generator import Runtime, Weights, lstm_step
+from realtime.generator import Runtime, Weights, lstm_step, sigmoid32, tanh32
 
 
 @pytest.fixture(scope="module")
@@ -47,20 +48,21 @@ def test_numba_step_equals_torch_over_1000_steps(model_file):
 
 
 def test_batched_sessions_step_independently(model_file):
+    """Sessions share weight loads in blocks of four; each still gets its own result."""
     path, model, vocab, spec = model_file
     w = Weights(path)
-    rt = Runtime(w, max_sessions=4)
+    rt = Runtime(w, max_sessions=6)
     rng = np.random.default_rng(2)
-    toks = rng.integers(0, vocab.size, (4, 50))
-    ctls = [spec.vector(k, k % 2, 1.0 + k, 60 + k) for k in range(4)]
-    idx = np.arange(4, dtype=np.int64)
+    toks = rng.integers(0, vocab.size, (6, 50))
+    ctls = [spec.vector(k, k % 2, 1.0 + k, 60 + k) for k in range(6)]
+    idx = np.array([5, 0, 3, 1, 4, 2], np.int64)  # a block of four, then two alone
     for t in range(50):
         rt.tokens[:] = toks[:, t]
         rt.controls[:] = ctls
-        lstm_step(idx, 4, rt.tokens, rt.controls, rt.h, rt.c, w.tok_table, w.w0, w.w_rest,
+        lstm_step(idx, 6, rt.tokens, rt.controls, rt.h, rt.c, w.tok_table, w.w0, w.w_rest,
                   w.b_rest, w.w_out, w.b_out, rt.xbuf, rt.gates, rt.logits)
     batched = rt.logits.copy()
-    for k in range(4):
+    for k in range(6):
         solo = Runtime(w, max_sessions=1)
         for t in range(50):
             solo.tokens[0] = toks[k, t]
@@ -69,6 +71,22 @@ def test_batched_sessions_step_independently(model_file):
                       w.tok_table, w.w0, w.w_rest, w.b_rest, w.w_out, w.b_out, solo.xbuf,
                       solo.gates, solo.logits)
         np.testing.assert_allclose(solo.logits[0], batched[k], atol=1e-5)
+
+
+def test_gate_functions_match_numpy():
+    x = np.linspace(-30, 30, 600_001).astype(np.float32)
+    out_t, out_s = np.empty_like(x), np.empty_like(x)
+    _apply(x, out_t, out_s)
+    exact = x.astype(np.float64)
+    assert np.abs(out_t - np.tanh(exact)).max() < 5e-7
+    assert np.abs(out_s - 1 / (1 + np.exp(-exact))).max() < 5e-7
+
+
+@njit
+def _apply(x, out_t, out_s):
+    for i in range(x.shape[0]):
+        out_t[i] = tanh32(x[i])
+        out_s[i] = sigmoid32(x[i])
 
 
 def _events(rt, s):
