@@ -251,13 +251,13 @@ def note_off(s, p, ch, ser, t, beat, owner, out, out_ns, out_beat, n):
 
 
 @njit(nogil=True, cache=True)
-def collect(now, active, ev_tick, ev_tok, head, tail, kinds, values, seg_tick, seg_ns, bpm0,
+def collect(now, active, ev_tick, ev_tok, head, ready, kinds, values, seg_tick, seg_ns, bpm0,
             bpm1, ramp, p_tick, p_bpm, p_ramp, tpb, beats_per_bar, channel, transpose, velocity,
             next_vel, vel_tick, accent, humanise, asap_tick, asap_ns, frozen, rng, sent_pitch, sent_chan,
             sent_serial, owner, serial, st_tick, st_on, st_pitch, st_vel, st_head, st_n,
             st_chan, out, out_ns, out_beat):
-    """Move every event due by ``now`` (ns) from the rings to the output buffer, as MIDI.
-    Returns (messages written, time of the earliest event still pending or -1)."""
+    """Move every event due by ``now`` (ns) from the rings (the published part, below
+    ``ready``) to the output buffer, as MIDI in time order.  Returns (messages written, time of the earliest event still pending or -1)."""
     S = active.shape[0]
     R = ev_tick.shape[1]
     n = 0
@@ -272,18 +272,15 @@ def collect(now, active, ev_tick, ev_tok, head, tail, kinds, values, seg_tick, s
                 promote(s, seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp, tpb)
         while True:
             # the earlier of the next generated event and the next stinger note
-            has_ev = head[s] < tail[s]
+            has_ev = head[s] < ready[s]
             has_st = st_head[s] < st_n[s]
             if not has_ev and not has_st:
                 break
             ev_t = 1e30
             st_t = 1e30
             if has_ev:
-                tick = ev_tick[s, head[s] % R]
-                ev_t = tick_to_ns(s, float(tick), seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick,
-                                  p_bpm, p_ramp, tpb)
-                if tick <= asap_tick[s] and asap_ns[s] < ev_t:
-                    ev_t = float(asap_ns[s])
+                ev_t = event_ns(s, ev_tick[s, head[s] % R], asap_tick, asap_ns, seg_tick, seg_ns,
+                                bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp, tpb)
             if has_st:
                 st_t = tick_to_ns(s, float(st_tick[s, st_head[s]]), seg_tick, seg_ns, bpm0,
                                   bpm1, ramp, p_tick, p_bpm, p_ramp, tpb)
@@ -341,7 +338,31 @@ def collect(now, active, ev_tick, ev_tok, head, tail, kinds, values, seg_tick, s
                                  beat, owner, out, out_ns, out_beat, n)
                     sent_pitch[s, q] = -1
             head[s] += 1
+    _sort_by_time(out, out_ns, out_beat, n)
     return n, nxt
+
+
+@njit(nogil=True, cache=True)
+def _sort_by_time(out, out_ns, out_beat, n):
+    """Stable insertion sort of the first n messages by time: sessions are collected one
+    after another, but the sender plays them in time order (a note-off keeps its place
+    before a note-on of the same time)."""
+    for i in range(1, n):
+        j = i
+        while j > 0 and out_ns[j - 1] > out_ns[i]:
+            j -= 1
+        if j == i:
+            continue
+        r0, r1, r2, r3 = out[i, 0], out[i, 1], out[i, 2], out[i, 3]
+        t, b = out_ns[i], out_beat[i]
+        for k in range(i, j, -1):
+            for c in range(4):
+                out[k, c] = out[k - 1, c]
+            out_ns[k] = out_ns[k - 1]
+            out_beat[k] = out_beat[k - 1]
+        out[j, 0], out[j, 1], out[j, 2], out[j, 3] = r0, r1, r2, r3
+        out_ns[j] = t
+        out_beat[j] = b
 
 
 @njit(nogil=True, cache=True)
@@ -361,3 +382,60 @@ def release(s, t, beat, sent_pitch, sent_chan, sent_serial, owner, st_chan, st_h
     st_head[s] = 0
     st_n[s] = 0
     return n
+
+
+@njit(nogil=True, cache=True)
+def event_ns(s, tick, asap_tick, asap_ns, seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm,
+             p_ramp, tpb):
+    """When an event of session s at ``tick`` plays: its place in the tempo map, or at
+    once (``asap_ns``) for the events an immediate transition has made urgent."""
+    t = tick_to_ns(s, float(tick), seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp, tpb)
+    if tick <= asap_tick[s] and asap_ns[s] < t:
+        t = float(asap_ns[s])
+    return t
+
+
+@njit(nogil=True, cache=True)
+def plan(now, lookahead, active, frozen, gen_tick, head, tail, targets, seg_tick, seg_ns, bpm0,
+         bpm1, ramp, p_tick, p_bpm, p_ramp, tpb, ring):
+    """Look-ahead targets for the generator: ``targets[s]`` is the tick after the one
+    that plays at ``now + lookahead``.  Returns (some session is short of its target and
+    has room in its ring, the time (ns) the earliest look-ahead runs short otherwise)."""
+    pending = False
+    wake = now + 1e9
+    for s in range(active.shape[0]):
+        if not active[s] or frozen[s]:
+            continue
+        targets[s] = int(ns_to_tick(s, now + lookahead, seg_tick, seg_ns, bpm0, bpm1, ramp,
+                                    p_tick, p_bpm, p_ramp, tpb)) + 1
+        if gen_tick[s] < targets[s]:
+            if tail[s] - head[s] < ring - 1:
+                pending = True
+            else:  # ring full: the sender frees it as it plays
+                wake = min(wake, now + 1e6)
+        else:  # short once the tick that plays at now + lookahead reaches gen_tick
+            t = tick_to_ns(s, float(gen_tick[s]), seg_tick, seg_ns, bpm0, bpm1, ramp,
+                           p_tick, p_bpm, p_ramp, tpb) - lookahead
+            wake = min(wake, t)
+    return pending, wake
+
+
+@njit(nogil=True, cache=True)
+def publish(ready, tail, ev_tick, asap_tick, asap_ns, seg_tick, seg_ns, bpm0, bpm1, ramp,
+            p_tick, p_bpm, p_ramp, tpb):
+    """Make the generated events visible to ``collect`` (``ready = tail``).  Returns when
+    the earliest newly visible event plays (ns), or -1 if none is new.
+
+    The generator writes an event's slot before this call moves ``ready`` past it, so
+    the sending thread, which reads only below ``ready``, never sees a half-written one.
+    """
+    R = ev_tick.shape[1]
+    first = -1.0
+    for s in range(ready.shape[0]):
+        if tail[s] > ready[s]:
+            t = event_ns(s, ev_tick[s, ready[s] % R], asap_tick, asap_ns, seg_tick, seg_ns,
+                         bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp, tpb)
+            if first < 0.0 or t < first:
+                first = t
+        ready[s] = tail[s]
+    return first

@@ -1,14 +1,21 @@
 """The server: sessions of generated music driven by game messages (``ostinato serve``).
 
 Threads: the control thread (``realtime.control``) validates requests and hands them
-to ``handle``, which queues them for the engine thread and waits for the answer; the
-engine thread owns every piece of music state.  It runs commands, asks the numba
-sequencer which MIDI messages are due, sends them, keeps each session's look-ahead
-filled with the numba generator, and sleeps to absolute monotonic deadlines (an event
-wait that control messages cut short, then a spin for the last few hundred µs).
+to ``handle``, which queues them for the engine thread and waits for the answer.
+
+The engine thread plays: it runs commands, asks the numba sequencer which MIDI
+messages are due, sends them, and sleeps to absolute monotonic deadlines (an event
+wait that commands and new urgent events cut short, then a spin for the last few
+hundred µs).  The generator thread composes: it keeps each session's look-ahead
+filled with the numba LSTM, which releases the GIL, so on two cores a step never
+delays a send.  They share the event rings without a lock on the playing side: the
+generator writes an event, then publishes it (``ready``); the player reads only
+published events.  Everything else the generator touches is changed only by
+commands, which run under the generator's lock.
 """
 import collections
 import contextlib
+import ctypes
 import signal
 import sys
 import threading
@@ -27,7 +34,7 @@ from . import protocol
 from .generator import Runtime, Weights
 from .mood import Mood, bpm_of, density_of, describe, mode_of, register_of, velocity_of
 from .ports import MultiPort
-from .sequencer import Sequencer, collect, ns_to_tick, release
+from .sequencer import Sequencer, collect, plan, publish, release
 
 VERSION = "0.1.0"
 STINGER_CHANNEL = 15
@@ -46,6 +53,7 @@ class ServerConfig:
     states: str | None = None  # presets file; default: $OSTINATO_STATES or the shipped one
     initial_state: str = "explore"
     spin_us: float = 400.0     # spin this long before a deadline instead of sleeping
+    steps_per_lock: int = 1    # batched generator steps between looks at the commands
     clock: bool = False        # send MIDI clock (24 ppqn, start/stop) after the main session
 
 
@@ -78,15 +86,19 @@ class Server:
         self.state = "playing"
         self.events_sent = 0
         self._commands = collections.deque()
-        self._wake = threading.Event()
+        self._wake = threading.Event()       # the player: commands or an urgent event
+        self._gen_wake = threading.Event()   # the generator: commands changed its work
+        self._gen_lock = threading.Lock()    # generator state: one step, or one command
+        self._deadline = 0                   # when the player next wakes (ns)
         self._stop = threading.Event()
-        self._thread = None
+        self._thread = self._gen_thread = None
         self._control = None
         self._use_control = control
         self._targets = np.zeros(cfg.max_sessions, np.int64)
+        self._only = np.zeros(cfg.max_sessions, np.int64)  # targets that step one session
         self._kinds, self._values = self.weights.kinds, self.weights.values
         self._lookahead = int(cfg.lookahead_ms * 1e6)
-        self._step_ns = 100_000  # running estimate of one batched generator step
+        self._spin = int(cfg.spin_us * 1000)
         self._pulse = 0          # next MIDI clock pulse, in 24ths of a beat of "main"
         self.base_register = self.weights.mean_register
         self._open_session("main", None, self.presets.get(cfg.initial_state))
@@ -95,7 +107,10 @@ class Server:
     # -- lifecycle -------------------------------------------------------------------
     def _warm(self):
         """Compile (or load from cache) every numba kernel before the first note."""
-        self._step_all(time.monotonic_ns())
+        now = time.monotonic_ns()
+        self._generate(now)
+        self._play(now)
+        self._release(self.sessions["main"].slot, now)  # nothing sounds yet: sends nothing
 
     def start(self):
         # a thread that computes in Python must hand the GIL back within 0.5 ms, not 5 ms
@@ -104,6 +119,9 @@ class Server:
         for sess in self.sessions.values():  # compiling took a while: begin from now
             self._reset(sess, now, 0)
         self._transport(0xFA, now)
+        self._gen_thread = threading.Thread(target=self._gen_loop, name="ostinato-generator",
+                                            daemon=True)
+        self._gen_thread.start()
         self._thread = threading.Thread(target=self._loop, name="ostinato-engine", daemon=True)
         self._thread.start()
         if self._use_control:
@@ -127,8 +145,10 @@ class Server:
         if self._thread:
             self._stop.set()
             self._wake.set()
+            self._gen_wake.set()
             self._thread.join()
-            self._thread = None
+            self._gen_thread.join()
+            self._thread = self._gen_thread = None
         now = time.monotonic_ns()
         for sess in list(self.sessions.values()):
             self._release(sess.slot, now)
@@ -372,6 +392,7 @@ class Server:
             self.rt.entry[s] = True  # the new music starts with a note, at once
             self.seq.asap_tick[s] = tick
             self.seq.asap_ns[s] = now
+            self._compose_now(s)
         else:
             tick = self.seq.boundary(s, now, unit)
             if self.rt.gen_tick[s] > tick:
@@ -430,6 +451,8 @@ class Server:
             t = int(self.seq.tick_ns(s, tick))
             if t > now:
                 return t
+            while time.monotonic_ns() < t:
+                pass
             self.port.send(0xF8, 0, 0, t, tick / self.tpb, s)
             self._pulse += 1
 
@@ -441,11 +464,13 @@ class Server:
                     sq.out_ns, sq.out_beat, 0)
         self._send(n)
 
-    # -- the engine thread -----------------------------------------------------------
-    def _step_all(self, now):
-        """Send what is due, then top up the look-ahead; returns the next deadline (ns)."""
+    # -- the engine threads -----------------------------------------------------------
+    def _play(self, now):
+        """Send what is due by ``now`` + the spin, each message at its time; returns the
+        next deadline (ns)."""
         sq, rt = self.seq, self.rt
-        n, nxt = collect(now, rt.active, rt.ev_tick, rt.ev_tok, rt.head, rt.tail, self._kinds,
+        now += self._spin  # collected before it is due: only the send is on the deadline
+        n, nxt = collect(now, rt.active, rt.ev_tick, rt.ev_tok, rt.head, rt.ready, self._kinds,
                          self._values, sq.seg_tick, sq.seg_ns, sq.bpm0, sq.bpm1, sq.ramp,
                          sq.p_tick, sq.p_bpm, sq.p_ramp, self.tpb, sq.beats_per_bar, sq.channel,
                          sq.transpose, sq.velocity, sq.next_vel, sq.vel_tick, sq.accent,
@@ -457,58 +482,102 @@ class Server:
         self._send(n)
         nxt = int(nxt) if nxt > 0 else now + 20_000_000
         if self.cfg.clock and self.state == "playing" and "main" in self.sessions:
-            nxt = min(nxt, self._clock(now))
-        if self.state != "playing" or not self.sessions:
-            return nxt
-        horizon, urgent = float(now + self._lookahead), False
-        for sess in self.sessions.values():
-            s = sess.slot
-            self._targets[s] = int(ns_to_tick(s, horizon, sq.seg_tick, sq.seg_ns, sq.bpm0,
-                                              sq.bpm1, sq.ramp, sq.p_tick, sq.p_bpm,
-                                              sq.p_ramp, self.tpb)) + 1
-            # a look-ahead down to a third: generate even if a send will be late
-            urgent |= rt.gen_tick[s] < sq.ns_tick(s, now + self._lookahead / 3)
-        # one batched step at a time, and only where it fits before the next deadline
-        if urgent or time.monotonic_ns() + self._step_ns < nxt - 200_000:
-            t0 = time.monotonic_ns()
-            if rt.advance(self._targets, 1):
-                dt = time.monotonic_ns() - t0
-                self._step_ns = max(dt, int(0.9 * self._step_ns + 0.1 * dt))
-                return now  # new events may be due already: look again at once
+            nxt = min(nxt, self._clock(now))  # pulses due by now + the spin, on time
         return nxt
 
+    def _generate(self, now):
+        """Top up the look-ahead by a few batched steps and publish the new events.
+        Returns (more to do, when the look-ahead next runs short (ns))."""
+        sq, rt = self.seq, self.rt
+        if self.state != "playing":
+            return False, now + 20_000_000
+        pending, wake = plan(float(now), float(self._lookahead), rt.active, sq.frozen,
+                             rt.gen_tick, rt.head, rt.tail, self._targets, sq.seg_tick,
+                             sq.seg_ns, sq.bpm0, sq.bpm1, sq.ramp, sq.p_tick, sq.p_bpm,
+                             sq.p_ramp, self.tpb, rt.ring)
+        if pending and rt.advance(self._targets, self.cfg.steps_per_lock):
+            first = self._publish()
+            if 0 <= first < self._deadline:
+                self._wake.set()  # due before the player's next look: wake it
+        return pending, int(wake)
+
+    def _compose_now(self, s, max_steps=64):
+        """Generate session s up to its first new note on this thread, at once: an
+        immediate transition should not wait for the generator thread to wake."""
+        if self.state != "playing":
+            return
+        only = self._only
+        only[:] = -1
+        only[s] = 1 << 62
+        for _ in range(max_steps):
+            if not self.rt.entry[s] or not self.rt.advance(only, 1):
+                break
+
+    def _publish(self):
+        sq, rt = self.seq, self.rt
+        return publish(rt.ready, rt.tail, rt.ev_tick, sq.asap_tick, sq.asap_ns, sq.seg_tick,
+                       sq.seg_ns, sq.bpm0, sq.bpm1, sq.ramp, sq.p_tick, sq.p_bpm, sq.p_ramp,
+                       self.tpb)
+
     def _send(self, n):
+        """Send the first n messages of the output buffer, none before its time."""
         if n == 0:
             return
         out, ns, beats = self.seq.out, self.seq.out_ns, self.seq.out_beat
-        send = self.port.send
+        send, clock = self.port.send, time.monotonic_ns
         for i in range(n):
-            send(int(out[i, 0]), int(out[i, 1]), int(out[i, 2]), int(ns[i]), float(beats[i]),
+            t = int(ns[i])
+            while clock() < t:
+                pass
+            send(int(out[i, 0]), int(out[i, 1]), int(out[i, 2]), t, float(beats[i]),
                  int(out[i, 3]))
         self.events_sent += n
 
     def _run_commands(self):
-        while self._commands:
-            msg, fut = self._commands.popleft()
-            try:
-                fut.set_result(self._dispatch(msg))
-            except Exception as exc:  # the reply carries it; the music goes on
-                fut.set_exception(exc)
+        if not self._commands:
+            return
+        with self._gen_lock:
+            while self._commands:
+                msg, fut = self._commands.popleft()
+                try:
+                    fut.set_result(self._dispatch(msg))
+                except Exception as exc:  # the reply carries it; the music goes on
+                    fut.set_exception(exc)
+            self._publish()
+        self._gen_wake.set()
 
     def _loop(self):
-        spin = int(self.cfg.spin_us * 1000)
+        """The player: commands, then what is due, then sleep until just before the next
+        deadline (``_play`` spins the rest of the way)."""
+        fine_timer_slack()
+        far = 1 << 62
         while not self._stop.is_set():
+            self._wake.clear()
             self._run_commands()
-            now = time.monotonic_ns()
-            deadline = self._step_all(now)
-            wait = deadline - time.monotonic_ns()
-            if wait > spin:
-                self._wake.wait((wait - spin) / 1e9)
-                self._wake.clear()
-                if self._commands:
-                    continue
-            while time.monotonic_ns() < deadline and not self._commands:
-                pass
+            # until the deadline is known, any newly published event wakes us
+            self._deadline = far
+            deadline = self._deadline = self._play(time.monotonic_ns())
+            wait = deadline - self._spin - time.monotonic_ns()
+            if wait > 0:
+                self._wake.wait(wait / 1e9)
+
+    def _gen_loop(self):
+        """The composer: generate while a look-ahead is short, else sleep until one is."""
+        while not self._stop.is_set():
+            self._gen_wake.clear()
+            with self._gen_lock:
+                now = time.monotonic_ns()
+                pending, wake = self._generate(now)
+            if not pending:
+                self._gen_wake.wait(max(0.0, (wake - time.monotonic_ns()) / 1e9))
+
+
+def fine_timer_slack(ns=1000):
+    """Let Linux wake the calling thread within ``ns`` of its timeouts instead of the
+    default 50 µs (``prctl(PR_SET_TIMERSLACK)``); a no-op elsewhere."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).prctl(29, ns, 0, 0, 0)  # 29: PR_SET_TIMERSLACK
 
 
 # -- the command line ----------------------------------------------------------------

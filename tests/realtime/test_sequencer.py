@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from realtime.sequencer import NS, Sequencer, note_off, note_on, release
+from realtime.sequencer import NS, Sequencer, _sort_by_time, note_off, note_on, plan, publish, release
 
 
 def test_constant_tempo_maps_beats_to_time_and_back():
@@ -88,3 +88,67 @@ def test_stinger_notes_are_ordered_and_released_before_the_next():
     rows = [(int(sq.st_tick[0, i]), bool(sq.st_on[0, i]), int(sq.st_pitch[0, i]))
             for i in range(sq.st_n[0])]
     assert rows == [(24, True, 67), (26, False, 67), (27, True, 60), (32, False, 60)]
+
+
+def _tempo(sq):
+    return (sq.seg_tick, sq.seg_ns, sq.bpm0, sq.bpm1, sq.ramp, sq.p_tick, sq.p_bpm, sq.p_ramp,
+            sq.tpb)
+
+
+def test_plan_sets_lookahead_targets_and_when_the_next_one_runs_short():
+    sq = Sequencer(3, 12)
+    for s in range(3):
+        sq.anchor(s, 0.0, 0, 60.0)            # a tick is 1/12 s
+    active = np.array([True, True, False])
+    gen_tick = np.array([24, 2, 0])
+    head, tail, targets = np.ones(3, np.int64), np.ones(3, np.int64), np.zeros(3, np.int64)
+    lookahead = 0.5e9                         # six ticks
+    pending, wake = plan(0.0, lookahead, active, sq.frozen, gen_tick, head, tail, targets,
+                         *_tempo(sq), 256)
+    assert list(targets[:2]) == [7, 7]
+    assert pending                            # session 1 is short of its target
+    gen_tick[1] = 7
+    pending, wake = plan(0.0, lookahead, active, sq.frozen, gen_tick, head, tail, targets,
+                         *_tempo(sq), 256)
+    assert not pending
+    # session 1 runs short when tick 7 plays at now + lookahead: 7/12 s - 0.5 s
+    assert wake == pytest.approx(7 / 12 * 1e9 - lookahead)
+    tail[1] = 256                              # a full ring waits for the player
+    gen_tick[1] = 2
+    pending, wake = plan(0.0, lookahead, active, sq.frozen, gen_tick, head, tail, targets,
+                         *_tempo(sq), 256)
+    assert not pending and wake == pytest.approx(1e6)
+
+
+def test_publish_moves_ready_and_reports_the_earliest_new_event():
+    sq = Sequencer(2, 12)
+    for s in range(2):
+        sq.anchor(s, 0.0, 0, 60.0)
+    ev_tick = np.zeros((2, 8), np.int64)
+    ev_tick[0, 1:3] = [12, 24]
+    ev_tick[1, 1:2] = [6]
+    ready, tail = np.ones(2, np.int64), np.array([3, 2])
+    first = publish(ready, tail, ev_tick, sq.asap_tick, sq.asap_ns, *_tempo(sq))
+    assert list(ready) == [3, 2]
+    assert first == pytest.approx(0.5e9)      # session 1's tick 6
+    assert publish(ready, tail, ev_tick, sq.asap_tick, sq.asap_ns, *_tempo(sq)) == -1
+    # an immediate transition makes its events due at once
+    tail[0] = 4
+    ev_tick[0, 3] = 36
+    sq.asap_tick[0], sq.asap_ns[0] = 36, 123
+    assert publish(ready, tail, ev_tick, sq.asap_tick, sq.asap_ns, *_tempo(sq)) == 123
+
+
+def test_messages_are_sorted_by_time_and_keep_their_order_at_equal_times():
+    out, ns, beat = _buffers()
+    rows = [(0x90, 60, 1, 0, 300), (0x80, 61, 0, 0, 100), (0x80, 62, 0, 1, 100),
+            (0x90, 62, 2, 1, 100), (0x90, 63, 3, 1, 50)]
+    for i, (st, p, v, s, t) in enumerate(rows):
+        out[i] = st, p, v, s
+        ns[i] = t
+        beat[i] = t / 100
+    _sort_by_time(out, ns, beat, len(rows))
+    assert list(ns[:5]) == [50, 100, 100, 100, 300]
+    assert [tuple(r) for r in out[:5, :2]] == [(0x90, 63), (0x80, 61), (0x80, 62), (0x90, 62),
+                                               (0x90, 60)]
+    assert list(beat[:5]) == [0.5, 1.0, 1.0, 1.0, 3.0]
