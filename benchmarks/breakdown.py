@@ -29,7 +29,8 @@ from .stats import free_port, summary, us
 
 
 class RecordingPort(BasePort):
-    """Stamps every message as the engine thread sends it: (sent ns, scheduled ns, bytes)."""
+    """Stamps every message as the engine thread sends it:
+    (sent ns, scheduled ns, status, velocity, session)."""
 
     name = "recording"
 
@@ -41,7 +42,7 @@ class RecordingPort(BasePort):
     def _send(self, status, data1, data2, t_ns, beat, session):
         now = time.monotonic_ns()
         with self._new:
-            self.sent.append((now, t_ns, status, data2))
+            self.sent.append((now, t_ns, status, data2, session))
             self._new.notify_all()
 
     def wait_note(self, since, loud, timeout_s=2.0):
@@ -51,7 +52,7 @@ class RecordingPort(BasePort):
         with self._new:
             while True:
                 for i in range(i, len(self.sent)):
-                    t, _, status, vel = self.sent[i]
+                    t, _, status, vel, _ = self.sent[i]
                     if status & 0xF0 == 0x90 and vel > 0 and (vel >= LOUD_MIN) == loud:
                         return t
                 i = len(self.sent)
@@ -78,6 +79,8 @@ def engine(model, sessions=1, seconds=10.0, changes=200):
         time.sleep(seconds)
         sent = np.array([(t, s) for t, s, *_ in port.sent[start:]], np.int64).reshape(-1, 2)
         out["send_lateness_us"] = summary(us(sent[:, 0] - sent[:, 1]))
+        out["sessions_heard"] = len({m[4] for m in port.sent[start:]})
+        out["_samples"] = {"engine": us(sent[:, 0] - sent[:, 1])}
         if sessions == 1 and changes:
             srv.call("mood", intensity=0.0, transition="now")
             time.sleep(0.5)

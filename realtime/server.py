@@ -5,8 +5,8 @@ to ``handle``, which queues them for the engine thread and waits for the answer.
 
 The engine thread plays: it runs commands, asks the numba sequencer which MIDI
 messages are due, sends them, and sleeps to absolute monotonic deadlines (an event
-wait that commands and new urgent events cut short, then a spin for the last few
-hundred µs).  The generator thread composes: it keeps each session's look-ahead
+wait that commands and new urgent events cut short, then a spin for the last
+millisecond: a virtual machine can wake a sleeping thread a millisecond late).  The generator thread composes: it keeps each session's look-ahead
 filled with the numba LSTM, which releases the GIL, so on two cores a step never
 delays a send.  They share the event rings without a lock on the playing side: the
 generator writes an event, then publishes it (``ready``); the player reads only
@@ -52,7 +52,7 @@ class ServerConfig:
     humanise: float = 6.0      # velocity jitter, +- this much
     states: str | None = None  # presets file; default: $OSTINATO_STATES or the shipped one
     initial_state: str = "explore"
-    spin_us: float = 400.0     # spin this long before a deadline instead of sleeping
+    spin_us: float = 1000.0    # wake this long before a deadline and spin the rest
     steps_per_lock: int = 1    # batched generator steps between looks at the commands
     clock: bool = False        # send MIDI clock (24 ppqn, start/stop) after the main session
 
