@@ -215,7 +215,7 @@ def _allowed(s, v, kinds, values, sounding, entry):
     if k == 1:
         return sounding[s, values[v]] < 0
     if k == 2:
-        return sounding[s, values[v]] >= 0
+        return sounding[s, values[v]] >= 0 and not entry[s]
     if k == 3:
         return not entry[s]
     return k != 0
@@ -225,8 +225,8 @@ def _allowed(s, v, kinds, values, sounding, entry):
 def sample(s, logits, temperature, kinds, values, sounding, entry, gen_tick, max_note_ticks,
            shift_off, off_off, rng):
     """Sample the next token of session s under the runtime's rules: never START, no
-    note-off of a silent pitch, no note-on of a sounding one, no time shift while
-    ``entry`` (an immediate transition waits for its first note), and a note held
+    note-off of a silent pitch, no note-on of a sounding one, only note-ons while
+    ``entry`` (an immediate transition starts with a note, at once), and a note held
     longer than ``max_note_ticks`` is released instead of sampling."""
     V = logits.shape[1]
     for p in range(128):

@@ -367,14 +367,16 @@ def _sort_by_time(out, out_ns, out_beat, n):
 
 @njit(nogil=True, cache=True)
 def release(s, t, beat, sent_pitch, sent_chan, sent_serial, owner, st_chan, st_head, st_n,
-            out, out_ns, out_beat, n):
-    """Note-offs for everything session s has sounding on the wire (stingers too);
-    pending stinger notes are dropped."""
+            out, out_ns, out_beat, n, stingers=True):
+    """Note-offs for everything session s has sounding on the wire; with ``stingers``
+    (a stop) its stinger notes end too and pending ones are dropped."""
     for q in range(128):
         if sent_pitch[s, q] >= 0:
             n = note_off(s, sent_pitch[s, q], sent_chan[s, q], sent_serial[s, q], t, beat, owner,
                          out, out_ns, out_beat, n)
             sent_pitch[s, q] = -1
+    if not stingers:
+        return n
     ch = st_chan[s]
     for p in range(128):
         if owner[ch, p] == -1 - s:

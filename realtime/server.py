@@ -28,7 +28,7 @@ import numpy as np
 from engine import DEFAULT_MODEL
 from engine.controls import KEY_NAMES, MODES, parse_key
 from engine.errors import InvalidMessage, OstinatoError, PortError
-from engine.vocab import NOTE_ON
+from engine.vocab import NOTE_OFF
 
 from . import protocol
 from .generator import Runtime, Weights
@@ -97,6 +97,7 @@ class Server:
         self._targets = np.zeros(cfg.max_sessions, np.int64)
         self._only = np.zeros(cfg.max_sessions, np.int64)  # targets that step one session
         self._kinds, self._values = self.weights.kinds, self.weights.values
+        self._off0 = self.vocab.offsets[NOTE_OFF]
         self._lookahead = int(cfg.lookahead_ms * 1e6)
         self._spin = int(cfg.spin_us * 1000)
         self._pulse = 0          # next MIDI clock pulse, in 24ths of a beat of "main"
@@ -108,9 +109,14 @@ class Server:
     def _warm(self):
         """Compile (or load from cache) every numba kernel before the first note."""
         now = time.monotonic_ns()
+        s = self.sessions["main"].slot
         self._generate(now)
         self._play(now)
-        self._release(self.sessions["main"].slot, now)  # nothing sounds yet: sends nothing
+        self._release(s, now)  # nothing sounds yet: sends nothing
+        self.rt.rewind(s, -1)
+        self.seq.tick_ns(s, 0)
+        self.seq.set_tempo(s, 0, self.seq.bpm_at(s, 0))
+        # start() opens every session afresh, which undoes the rewind and tempo change
 
     def start(self):
         # a thread that computes in Python must hand the GIL back within 0.5 ms, not 5 ms
@@ -386,13 +392,18 @@ class Server:
         if unit == "now":
             tick = self.seq.boundary(s, now, "now")
             self.rt.rewind(s, -1)  # everything not yet played is regenerated
-            self.rt.queue(s, self.rt.shifts_to(s, tick) + self.rt.release_all(s))
+            ending = self.rt.release_all(s)
+            self._release(s, now, stingers=False)  # the old music stops at once
+            self.rt.queue(s, self.rt.shifts_to(s, tick))
             self.rt.ctl_base[s] = ctl
             self.rt.switch_tick[s] = -1
             self.rt.entry[s] = True  # the new music starts with a note, at once
             self.seq.asap_tick[s] = tick
             self.seq.asap_ns[s] = now
             self._compose_now(s)
+            # the model hears the old notes end just after the new one starts: each fed
+            # token is a step, and these need not delay the first note
+            self.rt.queue(s, [t for t in ending if self.rt.sounding[s, t - self._off0] >= 0])
         else:
             tick = self.seq.boundary(s, now, unit)
             if self.rt.gen_tick[s] > tick:
@@ -456,12 +467,13 @@ class Server:
             self.port.send(0xF8, 0, 0, t, tick / self.tpb, s)
             self._pulse += 1
 
-    def _release(self, s, now):
+    def _release(self, s, now, stingers=True):
+        """Note-offs now for what session s sounds (its stingers too, unless told not)."""
         sq = self.seq
         beat = max(0.0, self.seq.ns_tick(s, now) / self.tpb)
         n = release(s, now, beat, sq.sent_pitch, sq.sent_chan,
                     sq.sent_serial, sq.owner, sq.st_chan, sq.st_head, sq.st_n, sq.out,
-                    sq.out_ns, sq.out_beat, 0)
+                    sq.out_ns, sq.out_beat, 0, stingers)
         self._send(n)
 
     # -- the engine threads -----------------------------------------------------------

@@ -137,6 +137,7 @@ def test_immediate_mood_change_takes_effect_within_a_few_events(served):
     assert reply["ok"] and reply["mode"] == "minor" and reply["velocity"] >= 100
     events = listener.pump(1.5)
     mark = max(i for i, e in enumerate(events) if e["type"] == "mood")
+    assert not balance(events[:mark])  # the old music has stopped when the change is told
     after = events[mark + 1:]
     first_on = next(i for i, e in enumerate(after) if e["type"] == "note_on")
     # only note-offs of the old music may come before the first new note
