@@ -37,10 +37,13 @@ def notes(frames):
     return out
 
 
-def pair_jack(jack_msgs, stream_notes, probe=50, skip=20):
+def pair_jack(jack_msgs, stream_notes, probe=50, skip=20, window=512):
     """Scheduled ns of each JACK arrival: align the JACK messages with the stream's notes
     (the same notes in the same order; up to ``skip`` leading JACK messages may predate
-    the stream recording) and pair them.  Returns (arrivals ns, scheduled ns, unpaired)."""
+    the stream recording) and pair them.  A message JACK lost (a reader that missed a
+    process cycle) is skipped on the stream side: each JACK message pairs with the next
+    stream note of the same bytes within ``window``.  Returns (arrivals ns, scheduled
+    ns, JACK messages left unpaired)."""
     jack = [(t, m) for t, m in jack_msgs if len(m) == 3 and m[0] & 0xE0 == 0x80]
     keys = [n[2] for n in stream_notes]
     empty = np.zeros(0, np.int64)
@@ -53,12 +56,14 @@ def pair_jack(jack_msgs, stream_notes, probe=50, skip=20):
     else:
         return empty, empty, len(jack)
     rx, sched = [], []
-    for j, (t, m) in enumerate(jack[j0:]):
-        i = start + j
-        if i >= len(keys) or keys[i] != m:
-            break
+    i = start
+    for t, m in jack[j0:]:
+        nxt = next((k for k in range(i, min(i + window, len(keys))) if keys[k] == m), None)
+        if nxt is None:
+            continue
         rx.append(t)
-        sched.append(stream_notes[i][1])
+        sched.append(stream_notes[nxt][1])
+        i = nxt + 1
     return np.array(rx, np.int64), np.array(sched, np.int64), len(jack) - len(rx)
 
 

@@ -111,8 +111,11 @@ def rows(res):
                 if not j or not j.get("n"):
                     continue
                 ok = j["p99"] <= TARGETS["jitter_p99_us"] and j["max"] <= TARGETS["jitter_max_us"]
+                note = f"{j['n']} notes"
+                if path == "jack":
+                    note += f" of {r['notes_per_s'] * r['seconds']:.0f} paired"
                 add("jitter", f"{'ZeroMQ' if path == 'zmq' else 'JACK'}, {r['sessions']} session(s) (µs)",
-                    j["p50"], j["p99"], j["max"], f"{j['n']} notes", "p99 ≤ 0.5, max ≤ 2 ms", _met(ok))
+                    j["p50"], j["p99"], j["max"], note, "p99 ≤ 0.5, max ≤ 2 ms", _met(ok))
     bd = res.get("breakdown")
     if bd:
         for key in ("engine_1", "engine_loaded"):

@@ -92,6 +92,16 @@ def test_pair_jack_aligns_by_content_and_order():
     assert unpaired == 1
 
 
+def test_pair_jack_skips_notes_jack_lost():
+    stream = [(10 * i, 100 * i, (0x90, 60 + i, 70 + i), "main") for i in range(8)]
+    heard = [0, 1, 2, 4, 5, 7]  # JACK lost notes 3 and 6
+    jack_msgs = [(100 * i + 7, stream[i][2]) for i in heard]
+    rx, sched, unpaired = jitter.pair_jack(jack_msgs, stream, probe=3)
+    assert list(sched) == [100 * i for i in heard]
+    assert list(rx - sched) == [7] * len(heard)
+    assert unpaired == 0
+
+
 def test_readme_block_is_replaced_between_markers(tmp_path):
     res = {"machine": {"date_utc": "2026-01-01T00:00:00+00:00", "cpu": "cpu", "cores": 2,
                        "loadavg_at_start": [0.0, 0.0, 0.0], "python": "3.11", "numba": "0",
