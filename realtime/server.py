@@ -668,7 +668,17 @@ def run(args):
         MultiPort(ports).close()
         raise
     signal.signal(signal.SIGTERM, lambda *a: srv._stop.set())
-    with srv, contextlib.ExitStack() as extra:
+    with contextlib.ExitStack() as extra:
+        pubs = [p for p in ports if hasattr(p, "publish") and hasattr(p, "bound_address")]
+        if args.show and pubs:
+            from .show import start_show
+
+            # subscribed before the server starts, so it hears the opening key and tempo
+            extra.enter_context(start_show(pubs[0].bound_address))
+            time.sleep(0.1)  # a SUB socket's connection completes in the background
+        elif args.show:
+            lines.append("  show: needs the event stream (--events)")
+        extra.enter_context(srv)
         if args.osc:
             from .osc import OscServer
 
@@ -678,13 +688,6 @@ def run(args):
                 lines.append(f"  OSC: udp://127.0.0.1:{osc.port} (/ostinato/mood v a i now, ...)")
             except (OstinatoError, OSError) as exc:
                 lines.append(f"  OSC: not available ({exc})")
-        pubs = [p for p in ports if hasattr(p, "publish") and hasattr(p, "bound_address")]
-        if args.show and pubs:
-            from .show import start_show
-
-            extra.enter_context(start_show(pubs[0].bound_address))
-        elif args.show:
-            lines.append("  show: needs the event stream (--events)")
         print(f"ostinato serve: ready in {time.monotonic() - t0:.2f} s, model {args.model}")
         print(f"  control: {srv.control_address} (JSON; see PROTOCOL.md)")
         print("\n".join(lines))

@@ -2,6 +2,8 @@
 import io
 import json
 import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -157,3 +159,16 @@ def test_start_needs_an_address_and_a_bad_address_is_a_port_error():
     with pytest.raises(PortError) as err:
         Show("tcp://nowhere:not-a-port", io.StringIO())
     assert "event stream" in str(err.value)
+
+
+def test_serve_show_knows_the_opening_key_and_tempo(model_path):
+    """``ostinato serve --show`` subscribes before the server starts, so its first line
+    already names the key and tempo instead of "key ?, BPM ?"."""
+    out = subprocess.run([sys.executable, "-m", "engine.cli", "serve", "--model", str(model_path),
+                          "--midi", "none", "--osc", "0", "--control", "tcp://127.0.0.1:0",
+                          "--events", "tcp://127.0.0.1:0", "--show", "--seconds", "2.5"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = [m for m in map(LINE.match, out.stdout.splitlines()) if m]
+    assert lines, out.stdout
+    assert lines[0]["key"] != "key ?" and lines[0]["bpm"] != "BPM ?"
