@@ -44,6 +44,9 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -e '.[test]'
 	$(BIN)/python -c "import torch, numba, zmq, rtmidi, mido, sounddevice, music21, symusic"
+	@echo "compiling the numba kernels once (~30 s; cached in __pycache__)"
+	$(BIN)/ostinato serve --midi none --events none --osc 0 --control tcp://127.0.0.1:0 \
+	  --seconds 0.01 >/dev/null
 	@touch $@
 
 # The shipped model, reproduced (see README "The default model").

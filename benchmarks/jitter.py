@@ -101,7 +101,9 @@ def measure(model, sessions, seconds, context, jack_port=None):
     res["sessions_heard"] = len({e[3] for e in notes(pre) + ev})
     res["_samples"] = {"zmq": us(rx - sched)}
     if jack_port:
-        jrx, jsched, unpaired = pair_jack(jack_msgs, notes(pre) + ev)
+        heard = notes(pre) + ev
+        jrx, jsched, unpaired = pair_jack(jack_msgs, heard)
+        res["jack_stream_notes"] = len(heard)
         res["jack_us"] = summary(us(jrx - jsched))
         res["jack_unpaired"] = unpaired
         res["_samples"]["jack"] = us(jrx - jsched)

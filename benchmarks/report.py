@@ -113,7 +113,7 @@ def rows(res):
                 ok = j["p99"] <= TARGETS["jitter_p99_us"] and j["max"] <= TARGETS["jitter_max_us"]
                 note = f"{j['n']} notes"
                 if path == "jack":
-                    note += f" of {r['notes_per_s'] * r['seconds']:.0f} paired"
+                    note += f" of {r['jack_stream_notes']} paired"
                 add("jitter", f"{'ZeroMQ' if path == 'zmq' else 'JACK'}, {r['sessions']} session(s) (µs)",
                     j["p50"], j["p99"], j["max"], note, "p99 ≤ 0.5, max ≤ 2 ms", _met(ok))
     bd = res.get("breakdown")

@@ -91,8 +91,8 @@ def sigmoid32(x):
 @njit(**KERNEL)
 def gemv(W, x, out, idx, n):
     """out[s] += W @ x[s] for the sessions idx[:n].  Four sessions share each weight
-    load (two rows at a time: eight accumulators stay in registers); one session on
-    its own takes four rows at a time, so x[s] is loaded once per four products."""
+    load (two rows at a time: eight accumulators stay in registers).  A session on its
+    own is a dot product per row: reading the weights is its limit, not arithmetic."""
     G, K = W.shape
     k = 0
     while k + 4 <= n:
@@ -119,28 +119,15 @@ def gemv(W, x, out, idx, n):
             out[s2, j + 1] += a12
             out[s3, j + 1] += a13
         for j in range(G - G % 2, G):
-            for s in (s0, s1, s2, s3):
-                _dot_row(W, x, out, s, j)
+            for kk in range(k, k + 4):
+                _dot_row(W, x, out, idx[kk], j)
         k += 4
     for k in range(k, n):
-        s = idx[k]
-        for j in range(0, G - 3, 4):
-            a0 = a1 = a2 = a3 = F32(0.0)
-            for q in range(K):
-                xq = x[s, q]
-                a0 += W[j, q] * xq
-                a1 += W[j + 1, q] * xq
-                a2 += W[j + 2, q] * xq
-                a3 += W[j + 3, q] * xq
-            out[s, j] += a0
-            out[s, j + 1] += a1
-            out[s, j + 2] += a2
-            out[s, j + 3] += a3
-        for j in range(G - G % 4, G):
-            _dot_row(W, x, out, s, j)
+        for j in range(G):
+            _dot_row(W, x, out, idx[k], j)
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def _dot_row(W, x, out, s, j):
     acc = F32(0.0)
     for q in range(W.shape[1]):
