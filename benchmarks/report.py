@@ -66,6 +66,9 @@ def rows(res):
         add("step", "bound: weights ÷ copy bw, weights' size (µs)", b["bound_us_weights_size"], None, None,
             f"{b['copy_GBps_weights_size']:.0f} GB/s; numba {ratio_bound:.2f}×", "≤ 1.5×",
             _met(ratio_bound <= TARGETS["step_vs_bound"]))
+        if "read_us_weights_size" in b:
+            add("step", "  a read-only pass over the weights' bytes (µs)", b["read_us_weights_size"],
+                None, None, f"{b['read_GBps_weights_size']:.0f} GB/s", "", "")
         add("step", f"bound: weights ÷ copy bw, {b['large_buffer_MB']} MB (µs)", b["bound_us_large"], None, None,
             f"{b['copy_GBps_large']:.0f} GB/s; numba {b['numba_p50_vs_bound_large']:.2f}×", "", "")
     se = res.get("sessions")

@@ -10,8 +10,9 @@ three are compared so the race is between equal computations.
 import time
 
 import numpy as np
+from numba import njit
 
-from realtime.generator import Runtime, Weights, gemv, lstm_cell, lstm_step
+from realtime.generator import FLAGS, Runtime, Weights, gemv, lstm_cell, lstm_step
 
 from .stats import summary, us
 
@@ -175,6 +176,31 @@ def copy_bandwidth(nbytes, min_s=0.3, max_reps=10000):
     return 2 * src.nbytes / (best / 1e9)
 
 
+@njit(nogil=True, cache=True, fastmath=FLAGS)
+def _read(a):
+    acc = np.float32(0.0)
+    for i in range(a.shape[0]):
+        acc += a[i]
+    return acc
+
+
+def read_bandwidth(nbytes, min_s=0.3, max_reps=10000):
+    """Best bytes/s of one vectorized read pass (a float32 sum) over ``nbytes``: what a
+    kernel that only streams the weights could reach, beside the copy's convention."""
+    a = np.ones(nbytes // 4, np.float32)
+    _read(a)
+    best = None
+    end = time.perf_counter() + min_s
+    reps = 0
+    while reps < 3 or (time.perf_counter() < end and reps < max_reps):
+        t0 = time.perf_counter_ns()
+        _read(a)
+        dt = time.perf_counter_ns() - t0
+        best = dt if best is None else min(best, dt)
+        reps += 1
+    return a.nbytes / (best / 1e9)
+
+
 def parts(w, iters):
     """p50 µs of one step's phases at batch 1, each timed alone with the kernel's own
     pieces: the gate GEMVs that stream the weights, the gate nonlinearities, the head."""
@@ -239,6 +265,7 @@ def run(model, iters=20000, torch_iters=2000, torch_threads=(1, None), dram_byte
                                 for op, u, sh in torch_profile(model, max(torch_iters // 4, 20))]
     log(f"step: copy bandwidth (weights' size and {dram_bytes >> 20} MB)")
     bw_cache = copy_bandwidth(w.nbytes)
+    bw_read = read_bandwidth(w.nbytes)
     bw_dram = copy_bandwidth(dram_bytes, min_s=1.0, max_reps=10)
     p50 = float(np.median(ns)) / 1e3
     log("step: profile of the kernel by parts")
@@ -250,6 +277,8 @@ def run(model, iters=20000, torch_iters=2000, torch_threads=(1, None), dram_byte
         "bound_us_large": w.nbytes / bw_dram * 1e6,
         "numba_p50_vs_bound_weights_size": p50 / (w.nbytes / bw_cache * 1e6),
         "numba_p50_vs_bound_large": p50 / (w.nbytes / bw_dram * 1e6),
+        "read_GBps_weights_size": bw_read / 1e9,
+        "read_us_weights_size": w.nbytes / bw_read * 1e6,
         "flops_per_step": int(2 * _macs(w)),
         "numba_GFLOPs_at_p50": 2 * _macs(w) / (p50 * 1e3)}
     return res

@@ -116,7 +116,10 @@ def run(args):
         raise ModelError(f"model {model} not found; pass --model FILE.npz")
     b = _benchmarks()
     log = lambda text: print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
-    res = {"machine": b["stats"].machine(), "model": str(model), "settings": {
+    shown = model.resolve()
+    if shown.is_relative_to(ROOT):  # the repository's own files by their place in it
+        shown = shown.relative_to(ROOT)
+    res = {"machine": b["stats"].machine(), "model": str(shown), "settings": {
         k: v for k, v in s.items()}, "quick": bool(args.quick)}
     jack_port = None
     with _Jack(args, s, res, log) as jack_ok:
