@@ -286,7 +286,7 @@ def plots(res, out_dir):
         b.set_xscale("log", base=2)
         b.set_yscale("log")
         b.set_xlabel("sessions open in ostinato serve")
-        b.set_ylabel("event-stream jitter (µs)")
+        b.set_ylabel("p99 of arrival or send − scheduled (µs)")
         b.legend(fontsize=7)
         b.set_title("jitter p99 against sessions", fontsize=9)
         fig.tight_layout()
