@@ -37,11 +37,11 @@ def _inputs(w, n, seed=0):
     return tokens, ctl
 
 
-def numba_step(w, iters, warmup=200):
-    """Per-call ns of ``lstm_step`` for one session, and the logits after ``warmup`` steps."""
+def _stepper(w, n):
+    """A one-session runtime and step(i), which feeds input i of ``n`` to ``lstm_step``."""
     rt = Runtime(w, max_sessions=1)
     idx = np.zeros(1, np.int64)
-    tokens, ctl = _inputs(w, iters + warmup)
+    tokens, ctl = _inputs(w, n)
     args = (rt.tokens, rt.controls, rt.h, rt.c, w.tok_table, w.w0, w.w_rest, w.b_rest, w.w_out,
             w.b_out, rt.xbuf, rt.gates, rt.logits)
 
@@ -50,6 +50,12 @@ def numba_step(w, iters, warmup=200):
         rt.controls[0] = ctl[i % len(ctl)]
         lstm_step(idx, 1, *args)
 
+    return rt, step
+
+
+def numba_step(w, iters, warmup=200):
+    """Per-call ns of ``lstm_step`` for one session, and the logits after ``warmup`` steps."""
+    rt, step = _stepper(w, iters + warmup)
     _timed(step, warmup)
     check = rt.logits[0].copy()
     return _timed(lambda i: step(i + warmup), iters), check
@@ -58,19 +64,9 @@ def numba_step(w, iters, warmup=200):
 def numba_step_after_gap(w, count, gap_ms=(20.0, 80.0), seed=3):
     """Per-call ns of ``lstm_step`` after an idle 20-80 ms, the gap between a server's
     notes: on a shared machine the weights have left the caches by then, so this is
-    the step an immediate transition pays for (several in a row, cold at first)."""
-    rt = Runtime(w, max_sessions=1)
-    idx = np.zeros(1, np.int64)
-    tokens, ctl = _inputs(w, count + 20)
+    the step an immediate transition pays for (two of them, the first this cold)."""
+    _, step = _stepper(w, count + 20)
     gaps = np.random.default_rng(seed).uniform(*gap_ms, count) / 1e3
-    args = (rt.tokens, rt.controls, rt.h, rt.c, w.tok_table, w.w0, w.w_rest, w.b_rest, w.w_out,
-            w.b_out, rt.xbuf, rt.gates, rt.logits)
-
-    def step(i):
-        rt.tokens[0] = tokens[i]
-        rt.controls[0] = ctl[i % len(ctl)]
-        lstm_step(idx, 1, *args)
-
     _timed(step, 20)
     out = np.empty(count, np.int64)
     for i in range(count):
