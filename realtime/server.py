@@ -6,12 +6,13 @@ to ``handle``, which queues them for the engine thread and waits for the answer.
 The engine thread plays: it runs commands, asks the numba sequencer which MIDI
 messages are due, sends them, and sleeps to absolute monotonic deadlines (an event
 wait that commands and new urgent events cut short, then a spin for the last
-millisecond: a virtual machine can wake a sleeping thread a millisecond late).  The generator thread composes: it keeps each session's look-ahead
-filled with the numba LSTM, which releases the GIL, so on two cores a step never
-delays a send.  They share the event rings without a lock on the playing side: the
-generator writes an event, then publishes it (``ready``); the player reads only
-published events.  Everything else the generator touches is changed only by
-commands, which run under the generator's lock.
+millisecond: a virtual machine can wake a sleeping thread a millisecond late).
+The generator thread composes: it keeps each session's look-ahead filled with the
+numba LSTM, which releases the GIL, so on two cores a step never delays a send.
+They share the event rings without a lock on the playing side: the generator writes
+an event, then publishes it (``ready``); the player reads only published events.
+Everything else the generator touches is changed only by commands, which run under
+the generator's lock.
 """
 import collections
 import contextlib
@@ -580,7 +581,10 @@ class Server:
             with self._gen_lock:
                 now = time.monotonic_ns()
                 pending, wake = self._generate(now)
-            if not pending:
+            if self._commands:
+                # a lock is not fair: stand back until the engine thread has run them
+                self._gen_wake.wait(0.005)
+            elif not pending:
                 self._gen_wake.wait(max(0.0, (wake - time.monotonic_ns()) / 1e9))
 
 
