@@ -8,6 +8,8 @@ grid, and the tables of sounding notes that make every note-on get its note-off.
 The kernels are numba ``nogil`` functions over preallocated arrays; ``collect``
 writes due MIDI messages into an output buffer that the sending thread forwards.
 """
+import time
+
 import numpy as np
 from numba import njit
 
@@ -73,9 +75,11 @@ class Sequencer:
         self.ramp[s] = 0
         self.p_tick[s] = -1
 
-    def set_tempo(self, s, tick, bpm, ramp_beats=0.0):
-        """From ``tick`` on, move to ``bpm`` (linearly over ``ramp_beats``)."""
-        set_tempo(s, float(tick), float(bpm), float(ramp_beats * self.tpb), self.seg_tick,
+    def set_tempo(self, s, tick, bpm, ramp_beats=0.0, now=None):
+        """From ``tick`` on, move to ``bpm`` (linearly over ``ramp_beats``).  A change
+        still pending at ``now`` (ns, default the clock's) is replaced: the latest wins."""
+        now_tick = self.ns_tick(s, time.monotonic_ns() if now is None else now)
+        set_tempo(s, float(tick), float(bpm), float(ramp_beats * self.tpb), now_tick, self.seg_tick,
                   self.seg_ns, self.bpm0, self.bpm1, self.ramp, self.p_tick, self.p_bpm,
                   self.p_ramp, self.tpb)
 
@@ -193,10 +197,11 @@ def _start_bpm(s, seg_tick, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp):
 
 
 @njit(nogil=True, cache=True)
-def set_tempo(s, tick, bpm, ramp_ticks, seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm,
-              p_ramp, tpb):
-    # a pending change is applied first, so the map stays two segments at most
-    if p_tick[s] >= 0.0:
+def set_tempo(s, tick, bpm, ramp_ticks, now_tick, seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick,
+              p_bpm, p_ramp, tpb):
+    # the map holds two segments: a pending change already reached becomes the current
+    # one; one still ahead is dropped (promoting it would re-time the ticks before it)
+    if 0.0 <= p_tick[s] <= now_tick:
         promote(s, seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp, tpb)
     p_tick[s] = tick
     p_bpm[s] = bpm

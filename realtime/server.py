@@ -279,9 +279,11 @@ class Server:
             s = sess.slot
             if self.state == "stopped":  # afresh, on the beat grid it kept
                 self._reset(sess, now, self.seq.boundary(s, now, "beat"))
-            else:  # paused: the music goes on from where it stopped
+            else:  # paused: the music goes on from where it stopped, a tenth of a beat on
                 tick = float(self.rt.gen_tick[s])
-                self.seq.anchor(s, tick, now, self.seq.bpm_at(s, tick))
+                bpm = self.seq.bpm_at(s, tick)
+                self.seq.anchor(s, tick, now + 6e9 / bpm, bpm)
+                self.seq.asap_tick[s] = -1  # the old timeline's "play at once" is void
                 self.seq.frozen[s] = False
         self._transport(0xFA if self.state == "stopped" else 0xFB, now)
         self.state = "playing"

@@ -23,6 +23,23 @@ def test_tempo_jump_at_a_future_tick_only_moves_later_events():
     assert sq.tick_ns(0, 12) == pytest.approx(1e9)
 
 
+def test_a_newer_tempo_change_replaces_one_still_pending():
+    sq = Sequencer(1, 12)
+    sq.anchor(0, 0.0, 0, 60.0)
+    sq.set_tempo(0, 48, 120.0, now=0)   # at beat 4 ...
+    sq.set_tempo(0, 24, 30.0, now=0)    # ... but before it comes, slower from beat 2
+    assert sq.tick_ns(0, 24) == pytest.approx(2e9)
+    assert sq.tick_ns(0, 36) == pytest.approx(4e9)
+    assert sq.tick_ns(0, 48) == pytest.approx(6e9)   # the first change is gone
+    # every tick maps later than the one before it
+    times = [sq.tick_ns(0, t) for t in range(0, 72, 3)]
+    assert all(b > a for a, b in zip(times, times[1:]))
+    # once reached, a pending change stays when the next one comes
+    sq.set_tempo(0, 60, 120.0, now=5e9)  # beat 3.5: the change at beat 2 is current
+    assert sq.tick_ns(0, 48) == pytest.approx(6e9)
+    assert sq.tick_ns(0, 72) == pytest.approx(8e9 + 0.5e9)  # beat 5 at 8 s, then 0.5 s a beat
+
+
 def test_linear_ramp_integrates_the_tempo():
     sq = Sequencer(1, 12)
     sq.anchor(0, 0.0, 0, 60.0)

@@ -1,0 +1,83 @@
+"""The engine and generator threads under a storm of commands.
+
+Sixteen sessions play while a client changes moods, keys, tempi and states at every
+transition point, opens and closes sessions, fires stingers, pauses and restarts, as
+fast as the server answers.  The wire stream must stay well formed throughout (no
+note-on of a note already sounding on its channel, no note-off of a silent one,
+events in time order within each session) and nothing may be left sounding at the end.
+"""
+import random
+import time
+
+from realtime.ports import BasePort
+from realtime.server import Server, ServerConfig
+
+
+class Wire(BasePort):
+    """Checks every message against the notes sounding on each channel as it arrives."""
+
+    def __init__(self):
+        super().__init__()
+        self.sounding = set()
+        self.errors = []
+        self.last_t = {}
+        self.count = 0
+
+    def _send(self, status, data1, data2, t_ns, beat, session):
+        kind, key = status & 0xF0, (status & 0x0F, data1)
+        if kind == 0x90 and data2 > 0:
+            if key in self.sounding:
+                self.errors.append(f"note-on of sounding {key}")
+            self.sounding.add(key)
+        elif kind == 0x80 or kind == 0x90:
+            if key not in self.sounding:
+                self.errors.append(f"note-off of silent {key}")
+            self.sounding.discard(key)
+        if t_ns < self.last_t.get(session, 0):
+            self.errors.append(f"session {session} went back in time")
+        self.last_t[session] = t_ns
+        self.count += 1
+
+
+def test_a_storm_of_commands_keeps_the_wire_well_formed(model_path):
+    wire = Wire()
+    rng = random.Random(7)
+    srv = Server(ServerConfig(model=str(model_path), max_sessions=16), [wire], control=False)
+    with srv:
+        for i in range(15):
+            srv.call("session", action="open", session=f"s{i}")
+        names = ["main"] + [f"s{i}" for i in range(15)]
+        end = time.monotonic() + 4.0
+        calls = 0
+        while time.monotonic() < end:
+            name = rng.choice(names)
+            unit = rng.choice(["now", "beat", "bar"])
+            pick = rng.random()
+            if pick < 0.4:
+                srv.call("mood", session=name, valence=rng.uniform(-1, 1),
+                         arousal=rng.uniform(0, 1), intensity=rng.uniform(0, 1), transition=unit)
+            elif pick < 0.5:
+                srv.call("key", session=name, key=rng.choice(["C", "F#", "Bb"]),
+                         mode=rng.choice(["major", "minor"]), transition=unit)
+            elif pick < 0.6:
+                srv.call("tempo", session=name, bpm=rng.uniform(70, 160), transition=unit,
+                         ramp_beats=rng.choice([0.0, 2.0]))
+            elif pick < 0.7:
+                srv.call("state", session=name, name=rng.choice(sorted(srv.presets)),
+                         transition=unit)
+            elif pick < 0.78:
+                srv.call("stinger", session=name, name=rng.choice(sorted(srv.stingers)),
+                         transition=unit)
+            elif pick < 0.86 and name != "main":
+                srv.call("session", action="close", session=name)
+                srv.call("session", action="open", session=name)
+            elif pick < 0.9:
+                srv.call(rng.choice(["pause", "stop"]))
+                time.sleep(0.02)
+                srv.call("start")
+            time.sleep(rng.uniform(0.0, 0.01))
+            calls += 1
+    assert calls > 100
+    assert wire.count > 200  # the music went on throughout
+    assert wire.errors == []
+    assert wire.sounding == set()
