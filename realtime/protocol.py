@@ -101,7 +101,8 @@ MESSAGES = (
         Field("name", "choice", "preset name", required=True, choices=PRESETS, example="combat"),
         _transition("bar"),
     )),
-    Message("tempo", "Change the tempo, at once or ramped over some beats.", (
+    Message("tempo", "Change the tempo, at once or ramped over some beats; a change not yet "
+            "reached is replaced by a newer one.", (
         Field("bpm", "float", "beats per minute", required=True, lo=30.0, hi=300.0, example=140.0),
         Field("ramp_beats", "float", "beats to ramp over; 0 jumps at the transition point",
               default=0.0, lo=0.0, hi=64.0, example=4.0),
