@@ -36,6 +36,7 @@ from .synth import (EV_ALL_NOTES_OFF, M_NEV, Synth, SynthConfig,
 R_STATUS, R_D1, R_D2, R_T = range(4)
 I_HEAD, I_TAIL, I_OVERFLOW = range(3)
 _instances = itertools.count()
+CLOCK_BLOCK = 32  # callbacks a block of the stream-clock estimate (0.17 s at 256 frames)
 
 
 def _sounddevice():
@@ -137,7 +138,9 @@ class AudioPort(BasePort):
         self.underruns = 0
         self.late = 0       # events that arrived after their frame had been played
         self.dropped = 0    # events refused because the ring was full
-        self._clock = None  # estimate of monotonic_ns - stream time (ns)
+        # monotonic_ns - stream time (ns): the least of the last 32-64 callbacks' readings
+        self._clock_min = [None, None]  # [this block's, the last full block's]
+        self._clock_n = 0
         self._delay_ns = None if cfg.delay_s is None else int(cfg.delay_s * 1e9)
         sd = _sounddevice()
         info = _output_device(sd, cfg.device)
@@ -205,13 +208,18 @@ class AudioPort(BasePort):
         dac = time_info.outputBufferDacTime
         if dac > 0.0 and time_info.currentTime > 0.0:
             raw = now - int(time_info.currentTime * 1e9)
-            # callback wake-up jitter only makes raw larger: follow drops at once,
-            # rises slowly (clock drift)
-            if self._clock is None or raw < self._clock:
-                self._clock = raw
+            # callback wake-up jitter only makes raw larger, so the offset is the least
+            # reading; over a sliding window, not all time: JACK's clock settles after
+            # start-up and can step, and an early reading must not bias the rest
+            cur, last = self._clock_min
+            cur = raw if cur is None or raw < cur else cur
+            self._clock_n += 1
+            if self._clock_n == CLOCK_BLOCK:
+                self._clock_min[0], self._clock_min[1] = None, cur
+                self._clock_n = 0
             else:
-                self._clock += (raw - self._clock) >> 8
-            dac_ns = self._clock + int(dac * 1e9)
+                self._clock_min[0] = cur
+            dac_ns = (cur if last is None else min(cur, last)) + int(dac * 1e9)
         else:
             dac_ns = now + int(self._stream.latency * 1e9)
         if self._delay_ns is None:
