@@ -139,7 +139,7 @@ class AudioPort(BasePort):
         self.late = 0       # events that arrived after their frame had been played
         self.dropped = 0    # events refused because the ring was full
         # monotonic_ns - stream time (ns): the least of the last 32-64 callbacks' readings
-        self._clock_min = [None, None]  # [this block's, the last full block's]
+        self._clock_cur = self._clock_last = None  # this block's least, the last full block's
         self._clock_n = 0
         self._delay_ns = None if cfg.delay_s is None else int(cfg.delay_s * 1e9)
         sd = _sounddevice()
@@ -211,14 +211,13 @@ class AudioPort(BasePort):
             # callback wake-up jitter only makes raw larger, so the offset is the least
             # reading; over a sliding window, not all time: JACK's clock settles after
             # start-up and can step, and an early reading must not bias the rest
-            cur, last = self._clock_min
-            cur = raw if cur is None or raw < cur else cur
+            cur = raw if self._clock_cur is None else min(self._clock_cur, raw)
+            last = self._clock_last
             self._clock_n += 1
-            if self._clock_n == CLOCK_BLOCK:
-                self._clock_min[0], self._clock_min[1] = None, cur
-                self._clock_n = 0
+            if self._clock_n == CLOCK_BLOCK:  # the block is full: it becomes the last one
+                self._clock_cur, self._clock_last, self._clock_n = None, cur, 0
             else:
-                self._clock_min[0] = cur
+                self._clock_cur = cur
             dac_ns = (cur if last is None else min(cur, last)) + int(dac * 1e9)
         else:
             dac_ns = now + int(self._stream.latency * 1e9)
