@@ -99,6 +99,11 @@ class ServeProcess:
     def returncode(self):
         return self._proc.poll()
 
+    @property
+    def pid(self):
+        """The server's process id (``python -m engine.cli serve`` itself, no shell)."""
+        return self._proc.pid
+
 
 class EventStream:
     """A SUB socket on the event stream; frames are stamped on arrival, parsed later."""

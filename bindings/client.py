@@ -4,13 +4,21 @@
 the reply with the same id; ``send_nowait``/``poll_replies`` never block, for game loops.
 ``EventListener`` subscribes to the server's event stream.  Copy this file into a game or
 tool as is; inside Ostinato its errors are engine.errors' classes.
+
+A server started with CurveZMQ keys (``ostinato keys``; needed off loopback) answers only
+clients that pass ``server_key`` (its public key: the ``server.key`` file or the Z85 string)
+and ``client_key`` (this client's ``NAME.key_secret`` file, or a (public, secret) Z85 pair).
+A client without them, or with keys the server does not know, hears nothing: ZeroMQ
+drops the handshake, so requests time out with ServerUnavailable.
 """
 import itertools
 import json
 import math
+import os
 import time
 
 import zmq
+import zmq.auth
 
 try:
     from engine.errors import ServerError, ServerUnavailable
@@ -33,6 +41,12 @@ class _Endpoint:
     """A ZeroMQ socket and, unless one was given, the context it lives in."""
 
     _socket = None
+    _curve = None  # (server public, client public, client secret), Z85 bytes
+
+    def _secure(self, sock):
+        if self._curve is not None:
+            sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = self._curve
+        return sock
 
     def close(self):
         if self._socket is not None:
@@ -54,10 +68,13 @@ class Client(_Endpoint):
 
     timeout: seconds to wait for each reply before raising ServerUnavailable.
     session: default session id for messages that do not name one (None: the server's "main").
+    server_key, client_key: CurveZMQ keys, for a server started with them (see the top).
     """
 
-    def __init__(self, address=CONTROL_ADDRESS, timeout=1.0, session=None, context=None):
+    def __init__(self, address=CONTROL_ADDRESS, timeout=1.0, session=None, context=None,
+                 server_key=None, client_key=None):
         self.address, self.timeout, self.session = address, timeout, session
+        self._curve = curve_keys(server_key, client_key)
         self._own_context = context is None
         self._context = context or zmq.Context()
         self._ids = itertools.count(1)
@@ -66,7 +83,7 @@ class Client(_Endpoint):
         self._connect()
 
     def _connect(self):
-        sock = self._context.socket(zmq.DEALER)
+        sock = self._secure(self._context.socket(zmq.DEALER))
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, 1000)
         sock.connect(self.address)
@@ -173,6 +190,42 @@ class Client(_Endpoint):
                 pass  # not ours: ignore
 
 
+def curve_keys(server_key, client_key):
+    """(server public, client public, client secret) as Z85 bytes, or None for no keys.
+
+    server_key: the server's public key file (``server.key``) or its 40-character Z85 string.
+    client_key: this client's ``.key_secret`` file, or a (public, secret) pair of Z85 strings.
+    """
+    if server_key is None and client_key is None:
+        return None
+    if server_key is None or client_key is None:
+        raise ValueError("CurveZMQ needs both server_key (the server's public key) and "
+                         "client_key (this client's key pair); got only one")
+    server_public = _z85(server_key) if _is_key(server_key) else \
+        zmq.auth.load_certificate(server_key)[0]
+    if isinstance(client_key, (tuple, list)):
+        public, secret = (_z85(k) for k in client_key)
+    else:
+        public, secret = zmq.auth.load_certificate(client_key)
+        if secret is None:
+            raise ValueError(f"client_key {client_key} holds no secret key: give the client's "
+                             ".key_secret file, not its public .key")
+    for name, key in (("server_key", server_public), ("client public key", public),
+                      ("client secret key", secret)):
+        if key is None or len(key) != 40:
+            raise ValueError(f"{name} is neither a 40-character Z85 CurveZMQ key nor a key file")
+    return server_public, public, secret
+
+
+def _is_key(value):
+    """A key itself (bytes, or a string that names no file) rather than a key file."""
+    return isinstance(value, (bytes, bytearray)) or (isinstance(value, str) and not os.path.isfile(value))
+
+
+def _z85(key):
+    return key.encode() if isinstance(key, str) else bytes(key)
+
+
 def _checked(reply):
     if not reply.get("ok"):
         raise ServerError(reply.get("message", "error reply"), code=reply.get("code"),
@@ -185,13 +238,16 @@ class EventListener(_Endpoint):
 
     types: event types to receive (None: all); iterate to get event dicts until ``timeout``
     seconds pass without one (None: wait forever).  Use as a context manager.
+    server_key, client_key: CurveZMQ keys, as for Client.
     """
 
-    def __init__(self, address=EVENT_ADDRESS, types=None, timeout=None, context=None):
+    def __init__(self, address=EVENT_ADDRESS, types=None, timeout=None, context=None,
+                 server_key=None, client_key=None):
         self.address, self.timeout = address, timeout
+        self._curve = curve_keys(server_key, client_key)
         self._own_context = context is None
         self._context = context or zmq.Context()
-        self._socket = self._context.socket(zmq.SUB)
+        self._socket = self._secure(self._context.socket(zmq.SUB))
         self._socket.setsockopt(zmq.LINGER, 0)
         for kind in types or [""]:
             # Events start {"v":1,"type":"...", so a prefix subscription filters by type.

@@ -6,7 +6,10 @@ imports torch and ``ostinato --help`` answers at once.
 """
 import argparse
 import importlib
+import json
 import sys
+import tomllib
+import zipfile
 
 from .errors import OstinatoError
 
@@ -14,6 +17,7 @@ from .errors import OstinatoError
 COMMANDS = (
     ("demo", "realtime.demo", "start the server and a scripted game client; write demo.mid/.wav/.png"),
     ("serve", "realtime.server", "run the real-time music server (ZeroMQ control, MIDI/ZeroMQ out)"),
+    ("keys", "realtime.keys", "make CurveZMQ key pairs so remote games can control the server"),
     ("ports", "realtime.ports", "list MIDI APIs and ports, as mido-ports does"),
     ("render", "realtime.synth", "render a MIDI file to WAV with the built-in synthesiser"),
     ("generate", "engine.generate", "compose a MIDI file offline for a key, mode and density"),
@@ -55,8 +59,26 @@ def main(argv=None):
     except OstinatoError as exc:
         print(f"ostinato {args.command}: {exc}", file=sys.stderr)
         return 1
+    except (OSError, *FILE_DECODING_ERRORS) as exc:
+        print(f"ostinato {args.command}: {file_error(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
+
+
+# Errors of reading a file the user named that no reader has wrapped yet.  They print as
+# one line, like OstinatoError; any other exception (a bare ValueError, KeyError,
+# TypeError, ...) is a bug in Ostinato and keeps its traceback, so it gets reported.
+FILE_DECODING_ERRORS = (zipfile.BadZipFile, EOFError, UnicodeDecodeError, json.JSONDecodeError,
+                        tomllib.TOMLDecodeError)
+
+
+def file_error(exc):
+    """One line for an OSError or a decoding error: the file, then what is wrong."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = exc.filename if exc.filename is not None else "a file"
+        return f"{where}: {exc.strerror}"
+    return f"cannot read a file: {type(exc).__name__}: {str(exc) or 'it ends too soon'}"
 
 
 if __name__ == "__main__":

@@ -50,3 +50,7 @@ class ServerUnavailable(OstinatoError, ConnectionError):
 
 class PortError(OstinatoError, OSError):
     """A MIDI or audio port cannot be opened or written."""
+
+
+class AuthError(OstinatoError, PermissionError):
+    """A socket would take remote commands without authentication, or its keys are unusable."""

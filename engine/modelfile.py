@@ -1,24 +1,112 @@
 """The model file format, readable without torch: one ``.npz`` of float32 weights
-under their state-dict names plus a JSON string ``meta`` (config, vocabulary,
-control spec, training info).  ``allow_pickle=False``: loading runs no code.
+under their state-dict names plus a JSON string ``meta`` (format version, config,
+vocabulary, control spec, training info).  ``allow_pickle=False``: loading runs no code.
+
+``read_model_file`` checks everything a loader relies on before handing it over, so a
+broken file is one ``ModelError`` naming the file and what is wrong (not a zip, cut
+short, members missing, another format version, weights that do not fit the config),
+never a ``KeyError`` or a shape error deep in a loader.
 """
 import json
+import os
+import zipfile
+import zlib
 
 import numpy as np
 
+from .controls import ControlSpec
 from .errors import ModelError
+from .vocab import Vocab
 
-FORMAT = "ostinato-model-1"
+FORMAT_PREFIX = "ostinato-model-"
+FORMAT_VERSION = 1
+FORMAT = f"{FORMAT_PREFIX}{FORMAT_VERSION}"  # written by engine.model.save_model
+CONFIG_INTS = ("vocab_size", "n_controls", "embed", "hidden", "layers")
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a member first, or an empty archive
 
 
 def read_model_file(path):
-    """(meta dict, {name: float32 array}) of a model file."""
+    """(meta dict, {name: float32 array}) of a model file; ModelError if it is not one."""
+    name = os.fspath(path)
     try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            arrays = {k: z[k] for k in z.files if k != "meta"}
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"{path}: not a readable Ostinato model ({exc})") from exc
-    if meta.get("format") != FORMAT:
-        raise ModelError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+        with open(path, "rb") as f:
+            if f.read(4) not in _ZIP_MAGIC:
+                raise ModelError(f"{name}: not an Ostinato model: the file is not an .npz "
+                                 "(zip) archive")
+            f.seek(0)
+            with np.load(f, allow_pickle=False) as z:
+                if "meta" not in z.files:
+                    raise ModelError(f"{name}: not an Ostinato model: no 'meta' member (it "
+                                     f"holds {_listed(z.files)})")
+                meta = json.loads(str(z["meta"]))
+                arrays = {k: z[k] for k in z.files if k != "meta"}
+    except ModelError:
+        raise
+    except OSError as exc:  # missing, a directory, no permission
+        raise ModelError(f"{name}: cannot read the model file: {exc.strerror or exc}") from None
+    except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        # it began as a zip, so "not a zip file" here means the directory at its end is gone
+        why = "its zip directory, at the end, is missing" if "not a zip file" in str(exc) else exc
+        raise ModelError(f"{name}: the model file is truncated or corrupt ({why})") from None
+    except ValueError as exc:  # a member that is no .npy array, or 'meta' that is no JSON
+        raise ModelError(f"{name}: the model file is corrupt ({exc})") from None
+    _check_format(name, meta)
+    _check_layout(name, meta, arrays)
     return meta, arrays
+
+
+def _check_format(name, meta):
+    fmt = meta.get("format") if isinstance(meta, dict) else None
+    if fmt == FORMAT:
+        return
+    version = fmt[len(FORMAT_PREFIX):] if isinstance(fmt, str) and fmt.startswith(FORMAT_PREFIX) \
+        else None
+    if version is None:
+        raise ModelError(f"{name}: not an Ostinato model: its metadata has format {fmt!r}, "
+                         f"expected {FORMAT!r}")
+    newer = version.isdigit() and int(version) > FORMAT_VERSION
+    raise ModelError(f"{name}: model format {fmt!r} {'is newer than' if newer else 'is not'} "
+                     f"the {FORMAT!r} this Ostinato reads; "
+                     + ("upgrade Ostinato" if newer else "export it again from its training run "
+                                                       "(`ostinato export RUN`)"))
+
+
+def _check_layout(name, meta, arrays):
+    """The config is complete and every weight is there, float, in the shape it implies."""
+    cfg = meta.get("config")
+    bad = [k for k in CONFIG_INTS if not isinstance((cfg or {}).get(k), int) or cfg[k] < 1]
+    if not isinstance(cfg, dict) or bad:
+        raise ModelError(f"{name}: the model's config lacks a positive integer "
+                         f"{', '.join(bad) or 'config'}")
+    for key, cls, size in (("vocab", Vocab, "vocab_size"), ("controls", ControlSpec, "n_controls")):
+        try:
+            got = cls.from_dict(meta[key]).size
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{name}: the model's '{key}' metadata is missing or invalid "
+                             f"({type(exc).__name__}: {exc})") from None
+        if got != cfg[size]:
+            raise ModelError(f"{name}: the model's {key} has {got} entries but its config says "
+                             f"{size} = {cfg[size]}")
+    V, C, E, H = cfg["vocab_size"], cfg["n_controls"], cfg["embed"], cfg["hidden"]
+    want = {"embed.weight": (V, E), "head.weight": (V, H), "head.bias": (V,)}
+    for layer in range(cfg["layers"]):
+        want[f"lstm.weight_ih_l{layer}"] = (4 * H, E + C if layer == 0 else H)
+        want[f"lstm.weight_hh_l{layer}"] = (4 * H, H)
+        want[f"lstm.bias_ih_l{layer}"] = want[f"lstm.bias_hh_l{layer}"] = (4 * H,)
+    missing = [k for k in want if k not in arrays]
+    extra = [k for k in arrays if k not in want]
+    if missing or extra:
+        raise ModelError(f"{name}: the weights do not match the config (layers={cfg['layers']}): "
+                         + "; ".join(f"{what} {_listed(keys)}" for what, keys in
+                                     (("missing", missing), ("unexpected", extra)) if keys))
+    for key, shape in want.items():
+        a = arrays[key]
+        if a.shape != shape or a.dtype.kind != "f":
+            raise ModelError(f"{name}: weight '{key}' is {a.dtype} {a.shape}; the config needs "
+                             f"float {shape}")
+
+
+def _listed(names, most=6):
+    names = sorted(names)
+    shown = ", ".join(repr(n) for n in names[:most])
+    return (shown + f" and {len(names) - most} more" if len(names) > most else shown) or "nothing"

@@ -3,6 +3,8 @@
 A piece is a numpy array of ``NOTE_DTYPE``: start and end in ticks of a beat
 (``ticks_per_beat`` of the vocabulary, 12 by default), pitch, velocity, channel.
 """
+import os
+
 import mido
 import numpy as np
 
@@ -41,21 +43,55 @@ def normalise(notes):
     return notes[np.lexsort((notes["pitch"], notes["start"]))]
 
 
+# What mido raises for a file it cannot parse: OSError for a bad header or status byte,
+# EOFError (with no text) for a file cut short, ValueError/KeyError/IndexError for bad
+# message bytes (found by corrupting real files at random).
+_MIDO_ERRORS = (OSError, EOFError, ValueError, KeyError, IndexError)
+
+
+def open_midi(source, clip=False):
+    """A type 0 or 1 MIDI file (a path, or a ``mido.MidiFile`` to check) as a
+    ``mido.MidiFile``; InvalidMidi naming the file and what is wrong (missing, a
+    directory, empty, not MIDI, cut short, type 2, SMPTE time).
+
+    ``clip`` clamps data bytes above 127 instead of rejecting the file (corpus files
+    from the wild have them)."""
+    if isinstance(source, mido.MidiFile):
+        return _playable(source, source.filename or "MIDI data")
+    name = os.fspath(source)
+    try:
+        mid = mido.MidiFile(name, clip=clip)
+    except OSError as exc:
+        if exc.strerror:  # the file system's error: missing, a directory, no permission
+            raise InvalidMidi(f"{name}: cannot read the MIDI file: {exc.strerror}") from None
+        raise InvalidMidi(f"{name}: not a MIDI file or corrupt ({exc})") from None
+    except EOFError:
+        empty = os.path.getsize(name) == 0
+        raise InvalidMidi(f"{name}: " + ("the file is empty, not MIDI" if empty else
+                                         "the MIDI file is cut short (truncated)")) from None
+    except _MIDO_ERRORS as exc:
+        raise InvalidMidi(f"{name}: corrupt MIDI data ({type(exc).__name__}: {exc})") from None
+    return _playable(mid, name)
+
+
+def _playable(mid, name):
+    if mid.type == 2:
+        raise InvalidMidi(f"{name}: MIDI type 2 (independent sequences) is not supported; "
+                          "use type 0 or 1")
+    if not mid.ticks_per_beat or mid.ticks_per_beat <= 0:
+        raise InvalidMidi(f"{name}: SMPTE time division is not supported (ticks per beat "
+                          f"{mid.ticks_per_beat}); use pulses per quarter note")
+    return mid
+
+
 def read_midi(path, ticks_per_beat=12, keep_drums=False):
     """Read a type 0 or 1 MIDI file into notes quantised to ``ticks_per_beat``.
 
     Musical time comes from the file's own pulses per quarter note, so tempo changes
     do not move notes off the beat grid.  Running status is handled by mido.
     """
-    try:
-        mid = mido.MidiFile(path, clip=True)
-    except Exception as exc:  # mido raises several types for broken files
-        raise InvalidMidi(f"{path}: {exc}") from exc
-    if mid.type == 2:
-        raise InvalidMidi(f"{path}: type 2 (asynchronous tracks) is not supported")
+    mid = open_midi(path, clip=True)
     ppq = mid.ticks_per_beat
-    if not ppq or ppq <= 0:
-        raise InvalidMidi(f"{path}: SMPTE time division is not supported")
     rows = []
     for track in mid.tracks:
         now = 0

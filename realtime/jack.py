@@ -8,6 +8,7 @@ second client that hears it, as a DAW would.  The command-line tools used here
 Which server a client talks to is libjack's choice: $JACK_DEFAULT_SERVER, else
 "default".  These helpers never let libjack start a server as a side effect.
 """
+import difflib
 import os
 import shutil
 import subprocess
@@ -29,6 +30,11 @@ class JackConfig:
     rate: int = 48000
     period: int = 256           # frames a period: 5.3 ms at 48 kHz
     start_timeout_s: float = 10.0
+    # True: start ``jackd -R`` (SCHED_FIFO process threads for jackd and every client,
+    # which libjack gives them) and fall back to ``--no-realtime`` if that fails; False:
+    # the other way round.  On a loaded machine a non-realtime graph misses cycles (xruns)
+    # and JACK MIDI messages are lost there; ``JackServer.realtime`` says what was got.
+    realtime: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,21 @@ def _tool(name):
     if path is None:
         raise PortError(f"{name} is not installed (Debian package jackd2)")
     return path
+
+
+def _runs_realtime(pid):
+    """Whether any thread of process ``pid`` runs under SCHED_FIFO or SCHED_RR."""
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return None
+    policies = set()
+    for tid in tids:
+        try:
+            policies.add(os.sched_getscheduler(tid))
+        except OSError:
+            pass
+    return bool(policies & {os.SCHED_FIFO, os.SCHED_RR})
 
 
 def _env(server=None):
@@ -106,13 +127,16 @@ class JackServer:
     """A JACK server for the length of a ``with`` block.
 
     Reuses a server that already answers (and leaves it running); otherwise starts
-    ``jackd --no-realtime -d dummy`` (then, if that fails, with realtime scheduling)
-    and stops it on exit.  ``owned`` says which happened.
+    ``jackd --no-realtime -d dummy`` (then, if that fails, with realtime scheduling; the
+    other way round with ``JackConfig(realtime=True)``) and stops it on exit.  ``owned``
+    says which happened; ``realtime`` whether the jackd started runs a SCHED_FIFO/RR
+    thread (None for a server reused); ``xruns()`` counts the xruns jackd printed.
     """
 
     def __init__(self, config=JackConfig()):
         self.config = config
         self.owned = False
+        self.realtime = None
         self._proc = None
         self._log = None
 
@@ -121,10 +145,33 @@ class JackServer:
             return self
         jackd = _tool("jackd")
         reasons = []
-        for realtime in (["--no-realtime"], []):
+        tries = (["-R"], ["--no-realtime"]) if self.config.realtime else (["--no-realtime"], ["-R"])
+        for realtime in tries:
             if self._start(jackd, realtime, reasons):
+                if self.owned:
+                    self.realtime = _runs_realtime(self._proc.pid)
                 return self
         raise PortError("could not start jackd: " + " | ".join(reasons))
+
+    def log(self):
+        """Everything the jackd started has printed so far ("" for a server reused)."""
+        if self._log is None:
+            return ""
+        # pread: jackd shares this file's offset, which a seek would move under it
+        fd = self._log.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
+
+    def xruns(self):
+        """The xruns jackd has printed: {"driver": ``...Driver::Process XRun`` lines,
+        client name: its ``JackEngine::XRun: client = NAME was not finished`` lines}."""
+        counts = {"driver": 0}
+        for line in self.log().splitlines():
+            if "Driver::Process XRun" in line:
+                counts["driver"] += 1
+            elif "was not finished" in line and "client = " in line:
+                name = line.split("client = ", 1)[1].split(" was not finished", 1)[0]
+                counts[name] = counts.get(name, 0) + 1
+        return counts
 
     def _start(self, jackd, realtime, reasons):
         cfg = self.config
@@ -277,3 +324,24 @@ class JackMidiReader:
     def clear(self):
         with self._cond:
             self._messages.clear()
+
+
+def align(sent, received):
+    """Pair what a JACK client received with what was sent, by content and order.
+
+    ``sent`` and ``received`` are sequences of message byte tuples.  JACK keeps the
+    order of one port's messages but may drop some (a cycle a client missed), so the
+    pairing is the longest common subsequence of the two, as difflib finds it (a greedy
+    "next equal message" pairing runs ahead after a loss and then pairs nothing).
+    Returns ``(pairs, lost, unmatched)``: ``pairs`` maps received index -> sent index,
+    ``lost`` lists the sent indices nothing arrived for, ``unmatched`` the received
+    indices that pair with nothing sent (bytes nobody wrote, or out of order).
+    """
+    sent = [tuple(m) for m in sent]
+    received = [tuple(m) for m in received]
+    blocks = difflib.SequenceMatcher(None, sent, received, autojunk=False).get_matching_blocks()
+    pairs = {b + k: a + k for a, b, n in blocks for k in range(n)}
+    matched = set(pairs.values())
+    lost = [k for k in range(len(sent)) if k not in matched]
+    unmatched = [i for i in range(len(received)) if i not in pairs]
+    return pairs, lost, unmatched

@@ -6,20 +6,30 @@ sets one field (``/ostinato/mood/arousal 0.8``); trailing ``session <name>`` and
 pairs fill the envelope.  The dict goes through ``protocol.validate`` and the same handler
 as the ZeroMQ transport.  Replies go back to the sender, or to the port it named with
 ``/ostinato/hello <reply_port>`` (for Max/Pd, which send and listen on different sockets).
+
+Nothing a sender does stops the endpoint: every OSC message, however malformed, is answered
+(``/ostinato/error`` when it is refused) and logged on ``ostinato.osc``; a datagram that is not
+OSC at all is logged and dropped.  Bundles are taken apart and their messages handled at
+once, in order (timetags are not waited for: a far-future one must not stall the endpoint).
 """
 import json
+import logging
 import threading
 
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.osc_packet import OscPacket
 from pythonosc.osc_server import BlockingOSCUDPServer
 
-from engine.errors import PortError
+from engine.errors import InvalidMessage, PortError
 from realtime import protocol
 from realtime.control import respond
+from realtime.keys import require_local_osc
 
 PREFIX = "/ostinato"
 KEYWORDS = ("session", "id")
+MAX_TEXT = 2048  # longest string argument of a reply: it must fit a UDP datagram whatever was sent
+log = logging.getLogger("ostinato.osc")
 
 
 def to_message(address, args):
@@ -72,10 +82,13 @@ class OscServer:
 
     handler: the same ``handler(msg) -> dict`` as ControlServer's; it is called on this
     server's thread (so possibly alongside ControlServer's thread: make it thread-safe).
+    allow_remote: OSC has no authentication, so a ``host`` that is not loopback is an
+    AuthError unless this is True (then it is logged as a warning).
     """
 
     def __init__(self, handler, host="127.0.0.1", port=protocol.OSC_PORT, *, presets=None,
-                 stingers=None):
+                 stingers=None, allow_remote=False):
+        require_local_osc(host, port, allow_remote)
         self.presets, self.stingers = protocol.state_names(presets, stingers)
         self.handler = handler
         self.host, self._port = host, port
@@ -87,10 +100,8 @@ class OscServer:
         return self._server.server_address[1] if self._server else self._port
 
     def start(self):
-        dispatcher = Dispatcher()
-        dispatcher.set_default_handler(self._on_message, needs_reply_address=True)
         try:
-            self._server = BlockingOSCUDPServer((self.host, self._port), dispatcher)
+            self._server = _Endpoint((self.host, self._port), self._on_datagram)
         except OSError as exc:
             raise PortError(f"cannot bind OSC port {self.host}:{self._port}: {exc.strerror}") from None
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -113,23 +124,47 @@ class OscServer:
         self.close()
         return False
 
+    def _on_datagram(self, data, sender):
+        """One UDP datagram: not OSC is logged and dropped; OSC that does not parse is
+        answered ``invalid_json``; each message of it is answered on its own."""
+        if not data.startswith((b"/", b"#bundle")):
+            log.warning("dropped a %d-byte datagram from %s:%s: not OSC", len(data), *sender[:2])
+            return
+        try:
+            messages = [timed.message for timed in OscPacket(data).messages]
+        except Exception as exc:  # noqa: BLE001 - ParseError; RecursionError for bundles nested deep
+            log.info("malformed OSC from %s:%s: %s: %s", *sender[:2], type(exc).__name__, exc)
+            self._send(sender, json.loads(protocol.error_reply(protocol.reject(
+                "invalid_json", f"not a valid OSC packet: {type(exc).__name__}: {exc}", None,
+                "an OSC 1.0 message or bundle"))))
+            return
+        for message in messages:
+            self._on_message(sender, message.address, *message.params)
+
     def _on_message(self, sender, address, *args):
         msg_id = None
         try:
             args = list(args)
-            if address.rstrip("/") == PREFIX + "/hello" and args and isinstance(args[0], int):
+            if address.rstrip("/") == PREFIX + "/hello" and args and isinstance(args[0], int) \
+                    and not isinstance(args[0], bool):
                 port = args.pop(0)
                 if not 0 <= port <= 65535:
                     raise protocol.reject("out_of_range", f"reply_port is {port}; allowed 0..65535 "
                                           "(0: reply to the sending port)", "reply_port", "0..65535")
                 self._reply_ports[sender] = port or sender[1]
-            raw = to_message(address, args)
-            msg_id = raw.get("id")
-            msg = protocol.validate(raw, self.presets, self.stingers)
+            msg = protocol.validate(to_message(address, args), self.presets, self.stingers)
+            msg_id = msg["id"]
             msg["client"] = f"osc:{sender[0]}:{sender[1]}"
-            reply = json.loads(respond(self.handler, msg, self.presets, self.stingers))
-        except Exception as exc:  # noqa: BLE001 - InvalidMessage, or a bug: answer, keep serving
-            reply = json.loads(protocol.error_reply(exc, msg_id if _valid_id(msg_id) else None))
+            reply = json.loads(respond(self.handler, msg, self.presets, self.stingers, logger=log))
+        except InvalidMessage as exc:  # the id is echoed when validate could read it
+            reply = json.loads(protocol.error_reply(exc))
+        except BaseException as exc:  # noqa: BLE001 - a bug, even SystemExit: answer, serve on
+            log.error("OSC %s (id %r) from %s:%s failed: server_error", address, msg_id, *sender[:2],
+                      exc_info=True)
+            reply = json.loads(protocol.error_reply(exc, msg_id))
+        if not reply["ok"]:
+            log.info("refused OSC %s from %s:%s: %s on %r", address, *sender[:2], reply["code"],
+                     reply["field"])
         self._send(sender, reply)
 
     def _send(self, sender, reply):
@@ -139,7 +174,8 @@ class OscServer:
         else:
             allowed = reply["allowed"]
             allowed = ", ".join(map(str, allowed)) if isinstance(allowed, list) else str(allowed or "")
-            args = [reply["code"], reply["field"] or "", allowed, reply["message"], _osc_id(reply["id"])]
+            args = [reply["code"], _cut(reply["field"] or ""), _cut(allowed), _cut(reply["message"]),
+                    _osc_id(reply["id"])]
         for arg in args:
             builder.add_arg(arg)
         target = (sender[0], self._reply_ports.get(sender, sender[1]))
@@ -149,8 +185,29 @@ class OscServer:
             pass  # nobody listens there: UDP replies are best effort
 
 
-def _valid_id(value):
-    return (isinstance(value, int) and not isinstance(value, bool)) or isinstance(value, str)
+class _Endpoint(BlockingOSCUDPServer):
+    """python-osc's UDP server handing every datagram, whole (up to 64 KiB, not socketserver's
+    8 KiB), to ``on_datagram(data, sender)``, which parses it so that malformed OSC gets an
+    answer.  The dispatcher python-osc requires goes unused."""
+
+    max_packet_size = 65535
+
+    def __init__(self, address, on_datagram):
+        super().__init__(address, Dispatcher())
+        self.on_datagram = on_datagram
+
+    def verify_request(self, request, client_address):
+        return True  # on_datagram tells OSC from the rest, and logs the rest
+
+    def finish_request(self, request, client_address):
+        self.on_datagram(request[0], client_address)
+
+    def handle_error(self, request, client_address):
+        log.error("OSC datagram from %s failed", client_address, exc_info=True)
+
+
+def _cut(text):
+    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT - 3] + "..."
 
 
 def _osc_id(value):

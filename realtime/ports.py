@@ -22,6 +22,7 @@ import zmq
 from rtmidi.midiutil import get_api_from_environment
 
 from engine.errors import InvalidMessage, PortError
+from realtime.keys import guard_for, require_keys
 from realtime.protocol import EVENT_ADDRESS, EVENT_TYPES, encode_event
 
 log = logging.getLogger("ostinato.ports")
@@ -48,6 +49,16 @@ class BasePort:
 
     def _send(self, status, data1, data2, t_ns, beat, session):
         raise NotImplementedError
+
+    def release(self, t_ns):
+        """A note-off now for every note this port has sounding (its ``_sounding``), as
+        the port itself counts them: after a failure in the sending thread the
+        sequencer's tables no longer say what reached each output."""
+        sounding = getattr(self, "_sounding", None)
+        if self.closed or sounding is None:
+            return
+        for session, channel, pitch, beat in sounding.drain():
+            self._send(0x80 | channel, pitch, 0, t_ns, beat, session)
 
     def close(self):
         if not self.closed:
@@ -123,21 +134,32 @@ def _note(message):
 
 
 class _Sounding:
-    """Notes that are on, by (session, channel, pitch), so that close() can end them."""
+    """Notes that are on, by wire note (channel, pitch), with the session sounding each.
+
+    Keyed by the wire note, not by session: sessions can share a channel (every stinger
+    plays on one, and slots 14 and 15 reuse channels 0 and 1), and the sequencer ends a
+    wire note before another session sounds it again, so a note-off ends whichever
+    session's note sounds on that channel and pitch.
+    """
 
     def __init__(self):
         self._on = {}
 
     def update(self, message, beat, session):
+        """Track one message; for a note-off, returns the session whose note it ends
+        (None when none sounded), else ``session``."""
         note = _note(message)
         if note == "on":
-            self._on[(session, message[0] & 0x0F, message[1])] = beat
+            self._on[(message[0] & 0x0F, message[1])] = (session, beat)
         elif note == "off":
-            self._on.pop((session, message[0] & 0x0F, message[1]), None)
+            owner = self._on.pop((message[0] & 0x0F, message[1]), None)
+            return None if owner is None else owner[0]
+        return session
 
     def drain(self):
         """[(session, channel, pitch, beat_on)] of every sounding note; forgets them."""
-        out = [(*key, beat) for key, beat in self._on.items()]
+        out = [(session, channel, pitch, beat)
+               for (channel, pitch), (session, beat) in self._on.items()]
         self._on.clear()
         return out
 
@@ -311,23 +333,33 @@ class ZmqPubPort(BasePort):
     port publishes, so a subscriber sees what it missed.  Bind to port ``*`` (or 0)
     for a free port; ``bound_address`` says which.  Clock and controller messages are
     not published: the stream carries notes, and markers through ``publish``.
+    keys: ``realtime.keys.ServerKeys``: only authorised clients subscribe (CurveZMQ);
+    without keys only a loopback ``address`` is allowed (else AuthError).
     """
 
     name = "zmq"
 
-    def __init__(self, address=EVENT_ADDRESS, sessions=None, context=None, linger_ms=500):
+    def __init__(self, address=EVENT_ADDRESS, sessions=None, context=None, linger_ms=500,
+                 keys=None):
+        require_keys(address, keys, "event stream")
         super().__init__()
         self._names = _session_names(sessions)
         self._sounding = _Sounding()
         self._lock = threading.Lock()  # send() and publish() come from different threads
         self._seq = 0
         self._beat = 0.0
-        self._socket = (context or zmq.Context.instance()).socket(zmq.PUB)
+        context = context or zmq.Context.instance()
+        self._guard = guard_for(context, keys)  # before any subscriber connects
+        self._socket = context.socket(zmq.PUB)
+        if self._guard is not None:
+            self._guard.secure(self._socket)
         self._socket.setsockopt(zmq.LINGER, linger_ms)
         try:
             self._socket.bind(address)
         except zmq.ZMQError as exc:
             self._socket.close(0)
+            if self._guard is not None:
+                self._guard.close()
             raise PortError(f"cannot bind the event stream to {address!r}: {exc}") from exc
         self.bound_address = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
 
@@ -357,9 +389,12 @@ class ZmqPubPort(BasePort):
         if note is None:
             return
         with self._lock:
-            self._sounding.update(message, beat, session)
+            # a note-off is the note's own session's, even when another session's retrigger
+            # ended it
+            owner = self._sounding.update(message, beat, session)
             self._beat = beat
-            self._emit("note_" + note, session, t_ns, beat, channel=message[0] & 0x0F,
+            self._emit("note_" + note, session if owner is None else owner, t_ns, beat,
+                       channel=message[0] & 0x0F,
                        pitch=message[1], velocity=message[2] if note == "on" else 0)
 
     def publish(self, type, session=0, t_ns=None, beat=None, **fields):
@@ -384,6 +419,8 @@ class ZmqPubPort(BasePort):
                     self._emit("note_off", session, now, self._beat, channel=channel, pitch=pitch)
             finally:
                 self._socket.close()
+                if self._guard is not None:
+                    self._guard.close()
 
 
 # ---------------------------------------------------------------- .mid recording
@@ -392,19 +429,80 @@ MIN_BPM = 60e6 / 0xFFFFFF  # a set_tempo holds at most 0xFFFFFF microseconds a b
 MAX_BPM = 60e6             # ... and at least 1
 
 
-class MidiFilePort(BasePort):
-    """Records what it is sent to a type 1 .mid file, written when the port closes.
+class _Track:
+    """One track of a recording, kept as the bytes of its events so far (delta time +
+    message), so that writing the file never re-encodes what is already recorded."""
 
-    Times come from the events' beats, not the wall clock, so the file is musically
-    exact.  Track 0 holds the tempo map (``tempo(bpm, beat)``), then one track per
-    session (``split="session"``) or per MIDI channel (``split="channel"``).  Notes
-    still sounding at close end at the last beat the port saw.  System messages
-    (clock, transport) are not recorded: a standard MIDI file cannot hold them.
+    def __init__(self, title):
+        self.title = title
+        self.data = bytearray()
+        self.tick = 0          # absolute tick of its last event
+        self.offset = 0.0      # beats added to its session's beats (a reopened session)
+        self.rebase = False    # a new session took this track's name: offset on its next event
+
+    def add(self, tick, message):
+        """Append ``message`` at ``tick`` (never before the track's last event)."""
+        tick = max(tick, self.tick)
+        self.data += _varlen(tick - self.tick)
+        self.data += bytes(message)
+        self.tick = tick
+        return tick
+
+
+def _varlen(n):
+    """A standard MIDI file's variable-length quantity."""
+    out = bytearray([n & 0x7F])
+    n >>= 7
+    while n:
+        out.insert(0, 0x80 | (n & 0x7F))
+        n >>= 7
+    return out
+
+
+def _chunk(kind, body):
+    return kind + len(body).to_bytes(4, "big") + body
+
+
+def _meta_name(title):
+    name = title.encode("utf-8")[:0x7F]
+    return b"\x00\xff\x03" + bytes([len(name)]) + name
+
+
+_END_OF_TRACK = b"\x00\xff\x2f\x00"
+
+
+class MidiFilePort(BasePort):
+    """Records what it is sent to a type 1 .mid file, complete and balanced whenever it
+    is read: at close, and at a checkpoint every ``checkpoint_s`` while recording.
+
+    Track 0 holds the tempo map of the timeline session (``tempo(bpm, beat, session)``;
+    default "main"), then one track per session *name* (``split="session"``) or per MIDI
+    channel (``split="channel"``).  Times come from the events' beats, not the wall
+    clock, so the timeline session's track is musically exact; another session's track
+    keeps its own beats (it joined the main grid when it opened), so at a tempo of its own
+    it drifts from the main track in the file.  A track's events never go back in time:
+    an event stamped before the track's last one (an immediate transition plays ahead of
+    its beat, then a release stamps the current beat) is placed at the last one, and a
+    session reopened under a name whose track has gone further is shifted to follow on.
+
+    A note-off ends the note sounding on its channel and pitch, in the track of the
+    session that sounded it (another session's retrigger included); a note-off of a
+    silent note is not written (``dropped_offs`` counts them); notes still sounding
+    are ended at the recording's last beat.  System messages (clock, transport) are
+    not recorded: a standard MIDI file cannot hold them.
+
+    Checkpoints: a thread of the port rewrites ``path`` (a temporary file, then
+    ``os.replace``, so a reader never sees half a file) at most every ``checkpoint_s``
+    seconds while new events come, with sounding notes closed at the last beat; so a
+    process killed outright loses at most that much.  The sending thread only appends
+    bytes; the checkpoint copies them under the lock.  ``checkpoint_s=None``: written at
+    close only.
     """
 
     name = "file"
 
-    def __init__(self, path, sessions=None, split="session", ticks_per_beat=480, bpm=120.0):
+    def __init__(self, path, sessions=None, split="session", ticks_per_beat=480, bpm=120.0,
+                 checkpoint_s=1.0, timeline="main"):
         super().__init__()
         if split not in ("session", "channel"):
             raise InvalidMessage(f"split must be 'session' or 'channel', got {split!r}",
@@ -412,6 +510,11 @@ class MidiFilePort(BasePort):
         if not isinstance(ticks_per_beat, int) or not 1 <= ticks_per_beat <= 0x7FFF:
             raise InvalidMessage(f"ticks_per_beat must be an integer 1-32767, got {ticks_per_beat!r}",
                                  field="ticks_per_beat", allowed="1-32767")
+        if checkpoint_s is not None and not (isinstance(checkpoint_s, (int, float))
+                                             and 0 < checkpoint_s < math.inf):
+            raise InvalidMessage(f"checkpoint_s must be a number of seconds > 0 or None, "
+                                 f"got {checkpoint_s!r}", field="checkpoint_s",
+                                 allowed="> 0 or None")
         self.path = os.path.abspath(os.fspath(path))
         folder = os.path.dirname(self.path)
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):  # fail now, not at close
@@ -419,12 +522,24 @@ class MidiFilePort(BasePort):
                             f"does not exist or is not writable")
         self.split = split
         self.ticks_per_beat = ticks_per_beat
+        self.timeline = timeline
+        self.checkpoint_s = checkpoint_s
+        self.checkpoints = 0      # files written before close
+        self.dropped_offs = 0
         self._names = _session_names(sessions)
-        self._events = []  # (beat, track key, message bytes), in the order sent
-        self._tempi = []   # (beat, bpm)
-        self._sounding = _Sounding()
-        self._last_beat = 0.0
+        self._lock = threading.Lock()  # send() and the checkpoint thread
+        self._tracks = {}         # track key (session name or channel) -> _Track
+        self._sounding = {}       # (channel, pitch) -> (track key, tick of the note-on)
+        self._tempi = []          # (tick, bpm) of the tempo track
+        self._last_tick = 0
+        self._dirty = False
+        self._done = threading.Event()
+        self._checkpointer = None
         self.tempo(bpm, 0.0)
+        if checkpoint_s is not None:
+            self._checkpointer = threading.Thread(target=self._checkpoint_loop, daemon=True,
+                                                  name="ostinato-recording")
+            self._checkpointer.start()
 
     @property
     def sessions(self):
@@ -433,10 +548,22 @@ class MidiFilePort(BasePort):
 
     @sessions.setter
     def sessions(self, sessions):
-        self._names = _session_names(sessions)
+        names = _session_names(sessions)
+        with self._lock:
+            if self.split == "session":
+                for name in set(names.values()) - set(self._names.values()):
+                    if name in self._tracks:  # a new session under a recorded name
+                        self._tracks[name].rebase = True
+            self._names = names
 
-    def tempo(self, bpm, beat):
-        """The tempo is ``bpm`` from ``beat`` on: a set_tempo in the tempo track."""
+    def tempo(self, bpm, beat, session=None):
+        """The tempo is ``bpm`` from ``beat`` on: a set_tempo in the tempo track.
+
+        session: the index of the session whose tempo it is; only the timeline
+        session's tempo goes into the file (None: the timeline's).  A change the
+        recording has not reached yet is replaced by the next one, as the sequencer
+        replaces a pending change.
+        """
         beat = _check_beat(beat)
         try:
             bpm = float(bpm)
@@ -445,40 +572,96 @@ class MidiFilePort(BasePort):
         if not MIN_BPM <= bpm <= MAX_BPM:
             raise InvalidMessage(f"bpm must be {MIN_BPM:.2f}-{MAX_BPM:.0f}, got {bpm!r}",
                                  field="bpm", allowed=f"{MIN_BPM:.2f}-{MAX_BPM:.0f}")
-        self._tempi.append((beat, bpm))
-        self._last_beat = max(self._last_beat, beat)
+        with self._lock:
+            if session is not None and self._names.get(session) != self.timeline:
+                return
+            main = self._tracks.get(self.timeline)
+            reached = main.tick if main is not None else 0
+            tick = round((beat + (main.offset if main is not None else 0.0)) * self.ticks_per_beat)
+            self._tempi = [(t, b) for t, b in self._tempi if t <= reached] + [(tick, bpm)]
+            self._dirty = True
 
     def _send(self, status, data1, data2, t_ns, beat, session):
         message = midi_bytes(status, data1, data2)
         beat = _check_beat(beat)
         if message[0] >= 0xF0:
             return
-        self._sounding.update(message, beat, session)
-        self._events.append((beat, session if self.split == "session" else message[0] & 0x0F,
-                             message))
-        self._last_beat = max(self._last_beat, beat)
+        with self._lock:
+            self._record(message, beat, session)
+            self._dirty = True
 
-    def _close(self):
-        for session, channel, pitch, beat_on in self._sounding.drain():
-            end = max(self._last_beat, beat_on + 1 / self.ticks_per_beat)
-            key = session if self.split == "session" else channel
-            self._events.append((end, key, (0x80 | channel, pitch, 0)))
-        mid = mido.MidiFile(type=1, ticks_per_beat=self.ticks_per_beat)
-        # sorting by beat alone is stable: same-beat events keep the order they were sent
-        # in, so a note-off followed by a note-on of the same pitch stays that way
-        tempi = sorted(dict(self._tempi).items())  # the last tempo given for a beat wins
-        events = sorted(self._events, key=lambda e: e[0])
-        mid.tracks.append(self._track("tempo", [
-            (b, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm))) for b, bpm in tempi]))
-        for key in sorted({k for _, k, _ in events}):
-            title = (self._names.get(key, f"session {key}") if self.split == "session"
-                     else f"channel {key + 1}")
-            mid.tracks.append(self._track(title, [
-                (b, mido.Message.from_bytes(m)) for b, k, m in events if k == key]))
+    def _record(self, message, beat, session):
+        # the caller holds self._lock
+        if self.split == "session":
+            key = self._names.get(session, f"session {session}")
+            title = key
+        else:
+            key = message[0] & 0x0F
+            title = f"channel {key + 1}"
+        track = self._tracks.get(key)
+        if track is None:
+            track = self._tracks[key] = _Track(title)
+        if track.rebase:
+            track.offset = max(0.0, track.tick / self.ticks_per_beat - beat)
+            track.rebase = False
+        tick = max(track.tick, round((beat + track.offset) * self.ticks_per_beat))
+        note = _note(message)
+        wire = (message[0] & 0x0F, message[1])
+        if note == "off":
+            owner = self._sounding.pop(wire, None)
+            if owner is None:
+                self.dropped_offs += 1
+                return
+            track = self._tracks[owner[0]]
+        elif note == "on" and wire in self._sounding:  # sounding already: it ends here
+            owner = self._sounding.pop(wire)
+            self._tracks[owner[0]].add(tick, (0x80 | wire[0], wire[1], 0))
+        tick = track.add(tick, message)
+        if note == "on":
+            self._sounding[wire] = (key, tick)
+        self._last_tick = max(self._last_tick, tick)
+
+    def _endings(self):
+        """{track key: [(tick, note-off bytes)]} ending every sounding note at the last
+        beat (one tick after its note-on at least).  The caller holds self._lock."""
+        out = {}
+        for (channel, pitch), (key, tick_on) in self._sounding.items():
+            end = max(self._last_tick, tick_on + 1, self._tracks[key].tick)
+            out.setdefault(key, []).append((end, (0x80 | channel, pitch, 0)))
+        for ends in out.values():
+            ends.sort()
+        return out
+
+    def _file_bytes(self, endings):
+        """The whole .mid file: what is recorded, with ``endings`` appended.  The caller
+        holds self._lock: the track bytes are copied, the rest is small."""
+        tempo = bytearray(_meta_name("tempo"))
+        now = 0
+        for tick, bpm in sorted(dict(self._tempi).items()):  # the last tempo for a tick wins
+            tempo += _varlen(tick - now) + b"\xff\x51\x03" + mido.bpm2tempo(bpm).to_bytes(3, "big")
+            now = tick
+        chunks = [_chunk(b"MTrk", bytes(tempo) + _END_OF_TRACK)]
+        # sessions in the order they first played, channels in channel order
+        keys = list(self._tracks) if self.split == "session" else sorted(self._tracks)
+        for key in keys:
+            track = self._tracks[key]
+            body = bytearray(_meta_name(track.title))
+            body += track.data
+            now = track.tick
+            for tick, message in endings.get(key, ()):
+                body += _varlen(tick - now) + bytes(message)
+                now = tick
+            chunks.append(_chunk(b"MTrk", bytes(body) + _END_OF_TRACK))
+        header = _chunk(b"MThd", (1).to_bytes(2, "big") + len(chunks).to_bytes(2, "big")
+                        + self.ticks_per_beat.to_bytes(2, "big"))
+        return header + b"".join(chunks)
+
+    def _write(self, data):
+        """``data`` to ``path`` atomically: a temporary file in its folder, then os.replace."""
         fd, tmp = tempfile.mkstemp(suffix=".mid.part", dir=os.path.dirname(self.path))
         try:
             with os.fdopen(fd, "wb") as f:
-                mid.save(file=f)
+                f.write(data)
             os.replace(tmp, self.path)  # never leave a half-written file under the real name
         except BaseException as exc:
             with contextlib.suppress(FileNotFoundError):
@@ -487,15 +670,42 @@ class MidiFilePort(BasePort):
                 raise PortError(f"cannot write {self.path!r}: {exc}") from exc
             raise
 
-    def _track(self, title, timed):
-        """A MidiTrack named ``title`` from (beat, message) pairs in beat order."""
-        track = mido.MidiTrack([mido.MetaMessage("track_name", name=title, time=0)])
-        now = 0
-        for beat, msg in timed:
-            tick = round(beat * self.ticks_per_beat)
-            track.append(msg.copy(time=tick - now))
-            now = tick
-        return track
+    def checkpoint(self):
+        """Write what is recorded so far, sounding notes closed at the last beat."""
+        with self._lock:
+            data = self._file_bytes(self._endings())
+            self._dirty = False
+        self._write(data)
+        self.checkpoints += 1
+
+    def _checkpoint_loop(self):
+        deadline = time.monotonic() + self.checkpoint_s
+        failed = False
+        while not self._done.wait(max(0.0, deadline - time.monotonic())):
+            deadline += self.checkpoint_s
+            if deadline < time.monotonic():  # fell behind (a loaded machine): no burst
+                deadline = time.monotonic() + self.checkpoint_s
+            if not self._dirty:
+                continue
+            try:
+                self.checkpoint()
+                failed = False
+            except (OSError, PortError) as exc:
+                if not failed:  # once per run of failures, not once a second
+                    log.error("recording checkpoint failed (will retry): %s", exc)
+                failed = True
+
+    def _close(self):
+        self._done.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join()
+        with self._lock:
+            for key, ends in self._endings().items():
+                for tick, message in ends:
+                    self._tracks[key].add(tick, message)
+            self._sounding.clear()
+            data = self._file_bytes({})
+        self._write(data)
 
 
 def _check_beat(beat):
@@ -558,9 +768,13 @@ class MultiPort(BasePort):
                 except Exception as exc:
                     self._drop(port, exc)
 
-    def tempo(self, bpm, beat):
+    def tempo(self, bpm, beat, session=None):
         """Forwarded to the ports that record tempo."""
-        self._call("tempo", bpm, beat)
+        self._call("tempo", bpm, beat, session=session)
+
+    def release(self, t_ns):
+        """Each port ends the notes it has sounding (``BasePort.release``)."""
+        self._call("release", t_ns)
 
     def publish(self, type, **fields):
         """Forwarded to the ports that publish markers."""

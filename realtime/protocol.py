@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import tomllib
+from itertools import accumulate
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,12 @@ from engine.errors import InvalidMessage
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 65536
+# Requests up to this size are read and answered too_large; beyond it libzmq drops the
+# connection (the socket's MAXMSGSIZE), so nobody can make the server buffer gigabytes.
+MAX_REQUEST_BYTES = 16 * 2**20
+# Arrays/objects nested deeper than this are refused before json.loads (whose recursion
+# would otherwise end in RecursionError); no valid message nests at all.
+MAX_DEPTH = 32
 CONTROL_ADDRESS = "tcp://127.0.0.1:5555"
 EVENT_ADDRESS = "tcp://127.0.0.1:5556"
 OSC_PORT = 9000
@@ -152,17 +159,38 @@ def parse(data, presets=None, stingers=None):
     ``load_states()``).  Raises InvalidMessage with ``.code``, ``.field``, ``.allowed``.
     """
     if isinstance(data, str):
-        data = data.encode("utf-8")
+        data = data.encode("utf-8", "surrogatepass")
     if len(data) > MAX_MESSAGE_BYTES:
         raise reject("too_large", f"message is {len(data)} bytes; allowed <= {MAX_MESSAGE_BYTES} bytes",
                      None, f"<= {MAX_MESSAGE_BYTES} bytes")
+    depth = nesting_depth(data)
+    if depth > MAX_DEPTH:
+        raise reject("too_large", f"message nests arrays/objects {depth} deep; allowed <= {MAX_DEPTH}",
+                     None, f"nesting depth <= {MAX_DEPTH}")
     try:
         obj = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise reject("invalid_json", f"message is not UTF-8: {exc}", None, "a UTF-8 JSON object") from None
-    except ValueError as exc:
+    except ValueError as exc:  # also: an integer of more than sys.get_int_max_str_digits() digits
         raise reject("invalid_json", f"message is not valid JSON: {exc}", None, "a JSON object") from None
     return validate(obj, presets, stingers)
+
+
+# A JSON string (an unterminated one runs to the end, so the scan stays linear), and every
+# byte that is not a bracket: what nesting_depth deletes before it counts.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*(?:"|\\?\Z)', re.DOTALL)
+_NOT_BRACKETS = bytes(range(256)).translate(None, b"[]{}")
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def nesting_depth(data):
+    """How deep arrays/objects nest in JSON text ``data`` (bytes), brackets in strings aside.
+
+    A linear byte scan, so hostile input is measured before ``json.loads`` recurses into it.
+    On malformed text the figure is approximate; json.loads rejects such text anyway.
+    """
+    brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    return max(accumulate(map(_STEP.get, brackets)), default=0)
 
 
 def validate(obj, presets=None, stingers=None):
@@ -182,7 +210,7 @@ def validate(obj, presets=None, stingers=None):
             raise reject("unknown_type", f"missing field 'type'; allowed: {', '.join(MESSAGE_TYPES)}",
                          "type", list(MESSAGE_TYPES))
         if not isinstance(kind, str) or kind not in _BY_NAME:
-            raise reject("unknown_type", f"unknown message type {kind!r}; allowed: "
+            raise reject("unknown_type", f"unknown message type {_brief(kind)}; allowed: "
                          f"{', '.join(MESSAGE_TYPES)}", "type", list(MESSAGE_TYPES))
         spec = _BY_NAME[kind]
         out["type"] = kind
@@ -191,7 +219,7 @@ def validate(obj, presets=None, stingers=None):
         if extra:
             allowed = sorted(known)
             raise reject("unknown_field", f"unknown field{'s' if len(extra) > 1 else ''} "
-                         f"{', '.join(map(repr, extra))} in '{kind}'; allowed: {', '.join(allowed)}",
+                         f"{', '.join(map(_brief, extra))} in '{kind}'; allowed: {', '.join(allowed)}",
                          ",".join(extra), allowed)
         for field in ENVELOPE + spec.fields:
             if field.name in obj:
@@ -225,7 +253,7 @@ def _check(kind, field, value, names):
             raise reject("bad_type", f"{where} must be a {'number' if field.kind == 'float' else 'integer'} "
                          f"in {field.allowed()}, not {_json_type(value)}", field.name, field.allowed())
         if not (field.lo <= value <= field.hi):  # also false for NaN
-            raise reject("out_of_range", f"{where} is {value!r}; allowed {field.allowed()}",
+            raise reject("out_of_range", f"{where} is {_brief(value)}; allowed {field.allowed()}",
                          field.name, field.allowed())
         return float(value) if field.kind == "float" else value
     if field.kind == "id":
@@ -239,14 +267,14 @@ def _check(kind, field, value, names):
                      f"{_show(allowed)}", field.name, allowed)
     if field.kind == "name":
         if not _NAME_RE.fullmatch(value):
-            raise reject("out_of_range", f"{where} is {value!r}; allowed: {field.allowed()}",
+            raise reject("out_of_range", f"{where} is {_brief(value)}; allowed: {field.allowed()}",
                          field.name, field.allowed())
         return value
     choices = names.get(field.choices, field.choices)
     if field.kind == "key":
         value = value[:1].upper() + value[1:].lower()   # "c#" -> "C#", "bb" -> "Bb"
     if value not in choices:
-        raise reject("bad_choice", f"{where} is {value!r}; allowed: {_show(list(choices))}",
+        raise reject("bad_choice", f"{where} is {_brief(value)}; allowed: {_show(list(choices))}",
                      field.name, list(choices))
     return value
 
@@ -256,6 +284,13 @@ def _check_id(value):
         return False
     return (isinstance(value, int) and -2**63 <= value < 2**63) or \
         (isinstance(value, str) and 1 <= len(value) <= 128)
+
+
+def _brief(value, limit=80):
+    """``repr(value)``, cut to ``limit`` characters: error texts quote what was sent, but a
+    64 KiB name (or a 4,000-digit number) must not make every reply that long."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**limit else "<huge integer>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _json_type(value):
@@ -381,15 +416,23 @@ def load_states(path=None):
     """
     path = Path(path or os.environ.get("OSTINATO_STATES") or DEFAULT_STATES)
     try:
-        with open(path, "rb") as fh:
-            doc = tomllib.load(fh)
+        text = path.read_bytes().decode("utf-8")
+        doc = tomllib.loads(text)
     except OSError as exc:
         raise InvalidMessage(f"{path}: cannot read states file: {exc.strerror}", None, "a readable file")
+    except UnicodeDecodeError as exc:
+        raise InvalidMessage(f"{path}: not UTF-8 text (byte {exc.start}): a states file is TOML",
+                             None, "UTF-8 TOML") from None
     except tomllib.TOMLDecodeError as exc:
-        raise InvalidMessage(f"{path}: not valid TOML: {exc}", None, "TOML") from None
+        # tomllib ends its message "(at line N, column M)": put the place first, as for the rest
+        msg, at = re.fullmatch(r"(.*?)(?: \(at (line \d+, column \d+)\))?", str(exc), re.S).groups()
+        raise InvalidMessage(f"{path}{', ' + at if at else ''}: not valid TOML: {msg}",
+                             None, "TOML") from None
 
-    def bad(where, text, allowed):
-        return InvalidMessage(f"{path}: {where}: {text}; allowed: {_show(allowed)}", where, allowed)
+    def bad(where, what, allowed):
+        line = _toml_line(text, where)
+        return InvalidMessage(f"{path}{f', line {line}' if line else ''}: {where}: {what}; "
+                              f"allowed: {_show(allowed)}", where, allowed)
 
     extra = set(doc) - {"presets", "stingers"}
     if extra:
@@ -407,6 +450,30 @@ def load_states(path=None):
                 raise bad(where, "must be a table", "a table of fields")
             out[name] = (_preset if section == "presets" else _stinger)(entry, where, bad)
     return presets, stingers
+
+
+def _toml_line(text, where):
+    """Line number (1-based) in TOML ``text`` that defines the dotted path ``where``
+    (``presets.menu.bmp``), else of the nearest enclosing table or inline table that does;
+    None if no line does.  tomllib keeps no positions, so the text is scanned: each
+    ``[table]`` header and ``key =`` line gives a path, and the line whose path is the
+    longest prefix of ``where`` wins (the first, where several are as long).  Good for
+    hand-written files; a key inside a multi-line value may fall back to its table."""
+    target = where.split(".")
+    unquote = lambda parts: [p.strip().strip("\"'") for p in parts]  # noqa: E731
+    table, best, best_len = [], None, 0
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if line.startswith("["):
+            table = unquote(line.strip("[]").split("#")[0].strip().rstrip("]").split("."))
+            path = table
+        elif "=" in line and not line.startswith("#"):
+            path = table + unquote(line.split("=", 1)[0].split("."))
+        else:
+            continue
+        if len(path) > best_len and path == target[:len(path)]:
+            best, best_len = number, len(path)
+    return best
 
 
 def _preset(entry, where, bad):

@@ -14,9 +14,11 @@ an event, then publishes it (``ready``); the player reads only published events.
 Everything else the generator touches is changed only by commands, which run under
 the generator's lock.
 """
+import argparse
 import collections
 import contextlib
 import ctypes
+import logging
 import signal
 import sys
 import threading
@@ -33,9 +35,16 @@ from engine.vocab import NOTE_OFF
 
 from . import protocol
 from .generator import Runtime, Weights
+from .keys import ServerKeys, check_serve, is_loopback_host, require_keys
 from .mood import Mood, bpm_of, density_of, describe, mode_of, register_of, velocity_of
 from .ports import MultiPort
 from .sequencer import Sequencer, collect, plan, publish, release
+
+log = logging.getLogger("ostinato.server")
+
+CLOSE_JOIN_S = 5.0        # close() waits this long for each thread before closing the outputs
+FAULT_LIMIT = 3           # a thread failing this often ...
+FAULT_WINDOW_S = 10.0     # ... within this long shuts the server down instead of going on
 
 VERSION = "0.1.0"
 STINGER_CHANNEL = 15
@@ -56,6 +65,9 @@ class ServerConfig:
     spin_us: float = 1000.0    # wake this long before a deadline and spin the rest
     steps_per_lock: int = 1    # batched generator steps between looks at the commands
     clock: bool = False        # send MIDI clock (24 ppqn, start/stop) after the main session
+    max_request_bytes: int = protocol.MAX_REQUEST_BYTES  # hard cap; larger drops the connection
+    server_key: str | None = None   # CurveZMQ: the server's .key_secret file (realtime.keys)
+    client_keys: str | None = None  # and the folder of authorised clients' .key files
 
 
 class Session:
@@ -74,6 +86,10 @@ class Server:
 
     def __init__(self, cfg=ServerConfig(), ports=(), control=True):
         self.cfg = cfg
+        # refused here, before the model loads: a remote control address needs keys
+        self.keys = ServerKeys.load(cfg.server_key, cfg.client_keys)
+        if control:
+            require_keys(cfg.control, self.keys, "control")
         self.weights = Weights(cfg.model)
         self.vocab, self.spec = self.weights.vocab, self.weights.spec
         self.tpb = self.vocab.ticks_per_beat
@@ -136,7 +152,8 @@ class Server:
 
             self._control = ControlServer(self.handle, self.cfg.control,
                                           presets=self.presets, stingers=self.stingers,
-                                          on_client_lost=self._client_lost)
+                                          on_client_lost=self._client_lost, keys=self.keys,
+                                          max_bytes=self.cfg.max_request_bytes)
             self._control.start()
         return self
 
@@ -145,23 +162,41 @@ class Server:
         return self._control.bound_address if self._control else None
 
     def close(self):
-        """Stop: every sounding note gets its note-off, then the outputs close."""
-        if self._control:
-            self._control.close()
-            self._control = None
-        if self._thread:
-            self._stop.set()
-            self._wake.set()
-            self._gen_wake.set()
-            self._thread.join()
-            self._gen_thread.join()
+        """Stop: every sounding note gets its note-off, the outputs close (the recording
+        is written), then the control socket closes.
+
+        The outputs come before the control socket, and each step runs whatever the one
+        before did, so that nothing the control side does (or fails to do) can keep the
+        recording from being written.  Requests from now on are refused.
+        """
+        self._stop.set()
+        self._wake.set()
+        self._gen_wake.set()
+        try:
+            for thread in (self._thread, self._gen_thread):
+                if thread is not None:
+                    thread.join(CLOSE_JOIN_S)
+                    if thread.is_alive():
+                        log.error("%s did not stop within %.0f s; closing the outputs anyway",
+                                  thread.name, CLOSE_JOIN_S)
             self._thread = self._gen_thread = None
-        now = time.monotonic_ns()
-        for sess in list(self.sessions.values()):
-            self._release(sess.slot, now)
-        self._transport(0xFC, now)
-        if hasattr(self.port, "close"):
-            self.port.close()
+            while self._commands:  # their senders are told, not left waiting
+                _, fut = self._commands.popleft()
+                fut.set_exception(_shutting_down())
+            now = time.monotonic_ns()
+            for sess in list(self.sessions.values()):
+                self._release(sess.slot, now)
+            self._transport(0xFC, now)
+        except Exception:  # noqa: BLE001 - the outputs end their own notes as they close
+            log.exception("releasing the notes at close failed; the outputs end their own")
+        finally:
+            try:
+                if hasattr(self.port, "close"):
+                    self.port.close()
+            finally:
+                if self._control:
+                    control, self._control = self._control, None
+                    control.close()
 
     def __enter__(self):
         return self.start()
@@ -180,6 +215,8 @@ class Server:
         """Control-thread entry: run ``msg`` on the engine thread, return reply fields."""
         if msg["type"] == "ping":
             return {}
+        if self._stop.is_set():
+            raise _shutting_down()
         if self._thread is None or not self._thread.is_alive():
             return self._dispatch(msg)
         fut = Future()
@@ -275,9 +312,11 @@ class Server:
         if self.state == "playing":
             return dict(state=self.state)
         now = time.monotonic_ns()
+        # playing before the sessions restart: _reset freezes a session opened while halted
+        was, self.state = self.state, "playing"
         for sess in self.sessions.values():
             s = sess.slot
-            if self.state == "stopped":  # afresh, on the beat grid it kept
+            if was == "stopped":  # afresh, on the beat grid it kept
                 self._reset(sess, now, self.seq.boundary(s, now, "beat"))
             else:  # paused: the music goes on from where it stopped, a tenth of a beat on
                 tick = float(self.rt.gen_tick[s])
@@ -285,8 +324,7 @@ class Server:
                 self.seq.anchor(s, tick, now + 6e9 / bpm, bpm)
                 self.seq.asap_tick[s] = -1  # the old timeline's "play at once" is void
                 self.seq.frozen[s] = False
-        self._transport(0xFA if self.state == "stopped" else 0xFB, now)
-        self.state = "playing"
+        self._transport(0xFA if was == "stopped" else 0xFB, now)
         self._marker("transport", None, state="start")
         return dict(state=self.state)
 
@@ -348,14 +386,14 @@ class Server:
         self.seq.humanise[slot] = self.cfg.humanise
         main = self.sessions.get("main")
         self.sessions[name] = sess
+        if hasattr(self.port, "sessions"):  # before _reset, whose markers carry the name
+            self.port.sessions = {s.slot: s.name for s in self.sessions.values()}
         now = time.monotonic_ns()
         if main is None:
             self._reset(sess, now, 0)
         else:  # join the main session's beat grid at its next beat
             tick = self.seq.boundary(main.slot, now, "beat")
             self._reset(sess, now, tick, int(self.seq.tick_ns(main.slot, tick)))
-        if hasattr(self.port, "sessions"):
-            self.port.sessions = {s.slot: s.name for s in self.sessions.values()}
         return sess
 
     def _reset(self, sess, now, tick, t_ns=None):
@@ -380,6 +418,8 @@ class Server:
         self._release(sess.slot, time.monotonic_ns())
         self.rt.close(sess.slot)
         del self.sessions[sess.name]
+        if hasattr(self.port, "sessions"):  # a recording then knows a reopened name is new
+            self.port.sessions = {s.slot: s.name for s in self.sessions.values()}
 
     def _controls(self, mood):
         return self.spec.vector(mood.key, mode_of(mood), density_of(mood),
@@ -441,7 +481,7 @@ class Server:
                 kw["beat"] = beat
             self.port.publish(type, **kw)
         if type == "tempo" and hasattr(self.port, "tempo") and sess is not None:
-            self.port.tempo(fields["bpm"], beat)
+            self.port.tempo(fields["bpm"], beat, session=sess.slot)
 
     def _transport(self, status, now):
         """MIDI Start (0xFA), Continue (0xFB) or Stop (0xFC), and where the clock goes on
@@ -563,31 +603,87 @@ class Server:
 
     def _loop(self):
         """The player: commands, then what is due, then sleep until just before the next
-        deadline (``_play`` spins the rest of the way)."""
+        deadline (``_play`` spins the rest of the way).
+
+        An exception here is logged, every note sounding on any output is ended
+        (``_silence``) and the music goes on; a thread failing ``FAULT_LIMIT`` times in
+        ``FAULT_WINDOW_S`` stops the server instead, which then shuts down cleanly.
+        """
         fine_timer_slack()
         far = 1 << 62
+        faults = collections.deque()
         while not self._stop.is_set():
-            self._wake.clear()
-            self._run_commands()
-            # until the deadline is known, any newly published event wakes us
-            self._deadline = far
-            deadline = self._deadline = self._play(time.monotonic_ns())
-            wait = deadline - self._spin - time.monotonic_ns()
-            if wait > 0:
-                self._wake.wait(wait / 1e9)
+            try:
+                self._wake.clear()
+                self._run_commands()
+                # until the deadline is known, any newly published event wakes us
+                self._deadline = far
+                deadline = self._deadline = self._play(time.monotonic_ns())
+                wait = deadline - self._spin - time.monotonic_ns()
+                if wait > 0:
+                    self._wake.wait(wait / 1e9)
+            except Exception:  # noqa: BLE001 - the player must not die silently
+                self._fault("engine", faults)
+                try:
+                    self._silence(time.monotonic_ns())
+                except Exception:  # noqa: BLE001
+                    log.exception("ending the sounding notes after the failure failed too")
 
     def _gen_loop(self):
-        """The composer: generate while a look-ahead is short, else sleep until one is."""
+        """The composer: generate while a look-ahead is short, else sleep until one is.
+
+        An exception here is logged and the engine thread (which owns the outputs) is
+        asked to end every sounding note; the composing goes on, within ``_loop``'s limit.
+        """
+        faults = collections.deque()
         while not self._stop.is_set():
-            self._gen_wake.clear()
-            with self._gen_lock:
-                now = time.monotonic_ns()
-                pending, wake = self._generate(now)
-            if self._commands:
-                # a lock is not fair: stand back until the engine thread has run them
-                self._gen_wake.wait(0.005)
-            elif not pending:
-                self._gen_wake.wait(max(0.0, (wake - time.monotonic_ns()) / 1e9))
+            try:
+                self._gen_wake.clear()
+                with self._gen_lock:
+                    now = time.monotonic_ns()
+                    pending, wake = self._generate(now)
+                if self._commands:
+                    # a lock is not fair: stand back until the engine thread has run them
+                    self._gen_wake.wait(0.005)
+                elif not pending:
+                    self._gen_wake.wait(max(0.0, (wake - time.monotonic_ns()) / 1e9))
+            except Exception:  # noqa: BLE001 - the composer must not die silently
+                self._fault("generator", faults)
+                self._commands.append(({"type": "_fault"}, Future()))
+                self._wake.set()
+                self._gen_wake.wait(0.005)  # the engine runs it before the next step
+
+    def _fault(self, thread, faults):
+        """Log the exception being handled on ``thread``; stop the server when that
+        thread has failed FAULT_LIMIT times within FAULT_WINDOW_S."""
+        now = time.monotonic()
+        faults.append(now)
+        while faults and faults[0] < now - FAULT_WINDOW_S:
+            faults.popleft()
+        if len(faults) >= FAULT_LIMIT:
+            log.exception("the %s thread failed %d times in %.0f s: the server stops and ends "
+                          "every note", thread, len(faults), FAULT_WINDOW_S)
+            self._stop.set()
+            self._wake.set()
+            self._gen_wake.set()
+        else:
+            log.exception("the %s thread failed; every sounding note is ended and the music "
+                          "goes on", thread)
+
+    def _on_fault(self, msg):
+        self._silence(time.monotonic_ns())
+
+    def _silence(self, now):
+        """End every note sounding on every output, after a failure in the middle of
+        sending: the sequencer's tables are cleared without sending (they may count notes
+        whose note-on was never sent, or miss ones whose note-off was not), and each
+        output ends what it has sounding by its own count."""
+        sq = self.seq
+        for sess in self.sessions.values():
+            release(sess.slot, now, 0.0, sq.sent_pitch, sq.sent_chan, sq.sent_serial, sq.owner,
+                    sq.st_chan, sq.st_head, sq.st_n, sq.out, sq.out_ns, sq.out_beat, 0, True)
+        if hasattr(self.port, "release"):
+            self.port.release(now)
 
 
 def fine_timer_slack(ns=1000):
@@ -608,6 +704,21 @@ def add_arguments(p):
     p.add_argument("--osc", type=int, default=protocol.OSC_PORT,
                    help=f"UDP port of the OSC endpoint on 127.0.0.1 (default {protocol.OSC_PORT}; "
                         "0 turns it off)")
+    p.add_argument("--osc-host", default="127.0.0.1",
+                   help="interface of the OSC endpoint (default 127.0.0.1); another one needs "
+                        "--osc-allow-remote")
+    p.add_argument("--osc-allow-remote", action="store_true",
+                   help="let OSC listen on a non-loopback --osc-host: OSC has no authentication, "
+                        "so only on a trusted network")
+    p.add_argument("--max-request-bytes", type=_request_cap, default=protocol.MAX_REQUEST_BYTES, metavar="N",
+                   help=f"hard cap on a control request (default {protocol.MAX_REQUEST_BYTES}): "
+                        f"up to it a request over {protocol.MAX_MESSAGE_BYTES} bytes is answered "
+                        "too_large, beyond it the connection is dropped")
+    p.add_argument("--server-key", default=None, metavar="FILE.key_secret",
+                   help="CurveZMQ: the server's secret key (from `ostinato keys`); needed to bind "
+                        "--control/--events off loopback, and enforced wherever given")
+    p.add_argument("--client-keys", default=None, metavar="DIR",
+                   help="CurveZMQ: folder of the public .key files of the clients let in")
     add_midi_arguments(p)
     p.add_argument("--record", default=None, metavar="FILE.mid", help="record to a MIDI file")
     p.add_argument("--audio", action="store_true", help="play through the built-in synth")
@@ -622,6 +733,18 @@ def add_arguments(p):
     p.add_argument("--seconds", type=float, default=None, help="stop after this long")
 
 
+def _request_cap(text):
+    """``--max-request-bytes``: an integer from MAX_MESSAGE_BYTES up (argparse reports others)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < protocol.MAX_MESSAGE_BYTES:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: an integer number of bytes "
+                                         f">= {protocol.MAX_MESSAGE_BYTES}")
+    return value
+
+
 def add_midi_arguments(p):
     """The virtual MIDI port's options, shared by ``serve`` and ``demo``."""
     p.add_argument("--midi", choices=["virtual", "none"], default="virtual",
@@ -633,8 +756,9 @@ def add_midi_arguments(p):
                         "else the platform's)")
 
 
-def open_outputs(args):
-    """The outputs asked for; one that cannot open is reported in a line and skipped."""
+def open_outputs(args, keys=None):
+    """The outputs asked for; one that cannot open is reported in a line and skipped.
+    keys: the event stream's CurveZMQ keys (``realtime.keys.ServerKeys``), or None."""
     from .ports import MidiFilePort, RtMidiPort, ZmqPubPort
 
     ports, lines = [], []
@@ -642,7 +766,7 @@ def open_outputs(args):
     if args.midi == "virtual":
         tries.append(("MIDI port", lambda: RtMidiPort(args.port_name, api=args.api)))
     if args.events and args.events != "none":
-        tries.append(("event stream", lambda: ZmqPubPort(args.events)))
+        tries.append(("event stream", lambda: ZmqPubPort(args.events, keys=keys)))
     if args.record:
         tries.append(("recording", lambda: MidiFilePort(args.record)))
     if args.audio:
@@ -663,51 +787,88 @@ def open_outputs(args):
 
 
 def run(args):
-    ports, lines = open_outputs(args)
+    with _stop_signals() as stopping:
+        return _serve(args, stopping)
+
+
+@contextlib.contextmanager
+def _stop_signals():
+    """SIGTERM and SIGINT (Ctrl-C) both set the returned list's events instead of killing
+    the process or raising KeyboardInterrupt wherever the main thread is: the server
+    then leaves its ``with`` block, so every note ends and the recording is written.
+    Append the server's stop event once it exists; one set earlier is set at once."""
+    events = [threading.Event()]
+
+    def stop(signum, frame):
+        for event in events:
+            event.set()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield events  # only the main thread may set handlers; the caller stops it
+        return
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield events
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _serve(args, stopping):
+    keys = check_serve(args)  # a remote bind without keys: refused before anything opens
+    ports, lines = open_outputs(args, keys)
     cfg = ServerConfig(model=args.model, control=args.control, max_sessions=args.sessions,
                        seed=args.seed, states=args.states, initial_state=args.state,
-                       clock=args.clock)
+                       clock=args.clock, server_key=args.server_key, client_keys=args.client_keys,
+                       max_request_bytes=args.max_request_bytes)
     t0 = time.monotonic()
     try:
         srv = Server(cfg, ports)
     except BaseException:
         MultiPort(ports).close()
         raise
-    signal.signal(signal.SIGTERM, lambda *a: srv._stop.set())
+    stopping.append(srv._stop)
+    if stopping[0].is_set():  # a signal came while the model loaded
+        srv._stop.set()
     with contextlib.ExitStack() as extra:
         pubs = [p for p in ports if hasattr(p, "publish") and hasattr(p, "bound_address")]
-        if args.show and pubs:
+        if args.show and pubs and keys is None:
             from .show import start_show
 
             # subscribed before the server starts, so it hears the opening key and tempo
             extra.enter_context(start_show(pubs[0].bound_address))
             time.sleep(0.1)  # a SUB socket's connection completes in the background
         elif args.show:
-            lines.append("  show: needs the event stream (--events)")
+            lines.append("  show: needs the event stream (--events)" if keys is None else
+                         "  show: not with --server-key (its subscriber has no client key)")
         extra.enter_context(srv)
         if args.osc:
             from .osc import OscServer
 
             try:
-                osc = extra.enter_context(OscServer(srv.handle, port=args.osc, presets=srv.presets,
-                                                    stingers=srv.stingers))
-                lines.append(f"  OSC: udp://127.0.0.1:{osc.port} (/ostinato/mood v a i now, ...)")
+                osc = extra.enter_context(OscServer(srv.handle, args.osc_host, args.osc,
+                                                    presets=srv.presets, stingers=srv.stingers,
+                                                    allow_remote=args.osc_allow_remote))
+                lines.append(f"  OSC: udp://{args.osc_host}:{osc.port} (/ostinato/mood v a i now, ...)"
+                             + ("; no authentication: anyone who reaches it steers the music"
+                                if not is_loopback_host(args.osc_host) else ""))
             except (OstinatoError, OSError) as exc:
                 lines.append(f"  OSC: not available ({exc})")
         print(f"ostinato serve: ready in {time.monotonic() - t0:.2f} s, model {args.model}")
         print(f"  control: {srv.control_address} (JSON; see PROTOCOL.md)")
         print("\n".join(lines))
-        print('  try: python -c "import zmq; s=zmq.Context().socket(zmq.REQ); '
-              f"s.connect('{srv.control_address}'); "
-              "s.send_json({'type':'mood','valence':-0.5,'arousal':0.9,'transition':'now'}); "
-              'print(s.recv_json())"')
+        if keys is not None:
+            print(f"  CurveZMQ: only the clients whose keys are in {keys.clients} get in "
+                  "(bindings/README.md shows how)")
+        else:
+            print('  try: python -c "import zmq; s=zmq.Context().socket(zmq.REQ); '
+                  f"s.connect('{srv.control_address}'); "
+                  "s.send_json({'type':'mood','valence':-0.5,'arousal':0.9,'transition':'now'}); "
+                  'print(s.recv_json())"')
         sys.stdout.flush()
-        try:
-            if args.seconds:
-                srv._stop.wait(args.seconds)
-            else:
-                srv.wait()
-        except KeyboardInterrupt:
-            pass
+        if args.seconds:
+            srv._stop.wait(args.seconds)
+        else:
+            srv.wait()
     print(f"ostinato serve: stopped after {srv.events_sent} MIDI messages, no notes left sounding")
     return 0

@@ -23,7 +23,8 @@ import mido
 import numpy as np
 from numba import njit
 
-from engine.errors import InvalidMessage, InvalidMidi, OstinatoError
+from engine.errors import InvalidMessage, OstinatoError
+from engine.notes import open_midi
 
 # ---- layout of the state arrays (numba reads module globals as constants) ----
 # per-voice floats
@@ -663,29 +664,13 @@ class Synth:
 
 
 # ------------------------------------------------------------------ offline
-def _read_midi(source):
-    if isinstance(source, mido.MidiFile):
-        mid = source
-    else:
-        try:
-            mid = mido.MidiFile(os.fspath(source))
-        except (OSError, EOFError, ValueError, KeyError, IndexError) as exc:
-            raise InvalidMidi(f"cannot read MIDI file {os.fspath(source)!r}: {exc}") from exc
-    if mid.type == 2:
-        raise InvalidMidi("MIDI type 2 (independent sequences) is not supported; use type 0 or 1")
-    if mid.ticks_per_beat <= 0:
-        raise InvalidMidi(f"ticks_per_beat must be positive, got {mid.ticks_per_beat} "
-                          "(SMPTE time division is not supported)")
-    return mid
-
-
 def midi_events(source, sample_rate=48000):
     """The channel messages of a MIDI file as (frame, status, data1, data2), and its end frame.
 
     Frames are exact: each tempo segment is summed as a fraction, then rounded once,
     so long files do not drift.
     """
-    mid = _read_midi(source)
+    mid = open_midi(source)
     sr = _check_int("sample_rate", sample_rate, 8000, 192000)
     tpb = mid.ticks_per_beat
     tempo = 500000
@@ -753,7 +738,9 @@ def write_wav(path, audio, sample_rate):
         raise InvalidMessage(f"audio must be float (frames,) or (frames, 1..8), got {a.dtype} {a.shape}",
                              field="audio", allowed="float (frames, channels)")
     pcm = np.round(np.clip(a, -1.0, 1.0) * 32767.0).astype("<i2")
-    with wave.open(os.fspath(path), "wb") as w:
+    # the file is opened here, not by wave.open: when wave opens it and fails (no such
+    # folder), its half-made writer prints a traceback from __del__ (CPython 3.11)
+    with open(path, "wb") as f, wave.open(f, "wb") as w:
         w.setnchannels(a.shape[1])
         w.setsampwidth(2)
         w.setframerate(sr)
@@ -779,7 +766,7 @@ def render_fluidsynth(midi_path, wav_path, sample_rate=48000, soundfont=None, ti
     sf2 = soundfont or default_soundfont()
     if sf2 is None or not os.path.isfile(sf2):
         raise OstinatoError(f"SoundFont not found: {sf2 or 'none of ' + ', '.join(SOUNDFONTS)}")
-    _read_midi(midi_path)  # a clear error before fluidsynth's own
+    open_midi(midi_path)  # a clear error before fluidsynth's own
     cmd = [exe, "-ni", "-q", "-F", os.fspath(wav_path), "-r", str(sr), sf2, os.fspath(midi_path)]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)

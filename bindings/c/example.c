@@ -2,7 +2,10 @@
  * example.c - drive an Ostinato server from C.
  *
  *   cc -std=c89 -Wall -o example example.c -lzmq
- *   ./example [tcp://127.0.0.1:5555]
+ *   ./example [tcp://127.0.0.1:5555 [keys/server.key keys/client.key_secret]]
+ *
+ * With the two key files (from `ostinato keys`) it talks CurveZMQ, as a server started
+ * with --server-key/--client-keys requires.
  *
  * Exit status: 0 done, 2 server unavailable, 1 anything else.
  */
@@ -30,6 +33,7 @@ static int show(ost_client *c, const char *what, long id)
 int main(int argc, char **argv)
 {
     ost_client c;
+    char server_public[41], client_public[41], client_secret[41];
     char states[512];
     double t_ns = 0;
     long ids[3];
@@ -38,6 +42,17 @@ int main(int argc, char **argv)
     if (ost_open(&c, argc > 1 ? argv[1] : NULL, 1000) != 0) {
         fprintf(stderr, "cannot open a ZeroMQ socket\n");
         return 1;
+    }
+    if (argc > 3) {
+        if (!ost_load_key(argv[2], "public-key", server_public) ||
+            !ost_load_key(argv[3], "public-key", client_public) ||
+            !ost_load_key(argv[3], "secret-key", client_secret) ||
+            ost_set_keys(&c, server_public, client_public, client_secret) != 0) {
+            fprintf(stderr, "cannot use the keys %s and %s\n", argv[2], argv[3]);
+            ost_close(&c);
+            return 1;
+        }
+        printf("keys %.8s...\n", server_public);
     }
     if (show(&c, "hello", ost_hello(&c)) < 0) {
         fprintf(stderr, "Ostinato server unavailable at %s\n", c.address);

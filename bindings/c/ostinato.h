@@ -11,6 +11,10 @@
  *   ost_wait_reply(&c, id, buf, sizeof buf);           1 ok, 0 error reply, -1 timeout
  *   ost_close(&c);
  *
+ * A server started with CurveZMQ keys (needed off loopback) answers only clients that set
+ * them after ost_open: ost_set_keys(&c, server_public, client_public, client_secret), each
+ * the 40-character Z85 string from `ostinato keys`' files (ost_load_key reads one).
+ *
  * Numbers are written with sprintf into small fixed buffers (bounded formats) and the
  * decimal comma of a non-C locale is turned back into a point; every string is appended
  * with bounds checks and JSON escaping.  The reply readers are minimal: they find "key":
@@ -52,6 +56,9 @@ typedef struct ost_client {
     char session[65];     /* default session for messages; "" = the server's "main" */
     int timeout_ms;
     long next_id;
+    char curve_server[41]; /* CurveZMQ keys (Z85), "" = none: set with ost_set_keys */
+    char curve_public[41];
+    char curve_secret[41];
 } ost_client;
 
 typedef struct ost__buf {
@@ -133,6 +140,14 @@ OST_API int ost__connect(ost_client *c)
     if (c->sock == NULL) return -1;
     zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(c->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    if (c->curve_server[0] && /* fails if this libzmq was built without CURVE */
+        (zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, c->curve_server, 40) != 0 ||
+         zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, c->curve_public, 40) != 0 ||
+         zmq_setsockopt(c->sock, ZMQ_CURVE_SECRETKEY, c->curve_secret, 40) != 0)) {
+        zmq_close(c->sock);
+        c->sock = NULL;
+        return -1;
+    }
     if (zmq_connect(c->sock, c->address) != 0) {
         zmq_close(c->sock);
         c->sock = NULL;
@@ -166,6 +181,49 @@ OST_API void ost_close(ost_client *c)
     if (c->ctx != NULL) zmq_ctx_term(c->ctx);
     c->sock = NULL;
     c->ctx = NULL;
+}
+
+/* Talk CurveZMQ to a server started with keys: the server's public key and this client's
+ * key pair, each a 40-character Z85 string.  The socket is reconnected with them (call it
+ * before sending).  0 ok, -1 if a key is not 40 characters or libzmq has no CURVE. */
+OST_API int ost_set_keys(ost_client *c, const char *server_public, const char *client_public,
+                         const char *client_secret)
+{
+    if (strlen(server_public) != 40 || strlen(client_public) != 40 || strlen(client_secret) != 40)
+        return -1;
+    strcpy(c->curve_server, server_public);
+    strcpy(c->curve_public, client_public);
+    strcpy(c->curve_secret, client_secret);
+    if (c->sock != NULL) zmq_close(c->sock);
+    c->sock = NULL;
+    return ost__connect(c);
+}
+
+/* Read one key from a file `ostinato keys` wrote: which is "public-key" or "secret-key";
+ * out gets the 40-character Z85 string.  1 found, 0 not (or the file cannot be read). */
+OST_API int ost_load_key(const char *path, const char *which, char out[41])
+{
+    char line[256];
+    const char *p;
+    size_t n = strlen(which);
+    int found = 0;
+    FILE *f = fopen(path, "r");
+    out[0] = 0;
+    if (f == NULL) return 0;
+    while (!found && fgets(line, sizeof line, f) != NULL) {
+        for (p = line; *p == ' ' || *p == '\t'; p++) {
+        }
+        if (strncmp(p, which, n) != 0) continue;
+        for (p += n; *p == ' ' || *p == '='; p++) {
+        }
+        if (*p == '"' && strlen(p) > 41 && p[41] == '"') {
+            memcpy(out, p + 1, 40);
+            out[40] = 0;
+            found = 1;
+        }
+    }
+    fclose(f);
+    return found;
 }
 
 /* Default session for later messages (NULL or "": the server's "main"). 0 ok, -1 too long. */

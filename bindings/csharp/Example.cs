@@ -2,7 +2,9 @@
 //
 //   mcs -target:library -out:Ostinato.dll Ostinato.cs
 //   mcs -r:Ostinato.dll -out:Example.exe Example.cs
-//   mono Example.exe [tcp://127.0.0.1:5555]        (Ostinato.dll.config next to Ostinato.dll)
+//   mono Example.exe [tcp://127.0.0.1:5555 [keys/server.key keys/client.key_secret]]
+//                                                  (Ostinato.dll.config next to Ostinato.dll)
+// With the two key files (from `ostinato keys`) it talks CurveZMQ to a keyed server.
 //
 // Exit status: 0 done, 2 server unavailable.
 using System;
@@ -27,7 +29,15 @@ public static class Example
     public static int Main(string[] args)
     {
         string address = args.Length > 0 ? args[0] : Client.DefaultAddress;
-        using (var music = new Client(address, 1000))
+        string serverKey = null, clientPublic = null, clientSecret = null;
+        if (args.Length > 2)
+        {
+            serverKey = Client.LoadKey(args[1], "public-key");
+            clientPublic = Client.LoadKey(args[2], "public-key");
+            clientSecret = Client.LoadKey(args[2], "secret-key");
+            Console.WriteLine("keys " + serverKey.Substring(0, 8) + "...");
+        }
+        using (var music = new Client(address, 1000, null, serverKey, clientPublic, clientSecret))
         {
             Reply hello;
             try

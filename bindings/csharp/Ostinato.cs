@@ -10,6 +10,10 @@
 //
 // Request methods (Mood, State, ...) block for at most Timeout milliseconds and throw
 // OstinatoUnavailableException after that; SendNowait + PollReply never block.
+//
+// A server started with CurveZMQ keys (needed off loopback) answers only a Client given
+// serverKey, clientPublicKey and clientSecretKey: 40-character Z85 strings from the files
+// `ostinato keys` writes (Client.LoadKey reads one).  Without them it gets no reply.
 using System;
 using System.Collections.Generic;
 using System.Diagnostics;
@@ -24,6 +28,7 @@ namespace Ostinato
     {
         public const string Lib = "libzmq";
         public const int DEALER = 5, LINGER = 17, SNDHWM = 23, RCVTIMEO = 27, DONTWAIT = 1;
+        public const int CURVE_PUBLICKEY = 48, CURVE_SECRETKEY = 49, CURVE_SERVERKEY = 50;
 
         [DllImport(Lib)] public static extern IntPtr zmq_ctx_new();
         [DllImport(Lib)] public static extern int zmq_ctx_term(IntPtr context);
@@ -31,6 +36,7 @@ namespace Ostinato
         [DllImport(Lib)] public static extern int zmq_close(IntPtr socket);
         [DllImport(Lib)] public static extern int zmq_connect(IntPtr socket, [MarshalAs(UnmanagedType.LPStr)] string address);
         [DllImport(Lib)] public static extern int zmq_setsockopt(IntPtr socket, int option, ref int value, UIntPtr size);
+        [DllImport(Lib)] public static extern int zmq_setsockopt(IntPtr socket, int option, byte[] value, UIntPtr size);
         [DllImport(Lib)] public static extern int zmq_send(IntPtr socket, byte[] buffer, UIntPtr size, int flags);
         [DllImport(Lib)] public static extern int zmq_recv(IntPtr socket, byte[] buffer, UIntPtr size, int flags);
 
@@ -168,12 +174,22 @@ namespace Ostinato
         IntPtr context, socket;
         long nextId = 1;
         readonly byte[] buffer = new byte[65536];
+        readonly string[] curveKeys; // server public, client public, client secret; null: none
 
-        public Client(string address = DefaultAddress, int timeoutMs = 1000, string session = null)
+        /// <summary>serverKey, clientPublicKey, clientSecretKey: CurveZMQ keys (Z85), all or none.</summary>
+        public Client(string address = DefaultAddress, int timeoutMs = 1000, string session = null,
+                      string serverKey = null, string clientPublicKey = null, string clientSecretKey = null)
         {
             Address = address;
             Timeout = timeoutMs;
             Session = session;
+            if (serverKey != null || clientPublicKey != null || clientSecretKey != null)
+            {
+                curveKeys = new[] { serverKey, clientPublicKey, clientSecretKey };
+                foreach (string key in curveKeys)
+                    if (key == null || key.Length != 40)
+                        throw new ArgumentException("CurveZMQ needs serverKey, clientPublicKey and clientSecretKey, each 40 Z85 characters");
+            }
             Zmq.UseNativeLibraryFallback();
             context = Zmq.zmq_ctx_new();
             if (context == IntPtr.Zero) throw new OstinatoUnavailableException("zmq_ctx_new failed");
@@ -185,6 +201,16 @@ namespace Ostinato
             socket = Zmq.zmq_socket(context, Zmq.DEALER);
             SetOption(Zmq.LINGER, 0);
             SetOption(Zmq.SNDHWM, 1000);
+            if (curveKeys != null)
+            {
+                int[] options = { Zmq.CURVE_SERVERKEY, Zmq.CURVE_PUBLICKEY, Zmq.CURVE_SECRETKEY };
+                for (int i = 0; i < 3; i++)
+                {
+                    byte[] key = Encoding.ASCII.GetBytes(curveKeys[i]);
+                    if (Zmq.zmq_setsockopt(socket, options[i], key, (UIntPtr)key.Length) != 0)
+                        throw new OstinatoUnavailableException("this libzmq cannot use CurveZMQ keys (built without CURVE?)");
+                }
+            }
             if (Zmq.zmq_connect(socket, Address) != 0)
                 throw new OstinatoUnavailableException("cannot connect to " + Address);
         }
@@ -192,6 +218,19 @@ namespace Ostinato
         void SetOption(int option, int value)
         {
             Zmq.zmq_setsockopt(socket, option, ref value, (UIntPtr)sizeof(int));
+        }
+
+        /// <summary>One key from a file `ostinato keys` wrote: which is "public-key" or "secret-key".</summary>
+        public static string LoadKey(string path, string which)
+        {
+            foreach (string raw in System.IO.File.ReadAllLines(path))
+            {
+                string line = raw.Trim();
+                if (!line.StartsWith(which, StringComparison.Ordinal)) continue;
+                int open = line.IndexOf('"'), close = line.LastIndexOf('"');
+                if (close - open == 41) return line.Substring(open + 1, 40);
+            }
+            throw new ArgumentException("no " + which + " in " + path);
         }
 
         public void Dispose()

@@ -152,8 +152,11 @@ def _play_and_capture(gaps_ms):
         setup_underruns = port.underruns
         start = time.monotonic_ns() + 300_000_000
         times = [start + int(sum(gaps_ms[:k]) * 1e6) for k in range(len(gaps_ms) + 1)]
-        for t in times:  # send at the deadline, as the sequencer does, stamped with it
-            while time.monotonic_ns() < t:
+        # each event is handed over 50 ms before its time, stamped with it: what is tested
+        # is that the port places it at its frame, not how punctually this thread wakes
+        # on a loaded machine (a send after its frame is counted late: see port.late)
+        for t in times:
+            while time.monotonic_ns() < t - 50_000_000:
                 time.sleep(0.0005)
             port.send(0x90, 69, 100, t, 0.0)
             port.send(0x80, 69, 0, t + 60_000_000, 0.0)
@@ -188,9 +191,33 @@ def test_events_play_at_their_frames_without_underruns(portaudio_jack):
     onsets = [i for i in np.flatnonzero(loud) if not loud[max(0, i - 2400):i].any()]
     assert len(onsets) == len(gaps_ms) + 1, onsets
     # same note each time, so each onset sits at the same point after its event frame:
-    # the gaps between onsets are the gaps between the t_ns stamps, to the sample
+    # the gaps between onsets are the gaps between the t_ns stamps.  Placing by frame is
+    # exact (test_drain_ring_places_each_event_at_its_frame); here the monotonic-to-stream
+    # clock estimate adds up to ~1 ms when the machine is loaded (measured 1.07 ms with the
+    # suite and four other jobs on 2 cores).  Writing every event at the start of its period,
+    # as rtmidi's JACK backend does, errs by up to a period (5.3 ms): 2 ms tells the two apart.
     got_ms = np.diff(onsets) / SR * 1000
-    assert np.abs(got_ms - np.array(gaps_ms)).max() < 1.0, (got_ms, gaps_ms)
+    assert np.abs(got_ms - np.array(gaps_ms)).max() < 2.0, (got_ms, gaps_ms)
+
+
+def test_drain_ring_places_each_event_at_its_frame():
+    from realtime.audio import R_D1, R_D2, R_STATUS, R_T, I_HEAD, drain_ring
+    from realtime.synth import M_NEV, Synth, SynthConfig
+
+    synth = Synth(SynthConfig(sample_rate=SR))
+    ring, idx = np.zeros((16, 4), np.int64), np.zeros(3, np.int64)
+    dac_ns, delay_ns = 10_000_000_000, 20_000_000
+    # t_ns chosen so that t + delay - dac is 0, 1, 255 and 10,000 frames, and one is late
+    frames = [0, 1, 255, 10_000, -3]
+    for i, f in enumerate(frames):
+        ring[i, R_STATUS], ring[i, R_D1], ring[i, R_D2] = 0x90, 60 + i, 100
+        ring[i, R_T] = dac_ns - delay_ns + round(f * 1e9 / SR)
+    idx[I_HEAD] = len(frames)
+    late = drain_ring(ring, idx, dac_ns, delay_ns, float(SR), synth.ev, synth.meta)
+    assert late == 1
+    assert synth.meta[M_NEV] == len(frames)
+    assert list(synth.ev[:len(frames), 0]) == [0, 1, 255, 10_000, 0]  # the late one at once
+    assert list(synth.ev[:len(frames), 2]) == [60, 61, 62, 63, 64]
 
 
 @pytest.mark.skipif(not shutil.which("fluidsynth"), reason="needs the fluidsynth program")

@@ -19,7 +19,9 @@ from realtime.server import STINGER_CHANNEL
 
 ROOT = Path(__file__).resolve().parents[2]
 SECONDS = 20
+# a status line ("[  8.0 s]   main [...]: ...") may come between a request and its reply
 ACK = re.compile(r"game → (?:state (?P<state>\w+)|mood [^\n]+?) \((?:now|beat|bar)\)\n"
+                 r"(?:\[[^\]]+\]   [^\n]*\n)*"
                  r"\[[^\]]+\] music: from beat (?P<beat>[\d.]+): \w+#? (?:major|minor), "
                  r"(?P<bpm>[\d.]+) BPM")
 ROW = re.compile(r"^    (?P<label>\S.{0,17}?)\s+(?P<beat>[\d.]+)\s+(?P<bpm>[\d.]+)\s+(?P<sec>[\d.]+)"

@@ -1,8 +1,12 @@
 """The OSC endpoint over real UDP on 127.0.0.1 (ephemeral ports), python-osc on both ends."""
 import json
+import logging
 import socket
+import struct
+import time
 
 import pytest
+from pythonosc.osc_bundle_builder import OscBundleBuilder
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
@@ -13,9 +17,13 @@ from realtime.osc import OscServer, to_message
 class Recorder:
     def __init__(self):
         self.messages = []
+        self.raise_next = None
 
     def __call__(self, msg):
         self.messages.append(msg)
+        if self.raise_next is not None:
+            exc, self.raise_next = self.raise_next, None
+            raise exc
         if msg["type"] == "boom" or msg.get("session") == "explode":
             raise RuntimeError("handler bug")
         return {"server": "recorder"} if msg["type"] == "hello" else {}
@@ -130,3 +138,65 @@ def test_port_in_use_is_a_port_error(osc):
     server, _, _ = osc
     with pytest.raises(PortError, match=str(server.port)):
         OscServer(Recorder(), port=server.port).start()
+
+
+# ---------------------------------------------------------------- an endpoint that cannot die
+
+def _reply(sock):
+    reply = OscMessage(sock.recv(65536))
+    return reply.address, list(reply.params)
+
+
+def test_garbage_is_logged_and_dropped_malformed_osc_is_answered(osc, caplog):
+    server, recorder, sock = osc
+    with caplog.at_level(logging.INFO, logger="ostinato.osc"):
+        sock.sendto(b"\x00\x01 not osc", ("127.0.0.1", server.port))      # dropped, logged
+        sock.sendto(b"/ostinato/state\x00,s\x00\x00com", ("127.0.0.1", server.port))  # cut short
+        address, args = _reply(sock)
+        assert address == "/ostinato/error" and args[:2] == ["invalid_json", ""]
+        assert "OSC" in args[3]
+        # the next reply is the ping's: the garbage got none
+        assert send(server, sock, "/ostinato/ping", "id", 5)[1][:2] == ["ping", 5]
+    messages = [r.getMessage() for r in caplog.records if r.name == "ostinato.osc"]
+    assert any("not OSC" in m for m in messages) and any("malformed" in m for m in messages)
+    assert recorder.messages[-1]["type"] == "ping" and len(recorder.messages) == 1
+
+
+def test_bundles_are_answered_at_once_and_deep_ones_refused(osc):
+    server, recorder, sock = osc
+    bundle = OscBundleBuilder(time.time() + 86400)  # a day ahead: not waited for
+    for address, args in (("/ostinato/ping", ["id", 1]), ("/ostinato/tempo", [1000.0, "id", 2])):
+        builder = OscMessageBuilder(address)
+        for arg in args:
+            builder.add_arg(arg)
+        bundle.add_content(builder.build())
+    sock.sendto(bundle.build().dgram, ("127.0.0.1", server.port))
+    assert _reply(sock)[1][:2] == ["ping", 1]
+    assert _reply(sock)[1][:2] == ["out_of_range", "bpm"]
+    # bundles nested 3,000 deep: python-osc recurses into them; answered, not fatal
+    deep = OscMessageBuilder("/ostinato/ping").build().dgram
+    for _ in range(3000):
+        deep = b"#bundle\x00" + b"\x00" * 7 + b"\x01" + struct.pack(">i", len(deep)) + deep
+    sock.sendto(deep, ("127.0.0.1", server.port))
+    address, args = _reply(sock)
+    assert address == "/ostinato/error" and args[0] == "invalid_json"
+    assert send(server, sock, "/ostinato/ping")[0] == "/ostinato/ack"
+
+
+def test_a_base_exception_in_the_handler_is_answered_and_serving_goes_on(osc, caplog):
+    server, recorder, sock = osc
+    recorder.raise_next = SystemExit(2)
+    with caplog.at_level(logging.ERROR, logger="ostinato.osc"):
+        address, args = send(server, sock, "/ostinato/stop", "id", 8)
+    assert address == "/ostinato/error" and (args[0], args[4]) == ("server_error", 8)
+    assert any("id 8" in r.getMessage() for r in caplog.records if r.name == "ostinato.osc")
+    assert send(server, sock, "/ostinato/start")[0] == "/ostinato/ack"
+
+
+def test_huge_arguments_still_get_a_reply_that_fits_a_datagram(osc):
+    server, _, sock = osc
+    address, args = send(server, sock, "/ostinato/mood/" + "x" * 20000, 1)
+    assert address == "/ostinato/error" and args[0] == "unknown_field"
+    assert len(args[1]) <= 2048 and len(args[3]) <= 2048
+    address, args = send(server, sock, "/ostinato/hello", True)  # a boolean is no reply port
+    assert address == "/ostinato/error" and args[0] == "unknown_field"

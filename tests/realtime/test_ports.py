@@ -346,6 +346,40 @@ def test_midi_file_bad_input_names_the_field(tmp_path):
     assert _notes(mido.MidiFile(tmp_path / "x.mid").tracks[0]) == []
 
 
+def test_midi_file_stays_balanced_when_beats_go_back_and_sessions_share_notes(tmp_path):
+    path = tmp_path / "storm.mid"
+    port = MidiFilePort(path, sessions={0: "main", 1: "hero"}, ticks_per_beat=4, checkpoint_s=None)
+    with port:
+        # an immediate transition plays a note ahead of its beat; the release stamps the
+        # (earlier) current beat: the off must not move before its on
+        port.send(0x90, 60, 90, T0, 2.5, 0)
+        port.send(0x80, 60, 0, T0, 2.25, 0)
+        # the hero's retrigger ends main's stinger note (channel 16) in main's track
+        port.send(0x9F, 72, 100, T0, 3.0, 0)
+        port.send(0x8F, 72, 0, T0, 3.5, 1)
+        port.send(0x9F, 72, 100, T0, 3.5, 1)
+        port.send(0x8F, 72, 0, T0, 4.0, 1)
+        port.send(0x80, 61, 0, T0, 4.0, 0)                 # off of a silent note: dropped
+        port.tempo(90, 1.0, session=1)                     # not the timeline's: not recorded
+        port.send(0x91, 50, 80, T0, 5.0, 1)
+        port.checkpoint()                                  # mid-take: whole, notes closed
+        mid = mido.MidiFile(path)
+        assert _notes(mid.tracks[2])[-1][:2] == (20, 21)
+        # the hero closes; a new session under the same name starts its beats anew
+        port.send(0x81, 50, 0, T0, 6.0, 1)
+        port.sessions = {0: "main"}
+        port.sessions = {0: "main", 2: "hero"}
+        port.send(0x91, 52, 80, T0, 1.0, 2)
+        port.send(0x81, 52, 0, T0, 2.0, 2)
+    assert port.dropped_offs == 1
+    mid = mido.MidiFile(path)
+    assert [t.name for t in mid.tracks] == ["tempo", "main", "hero"]
+    assert [m.tempo for m in mid.tracks[0] if m.type == "set_tempo"] == [500000]
+    assert _notes(mid.tracks[1]) == [(10, 10, 0, 60, 90), (12, 14, 15, 72, 100)]
+    assert _notes(mid.tracks[2]) == [(14, 16, 15, 72, 100), (20, 24, 1, 50, 80),
+                                     (24, 28, 1, 52, 80)]
+
+
 # ---------------------------------------------------------------- fan-out and choice
 
 class _FailsOnThird(BasePort):

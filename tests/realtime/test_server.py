@@ -40,6 +40,16 @@ class Listener:
                     self.events.append(ev)
         return self.events
 
+    def join(self, pub):
+        """Publish probes until one arrives: a SUB socket connects in the background and
+        misses what was published before (ZeroMQ's slow joiner), however long that takes."""
+        deadline = time.monotonic() + 30.0
+        while not self.events:
+            assert time.monotonic() < deadline, "the SUB socket never connected"
+            pub.publish("transport", state="probe")
+            self.pump(0.02)
+        self.events.clear()
+
     def close(self):
         self.sock.close()
 
@@ -73,9 +83,9 @@ def served(model_path, tmp_path):
     ctx = zmq.Context.instance()
     req = ctx.socket(zmq.REQ)
     req.setsockopt(zmq.LINGER, 0)
+    listener.join(pub)  # every note from the first one on is heard
     srv.start()
     req.connect(srv.control_address)
-    time.sleep(0.2)  # let the SUB connection settle before the music matters
     yield srv, req, listener, tmp_path / "rec.mid"
     req.close()
     listener.close()
@@ -146,8 +156,9 @@ def test_immediate_mood_change_takes_effect_within_a_few_events(served):
     ons = [e for e in after if e["type"] == "note_on"]
     soft = [e["velocity"] for e in events[:mark] if e["type"] == "note_on"]
     assert min(e["velocity"] for e in ons) > max(soft[-5:])
-    # the new note came at once, not on the next beat
-    assert ons[0]["_rx"] - events[mark]["_rx"] < 50e6
+    # the new note is scheduled at once, not on the next beat (scheduled times, which the
+    # server fixes when it runs the command, not arrival times, which load can delay)
+    assert ons[0]["t_ns"] - events[mark]["t_ns"] < 0.25 * 60e9 / reply["bpm"]
     balance(events)
 
 
@@ -170,9 +181,20 @@ def test_state_key_tempo_stinger_and_sessions(served):
     again = request(req, {"type": "session", "action": "open", "session": "layer2"})
     assert not again["ok"] and again["field"] == "session"
     assert request(req, {"type": "session", "action": "close", "session": "layer2"})["ok"]
-    events = listener.pump(0.5)
-    assert not [e for e in events if e["session"] == "layer2"] or True
-    assert not {k for k in balance(events) if k[0] == r["channel"]}
+    # a marker published after the close: the stream keeps its order, so whatever layer2
+    # sent (its last note-offs) comes before it, and nothing of layer2 after it
+    assert request(req, {"type": "mood", "intensity": 0.6, "transition": "bar"})["ok"]
+    n = len(listener.events)
+    deadline = time.monotonic() + 30.0
+    while not any(e["type"] == "mood" for e in listener.events[n:]):
+        assert time.monotonic() < deadline, "the mood marker never came"
+        listener.pump(0.1)
+    listener.pump(0.5)
+    events = listener.events
+    mark = next(i for i in range(n, len(events)) if events[i]["type"] == "mood")
+    assert not [e for e in events[mark:] if e["session"] == "layer2"]
+    layer2 = [e for e in events if e["session"] == "layer2"]
+    assert layer2 and balance(layer2) == set()  # every layer2 note ended at the close
 
 
 def test_stop_and_shutdown_leave_no_note_sounding(served):
@@ -185,6 +207,12 @@ def test_stop_and_shutdown_leave_no_note_sounding(served):
     listener.pump(0.5)
     assert not [e for e in listener.events[n:] if e["type"] == "note_on"]
     assert request(req, {"type": "start"})["state"] == "playing"
+    # the music starts again after a stop (it once stayed frozen until a pause and start)
+    n = len(listener.events)
+    deadline = time.monotonic() + 30.0
+    while not [e for e in listener.events[n:] if e["type"] == "note_on"]:
+        assert time.monotonic() < deadline, "no note after stop and start"
+        listener.pump(0.1)
     assert request(req, {"type": "pause"})["state"] == "paused"
     assert balance(listener.pump(0.4)) == set()
     assert request(req, {"type": "start"})["ok"]

@@ -1,22 +1,56 @@
 """The server's virtual MIDI port on a real JACK server, read by a second JACK client
-as a DAW would read it."""
-import time
+as a DAW would read it.
 
-from realtime.jack import JackMidiReader, jack_ports
-from realtime.ports import RtMidiPort
+What the DAW heard is paired with what the server sent by content and order
+(``realtime.jack.align``), not by when the test read it: notes of the old mood that
+are still on their way through JACK when the mood changes belong to the old mood."""
+import threading
+
+from realtime.jack import JackMidiReader, align, jack_ports
+from realtime.ports import BasePort, RtMidiPort
 from realtime.server import Server, ServerConfig
 
 
-def _notes(messages):
-    return [(t, m) for t, m in messages if len(m) == 3 and m[0] & 0xE0 == 0x80]
+class Tape(BasePort):
+    """Keeps every channel message the server sends, and where each mood marker fell
+    among them (the server publishes markers on its sending thread, in order)."""
+
+    def __init__(self):
+        super().__init__()
+        self.sent, self.marks = [], []
+        self._lock = threading.Lock()
+        self._notes = threading.Condition(self._lock)
+
+    def _send(self, status, data1, data2, t_ns, beat, session):
+        if status < 0xF0:
+            with self._notes:
+                self.sent.append((status, data1, data2))
+                self._notes.notify_all()
+
+    def publish(self, type, **fields):
+        if type == "mood":
+            with self._lock:
+                self.marks.append(len(self.sent))
+
+    def wait_note_ons(self, count, after=0, timeout_s=30.0):
+        """Until ``count`` note-ons were sent past index ``after`` (a guard, not a timing
+        claim: a loaded machine only makes it take longer)."""
+        with self._notes:
+            self._notes.wait_for(lambda: _ons(self.sent[after:]) >= count, timeout_s)
+
+
+def _ons(messages):
+    return sum(1 for s, _, v in messages if s & 0xF0 == 0x90 and v > 0)
 
 
 def _sounding(messages):
     on = set()
-    for _, (status, pitch, vel) in _notes(messages):
+    for status, pitch, vel in messages:
+        if status & 0xE0 != 0x80:
+            continue
         key = (status & 0x0F, pitch)
         if status & 0xF0 == 0x90 and vel > 0:
-            assert key not in on
+            assert key not in on, f"note-on of a sounding note {key}"
             on.add(key)
         else:
             assert key in on, f"note-off of a silent note {key}"
@@ -27,20 +61,25 @@ def _sounding(messages):
 def test_ostinato_port_on_jack_plays_balanced_notes_and_follows_the_mood(
         jack_server, model_path, unique_name):
     port = RtMidiPort(unique_name, api="jack", client_name=unique_name)
+    tape = Tape()
     full = f"{unique_name}:{unique_name}"
     assert any(p.name == full and p.is_midi and p.is_output for p in jack_ports())
     with JackMidiReader(full, client_name=unique_name + "-daw") as daw:
         daw.sync(lambda: port.send(0xFE, 0, 0, 0, 0.0))
-        srv = Server(ServerConfig(model=str(model_path)), [port], control=False)
+        srv = Server(ServerConfig(model=str(model_path)), [port, tape], control=False)
         with srv:
             srv.call("mood", intensity=0.0, arousal=0.5, transition="now")
-            time.sleep(2.0)
-            quiet = len(daw.messages)
+            tape.wait_note_ons(4, after=tape.marks[-1])
             srv.call("mood", intensity=1.0, transition="now")
-            time.sleep(2.0)
-        msgs = daw.messages
-    assert _sounding(msgs) == set()  # shutdown ended every note
-    before = [m for _, m in _notes(msgs[:quiet]) if m[0] & 0xF0 == 0x90]
-    after = [m for _, m in _notes(msgs[quiet:]) if m[0] & 0xF0 == 0x90]
+            tape.wait_note_ons(4, after=tape.marks[-1])
+        sent = list(tape.sent)
+        heard = [m for _, m in daw.wait_for(len(sent), timeout_s=10.0)
+                 if len(m) == 3 and m[0] < 0xF0]
+    quiet, loud = tape.marks[-2], tape.marks[-1]
+    pairs, lost, unmatched = align(sent, heard)
+    assert unmatched == [] and lost == [], (len(sent), len(heard), lost[:5], unmatched[:5])
+    assert _sounding(heard) == set()  # shutdown ended every note, on the DAW's side too
+    before = [v for s, _, v in sent[quiet:loud] if s & 0xF0 == 0x90 and v > 0]
+    after = [v for s, _, v in sent[loud:] if s & 0xF0 == 0x90 and v > 0]
     assert len(before) >= 3 and len(after) >= 3
-    assert max(v for _, _, v in before) < min(v for _, _, v in after)
+    assert max(before) < min(after)

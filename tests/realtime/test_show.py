@@ -47,7 +47,14 @@ def run(model_path):
     out = io.StringIO()
     coll = Collector(pub.bound_address)
     with start_show(pub.bound_address, out, ShowConfig(interval_s=0.5)) as show:
-        time.sleep(0.2)  # both subscriptions settle before the first note
+        # both subscriptions are live before the first note: probe until each has heard one
+        # (a SUB socket misses what was published before it connected, however long that is)
+        deadline = time.monotonic() + 30.0
+        while not (coll.events and show.events):
+            assert time.monotonic() < deadline, "the SUB sockets never connected"
+            pub.publish("transport", state="probe")
+            coll.pump(0.02)
+        coll.events.clear()
         with srv:
             coll.pump(1.5)
             ack = srv.call("state", name="combat", transition="bar")

@@ -1,0 +1,690 @@
+"""A stuck-note storm: thousands of random transitions from several client processes,
+some killed with SIGKILL mid-stream, then the server stopped by a signal; every output
+must end every note it started (``python -m benchmarks.storm --transitions 10000``).
+
+The server is the real ``ostinato serve`` in its own process, with the event stream, a
+``--record`` file and a virtual MIDI port on JACK (``--clock`` on, so the JACK side has
+MIDI Stop to count from).  Clients send ``mood`` (now/beat/bar), ``state``, ``key``,
+``tempo`` (with ramps), ``stinger``, ``stop``, ``pause``, ``start`` and ``session``
+open/close on sessions of their own and on "main".  Three observers count, per
+(session or port, channel, pitch), the notes, the stuck ones (a note-on never ended) and
+the orphan note-offs (a note-off of a silent note):
+
+- the event stream, read by a SUB socket from the ``transport: stop`` marker of a stop
+  sent before the storm (before it, a subscriber may have missed note-ons);
+- the ``.mid`` recording, read back with mido, track by track, from its start;
+- the JACK port, read by a second JACK client (``JackMidiReader``) from the MIDI Stop
+  (0xFC) of that same stop: one port's messages keep their order, so this is exact.
+
+The JACK port has two readers at once: rtmidi's (``QueuedJackReader``, as a DAW using
+rtmidi) and ``realtime.jackmidi.NativeJackReader`` (a native process callback that
+stamps each event with its frame and counts JACK's xruns, the cycles it missed and the
+writer's port-buffer overflows).  JACK drops the MIDI of a cycle a client misses (an
+xrun): measured here, every message lost fell at an xrun, none in cycles that ran on
+time, and none in rtmidi's output ring buffer or the readers' queues; with jackd
+``--no-realtime`` a loaded 2-core machine had 300-550 xruns and lost 70-200 of ~1200
+messages a 10,000-transition storm, with ``jackd -R`` (the default here) 1-6 xruns and
+none lost.  Each reader's notes are therefore paired with the event stream's by content
+and order (``realtime.jack.align``): what never arrived is reported as ``lost`` (whether
+at an xrun, and whether the other reader got it), apart from stuck and orphan counts
+and those of them that no loss explains.
+"""
+import argparse
+import json
+import multiprocessing
+import os
+import random
+import signal
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import zmq
+
+from realtime import protocol
+
+from realtime.jackmidi import NativeJackReader
+
+from .serve import REPO, ServeProcess
+from .stats import machine
+
+RESULTS = REPO / "benchmarks" / "results" / "storm.json"
+KEYS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+TRANSITIONS = ("now", "beat", "bar")
+REPLY_TIMEOUT_MS = 30_000  # a guard against a hang, not a measurement
+
+
+class RecordingServe(ServeProcess):
+    """``ostinato serve`` recording to ``record``, with ``extra`` arguments."""
+
+    def __init__(self, model, record, extra=(), **kwargs):
+        super().__init__(model, **kwargs)
+        self.record, self.extra = str(record), list(extra)
+
+    def command(self):
+        return super().command() + ["--record", self.record, *self.extra]
+
+    def stop(self, sig, timeout_s=60.0):
+        """Send ``sig`` and wait for the process to end; returns its exit status."""
+        os.kill(self.pid, sig)
+        return self._proc.wait(timeout_s)
+
+
+# ---------------------------------------------------------------- counting
+
+def tally(notes):
+    """{notes, stuck, orphan_offs} of ``notes``: (key, is_on) pairs in the order played.
+    A note-on of a key already sounding leaves the first one stuck."""
+    sounding, count, orphans = {}, 0, 0
+    for key, is_on in notes:
+        if is_on:
+            count += 1
+            sounding[key] = sounding.get(key, 0) + 1
+        elif sounding.get(key):
+            sounding[key] -= 1
+        else:
+            orphans += 1
+    return {"notes": count, "stuck": sum(sounding.values()), "orphan_offs": orphans}
+
+
+def wire_note(message):
+    """(channel, pitch, is_on) of a note message's bytes, else None."""
+    if len(message) != 3 or message[0] & 0xE0 != 0x80:
+        return None
+    return message[0] & 0x0F, message[1], message[0] & 0xF0 == 0x90 and message[2] > 0
+
+
+def stream_notes(events):
+    """((session, channel, pitch), is_on) of the note events of a decoded stream."""
+    return [((e["session"], e["channel"], e["pitch"]), e["type"] == "note_on")
+            for e in events if e["type"] in ("note_on", "note_off")]
+
+
+def midi_file_tally(path):
+    """tally() of a .mid file, each track on its own ((track, channel, pitch) keys)."""
+    import mido
+
+    notes = []
+    for index, track in enumerate(mido.MidiFile(path).tracks):
+        for msg in track:
+            if msg.type in ("note_on", "note_off"):
+                notes.append(((index, msg.channel, msg.note),
+                              msg.type == "note_on" and msg.velocity > 0))
+    return tally(notes)
+
+
+def midi_file_beats(path, track_name):
+    """[(beat, message)] of the notes of the track named ``track_name``."""
+    import mido
+
+    mid = mido.MidiFile(path)
+    for track in mid.tracks:
+        if track.name == track_name:
+            tick, out = 0, []
+            for msg in track:
+                tick += msg.time
+                if msg.type in ("note_on", "note_off"):
+                    out.append((tick / mid.ticks_per_beat, msg))
+            return out
+    return []
+
+
+class StreamReader:
+    """Every frame of the event stream, on a thread of its own, decoded; ``gaps`` counts
+    frames the subscriber missed (by ``seq``)."""
+
+    def __init__(self, address, context):
+        self.sock = context.socket(zmq.SUB)
+        self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.RCVHWM, 0)
+        self.sock.setsockopt(zmq.RECONNECT_IVL, 5)
+        self.sock.connect(address)
+        self.events = []
+        self.gaps = 0
+        self._cond = threading.Condition()
+        self._quit = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="storm-stream", daemon=True)
+        self._thread.start()
+
+    def _read(self):
+        last = None
+        while not self._quit.is_set():
+            if not self.sock.poll(50):
+                continue
+            while True:
+                try:
+                    event = json.loads(self.sock.recv(zmq.NOBLOCK))
+                except zmq.Again:
+                    break
+                if last is not None and event["seq"] != last + 1:
+                    self.gaps += event["seq"] - last - 1
+                last = event["seq"]
+                with self._cond:
+                    self.events.append(event)
+                    self._cond.notify_all()
+
+    def wait_for(self, predicate, start=0, timeout_s=30.0):
+        """Index of the first event from ``start`` on that satisfies ``predicate``, or None."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            i = start
+            while True:
+                while i < len(self.events):
+                    if predicate(self.events[i]):
+                        return i
+                    i += 1
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(left)
+
+    def settle(self, quiet_s=1.0, timeout_s=30.0):
+        """Wait until no frame has come for ``quiet_s`` (the server has gone)."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while time.monotonic() < deadline:
+                n = len(self.events)
+                self._cond.wait(quiet_s)
+                if len(self.events) == n:
+                    return
+
+    def close(self):
+        self._quit.set()
+        self._thread.join()
+        self.sock.close()
+
+
+class QueuedJackReader:
+    """A second JACK client on one MIDI output port that reads through rtmidi's own
+    queue, polled by a Python thread, so JACK's process thread never waits for the GIL.
+    (``realtime.jack.JackMidiReader`` takes a callback, which does: on this loaded
+    machine that lost runs of 15-35 messages in 2 of 4 short storms.)  ``messages``:
+    [(time read, bytes)], the time being the poll's, not the arrival's."""
+
+    def __init__(self, source, client_name, queue_size=1 << 16, timeout_s=10.0):
+        self.source, self.client_name = source, client_name
+        self.queue_size, self.timeout_s = queue_size, timeout_s
+        self._messages = []
+        self._lock = threading.Lock()
+        self._quit = threading.Event()
+        self._in = self._thread = None
+
+    def __enter__(self):
+        import rtmidi
+
+        self._in = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=self.client_name,
+                                 queue_size_limit=self.queue_size)
+        try:
+            self._in.ignore_types(sysex=False, timing=False, active_sense=False)
+            deadline = time.monotonic() + self.timeout_s
+            while True:  # the server may have just registered its port
+                ports = self._in.get_ports()
+                matches = [i for i, p in enumerate(ports) if self.source in p]
+                if len(matches) == 1:
+                    self._in.open_port(matches[0], "in")
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"JACK port {self.source!r} did not appear: {ports}")
+                time.sleep(0.02)
+        except BaseException:
+            self._in.delete()
+            raise
+        self._thread = threading.Thread(target=self._poll, name="storm-jack", daemon=True)
+        self._thread.start()
+        return self
+
+    def _poll(self):
+        get = self._in.get_message
+        while not self._quit.is_set():
+            got = get()
+            if got is None:
+                time.sleep(0.001)
+                continue
+            with self._lock:
+                self._messages.append((time.monotonic_ns(), tuple(got[0])))
+
+    @property
+    def messages(self):
+        with self._lock:
+            return list(self._messages)
+
+    def __exit__(self, *exc):
+        self._quit.set()
+        self._thread.join()
+        self._in.close_port()
+        self._in.delete()
+        return False
+
+
+# ---------------------------------------------------------------- the clients
+
+def random_message(rng, mine, prefix, presets, stingers):
+    """One random transition for a client whose open sessions are ``mine``."""
+    session = rng.choice(mine) if mine and rng.random() < 0.6 else "main"
+    kind = rng.choices(("mood", "state", "key", "tempo", "stinger", "stop", "pause", "start",
+                        "open", "close"),
+                       (30, 14, 10, 10, 8, 3, 3, 8, 8, 6))[0]
+    transition = rng.choice(TRANSITIONS)
+    if kind == "mood":
+        msg = {"type": "mood", "transition": transition}
+        for axis, lo in (("valence", -1.0), ("arousal", 0.0), ("intensity", 0.0)):
+            if rng.random() < 0.7:
+                msg[axis] = round(rng.uniform(lo, 1.0), 3)
+        msg.setdefault("arousal", round(rng.random(), 3))
+    elif kind == "state":
+        msg = {"type": "state", "name": rng.choice(presets), "transition": transition}
+    elif kind == "key":
+        msg = {"type": "key", "key": rng.choice(KEYS), "mode": rng.choice(("major", "minor")),
+               "transition": transition}
+    elif kind == "tempo":
+        msg = {"type": "tempo", "bpm": round(rng.uniform(40, 240), 1), "transition": transition}
+        if rng.random() < 0.4:
+            msg["ramp_beats"] = round(rng.uniform(0.5, 8.0), 2)
+    elif kind == "stinger":
+        msg = {"type": "stinger", "name": rng.choice(stingers), "transition": transition}
+    elif kind in ("stop", "pause", "start"):
+        return {"type": kind}
+    elif kind == "open" and len(mine) < 2:
+        name = f"{prefix}-{rng.randrange(3)}"
+        if name in mine:
+            name = f"{prefix}-{rng.randrange(3, 6)}"
+        msg = {"type": "session", "action": "open", "session": name}
+        if rng.random() < 0.5:
+            msg["state"] = rng.choice(presets)
+        return msg
+    elif kind == "close" and mine:
+        return {"type": "session", "action": "close", "session": rng.choice(mine)}
+    else:
+        msg = {"type": "mood", "arousal": round(rng.random(), 3), "transition": "now"}
+    msg["session"] = session
+    return msg
+
+
+def client_main(control, seed, quota, counter, prefix, presets, stingers):
+    """A game client process: ``quota`` random transitions, each answered, counted in
+    ``counter`` (a shared integer) as its answer arrives."""
+    rng = random.Random(seed)
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(control)
+    mine = []
+    for _ in range(quota):
+        msg = random_message(rng, mine, prefix, presets, stingers)
+        sock.send_json(msg)
+        if not sock.poll(REPLY_TIMEOUT_MS):
+            raise SystemExit(f"client {prefix}: no reply within {REPLY_TIMEOUT_MS} ms to {msg}")
+        reply = sock.recv_json()
+        if msg["type"] == "session" and reply.get("ok"):
+            if msg["action"] == "open":
+                mine.append(msg["session"])
+            else:
+                mine.remove(msg["session"])
+        with counter.get_lock():
+            counter.value += 1
+    sock.close()
+    ctx.term()
+
+
+class Clients:
+    """Client processes sending ``transitions`` in all; ``kill`` of the first ``clients``
+    are SIGKILLed part-way through their share, and a new process (same session names)
+    sends the rest of it."""
+
+    def __init__(self, control, transitions, clients, kill, seed):
+        self.control, self.seed = control, seed
+        self.presets, self.stingers = (tuple(d) for d in protocol.load_states(None))
+        self.mp = multiprocessing.get_context("spawn")  # no fork of a threaded parent
+        share = [transitions // clients + (i < transitions % clients) for i in range(clients)]
+        self.running = []   # (process, counter, quota, prefix, kill at count or None)
+        self.killed = 0
+        self.spawned = 0
+        self.rng = random.Random(seed)
+        for i, quota in enumerate(share):
+            kill_at = int(quota * self.rng.uniform(0.3, 0.7)) if i < kill else None
+            self._spawn(quota, f"c{i}", kill_at)
+        self.done = []      # counters of finished or killed processes
+
+    def _spawn(self, quota, prefix, kill_at):
+        counter = self.mp.Value("q", 0)
+        proc = self.mp.Process(target=client_main, daemon=True,
+                               args=(self.control, self.seed * 1000 + self.spawned, quota,
+                                     counter, prefix, self.presets, self.stingers))
+        proc.start()
+        self.spawned += 1
+        self.running.append((proc, counter, quota, prefix, kill_at))
+
+    @property
+    def sent(self):
+        return sum(c.value for c in self.done) + sum(r[1].value for r in self.running)
+
+    def run(self, timeout_s):
+        """Until every share is sent (killing and replacing as planned); raises on a
+        client that failed or on ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while self.running:
+            if time.monotonic() > deadline:
+                self.terminate()
+                raise RuntimeError(f"storm clients did not finish within {timeout_s} s "
+                                   f"({self.sent} transitions answered)")
+            for item in list(self.running):
+                proc, counter, quota, prefix, kill_at = item
+                if kill_at is not None and counter.value >= kill_at:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    proc.join()
+                    self.killed += 1
+                    self.running.remove(item)
+                    self.done.append(counter)
+                    self._spawn(quota - counter.value, prefix, None)
+                elif not proc.is_alive():
+                    proc.join()
+                    self.running.remove(item)
+                    self.done.append(counter)
+                    if proc.exitcode != 0:
+                        self.terminate()
+                        raise RuntimeError(f"storm client {prefix} failed (exit {proc.exitcode})")
+            time.sleep(0.02)
+
+    def terminate(self):
+        for proc, *_ in self.running:
+            proc.kill()
+            proc.join()
+        self.running = []
+
+
+# ---------------------------------------------------------------- one storm
+
+def _request(ctx, control, msg):
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(control)
+    try:
+        sock.send_json(msg)
+        if not sock.poll(REPLY_TIMEOUT_MS):
+            raise RuntimeError(f"no reply to {msg}")
+        return sock.recv_json()
+    finally:
+        sock.close()
+
+
+def storm(transitions=1000, clients=5, kill=2, stop_signal=signal.SIGTERM, model=None,
+          folder=".", seed=0, timeout_s=600.0):
+    """One storm against a fresh server on the JACK server $JACK_DEFAULT_SERVER (which
+    must run); returns the counts.  The recording goes to ``folder``."""
+    from engine import DEFAULT_MODEL
+    folder = Path(folder)
+    record = folder / f"storm-{signal.Signals(stop_signal).name}.mid"
+    port = f"ostinato-storm-{uuid.uuid4().hex[:8]}"
+    ctx = zmq.Context()
+    t0 = time.monotonic()
+    with RecordingServe(model or DEFAULT_MODEL, record, ["--clock", "--seed", str(seed)],
+                        jack_port=port) as srv:
+        srv.wait_ready()
+        if not any(("recording: " + str(record)) in line for line in srv.lines):
+            raise RuntimeError("ostinato serve is not recording: " + srv.output())
+        stream = StreamReader(srv.events, ctx)
+        try:
+            with QueuedJackReader(port, client_name=port + "-reader") as daw, \
+                    NativeJackReader(port, client_name=port + "-native") as nat:
+                # the JACK connection is live once a clock pulse comes through
+                deadline = time.monotonic() + 30
+                while not (any(m == (0xF8,) for _, m in daw.messages)
+                           and any(m == (0xF8,) for _, m in nat.messages)):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("no MIDI clock reached the JACK reader")
+                    time.sleep(0.02)
+                if stream.wait_for(lambda e: True, timeout_s=30) is None:
+                    raise RuntimeError("no event reached the stream reader")
+                # a stop ends every note: both observers count from there (again, should
+                # JACK lose the MIDI Stop itself)
+                for _ in range(3):
+                    _request(ctx, srv.control, {"type": "stop"})
+                    start = stream.wait_for(lambda e: e["type"] == "transport"
+                                            and e.get("state") == "stop")
+                    jack_from = _wait_index(daw, (0xFC,), timeout_s=2.0)
+                    native_from = _wait_index(nat, (0xFC,), timeout_s=2.0)
+                    _request(ctx, srv.control, {"type": "start"})
+                    if None not in (start, jack_from, native_from):
+                        break
+                else:
+                    raise RuntimeError("the stop before the storm was not seen")
+                crowd = Clients(srv.control, transitions, clients, kill, seed)
+                crowd.run(timeout_s)
+                storm_s = time.monotonic() - t0
+                rc = srv.stop(stop_signal)
+                stream.settle()
+                _settle(daw)
+                _settle(nat)
+                received = [m for _, m in daw.messages[jack_from:]]
+                native = nat.messages[native_from:]
+                native_stats = nat.stats()
+        finally:
+            stream.close()
+    ctx.term()
+    events = stream.events[start:]
+    wire = [n for n in map(wire_note, received) if n]
+    sent = [(0x90 | e["channel"], e["pitch"], e["velocity"]) if e["type"] == "note_on"
+            else (0x80 | e["channel"], e["pitch"], 0)
+            for e in events if e["type"] in ("note_on", "note_off")]
+    rt = _jack_tally(sent, received)
+    nat_frames = [f for f, m in native if wire_note(m)]
+    nt = _jack_tally(sent, [m for _, m in native])
+    # Where each reader's losses and unsent arrivals (JACK re-reads a stale buffer at
+    # some xruns: duplicates) fell: at an xrun JACK reported or a cycle the native reader
+    # skipped, or in a stretch of cycles that all ran on time.  The frame of a sent
+    # message is the one the native reader saw it at; rtmidi's arrivals are placed
+    # between their neighbours' frames.
+    marks = (sorted(native_stats["skip_frames_at"]), sorted(native_stats["xrun_frames_at"]))
+    # an xrun callback comes on a notification thread, up to a second after the xrun
+    slack = (2 * (native_stats["period"] or 256), native_stats["rate"] or 48000)
+    sent_frame = sorted((k, nat_frames[r]) for r, k in nt["_pairs"].items())
+    for res in (rt, nt):
+        at = [_near_mark(k, k, sent_frame, marks, slack) for k in res["_lost"]]
+        res["lost_at_xrun"] = sum(at)
+        res["lost_without_xrun"] = len(at) - sum(at)
+        at = [_near_mark(*_bracket(u, res["_pairs"]), sent_frame, marks, slack)
+              for u in res["_unmatched"]]
+        res["unmatched_at_xrun"] = sum(at)
+        res["unmatched_without_xrun"] = len(at) - sum(at)
+    lost_rt, lost_nat = set(rt["_lost"]), set(nt["_lost"])
+    rt["lost_by_reader"] = len(lost_rt - lost_nat)    # the native reader got them
+    rt["lost_upstream"] = len(lost_rt & lost_nat)     # neither reader got them
+    nt["lost_not_rtmidi"] = len(lost_nat - lost_rt)
+    for res in (rt, nt):
+        for k in ("_pairs", "_lost", "_unmatched"):
+            del res[k]
+    nt.update({k: native_stats[k] for k in ("cycles", "skips", "skipped_frames", "xruns",
+                                            "writer_lost", "overflow", "realtime")})
+    return {
+        "transitions": crowd.sent, "clients": crowd.spawned, "killed": crowd.killed,
+        "signal": signal.Signals(stop_signal).name, "exit_status": rc,
+        "seconds": round(storm_s, 1),
+        "stream": dict(tally(stream_notes(events)), missed_frames=stream.gaps,
+                       examples=_anomalies(events)),
+        "file": midi_file_tally(record),
+        "jack": rt,
+        "jack_native": nt,
+        "record": str(record),
+        "port": port,
+    }
+
+
+def _jack_tally(sent, received):
+    """Counts of one JACK reader's notes (``received``: every message it read), paired
+    with ``sent`` (note bytes in the event stream's order) by ``align``."""
+    from realtime.jack import align
+
+    notes = [m for m in received if wire_note(m)]
+    wire = [wire_note(m) for m in notes]
+    pairs, lost, unmatched = align(sent, notes)
+    out = dict(tally(((c, p), on) for c, p, on in wire), lost=len(lost), unmatched=len(unmatched))
+    out.update(_unexplained(wire, [wire_note(sent[i]) for i in lost],
+                            [wire[i] for i in unmatched]))
+    out["_pairs"], out["_lost"], out["_unmatched"] = pairs, list(lost), list(unmatched)
+    return out
+
+
+def _bracket(u, pairs):
+    """(a, b): the sent indices of the paired arrivals just before and after unpaired
+    arrival ``u`` (None where there is none)."""
+    before = [pairs[r] for r in pairs if r < u]
+    after = [pairs[r] for r in pairs if r > u]
+    return (max(before) if before else None), (min(after) if after else None)
+
+
+def _near_mark(a, b, sent_frame, marks, slack):
+    """Whether a mark lies in the frames spanned by sent indices ``a``..``b`` (None: open
+    end), widened to the nearest sent messages whose frame is known.  ``marks``: (frames
+    the native reader skipped, frames xrun callbacks came at); ``slack``: (frames either
+    side of a span, frames an xrun callback may come after its xrun)."""
+    import bisect
+
+    keys = [k for k, _ in sent_frame]
+    i = bisect.bisect_right(keys, a) - 1 if a is not None else -1
+    j = bisect.bisect_left(keys, b) if b is not None else len(keys)
+    lo = sent_frame[i][1] - slack[0] if i >= 0 else float("-inf")
+    hi = sent_frame[j][1] + slack[0] if j < len(keys) else float("inf")
+    for found, late in zip(marks, (0, slack[1])):
+        m = bisect.bisect_left(found, lo)
+        if m < len(found) and found[m] <= hi + late:
+            return True
+    return False
+
+
+def _anomalies(events, limit=3):
+    """Up to ``limit`` stuck notes or orphan note-offs of the stream, each with the
+    events of its (session, channel, pitch) around it: what a bug report needs."""
+    sounding, out = {}, []
+    keyed = [(i, (e["session"], e["channel"], e["pitch"]), e["type"] == "note_on")
+             for i, e in enumerate(events) if e["type"] in ("note_on", "note_off")]
+    for i, key, on in keyed:
+        if on:
+            sounding.setdefault(key, []).append(i)
+        elif sounding.get(key):
+            sounding[key].pop()
+        elif len(out) < limit:
+            out.append(("orphan_off", i, key))
+    out += [("stuck", i, key) for key, ons in sounding.items() for i in ons][:limit]
+    return [{"kind": kind, "key": list(key),
+             "events": [events[j] for j, k, _ in keyed if k == key and abs(j - i) < 400][:8]}
+            for kind, i, key in out[:2 * limit]]
+
+
+def _role(client, port):
+    """Which part of a storm a JACK client name is: "writer" (ostinato serve's port),
+    "rtmidi reader", "native reader", or the name itself."""
+    if client == port + "-reader":
+        return "rtmidi reader"
+    if client == port + "-native":
+        return "native reader"
+    return "writer" if client.startswith(port) else client
+
+
+def _unexplained(received, lost, unsent):
+    """Stuck notes and orphan note-offs on JACK that no lost message and no unsent
+    arrival explains: per (channel, pitch), a lost note-off or an unsent note-on leaves
+    at most one note stuck, a lost note-on or an unsent note-off at most one note-off
+    orphaned."""
+    keys = {(c, p) for c, p, _ in received} | {(c, p) for c, p, _ in lost}
+    stuck = orphans = 0
+    for key in keys:
+        got = tally((key, on) for c, p, on in received if (c, p) == key)
+        mine = lambda msgs, on_: sum(1 for c, p, on in msgs if (c, p) == key and on == on_)  # noqa: E731
+        stuck += max(0, got["stuck"] - mine(lost, False) - mine(unsent, True))
+        orphans += max(0, got["orphan_offs"] - mine(lost, True) - mine(unsent, False))
+    return {"stuck_unexplained": stuck, "orphan_offs_unexplained": orphans}
+
+
+def _wait_index(daw, message, timeout_s=30.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for i, (_, m) in enumerate(daw.messages):
+            if m == message:
+                return i
+        time.sleep(0.02)
+    return None
+
+
+def _settle(daw, quiet_s=0.5, timeout_s=30.0):
+    deadline = time.monotonic() + timeout_s
+    n = -1
+    while len(daw.messages) != n and time.monotonic() < deadline:
+        n = len(daw.messages)
+        time.sleep(quiet_s)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.storm", description=__doc__.split("\n")[0])
+    p.add_argument("--transitions", type=int, default=10_000)
+    p.add_argument("--clients", type=int, default=6, help="client processes at once")
+    p.add_argument("--kill", type=int, default=3, help="of them, SIGKILLed mid-stream")
+    p.add_argument("--signals", default="TERM,INT",
+                   help="one storm per signal that then stops the server (default TERM,INT)")
+    p.add_argument("--model", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-realtime", action="store_true",
+                   help="start jackd --no-realtime (default: -R, realtime scheduling, as a "
+                        "DAW runs it; a non-realtime graph loses MIDI at xruns under load)")
+    p.add_argument("--out", default=str(RESULTS), help="JSON results file")
+    args = p.parse_args(argv)
+    for name, value, lo in (("transitions", args.transitions, 1), ("clients", args.clients, 1),
+                            ("kill", args.kill, 0)):
+        if value < lo:
+            p.error(f"--{name} must be >= {lo}, got {value}")
+    if args.kill > args.clients:
+        p.error(f"--kill ({args.kill}) cannot exceed --clients ({args.clients})")
+    try:
+        sigs = [signal.Signals["SIG" + s.strip().upper()] for s in args.signals.split(",")]
+    except KeyError as exc:
+        p.error(f"--signals: {exc} is not a signal name (use TERM, INT)")
+    from realtime.jack import JackConfig, JackServer
+
+    name = os.environ.get("JACK_DEFAULT_SERVER") or f"ostinato-storm-{uuid.uuid4().hex[:8]}"
+    os.environ["JACK_DEFAULT_SERVER"] = name
+    runs = []
+    with JackServer(JackConfig(server=name, realtime=not args.no_realtime)) as server, \
+            tempfile.TemporaryDirectory() as folder:
+        for i, sig in enumerate(sigs):
+            before = server.xruns()
+            res = storm(args.transitions, args.clients, args.kill, sig, args.model, folder,
+                        args.seed + i)
+            del res["record"]  # gone with the folder
+            after = server.xruns()
+            late = {k: n - before.get(k, 0) for k, n in after.items() if n > before.get(k, 0)}
+            res["jackd"] = {"owned": server.owned, "realtime": server.realtime,
+                            "driver_xruns": late.pop("driver", 0),
+                            "late_clients": sum(late.values()),
+                            "late": {_role(k, res["port"]): n for k, n in late.items()}}
+            runs.append(res)
+            print(f"{res['signal']}: {res['transitions']} transitions from {res['clients']} "
+                  f"client processes, {res['killed']} SIGKILLed, {res['seconds']} s, "
+                  f"exit {res['exit_status']}")
+            j = res["jackd"]
+            print(f"  jackd      : {'realtime' if j['realtime'] else 'not realtime' if j['owned'] else 'reused'}"
+                  f", {j['driver_xruns']} driver xruns printed, {j['late_clients']} late clients"
+                  + "".join(f", {k} {n}" for k, n in sorted(j["late"].items())))
+            for out in ("stream", "file", "jack", "jack_native"):
+                r = res[out]
+                more = ", ".join(f"{k.replace('_', ' ')} {r[k]}" for k in (
+                    "missed_frames", "lost", "lost_by_reader", "lost_upstream", "lost_at_xrun",
+                    "lost_without_xrun", "unmatched", "unmatched_without_xrun",
+                    "stuck_unexplained", "orphan_offs_unexplained", "xruns", "skips",
+                    "writer_lost", "overflow", "realtime")
+                    if k in r)
+                print(f"  {out:11s}: {r['notes']} notes, {r['stuck']} stuck, "
+                      f"{r['orphan_offs']} orphan note-offs" + (f", {more}" if more else ""))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"machine": machine(), "runs": runs}, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    bad = sum(r[o]["stuck"] + r[o]["orphan_offs"] for r in runs for o in ("stream", "file")) + \
+        sum(r[j]["stuck_unexplained"] + r[j]["orphan_offs_unexplained"]
+            + r[j]["lost_without_xrun"] + r[j]["unmatched_without_xrun"]
+            for r in runs for j in ("jack", "jack_native"))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,76 @@
+"""10,000 generated requests (8,000 over ZeroMQ, 2,000 over OSC) against a real Server.
+
+The cases come from ``realtime.fuzz``, whose strategies are derived from the protocol
+table, and so does the oracle: each request gets exactly one reply carrying its id, ``ok``
+for a valid message (or a session-state refusal), else the error code and field the table
+gives.  Afterwards the music still plays and ``ping`` still answers.
+
+Hypothesis draws the messages in batches (one ``@given`` example is one batch of 10, so no
+example outgrows Hypothesis' data budget); the batches go to one long-lived server.
+"""
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from realtime import fuzz
+from realtime.osc import OscServer
+from realtime.server import Server, ServerConfig
+
+BATCH = 10
+ZMQ_MESSAGES, OSC_MESSAGES = 8000, 2000
+SESSIONS = ("main", "fz1", "fz2")  # a small pool keeps the number of open sessions bounded
+FUZZ = settings(deadline=None, database=None, phases=(Phase.generate, Phase.shrink),
+                suppress_health_check=list(HealthCheck), print_blob=False)
+
+
+@pytest.fixture(scope="module")
+def server(model_path):
+    notes = fuzz.NoteCounter()
+    cfg = ServerConfig(model=str(model_path), control="tcp://127.0.0.1:0", max_sessions=4)
+    with Server(cfg, [notes], control=True) as srv:
+        with OscServer(srv.handle, port=0, presets=srv.presets, stingers=srv.stingers) as osc:
+            yield srv, osc, notes
+
+
+def test_zmq_fuzz_every_request_answered_once_and_correctly(server):
+    srv, _, notes = server
+    with fuzz.ZmqFuzzer(srv.control_address, n=4) as fuzzer:
+        @settings(FUZZ, max_examples=ZMQ_MESSAGES // BATCH)
+        @given(st.lists(fuzz.requests(srv.presets, srv.stingers, SESSIONS), min_size=BATCH, max_size=BATCH))
+        def storm(batch):
+            before = len(fuzzer.tally.problems)
+            fuzzer.send(batch)
+            assert len(fuzzer.tally.problems) == before, fuzzer.tally.problems[before:]
+
+        storm()
+        tally = fuzzer.tally.as_dict()
+        assert tally["sent"] >= ZMQ_MESSAGES, tally
+        assert tally["unanswered"] == 0 and tally["server_errors"] == 0, tally
+        assert fuzzer.settle(), "a request was answered more than once"
+        assert tally["cases_by_kind"].keys() >= {"valid", "out_of_range", "bad_type", "bad_choice",
+                                                 "missing_field", "unknown_field", "unknown_type",
+                                                 "invalid_json", "too_deep", "multipart", "empty_frame"}
+        played, replies = fuzz.music_plays(notes, fuzzer)
+        assert played >= 5, f"the music stopped after the storm: {replies}; {fuzz.diagnose(srv)}"
+        assert fuzzer.request({"type": "ping", "id": "after"})["type"] == "pong"
+
+
+def test_osc_fuzz_every_message_answered_and_garbage_dropped(server):
+    srv, osc, notes = server
+    with fuzz.OscFuzzer(osc.port) as fuzzer, fuzz.ZmqFuzzer(srv.control_address, n=1) as control:
+        @settings(FUZZ, max_examples=OSC_MESSAGES // BATCH)
+        @given(st.lists(fuzz.datagrams(srv.presets, srv.stingers, SESSIONS), min_size=BATCH, max_size=BATCH))
+        def storm(batch):
+            before = len(fuzzer.tally.problems)
+            fuzzer.send(batch)
+            assert len(fuzzer.tally.problems) == before, fuzzer.tally.problems[before:]
+
+        storm()
+        tally = fuzzer.tally.as_dict()
+        assert tally["sent"] >= OSC_MESSAGES, tally
+        assert tally["unanswered"] == 0 and tally["server_errors"] == 0, tally
+        assert fuzzer.settle(), "an OSC message was answered twice, or garbage was answered"
+        assert tally["cases_by_kind"].keys() >= {"osc_valid", "osc_bad_type", "osc_not_osc",
+                                                 "osc_malformed", "osc_bundle"}
+        played, replies = fuzz.music_plays(notes, control)
+        assert played >= 5, f"the music stopped after the storm: {replies}; {fuzz.diagnose(srv)}"
