@@ -138,6 +138,9 @@ class AudioPort(BasePort):
         self.underruns = 0
         self.late = 0       # events that arrived after their frame had been played
         self.dropped = 0    # events refused because the ring was full
+        # how long each of the last 1024 callbacks took (ns), written in place: it tells a
+        # callback too slow for its period from a machine that did not run it in time
+        self._busy = np.zeros(1024, np.int64)
         # monotonic_ns - stream time (ns): the least of the last 32-64 callbacks' readings
         self._clock_cur = self._clock_last = None  # this block's least, the last full block's
         self._clock_n = 0
@@ -228,6 +231,14 @@ class AudioPort(BasePort):
         s = self.synth
         render_kernel(outdata, frames, s.mix, s.ev, s.meta, s.stats, s.par,
                       s.vf, s.vi, s.ks, s.chf, s.chi)
+        self._busy[self.callbacks & 1023] = time.monotonic_ns() - now
+
+    @property
+    def callback_us(self):
+        """The median time a callback took over the last (up to) 1024, in µs (None before
+        the first): well under a period means underruns were the machine's, not ours."""
+        n = min(self.callbacks, len(self._busy))
+        return None if n == 0 else float(np.median(self._busy[:n])) / 1000
 
     @property
     def delay_s(self):

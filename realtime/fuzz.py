@@ -438,7 +438,7 @@ def _osc_addresses():
     return st.one_of(unknown_type, other, fields, too_many)
 
 
-def _osc_garbage():
+def osc_garbage():
     """Datagrams that are not OSC (dropped unanswered), and OSC that does not parse."""
     junk = st.binary(min_size=1, max_size=300).filter(lambda b: not b.startswith((b"/", b"#bundle")))
     # "/..." that does not parse as an OSC message: answered invalid_json
@@ -475,7 +475,7 @@ def datagrams(presets=None, stingers=None, sessions=None):
                        *[_osc_one_field(s, names, sessions) for s in protocol.MESSAGES],
                        *[_osc_mutated(s, names, sessions) for s in protocol.MESSAGES],
                        _osc_addresses())
-    return st.one_of(single, _osc_garbage(), _osc_bundles(single))
+    return st.one_of(single, osc_garbage(), _osc_bundles(single))
 
 
 def osc_reply(dgram):

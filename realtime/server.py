@@ -24,13 +24,14 @@ import sys
 import threading
 import time
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from engine import DEFAULT_MODEL
 from engine.controls import KEY_NAMES, MODES, parse_key
-from engine.errors import InvalidMessage, OstinatoError, PortError
+from engine.errors import InvalidMessage, OstinatoError, PortError, ServerError
 from engine.vocab import NOTE_OFF
 
 from . import protocol
@@ -43,6 +44,7 @@ from .sequencer import Sequencer, collect, plan, publish, release
 log = logging.getLogger("ostinato.server")
 
 CLOSE_JOIN_S = 5.0        # close() waits this long for each thread before closing the outputs
+COMMAND_TIMEOUT_S = 5.0   # a command the engine thread has not taken by then is withdrawn
 FAULT_LIMIT = 3           # a thread failing this often ...
 FAULT_WINDOW_S = 10.0     # ... within this long shuts the server down instead of going on
 
@@ -182,7 +184,8 @@ class Server:
             self._thread = self._gen_thread = None
             while self._commands:  # their senders are told, not left waiting
                 _, fut = self._commands.popleft()
-                fut.set_exception(_shutting_down())
+                if fut.set_running_or_notify_cancel():
+                    fut.set_exception(_shutting_down())
             now = time.monotonic_ns()
             for sess in list(self.sessions.values()):
                 self._release(sess.slot, now)
@@ -222,7 +225,16 @@ class Server:
         fut = Future()
         self._commands.append((msg, fut))
         self._wake.set()
-        return fut.result(timeout=5.0)
+        try:
+            return fut.result(timeout=COMMAND_TIMEOUT_S)
+        except FuturesTimeout:
+            if not fut.cancel():  # the engine is running it: its answer is on the way
+                return fut.result()
+            # withdrawn before it ran, so the reply's "not applied" stays true
+            log.error("the engine thread took no command for %.0f s; %s (id %r) was not applied",
+                      COMMAND_TIMEOUT_S, msg["type"], msg.get("id"))
+            raise ServerError(f"the engine was busy for {COMMAND_TIMEOUT_S:.0f} s and did not "
+                              f"apply this {msg['type']!r}; send it again") from None
 
     def call(self, type, **fields):
         """Run a message from Python (the demo, tests): same validation as the wire."""
@@ -594,6 +606,8 @@ class Server:
         with self._gen_lock:
             while self._commands:
                 msg, fut = self._commands.popleft()
+                if not fut.set_running_or_notify_cancel():
+                    continue  # withdrawn by handle(): its sender was told it did not apply
                 try:
                     fut.set_result(self._dispatch(msg))
                 except Exception as exc:  # the reply carries it; the music goes on
@@ -684,6 +698,11 @@ class Server:
                     sq.st_chan, sq.st_head, sq.st_n, sq.out, sq.out_ns, sq.out_beat, 0, True)
         if hasattr(self.port, "release"):
             self.port.release(now)
+
+
+def _shutting_down():
+    """The error a request gets once the server has begun to stop."""
+    return ServerError("the server is shutting down; the request was not applied")
 
 
 def fine_timer_slack(ns=1000):

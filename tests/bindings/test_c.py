@@ -20,7 +20,11 @@ def example(request, tmp_path):
         pytest.skip(f"{argv[0]} not installed: cannot compile the {request.param} example")
     if not Path("/usr/include/zmq.h").exists() and not shutil.which("pkg-config"):
         pytest.skip("libzmq headers not installed (Debian libzmq3-dev)")
-    exe = tmp_path / "example"
+    return compile_example(argv, tmp_path / "example")
+
+
+def compile_example(argv, exe):
+    """example.c compiled and linked against libzmq with ``argv``'s compiler, at ``exe``."""
     done = subprocess.run([*argv, "-o", str(exe), str(C_DIR / "example.c"), "-lzmq"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -21,10 +21,15 @@ def example(tmp_path_factory):
     for tool in ("mcs", "mono"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} not installed (Debian mono-mcs, mono-runtime): C# binding not tested")
-    out = tmp_path_factory.mktemp("csharp")
-    # The Unity component compiles to nothing outside Unity; it must still compile.
-    mcs("-target:library", "-out:Ostinato.dll", str(CS_DIR / "Ostinato.cs"), str(CS_DIR / "OstinatoMusic.cs"),
-        cwd=out)
+    return build_example(tmp_path_factory.mktemp("csharp"))
+
+
+def build_example(out, unity=True):
+    """Ostinato.dll and Example.exe built in ``out``; the path of Example.exe."""
+    sources = [str(CS_DIR / "Ostinato.cs")]
+    if unity:  # the Unity component compiles to nothing outside Unity; it must still compile
+        sources.append(str(CS_DIR / "OstinatoMusic.cs"))
+    mcs("-target:library", "-out:Ostinato.dll", *sources, cwd=out)
     mcs("-r:Ostinato.dll", "-out:Example.exe", str(CS_DIR / "Example.cs"), cwd=out)
     shutil.copy(CS_DIR / "Ostinato.dll.config", out)
     return out / "Example.exe"

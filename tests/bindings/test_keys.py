@@ -11,8 +11,8 @@ import zmq.auth
 from realtime.control import ControlServer
 from realtime.keys import ServerKeys, make_keys
 from tests.bindings.conftest import Recorder
-from tests.bindings.test_c import C_DIR, COMPILERS
-from tests.bindings.test_csharp import CS_DIR, mcs
+from tests.bindings.test_c import COMPILERS, compile_example
+from tests.bindings.test_csharp import build_example
 
 pytestmark = pytest.mark.skipif(not zmq.has("curve"), reason="this libzmq has no CURVE")
 
@@ -43,11 +43,7 @@ def c_example(tmp_path_factory):
     argv = COMPILERS["c89"]
     if shutil.which(argv[0]) is None:
         pytest.skip(f"{argv[0]} not installed: cannot compile the C example")
-    exe = tmp_path_factory.mktemp("c") / "example"
-    done = subprocess.run([*argv, "-o", str(exe), str(C_DIR / "example.c"), "-lzmq"],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return exe
+    return compile_example(argv, tmp_path_factory.mktemp("c") / "example")
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +51,7 @@ def csharp_example(tmp_path_factory):
     for tool in ("mcs", "mono"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} not installed (Debian mono-mcs, mono-runtime): C# binding not tested")
-    out = tmp_path_factory.mktemp("csharp")
-    mcs("-target:library", "-out:Ostinato.dll", str(CS_DIR / "Ostinato.cs"), cwd=out)
-    mcs("-r:Ostinato.dll", "-out:Example.exe", str(CS_DIR / "Example.cs"), cwd=out)
-    shutil.copy(CS_DIR / "Ostinato.dll.config", out)
-    return out / "Example.exe"
+    return build_example(tmp_path_factory.mktemp("csharp"), unity=False)
 
 
 def run_c(exe, address, *key_files):

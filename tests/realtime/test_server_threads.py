@@ -81,3 +81,27 @@ def test_a_storm_of_commands_keeps_the_wire_well_formed(model_path):
     assert wire.count > 200  # the music went on throughout
     assert wire.errors == []
     assert wire.sounding == set()
+
+
+def test_a_command_the_engine_cannot_take_in_time_is_withdrawn_not_applied_late(
+        model_path, monkeypatch):
+    from engine.errors import ServerError
+    from realtime import server
+
+    monkeypatch.setattr(server, "COMMAND_TIMEOUT_S", 0.3)
+    wire = Wire()
+    with Server(ServerConfig(model=str(model_path)), [wire], control=False) as srv:
+        before = srv.sessions["main"].mood
+        with srv._gen_lock:  # the engine thread blocks on it, as under a long stall
+            try:
+                srv.call("mood", intensity=1.0, valence=-1.0, transition="now")
+            except ServerError as exc:
+                refused = str(exc)
+            else:
+                refused = None
+        # once the engine runs again, the withdrawn mood must not take effect late
+        assert srv.call("ping") == {}
+        assert srv.call("start")["state"] == "playing"  # a command it does take, answered
+        assert srv.sessions["main"].mood == before
+    assert refused and "did not apply" in refused and "'mood'" in refused
+    assert wire.errors == [] and wire.sounding == set()
