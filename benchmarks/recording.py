@@ -3,7 +3,8 @@
 Fills a ``MidiFilePort`` with ``--minutes`` of music at ``--notes-per-second`` (note-on
 plus note-off each, over four sessions, beats at 120 bpm) as the engine thread would,
 then times ``checkpoint()``: the part under the port's lock (what a send can wait for:
-copying the recorded bytes) and the whole of it (the file written and renamed).
+the tempo map, the sounding notes and each track's length; the bytes are copied after)
+and the whole of it (the file built, written and renamed).
 """
 import argparse
 import json
@@ -33,8 +34,9 @@ def measure(minutes=30.0, notes_per_second=32.0, repeats=20):
         for _ in range(repeats):
             t0 = time.perf_counter_ns()
             with lock:  # the same work checkpoint() does under the lock
-                data = port._file_bytes(port._endings())
+                snapshot = port._snapshot(port._endings())
             locked.append(time.perf_counter_ns() - t0)
+            data = port._file_bytes(snapshot)
             t0 = time.perf_counter_ns()
             port.checkpoint()
             whole.append(time.perf_counter_ns() - t0)

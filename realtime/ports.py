@@ -632,23 +632,31 @@ class MidiFilePort(BasePort):
             ends.sort()
         return out
 
-    def _file_bytes(self, endings):
-        """The whole .mid file: what is recorded, with ``endings`` appended.  The caller
-        holds self._lock: the track bytes are copied, the rest is small."""
+    def _snapshot(self, endings):
+        """What the file needs, taken under self._lock (the caller holds it) without
+        copying the recorded bytes: the tempo map, and each track's title, buffer,
+        length and last tick, with ``endings`` to append.  Tracks only grow at the end,
+        so ``_file_bytes`` can copy each buffer's first ``length`` bytes later, outside
+        the lock, while the sender appends (a bytearray slice is one step under the GIL)."""
+        keys = list(self._tracks) if self.split == "session" else sorted(self._tracks)
+        tracks = [(t.title, t.data, len(t.data), t.tick, endings.get(key, ()))
+                  for key, t in ((k, self._tracks[k]) for k in keys)]
+        return sorted(dict(self._tempi).items()), tracks  # the last tempo for a tick wins
+
+    def _file_bytes(self, snapshot):
+        """The whole .mid file from a ``_snapshot``; needs no lock."""
+        tempi, tracks = snapshot
         tempo = bytearray(_meta_name("tempo"))
         now = 0
-        for tick, bpm in sorted(dict(self._tempi).items()):  # the last tempo for a tick wins
+        for tick, bpm in tempi:
             tempo += _varlen(tick - now) + b"\xff\x51\x03" + mido.bpm2tempo(bpm).to_bytes(3, "big")
             now = tick
         chunks = [_chunk(b"MTrk", bytes(tempo) + _END_OF_TRACK)]
         # sessions in the order they first played, channels in channel order
-        keys = list(self._tracks) if self.split == "session" else sorted(self._tracks)
-        for key in keys:
-            track = self._tracks[key]
-            body = bytearray(_meta_name(track.title))
-            body += track.data
-            now = track.tick
-            for tick, message in endings.get(key, ()):
+        for title, data, length, now, endings in tracks:
+            body = bytearray(_meta_name(title))
+            body += data[:length]
+            for tick, message in endings:
                 body += _varlen(tick - now) + bytes(message)
                 now = tick
             chunks.append(_chunk(b"MTrk", bytes(body) + _END_OF_TRACK))
@@ -672,10 +680,10 @@ class MidiFilePort(BasePort):
 
     def checkpoint(self):
         """Write what is recorded so far, sounding notes closed at the last beat."""
-        with self._lock:
-            data = self._file_bytes(self._endings())
+        with self._lock:  # only what a send could change; the bytes are copied after
+            snapshot = self._snapshot(self._endings())
             self._dirty = False
-        self._write(data)
+        self._write(self._file_bytes(snapshot))
         self.checkpoints += 1
 
     def _checkpoint_loop(self):
@@ -704,8 +712,8 @@ class MidiFilePort(BasePort):
                 for tick, message in ends:
                     self._tracks[key].add(tick, message)
             self._sounding.clear()
-            data = self._file_bytes({})
-        self._write(data)
+            snapshot = self._snapshot({})
+        self._write(self._file_bytes(snapshot))
 
 
 def _check_beat(beat):
