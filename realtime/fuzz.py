@@ -468,6 +468,13 @@ def _osc_bundles(single):
     return st.lists(single, min_size=1, max_size=3).map(bundle)
 
 
+def osc_bundles(presets=None, stingers=None, sessions=None):
+    """Bundles only (a kind Hypothesis may draw rarely from ``datagrams``)."""
+    names = _names(presets, stingers)
+    single = st.one_of(*[_osc_valid(s, names, sessions) for s in protocol.MESSAGES])
+    return _osc_bundles(single)
+
+
 def datagrams(presets=None, stingers=None, sessions=None):
     """Cases for the OSC endpoint, of every kind, over every message type."""
     names = _names(presets, stingers)

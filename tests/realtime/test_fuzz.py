@@ -70,7 +70,7 @@ def test_osc_fuzz_every_message_answered_and_garbage_dropped(server):
     srv, osc, notes = server
     with fuzz.OscFuzzer(osc.port) as fuzzer, fuzz.ZmqFuzzer(srv.control_address, n=1) as control:
         storm(fuzzer, fuzz.datagrams(srv.presets, srv.stingers, SESSIONS), OSC_MESSAGES,
-              always=(fuzz.osc_garbage(),))
+              always=(fuzz.osc_garbage(), fuzz.osc_bundles(srv.presets, srv.stingers, SESSIONS)))
         tally = fuzzer.tally.as_dict()
         assert tally["sent"] >= OSC_MESSAGES, tally
         assert tally["unanswered"] == 0 and tally["server_errors"] == 0, tally
