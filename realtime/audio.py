@@ -34,9 +34,37 @@ from .synth import (EV_ALL_NOTES_OFF, M_NEV, Synth, SynthConfig,
 
 # ring columns and index slots
 R_STATUS, R_D1, R_D2, R_T = range(4)
-I_HEAD, I_TAIL, I_OVERFLOW = range(3)
+I_HEAD, I_TAIL, I_OVERFLOW, I_PLACED = range(4)
 _instances = itertools.count()
 CLOCK_BLOCK = 32  # callbacks a block of the stream-clock estimate (0.17 s at 256 frames)
+PLACED_LOG = 1024  # events whose placement the port remembers (AudioPort.placed)
+
+
+class StreamClock:
+    """A running estimate of (monotonic time - stream time), in ns.
+
+    Each callback reads both clocks.  Its wake-up jitter only makes a reading larger,
+    so the estimate is the least reading; over a sliding window (the last 32-64
+    callbacks), not all time: JACK's clock settles after start-up and can step, and an
+    early reading must not bias the rest.
+    """
+
+    def __init__(self, block=CLOCK_BLOCK):
+        self.block = block
+        self._cur = self._last = None  # this block's least, the last full block's
+        self._n = 0
+
+    def update(self, now_ns, stream_ns):
+        """Take one reading; returns the estimate after it."""
+        raw = now_ns - stream_ns
+        cur = raw if self._cur is None else min(self._cur, raw)
+        last = self._last
+        self._n += 1
+        if self._n == self.block:  # the block is full: it becomes the last one
+            self._cur, self._last, self._n = None, cur, 0
+        else:
+            self._cur = cur
+        return cur if last is None else min(cur, last)
 
 
 def _sounddevice():
@@ -83,10 +111,13 @@ class AudioConfig:
 
 
 @njit(nogil=True, cache=True)
-def drain_ring(ring, idx, dac_ns, delay_ns, sample_rate, ev, meta):
+def drain_ring(ring, idx, dac_ns, delay_ns, sample_rate, ev, meta, frame0, placed):
     """Move events from the ring into the synth queue at frame offsets; returns late count.
 
-    Stops early (leaving events in the ring) when the synth queue is full.
+    Stops early (leaving events in the ring) when the synth queue is full.  Each event's
+    placement is logged in ``placed`` (a ring of rows t_ns, stream frame, status, where
+    ``frame0`` is the stream frame of this buffer's first sample; ``idx[I_PLACED]``
+    counts them): what was asked for beside what was done.
     """
     head = idx[I_HEAD]
     tail = idx[I_TAIL]
@@ -100,6 +131,11 @@ def drain_ring(ring, idx, dac_ns, delay_ns, sample_rate, ev, meta):
             off = 0
             late += 1
         push_event(ev, meta, off, ring[slot, R_STATUS], ring[slot, R_D1], ring[slot, R_D2])
+        row = idx[I_PLACED] % placed.shape[0]
+        placed[row, 0] = ring[slot, R_T]
+        placed[row, 1] = frame0 + off
+        placed[row, 2] = ring[slot, R_STATUS]
+        idx[I_PLACED] += 1
         tail += 1
     idx[I_TAIL] = tail
     if idx[I_OVERFLOW] != 0 and tail == head:
@@ -133,7 +169,9 @@ class AudioPort(BasePort):
         _check_float("close_fade_s", cfg.close_fade_s, 0.0, 10.0)
         self.synth = Synth(SynthConfig(sample_rate=sr, polyphony=cfg.polyphony))
         self._ring = np.zeros((ring, 4), np.int64)
-        self._idx = np.zeros(3, np.int64)
+        self._idx = np.zeros(4, np.int64)
+        self._placed = np.zeros((PLACED_LOG, 3), np.int64)
+        self.frames = 0     # frames rendered since the stream started
         self.callbacks = 0
         self.underruns = 0
         self.late = 0       # events that arrived after their frame had been played
@@ -141,9 +179,7 @@ class AudioPort(BasePort):
         # how long each of the last 1024 callbacks took (ns), written in place: it tells a
         # callback too slow for its period from a machine that did not run it in time
         self._busy = np.zeros(1024, np.int64)
-        # monotonic_ns - stream time (ns): the least of the last 32-64 callbacks' readings
-        self._clock_cur = self._clock_last = None  # this block's least, the last full block's
-        self._clock_n = 0
+        self._clock = StreamClock()
         self._delay_ns = None if cfg.delay_s is None else int(cfg.delay_s * 1e9)
         sd = _sounddevice()
         info = _output_device(sd, cfg.device)
@@ -181,7 +217,7 @@ class AudioPort(BasePort):
         """Compile the numba kernels now, not in the first audio callback."""
         buf = np.zeros((max(self.config.blocksize, 16), 2), np.float32)
         drain_ring(self._ring, self._idx, 0, 0, float(self.config.sample_rate),
-                   self.synth.ev, self.synth.meta)
+                   self.synth.ev, self.synth.meta, 0, self._placed)
         self.synth.render(len(buf), buf)
 
     # producer side: the sequencer's sending thread ------------------------------
@@ -210,27 +246,18 @@ class AudioPort(BasePort):
             self.underruns += 1
         dac = time_info.outputBufferDacTime
         if dac > 0.0 and time_info.currentTime > 0.0:
-            raw = now - int(time_info.currentTime * 1e9)
-            # callback wake-up jitter only makes raw larger, so the offset is the least
-            # reading; over a sliding window, not all time: JACK's clock settles after
-            # start-up and can step, and an early reading must not bias the rest
-            cur = raw if self._clock_cur is None else min(self._clock_cur, raw)
-            last = self._clock_last
-            self._clock_n += 1
-            if self._clock_n == CLOCK_BLOCK:  # the block is full: it becomes the last one
-                self._clock_cur, self._clock_last, self._clock_n = None, cur, 0
-            else:
-                self._clock_cur = cur
-            dac_ns = (cur if last is None else min(cur, last)) + int(dac * 1e9)
+            dac_ns = self._clock.update(now, int(time_info.currentTime * 1e9)) + int(dac * 1e9)
         else:
             dac_ns = now + int(self._stream.latency * 1e9)
         if self._delay_ns is None:
             self._delay_ns = dac_ns - now + 2 * int(frames * 1e9 / self.config.sample_rate)
         self.late += drain_ring(self._ring, self._idx, dac_ns, self._delay_ns,
-                                float(self.config.sample_rate), self.synth.ev, self.synth.meta)
+                                float(self.config.sample_rate), self.synth.ev, self.synth.meta,
+                                self.frames, self._placed)
         s = self.synth
         render_kernel(outdata, frames, s.mix, s.ev, s.meta, s.stats, s.par,
                       s.vf, s.vi, s.ks, s.chf, s.chi)
+        self.frames += frames
         self._busy[self.callbacks & 1023] = time.monotonic_ns() - now
 
     @property
@@ -239,6 +266,16 @@ class AudioPort(BasePort):
         the first): well under a period means underruns were the machine's, not ours."""
         n = min(self.callbacks, len(self._busy))
         return None if n == 0 else float(np.median(self._busy[:n])) / 1000
+
+    def placed(self):
+        """The last (up to) 1024 events the callback has taken, oldest first: rows of
+        (t_ns asked for, stream frame it was rendered at, status).  A frame counts from
+        the stream's first callback; two events' frames differ by what the port made of
+        their t_ns, which the audio shows (tests/realtime/test_audio.py) and
+        ``benchmarks/audio.py`` measures against what was asked."""
+        n = int(self._idx[I_PLACED])
+        rows = np.arange(max(0, n - len(self._placed)), n) % len(self._placed)
+        return self._placed[rows].copy()
 
     @property
     def delay_s(self):

@@ -63,6 +63,7 @@ class Sequencer:
         self.st_head = np.zeros(S, np.int64)
         self.st_n = np.zeros(S, np.int64)
         self.st_chan = np.zeros(S, np.int64)
+        self.due = np.zeros(S, np.float64)  # collect's scratch: each session's next time
         # output buffer of due MIDI messages
         self.out = np.zeros((OUT_CAP, 4), np.int64)   # status, data1, data2, session
         self.out_ns = np.zeros(OUT_CAP, np.int64)
@@ -256,18 +257,43 @@ def note_off(s, p, ch, ser, t, beat, owner, out, out_ns, out_beat, n):
 
 
 @njit(nogil=True, cache=True)
+def _due(s, head, ready, ev_tick, st_tick, st_head, st_n, asap_tick, asap_ns, seg_tick,
+         seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp, tpb):
+    """When session s's next message plays (ns; 1e30 if it has none), and whether it
+    is a stinger note (a stinger wins a tie with a generated event)."""
+    ev_t = 1e30
+    st_t = 1e30
+    if head[s] < ready[s]:
+        ev_t = event_ns(s, ev_tick[s, head[s] % ev_tick.shape[1]], asap_tick, asap_ns,
+                        seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp, tpb)
+    if st_head[s] < st_n[s]:
+        st_t = tick_to_ns(s, float(st_tick[s, st_head[s]]), seg_tick, seg_ns, bpm0, bpm1,
+                          ramp, p_tick, p_bpm, p_ramp, tpb)
+    if st_t <= ev_t:
+        return st_t, True
+    return ev_t, False
+
+
+@njit(nogil=True, cache=True)
 def collect(now, active, ev_tick, ev_tok, head, ready, kinds, values, seg_tick, seg_ns, bpm0,
             bpm1, ramp, p_tick, p_bpm, p_ramp, tpb, beats_per_bar, channel, transpose, velocity,
             next_vel, vel_tick, accent, humanise, asap_tick, asap_ns, frozen, rng, sent_pitch, sent_chan,
             sent_serial, owner, serial, st_tick, st_on, st_pitch, st_vel, st_head, st_n,
-            st_chan, out, out_ns, out_beat):
+            st_chan, due, out, out_ns, out_beat):
     """Move every event due by ``now`` (ns) from the rings (the published part, below
-    ``ready``) to the output buffer, as MIDI in time order.  Returns (messages written, time of the earliest event still pending or -1)."""
+    ``ready``) to the output buffer, as MIDI in time order.  Returns (messages written,
+    time of the earliest event still pending or -1).
+
+    The sessions are merged: each message written is the earliest one due of any
+    session, so the wire-note bookkeeping (``owner``: which note sounds on each
+    channel, shared by the sessions on one channel) changes in the order the messages
+    are sent.  ``due`` is scratch, one entry per session.
+    """
     S = active.shape[0]
     R = ev_tick.shape[1]
     n = 0
-    nxt = -1.0
     for s in range(S):
+        due[s] = 1e30
         if not active[s] or frozen[s]:
             continue
         # tempo: a pending change becomes current once its tick is reached
@@ -275,42 +301,35 @@ def collect(now, active, ev_tick, ev_tok, head, ready, kinds, values, seg_tick, 
             if ns_to_tick(s, now, seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp,
                           tpb) >= p_tick[s]:
                 promote(s, seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp, tpb)
-        while True:
-            # the earlier of the next generated event and the next stinger note
-            has_ev = head[s] < ready[s]
-            has_st = st_head[s] < st_n[s]
-            if not has_ev and not has_st:
-                break
-            ev_t = 1e30
-            st_t = 1e30
-            if has_ev:
-                ev_t = event_ns(s, ev_tick[s, head[s] % R], asap_tick, asap_ns, seg_tick, seg_ns,
-                                bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp, tpb)
-            if has_st:
-                st_t = tick_to_ns(s, float(st_tick[s, st_head[s]]), seg_tick, seg_ns, bpm0,
-                                  bpm1, ramp, p_tick, p_bpm, p_ramp, tpb)
-            t = min(ev_t, st_t)
-            if t > now:
-                if nxt < 0 or t < nxt:
-                    nxt = t
-                break
-            if n >= out.shape[0] - 4:
-                return n, now  # buffer full: come back at once
-            if st_t <= ev_t:
-                i = st_head[s]
-                p = st_pitch[s, i]
-                ch = st_chan[s]
-                beat = st_tick[s, i] / tpb
-                if st_on[s, i]:
-                    # stinger notes own the wire note; their serial is the negative slot
-                    if owner[ch, p] != 0:
-                        n = _emit(out, out_ns, out_beat, n, 0x80 | ch, p, 0, s, int(t), beat)
-                    owner[ch, p] = -1 - s
-                    n = _emit(out, out_ns, out_beat, n, 0x90 | ch, p, st_vel[s, i], s, int(t), beat)
-                else:
-                    n = note_off(s, p, ch, -1 - s, int(t), beat, owner, out, out_ns, out_beat, n)
-                st_head[s] += 1
-                continue
+        due[s] = _due(s, head, ready, ev_tick, st_tick, st_head, st_n, asap_tick, asap_ns,
+                      seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp, tpb)[0]
+    while True:
+        s = 0
+        for q in range(1, S):
+            if due[q] < due[s]:
+                s = q
+        t = due[s]
+        if t > now:
+            return n, (t if t < 1e30 else -1.0)
+        if n >= out.shape[0] - 4:
+            return n, now  # buffer full: come back at once
+        t, stinger = _due(s, head, ready, ev_tick, st_tick, st_head, st_n, asap_tick, asap_ns,
+                          seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp, tpb)
+        if stinger:
+            i = st_head[s]
+            p = st_pitch[s, i]
+            ch = st_chan[s]
+            beat = st_tick[s, i] / tpb
+            if st_on[s, i]:
+                # stinger notes own the wire note; their serial is the negative slot
+                if owner[ch, p] != 0:
+                    n = _emit(out, out_ns, out_beat, n, 0x80 | ch, p, 0, s, int(t), beat)
+                owner[ch, p] = -1 - s
+                n = _emit(out, out_ns, out_beat, n, 0x90 | ch, p, st_vel[s, i], s, int(t), beat)
+            else:
+                n = note_off(s, p, ch, -1 - s, int(t), beat, owner, out, out_ns, out_beat, n)
+            st_head[s] += 1
+        else:
             slot = head[s] % R
             tok = ev_tok[s, slot]
             k = kinds[tok]
@@ -343,31 +362,8 @@ def collect(now, active, ev_tick, ev_tok, head, ready, kinds, values, seg_tick, 
                                  beat, owner, out, out_ns, out_beat, n)
                     sent_pitch[s, q] = -1
             head[s] += 1
-    _sort_by_time(out, out_ns, out_beat, n)
-    return n, nxt
-
-
-@njit(nogil=True, cache=True)
-def _sort_by_time(out, out_ns, out_beat, n):
-    """Stable insertion sort of the first n messages by time: sessions are collected one
-    after another, but the sender plays them in time order (a note-off keeps its place
-    before a note-on of the same time)."""
-    for i in range(1, n):
-        j = i
-        while j > 0 and out_ns[j - 1] > out_ns[i]:
-            j -= 1
-        if j == i:
-            continue
-        r0, r1, r2, r3 = out[i, 0], out[i, 1], out[i, 2], out[i, 3]
-        t, b = out_ns[i], out_beat[i]
-        for k in range(i, j, -1):
-            for c in range(4):
-                out[k, c] = out[k - 1, c]
-            out_ns[k] = out_ns[k - 1]
-            out_beat[k] = out_beat[k - 1]
-        out[j, 0], out[j, 1], out[j, 2], out[j, 3] = r0, r1, r2, r3
-        out_ns[j] = t
-        out_beat[j] = b
+        due[s] = _due(s, head, ready, ev_tick, st_tick, st_head, st_n, asap_tick, asap_ns,
+                      seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp, tpb)[0]
 
 
 @njit(nogil=True, cache=True)

@@ -104,6 +104,7 @@ class Server:
         self.sessions = {}
         self.state = "playing"
         self.events_sent = 0
+        self._last_t = 0  # the stamp of the last MIDI message sent: see _send
         self._commands = collections.deque()
         self._wake = threading.Event()       # the player: commands or an urgent event
         self._gen_wake = threading.Event()   # the generator: commands changed its work
@@ -507,7 +508,8 @@ class Server:
             self._pulse = int(-(-tick // self.tpb)) * 24
         elif status == 0xFB:
             self._pulse = int(tick * 24 / self.tpb) + 1
-        self.port.send(status, 0, 0, now, tick / self.tpb, main.slot)
+        self._last_t = max(now, self._last_t)
+        self.port.send(status, 0, 0, self._last_t, tick / self.tpb, main.slot)
 
     def _clock(self, now):
         """Send the clock pulses due by ``now``; returns the time of the next one."""
@@ -519,6 +521,7 @@ class Server:
                 return t
             while time.monotonic_ns() < t:
                 pass
+            self._last_t = t = max(t, self._last_t)  # stamps never go back: see _send
             self.port.send(0xF8, 0, 0, t, tick / self.tpb, s)
             self._pulse += 1
 
@@ -544,8 +547,8 @@ class Server:
                          sq.humanise, sq.asap_tick,
                          sq.asap_ns, sq.frozen, sq.rng, sq.sent_pitch, sq.sent_chan,
                          sq.sent_serial, sq.owner, sq.serial, sq.st_tick, sq.st_on,
-                         sq.st_pitch, sq.st_vel, sq.st_head, sq.st_n, sq.st_chan, sq.out,
-                         sq.out_ns, sq.out_beat)
+                         sq.st_pitch, sq.st_vel, sq.st_head, sq.st_n, sq.st_chan, sq.due,
+                         sq.out, sq.out_ns, sq.out_beat)
         self._send(n)
         nxt = int(nxt) if nxt > 0 else now + 20_000_000
         if self.cfg.clock and self.state == "playing" and "main" in self.sessions:
@@ -587,17 +590,26 @@ class Server:
                        self.tpb)
 
     def _send(self, n):
-        """Send the first n messages of the output buffer, none before its time."""
+        """Send the first n messages of the output buffer, none before its time.
+
+        Stamps never go back: a message that comes after one with a later stamp (an
+        event the generator published after its time, or a stinger note due before a
+        release just sent) is stamped with that later time, the earliest it can sound.
+        A consumer that orders by stamp then plays the messages in the order sent.
+        """
         if n == 0:
             return
         out, ns, beats = self.seq.out, self.seq.out_ns, self.seq.out_beat
         send, clock = self.port.send, time.monotonic_ns
+        last = self._last_t
         for i in range(n):
-            t = int(ns[i])
+            t = max(int(ns[i]), last)
             while clock() < t:
                 pass
             send(int(out[i, 0]), int(out[i, 1]), int(out[i, 2]), t, float(beats[i]),
                  int(out[i, 3]))
+            last = t
+        self._last_t = last
         self.events_sent += n
 
     def _run_commands(self):

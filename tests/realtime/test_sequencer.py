@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from realtime.sequencer import NS, Sequencer, _sort_by_time, note_off, note_on, plan, publish, release
+from realtime.sequencer import NS, Sequencer, collect, note_off, note_on, plan, publish, release
 
 
 def test_constant_tempo_maps_beats_to_time_and_back():
@@ -156,16 +156,51 @@ def test_publish_moves_ready_and_reports_the_earliest_new_event():
     assert publish(ready, tail, ev_tick, sq.asap_tick, sq.asap_ns, *_tempo(sq)) == 123
 
 
-def test_messages_are_sorted_by_time_and_keep_their_order_at_equal_times():
-    out, ns, beat = _buffers()
-    rows = [(0x90, 60, 1, 0, 300), (0x80, 61, 0, 0, 100), (0x80, 62, 0, 1, 100),
-            (0x90, 62, 2, 1, 100), (0x90, 63, 3, 1, 50)]
-    for i, (st, p, v, s, t) in enumerate(rows):
-        out[i] = st, p, v, s
-        ns[i] = t
-        beat[i] = t / 100
-    _sort_by_time(out, ns, beat, len(rows))
-    assert list(ns[:5]) == [50, 100, 100, 100, 300]
-    assert [tuple(r) for r in out[:5, :2]] == [(0x90, 63), (0x80, 61), (0x80, 62), (0x90, 62),
-                                               (0x90, 60)]
-    assert list(beat[:5]) == [0.5, 1.0, 1.0, 1.0, 3.0]
+def _collect(sq, now, events, R=8):
+    """Run ``collect`` on hand-made rings: events[s] lists (tick, on?, pitch) of session s.
+    Tokens are 0..127 note-on of that pitch and 128..255 note-off."""
+    S = len(events)
+    kinds = np.array([1] * 128 + [2] * 128, np.int64)
+    values = np.array(list(range(128)) * 2, np.int64)
+    ev_tick, ev_tok = np.zeros((S, R), np.int64), np.zeros((S, R), np.int64)
+    head, ready = np.zeros(S, np.int64), np.zeros(S, np.int64)
+    for s, evs in enumerate(events):
+        for i, (tick, on, pitch) in enumerate(evs):
+            ev_tick[s, i], ev_tok[s, i] = tick, pitch + (0 if on else 128)
+        ready[s] = len(evs)
+    n, nxt = collect(float(now), np.ones(S, np.bool_), ev_tick, ev_tok, head, ready, kinds,
+                     values, sq.seg_tick, sq.seg_ns, sq.bpm0, sq.bpm1, sq.ramp, sq.p_tick,
+                     sq.p_bpm, sq.p_ramp, sq.tpb, sq.beats_per_bar, sq.channel, sq.transpose,
+                     sq.velocity, sq.next_vel, sq.vel_tick, sq.accent, sq.humanise,
+                     sq.asap_tick, sq.asap_ns, sq.frozen, sq.rng, sq.sent_pitch, sq.sent_chan,
+                     sq.sent_serial, sq.owner, sq.serial, sq.st_tick, sq.st_on, sq.st_pitch,
+                     sq.st_vel, sq.st_head, sq.st_n, sq.st_chan, sq.due, sq.out, sq.out_ns,
+                     sq.out_beat)
+    msgs = [(int(r[0]), int(r[1]), int(r[3]), int(t)) for r, t in zip(sq.out[:n], sq.out_ns[:n])]
+    return msgs, nxt
+
+
+def test_sessions_sharing_a_channel_are_merged_in_time_order_and_stay_balanced():
+    # Two sessions on channel 0, both at 60 BPM (12 ticks a beat: tick 6 is 0.5 s).  Session
+    # 1's events are earlier than session 0's, as when its generator ran late: the wire
+    # must still never end a silent note or start a sounding one.
+    sq = Sequencer(2, 12)
+    for s in (0, 1):
+        sq.anchor(s, 0.0, 0, 60.0)
+    msgs, nxt = _collect(sq, 2 * NS, [[(12, True, 60), (30, False, 60)],
+                                      [(6, True, 60), (18, False, 60)]])
+    assert [m[3] for m in msgs] == sorted(m[3] for m in msgs)  # in time order
+    sounding = set()
+    for status, pitch, s, t in msgs:
+        key = (status & 0x0F, pitch)
+        if status & 0xF0 == 0x90:
+            assert key not in sounding, msgs
+            sounding.add(key)
+        else:
+            assert key in sounding, msgs
+            sounding.discard(key)
+    # session 1 starts the note, session 0 retriggers it at 1 s (ending it first), and
+    # session 1's own note-off at 1.5 s is skipped: the note is no longer its own
+    assert msgs == [(0x90, 60, 1, NS // 2), (0x80, 60, 0, NS), (0x90, 60, 0, NS)]
+    assert nxt == pytest.approx(2.5 * NS)  # session 0's note-off at tick 30 is still to come
+    assert sounding == {(0, 60)}

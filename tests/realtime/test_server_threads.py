@@ -21,6 +21,7 @@ class Wire(BasePort):
         self.sounding = set()
         self.errors = []
         self.last_t = {}
+        self.stamps = []
         self.count = 0
 
     def _send(self, status, data1, data2, t_ns, beat, session):
@@ -36,6 +37,7 @@ class Wire(BasePort):
         if t_ns < self.last_t.get(session, 0):
             self.errors.append(f"session {session} went back in time")
         self.last_t[session] = t_ns
+        self.stamps.append(t_ns)
         self.count += 1
 
 
@@ -105,3 +107,18 @@ def test_a_command_the_engine_cannot_take_in_time_is_withdrawn_not_applied_late(
         assert srv.sessions["main"].mood == before
     assert refused and "did not apply" in refused and "'mood'" in refused
     assert wire.errors == [] and wire.sounding == set()
+
+
+def test_a_message_sent_after_a_later_stamped_one_is_stamped_no_earlier(model_path):
+    # an event the generator published after its time comes after messages stamped later
+    wire = Wire()
+    srv = Server(ServerConfig(model=str(model_path)), [wire], control=False)
+    t0 = time.monotonic_ns()
+    for i, (status, t) in enumerate([(0x90, t0 + 2_000_000), (0x91, t0 + 1_000_000)]):
+        srv.seq.out[i] = status, 60, 100, 0
+        srv.seq.out_ns[i] = t
+    srv._send(2)
+    srv.seq.out[0], srv.seq.out_ns[0] = (0x80, 60, 0, 0), t0
+    srv._send(1)
+    assert wire.stamps == [t0 + 2_000_000] * 3  # sent in order, none stamped before the first
+    assert wire.errors == [] and wire.sounding == {(1, 60)}
