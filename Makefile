@@ -51,10 +51,10 @@ $(VENV)/.installed: pyproject.toml
 
 # The shipped model, reproduced (see README "The default model").
 train-default: setup
-	$(BIN)/ostinato data --out data/dataset.npz
+	$(BIN)/ostinato data --out data/dataset.npz --mode-augment 0.5
 	$(BIN)/ostinato train --data data/dataset.npz --out runs/default --hidden 256 --layers 2 \
-	  --embed 64 --steps 8000 --batch-size 32 --seq-len 128 --lr 2e-3 --eval-every 400 \
-	  --valid-windows 200 --patience 6 --max-minutes 70 --threads 2 \
+	  --embed 64 --steps 5000 --batch-size 32 --seq-len 128 --lr 2e-3 --eval-every 400 \
+	  --valid-windows 200 --patience 6 --max-minutes 80 --threads 1 \
 	  --export engine/models/default.npz
 
 eval-default: setup

@@ -96,19 +96,23 @@ class Client(_Endpoint):
         """Handshake: protocol version, server, types, states, stingers, capabilities."""
         return self.request("hello")
 
-    def mood(self, valence=None, arousal=None, intensity=None, transition="bar", session=None):
-        """Move the mood; axes left None keep their current value."""
+    def mood(self, valence=None, arousal=None, intensity=None, transition="bar", session=None,
+             tonality=None):
+        """Move the mood; axes left None keep their current value.  tonality: 0 (free) ..
+        1 (strict, scale notes only); None keeps the session's."""
         return self.request("mood", session, valence=valence, arousal=arousal, intensity=intensity,
-                            transition=transition)
+                            transition=transition, tonality=tonality)
 
-    def state(self, name, transition="bar", session=None):
-        return self.request("state", session, name=name, transition=transition)
+    def state(self, name, transition="bar", session=None, tonality=None):
+        """Switch to a preset; tonality (0..1) overrides the preset's."""
+        return self.request("state", session, name=name, transition=transition, tonality=tonality)
 
     def tempo(self, bpm, ramp_beats=0, transition="beat", session=None):
         return self.request("tempo", session, bpm=bpm, ramp_beats=ramp_beats, transition=transition)
 
-    def key(self, key, mode=None, transition="bar", session=None):
-        return self.request("key", session, key=key, mode=mode, transition=transition)
+    def key(self, key, mode=None, transition="bar", session=None, tonality=None):
+        return self.request("key", session, key=key, mode=mode, transition=transition,
+                            tonality=tonality)
 
     def stinger(self, name, transition="beat", session=None):
         return self.request("stinger", session, name=name, transition=transition)

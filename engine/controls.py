@@ -39,6 +39,51 @@ def parse_key(name):
     return pc % 12
 
 
+# Scale degrees above the tonic: major, and minor with both sevenths (natural and the
+# harmonic minor's leading tone), as the minor music the model learns from uses them.
+SCALES = ({0, 2, 4, 5, 7, 9, 11}, {0, 2, 3, 5, 7, 8, 10, 11})
+TONALITY_FREE, TONALITY_STRICT = 0.0, 1.0
+#: The tonality prior of a request that asks for none, everywhere (server, generate,
+#: eval): chosen by measurement (``ostinato eval``'s tonality sweep; README "Keys").
+DEFAULT_TONALITY = 0.5
+
+
+def key_shift(tonic):
+    """Semitones from the model's common tonic (C) to ``tonic``, at most a tritone:
+    -6..5, so a key is reached by the smaller move and the register changes little.
+    Data building moves each piece by ``-key_shift(its tonic)``; play moves the music
+    back up by ``key_shift(requested tonic)``."""
+    return (int(tonic) + 6) % 12 - 6
+
+
+def model_key(key, register, key_relative):
+    """Where a request for ``key`` (pitch class) at mean pitch ``register`` is composed:
+    (semitones the sequencer transposes by, key control, register control).  A
+    key-relative model (trained with every piece moved to C) composes in C at the
+    register less the shift, so the music heard keeps the register asked for; an older
+    model is asked for the key itself and nothing is transposed."""
+    if not key_relative:
+        return 0, int(key) % 12, float(register)
+    k = key_shift(key)
+    return k, 0, float(register) - k
+
+
+def tonality_bias(mode, tonality):
+    """Log-prior (12 floats, pitch classes relative to the tonic) added to the model's
+    note-on logits: the mix ``(1 - t) + t * in_scale`` of a flat prior and the mode's
+    scale, so 0 (``free``) changes nothing and 1 (``strict``) forbids notes outside it."""
+    t = float(tonality)
+    if not 0.0 <= t <= 1.0:
+        raise InvalidMessage(f"tonality must be in 0..1, got {tonality!r}", field="tonality",
+                             allowed="0..1")
+    scale = SCALES[int(mode)]
+    out = np.zeros(12, np.float64)
+    for pc in range(12):
+        if pc not in scale:
+            out[pc] = np.log(1.0 - t) if t < 1.0 else -np.inf
+    return out
+
+
 def _profiles():
     """24 z-scored key profiles: rows 0-11 major on C..B, 12-23 minor."""
     rows = [np.roll(KK_MAJOR, k) for k in range(12)] + [np.roll(KK_MINOR, k) for k in range(12)]

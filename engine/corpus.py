@@ -139,6 +139,57 @@ def tune_group(tune):
     return "title:" + " ".join(words) if words else ""
 
 
+# ABC modes (K: field) to the model's two: the Ionian family major, the Aeolian family minor
+_ABC_MODES = {"": 0, "maj": 0, "major": 0, "ion": 0, "ionian": 0, "lyd": 0, "lydian": 0,
+              "mix": 0, "mixolydian": 0, "m": 1, "min": 1, "minor": 1, "aeo": 1, "aeolian": 1,
+              "dor": 1, "dorian": 1, "phr": 1, "phrygian": 1, "loc": 1, "locrian": 1}
+
+
+def abc_key(tune):
+    """(tonic pitch class, mode 0 major / 1 minor) from an ABC tune's K: field, or None.
+
+    The key is the last K: of the tune header (the fields before the first music
+    line; the file header's fields come first, the tune's own override them).
+    Dorian, Phrygian and Locrian count as minor, Lydian and Mixolydian as major;
+    K:none, highland-pipe keys (K:HP) and unreadable fields give None.
+    """
+    key = None
+    for line in tune.splitlines():
+        line = line.split("%", 1)[0].strip()
+        if not line:
+            continue
+        if not re.match(r"[A-Za-z]:", line):
+            break  # the first music line ends the header
+        if line.startswith("K:"):
+            key = line[2:].strip()
+    if not key:
+        return None
+    m = re.match(r"([A-Ga-g])([#b]?)\s*([A-Za-z]*)", key)
+    if not m or key[:2].lower() == "hp":
+        return None
+    mode = m.group(3).lower()
+    if mode not in _ABC_MODES:
+        mode = mode[:3]
+        if mode not in _ABC_MODES:
+            return None
+    pc = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}[m.group(1).lower()]
+    pc += {"#": 1, "b": -1, "": 0}[m.group(2)]
+    return pc % 12, _ABC_MODES[mode]
+
+
+def annotated_keys(source, files=None):
+    """{piece id: (tonic, mode)} for the pieces of a source whose text names their key
+    (ABC collections); other sources are measured instead (``engine.data``)."""
+    if source.startswith("midi:") or COLLECTIONS.get(source) != "abc":
+        return {}
+    out = {}
+    for task in source_tasks(source, files):
+        key = abc_key(task.payload)
+        if key is not None:
+            out[task.piece_id] = key
+    return out
+
+
 def source_tasks(source, files=None):
     """Tasks of a source, in a stable order; ids are collection/file[/tune] or a relative path."""
     files = source_files(source) if files is None else files

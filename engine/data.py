@@ -2,10 +2,16 @@
 
 ``ostinato data`` reads each source (a corpus collection or a MIDI folder) through
 ``engine.corpus``, caching the notes per source so adding a MIDI folder does not
-re-read the corpus, then tokenises every piece (``Vocab.encode``), measures its
-controls (``ControlSpec.compute``) and writes one ``.npz``.  ``Dataset`` loads it and
-serves training batches: random windows of the training stream, each transposed by
-a random interval.  Splits are by piece, from a hash of the piece id (or of the tune's
+re-read the corpus, then moves every piece to the common tonic C (key-relative: the
+sequencer transposes to the key a game asks for, so the tonic never depends on the
+model), tokenises it (``Vocab.encode``), measures its controls
+(``ControlSpec.compute``) and writes one ``.npz``.  A piece's key is its annotated
+one (an ABC K: field) where the source has one, else the Krumhansl-Kessler key of
+the whole piece; it moves by at most a tritone (``controls.key_shift``), so its
+register changes little.  Mode augmentation adds, for a share of the training
+pieces, a copy in the parallel mode (major to harmonic minor and back, by scale
+degree).  ``Dataset`` loads it and serves training batches: random windows of the
+training stream (of an absolute-key dataset, each transposed by a random interval).  Splits are by piece, from a hash of the piece id (or of the tune's
 group, so two transcriptions of one tune share a split): they never change between
 runs or machines.
 """
@@ -22,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from . import corpus
-from .controls import ControlSpec
+from .controls import ControlSpec, find_key, key_shift
 from .errors import InvalidMessage, OstinatoError
 from .notes import NOTE_DTYPE
 from .vocab import NOTE_OFF, NOTE_ON, Vocab
@@ -30,6 +36,10 @@ from .vocab import NOTE_OFF, NOTE_ON, Vocab
 SPLITS = ("train", "valid", "test")
 SPLIT_SHARES = (0.90, 0.05, 0.05)
 FORMAT = 1
+# Parallel-mode copy by scale degree above C: major to harmonic minor (E->Eb, A->Ab, the
+# leading tone kept) and minor to major (Eb->E, Ab->A, Bb->B); other pitch classes stay.
+TO_MINOR = np.array([0, 1, 2, 3, 3, 5, 6, 7, 8, 8, 10, 11])
+TO_MAJOR = np.array([0, 1, 2, 4, 4, 5, 6, 7, 9, 9, 11, 11])
 # Bump when a reader changes the notes it produces: every cache is then stale.
 CODE_VERSION = "corpus-3"
 
@@ -45,6 +55,8 @@ class BuildConfig:
     rebuild: bool = False        # ignore caches and read every source again
     max_pieces: int = 0          # 0 = all; else at most this many pieces per source
     min_notes: int = 16
+    key_relative: bool = True    # move every piece to the tonic C (False: keys as written)
+    mode_augment: float = 0.0    # share of training pieces that also get a parallel-mode copy
     workers: int = 2
     progress: bool = True
     read: corpus.ReadConfig = field(default_factory=corpus.ReadConfig)
@@ -160,29 +172,47 @@ def build(config=BuildConfig(), log=None):
     toks, ctrls, ids, srcs, splits = [], [], [], [], []
     seen = {}
     summary = {"sources": {}, "skipped": {}}
+    keys = Counter()  # where each piece's key came from: annotated or measured
+    modes = {when: {m: [0, 0, 0] for m in MODE_NAMES} for when in ("before", "after")}
     for source in sources:
         pieces, skipped, info = read_source(source, config)
         skipped = list(skipped)
         counts = {"pieces": [0, 0, 0], "tokens": [0, 0, 0], "notes": [0, 0, 0]}
+        annotated = corpus.annotated_keys(source) if config.key_relative else {}
         for pid, group, notes in pieces:
             if len(notes) < config.min_notes:
                 skipped.append((pid, f"too short: {len(notes)} notes < {config.min_notes}"))
                 continue
-            tokens = vocab.encode(notes)
-            digest = hashlib.sha1(tokens.tobytes()).hexdigest()
-            if digest in seen:  # a tune printed twice would leak across splits
-                skipped.append((pid, f"duplicate: same notes as {seen[digest]}"))
-                continue
-            seen[digest] = pid
             sp = split_of(group or pid)
-            toks.append(tokens.astype(np.int16))
-            ctrls.append(spec.compute(tokens, vocab).astype(np.float16))
-            ids.append(pid)
-            srcs.append(source)
-            splits.append(sp)
-            counts["pieces"][sp] += 1
-            counts["tokens"][sp] += len(tokens)
-            counts["notes"][sp] += len(notes)
+            if config.key_relative:
+                tonic, mode = annotated.get(pid) or find_key(notes)[:2]
+                notes = to_tonic_c(notes, tonic)
+            else:
+                mode = find_key(notes)[1]
+            versions = [(pid, notes, mode)]
+            if sp == 0 and config.mode_augment > 0 and \
+                    _share(pid) < config.mode_augment and config.key_relative:
+                versions.append((pid + "#parallel", parallel_mode(notes, mode), 1 - mode))
+            for vid, vnotes, vmode in versions:
+                tokens = vocab.encode(vnotes)
+                digest = hashlib.sha1(tokens.tobytes()).hexdigest()
+                if digest in seen:  # a tune printed twice would leak across splits
+                    skipped.append((vid, f"duplicate: same notes as {seen[digest]}"))
+                    continue
+                seen[digest] = vid
+                toks.append(tokens.astype(np.int16))
+                ctrls.append(spec.compute(tokens, vocab).astype(np.float16))
+                ids.append(vid)
+                srcs.append(source)
+                splits.append(sp)
+                counts["pieces"][sp] += 1
+                counts["tokens"][sp] += len(tokens)
+                counts["notes"][sp] += len(vnotes)
+                modes["after"][MODE_NAMES[vmode]][sp] += 1
+                if vid == pid:
+                    modes["before"][MODE_NAMES[vmode]][sp] += 1
+                    if config.key_relative:
+                        keys["annotated" if pid in annotated else "measured"] += 1
         for pid, why in skipped:
             log_skip(f"{pid}: {why}")
         by_reason = dict(Counter(_category(w) for _, w in skipped))
@@ -194,9 +224,14 @@ def build(config=BuildConfig(), log=None):
         raise OstinatoError("no pieces left to write: every source was empty or skipped")
     for key in ("pieces", "tokens", "notes"):
         summary[key] = {s: sum(v[key][s] for v in summary["sources"].values()) for s in SPLITS}
+    summary["key_relative"] = config.key_relative
+    summary["keys"] = dict(keys)
+    summary["mode_augment"] = config.mode_augment
+    summary["modes"] = {when: {m: dict(zip(SPLITS, v)) for m, v in by.items()}
+                        for when, by in modes.items()}
     summary["seconds"] = round(time.monotonic() - t0, 1)
     meta = {"format": FORMAT, "vocab": vocab.to_dict(), "spec": spec.to_dict(),
-            "summary": summary}
+            "summary": summary, "key_relative": config.key_relative}
     out = Path(config.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp.npz")
@@ -208,6 +243,39 @@ def build(config=BuildConfig(), log=None):
     os.replace(tmp, out)
     out.with_name(out.name + ".skipped.txt").write_text("".join(l + "\n" for l in lines))
     return summary
+
+
+# -- keys and modes ----------------------------------------------------------------------
+MODE_NAMES = ("major", "minor")
+
+
+def _share(piece_id):
+    """A number in [0, 1) fixed by the piece id (SHA-1): who gets a parallel-mode copy."""
+    digest = hashlib.sha1(("mode:" + piece_id).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0 ** 64
+
+
+def to_tonic_c(notes, tonic):
+    """The notes moved so that ``tonic`` becomes C, by at most a tritone (an octave
+    further where a pitch would leave 0..127)."""
+    k = -key_shift(tonic)
+    p = notes["pitch"].astype(np.int64)
+    for move in (k, k + 12, k - 12):
+        if p.min() + move >= 0 and p.max() + move <= 127:
+            k = move
+            break
+    out = notes.copy()
+    out["pitch"] = p + k
+    return out
+
+
+def parallel_mode(notes, mode):
+    """Notes in C of ``mode`` (0 major, 1 minor) mapped by scale degree to the other mode."""
+    table = TO_MINOR if mode == 0 else TO_MAJOR
+    p = notes["pitch"].astype(np.int64)
+    out = notes.copy()
+    out["pitch"] = p - p % 12 + table[p % 12]
+    return out
 
 
 # -- transposition and windows -----------------------------------------------------------
@@ -260,6 +328,8 @@ class Dataset:
         self.tokens, self.controls, self.offsets = tokens, controls, offsets
         self.ids, self.sources, self.split = ids, sources, split
         self.vocab, self.spec, self.summary = vocab, spec, summary or {}
+        # every piece was moved to C (see the module docstring): train without transposing
+        self.key_relative = bool(self.summary.get("key_relative", False))
         self._streams = {}
 
     @classmethod
@@ -352,6 +422,12 @@ def add_arguments(parser):
                         help="ignore the per-source caches and read everything again")
     parser.add_argument("--max-pieces", type=int, default=0, metavar="N",
                         help="read at most N pieces per source (0: all)")
+    parser.add_argument("--absolute-keys", action="store_true",
+                        help="keep each piece in its written key (default: every piece moved "
+                             "to C, the sequencer transposes at play time)")
+    parser.add_argument("--mode-augment", type=float, default=0.0, metavar="SHARE",
+                        help="share 0..1 of training pieces that also get a copy in the "
+                             "parallel mode (default 0)")
     parser.add_argument("--workers", type=int, default=2, help="reader processes, 1-2 (2)")
     parser.add_argument("--verbose", action="store_true", help="print every skipped piece")
 
@@ -383,6 +459,14 @@ def format_summary(summary):
     skipped = summary["skipped"]
     lines.append("skipped: " + (", ".join(f"{k} {v}" for k, v in sorted(skipped.items()))
                                 if skipped else "none"))
+    if "modes" in summary:
+        for when in ("before", "after"):
+            by = summary["modes"][when]
+            lines.append(f"modes {when} augmentation (train): " + ", ".join(
+                f"{m} {by[m]['train']}" for m in MODE_NAMES))
+    if summary.get("key_relative"):
+        lines.append("keys moved to C: " + ", ".join(f"{k} {v}" for k, v in
+                                                     sorted(summary["keys"].items())))
     lines.append(f"time: {summary['seconds']:.1f} s")
     return "\n".join(lines)
 
@@ -392,6 +476,8 @@ def run(args):
         raise _bad("max_pieces", f"{args.max_pieces} is negative", ">= 0 (0: all)")
     if not 1 <= args.workers <= 2:
         raise _bad("workers", f"{args.workers} is out of range", "1..2")
+    if not 0.0 <= args.mode_augment <= 1.0:
+        raise _bad("mode_augment", f"{args.mode_augment} is out of range", "0..1")
     collections = parse_collections(args.collections)
     for d in args.midi:
         if not Path(d).is_dir():
@@ -401,6 +487,7 @@ def run(args):
                    ", ".join(corpus.COLLECTIONS) + ", all, or --midi DIR")
     config = BuildConfig(collections=collections, midi_dirs=tuple(args.midi), out=args.out,
                          rebuild=args.rebuild, max_pieces=args.max_pieces,
+                         key_relative=not args.absolute_keys, mode_augment=args.mode_augment,
                          workers=args.workers, progress=sys.stderr.isatty(),
                          read=corpus.ReadConfig(keep_drums=args.keep_drums))
     log = (lambda line: print(line, file=sys.stderr)) if args.verbose else None

@@ -53,6 +53,8 @@ def train(data, out, cfg, *, steps=20000, batch_size=32, seq_len=128, lr=2e-3,
           progress=True):
     """Train ``MusicLSTM(cfg)`` on ``data`` into the folder ``out``; return the best
     validation NLL.  ``max_minutes`` bounds the wall time (then it stops like early stop).
+    ``transpose``: the random transposition of each window, for absolute-key datasets
+    only (a key-relative one trains as written).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -70,8 +72,11 @@ def train(data, out, cfg, *, steps=20000, batch_size=32, seq_len=128, lr=2e-3,
         opt.load_state_dict(st["opt"])
         step, best, bad, elapsed = st["step"], st["best"], st["bad"], st["elapsed"]
         rng = np.random.default_rng([seed, step])
+    if data.key_relative:
+        transpose = None  # every piece is in C: transposing would teach other tonics
     info = dict(command=command, data=data.summary, mean_register=mean_register(data),
-                batch_size=batch_size, seq_len=seq_len, lr=lr, device=str(device))
+                key_relative=data.key_relative, batch_size=batch_size, seq_len=seq_len, lr=lr,
+                device=str(device))
     sched = lambda s: lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
     batches = data.batches("train", batch_size, seq_len, rng, transpose=transpose)
     bar = tqdm(total=steps, initial=step, disable=not progress, desc="train", unit="step",

@@ -36,7 +36,7 @@ from .synth import (EV_ALL_NOTES_OFF, M_NEV, Synth, SynthConfig,
 R_STATUS, R_D1, R_D2, R_T = range(4)
 I_HEAD, I_TAIL, I_OVERFLOW, I_PLACED = range(4)
 _instances = itertools.count()
-CLOCK_BLOCK = 32  # callbacks a block of the stream-clock estimate (0.17 s at 256 frames)
+CLOCK_BLOCK = 256  # callbacks a block of the stream-clock estimate (1.4 s at 256 frames)
 PLACED_LOG = 1024  # events whose placement the port remembers (AudioPort.placed)
 
 
@@ -44,9 +44,12 @@ class StreamClock:
     """A running estimate of (monotonic time - stream time), in ns.
 
     Each callback reads both clocks.  Its wake-up jitter only makes a reading larger,
-    so the estimate is the least reading; over a sliding window (the last 32-64
-    callbacks), not all time: JACK's clock settles after start-up and can step, and an
-    early reading must not bias the rest.
+    so the estimate is the least reading; over a sliding window (the last one to two
+    blocks of ``block`` callbacks), not all time: JACK's clock settles after start-up
+    and can step, and an early reading must not bias the rest.  Measured under load
+    (``benchmarks/audio.py``, load average 3-5): blocks of 32 callbacks (0.17 s) put
+    notes 1.3 ms off at p99, blocks of 256 (1.4 s) 0.11 ms; the max, 5.3 ms, is one
+    period, where JACK missed a cycle.
     """
 
     def __init__(self, block=CLOCK_BLOCK):

@@ -183,7 +183,7 @@ def _perform(srv, rec, pub, seconds, header):
         raise
     # the server announces changes, not where it starts: tell the display
     show.feed(dict(type="mood", session="main", beat=0.0, name=START_STATE,
-                   **describe(start, srv.base_register)))
+                   **describe(start, srv.base_register, srv.tonality)))
     with show, srv:
         t0 = show.t0 = time.monotonic()
         show.write(header + [

@@ -50,6 +50,9 @@ class Weights:
         self.kinds, self.values = self.vocab.tables()
         info = meta.get("info", {})
         self.mean_register = float(info.get("mean_register", 67.0))
+        # trained on pieces moved to C (engine.data, key-relative datasets): the sequencer
+        # transposes to the key asked for (engine.controls.model_key)
+        self.key_relative = bool(info.get("key_relative", False))
 
     @property
     def nbytes(self):
@@ -210,14 +213,16 @@ def _allowed(s, v, kinds, values, sounding, entry):
 
 @njit(nogil=True, cache=True)
 def sample(s, logits, temperature, kinds, values, sounding, entry, gen_tick, max_note_ticks,
-           shift_off, off_off, rng):
+           pc_bias, shift_off, off_off, rng):
     """Sample the next token of session s under the runtime's rules: never START, no
     note-off of a silent pitch, no note-on of a sounding one, only note-ons while
     ``entry`` (an immediate transition starts with a note, at once), and a note held
-    longer than ``max_note_ticks`` is released instead of sampling."""
+    longer than ``max_note_ticks[s]`` is released instead of sampling (a guard: note
+    lengths come from the model).  A note-on's probability is multiplied by the
+    tonality prior ``exp(pc_bias[s, pitch class])`` (``engine.controls.tonality_bias``)."""
     V = logits.shape[1]
     for p in range(128):
-        if sounding[s, p] >= 0 and gen_tick[s] - sounding[s, p] >= max_note_ticks:
+        if sounding[s, p] >= 0 and gen_tick[s] - sounding[s, p] >= max_note_ticks[s]:
             return off_off + p
     m = -np.inf
     for v in range(V):
@@ -225,21 +230,32 @@ def sample(s, logits, temperature, kinds, values, sounding, entry, gen_tick, max
             m = logits[s, v]
     total = 0.0
     for v in range(V):
-        ok = _allowed(s, v, kinds, values, sounding, entry)
-        total += np.exp((logits[s, v] - m) / temperature[s]) if ok else 0.0
+        if _allowed(s, v, kinds, values, sounding, entry):
+            total += _weight(s, v, logits, m, temperature, kinds, values, pc_bias)
     if total == 0.0:
         return shift_off  # nothing allowed: wait one tick
     u = uniform(rng, s) * total
     acc = 0.0
     last = 0
     for v in range(V):
-        ok = _allowed(s, v, kinds, values, sounding, entry)
-        if ok:
-            acc += np.exp((logits[s, v] - m) / temperature[s])
-            last = v
-            if acc > u:
-                return v
+        if _allowed(s, v, kinds, values, sounding, entry):
+            w = _weight(s, v, logits, m, temperature, kinds, values, pc_bias)
+            if w > 0.0:
+                acc += w
+                last = v
+                if acc > u:
+                    return v
     return last
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _weight(s, v, logits, m, temperature, kinds, values, pc_bias):
+    """Unnormalised probability of token v: softmax at the session's temperature,
+    times the tonality prior for a note-on."""
+    z = (logits[s, v] - m) / temperature[s]
+    if kinds[v] == 1:
+        z += pc_bias[s, values[v] % 12]
+    return np.exp(z)
 
 
 class Runtime:
@@ -283,7 +299,11 @@ class Runtime:
         self.xbuf = np.zeros((S, max(C + H, 2 * H)), np.float32)
         self.gates = np.zeros((S, 4 * H), np.float32)
         self.logits = np.zeros((S, V), np.float32)
-        self.max_note_ticks = int(max_note_beats * self.tpb)
+        # per session: the longest a note may sound (ticks), and the tonality prior
+        # (log, per pitch class above the model's tonic) now and from switch_tick on
+        self.max_note_ticks = np.full(S, int(max_note_beats * self.tpb), np.int64)
+        self.pc_bias = np.zeros((S, 12), np.float64)
+        self.next_bias = np.zeros((S, 12), np.float64)
         self.phase0 = w.spec.slices()["phase"].start
 
     def open(self, s, controls, seed=0, temperature=1.0, tick=0):
@@ -297,6 +317,7 @@ class Runtime:
         self.sounding[s] = -1
         self.entry[s] = True
         self.temperature[s] = temperature
+        self.pc_bias[s] = self.next_bias[s] = 0.0  # free until told otherwise
         self.rng[s] = np.uint64((seed * 0x9E3779B97F4A7C15 + 0x2545F4914F6CDD1D) % 2**64) or 1
         self.force_n[s] = self.force_i[s] = 0
         # slot 0 holds the opening state as an already-played event to rewind to
@@ -321,7 +342,8 @@ class Runtime:
                         self.head, self.tail, self.h, self.c, self.w.tok_table, self.w.w0,
                         self.w.w_rest, self.w.b_rest, self.w.w_out, self.w.b_out, self.xbuf,
                         self.gates, self.logits, self.w.kinds, self.w.values, self.phase0,
-                        self.tpb, self.max_note_ticks, self.w.vocab.offsets[TIME_SHIFT],
+                        self.tpb, self.max_note_ticks, self.pc_bias, self.next_bias,
+                        self.w.vocab.offsets[TIME_SHIFT],
                         self.w.vocab.offsets[NOTE_OFF], self.w.vocab.max_shift)
 
     def rewind(self, s, tick):
@@ -368,8 +390,8 @@ class Runtime:
 def _advance(target, max_steps, active, idx, tokens, controls, ctl_base, next_ctl, switch_tick, gen_tick,
              sounding, entry, temperature, rng, force, force_n, force_i, ev_tick, ev_tok,
              ev_aux, snap_h, snap_c, head, tail, h, c, tok_table, w0, w_rest, b_rest, w_out,
-             b_out, xbuf, gates, logits, kinds, values, phase0, tpb, max_note_ticks,
-             shift_off, off_off, max_shift):
+             b_out, xbuf, gates, logits, kinds, values, phase0, tpb, max_note_ticks, pc_bias,
+             next_bias, shift_off, off_off, max_shift):
     S = active.shape[0]
     R = ev_tick.shape[1]
     C = controls.shape[1]
@@ -400,9 +422,16 @@ def _advance(target, max_steps, active, idx, tokens, controls, ctl_base, next_ct
                     force_n[s] = 0
             else:
                 tok = sample(s, logits, temperature, kinds, values, sounding, entry, gen_tick,
-                             max_note_ticks, shift_off, off_off, rng)
+                             max_note_ticks, pc_bias, shift_off, off_off, rng)
                 if kinds[tok] == 3 and switch_tick[s] >= 0 and gen_tick[s] + values[tok] > switch_tick[s]:
                     tok = shift_off + switch_tick[s] - gen_tick[s] - 1  # land on the switch
+                if kinds[tok] == 3:  # nor past the guard's release of a held note
+                    lim = gen_tick[s] + values[tok]
+                    for p in range(128):
+                        if sounding[s, p] >= 0 and sounding[s, p] + max_note_ticks[s] < lim:
+                            lim = sounding[s, p] + max_note_ticks[s]
+                    if lim < gen_tick[s] + values[tok]:
+                        tok = shift_off + lim - gen_tick[s] - 1
             kind, val = kinds[tok], values[tok]
             aux = 0
             if kind == 3:
@@ -424,6 +453,8 @@ def _advance(target, max_steps, active, idx, tokens, controls, ctl_base, next_ct
             if switch_tick[s] >= 0 and gen_tick[s] >= switch_tick[s]:
                 for j in range(C):
                     ctl_base[s, j] = next_ctl[s, j]
+                for j in range(12):
+                    pc_bias[s, j] = next_bias[s, j]
                 switch_tick[s] = -1
 
 

@@ -5,8 +5,20 @@ Eerola & Vuoskoski 2013): valence chooses the mode (major above zero, minor belo
 and nudges the register; arousal drives tempo and note density; intensity drives
 loudness.  Explicit ``key``/``tempo`` messages and preset values override the
 mapping until the next message that sets the same thing.
+
+``tonality`` (0 ``free`` .. 1 ``strict``) is the weight of a prior over the mode's scale
+at sampling (``engine.controls.tonality_bias``); a session that sets none plays the
+server's default (``DEFAULT_TONALITY``, or ``serve --tonality``).  ``max_note_beats`` is
+a guard against notes held on and on, from the preset (``DEFAULT_MAX_NOTE_BEATS``
+otherwise): note lengths come from the model, this only cuts off a runaway one.
 """
 from dataclasses import dataclass, replace
+
+from engine.controls import DEFAULT_TONALITY  # noqa: F401 - the one default; serve --tonality overrides it
+
+#: The longest a note sounds when the preset sets no ``max_note_beats`` (the runtime's
+#: guard, ``realtime.generator.Runtime``'s ``max_note_beats``).
+DEFAULT_MAX_NOTE_BEATS = 8.0
 
 
 @dataclass(frozen=True)
@@ -20,6 +32,8 @@ class Mood:
     mode: int | None = None  # 0 major, 1 minor
     bpm: float | None = None
     register: int = 0        # semitones from the model's usual register
+    tonality: float | None = None        # None: the server's default
+    max_note_beats: float | None = None  # None: DEFAULT_MAX_NOTE_BEATS
 
     def update(self, **fields):
         return replace(self, **{k: v for k, v in fields.items() if v is not None})
@@ -44,15 +58,26 @@ def register_of(m: Mood, base):
     return base + m.register + 4.0 * m.valence
 
 
+def tonality_of(m: Mood, default=DEFAULT_TONALITY):
+    """The tonality prior's weight in effect: the session's, else the server's default."""
+    return m.tonality if m.tonality is not None else default
+
+
+def max_note_beats_of(m: Mood):
+    return m.max_note_beats if m.max_note_beats is not None else DEFAULT_MAX_NOTE_BEATS
+
+
 def velocity_of(m: Mood):
     """Base MIDI velocity before the beat accent: 40 (soft) to 110 (loud)."""
     return 40.0 + 70.0 * m.intensity
 
 
-def describe(m: Mood, base_register):
+def describe(m: Mood, base_register, default_tonality=DEFAULT_TONALITY):
+    """What the session plays, as asked: the key and register requested (what is heard,
+    whatever the model composes in), the tonality in effect and the mood axes."""
     from engine.controls import KEY_NAMES, MODES
 
     return dict(key=KEY_NAMES[m.key], mode=MODES[mode_of(m)], bpm=round(bpm_of(m), 1),
                 density=round(density_of(m), 2), register=round(register_of(m, base_register), 1),
-                velocity=round(velocity_of(m)), valence=m.valence, arousal=m.arousal,
-                intensity=m.intensity)
+                velocity=round(velocity_of(m)), tonality=tonality_of(m, default_tonality),
+                valence=m.valence, arousal=m.arousal, intensity=m.intensity)

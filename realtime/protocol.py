@@ -86,6 +86,18 @@ def _transition(default):
                  default=default, choices=TRANSITIONS, example=default)
 
 
+TONALITY_RANGE = (0.0, 1.0)
+
+
+def _tonality(example=None, preset=False):
+    lo, hi = TONALITY_RANGE
+    left_out = ("the preset's, else the server's default (`serve --tonality`)" if preset else
+                "the session's stays (until one is set: the server's default, `serve --tonality`)")
+    return Field("tonality", "float", "prior over the mode's scale at sampling: 0 free (the model's "
+                 f"own pitches) .. 1 strict (scale notes only); left out: {left_out}",
+                 lo=lo, hi=hi, example=example)
+
+
 ENVELOPE = (
     Field("id", "id", "any string or integer; echoed in the reply", example=7),
     Field("session", "name", "which session (music stream) the message is for", default="main",
@@ -103,10 +115,13 @@ MESSAGES = (
         Field("arousal", "float", "calm/slow/sparse .. excited/fast/dense", lo=0.0, hi=1.0, example=0.8),
         Field("intensity", "float", "soft/thin .. loud/full", lo=0.0, hi=1.0, example=0.3),
         _transition("bar"),
-    ), one_of=("valence", "arousal", "intensity")),
-    Message("state", "Switch to a named preset from states.toml.", (
+        _tonality(0.6),
+    ), one_of=("valence", "arousal", "intensity", "tonality")),
+    Message("state", "Switch to a named preset from states.toml (a `tonality` given here wins "
+            "over the preset's).", (
         Field("name", "choice", "preset name", required=True, choices=PRESETS, example="combat"),
         _transition("bar"),
+        _tonality(0.8, preset=True),
     )),
     Message("tempo", "Change the tempo, at once or ramped over some beats; a change not yet "
             "reached is replaced by a newer one.", (
@@ -119,6 +134,7 @@ MESSAGES = (
         Field("key", "key", "tonic; lower case accepted", required=True, choices=KEYS, example="D"),
         Field("mode", "choice", "scale mode", choices=MODES, example="minor"),
         _transition("bar"),
+        _tonality(0.8),
     )),
     Message("stinger", "Play a one-shot motif from states.toml in the current key, on the grid.", (
         Field("name", "choice", "stinger name", required=True, choices=STINGERS, example="hit"),
@@ -401,6 +417,10 @@ PRESET_FIELDS = {
     "valence": _FIELD["valence"], "arousal": _FIELD["arousal"], "intensity": _FIELD["intensity"],
     "bpm": _FIELD["bpm"], "key": _FIELD["key"], "mode": _FIELD["mode"],
     "register": Field("register", "int", "register offset in semitones", lo=-24, hi=24),
+    "tonality": _FIELD["tonality"],
+    "max_note_beats": Field("max_note_beats", "float", "longest a note may sound, in beats "
+                            "(a guard against runaway notes, not how lengths are made)",
+                            lo=0.25, hi=64.0),
 }
 PRESET_REQUIRED = ("valence", "arousal", "intensity")
 DEGREE_RANGE, DURATION_RANGE, VELOCITY_RANGE, MAX_MOTIF = (-13, 21), (0.0, 8.0), (1, 127), 64
@@ -411,7 +431,8 @@ def load_states(path=None):
     """Read presets and stingers from ``path``, $OSTINATO_STATES or the shipped states.toml.
 
     Returns ``(presets, stingers)``: presets map name -> {valence, arousal, intensity and
-    optionally bpm, key, mode, register}; stingers map name -> {degrees, durations, velocity}.
+    optionally bpm, key, mode, register, tonality, max_note_beats}; stingers map name ->
+    {degrees, durations, velocity}.
     Raises InvalidMessage naming the file, the entry and the field.
     """
     path = Path(path or os.environ.get("OSTINATO_STATES") or DEFAULT_STATES)

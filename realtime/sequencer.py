@@ -18,6 +18,7 @@ from .generator import uniform
 NS = 1_000_000_000
 OUT_CAP = 4096
 STINGER_CAP = 256
+TRANSPOSE_CAP = 4  # pending transpositions per session (two at most in practice)
 
 
 class Sequencer:
@@ -38,7 +39,13 @@ class Sequencer:
         self.p_bpm = np.zeros(S, np.float64)
         self.p_ramp = np.zeros(S, np.float64)
         self.channel = np.zeros(S, np.int64)
+        # semitones added to every generated note-on (a key-relative model composes in C);
+        # a key change at a beat or bar queues (tick, semitones): collect applies each
+        # from the first event at or after its tick, so earlier events keep the old one
         self.transpose = np.zeros(S, np.int64)
+        self.tr_tick = np.full((S, TRANSPOSE_CAP), -1, np.int64)
+        self.tr_val = np.zeros((S, TRANSPOSE_CAP), np.int64)
+        self.tr_n = np.zeros(S, np.int64)
         self.velocity = np.full(S, 80.0)        # base velocity from intensity
         self.next_vel = np.full(S, 80.0)        # ... becomes this from vel_tick on
         self.vel_tick = np.full(S, -1, np.int64)
@@ -102,6 +109,35 @@ class Sequencer:
         tick = self.ns_tick(s, t_ns)
         step = {"now": 1, "beat": self.tpb, "bar": self.tpb * self.beats_per_bar}[unit]
         return int(-(-tick // step) * step) if tick > 0 else 0
+
+    def set_transpose(self, s, semitones):
+        """Transpose session s's generated notes by ``semitones`` from the next event on,
+        dropping any change still queued (an immediate change, a session started afresh)."""
+        self.transpose[s] = int(semitones)
+        self.tr_n[s] = 0
+
+    def queue_transpose(self, s, tick, semitones, drop_from=None):
+        """From the first event at or after ``tick``, transpose by ``semitones``.
+
+        Queued changes at or after ``drop_from`` (default ``tick``) are dropped first: the
+        events they were for are composed again.  A full queue applies its oldest change
+        at once (it never fills in practice: a change is applied when its tick plays)."""
+        drop_from = tick if drop_from is None else min(tick, drop_from)
+        n = int(self.tr_n[s])
+        while n > 0 and self.tr_tick[s, n - 1] >= drop_from:
+            n -= 1
+        if n == self.tr_tick.shape[1]:
+            self.transpose[s] = self.tr_val[s, 0]
+            self.tr_tick[s, :n - 1] = self.tr_tick[s, 1:n].copy()
+            self.tr_val[s, :n - 1] = self.tr_val[s, 1:n].copy()
+            n -= 1
+        self.tr_tick[s, n], self.tr_val[s, n] = int(tick), int(semitones)
+        self.tr_n[s] = n + 1
+
+    def pending_transpose(self, s):
+        """The queued (tick, semitones) changes of session s, oldest first."""
+        n = int(self.tr_n[s])
+        return [(int(a), int(b)) for a, b in zip(self.tr_tick[s, :n], self.tr_val[s, :n])]
 
     def add_stinger(self, s, tick, pitches, durations_ticks, velocity, channel):
         """Queue a motif for session s starting at ``tick`` (notes in sequence)."""
@@ -276,8 +312,9 @@ def _due(s, head, ready, ev_tick, st_tick, st_head, st_n, asap_tick, asap_ns, se
 
 @njit(nogil=True, cache=True)
 def collect(now, active, ev_tick, ev_tok, head, ready, kinds, values, seg_tick, seg_ns, bpm0,
-            bpm1, ramp, p_tick, p_bpm, p_ramp, tpb, beats_per_bar, channel, transpose, velocity,
-            next_vel, vel_tick, accent, humanise, asap_tick, asap_ns, frozen, rng, sent_pitch, sent_chan,
+            bpm1, ramp, p_tick, p_bpm, p_ramp, tpb, beats_per_bar, channel, transpose, tr_tick,
+            tr_val, tr_n, velocity, next_vel, vel_tick, accent, humanise, asap_tick, asap_ns,
+            frozen, rng, sent_pitch, sent_chan,
             sent_serial, owner, serial, st_tick, st_on, st_pitch, st_vel, st_head, st_n,
             st_chan, due, out, out_ns, out_beat):
     """Move every event due by ``now`` (ns) from the rings (the published part, below
@@ -288,6 +325,10 @@ def collect(now, active, ev_tick, ev_tok, head, ready, kinds, values, seg_tick, 
     session, so the wire-note bookkeeping (``owner``: which note sounds on each
     channel, shared by the sessions on one channel) changes in the order the messages
     are sent.  ``due`` is scratch, one entry per session.
+
+    A generated note-on sounds ``transpose[s]`` semitones up; the ``tr_n[s]`` queued
+    changes (``tr_tick``, ``tr_val``, by tick) take over from the first event at or after
+    their tick, like ``next_vel`` at ``vel_tick``.  A note-off ends the pitch that was sent.
     """
     S = active.shape[0]
     R = ev_tick.shape[1]
@@ -338,6 +379,12 @@ def collect(now, active, ev_tick, ev_tok, head, ready, kinds, values, seg_tick, 
             if vel_tick[s] >= 0 and tick >= vel_tick[s]:
                 velocity[s] = next_vel[s]
                 vel_tick[s] = -1
+            while tr_n[s] > 0 and tick >= tr_tick[s, 0]:
+                transpose[s] = tr_val[s, 0]
+                for j in range(1, tr_n[s]):
+                    tr_tick[s, j - 1] = tr_tick[s, j]
+                    tr_val[s, j - 1] = tr_val[s, j]
+                tr_n[s] -= 1
             if k == 1:
                 p = values[tok] + transpose[s]
                 if 0 <= p < 128:

@@ -30,14 +30,15 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from engine import DEFAULT_MODEL
-from engine.controls import KEY_NAMES, MODES, parse_key
+from engine.controls import KEY_NAMES, MODES, model_key, parse_key, tonality_bias
 from engine.errors import InvalidMessage, OstinatoError, PortError, ServerError
 from engine.vocab import NOTE_OFF
 
 from . import protocol
 from .generator import Runtime, Weights
 from .keys import ServerKeys, check_serve, is_loopback_host, require_keys
-from .mood import Mood, bpm_of, density_of, describe, mode_of, register_of, velocity_of
+from .mood import (DEFAULT_MAX_NOTE_BEATS, DEFAULT_TONALITY, Mood, bpm_of, density_of, describe,
+                   max_note_beats_of, mode_of, register_of, tonality_of, velocity_of)
 from .ports import MultiPort
 from .sequencer import Sequencer, collect, plan, publish, release
 
@@ -70,6 +71,7 @@ class ServerConfig:
     max_request_bytes: int = protocol.MAX_REQUEST_BYTES  # hard cap; larger drops the connection
     server_key: str | None = None   # CurveZMQ: the server's .key_secret file (realtime.keys)
     client_keys: str | None = None  # and the folder of authorised clients' .key files
+    tonality: float | None = None   # sessions that set none: None is mood.DEFAULT_TONALITY
 
 
 class Session:
@@ -92,10 +94,17 @@ class Server:
         self.keys = ServerKeys.load(cfg.server_key, cfg.client_keys)
         if control:
             require_keys(cfg.control, self.keys, "control")
+        self.tonality = DEFAULT_TONALITY if cfg.tonality is None else cfg.tonality
+        if isinstance(self.tonality, bool) or not isinstance(self.tonality, (int, float)) or \
+                not protocol.TONALITY_RANGE[0] <= self.tonality <= protocol.TONALITY_RANGE[1]:
+            raise InvalidMessage(f"tonality {cfg.tonality!r} is not accepted; allowed: 0.0..1.0 "
+                                 "(0 free, 1 strict)", field="tonality", allowed="0.0..1.0")
+        self.tonality = float(self.tonality)
         self.weights = Weights(cfg.model)
         self.vocab, self.spec = self.weights.vocab, self.weights.spec
         self.tpb = self.vocab.ticks_per_beat
-        self.rt = Runtime(self.weights, max_sessions=cfg.max_sessions)
+        self.rt = Runtime(self.weights, max_sessions=cfg.max_sessions,
+                          max_note_beats=DEFAULT_MAX_NOTE_BEATS)
         self.seq = Sequencer(cfg.max_sessions, self.tpb, cfg.beats_per_bar)
         self.presets, self.stingers = protocol.load_states(cfg.states)
         if isinstance(ports, (list, tuple)):
@@ -261,6 +270,7 @@ class Server:
 
     def _on_hello(self, msg):
         return dict(server="ostinato", version=VERSION, sessions=sorted(self.sessions),
+                    tonality=self.tonality,  # the default; mood replies give each session's
                     capabilities=dict(transitions=["now", "beat", "bar"], max_sessions=self.cfg.max_sessions,
                                       ticks_per_beat=self.tpb, model=self.weights.meta.get("config"),
                                       outputs=[getattr(p, "name", "?") for p in
@@ -268,7 +278,7 @@ class Server:
 
     def _on_mood(self, msg):
         sess = self._session(msg)
-        fields = {k: msg.get(k) for k in ("valence", "arousal", "intensity")}
+        fields = {k: msg.get(k) for k in ("valence", "arousal", "intensity", "tonality")}
         mood = sess.mood.update(**fields)
         if msg.get("valence") is not None:
             mood = replace(mood, mode=None)  # valence decides the mode again
@@ -278,20 +288,21 @@ class Server:
 
     def _on_state(self, msg):
         sess = self._session(msg)
-        return self._change(sess, self._preset_mood(sess.mood, msg["name"]), msg["transition"],
-                            "state", name=msg["name"])
+        mood = self._preset_mood(sess.mood, msg["name"]).update(tonality=msg.get("tonality"))
+        return self._change(sess, mood, msg["transition"], "state", name=msg["name"])
 
     def _preset_mood(self, mood, name):
         p = self.presets[name]
         mood = Mood(valence=p["valence"], arousal=p["arousal"], intensity=p["intensity"],
                     key=parse_key(p["key"]) if "key" in p else mood.key,
                     mode=MODES.index(p["mode"]) if "mode" in p else None,
-                    bpm=p.get("bpm"), register=p.get("register", 0))
+                    bpm=p.get("bpm"), register=p.get("register", 0),
+                    tonality=p.get("tonality"), max_note_beats=p.get("max_note_beats"))
         return mood
 
     def _on_key(self, msg):
         sess = self._session(msg)
-        mood = replace(sess.mood, key=parse_key(msg["key"]))
+        mood = replace(sess.mood, key=parse_key(msg["key"])).update(tonality=msg.get("tonality"))
         if msg.get("mode"):
             mood = replace(mood, mode=MODES.index(msg["mode"]))
         return self._change(sess, mood, msg["transition"], "key")
@@ -355,6 +366,7 @@ class Server:
             s = sess.slot
             self._release(s, now)
             self.rt.rewind(s, -1)
+            self._settle_transpose(s)
             # the model hears its notes end, so it resumes from silence
             self.rt.queue(s, self.rt.release_all(s))
             self.seq.frozen[s] = True
@@ -414,12 +426,16 @@ class Server:
         tenth of a beat from ``now``, time to generate the first notes)."""
         s = sess.slot
         bpm = bpm_of(sess.mood)
-        self.rt.open(s, self._controls(sess.mood), seed=self.cfg.seed * 1000 + s,
-                     temperature=self.cfg.temperature, tick=tick)
+        ctl, shift, bias = self._model_request(sess.mood)
+        self.rt.open(s, ctl, seed=self.cfg.seed * 1000 + s, temperature=self.cfg.temperature,
+                     tick=tick)
+        self.rt.pc_bias[s] = self.rt.next_bias[s] = bias
+        self.rt.max_note_ticks[s] = self._max_note_ticks(sess.mood)
+        self.seq.set_transpose(s, shift)
         self.seq.anchor(s, float(tick), now + 6e9 / bpm if t_ns is None else t_ns, bpm)
         self.seq.velocity[s] = velocity_of(sess.mood)
         self.seq.vel_tick[s] = -1
-        info = describe(sess.mood, self.base_register)
+        info = describe(sess.mood, self.base_register, self.tonality)
         extra = {"name": sess.state} if sess.state else {}
         self._marker("mood", sess, beat=tick / self.tpb, transition="now", **info, **extra)
         self._marker("tempo", sess, beat=tick / self.tpb, bpm=bpm)
@@ -434,9 +450,37 @@ class Server:
         if hasattr(self.port, "sessions"):  # a recording then knows a reopened name is new
             self.port.sessions = {s.slot: s.name for s in self.sessions.values()}
 
-    def _controls(self, mood):
-        return self.spec.vector(mood.key, mode_of(mood), density_of(mood),
-                                register_of(mood, self.base_register))
+    def _model_request(self, mood):
+        """What the model is asked for ``mood``: (control vector, semitones the sequencer
+        transposes its notes by, tonality prior per pitch class in the model's pitch space).
+
+        A key-relative model composes in C at the register less the shift, and the
+        sequencer moves its notes to the key asked for, so the register heard is the one
+        asked for (``engine.controls.model_key``); an older model is asked for the key
+        itself.  The prior is the mode's scale on the tonic the model composes in."""
+        mode = mode_of(mood)
+        shift, key_ctl, reg_ctl = model_key(mood.key, register_of(mood, self.base_register),
+                                            self.weights.key_relative)
+        ctl = self.spec.vector(key_ctl, mode, density_of(mood), reg_ctl)
+        bias = np.roll(tonality_bias(mode, tonality_of(mood, self.tonality)), key_ctl)
+        return ctl, shift, bias
+
+    def _max_note_ticks(self, mood):
+        return max(1, int(round(max_note_beats_of(mood) * self.tpb)))
+
+    def _settle_transpose(self, s):
+        """After a rewind to the playhead nothing generated is left unplayed, and the model
+        composes on with the controls of the last change it reached: from now on its notes
+        take that change's transposition.  A change it has not reached yet (its
+        ``switch_tick``) stays queued."""
+        pending = int(self.rt.switch_tick[s])
+        queued = self.seq.pending_transpose(s)
+        reached = [v for t, v in queued if pending < 0 or t < pending]
+        if reached:
+            self.seq.set_transpose(s, reached[-1])
+            for t, v in queued:
+                if t == pending:
+                    self.seq.queue_transpose(s, t, v)
 
     def _change(self, sess, mood, unit, what, **extra):
         """Switch a session to ``mood`` at the transition point ``unit``."""
@@ -444,7 +488,8 @@ class Server:
         old_bpm = bpm_of(sess.mood)
         sess.mood = mood
         now = time.monotonic_ns()
-        ctl = self._controls(mood)
+        ctl, shift, bias = self._model_request(mood)
+        self.rt.max_note_ticks[s] = self._max_note_ticks(mood)  # a guard: at once
         if unit == "now":
             tick = self.seq.boundary(s, now, "now")
             self.rt.rewind(s, -1)  # everything not yet played is regenerated
@@ -452,7 +497,9 @@ class Server:
             self._release(s, now, stingers=False)  # the old music stops at once
             self.rt.queue(s, self.rt.shifts_to(s, tick))
             self.rt.ctl_base[s] = ctl
+            self.rt.pc_bias[s] = bias
             self.rt.switch_tick[s] = -1
+            self.seq.set_transpose(s, shift)  # nothing unplayed is left of the old key
             self.rt.entry[s] = True  # the new music starts with a note, at once
             self.seq.asap_tick[s] = tick
             self.seq.asap_ns[s] = now
@@ -462,14 +509,22 @@ class Server:
             self.rt.queue(s, [t for t in ending if self.rt.sounding[s, t - self._off0] >= 0])
         else:
             tick = self.seq.boundary(s, now, unit)
-            if self.rt.gen_tick[s] > tick:
-                self.rt.rewind(s, tick)
+            # a change the model has not reached yet is replaced by this one (one pending
+            # switch per session), and so is its transposition
+            unreached = int(self.rt.switch_tick[s])
             if self.rt.gen_tick[s] >= tick:
+                # composed again from the transition tick: notes at that tick are the new
+                # music's, so that they take its transposition (collect switches by tick)
+                self.rt.rewind(s, tick - 1)
+            if self.rt.gen_tick[s] >= tick:  # held there by events already played
                 self.rt.ctl_base[s] = ctl
+                self.rt.pc_bias[s] = bias
                 self.rt.switch_tick[s] = -1
             else:
                 self.rt.next_ctl[s] = ctl
+                self.rt.next_bias[s] = bias
                 self.rt.switch_tick[s] = tick
+            self.seq.queue_transpose(s, tick, shift, drop_from=unreached if unreached >= 0 else None)
         if unit == "now":
             self.seq.velocity[s] = velocity_of(mood)
             self.seq.vel_tick[s] = -1
@@ -481,7 +536,7 @@ class Server:
         if bpm_of(mood) != old_bpm:
             self.seq.set_tempo(s, tick, bpm_of(mood), 0.0)
             self._marker("tempo", sess, beat=tick / self.tpb, bpm=bpm_of(mood))
-        info = describe(mood, self.base_register)
+        info = describe(mood, self.base_register, self.tonality)
         self._marker("mood", sess, beat=tick / self.tpb, transition=unit, **info, **extra)
         return dict(beat=tick / self.tpb, **info)
 
@@ -543,7 +598,8 @@ class Server:
         n, nxt = collect(now, rt.active, rt.ev_tick, rt.ev_tok, rt.head, rt.ready, self._kinds,
                          self._values, sq.seg_tick, sq.seg_ns, sq.bpm0, sq.bpm1, sq.ramp,
                          sq.p_tick, sq.p_bpm, sq.p_ramp, self.tpb, sq.beats_per_bar, sq.channel,
-                         sq.transpose, sq.velocity, sq.next_vel, sq.vel_tick, sq.accent,
+                         sq.transpose, sq.tr_tick, sq.tr_val, sq.tr_n, sq.velocity,
+                         sq.next_vel, sq.vel_tick, sq.accent,
                          sq.humanise, sq.asap_tick,
                          sq.asap_ns, sq.frozen, sq.rng, sq.sent_pitch, sq.sent_chan,
                          sq.sent_serial, sq.owner, sq.serial, sq.st_tick, sq.st_on,
@@ -759,6 +815,9 @@ def add_arguments(p):
                    help="print a status line a second: key, tempo, notes/s, last notes")
     p.add_argument("--state", default="explore", help="preset to start in (default explore)")
     p.add_argument("--states", default=None, help="presets/stingers TOML file")
+    p.add_argument("--tonality", type=_tonality, default=None, metavar="T",
+                   help=f"tonality prior of sessions that set none: 0 free (the model's own "
+                        f"pitches) .. 1 strict (scale notes only); default {DEFAULT_TONALITY}")
     p.add_argument("--sessions", type=int, default=16, help="most sessions at once")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seconds", type=float, default=None, help="stop after this long")
@@ -773,6 +832,19 @@ def _request_cap(text):
     if value is None or value < protocol.MAX_MESSAGE_BYTES:
         raise argparse.ArgumentTypeError(f"{text!r} is not allowed: an integer number of bytes "
                                          f">= {protocol.MAX_MESSAGE_BYTES}")
+    return value
+
+
+def _tonality(text):
+    """``--tonality``: a number in 0..1 (argparse reports others)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    lo, hi = protocol.TONALITY_RANGE
+    if value is None or not lo <= value <= hi:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: a number in {lo}..{hi} "
+                                         "(0 free, 1 strict)")
     return value
 
 
@@ -851,7 +923,7 @@ def _serve(args, stopping):
     cfg = ServerConfig(model=args.model, control=args.control, max_sessions=args.sessions,
                        seed=args.seed, states=args.states, initial_state=args.state,
                        clock=args.clock, server_key=args.server_key, client_keys=args.client_keys,
-                       max_request_bytes=args.max_request_bytes)
+                       max_request_bytes=args.max_request_bytes, tonality=args.tonality)
     t0 = time.monotonic()
     try:
         srv = Server(cfg, ports)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from engine import cli, corpus, data
-from engine.controls import ControlSpec
+from engine.controls import ControlSpec, find_key, key_shift
 from engine.data import BuildConfig, Dataset
 from engine.errors import InvalidMessage, OstinatoError
 from engine.notes import read_midi, write_midi
@@ -96,7 +96,10 @@ def test_dataset_file_contents(built):
     i = list(ds.ids).index("second.mid")
     tokens = ds.tokens[ds.offsets[i]:ds.offsets[i + 1]]
     back, orig = ds.vocab.decode(tokens), read_midi(folder / "second.mid")
-    assert back[["start", "end", "pitch"]].tolist() == orig[["start", "end", "pitch"]].tolist()
+    assert back[["start", "end"]].tolist() == orig[["start", "end"]].tolist()
+    # moved to C from its measured key (a MIDI file names none), by at most a tritone
+    k = -key_shift(find_key(orig)[0])
+    assert -5 <= k <= 6 and (back["pitch"] == orig["pitch"] + k).all()
     # the stored controls are the ones the spec measures
     np.testing.assert_allclose(ds.controls[ds.offsets[i]:ds.offsets[i + 1]],
                                ds.spec.compute(tokens, ds.vocab), atol=2e-3)
@@ -289,3 +292,63 @@ def test_cli_builds_from_a_midi_folder(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "total" in text and "duplicate 1" in text and "unreadable 1" in text
     assert len(Dataset.load(out)) == 2
+
+
+# -- keys and modes ----------------------------------------------------------------------
+@pytest.mark.parametrize("field, key", [
+    ("K:G", (7, 0)), ("K:Ador", (9, 1)), ("K:F#m", (6, 1)), ("K:Bb Mixolydian", (10, 0)),
+    ("K:Emin % a comment", (4, 1)), ("K:Eb Dorian", (3, 1)), ("K:HP", None), ("K:none", None)])
+def test_abc_key_reads_the_tune_header(field, key):
+    assert corpus.abc_key(f"X:1\nT:t\nM:4/4\n{field}\nabc|def|\nK:D\n") == key
+
+
+def test_the_tune_header_key_wins_over_the_file_header_and_later_changes():
+    tune = corpus.split_abc("K:D\nL:1/8\n\nX:1\nT:t\nK:Gm\nabc|\nK:A\nabc|\n")[0]
+    assert corpus.abc_key(tune) == (7, 1)
+
+
+def test_every_piece_is_moved_to_c_from_its_annotated_key(built):
+    tmp, folder, summary, ds = built
+    annotated = corpus.annotated_keys("airdsAirs")
+    assert summary["key_relative"] and ds.key_relative
+    airds = sum(summary["sources"]["airdsAirs"]["pieces"].values())
+    assert summary["keys"] == {"annotated": airds, "measured": 2}  # ABC K: fields; 2 MIDI files
+    for i, pid in enumerate(ds.ids):
+        if str(pid) not in annotated:
+            continue
+        task = next(t for t in corpus.source_tasks("airdsAirs") if t.piece_id == pid)
+        orig = corpus.read_abc(task.payload)
+        back = ds.vocab.decode(ds.tokens[ds.offsets[i]:ds.offsets[i + 1]])
+        k = int(back["pitch"][0]) - int(orig["pitch"][0])
+        assert (back["pitch"] - orig["pitch"] == k).all()
+        assert (annotated[pid][0] + k) % 12 == 0 and -6 <= k <= 5
+
+
+def test_parallel_mode_maps_scale_degrees():
+    notes = np.zeros(12, dtype=data.NOTE_DTYPE)
+    notes["pitch"] = 60 + np.arange(12)
+    assert (data.parallel_mode(notes, 0)["pitch"] % 12).tolist() == \
+        [0, 1, 2, 3, 3, 5, 6, 7, 8, 8, 10, 11]   # C major -> C harmonic minor
+    assert (data.parallel_mode(notes, 1)["pitch"] % 12).tolist() == \
+        [0, 1, 2, 4, 4, 5, 6, 7, 9, 9, 11, 11]   # C minor -> C major
+    assert (data.parallel_mode(notes, 1)["pitch"] // 12 == 5).all()  # same octave
+
+
+def test_mode_augmentation_adds_parallel_copies_to_training_only(tmp_path):
+    summary = data.build(config(tmp_path, [], mode_augment=1.0))
+    ds = Dataset.load(tmp_path / "ds.npz")
+    ids = list(map(str, ds.ids))
+    copies = [i for i, pid in enumerate(ids) if pid.endswith("#parallel")]
+    assert copies and all(ds.split[i] == 0 for i in copies)
+    assert all(pid[:-len("#parallel")] in ids for pid in (ids[i] for i in copies))
+    before, after = summary["modes"]["before"], summary["modes"]["after"]
+    assert sum(after[m]["train"] for m in after) == sum(before[m]["train"] for m in before) \
+        + len(copies)
+    # each copy is in the other mode: a major tune's copy has no E or A (C harmonic minor)
+    annotated = corpus.annotated_keys("airdsAirs")
+    from_major = [i for i in copies if annotated[ids[i][:-len("#parallel")]][1] == 0]
+    assert after["minor"]["train"] - before["minor"]["train"] == len(from_major)
+    assert after["major"]["train"] - before["major"]["train"] == len(copies) - len(from_major)
+    for i in from_major:
+        pcs = set((ds.vocab.decode(ds.tokens[ds.offsets[i]:ds.offsets[i + 1]])["pitch"] % 12).tolist())
+        assert not pcs & {4, 9}, pcs

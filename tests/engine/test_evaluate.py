@@ -12,8 +12,10 @@ from engine import cli
 from engine.data import BuildConfig, Dataset, build
 from engine.errors import InvalidMessage
 from engine.evaluate import (EvalConfig, detect_key, evaluate, histogram_intersection,
-                             ioi_histogram, js_divergence, key_adherence, pitch_class_histogram,
-                             range_histogram, spearman)
+                             ioi_histogram, js_divergence, key_adherence, key_table,
+                             length_edges, length_histogram, music21_key, pitch_class_histogram,
+                             range_histogram, spearman, sweep_path, texture, voice_counts,
+                             voices_histogram)
 from engine.model import ModelConfig, MusicLSTM, load_model, save_model
 from engine.ngram import NGram
 from engine.notes import NOTE_DTYPE, make_notes
@@ -86,15 +88,63 @@ def test_feature_histograms():
     assert gaps[5] == 2 and gaps[47] == 1 and gaps.sum() == 3  # 6, 6 ticks and 60 -> 48+
 
 
+def test_music21_judge_is_analyze_key():
+    assert music21_key(C_MAJOR) == (0, 0)
+    assert music21_key(A_MINOR) == (9, 1)
+    assert music21_key(D_MAJOR) == (2, 0)
+    assert music21_key(np.zeros(0, NOTE_DTYPE)) is None
+    rng = np.random.default_rng(0)
+    for _ in range(12):  # random music: the fast path and stream.analyze("key") agree
+        starts = np.sort(rng.integers(0, 192, 30))
+        n = make_notes([(int(a), int(a + rng.integers(1, 30)), int(rng.integers(48, 84)))
+                        for a in starts])
+        assert music21_key(n) == music21_key(n, exact=True)
+
+
+def test_key_table_per_key_and_worst():
+    requests = [(0, 0), (0, 0), (9, 1), (9, 1), (2, 0), (2, 0)]
+    found = [(0, 0), (7, 0), (9, 1), (9, 1), (2, 1), None]
+    t = key_table(requests, found, densities=[1, 2, 1, 2, 1, 2], worst=2)
+    assert list(t["per_key"]) == ["C major", "A minor", "D major"]
+    assert t["per_key"]["C major"] == dict(key_and_mode=0.5, mode=1.0, tonic=0.5)
+    assert t["per_key"]["D major"] == dict(key_and_mode=0.0, mode=0.0, tonic=0.5)
+    assert t["key_and_mode"] == pytest.approx(3 / 6)
+    assert t["per_density"] == {"1": pytest.approx(2 / 3), "2": pytest.approx(1 / 3)}
+    assert [w["key"] for w in t["worst"]] == ["D major", "C major"]
+
+
+def test_note_lengths_and_voices():
+    notes = make_notes([(0, 12, 60), (0, 24, 64), (12, 18, 62), (30, 36, 60)])
+    np.testing.assert_array_equal(voice_counts(notes), [2] * 12 + [2] * 6 + [1] * 6 + [0] * 6
+                                  + [1] * 6)
+    v = voices_histogram([notes])
+    assert v[0] == 6 and v[1] == 12 and v[2] == 18 and v.sum() == 36
+    edges = length_edges(12)
+    assert edges[0] == pytest.approx(1 / 12) and edges[-1] == 16 and len(edges) == 47 + 13
+    h = length_histogram([notes, make_notes([(0, 400, 60)])], 12)
+    assert h[11] == 1 and h[23] == 1 and h[5] == 2 and h[-1] == 1 and h.sum() == 5
+    t = texture([notes], [notes], 12)
+    assert t["note_length"]["intersection"] == pytest.approx(1.0)
+    assert t["note_length"]["generated"]["max"] == 2.0
+    assert t["voices"]["held_out"]["max"] == 2 and t["voices"]["generated"]["p50"] == 1.5
+    assert sweep_path("x/roll.png").as_posix() == "x/roll-tonality.png"
+
+
 def test_config_rejects_bad_values():
     for kwargs, field in [(dict(pieces_per_key=0), "pieces_per_key"), (dict(split="dev"), "split"),
                           (dict(bars=0), "bars"), (dict(densities=(1.0,)), "densities"),
                           (dict(densities=(1.0, -2.0)), "densities"),
-                          (dict(temperature=0), "temperature"), (dict(max_pieces=0), "max_pieces")]:
+                          (dict(temperature=0), "temperature"), (dict(max_pieces=0), "max_pieces"),
+                          (dict(key_densities=()), "key_densities"),
+                          (dict(tonality=1.5), "tonality"),
+                          (dict(sweep_tonalities=(0.0, 2.0)), "sweep_tonalities")]:
         with pytest.raises(InvalidMessage) as e:
             EvalConfig(**kwargs)
         assert e.value.field == field and e.value.allowed
     assert EvalConfig(bars=4).quick().bars == 4 and EvalConfig().quick().bars == 8
+    full = EvalConfig()
+    assert full.key_densities == (1.0, 2.0, 3.0) and full.bars == 16 and full.pieces_per_key >= 8
+    assert full.tonality_sweep and not full.quick().tonality_sweep
 
 
 # -- end to end ---------------------------------------------------------------------------
@@ -118,17 +168,52 @@ def test_eval_command_writes_every_figure(tiny, capsys):
     root, data, model_path, ds = tiny
     out, png = root / "eval.json", root / "roll.png"
     rc = cli.main(["eval", "--model", str(model_path), "--data", str(data), "--quick",
-                   "--bars", "2", "--json", str(out), "--plot", str(png), "--no-progress"])
+                   "--bars", "2", "--json", str(out), "--plot", str(png), "--no-progress",
+                   "--tonality-sweep"])
     assert rc == 0
-    assert "improvement over the n-gram" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "improvement over the n-gram" in printed
+    assert "worst keys, kk" in printed and "worst keys, music21" in printed
+    assert "tonality sweep" in printed and "note_length" in printed
     r = json.loads(out.read_text())
     for name in ("lstm_nats", "lstm_bits", "ngram_nats", "ngram_bits", "improvement"):
         assert math.isfinite(r["nll"][name])
-    assert set(r["key"]) >= {"key_and_mode", "mode", "tonic", "per_key", "density"}
-    assert len(r["key"]["per_key"]) == 24 and r["key"]["pieces"] == 24
+    assert set(r["key"]) >= {"key_and_mode", "mode", "tonic", "per_key", "densities", "judges"}
+    # 24 keys x 3 densities x 1 piece
+    assert len(r["key"]["per_key"]) == 24 and r["key"]["pieces"] == 72
+    assert r["key"]["densities"] == [1.0, 2.0, 3.0]
+    for judge in ("kk", "music21"):
+        j = r["key"]["judges"][judge]
+        assert len(j["per_key"]) == 24 and len(j["worst"]) == 5
+        for shares in j["per_key"].values():
+            assert set(shares) == {"key_and_mode", "tonic", "mode"}
+            assert all(0 <= v <= 1 for v in shares.values())
+        assert set(j["per_density"]) == {"1", "2", "3"}
+    assert r["key"]["per_key"] == {k: v["key_and_mode"]
+                                   for k, v in r["key"]["judges"]["kk"]["per_key"].items()}
+    sweep = r["tonality_sweep"]
+    assert [row["tonality"] for row in sweep["rows"]] == [0.0, 0.25, 0.5, 0.75, 0.9, 1.0]
+    assert sweep["pieces"] == 72
+    for row in sweep["rows"]:
+        assert {"kk", "music21", "nll_nats", "nll_nats_allowed", "forbidden_share",
+                "pitch_class"} <= set(row)
+        assert 0 <= row["pitch_class"]["intersection"] <= 1
+        assert (row["nll_nats"] is None) == (row["forbidden_share"] > 0)
+    assert sweep["rows"][0]["forbidden_share"] == 0
+    assert sweep["rows"][0]["nll_nats"] == pytest.approx(r["nll"]["lstm_nats"], rel=1e-4)
+    for name in ("note_length", "voices"):
+        t = r["texture"][name]
+        for side in ("generated", "held_out"):
+            assert set(t[side]) == {"p50", "p90", "max", "mean", "histogram"}
+            assert sum(t[side]["histogram"]) == pytest.approx(1, abs=1e-3)
+        assert 0 <= t["intersection"] <= 1
+    assert r["texture"]["note_length"]["generated"]["max"] <= 8  # the runtime's guard
+    assert set(r["texture"]["by_density"]) == {"0.5", "1", "2", "4"}
+    assert (root / "roll-tonality.png").exists() and r["sweep_plot"].endswith("roll-tonality.png")
     assert r["density"]["requested"] == [0.5, 1.0, 2.0, 4.0]
     assert len(r["density"]["realised_mean"]) == 4 and "spearman" in r["density"]
-    for name in ("pitch_class", "pitch_class_major", "pitch_class_minor", "pitch_range", "ioi"):
+    for name in ("pitch_class", "pitch_class_major", "pitch_class_minor", "pitch_range", "ioi",
+                 "note_length", "voices"):
         assert set(r["overlap"][name]) == {"intersection", "js_bits", "generated", "held_out"}
     assert 0 <= r["overlap"]["ioi"]["intersection"] <= 1
     img = mpimg.imread(png)
@@ -137,7 +222,8 @@ def test_eval_command_writes_every_figure(tiny, capsys):
 
 def test_nll_figures_score_the_same_tokens(tiny):
     root, data, model_path, ds = tiny
-    cfg = EvalConfig(pieces_per_key=1, bars=1, densities=(1.0, 2.0), pieces_per_density=1)
+    cfg = EvalConfig(pieces_per_key=1, bars=1, densities=(1.0, 2.0), pieces_per_density=1,
+                     tonality_sweep=False)
     r = evaluate(model_path, data, cfg, progress=False)
     held = ds.pieces("test")
     assert r["nll"]["tokens"] == sum(len(t) - 1 for t, _ in held)

@@ -9,6 +9,7 @@ from engine.data import BuildConfig, Dataset, build
 from engine.generate import generate
 from engine.model import ModelConfig, MusicLSTM, load_model, save_model
 from engine.train import train
+from realtime.generator import Weights
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +57,10 @@ def test_generate_is_reproducible_and_writes_midi(data, tmp_path):
     torch.manual_seed(2)
     path = tmp_path / "m.npz"
     save_model(path, MusicLSTM(small(data)), data.vocab, data.spec)
-    model, vocab, spec, _ = load_model(path)
-    a = generate(model, vocab, spec, 2, 1, 2.0, bars=2, seed=5)
-    b = generate(model, vocab, spec, 2, 1, 2.0, bars=2, seed=5)
+    weights = Weights(path)  # generation runs in the numba runtime the server plays
+    vocab = weights.vocab
+    a = generate(weights, 2, 1, 2.0, bars=2, seed=5)
+    b = generate(path, 2, 1, 2.0, bars=2, seed=5)
     np.testing.assert_array_equal(a, b)
     assert len(a) and a["end"].max() <= 2 * 4 * vocab.ticks_per_beat
     out = tmp_path / "out.mid"

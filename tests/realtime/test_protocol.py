@@ -101,8 +101,26 @@ def test_required_fields_are_required(kind, field):
 
 
 def test_mood_needs_at_least_one_axis():
-    exc = expect_error({"type": "mood", "transition": "now"}, "missing_field", "valence,arousal,intensity")
-    assert "at least one of valence, arousal, intensity" in str(exc)
+    exc = expect_error({"type": "mood", "transition": "now"}, "missing_field",
+                       "valence,arousal,intensity,tonality")
+    assert "at least one of valence, arousal, intensity, tonality" in str(exc)
+    assert parse(b'{"type":"mood","tonality":1}')["tonality"] == 1.0  # the prior alone
+
+
+@pytest.mark.parametrize("kind", ["key", "mood", "state"])
+def test_tonality_is_a_number_in_0_1_on_key_mood_and_state(kind):
+    for value in (-0.1, 1.5):
+        exc = expect_error(base(kind, tonality=value), "out_of_range", "tonality")
+        assert "0.0..1.0" in str(exc) and exc.allowed == "0.0..1.0"
+    for value in ("x", True, None):
+        exc = expect_error(base(kind, tonality=value), "bad_type", "tonality")
+        assert "0.0..1.0" in str(exc)
+    head = json.dumps(base(kind))[:-1].encode()
+    expect_error(head + b', "tonality": NaN}', "out_of_range", "tonality")
+    assert parse(json.dumps(base(kind, tonality=0)).encode())["tonality"] == 0.0
+    msg = base(kind)
+    del msg["tonality"]
+    assert parse(json.dumps(msg).encode())["tonality"] is None  # keep the current
 
 
 def test_keys_accept_lower_case_and_keep_canonical_spelling():
@@ -227,6 +245,10 @@ GOOD_STINGER = '[stingers.hit]\ndegrees = [1]\ndurations = [1]\n'
      '[stingers.hit]\ndegrees = [1]\ndurations = [1]\nvelocity = 0\n', "stingers.hit.velocity"),
     ('[presets.a]\nvalence = 0\narousal = 0\nintensity = 0\n', "stingers"),
     ('[presets.a\n', None),
+    ('[presets.a]\nvalence = 0\narousal = 0\nintensity = 0\ntonality = 1.5\n' + GOOD_STINGER,
+     "presets.a.tonality"),
+    ('[presets.a]\nvalence = 0\narousal = 0\nintensity = 0\nmax_note_beats = 0\n' + GOOD_STINGER,
+     "presets.a.max_note_beats"),
 ])
 def test_bad_states_files_name_file_entry_and_field(tmp_path, text, where):
     path = write(tmp_path, text)
@@ -236,6 +258,29 @@ def test_bad_states_files_name_file_entry_and_field(tmp_path, text, where):
     assert info.value.field == where
     if where:
         assert where in str(info.value)
+
+
+@pytest.mark.parametrize("field,value,allowed", [
+    ("tonality", "1.5", "0.0..1.0"), ("tonality", "-0.1", "0.0..1.0"),
+    ("tonality", '"strict"', "0.0..1.0"), ("tonality", "nan", "0.0..1.0"),
+    ("max_note_beats", "0", "0.25..64.0"), ("max_note_beats", "100", "0.25..64.0"),
+    ("max_note_beats", "true", "0.25..64.0"),
+])
+def test_bad_tonality_or_max_note_beats_in_a_preset_names_the_line(tmp_path, field, value, allowed):
+    text = ('[presets.a]\nvalence = 0\narousal = 0\nintensity = 0\n\n[presets.b]\nvalence = 0\n'
+            f'arousal = 0\nintensity = 0\n{field} = {value}\n' + GOOD_STINGER)
+    with pytest.raises(InvalidMessage) as info:
+        protocol.load_states(write(tmp_path, text))
+    assert f"line 10: presets.b.{field}:" in str(info.value)
+    assert info.value.field == f"presets.b.{field}" and info.value.allowed == allowed
+    assert allowed in str(info.value)
+
+
+def test_presets_may_set_tonality_and_max_note_beats(tmp_path):
+    text = ('[presets.a]\nvalence = 0\narousal = 0\nintensity = 0\ntonality = 1\n'
+            'max_note_beats = 2\n' + GOOD_STINGER)
+    presets, _ = protocol.load_states(write(tmp_path, text))
+    assert presets["a"]["tonality"] == 1.0 and presets["a"]["max_note_beats"] == 2.0
 
 
 def test_missing_states_file_is_a_clear_error(tmp_path):

@@ -171,7 +171,8 @@ def _collect(sq, now, events, R=8):
     n, nxt = collect(float(now), np.ones(S, np.bool_), ev_tick, ev_tok, head, ready, kinds,
                      values, sq.seg_tick, sq.seg_ns, sq.bpm0, sq.bpm1, sq.ramp, sq.p_tick,
                      sq.p_bpm, sq.p_ramp, sq.tpb, sq.beats_per_bar, sq.channel, sq.transpose,
-                     sq.velocity, sq.next_vel, sq.vel_tick, sq.accent, sq.humanise,
+                     sq.tr_tick, sq.tr_val, sq.tr_n, sq.velocity, sq.next_vel, sq.vel_tick,
+                     sq.accent, sq.humanise,
                      sq.asap_tick, sq.asap_ns, sq.frozen, sq.rng, sq.sent_pitch, sq.sent_chan,
                      sq.sent_serial, sq.owner, sq.serial, sq.st_tick, sq.st_on, sq.st_pitch,
                      sq.st_vel, sq.st_head, sq.st_n, sq.st_chan, sq.due, sq.out, sq.out_ns,
@@ -204,3 +205,37 @@ def test_sessions_sharing_a_channel_are_merged_in_time_order_and_stay_balanced()
     assert msgs == [(0x90, 60, 1, NS // 2), (0x80, 60, 0, NS), (0x90, 60, 0, NS)]
     assert nxt == pytest.approx(2.5 * NS)  # session 0's note-off at tick 30 is still to come
     assert sounding == {(0, 60)}
+
+
+def test_queued_transpositions_apply_from_their_tick_and_note_offs_follow_the_note_sent():
+    # 60 BPM, 12 ticks a beat.  Transposed by +2, then from tick 24 by -3 and from tick 48
+    # by +5: a note-on before a change keeps the old shift and its note-off, after the
+    # change, ends the pitch that was sent.
+    sq = Sequencer(1, 12)
+    sq.anchor(0, 0.0, 0, 60.0)
+    sq.set_transpose(0, 2)
+    sq.queue_transpose(0, 24, -3)
+    sq.queue_transpose(0, 48, 5)
+    assert sq.pending_transpose(0) == [(24, -3), (48, 5)]
+    msgs, _ = _collect(sq, 10 * NS, [[(0, True, 60), (12, True, 64), (30, False, 60),
+                                      (30, True, 62), (36, False, 64), (40, False, 62),
+                                      (48, True, 67), (60, False, 67)]], R=16)
+    assert [(status & 0xF0, pitch) for status, pitch, _, _ in msgs] == [
+        (0x90, 62), (0x90, 66), (0x80, 62), (0x90, 59), (0x80, 66), (0x80, 59),
+        (0x90, 72), (0x80, 72)]
+    assert sq.pending_transpose(0) == [] and sq.transpose[0] == 5
+
+
+def test_a_new_transposition_drops_the_queued_ones_it_supersedes():
+    sq = Sequencer(1, 12)
+    sq.queue_transpose(0, 24, 1)
+    sq.queue_transpose(0, 48, 2)
+    sq.queue_transpose(0, 36, 3)   # composed again from tick 36: the change at 48 is gone
+    assert sq.pending_transpose(0) == [(24, 1), (36, 3)]
+    sq.queue_transpose(0, 60, 4, drop_from=36)  # the change at 36 never reached the model
+    assert sq.pending_transpose(0) == [(24, 1), (60, 4)]
+    for k in range(3):  # a full queue applies its oldest change at once
+        sq.queue_transpose(0, 100 + k, k)
+    assert sq.transpose[0] == 1 and len(sq.pending_transpose(0)) == 4
+    sq.set_transpose(0, -6)
+    assert sq.pending_transpose(0) == [] and sq.transpose[0] == -6
