@@ -161,12 +161,17 @@ def test_a_key_relative_model_plays_every_tonic_moved_by_key_shift_at_the_regist
         assert abs(np.mean(pitches) - reply["register"]) < 2.5, (name, np.mean(pitches))
 
 
-def test_a_key_change_at_the_bar_keeps_the_old_transposition_until_the_bar(offline):
+def _strict_c_major(offline):
+    """A key-relative session playing C major, strict; returns it and its first note's index."""
     o = offline()
     o.srv.weights.key_relative = True
     o.restart()
     o.call("key", key="C", mode="major", tonality=1.0, transition="now")
-    start = len(o.tape.notes)
+    return o, len(o.tape.notes)
+
+
+def test_a_key_change_at_the_bar_keeps_the_old_transposition_until_the_bar(offline):
+    o, start = _strict_c_major(offline)
     o.play(5)  # into the second bar
     reply = o.call("key", key="F#", transition="bar")
     bar = reply["beat"]
@@ -184,11 +189,7 @@ def test_a_key_change_at_the_bar_keeps_the_old_transposition_until_the_bar(offli
 def test_a_key_change_at_a_beat_then_a_mood_change_at_the_bar_keep_the_new_key_between(offline):
     # the model passes the beat before the mood change comes: two transpositions are then
     # pending, and the first must not be lost
-    o = offline()
-    o.srv.weights.key_relative = True
-    o.restart()
-    o.call("key", key="C", mode="major", tonality=1.0, transition="now")
-    start = len(o.tape.notes)
+    o, start = _strict_c_major(offline)
     o.until(o.beat_ns(5) - 30_000_000)  # the beat at 5 is within the look-ahead
     assert o.call("key", key="D", transition="beat")["beat"] == 5.0
     o.generate()
