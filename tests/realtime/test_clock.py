@@ -9,6 +9,7 @@ from realtime.clock import (CLOCK, CONTINUE, PPQN, SONG_POSITION, START, STOP, C
                             TempoMap, clock_events, pulse_beats, pulses, song_position,
                             start_events, stop_events)
 from realtime.jack import JackMidiReader
+from realtime.jackmidi import NativeJackReader
 from realtime.ports import RtMidiPort
 
 ORIGIN = 5_000_000_000
@@ -91,14 +92,24 @@ def test_bad_input_names_the_field(make, field):
 
 def test_clock_over_jack_reaches_a_slave_in_order(jack_server, unique_name):
     """Start, two beats of pulses at 600 bpm and Stop, sent on their deadlines."""
+    expected = [(START,)] + [(CLOCK,)] * (2 * PPQN) + [(STOP,)]
+    # the native reader counts JACK's xruns: a cycle the server missed loses the MIDI in it
+    # (README "No stuck notes"), which a loaded 2-core machine causes now and then
     with RtMidiPort(unique_name, api="jack") as port, \
-            JackMidiReader(f"{unique_name}:{unique_name}") as reader:
+            JackMidiReader(f"{unique_name}:{unique_name}") as reader, \
+            NativeJackReader(f"{unique_name}:{unique_name}", client_name=unique_name + "-x") as x:
         reader.sync(lambda: port.send(0xFE, 0, 0, 0, 0.0))
+        xruns = x.stats()["xruns"]
         tm = TempoMap(time.monotonic_ns() + 50_000_000, ((0.0, 600.0),))
         schedule = start_events(tm) + clock_events(tm, 0.0, 2.0) + stop_events(tm, 2.0)
         for event in schedule:
             while time.monotonic_ns() < event.t_ns:  # coarse: the test checks order, not timing
                 time.sleep(0.0005)
             port.send(event.status, event.data1, event.data2, event.t_ns, event.beat)
-        got = [m for _, m in reader.wait_for(len(schedule))]
-    assert got == [(START,)] + [(CLOCK,)] * (2 * PPQN) + [(STOP,)]
+        got = [m for _, m in reader.wait_for(len(schedule), timeout_s=2.0)]
+        xruns = x.stats()["xruns"] - xruns
+    if xruns == 0:
+        assert got == expected
+    else:  # only what fell in a missed cycle is gone: the rest arrives, in order
+        rest = iter(expected)
+        assert len(got) > len(expected) // 2 and all(m in rest for m in got), (xruns, got)
