@@ -161,6 +161,15 @@ class ControlSpec:
         v[s["phase"].start + int(phase) % self.ticks_per_beat] = 1
         return v
 
+    def request(self, key, mode, density, register, tonality, key_relative):
+        """What the model is asked for a request (tonic, mode, onsets per beat, mean pitch,
+        tonality): (control vector, semitones the sequencer transposes its notes by,
+        tonality prior per pitch class in the model's pitch space).  See ``model_key``:
+        the prior is the mode's scale on the tonic the model composes in."""
+        shift, key_ctl, reg_ctl = model_key(key, register, key_relative)
+        return (self.vector(key_ctl, mode, density, reg_ctl), shift,
+                np.roll(tonality_bias(mode, tonality), key_ctl))
+
     def describe(self, v):
         """Named values back from a control vector (inverse of ``vector``)."""
         s = self.slices()

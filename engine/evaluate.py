@@ -217,9 +217,6 @@ def key_adherence(requests, pieces):
     """Fractions of pieces whose detected key (``detect_key``) matches the requested
     (tonic, mode): both, the mode only, the tonic only.  A piece without notes matches
     nothing."""
-    if len(requests) != len(pieces) or not requests:
-        raise InvalidMessage(f"{len(requests)} requests for {len(pieces)} pieces",
-                             field="requests", allowed="one (tonic, mode) per piece, at least one")
     return adherence(requests, [detect_key(n) for n in pieces])
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import DEFAULT_MODEL
-from .controls import DEFAULT_TONALITY, KEY_NAMES, MODES, model_key, parse_key, tonality_bias
+from .controls import DEFAULT_TONALITY, KEY_NAMES, MODES, parse_key
 from .errors import InvalidMessage
 from .notes import NOTE_DTYPE, write_midi
 from .vocab import START
@@ -152,11 +152,9 @@ def generate_many(weights, requests, bars, beats_per_bar=4, temperature=1.0, max
         nonlocal nxt
         r = reqs[nxt]
         reg = w.mean_register if r.register is None else r.register
-        k, key_ctl, reg_ctl = model_key(r.key, reg, w.key_relative)
         t = DEFAULT_TONALITY if r.tonality is None else r.tonality
-        rt.open(s, spec.vector(key_ctl, r.mode, r.density, reg_ctl), seed=int(r.seed),
-                temperature=temperature, tick=0)
-        bias = np.roll(tonality_bias(r.mode, t), key_ctl)  # the prior in the model's pitches
+        ctl, k, bias = spec.request(r.key, r.mode, r.density, reg, t, w.key_relative)
+        rt.open(s, ctl, seed=int(r.seed), temperature=temperature, tick=0)
         rt.pc_bias[s] = bias
         rt.next_bias[s] = bias
         job[s], shift[s] = nxt, k

@@ -423,10 +423,12 @@ def _advance(target, max_steps, active, idx, tokens, controls, ctl_base, next_ct
             else:
                 tok = sample(s, logits, temperature, kinds, values, sounding, entry, gen_tick,
                              max_note_ticks, pc_bias, shift_off, off_off, rng)
-                if kinds[tok] == 3 and switch_tick[s] >= 0 and gen_tick[s] + values[tok] > switch_tick[s]:
-                    tok = shift_off + switch_tick[s] - gen_tick[s] - 1  # land on the switch
-                if kinds[tok] == 3:  # nor past the guard's release of a held note
+                if kinds[tok] == 3:
+                    # a time shift lands on the switch tick or on the guard's release of a
+                    # held note, whichever comes first, rather than passing it
                     lim = gen_tick[s] + values[tok]
+                    if switch_tick[s] >= 0 and switch_tick[s] < lim:
+                        lim = switch_tick[s]
                     for p in range(128):
                         if sounding[s, p] >= 0 and sounding[s, p] + max_note_ticks[s] < lim:
                             lim = sounding[s, p] + max_note_ticks[s]

@@ -70,7 +70,9 @@ class Sequencer:
         self.st_head = np.zeros(S, np.int64)
         self.st_n = np.zeros(S, np.int64)
         self.st_chan = np.zeros(S, np.int64)
-        self.due = np.zeros(S, np.float64)  # collect's scratch: each session's next time
+        # collect's scratch: each session's next time, and whether it is a stinger note
+        self.due = np.zeros(S, np.float64)
+        self.due_st = np.zeros(S, np.bool_)
         # output buffer of due MIDI messages
         self.out = np.zeros((OUT_CAP, 4), np.int64)   # status, data1, data2, session
         self.out_ns = np.zeros(OUT_CAP, np.int64)
@@ -316,7 +318,7 @@ def collect(now, active, ev_tick, ev_tok, head, ready, kinds, values, seg_tick, 
             tr_val, tr_n, velocity, next_vel, vel_tick, accent, humanise, asap_tick, asap_ns,
             frozen, rng, sent_pitch, sent_chan,
             sent_serial, owner, serial, st_tick, st_on, st_pitch, st_vel, st_head, st_n,
-            st_chan, due, out, out_ns, out_beat):
+            st_chan, due, due_st, out, out_ns, out_beat):
     """Move every event due by ``now`` (ns) from the rings (the published part, below
     ``ready``) to the output buffer, as MIDI in time order.  Returns (messages written,
     time of the earliest event still pending or -1).
@@ -324,7 +326,7 @@ def collect(now, active, ev_tick, ev_tok, head, ready, kinds, values, seg_tick, 
     The sessions are merged: each message written is the earliest one due of any
     session, so the wire-note bookkeeping (``owner``: which note sounds on each
     channel, shared by the sessions on one channel) changes in the order the messages
-    are sent.  ``due`` is scratch, one entry per session.
+    are sent.  ``due`` and ``due_st`` are scratch, one entry per session.
 
     A generated note-on sounds ``transpose[s]`` semitones up; the ``tr_n[s]`` queued
     changes (``tr_tick``, ``tr_val``, by tick) take over from the first event at or after
@@ -342,8 +344,9 @@ def collect(now, active, ev_tick, ev_tok, head, ready, kinds, values, seg_tick, 
             if ns_to_tick(s, now, seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp,
                           tpb) >= p_tick[s]:
                 promote(s, seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp, tpb)
-        due[s] = _due(s, head, ready, ev_tick, st_tick, st_head, st_n, asap_tick, asap_ns,
-                      seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp, tpb)[0]
+        due[s], due_st[s] = _due(s, head, ready, ev_tick, st_tick, st_head, st_n, asap_tick,
+                                 asap_ns, seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm,
+                                 p_ramp, tpb)
     while True:
         s = 0
         for q in range(1, S):
@@ -354,9 +357,7 @@ def collect(now, active, ev_tick, ev_tok, head, ready, kinds, values, seg_tick, 
             return n, (t if t < 1e30 else -1.0)
         if n >= out.shape[0] - 4:
             return n, now  # buffer full: come back at once
-        t, stinger = _due(s, head, ready, ev_tick, st_tick, st_head, st_n, asap_tick, asap_ns,
-                          seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp, tpb)
-        if stinger:
+        if due_st[s]:
             i = st_head[s]
             p = st_pitch[s, i]
             ch = st_chan[s]
@@ -409,8 +410,9 @@ def collect(now, active, ev_tick, ev_tok, head, ready, kinds, values, seg_tick, 
                                  beat, owner, out, out_ns, out_beat, n)
                     sent_pitch[s, q] = -1
             head[s] += 1
-        due[s] = _due(s, head, ready, ev_tick, st_tick, st_head, st_n, asap_tick, asap_ns,
-                      seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp, tpb)[0]
+        due[s], due_st[s] = _due(s, head, ready, ev_tick, st_tick, st_head, st_n, asap_tick,
+                                 asap_ns, seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm,
+                                 p_ramp, tpb)
 
 
 @njit(nogil=True, cache=True)

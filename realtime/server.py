@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from engine import DEFAULT_MODEL
-from engine.controls import KEY_NAMES, MODES, model_key, parse_key, tonality_bias
+from engine.controls import KEY_NAMES, MODES, parse_key
 from engine.errors import InvalidMessage, OstinatoError, PortError, ServerError
 from engine.vocab import NOTE_OFF
 
@@ -458,12 +458,9 @@ class Server:
         sequencer moves its notes to the key asked for, so the register heard is the one
         asked for (``engine.controls.model_key``); an older model is asked for the key
         itself.  The prior is the mode's scale on the tonic the model composes in."""
-        mode = mode_of(mood)
-        shift, key_ctl, reg_ctl = model_key(mood.key, register_of(mood, self.base_register),
-                                            self.weights.key_relative)
-        ctl = self.spec.vector(key_ctl, mode, density_of(mood), reg_ctl)
-        bias = np.roll(tonality_bias(mode, tonality_of(mood, self.tonality)), key_ctl)
-        return ctl, shift, bias
+        return self.spec.request(mood.key, mode_of(mood), density_of(mood),
+                                 register_of(mood, self.base_register),
+                                 tonality_of(mood, self.tonality), self.weights.key_relative)
 
     def _max_note_ticks(self, mood):
         return max(1, int(round(max_note_beats_of(mood) * self.tpb)))
@@ -604,7 +601,7 @@ class Server:
                          sq.asap_ns, sq.frozen, sq.rng, sq.sent_pitch, sq.sent_chan,
                          sq.sent_serial, sq.owner, sq.serial, sq.st_tick, sq.st_on,
                          sq.st_pitch, sq.st_vel, sq.st_head, sq.st_n, sq.st_chan, sq.due,
-                         sq.out, sq.out_ns, sq.out_beat)
+                         sq.due_st, sq.out, sq.out_ns, sq.out_beat)
         self._send(n)
         nxt = int(nxt) if nxt > 0 else now + 20_000_000
         if self.cfg.clock and self.state == "playing" and "main" in self.sessions:

@@ -175,7 +175,7 @@ def _collect(sq, now, events, R=8):
                      sq.accent, sq.humanise,
                      sq.asap_tick, sq.asap_ns, sq.frozen, sq.rng, sq.sent_pitch, sq.sent_chan,
                      sq.sent_serial, sq.owner, sq.serial, sq.st_tick, sq.st_on, sq.st_pitch,
-                     sq.st_vel, sq.st_head, sq.st_n, sq.st_chan, sq.due, sq.out, sq.out_ns,
+                     sq.st_vel, sq.st_head, sq.st_n, sq.st_chan, sq.due, sq.due_st, sq.out, sq.out_ns,
                      sq.out_beat)
     msgs = [(int(r[0]), int(r[1]), int(r[3]), int(t)) for r, t in zip(sq.out[:n], sq.out_ns[:n])]
     return msgs, nxt
