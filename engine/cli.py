@@ -23,6 +23,7 @@ COMMANDS = (
     ("generate", "engine.generate", "compose a MIDI file offline for a key, mode and density"),
     ("data", "engine.data", "build the tokenised training set from music21's corpus and .mid folders"),
     ("train", "engine.train", "train the conditioned LSTM (checkpoints, resume, early stop)"),
+    ("adversarial", "engine.adversarial", "fine-tune the generator against a discriminator (policy gradient)"),
     ("eval", "engine.evaluate", "evaluate a model on held-out music against a 5-gram baseline"),
     ("export", "engine.export", "export a checkpoint to the torch-free .npz the server loads"),
     ("bench", "realtime.bench", "measure step time, mood-to-note latency and jitter"),

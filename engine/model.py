@@ -69,9 +69,10 @@ class MusicLSTM(nn.Module):
         return total / max(count, 1)
 
 
-def save_model(path, model, vocab: Vocab, spec: ControlSpec, info=None):
-    """Write weights and metadata to one .npz (float32)."""
-    meta = dict(format=FORMAT, config=asdict(model.cfg), vocab=vocab.to_dict(),
+def save_model(path, model, vocab: Vocab, spec: ControlSpec, info=None, role="generator"):
+    """Write weights and metadata to one .npz (float32).  ``role``: "generator" (next-
+    token logits) or "critic" (one logit of P(real), ``engine.adversarial.Critic``)."""
+    meta = dict(format=FORMAT, role=role, config=asdict(model.cfg), vocab=vocab.to_dict(),
                 controls=spec.to_dict(), info=info or {})
     arrays = {k: v.detach().cpu().float().numpy() for k, v in model.state_dict().items()}
     with open(path, "wb") as f:
@@ -81,6 +82,8 @@ def save_model(path, model, vocab: Vocab, spec: ControlSpec, info=None):
 def load_model(path, device="cpu"):
     """(model in eval mode, vocab, spec, meta) from a model file."""
     meta, arrays = read_model_file(path)
+    if meta.get("role", "generator") != "generator":
+        raise ModelError(f"{path}: a {meta['role']} file, not a generator model")
     cfg = ModelConfig(**meta["config"])
     model = MusicLSTM(cfg)
     try:

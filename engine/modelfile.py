@@ -21,6 +21,7 @@ from .vocab import Vocab
 FORMAT_PREFIX = "ostinato-model-"
 FORMAT_VERSION = 1
 FORMAT = f"{FORMAT_PREFIX}{FORMAT_VERSION}"  # written by engine.model.save_model
+ROLES = ("generator", "critic")  # engine.model.MusicLSTM, engine.adversarial.Critic
 CONFIG_INTS = ("vocab_size", "n_controls", "embed", "hidden", "layers")
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a member first, or an empty archive
 
@@ -88,7 +89,11 @@ def _check_layout(name, meta, arrays):
             raise ModelError(f"{name}: the model's {key} has {got} entries but its config says "
                              f"{size} = {cfg[size]}")
     V, C, E, H = cfg["vocab_size"], cfg["n_controls"], cfg["embed"], cfg["hidden"]
-    want = {"embed.weight": (V, E), "head.weight": (V, H), "head.bias": (V,)}
+    role = meta.get("role", "generator")  # files before the critic have no role
+    if role not in ROLES:
+        raise ModelError(f"{name}: the model's role {role!r} is not one of {', '.join(ROLES)}")
+    out = V if role == "generator" else 1  # next-token logits, or one logit of P(real)
+    want = {"embed.weight": (V, E), "head.weight": (out, H), "head.bias": (out,)}
     for layer in range(cfg["layers"]):
         want[f"lstm.weight_ih_l{layer}"] = (4 * H, E + C if layer == 0 else H)
         want[f"lstm.weight_hh_l{layer}"] = (4 * H, H)

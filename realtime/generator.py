@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit
 
 from engine.controls import ControlSpec
+from engine.errors import ModelError
 from engine.modelfile import read_model_file
 from engine.vocab import NOTE_OFF, NOTE_ON, START, TIME_SHIFT, Vocab
 
@@ -24,8 +25,11 @@ FLAGS = {"reassoc", "contract", "arcp", "nsz"}  # fast dot products, but keep in
 class Weights:
     """Model weights in the layout the numba kernels want (float32, C-contiguous)."""
 
-    def __init__(self, path):
+    def __init__(self, path, role="generator"):
         meta, a = read_model_file(path)
+        if meta.get("role", "generator") != role:
+            raise ModelError(f"{path}: a {meta.get('role', 'generator')} file where a {role} "
+                             "is needed")
         cfg = meta["config"]
         self.meta = meta
         self.vocab = Vocab.from_dict(meta["vocab"])

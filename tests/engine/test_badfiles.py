@@ -83,6 +83,10 @@ BAD_MODELS = {
                        "missing 'head.bias'"),
     "wrong-shape": (lambda m, p: _resave(m, p, arrays_change=lambda a: a.update(
         {"head.bias": np.zeros(3, np.float32)})), "weight 'head.bias' is float32 \\(3,\\); the config"),
+    "unknown-role": (lambda m, p: _resave(m, p, {"role": "judge"}),
+                     "role 'judge' is not one of generator, critic"),
+    "critic-shaped-head": (lambda m, p: _resave(m, p, {"role": "critic"}),
+                           "weight 'head.weight' is float32 \\(305, 256\\); the config needs float \\(1, 256\\)"),
     "config-without-hidden": (lambda m, p: _resave(m, p, {"config": {"layers": 2}}),
                               "config lacks a positive integer vocab_size, n_controls, embed, hidden"),
 }
