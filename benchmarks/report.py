@@ -94,6 +94,15 @@ def rows(res):
         if "realtime_sessions_engine" in se:
             add("sessions", "real-time sessions in the engine (largest count met)", None, None, None,
                 str(se["realtime_sessions_engine"]), "", "")
+        cr = se.get("critic")
+        if cr:
+            for r in cr["cost"].values():
+                add("critic", f"{r['sessions']} sessions at K={r['k']}: µs per event", None, None,
+                    None, f"{r['per_event_us']:.0f} µs, {100 * r['core_share']:.1f} % of a core",
+                    "", "")
+            for k, n in cr["realtime_sessions"].items():
+                add("critic", f"real-time sessions in the engine at K={k}", None, None, None,
+                    str(n), "≥ 32" if k != "0" else "", _met(n >= 32) if k != "0" else "")
     mo = res.get("mood")
     if mo:
         for path, r in mo.items():

@@ -10,6 +10,8 @@ ZeroMQ's hop between processes); and the engine runs in this process with a reco
 port, which stamps each message as the engine hands it over (the server's own figure).
 A count is real-time when that p99 stays under 1 ms and every session was heard (every
 count is tried: the idle-gap effect can make a small count miss where a larger passes).
+The same two figures with the critic on (``benchmarks.critic``: K drafts judged a beat,
+beside K = 0 in the same run) are under ``critic``.
 """
 import time
 
@@ -18,6 +20,7 @@ import zmq
 
 from realtime.generator import Runtime, Weights, lstm_step
 
+from . import critic as critic_bench
 from . import jitter
 from .stats import summary, us
 
@@ -113,7 +116,10 @@ def engine_sweep(model, counts=SERVER_COUNTS, seconds=8.0, log=print):
 
 
 def run(model, step_seconds=1.5, server_seconds=8.0, step_counts=STEP_COUNTS,
-        server_counts=SERVER_COUNTS, log=print):
+        server_counts=SERVER_COUNTS, log=print, critic=None, critic_ks=None):
+    """Every figure above; ``critic``: the critic file the critic figures use (default:
+    the trained one, else random weights); ``critic_ks``: K values besides 0 (default
+    2, 4, 8, and 2 alone in a run as short as ``--quick``'s)."""
     w = Weights(model)
     log("sessions: batched lstm_step for " + ", ".join(map(str, step_counts)))
     steps = step_times(w, step_counts, step_seconds)
@@ -124,8 +130,13 @@ def run(model, step_seconds=1.5, server_seconds=8.0, step_counts=STEP_COUNTS,
         r["core_share"] = int(S) * rate["tokens_per_s"] * r["per_session_us_p50"] / 1e6
     results, best = sweep(model, server_counts, server_seconds, log)
     eng, eng_best = engine_sweep(model, server_counts, server_seconds, log)
+    if critic_ks is None:
+        critic_ks = critic_bench.KS if server_seconds >= 2 else critic_bench.KS[:1]
+    judged = critic_bench.run(model, critic, critic_ks, [c for c in step_counts if c <= 64],
+                              server_counts=[c for c in server_counts if c <= 64],
+                              seconds=server_seconds, log=log)
     return {"step": steps, "rate": rate, "server": results, "realtime_sessions": best,
-            "engine": eng, "realtime_sessions_engine": eng_best,
+            "engine": eng, "realtime_sessions_engine": eng_best, "critic": judged,
             "criterion": f"p99 of (arrival - scheduled) on the event stream < {JITTER_P99_US:g} µs "
                          "and every session heard",
             "criterion_engine": f"p99 of (handed to the port - scheduled) in the engine < "

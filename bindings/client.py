@@ -97,22 +97,24 @@ class Client(_Endpoint):
         return self.request("hello")
 
     def mood(self, valence=None, arousal=None, intensity=None, transition="bar", session=None,
-             tonality=None):
+             tonality=None, critic=None):
         """Move the mood; axes left None keep their current value.  tonality: 0 (free) ..
-        1 (strict, scale notes only); None keeps the session's."""
+        1 (strict, scale notes only); critic: drafts of each beat the discriminator judges
+        (0 off, up to 16; the server needs `serve --critic`); None keeps the session's."""
         return self.request("mood", session, valence=valence, arousal=arousal, intensity=intensity,
-                            transition=transition, tonality=tonality)
+                            transition=transition, tonality=tonality, critic=critic)
 
-    def state(self, name, transition="bar", session=None, tonality=None):
-        """Switch to a preset; tonality (0..1) overrides the preset's."""
-        return self.request("state", session, name=name, transition=transition, tonality=tonality)
+    def state(self, name, transition="bar", session=None, tonality=None, critic=None):
+        """Switch to a preset; tonality (0..1) and critic (0..16) override the preset's."""
+        return self.request("state", session, name=name, transition=transition, tonality=tonality,
+                            critic=critic)
 
     def tempo(self, bpm, ramp_beats=0, transition="beat", session=None):
         return self.request("tempo", session, bpm=bpm, ramp_beats=ramp_beats, transition=transition)
 
-    def key(self, key, mode=None, transition="bar", session=None, tonality=None):
+    def key(self, key, mode=None, transition="bar", session=None, tonality=None, critic=None):
         return self.request("key", session, key=key, mode=mode, transition=transition,
-                            tonality=tonality)
+                            tonality=tonality, critic=critic)
 
     def stinger(self, name, transition="beat", session=None):
         return self.request("stinger", session, name=name, transition=transition)

@@ -25,6 +25,7 @@ COMMANDS = (
     ("train", "engine.train", "train the conditioned LSTM (checkpoints, resume, early stop)"),
     ("adversarial", "engine.adversarial", "fine-tune the generator against a discriminator (policy gradient)"),
     ("eval", "engine.evaluate", "evaluate a model on held-out music against a 5-gram baseline"),
+    ("quality", "engine.quality", "compare generation methods: LM score, reverse LM, Self-BLEU, fresh-critic AUC"),
     ("export", "engine.export", "export a checkpoint to the torch-free .npz the server loads"),
     ("bench", "realtime.bench", "measure step time, mood-to-note latency and jitter"),
 )

@@ -13,6 +13,10 @@ composes in C at the register less the shift and the notes are moved up by
 (``engine.controls.model_key``).  The tonality prior lives in the model's pitch space,
 relative to the key control's tonic.
 
+With a critic (``critic``, ``critic_k`` K > 0) every session drafts K continuations of
+a beat and D picks one, as a server session with ``critic`` K does
+(``realtime.critic.Drafter``): the same drafter, the same draft length and the same pick.
+
 The same request and seed give the same piece.  ``generate_many`` with the same list of
 requests always gives the same pieces.  A piece composed beside others came out
 identical to the same request composed alone in 150 of 150 pieces checked on the
@@ -56,8 +60,11 @@ def _bad(field, value, allowed):
 
 
 def check(bars=16, beats_per_bar=4, temperature=1.0, max_note_beats=8, density=2.0, mode=0,
-          tonality=DEFAULT_TONALITY, register=None, key=0):
+          tonality=DEFAULT_TONALITY, register=None, key=0, critic_k=0, critic_pick="sample",
+          critic_beats=1.0):
     """InvalidMessage naming the field and its range for the first impossible value."""
+    from realtime.critic import MAX_CANDIDATES, MAX_DRAFT_BEATS, PICKS
+
     def number(v):
         return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
@@ -82,6 +89,13 @@ def check(bars=16, beats_per_bar=4, temperature=1.0, max_note_beats=8, density=2
         raise _bad("register", register, "0..127 (mean MIDI pitch)")
     if not (whole(key) and 0 <= key <= 11):
         raise _bad("key", key, "pitch class 0..11")
+    if not (whole(critic_k) and 0 <= critic_k <= MAX_CANDIDATES):
+        raise _bad("critic_k", critic_k, f"0..{MAX_CANDIDATES} drafts judged (0: no critic)")
+    if critic_pick not in PICKS:
+        raise InvalidMessage(f"critic_pick {critic_pick!r} is not one of {', '.join(PICKS)}",
+                             field="critic_pick", allowed=list(PICKS))
+    if not (number(critic_beats) and 0 < critic_beats <= MAX_DRAFT_BEATS):
+        raise _bad("critic_beats", critic_beats, f"(0, {MAX_DRAFT_BEATS:g}] beats a draft")
 
 
 def key_of(name):
@@ -103,32 +117,57 @@ def load_weights(model):
 
 
 def generate(weights, key, mode, density, bars, seed=0, register=None, beats_per_bar=4,
-             temperature=1.0, tonality=None, max_note_beats=8, max_tokens=None):
+             temperature=1.0, tonality=None, max_note_beats=8, max_tokens=None, critic=None,
+             critic_k=0, critic_pick="sample", critic_beats=1.0):
     """Notes (NOTE_DTYPE) of ``bars`` bars composed under constant controls.
 
     weights: ``realtime.generator.Weights`` or a model path; key: pitch class 0-11;
     mode: 0 major, 1 minor; density: onsets per beat; register: mean MIDI pitch
     (default: the training data's); tonality: 0 free .. 1 strict (default
-    ``DEFAULT_TONALITY``).  Pitches are as heard (a key-relative model's shift applied).
+    ``DEFAULT_TONALITY``); critic...: see ``generate_many``.  Pitches are as heard (a
+    key-relative model's shift applied).
     """
     req = Request(key, mode, density, seed, register, tonality)
     return generate_many(weights, [req], bars, beats_per_bar=beats_per_bar,
                          temperature=temperature, max_note_beats=max_note_beats,
-                         max_tokens=max_tokens)[0]
+                         max_tokens=max_tokens, critic=critic, critic_k=critic_k,
+                         critic_pick=critic_pick, critic_beats=critic_beats)[0]
+
+
+def load_critic(critic):
+    """A critic for ``realtime.critic.Drafter`` as is (``CriticRuntime`` or critic
+    ``Weights``), or loaded from a critic file's path."""
+    from realtime.critic import CriticRuntime
+    from realtime.generator import Weights
+    if isinstance(critic, (CriticRuntime, Weights)):
+        return critic
+    return Weights(critic, role="critic")
 
 
 def generate_many(weights, requests, bars, beats_per_bar=4, temperature=1.0, max_note_beats=8,
-                  max_tokens=None, sessions=64, progress=None):
+                  max_tokens=None, sessions=64, progress=None, critic=None, critic_k=0,
+                  critic_pick="sample", critic_beats=1.0):
     """Notes of each request (a ``Request`` or a (key, mode, density, seed) tuple),
     composed ``sessions`` at a time in one runtime.  A session stops after ``max_tokens``
     events (default: eight a tick), a guard against a model that never moves time on.
-    ``progress(n)`` is called as pieces finish."""
+    ``progress(n)`` is called as pieces finish.
+
+    ``critic``: a critic file (or ``load_critic``'s result); with ``critic_k`` K > 0 every
+    piece is composed from drafts of ``critic_beats`` beats, K at a time, of which D
+    picks one (``critic_pick``: "sample", weights D/(1-D), or "best"), exactly as a
+    server session with ``critic`` K plays."""
+    from realtime.critic import Drafter
     from realtime.generator import Runtime
 
     w = load_weights(weights)
     reqs = [r if isinstance(r, Request) else Request(*r) for r in requests]
     check(bars=bars, beats_per_bar=beats_per_bar, temperature=temperature,
-          max_note_beats=max_note_beats)
+          max_note_beats=max_note_beats, critic_k=critic_k, critic_pick=critic_pick,
+          critic_beats=critic_beats)
+    if critic_k and critic is None:
+        raise InvalidMessage(f"critic_k {critic_k} needs a critic: pass critic=PATH (a critic "
+                             "file from `ostinato adversarial`), or critic_k=0", field="critic",
+                             allowed="a critic .npz path when critic_k > 0")
     for r in reqs:
         check(density=r.density, mode=r.mode, key=r.key, register=r.register,
               tonality=DEFAULT_TONALITY if r.tonality is None else r.tonality)
@@ -140,6 +179,7 @@ def generate_many(weights, requests, bars, beats_per_bar=4, temperature=1.0, max
     max_tokens = max_tokens or end * 8 + 64
     S = max(1, min(int(sessions), len(reqs)))
     rt = Runtime(w, max_sessions=S, max_note_beats=max_note_beats)
+    drafter = Drafter(rt, load_critic(critic), critic_beats, critic_pick) if critic_k else None
     R = rt.ring
     target = np.full(S, end, np.int64)
     job = np.full(S, -1, np.int64)          # request composed in each slot, -1: free
@@ -157,6 +197,7 @@ def generate_many(weights, requests, bars, beats_per_bar=4, temperature=1.0, max
         rt.open(s, ctl, seed=int(r.seed), temperature=temperature, tick=0)
         rt.pc_bias[s] = bias
         rt.next_bias[s] = bias
+        rt.candidates[s] = critic_k
         job[s], shift[s] = nxt, k
         tokens[s] = [vocab.offsets[START]]  # as ring slot 0 holds it
         nxt += 1
@@ -173,6 +214,8 @@ def generate_many(weights, requests, bars, beats_per_bar=4, temperature=1.0, max
     while (job >= 0).any():
         # events each session may still make (START aside): a runaway stops at max_tokens
         left = min(max_tokens + 1 - len(tokens[s]) for s in np.flatnonzero(job >= 0))
+        if drafter is not None:  # every session short of the end gets its next draft
+            drafter.drive(target, 1 << 30)
         rt.advance(target, max(1, left))
         for s in np.flatnonzero(job >= 0):
             h, t = int(rt.head[s]), int(rt.tail[s])
@@ -216,7 +259,32 @@ def add_arguments(p):
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="model .npz (default: shipped)")
+    add_critic_arguments(p)
     p.add_argument("-o", "--output", default="out.mid", help="MIDI file to write")
+
+
+def add_critic_arguments(p, k_help="drafts of each beat the critic judges; 0 plays G alone"):
+    """``--critic PATH --critic-k K --critic-pick --critic-beats``, shared by ``serve``."""
+    from realtime.critic import DEFAULT_CRITIC, DRAFT_BEATS, MAX_CANDIDATES, PICKS
+    p.add_argument("--critic", default=None, metavar="PATH",
+                   help=f"critic (discriminator) .npz from `ostinato adversarial` (default "
+                        f"{DEFAULT_CRITIC} if it exists; 'none': no critic)")
+    p.add_argument("--critic-k", type=int, default=0, metavar="K",
+                   help=f"{k_help} (0..{MAX_CANDIDATES}, default 0)")
+    p.add_argument("--critic-pick", choices=PICKS, default="sample",
+                   help="sample: draft k with weight D/(1-D) (discriminator rejection "
+                        "sampling, the default); best: the draft D scores highest")
+    p.add_argument("--critic-beats", type=float, default=DRAFT_BEATS, metavar="B",
+                   help=f"length of a draft in beats (default {DRAFT_BEATS:g})")
+
+
+def critic_path(arg):
+    """The critic file ``--critic`` names: None for 'none', the shipped one when not given
+    and it exists, else None."""
+    from realtime.critic import DEFAULT_CRITIC
+    if arg is None:
+        return str(DEFAULT_CRITIC) if DEFAULT_CRITIC.exists() else None
+    return None if arg == "none" else arg
 
 
 def run(args):
@@ -224,14 +292,21 @@ def run(args):
     tonality = DEFAULT_TONALITY if args.tonality is None else args.tonality
     check(bars=args.bars, beats_per_bar=args.beats_per_bar, temperature=args.temperature,
           density=args.density, mode=MODES.index(args.mode), tonality=tonality,
-          register=args.register, key=key)
+          register=args.register, key=key, critic_k=args.critic_k, critic_beats=args.critic_beats)
     if not 1 <= args.tempo <= 1000:
         raise _bad("tempo", args.tempo, "1..1000 BPM")
+    critic = critic_path(args.critic)
+    if args.critic_k and critic is None:
+        raise InvalidMessage(f"--critic-k {args.critic_k} needs a critic: pass --critic PATH",
+                             field="--critic", allowed="a critic .npz when --critic-k > 0")
     weights = load_weights(Path(args.model))
     notes = generate(weights, key, MODES.index(args.mode), args.density, args.bars,
                      seed=args.seed, register=args.register, beats_per_bar=args.beats_per_bar,
-                     temperature=args.temperature, tonality=tonality)
+                     temperature=args.temperature, tonality=tonality,
+                     critic=critic if args.critic_k else None, critic_k=args.critic_k,
+                     critic_pick=args.critic_pick, critic_beats=args.critic_beats)
     write_midi(notes, args.output, ticks_per_beat=weights.vocab.ticks_per_beat, bpm=args.tempo)
+    judged = f", critic {args.critic_k} drafts a beat ({args.critic_pick})" if args.critic_k else ""
     print(f"wrote {args.output}: {len(notes)} notes, {args.bars} bars, "
-          f"{KEY_NAMES[key]} {args.mode}, density {args.density:g}, tonality {tonality:g}")
+          f"{KEY_NAMES[key]} {args.mode}, density {args.density:g}, tonality {tonality:g}{judged}")
     return 0

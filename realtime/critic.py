@@ -22,14 +22,19 @@ the next draft starts from wherever the session then is, exactly as without a cr
 A draft is stepped one batched step at a time beside the sessions (``drive``), so a
 command never waits for a whole draft; if the session's state changed while its draft
 was composed (a transition, a rewind, new settings) the draft is thrown away unused.
+A session under the entry rule (just opened, or after an immediate transition) drafts
+only its opening notes, up to the next tick, so that its first note is not K beats of
+composing away; the server keeps a critic session's look-ahead one draft longer, so
+that the next beat is drafted and judged while the current one plays.
 """
 import numpy as np
 from numba import njit
 
+from engine import DEFAULT_MODEL
 from engine.errors import ModelError
-from engine.vocab import NOTE_OFF, TIME_SHIFT
 
 from .generator import Runtime, Weights, lstm_step, uniform
+from .protocol import CRITIC_RANGE
 
 #: How a draft is picked from the K judged.  "sample" (the default) draws draft k with
 #: weight D_k / (1 - D_k) = exp(logit_k): discriminator rejection sampling (Azadi et al.
@@ -38,7 +43,9 @@ from .generator import Runtime, Weights, lstm_step, uniform
 #: its variety; "best" (the argmax) collapses onto what D likes most, which loses
 #: diversity and leans on D's blind spots, so it is the option, not the default.
 PICKS = ("sample", "best")
-MAX_CANDIDATES = 16       # the protocol's ``critic`` range is 0..MAX_CANDIDATES
+#: The critic ``serve`` and ``generate`` load when none is named, if it exists.
+DEFAULT_CRITIC = DEFAULT_MODEL.with_name("critic.npz")
+MAX_CANDIDATES = CRITIC_RANGE[1]  # the protocol's ``critic``: 0..MAX_CANDIDATES
 DRAFT_BEATS = 1.0         # one beat: short enough to react, long enough to judge
 MAX_DRAFT_BEATS = 4.0
 DEFAULT_PREFIX = 32       # engine.adversarial.AdversarialConfig.prefix, for files without it
@@ -220,26 +227,32 @@ class Drafter:
         self.last_pick = np.full(S, -1, np.int64)
         #: drafts committed, and drafts thrown away because their session changed
         self.counts = np.zeros(2, np.int64)
+        self.inflight = 0  # sessions with a draft being composed
+        # the kernels' arguments, gathered once (they are the same arrays every call)
+        d, cw = self.d, cr.w
+        self._main = _state(rt)
+        self._draft = _state(d) + (d.head, d.ready, d.ev_tok, d.ev_tick)
+        self._D = (cr.h, cr.c, cr.tok, cr.ctl, cr.idx, cw.tok_table, cw.w0, cw.w_rest, cw.b_rest,
+                   cw.w_out, cw.b_out, cr.xbuf, cr.gates, cr.logit)
+        self._pick = PICKS.index(pick)
 
     def drive(self, targets, max_steps=1):
         """Commit finished drafts, start drafts for the critic sessions short of
         ``targets[s]`` with nothing queued, step the drafts in progress by up to
         ``max_steps`` batched steps and commit those that finish.  Returns how much
         was done (0: nothing, so a caller's loop may stop)."""
-        done = self._settle()
+        done = self._settle() if self.inflight else 0
         started = self._start(targets)
         steps = 0
-        if started or (self.owner >= 0).any():
+        if self.inflight:
             steps = self.d.advance(self.dtarget, max_steps)
             done += self._settle()
         return done + started + steps
 
-    def busy(self, s):
-        """Is a draft for session s being composed?"""
-        return bool(self.job_k[s])
-
     def _start(self, targets):
         rt = self.rt
+        if not rt.candidates.any():
+            return 0
         need = np.flatnonzero((rt.candidates > 0) & rt.active & (rt.force_n == 0)
                               & (rt.gen_tick < targets) & (self.job_k == 0))
         started = 0
@@ -251,29 +264,20 @@ class Drafter:
             self.owner[free] = s
             self.rows[s, :K] = free
             self.job_k[s] = K
-            _begin(int(s), free, self.ticks, self._main(), self._draft(), self.dtarget,
-                   self.base)
+            _begin(int(s), free, self.ticks, self._main, self._draft, self.dtarget, self.base)
             started += 1
+        self.inflight += started
         return started
 
     def _settle(self):
-        rt, cr, w = self.rt, self.critic, self.critic.w
-        D = (cr.h, cr.c, cr.tok, cr.ctl, cr.idx, w.tok_table, w.w0, w.w_rest, w.b_rest,
-             w.w_out, w.b_out, cr.xbuf, cr.gates, cr.logit)
-        return _settle(self.job_k, self.rows, self.owner, self.dtarget, self._main(),
-                       self._draft(), self.base, rt.ev_tok, rt.ev_tick, rt.force, rt.drafted,
-                       self.prefix, rt.phase0, rt.tpb, D, self.toks, self.tick_buf,
-                       self.lengths, self.dbase, self.scores, self.h_pre, self.c_pre, self.fin,
-                       self.drows, PICKS.index(self.pick), self.last_scores, self.last_pick,
-                       self.counts)
-
-    def _main(self):
         rt = self.rt
-        return _state(rt)
-
-    def _draft(self):
-        d = self.d
-        return _state(d) + (d.head, d.ready, d.ev_tok, d.ev_tick)
+        done = _settle(self.job_k, self.rows, self.owner, self.dtarget, self._main, self._draft,
+                       self.base, rt.ev_tok, rt.ev_tick, rt.force, rt.drafted, self.prefix,
+                       rt.phase0, rt.tpb, self._D, self.toks, self.tick_buf, self.lengths,
+                       self.dbase, self.scores, self.h_pre, self.c_pre, self.fin, self.drows,
+                       self._pick, self.last_scores, self.last_pick, self.counts)
+        self.inflight = int(np.count_nonzero(self.job_k))
+        return done
 
 
 def _state(rt):
@@ -286,7 +290,9 @@ def _state(rt):
 @njit(nogil=True, cache=True)
 def _begin(s, rows, ticks, main, draft, dtarget, base):
     """Copy session s into the draft slots ``rows`` (each with its own random stream),
-    aim them ``ticks`` past the session's end, and keep what was copied in ``base``."""
+    aim them ``ticks`` past the session's end, and keep what was copied in ``base``.
+    A session under the entry rule (it opened, or an immediate transition) drafts only
+    its opening notes, up to the next tick: the first note must not wait for K beats."""
     (active, h, c, tokens, gen_tick, tail, entry, sounding, ctl_base, next_ctl, switch_tick,
      pc_bias, next_bias, max_note_ticks, temperature, rng, candidates, force_n, force_i) = main
     (d_active, d_h, d_c, d_tokens, d_gen_tick, d_tail, d_entry, d_sounding, d_ctl, d_next,
@@ -317,7 +323,7 @@ def _begin(s, rows, ticks, main, draft, dtarget, base):
         d_head[r] = 0
         d_tail[r] = 0
         d_ready[r] = 0
-        dtarget[r] = gen_tick[s] + ticks
+        dtarget[r] = gen_tick[s] + (1 if entry[s] else ticks)
         d_active[r] = True
     b_h[s] = h[s]
     b_c[s] = c[s]
@@ -376,8 +382,7 @@ def _settle(job_k, rows, owner, dtarget, main, draft, base, ev_tok, ev_tick, for
             drows, pick, last_scores, last_pick, counts):
     """Throw away the drafts whose session changed; judge the finished ones with D (all
     sessions' together), pick one per session and queue it.  Returns drafts committed."""
-    active, h, c, tokens, gen_tick, tail, entry, sounding = main[:8]
-    rng, candidates, force_n, force_i = main[15], main[16], main[17], main[18]
+    tail, rng, force_n, force_i = main[5], main[15], main[17], main[18]
     d_active, d_gen_tick, d_tail = draft[0], draft[4], draft[5]
     d_head, d_ev_tok, d_ev_tick = draft[19], draft[21], draft[22]
     b_ctl = base[7]

@@ -79,7 +79,8 @@ def problem(expect, reply):
     if expect.code is None:
         if reply["ok"]:
             return None if reply.get("for") == expect.type else f"ack for {reply.get('for')!r}"
-        if reply.get("code") in SEMANTIC and reply.get("field") == "session":
+        # or critic > 0 on a server started without a critic
+        if reply.get("code") in SEMANTIC and reply.get("field") in ("session", "critic"):
             return None  # well-formed, but the session is not open (or already is, or none is free)
         return f"valid {expect.type!r} refused: {reply.get('code')} {reply.get('message')!r}"
     if reply["ok"]:

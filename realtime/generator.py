@@ -9,7 +9,11 @@ batch and applied to every session that needs an event.
 Per session the runtime keeps a ring of generated events, each with a snapshot of
 the LSTM state after it, so the server can rewind to the playhead and regenerate
 under new controls (``rewind``), and a queue of forced tokens that are fed instead
-of sampled (time shifts up to a transition point, note-offs when music is cut).
+of sampled (time shifts up to a transition point, note-offs when music is cut, and
+the continuation the critic chose: ``realtime.critic.Drafter``).  A session with
+``candidates[s] > 0`` never samples for itself: it plays only what is queued, and the
+drafter queues the one of K drafted continuations the critic picks whenever its queue
+runs dry.
 """
 import numpy as np
 from numba import njit
@@ -269,7 +273,10 @@ class Runtime:
     the one call that generates (numba, releases the GIL).
     """
 
-    def __init__(self, weights, max_sessions=64, ring=256, max_note_beats=8, force_cap=256):
+    def __init__(self, weights, max_sessions=64, ring=256, max_note_beats=8, force_cap=256,
+                 snapshots=True):
+        """``snapshots=False``: no per-event state snapshots (a runtime that is never
+        rewound, such as the drafter's scratch slots), which saves ring x state memory."""
         w = self.w = weights
         S, L, H, C, V = max_sessions, w.layers, w.hidden, w.n_controls, w.vocab.size
         self.max_sessions, self.ring = S, ring
@@ -294,8 +301,8 @@ class Runtime:
         self.ev_tick = np.zeros((S, ring), np.int64)
         self.ev_tok = np.zeros((S, ring), np.int64)
         self.ev_aux = np.zeros((S, ring), np.int64)    # note-off: start tick it ended
-        self.snap_h = np.zeros((S, ring, L, H), np.float32)
-        self.snap_c = np.zeros((S, ring, L, H), np.float32)
+        self.snap_h = np.zeros((S, ring if snapshots else 1, L, H), np.float32)
+        self.snap_c = np.zeros((S, ring if snapshots else 1, L, H), np.float32)
         self.head = np.zeros(S, np.int64)
         self.tail = np.zeros(S, np.int64)
         self.ready = np.zeros(S, np.int64)  # events below it are published to the player
@@ -309,6 +316,10 @@ class Runtime:
         self.pc_bias = np.zeros((S, 12), np.float64)
         self.next_bias = np.zeros((S, 12), np.float64)
         self.phase0 = w.spec.slices()["phase"].start
+        # per session: K candidates a critic judges (0: the session samples itself), and
+        # whether the forced queue holds a continuation the drafter committed
+        self.candidates = np.zeros(S, np.int64)
+        self.drafted = np.zeros(S, np.bool_)
 
     def open(self, s, controls, seed=0, temperature=1.0, tick=0):
         """Start session slot s at ``tick`` with the START token and these controls."""
@@ -324,6 +335,7 @@ class Runtime:
         self.pc_bias[s] = self.next_bias[s] = 0.0  # free until told otherwise
         self.rng[s] = np.uint64((seed * 0x9E3779B97F4A7C15 + 0x2545F4914F6CDD1D) % 2**64) or 1
         self.force_n[s] = self.force_i[s] = 0
+        self.drafted[s] = False
         # slot 0 holds the opening state as an already-played event to rewind to
         self.ev_tick[s, 0] = tick
         self.ev_tok[s, 0] = self.tokens[s]
@@ -338,16 +350,17 @@ class Runtime:
     def advance(self, target, max_steps=1 << 30):
         """Generate for every active session until its look-ahead reaches ``target[s]``
         (ticks), its ring is full, or ``max_steps`` batched steps were taken; returns
-        the number of steps taken."""
-        return _advance(target, max_steps, self.active, self.idx, self.tokens, self.controls, self.ctl_base,
-                        self.next_ctl, self.switch_tick, self.gen_tick, self.sounding, self.entry,
-                        self.temperature, self.rng, self.force, self.force_n, self.force_i,
-                        self.ev_tick, self.ev_tok, self.ev_aux, self.snap_h, self.snap_c,
-                        self.head, self.tail, self.h, self.c, self.w.tok_table, self.w.w0,
-                        self.w.w_rest, self.w.b_rest, self.w.w_out, self.w.b_out, self.xbuf,
-                        self.gates, self.logits, self.w.kinds, self.w.values, self.phase0,
-                        self.tpb, self.max_note_ticks, self.pc_bias, self.next_bias,
-                        self.w.vocab.offsets[TIME_SHIFT],
+        the number of steps taken.  A session with ``candidates[s] > 0`` is stepped only
+        while it has forced tokens (the drafter's continuation) to feed."""
+        return _advance(target, max_steps, self.active, self.candidates, self.idx, self.tokens,
+                        self.controls, self.ctl_base, self.next_ctl, self.switch_tick,
+                        self.gen_tick, self.sounding, self.entry, self.temperature, self.rng,
+                        self.force, self.force_n, self.force_i, self.ev_tick, self.ev_tok,
+                        self.ev_aux, self.snap_h, self.snap_c, self.head, self.tail, self.h,
+                        self.c, self.w.tok_table, self.w.w0, self.w.w_rest, self.w.b_rest,
+                        self.w.w_out, self.w.b_out, self.xbuf, self.gates, self.logits,
+                        self.w.kinds, self.w.values, self.phase0, self.tpb, self.max_note_ticks,
+                        self.pc_bias, self.next_bias, self.w.vocab.offsets[TIME_SHIFT],
                         self.w.vocab.offsets[NOTE_OFF], self.w.vocab.max_shift)
 
     def rewind(self, s, tick):
@@ -359,13 +372,22 @@ class Runtime:
                        self.c, self.tokens, self.force_n, self.force_i, self.w.kinds,
                        self.w.values, self.ring)
         self.ready[s] = min(self.ready[s], self.tail[s])
+        self.drafted[s] = False
         return tick
 
     def queue(self, s, tokens):
         """Queue tokens to be fed to session s before it samples again."""
+        self.drafted[s] = False  # the queue is no longer only a drafted continuation
         n = self.force_n[s]
         self.force[s, n:n + len(tokens)] = tokens
         self.force_n[s] = n + len(tokens)
+
+    def drop_draft(self, s):
+        """Forget the unfed rest of a continuation the drafter queued for session s (its
+        settings changed: what it composed no longer applies); other forced tokens stay."""
+        if self.drafted[s]:
+            self.force_n[s] = self.force_i[s] = 0
+            self.drafted[s] = False
 
     def shifts_to(self, s, tick):
         """Time-shift tokens that take session s from its generated end to ``tick``."""
@@ -391,11 +413,11 @@ class Runtime:
 
 
 @njit(nogil=True, cache=True)
-def _advance(target, max_steps, active, idx, tokens, controls, ctl_base, next_ctl, switch_tick, gen_tick,
-             sounding, entry, temperature, rng, force, force_n, force_i, ev_tick, ev_tok,
-             ev_aux, snap_h, snap_c, head, tail, h, c, tok_table, w0, w_rest, b_rest, w_out,
-             b_out, xbuf, gates, logits, kinds, values, phase0, tpb, max_note_ticks, pc_bias,
-             next_bias, shift_off, off_off, max_shift):
+def _advance(target, max_steps, active, candidates, idx, tokens, controls, ctl_base, next_ctl,
+             switch_tick, gen_tick, sounding, entry, temperature, rng, force, force_n, force_i,
+             ev_tick, ev_tok, ev_aux, snap_h, snap_c, head, tail, h, c, tok_table, w0, w_rest,
+             b_rest, w_out, b_out, xbuf, gates, logits, kinds, values, phase0, tpb,
+             max_note_ticks, pc_bias, next_bias, shift_off, off_off, max_shift):
     S = active.shape[0]
     R = ev_tick.shape[1]
     C = controls.shape[1]
@@ -403,7 +425,8 @@ def _advance(target, max_steps, active, idx, tokens, controls, ctl_base, next_ct
     while True:
         n = 0
         for s in range(S):
-            if active[s] and gen_tick[s] < target[s] and tail[s] - head[s] < R - 1:
+            if active[s] and gen_tick[s] < target[s] and tail[s] - head[s] < R - 1 and (
+                    candidates[s] == 0 or force_i[s] < force_n[s]):
                 idx[n] = s
                 n += 1
         if n == 0 or steps >= max_steps:
@@ -452,8 +475,9 @@ def _advance(target, max_steps, active, idx, tokens, controls, ctl_base, next_ct
             ev_tick[s, slot] = gen_tick[s]
             ev_tok[s, slot] = tok
             ev_aux[s, slot] = aux
-            snap_h[s, slot] = h[s]
-            snap_c[s, slot] = c[s]
+            if snap_h.shape[1] == R:
+                snap_h[s, slot] = h[s]
+                snap_c[s, slot] = c[s]
             tail[s] += 1
             tokens[s] = tok
             if switch_tick[s] >= 0 and gen_tick[s] >= switch_tick[s]:

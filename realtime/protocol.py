@@ -98,6 +98,19 @@ def _tonality(example=None, preset=False):
                  lo=lo, hi=hi, example=example)
 
 
+CRITIC_RANGE = (0, 16)  # realtime.critic.MAX_CANDIDATES
+
+
+def _critic(preset=False):
+    lo, hi = CRITIC_RANGE
+    left_out = ("the preset's, else the server's default (`serve --critic-k`)" if preset else
+                "the session's stays (until one is set: the server's default, `serve --critic-k`)")
+    return Field("critic", "int", "drafts of each beat the discriminator judges, one of which "
+                 "plays (0: off, the generator alone); above 0 needs a server started with a "
+                 f"critic (`serve --critic PATH`); takes effect at once; left out: {left_out}",
+                 lo=lo, hi=hi)
+
+
 ENVELOPE = (
     Field("id", "id", "any string or integer; echoed in the reply", example=7),
     Field("session", "name", "which session (music stream) the message is for", default="main",
@@ -116,12 +129,14 @@ MESSAGES = (
         Field("intensity", "float", "soft/thin .. loud/full", lo=0.0, hi=1.0, example=0.3),
         _transition("bar"),
         _tonality(0.6),
-    ), one_of=("valence", "arousal", "intensity", "tonality")),
+        _critic(),
+    ), one_of=("valence", "arousal", "intensity", "tonality", "critic")),
     Message("state", "Switch to a named preset from states.toml (a `tonality` given here wins "
             "over the preset's).", (
         Field("name", "choice", "preset name", required=True, choices=PRESETS, example="combat"),
         _transition("bar"),
         _tonality(0.8, preset=True),
+        _critic(preset=True),
     )),
     Message("tempo", "Change the tempo, at once or ramped over some beats; a change not yet "
             "reached is replaced by a newer one.", (
@@ -135,6 +150,7 @@ MESSAGES = (
         Field("mode", "choice", "scale mode", choices=MODES, example="minor"),
         _transition("bar"),
         _tonality(0.8),
+        _critic(),
     )),
     Message("stinger", "Play a one-shot motif from states.toml in the current key, on the grid.", (
         Field("name", "choice", "stinger name", required=True, choices=STINGERS, example="hit"),
@@ -418,6 +434,7 @@ PRESET_FIELDS = {
     "bpm": _FIELD["bpm"], "key": _FIELD["key"], "mode": _FIELD["mode"],
     "register": Field("register", "int", "register offset in semitones", lo=-24, hi=24),
     "tonality": _FIELD["tonality"],
+    "critic": _FIELD["critic"],
     "max_note_beats": Field("max_note_beats", "float", "longest a note may sound, in beats "
                             "(a guard against runaway notes, not how lengths are made)",
                             lo=0.25, hi=64.0),
@@ -431,7 +448,7 @@ def load_states(path=None):
     """Read presets and stingers from ``path``, $OSTINATO_STATES or the shipped states.toml.
 
     Returns ``(presets, stingers)``: presets map name -> {valence, arousal, intensity and
-    optionally bpm, key, mode, register, tonality, max_note_beats}; stingers map name ->
+    optionally bpm, key, mode, register, tonality, critic, max_note_beats}; stingers map name ->
     {degrees, durations, velocity}.
     Raises InvalidMessage naming the file, the entry and the field.
     """

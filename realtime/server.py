@@ -32,9 +32,11 @@ import numpy as np
 from engine import DEFAULT_MODEL
 from engine.controls import KEY_NAMES, MODES, parse_key
 from engine.errors import InvalidMessage, OstinatoError, PortError, ServerError
+from engine.generate import add_critic_arguments, critic_path
 from engine.vocab import NOTE_OFF
 
 from . import protocol
+from .critic import DRAFT_BEATS, MAX_CANDIDATES, MAX_DRAFT_BEATS, PICKS, Drafter
 from .generator import Runtime, Weights
 from .keys import ServerKeys, check_serve, is_loopback_host, require_keys
 from .mood import (DEFAULT_MAX_NOTE_BEATS, DEFAULT_TONALITY, Mood, bpm_of, density_of, describe,
@@ -72,14 +74,19 @@ class ServerConfig:
     server_key: str | None = None   # CurveZMQ: the server's .key_secret file (realtime.keys)
     client_keys: str | None = None  # and the folder of authorised clients' .key files
     tonality: float | None = None   # sessions that set none: None is mood.DEFAULT_TONALITY
+    critic: str | None = None       # critic (discriminator) file; None: no critic
+    critic_k: int = 0               # drafts judged per beat for sessions that set none
+    critic_pick: str = "sample"     # realtime.critic.PICKS
+    critic_beats: float = DRAFT_BEATS
 
 
 class Session:
     """A named stream of music (a player, or a layer of one game's score)."""
 
-    def __init__(self, name, slot, mood, owner=None, state=None):
+    def __init__(self, name, slot, mood, owner=None, state=None, critic=None):
         self.name, self.slot, self.mood, self.owner = name, slot, mood, owner
         self.state = state  # the preset it was last put in, if any
+        self.critic = critic  # drafts the critic judges; None: the server's default
 
 
 class Server:
@@ -100,6 +107,15 @@ class Server:
             raise InvalidMessage(f"tonality {cfg.tonality!r} is not accepted; allowed: 0.0..1.0 "
                                  "(0 free, 1 strict)", field="tonality", allowed="0.0..1.0")
         self.tonality = float(self.tonality)
+        k = cfg.critic_k
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= MAX_CANDIDATES:
+            raise InvalidMessage(f"critic_k {k!r} is not accepted; allowed: 0..{MAX_CANDIDATES} "
+                                 "drafts judged per beat (0: off)", field="critic_k",
+                                 allowed=f"0..{MAX_CANDIDATES}")
+        if k and not cfg.critic:
+            raise InvalidMessage(f"critic_k {k} needs a critic: start with --critic PATH (a "
+                                 "critic file from `ostinato adversarial`)", field="critic",
+                                 allowed="a critic .npz when critic_k > 0")
         self.weights = Weights(cfg.model)
         self.vocab, self.spec = self.weights.vocab, self.weights.spec
         self.tpb = self.vocab.ticks_per_beat
@@ -107,6 +123,26 @@ class Server:
                           max_note_beats=DEFAULT_MAX_NOTE_BEATS)
         self.seq = Sequencer(cfg.max_sessions, self.tpb, cfg.beats_per_bar)
         self.presets, self.stingers = protocol.load_states(cfg.states)
+        # the critic: K drafts of each beat judged by D for sessions with critic K > 0
+        self.drafter = None
+        if cfg.critic:
+            if cfg.critic_pick not in PICKS:
+                raise InvalidMessage(f"critic_pick {cfg.critic_pick!r} is not one of "
+                                     f"{', '.join(PICKS)}", field="critic_pick", allowed=list(PICKS))
+            if not 0 < cfg.critic_beats <= MAX_DRAFT_BEATS:
+                raise InvalidMessage(f"critic_beats {cfg.critic_beats!r} is not accepted; allowed: "
+                                     f"(0, {MAX_DRAFT_BEATS:g}] beats a draft", field="critic_beats",
+                                     allowed=f"(0, {MAX_DRAFT_BEATS:g}]")
+            self.drafter = Drafter(self.rt, cfg.critic, cfg.critic_beats, cfg.critic_pick)
+        for name, p in self.presets.items():
+            if p.get("critic") and self.drafter is None:
+                raise InvalidMessage(f"preset {name!r} sets critic = {p['critic']}, which needs "
+                                     "a critic: start with --critic PATH, or set it to 0",
+                                     field=f"presets.{name}.critic", allowed="0 without a critic")
+        # a critic session composes a draft ahead: its look-ahead is one draft longer
+        self._lead = np.zeros(cfg.max_sessions, np.int64)
+        self._gen_ahead = np.zeros(cfg.max_sessions, np.int64)
+        self._planned = np.zeros(cfg.max_sessions, np.int64)
         if isinstance(ports, (list, tuple)):
             ports = MultiPort(ports)
         self.port = ports
@@ -140,6 +176,13 @@ class Server:
         now = time.monotonic_ns()
         s = self.sessions["main"].slot
         self._generate(now)
+        if self.drafter is not None:  # one whole draft, judged and committed
+            was = int(self.rt.candidates[s])
+            self.rt.candidates[s] = 1
+            self._only[:] = -1
+            self._only[s] = 1 << 62
+            self.drafter.drive(self._only, 1 << 20)
+            self.rt.candidates[s] = was
         self._play(now)
         self._release(s, now)  # nothing sounds yet: sends nothing
         self.rt.rewind(s, -1)
@@ -269,15 +312,21 @@ class Server:
         return sess
 
     def _on_hello(self, msg):
+        d = self.drafter
+        critic = dict(loaded=d is not None, max=MAX_CANDIDATES,
+                      **(dict(pick=d.pick, draft_beats=d.beats, prefix=d.prefix) if d else {}))
         return dict(server="ostinato", version=VERSION, sessions=sorted(self.sessions),
                     tonality=self.tonality,  # the default; mood replies give each session's
-                    capabilities=dict(transitions=["now", "beat", "bar"], max_sessions=self.cfg.max_sessions,
+                    critic=self.cfg.critic_k,  # likewise
+                    capabilities=dict(transitions=["now", "beat", "bar"], critic=critic,
+                                      max_sessions=self.cfg.max_sessions,
                                       ticks_per_beat=self.tpb, model=self.weights.meta.get("config"),
                                       outputs=[getattr(p, "name", "?") for p in
                                                getattr(self.port, "ports", [self.port])]))
 
     def _on_mood(self, msg):
         sess = self._session(msg)
+        self._set_critic(sess, msg.get("critic"))
         fields = {k: msg.get(k) for k in ("valence", "arousal", "intensity", "tonality")}
         mood = sess.mood.update(**fields)
         if msg.get("valence") is not None:
@@ -288,6 +337,9 @@ class Server:
 
     def _on_state(self, msg):
         sess = self._session(msg)
+        critic = msg.get("critic")
+        self._set_critic(sess, self.presets[msg["name"]].get("critic") if critic is None
+                         else critic, keep=False)
         mood = self._preset_mood(sess.mood, msg["name"]).update(tonality=msg.get("tonality"))
         return self._change(sess, mood, msg["transition"], "state", name=msg["name"])
 
@@ -302,10 +354,31 @@ class Server:
 
     def _on_key(self, msg):
         sess = self._session(msg)
+        self._set_critic(sess, msg.get("critic"))
         mood = replace(sess.mood, key=parse_key(msg["key"])).update(tonality=msg.get("tonality"))
         if msg.get("mode"):
             mood = replace(mood, mode=MODES.index(msg["mode"]))
         return self._change(sess, mood, msg["transition"], "key")
+
+    def _set_critic(self, sess, k, keep=True):
+        """Set the session's ``critic`` K (None: keep it, or with ``keep=False`` go back to
+        the server's default); refused, before anything changes, without a critic."""
+        if k and self.drafter is None:
+            raise protocol.reject("out_of_range", f"critic {k} needs a critic model and this "
+                                  "server has none: start it with `ostinato serve --critic "
+                                  "PATH`, or send critic 0", "critic",
+                                  "0 (this server has no critic: serve --critic PATH)")
+        if k is not None or not keep:
+            sess.critic = k
+
+    def _critic_of(self, sess):
+        return self.cfg.critic_k if sess.critic is None else sess.critic
+
+    def _apply_critic(self, sess):
+        """The session's K into the runtime; a critic session composes one draft ahead."""
+        s, k = sess.slot, self._critic_of(sess)
+        self.rt.candidates[s] = k
+        self._lead[s] = self.drafter.ticks if k else 0
 
     def _on_tempo(self, msg):
         sess = self._session(msg)
@@ -404,7 +477,7 @@ class Server:
         if preset is not None:
             mood = self._preset_mood(mood, next(k for k, v in self.presets.items() if v is preset))
         state = next((k for k, v in self.presets.items() if v is preset), None)
-        sess = Session(name, slot, mood, owner, state)
+        sess = Session(name, slot, mood, owner, state, preset.get("critic") if preset else None)
         channels = [c for c in range(16) if c not in (9, STINGER_CHANNEL)]
         self.seq.channel[slot] = channels[slot % len(channels)]
         self.seq.rng[slot] = np.uint64(slot + 1 + self.cfg.seed * 7919)
@@ -431,11 +504,13 @@ class Server:
                      tick=tick)
         self.rt.pc_bias[s] = self.rt.next_bias[s] = bias
         self.rt.max_note_ticks[s] = self._max_note_ticks(sess.mood)
+        self._apply_critic(sess)
         self.seq.set_transpose(s, shift)
         self.seq.anchor(s, float(tick), now + 6e9 / bpm if t_ns is None else t_ns, bpm)
         self.seq.velocity[s] = velocity_of(sess.mood)
         self.seq.vel_tick[s] = -1
-        info = describe(sess.mood, self.base_register, self.tonality)
+        info = dict(describe(sess.mood, self.base_register, self.tonality),
+                    critic=self._critic_of(sess))
         extra = {"name": sess.state} if sess.state else {}
         self._marker("mood", sess, beat=tick / self.tpb, transition="now", **info, **extra)
         self._marker("tempo", sess, beat=tick / self.tpb, bpm=bpm)
@@ -487,6 +562,10 @@ class Server:
         now = time.monotonic_ns()
         ctl, shift, bias = self._model_request(mood)
         self.rt.max_note_ticks[s] = self._max_note_ticks(mood)  # a guard: at once
+        # a drafted continuation not yet fed was composed under the old settings: from
+        # here the session goes on as without a critic, drafting anew where it is
+        self.rt.drop_draft(s)
+        self._apply_critic(sess)
         if unit == "now":
             tick = self.seq.boundary(s, now, "now")
             self.rt.rewind(s, -1)  # everything not yet played is regenerated
@@ -502,7 +581,9 @@ class Server:
             self.seq.asap_ns[s] = now
             self._compose_now(s)
             # the model hears the old notes end just after the new one starts: each fed
-            # token is a step, and these need not delay the first note
+            # token is a step, and these need not delay the first note (a critic
+            # session's draft goes only as far as that note: it drafts on after them)
+            self.rt.drop_draft(s)
             self.rt.queue(s, [t for t in ending if self.rt.sounding[s, t - self._off0] >= 0])
         else:
             tick = self.seq.boundary(s, now, unit)
@@ -533,7 +614,7 @@ class Server:
         if bpm_of(mood) != old_bpm:
             self.seq.set_tempo(s, tick, bpm_of(mood), 0.0)
             self._marker("tempo", sess, beat=tick / self.tpb, bpm=bpm_of(mood))
-        info = describe(mood, self.base_register, self.tonality)
+        info = dict(describe(mood, self.base_register, self.tonality), critic=self._critic_of(sess))
         self._marker("mood", sess, beat=tick / self.tpb, transition=unit, **info, **extra)
         return dict(beat=tick / self.tpb, **info)
 
@@ -614,10 +695,16 @@ class Server:
         sq, rt = self.seq, self.rt
         if self.state != "playing":
             return False, now + 20_000_000
+        # a critic session plans as if it were one draft behind, so its look-ahead is a
+        # draft longer: its next draft is composed while the last one plays
+        np.subtract(rt.gen_tick, self._lead, out=self._gen_ahead)
         pending, wake = plan(float(now), float(self._lookahead), rt.active, sq.frozen,
-                             rt.gen_tick, rt.head, rt.tail, self._targets, sq.seg_tick,
+                             self._gen_ahead, rt.head, rt.tail, self._planned, sq.seg_tick,
                              sq.seg_ns, sq.bpm0, sq.bpm1, sq.ramp, sq.p_tick, sq.p_bpm,
                              sq.p_ramp, self.tpb, rt.ring)
+        np.add(self._planned, self._lead, out=self._targets)
+        if pending and self.drafter is not None:
+            self.drafter.drive(self._targets, self.cfg.steps_per_lock)
         if pending and rt.advance(self._targets, self.cfg.steps_per_lock):
             first = self._publish()
             if 0 <= first < self._deadline:
@@ -632,8 +719,14 @@ class Server:
         only = self._only
         only[:] = -1
         only[s] = 1 << 62
+        d = self.drafter if self.rt.candidates[s] else None
+        if d is not None:  # the first note is a draft's: it is composed, judged, then fed
+            max_steps += d.ring
         for _ in range(max_steps):
-            if not self.rt.entry[s] or not self.rt.advance(only, 1):
+            if not self.rt.entry[s]:
+                break
+            drafted = d.drive(only, 1) if d is not None else 0
+            if not self.rt.advance(only, 1) and not drafted:
                 break
 
     def _publish(self):
@@ -815,6 +908,8 @@ def add_arguments(p):
     p.add_argument("--tonality", type=_tonality, default=None, metavar="T",
                    help=f"tonality prior of sessions that set none: 0 free (the model's own "
                         f"pitches) .. 1 strict (scale notes only); default {DEFAULT_TONALITY}")
+    add_critic_arguments(p, "drafts of each beat the critic judges for sessions that set no "
+                            "`critic`; 0 plays G alone")
     p.add_argument("--sessions", type=int, default=16, help="most sessions at once")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seconds", type=float, default=None, help="stop after this long")
@@ -920,7 +1015,9 @@ def _serve(args, stopping):
     cfg = ServerConfig(model=args.model, control=args.control, max_sessions=args.sessions,
                        seed=args.seed, states=args.states, initial_state=args.state,
                        clock=args.clock, server_key=args.server_key, client_keys=args.client_keys,
-                       max_request_bytes=args.max_request_bytes, tonality=args.tonality)
+                       max_request_bytes=args.max_request_bytes, tonality=args.tonality,
+                       critic=critic_path(args.critic), critic_k=args.critic_k,
+                       critic_pick=args.critic_pick, critic_beats=args.critic_beats)
     t0 = time.monotonic()
     try:
         srv = Server(cfg, ports)
@@ -956,6 +1053,9 @@ def _serve(args, stopping):
                 lines.append(f"  OSC: not available ({exc})")
         print(f"ostinato serve: ready in {time.monotonic() - t0:.2f} s, model {args.model}")
         print(f"  control: {srv.control_address} (JSON; see PROTOCOL.md)")
+        if srv.drafter is not None:
+            lines.append(f"  critic: {cfg.critic} ({srv.drafter.pick} of K drafts of "
+                         f"{srv.drafter.beats:g} beat(s); sessions' default critic {cfg.critic_k})")
         print("\n".join(lines))
         if keys is not None:
             print(f"  CurveZMQ: only the clients whose keys are in {keys.clients} get in "

@@ -24,8 +24,8 @@ def test_every_method_sends_the_validated_message(control_server):
         assert hello["protocol"] == protocol.PROTOCOL_VERSION and "combat" in hello["states"]
         assert hello["server"] == "ostinato"
         assert client.mood(arousal=0.9)["for"] == "mood"
-        client.mood(-0.5, 0.1, 0.2, transition="now")
-        client.state("combat")
+        client.mood(-0.5, 0.1, 0.2, transition="now", tonality=0.7, critic=0)
+        client.state("combat", critic=0)
         client.tempo(150, ramp_beats=8)
         client.key("eb", mode="minor", transition="beat")
         client.stinger("hit", transition="now")
@@ -44,6 +44,8 @@ def test_every_method_sends_the_validated_message(control_server):
                    ("session", "p2"), ("ping", "main")]
     assert recorded[1]["valence"] is None and recorded[1]["arousal"] == 0.9
     assert recorded[2]["transition"] == "now" and recorded[2]["valence"] == -0.5
+    assert (recorded[2]["tonality"], recorded[2]["critic"]) == (0.7, 0)
+    assert recorded[1]["critic"] is None and recorded[3]["critic"] == 0
     assert (recorded[4]["bpm"], recorded[4]["ramp_beats"]) == (150.0, 8.0)
     assert (recorded[5]["key"], recorded[5]["mode"]) == ("Eb", "minor")
     assert recorded[10]["action"] == "open" and recorded[10]["state"] == "stealth"
@@ -56,6 +58,9 @@ def test_error_replies_raise_server_error(control_server):
         with pytest.raises(ServerError) as info:
             client.tempo(1000)
         assert (info.value.code, info.value.field, info.value.allowed) == ("out_of_range", "bpm", "30.0..300.0")
+        with pytest.raises(ServerError) as info:  # this server was started without a critic
+            client.mood(critic=3)
+        assert (info.value.code, info.value.field) == ("out_of_range", "critic")
         with pytest.raises(ServerError) as info:
             client.state("napping")
         assert info.value.code == "bad_choice" and "combat" in info.value.allowed

@@ -212,3 +212,27 @@ def test_the_command_line_runs_and_exports(data, data_file, tmp_path, capsys):
     Weights(gen)
     CriticRuntime(crit)
 
+
+
+def test_the_conv_critic_ignores_padding():
+    from engine.critics import ConvCritic
+    torch.manual_seed(0)
+    D = ConvCritic(CriticConfig(vocab_size=50, n_controls=4, embed=4, hidden=8)).eval()
+    x, c = torch.randint(0, 50, (1, 12)), torch.rand(1, 12, 4)
+    padded_x = torch.cat([x, torch.zeros(1, 9, dtype=torch.long)], 1)
+    padded_c = torch.cat([c, torch.zeros(1, 9, 4)], 1)
+    with torch.no_grad():
+        assert torch.allclose(D(x, c), D(padded_x, padded_c, [12]), atol=1e-6)
+
+
+def test_the_architecture_comparison_runs_and_reports_each(data, data_file, tmp_path):
+    from engine import critics
+    src = tmp_path / "mle.npz"
+    save_model(src, tiny_g(data), data.vocab, data.spec)
+    out = tmp_path / "arch.json"
+    assert critics.main(["--model", str(src), "--data", str(data_file), "--json", str(out),
+                         "--quick"]) == 0
+    r = json.loads(out.read_text())["results"]
+    assert set(r) == set(critics.ARCHITECTURES)
+    for v in r.values():
+        assert len(v["auc"]) == 2 and all(0 <= a <= 1 for a in v["auc"]) and v["params"] > 0
