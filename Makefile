@@ -12,7 +12,8 @@ BIN    := $(VENV)/bin
 APT_PACKAGES := jackd2 libportaudio2 libzmq3-dev gcc g++ mono-mcs mono-runtime \
                 godot3-server fluidsynth timgm6mb-soundfont
 
-.PHONY: demo serve test bench setup system train-default eval-default clean
+.PHONY: demo serve test bench setup system train-default eval-default train-critic \
+        train-adversarial quality-default clean
 
 demo: setup
 	$(BIN)/ostinato demo
@@ -59,6 +60,28 @@ train-default: setup
 
 eval-default: setup
 	$(BIN)/ostinato eval --json engine/models/default-eval.json --plot engine/models/default-pianoroll.png
+
+# The shipped critic: D trained against the shipped generator as it is (no G steps), and
+# the two adversarial fine-tunings compared with it (see README "Adversarial training").
+train-critic: setup
+	$(BIN)/ostinato adversarial --out runs/critic-mle --steps 0 --d-pretrain 2000 --lr-d 1e-3 \
+	  --critic-hidden 256 --log-every 100 --threads 1 --seed 0 --export-critic engine/models/critic.npz
+	$(BIN)/python -m engine.critics --json engine/models/critic-arch.json
+
+train-adversarial: setup
+	$(BIN)/ostinato adversarial --out runs/adv-s0 --steps 1000 --d-pretrain 300 --log-every 50 \
+	  --threads 1 --seed 0
+	$(BIN)/ostinato adversarial --out runs/adv-v1 --steps 1000 --d-pretrain 300 --reward linear \
+	  --kl 0.5 --lr-d 2e-4 --log-every 50 --threads 1 --seed 1
+
+quality-default: setup
+	$(BIN)/ostinato quality --method mle=engine/models/default.npz \
+	  --method adversarial=runs/adv-s0/generator.npz \
+	  --method adversarial-linear=runs/adv-v1/generator.npz \
+	  --method mle+critic=engine/models/default.npz:engine/models/critic.npz:4 \
+	  --temperatures 0.7,1.0,1.3 --out runs/quality
+	cp runs/quality/quality.json engine/models/quality.json
+	cp runs/quality/quality.png engine/models/quality.png
 
 clean:
 	rm -rf $(VENV) .stamp-system

@@ -62,13 +62,14 @@ class RecordingPort(BasePort):
                 self._new.wait(left)
 
 
-def engine(model, sessions=1, seconds=10.0, changes=200):
+def engine(model, sessions=1, seconds=10.0, changes=200, **server):
     """The engine thread's send lateness over ``seconds``; with one session, its own
-    mood → first-note time over ``changes`` changes."""
+    mood → first-note time over ``changes`` changes.  ``server``: more ``ServerConfig``
+    fields (a critic, say: then the drafts made and dropped are counted too)."""
     from realtime.server import Server, ServerConfig
 
     port = RecordingPort()
-    srv = Server(ServerConfig(model=str(model), max_sessions=max(sessions, 1)), [port],
+    srv = Server(ServerConfig(model=str(model), max_sessions=max(sessions, 1), **server), [port],
                  control=False)
     out = {"sessions": sessions}
     with srv:
@@ -81,6 +82,8 @@ def engine(model, sessions=1, seconds=10.0, changes=200):
         out["send_lateness_us"] = summary(us(sent[:, 0] - sent[:, 1]))
         out["sessions_heard"] = len({m[4] for m in port.sent[start:]})
         out["_samples"] = {"engine": us(sent[:, 0] - sent[:, 1])}
+        if getattr(srv, "drafter", None) is not None:
+            out["drafts"], out["drafts_dropped"] = (int(n) for n in srv.drafter.counts[:2])
         if sessions == 1 and changes:
             srv.call("mood", intensity=0.0, transition="now")
             time.sleep(0.5)

@@ -29,7 +29,7 @@ import numpy as np
 
 from engine import DEFAULT_MODEL
 
-from .stats import machine, summary, us
+from .stats import machine
 
 KS = (2, 4, 8)
 COST_COUNTS = (1, 8, 32)
@@ -116,25 +116,11 @@ def cost(model, critic, k, sessions, beats=16, seed=0):
 
 def engine(model, critic, k, sessions, seconds=8.0):
     """Send lateness in the engine with ``sessions`` sessions playing at ``k`` drafts."""
-    from realtime.server import Server, ServerConfig
+    from .breakdown import engine as breakdown_engine
 
-    from .breakdown import RecordingPort
-
-    port = RecordingPort()
-    srv = Server(ServerConfig(model=str(model), max_sessions=max(sessions, 1), critic=critic,
-                              critic_k=k), [port], control=False)
-    with srv:
-        for i in range(sessions - 1):
-            srv.call("session", action="open", session=f"load-{i + 1}")
-        time.sleep(0.5)
-        start = len(port.sent)
-        time.sleep(seconds)
-        sent = port.sent[start:]
-        counts = srv.drafter.counts.copy()
-    late = us([t - s for t, s, *_ in sent])
-    r = {"sessions": sessions, "k": k, "send_lateness_us": summary(late),
-         "sessions_heard": len({m[4] for m in sent}),
-         "drafts": int(counts[0]), "drafts_dropped": int(counts[1])}
+    r = breakdown_engine(model, sessions, seconds, changes=0, critic=critic, critic_k=k)
+    r.pop("_samples")
+    r["k"] = k
     e = r["send_lateness_us"]
     r["realtime"] = bool(e.get("n") and e["p99"] < JITTER_P99_US and r["sessions_heard"] == sessions)
     return r

@@ -43,7 +43,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from .errors import ModelError
-from .model import load_model, save_model
+from .model import ModelConfig, MusicLSTM, load_model, save_model
 from .modelfile import read_model_file
 from .vocab import TIME_SHIFT
 
@@ -51,32 +51,23 @@ REWARDS = ("log", "linear")
 
 
 @dataclass(frozen=True)
-class CriticConfig:
-    vocab_size: int = 305
-    n_controls: int = 28
+class CriticConfig(ModelConfig):
+    """G's config, with a smaller network by default."""
+
     embed: int = 32
     hidden: int = 128
     layers: int = 1
-    dropout: float = 0.1
 
 
-class Critic(nn.Module):
-    """D: a causal LSTM giving one logit of P(real) per prefix.  Same inputs as G."""
+class Critic(MusicLSTM):
+    """D: G's network with a one-logit head, P(real) after each prefix.  Same inputs as G."""
 
-    def __init__(self, cfg: CriticConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.embed = nn.Embedding(cfg.vocab_size, cfg.embed)
-        self.lstm = nn.LSTM(cfg.embed + cfg.n_controls, cfg.hidden, cfg.layers,
-                            batch_first=True, dropout=cfg.dropout if cfg.layers > 1 else 0.0)
-        self.drop = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(cfg.hidden, 1)
+    outputs = 1
 
     def forward(self, tokens, controls, state=None):
         """tokens [B, T], controls [B, T, C] -> logits [B, T] (prefix t judged), state."""
-        x = torch.cat([self.embed(tokens), controls], dim=-1)
-        y, state = self.lstm(x, state)
-        return self.head(self.drop(y))[..., 0], state
+        logits, state = super().forward(tokens, controls, state)
+        return logits[..., 0], state
 
 
 def save_critic(path, critic, vocab, spec, info=None):

@@ -32,6 +32,8 @@ class ModelConfig:
 class MusicLSTM(nn.Module):
     """LSTM over event tokens, conditioned at every step on a control vector."""
 
+    outputs = None  # logits per step: the vocabulary's (a subclass may judge instead)
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
@@ -39,7 +41,7 @@ class MusicLSTM(nn.Module):
         self.lstm = nn.LSTM(cfg.embed + cfg.n_controls, cfg.hidden, cfg.layers,
                             batch_first=True, dropout=cfg.dropout if cfg.layers > 1 else 0.0)
         self.drop = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(cfg.hidden, cfg.vocab_size)
+        self.head = nn.Linear(cfg.hidden, self.outputs or cfg.vocab_size)
 
     def forward(self, tokens, controls, state=None):
         """tokens [B, T] int64, controls [B, T, C] -> logits [B, T, V], (h, c)."""
