@@ -98,6 +98,14 @@ def check(bars=16, beats_per_bar=4, temperature=1.0, max_note_beats=8, density=2
         raise _bad("critic_beats", critic_beats, f"(0, {MAX_DRAFT_BEATS:g}] beats a draft")
 
 
+def needs_critic(critic_k, critic):
+    """InvalidMessage on field ``critic`` when K > 0 drafts are asked for without one."""
+    if critic_k and not critic:
+        raise InvalidMessage(f"critic_k {critic_k} needs a critic: give --critic PATH (a critic "
+                             "file from `ostinato adversarial`), or critic_k 0", field="critic",
+                             allowed="a critic .npz when critic_k > 0")
+
+
 def key_of(name):
     """Pitch class of a key name; an unknown name is an error listing every allowed one."""
     try:
@@ -164,10 +172,7 @@ def generate_many(weights, requests, bars, beats_per_bar=4, temperature=1.0, max
     check(bars=bars, beats_per_bar=beats_per_bar, temperature=temperature,
           max_note_beats=max_note_beats, critic_k=critic_k, critic_pick=critic_pick,
           critic_beats=critic_beats)
-    if critic_k and critic is None:
-        raise InvalidMessage(f"critic_k {critic_k} needs a critic: pass critic=PATH (a critic "
-                             "file from `ostinato adversarial`), or critic_k=0", field="critic",
-                             allowed="a critic .npz path when critic_k > 0")
+    needs_critic(critic_k, critic)
     for r in reqs:
         check(density=r.density, mode=r.mode, key=r.key, register=r.register,
               tonality=DEFAULT_TONALITY if r.tonality is None else r.tonality)

@@ -32,11 +32,11 @@ import numpy as np
 from engine import DEFAULT_MODEL
 from engine.controls import KEY_NAMES, MODES, parse_key
 from engine.errors import InvalidMessage, OstinatoError, PortError, ServerError
-from engine.generate import add_critic_arguments, critic_path
+from engine.generate import add_critic_arguments, check, critic_path, needs_critic
 from engine.vocab import NOTE_OFF
 
 from . import protocol
-from .critic import DRAFT_BEATS, MAX_CANDIDATES, MAX_DRAFT_BEATS, PICKS, Drafter
+from .critic import DRAFT_BEATS, MAX_CANDIDATES, Drafter
 from .generator import Runtime, Weights
 from .keys import ServerKeys, check_serve, is_loopback_host, require_keys
 from .mood import (DEFAULT_MAX_NOTE_BEATS, DEFAULT_TONALITY, Mood, bpm_of, density_of, describe,
@@ -107,15 +107,8 @@ class Server:
             raise InvalidMessage(f"tonality {cfg.tonality!r} is not accepted; allowed: 0.0..1.0 "
                                  "(0 free, 1 strict)", field="tonality", allowed="0.0..1.0")
         self.tonality = float(self.tonality)
-        k = cfg.critic_k
-        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= MAX_CANDIDATES:
-            raise InvalidMessage(f"critic_k {k!r} is not accepted; allowed: 0..{MAX_CANDIDATES} "
-                                 "drafts judged per beat (0: off)", field="critic_k",
-                                 allowed=f"0..{MAX_CANDIDATES}")
-        if k and not cfg.critic:
-            raise InvalidMessage(f"critic_k {k} needs a critic: start with --critic PATH (a "
-                                 "critic file from `ostinato adversarial`)", field="critic",
-                                 allowed="a critic .npz when critic_k > 0")
+        check(critic_k=cfg.critic_k, critic_pick=cfg.critic_pick, critic_beats=cfg.critic_beats)
+        needs_critic(cfg.critic_k, cfg.critic)
         self.weights = Weights(cfg.model)
         self.vocab, self.spec = self.weights.vocab, self.weights.spec
         self.tpb = self.vocab.ticks_per_beat
@@ -126,13 +119,6 @@ class Server:
         # the critic: K drafts of each beat judged by D for sessions with critic K > 0
         self.drafter = None
         if cfg.critic:
-            if cfg.critic_pick not in PICKS:
-                raise InvalidMessage(f"critic_pick {cfg.critic_pick!r} is not one of "
-                                     f"{', '.join(PICKS)}", field="critic_pick", allowed=list(PICKS))
-            if not 0 < cfg.critic_beats <= MAX_DRAFT_BEATS:
-                raise InvalidMessage(f"critic_beats {cfg.critic_beats!r} is not accepted; allowed: "
-                                     f"(0, {MAX_DRAFT_BEATS:g}] beats a draft", field="critic_beats",
-                                     allowed=f"(0, {MAX_DRAFT_BEATS:g}]")
             self.drafter = Drafter(self.rt, cfg.critic, cfg.critic_beats, cfg.critic_pick)
         for name, p in self.presets.items():
             if p.get("critic") and self.drafter is None:
