@@ -29,8 +29,9 @@ import numpy as np
 from tqdm import tqdm
 
 from . import DEFAULT_MODEL
-from .controls import KEY_NAMES, MODES, find_key, tonality_bias
+from .controls import KEY_NAMES, MODES, tonality_bias
 from .errors import InvalidMessage, ModelError
+from .judges import JUDGE_NAMES, JUDGES, adherence, confusion, detect_key, judge_keys, key_table, real_music
 from .ngram import NGram
 from .vocab import NOTE_ON
 
@@ -41,8 +42,6 @@ LENGTH_FINE_BEATS = 4   # note-length bins: one per tick up to 4 beats,
 LENGTH_MAX_BEATS = 16   # then one per beat up to 16 beats; longer falls in the last
 VOICES_MAX = 16  # simultaneous-voice bins 0..16; more falls in the last
 SWEEP = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)  # tonality values of the sweep
-JUDGES = ("kk", "music21")
-JUDGE_NAMES = dict(kk="Krumhansl-Kessler (find_key)", music21='music21 analyze("key")')
 
 
 @dataclass(frozen=True)
@@ -145,99 +144,6 @@ def _normalised(h):
     h = np.asarray(h, float)
     s = h.sum()
     return h / s if s > 0 else None
-
-
-# -- key judges ------------------------------------------------------------------------
-def detect_key(notes):
-    """(tonic, mode) heard by ``find_key``, or None for a piece without notes."""
-    if len(notes) == 0 or (notes["end"] - notes["start"]).sum() <= 0:
-        return None
-    tonic, mode, _ = find_key(notes)
-    return tonic, mode
-
-
-def music21_stream(notes, ticks_per_beat=12):
-    """A music21 Stream of the notes (offsets and lengths in quarter notes = beats)."""
-    from music21 import note, stream
-    s = stream.Stream()
-    for a, b, p in zip(notes["start"].tolist(), notes["end"].tolist(), notes["pitch"].tolist()):
-        s.coreInsert(a / ticks_per_beat, note.Note(p, quarterLength=(b - a) / ticks_per_beat))
-    s.coreElementsChanged()
-    return s
-
-
-def music21_key(notes, ticks_per_beat=12, exact=False):
-    """(tonic, mode) heard by music21's key analysis, or None for a piece without notes.
-
-    ``stream.analyze("key")`` is ``analysisClassFromMethodName("key")().getSolution``:
-    ``process`` finds the key, then ``getSolution`` builds 23 alternative Key objects,
-    two thirds of its time.  By default only ``process`` is run, which gives the same
-    key (tests check it against ``analyze("key")``); ``exact=True`` calls ``analyze``."""
-    if len(notes) == 0 or (notes["end"] - notes["start"]).sum() <= 0:
-        return None
-    s = music21_stream(notes, ticks_per_beat)
-    if exact:
-        k = s.analyze("key")
-        return k.tonic.pitchClass, MODES.index(k.mode)
-    from music21.analysis.discrete import analysisClassFromMethodName
-    (tonic, mode, _), _ = analysisClassFromMethodName("key")().process(s.flatten())
-    return tonic.pitchClass, MODES.index(mode)
-
-
-def judge_keys(pieces, ticks_per_beat=12, progress=False, desc="judge", clock=None):
-    """{judge: [(tonic, mode) or None per piece]} for both judges; ``clock`` (a dict)
-    gathers each judge's seconds and pieces."""
-    it = tqdm(pieces, desc=desc, unit="piece", disable=not progress, file=sys.stderr,
-              dynamic_ncols=True)
-    t0 = time.monotonic()
-    kk = [detect_key(n) for n in pieces]
-    t1 = time.monotonic()
-    m21 = [music21_key(n, ticks_per_beat) for n in it]
-    t2 = time.monotonic()
-    if clock is not None:
-        for name, dt in (("kk", t1 - t0), ("music21", t2 - t1)):
-            clock[f"judge_{name}"] = clock.get(f"judge_{name}", 0.0) + dt
-        clock["judged_pieces"] = clock.get("judged_pieces", 0) + len(pieces)
-    return dict(kk=kk, music21=m21)
-
-
-def adherence(requests, found):
-    """Shares of pieces whose heard (tonic, mode) (None: silence) matches the request:
-    both, the mode only, the tonic only."""
-    if len(requests) != len(found) or not requests:
-        raise InvalidMessage(f"{len(requests)} requests for {len(found)} pieces",
-                             field="requests", allowed="one (tonic, mode) per piece, at least one")
-    tonic = np.array([f is not None and f[0] == r[0] % 12 for r, f in zip(requests, found)])
-    mode = np.array([f is not None and f[1] == r[1] for r, f in zip(requests, found)])
-    return dict(key_and_mode=float((tonic & mode).mean()), mode=float(mode.mean()),
-                tonic=float(tonic.mean()))
-
-
-def key_adherence(requests, pieces):
-    """Fractions of pieces whose detected key (``detect_key``) matches the requested
-    (tonic, mode): both, the mode only, the tonic only.  A piece without notes matches
-    nothing."""
-    return adherence(requests, [detect_key(n) for n in pieces])
-
-
-def key_table(requests, found, densities=None, worst=5):
-    """One judge's figures: overall shares, per key (``"D minor"`` -> shares), per
-    density (when ``densities`` gives each piece's), and the ``worst`` keys."""
-    out = adherence(requests, found)
-    names = [f"{KEY_NAMES[k % 12]} {MODES[m]}" for k, m in requests]
-    per_key = {}
-    for name in dict.fromkeys(names):
-        sel = [i for i, n in enumerate(names) if n == name]
-        per_key[name] = adherence([requests[i] for i in sel], [found[i] for i in sel])
-    out["per_key"] = per_key
-    if densities is not None:
-        out["per_density"] = {f"{d:g}": adherence(
-            [r for r, x in zip(requests, densities) if x == d],
-            [f for f, x in zip(found, densities) if x == d])["key_and_mode"]
-            for d in dict.fromkeys(densities)}
-    order = sorted(per_key, key=lambda k: (per_key[k]["key_and_mode"], names.index(k)))
-    out["worst"] = [dict(key=k, **per_key[k]) for k in order[:worst]]
-    return out
 
 
 # -- features of pieces --------------------------------------------------------------
@@ -461,8 +367,10 @@ def evaluate(model_path=DEFAULT_MODEL, data="data/dataset.npz", cfg=EvalConfig()
     tpb = vocab.ticks_per_beat
     rng = np.random.default_rng(cfg.seed)
     held = ds.pieces(cfg.split)
+    rows = ds._rows(cfg.split)
     if cfg.max_pieces and len(held) > cfg.max_pieces:
-        held = [held[i] for i in np.sort(rng.choice(len(held), cfg.max_pieces, replace=False))]
+        pick = np.sort(rng.choice(len(held), cfg.max_pieces, replace=False))
+        held, rows = [held[i] for i in pick], rows[pick]
     train = [t for t, _ in ds.pieces("train")]
     nll = nll_figures(model, train, held, cfg.ngram_order, vocab.size)
     clock["nll"] = time.monotonic() - t0
@@ -497,12 +405,19 @@ def evaluate(model_path=DEFAULT_MODEL, data="data/dataset.npz", cfg=EvalConfig()
     km = [(k, m) for k, m, _ in requests]
     dens = [d for _, _, d in requests]
     judges = {j: key_table(km, found[j], dens) for j in JUDGES}
+    for j in JUDGES:
+        judges[j]["confusion"] = confusion(km, found[j])
     keys = dict(judges["kk"])  # the project's judge at the top level, as before
     keys["per_key"] = {k: v["key_and_mode"] for k, v in judges["kk"]["per_key"].items()}
     keys.update(judges=judges, pieces=len(keyed), densities=list(cfg.key_densities),
                 pieces_per_key=cfg.pieces_per_key * len(cfg.key_densities), bars=cfg.bars,
                 tonality=tonality, key_relative=weights.key_relative,
                 data_key_relative=key_relative)
+    annotated = annotated_keys(ds, rows, key_relative)
+    if annotated:
+        idx = sorted(annotated)
+        keys["real_music"] = real_music([real[i] for i in idx], [annotated[i] for i in idx],
+                                        tpb, progress)
     realised = np.array([onsets_per_beat(n, beats) for n in laddered])
     requested = np.array([d for d, _, _ in ladder])
     density = dict(requested=list(cfg.densities),
@@ -619,6 +534,26 @@ def _load_data(data):
     return Dataset.load(data)
 
 
+def annotated_keys(ds, rows, key_relative):
+    """{i: (tonic, mode)} for the pieces ``rows`` of ``ds`` whose source text names their
+    key (the ABC collections' ``K:`` field; ``engine.corpus.annotated_keys``); a
+    key-relative dataset moved each to C, so its tonic is C.  Pieces whose key was only
+    measured are left out: that would score the judges against one of themselves."""
+    from .corpus import annotated_keys as source_keys
+    by_source, out = {}, {}
+    for i, row in enumerate(rows):
+        source = str(ds.sources[row])
+        if source not in by_source:
+            try:
+                by_source[source] = source_keys(source)
+            except (OSError, KeyError):  # the corpus is not on this machine
+                by_source[source] = {}
+        key = by_source[source].get(str(ds.ids[row]))
+        if key is not None:
+            out[i] = (0 if key_relative else key[0], key[1])
+    return out
+
+
 def _crop(notes, window):
     n = notes[notes["start"] < window].copy()
     n["end"] = np.minimum(n["end"], window)
@@ -684,6 +619,19 @@ def format_table(r):
         if "per_density" in k["judges"][j]:
             lines.append(f"  by density, {j}: " + ", ".join(
                 f"{dd} {v:.0%}" for dd, v in k["judges"][j]["per_density"].items()))
+        c = k["judges"][j].get("confusion")
+        if c and c["misses"]:
+            lines.append(f"  misses, {j}: {c['misses']} of {c['pieces']} ("
+                         + ", ".join(f"{n} {kind}" for kind, n in sorted(
+                             c["kinds"].items(), key=lambda kv: -kv[1])) + "); commonest: "
+                         + ", ".join(f"{t['asked']} heard as {t['heard']} {t['count']}"
+                                     for t in c["top"][:4]))
+    real = k.get("real_music")
+    if real:
+        lines.append(f"  the judges on {real['pieces']} held-out real pieces against their "
+                     f"annotated key ({real['modes']['major']} major, "
+                     f"{real['modes']['minor']} minor): " + ", ".join(
+                         f"{j} {pc(real[j]['key_and_mode'])}" for j in JUDGES))
     lines += [
         f"density: Spearman {f(d['spearman'])} over {d['pieces_per_density']} pieces per value",
         "  requested " + " ".join(f"{v:6g}" for v in d["requested"]),

@@ -22,7 +22,7 @@ independent LM below is trained on "valid"; "test" is the held-out real music.
   critic's train and test halves; ROC AUC (Mann-Whitney) on its test windows.  0.5: it
   cannot tell them apart.
 - **Guardrails**: the generator's test NLL (``MusicLSTM.nll``), key and mode adherence
-  (``evaluate.key_adherence``, the Krumhansl-Kessler judge; music21's with
+  (``judges.key_adherence``, the Krumhansl-Kessler judge; music21's with
   ``music21=True``) and the Spearman correlation of requested and realised density.
 
 Every figure is given per seed and as a 95 % Student-t interval over the seeds,
@@ -47,8 +47,8 @@ from tqdm import tqdm
 from . import DEFAULT_MODEL
 from .controls import find_key, key_shift
 from .errors import InvalidMessage, ModelError
-from .evaluate import _crop, _load_data, _ranks, adherence, judge_keys, key_adherence, \
-    onsets_per_beat, spearman
+from .evaluate import _crop, _load_data, _ranks, onsets_per_beat, spearman
+from .judges import adherence, judge_keys, key_adherence
 
 METRICS = ("lm_score", "reverse_lm", "self_bleu4", "critic_auc", "key_and_mode", "mode",
            "tonic", "density_spearman")

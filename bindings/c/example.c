@@ -13,13 +13,18 @@
 
 static char reply[4096];
 
-/* Wait for one reply and print it as "<what> ok" or "<what> error <code> <field>". */
+/* Wait for one reply and print it as "<what> ok" or "<what> error <code> <field>".  An ok
+ * reply that carries tonality and critic (mood, state and key: the session's in effect after
+ * the change; hello: the server's defaults) also gives "<what> tonality <t> critic <k>". */
 static int show(ost_client *c, const char *what, long id)
 {
     char code[64], field[64];
+    double tonality, critic;
     int r = ost_request(c, id, reply, sizeof reply);
     if (r == 1) {
         printf("%s ok\n", what);
+        if (ost_json_number(reply, "tonality", &tonality) && ost_json_number(reply, "critic", &critic))
+            printf("%s tonality %g critic %g\n", what, tonality, critic);
     } else if (r == 0) {
         ost_json_string(reply, "code", code, sizeof code);
         ost_json_string(reply, "field", field, sizeof field);
@@ -66,6 +71,15 @@ int main(int argc, char **argv)
     show(&c, "state", ost_state(&c, "combat", NULL));               /* boss fight starts */
     show(&c, "tempo", ost_tempo(&c, 150.0, 4.0, "beat"));
     show(&c, "key", ost_key(&c, "d", "minor", NULL));
+    /* Tonality (0 free .. 1 strict) and critic (drafts per beat; 0 off) with the _ex calls. */
+    show(&c, "mood-ex", ost_mood_ex(&c, OST_KEEP, OST_KEEP, OST_KEEP, "now", 0.9, 0));
+    show(&c, "state-ex", ost_state_ex(&c, "combat", NULL, 0.25, OST_KEEP_CRITIC));
+    show(&c, "key-ex", ost_key_ex(&c, "a", NULL, "beat", 0.75, 0));
+    show(&c, "bad-tonality", ost_mood_ex(&c, OST_KEEP, OST_KEEP, OST_KEEP, NULL, 1.5,
+                                         OST_KEEP_CRITIC));   /* out of range on purpose */
+    show(&c, "critic-3",   /* refused (out_of_range critic) unless the server has a critic */
+         ost_mood_ex(&c, OST_KEEP, OST_KEEP, OST_KEEP, NULL, OST_KEEP, 3));
+    show(&c, "mood-kept", ost_mood(&c, OST_KEEP, OST_KEEP, 0.6, NULL));  /* tonality, critic stay */
     show(&c, "stinger", ost_stinger(&c, "hit", "now"));
     show(&c, "start", ost_start(&c));
     show(&c, "bad-tempo", ost_tempo(&c, 1000.0, 0.0, NULL));       /* out of range on purpose */

@@ -11,6 +11,11 @@
  *   ost_wait_reply(&c, id, buf, sizeof buf);           1 ok, 0 error reply, -1 timeout
  *   ost_close(&c);
  *
+ * ost_mood_ex, ost_state_ex and ost_key_ex also take the optional `tonality` (0 free .. 1
+ * strict, OST_KEEP: not sent) and `critic` (discriminator drafts per beat 0..16, sent as a
+ * JSON integer; OST_KEEP_CRITIC: not sent); ost_mood, ost_state and ost_key are the same
+ * calls with both left out.
+ *
  * A server started with CurveZMQ keys (needed off loopback) answers only clients that set
  * them after ost_open: ost_set_keys(&c, server_public, client_public, client_secret), each
  * the 40-character Z85 string from `ostinato keys`' files (ost_load_key reads one).
@@ -46,8 +51,11 @@ extern "C" {
 #define OST_PROTOCOL_VERSION 1
 #define OST_DEFAULT_ADDRESS "tcp://127.0.0.1:5555"
 #define OST_MAX_MESSAGE 65536
-/* Pass OST_KEEP for a mood axis to keep its current value. */
+/* Pass OST_KEEP for a mood axis (or tonality) to keep its current value: the field is not sent. */
 #define OST_KEEP (-1.0e300)
+/* Pass OST_KEEP_CRITIC for critic to leave it out (an int, so OST_KEEP cannot serve).  Any
+ * other value is sent as is: the server answers one outside 0..16 with out_of_range. */
+#define OST_KEEP_CRITIC (-1)
 
 typedef struct ost_client {
     void *ctx;
@@ -130,6 +138,18 @@ OST_API void ost__field_number(ost__buf *b, const char *key, double value)
     ost__cat(b, key);
     ost__cat(b, "\":");
     ost__cat_number(b, value);
+}
+
+/* An integer member: critic must arrive as a JSON integer (3, not 3.0, which is bad_type). */
+OST_API void ost__field_int(ost__buf *b, const char *key, int value, int keep)
+{
+    char num[24];
+    if (value == keep) return;
+    sprintf(num, "%d", value);
+    ost__cat(b, ",\"");
+    ost__cat(b, key);
+    ost__cat(b, "\":");
+    ost__cat(b, num);
 }
 
 OST_API int ost__connect(ost_client *c)
@@ -264,7 +284,7 @@ OST_API long ost_send(ost_client *c, const char *type, const char *session, cons
 }
 
 /* The typed senders build the field list and call ost_send; NULL strings are omitted
- * (the server's default applies), as are OST_KEEP numbers. */
+ * (the server's default applies), as are OST_KEEP numbers and an OST_KEEP_CRITIC critic. */
 OST_API long ost__send_buf(ost_client *c, const char *type, const char *session, ost__buf *f)
 {
     if (f->overflow) return -1;
@@ -273,23 +293,43 @@ OST_API long ost__send_buf(ost_client *c, const char *type, const char *session,
 
 #define OST__FIELDS(f) ost__buf f; f.len = 0; f.overflow = 0; f.data[0] = 0
 
-OST_API long ost_mood(ost_client *c, double valence, double arousal, double intensity,
-                      const char *transition)
+/* mood with tonality (0..1, OST_KEEP: the session's value stays) and critic (0..16, OST_KEEP_CRITIC:
+ * the session's value stays; above 0 needs a server started with --critic). */
+OST_API long ost_mood_ex(ost_client *c, double valence, double arousal, double intensity,
+                         const char *transition, double tonality, int critic)
 {
     OST__FIELDS(f);
     ost__field_number(&f, "valence", valence);
     ost__field_number(&f, "arousal", arousal);
     ost__field_number(&f, "intensity", intensity);
     ost__field_string(&f, "transition", transition);
+    ost__field_number(&f, "tonality", tonality);
+    ost__field_int(&f, "critic", critic, OST_KEEP_CRITIC);
     return ost__send_buf(c, "mood", NULL, &f);
 }
 
-OST_API long ost_state(ost_client *c, const char *name, const char *transition)
+OST_API long ost_mood(ost_client *c, double valence, double arousal, double intensity,
+                      const char *transition)
+{
+    return ost_mood_ex(c, valence, arousal, intensity, transition, OST_KEEP, OST_KEEP_CRITIC);
+}
+
+/* state with tonality and critic overriding the preset's (OST_KEEP, OST_KEEP_CRITIC: the
+ * preset's, else the server's default). */
+OST_API long ost_state_ex(ost_client *c, const char *name, const char *transition, double tonality,
+                          int critic)
 {
     OST__FIELDS(f);
     ost__field_string(&f, "name", name);
     ost__field_string(&f, "transition", transition);
+    ost__field_number(&f, "tonality", tonality);
+    ost__field_int(&f, "critic", critic, OST_KEEP_CRITIC);
     return ost__send_buf(c, "state", NULL, &f);
+}
+
+OST_API long ost_state(ost_client *c, const char *name, const char *transition)
+{
+    return ost_state_ex(c, name, transition, OST_KEEP, OST_KEEP_CRITIC);
 }
 
 OST_API long ost_tempo(ost_client *c, double bpm, double ramp_beats, const char *transition)
@@ -301,13 +341,22 @@ OST_API long ost_tempo(ost_client *c, double bpm, double ramp_beats, const char 
     return ost__send_buf(c, "tempo", NULL, &f);
 }
 
-OST_API long ost_key(ost_client *c, const char *key, const char *mode, const char *transition)
+/* key with tonality and critic, as ost_mood_ex (OST_KEEP, OST_KEEP_CRITIC: the session's values stay). */
+OST_API long ost_key_ex(ost_client *c, const char *key, const char *mode, const char *transition,
+                        double tonality, int critic)
 {
     OST__FIELDS(f);
     ost__field_string(&f, "key", key);
     ost__field_string(&f, "mode", mode);
     ost__field_string(&f, "transition", transition);
+    ost__field_number(&f, "tonality", tonality);
+    ost__field_int(&f, "critic", critic, OST_KEEP_CRITIC);
     return ost__send_buf(c, "key", NULL, &f);
+}
+
+OST_API long ost_key(ost_client *c, const char *key, const char *mode, const char *transition)
+{
+    return ost_key_ex(c, key, mode, transition, OST_KEEP, OST_KEEP_CRITIC);
 }
 
 OST_API long ost_stinger(ost_client *c, const char *name, const char *transition)

@@ -8,17 +8,25 @@
 //
 // Exit status: 0 done, 2 server unavailable.
 using System;
+using System.Globalization;
 using System.Threading;
 using Ostinato;
 
 public static class Example
 {
+    // Prints "<what> ok" or "<what> error <code> <field>".  An ok reply that carries tonality
+    // and critic (mood, state and key: the session's in effect after the change) also gives
+    // "<what> tonality <t> critic <k>".
     static void Show(string what, Func<Reply> request)
     {
         try
         {
-            request();
+            Reply reply = request();
             Console.WriteLine(what + " ok");
+            double tonality, critic;
+            if (reply.TryGetNumber("tonality", out tonality) && reply.TryGetNumber("critic", out critic))
+                Console.WriteLine(what + " tonality " + tonality.ToString(CultureInfo.InvariantCulture) +
+                                  " critic " + critic.ToString(CultureInfo.InvariantCulture));
         }
         catch (OstinatoServerException e)
         {
@@ -56,6 +64,13 @@ public static class Example
             Show("state", () => music.State("combat"));
             Show("tempo", () => music.Tempo(150, rampBeats: 4));
             Show("key", () => music.Key("d", "minor"));
+            // Tonality (0 free .. 1 strict) and critic (drafts per beat; 0 off) are optional.
+            Show("mood-ex", () => music.Mood(transition: "now", tonality: 0.9, critic: 0));
+            Show("state-ex", () => music.State("combat", tonality: 0.25));
+            Show("key-ex", () => music.Key("a", transition: "beat", tonality: 0.75, critic: 0));
+            Show("bad-tonality", () => music.Mood(tonality: 1.5));   // out of range on purpose
+            Show("critic-3", () => music.Mood(critic: 3));   // refused unless the server has a critic
+            Show("mood-kept", () => music.Mood(intensity: 0.6));   // tonality and critic stay
             Show("stinger", () => music.Stinger("hit", "now"));
             Show("start", () => music.Start());
             Show("bad-tempo", () => music.Tempo(1000));   // out of range on purpose

@@ -241,24 +241,34 @@ namespace Ostinato
 
         // ---------------------------------------------------------------- messages
 
+        // tonality (0 free .. 1 strict: the prior over the mode's scale) and critic (drafts of
+        // each beat the discriminator judges, 0..16, 0 off; above 0 needs `serve --critic`) are
+        // optional on Mood, State and Key: null leaves them out (Mood, Key: the session's values stay;
+        // State: the preset's, else the server's default).  The reply carries both in effect.
+
         public Reply Hello() { return Request("hello", null); }
         public Reply Mood(double? valence = null, double? arousal = null, double? intensity = null,
-                          string transition = "bar", string session = null)
+                          string transition = "bar", string session = null,
+                          double? tonality = null, int? critic = null)
         {
             return Request("mood", session, "valence", valence, "arousal", arousal, "intensity", intensity,
-                           "transition", transition);
+                           "transition", transition, "tonality", tonality, "critic", critic);
         }
-        public Reply State(string name, string transition = "bar", string session = null)
+        public Reply State(string name, string transition = "bar", string session = null,
+                           double? tonality = null, int? critic = null)
         {
-            return Request("state", session, "name", name, "transition", transition);
+            return Request("state", session, "name", name, "transition", transition, "tonality", tonality,
+                           "critic", critic);
         }
         public Reply Tempo(double bpm, double rampBeats = 0, string transition = "beat", string session = null)
         {
             return Request("tempo", session, "bpm", bpm, "ramp_beats", rampBeats, "transition", transition);
         }
-        public Reply Key(string key, string mode = null, string transition = "bar", string session = null)
+        public Reply Key(string key, string mode = null, string transition = "bar", string session = null,
+                         double? tonality = null, int? critic = null)
         {
-            return Request("key", session, "key", key, "mode", mode, "transition", transition);
+            return Request("key", session, "key", key, "mode", mode, "transition", transition,
+                           "tonality", tonality, "critic", critic);
         }
         public Reply Stinger(string name, string transition = "beat", string session = null)
         {
@@ -295,7 +305,9 @@ namespace Ostinato
             throw new OstinatoUnavailableException("no reply from Ostinato at " + Address + " within " + Timeout + " ms");
         }
 
-        /// <summary>Queue a message without blocking; returns its id (replies: PollReply).</summary>
+        /// <summary>Queue a message without blocking; returns its id (replies: PollReply).
+        /// Values: strings, integers (written as JSON integers, as `critic` must be) or other
+        /// numbers (written as doubles); null values are left out.</summary>
         public long SendNowait(string type, string session, params object[] fields)
         {
             long id = nextId++;
@@ -310,6 +322,8 @@ namespace Ostinato
                 if (value == null) continue;
                 sb.Append(",\"").Append((string)fields[i]).Append("\":");
                 if (value is string) AppendString(sb, (string)value);
+                else if (value is int || value is long || value is short || value is byte)
+                    sb.Append(Convert.ToInt64(value, CultureInfo.InvariantCulture).ToString(CultureInfo.InvariantCulture));
                 else sb.Append(Convert.ToDouble(value, CultureInfo.InvariantCulture).ToString("R", CultureInfo.InvariantCulture));
             }
             sb.Append('}');

@@ -10,6 +10,8 @@ public class OstinatoMusic : MonoBehaviour
     public string address = Client.DefaultAddress;
     public int timeoutMs = 200;
     public string startState = "explore";
+    [Range(-1f, 1f)] public float startTonality = -1f; // 0 free .. 1 strict; below 0: the preset's
+    public int startCritic = -1;                         // critic drafts per beat; below 0: the preset's
 
     Client client;
 
@@ -18,12 +20,18 @@ public class OstinatoMusic : MonoBehaviour
         client = new Client(address, timeoutMs);
         try
         {
-            client.State(startState, "now");
+            client.State(startState, "now", null,
+                         startTonality >= 0 ? (double?)startTonality : null,
+                         startCritic >= 0 ? (int?)startCritic : null);
             client.Start();
         }
         catch (OstinatoUnavailableException e)
         {
             Debug.LogWarning("Ostinato: " + e.Message);
+        }
+        catch (OstinatoServerException e) // e.g. startCritic above 0 on a server without a critic
+        {
+            Debug.LogWarning("Ostinato: " + e.Code + " " + e.Field + ": " + e.Message);
         }
     }
 
@@ -33,6 +41,10 @@ public class OstinatoMusic : MonoBehaviour
     public void OnEnemiesNear(int count) { Send("mood", "intensity", Mathf.Clamp01(count / 8f)); }
     public void OnHit() { Send("stinger", "name", "hit", "transition", "now"); }
     public void OnBossAppears() { Send("stinger", "name", "danger"); Send("state", "name", "boss"); }
+    // 0 free (the model's own pitches) .. 1 strict (scale notes only); the session keeps it.
+    public void SetTonality(float tonality) { Send("mood", "tonality", Mathf.Clamp01(tonality)); }
+    // Drafts of each beat the critic judges (0 off, up to 16); above 0 needs `serve --critic`.
+    public void SetCritic(int drafts) { Send("mood", "critic", drafts); }
 
     void Send(string type, params object[] fields)
     {

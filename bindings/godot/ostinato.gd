@@ -9,6 +9,7 @@
 #   music.connect_to_server()            # "127.0.0.1", 9000
 #   music.state("combat")
 #   music.mood(null, 0.9)                # arousal up, valence/intensity kept
+#   music.mood(null, null, null, "bar", "", 0.8, 0)   # tonality 0.8, critic off
 #   for reply in music.poll(): if not reply.ok: push_warning(reply.message)
 extends Reference
 
@@ -31,25 +32,33 @@ func close():
 
 # ------------------------------------------------------------------ messages
 # Each returns the request id; the reply with that id comes out of poll().
+# mood, state and key take tonality (0 free .. 1 strict, a float) and critic (drafts of each
+# beat the discriminator judges, 0..16, sent as an OSC int; above 0 needs `serve --critic`)
+# last, after for_session, so that older calls passing for_session keep working.  null
+# leaves them out: they go as OSC nil, which the server reads as "not given" (mood, key:
+# the session's values stay; state: the preset's, else the server's default).  The ack's data
+# carries both in effect.
 
 func hello():
 	return send("hello", [])
 
 
-func mood(valence = null, arousal = null, intensity = null, transition = "bar", for_session = ""):
-	return send("mood", [_num(valence), _num(arousal), _num(intensity), transition], for_session)
+func mood(valence = null, arousal = null, intensity = null, transition = "bar", for_session = "",
+		tonality = null, critic = null):
+	return send("mood", [_num(valence), _num(arousal), _num(intensity), transition, _num(tonality),
+			_int(critic)], for_session)
 
 
-func state(name, transition = "bar", for_session = ""):
-	return send("state", [name, transition], for_session)
+func state(name, transition = "bar", for_session = "", tonality = null, critic = null):
+	return send("state", [name, transition, _num(tonality), _int(critic)], for_session)
 
 
 func tempo(bpm, ramp_beats = 0.0, transition = "beat", for_session = ""):
 	return send("tempo", [float(bpm), float(ramp_beats), transition], for_session)
 
 
-func key(key_name, mode = null, transition = "bar", for_session = ""):
-	return send("key", [key_name, mode, transition], for_session)
+func key(key_name, mode = null, transition = "bar", for_session = "", tonality = null, critic = null):
+	return send("key", [key_name, mode, transition, _num(tonality), _int(critic)], for_session)
 
 
 func stinger(name, transition = "beat", for_session = ""):
@@ -118,6 +127,14 @@ func poll():
 
 func _num(value):
 	return null if value == null else float(value)
+
+
+func _int(value):
+	# critic is an integer field: 3.0 goes as the OSC int 3 (a float would be bad_type);
+	# a fractional number or other type goes as is, for the server to refuse and name.
+	if typeof(value) == TYPE_REAL and value == floor(value):
+		return int(value)
+	return value
 
 
 func _encode(address, args):

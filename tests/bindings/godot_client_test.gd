@@ -16,6 +16,14 @@ func _init():
 	music.state("combat")
 	music.tempo(150, 4)
 	music.key("d", "minor")
+	# tonality and critic come after for_session ("": the default session)
+	music.mood(null, null, null, "now", "", 0.9, 0)
+	music.state("combat", "bar", "", 0.25)
+	music.key("a", null, "beat", "", 0.75, 0.0)  # a whole float critic goes as the int 0
+	music.mood(null, null, null, "bar", "", 1.5)  # tonality out of range on purpose
+	music.mood(null, null, null, "bar", "", null, 3)  # refused: the test server has no critic
+	music.mood(null, null, null, "bar", "", null, 2.5)  # not a whole number: goes as is, refused
+	music.mood(null, null, 0.6)  # tonality and critic stay
 	music.stinger("hit", "now")
 	music.start()
 	music.tempo(1000)
@@ -23,7 +31,7 @@ func _init():
 	music.mood(null, 0.2, null, "bar", "player2")
 	music.close_session("player2")
 	music.ping()
-	var sent = 12
+	var sent = 19
 	var replies = []
 	var deadline = OS.get_ticks_msec() + 10000
 	while replies.size() < sent and OS.get_ticks_msec() < deadline:
@@ -32,6 +40,8 @@ func _init():
 	for r in replies:
 		if r.ok:
 			print("reply ", r.id, " ok ", r["for"], " ", r.data.get("type"))
+			if r.data.has("tonality") and r.data.has("critic"):  # mood, state, key: in effect now
+				print("effect ", r.id, " ", r.data.tonality, " ", r.data.critic)
 		else:
 			print("reply ", r.id, " error ", r.code, " ", r.field, " ", r.allowed)
 	music.close()

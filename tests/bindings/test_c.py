@@ -37,21 +37,55 @@ def test_example_against_a_live_server(example, control_server):
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     for expected in ("hello ok", "server ostinato", "mood ok", "state ok", "tempo ok",
-                     "key ok", "stinger ok", "start ok", "bad-tempo error out_of_range bpm",
-                     "open ok", "mood2 ok", "close ok", "ping ok", "async replies 3 of 3 (ids 13 14 15)",
+                     "key ok", "mood-ex ok", "state-ex ok", "key-ex ok", "mood-kept ok",
+                     "stinger ok", "start ok", "bad-tempo error out_of_range bpm",
+                     "open ok", "mood2 ok", "close ok", "ping ok", "async replies 3 of 3 (ids 19 20 21)",
                      "stop ok"):
         assert expected in lines, (expected, lines)
     assert any(line.startswith("server clock ") for line in lines)
     by_type = [(m["type"], m["session"]) for m in recorded]
+    # bad-tonality fails validation, so the handler never sees it; critic-3 is valid and is
+    # refused by the server (no critic), so it is recorded.
     assert by_type == [("hello", "main"), ("mood", "main"), ("state", "main"), ("tempo", "main"),
-                       ("key", "main"), ("stinger", "main"), ("start", "main"), ("session", "player2"),
-                       ("mood", "player2"), ("session", "player2"), ("ping", "main"), ("mood", "main"),
-                       ("stinger", "main"), ("pause", "main"), ("stop", "main")]
-    mood, key, second = recorded[1], recorded[4], recorded[8]
+                       ("key", "main"), ("mood", "main"), ("state", "main"), ("key", "main"),
+                       ("mood", "main"), ("mood", "main"), ("stinger", "main"), ("start", "main"),
+                       ("session", "player2"), ("mood", "player2"), ("session", "player2"),
+                       ("ping", "main"), ("mood", "main"), ("stinger", "main"), ("pause", "main"),
+                       ("stop", "main")]
+    mood, key, second = recorded[1], recorded[4], recorded[13]
     assert (mood["valence"], mood["arousal"], mood["intensity"], mood["transition"]) == (0.5, 0.8, None, "now")
     assert (key["key"], key["mode"], key["transition"]) == ("D", "minor", "bar")
     assert (second["arousal"], second["valence"]) == (0.2, None)
-    assert recorded[7]["state"] == "stealth"
+    assert recorded[12]["state"] == "stealth"
+
+
+def test_tonality_and_critic_reach_the_server(example, control_server):
+    """ost_*_ex send tonality and critic, which the server applies and echoes in its replies;
+    the old calls send neither, so the session's stay."""
+    address, recorded = control_server
+    done = subprocess.run([str(example), address], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    # The reply to each change carries the tonality and critic then in effect.
+    for expected in ("mood-ex tonality 0.9 critic 0", "state-ex tonality 0.25 critic 0",
+                     "key-ex tonality 0.75 critic 0", "mood-kept tonality 0.75 critic 0",
+                     "bad-tonality error out_of_range tonality",
+                     "critic-3 error out_of_range critic"):  # this test server loads no critic
+        assert expected in lines, (expected, lines)
+    mood_ex, state_ex, key_ex, critic3, kept = recorded[5:10]
+    assert (mood_ex["type"], mood_ex["tonality"], mood_ex["critic"], mood_ex["transition"]) == \
+        ("mood", 0.9, 0, "now")
+    assert (mood_ex["valence"], mood_ex["arousal"], mood_ex["intensity"]) == (None, None, None)
+    assert type(mood_ex["critic"]) is int  # a JSON integer, which validation insists on
+    assert (state_ex["name"], state_ex["tonality"], state_ex["critic"]) == ("combat", 0.25, None)
+    assert (key_ex["key"], key_ex["mode"], key_ex["transition"], key_ex["tonality"], key_ex["critic"]) == \
+        ("A", None, "beat", 0.75, 0)
+    assert (critic3["type"], critic3["critic"], critic3["tonality"]) == ("mood", 3, None)
+    assert type(critic3["critic"]) is int
+    # The old functions are wrappers that leave both fields out.
+    assert (kept["intensity"], kept["tonality"], kept["critic"]) == (0.6, None, None)
+    for old in (recorded[1], recorded[2], recorded[4]):
+        assert (old["tonality"], old["critic"]) == (None, None), old
 
 
 def test_example_reports_an_unavailable_server(example):

@@ -48,14 +48,18 @@ def test_example_against_a_live_server(example, control_server):
     # The dllmap in Ostinato.dll.config is what found the runtime library name.
     assert "DllImport loaded library 'libzmq.so.5'" in done.stderr + done.stdout
     lines = [line for line in done.stdout.splitlines() if not line.startswith("Mono:")]
-    for expected in ("mood ok", "state ok", "tempo ok", "key ok", "stinger ok", "start ok",
+    for expected in ("mood ok", "state ok", "tempo ok", "key ok", "mood-ex ok", "state-ex ok",
+                     "key-ex ok", "mood-kept ok", "stinger ok", "start ok",
                      "bad-tempo error out_of_range bpm", "open ok", "mood2 ok", "close ok",
                      "async replies 3 of 3", "stop ok"):
         assert expected in lines, (expected, lines)
     assert any(line.startswith("server ostinato states [") and '"combat"' in line for line in lines)
     assert any(line.startswith("server clock ") for line in lines)
+    # bad-tonality fails validation, so the handler never sees it; critic-3 is valid and is
+    # refused by the server (no critic), so it is recorded.
     assert [(m["type"], m["session"]) for m in recorded] == [
         ("hello", "main"), ("mood", "main"), ("state", "main"), ("tempo", "main"), ("key", "main"),
+        ("mood", "main"), ("state", "main"), ("key", "main"), ("mood", "main"), ("mood", "main"),
         ("stinger", "main"), ("start", "main"), ("session", "player2"), ("mood", "player2"),
         ("session", "player2"), ("ping", "main"), ("mood", "main"), ("stinger", "main"),
         ("pause", "main"), ("stop", "main")]
@@ -63,7 +67,35 @@ def test_example_against_a_live_server(example, control_server):
     assert (mood["valence"], mood["arousal"], mood["intensity"], mood["transition"]) == (0.5, 0.8, None, "now")
     assert (tempo["bpm"], tempo["ramp_beats"], tempo["transition"]) == (150.0, 4.0, "beat")
     assert (key["key"], key["mode"]) == ("D", "minor")
-    assert (recorded[11]["arousal"], recorded[11]["intensity"]) == (0.9, 1.0)
+    assert (recorded[16]["arousal"], recorded[16]["intensity"]) == (0.9, 1.0)
+
+
+def test_tonality_and_critic_reach_the_server(example, control_server):
+    """Mood/State/Key's optional tonality and critic are sent (critic as a JSON integer),
+    applied by the server and echoed in its replies; calls without them send neither."""
+    address, recorded = control_server
+    done = run(example, address)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    # The reply to each change carries the tonality and critic then in effect.
+    for expected in ("mood-ex tonality 0.9 critic 0", "state-ex tonality 0.25 critic 0",
+                     "key-ex tonality 0.75 critic 0", "mood-kept tonality 0.75 critic 0",
+                     "bad-tonality error out_of_range tonality",
+                     "critic-3 error out_of_range critic"):  # this test server loads no critic
+        assert expected in lines, (expected, lines)
+    mood_ex, state_ex, key_ex, critic3, kept = recorded[5:10]
+    assert (mood_ex["type"], mood_ex["tonality"], mood_ex["critic"], mood_ex["transition"]) == \
+        ("mood", 0.9, 0, "now")
+    assert (mood_ex["valence"], mood_ex["arousal"], mood_ex["intensity"]) == (None, None, None)
+    assert type(mood_ex["critic"]) is int  # a JSON integer, which validation insists on
+    assert (state_ex["name"], state_ex["tonality"], state_ex["critic"]) == ("combat", 0.25, None)
+    assert (key_ex["key"], key_ex["mode"], key_ex["transition"], key_ex["tonality"], key_ex["critic"]) == \
+        ("A", None, "beat", 0.75, 0)
+    assert (critic3["type"], critic3["critic"], critic3["tonality"]) == ("mood", 3, None)
+    assert type(critic3["critic"]) is int
+    assert (kept["intensity"], kept["tonality"], kept["critic"]) == (0.6, None, None)
+    for plain in (recorded[1], recorded[2], recorded[4]):  # Mood, State, Key without them
+        assert (plain["tonality"], plain["critic"]) == (None, None), plain
 
 
 def test_example_reports_an_unavailable_server(example):

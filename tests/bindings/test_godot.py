@@ -32,15 +32,37 @@ def test_gdscript_client_against_the_osc_endpoint(osc_server, tmp_path):
     replies = dict(re.findall(r"^reply (\d+) (.*)$", done.stdout, re.M))
     assert replies == {
         "1": "ok hello hello", "2": "ok mood ack", "3": "ok state ack", "4": "ok tempo ack",
-        "5": "ok key ack", "6": "ok stinger ack", "7": "ok start ack",
-        "8": "error out_of_range bpm 30.0..300.0", "9": "ok session ack", "10": "ok mood ack",
-        "11": "ok session ack", "12": "ok ping pong"}
+        "5": "ok key ack", "6": "ok mood ack", "7": "ok state ack", "8": "ok key ack",
+        "9": "error out_of_range tonality 0.0..1.0",
+        "10": "error out_of_range critic 0 (this server has no critic: serve --critic PATH)",
+        "11": "error bad_type critic 0..16", "12": "ok mood ack", "13": "ok stinger ack",
+        "14": "ok start ack", "15": "error out_of_range bpm 30.0..300.0", "16": "ok session ack",
+        "17": "ok mood ack", "18": "ok session ack", "19": "ok ping pong"}
+    # tonality and critic in effect, from the acks' JSON (Godot's JSON numbers are floats)
+    effect = {i: (float(t), float(k)) for i, t, k in
+              re.findall(r"^effect (\d+) (\S+) (\S+)$", done.stdout, re.M)}
+    assert (effect["6"], effect["7"], effect["8"], effect["12"]) == ((0.9, 0), (0.25, 0), (0.75, 0), (0.75, 0))
+    # bad tonality and the fractional critic fail validation, so the handler never sees
+    # them; critic 3 is valid and is refused by the server (no critic), so it is recorded.
     assert [(m["type"], m["session"]) for m in recorded] == [
         ("hello", "main"), ("mood", "main"), ("state", "main"), ("tempo", "main"), ("key", "main"),
+        ("mood", "main"), ("state", "main"), ("key", "main"), ("mood", "main"), ("mood", "main"),
         ("stinger", "main"), ("start", "main"), ("session", "player2"), ("mood", "player2"),
         ("session", "player2"), ("ping", "main")]
-    mood, key, second = recorded[1], recorded[4], recorded[8]
+    mood, key, second = recorded[1], recorded[4], recorded[13]
     assert (mood["valence"], mood["arousal"], mood["intensity"], mood["transition"]) == (0.5, 0.8, None, "now")
     assert (key["key"], key["mode"]) == ("D", "minor")
     assert (second["valence"], second["arousal"]) == (None, 0.2)
-    assert recorded[7]["state"] == "stealth" and recorded[10]["id"] == 12
+    assert recorded[12]["state"] == "stealth" and recorded[15]["id"] == 19
+    # tonality and critic as sent: OSC nil where left out (the server's "not given")
+    mood_ex, state_ex, key_ex, critic3, kept = recorded[5:10]
+    assert (mood_ex["valence"], mood_ex["arousal"], mood_ex["intensity"], mood_ex["transition"],
+            mood_ex["tonality"], mood_ex["critic"]) == (None, None, None, "now", 0.9, 0)
+    assert (state_ex["name"], state_ex["tonality"], state_ex["critic"]) == ("combat", 0.25, None)
+    assert (key_ex["key"], key_ex["mode"], key_ex["transition"], key_ex["tonality"], key_ex["critic"]) == \
+        ("A", None, "beat", 0.75, 0)
+    assert (critic3["critic"], critic3["tonality"]) == (3, None)
+    assert type(key_ex["critic"]) is int and type(critic3["critic"]) is int  # OSC ints
+    assert (kept["intensity"], kept["tonality"], kept["critic"]) == (0.6, None, None)
+    for plain in (recorded[1], recorded[2], recorded[4]):  # calls without them send neither
+        assert (plain["tonality"], plain["critic"]) == (None, None), plain

@@ -11,14 +11,13 @@ import torch
 from engine import cli
 from engine.data import BuildConfig, Dataset, build
 from engine.errors import InvalidMessage
-from engine.evaluate import (EvalConfig, detect_key, evaluate, histogram_intersection,
-                             ioi_histogram, js_divergence, key_adherence, key_table,
-                             length_edges, length_histogram, music21_key, pitch_class_histogram,
-                             range_histogram, spearman, sweep_path, texture, voice_counts,
-                             voices_histogram)
+from engine.evaluate import (EvalConfig, evaluate, histogram_intersection, ioi_histogram,
+                             js_divergence, length_edges, length_histogram,
+                             pitch_class_histogram, range_histogram, spearman, sweep_path,
+                             texture, voice_counts, voices_histogram)
 from engine.model import ModelConfig, MusicLSTM, load_model, save_model
 from engine.ngram import NGram
-from engine.notes import NOTE_DTYPE, make_notes
+from engine.notes import make_notes
 
 
 def melody(pitches, long=()):
@@ -60,21 +59,6 @@ def test_histogram_intersection_and_js_known_cases():
     assert math.isnan(histogram_intersection([0, 0], [1, 1]))
 
 
-def test_key_adherence_on_hand_made_notes():
-    assert detect_key(C_MAJOR) == (0, 0)
-    assert detect_key(A_MINOR) == (9, 1)
-    assert detect_key(D_MAJOR) == (2, 0)
-    assert detect_key(np.zeros(0, NOTE_DTYPE)) is None
-    requests = [(0, 0), (9, 1), (0, 1), (2, 0), (2, 0), (0, 0)]
-    pieces = [C_MAJOR, A_MINOR, C_MAJOR, C_MAJOR, D_MAJOR, np.zeros(0, NOTE_DTYPE)]
-    got = key_adherence(requests, pieces)
-    # right key: 1, 2, 5; right mode: 1, 2, 4, 5; right tonic: 1, 2, 3, 5; silence: nothing
-    assert got == dict(key_and_mode=3 / 6, mode=4 / 6, tonic=4 / 6)
-    with pytest.raises(InvalidMessage) as e:
-        key_adherence(requests[:2], pieces)
-    assert e.value.field == "requests"
-
-
 def test_feature_histograms():
     # relative to the detected tonic, C major and D major are the same music
     np.testing.assert_allclose(pitch_class_histogram([C_MAJOR]), pitch_class_histogram([D_MAJOR]))
@@ -86,31 +70,6 @@ def test_feature_histograms():
                                       (72, 80, 60)])])
     assert len(gaps) == 48
     assert gaps[5] == 2 and gaps[47] == 1 and gaps.sum() == 3  # 6, 6 ticks and 60 -> 48+
-
-
-def test_music21_judge_is_analyze_key():
-    assert music21_key(C_MAJOR) == (0, 0)
-    assert music21_key(A_MINOR) == (9, 1)
-    assert music21_key(D_MAJOR) == (2, 0)
-    assert music21_key(np.zeros(0, NOTE_DTYPE)) is None
-    rng = np.random.default_rng(0)
-    for _ in range(12):  # random music: the fast path and stream.analyze("key") agree
-        starts = np.sort(rng.integers(0, 192, 30))
-        n = make_notes([(int(a), int(a + rng.integers(1, 30)), int(rng.integers(48, 84)))
-                        for a in starts])
-        assert music21_key(n) == music21_key(n, exact=True)
-
-
-def test_key_table_per_key_and_worst():
-    requests = [(0, 0), (0, 0), (9, 1), (9, 1), (2, 0), (2, 0)]
-    found = [(0, 0), (7, 0), (9, 1), (9, 1), (2, 1), None]
-    t = key_table(requests, found, densities=[1, 2, 1, 2, 1, 2], worst=2)
-    assert list(t["per_key"]) == ["C major", "A minor", "D major"]
-    assert t["per_key"]["C major"] == dict(key_and_mode=0.5, mode=1.0, tonic=0.5)
-    assert t["per_key"]["D major"] == dict(key_and_mode=0.0, mode=0.0, tonic=0.5)
-    assert t["key_and_mode"] == pytest.approx(3 / 6)
-    assert t["per_density"] == {"1": pytest.approx(2 / 3), "2": pytest.approx(1 / 3)}
-    assert [w["key"] for w in t["worst"]] == ["D major", "C major"]
 
 
 def test_note_lengths_and_voices():

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import InvalidMessage
-from realtime import protocol
+from realtime import examples, protocol
 from realtime.protocol import MESSAGES, PRESETS, STINGERS, parse
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -329,3 +329,32 @@ def test_protocol_md_examples_are_valid_requests():
     assert sorted({r["type"] for r in requests}) == sorted(protocol.MESSAGE_TYPES)
     for request in requests:
         parse(json.dumps(request).encode())
+
+
+def test_protocol_md_examples_are_what_a_real_server_answers():
+    """The Examples section is, byte for byte, what a server on the shipped model answers
+    now (``realtime.examples`` starts one on 127.0.0.1 and sends every example)."""
+    _, section, _ = examples.split((ROOT / "PROTOCOL.md").read_text())
+    assert section == examples.examples_markdown(), \
+        "regenerate: python -m realtime.examples --write"
+
+
+def test_example_placeholders_replace_only_timing_values_of_their_type():
+    """Only the values that depend on arrival time become placeholders, and only when the
+    real value is of the type the placeholder names."""
+    reply = {"ok": True, "type": "ack", "beat": 8.0, "bpm": 140.0, "pitches": [81, 74]}
+    assert examples.stable(reply) == {"ok": True, "type": "ack", "beat": "<number>",
+                                      "bpm": 140.0, "pitches": [81, 74]}
+    assert reply["beat"] == 8.0  # the reply itself is left as it came
+    assert examples.stable({"type": "pong", "t_ns": 12345})["t_ns"] == "<integer>"
+    with pytest.raises(TypeError, match="'beat'"):
+        examples.stable({"beat": "8"})
+    with pytest.raises(TypeError, match="'t_ns'"):
+        examples.stable({"t_ns": 1.5})
+
+
+def test_example_order_sends_hello_first_and_covers_every_type():
+    assert examples.ORDER[0] == "hello"
+    assert sorted(examples.ORDER) == sorted(protocol.MESSAGE_TYPES)
+    with pytest.raises(ValueError, match="ping"):
+        examples.collect(order=[t for t in protocol.MESSAGE_TYPES if t != "ping"])
