@@ -24,6 +24,7 @@ COMMANDS = (
     ("data", "engine.data", "build the tokenised training set from music21's corpus and .mid folders"),
     ("train", "engine.train", "train the conditioned LSTM (checkpoints, resume, early stop)"),
     ("adversarial", "engine.adversarial", "fine-tune the generator against a discriminator (policy gradient)"),
+    ("theme", "engine.theme", "themes and variations: train a VAE latent the game can steer, and its figures"),
     ("eval", "engine.evaluate", "evaluate a model on held-out music against a 5-gram baseline"),
     ("quality", "engine.quality", "compare generation methods: LM score, reverse LM, Self-BLEU, fresh-critic AUC"),
     ("export", "engine.export", "export a checkpoint to the torch-free .npz the server loads"),

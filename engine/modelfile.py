@@ -6,6 +6,12 @@ vocabulary, control spec, training info).  ``allow_pickle=False``: loading runs 
 broken file is one ``ModelError`` naming the file and what is wrong (not a zip, cut
 short, members missing, another format version, weights that do not fit the config),
 never a ``KeyError`` or a shape error deep in a loader.
+
+A theme model (``engine.theme``) is a generator file whose meta also has ``theme`` (its
+``ThemeConfig``) and which carries the arrays that config implies under ``theme.``
+(``theme_shapes``).  They are checked like the rest, but handed over only to a reader
+that asks (``read_model_file(path, theme=True)``): every other reader sees the plain
+generator the file also is.
 """
 import json
 import os
@@ -23,11 +29,14 @@ FORMAT_VERSION = 1
 FORMAT = f"{FORMAT_PREFIX}{FORMAT_VERSION}"  # written by engine.model.save_model
 ROLES = ("generator", "critic")  # engine.model.MusicLSTM, engine.adversarial.Critic
 CONFIG_INTS = ("vocab_size", "n_controls", "embed", "hidden", "layers")
+THEME_INTS = ("z_dim", "enc_embed", "enc_hidden")  # the sizes of engine.theme.ThemeConfig
+THEME_PREFIX = "theme."
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a member first, or an empty archive
 
 
-def read_model_file(path):
-    """(meta dict, {name: float32 array}) of a model file; ModelError if it is not one."""
+def read_model_file(path, theme=False):
+    """(meta dict, {name: float32 array}) of a model file; ModelError if it is not one.
+    A theme model's ``theme.`` arrays are left out unless ``theme`` is true."""
     name = os.fspath(path)
     try:
         with open(path, "rb") as f:
@@ -53,6 +62,8 @@ def read_model_file(path):
         raise ModelError(f"{name}: the model file is corrupt ({exc})") from None
     _check_format(name, meta)
     _check_layout(name, meta, arrays)
+    if not theme:
+        arrays = {k: v for k, v in arrays.items() if not k.startswith(THEME_PREFIX)}
     return meta, arrays
 
 
@@ -98,6 +109,13 @@ def _check_layout(name, meta, arrays):
         want[f"lstm.weight_ih_l{layer}"] = (4 * H, E + C if layer == 0 else H)
         want[f"lstm.weight_hh_l{layer}"] = (4 * H, H)
         want[f"lstm.bias_ih_l{layer}"] = want[f"lstm.bias_hh_l{layer}"] = (4 * H,)
+    if "theme" in meta:
+        theme = meta["theme"] if isinstance(meta["theme"], dict) else {}
+        bad = [k for k in THEME_INTS if not isinstance(theme.get(k), int) or theme[k] < 1]
+        if bad:
+            raise ModelError(f"{name}: the model's theme config lacks a positive integer "
+                             f"{', '.join(bad)}")
+        want.update(theme_shapes(theme, cfg))
     missing = [k for k in want if k not in arrays]
     extra = [k for k in arrays if k not in want]
     if missing or extra:
@@ -109,6 +127,26 @@ def _check_layout(name, meta, arrays):
         if a.shape != shape or a.dtype.kind != "f":
             raise ModelError(f"{name}: weight '{key}' is {a.dtype} {a.shape}; the config needs "
                              f"float {shape}")
+
+
+def theme_shapes(theme, cfg):
+    """{name: shape} of the arrays a theme model carries beside the generator's: the phrase
+    encoder (embedding, one bidirectional LSTM layer, the linear map to mu and log sigma^2)
+    and, per generator layer k, ``theme.gates_l{k}`` (W_z: the latent's per-gate bias is
+    W_z z) and ``theme.h0_l{k}`` / ``theme.c0_l{k}`` (the initial state tanh(W_h z), W_c z)."""
+    V, H, Z = cfg["vocab_size"], cfg["hidden"], theme["z_dim"]
+    E, K = theme["enc_embed"], theme["enc_hidden"]
+    enc = "theme.encoder."
+    want = {enc + "embed.weight": (V, E), enc + "out.weight": (2 * Z, 2 * K),
+            enc + "out.bias": (2 * Z,)}
+    for d in ("", "_reverse"):
+        want[f"{enc}lstm.weight_ih_l0{d}"] = (4 * K, E)
+        want[f"{enc}lstm.weight_hh_l0{d}"] = (4 * K, K)
+        want[f"{enc}lstm.bias_ih_l0{d}"] = want[f"{enc}lstm.bias_hh_l0{d}"] = (4 * K,)
+    for layer in range(cfg["layers"]):
+        want[f"theme.gates_l{layer}"] = (4 * H, Z)
+        want[f"theme.h0_l{layer}"] = want[f"theme.c0_l{layer}"] = (H, Z)
+    return want
 
 
 def _listed(names, most=6):
