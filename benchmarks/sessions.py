@@ -37,8 +37,7 @@ def step_times(w, counts=STEP_COUNTS, seconds=1.5, min_iters=20):
         idx = np.arange(S, dtype=np.int64)
         rng = np.random.default_rng(S)
         rt.tokens[:] = rng.integers(0, w.vocab.size, S)
-        args = (rt.tokens, rt.controls, rt.h, rt.c, w.tok_table, w.w0, w.w_rest, w.b_rest,
-                w.w_out, w.b_out, rt.xbuf, rt.gates, rt.logits)
+        args = rt.kernel_args()
         lstm_step(idx, S, *args)
         times = []
         end = time.monotonic_ns() + int(seconds * 1e9)

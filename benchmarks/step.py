@@ -42,8 +42,7 @@ def _stepper(w, n):
     rt = Runtime(w, max_sessions=1)
     idx = np.zeros(1, np.int64)
     tokens, ctl = _inputs(w, n)
-    args = (rt.tokens, rt.controls, rt.h, rt.c, w.tok_table, w.w0, w.w_rest, w.b_rest, w.w_out,
-            w.b_out, rt.xbuf, rt.gates, rt.logits)
+    args = rt.kernel_args()
 
     def step(i):
         rt.tokens[0] = tokens[i]

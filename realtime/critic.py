@@ -70,6 +70,7 @@ class CriticRuntime:
         self.xbuf = np.zeros((slots, max(C + H, 2 * H)), np.float32)
         self.gates = np.zeros((slots, 4 * H), np.float32)
         self.logit = np.zeros((slots, 1), np.float32)
+        self.zbias = np.zeros((slots, L, 4 * H), np.float32)  # D has no theme: always zero
         # the real prefix D was trained to judge a continuation after (engine.adversarial)
         adv = w.meta.get("info", {}).get("adversarial") or {}
         self.prefix = int(adv.get("prefix", DEFAULT_PREFIX))
@@ -84,13 +85,13 @@ class CriticRuntime:
         w = self.w
         _score(h0, c0, tokens, controls, lengths, out, self.h, self.c, self.tok, self.ctl,
                self.idx, w.tok_table, w.w0, w.w_rest, w.b_rest, w.w_out, w.b_out, self.xbuf,
-               self.gates, self.logit)
+               self.gates, self.logit, self.zbias)
         return out
 
 
 @njit(nogil=True, cache=True)
 def _score(h0, c0, tokens, controls, lengths, out, h, c, tok, ctl, idx, tok_table, w0, w_rest,
-           b_rest, w_out, b_out, xbuf, gates, logit):
+           b_rest, w_out, b_out, xbuf, gates, logit, zbias):
     K, T = tokens.shape
     for k in range(K):
         h[k] = h0
@@ -107,7 +108,7 @@ def _score(h0, c0, tokens, controls, lengths, out, h, c, tok, ctl, idx, tok_tabl
         if n == 0:
             break
         lstm_step(idx, n, tok, ctl, h, c, tok_table, w0, w_rest, b_rest, w_out, b_out, xbuf,
-                  gates, logit)
+                  gates, logit, zbias)
         for q in range(n):
             k = idx[q]
             if t == lengths[k] - 1:
@@ -122,7 +123,8 @@ def _stream(rows, n, toks, ticks, lengths, base, phase0, tpb, out, D):
     toks[row, :lengths[row]], whose control vector is base[row] with the phase block
     set to the beat phase after each event (ticks[row, t] % tpb, as G is fed).  h/c end
     as the state after the last event; out[row] gets the logit there."""
-    h, c, tok, ctl, idx, tok_table, w0, w_rest, b_rest, w_out, b_out, xbuf, gates, logit = D
+    h, c, tok, ctl, idx, tok_table, w0, w_rest, b_rest, w_out, b_out, xbuf, gates, logit, \
+        zbias = D
     C = ctl.shape[1]
     T = 0
     for q in range(n):
@@ -142,7 +144,7 @@ def _stream(rows, n, toks, ticks, lengths, base, phase0, tpb, out, D):
                     ctl[k, phase0 + j] = 0.0
                 ctl[k, phase0 + ticks[k, t] % tpb] = 1.0
         lstm_step(idx, m, tok, ctl, h, c, tok_table, w0, w_rest, b_rest, w_out, b_out, xbuf,
-                  gates, logit)
+                  gates, logit, zbias)
         for q in range(m):
             k = idx[q]
             if t == lengths[k] - 1:
@@ -233,7 +235,7 @@ class Drafter:
         self._main = _state(rt)
         self._draft = _state(d) + (d.head, d.ready, d.ev_tok, d.ev_tick)
         self._D = (cr.h, cr.c, cr.tok, cr.ctl, cr.idx, cw.tok_table, cw.w0, cw.w_rest, cw.b_rest,
-                   cw.w_out, cw.b_out, cr.xbuf, cr.gates, cr.logit)
+                   cw.w_out, cw.b_out, cr.xbuf, cr.gates, cr.logit, cr.zbias)
         self._pick = PICKS.index(pick)
 
     def drive(self, targets, max_steps=1):
@@ -284,7 +286,8 @@ def _state(rt):
     """The per-session arrays a draft copies, in one tuple for the kernels."""
     return (rt.active, rt.h, rt.c, rt.tokens, rt.gen_tick, rt.tail, rt.entry, rt.sounding,
             rt.ctl_base, rt.next_ctl, rt.switch_tick, rt.pc_bias, rt.next_bias,
-            rt.max_note_ticks, rt.temperature, rt.rng, rt.candidates, rt.force_n, rt.force_i)
+            rt.max_note_ticks, rt.temperature, rt.rng, rt.candidates, rt.force_n, rt.force_i,
+            rt.zbias)
 
 
 @njit(nogil=True, cache=True)
@@ -294,10 +297,11 @@ def _begin(s, rows, ticks, main, draft, dtarget, base):
     A session under the entry rule (it opened, or an immediate transition) drafts only
     its opening notes, up to the next tick: the first note must not wait for K beats."""
     (active, h, c, tokens, gen_tick, tail, entry, sounding, ctl_base, next_ctl, switch_tick,
-     pc_bias, next_bias, max_note_ticks, temperature, rng, candidates, force_n, force_i) = main
+     pc_bias, next_bias, max_note_ticks, temperature, rng, candidates, force_n, force_i,
+     zbias) = main
     (d_active, d_h, d_c, d_tokens, d_gen_tick, d_tail, d_entry, d_sounding, d_ctl, d_next,
      d_switch, d_bias, d_nbias, d_maxnote, d_temp, d_rng, d_cand, d_force_n, d_force_i,
-     d_head, d_ready, d_ev_tok, d_ev_tick) = draft
+     d_zbias, d_head, d_ready, d_ev_tok, d_ev_tick) = draft
     (b_h, b_c, b_tok, b_tick, b_tail, b_entry, b_sound, b_ctl, b_next, b_switch, b_bias,
      b_nbias, b_maxnote, b_temp, b_rng, b_cand) = base
     for k in range(rows.shape[0]):
@@ -315,6 +319,7 @@ def _begin(s, rows, ticks, main, draft, dtarget, base):
         d_nbias[r] = next_bias[s]
         d_maxnote[r] = max_note_ticks[s]
         d_temp[r] = temperature[s]
+        d_zbias[r] = zbias[s]  # a draft composes from the session's theme
         x = _mix(rng[s] + np.uint64(k + 1) * _GOLDEN)
         d_rng[r] = x if x != np.uint64(0) else np.uint64(1)  # xorshift never leaves 0
         d_cand[r] = 0  # a draft samples
@@ -350,9 +355,11 @@ def _differ(a, b):
 
 @njit(nogil=True, cache=True)
 def _unchanged(s, main, base):
-    """Is session s still in the state its draft copied (so the draft still applies)?"""
+    """Is session s still in the state its draft copied (so the draft still applies)?
+    A new theme is not compared: whoever sets one drops the session's draft."""
     (active, h, c, tokens, gen_tick, tail, entry, sounding, ctl_base, next_ctl, switch_tick,
-     pc_bias, next_bias, max_note_ticks, temperature, rng, candidates, force_n, force_i) = main
+     pc_bias, next_bias, max_note_ticks, temperature, rng, candidates, force_n, force_i,
+     zbias) = main
     (b_h, b_c, b_tok, b_tick, b_tail, b_entry, b_sound, b_ctl, b_next, b_switch, b_bias,
      b_nbias, b_maxnote, b_temp, b_rng, b_cand) = base
     if not active[s] or force_n[s] != 0 or candidates[s] != b_cand[s] or tail[s] != b_tail[s] \
@@ -384,7 +391,7 @@ def _settle(job_k, rows, owner, dtarget, main, draft, base, ev_tok, ev_tick, for
     sessions' together), pick one per session and queue it.  Returns drafts committed."""
     tail, rng, force_n, force_i = main[5], main[15], main[17], main[18]
     d_active, d_gen_tick, d_tail = draft[0], draft[4], draft[5]
-    d_head, d_ev_tok, d_ev_tick = draft[19], draft[21], draft[22]
+    d_head, d_ev_tok, d_ev_tick = draft[20], draft[22], draft[23]
     b_ctl = base[7]
     dh, dc = D[0], D[1]
     S = job_k.shape[0]

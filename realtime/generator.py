@@ -21,7 +21,7 @@ from numba import njit
 from engine.controls import ControlSpec
 from engine.errors import ModelError
 from engine.modelfile import read_model_file
-from engine.vocab import NOTE_OFF, NOTE_ON, START, TIME_SHIFT, Vocab
+from engine.vocab import NOTE_OFF, START, TIME_SHIFT, Vocab
 
 FLAGS = {"reassoc", "contract", "arcp", "nsz"}  # fast dot products, but keep inf/nan
 
@@ -40,7 +40,7 @@ class Weights:
         self.spec = ControlSpec.from_dict(meta["controls"])
         self.hidden = H = cfg["hidden"]
         self.layers = L = cfg["layers"]
-        self.n_controls = C = cfg["n_controls"]
+        self.n_controls = cfg["n_controls"]
         E = cfg["embed"]
         f32 = lambda x: np.ascontiguousarray(x, dtype=np.float32)
         w_ih0 = a["lstm.weight_ih_l0"].astype(np.float64)
@@ -161,9 +161,11 @@ def lstm_cell(gates, h, c, layer, idx, n):
 
 @njit(**KERNEL)
 def lstm_step(idx, n, tokens, controls, h, c, tok_table, w0, w_rest, b_rest, w_out, b_out,
-              xbuf, gates, logits):
+              xbuf, gates, logits, zbias):
     """One step for sessions idx[:n]: feed tokens[s] with controls[s], update h/c [S,L,H],
-    write logits[s].  xbuf [S, max(C+H, 2H)] and gates [S, 4H] are scratch."""
+    write logits[s].  xbuf [S, max(C+H, 2H)] and gates [S, 4H] are scratch.  zbias
+    [S, L, 4H] is each session's extra gate bias per layer: W_z z of its theme
+    (``realtime.theme``), zero without one."""
     L, H = h.shape[1], h.shape[2]
     C = controls.shape[1]
     G = 4 * H
@@ -177,13 +179,13 @@ def lstm_step(idx, n, tokens, controls, h, c, tok_table, w0, w_rest, b_rest, w_o
                 for j in range(H):
                     xbuf[s, C + j] = h[s, 0, j]
                 for j in range(G):
-                    gates[s, j] = tok_table[tokens[s], j]
+                    gates[s, j] = tok_table[tokens[s], j] + zbias[s, 0, j]
             else:
                 for j in range(H):
                     xbuf[s, j] = h[s, layer - 1, j]
                     xbuf[s, H + j] = h[s, layer, j]
                 for j in range(G):
-                    gates[s, j] = b_rest[layer - 1, j]
+                    gates[s, j] = b_rest[layer - 1, j] + zbias[s, layer, j]
         gemv(w0 if layer == 0 else w_rest[layer - 1], xbuf, gates, idx, n)
         lstm_cell(gates, h, c, layer, idx, n)
     for k in range(n):
@@ -310,6 +312,7 @@ class Runtime:
         self.xbuf = np.zeros((S, max(C + H, 2 * H)), np.float32)
         self.gates = np.zeros((S, 4 * H), np.float32)
         self.logits = np.zeros((S, V), np.float32)
+        self.zbias = np.zeros((S, L, 4 * H), np.float32)  # per session: its theme's W_z z
         # per session: the longest a note may sound (ticks), and the tonality prior
         # (log, per pitch class above the model's tonic) now and from switch_tick on
         self.max_note_ticks = np.full(S, int(max_note_beats * self.tpb), np.int64)
@@ -333,6 +336,7 @@ class Runtime:
         self.entry[s] = True
         self.temperature[s] = temperature
         self.pc_bias[s] = self.next_bias[s] = 0.0  # free until told otherwise
+        self.zbias[s] = 0.0  # no theme until one is set
         self.rng[s] = np.uint64((seed * 0x9E3779B97F4A7C15 + 0x2545F4914F6CDD1D) % 2**64) or 1
         self.force_n[s] = self.force_i[s] = 0
         self.drafted[s] = False
@@ -361,7 +365,21 @@ class Runtime:
                         self.w.w_out, self.w.b_out, self.xbuf, self.gates, self.logits,
                         self.w.kinds, self.w.values, self.phase0, self.tpb, self.max_note_ticks,
                         self.pc_bias, self.next_bias, self.w.vocab.offsets[TIME_SHIFT],
-                        self.w.vocab.offsets[NOTE_OFF], self.w.vocab.max_shift)
+                        self.w.vocab.offsets[NOTE_OFF], self.w.vocab.max_shift, self.zbias)
+
+    def kernel_args(self):
+        """What ``lstm_step(idx, n, *kernel_args())`` steps: this runtime's sessions."""
+        w = self.w
+        return (self.tokens, self.controls, self.h, self.c, w.tok_table, w.w0, w.w_rest,
+                w.b_rest, w.w_out, w.b_out, self.xbuf, self.gates, self.logits, self.zbias)
+
+    def set_theme(self, s, bias, state=None):
+        """Session s composes from a theme from its next step on: ``bias`` [L, 4H] is
+        W_z z per layer (``realtime.theme.ThemeEncoder.bias``), zeros for none; ``state``
+        (h0, c0), each [L, H], replaces the LSTM state, as at the start of a phrase."""
+        self.zbias[s] = bias
+        if state is not None:
+            self.h[s], self.c[s] = state
 
     def rewind(self, s, tick):
         """Drop generated events after ``tick`` that have not been played, restore the
@@ -417,7 +435,7 @@ def _advance(target, max_steps, active, candidates, idx, tokens, controls, ctl_b
              switch_tick, gen_tick, sounding, entry, temperature, rng, force, force_n, force_i,
              ev_tick, ev_tok, ev_aux, snap_h, snap_c, head, tail, h, c, tok_table, w0, w_rest,
              b_rest, w_out, b_out, xbuf, gates, logits, kinds, values, phase0, tpb,
-             max_note_ticks, pc_bias, next_bias, shift_off, off_off, max_shift):
+             max_note_ticks, pc_bias, next_bias, shift_off, off_off, max_shift, zbias):
     S = active.shape[0]
     R = ev_tick.shape[1]
     C = controls.shape[1]
@@ -437,7 +455,7 @@ def _advance(target, max_steps, active, candidates, idx, tokens, controls, ctl_b
                 controls[s, j] = ctl_base[s, j]
             controls[s, phase0 + gen_tick[s] % tpb] = 1.0
         lstm_step(idx, n, tokens, controls, h, c, tok_table, w0, w_rest, b_rest, w_out, b_out,
-                  xbuf, gates, logits)
+                  xbuf, gates, logits, zbias)
         steps += 1
         for k in range(n):
             s = idx[k]

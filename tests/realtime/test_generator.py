@@ -38,8 +38,7 @@ def test_numba_step_equals_torch_over_1000_steps(model_file):
                           rng.uniform(40, 90), phase=t)
         rt.tokens[0] = tokens[t]
         rt.controls[0] = ctl
-        lstm_step(idx, 1, rt.tokens, rt.controls, rt.h, rt.c, w.tok_table, w.w0, w.w_rest,
-                  w.b_rest, w.w_out, w.b_out, rt.xbuf, rt.gates, rt.logits)
+        lstm_step(idx, 1, *rt.kernel_args())
         with torch.no_grad():
             logits, state = model(torch.tensor([[tokens[t]]]), torch.from_numpy(ctl)[None, None],
                                   state)
@@ -59,17 +58,14 @@ def test_batched_sessions_step_independently(model_file):
     for t in range(50):
         rt.tokens[:] = toks[:, t]
         rt.controls[:] = ctls
-        lstm_step(idx, 6, rt.tokens, rt.controls, rt.h, rt.c, w.tok_table, w.w0, w.w_rest,
-                  w.b_rest, w.w_out, w.b_out, rt.xbuf, rt.gates, rt.logits)
+        lstm_step(idx, 6, *rt.kernel_args())
     batched = rt.logits.copy()
     for k in range(6):
         solo = Runtime(w, max_sessions=1)
         for t in range(50):
             solo.tokens[0] = toks[k, t]
             solo.controls[0] = ctls[k]
-            lstm_step(np.zeros(1, np.int64), 1, solo.tokens, solo.controls, solo.h, solo.c,
-                      w.tok_table, w.w0, w.w_rest, w.b_rest, w.w_out, w.b_out, solo.xbuf,
-                      solo.gates, solo.logits)
+            lstm_step(np.zeros(1, np.int64), 1, *solo.kernel_args())
         np.testing.assert_allclose(solo.logits[0], batched[k], atol=1e-5)
 
 

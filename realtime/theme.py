@@ -1,0 +1,103 @@
+"""Themes at run time, without torch: a theme's tokens to z, and z to what the runtime adds.
+
+A theme model file (``engine.theme``) is the plain generator plus a phrase encoder and
+the latent's weights.  Here the encoder, an embedding and one bidirectional LSTM layer,
+runs in numba: the embedding and input weights are folded into one table per direction
+(``tok[token]`` is a row copy, as in ``realtime.generator``), so a step is one GEMV
+over h.  Its output is the mean of q(z | theme); the server composes from that mean,
+or from a point nearer the prior for a freer variation.
+
+What z changes in the generator is computed once per theme (``bias``): W_z z per layer,
+the extra gate bias ``Runtime.set_theme`` gives the session, and the initial state
+tanh(W_h z), W_c z.  A step then costs what it costs without a theme.
+"""
+import numpy as np
+from numba import njit
+
+from engine.errors import InvalidToken, ModelError
+from engine.modelfile import read_model_file
+
+from .generator import KERNEL, sigmoid32, tanh32
+
+ENC = "theme.encoder."
+
+
+class ThemeEncoder:
+    """The encoder and latent weights of a theme model file, in the kernels' layout."""
+
+    def __init__(self, path, max_tokens=1024):
+        meta, a = read_model_file(path, theme=True)
+        if "theme" not in meta:
+            raise ModelError(f"{path}: a plain generator, not a theme model (no 'theme' in "
+                             "its metadata): train one with `ostinato theme train`")
+        self.meta, self.config = meta, meta["theme"]
+        self.z_dim = self.config["z_dim"]
+        self.max_tokens = max_tokens
+        K = self.config["enc_hidden"]
+        f32 = lambda x: np.ascontiguousarray(x, dtype=np.float32)  # noqa: E731
+        emb = a[ENC + "embed.weight"].astype(np.float64)
+        self.tok, self.w_hh = [], []
+        for d in ("", "_reverse"):
+            w_ih = a[f"{ENC}lstm.weight_ih_l0{d}"].astype(np.float64)
+            b = a[f"{ENC}lstm.bias_ih_l0{d}"].astype(np.float64) + a[f"{ENC}lstm.bias_hh_l0{d}"]
+            self.tok.append(f32(emb @ w_ih.T + b))                  # [V, 4K]
+            self.w_hh.append(f32(a[f"{ENC}lstm.weight_hh_l0{d}"]))  # [4K, K]
+        self.w_out = a[ENC + "out.weight"].astype(np.float64)        # [2Z, 2K]
+        self.b_out = a[ENC + "out.bias"].astype(np.float64)
+        L = meta["config"]["layers"]
+        self.gates = np.stack([a[f"theme.gates_l{k}"] for k in range(L)]).astype(np.float64)
+        self.h0 = np.stack([a[f"theme.h0_l{k}"] for k in range(L)]).astype(np.float64)
+        self.c0 = np.stack([a[f"theme.c0_l{k}"] for k in range(L)]).astype(np.float64)
+        self._h = np.zeros((2, K), np.float32)   # scratch: each direction's state
+        self._c = np.zeros((2, K), np.float32)
+        self._g = np.zeros(4 * K, np.float32)
+        self.vocab_size, self.hidden = meta["config"]["vocab_size"], K
+
+    def encode(self, tokens):
+        """(mu, logvar) of q(z | tokens), each [Z] float64: the theme's tokens as the
+        training phrases are (key-relative, no START), 1..``max_tokens`` of them."""
+        t = np.ascontiguousarray(tokens, dtype=np.int64)
+        if t.ndim != 1 or not 1 <= len(t) <= self.max_tokens:
+            raise InvalidToken(f"a theme is 1..{self.max_tokens} tokens, got shape {t.shape}")
+        if t.min() < 0 or t.max() >= self.vocab_size:
+            raise InvalidToken(f"theme tokens must be in 0..{self.vocab_size - 1}")
+        _encode(t, self.tok[0], self.w_hh[0], self.tok[1], self.w_hh[1], self._h, self._c,
+                self._g)
+        out = self.w_out @ np.concatenate([self._h[0], self._h[1]]) + self.b_out
+        return out[:self.z_dim].copy(), out[self.z_dim:].copy()
+
+    def bias(self, z):
+        """What z adds to the generator: (W_z z per layer [L, 4H], (h0, c0) each [L, H]),
+        float32, for ``Runtime.set_theme``.  z = 0 gives zeros: the plain generator."""
+        z = np.asarray(z, np.float64)
+        f32 = lambda x: x.astype(np.float32)  # noqa: E731
+        return f32(self.gates @ z), (f32(np.tanh(self.h0 @ z)), f32(self.c0 @ z))
+
+
+@njit(**KERNEL)
+def _direction(tokens, step, tok, w_hh, h, c, g):
+    """One LSTM direction over tokens (``step`` +1 forwards, -1 backwards) from zero
+    state, into h and c [K]."""
+    K = h.shape[0]
+    h[:] = 0.0
+    c[:] = 0.0
+    n = tokens.shape[0]
+    for i in range(n):
+        t = tokens[i] if step > 0 else tokens[n - 1 - i]
+        for j in range(4 * K):
+            acc = tok[t, j]
+            for q in range(K):
+                acc += w_hh[j, q] * h[q]
+            g[j] = acc
+        for j in range(K):  # gate order i, f, g, o as in torch
+            cc = sigmoid32(g[K + j]) * c[j] + sigmoid32(g[j]) * tanh32(g[2 * K + j])
+            c[j] = cc
+            h[j] = sigmoid32(g[3 * K + j]) * tanh32(cc)
+
+
+@njit(**KERNEL)
+def _encode(tokens, tok_f, whh_f, tok_b, whh_b, h, c, g):
+    """Both directions' final states: h[0] after the last token read forwards, h[1] after
+    the first read backwards (what ``nn.LSTM``'s h_n holds for a packed sequence)."""
+    _direction(tokens, 1, tok_f, whh_f, h[0], c[0], g)
+    _direction(tokens, -1, tok_b, whh_b, h[1], c[1], g)

@@ -1,0 +1,99 @@
+"""Themes in numba against the torch VAE they were exported from: the encoder's (mu,
+logvar), and the runtime composing from z (gate bias and initial state) step by step."""
+import numpy as np
+import pytest
+import torch
+
+from engine.controls import ControlSpec
+from engine.errors import InvalidToken, ModelError
+from engine.model import ModelConfig, MusicLSTM, save_model
+from engine.theme import ThemeConfig, ThemeVAE, load_theme, save_theme
+from engine.vocab import Vocab
+from realtime.generator import Runtime, Weights, lstm_step
+from realtime.theme import ThemeEncoder
+
+
+@pytest.fixture(scope="module")
+def theme_file(tmp_path_factory):
+    """A small theme model with every weight random and larger than the default init
+    (z weights included, which training would start at zero), so errors would show."""
+    torch.manual_seed(0)
+    vocab, spec = Vocab(), ControlSpec()
+    plain = MusicLSTM(ModelConfig(vocab_size=vocab.size, n_controls=spec.size, embed=24,
+                                  hidden=48, layers=2, dropout=0.0))
+    vae = ThemeVAE.from_plain(plain, ThemeConfig(z_dim=16, enc_embed=20, enc_hidden=40))
+    with torch.no_grad():
+        for p in vae.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+    path = tmp_path_factory.mktemp("theme") / "theme.npz"
+    save_theme(path, vae, vocab, spec)
+    enc, dec, vocab, spec, _ = load_theme(path)
+    return path, enc, dec, vocab, spec
+
+
+def test_numba_encoder_equals_torch(theme_file):
+    path, enc, _, vocab, _ = theme_file
+    ne = ThemeEncoder(path)
+    rng = np.random.default_rng(0)
+    for n in (1, 7, 60, 300):
+        tokens = rng.integers(0, vocab.size, n)
+        mu, logvar = ne.encode(tokens)
+        with torch.no_grad():
+            tmu, tlv = enc(torch.as_tensor(tokens)[None], torch.tensor([n]))
+        np.testing.assert_allclose(mu, tmu[0].numpy(), atol=1e-4)
+        np.testing.assert_allclose(logvar, tlv[0].numpy(), atol=1e-4)
+
+
+def test_runtime_composes_from_z_as_the_torch_decoder(theme_file):
+    """set_theme's gate bias and initial state make lstm_step the z-conditioned decoder."""
+    path, _, dec, vocab, spec = theme_file
+    w, ne = Weights(path), ThemeEncoder(path)
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=ne.z_dim)
+    rt = Runtime(w, max_sessions=2)
+    bias, state = ne.bias(z)
+    rt.set_theme(1, bias, state)  # session 1 has the theme, session 0 none
+    idx = np.array([0, 1], np.int64)
+    T = 200
+    tokens = rng.integers(0, vocab.size, T)
+    ctls = np.stack([spec.vector(rng.integers(12), rng.integers(2), rng.uniform(0, 4),
+                                 rng.uniform(50, 80), phase=t) for t in range(T)])
+    with torch.no_grad():
+        zt = torch.as_tensor(z, dtype=torch.float32)[None]
+        want, _ = dec(torch.as_tensor(tokens)[None], torch.as_tensor(ctls)[None], zt)
+        plain, _ = dec(torch.as_tensor(tokens)[None], torch.as_tensor(ctls)[None])
+    worst = [0.0, 0.0]
+    for t in range(T):
+        rt.tokens[:] = tokens[t]
+        rt.controls[:] = ctls[t]
+        lstm_step(idx, 2, *rt.kernel_args())
+        worst[1] = max(worst[1], float(np.abs(rt.logits[1] - want[0, t].numpy()).max()))
+        worst[0] = max(worst[0], float(np.abs(rt.logits[0] - plain[0, t].numpy()).max()))
+    assert worst[1] < 1e-4 and worst[0] < 1e-4, worst
+    assert float((want - plain).abs().max()) > 0.1  # z really changes the music
+
+
+def test_zero_z_is_no_theme_and_open_clears_it(theme_file):
+    path = theme_file[0]
+    ne = ThemeEncoder(path)
+    bias, (h0, c0) = ne.bias(np.zeros(ne.z_dim))
+    assert not bias.any() and not h0.any() and not c0.any()
+    rt = Runtime(Weights(path), max_sessions=1)
+    rt.set_theme(0, ne.bias(np.ones(ne.z_dim))[0])
+    assert rt.zbias[0].any()
+    rt.open(0, np.zeros(rt.controls.shape[1], np.float32))
+    assert not rt.zbias[0].any()
+
+
+def test_a_plain_model_is_refused_and_bad_tokens_are_named(theme_file, tmp_path):
+    vocab, spec = Vocab(), ControlSpec()
+    plain = tmp_path / "plain.npz"
+    save_model(plain, MusicLSTM(ModelConfig(vocab_size=vocab.size, n_controls=spec.size,
+                                            embed=8, hidden=8, layers=1)), vocab, spec)
+    with pytest.raises(ModelError, match="not a theme model"):
+        ThemeEncoder(plain)
+    ne = ThemeEncoder(theme_file[0], max_tokens=10)
+    for bad, why in (([], "1..10 tokens"), (list(range(11)), "1..10 tokens"),
+                     ([0, vocab.size], f"0..{vocab.size - 1}"), ([-1], f"0..{vocab.size - 1}")):
+        with pytest.raises(InvalidToken, match=why.replace(".", r"\.")):
+            ne.encode(np.array(bad, np.int64))
