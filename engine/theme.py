@@ -32,8 +32,9 @@ plain generator (the decoder's x weights under ``MusicLSTM``'s names), with the 
 and the z weights under ``theme.`` and ``meta["theme"]`` = the ``ThemeConfig``
 (``engine.modelfile.theme_shapes`` lists them).  ``load_theme`` reads all of it.
 
-``ostinato theme train`` and ``ostinato theme figures MODEL`` are the command line; an
-``encode`` action (a MIDI theme to z, for the server) is still to come.
+``ostinato theme train``, ``ostinato theme figures MODEL`` and ``ostinato theme encode
+FILE.mid`` (what a theme is understood as, and the z the server's encoder gives it) are
+the command line.
 """
 import json
 import math
@@ -777,7 +778,6 @@ def _add_config(p, cls):
 
 def add_arguments(p):
     acts = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    # `encode` (a MIDI theme to z, for the server) is still to come
     t = acts.add_parser("train", help="train a theme VAE from the shipped generator",
                         description="train the theme encoder and the z-conditioned decoder "
                                     "(ELBO, KL annealing, free bits); writes OUT/theme.npz")
@@ -806,10 +806,20 @@ def add_arguments(p):
                    help="256-token windows of the stream for the NLL at z = 0 (default: all)")
     f.add_argument("--json", action="store_true", help="print the figures as JSON")
     f.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    e = acts.add_parser("encode", help="what a theme is understood as: key, bars, notes, z",
+                        description="read a theme (a .mid file, or --notes) as the server "
+                                    "would: its measured key, length and notes; with a theme "
+                                    "model, the latent it encodes to (torch-free encoder)")
+    e.add_argument("theme", nargs="?", help="a .mid file (every track and channel but drums)")
+    e.add_argument("--notes", default=None, metavar="JSON",
+                   help='the theme as [[pitch, start_beat, duration_beats], ...] instead')
+    e.add_argument("--mode", choices=("major", "minor"), default=None,
+                   help="the mode it is to be played in (default: its own)")
+    e.add_argument("--model", default=None, help="theme model file (theme.npz) to encode with")
 
 
 def run(args):
-    if args.threads is not None:
+    if getattr(args, "threads", None) is not None:  # encode runs no torch
         _check("threads", args.threads, 1, 1024)
         torch.set_num_threads(args.threads)
     return ACTIONS[args.action](args)
@@ -856,4 +866,41 @@ def _run_figures(args):
     return 0
 
 
-ACTIONS = {"train": _run_train, "figures": _run_figures}
+def _run_encode(args):
+    from realtime.theme import ThemeEncoder  # the server's encoder: what plays is measured
+
+    from .controls import MODES
+    from .motif import from_midi, from_notes
+
+    if (args.theme is None) == (args.notes is None):
+        raise InvalidMessage("give a .mid file or --notes, not both and not neither",
+                             field="theme", allowed="FILE.mid or --notes JSON")
+    if args.notes is not None:
+        try:
+            rows = json.loads(args.notes)
+        except json.JSONDecodeError as exc:
+            raise InvalidMessage(f"--notes is not JSON ({exc})", field="notes",
+                                 allowed="[[pitch, start_beat, duration_beats], ...]") from None
+        motif = from_notes(rows)
+    else:
+        motif = from_midi(args.theme)
+    mode = None if args.mode is None else MODES.index(args.mode)
+    print(f"{motif.source}: {motif.describe()}")
+    if mode is not None and mode != motif.mode:
+        print(f"  played in {args.mode}: mapped by scale degree to the parallel {args.mode}")
+    if args.model:
+        enc = ThemeEncoder(args.model)
+        meta = read_model_file(args.model)[0]
+        vocab = Vocab.from_dict(meta["vocab"])
+        tokens = motif.tokens(vocab, mode)
+        t0 = time.perf_counter()
+        mu, logvar = enc.encode(tokens)
+        ms = 1e3 * (time.perf_counter() - t0)
+        kl = 0.5 * float(np.sum(mu ** 2 + np.exp(logvar) - 1.0 - logvar))
+        print(f"  {len(tokens)} tokens -> z of {len(mu)} dimensions: |mu| {np.linalg.norm(mu):.2f}, "
+              f"mean sigma {float(np.exp(0.5 * logvar).mean()):.3f}, KL to the prior "
+              f"{kl:.1f} nats (encoded in {ms:.1f} ms, numba; the first call compiles)")
+    return 0
+
+
+ACTIONS = {"train": _run_train, "figures": _run_figures, "encode": _run_encode}

@@ -1,0 +1,134 @@
+"""A theme as the game or the composer gives it: notes, checked, measured, made key-relative.
+
+A theme arrives as a list of ``[pitch, start_beat, duration_beats]`` (absolute MIDI
+pitches, beats from the theme's start) or as a ``.mid`` file.  ``Motif`` holds it as notes
+in the vocabulary's ticks, shifted so its first note starts at 0, with the key it is in
+(Krumhansl-Kessler, ``engine.controls.find_key``) and its length in bars.
+
+The theme encoder was trained on key-relative phrases (every piece moved to C), so a
+theme is moved to C by the same rule as the data (``engine.data.to_tonic_c``), and to
+the mode it will be played in by scale degree (``engine.data.parallel_mode``): a minor
+theme in a major session is heard as its major version, as a composer would rewrite it.
+Torch-free: the server imports it.
+"""
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .controls import KEY_NAMES, MODES, find_key
+from .data import parallel_mode, to_tonic_c
+from .errors import InvalidMessage
+from .notes import NOTE_DTYPE, normalise, read_midi
+
+MIN_NOTES = 3
+MAX_BARS = 8
+PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+
+
+def _bad(field, problem, allowed):
+    return InvalidMessage(f"{field}: {problem} (allowed: {allowed})", field=field,
+                          allowed=allowed)
+
+
+@dataclass(frozen=True, eq=False)
+class Motif:
+    """A checked theme: ``notes`` (``NOTE_DTYPE``, ticks, first onset at 0), its measured
+    ``tonic`` (pitch class) and ``mode`` (0 major, 1 minor), and its length in ``bars``."""
+
+    notes: np.ndarray
+    tonic: int
+    mode: int
+    bars: int
+    ticks_per_beat: int = 12
+    beats_per_bar: int = 4
+    source: str = "notes"
+
+    def key_relative(self, mode=None):
+        """The notes moved to C, in ``mode`` (default: the theme's own) by scale degree."""
+        notes = to_tonic_c(self.notes, self.tonic)
+        return notes if mode is None or mode == self.mode else parallel_mode(notes, self.mode)
+
+    def tokens(self, vocab, mode=None):
+        """The key-relative notes as the encoder reads a phrase: tokens without START."""
+        return vocab.encode(self.key_relative(mode), start=False).astype(np.int64)
+
+    def describe(self):
+        """One line of what was understood: key, bars, notes."""
+        tpb = self.ticks_per_beat
+        names = " ".join(f"{PITCH_NAMES[p % 12]}{p // 12 - 1}" for p in self.notes["pitch"][:16])
+        more = f" ... ({len(self.notes)} in all)" if len(self.notes) > 16 else ""
+        span = self.notes["end"].max() / tpb
+        return (f"{KEY_NAMES[self.tonic]} {MODES[self.mode]} (measured), {self.bars} "
+                f"bar{'s' if self.bars != 1 else ''} of {self.beats_per_bar} beats "
+                f"({span:g} beats), {len(self.notes)} notes: {names}{more}")
+
+
+def from_notes(rows, field="notes", ticks_per_beat=12, beats_per_bar=4, max_bars=MAX_BARS,
+               source="notes"):
+    """A Motif from ``[[pitch, start_beat, duration_beats], ...]``; InvalidMessage naming
+    ``field`` (and the note) for anything else: fewer than 3 notes, more than
+    ``max_bars`` bars, pitches outside 0..127, negative starts, durations that are not
+    positive or shorter than a tick, two notes of one pitch overlapping."""
+    if not isinstance(rows, (list, tuple)):
+        raise _bad(field, f"{type(rows).__name__} is not a list of notes",
+                   "a list of [pitch, start_beat, duration_beats]")
+    if len(rows) < MIN_NOTES:
+        raise _bad(field, f"{len(rows)} note{'s' if len(rows) != 1 else ''}",
+                   f"at least {MIN_NOTES} notes")
+    tpb = ticks_per_beat
+    out = np.zeros(len(rows), NOTE_DTYPE)
+    for i, row in enumerate(rows):
+        where = f"{field}[{i}]"
+        if not isinstance(row, (list, tuple)) or len(row) != 3 or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in row):
+            raise _bad(where, f"{row!r} is not [pitch, start_beat, duration_beats]",
+                       "three numbers")
+        pitch, start, dur = row
+        if not all(math.isfinite(x) for x in row):
+            raise _bad(where, f"{row!r} is not finite", "finite numbers")
+        if pitch != int(pitch) or not 0 <= pitch <= 127:
+            raise _bad(where, f"pitch {pitch!r}", "an integer MIDI pitch 0..127")
+        if start < 0:
+            raise _bad(where, f"start_beat {start!r}", "0 or more beats")
+        if dur <= 0:
+            raise _bad(where, f"duration_beats {dur!r}", "more than 0 beats")
+        a, b = round(start * tpb), round((start + dur) * tpb)
+        if b <= a:
+            raise _bad(where, f"duration_beats {dur!r} is shorter than the grid",
+                       f"at least 1/{tpb} beat")
+        out[i] = (a, b, int(pitch), 80, 0)
+    order = np.lexsort((out["start"], out["pitch"]))
+    srt = out[order]
+    clash = np.flatnonzero((srt["pitch"][1:] == srt["pitch"][:-1]) &
+                           (srt["start"][1:] < srt["end"][:-1]))
+    if len(clash):
+        i, j = sorted((int(order[clash[0]]), int(order[clash[0] + 1])))
+        raise _bad(f"{field}[{j}]", f"pitch {int(out['pitch'][j])} overlaps {field}[{i}] "
+                   "of the same pitch", "notes of one pitch one after another")
+    return _motif(out, field, tpb, beats_per_bar, max_bars, source)
+
+
+def from_midi(path, ticks_per_beat=12, beats_per_bar=4, max_bars=MAX_BARS):
+    """A Motif from a MIDI file (every track and channel but drums); InvalidMidi naming
+    the file when it cannot be read, InvalidMessage when it is no theme."""
+    name = os.fspath(path)
+    notes = read_midi(path, ticks_per_beat)
+    if len(notes) < MIN_NOTES:
+        raise _bad("theme", f"{name} has {len(notes)} notes", f"at least {MIN_NOTES} notes")
+    return _motif(normalise(notes), "theme", ticks_per_beat, beats_per_bar, max_bars, name)
+
+
+def _motif(notes, field, tpb, beats_per_bar, max_bars, source):
+    notes = notes[np.lexsort((notes["pitch"], notes["start"]))].copy()
+    first = int(notes["start"].min())
+    notes["start"] -= first
+    notes["end"] -= first
+    bar = tpb * beats_per_bar
+    bars = max(1, -(-int(notes["end"].max()) // bar))
+    if bars > max_bars:
+        raise _bad(field, f"the theme lasts {bars} bars of {beats_per_bar} beats",
+                   f"at most {max_bars} bars")
+    tonic, mode, _ = find_key(notes)
+    return Motif(notes, int(tonic), int(mode), bars, tpb, beats_per_bar, source)
