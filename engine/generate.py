@@ -44,8 +44,10 @@ KEY_SPELLINGS = ("C", "C#", "Db", "D", "D#", "Eb", "E", "F", "F#", "Gb", "G", "G
 @dataclass(frozen=True)
 class Request:
     """One piece to compose: tonic pitch class, mode (0 major, 1 minor), onsets per beat,
-    seed; register (mean MIDI pitch, None: the model's training mean) and tonality
-    (None: ``DEFAULT_TONALITY``)."""
+    seed; register (mean MIDI pitch, None: the model's training mean), tonality
+    (None: ``DEFAULT_TONALITY``) and theme: what a theme's latent adds to a theme model,
+    ``(W_z z per layer, (h0, c0))`` from ``realtime.theme.ThemeEncoder.bias`` (None: free
+    composition)."""
 
     key: int
     mode: int
@@ -53,6 +55,7 @@ class Request:
     seed: int = 0
     register: float = None
     tonality: float = None
+    theme: object = None
 
 
 def _bad(field, value, allowed):
@@ -126,16 +129,16 @@ def load_weights(model):
 
 def generate(weights, key, mode, density, bars, seed=0, register=None, beats_per_bar=4,
              temperature=1.0, tonality=None, max_note_beats=8, max_tokens=None, critic=None,
-             critic_k=0, critic_pick="sample", critic_beats=1.0):
+             critic_k=0, critic_pick="sample", critic_beats=1.0, theme=None):
     """Notes (NOTE_DTYPE) of ``bars`` bars composed under constant controls.
 
     weights: ``realtime.generator.Weights`` or a model path; key: pitch class 0-11;
     mode: 0 major, 1 minor; density: onsets per beat; register: mean MIDI pitch
     (default: the training data's); tonality: 0 free .. 1 strict (default
-    ``DEFAULT_TONALITY``); critic...: see ``generate_many``.  Pitches are as heard (a
-    key-relative model's shift applied).
+    ``DEFAULT_TONALITY``); critic...: see ``generate_many``; theme: see ``Request``.
+    Pitches are as heard (a key-relative model's shift applied).
     """
-    req = Request(key, mode, density, seed, register, tonality)
+    req = Request(key, mode, density, seed, register, tonality, theme)
     return generate_many(weights, [req], bars, beats_per_bar=beats_per_bar,
                          temperature=temperature, max_note_beats=max_note_beats,
                          max_tokens=max_tokens, critic=critic, critic_k=critic_k,
@@ -200,6 +203,8 @@ def generate_many(weights, requests, bars, beats_per_bar=4, temperature=1.0, max
         t = DEFAULT_TONALITY if r.tonality is None else r.tonality
         ctl, k, bias = spec.request(r.key, r.mode, r.density, reg, t, w.key_relative)
         rt.open(s, ctl, seed=int(r.seed), temperature=temperature, tick=0)
+        if r.theme is not None:  # the piece is a phrase that starts from the theme's state
+            rt.set_theme(s, r.theme[0], r.theme[1])
         rt.pc_bias[s] = bias
         rt.next_bias[s] = bias
         rt.candidates[s] = critic_k
@@ -265,6 +270,13 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="model .npz (default: shipped)")
     add_critic_arguments(p)
+    p.add_argument("--theme", default=None, metavar="MOTIF.mid",
+                   help="compose a variation of this theme (needs a theme model: --model "
+                        "theme.npz from `ostinato theme train`)")
+    p.add_argument("--theme-notes", default=None, metavar="JSON",
+                   help="the theme as [[pitch, start_beat, duration_beats], ...] instead")
+    p.add_argument("--variation", type=float, default=0.3,
+                   help="0 stays close to the theme .. 1 composes freely (default 0.3)")
     p.add_argument("-o", "--output", default="out.mid", help="MIDI file to write")
 
 
@@ -305,13 +317,49 @@ def run(args):
         raise InvalidMessage(f"--critic-k {args.critic_k} needs a critic: pass --critic PATH",
                              field="--critic", allowed="a critic .npz when --critic-k > 0")
     weights = load_weights(Path(args.model))
+    theme, about = theme_of(args, MODES.index(args.mode))
     notes = generate(weights, key, MODES.index(args.mode), args.density, args.bars,
                      seed=args.seed, register=args.register, beats_per_bar=args.beats_per_bar,
                      temperature=args.temperature, tonality=tonality,
                      critic=critic if args.critic_k else None, critic_k=args.critic_k,
-                     critic_pick=args.critic_pick, critic_beats=args.critic_beats)
+                     critic_pick=args.critic_pick, critic_beats=args.critic_beats, theme=theme)
     write_midi(notes, args.output, ticks_per_beat=weights.vocab.ticks_per_beat, bpm=args.tempo)
     judged = f", critic {args.critic_k} drafts a beat ({args.critic_pick})" if args.critic_k else ""
     print(f"wrote {args.output}: {len(notes)} notes, {args.bars} bars, "
-          f"{KEY_NAMES[key]} {args.mode}, density {args.density:g}, tonality {tonality:g}{judged}")
+          f"{KEY_NAMES[key]} {args.mode}, density {args.density:g}, tonality {tonality:g}{judged}"
+          f"{about}")
     return 0
+
+
+def theme_of(args, mode):
+    """(what ``Request.theme`` takes, a note for the summary line) for ``--theme`` /
+    ``--theme-notes`` at ``--variation``; (None, "") without a theme."""
+    import json
+
+    from .motif import from_midi, from_notes
+
+    if args.theme is None and args.theme_notes is None:
+        return None, ""
+    if args.theme is not None and args.theme_notes is not None:
+        raise InvalidMessage("give --theme or --theme-notes, not both", field="--theme",
+                             allowed="one theme")
+    if not (isinstance(args.variation, (int, float)) and 0.0 <= args.variation <= 1.0):
+        raise _bad("--variation", args.variation, "0..1 (0 close to the theme, 1 free)")
+    from realtime.theme import ThemeEncoder, latent
+
+    enc = ThemeEncoder(args.model)  # a plain model is refused here, with the way to a theme one
+    if args.theme_notes is not None:
+        try:
+            rows = json.loads(args.theme_notes)
+        except json.JSONDecodeError as exc:
+            raise InvalidMessage(f"--theme-notes is not JSON ({exc})", field="--theme-notes",
+                                 allowed="[[pitch, start_beat, duration_beats], ...]") from None
+        motif = from_notes(rows, field="--theme-notes")
+    else:
+        motif = from_midi(args.theme)
+    from .vocab import Vocab
+    vocab = Vocab.from_dict(enc.meta["vocab"])
+    mu, _ = enc.encode(motif.tokens(vocab, mode))
+    about = (f"; a variation ({args.variation:g}) of the theme in "
+             f"{KEY_NAMES[motif.tonic]} {MODES[motif.mode]}, {motif.bars} bars")
+    return enc.bias(latent(mu, args.variation)), about

@@ -74,6 +74,33 @@ class ThemeEncoder:
         return f32(self.gates @ z), (f32(np.tanh(self.h0 @ z)), f32(self.c0 @ z))
 
 
+def latent(mu, variation):
+    """The z a session composes from at ``variation`` 0..1: the theme's posterior mean at
+    0 (stay close to the theme), moved in a straight line towards the prior's centre, z = 0,
+    which is free composition, at 1: z = (1 - variation) mu.  The sampling noise makes
+    each pass different at every variation."""
+    if not 0.0 <= variation <= 1.0:
+        raise ValueError(f"variation {variation!r} is outside 0..1")
+    return (1.0 - variation) * np.asarray(mu, np.float64)
+
+
+def slerp(z0, z1, t):
+    """Spherical interpolation from z0 (t = 0) to z1 (t = 1), as MusicVAE blends latents:
+    along the great circle between their directions, the norm moving linearly; linear
+    where the angle is tiny or a point is the origin (free composition)."""
+    z0, z1 = np.asarray(z0, np.float64), np.asarray(z1, np.float64)
+    n0, n1 = np.linalg.norm(z0), np.linalg.norm(z1)
+    if n0 < 1e-12 or n1 < 1e-12:
+        return (1 - t) * z0 + t * z1
+    cos = float(np.clip(z0 @ z1 / (n0 * n1), -1.0, 1.0))
+    omega = np.arccos(cos)
+    if omega < 1e-6:
+        return (1 - t) * z0 + t * z1
+    u0, u1 = z0 / n0, z1 / n1
+    direction = (np.sin((1 - t) * omega) * u0 + np.sin(t * omega) * u1) / np.sin(omega)
+    return direction * ((1 - t) * n0 + t * n1)
+
+
 @njit(**KERNEL)
 def _direction(tokens, step, tok, w_hh, h, c, g):
     """One LSTM direction over tokens (``step`` +1 forwards, -1 backwards) from zero

@@ -117,3 +117,56 @@ def test_cli_writes_a_piece_with_tonality(model_path, tmp_path, capsys):
     assert "tonality 1" in capsys.readouterr().out
     pitches = [m.note for t in mido.MidiFile(out).tracks for m in t if m.type == "note_on"]
     assert pitches and {(p - 3) % 12 for p in pitches} <= SCALES[1]
+
+
+@pytest.fixture(scope="module")
+def theme_model(tmp_path_factory):
+    """A small theme model whose z weights are random (a trained one's are not zero)."""
+    import torch
+
+    from engine.controls import ControlSpec
+    from engine.model import ModelConfig, MusicLSTM
+    from engine.theme import ThemeConfig, ThemeVAE, save_theme
+    from engine.vocab import Vocab
+
+    torch.manual_seed(3)
+    vocab, spec = Vocab(), ControlSpec()
+    plain = MusicLSTM(ModelConfig(vocab_size=vocab.size, n_controls=spec.size, embed=16,
+                                  hidden=32, layers=2))
+    vae = ThemeVAE.from_plain(plain, ThemeConfig(z_dim=8, enc_embed=8, enc_hidden=16))
+    with torch.no_grad():
+        for k in range(2):
+            vae.decoder.gate_weights(k).normal_(0, 1.0)
+            vae.decoder.init_h[k].weight.normal_(0, 1.0)
+    path = tmp_path_factory.mktemp("theme") / "theme.npz"
+    save_theme(path, vae, vocab, spec, info=dict(key_relative=True))
+    return path
+
+
+def test_a_theme_changes_the_piece_and_variation_one_is_free(theme_model, tmp_path, capsys):
+    from realtime.theme import ThemeEncoder, latent
+
+    w, enc = load_weights(theme_model), ThemeEncoder(theme_model)
+    mu, _ = enc.encode(np.arange(20, 60))
+    free = generate(w, 2, 1, 2.0, 4, seed=1)
+    near = generate(w, 2, 1, 2.0, 4, seed=1, theme=enc.bias(latent(mu, 0.0)))
+    again = generate(w, 2, 1, 2.0, 4, seed=1, theme=enc.bias(latent(mu, 0.0)))
+    gone = generate(w, 2, 1, 2.0, 4, seed=1, theme=enc.bias(latent(mu, 1.0)))
+    np.testing.assert_array_equal(near, again)
+    np.testing.assert_array_equal(free, gone)  # variation 1 is z = 0: free composition
+    assert not np.array_equal(free, near)
+    out = tmp_path / "v.mid"
+    notes = '[[62, 0, 1], [65, 1, 1], [69, 2, 2], [67, 4, 1]]'
+    assert cli.main(["generate", "--model", str(theme_model), "--theme-notes", notes,
+                     "--variation", "0.25", "--bars", "2", "-o", str(out)]) == 0
+    assert "a variation (0.25) of the theme in D minor, 2 bars" in capsys.readouterr().out
+    assert len(mido.MidiFile(out).tracks) >= 1
+    for argv, what in ((["--variation", "1.5"], "--variation"),
+                       (["--theme", str(out)], "--theme"),
+                       ([], "--theme-notes")):
+        bad = ["generate", "--model", str(theme_model), "--theme-notes", notes, "-o",
+               str(tmp_path / "x.mid")] + argv
+        if argv == []:
+            bad[bad.index(notes)] = "[[62, 0, 1]]"
+        assert cli.main(bad) == 1
+        assert what in capsys.readouterr().err

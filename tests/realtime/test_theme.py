@@ -97,3 +97,25 @@ def test_a_plain_model_is_refused_and_bad_tokens_are_named(theme_file, tmp_path)
                      ([0, vocab.size], f"0..{vocab.size - 1}"), ([-1], f"0..{vocab.size - 1}")):
         with pytest.raises(InvalidToken, match=why.replace(".", r"\.")):
             ne.encode(np.array(bad, np.int64))
+
+
+def test_variation_moves_from_the_theme_to_free_composition():
+    from realtime.theme import latent
+    mu = np.array([2.0, -1.0, 0.5])
+    np.testing.assert_allclose(latent(mu, 0.0), mu)
+    np.testing.assert_allclose(latent(mu, 1.0), 0.0)
+    np.testing.assert_allclose(latent(mu, 0.25), 0.75 * mu)
+    with pytest.raises(ValueError, match="0..1"):
+        latent(mu, 1.5)
+
+
+def test_slerp_keeps_to_the_great_circle():
+    from realtime.theme import slerp
+    a, b = np.array([3.0, 0.0]), np.array([0.0, 1.0])
+    np.testing.assert_allclose(slerp(a, b, 0.0), a, atol=1e-12)
+    np.testing.assert_allclose(slerp(a, b, 1.0), b, atol=1e-12)
+    mid = slerp(a, b, 0.5)
+    np.testing.assert_allclose(np.arctan2(mid[1], mid[0]), np.pi / 4)  # halfway in angle
+    np.testing.assert_allclose(np.linalg.norm(mid), 2.0)               # and in norm
+    np.testing.assert_allclose(slerp(a, np.zeros(2), 0.25), 0.75 * a)  # to free composition
+    np.testing.assert_allclose(slerp(a, 2 * a, 0.5), 1.5 * a)          # same direction
