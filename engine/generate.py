@@ -32,7 +32,7 @@ from . import DEFAULT_MODEL
 from .controls import DEFAULT_TONALITY, KEY_NAMES, MODES, parse_key
 from .errors import InvalidMessage
 from .notes import NOTE_DTYPE, write_midi
-from .vocab import START
+from .vocab import START, TIME_SHIFT
 
 MAX_BARS = 1024
 MAX_DENSITY = 16.0
@@ -47,7 +47,8 @@ class Request:
     seed; register (mean MIDI pitch, None: the model's training mean), tonality
     (None: ``DEFAULT_TONALITY``) and theme: what a theme's latent adds to a theme model,
     ``(W_z z per layer, (h0, c0))`` from ``realtime.theme.ThemeEncoder.bias`` (None: free
-    composition)."""
+    composition); prime: tokens (in the model's pitch space) fed before composing and not
+    part of the piece, which starts where they end (priming the LSTM with a theme)."""
 
     key: int
     mode: int
@@ -56,6 +57,7 @@ class Request:
     register: float = None
     tonality: float = None
     theme: object = None
+    prime: object = None
 
 
 def _bad(field, value, allowed):
@@ -192,6 +194,8 @@ def generate_many(weights, requests, bars, beats_per_bar=4, temperature=1.0, max
     target = np.full(S, end, np.int64)
     job = np.full(S, -1, np.int64)          # request composed in each slot, -1: free
     shift = np.zeros(S, np.int64)
+    skip = np.zeros(S, np.int64)            # ticks of each slot's prime, not part of its piece
+    limit = np.full(S, max_tokens, np.int64)  # events a slot may make: its prime's and more
     tokens = [[] for _ in range(S)]
     out = [None] * len(reqs)
     nxt = 0
@@ -205,6 +209,14 @@ def generate_many(weights, requests, bars, beats_per_bar=4, temperature=1.0, max
         rt.open(s, ctl, seed=int(r.seed), temperature=temperature, tick=0)
         if r.theme is not None:  # the piece is a phrase that starts from the theme's state
             rt.set_theme(s, r.theme[0], r.theme[1])
+        skip[s] = 0
+        if r.prime is not None and len(r.prime):
+            prime = np.asarray(r.prime, np.int64)
+            rt.queue(s, prime)
+            kinds, values = vocab.tables()
+            skip[s] = int(values[prime][kinds[prime] == TIME_SHIFT].sum())
+        target[s] = end + skip[s]
+        limit[s] = max_tokens + (0 if r.prime is None else len(r.prime))
         rt.pc_bias[s] = bias
         rt.next_bias[s] = bias
         rt.candidates[s] = critic_k
@@ -213,7 +225,7 @@ def generate_many(weights, requests, bars, beats_per_bar=4, temperature=1.0, max
         nxt += 1
 
     def finish(s):
-        out[job[s]] = _notes(vocab, tokens[s], end, int(shift[s]))
+        out[job[s]] = _notes(vocab, tokens[s], end, int(shift[s]), int(skip[s]))
         rt.close(s)
         job[s] = -1
         if progress:
@@ -223,7 +235,7 @@ def generate_many(weights, requests, bars, beats_per_bar=4, temperature=1.0, max
         start(s)
     while (job >= 0).any():
         # events each session may still make (START aside): a runaway stops at max_tokens
-        left = min(max_tokens + 1 - len(tokens[s]) for s in np.flatnonzero(job >= 0))
+        left = min(limit[s] + 1 - len(tokens[s]) for s in np.flatnonzero(job >= 0))
         if drafter is not None:  # every session short of the end gets its next draft
             drafter.drive(target, 1 << 30)
         rt.advance(target, max(1, left))
@@ -232,17 +244,22 @@ def generate_many(weights, requests, bars, beats_per_bar=4, temperature=1.0, max
             if t > h:
                 tokens[s].extend(rt.ev_tok[s, np.arange(h, t) % R].tolist())
                 rt.head[s] = rt.ready[s] = t  # played: the ring has room again
-            if rt.gen_tick[s] >= end or len(tokens[s]) > max_tokens:
+            if rt.gen_tick[s] >= target[s] or len(tokens[s]) > limit[s]:
                 finish(s)
                 if nxt < len(reqs):
                     start(s)
     return out
 
 
-def _notes(vocab, tokens, end, shift):
-    """Decoded notes cut to ``end`` ticks and moved by ``shift`` semitones; a pitch the
-    move takes outside 0..127 is dropped."""
+def _notes(vocab, tokens, end, shift, skip=0):
+    """Decoded notes from ``skip`` ticks on (earlier ones were a prime), cut to ``end``
+    ticks after it and moved by ``shift`` semitones; a pitch the move takes outside
+    0..127 is dropped."""
     notes = vocab.decode(np.asarray(tokens, np.int64))
+    if skip:
+        notes = notes[notes["start"] >= skip]
+        notes["start"] -= skip
+        notes["end"] -= skip
     notes = notes[notes["start"] < end]
     notes["end"] = np.minimum(notes["end"], end)
     if shift:

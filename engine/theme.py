@@ -806,6 +806,20 @@ def add_arguments(p):
                    help="256-token windows of the stream for the NLL at z = 0 (default: all)")
     f.add_argument("--json", action="store_true", help="print the figures as JSON")
     f.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    v = acts.add_parser("eval", help="the theme model on held-out themes, through the sampler "
+                        "that plays", description="held-out figures (as `figures`) and the "
+                        "variation evaluation (engine/variations.py): reconstruction at "
+                        "variation 0, similarity and novelty against variation, and the "
+                        "plain model primed with each theme as the baseline")
+    v.add_argument("model", help="theme model file (theme.npz)")
+    v.add_argument("--data", default="data/dataset.npz", help="dataset from `ostinato data`")
+    v.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    v.add_argument("--n", type=int, default=64, help="held-out themes of each length (64)")
+    v.add_argument("--seeds", type=int, default=2, help="pieces per theme and setting (2)")
+    v.add_argument("--base", default=None, help="plain model for the baseline (default: the "
+                                                "one the theme model was trained from)")
+    v.add_argument("--json", default=None, metavar="PATH", help="write every figure here")
+    v.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     e = acts.add_parser("encode", help="what a theme is understood as: key, bars, notes, z",
                         description="read a theme (a .mid file, or --notes) as the server "
                                     "would: its measured key, length and notes; with a theme "
@@ -903,4 +917,44 @@ def _run_encode(args):
     return 0
 
 
-ACTIONS = {"train": _run_train, "figures": _run_figures, "encode": _run_encode}
+def _run_eval(args):
+    from .data import Dataset
+    from .variations import evaluate_variations
+
+    _check("n", args.n, 1, 100000)
+    _check("seeds", args.seeds, 1, 100)
+    t0 = time.monotonic()
+    enc, dec, vocab, spec, meta = load_theme(args.model)
+    data = Dataset.load(args.data)
+    if vocab != data.vocab or spec != data.spec:
+        raise ModelError(f"{args.model}: its vocabulary or controls differ from the dataset's")
+    base_path = args.base or meta.get("info", {}).get("base") or str(DEFAULT_MODEL)
+    tc = meta.get("info", {}).get("theme_train", {})
+    figs = theme_figures(ThemeVAE(enc, dec, theme_config(meta)), data, args.split, (2, 4),
+                         args.n * 4, base=load_model(base_path)[0],
+                         max_tokens=tc.get("max_tokens", ThemeTrainConfig.max_tokens))
+    var = evaluate_variations(args.model, base_path, data, args.split, args.n,
+                              tuple(range(args.seeds)))
+    out = dict(model=str(args.model), base=str(base_path), data=str(args.data),
+               split=args.split, figures=figs, variations=var,
+               seconds=round(time.monotonic() - t0, 1))
+    print(format_figures(figs))
+    for k in ("2_bars", "4_bars"):
+        r = var.get(k, {})
+        if not r.get("themes"):
+            continue
+        rec = r["reconstruction"]
+        print(f"{k.replace('_', ' ')}: {r['themes']} themes; at variation 0, note accuracy "
+              f"{rec['note_accuracy']:.3f}, onsets {rec['onset_accuracy']:.3f}; Spearman of "
+              f"similarity on variation {r['spearman']:.3f}")
+        for name, curve in (("variation", r["variation"]), ("primed, temperature", r["primed"])):
+            print(f"  {name:20s} " + "  ".join(
+                f"{x}: sim {c['similarity']:.3f} nov {c['novelty']:.3f}" for x, c in curve.items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1, default=float))
+        print(f"wrote {args.json}")
+    return 0
+
+
+ACTIONS = {"train": _run_train, "figures": _run_figures, "eval": _run_eval,
+           "encode": _run_encode}

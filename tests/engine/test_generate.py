@@ -170,3 +170,22 @@ def test_a_theme_changes_the_piece_and_variation_one_is_free(theme_model, tmp_pa
             bad[bad.index(notes)] = "[[62, 0, 1]]"
         assert cli.main(bad) == 1
         assert what in capsys.readouterr().err
+
+
+def test_a_prime_is_fed_but_not_part_of_the_piece(weights):
+    """Priming the LSTM with a theme's tokens (the baseline to the theme VAE): the piece
+    starts where the prime ends, and the prime changes what follows."""
+    from engine.notes import make_notes
+
+    vocab = weights.vocab
+    theme = make_notes([(0, 12, 60), (12, 24, 64), (24, 36, 67), (36, 48, 72), (48, 96, 67)])
+    prime = vocab.encode(theme, start=False)
+    plain = generate_many(weights, [Request(0, 0, 2.0, seed=4)], 4)[0]
+    primed = generate_many(weights, [Request(0, 0, 2.0, seed=4, prime=prime)], 4)[0]
+    assert len(primed) and primed["start"].min() >= 0
+    assert primed["end"].max() <= 4 * 4 * vocab.ticks_per_beat
+    assert not np.array_equal(plain, primed)
+    # the same prime in a batch with others gives the same piece
+    more = generate_many(weights, [Request(2, 1, 1.0, seed=1),
+                                   Request(0, 0, 2.0, seed=4, prime=prime)], 4)
+    np.testing.assert_array_equal(more[1], primed)
