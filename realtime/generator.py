@@ -312,7 +312,22 @@ class Runtime:
         self.xbuf = np.zeros((S, max(C + H, 2 * H)), np.float32)
         self.gates = np.zeros((S, 4 * H), np.float32)
         self.logits = np.zeros((S, V), np.float32)
-        self.zbias = np.zeros((S, L, 4 * H), np.float32)  # per session: its theme's W_z z
+        # per session: its theme's W_z z; a theme due at theme_tick (its bias, and with
+        # theme_reset the state its phrase starts from); reset_due: the phrase starts as
+        # soon as the notes still sounding are released; theme_from: where the last one
+        # began, and the bias before it, so a rewind to before it undoes it
+        self.zbias = np.zeros((S, L, 4 * H), np.float32)
+        self.next_zbias = np.zeros((S, L, 4 * H), np.float32)
+        self.theme_h = np.zeros((S, L, H), np.float32)
+        self.theme_c = np.zeros((S, L, H), np.float32)
+        self.theme_tick = np.full(S, -1, np.int64)
+        self.theme_reset = np.zeros(S, np.bool_)
+        self.reset_due = np.zeros(S, np.bool_)
+        self.theme_from = np.full(S, -1, np.int64)
+        self.prev_zbias = np.zeros((S, L, 4 * H), np.float32)
+        self._theme = (self.zbias, self.next_zbias, self.theme_h, self.theme_c, self.theme_tick,
+                       self.theme_reset, self.reset_due,
+                       np.array([w.vocab.offsets[START]], np.int64))
         # per session: the longest a note may sound (ticks), and the tonality prior
         # (log, per pitch class above the model's tonic) now and from switch_tick on
         self.max_note_ticks = np.full(S, int(max_note_beats * self.tpb), np.int64)
@@ -337,6 +352,8 @@ class Runtime:
         self.temperature[s] = temperature
         self.pc_bias[s] = self.next_bias[s] = 0.0  # free until told otherwise
         self.zbias[s] = 0.0  # no theme until one is set
+        self.theme_tick[s] = self.theme_from[s] = -1
+        self.reset_due[s] = False
         self.rng[s] = np.uint64((seed * 0x9E3779B97F4A7C15 + 0x2545F4914F6CDD1D) % 2**64) or 1
         self.force_n[s] = self.force_i[s] = 0
         self.drafted[s] = False
@@ -365,7 +382,7 @@ class Runtime:
                         self.w.w_out, self.w.b_out, self.xbuf, self.gates, self.logits,
                         self.w.kinds, self.w.values, self.phase0, self.tpb, self.max_note_ticks,
                         self.pc_bias, self.next_bias, self.w.vocab.offsets[TIME_SHIFT],
-                        self.w.vocab.offsets[NOTE_OFF], self.w.vocab.max_shift, self.zbias)
+                        self.w.vocab.offsets[NOTE_OFF], self.w.vocab.max_shift, self._theme)
 
     def kernel_args(self):
         """What ``lstm_step(idx, n, *kernel_args())`` steps: this runtime's sessions."""
@@ -376,10 +393,25 @@ class Runtime:
     def set_theme(self, s, bias, state=None):
         """Session s composes from a theme from its next step on: ``bias`` [L, 4H] is
         W_z z per layer (``realtime.theme.ThemeEncoder.bias``), zeros for none; ``state``
-        (h0, c0), each [L, H], replaces the LSTM state, as at the start of a phrase."""
+        (h0, c0), each [L, H], replaces the LSTM state, as at the start of a phrase.
+        A bias moved gradually (a blend) is set this way too."""
         self.zbias[s] = bias
+        self.theme_tick[s] = -1
         if state is not None:
             self.h[s], self.c[s] = state
+
+    def theme_at(self, s, tick, bias, state=None):
+        """Session s takes the theme ``bias`` when its music reaches ``tick``; with
+        ``state``, the theme's phrase starts there: the notes still sounding are released,
+        then the LSTM starts from ``state`` with START, and the first event is a note, as
+        a training phrase starts.  A theme not yet reached is replaced by this one."""
+        self.next_zbias[s] = bias
+        self.theme_reset[s] = state is not None
+        if state is not None:
+            self.theme_h[s], self.theme_c[s] = state
+        self.prev_zbias[s] = self.zbias[s]
+        self.theme_from[s] = tick
+        self.theme_tick[s] = tick
 
     def rewind(self, s, tick):
         """Drop generated events after ``tick`` that have not been played, restore the
@@ -391,6 +423,12 @@ class Runtime:
                        self.w.values, self.ring)
         self.ready[s] = min(self.ready[s], self.tail[s])
         self.drafted[s] = False
+        if self.theme_from[s] >= 0 and self.theme_from[s] >= tick and self.theme_tick[s] < 0:
+            # the theme had begun after what is kept: it is due again when the music gets
+            # there, from the bias before it
+            self.zbias[s] = self.prev_zbias[s]
+            self.theme_tick[s] = self.theme_from[s]
+            self.reset_due[s] = False
         return tick
 
     def queue(self, s, tokens):
@@ -435,12 +473,18 @@ def _advance(target, max_steps, active, candidates, idx, tokens, controls, ctl_b
              switch_tick, gen_tick, sounding, entry, temperature, rng, force, force_n, force_i,
              ev_tick, ev_tok, ev_aux, snap_h, snap_c, head, tail, h, c, tok_table, w0, w_rest,
              b_rest, w_out, b_out, xbuf, gates, logits, kinds, values, phase0, tpb,
-             max_note_ticks, pc_bias, next_bias, shift_off, off_off, max_shift, zbias):
+             max_note_ticks, pc_bias, next_bias, shift_off, off_off, max_shift, theme):
+    zbias, next_zbias, theme_h, theme_c, theme_tick, theme_reset, reset_due, start_tok = theme
     S = active.shape[0]
     R = ev_tick.shape[1]
     C = controls.shape[1]
     steps = 0
     while True:
+        for s in range(S):
+            if active[s]:
+                _theme_due(s, gen_tick, sounding, entry, force, force_n, tokens, h, c, zbias,
+                           next_zbias, theme_h, theme_c, theme_tick, theme_reset, reset_due,
+                           start_tok, off_off)
         n = 0
         for s in range(S):
             if active[s] and gen_tick[s] < target[s] and tail[s] - head[s] < R - 1 and (
@@ -504,6 +548,29 @@ def _advance(target, max_steps, active, candidates, idx, tokens, controls, ctl_b
                 for j in range(12):
                     pc_bias[s, j] = next_bias[s, j]
                 switch_tick[s] = -1
+
+
+@njit(nogil=True, cache=True)
+def _theme_due(s, gen_tick, sounding, entry, force, force_n, tokens, h, c, zbias, next_zbias,
+               theme_h, theme_c, theme_tick, theme_reset, reset_due, start_tok, off_off):
+    """Before session s steps: a theme whose tick its music has reached takes effect (its
+    bias; with a reset, note-offs for what sounds are queued first), and a reset whose
+    note-offs have all been fed starts the theme's phrase: state from z, START, entry."""
+    if theme_tick[s] >= 0 and gen_tick[s] >= theme_tick[s]:
+        theme_tick[s] = -1
+        zbias[s] = next_zbias[s]
+        if theme_reset[s]:
+            for p in range(128):
+                if sounding[s, p] >= 0 and force_n[s] < force.shape[1]:
+                    force[s, force_n[s]] = off_off + p
+                    force_n[s] += 1
+            reset_due[s] = True
+    if reset_due[s] and force_n[s] == 0:
+        reset_due[s] = False
+        h[s] = theme_h[s]
+        c[s] = theme_c[s]
+        tokens[s] = start_tok[0]
+        entry[s] = True
 
 
 @njit(nogil=True, cache=True)

@@ -119,3 +119,54 @@ def test_slerp_keeps_to_the_great_circle():
     np.testing.assert_allclose(np.linalg.norm(mid), 2.0)               # and in norm
     np.testing.assert_allclose(slerp(a, np.zeros(2), 0.25), 0.75 * a)  # to free composition
     np.testing.assert_allclose(slerp(a, 2 * a, 0.5), 1.5 * a)          # same direction
+
+
+def _events(rt, s=0):
+    """(tick, token) of the events session s has generated, oldest first."""
+    h, t = 1, int(rt.tail[s])
+    return [(int(rt.ev_tick[s, i % rt.ring]), int(rt.ev_tok[s, i % rt.ring])) for i in range(h, t)]
+
+
+def test_a_theme_due_at_a_tick_starts_its_phrase_there(theme_file):
+    """theme_at: the music before the tick is untouched, what sounds there is released
+    there, the phrase then opens with a note, and a rewind to before it makes it due again."""
+    path, _, _, vocab, spec = theme_file
+    w, ne = Weights(path), ThemeEncoder(path)
+    bias, state = ne.bias(np.random.default_rng(2).normal(size=ne.z_dim))
+    ctl = spec.vector(0, 0, 2.0, 64)
+    T = 4 * vocab.ticks_per_beat  # a bar in
+    kinds, values = vocab.tables()
+    runs = []
+    for themed in (False, True):
+        rt = Runtime(w, max_sessions=1, ring=512)
+        rt.open(0, ctl, seed=3)
+        rt.next_ctl[0], rt.switch_tick[0] = ctl, T  # as the server's change: shifts land on T
+        if themed:
+            rt.theme_at(0, T, bias, state)
+        rt.advance(np.array([3 * T]))
+        runs.append(_events(rt))
+        assert not themed or (rt.theme_tick[0] == -1 and np.array_equal(rt.zbias[0], bias))
+    plain, themed = runs
+    reach = next(i for i, e in enumerate(plain) if e[0] >= T)  # the time shift onto T
+    assert plain[reach][0] == T
+    before = plain[:reach + 1]
+    assert themed[:len(before)] == before
+    assert themed != plain
+    sounding = set()
+    for tick, tok in before[:-1]:
+        if kinds[tok] == 1:
+            sounding.add(values[tok])
+        elif kinds[tok] == 2:
+            sounding.discard(values[tok])
+    after = themed[len(before):]
+    # the events at T: the old notes' offs (in any order), then the phrase's first note-on
+    offs = {values[tok] for tick, tok in after[:len(sounding)] if kinds[tok] == 2 and tick == T}
+    rest = after[len(sounding):]
+    assert offs == sounding
+    first = next(e for e in rest if kinds[e[1]] != 3)
+    assert kinds[first[1]] == 1
+    # a rewind to before T makes the theme due again, from the bias before it
+    rt.rewind(0, T // 2)
+    assert rt.theme_tick[0] == T and not rt.zbias[0].any()
+    rt.advance(np.array([2 * T]))
+    assert rt.theme_tick[0] == -1 and np.array_equal(rt.zbias[0], bias)
