@@ -34,7 +34,7 @@ REPLY_TIMEOUT_MS = 10_000  # the server answers a command it could not run withi
 
 # hello first (what a client sends on connecting); ``session`` opens "player2" before
 # anything would need it (nothing after it does); otherwise the table's order.
-ORDER = ("hello", "mood", "state", "tempo", "key", "stinger", "start", "stop", "pause",
+ORDER = ("hello", "mood", "state", "tempo", "key", "stinger", "theme", "start", "stop", "pause",
          "session", "ping")
 
 # Reply fields whose values depend on when the request arrived, and the placeholder each

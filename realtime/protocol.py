@@ -30,6 +30,7 @@ EVENT_ADDRESS = "tcp://127.0.0.1:5556"
 OSC_PORT = 9000
 
 TRANSITIONS = ("now", "beat", "bar")
+MIN_NOTES, MAX_THEME_BARS = 3, 8  # engine.motif's limits, for the docs and errors
 KEYS = ("C", "C#", "Db", "D", "D#", "Eb", "E", "F", "F#", "Gb", "G", "G#", "Ab", "A", "A#", "Bb", "B")
 MODES = ("major", "minor")
 NAME_PATTERN = r"[A-Za-z0-9_.-]{1,64}"
@@ -42,7 +43,8 @@ ERROR_CODES = ("invalid_json", "unknown_type", "missing_field", "bad_type", "out
 
 @dataclass(frozen=True)
 class Field:
-    """One field of a message: kind is "float", "int", "choice", "key", "name" or "id"."""
+    """One field of a message: kind is "float", "int", "choice", "key", "name", "id" or
+    "notes" (a theme: ``[[pitch, start_beat, duration_beats], ...]``, ``engine.motif``)."""
 
     name: str
     kind: str
@@ -62,6 +64,9 @@ class Field:
             return list({PRESETS: presets, STINGERS: stingers}.get(self.choices, self.choices))
         if self.kind == "name":
             return f"string matching {NAME_PATTERN}"
+        if self.kind == "notes":
+            return (f"{MIN_NOTES}..{MAX_THEME_NOTES} [pitch 0..127, start_beat >= 0, "
+                    f"duration_beats > 0], at most {MAX_THEME_BARS} bars of 4 beats")
         return "string (1..128 chars) or integer"
 
 
@@ -111,6 +116,9 @@ def _critic(preset=False):
                  lo=lo, hi=hi)
 
 
+VARIATION_RANGE, BLEND_RANGE = (0.0, 1.0), (0.0, 64.0)
+MAX_THEME_NOTES = 512  # an 8-bar theme of sixteenth-note chords fits; the message limit holds
+
 ENVELOPE = (
     Field("id", "id", "any string or integer; echoed in the reply", example=7),
     Field("session", "name", "which session (music stream) the message is for", default="main",
@@ -156,6 +164,23 @@ MESSAGES = (
         Field("name", "choice", "stinger name", required=True, choices=STINGERS, example="hit"),
         _transition("beat"),
     )),
+    Message("theme", "Compose from a theme (a leitmotif): its variations follow the mood, in "
+            "the session's key and mode.  Needs a server whose model is a theme model "
+            "(`serve --model theme.npz`); `action` \"free\" goes back to free composition "
+            "(on any server).", (
+        Field("notes", "notes", "the theme: [pitch (MIDI), start_beat, duration_beats] per note, "
+              "in any key (its key is measured); over OSC a JSON string"),
+        Field("name", "name", "a theme named in states.toml's [themes] instead of notes"),
+        Field("variation", "float", "0 stays close to the theme .. 1 composes freely from it",
+              default=0.3, lo=VARIATION_RANGE[0], hi=VARIATION_RANGE[1], example=0.3),
+        _transition("bar"),
+        Field("blend_beats", "float", "beats over which the latent moves from the current theme "
+              "to this one (spherical interpolation); 0: the theme's phrase starts at the "
+              "transition", default=0.0, lo=BLEND_RANGE[0], hi=BLEND_RANGE[1], example=0.0),
+        Field("action", "choice", "set: compose from this theme; free: back to free "
+              "composition (no notes or name)", default="set", choices=("set", "free"),
+              example="free"),
+    ), osc_order=("name", "variation", "transition", "blend_beats", "action", "notes")),
     Message("start", "Start playing, or resume after pause."),
     Message("stop", "Stop playing; every sounding note is released."),
     Message("pause", "Pause; sounding notes are released, position is kept."),
@@ -270,6 +295,8 @@ def validate(obj, presets=None, stingers=None):
         if kind == "session" and out["action"] == "close" and out["state"] is not None:
             raise reject("unknown_field", "field 'state' is only allowed with action 'open'",
                          "state", "only with action 'open'")
+        if kind == "theme":
+            _theme_rule(out)
         out.setdefault("id", None)
         return out
     except InvalidMessage as exc:
@@ -277,8 +304,48 @@ def validate(obj, presets=None, stingers=None):
         raise
 
 
+def _theme_rule(msg):
+    """A theme to set is given once, as notes or by name; going free takes neither."""
+    given = [n for n in ("notes", "name") if msg[n] is not None]
+    if msg["action"] == "free" and given:
+        raise reject("unknown_field", f"field '{given[0]}' is not allowed with action 'free'",
+                     given[0], "only with action 'set'")
+    if msg["action"] == "set" and not given:
+        raise reject("missing_field", "'theme' needs notes or name", "notes,name",
+                     "notes or name")
+    if len(given) == 2:
+        raise reject("unknown_field", "'theme' takes notes or name, not both", "name",
+                     "notes or name, not both")
+
+
+def _check_notes(where, field, value):
+    """A theme's notes, checked by ``engine.motif.from_notes`` (its message names the
+    note); the value is passed on as lists of numbers.  A JSON string (OSC) is read."""
+    from engine.motif import from_notes
+
+    if isinstance(value, str):  # OSC carries no nested arrays: the notes come as JSON text
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise reject("bad_type", f"{where} is a string that is not JSON notes",
+                         field.name, field.allowed()) from None
+    if not isinstance(value, list) or not all(isinstance(r, list) for r in value):
+        raise reject("bad_type", f"{where} must be a list of [pitch, start_beat, "
+                     f"duration_beats], not {_json_type(value)}", field.name, field.allowed())
+    if len(value) > MAX_THEME_NOTES:
+        raise reject("out_of_range", f"{where} has {len(value)} notes; allowed "
+                     f"{field.allowed()}", field.name, field.allowed())
+    try:
+        from_notes(value, field=field.name, max_bars=MAX_THEME_BARS)
+    except InvalidMessage as exc:
+        raise reject("out_of_range", f"{where}: {exc}", field.name, field.allowed()) from None
+    return [list(r) for r in value]
+
+
 def _check(kind, field, value, names):
     where = f"'{kind}' field '{field.name}'"
+    if field.kind == "notes":
+        return _check_notes(where, field, value)
     if field.kind in ("float", "int"):
         ok_type = (isinstance(value, (int, float)) if field.kind == "float" else isinstance(value, int))
         if not ok_type or isinstance(value, bool):
@@ -383,6 +450,8 @@ EVENT_TYPES = {
     "tempo": "the tempo from this beat: bpm",
     "state": "a preset took effect: name",
     "key": "the key from this beat: key, mode",
+    "theme": "a theme takes effect from this beat (or, with blend_beats, starts blending in): "
+             "theme {key, bars, notes, source} or null (free composition), variation, blend_beats",
 }
 _QUOTED = {}
 
@@ -472,9 +541,9 @@ def load_states(path=None):
         return InvalidMessage(f"{path}{f', line {line}' if line else ''}: {where}: {what}; "
                               f"allowed: {_show(allowed)}", where, allowed)
 
-    extra = set(doc) - {"presets", "stingers"}
+    extra = set(doc) - {"presets", "stingers", "themes"}
     if extra:
-        raise bad(sorted(extra)[0], "unknown section", ["presets", "stingers"])
+        raise bad(sorted(extra)[0], "unknown section", ["presets", "stingers", "themes"])
     presets, stingers = {}, {}
     for section, out in (("presets", presets), ("stingers", stingers)):
         table = doc.get(section)
@@ -488,6 +557,41 @@ def load_states(path=None):
                 raise bad(where, "must be a table", "a table of fields")
             out[name] = (_preset if section == "presets" else _stinger)(entry, where, bad)
     return presets, stingers
+
+
+def load_themes(path=None):
+    """The ``[themes.NAME]`` of a states file (the one ``load_states`` reads): name ->
+    ``engine.motif.Motif``, each given as ``notes = [[pitch, start_beat, duration_beats],
+    ...]`` or ``midi = "file.mid"`` (relative to the states file).  A theme that is not one,
+    or a .mid that is missing or unreadable, is an InvalidMessage naming the file, the
+    theme and why: the server reports it at start-up."""
+    from engine.errors import InvalidMidi
+    from engine.motif import from_midi, from_notes
+
+    path = Path(path or os.environ.get("OSTINATO_STATES") or DEFAULT_STATES)
+    try:
+        doc = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        load_states(path)  # says what is wrong with the file, as for presets
+        raise
+    out = {}
+    for name, entry in (doc.get("themes") or {}).items():
+        where = f"{path}: themes.{name}"
+        if not _NAME_RE.fullmatch(name) or not isinstance(entry, dict) or \
+                len(set(entry) & {"notes", "midi"}) != 1 or set(entry) - {"notes", "midi"}:
+            raise InvalidMessage(f"{where}: a theme is a table with notes = [[pitch, start_beat, "
+                                 "duration_beats], ...] or midi = \"file.mid\"", f"themes.{name}",
+                                 "notes or midi")
+        try:
+            if "notes" in entry:
+                out[name] = from_notes(entry["notes"], field=f"themes.{name}.notes",
+                                       max_bars=MAX_THEME_BARS, source=f"themes.{name}")
+            else:
+                midi = path.parent / str(entry["midi"])
+                out[name] = from_midi(midi, max_bars=MAX_THEME_BARS)
+        except (InvalidMessage, InvalidMidi) as exc:
+            raise InvalidMessage(f"{where}: {exc}", f"themes.{name}", "a theme") from None
+    return out
 
 
 def _toml_line(text, where):

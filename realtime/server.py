@@ -31,8 +31,9 @@ import numpy as np
 
 from engine import DEFAULT_MODEL
 from engine.controls import KEY_NAMES, MODES, parse_key
-from engine.errors import InvalidMessage, OstinatoError, PortError, ServerError
+from engine.errors import InvalidMessage, OstinatoError, ServerError
 from engine.generate import add_critic_arguments, check, critic_path, needs_critic
+from engine.motif import from_notes
 from engine.vocab import NOTE_OFF
 
 from . import protocol
@@ -43,6 +44,7 @@ from .mood import (DEFAULT_MAX_NOTE_BEATS, DEFAULT_TONALITY, Mood, bpm_of, densi
                    max_note_beats_of, mode_of, register_of, tonality_of, velocity_of)
 from .ports import MultiPort
 from .sequencer import Sequencer, collect, plan, publish, release
+from .theme import ThemeEncoder, latent, slerp
 
 log = logging.getLogger("ostinato.server")
 
@@ -87,6 +89,9 @@ class Session:
         self.name, self.slot, self.mood, self.owner = name, slot, mood, owner
         self.state = state  # the preset it was last put in, if any
         self.critic = critic  # drafts the critic judges; None: the server's default
+        self.theme = None     # (Motif, variation) it composes from; None: free composition
+        self.z = None         # the latent in effect (or being blended to); None: z = 0
+        self.theme_mode = None  # the mode the theme was encoded in
 
 
 class Server:
@@ -116,6 +121,10 @@ class Server:
                           max_note_beats=DEFAULT_MAX_NOTE_BEATS)
         self.seq = Sequencer(cfg.max_sessions, self.tpb, cfg.beats_per_bar)
         self.presets, self.stingers = protocol.load_states(cfg.states)
+        # themes: a theme model (engine.theme) encodes them, in numba; states.toml names some
+        self.themes = protocol.load_themes(cfg.states)
+        self.theme = ThemeEncoder(cfg.model) if "theme" in self.weights.meta else None
+        self._blends = {}  # slot -> (session, z from, z to, first tick, last tick, step done)
         # the critic: K drafts of each beat judged by D for sessions with critic K > 0
         self.drafter = None
         if cfg.critic:
@@ -305,6 +314,8 @@ class Server:
                     tonality=self.tonality,  # the default; mood replies give each session's
                     critic=self.cfg.critic_k,  # likewise
                     capabilities=dict(transitions=["now", "beat", "bar"], critic=critic,
+                                      themes=dict(loaded=self.theme is not None,
+                                                  names=sorted(self.themes)),
                                       max_sessions=self.cfg.max_sessions,
                                       ticks_per_beat=self.tpb, model=self.weights.meta.get("config"),
                                       outputs=[getattr(p, "name", "?") for p in
@@ -390,6 +401,79 @@ class Server:
         durs = [max(1, round(d * self.tpb)) for d in st["durations"]]
         self.seq.add_stinger(s, tick, pitches, durs, st["velocity"], STINGER_CHANNEL)
         return dict(beat=tick / self.tpb, pitches=pitches)
+
+    def _on_theme(self, msg):
+        """Compose from a theme (or go back to free composition): encoded in the session's
+        mode, z = (1 - variation) mu; with ``blend_beats`` the latent moves there along a
+        great circle, else the theme's phrase starts at the transition."""
+        sess = self._session(msg)
+        motif = None
+        if msg["action"] == "set":
+            field = "notes" if msg["notes"] is not None else "name"
+            if self.theme is None:
+                raise protocol.reject(
+                    "out_of_range", "themes need a theme model and this server's model has "
+                    "none: start it with `ostinato serve --model theme.npz` (from `ostinato "
+                    "theme train`), or send action \"free\"", field,
+                    "a server with a theme model (serve --model theme.npz)")
+            if msg["name"] is not None:
+                motif = self.themes.get(msg["name"])
+                if motif is None:
+                    raise protocol.reject("bad_choice", f"unknown theme {msg['name']!r}; allowed: "
+                                          f"{', '.join(sorted(self.themes)) or 'none (states.toml has no [themes])'}",
+                                          "name", sorted(self.themes))
+            else:
+                motif = from_notes(msg["notes"], max_bars=protocol.MAX_THEME_BARS)
+        z = self._theme_latent(sess, motif, msg["variation"])
+        blend = msg["blend_beats"]
+        unit = msg["transition"]
+        if self.theme is None:  # free on a plain model: nothing to leave
+            tick = self.seq.boundary(sess.slot, time.monotonic_ns(), unit)
+            reply = dict(beat=tick / self.tpb)
+        elif blend > 0:
+            tick = self.seq.boundary(sess.slot, time.monotonic_ns(), unit)
+            z0 = np.zeros(self.theme.z_dim) if sess.z is None else sess.z
+            self._blends[sess.slot] = (sess, z0, z, tick, tick + int(round(blend * self.tpb)), -1)
+            reply = dict(beat=tick / self.tpb)
+        else:
+            self._blends.pop(sess.slot, None)
+            bias, state = self.theme.bias(z)
+            reply = self._change(sess, sess.mood, unit, "theme",
+                                 theme=(bias, state if motif is not None else None))
+        sess.theme = None if motif is None else (motif, msg["variation"])
+        sess.z = None if motif is None else z
+        info = dict(theme=None if motif is None else dict(
+            key=f"{KEY_NAMES[motif.tonic]} {MODES[motif.mode]}", bars=motif.bars,
+            notes=len(motif.notes), source=msg["name"] or "notes"),
+            variation=msg["variation"], blend_beats=blend)
+        self._marker("theme", sess, beat=reply["beat"], transition=unit, **info)
+        return dict(reply, **info)
+
+    def _theme_latent(self, sess, motif, variation):
+        """z for ``motif`` at ``variation`` in the session's mode (None: free, z = 0)."""
+        if motif is None or self.theme is None:
+            return None if self.theme is None else np.zeros(self.theme.z_dim)
+        mode = mode_of(sess.mood)
+        sess.theme_mode = mode
+        mu, _ = self.theme.encode(motif.tokens(self.vocab, mode))
+        return latent(mu, variation)
+
+    def _blend(self):
+        """Move each blending session's latent on, a sixteenth of a beat at a time by where
+        its music is composed up to (on the generator thread, under its lock)."""
+        rt = self.rt
+        for s, (sess, z0, z1, t0, t1, done) in list(self._blends.items()):
+            step = 0 if rt.gen_tick[s] < t0 else (rt.gen_tick[s] - t0) * 4 // self.tpb + 1
+            last = (t1 - t0) * 4 // self.tpb + 1
+            step = min(step, last)
+            if step <= done:
+                continue
+            f = min(1.0, step / last)
+            rt.set_theme(s, self.theme.bias(slerp(z0, z1, f))[0])
+            if f >= 1.0:
+                del self._blends[s]
+            else:
+                self._blends[s] = (sess, z0, z1, t0, t1, step)
 
     def _on_start(self, msg):
         if self.state == "playing":
@@ -490,6 +574,10 @@ class Server:
                      tick=tick)
         self.rt.pc_bias[s] = self.rt.next_bias[s] = bias
         self.rt.max_note_ticks[s] = self._max_note_ticks(sess.mood)
+        self._blends.pop(s, None)
+        if sess.z is not None:  # the music starts afresh from the theme's phrase
+            bias, state = self.theme.bias(sess.z)
+            self.rt.set_theme(s, bias, state)
         self._apply_critic(sess)
         self.seq.set_transpose(s, shift)
         self.seq.anchor(s, float(tick), now + 6e9 / bpm if t_ns is None else t_ns, bpm)
@@ -540,11 +628,17 @@ class Server:
                 if t == pending:
                     self.seq.queue_transpose(s, t, v)
 
-    def _change(self, sess, mood, unit, what, **extra):
-        """Switch a session to ``mood`` at the transition point ``unit``."""
+    def _change(self, sess, mood, unit, what, theme=None, **extra):
+        """Switch a session to ``mood`` at the transition point ``unit``; ``theme``
+        (``Runtime.theme_at``'s bias and state) takes effect there too.  A session that
+        composes from a theme and changes mode has it encoded again in the new mode."""
         s = sess.slot
         old_bpm = bpm_of(sess.mood)
         sess.mood = mood
+        if theme is None and sess.theme is not None and mode_of(mood) != sess.theme_mode:
+            sess.z = self._theme_latent(sess, *sess.theme)
+            theme = (self.theme.bias(sess.z)[0], None)  # the same phrase goes on, re-keyed
+            self._blends.pop(s, None)
         now = time.monotonic_ns()
         ctl, shift, bias = self._model_request(mood)
         self.rt.max_note_ticks[s] = self._max_note_ticks(mood)  # a guard: at once
@@ -563,6 +657,8 @@ class Server:
             self.rt.switch_tick[s] = -1
             self.seq.set_transpose(s, shift)  # nothing unplayed is left of the old key
             self.rt.entry[s] = True  # the new music starts with a note, at once
+            if theme is not None:
+                self.rt.theme_at(s, tick, *theme)
             self.seq.asap_tick[s] = tick
             self.seq.asap_ns[s] = now
             self._compose_now(s)
@@ -589,6 +685,8 @@ class Server:
                 self.rt.next_bias[s] = bias
                 self.rt.switch_tick[s] = tick
             self.seq.queue_transpose(s, tick, shift, drop_from=unreached if unreached >= 0 else None)
+            if theme is not None:
+                self.rt.theme_at(s, tick, *theme)
         if unit == "now":
             self.seq.velocity[s] = velocity_of(mood)
             self.seq.vel_tick[s] = -1
@@ -689,6 +787,8 @@ class Server:
                              sq.seg_ns, sq.bpm0, sq.bpm1, sq.ramp, sq.p_tick, sq.p_bpm,
                              sq.p_ramp, self.tpb, rt.ring)
         np.add(self._planned, self._lead, out=self._targets)
+        if self._blends:
+            self._blend()
         if pending and self.drafter is not None:
             self.drafter.drive(self._targets, self.cfg.steps_per_lock)
         if pending and rt.advance(self._targets, self.cfg.steps_per_lock):

@@ -88,6 +88,8 @@ def test_choice_fields_reject_unknown_choices_and_wrong_type(kind, field):
         msg = base(kind, **{field.name: choice})
         if msg.get("action") == "close":
             del msg["state"]  # only "open" takes a state
+        if kind == "theme" and msg.get("action") == "set":
+            msg["name"] = "hero"  # a theme to set is given, by notes or name
         assert parse(json.dumps(msg).encode())[field.name] == choice
 
 
@@ -358,3 +360,22 @@ def test_example_order_sends_hello_first_and_covers_every_type():
     assert sorted(examples.ORDER) == sorted(protocol.MESSAGE_TYPES)
     with pytest.raises(ValueError, match="ping"):
         examples.collect(order=[t for t in protocol.MESSAGE_TYPES if t != "ping"])
+
+
+def test_theme_notes_are_checked_and_named():
+    ok = parse(json.dumps({"type": "theme", "notes": [[62, 0, 1], [65, 1.5, 0.5], [69, 2, 2]]}))
+    assert ok["notes"] == [[62, 0, 1], [65, 1.5, 0.5], [69, 2, 2]] and ok["variation"] == 0.3
+    osc = protocol.validate({"type": "theme", "notes": "[[62, 0, 1], [65, 1, 1], [69, 2, 2]]"})
+    assert osc["notes"] == [[62, 0, 1], [65, 1, 1], [69, 2, 2]]  # OSC sends it as JSON text
+    for notes, code, text in (([[62, 0, 1]], "out_of_range", "at least 3 notes"),
+                              ([[62, 0, 1], [65, 1], [69, 2, 2]], "out_of_range", "notes[1]"),
+                              ([[1, 0, 1]] * 600, "out_of_range", "600 notes"),
+                              ("[[62", "bad_type", "not JSON"), (62, "bad_type", "integer"),
+                              ([62, 65, 69], "bad_type", "a list of")):
+        exc = expect_error({"type": "theme", "notes": notes}, code, "notes")
+        assert text in str(exc)
+    expect_error({"type": "theme"}, "missing_field", "notes,name")
+    three = [[62, 0, 1], [65, 1, 1], [69, 2, 2]]
+    expect_error({"type": "theme", "notes": three, "name": "hero"}, "unknown_field", "name")
+    expect_error({"type": "theme", "action": "free", "notes": three}, "unknown_field", "notes")
+

@@ -1,0 +1,130 @@
+"""The `theme` message on a real server over 127.0.0.1: a theme model (the shipped generator
+with random z weights) changes what plays and leaves no note hanging through themes,
+blends, a mode change and going free; a plain model refuses a theme by field; a bad
+theme names its field; a states file's missing .mid stops the server at start-up."""
+import pytest
+import torch
+
+from engine.errors import InvalidMessage
+from engine.model import load_model
+from engine.theme import ThemeConfig, ThemeVAE, save_theme
+from realtime.protocol import DEFAULT_STATES
+from realtime.server import Server, ServerConfig
+
+from .test_critic import Wire
+from .test_server import balance
+
+MOTIF = [[62, 0, 1], [65, 1, 1], [69, 2, 1], [74, 3, 1], [72, 4, 0.5], [70, 4.5, 0.5]]
+
+
+@pytest.fixture(scope="module")
+def theme_model(model_path, tmp_path_factory):
+    """The shipped model as a theme model's decoder, its z weights random (a trained
+    one's are not zero), so a theme audibly changes the music."""
+    model, vocab, spec, meta = load_model(model_path)
+    torch.manual_seed(5)
+    vae = ThemeVAE.from_plain(model, ThemeConfig(z_dim=16, enc_embed=16, enc_hidden=32))
+    with torch.no_grad():
+        for k in range(model.cfg.layers):
+            vae.decoder.gate_weights(k).normal_(0, 0.5)
+            vae.decoder.init_h[k].weight.normal_(0, 0.5)
+    path = tmp_path_factory.mktemp("theme") / "theme.npz"
+    save_theme(path, vae, vocab, spec, info=meta.get("info"))
+    return path
+
+
+def test_a_theme_changes_what_plays(theme_model):
+    pitches = {}
+    for name, theme in (("free", None), ("free again", None), ("theme", MOTIF)):
+        wire = Wire(theme_model, seed=2)
+        try:
+            if theme is not None:
+                r = wire.ask(type="theme", notes=theme, transition="now", variation=0.0)
+                assert r["ok"] and r["theme"]["key"] == "D minor", r
+            pitches[name] = wire.notes(24)
+        finally:
+            assert balance(wire.close()) == set()
+    assert pitches["free"] == pitches["free again"]
+    assert pitches["theme"] != pitches["free"]
+
+
+def test_themes_blends_modes_and_free_leave_no_note_hanging(theme_model):
+    wire = Wire(theme_model, max_sessions=3)
+    try:
+        caps = wire.ask(type="hello")["capabilities"]["themes"]
+        assert caps["loaded"] and "hero" in caps["names"]
+        assert wire.ask(type="session", action="open", session="b", state="combat")["ok"]
+        steps = [dict(type="theme", name="hero", transition="bar", variation=0.25),
+                 dict(type="theme", notes=MOTIF, transition="beat", session="b"),
+                 dict(type="key", key="A", mode="major", transition="now"),  # re-encoded
+                 dict(type="theme", notes=MOTIF, blend_beats=2.0, variation=0.5),
+                 dict(type="mood", valence=-0.7, transition="beat", session="b"),
+                 dict(type="theme", action="free", transition="now", session="b"),
+                 dict(type="theme", name="hero", transition="now", blend_beats=1.0),
+                 dict(type="theme", action="free", blend_beats=4.0)]
+        for msg in steps:
+            wire.listener.pump(0.4)
+            r = wire.ask(**msg)
+            assert r["ok"], r
+            if msg["type"] == "theme":
+                assert (r["theme"] is None) == (msg.get("action") == "free")
+        wire.listener.pump(1.0)
+        assert wire.ask(type="stop")["ok"]
+        assert balance(wire.listener.pump(0.5)) == set()
+        assert wire.ask(type="start")["ok"]
+        wire.listener.pump(0.5)
+    finally:
+        events = wire.close()
+    themes = [e for e in events if e["type"] == "theme"]
+    assert len(themes) == 6 and {e["session"] for e in themes} == {"main", "b"}
+    assert {e["session"] for e in events if e["type"] == "note_on"} >= {"main", "b"}
+    for session in ("main", "b"):
+        assert balance([e for e in events if e.get("session") == session]) == set()
+
+
+def test_a_plain_model_refuses_themes_by_field_and_bad_themes_name_theirs(model_path,
+                                                                         theme_model):
+    wire = Wire(model_path)
+    try:
+        assert not wire.ask(type="hello")["capabilities"]["themes"]["loaded"]
+        for msg, field in ((dict(notes=MOTIF), "notes"), (dict(name="hero"), "name")):
+            r = wire.ask(type="theme", **msg)
+            assert not r["ok"] and (r["code"], r["field"]) == ("out_of_range", field)
+            assert "serve --model theme.npz" in r["message"]
+        assert wire.ask(type="theme", action="free")["ok"]  # nothing to leave: fine
+        wire.notes(4)  # the music goes on
+    finally:
+        wire.close()
+    wire = Wire(theme_model)
+    try:
+        for msg, code, field, text in (
+                (dict(notes=MOTIF[:2]), "out_of_range", "notes", "at least 3 notes"),
+                (dict(notes=[[62, 0, 1], [65, 1, 1], [130, 2, 1]]), "out_of_range", "notes",
+                 "notes[2]: pitch 130"),
+                (dict(notes=[[62, 0, 1], [65, 1, 0], [69, 2, 1]]), "out_of_range", "notes",
+                 "more than 0 beats"),
+                (dict(notes=[[60, 0, 1], [62, 1, 1], [64, 40, 1]]), "out_of_range", "notes",
+                 "at most 8 bars"),
+                (dict(notes="not json"), "bad_type", "notes", "not JSON"),
+                (dict(name="villain"), "bad_choice", "name", "hero"),
+                (dict(), "missing_field", "notes,name", "notes or name"),
+                (dict(action="free", name="hero"), "unknown_field", "name", "free"),
+                (dict(notes=MOTIF, variation=1.5), "out_of_range", "variation", "0.0..1.0"),
+                (dict(notes=MOTIF, blend_beats=-1), "out_of_range", "blend_beats", "0.0..64.0")):
+            r = wire.ask(type="theme", **msg)
+            assert not r["ok"] and (r["code"], r["field"]) == (code, field), r
+            assert text in r["message"], r
+        wire.notes(4)
+    finally:
+        assert balance(wire.close()) == set()
+
+
+def test_a_missing_theme_file_stops_the_server_at_start_up(model_path, tmp_path):
+    states = tmp_path / "states.toml"
+    shipped = DEFAULT_STATES
+    states.write_text(shipped.read_text() + '\n[themes.villain]\nmidi = "villain.mid"\n')
+    with pytest.raises(InvalidMessage, match=r"themes\.villain.*villain\.mid"):
+        Server(ServerConfig(model=str(model_path), states=str(states)), [], control=False)
+    states.write_text(shipped.read_text() + "\n[themes.bad]\nnotes = [[60, 0, 1]]\n")
+    with pytest.raises(InvalidMessage, match=r"themes\.bad.*at least 3 notes"):
+        Server(ServerConfig(model=str(model_path), states=str(states)), [], control=False)
