@@ -351,29 +351,16 @@ def run(args):
 def theme_of(args, mode):
     """(what ``Request.theme`` takes, a note for the summary line) for ``--theme`` /
     ``--theme-notes`` at ``--variation``; (None, "") without a theme."""
-    import json
-
-    from .motif import from_midi, from_notes
+    from .motif import from_command_line
 
     if args.theme is None and args.theme_notes is None:
         return None, ""
-    if args.theme is not None and args.theme_notes is not None:
-        raise InvalidMessage("give --theme or --theme-notes, not both", field="--theme",
-                             allowed="one theme")
     if not (isinstance(args.variation, (int, float)) and 0.0 <= args.variation <= 1.0):
         raise _bad("--variation", args.variation, "0..1 (0 close to the theme, 1 free)")
     from realtime.theme import ThemeEncoder, latent
 
+    motif = from_command_line(args.theme, args.theme_notes, "--theme-notes", "--theme")
     enc = ThemeEncoder(args.model)  # a plain model is refused here, with the way to a theme one
-    if args.theme_notes is not None:
-        try:
-            rows = json.loads(args.theme_notes)
-        except json.JSONDecodeError as exc:
-            raise InvalidMessage(f"--theme-notes is not JSON ({exc})", field="--theme-notes",
-                                 allowed="[[pitch, start_beat, duration_beats], ...]") from None
-        motif = from_notes(rows, field="--theme-notes")
-    else:
-        motif = from_midi(args.theme)
     from .vocab import Vocab
     vocab = Vocab.from_dict(enc.meta["vocab"])
     mu, _ = enc.encode(motif.tokens(vocab, mode))

@@ -11,6 +11,7 @@ the mode it will be played in by scale degree (``engine.data.parallel_mode``): a
 theme in a major session is heard as its major version, as a composer would rewrite it.
 Torch-free: the server imports it.
 """
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -118,6 +119,22 @@ def from_midi(path, ticks_per_beat=12, beats_per_bar=4, max_bars=MAX_BARS):
     if len(notes) < MIN_NOTES:
         raise _bad("theme", f"{name} has {len(notes)} notes", f"at least {MIN_NOTES} notes")
     return _motif(normalise(notes), "theme", ticks_per_beat, beats_per_bar, max_bars, name)
+
+
+def from_command_line(midi=None, notes=None, notes_option="--notes", midi_option="theme"):
+    """The Motif a command line names: a .mid path or JSON notes text, exactly one of them
+    (InvalidMessage naming the option otherwise, or when the text is not JSON)."""
+    if (midi is None) == (notes is None):
+        raise InvalidMessage(f"give {midi_option} (a .mid file) or {notes_option} (JSON notes), "
+                             "one of them", field=midi_option, allowed="one theme")
+    if midi is not None:
+        return from_midi(midi)
+    try:
+        rows = json.loads(notes)
+    except json.JSONDecodeError as exc:
+        raise InvalidMessage(f"{notes_option} is not JSON ({exc})", field=notes_option,
+                             allowed="[[pitch, start_beat, duration_beats], ...]") from None
+    return from_notes(rows, field=notes_option)
 
 
 def _motif(notes, field, tpb, beats_per_bar, max_bars, source):

@@ -884,20 +884,9 @@ def _run_encode(args):
     from realtime.theme import ThemeEncoder  # the server's encoder: what plays is measured
 
     from .controls import MODES
-    from .motif import from_midi, from_notes
+    from .motif import from_command_line
 
-    if (args.theme is None) == (args.notes is None):
-        raise InvalidMessage("give a .mid file or --notes, not both and not neither",
-                             field="theme", allowed="FILE.mid or --notes JSON")
-    if args.notes is not None:
-        try:
-            rows = json.loads(args.notes)
-        except json.JSONDecodeError as exc:
-            raise InvalidMessage(f"--notes is not JSON ({exc})", field="notes",
-                                 allowed="[[pitch, start_beat, duration_beats], ...]") from None
-        motif = from_notes(rows)
-    else:
-        motif = from_midi(args.theme)
+    motif = from_command_line(args.theme, args.notes)
     mode = None if args.mode is None else MODES.index(args.mode)
     print(f"{motif.source}: {motif.describe()}")
     if mode is not None and mode != motif.mode:

@@ -19,20 +19,9 @@ from engine.model import ModelConfig, MusicLSTM, load_model, save_model
 from engine.ngram import NGram
 from engine.notes import make_notes
 
-
-def melody(pitches, long=()):
-    """One note a beat (12 ticks), the pitches in ``long`` held three beats."""
-    rows, t = [], 0
-    for p in pitches:
-        d = 36 if p in long else 12
-        rows.append((t, t + d, p))
-        t += d
-    return make_notes(rows)
+from .test_judges import A_MINOR, C_MAJOR, D_MAJOR
 
 
-C_MAJOR = melody([60, 62, 64, 65, 67, 69, 71, 72, 67, 64, 60], long=(60, 64, 67, 72))
-A_MINOR = melody([57, 59, 60, 62, 64, 65, 68, 69, 64, 60, 57], long=(57, 60, 64, 69))
-D_MAJOR = melody([62, 64, 66, 67, 69, 71, 73, 74, 69, 66, 62], long=(62, 66, 69, 74))
 
 
 # -- statistics on known cases ------------------------------------------------------------
