@@ -14,6 +14,7 @@ drops the handshake, so requests time out with ServerUnavailable.
 import itertools
 import json
 import math
+import numbers
 import os
 import time
 
@@ -118,6 +119,26 @@ class Client(_Endpoint):
 
     def stinger(self, name, transition="beat", session=None):
         return self.request("stinger", session, name=name, transition=transition)
+
+    def theme(self, notes=None, name=None, variation=None, transition="bar", blend_beats=None,
+              session=None):
+        """Compose from a theme (a leitmotif), given once: ``notes`` as ``[[pitch,
+        start_beat, duration_beats], ...]`` (MIDI pitches, in any key; tuples and numpy
+        arrays are fine) or ``name``, a theme of states.toml's ``[themes]``.  variation: 0
+        keeps close to the theme .. 1 composes freely; blend_beats: beats over which the
+        music moves to it (0, the default: its phrase starts at the transition); None
+        leaves either out (the server's defaults, 0.3 and 0).  The reply's ``theme`` says
+        what was understood (``key``, ``bars``, ``notes``, ``source``).  Needs a server
+        whose model is a theme model; otherwise ServerError out_of_range on notes or name.
+        ``free_theme`` goes back to free composition."""
+        return self.request("theme", session, notes=_notes(notes), name=name, variation=variation,
+                            transition=transition, blend_beats=blend_beats)
+
+    def free_theme(self, transition="bar", blend_beats=None, session=None):
+        """Back to free composition (the theme's action "free"; fine on any server): at the
+        transition, or moving there over ``blend_beats`` beats."""
+        return self.request("theme", session, action="free", transition=transition,
+                            blend_beats=blend_beats)
 
     def start(self, session=None):
         return self.request("start", session)
@@ -230,6 +251,31 @@ def _is_key(value):
 
 def _z85(key):
     return key.encode() if isinstance(key, str) else bytes(key)
+
+
+def _notes(notes):
+    """A theme's notes as JSON lists of plain numbers: numpy scalars and tuples become
+    floats and lists, a whole pitch an integer (62.0 -> 62).  Anything else is sent as it
+    is, for the server to refuse naming the note; None (no notes) and a JSON string (which
+    the server reads) pass through."""
+    if notes is None or isinstance(notes, str):
+        return notes
+    rows = []
+    for note in notes:
+        if isinstance(note, (str, bytes, dict)) or not hasattr(note, "__iter__"):
+            rows.append(note)
+            continue
+        row = [_plain(x) for x in note]
+        if row and isinstance(row[0], float) and row[0].is_integer():
+            row[0] = int(row[0])
+        rows.append(row)
+    return rows
+
+
+def _plain(x):
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        return x
+    return int(x) if isinstance(x, numbers.Integral) else float(x)
 
 
 def _checked(reply):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .controls import KEY_NAMES, MODES, find_key
+from .controls import KEY_NAMES, MODES, find_key, key_shift
 from .data import parallel_mode, to_tonic_c
 from .errors import InvalidMessage
 from .notes import NOTE_DTYPE, normalise, read_midi
@@ -79,27 +79,40 @@ def from_notes(rows, field="notes", ticks_per_beat=12, beats_per_bar=4, max_bars
         raise _bad(field, f"{len(rows)} note{'s' if len(rows) != 1 else ''}",
                    f"at least {MIN_NOTES} notes")
     tpb = ticks_per_beat
-    out = np.zeros(len(rows), NOTE_DTYPE)
+    beats = []  # (start, end) in beats, checked before anything becomes ticks
     for i, row in enumerate(rows):
         where = f"{field}[{i}]"
         if not isinstance(row, (list, tuple)) or len(row) != 3 or not all(
                 isinstance(x, (int, float)) and not isinstance(x, bool) for x in row):
-            raise _bad(where, f"{row!r} is not [pitch, start_beat, duration_beats]",
+            raise _bad(where, f"{_brief(row)} is not [pitch, start_beat, duration_beats]",
                        "three numbers")
-        pitch, start, dur = row
-        if not all(math.isfinite(x) for x in row):
-            raise _bad(where, f"{row!r} is not finite", "finite numbers")
+        try:
+            pitch, start, dur = (float(x) for x in row)
+        except OverflowError:  # an integer past float range
+            raise _bad(where, f"{_brief(row)} is not finite", "finite numbers") from None
+        if not all(math.isfinite(x) for x in (pitch, start, dur, start + dur)):
+            raise _bad(where, f"{_brief(row)} is not finite", "finite numbers")
         if pitch != int(pitch) or not 0 <= pitch <= 127:
-            raise _bad(where, f"pitch {pitch!r}", "an integer MIDI pitch 0..127")
+            raise _bad(where, f"pitch {_brief(row[0])}", "an integer MIDI pitch 0..127")
         if start < 0:
-            raise _bad(where, f"start_beat {start!r}", "0 or more beats")
+            raise _bad(where, f"start_beat {_brief(row[1])}", "0 or more beats")
         if dur <= 0:
-            raise _bad(where, f"duration_beats {dur!r}", "more than 0 beats")
-        a, b = round(start * tpb), round((start + dur) * tpb)
+            raise _bad(where, f"duration_beats {_brief(row[2])}", "more than 0 beats")
+        beats.append((start, start + dur))
+    first = min(a for a, _ in beats)
+    span = max(b for _, b in beats) - first
+    # a beat over the limit: too long however it rounds, checked before ticks (a huge
+    # count would overflow them); closer to the limit the ticks decide, in _motif
+    if span > max_bars * beats_per_bar + 1:
+        raise _bad(field, f"the theme lasts {span:g} beats, more than {max_bars} bars of "
+                   f"{beats_per_bar} beats", f"at most {max_bars} bars")
+    out = np.zeros(len(rows), NOTE_DTYPE)
+    for i, ((a, b), row) in enumerate(zip(beats, rows)):
+        a, b = round((a - first) * tpb), round((b - first) * tpb)
         if b <= a:
-            raise _bad(where, f"duration_beats {dur!r} is shorter than the grid",
-                       f"at least 1/{tpb} beat")
-        out[i] = (a, b, int(pitch), 80, 0)
+            raise _bad(f"{field}[{i}]", f"duration_beats {_brief(row[2])} is shorter than "
+                       "the grid", f"at least 1/{tpb} beat")
+        out[i] = (a, b, int(row[0]), 80, 0)
     order = np.lexsort((out["start"], out["pitch"]))
     srt = out[order]
     clash = np.flatnonzero((srt["pitch"][1:] == srt["pitch"][:-1]) &
@@ -137,6 +150,13 @@ def from_command_line(midi=None, notes=None, notes_option="--notes", midi_option
     return from_notes(rows, field=notes_option)
 
 
+def _brief(value, limit=60):
+    """``repr(value)`` cut to ``limit`` characters: an error quotes what was sent, but a
+    row of a million digits must not make the reply that long."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10 ** limit else "<huge>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _motif(notes, field, tpb, beats_per_bar, max_bars, source):
     notes = notes[np.lexsort((notes["pitch"], notes["start"]))].copy()
     first = int(notes["start"].min())
@@ -148,4 +168,10 @@ def _motif(notes, field, tpb, beats_per_bar, max_bars, source):
         raise _bad(field, f"the theme lasts {bars} bars of {beats_per_bar} beats",
                    f"at most {max_bars} bars")
     tonic, mode, _ = find_key(notes)
+    low, high = int(notes["pitch"].min()), int(notes["pitch"].max())
+    move = -key_shift(tonic)  # to C, as engine.data.to_tonic_c moves it (or an octave more)
+    if not any(0 <= low + m and high + m <= 127 for m in (move, move + 12, move - 12)):
+        raise _bad(field, f"the theme spans {high - low} semitones ({low}..{high}), too wide to "
+                   f"move to C within 0..127", "a span that fits 0..127 when moved by up to a "
+                   "tritone")
     return Motif(notes, int(tonic), int(mode), bars, tpb, beats_per_bar, source)

@@ -19,8 +19,20 @@ must answer, worked out from the table alone.  Kinds of case:
   the future), malformed packets and datagrams that are not OSC at all.
 
 A valid message may still be refused for the state of the server, never for its form: its
-session is not open (or already open, or all are in use).  ``problem`` allows exactly that:
-``bad_choice``/``out_of_range`` on field ``session``.
+session is not open (or already open, or all are in use), ``critic`` above 0 on a server
+without a critic, a ``theme`` on a server whose model is no theme model (``out_of_range`` on
+``notes`` or ``name``) or by a name states.toml does not have (``bad_choice`` on ``name``).
+``problem`` allows exactly those (``SEMANTIC``), and only from the server: a refusal whose
+``allowed`` is what the table gives the field came from the validator, which must not refuse
+a message the table accepts.
+
+Themes: ``notes`` values are drawn as the table allows them (3 to a few dozen notes on a
+twelfth-of-a-beat grid, no two notes of one pitch overlapping, within ``MAX_THEME_BARS`` bars;
+pitches within ``THEME_SPAN`` of each other, for an engine bug; over OSC as JSON text), refused ones as the error each gets (a wrong JSON type or a list of
+non-lists ``bad_type``; too few or too many notes, a bad pitch, a negative start, a duration
+of 0 or one that rounds to 0, too long, an overlap ``out_of_range``).  The table's
+cross-field rule for themes (action ``set`` takes exactly one of ``notes``/``name``,
+``free`` neither) is special-cased, as ``session``'s state-only-with-open rule is.
 
 ``NaN``/``Infinity`` literals: Python's json reads them, and they reach the range check as
 floats that no range holds: a number field holding one is ``out_of_range``; an integer field
@@ -45,14 +57,24 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from realtime import protocol
 from realtime.ports import BasePort
 
-SEMANTIC = ("bad_choice", "out_of_range")  # how a well-formed message meets a session it cannot use
+# How a well-formed message meets a server that cannot use it, by message type (None: any
+# type): the (code, field) pairs it may be refused with.  Any: the session is not open (or
+# already is, or none is free), critic above 0 without a critic.  theme: no theme model
+# (notes or name), a theme name states.toml does not have.
+SEMANTIC = {None: (("bad_choice", "session"), ("out_of_range", "session"),
+                   ("bad_choice", "critic"), ("out_of_range", "critic")),
+            "theme": (("out_of_range", "notes"), ("out_of_range", "name"), ("bad_choice", "name"))}
+# The theme's cross-field rule (protocol._theme_rule): action "set" takes exactly one of
+# these, "free" neither.
+THEME_GIVEN = ("notes", "name")
 ID_LIMIT = 2**63
 
 
 @dataclass(frozen=True)
 class Expect:
     """The answer a request must get: ``code`` None is ok (for message ``type``); else the
-    error code (or a tuple of codes allowed), its ``field`` (None: the message as a whole)."""
+    error code (or a tuple of codes allowed), its ``field`` (None: the message as a whole),
+    and, where a field's value is refused, the ``type`` whose table gives the error."""
 
     code: object = None
     field: object = None
@@ -79,18 +101,43 @@ def problem(expect, reply):
     if expect.code is None:
         if reply["ok"]:
             return None if reply.get("for") == expect.type else f"ack for {reply.get('for')!r}"
-        # or critic > 0 on a server started without a critic
-        if reply.get("code") in SEMANTIC and reply.get("field") in ("session", "critic"):
-            return None  # well-formed, but the session is not open (or already is, or none is free)
+        if _refused_by_server(expect.type, reply):
+            return None  # well-formed, but this server cannot use it (see SEMANTIC)
         return f"valid {expect.type!r} refused: {reply.get('code')} {reply.get('message')!r}"
     if reply["ok"]:
         return f"accepted, expected {expect.code} on {expect.field!r}"
+    if expect.type is not None and _refused_by_server(expect.type, reply):
+        # the code and field validation gives, but from the server: validation let the value
+        # through (a plain model refuses every theme so)
+        return f"{expect.code} expected from validation, the server refused it: {reply.get('message')!r}"
     codes = expect.code if isinstance(expect.code, tuple) else (expect.code,)
     if reply.get("code") not in codes:
         return f"code {reply.get('code')!r}, expected {expect.code!r}: {reply.get('message')!r}"
     if reply.get("field") != expect.field:
         return f"field {reply.get('field')!r}, expected {expect.field!r}: {reply.get('message')!r}"
     return None
+
+
+def _refused_by_server(kind, reply):
+    """Whether error ``reply`` to a ``kind`` message is one of SEMANTIC's, given by the
+    server: validation says what the table allows the field, the server something else."""
+    field = reply.get("field")
+    return (reply.get("code"), field) in SEMANTIC[None] + SEMANTIC.get(kind, ()) and \
+        _text(reply.get("allowed")) != _table_allowed(kind, field)
+
+
+def _text(allowed):
+    """``allowed`` as OSC carries it (choices joined by ``, ``), so both transports compare."""
+    return ", ".join(map(str, allowed)) if isinstance(allowed, list) else str(allowed)
+
+
+def _table_allowed(kind, name):
+    """What the validator says a refused field of message ``kind`` allows (as text), or None
+    if the table has no such field."""
+    fields = protocol.ENVELOPE + (protocol.message_spec(kind).fields
+                                  if kind in protocol.MESSAGE_TYPES else ())
+    field = next((f for f in fields if f.name == name), None)
+    return None if field is None else _text(field.allowed())
 
 
 # ---------------------------------------------------------------- values, from the table
@@ -127,9 +174,144 @@ def _unicode(ascii_only=False, **kw):
     return st.text(st.characters(codec=None, exclude_categories=()), **kw)
 
 
+# ---- theme notes: [[pitch, start_beat, duration_beats], ...]
+
+GRID, BEATS_PER_BAR = 12, 4  # engine.motif's ticks per beat (the grid a note rounds to), bar
+MAX_TICKS = protocol.MAX_THEME_BARS * BEATS_PER_BAR * GRID  # how long a theme may last
+FUZZ_NOTES = 36  # the longest valid theme drawn ("a few dozen" notes; the table allows more)
+# engine.data.to_tonic_c cannot move a theme whose pitches span more than 116 semitones into
+# 0..127 for every key: on a theme model such a theme is a server_error (pinned in test_fuzz).
+# Valid themes keep to a window that wide, which itself moves over all of 0..127.
+THEME_SPAN = 127 - 11
+
+
+def _beats(ticks, whole_as_int):
+    return ticks // GRID if whole_as_int and ticks % GRID == 0 else ticks / GRID
+
+
+def _theme(drawn):
+    """Notes the table accepts, from drawn (pitch above ``low``, start tick, duration ticks)
+    with no two of one (pitch, start): each note ends by the next of its pitch and by
+    MAX_TICKS, and all start ``offset`` ticks later."""
+    raw, low, offset, whole_as_int = drawn
+    raw = [(low + pitch, start, dur) for pitch, start, dur in raw]
+    starts = {}
+    for pitch, start, _ in raw:
+        starts.setdefault(pitch, []).append(start)
+    rows = []
+    for pitch, start, dur in raw:
+        end = min([start + dur, MAX_TICKS] + [s for s in starts[pitch] if s > start])
+        rows.append([pitch, _beats(start + offset, whole_as_int), _beats(end - start, whole_as_int)])
+    return rows
+
+
+def valid_notes(max_notes=FUZZ_NOTES):
+    """Themes the table accepts: 3..``max_notes`` notes, pitches 0..127 (within
+    THEME_SPAN of each other), starts and durations on the grid (so no duration rounds to
+    0; whole beats sometimes as integers), no two notes of one pitch overlapping, within
+    MAX_THEME_BARS bars of the first note (which may start anywhere: a theme is measured
+    from it)."""
+    raw = st.lists(st.tuples(st.integers(0, THEME_SPAN), st.integers(0, MAX_TICKS - 1),
+                             st.integers(1, 2 * BEATS_PER_BAR * GRID)),
+                   min_size=protocol.MIN_NOTES, max_size=max_notes,
+                   unique_by=lambda note: note[:2])
+    return st.tuples(raw, st.integers(0, 127 - THEME_SPAN), st.integers(0, 64 * GRID),
+                     st.booleans()).map(_theme)
+
+
+def _ticks(beats):
+    return round(beats * GRID)
+
+
+def _replace(rows, i, column, value):
+    """``rows`` with note ``i`` (modulo their number) given ``value`` in ``column``."""
+    rows = [list(r) for r in rows]
+    rows[i % len(rows)][column] = value
+    return rows
+
+
+def _swap(t):
+    """``rows`` with note ``i`` (modulo their number) replaced by ``note``."""
+    rows, i, note = t
+    i %= len(rows)
+    return rows[:i] + [note] + rows[i + 1:]
+
+
+def _rows(value):
+    """Whether ``value`` has the shape the validator reads further (a list of lists)."""
+    return isinstance(value, list) and all(isinstance(r, list) for r in value)
+
+
+def _text_of_no_rows(text):
+    """Whether ``text`` is not JSON, or JSON of something other than a list of lists."""
+    try:
+        return not _rows(json.loads(text))
+    except ValueError:
+        return True
+    except RecursionError:  # deep brackets: see test_fuzz's pinned protocol bug
+        return False
+
+
+def invalid_notes(osc=False):
+    """(value, code) pairs the ``notes`` field refuses, every one on field ``notes``:
+    ``bad_type`` for a value that is no list of lists (JSON text that is not one, over
+    OSC: any other OSC type), ``out_of_range`` for a list of lists that is no theme.  Over
+    OSC the lists go as JSON text.  Numbers that reach engine.motif's tick arithmetic stay
+    small (see test_fuzz's pinned engine bugs): only the value refused is extreme."""
+    theme = valid_notes()
+    pick = st.integers(0, FUZZ_NOTES)
+    not_a_pitch = st.integers(-2**63, -1) | st.integers(128, 2**63) | \
+        st.floats().filter(lambda x: not (math.isfinite(x) and x == int(x) and 0 <= x <= 127)) | \
+        st.none() | st.booleans() | st.text(max_size=4)
+    negative = st.floats(max_value=-5e-324) | st.integers(-2**63, -1) | st.just(math.nan)
+    # not above 0, or so short that start_beat + duration_beats rounds to the start's tick
+    no_length = st.floats(max_value=1 / (2.5 * GRID)) | st.integers(-2**63, 0) | \
+        st.sampled_from([math.inf, math.nan])
+
+    def too_long(t):  # a note from a bar past the last: the theme lasts too many bars
+        rows, pitch, gap, dur = t
+        first = min(_ticks(r[1]) for r in rows)
+        return rows + [[pitch, (first + MAX_TICKS + gap) / GRID, dur / GRID]]
+
+    def overlap(t):  # a note of the same pitch starting before another one ends
+        rows, i, into, dur = t
+        pitch, start, length = rows[i % len(rows)]
+        start, length = _ticks(start), _ticks(length)
+        return rows + [[pitch, (start + into % length) / GRID, dur / GRID]]
+
+    not_three = st.lists(st.integers(0, 127), max_size=2) | \
+        st.lists(st.integers(0, 127), min_size=4, max_size=6)
+    too_many = st.tuples(theme, st.integers(1, 64)).map(  # the theme again and again
+        lambda t: (t[0] * (protocol.MAX_THEME_NOTES // len(t[0]) + 1))[:protocol.MAX_THEME_NOTES + t[1]])
+    out = st.one_of(
+        st.tuples(theme, st.integers(0, protocol.MIN_NOTES - 1)).map(lambda t: t[0][:t[1]]),
+        st.tuples(theme, pick, st.just(0), not_a_pitch).map(lambda t: _replace(*t)),
+        st.tuples(theme, pick, st.just(1), negative).map(lambda t: _replace(*t)),
+        st.tuples(theme, pick, st.just(2), no_length).map(lambda t: _replace(*t)),
+        st.tuples(theme, st.integers(0, 127), st.integers(0, 10**6), st.integers(1, 4 * GRID)).map(too_long),
+        st.tuples(theme, pick, st.integers(0, 10**6), st.integers(1, 4 * GRID)).map(overlap),
+        too_many,
+        st.tuples(theme, pick, not_three).map(_swap))
+    not_a_list = _SCALARS | st.dictionaries(st.text(max_size=4), _SCALARS, max_size=2)
+    # a theme with one note that is not a list: [60, 0, 1], "[60, 0, 1]", {"pitch": 60}, ...
+    stray = st.tuples(theme, pick, not_a_list).map(_swap)
+    text = _unicode(osc).filter(_text_of_no_rows) | not_a_list.map(json.dumps)
+    if osc:  # OSC carries no arrays: notes are JSON text, anything else is the wrong type
+        native = st.integers(-2**31, 2**31 - 1) | st.floats(width=32) | st.binary(min_size=1) | \
+            st.booleans()
+        wrong = native | text | stray.map(json.dumps)
+        return st.tuples(out.map(json.dumps), st.just("out_of_range")) | \
+            st.tuples(wrong, st.just("bad_type"))
+    wrong_json = st.one_of(_SCALARS, *[_nested(d) for d in (1, 3, protocol.MAX_DEPTH - 1)])
+    wrong = wrong_json.filter(lambda v: not isinstance(v, str) and not _rows(v)) | stray | text
+    return st.tuples(out, st.just("out_of_range")) | st.tuples(wrong, st.just("bad_type"))
+
+
 def valid_value(field, names, sessions=None, osc=False):
     """Values ``field`` accepts.  ``sessions``: the session names to use for the envelope's
     ``session`` (a small pool keeps the server's state in bounds)."""
+    if field.kind == "notes":
+        return valid_notes().map(json.dumps) if osc else valid_notes()
     if field.kind == "float":
         floats = st.floats(field.lo, field.hi, width=32 if osc else 64)
         return floats | st.integers(math.ceil(field.lo), math.floor(field.hi))
@@ -139,8 +321,9 @@ def valid_value(field, names, sessions=None, osc=False):
         return st.sampled_from(_choices(field, names))
     if field.kind == "key":
         return st.sampled_from(protocol.KEYS).flatmap(lambda k: st.sampled_from([k, k.lower(), k.upper()]))
-    if field.kind == "name":
-        names_ok = st.sampled_from(sessions) if sessions else st.from_regex(_NAME_RE, fullmatch=True)
+    if field.kind == "name":  # the pool is for the envelope's session; other names (a theme's) any
+        pooled = sessions and field in protocol.ENVELOPE
+        names_ok = st.sampled_from(sessions) if pooled else st.from_regex(_NAME_RE, fullmatch=True)
         # OSC reads "session"/"id" as keywords, so no session can be called that there
         return names_ok.filter(lambda n: n not in protocol.RESERVED_NAMES) if osc else names_ok
     if osc:
@@ -150,6 +333,8 @@ def valid_value(field, names, sessions=None, osc=False):
 
 def invalid_value(field, names, osc=False):
     """(value, error code) pairs ``field`` refuses, with the code the table gives each."""
+    if field.kind == "notes":
+        return invalid_notes(osc)
     wrong_json = st.one_of(_SCALARS, *[_nested(d) for d in (1, 3, protocol.MAX_DEPTH - 1)])
     if field.kind in ("float", "int"):
         lo, hi = field.lo, field.hi
@@ -225,9 +410,18 @@ def valid_message(spec, names, sessions=None, osc=False):
     body = st.fixed_dictionaries({"type": st.just(spec.name), **required}, optional=optional)
     if spec.one_of:
         body = body.filter(lambda d: any(n in d for n in spec.one_of))
-    if spec.name == "session":  # the table's one cross-field rule: state only with action open
+    if spec.name == "session":  # the table's cross-field rules: state only with action open
         body = body.map(lambda d: {k: v for k, v in d.items() if k != "state" or d["action"] == "open"})
+    if spec.name == "theme":  # and a theme to set given once, as notes or by name; free: neither
+        given = st.one_of(*[st.fixed_dictionaries({n: fields[n]}) for n in THEME_GIVEN])
+        body = st.tuples(body, given).map(_set_or_free)
     return body
+
+
+def _set_or_free(pair):
+    msg, given = pair
+    msg = {k: v for k, v in msg.items() if k not in THEME_GIVEN}
+    return msg if msg.get("action") == "free" else {**msg, **given}
 
 
 def _field(spec, name):
@@ -245,6 +439,9 @@ def _first_missing(spec, msg):
             return f.name
     if spec.one_of and not any(n in msg for n in spec.one_of):
         return ",".join(spec.one_of)
+    if spec.name == "theme" and msg.get("action", _field(spec, "action").default) == "set" and \
+            not any(n in msg for n in THEME_GIVEN):
+        return ",".join(THEME_GIVEN)
     return None
 
 
@@ -257,21 +454,26 @@ def _mutated(spec, names, sessions):
     def case(t):
         msg, name, (value, code) = t
         msg = {**msg, name: value}
-        return Case(code, (_encode(msg),), (Expect(code, name, None if name == "id" else msg.get("id")),))
+        return Case(code, (_encode(msg),),
+                    (Expect(code, name, None if name == "id" else msg.get("id"), spec.name),))
     base = valid_message(spec, names, sessions)
     return st.one_of(*[st.tuples(base, st.just(f.name), invalid_value(f, names)).map(case)
                        for f in protocol.ENVELOPE + spec.fields])
 
 
 def _missing(spec, names, sessions):
+    theme = ",".join(THEME_GIVEN) if spec.name == "theme" else None
     droppable = [f.name for f in protocol.ENVELOPE + spec.fields if f.required] + \
-        (["session"] if spec.session_required else []) + ([",".join(spec.one_of)] if spec.one_of else [])
+        (["session"] if spec.session_required else []) + ([",".join(spec.one_of)] if spec.one_of else []) + \
+        ([theme] if theme else [])
     if not droppable:
         return None
 
     def drop(pair):
         msg, names_ = pair
-        msg = {k: v for k, v in msg.items() if k not in names_.split(",")}
+        # a theme without notes or name is missing them only when it is to be set
+        gone = names_.split(",") + (["action"] if names_ == theme and msg.get("action") == "free" else [])
+        msg = {k: v for k, v in msg.items() if k not in gone}
         return Case("missing_field", (_encode(msg),),
                     (Expect("missing_field", _first_missing(spec, msg), msg.get("id")),))
     return st.tuples(valid_message(spec, names, sessions), st.sampled_from(droppable)).map(drop)
@@ -290,10 +492,22 @@ def _unknown_fields(spec, names, sessions):
     return st.tuples(valid_message(spec, names, sessions), extra).map(add)
 
 
-def _unknown_type(names, sessions):
+def _specs(types):
+    """The message types to draw from: ``types`` (names) or, None, every one of the table."""
+    specs = [s for s in protocol.MESSAGES if types is None or s.name in types]
+    if not specs:
+        raise ValueError(f"no message types among {types!r}; allowed: {', '.join(protocol.MESSAGE_TYPES)}")
+    return specs
+
+
+def _any_valid(specs, names, sessions):
+    return st.sampled_from(specs).flatmap(lambda s: valid_message(s, names, sessions))
+
+
+def _unknown_type(names, sessions, specs=protocol.MESSAGES):
     bad_type = _unicode(max_size=20).filter(lambda t: t not in protocol.MESSAGE_TYPES) | \
         _SCALARS.filter(lambda v: not isinstance(v, str))
-    base = st.sampled_from(protocol.MESSAGES).flatmap(lambda s: valid_message(s, names, sessions))
+    base = _any_valid(specs, names, sessions)
 
     def retype(pair):
         msg, kind = pair
@@ -302,10 +516,9 @@ def _unknown_type(names, sessions):
     return st.tuples(base, st.none() | bad_type).map(retype)
 
 
-def _invalid_json(names, sessions):
+def _invalid_json(names, sessions, specs=protocol.MESSAGES):
     whole = Expect("invalid_json", None)
-    base = st.sampled_from(protocol.MESSAGES).flatmap(lambda s: valid_message(s, names, sessions)) \
-        .map(_encode)
+    base = _any_valid(specs, names, sessions).map(_encode)
     truncated = st.tuples(base, st.integers(0, 10**6)).map(lambda t: t[0][:t[1] % len(t[0])])
     not_utf8 = st.tuples(base, st.integers(0, 10**6), st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80"])) \
         .map(lambda t: t[0][:t[1] % len(t[0])] + t[2] + t[0][t[1] % len(t[0]):])
@@ -328,9 +541,9 @@ def _json_object(data):
         return False
 
 
-def _too_large(names, sessions):
+def _too_large(names, sessions, specs=protocol.MESSAGES):
     big = Expect("too_large", None)
-    base = st.sampled_from(protocol.MESSAGES).flatmap(lambda s: valid_message(s, names, sessions))
+    base = _any_valid(specs, names, sessions)
     deep = st.integers(protocol.MAX_DEPTH + 1, 20000).map(lambda d: b"[" * d + b"]" * d)
     deep_field = st.tuples(base, st.integers(protocol.MAX_DEPTH, 3000)).map(
         lambda t: _encode(t[0])[:-1] + b', "deep": ' + b"[" * t[1] + b"]" * t[1] + b"}")
@@ -341,18 +554,20 @@ def _too_large(names, sessions):
                      padded.map(lambda b: Case("too_large", (b,), (big,))))
 
 
-def requests(presets=None, stingers=None, sessions=None):
-    """Cases for the ZeroMQ control socket, of every kind, over every message type."""
-    names = _names(presets, stingers)
+def requests(presets=None, stingers=None, sessions=None, types=None):
+    """Cases for the ZeroMQ control socket, of every kind, over every message type (or the
+    ``types`` named, e.g. ``("theme",)`` to storm one type)."""
+    names, specs = _names(presets, stingers), _specs(types)
     valid = [valid_message(s, names, sessions).map(lambda m: Case("valid", (_encode(m),), (_ok(m),)))
-             for s in protocol.MESSAGES]
-    delimited = st.sampled_from(protocol.MESSAGES).flatmap(lambda s: valid_message(s, names, sessions)) \
+             for s in specs]
+    delimited = _any_valid(specs, names, sessions) \
         .map(lambda m: Case("valid_delimited", (b"", _encode(m)), (_ok(m),)))
-    mutated = [_mutated(s, names, sessions) for s in protocol.MESSAGES]
-    missing = [m for m in (_missing(s, names, sessions) for s in protocol.MESSAGES) if m is not None]
-    unknown = [_unknown_fields(s, names, sessions) for s in protocol.MESSAGES]
-    return st.one_of(*valid, delimited, *mutated, *missing, *unknown, _unknown_type(names, sessions),
-                     _invalid_json(names, sessions), _too_large(names, sessions))
+    mutated = [_mutated(s, names, sessions) for s in specs]
+    missing = [m for m in (_missing(s, names, sessions) for s in specs) if m is not None]
+    unknown = [_unknown_fields(s, names, sessions) for s in specs]
+    return st.one_of(*valid, delimited, *mutated, *missing, *unknown,
+                     _unknown_type(names, sessions, specs), _invalid_json(names, sessions, specs),
+                     _too_large(names, sessions, specs))
 
 
 # ---------------------------------------------------------------- OSC datagrams
@@ -409,7 +624,7 @@ def _osc_mutated(spec, names, sessions):
         msg, name, (value, code) = t
         msg = {**msg, name: value}
         return Case("osc_" + code, _datagram(*_osc_form(spec, msg)),
-                    (Expect(code, name, None if name == "id" else msg.get("id")),))
+                    (Expect(code, name, None if name == "id" else msg.get("id"), spec.name),))
     base = valid_message(spec, names, sessions, osc=True)
     # a refused string that reads as a keyword would shift the positional fields
     return st.one_of(*[st.tuples(base, st.just(f.name), invalid_value(f, names, osc=True).filter(
@@ -469,19 +684,19 @@ def _osc_bundles(single):
     return st.lists(single, min_size=1, max_size=3).map(bundle)
 
 
-def osc_bundles(presets=None, stingers=None, sessions=None):
+def osc_bundles(presets=None, stingers=None, sessions=None, types=None):
     """Bundles only (a kind Hypothesis may draw rarely from ``datagrams``)."""
     names = _names(presets, stingers)
-    single = st.one_of(*[_osc_valid(s, names, sessions) for s in protocol.MESSAGES])
+    single = st.one_of(*[_osc_valid(s, names, sessions) for s in _specs(types)])
     return _osc_bundles(single)
 
 
-def datagrams(presets=None, stingers=None, sessions=None):
-    """Cases for the OSC endpoint, of every kind, over every message type."""
-    names = _names(presets, stingers)
-    single = st.one_of(*[_osc_valid(s, names, sessions) for s in protocol.MESSAGES],
-                       *[_osc_one_field(s, names, sessions) for s in protocol.MESSAGES],
-                       *[_osc_mutated(s, names, sessions) for s in protocol.MESSAGES],
+def datagrams(presets=None, stingers=None, sessions=None, types=None):
+    """Cases for the OSC endpoint, of every kind, over every message type (or ``types``)."""
+    names, specs = _names(presets, stingers), _specs(types)
+    single = st.one_of(*[_osc_valid(s, names, sessions) for s in specs],
+                       *[_osc_one_field(s, names, sessions) for s in specs],
+                       *[_osc_mutated(s, names, sessions) for s in specs],
                        _osc_addresses())
     return st.one_of(single, osc_garbage(), _osc_bundles(single))
 
@@ -505,6 +720,7 @@ class Tally:
     def __init__(self):
         self.sent = self.answered = self.unanswered = self.extra = 0
         self.kinds, self.codes, self.problems = {}, {}, []
+        self.accepted = {}  # ok replies by message type: valid cases that were not refused
 
     def record(self, case, replies):
         self.sent += 1
@@ -514,6 +730,8 @@ class Tally:
         for expect, reply in zip(case.expects, replies):
             code = "ok" if reply.get("ok") else reply.get("code")
             self.codes[code] = self.codes.get(code, 0) + 1
+            if reply.get("ok"):
+                self.accepted[reply.get("for")] = self.accepted.get(reply.get("for"), 0) + 1
             wrong = problem(expect, reply)
             if wrong is not None and len(self.problems) < 20:
                 self.problems.append(f"{case.kind} {repr(case.payload)[:300]}: {wrong}")
@@ -524,7 +742,9 @@ class Tally:
         return {"sent": self.sent, "answered": self.answered, "unanswered": self.unanswered,
                 "extra_replies": self.extra, "server_errors": self.codes.get("server_error", 0),
                 "replies_by_code": dict(sorted(self.codes.items())),
-                "cases_by_kind": dict(sorted(self.kinds.items())), "problems": list(self.problems)}
+                "cases_by_kind": dict(sorted(self.kinds.items())),
+                "accepted_by_type": dict(sorted(self.accepted.items(), key=lambda kv: str(kv[0]))),
+                "problems": list(self.problems)}
 
 
 class ZmqFuzzer:

@@ -324,14 +324,19 @@ def _check_notes(where, field, value):
     from engine.motif import from_notes
 
     if isinstance(value, str):  # OSC carries no nested arrays: the notes come as JSON text
+        if nesting_depth(value.encode("utf-8", "surrogatepass")) > MAX_DEPTH:
+            raise reject("bad_type", f"{where} is JSON text nested deeper than notes are",
+                         field.name, field.allowed())
         try:
             value = json.loads(value)
         except ValueError:
             raise reject("bad_type", f"{where} is a string that is not JSON notes",
                          field.name, field.allowed()) from None
     if not isinstance(value, list) or not all(isinstance(r, list) for r in value):
+        what = _json_type(value) if not isinstance(value, list) else "a list of " + \
+            _json_type(next(r for r in value if not isinstance(r, list))) + "s"
         raise reject("bad_type", f"{where} must be a list of [pitch, start_beat, "
-                     f"duration_beats], not {_json_type(value)}", field.name, field.allowed())
+                     f"duration_beats], not {what}", field.name, field.allowed())
     if len(value) > MAX_THEME_NOTES:
         raise reject("out_of_range", f"{where} has {len(value)} notes; allowed "
                      f"{field.allowed()}", field.name, field.allowed())
@@ -692,7 +697,8 @@ def markdown():
         allowed = f.allowed(presets, stingers)
         if f.choices in (PRESETS, STINGERS):
             allowed = f"names from states.toml (shipped: {', '.join(allowed)})"
-        kind = {"float": "number", "int": "integer", "id": "string or integer"}.get(f.kind, "string")
+        kind = {"float": "number", "int": "integer", "id": "string or integer",
+                "notes": "array (OSC: JSON text)"}.get(f.kind, "string")
         default = "" if f.default is None else json.dumps(f.default)
         return f"| `{f.name}` | {kind} | {'yes' if f.required else 'no'} | {default} | " \
                f"{_show(allowed)} | {f.doc} |"

@@ -427,14 +427,14 @@ class Server:
         z = self._theme_latent(sess, motif, msg["variation"])
         blend = msg["blend_beats"]
         unit = msg["transition"]
-        if self.theme is None:  # free on a plain model: nothing to leave
+        if self.theme is None or blend > 0:  # the music goes on as it is: no change to make
             tick = self.seq.boundary(sess.slot, time.monotonic_ns(), unit)
-            reply = dict(beat=tick / self.tpb)
-        elif blend > 0:
-            tick = self.seq.boundary(sess.slot, time.monotonic_ns(), unit)
-            z0 = np.zeros(self.theme.z_dim) if sess.z is None else sess.z
-            self._blends[sess.slot] = (sess, z0, z, tick, tick + int(round(blend * self.tpb)), -1)
-            reply = dict(beat=tick / self.tpb)
+            reply = dict(beat=tick / self.tpb, critic=self._critic_of(sess),
+                         **describe(sess.mood, self.base_register, self.tonality))
+            if self.theme is not None:  # the latent moves from here, a sixteenth at a time
+                z0 = np.zeros(self.theme.z_dim) if sess.z is None else sess.z
+                self._blends[sess.slot] = (sess, z0, z, tick, tick + int(round(blend * self.tpb)),
+                                           -1)
         else:
             self._blends.pop(sess.slot, None)
             bias, state = self.theme.bias(z)

@@ -25,7 +25,7 @@ ENC = "theme.encoder."
 class ThemeEncoder:
     """The encoder and latent weights of a theme model file, in the kernels' layout."""
 
-    def __init__(self, path, max_tokens=1024):
+    def __init__(self, path, max_tokens=2048):  # 512 notes in 8 bars make at most 1,408
         meta, a = read_model_file(path, theme=True)
         if "theme" not in meta:
             raise ModelError(f"{path}: a plain generator, not a theme model (no 'theme' in "

@@ -1,5 +1,5 @@
-"""Shared fixtures: the shipped model, a real JACK server for MIDI tests, and the ALSA
-sequencer check."""
+"""Shared fixtures: the shipped model (and a theme model built on it), a real JACK server
+for MIDI tests, and the ALSA sequencer check."""
 import os
 import shutil
 import sys
@@ -68,3 +68,25 @@ def model_path():
     if not path.exists():
         pytest.fail(f"{path} is missing: the repository ships it (git lfs is not used)")
     return path
+
+
+@pytest.fixture(scope="session")
+def theme_model(model_path, tmp_path_factory):
+    """The shipped model as a theme model's decoder (``engine.theme``), its z weights
+    random (a trained one's are not zero), so a theme audibly changes the music."""
+    import torch
+
+    from engine.model import load_model
+    from engine.theme import ThemeConfig, ThemeVAE, save_theme
+
+    model, vocab, spec, meta = load_model(model_path)
+    torch.manual_seed(5)
+    vae = ThemeVAE.from_plain(model, ThemeConfig(z_dim=16, enc_embed=16, enc_hidden=32))
+    with torch.no_grad():
+        for k in range(model.cfg.layers):
+            vae.decoder.gate_weights(k).normal_(0, 0.5)
+            vae.decoder.init_h[k].weight.normal_(0, 0.5)
+    path = tmp_path_factory.mktemp("theme") / "theme.npz"
+    save_theme(path, vae, vocab, spec, info=meta.get("info"))
+    return path
+

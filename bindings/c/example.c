@@ -13,18 +13,26 @@
 
 static char reply[4096];
 
+/* A theme in D minor: pitch, start_beat, duration_beats per note. */
+static const double motif[] = {62, 0, 1,  65, 1, 1,  69, 2, 1,  74, 3, 1,  72, 4, 0.5,  70, 4.5, 0.5};
+
 /* Wait for one reply and print it as "<what> ok" or "<what> error <code> <field>".  An ok
  * reply that carries tonality and critic (mood, state and key: the session's in effect after
- * the change; hello: the server's defaults) also gives "<what> tonality <t> critic <k>". */
+ * the change; hello: the server's defaults) also gives "<what> tonality <t> critic <k>"; one
+ * with a theme (what the server understood of it) "<what> theme <key> <notes> notes". */
 static int show(ost_client *c, const char *what, long id)
 {
-    char code[64], field[64];
-    double tonality, critic;
+    char code[64], field[64], key[64];
+    double tonality, critic, notes;
+    const char *theme;
     int r = ost_request(c, id, reply, sizeof reply);
     if (r == 1) {
         printf("%s ok\n", what);
         if (ost_json_number(reply, "tonality", &tonality) && ost_json_number(reply, "critic", &critic))
             printf("%s tonality %g critic %g\n", what, tonality, critic);
+        theme = strstr(reply, "\"theme\":{"); /* the reply's own "key" is the session's */
+        if (ost_json_string(theme, "key", key, sizeof key) && ost_json_number(theme, "notes", &notes))
+            printf("%s theme %s %g notes\n", what, key, notes);
     } else if (r == 0) {
         ost_json_string(reply, "code", code, sizeof code);
         ost_json_string(reply, "field", field, sizeof field);
@@ -102,6 +110,13 @@ int main(int argc, char **argv)
         }
     }
     printf("async replies %d of 3 (ids %ld %ld %ld)\n", got, ids[0], ids[1], ids[2]);
+
+    /* A leitmotif (refused out_of_range on notes or name unless the server's model is a
+     * theme model); OST_KEEP: the server's default variation (0.3) or blend (0 beats). */
+    show(&c, "theme-notes", ost_theme_notes(&c, motif, 6, 0.2, "now", OST_KEEP));
+    show(&c, "theme-name", ost_theme_name(&c, "hero", OST_KEEP, NULL, 2.0));  /* states.toml's */
+    show(&c, "theme-bad", ost_theme_notes(&c, motif, 2, OST_KEEP, NULL, OST_KEEP));  /* too few */
+    show(&c, "theme-free", ost_theme_free(&c, "beat", OST_KEEP));          /* on any server */
     show(&c, "stop", ost_stop(&c));
     ost_close(&c);
     return 0;

@@ -16,13 +16,22 @@
  * JSON integer; OST_KEEP_CRITIC: not sent); ost_mood, ost_state and ost_key are the same
  * calls with both left out.
  *
+ * Themes (a server whose model is a theme model): ost_theme_notes sends a leitmotif as
+ * n_notes rows of three doubles (pitch, start_beat, duration_beats), ost_theme_name one of
+ * states.toml's [themes], ost_theme_free goes back to free composition.
+ *
+ *   static const double motif[] = {62, 0, 1,  65, 1, 1,  69, 2, 1};   D F A: D minor
+ *   id = ost_theme_notes(&c, motif, 3, 0.2, "bar", OST_KEEP);
+ *
  * A server started with CurveZMQ keys (needed off loopback) answers only clients that set
  * them after ost_open: ost_set_keys(&c, server_public, client_public, client_secret), each
  * the 40-character Z85 string from `ostinato keys`' files (ost_load_key reads one).
  *
  * Numbers are written with sprintf into small fixed buffers (bounded formats) and the
  * decimal comma of a non-C locale is turned back into a point; every string is appended
- * with bounds checks and JSON escaping.  The reply readers are minimal: they find "key":
+ * with bounds checks and JSON escaping.  Messages are built on the stack (1 KiB); only one
+ * longer than that (a theme of many notes) is built in a malloc'd buffer, freed before the
+ * call returns.  The reply readers are minimal: they find "key":
  * in the server's compact JSON, which is all a game needs (ok, id, code, field, message).
  */
 #ifndef OSTINATO_H
@@ -70,15 +79,27 @@ typedef struct ost_client {
 } ost_client;
 
 typedef struct ost__buf {
-    char data[1024];
+    char *data;      /* cap bytes, NUL-terminated; NULL: an allocation failed (overflow set) */
+    size_t cap;
     size_t len;
     int overflow;
 } ost__buf;
 
+#define OST__STACK 1024 /* bytes of a message built on the stack */
+
+OST_API void ost__init(ost__buf *b, char *data, size_t cap)
+{
+    b->data = data;
+    b->cap = data != NULL ? cap : 0;
+    b->len = 0;
+    b->overflow = data == NULL;
+    if (data != NULL) data[0] = 0;
+}
+
 OST_API void ost__cat(ost__buf *b, const char *s)
 {
     size_t n = strlen(s);
-    if (b->len + n >= sizeof b->data) {
+    if (b->len + n >= b->cap) {
         b->overflow = 1;
         return;
     }
@@ -120,6 +141,19 @@ OST_API void ost__cat_number(ost__buf *b, double v)
         if (*p == ',') *p = '.'; /* a game may have set a decimal-comma locale */
     }
     ost__cat(b, num);
+}
+
+/* A MIDI pitch: a whole number goes as a JSON integer (62, not 62.0); any other number as
+ * it is, for the server to refuse naming the note. */
+OST_API void ost__cat_pitch(ost__buf *b, double v)
+{
+    char num[24];
+    if (v >= -2147483647.0 && v <= 2147483647.0 && (double)(long)v == v) {
+        sprintf(num, "%ld", (long)v);
+        ost__cat(b, num);
+    } else {
+        ost__cat_number(b, v);
+    }
 }
 
 OST_API void ost__field_string(ost__buf *b, const char *key, const char *value)
@@ -257,30 +291,38 @@ OST_API int ost_set_session(ost_client *c, const char *session)
 
 /* Send one message without blocking.  fields: extra JSON members such as "\"bpm\":120",
  * or NULL.  session: NULL for the client's default.  Returns the request id, or -1 if the
- * message does not fit or the send queue is full / the server is not connected. */
+ * message is over OST_MAX_MESSAGE bytes (or no memory for it) or the send queue is full /
+ * the server is not connected. */
 OST_API long ost_send(ost_client *c, const char *type, const char *session, const char *fields)
 {
+    char stack[OST__STACK];
     ost__buf b;
     char num[24];
     long id = c->next_id++;
-    b.len = 0;
-    b.overflow = 0;
-    b.data[0] = 0;
+    long sent;
+    size_t need;
+    if (session == NULL && c->session[0]) session = c->session;
+    /* escaping makes a character at most 6 ("\u001f"); the fields are JSON already */
+    need = 64 + 6 * (strlen(type) + (session != NULL ? strlen(session) : 0)) +
+           (fields != NULL ? strlen(fields) : 0);
+    if (need > OST_MAX_MESSAGE + 1) need = OST_MAX_MESSAGE + 1;
+    ost__init(&b, need <= sizeof stack ? stack : (char *)malloc(need),
+              need <= sizeof stack ? sizeof stack : need);
     ost__cat(&b, "{\"type\":");
     ost__cat_string(&b, type);
     sprintf(num, "%ld", id);
     ost__cat(&b, ",\"id\":");
     ost__cat(&b, num);
-    if (session == NULL && c->session[0]) session = c->session;
     ost__field_string(&b, "session", session);
     if (fields != NULL && fields[0]) {
         ost__cat(&b, ",");
         ost__cat(&b, fields);
     }
     ost__cat(&b, "}");
-    if (b.overflow) return -1;
-    if (zmq_send(c->sock, b.data, b.len, ZMQ_DONTWAIT) < 0) return -1;
-    return id;
+    sent = (b.overflow || b.len > OST_MAX_MESSAGE ||
+            zmq_send(c->sock, b.data, b.len, ZMQ_DONTWAIT) < 0) ? -1 : id;
+    if (b.data != stack) free(b.data);
+    return sent;
 }
 
 /* The typed senders build the field list and call ost_send; NULL strings are omitted
@@ -291,7 +333,7 @@ OST_API long ost__send_buf(ost_client *c, const char *type, const char *session,
     return ost_send(c, type, session, f->len ? f->data + 1 : NULL); /* skip the leading comma */
 }
 
-#define OST__FIELDS(f) ost__buf f; f.len = 0; f.overflow = 0; f.data[0] = 0
+#define OST__FIELDS(f) char f##_stack[OST__STACK]; ost__buf f; ost__init(&f, f##_stack, sizeof f##_stack)
 
 /* mood with tonality (0..1, OST_KEEP: the session's value stays) and critic (0..16, OST_KEEP_CRITIC:
  * the session's value stays; above 0 needs a server started with --critic). */
@@ -367,6 +409,71 @@ OST_API long ost_stinger(ost_client *c, const char *name, const char *transition
     return ost__send_buf(c, "stinger", NULL, &f);
 }
 
+/* Themes: compose from a leitmotif, in the session's key and mode, its variations following
+ * the mood.  They need a server whose model is a theme model (`serve --model theme.npz`);
+ * another answers out_of_range on field notes (or name).  variation (0 close to the theme ..
+ * 1 free) and blend_beats (0..64: beats over which the music moves to it; 0 starts its
+ * phrase at the transition): OST_KEEP leaves them out, for the server's defaults (0.3, 0).
+ * transition: "now", "beat", "bar"; NULL: "bar".  The reply's "theme" object says what was
+ * understood ("key", "bars", "notes", "source"): read it with
+ * ost_json_string(strstr(reply, "\"theme\":{"), "key", ...) (the reply's own "key" comes first). */
+
+/* A theme given as notes: n_notes rows of three doubles, pitch (MIDI, sent as a JSON integer
+ * when whole), start_beat, duration_beats, in any key.  The server refuses a bad theme
+ * (fewer than 3 notes, more than 8 bars, ...) naming field notes.  -1 as ost_send, also for
+ * n_notes below 0, a NaN or infinity (not JSON), or notes NULL with n_notes above 0. */
+OST_API long ost_theme_notes(ost_client *c, const double *notes, int n_notes, double variation,
+                             const char *transition, double blend_beats)
+{
+    ost__buf f;
+    long id;
+    int i;
+    /* a note is at most 3 numbers of 16 characters and "[,,]," */
+    size_t cap = n_notes > 0 ? 128 + (size_t)n_notes * 56 : 128;
+    if (n_notes < 0 || (notes == NULL && n_notes > 0)) return -1;
+    if (cap > OST_MAX_MESSAGE + 1) cap = OST_MAX_MESSAGE + 1; /* longer: over the limit anyway */
+    ost__init(&f, (char *)malloc(cap), cap);
+    ost__cat(&f, ",\"notes\":[");
+    for (i = 0; i < n_notes && !f.overflow; i++) {
+        ost__cat(&f, i ? ",[" : "[");
+        ost__cat_pitch(&f, notes[3 * i]);
+        ost__cat(&f, ",");
+        ost__cat_number(&f, notes[3 * i + 1]);
+        ost__cat(&f, ",");
+        ost__cat_number(&f, notes[3 * i + 2]);
+        ost__cat(&f, "]");
+    }
+    ost__cat(&f, "]");
+    ost__field_number(&f, "variation", variation);
+    ost__field_string(&f, "transition", transition);
+    ost__field_number(&f, "blend_beats", blend_beats);
+    id = ost__send_buf(c, "theme", NULL, &f);
+    free(f.data);
+    return id;
+}
+
+/* A theme by its name in states.toml's [themes] (an unknown name: bad_choice on name). */
+OST_API long ost_theme_name(ost_client *c, const char *name, double variation,
+                            const char *transition, double blend_beats)
+{
+    OST__FIELDS(f);
+    ost__field_string(&f, "name", name);
+    ost__field_number(&f, "variation", variation);
+    ost__field_string(&f, "transition", transition);
+    ost__field_number(&f, "blend_beats", blend_beats);
+    return ost__send_buf(c, "theme", NULL, &f);
+}
+
+/* Back to free composition (on any server): at the transition, or over blend_beats beats. */
+OST_API long ost_theme_free(ost_client *c, const char *transition, double blend_beats)
+{
+    OST__FIELDS(f);
+    ost__field_string(&f, "action", "free");
+    ost__field_string(&f, "transition", transition);
+    ost__field_number(&f, "blend_beats", blend_beats);
+    return ost__send_buf(c, "theme", NULL, &f);
+}
+
 OST_API long ost_open_session(ost_client *c, const char *id, const char *state)
 {
     OST__FIELDS(f);
@@ -405,15 +512,17 @@ OST_API int ost_poll_reply(ost_client *c, char *buf, size_t size, int timeout_ms
     return n;
 }
 
-/* Find "key": in a reply and copy its string value (unescaped) into out.
- * Returns 1 if found as a string, 0 if absent or not a string (out is then ""). */
+/* Find "key": in a reply (json NULL: none) and copy its string value (unescaped) into out.
+ * Returns 1 if found as a string, 0 if absent or not a string (out is then "").  The first
+ * "key": counts: for a member of a nested object start at the object, e.g. at
+ * strstr(reply, "\"theme\":{") (NULL when the reply has no such object). */
 OST_API int ost_json_string(const char *json, const char *key, char *out, size_t size)
 {
     char pattern[80];
     const char *p;
     size_t n = 0;
     out[0] = 0;
-    if (strlen(key) > sizeof pattern - 4) return 0;
+    if (json == NULL || strlen(key) > sizeof pattern - 4) return 0;
     sprintf(pattern, "\"%s\":", key);
     p = strstr(json, pattern);
     if (p == NULL) return 0;
@@ -434,13 +543,13 @@ OST_API int ost_json_string(const char *json, const char *key, char *out, size_t
     return 1;
 }
 
-/* Find "key": in a reply and read its number.  Returns 1 if found, 0 if not. */
+/* Find "key": in a reply (json NULL: none) and read its number.  Returns 1 if found, 0 if not. */
 OST_API int ost_json_number(const char *json, const char *key, double *out)
 {
     char pattern[80];
     const char *p;
     char *end;
-    if (strlen(key) > sizeof pattern - 4) return 0;
+    if (json == NULL || strlen(key) > sizeof pattern - 4) return 0;
     sprintf(pattern, "\"%s\":", key);
     p = strstr(json, pattern);
     if (p == NULL) return 0;

@@ -16,17 +16,22 @@ public static class Example
 {
     // Prints "<what> ok" or "<what> error <code> <field>".  An ok reply that carries tonality
     // and critic (mood, state and key: the session's in effect after the change) also gives
-    // "<what> tonality <t> critic <k>".
+    // "<what> tonality <t> critic <k>"; one with a theme (what the server understood of it)
+    // "<what> theme <key> <notes> notes".
     static void Show(string what, Func<Reply> request)
     {
         try
         {
             Reply reply = request();
             Console.WriteLine(what + " ok");
-            double tonality, critic;
+            double tonality, critic, notes;
             if (reply.TryGetNumber("tonality", out tonality) && reply.TryGetNumber("critic", out critic))
                 Console.WriteLine(what + " tonality " + tonality.ToString(CultureInfo.InvariantCulture) +
                                   " critic " + critic.ToString(CultureInfo.InvariantCulture));
+            Reply theme = reply.GetObject("theme");
+            if (theme != null && theme.TryGetNumber("notes", out notes))
+                Console.WriteLine(what + " theme " + theme.GetString("key") + " " +
+                                  notes.ToString(CultureInfo.InvariantCulture) + " notes");
         }
         catch (OstinatoServerException e)
         {
@@ -92,6 +97,16 @@ public static class Example
                 Thread.Sleep(10);
             }
             Console.WriteLine("async replies " + got + " of 3");
+
+            // A leitmotif, {pitch, startBeat, durationBeats} per note: refused (out_of_range on
+            // notes or name) unless the server's model is a theme model.
+            double[][] motif = {
+                new double[] { 62, 0, 1 }, new double[] { 65, 1, 1 }, new double[] { 69, 2, 1 },
+                new double[] { 74, 3, 1 }, new double[] { 72, 4, 0.5 }, new double[] { 70, 4.5, 0.5 } };
+            Show("theme-notes", () => music.Theme(motif, variation: 0.2, transition: "now"));
+            Show("theme-name", () => music.Theme(name: "hero", blendBeats: 2));   // states.toml's
+            Show("theme-bad", () => music.Theme(new[] { motif[0], motif[1] }));  // too few notes
+            Show("theme-free", () => music.FreeTheme("beat"));                   // on any server
             Show("stop", () => music.Stop());
         }
         return 0;

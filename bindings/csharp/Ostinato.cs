@@ -11,6 +11,9 @@
 // Request methods (Mood, State, ...) block for at most Timeout milliseconds and throw
 // OstinatoUnavailableException after that; SendNowait + PollReply never block.
 //
+// Theme(notes or name, ...) composes from a leitmotif on a server whose model is a theme model
+// (others throw OstinatoServerException out_of_range on notes or name); FreeTheme() goes back.
+//
 // A server started with CurveZMQ keys (needed off loopback) answers only a Client given
 // serverKey, clientPublicKey and clientSecretKey: 40-character Z85 strings from the files
 // `ostinato keys` writes (Client.LoadKey reads one).  Without them it gets no reply.
@@ -144,6 +147,14 @@ namespace Ostinato
             return sb.ToString();
         }
 
+        /// <summary>An object member as a Reply of its own (e.g. GetObject("theme").GetString("key"),
+        /// where the reply's own "key" is another); null if absent or not an object.</summary>
+        public Reply GetObject(string key)
+        {
+            string raw = GetRaw(key);
+            return raw != null && raw.StartsWith("{", StringComparison.Ordinal) ? new Reply(raw) : null;
+        }
+
         public bool TryGetNumber(string key, out double value)
         {
             value = 0;
@@ -274,6 +285,24 @@ namespace Ostinato
         {
             return Request("stinger", session, "name", name, "transition", transition);
         }
+        /// <summary>Compose from a theme (a leitmotif), given once: notes as rows of
+        /// {pitch (MIDI, sent as an integer when whole), startBeat, durationBeats}, in any key,
+        /// or the name of one of states.toml's [themes].  variation: 0 close to the theme .. 1
+        /// free; blendBeats: beats over which the music moves to it (0: its phrase starts at the
+        /// transition); null leaves them out (the server's defaults, 0.3 and 0).  The reply's
+        /// GetObject("theme") says what was understood (key, bars, notes, source).  Needs a
+        /// server whose model is a theme model: others refuse it (out_of_range on notes or name).</summary>
+        public Reply Theme(double[][] notes = null, string name = null, double? variation = null,
+                           string transition = "bar", double? blendBeats = null, string session = null)
+        {
+            return Request("theme", session, "notes", notes, "name", name, "variation", variation,
+                           "transition", transition, "blend_beats", blendBeats);
+        }
+        /// <summary>Back to free composition (fine on any server), at the transition or over blendBeats.</summary>
+        public Reply FreeTheme(string transition = "bar", double? blendBeats = null, string session = null)
+        {
+            return Request("theme", session, "action", "free", "transition", transition, "blend_beats", blendBeats);
+        }
         public Reply Start(string session = null) { return Request("start", session); }
         public Reply Stop(string session = null) { return Request("stop", session); }
         public Reply Pause(string session = null) { return Request("pause", session); }
@@ -306,8 +335,9 @@ namespace Ostinato
         }
 
         /// <summary>Queue a message without blocking; returns its id (replies: PollReply).
-        /// Values: strings, integers (written as JSON integers, as `critic` must be) or other
-        /// numbers (written as doubles); null values are left out.</summary>
+        /// Values: strings, integers (written as JSON integers, as `critic` must be), other
+        /// numbers (written as doubles) or double[][] (a theme's notes: arrays of arrays, the
+        /// first number of each row an integer when whole); null values are left out.</summary>
         public long SendNowait(string type, string session, params object[] fields)
         {
             long id = nextId++;
@@ -322,6 +352,7 @@ namespace Ostinato
                 if (value == null) continue;
                 sb.Append(",\"").Append((string)fields[i]).Append("\":");
                 if (value is string) AppendString(sb, (string)value);
+                else if (value is double[][]) AppendNotes(sb, (double[][])value);
                 else if (value is int || value is long || value is short || value is byte)
                     sb.Append(Convert.ToInt64(value, CultureInfo.InvariantCulture).ToString(CultureInfo.InvariantCulture));
                 else sb.Append(Convert.ToDouble(value, CultureInfo.InvariantCulture).ToString("R", CultureInfo.InvariantCulture));
@@ -341,6 +372,28 @@ namespace Ostinato
             int n = Zmq.zmq_recv(socket, buffer, (UIntPtr)buffer.Length, flags);
             if (n < 0) return null;
             return new Reply(Encoding.UTF8.GetString(buffer, 0, Math.Min(n, buffer.Length)));
+        }
+
+        static void AppendNotes(StringBuilder sb, double[][] rows)
+        {
+            sb.Append('[');
+            for (int i = 0; i < rows.Length; i++)
+            {
+                if (i > 0) sb.Append(',');
+                double[] row = rows[i];
+                if (row == null) { sb.Append("null"); continue; } // the server refuses it by name
+                sb.Append('[');
+                for (int j = 0; j < row.Length; j++)
+                {
+                    if (j > 0) sb.Append(',');
+                    double v = row[j];
+                    if (j == 0 && v == Math.Floor(v) && Math.Abs(v) < 1e15) // a pitch: 62, not 62.0
+                        sb.Append(((long)v).ToString(CultureInfo.InvariantCulture));
+                    else sb.Append(v.ToString("R", CultureInfo.InvariantCulture));
+                }
+                sb.Append(']');
+            }
+            sb.Append(']');
         }
 
         static void AppendString(StringBuilder sb, string s)

@@ -45,6 +45,14 @@ public class OstinatoMusic : MonoBehaviour
     public void SetTonality(float tonality) { Send("mood", "tonality", Mathf.Clamp01(tonality)); }
     // Drafts of each beat the critic judges (0 off, up to 16); above 0 needs `serve --critic`.
     public void SetCritic(int drafts) { Send("mood", "critic", drafts); }
+    // A theme of states.toml's [themes] (the hero's, a place's) from the next bar; variation 0
+    // keeps close to it .. 1 composes freely.  Needs a server whose model is a theme model.
+    public void PlayTheme(string name, float variation)
+    {
+        Send("theme", "name", name, "variation", System.Math.Round((double)Mathf.Clamp01(variation), 6));
+    }
+    // Back to free composition, moving there over a bar.
+    public void StopTheme() { Send("theme", "action", "free", "blend_beats", 4.0); }
 
     void Send(string type, params object[] fields)
     {

@@ -10,6 +10,8 @@
 #   music.state("combat")
 #   music.mood(null, 0.9)                # arousal up, valence/intensity kept
 #   music.mood(null, null, null, "bar", "", 0.8, 0)   # tonality 0.8, critic off
+#   music.theme("hero")                  # a leitmotif (needs a server with a theme model)
+#   music.theme([[62, 0, 1], [65, 1, 1], [69, 2, 1]], 0.2)   # notes: pitch, start, length
 #   for reply in music.poll(): if not reply.ok: push_warning(reply.message)
 extends Reference
 
@@ -63,6 +65,27 @@ func key(key_name, mode = null, transition = "bar", for_session = "", tonality =
 
 func stinger(name, transition = "beat", for_session = ""):
 	return send("stinger", [name, transition], for_session)
+
+
+# theme composes from a leitmotif, in the session's key and mode, on a server whose model is
+# a theme model (others answer out_of_range on field notes or name).  name_or_notes: a String,
+# the name of one of states.toml's [themes], or an Array of [pitch, start_beat, duration_beats]
+# (MIDI pitches, any key), sent as JSON text (OSC has no arrays; whole numbers print as
+# integers).  variation (0 close to the theme .. 1 free) and blend_beats (beats over which the
+# music moves to it; 0 starts its phrase at the transition): null leaves them out (the server's
+# defaults, 0.3 and 0).  The ack's data.theme says what was understood (key, bars, notes, source).
+func theme(name_or_notes, variation = null, transition = "bar", blend_beats = null, for_session = ""):
+	if typeof(name_or_notes) == TYPE_STRING:
+		return send("theme", [name_or_notes, _num(variation), transition, _num(blend_beats)],
+				for_session)
+	# positional: name (nil), variation, transition, blend_beats, action (nil: set), notes
+	return send("theme", [null, _num(variation), transition, _num(blend_beats), null,
+			JSON.print(name_or_notes)], for_session)
+
+
+# Back to free composition (fine on any server), at the transition or over blend_beats beats.
+func free_theme(transition = "bar", blend_beats = null, for_session = ""):
+	return send("theme", [null, null, transition, _num(blend_beats), "free"], for_session)
 
 
 func start(for_session = ""):

@@ -4,6 +4,9 @@
 (OSTINATO_TEST_MODEL overrides it), with its ZeroMQ control socket or the OSC endpoint
 on a free port.  They yield (address or port, recorded messages): the recorder wraps the
 server's handler, so the tests also see what each client actually sent.
+``theme_control_server`` and ``theme_osc_server`` are the same on a theme model (the shipped
+model with a theme encoder, as tests/realtime/test_server_theme.py builds it), so that a
+theme is accepted: the shipped model refuses every theme but action "free".
 """
 import os
 import threading
@@ -14,6 +17,9 @@ from engine import DEFAULT_MODEL
 from realtime.control import ControlServer
 from realtime.osc import OscServer
 from realtime.server import Server, ServerConfig
+
+# A theme in D minor (up the triad to the octave, down the scale): what every binding sends.
+MOTIF = [[62, 0, 1], [65, 1, 1], [69, 2, 1], [74, 3, 1], [72, 4, 0.5], [70, 4.5, 0.5]]
 
 
 class Recorder:
@@ -30,23 +36,49 @@ class Recorder:
         return self.server.handle(msg)
 
 
+def _model():
+    return os.environ.get("OSTINATO_TEST_MODEL") or str(DEFAULT_MODEL)
+
+
 @pytest.fixture
 def live_server():
-    model = os.environ.get("OSTINATO_TEST_MODEL") or str(DEFAULT_MODEL)
-    with Server(ServerConfig(model=model), ports=[], control=False) as srv:
+    with Server(ServerConfig(model=_model()), ports=[], control=False) as srv:
         yield srv
 
 
 @pytest.fixture
-def control_server(live_server):
-    engine = Recorder(live_server)
-    with ControlServer(engine, "tcp://127.0.0.1:*", on_client_lost=live_server._client_lost) as server:
+def live_theme_server(theme_model):
+    with Server(ServerConfig(model=str(theme_model)), ports=[], control=False) as srv:
+        yield srv
+
+
+def _control(live):
+    engine = Recorder(live)
+    with ControlServer(engine, "tcp://127.0.0.1:*", on_client_lost=live._client_lost) as server:
         yield server.bound_address, engine.messages
+
+
+def _osc(live):
+    engine = Recorder(live)
+    with OscServer(engine, port=0) as server:
+        yield server.port, engine.messages
+
+
+@pytest.fixture
+def control_server(live_server):
+    yield from _control(live_server)
 
 
 @pytest.fixture
 def osc_server(live_server):
-    engine = Recorder(live_server)
-    with OscServer(engine, port=0) as server:
-        yield server.port, engine.messages
+    yield from _osc(live_server)
 
+
+@pytest.fixture
+def theme_control_server(live_theme_server):
+    yield from _control(live_theme_server)
+
+
+@pytest.fixture
+def theme_osc_server(live_theme_server):
+    yield from _osc(live_theme_server)

@@ -31,7 +31,12 @@ func _init():
 	music.mood(null, 0.2, null, "bar", "player2")
 	music.close_session("player2")
 	music.ping()
-	var sent = 19
+	# themes: refused by field unless the server's model is a theme model; free on any server
+	music.theme("hero", 0.25, "beat")
+	music.theme([[62, 0, 1], [65, 1, 1], [69, 2, 1], [74, 3, 1], [72, 4, 0.5], [70, 4.5, 0.5]], null, "now", 2)
+	music.theme([[62, 0, 1], [65, 1, 1]])  # two notes: too few, refused on notes by any server
+	music.free_theme("bar", 1.5)
+	var sent = 23
 	var replies = []
 	var deadline = OS.get_ticks_msec() + 10000
 	while replies.size() < sent and OS.get_ticks_msec() < deadline:
@@ -42,6 +47,8 @@ func _init():
 			print("reply ", r.id, " ok ", r["for"], " ", r.data.get("type"))
 			if r.data.has("tonality") and r.data.has("critic"):  # mood, state, key: in effect now
 				print("effect ", r.id, " ", r.data.tonality, " ", r.data.critic)
+			if typeof(r.data.get("theme")) == TYPE_DICTIONARY:  # what the server understood
+				print("theme ", r.id, " ", r.data.theme.key, " ", r.data.theme.notes, " ", r.data.theme.source)
 		else:
 			print("reply ", r.id, " error ", r.code, " ", r.field, " ", r.allowed)
 	music.close()

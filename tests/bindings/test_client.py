@@ -2,12 +2,15 @@
 import socket
 import time
 
+import numpy as np
 import pytest
 import zmq
 
 from bindings import Client, EventListener
 from engine.errors import ServerError, ServerUnavailable
 from realtime import protocol
+
+from .conftest import MOTIF
 
 
 def free_tcp_address():
@@ -71,6 +74,62 @@ def test_error_replies_raise_server_error(control_server):
             client.close_session("never-opened")
         assert (info.value.code, info.value.field) == ("bad_choice", "session")
         assert client.start()["ok"]  # still in step after errors
+
+
+def test_theme_by_notes_and_by_name_and_free_on_a_theme_model(theme_control_server):
+    """theme() sends notes (numpy arrays as plain lists, whole pitches as integers) or a
+    name, with variation/blend_beats only when given; the reply says what was understood;
+    free_theme() goes back to free composition."""
+    address, recorded = theme_control_server
+    with Client(address, timeout=5) as client:
+        reply = client.theme(MOTIF, variation=0.2, transition="now")
+        assert reply["for"] == "theme" and reply["theme"]["key"] == "D minor", reply
+        assert (reply["theme"]["notes"], reply["variation"], reply["blend_beats"]) == (6, 0.2, 0.0)
+        reply = client.theme(np.array(MOTIF, dtype=np.float64), blend_beats=2)  # float pitches
+        assert reply["theme"] == {"key": "D minor", "bars": 2, "notes": 6, "source": "notes"}
+        reply = client.theme(name="hero", variation=0.5, transition="beat")
+        assert reply["theme"]["source"] == "hero" and reply["theme"]["key"] == "D minor"
+        client.open_session("p2")
+        assert client.theme(MOTIF, session="p2")["session"] == "p2"
+        reply = client.free_theme(transition="now", blend_beats=4)
+        assert reply["theme"] is None and reply["blend_beats"] == 4.0
+        assert client.free_theme()["theme"] is None
+    themes = [m for m in recorded if m["type"] == "theme"]
+    assert [(m["action"], m["session"], m["name"], m["transition"]) for m in themes] == [
+        ("set", "main", None, "now"), ("set", "main", None, "bar"), ("set", "main", "hero", "beat"),
+        ("set", "p2", None, "bar"), ("free", "main", None, "now"), ("free", "main", None, "bar")]
+    assert themes[0]["notes"] == MOTIF and themes[1]["notes"] == MOTIF
+    assert all(type(n[0]) is int for m in themes[:2] for n in m["notes"])  # pitches as integers
+    assert [(m["variation"], m["blend_beats"]) for m in themes] == [  # None: the defaults
+        (0.2, 0.0), (0.3, 2.0), (0.5, 0.0), (0.3, 0.0), (0.3, 4.0), (0.3, 0.0)]
+    assert themes[4]["notes"] is None and themes[2]["notes"] is None
+
+
+def test_theme_refusals_raise_server_error_naming_the_field(control_server, theme_control_server):
+    """The shipped model is no theme model: a theme by notes or name is refused on that
+    field (action free is fine); a bad theme is refused on notes whatever the model."""
+    for address, theme_model in ((control_server[0], False), (theme_control_server[0], True)):
+        with Client(address, timeout=5) as client:
+            for call, field in ((lambda: client.theme(MOTIF), "notes"),
+                                (lambda: client.theme(name="hero"), "name")):
+                if theme_model:
+                    assert call()["ok"]
+                    continue
+                with pytest.raises(ServerError) as info:
+                    call()
+                assert (info.value.code, info.value.field) == ("out_of_range", field)
+                assert "theme model" in str(info.value)
+            assert client.free_theme()["ok"]
+            with pytest.raises(ServerError) as info:  # two notes: too few
+                client.theme(MOTIF[:2])
+            assert (info.value.code, info.value.field) == ("out_of_range", "notes")
+            assert "at least 3 notes" in str(info.value)
+            with pytest.raises(ServerError) as info:  # neither notes nor name
+                client.theme(variation=0.5)
+            assert (info.value.code, info.value.field) == ("missing_field", "notes,name")
+            with pytest.raises(ServerError) as info:
+                client.theme(MOTIF, name="hero")
+            assert info.value.code == "unknown_field"
 
 
 def test_timeout_when_nothing_listens_and_recovery():

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import MOTIF
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -22,14 +24,27 @@ def godot_command():
     pytest.skip("Godot 3 not installed (Debian godot3-server): GDScript client not tested")
 
 
-def test_gdscript_client_against_the_osc_endpoint(osc_server, tmp_path):
-    port, recorded = osc_server
+def run_client(port, tmp_path):
+    """godot_client_test.gd run headless against the OSC endpoint on ``port``: its output."""
     env = dict(os.environ, OSTINATO_OSC_PORT=str(port), OSTINATO_GD=str(ROOT / "bindings/godot/ostinato.gd"),
                HOME=str(tmp_path))  # Godot writes its user data under HOME
     done = subprocess.run([*godot_command(), "-s", str(ROOT / "tests/bindings/godot_client_test.gd")],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
-    replies = dict(re.findall(r"^reply (\d+) (.*)$", done.stdout, re.M))
+    return done.stdout
+
+
+# The theme calls at the end of godot_client_test.gd, ids 20..23, on a theme model's server.
+THEMES_ON_A_THEME_MODEL = {"20": "ok theme ack", "21": "ok theme ack",
+                           "22": "error out_of_range notes 3..512 [pitch 0..127, start_beat >= 0, "
+                                 "duration_beats > 0], at most 8 bars of 4 beats",
+                           "23": "ok theme ack"}
+
+
+def test_gdscript_client_against_the_osc_endpoint(osc_server, tmp_path):
+    port, recorded = osc_server
+    out = run_client(port, tmp_path)
+    replies = dict(re.findall(r"^reply (\d+) (.*)$", out, re.M))
     assert replies == {
         "1": "ok hello hello", "2": "ok mood ack", "3": "ok state ack", "4": "ok tempo ack",
         "5": "ok key ack", "6": "ok mood ack", "7": "ok state ack", "8": "ok key ack",
@@ -37,10 +52,14 @@ def test_gdscript_client_against_the_osc_endpoint(osc_server, tmp_path):
         "10": "error out_of_range critic 0 (this server has no critic: serve --critic PATH)",
         "11": "error bad_type critic 0..16", "12": "ok mood ack", "13": "ok stinger ack",
         "14": "ok start ack", "15": "error out_of_range bpm 30.0..300.0", "16": "ok session ack",
-        "17": "ok mood ack", "18": "ok session ack", "19": "ok ping pong"}
+        "17": "ok mood ack", "18": "ok session ack", "19": "ok ping pong",
+        # the shipped model is no theme model: themes refused by field, free is fine
+        "20": "error out_of_range name a server with a theme model (serve --model theme.npz)",
+        "21": "error out_of_range notes a server with a theme model (serve --model theme.npz)",
+        "22": THEMES_ON_A_THEME_MODEL["22"], "23": "ok theme ack"}
     # tonality and critic in effect, from the acks' JSON (Godot's JSON numbers are floats)
     effect = {i: (float(t), float(k)) for i, t, k in
-              re.findall(r"^effect (\d+) (\S+) (\S+)$", done.stdout, re.M)}
+              re.findall(r"^effect (\d+) (\S+) (\S+)$", out, re.M)}
     assert (effect["6"], effect["7"], effect["8"], effect["12"]) == ((0.9, 0), (0.25, 0), (0.75, 0), (0.75, 0))
     # bad tonality and the fractional critic fail validation, so the handler never sees
     # them; critic 3 is valid and is refused by the server (no critic), so it is recorded.
@@ -48,7 +67,7 @@ def test_gdscript_client_against_the_osc_endpoint(osc_server, tmp_path):
         ("hello", "main"), ("mood", "main"), ("state", "main"), ("tempo", "main"), ("key", "main"),
         ("mood", "main"), ("state", "main"), ("key", "main"), ("mood", "main"), ("mood", "main"),
         ("stinger", "main"), ("start", "main"), ("session", "player2"), ("mood", "player2"),
-        ("session", "player2"), ("ping", "main")]
+        ("session", "player2"), ("ping", "main"), ("theme", "main"), ("theme", "main"), ("theme", "main")]
     mood, key, second = recorded[1], recorded[4], recorded[13]
     assert (mood["valence"], mood["arousal"], mood["intensity"], mood["transition"]) == (0.5, 0.8, None, "now")
     assert (key["key"], key["mode"]) == ("D", "minor")
@@ -66,3 +85,21 @@ def test_gdscript_client_against_the_osc_endpoint(osc_server, tmp_path):
     assert (kept["intensity"], kept["tonality"], kept["critic"]) == (0.6, None, None)
     for plain in (recorded[1], recorded[2], recorded[4]):  # calls without them send neither
         assert (plain["tonality"], plain["critic"]) == (None, None), plain
+
+
+def test_gdscript_themes_on_a_theme_model(theme_osc_server, tmp_path):
+    """theme() sends a name positionally, or notes as JSON text (JSON.print) after nil name
+    and action; free_theme() action free; the acks' data.theme says what was understood."""
+    port, recorded = theme_osc_server
+    out = run_client(port, tmp_path)
+    replies = dict(re.findall(r"^reply (\d+) (.*)$", out, re.M))
+    assert {i: replies[i] for i in THEMES_ON_A_THEME_MODEL} == THEMES_ON_A_THEME_MODEL, replies
+    themes = dict(re.findall(r"^theme (\d+) (.*)$", out, re.M))
+    assert themes == {"20": "D minor 10 hero", "21": "D minor 6 notes"}, out
+    by_name, by_notes, free = [m for m in recorded if m["type"] == "theme"]  # 22: not validated
+    assert (by_name["name"], by_name["variation"], by_name["transition"], by_name["blend_beats"],
+            by_name["notes"]) == ("hero", 0.25, "beat", 0.0, None)
+    assert by_notes["notes"] == MOTIF and all(type(n[0]) is int for n in by_notes["notes"])
+    assert (by_notes["name"], by_notes["action"], by_notes["variation"], by_notes["transition"],
+            by_notes["blend_beats"]) == (None, "set", 0.3, "now", 2.0)
+    assert (free["action"], free["transition"], free["blend_beats"]) == ("free", "bar", 1.5)

@@ -12,6 +12,8 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 from engine.errors import PortError
 from realtime.osc import OscServer, to_message
+from realtime.server import Server, ServerConfig
+
 
 
 class Recorder:
@@ -200,3 +202,94 @@ def test_huge_arguments_still_get_a_reply_that_fits_a_datagram(osc):
     assert len(args[1]) <= 2048 and len(args[3]) <= 2048
     address, args = send(server, sock, "/ostinato/hello", True)  # a boolean is no reply port
     assert address == "/ostinato/error" and args[0] == "unknown_field"
+
+
+# ---------------------------------------------------------------- themes: notes as JSON text
+
+TRIAD = "[[62,0,1],[65,1,1],[69,2,2]]"  # D minor; OSC has no arrays, so the notes are JSON text
+
+
+def test_theme_by_name_positionally_and_by_notes_as_json_text(osc):
+    server, recorder, sock = osc
+    address, args = send(server, sock, "/ostinato/theme", "hero", 0.3, "bar", 0, "set")
+    assert address == "/ostinato/ack" and args[0] == "theme", args
+    msg = recorder.messages[-1]
+    assert (msg["name"], msg["variation"], msg["transition"], msg["blend_beats"], msg["action"],
+            msg["notes"]) == ("hero", 0.3, "bar", 0.0, "set", None)
+    assert send(server, sock, "/ostinato/theme/notes", TRIAD, "id", 4)[1][:2] == ["theme", 4]
+    msg = recorder.messages[-1]
+    assert (msg["notes"], msg["name"], msg["action"], msg["variation"], msg["id"]) == \
+        ([[62, 0, 1], [65, 1, 1], [69, 2, 2]], None, "set", 0.3, 4)
+    # notes come last positionally: nil keeps the fields before them at their defaults
+    send(server, sock, "/ostinato/theme", None, 0.5, "now", None, None, TRIAD, "session", "p2")
+    msg = recorder.messages[-1]
+    assert (msg["notes"][2], msg["variation"], msg["transition"], msg["session"]) == \
+        ([69, 2, 2], 0.5, "now", "p2")
+    send(server, sock, "/ostinato/theme", None, None, "beat", 2.0, "free")
+    msg = recorder.messages[-1]
+    assert (msg["action"], msg["blend_beats"], msg["notes"], msg["name"]) == ("free", 2.0, None, None)
+    assert to_message("/ostinato/theme/notes", [TRIAD]) == {"type": "theme", "notes": TRIAD}
+
+
+def test_theme_errors_name_the_field_as_over_json(osc):
+    server, recorder, sock = osc
+    cases = [
+        (("/ostinato/theme/notes", "[[62,0,1],[65,1,1]]"), ("out_of_range", "notes", "at least 3 notes")),
+        (("/ostinato/theme/notes", "[[62,0,1],[65,1,1],[130,2,1]]"), ("out_of_range", "notes", "notes[2]: pitch 130")),
+        (("/ostinato/theme/notes", "[[62,0,1],[62,0.5,1],[69,2,1]]"), ("out_of_range", "notes", "overlaps")),
+        (("/ostinato/theme/notes", "D F A"), ("bad_type", "notes", "not JSON")),
+        (("/ostinato/theme/notes", "[62, 65, 69]"), ("bad_type", "notes", "not array")),
+        (("/ostinato/theme/notes", 62), ("bad_type", "notes", "not integer")),
+        (("/ostinato/theme/variation", 0.5), ("missing_field", "notes,name", "notes or name")),
+        (("/ostinato/theme", "hero", None, None, None, "free"), ("unknown_field", "name", "free")),
+        (("/ostinato/theme", "hero", None, None, None, None, TRIAD), ("unknown_field", "name", "not both")),
+        (("/ostinato/theme", "hero", 1.5), ("out_of_range", "variation", "0.0..1.0")),
+    ]
+    for (address, *args), (code, field, text) in cases:
+        reply_address, reply = send(server, sock, address, *args)
+        assert reply_address == "/ostinato/error", (address, args, reply)
+        assert reply[:2] == [code, field] and text in reply[3], (address, args, reply)
+    assert recorder.messages == []
+
+
+@pytest.fixture
+def engine_osc(request):
+    """OSC in front of a real Server on the model named by the test's parameter."""
+    model = request.getfixturevalue(request.param)
+    with Server(ServerConfig(model=str(model)), [], control=False) as srv:
+        with OscServer(srv.handle, port=0, presets=srv.presets, stingers=srv.stingers) as server:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind(("127.0.0.1", 0))
+            sock.settimeout(5)
+            yield server, sock
+            sock.close()
+
+
+@pytest.mark.parametrize("engine_osc", ["theme_model"], indirect=True)
+def test_a_theme_model_server_takes_themes_over_osc(engine_osc):
+    server, sock = engine_osc
+    address, args = send(server, sock, "/ostinato/theme", "hero", 0.3, "bar", 0, "set")
+    assert address == "/ostinato/ack", args
+    reply = json.loads(args[2])
+    assert reply["theme"] == {"key": "D minor", "bars": 2, "notes": 10, "source": "hero"}
+    assert (reply["variation"], reply["blend_beats"]) == (0.3, 0.0)
+    address, args = send(server, sock, "/ostinato/theme/notes", TRIAD)
+    reply = json.loads(args[2])
+    assert address == "/ostinato/ack" and reply["theme"] == {"key": "D minor", "bars": 1, "notes": 3,
+                                                             "source": "notes"}, args
+    address, args = send(server, sock, "/ostinato/theme", "villain")  # not in states.toml
+    assert address == "/ostinato/error" and args[:2] == ["bad_choice", "name"] and "hero" in args[2]
+    address, args = send(server, sock, "/ostinato/theme/action", "free")
+    assert address == "/ostinato/ack" and json.loads(args[2])["theme"] is None
+
+
+@pytest.mark.parametrize("engine_osc", ["model_path"], indirect=True)
+def test_a_plain_model_server_refuses_themes_over_osc_by_field(engine_osc):
+    server, sock = engine_osc
+    for args, field in ((("hero", 0.3, "bar", 0, "set"), "name"), ((None,) * 5 + (TRIAD,), "notes")):
+        address, reply = send(server, sock, "/ostinato/theme", *args)
+        assert address == "/ostinato/error" and reply[:2] == ["out_of_range", field], reply
+        assert "serve --model theme.npz" in reply[3]
+    address, reply = send(server, sock, "/ostinato/theme/notes", "[[62,0,1],[65,1,1]]")
+    assert reply[:2] == ["out_of_range", "notes"] and "at least 3 notes" in reply[3]  # validation first
+    assert send(server, sock, "/ostinato/theme/action", "free")[0] == "/ostinato/ack"

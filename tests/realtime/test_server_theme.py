@@ -3,11 +3,8 @@ with random z weights) changes what plays and leaves no note hanging through the
 blends, a mode change and going free; a plain model refuses a theme by field; a bad
 theme names its field; a states file's missing .mid stops the server at start-up."""
 import pytest
-import torch
 
 from engine.errors import InvalidMessage
-from engine.model import load_model
-from engine.theme import ThemeConfig, ThemeVAE, save_theme
 from realtime.protocol import DEFAULT_STATES
 from realtime.server import Server, ServerConfig
 
@@ -15,22 +12,6 @@ from .test_critic import Wire
 from .test_server import balance
 
 MOTIF = [[62, 0, 1], [65, 1, 1], [69, 2, 1], [74, 3, 1], [72, 4, 0.5], [70, 4.5, 0.5]]
-
-
-@pytest.fixture(scope="module")
-def theme_model(model_path, tmp_path_factory):
-    """The shipped model as a theme model's decoder, its z weights random (a trained
-    one's are not zero), so a theme audibly changes the music."""
-    model, vocab, spec, meta = load_model(model_path)
-    torch.manual_seed(5)
-    vae = ThemeVAE.from_plain(model, ThemeConfig(z_dim=16, enc_embed=16, enc_hidden=32))
-    with torch.no_grad():
-        for k in range(model.cfg.layers):
-            vae.decoder.gate_weights(k).normal_(0, 0.5)
-            vae.decoder.init_h[k].weight.normal_(0, 0.5)
-    path = tmp_path_factory.mktemp("theme") / "theme.npz"
-    save_theme(path, vae, vocab, spec, info=meta.get("info"))
-    return path
 
 
 def test_a_theme_changes_what_plays(theme_model):
