@@ -13,7 +13,7 @@ APT_PACKAGES := jackd2 libportaudio2 libzmq3-dev gcc g++ mono-mcs mono-runtime \
                 godot3-server fluidsynth timgm6mb-soundfont
 
 .PHONY: demo serve test bench setup system train-default eval-default train-critic \
-        train-adversarial quality-default clean
+        train-adversarial quality-default train-theme eval-theme clean
 
 demo: setup
 	$(BIN)/ostinato demo
@@ -73,6 +73,17 @@ train-adversarial: setup
 	  --threads 1 --seed 0
 	$(BIN)/ostinato adversarial --out runs/adv-v1 --steps 1000 --d-pretrain 300 --reward linear \
 	  --kl 0.5 --lr-d 2e-4 --log-every 50 --threads 1 --seed 1
+
+# The theme VAE (issue 13, work in progress; see README "Themes"): the shipped generator frozen
+# as the decoder (z = 0 is exactly it), the encoder and the latent's weights trained.
+train-theme: setup
+	$(BIN)/ostinato theme train --data data/dataset.npz --base engine/models/default.npz \
+	  --out runs/theme --steps 3000 --max-bars 4 --kl-anneal-steps 1000 --lr-dec 0 \
+	  --theme-dropout 0 --eval-every 500 --max-minutes 55 --threads 1
+	cp runs/theme/theme.npz engine/models/theme.npz
+
+eval-theme: setup
+	$(BIN)/ostinato theme eval engine/models/theme.npz --json engine/models/theme-eval.json
 
 quality-default: setup
 	$(BIN)/ostinato quality --method mle=engine/models/default.npz \

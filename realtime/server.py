@@ -178,6 +178,8 @@ class Server:
             self._only[s] = 1 << 62
             self.drafter.drive(self._only, 1 << 20)
             self.rt.candidates[s] = was
+        if self.theme is not None:  # the encoder too: the first theme must not wait for it
+            self.theme.encode(np.array([self.vocab.offsets[NOTE_OFF]], np.int64))
         self._play(now)
         self._release(s, now)  # nothing sounds yet: sends nothing
         self.rt.rewind(s, -1)
