@@ -82,3 +82,28 @@ def theme_control_server(live_theme_server):
 @pytest.fixture
 def theme_osc_server(live_theme_server):
     yield from _osc(live_theme_server)
+
+
+def check_tonality_and_critic(lines, recorded):
+    """What the C and C# examples print and send for tonality and critic: the reply to
+    each change carries the tonality and critic then in effect; the calls with them send
+    both (critic as a JSON integer, which validation insists on); the plain calls neither."""
+    for expected in ("mood-ex tonality 0.9 critic 0", "state-ex tonality 0.25 critic 0",
+                     "key-ex tonality 0.75 critic 0", "mood-kept tonality 0.75 critic 0",
+                     "bad-tonality error out_of_range tonality",
+                     "critic-3 error out_of_range critic"):  # this test server loads no critic
+        assert expected in lines, (expected, lines)
+    mood_ex, state_ex, key_ex, critic3, kept = recorded[5:10]
+    assert (mood_ex["type"], mood_ex["tonality"], mood_ex["critic"], mood_ex["transition"]) == \
+        ("mood", 0.9, 0, "now")
+    assert (mood_ex["valence"], mood_ex["arousal"], mood_ex["intensity"]) == (None, None, None)
+    assert type(mood_ex["critic"]) is int
+    assert (state_ex["name"], state_ex["tonality"], state_ex["critic"]) == ("combat", 0.25, None)
+    assert (key_ex["key"], key_ex["mode"], key_ex["transition"], key_ex["tonality"],
+            key_ex["critic"]) == ("A", None, "beat", 0.75, 0)
+    assert (critic3["type"], critic3["critic"], critic3["tonality"]) == ("mood", 3, None)
+    assert type(critic3["critic"]) is int
+    assert (kept["intensity"], kept["tonality"], kept["critic"]) == (0.6, None, None)
+    for plain in (recorded[1], recorded[2], recorded[4]):  # mood, state, key without them
+        assert (plain["tonality"], plain["critic"]) == (None, None), plain
+

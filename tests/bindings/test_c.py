@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import MOTIF
+from .conftest import MOTIF, check_tonality_and_critic
 
 C_DIR = Path(__file__).resolve().parents[2] / "bindings" / "c"
 THEME_TEST = Path(__file__).with_name("c_theme_test.c")
@@ -81,27 +81,7 @@ def test_tonality_and_critic_reach_the_server(example, control_server):
     address, recorded = control_server
     done = subprocess.run([str(example), address], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
-    lines = done.stdout.splitlines()
-    # The reply to each change carries the tonality and critic then in effect.
-    for expected in ("mood-ex tonality 0.9 critic 0", "state-ex tonality 0.25 critic 0",
-                     "key-ex tonality 0.75 critic 0", "mood-kept tonality 0.75 critic 0",
-                     "bad-tonality error out_of_range tonality",
-                     "critic-3 error out_of_range critic"):  # this test server loads no critic
-        assert expected in lines, (expected, lines)
-    mood_ex, state_ex, key_ex, critic3, kept = recorded[5:10]
-    assert (mood_ex["type"], mood_ex["tonality"], mood_ex["critic"], mood_ex["transition"]) == \
-        ("mood", 0.9, 0, "now")
-    assert (mood_ex["valence"], mood_ex["arousal"], mood_ex["intensity"]) == (None, None, None)
-    assert type(mood_ex["critic"]) is int  # a JSON integer, which validation insists on
-    assert (state_ex["name"], state_ex["tonality"], state_ex["critic"]) == ("combat", 0.25, None)
-    assert (key_ex["key"], key_ex["mode"], key_ex["transition"], key_ex["tonality"], key_ex["critic"]) == \
-        ("A", None, "beat", 0.75, 0)
-    assert (critic3["type"], critic3["critic"], critic3["tonality"]) == ("mood", 3, None)
-    assert type(critic3["critic"]) is int
-    # The old functions are wrappers that leave both fields out.
-    assert (kept["intensity"], kept["tonality"], kept["critic"]) == (0.6, None, None)
-    for old in (recorded[1], recorded[2], recorded[4]):
-        assert (old["tonality"], old["critic"]) == (None, None), old
+    check_tonality_and_critic(done.stdout.splitlines(), recorded)
 
 
 def test_example_reports_an_unavailable_server(example):

@@ -6,13 +6,11 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from engine.adversarial import (AdversarialConfig, Batches, Critic, CriticConfig, Windows,
                                 adversarial_step, d_loss, d_step, discounted, load_critic,
                                 rewards, save_critic, train_adversarial)
 from engine.cli import main
-from engine.data import BuildConfig, Dataset, build
 from engine.errors import ModelError
 from engine.model import ModelConfig, MusicLSTM, load_model, save_model
 from engine.vocab import NOTE_ON, TIME_SHIFT
@@ -21,20 +19,6 @@ from realtime.generator import Weights
 
 TINY = AdversarialConfig(steps=4, batch_size=8, prefix=8, window=16, d_pretrain=2, log_every=2,
                          valid_windows=8)
-
-
-@pytest.fixture(scope="module")
-def data_file(tmp_path_factory):
-    """40 of Ryan's Mammoth tunes from music21's corpus."""
-    path = tmp_path_factory.mktemp("adv") / "dataset.npz"
-    build(BuildConfig(collections=("ryansMammoth",), max_pieces=40, out=str(path), workers=1,
-                      progress=False))
-    return path
-
-
-@pytest.fixture(scope="module")
-def data(data_file):
-    return Dataset.load(data_file)
 
 
 def tiny_g(ds, seed=0):

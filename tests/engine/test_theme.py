@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.data import BuildConfig, Dataset, build
+from engine.data import Dataset
 from engine.errors import InvalidMessage, ModelError
 from engine.model import ModelConfig, MusicLSTM, load_model, save_model
 from engine.modelfile import read_model_file
@@ -34,20 +34,6 @@ TINY_TRAIN = ThemeTrainConfig(steps=4, batch_size=8, lr_enc=3e-3, lr_dec=1e-3, k
 @pytest.fixture(autouse=True)
 def one_thread():
     torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def data_file(tmp_path_factory):
-    """40 of Ryan's Mammoth tunes from music21's corpus."""
-    path = tmp_path_factory.mktemp("theme") / "dataset.npz"
-    build(BuildConfig(collections=("ryansMammoth",), max_pieces=40, out=str(path), workers=1,
-                      progress=False))
-    return path
-
-
-@pytest.fixture(scope="module")
-def data(data_file):
-    return Dataset.load(data_file)
 
 
 def tiny_plain(ds, seed=0, layers=2):

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from engine.data import BuildConfig, Dataset, build
 from engine.model import ModelConfig, MusicLSTM, save_model
 from engine.notes import make_notes
 from engine.theme import ThemeConfig, ThemeVAE, save_theme
@@ -51,13 +50,10 @@ def test_note_accuracy_counts_onset_and_pitch():
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(data_file, data, tmp_path_factory):
     torch.manual_seed(0)
     tmp = tmp_path_factory.mktemp("var")
-    data = tmp / "dataset.npz"
-    build(BuildConfig(collections=("ryansMammoth",), max_pieces=40, out=str(data), workers=1,
-                      progress=False))
-    ds = Dataset.load(data)
+    ds = data
     plain = MusicLSTM(ModelConfig(vocab_size=ds.vocab.size, n_controls=ds.spec.size, embed=16,
                                   hidden=32, layers=1))
     base = tmp / "base.npz"
@@ -68,7 +64,7 @@ def files(tmp_path_factory):
         vae.decoder.init_h[0].weight.normal_(0, 2.0)
     theme = tmp / "theme.npz"
     save_theme(theme, vae, ds.vocab, ds.spec, info=dict(key_relative=True))
-    return ds, base, theme, data
+    return ds, base, theme, data_file
 
 
 def test_held_out_themes_are_bar_phrases_read_as_a_game_sends_them(files):
