@@ -238,7 +238,7 @@ def test_theme_errors_name_the_field_as_over_json(osc):
         (("/ostinato/theme/notes", "[[62,0,1],[65,1,1],[130,2,1]]"), ("out_of_range", "notes", "notes[2]: pitch 130")),
         (("/ostinato/theme/notes", "[[62,0,1],[62,0.5,1],[69,2,1]]"), ("out_of_range", "notes", "overlaps")),
         (("/ostinato/theme/notes", "D F A"), ("bad_type", "notes", "not JSON")),
-        (("/ostinato/theme/notes", "[62, 65, 69]"), ("bad_type", "notes", "not array")),
+        (("/ostinato/theme/notes", "[62, 65, 69]"), ("bad_type", "notes", "not a list of integers")),
         (("/ostinato/theme/notes", 62), ("bad_type", "notes", "not integer")),
         (("/ostinato/theme/variation", 0.5), ("missing_field", "notes,name", "notes or name")),
         (("/ostinato/theme", "hero", None, None, None, "free"), ("unknown_field", "name", "free")),
