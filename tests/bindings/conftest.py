@@ -107,3 +107,19 @@ def check_tonality_and_critic(lines, recorded):
     for plain in (recorded[1], recorded[2], recorded[4]):  # mood, state, key without them
         assert (plain["tonality"], plain["critic"]) == (None, None), plain
 
+
+def check_example_themes(lines, recorded):
+    """What the C and C# examples print and send for themes: by notes (pitches as JSON
+    integers), by name and free, each with its fields and the null ones left out; the
+    replies carry the theme understood; a 2-note theme is refused naming notes."""
+    for expected in ("theme-notes ok", "theme-notes theme D minor 6 notes", "theme-name ok",
+                     "theme-name theme D minor 10 notes", "theme-bad error out_of_range notes",
+                     "theme-free ok", "stop ok"):
+        assert expected in lines, (expected, lines)
+    by_notes, by_name, free = [m for m in recorded if m["type"] == "theme"]  # bad: not validated
+    assert by_notes["notes"] == MOTIF and all(type(n[0]) is int for n in by_notes["notes"])
+    assert (by_notes["variation"], by_notes["transition"], by_notes["blend_beats"]) == (0.2, "now", 0.0)
+    assert (by_name["name"], by_name["variation"], by_name["transition"], by_name["blend_beats"]) == \
+        ("hero", 0.3, "bar", 2.0)
+    assert (free["action"], free["transition"], free["notes"], free["name"]) == ("free", "beat", None, None)
+
