@@ -2,9 +2,12 @@
 
 The server runs as ``ostinato serve`` in its own process with ``sessions`` sessions
 open (the extra ones are the load).  On the ZeroMQ stream each note event carries its
-scheduled time ``t_ns``; a JACK MIDI message carries no time, so when the server also
-plays through a JACK virtual port, a second JACK client stamps each arrival and the
-messages are paired, in order and by their bytes, with the same notes on the stream.
+scheduled time ``t_ns``.  When the server also plays through its JACK port, a second
+JACK client with a native process callback (``realtime.jackmidi.NativeJackReader``)
+stamps each message with its frame, and the frame's time by JACK's clock model, as a DAW
+records it; the messages are paired, in order and by their bytes, with the same notes on
+the stream.  The JACK figure is that frame time minus the scheduled time, in µs and in
+frames, for the native backend and for rtmidi's (the baseline) in the same run.
 """
 import json
 
@@ -67,13 +70,17 @@ def pair_jack(jack_msgs, stream_notes, probe=50, skip=20, window=512):
     return np.array(rx, np.int64), np.array(sched, np.int64), len(jack) - len(rx)
 
 
-def measure(model, sessions, seconds, context, jack_port=None):
+def measure(model, sessions, seconds, context, jack_port=None, jack_backend="native"):
     """Jitter of every note over ``seconds`` with ``sessions`` sessions playing; with
-    ``jack_port`` the JACK path too.  Returns a dict of summaries and raw samples."""
-    from realtime.jack import JackMidiReader
+    ``jack_port`` the JACK path too, through ``jack_backend``.  Returns a dict of
+    summaries and raw samples."""
+    from realtime.jackmidi import NativeJackReader
 
     res = {"sessions": sessions, "seconds": seconds}
-    with ServeProcess(model, sessions=max(sessions, 1), jack_port=jack_port) as srv:
+    if jack_port:
+        res["jack_backend"] = jack_backend
+    with ServeProcess(model, sessions=max(sessions, 1), jack_port=jack_port,
+                      jack_backend=jack_backend) as srv:
         srv.wait_ready()
         stream = EventStream(srv.events, context)
         client = Client(srv.control, timeout=10.0, context=context)
@@ -81,12 +88,13 @@ def measure(model, sessions, seconds, context, jack_port=None):
             stream.wait_for_music()
             open_sessions(client, sessions - 1)
             if jack_port:
-                with JackMidiReader(f"{jack_port}:{jack_port}", client_name=jack_port + "-daw") as daw:
+                with NativeJackReader(jack_port, client_name=jack_port + "-daw") as daw:
                     daw.wait_for(1, timeout_s=5.0)  # music arrives: the connection is live
                     daw.clear()
                     pre = stream.record(SETTLE_S)
                     frames = stream.record(seconds)
-                    jack_msgs = daw.messages
+                    jack_msgs = [(t, m) for _, t, m in daw.stamped]
+                    jack_stats = daw.stats()
             else:
                 pre = stream.record(SETTLE_S)
                 frames = stream.record(seconds)
@@ -103,22 +111,33 @@ def measure(model, sessions, seconds, context, jack_port=None):
     if jack_port:
         heard = notes(pre) + ev
         jrx, jsched, unpaired = pair_jack(jack_msgs, heard)
+        frame_ns = 1e9 / jack_stats["rate"]
         res["jack_stream_notes"] = len(heard)
         res["jack_us"] = summary(us(jrx - jsched))
+        res["jack_frames"] = summary((jrx - jsched) / frame_ns)
+        res["jack_period"], res["jack_rate"] = jack_stats["period"], jack_stats["rate"]
+        res["jack_late_frames"] = int(np.sum((jrx - jsched) > frame_ns))
+        res["jack_xruns"] = jack_stats["xruns"]
         res["jack_unpaired"] = unpaired
         res["_samples"]["jack"] = us(jrx - jsched)
     return res
 
 
 def run(model, seconds=20.0, load=63, jack_port=None, log=print):
-    """Jitter without and with ``load`` extra sessions, over ZeroMQ (and JACK)."""
+    """Jitter without and with ``load`` extra sessions, over ZeroMQ (and JACK, through
+    the native backend and then through rtmidi's, the baseline)."""
     ctx = zmq.Context()
     try:
         out = {}
-        for name, n in (("unloaded", 1), ("loaded", 1 + load)):
-            log(f"jitter: {n} session(s), {seconds:g} s" + (", ZeroMQ + JACK" if jack_port else ""))
-            out[name] = measure(model, n, seconds, ctx,
-                                jack_port=f"{jack_port}-{name}" if jack_port else None)
+        backends = ("native", "rtmidi") if jack_port else ("native",)
+        for backend in backends:
+            for name, n in (("unloaded", 1), ("loaded", 1 + load)):
+                key = name if backend == "native" else f"{name}_rtmidi"
+                log(f"jitter: {n} session(s), {seconds:g} s" +
+                    (f", ZeroMQ + JACK ({backend})" if jack_port else ""))
+                out[key] = measure(model, n, seconds, ctx,
+                                   jack_port=f"{jack_port}-{key}" if jack_port else None,
+                                   jack_backend=backend)
         return out
     finally:
         ctx.term()

@@ -96,13 +96,16 @@ def over_zmq(model, changes, context, seed=0, log=print):
             "velocity_class_mismatches": int(wrong), "_samples": {"zmq": us(lat)}}
 
 
-def over_jack(model, changes, context, port_name, seed=0, log=print):
-    from realtime.jack import JackMidiReader
+def over_jack(model, changes, context, port_name, seed=0, log=print, backend="native"):
+    """Mood call → the first note of the new mood at the frame a JACK client (a DAW)
+    records it, by JACK's clock model of that frame (``NativeJackReader.stamped``)."""
+    from realtime.jackmidi import NativeJackReader
 
     lat, unclassified = [], 0
-    with ServeProcess(model, sessions=1, events=False, jack_port=port_name) as srv:
+    with ServeProcess(model, sessions=1, events=False, jack_port=port_name,
+                      jack_backend=backend) as srv:
         srv.wait_ready()
-        with JackMidiReader(f"{port_name}:{port_name}", client_name=port_name + "-daw") as daw, \
+        with NativeJackReader(port_name, client_name=port_name + "-daw") as daw, \
                 Client(srv.control, timeout=5.0, context=context) as client:
             daw.wait_for(1, timeout_s=5.0)  # music arrives: the connection is live
             _prime(client)
@@ -120,7 +123,8 @@ def over_jack(model, changes, context, port_name, seed=0, log=print):
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise TimeoutError(f"change {i}: no new note within {NOTE_TIMEOUT_S} s")
-                    msgs = daw.wait_for(seen + 1, timeout_s=left)
+                    daw.wait_for(seen + 1, timeout_s=left)
+                    msgs = [(t, m) for _, t, m in daw.stamped]
                     for t, m in msgs[seen:]:
                         if len(m) == 3 and m[0] & 0xF0 == 0x90 and m[2] > 0:
                             if _loud(m[2]) == loud:
@@ -133,7 +137,7 @@ def over_jack(model, changes, context, port_name, seed=0, log=print):
                     if not reply.get("ok"):
                         raise RuntimeError(f"mood change refused: {reply}")
                 next_send = found + int(gap)
-    return {"changes": changes, "first_note_us": summary(us(lat)),
+    return {"changes": changes, "backend": backend, "first_note_us": summary(us(lat)),
             "velocities_between_classes": int(unclassified), "_samples": {"jack": us(lat)}}
 
 
@@ -143,8 +147,12 @@ def run(model, changes=1000, jack_port=None, log=print):
         log(f"mood → note: {changes} changes over ZeroMQ")
         out = {"zmq": over_zmq(model, changes, ctx, log=log)}
         if jack_port:
-            log(f"mood → note: {changes} changes over JACK")
-            out["jack"] = over_jack(model, changes, ctx, jack_port, seed=1, log=log)
+            for backend in ("native", "rtmidi"):
+                log(f"mood → note: {changes} changes over JACK ({backend})")
+                key = "jack" if backend == "native" else "jack_rtmidi"
+                out[key] = over_jack(model, changes, ctx, f"{jack_port}-{backend}", seed=1,
+                                     log=log, backend=backend)
+                out[key]["_samples"] = {key: out[key]["_samples"]["jack"]}
         return out
     finally:
         ctx.term()

@@ -29,8 +29,9 @@ class ServeProcess:
     ``t_start_ns`` is taken just before the process is spawned."""
 
     def __init__(self, model, sessions=16, events=True, jack_port=None, env=None,
-                 ready_timeout_s=180.0):
+                 ready_timeout_s=180.0, jack_backend="native"):
         self.model, self.sessions, self.jack_port = str(model), sessions, jack_port
+        self.jack_backend = jack_backend  # "native" (the default) or "rtmidi" (baseline)
         self.control = f"tcp://127.0.0.1:{free_port()}"
         self.events = f"tcp://127.0.0.1:{free_port()}" if events else None
         self.env = dict(os.environ, **(env or {}))
@@ -45,7 +46,8 @@ class ServeProcess:
                "--control", self.control, "--events", self.events or "none",
                "--sessions", str(self.sessions), "--osc", "0"]  # OSC is not measured
         if self.jack_port:
-            cmd += ["--midi", "virtual", "--api", "jack", "--port-name", self.jack_port]
+            cmd += ["--midi", "virtual", "--api", "jack", "--port-name", self.jack_port,
+                    "--jack-backend", self.jack_backend]
         else:
             cmd += ["--midi", "none"]
         return cmd

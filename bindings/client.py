@@ -307,6 +307,16 @@ class EventListener(_Endpoint):
             self._socket.setsockopt(zmq.SUBSCRIBE, prefix.encode())
         self._socket.connect(address)
 
+    @staticmethod
+    def due_in(event):
+        """Seconds from now until ``event`` is due (negative: past): its ``t_ns`` is the
+        server's ``CLOCK_MONOTONIC``, which is this machine's ``time.monotonic_ns()``
+        when client and server run on one machine.  With ``serve --events-ahead MS``
+        notes arrive up to MS ms early: schedule each ``due_in`` seconds from now (an
+        audio engine's scheduled play, or a sleep to the deadline) and the network's
+        jitter drops out."""
+        return (int(event["t_ns"]) - time.monotonic_ns()) / 1e9
+
     def recv(self, timeout=None):
         """The next event, or None if none came within ``timeout`` seconds (None: forever)."""
         if not self._socket.poll(None if timeout is None else max(0, int(timeout * 1000))):

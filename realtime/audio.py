@@ -304,24 +304,24 @@ class AudioPort(BasePort):
 class FluidSynthPort(BasePort):
     """Plays events with FluidSynth and a General MIDI SoundFont, over JACK.
 
-    Starts ``fluidsynth -a jack -m jack`` (its shell reads a pipe we hold open, so it
-    stays up) and sends to its JACK MIDI input from a python-rtmidi JACK output, wired
-    with jack_connect.  RtMidi sends at once, without timestamps: timing is the
-    sender's.  Its audio ports (``<client>:left/right``) go to system:playback.
+    Starts ``fluidsynth -a jack -m jack -j`` (its shell reads a pipe we hold open, so it
+    stays up; ``-j`` connects its audio to system:playback) as a JACK client of its
+    own, so no Python runs in the audio path, and feeds its MIDI input from a native
+    JACK output (``realtime.ports.JackMidiPort``), which writes each message at the
+    frame of its time: the player hands them over ``lead_ns`` early.
     """
 
     name = "fluidsynth"
 
     def __init__(self, soundfont=None, start_timeout_s=10.0):
         super().__init__()
-        import rtmidi
-
+        from .ports import JackMidiPort
         from .synth import default_soundfont
 
-        exe, connect, lsp = (shutil.which(n) for n in ("fluidsynth", "jack_connect", "jack_lsp"))
+        exe = shutil.which("fluidsynth")
         sf2 = soundfont or default_soundfont()
-        if not (exe and connect and lsp):
-            raise PortError("FluidSynth live preview needs fluidsynth, jack_connect and jack_lsp")
+        if not exe:
+            raise PortError("FluidSynth live preview needs fluidsynth (Debian package fluidsynth)")
         if sf2 is None:
             raise PortError("FluidSynth live preview needs a General MIDI SoundFont (.sf2)")
         tag = f"{os.getpid()}-{next(_instances)}"
@@ -330,49 +330,42 @@ class FluidSynthPort(BasePort):
             [exe, "-a", "jack", "-m", "jack", "-j", "-o", f"midi.jack.id={self.client_name}",
              "-o", f"audio.jack.id={self.client_name}", sf2],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self._out = None
+        self._midi = None
         try:
-            try:
-                self._out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=f"ostinato-{tag}")
-                self._out.open_virtual_port("to-fluidsynth")
-            except (rtmidi.RtMidiError, SystemError) as exc:
-                raise PortError(f"cannot open a JACK MIDI output with python-rtmidi: {exc}") from exc
+            self._midi = JackMidiPort(f"ostinato-{tag}", port="to-fluidsynth",
+                                      connect=[self.client_name + ":midi"], reconnect_s=0.05)
             deadline = time.monotonic() + start_timeout_s
-            while True:  # fluidsynth's ports appear once the SoundFont is loaded
+            # fluidsynth's ports appear once the SoundFont is loaded; the port connects
+            # to its MIDI input as soon as it is there
+            while not self._midi.linked:
                 if self._proc.poll() is not None:
                     err = self._proc.stderr.read().decode(errors="replace").strip()[-300:]
                     raise PortError(f"fluidsynth exited ({self._proc.returncode}): {err}")
-                ports = subprocess.run([lsp], capture_output=True, text=True).stdout.split()
-                dst = next((p for p in ports if p.startswith(self.client_name + ":midi")), None)
-                src = next((p for p in ports if p.startswith(f"ostinato-{tag}")
-                            and p.endswith(":to-fluidsynth")), None)
-                if dst and src:
-                    break
                 if time.monotonic() > deadline:
                     raise PortError(f"fluidsynth's JACK ports did not appear in {start_timeout_s} s")
                 time.sleep(0.05)
-            res = subprocess.run([connect, src, dst], capture_output=True, text=True)
-            if res.returncode != 0:
-                raise PortError(f"jack_connect {src} {dst} failed: {res.stderr.strip()}")
-            self.midi_port = dst
+            self.midi_port = self._midi.linked[0]
             self.audio_ports = [f"{self.client_name}:left", f"{self.client_name}:right"]
         except BaseException:
             self._close()
             raise
 
+    @property
+    def lead_ns(self):
+        return self._midi.lead_ns if self._midi is not None else 0
+
     def _send(self, status, data1, data2, t_ns, beat, session):
-        if 0x80 <= status <= 0xEF:
-            kind = status & 0xF0
-            msg = [status, data1 & 0x7F] if kind in (0xC0, 0xD0) else [status, data1 & 0x7F, data2 & 0x7F]
-            self._out.send_message(msg)
+        if 0x80 <= status <= 0xEF:  # channel messages only
+            self._midi.send(status, data1, data2, t_ns, beat, session)
+
+    def release(self, t_ns):
+        if self._midi is not None:
+            self._midi.release(t_ns)
 
     def _close(self):
-        if self._out is not None:
-            for ch in range(16):
-                self._out.send_message([0xB0 | ch, 123, 0])
-            self._out.close_port()
-            self._out.delete()
-            self._out = None
+        if self._midi is not None:
+            self._midi.close()  # ends what sounds, once it is written
+            self._midi = None
         if self._proc.poll() is None:
             try:
                 self._proc.communicate(b"quit\n", timeout=5)

@@ -181,7 +181,10 @@ class _Jack:
 
         name = os.environ.get("JACK_DEFAULT_SERVER")
         try:
-            self.server = JackServer(JackConfig(server=name, period=self.args.jack_period)).__enter__()
+            # jackd -R, as the tests and the storm run it: without realtime scheduling the
+            # dummy driver misses cycles here at -p 64
+            config = JackConfig(server=name, period=self.args.jack_period, realtime=True)
+            self.server = JackServer(config).__enter__()
         except PortError as exc:
             self.res["jack"] = f"unavailable: {exc}"
             self.log(f"JACK: {self.res['jack']}")

@@ -16,7 +16,7 @@ from pathlib import Path
 from engine import DEFAULT_MODEL
 from engine.errors import InvalidMessage, OstinatoError, PortError
 
-from .server import STINGER_CHANNEL, ServerConfig, add_midi_arguments
+from .server import STINGER_CHANNEL, ServerConfig, add_midi_arguments, add_synth_argument
 
 START_STATE = "menu"
 SECONDS_RANGE = (20.0, 3600.0)
@@ -81,7 +81,9 @@ def add_arguments(p):
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="model .npz (default: shipped)")
     add_midi_arguments(p)
     p.add_argument("--audio", action="store_true",
-                   help="play it live through the built-in synth (needs an audio device)")
+                   help="play it live: FluidSynth where JACK runs, else the built-in synth "
+                        "(see --synth)")
+    add_synth_argument(p)
     p.add_argument("--soundfont", default=None, metavar="PATH",
                    help="render demo.wav with FluidSynth and this SoundFont instead of the "
                         "built-in synth")
@@ -128,8 +130,8 @@ def run(args):
 
 def _open(args, record_path, mid_path):
     """The server and its outputs; an optional output that cannot open is a line, skipped."""
-    from .ports import MidiFilePort, RtMidiPort, ZmqPubPort
-    from .server import Server
+    from .ports import MidiFilePort, ZmqPubPort
+    from .server import Server, midi_output
 
     pub = ZmqPubPort("tcp://127.0.0.1:*")
     ports, lines = [pub], []
@@ -139,18 +141,18 @@ def _open(args, record_path, mid_path):
         lines.append(f"  recording: {mid_path}")
         if args.midi == "virtual":
             try:
-                port = RtMidiPort(args.port_name, api=args.api)
+                port = midi_output(args)
                 ports.append(port)
                 lines.append(f"  MIDI port: {port.port_name!r} (connect a synth to hear it live)")
             except (OstinatoError, OSError) as exc:
                 lines.append(f"  MIDI port: not available ({exc})")
         if args.audio:
-            from .audio import AudioPort
+            from .server import audio_output
 
             try:
-                port = AudioPort()
+                port = audio_output(args)
                 ports.append(port)
-                lines.append(f"  audio: {port.device_name}")
+                lines.append(f"  audio: {getattr(port, 'device_name', None) or port.name}")
             except (OstinatoError, OSError) as exc:
                 lines.append(f"  audio: not available ({exc})")
         cfg = ServerConfig(model=args.model, control="tcp://127.0.0.1:*", seed=args.seed,

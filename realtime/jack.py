@@ -1,8 +1,8 @@
-"""A JACK server and a JACK MIDI listener, for tests, the benchmark and the CLI.
+"""A JACK server and its ports, for tests, the benchmark and the CLI.
 
 JACK runs without a sound card (``jackd -d dummy``), so the MIDI path can be checked
-for real: a virtual rtmidi port shows up in ``jack_lsp``, and ``JackMidiReader`` is a
-second client that hears it, as a DAW would.  The command-line tools used here
+for real: our port shows up in ``jack_lsp``, and ``realtime.jackmidi.NativeJackReader``
+is a second client that hears it, frame by frame, as a DAW would.  The command-line tools used here
 (``jackd``, ``jack_lsp``, ``jack_connect``) come with Debian's ``jackd2``.
 
 Which server a client talks to is libjack's choice: $JACK_DEFAULT_SERVER, else
@@ -13,11 +13,9 @@ import os
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 
-import rtmidi
 
 from engine.errors import PortError
 
@@ -221,109 +219,6 @@ class JackServer:
             self._log.close()
             self._log = None
         return False
-
-
-class JackMidiReader:
-    """A second JACK client that listens to one MIDI output port, as a DAW would.
-
-    ``messages`` is a list of (arrival ``time.monotonic_ns()``, message bytes), stamped
-    in rtmidi's callback; everything is recorded, clock and SysEx included.  A JACK
-    connection takes effect some process cycles after it is made, and bytes written
-    before are lost: call ``sync`` before sending what must all arrive.
-    """
-
-    def __init__(self, source, client_name="ostinato-reader", timeout_s=5.0):
-        self.source = source
-        self.client_name = client_name
-        self.timeout_s = timeout_s
-        self._messages = []
-        self._probe = None      # after sync(): bytes that are counted, not recorded
-        self._probes_seen = 0
-        self._cond = threading.Condition()
-        self._in = None
-
-    def __enter__(self):
-        try:
-            self._in = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=self.client_name)
-        except rtmidi.RtMidiError as exc:
-            raise PortError(f"cannot open a JACK MIDI client: {exc}") from exc
-        try:
-            self._in.ignore_types(sysex=False, timing=False, active_sense=False)
-            self._in.set_callback(self._receive)
-            next_poll = time.monotonic()
-            deadline = next_poll + self.timeout_s
-            while True:  # the writer may have just registered its port
-                ports = self._in.get_ports()
-                matches = [i for i, p in enumerate(ports) if p == self.source] or \
-                    [i for i, p in enumerate(ports) if self.source in p]
-                if len(matches) == 1:
-                    self._in.open_port(matches[0], "in")
-                    self.port = ports[matches[0]]
-                    return self
-                if time.monotonic() >= deadline:
-                    raise PortError(f"JACK MIDI output {self.source!r} "
-                                    f"{'is ambiguous' if matches else 'did not appear'} within "
-                                    f"{self.timeout_s} s; outputs: {ports}")
-                next_poll += 0.02
-                time.sleep(max(0.0, next_poll - time.monotonic()))
-        except BaseException:
-            self._in.delete()
-            raise
-
-    def __exit__(self, *exc):
-        self._in.close_port()
-        self._in.delete()
-        return False
-
-    def _receive(self, event, data=None):
-        now = time.monotonic_ns()
-        message = tuple(event[0])
-        with self._cond:
-            if message == self._probe:
-                self._probes_seen += 1
-            else:
-                self._messages.append((now, message))
-            self._cond.notify_all()
-
-    def sync(self, send_probe, probe=(0xFE,)):
-        """Call ``send_probe()`` (which writes ``probe`` to the watched port) every 20 ms
-        until one arrives: the connection is then live.  Probes are never recorded, so
-        pick bytes the test does not send otherwise (default: Active Sensing)."""
-        with self._cond:
-            self._probe = tuple(probe)
-        next_probe = time.monotonic()
-        deadline = next_probe + self.timeout_s
-        while True:
-            send_probe()
-            next_probe += 0.02
-            with self._cond:
-                while not self._probes_seen and (left := next_probe - time.monotonic()) > 0:
-                    self._cond.wait(left)
-                if self._probes_seen:
-                    return
-            if time.monotonic() >= deadline:
-                raise PortError(f"no probe from {self.port!r} arrived within {self.timeout_s} s")
-
-    @property
-    def messages(self):
-        """A copy of what arrived so far: [(t_ns, bytes tuple)]."""
-        with self._cond:
-            return list(self._messages)
-
-    def wait_for(self, count, timeout_s=5.0):
-        """What arrived once ``count`` messages are in, or when ``timeout_s`` is up."""
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            while len(self._messages) < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
-            return list(self._messages)
-
-    def clear(self):
-        with self._cond:
-            self._messages.clear()
 
 
 def align(sent, received):

@@ -27,20 +27,26 @@ mode).  Events longer than 8 bytes (SysEx) keep their first 8 bytes and are coun
 """
 import ctypes
 import ctypes.util
+import logging
 import threading
 import time
 
 import numpy as np
-from numba import carray, cfunc, types
+from numba import carray, cfunc, njit, types
 
 from engine.errors import PortError
 
+log = logging.getLogger("ostinato.jackmidi")
+
 _lib = None
 
-# header words of the state array; events follow from _H on, 3 words each:
-# [absolute frame, size, up to 8 data bytes little-endian]
+# header words of the state array; events follow from _H on, 4 words each:
+# [absolute frame, time (monotonic ns), size, up to 8 data bytes little-endian]
 (_PORT, _CLIENT, _BASE, _CAP, _W, _R, _OVERFLOW, _CYCLES, _PREV, _SKIPPED, _SKIPS,
- _XRUNS, _WLOST, _TRUNC, _EV0, _EV1, _EV2, _LOGW, _NFR, _POLICY) = range(20)
+ _XRUNS, _WLOST, _TRUNC, _EV0, _EV1, _EV2, _LOGW, _NFR, _POLICY,
+ _CF, _CU, _NU, _PU, _TS, _TSN, _TS2, _TSN2, _DOWN) = range(29)  # _CF.._PU: jack_get_cycle_times'
+# outputs; _DOWN: set by JACK's shutdown callback (the server went away)
+_SLOT = 4
 _LOG0 = 32          # a ring of _LOGN frames at which a skip or an xrun was seen
 _LOGN = 1024
 _H = _LOG0 + _LOGN
@@ -76,7 +82,14 @@ def _libjack():
             ("jack_midi_get_lost_event_count", u32, (u64,)),
             ("jack_last_frame_time", u32, (u64,)),
             ("jack_frame_time", u32, (u64,)),
-            ("jack_get_sample_rate", u32, (u64,))):
+            ("jack_get_sample_rate", u32, (u64,)),
+            ("jack_get_buffer_size", u32, (u64,)),
+            ("jack_midi_clear_buffer", None, (u64,)),
+            ("jack_midi_event_write", i32, (u64, u32, u64, ctypes.c_size_t)),
+            ("jack_get_cycle_times", i32, (u64, u64, u64, u64, u64)),
+            ("jack_on_shutdown", None, (u64, u64, u64)),
+            ("jack_get_time", u64, ()),
+            ("jack_port_connected_to", i32, (u64, ctypes.c_char_p))):
         fn = getattr(lib, name)
         fn.restype, fn.argtypes = res, args
     memcpy = libc.memcpy
@@ -85,8 +98,41 @@ def _libjack():
     policy = libc.sched_getscheduler
     policy.restype, policy.argtypes = i32, (i32,)
     lib.sched_getscheduler_ = policy
+    gettime = libc.clock_gettime
+    gettime.restype, gettime.argtypes = i32, (i32, u64)
+    lib.clock_gettime_ = gettime
     _lib = lib
     return lib
+
+
+def _clock_offset(lib):
+    """A nopython function: ``time.monotonic_ns()`` minus JACK's clock, in ns, now.
+
+    jack2 keeps its time (``jack_get_time``, the cycle times) on CLOCK_MONOTONIC_RAW
+    where the kernel has it, which is not Python's monotonic clock: NTP slews
+    CLOCK_MONOTONIC, and on this machine the two were 253 ms apart.  So each cycle
+    measures the difference afresh (the slew is at most 500 ppm, i.e. 2.7 us in a
+    5.3 ms period): JACK's clock read between two readings of CLOCK_MONOTONIC, retried
+    when the two are more than 2 us apart (the thread was preempted in between), to
+    about 1 us (jack_get_time's unit).  ``hdr[i:i + 4]``: four words of scratch for two
+    timespecs, at address ``base + 8 * i``.
+    """
+    gettime, jack_time = lib.clock_gettime_, lib.jack_get_time
+
+    @njit(nogil=True)
+    def mono_minus_jack(hdr, base, i):
+        for _ in range(8):
+            gettime(np.int32(1), np.uint64(base + 8 * i))  # CLOCK_MONOTONIC
+            j = np.int64(jack_time())
+            gettime(np.int32(1), np.uint64(base + 8 * (i + 2)))
+            a = hdr[i] * 1_000_000_000 + hdr[i + 1]
+            b = hdr[i + 2] * 1_000_000_000 + hdr[i + 3]
+            if b - a <= 2000:
+                break
+        # jack_get_time truncates to the microsecond: its true value is half a us more
+        return (a + b) // 2 - j * 1000 - 500
+
+    return mono_minus_jack
 
 
 def _callbacks():
@@ -95,6 +141,7 @@ def _callbacks():
     event_get, lost = lib.jack_midi_event_get, lib.jack_midi_get_lost_event_count
     last_frame, frame_time, memcpy = lib.jack_last_frame_time, lib.jack_frame_time, lib.memcpy_
     policy = lib.sched_getscheduler_
+    cycle_times, mono_minus_jack = lib.jack_get_cycle_times, _clock_offset(lib)
 
     @cfunc(types.int32(types.uint32, types.voidptr), nopython=True)
     def process(nframes, arg):
@@ -116,7 +163,16 @@ def _callbacks():
         n = count(buf)
         cap = hdr[_CAP]
         base = hdr[_BASE]
-        ring = carray(arg, _H + 3 * cap, np.int64)
+        ring = carray(arg, _H + _SLOT * cap, np.int64)
+        # the cycle's start in monotonic time and its length, by JACK's own clock model:
+        # an event at offset o sounds at start + o * length / nframes
+        hdr[_CF] = 0
+        if cycle_times(np.uint64(hdr[_CLIENT]), np.uint64(base + 8 * _CF), np.uint64(base + 8 * _CU),
+                       np.uint64(base + 8 * _NU), np.uint64(base + 8 * _PU)) != 0:
+            hdr[_CU] = 0
+            hdr[_NU] = 0
+        start_ns = hdr[_CU] * 1000 + mono_minus_jack(hdr, base, _TS)
+        span_ns = (hdr[_NU] - hdr[_CU]) * 1000
         w = hdr[_W]
         ev = np.uint64(base + 8 * _EV0)
         for j in range(n):
@@ -126,14 +182,16 @@ def _callbacks():
                 hdr[_OVERFLOW] += 1
                 continue
             size = hdr[_EV1]
-            slot = _H + 3 * (w % cap)
-            ring[slot] = now + (hdr[_EV0] & 0xFFFFFFFF)
-            ring[slot + 1] = size
-            ring[slot + 2] = 0
+            offset = hdr[_EV0] & 0xFFFFFFFF
+            slot = _H + _SLOT * (w % cap)
+            ring[slot] = now + offset
+            ring[slot + 1] = start_ns + offset * span_ns // nframes if span_ns > 0 else 0
+            ring[slot + 2] = size
+            ring[slot + 3] = 0
             if size > 8:
                 hdr[_TRUNC] += 1
                 size = 8
-            memcpy(np.uint64(base + 8 * (slot + 2)), np.uint64(hdr[_EV2]), size)
+            memcpy(np.uint64(base + 8 * (slot + 3)), np.uint64(hdr[_EV2]), size)
             w += 1
         # an opaque call between the event stores and the index store keeps them in order
         frame_time(np.uint64(hdr[_CLIENT]))
@@ -148,25 +206,69 @@ def _callbacks():
         hdr[_LOGW] += 1
         return 0
 
-    return process, xrun
+    @cfunc(types.void(types.voidptr), nopython=True)
+    def shutdown(arg):
+        hdr = carray(arg, _H, np.int64)
+        hdr[_DOWN] = 1
+
+    return process, xrun, shutdown
 
 
 _CALLBACKS = None
 
 
+def _close_client(client, down):
+    """Deactivate and close a client, unless its server went away: then leave it be.
+
+    jack2 (1.9.21 here) can crash the process when a client whose server died is
+    closed: ``jack_client_close`` unmaps the client's shared synchronisation memory while
+    one of libjack's own threads for that client may still wait on it.  Seen here as
+    segfaults inside libjack, in the thread of a client whose server had just stopped.
+    What a dead client holds (a few threads that end, a few mappings) is left behind
+    instead; a reopened client is a new one.
+    """
+    if down:
+        log.warning("JACK went away: its old client is left unclosed (closing one whose "
+                    "server died can crash libjack)")
+        return
+    lib = _libjack()
+    lib.jack_deactivate(client)
+    lib.jack_client_close(client)
+
+
+def _port_names(lib, client, flags):
+    """Names of the MIDI ports with JACK port ``flags`` (0x1 inputs, 0x2 outputs)."""
+    arr = lib.jack_get_ports(client, None, b"midi", flags)
+    names = []
+    if arr:
+        i = 0
+        while arr[i]:
+            names.append(arr[i].decode(errors="replace"))
+            i += 1
+        lib.jack_free(ctypes.cast(arr, ctypes.c_void_p))
+    return names
+
+
 class NativeJackReader:
-    """A second JACK client on the MIDI output port whose name contains ``source``.
+    """A second JACK client on the MIDI output port whose name contains ``source``
+    (with ``source=None``, an input ``input_name`` that others connect to).
 
     ``messages``: [(absolute frame, bytes tuple)] in arrival order, drained from the ring
-    by a Python thread; ``stats()``: the counters above.  Use as a ``with`` block.
+    by a Python thread; ``stamped``: [(absolute frame, t_ns, bytes tuple)], where t_ns is
+    when the frame sounds in ``time.monotonic_ns()`` time, by JACK's clock model of the
+    cycle (``jack_get_cycle_times``: jack2 keeps it on CLOCK_MONOTONIC), so that a DAW's
+    view of an event's time can be set against the time it was scheduled for;
+    ``stats()``: the counters above.  Use as a ``with`` block.
     """
 
     def __init__(self, source, client_name="ostinato-native-reader", capacity=1 << 18,
                  timeout_s=10.0, poll_s=0.005):
         self.source, self.client_name = source, client_name
         self.capacity, self.timeout_s, self.poll_s = capacity, timeout_s, poll_s
-        self._state = np.zeros(_H + 3 * capacity, dtype=np.int64)
+        self._state = np.zeros(_H + _SLOT * capacity, dtype=np.int64)
         self._messages = []
+        self._probe = None      # after sync(): bytes that are counted, not recorded
+        self._probes_seen = 0
         self._lock = threading.Lock()
         self._quit = threading.Event()
         self._client = 0
@@ -179,7 +281,7 @@ class NativeJackReader:
         lib = _libjack()
         if _CALLBACKS is None:
             _CALLBACKS = _callbacks()
-        process, xrun = _CALLBACKS
+        process, xrun, shutdown = _CALLBACKS
         status = ctypes.c_int(0)
         client = lib.jack_client_open(self.client_name.encode(), 1, ctypes.byref(status))  # JackNoStartServer
         if not client:
@@ -193,13 +295,15 @@ class NativeJackReader:
             st[_PORT], st[_CLIENT], st[_CAP] = port, client, self.capacity
             st[_BASE] = st.ctypes.data
             arg = st.ctypes.data
+            lib.jack_on_shutdown(client, shutdown.address, arg)
             if lib.jack_set_process_callback(client, process.address, arg) or \
                     lib.jack_set_xrun_callback(client, xrun.address, arg) or lib.jack_activate(client):
                 raise PortError("cannot set up the native JACK reader")
             self.rate = lib.jack_get_sample_rate(client)
             mine = lib.jack_port_name(port)
+            self.input_name = mine.decode()
             deadline = time.monotonic() + self.timeout_s
-            while True:  # the writer may have just registered its port
+            while self.source is not None:  # the writer may have just registered its port
                 names = self._ports(lib, 0x2)  # JackPortIsOutput
                 matches = [n for n in names if self.source in n]
                 if len(matches) == 1:
@@ -220,15 +324,7 @@ class NativeJackReader:
         return self
 
     def _ports(self, lib, flags):
-        arr = lib.jack_get_ports(self._client, None, b"midi", flags)
-        names = []
-        if arr:
-            i = 0
-            while arr[i]:
-                names.append(arr[i].decode(errors="replace"))
-                i += 1
-            lib.jack_free(ctypes.cast(arr, ctypes.c_void_p))
-        return names
+        return _port_names(lib, self._client, flags)
 
     def _drain(self):
         st, cap = self._state, self.capacity
@@ -237,13 +333,18 @@ class NativeJackReader:
             return 0
         out = []
         for k in range(r, w):
-            slot = _H + 3 * (k % cap)
-            frame, size, data = int(st[slot]), int(st[slot + 1]), int(st[slot + 2])
-            out.append((frame, tuple(data.to_bytes(8, "little", signed=True)[:min(size, 8)])))
+            slot = _H + _SLOT * (k % cap)
+            frame, t_ns, size, data = (int(v) for v in st[slot:slot + 4])
+            out.append((frame, t_ns,
+                        tuple(data.to_bytes(8, "little", signed=True)[:min(size, 8)])))
         st[_R] = w
         with self._lock:
+            if self._probe is not None:
+                kept = [m for m in out if m[2] != self._probe]
+                self._probes_seen += len(out) - len(kept)
+                out = kept
             self._messages.extend(out)
-        return len(out)
+        return w - r
 
     def _drain_loop(self):
         while not self._quit.is_set():
@@ -254,7 +355,46 @@ class NativeJackReader:
     @property
     def messages(self):
         with self._lock:
+            return [(frame, data) for frame, _, data in self._messages]
+
+    @property
+    def stamped(self):
+        with self._lock:
             return list(self._messages)
+
+    def clear(self):
+        """Forget what was received so far."""
+        self._drain()
+        with self._lock:
+            self._messages.clear()
+
+    def wait_for(self, count, timeout_s=5.0):
+        """``messages`` once ``count`` have arrived, or when ``timeout_s`` is up (a guard
+        against a test hanging, not a timing claim)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._lock:
+                if len(self._messages) >= count or time.monotonic() >= deadline:
+                    return [(frame, data) for frame, _, data in self._messages]
+            time.sleep(self.poll_s)
+
+    def sync(self, send_probe, probe=(0xFE,)):
+        """Call ``send_probe()`` (which writes ``probe`` to the watched port) every 20 ms
+        until one arrives: the connection is then live end to end.  Probes are never
+        recorded, so pick bytes not otherwise sent (default: Active Sensing)."""
+        with self._lock:
+            self._probe = tuple(probe)
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            send_probe()
+            until = time.monotonic() + 0.02
+            while time.monotonic() < until:
+                with self._lock:
+                    if self._probes_seen:
+                        return
+                time.sleep(self.poll_s / 5)
+            if time.monotonic() >= deadline:
+                raise PortError(f"no probe from {self.port!r} arrived within {self.timeout_s} s")
 
     def stats(self):
         st = self._state
@@ -268,10 +408,8 @@ class NativeJackReader:
                 "xrun_frames_at": [-f for f in log if f < 0]}
 
     def _close(self):
-        lib = _libjack()
         if self._client:
-            lib.jack_deactivate(self._client)
-            lib.jack_client_close(self._client)
+            _close_client(self._client, bool(self._state[_DOWN]))
             self._client = 0
 
     def __exit__(self, *exc):
@@ -281,3 +419,203 @@ class NativeJackReader:
         self._close()
         self._drain()
         return False
+
+
+# ---------------------------------------------------------------- the writer
+
+# header words of the writer's state array; events follow from _WH on, 3 words each:
+# [t_ns (monotonic), size, up to 8 data bytes little-endian]
+(_W_PORT, _W_CLIENT, _W_BASE, _W_CAP, _W_W, _W_R, _W_WRITTEN, _W_LATE, _W_LATE_MAX,
+ _W_FULL, _W_CYCLES, _W_NFR, _W_DOWN, _W_CF, _W_CU, _W_NU, _W_PU, _W_BADCLOCK,
+ _W_TS, _W_TSN, _W_TS2, _W_TSN2, _W_PEND) = range(23)
+_WH = 32
+_WSLOT = 3
+
+
+def _writer_callbacks():
+    lib = _libjack()
+    get_buffer, clear, write = lib.jack_port_get_buffer, lib.jack_midi_clear_buffer, \
+        lib.jack_midi_event_write
+    cycle_times, frame_time = lib.jack_get_cycle_times, lib.jack_frame_time
+    mono_minus_jack = _clock_offset(lib)
+
+    @cfunc(types.int32(types.uint32, types.voidptr), nopython=True)
+    def process(nframes, arg):
+        hdr = carray(arg, _WH, np.int64)
+        base, cap = hdr[_W_BASE], hdr[_W_CAP]
+        ring = carray(arg, _WH + _WSLOT * cap, np.int64)
+        hdr[_W_CYCLES] += 1
+        hdr[_W_NFR] = nframes
+        buf = get_buffer(np.uint64(hdr[_W_PORT]), nframes)
+        clear(buf)
+        client = np.uint64(hdr[_W_CLIENT])
+        if cycle_times(client, np.uint64(base + 8 * _W_CF), np.uint64(base + 8 * _W_CU),
+                       np.uint64(base + 8 * _W_NU), np.uint64(base + 8 * _W_PU)) != 0:
+            hdr[_W_BADCLOCK] += 1  # no clock model this cycle: write what is due at 0
+            start_ns, span_ns = np.int64(0), np.int64(0)
+        else:
+            start_ns = hdr[_W_CU] * 1000 + mono_minus_jack(hdr, base, _W_TS)
+            span_ns = (hdr[_W_NU] - hdr[_W_CU]) * 1000
+        end_ns = start_ns + span_ns
+        w = hdr[_W_W]
+        r = hdr[_W_R]
+        last = np.int64(0)
+        while r < w:
+            slot = _WH + _WSLOT * (r % cap)
+            t = ring[slot]
+            if span_ns > 0 and t >= end_ns:
+                break  # a later cycle's
+            if span_ns <= 0 or t < start_ns:
+                offset = np.int64(0)
+                # late only if it was due in the last cycle's window: the windows of two
+                # cycles, each by its own clock reading, can leave a gap of a microsecond
+                if t < hdr[_W_PEND]:
+                    hdr[_W_LATE] += 1
+                    late = start_ns - t
+                    if late > hdr[_W_LATE_MAX]:
+                        hdr[_W_LATE_MAX] = late
+            else:  # the nearest frame
+                offset = (2 * (t - start_ns) * nframes + span_ns) // (2 * span_ns)
+            if offset < last:
+                offset = last  # JACK wants offsets in order; stamps never go back anyway
+            if offset >= nframes:
+                offset = np.int64(nframes - 1)
+            if write(buf, np.uint32(offset), np.uint64(base + 8 * (slot + 2)), ring[slot + 1]) != 0:
+                hdr[_W_FULL] += 1  # the port buffer is full: the rest waits a cycle
+                break
+            last = offset
+            hdr[_W_WRITTEN] += 1
+            r += 1
+        hdr[_W_PEND] = end_ns
+        # an opaque call between the reads of the events and the index store
+        frame_time(client)
+        hdr[_W_R] = r
+        return 0
+
+    @cfunc(types.void(types.voidptr), nopython=True)
+    def shutdown(arg):
+        hdr = carray(arg, _WH, np.int64)
+        hdr[_W_DOWN] = 1
+
+    return process, shutdown
+
+
+_WRITER_CALLBACKS = None
+
+
+class NativeJackWriter:
+    """A JACK client with one MIDI output port whose process callback is native code: it
+    writes each queued message at the frame of its time.
+
+    ``push(t_ns, message)`` queues a message (1 to 3 bytes) for monotonic time ``t_ns``
+    in a single-producer / single-consumer ring; the callback converts ``t_ns`` to a
+    frame offset with ``jack_get_cycle_times`` and writes it there.  A message whose time
+    has passed when its cycle runs goes at offset 0 and is counted in ``late``.  So that
+    none is late, push each message at least one period plus a margin before its time
+    (``period_ns``); the player does (``BasePort.lead_ns``).
+
+    When the JACK server goes away, ``down`` turns True (JACK's shutdown callback) and
+    messages pushed are dropped and counted; ``reopen()`` tries to come back.
+    """
+
+    def __init__(self, client_name="Ostinato", port_name="out", capacity=1 << 14):
+        self.client_name, self.port_name, self.capacity = client_name, port_name, capacity
+        self._state = np.zeros(_WH + _WSLOT * capacity, dtype=np.int64)
+        self._client = 0
+        self.rate = self.period = 0
+        self.full_name = None
+        self.dropped = 0
+
+    def open(self):
+        """Open the client, register the port and activate; raises PortError."""
+        global _WRITER_CALLBACKS
+        lib = _libjack()
+        if _WRITER_CALLBACKS is None:
+            _WRITER_CALLBACKS = _writer_callbacks()
+        process, shutdown = _WRITER_CALLBACKS
+        status = ctypes.c_int(0)
+        client = lib.jack_client_open(self.client_name.encode(), 1 | 2, ctypes.byref(status))
+        # 1 JackNoStartServer; 2 JackUseExactName: a DAW finds us under our own name
+        if not client:
+            why = " (the name is taken)" if status.value & 0x04 else ""  # JackNameNotUnique
+            raise PortError(f"cannot open JACK client {self.client_name!r}{why} (status "
+                            f"{status.value:#x}; is a JACK server running? start one with "
+                            "`jackd -d dummy -r 48000 -p 256`)")
+        try:
+            port = lib.jack_port_register(client, self.port_name.encode(), b"8 bit raw midi",
+                                          0x2 | 0x10, 0)  # JackPortIsOutput | JackPortIsTerminal
+            if not port:
+                raise PortError(f"cannot register JACK MIDI port {self.port_name!r}")
+            st = self._state
+            st[:_WH] = 0
+            st[_W_PORT], st[_W_CLIENT], st[_W_CAP] = port, client, self.capacity
+            st[_W_BASE] = st.ctypes.data
+            lib.jack_on_shutdown(client, shutdown.address, st.ctypes.data)
+            if lib.jack_set_process_callback(client, process.address, st.ctypes.data) or \
+                    lib.jack_activate(client):
+                raise PortError("cannot activate the JACK MIDI output")
+            self.rate = lib.jack_get_sample_rate(client)
+            self.period = lib.jack_get_buffer_size(client)
+            self.full_name = lib.jack_port_name(port).decode()
+        except BaseException:
+            lib.jack_client_close(client)
+            raise
+        self._client = client
+        return self
+
+    @property
+    def period_ns(self):
+        return self.period * 1_000_000_000 // max(1, self.rate)
+
+    @property
+    def down(self):
+        """True once JACK has shut this client down (its server stopped or threw it out)."""
+        return not self._client or bool(self._state[_W_DOWN])
+
+    def push(self, t_ns, message):
+        """Queue ``message`` (a tuple of 1-3 bytes) for time ``t_ns``; False when it
+        was dropped (no JACK, or a full ring)."""
+        st = self._state
+        w = int(st[_W_W])
+        if self.down or w - int(st[_W_R]) >= self.capacity:
+            self.dropped += 1
+            return False
+        slot = _WH + _WSLOT * (w % self.capacity)
+        st[slot] = t_ns
+        st[slot + 1] = len(message)
+        st[slot + 2] = int.from_bytes(bytes(message), "little")
+        st[_W_W] = w + 1  # after the event's words: the callback reads up to here
+        return True
+
+    @property
+    def queued(self):
+        """Messages pushed that the callback has not written yet."""
+        return int(self._state[_W_W] - self._state[_W_R])
+
+    def inputs(self):
+        """The JACK MIDI input ports there are now."""
+        return _port_names(_libjack(), self._client, 0x1) if not self.down else []
+
+    def connected_to(self, destination):
+        return not self.down and bool(_libjack().jack_port_connected_to(
+            int(self._state[_W_PORT]), destination.encode()))
+
+    def connect(self, destination):
+        """Connect the port to the JACK MIDI input ``destination``; raises PortError."""
+        lib = _libjack()
+        err = lib.jack_connect(self._client, self.full_name.encode(), destination.encode())
+        if err and err != 17:  # EEXIST: connected already
+            raise PortError(f"cannot connect {self.full_name} to {destination!r} (error {err})")
+
+    def stats(self):
+        st = self._state
+        return {"written": int(st[_W_WRITTEN]), "late": int(st[_W_LATE]),
+                "late_max_us": int(st[_W_LATE_MAX]) / 1000, "port_full": int(st[_W_FULL]),
+                "dropped": self.dropped, "cycles": int(st[_W_CYCLES]),
+                "no_clock": int(st[_W_BADCLOCK]), "rate": self.rate, "period": self.period}
+
+    def close(self):
+        """Deactivate and close the client (what is still queued is not written)."""
+        if self._client:
+            client, self._client = self._client, 0
+            _close_client(client, bool(self._state[_W_DOWN]))

@@ -6,7 +6,10 @@ to ``handle``, which queues them for the engine thread and waits for the answer.
 The engine thread plays: it runs commands, asks the numba sequencer which MIDI
 messages are due, sends them, and sleeps to absolute monotonic deadlines (an event
 wait that commands and new urgent events cut short, then a spin for the last
-millisecond: a virtual machine can wake a sleeping thread a millisecond late).
+fraction of a millisecond inside a ``nogil`` kernel, ``realtime.timing``: a virtual
+machine can wake a sleeping thread late, and a spin in Python would hold the GIL).
+An output that schedules by time itself (native JACK, ``BasePort.lead_ns``) gets each
+message that lead early; the others still get it at its time, from a queue in order.
 The generator thread composes: it keeps each session's look-ahead filled with the
 numba LSTM, which releases the GIL, so on two cores a step never delays a send.
 They share the event rings without a lock on the playing side: the generator writes
@@ -17,8 +20,9 @@ the generator's lock.
 import argparse
 import collections
 import contextlib
-import ctypes
+import functools
 import logging
+import os
 import signal
 import sys
 import threading
@@ -45,6 +49,7 @@ from .mood import (DEFAULT_MAX_NOTE_BEATS, DEFAULT_TONALITY, Mood, bpm_of, densi
 from .ports import MultiPort
 from .sequencer import Sequencer, collect, plan, publish, release
 from .theme import ThemeEncoder, latent, slerp
+from .timing import Waiter, fine_timer_slack
 
 log = logging.getLogger("ostinato.server")
 
@@ -145,6 +150,11 @@ class Server:
         self.state = "playing"
         self.events_sent = 0
         self._last_t = 0  # the stamp of the last MIDI message sent: see _send
+        # with an output that takes messages early: (t_ns, send, args) still to go to the
+        # others at their time, in order (``_emit``, ``_deliver``)
+        self._later = collections.deque()
+        self._lead_now = 0  # the lead the outputs asked for at the player's last look
+        self._waiter = Waiter()  # the engine thread's (and close()'s, after it stopped)
         self._commands = collections.deque()
         self._wake = threading.Event()       # the player: commands or an urgent event
         self._gen_wake = threading.Event()   # the generator: commands changed its work
@@ -240,6 +250,7 @@ class Server:
             for sess in list(self.sessions.values()):
                 self._release(sess.slot, now)
             self._transport(0xFC, now)
+            self._deliver(1 << 62)  # what is queued for its time: a lead at most
         except Exception:  # noqa: BLE001 - the outputs end their own notes as they close
             log.exception("releasing the notes at close failed; the outputs end their own")
         finally:
@@ -319,9 +330,16 @@ class Server:
                                       themes=dict(loaded=self.theme is not None,
                                                   names=sorted(self.themes)),
                                       max_sessions=self.cfg.max_sessions,
+                                      events_ahead_ms=self._events_ahead_ms(),
                                       ticks_per_beat=self.tpb, model=self.weights.meta.get("config"),
                                       outputs=[getattr(p, "name", "?") for p in
                                                getattr(self.port, "ports", [self.port])]))
+
+    def _events_ahead_ms(self):
+        """How early the event stream publishes notes (0: at their time)."""
+        ports = getattr(self.port, "ports", [self.port])
+        return max((p.lead_ns for p in ports if getattr(p, "name", "") == "zmq"),
+                   default=0) / 1e6
 
     def _on_mood(self, msg):
         sess = self._session(msg)
@@ -556,8 +574,7 @@ class Server:
         self.seq.humanise[slot] = self.cfg.humanise
         main = self.sessions.get("main")
         self.sessions[name] = sess
-        if hasattr(self.port, "sessions"):  # before _reset, whose markers carry the name
-            self.port.sessions = {s.slot: s.name for s in self.sessions.values()}
+        self._name_sessions()  # before _reset, whose markers carry the name
         now = time.monotonic_ns()
         if main is None:
             self._reset(sess, now, 0)
@@ -598,8 +615,7 @@ class Server:
         self._release(sess.slot, time.monotonic_ns())
         self.rt.close(sess.slot)
         del self.sessions[sess.name]
-        if hasattr(self.port, "sessions"):  # a recording then knows a reopened name is new
-            self.port.sessions = {s.slot: s.name for s in self.sessions.values()}
+        self._name_sessions()  # a recording then knows a reopened name is new
 
     def _model_request(self, mood):
         """What the model is asked for ``mood``: (control vector, semitones the sequencer
@@ -711,9 +727,29 @@ class Server:
                 kw["session"] = sess.slot
             if beat is not None:
                 kw["beat"] = beat
-            self.port.publish(type, **kw)
+            self._in_order("publish", type, **kw)
         if type == "tempo" and hasattr(self.port, "tempo") and sess is not None:
-            self.port.tempo(fields["bpm"], beat, session=sess.slot)
+            self._in_order("tempo", fields["bpm"], beat, session=sess.slot)
+
+    def _name_sessions(self):
+        """Tell the outputs which session has which slot (their events carry names)."""
+        if hasattr(self.port, "sessions"):
+            self._in_order("sessions", {s.slot: s.name for s in self.sessions.values()})
+
+    def _in_order(self, method, *args, **kwargs):
+        """Call the outputs' ``method`` (publish, tempo, sessions) in order with the
+        messages: at once for the outputs with a lead and for all when nothing waits for
+        its time; after the queued messages for the others (``_later``), so that a marker
+        or a session's new name never overtakes the messages sent before it."""
+        port = self.port
+        if self._later and isinstance(port, MultiPort):
+            port.call_some(True, method, *args, **kwargs)
+            self._later.append((self._later[-1][0], functools.partial(
+                port.call_some, False, method, *args, **kwargs), ()))
+        elif method == "sessions":
+            port.sessions = args[0]
+        else:
+            getattr(port, method)(*args, **kwargs)
 
     def _transport(self, status, now):
         """MIDI Start (0xFA), Continue (0xFB) or Stop (0xFC), and where the clock goes on
@@ -728,20 +764,19 @@ class Server:
         elif status == 0xFB:
             self._pulse = int(tick * 24 / self.tpb) + 1
         self._last_t = max(now, self._last_t)
-        self.port.send(status, 0, 0, self._last_t, tick / self.tpb, main.slot)
+        self._emit(self._routes(), status, 0, 0, self._last_t, tick / self.tpb, main.slot)
 
     def _clock(self, now):
         """Send the clock pulses due by ``now``; returns the time of the next one."""
         s = self.sessions["main"].slot
+        routes = self._routes()
         while True:
             tick = self._pulse * self.tpb / 24
             t = int(self.seq.tick_ns(s, tick))
             if t > now:
                 return t
-            while time.monotonic_ns() < t:
-                pass
             self._last_t = t = max(t, self._last_t)  # stamps never go back: see _send
-            self.port.send(0xF8, 0, 0, t, tick / self.tpb, s)
+            self._emit(routes, 0xF8, 0, 0, t, tick / self.tpb, s)
             self._pulse += 1
 
     def _release(self, s, now, stingers=True):
@@ -755,10 +790,13 @@ class Server:
 
     # -- the engine threads -----------------------------------------------------------
     def _play(self, now):
-        """Send what is due by ``now`` + the spin, each message at its time; returns the
-        next deadline (ns)."""
+        """Send what is due by ``now`` + the spin (+ the outputs' lead), each message at
+        its time (or that lead early); returns the next deadline (ns)."""
         sq, rt = self.seq, self.rt
-        now += self._spin  # collected before it is due: only the send is on the deadline
+        self._lead_now = lead = getattr(self.port, "lead_ns", 0)
+        self._deliver(now + self._spin)
+        # collected before it is due: only the send is on the deadline
+        now += max(self._spin, lead)
         n, nxt = collect(now, rt.active, rt.ev_tick, rt.ev_tok, rt.head, rt.ready, self._kinds,
                          self._values, sq.seg_tick, sq.seg_ns, sq.bpm0, sq.bpm1, sq.ramp,
                          sq.p_tick, sq.p_bpm, sq.p_ramp, self.tpb, sq.beats_per_bar, sq.channel,
@@ -773,6 +811,9 @@ class Server:
         nxt = int(nxt) if nxt > 0 else now + 20_000_000
         if self.cfg.clock and self.state == "playing" and "main" in self.sessions:
             nxt = min(nxt, self._clock(now))  # pulses due by now + the spin, on time
+        nxt -= lead  # collected that early
+        if self._later:
+            nxt = min(nxt, self._later[0][0])
         return nxt
 
     def _generate(self, now):
@@ -795,7 +836,7 @@ class Server:
             self.drafter.drive(self._targets, self.cfg.steps_per_lock)
         if pending and rt.advance(self._targets, self.cfg.steps_per_lock):
             first = self._publish()
-            if 0 <= first < self._deadline:
+            if 0 <= first - self._lead_now < self._deadline:
                 self._wake.set()  # due before the player's next look: wake it
         return pending, int(wake)
 
@@ -824,7 +865,8 @@ class Server:
                        self.tpb)
 
     def _send(self, n):
-        """Send the first n messages of the output buffer, none before its time.
+        """Send the first n messages of the output buffer, none before its time (to an
+        output with a lead, that lead before it).
 
         Stamps never go back: a message that comes after one with a later stamp (an
         event the generator published after its time, or a stinger note due before a
@@ -834,17 +876,45 @@ class Server:
         if n == 0:
             return
         out, ns, beats = self.seq.out, self.seq.out_ns, self.seq.out_beat
-        send, clock = self.port.send, time.monotonic_ns
+        routes, emit = self._routes(), self._emit
         last = self._last_t
         for i in range(n):
             t = max(int(ns[i]), last)
-            while clock() < t:
-                pass
-            send(int(out[i, 0]), int(out[i, 1]), int(out[i, 2]), t, float(beats[i]),
+            emit(routes, int(out[i, 0]), int(out[i, 1]), int(out[i, 2]), t, float(beats[i]),
                  int(out[i, 3]))
             last = t
         self._last_t = last
         self.events_sent += n
+
+    def _routes(self):
+        """(send to the outputs with a lead, send to those without): either may be None."""
+        port = self.port
+        if not getattr(port, "lead_ns", 0):
+            return None, port.send
+        if isinstance(port, MultiPort):
+            return port.send_ahead, (port.send_due if port.has_due else None)
+        return port.send, None
+
+    def _emit(self, routes, status, data1, data2, t, beat, session):
+        """One message: to the outputs with a lead at once, to the others at ``t``
+        (waited for here without a lead; queued for ``_deliver`` with one)."""
+        ahead, due = routes
+        if ahead is not None:
+            ahead(status, data1, data2, t, beat, session)
+            if due is not None:
+                self._later.append((t, due, (status, data1, data2, t, beat, session)))
+        elif due is not None:
+            self._waiter.wait_until(t)
+            due(status, data1, data2, t, beat, session)
+
+    def _deliver(self, until):
+        """Send what is queued for the outputs without a lead, due by ``until``, each at
+        its time."""
+        later, wait = self._later, self._waiter.wait_until
+        while later and later[0][0] <= until:
+            t, send, args = later.popleft()
+            wait(t)
+            send(*args)
 
     def _run_commands(self):
         if not self._commands:
@@ -939,6 +1009,7 @@ class Server:
         whose note-on was never sent, or miss ones whose note-off was not), and each
         output ends what it has sounding by its own count."""
         sq = self.seq
+        self._deliver(1 << 62)  # what was queued for its time goes first: a lead at most
         for sess in self.sessions.values():
             release(sess.slot, now, 0.0, sq.sent_pitch, sq.sent_chan, sq.sent_serial, sq.owner,
                     sq.st_chan, sq.st_head, sq.st_n, sq.out, sq.out_ns, sq.out_beat, 0, True)
@@ -951,14 +1022,6 @@ def _shutting_down():
     return ServerError("the server is shutting down; the request was not applied")
 
 
-def fine_timer_slack(ns=1000):
-    """Let Linux wake the calling thread within ``ns`` of its timeouts instead of the
-    default 50 µs (``prctl(PR_SET_TIMERSLACK)``); a no-op elsewhere."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None).prctl(29, ns, 0, 0, 0)  # 29: PR_SET_TIMERSLACK
-
-
 # -- the command line ----------------------------------------------------------------
 def add_arguments(p):
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="model .npz (default: shipped)")
@@ -966,6 +1029,9 @@ def add_arguments(p):
                    help=f"ZeroMQ address for game messages (default {protocol.CONTROL_ADDRESS})")
     p.add_argument("--events", default="tcp://127.0.0.1:5556",
                    help="ZeroMQ PUB address of the event stream; 'none' to turn off")
+    p.add_argument("--events-ahead", type=float, default=0.0, metavar="MS",
+                   help="publish each note up to MS ms before its time (its t_ns says "
+                        "when), for clients that schedule it; default 0: at its time")
     p.add_argument("--osc", type=int, default=protocol.OSC_PORT,
                    help=f"UDP port of the OSC endpoint on 127.0.0.1 (default {protocol.OSC_PORT}; "
                         "0 turns it off)")
@@ -986,7 +1052,10 @@ def add_arguments(p):
                    help="CurveZMQ: folder of the public .key files of the clients let in")
     add_midi_arguments(p)
     p.add_argument("--record", default=None, metavar="FILE.mid", help="record to a MIDI file")
-    p.add_argument("--audio", action="store_true", help="play through the built-in synth")
+    p.add_argument("--audio", action="store_true",
+                   help="hear it: FluidSynth (General MIDI) where JACK runs, else the built-in "
+                        "synth (see --synth)")
+    add_synth_argument(p)
     p.add_argument("--clock", action="store_true",
                    help="send MIDI clock (24 ppqn, start/continue/stop) so a DAW follows the tempo")
     p.add_argument("--show", action="store_true",
@@ -1035,27 +1104,86 @@ def add_midi_arguments(p):
                         "(default), or none")
     p.add_argument("--port-name", default="Ostinato", help="name of the virtual MIDI port")
     p.add_argument("--api", default=None,
-                   help="rtmidi API: alsa, jack, coremidi, windows_mm (default: $RTMIDI_API, "
+                   help="MIDI API: alsa, jack, coremidi, windows_mm (default: $RTMIDI_API, "
                         "else the platform's)")
+    p.add_argument("--jack-backend", choices=JACK_BACKENDS, default=None,
+                   help="with --api jack: native (default: a JACK client of our own that "
+                        "writes each event at its frame) or rtmidi (every event at the start "
+                        "of the next period; the baseline); default $OSTINATO_JACK_BACKEND, "
+                        "else native")
+    p.add_argument("--jack-connect", action="append", default=[], metavar="PORT",
+                   help="with the native JACK backend: connect to this JACK MIDI input "
+                        "(a name or part of one; repeatable)")
+
+
+JACK_BACKENDS = ("native", "rtmidi")
+SYNTHS = ("auto", "fluidsynth", "builtin")
+
+
+def add_synth_argument(p):
+    p.add_argument("--synth", choices=SYNTHS, default="auto",
+                   help="with --audio: fluidsynth (its own JACK client fed by the native "
+                        "JACK output: no Python in the audio path), builtin (the numba synth "
+                        "through PortAudio), or auto (default): fluidsynth where a JACK "
+                        "server runs and fluidsynth and a SoundFont are installed")
+
+
+def audio_output(args):
+    """The ``--audio`` output: FluidSynth or the built-in synth (``--synth``)."""
+    import shutil
+
+    from .audio import AudioPort, FluidSynthPort
+    from .jack import server_running
+    from .synth import default_soundfont
+
+    choice = getattr(args, "synth", "auto")
+    if choice == "fluidsynth" or (choice == "auto" and shutil.which("fluidsynth")
+                                  and default_soundfont() and server_running()):
+        return FluidSynthPort()
+    return AudioPort()
+
+
+def jack_backend(choice=None):
+    """'native' or 'rtmidi': ``choice``, else $OSTINATO_JACK_BACKEND, else native."""
+    field = "jack_backend"
+    if choice is None:
+        choice, field = os.environ.get("OSTINATO_JACK_BACKEND", "native"), "OSTINATO_JACK_BACKEND"
+    if choice not in JACK_BACKENDS:
+        raise InvalidMessage(f"{field} {choice!r} is not a JACK backend; allowed: "
+                             f"{', '.join(JACK_BACKENDS)}", field=field,
+                             allowed=", ".join(JACK_BACKENDS))
+    return choice
+
+
+def midi_output(args):
+    """The virtual MIDI output ``args`` ask for (``add_midi_arguments``): the native JACK
+    client where the API is JACK, else rtmidi's."""
+    from .ports import JackMidiPort, RtMidiPort, resolve_api
+
+    import rtmidi
+
+    if resolve_api(args.api) == rtmidi.API_UNIX_JACK and \
+            jack_backend(getattr(args, "jack_backend", None)) == "native":
+        return JackMidiPort(args.port_name, connect=getattr(args, "jack_connect", ()))
+    return RtMidiPort(args.port_name, api=args.api)
 
 
 def open_outputs(args, keys=None):
     """The outputs asked for; one that cannot open is reported in a line and skipped.
     keys: the event stream's CurveZMQ keys (``realtime.keys.ServerKeys``), or None."""
-    from .ports import MidiFilePort, RtMidiPort, ZmqPubPort
+    from .ports import MidiFilePort, ZmqPubPort
 
     ports, lines = [], []
     tries = []
     if args.midi == "virtual":
-        tries.append(("MIDI port", lambda: RtMidiPort(args.port_name, api=args.api)))
+        tries.append(("MIDI port", lambda: midi_output(args)))
     if args.events and args.events != "none":
-        tries.append(("event stream", lambda: ZmqPubPort(args.events, keys=keys)))
+        tries.append(("event stream", lambda: ZmqPubPort(
+            args.events, keys=keys, ahead_ms=getattr(args, "events_ahead", 0.0))))
     if args.record:
         tries.append(("recording", lambda: MidiFilePort(args.record)))
     if args.audio:
-        from .audio import AudioPort
-
-        tries.append(("audio", AudioPort))
+        tries.append(("audio", lambda: audio_output(args)))
     for label, make in tries:
         try:
             port = make()

@@ -22,7 +22,7 @@ def test_quick_bench_runs_every_section_and_writes_its_outputs(jack_server, mode
     out = capsys.readouterr().out
     assert rc == 0, out
     for label in ("numba lstm_step", "torch nn.LSTM", "bound", "ZeroMQ first note",
-                  "JACK first note", "jitter", "engine alone", "PUB→SUB", "start → first note"):
+                  "JACK (native) first note", "JACK (rtmidi, baseline) first note", "jitter", "engine alone", "PUB→SUB", "start → first note"):
         assert label in out
     res = json.loads((tmp_path / "latest.json").read_text())
     assert res["machine"]["cores"] >= 1 and res["machine"]["cpu"]
@@ -33,15 +33,17 @@ def test_quick_bench_runs_every_section_and_writes_its_outputs(jack_server, mode
     assert set(res["sessions"]["step"]) == {"1", "8"}
     assert res["sessions"]["rate"]["tokens_per_beat"] > 0
     assert res["sessions"]["server"]["1"]["zmq_us"]["n"] > 0
-    for path in ("zmq", "jack"):
+    for path in ("zmq", "jack", "jack_rtmidi"):
         assert res["mood"][path]["first_note_us"]["n"] == 6
         assert res["mood"][path]["first_note_us"]["min"] > 0
     # the first note after the mood marker is in the new mood's velocity class
     assert res["mood"]["zmq"]["velocity_class_mismatches"] == 0
     assert res["mood"]["jack"]["velocities_between_classes"] == 0
-    for load in ("unloaded", "loaded"):
+    for load in ("unloaded", "loaded", "unloaded_rtmidi", "loaded_rtmidi"):
         r = res["jitter"][load]
         assert r["zmq_us"]["n"] > 0 and r["jack_us"]["n"] > 0
+        assert r["jack_frames"]["n"] == r["jack_us"]["n"] and r["jack_rate"] > 0
+        assert r["jack_backend"] == ("rtmidi" if load.endswith("_rtmidi") else "native")
     assert res["jitter"]["loaded"]["sessions"] == 3
     assert res["jitter"]["loaded"]["sessions_heard"] >= 2
     bd = res["breakdown"]

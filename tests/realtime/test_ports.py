@@ -17,7 +17,8 @@ import zmq
 
 from engine import cli
 from engine.errors import InvalidMessage, PortError
-from realtime.jack import JackMidiReader, jack_ports
+from realtime.jack import jack_ports
+from realtime.jackmidi import NativeJackReader
 from realtime.ports import (BasePort, MidiFilePort, MultiPort, RtMidiPort, ZmqPubPort,
                             midi_bytes, open_port, resolve_api)
 from realtime.protocol import decode_event
@@ -90,7 +91,7 @@ def test_second_jack_client_receives_exact_bytes_in_order(jack_server, unique_na
     sent = [(0x90, 60, 100), (0x91, 64, 90), (0x80, 60, 0), (0x91, 64, 0),  # vel-0 note-off kept
             (0xB0, 7, 99), (0xC2, 12, 0), (0xE0, 0, 64), (0xF8, 0, 0), (0xF2, 17, 0)]
     with RtMidiPort(unique_name, api="jack") as port, \
-            JackMidiReader(f"{unique_name}:{unique_name}") as reader:
+            NativeJackReader(f"{unique_name}:{unique_name}") as reader:
         reader.sync(lambda: port.send(0xFE, 0, 0, T0, 0.0))
         for i, msg in enumerate(sent):
             port.send(*msg, t_ns=time.monotonic_ns(), beat=i * 0.5)
@@ -102,7 +103,7 @@ def test_second_jack_client_receives_exact_bytes_in_order(jack_server, unique_na
 
 def test_close_ends_sounding_notes(jack_server, unique_name):
     port = RtMidiPort(unique_name, api="jack")
-    with JackMidiReader(f"{unique_name}:{unique_name}") as reader:
+    with NativeJackReader(f"{unique_name}:{unique_name}") as reader:
         with port:
             reader.sync(lambda: port.send(0xFE, 0, 0, T0, 0.0))
             port.send(0x90, 60, 100, T0, 0.0)

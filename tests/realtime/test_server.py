@@ -11,6 +11,7 @@ import mido
 import pytest
 import zmq
 
+from engine.errors import InvalidMessage
 from realtime import protocol
 from realtime.ports import MidiFilePort, ZmqPubPort
 from realtime.server import Server, ServerConfig
@@ -231,3 +232,38 @@ def test_stop_and_shutdown_leave_no_note_sounding(served):
                 sounding.discard((msg.channel, msg.note))
     assert sounding == set()
     assert sum(1 for t in mid.tracks for m in t if m.type == "note_on") > 3
+
+
+def test_the_event_stream_can_run_ahead_of_the_music(model_path, tmp_path):
+    """``serve --events-ahead``: notes are published up to that long before their
+    ``t_ns`` (a client schedules them), in order, while an output without a lead (the
+    recording) still gets them at their time and the markers in order with them."""
+    pub = ZmqPubPort("tcp://127.0.0.1:*", ahead_ms=300.0)
+    rec = MidiFilePort(tmp_path / "rec.mid")
+    srv = Server(ServerConfig(model=str(model_path), control="tcp://127.0.0.1:*"), [pub, rec])
+    listener = Listener(pub.bound_address)
+    req = zmq.Context.instance().socket(zmq.REQ)
+    req.setsockopt(zmq.LINGER, 0)
+    try:
+        listener.join(pub)
+        srv.start()
+        req.connect(srv.control_address)
+        hello = request(req, {"type": "hello", "id": 1})
+        assert hello["capabilities"]["events_ahead_ms"] == 300.0
+        events = listener.pump(2.0)
+        assert request(req, {"type": "mood", "id": 2, "arousal": 0.9, "transition": "bar"})["ok"]
+        events = listener.pump(2.0)
+    finally:
+        req.close()
+        listener.close()
+        srv.close()
+    notes = [e for e in events if e["type"].startswith("note")]
+    assert len(notes) >= 6, events
+    assert [e["t_ns"] for e in notes] == sorted(e["t_ns"] for e in notes)
+    # handed over 300 ms early, so most arrive well before their time; one that does is
+    # enough to show the lead (a stalled machine only makes fewer of them early)
+    assert any(e["t_ns"] - e["_rx"] > 100_000_000 for e in notes)
+    assert any(e["type"] == "mood" for e in events)
+    balance(events)
+    with pytest.raises(InvalidMessage, match="ahead_ms"):
+        ZmqPubPort("tcp://127.0.0.1:*", ahead_ms=5000.0)

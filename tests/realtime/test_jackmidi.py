@@ -1,0 +1,168 @@
+"""The native JACK MIDI client (``realtime.jackmidi``, ``realtime.ports.JackMidiPort``) on
+a real JACK server: each message at the frame of its time, a late one at the period's
+start and counted, every note ended at close, and a JACK server that goes away and
+comes back.
+
+The placement checks do not depend on this machine's timing: every message is queued
+half a second or more before its time, and the reader converts frames to time with the
+same clock model (``jack_get_cycle_times``) as the writer, so a message is either at its
+frame or late, and a late one would be counted and fail the test."""
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rtmidi
+
+from engine.errors import PortError
+from realtime.jack import JackConfig, JackServer
+from realtime.jackmidi import NativeJackReader, NativeJackWriter
+from realtime.ports import JackMidiPort
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _frame_ns(rate):
+    return 1e9 / rate
+
+
+def test_every_message_lands_at_the_frame_of_its_time(jack_server, unique_name):
+    writer = NativeJackWriter(unique_name, "out").open()
+    try:
+        with NativeJackReader(f"{unique_name}:out", client_name=unique_name + "-daw") as daw:
+            rng = np.random.default_rng(0)
+            base = time.monotonic_ns() + 500_000_000
+            times = np.sort(base + rng.integers(0, 300_000_000, 300))
+            for i, t in enumerate(times):
+                assert writer.push(int(t), (0x90 | i % 16, 40 + i % 50, 1 + i % 120))
+            deadline = time.monotonic() + 30
+            while len(daw.stamped) < len(times) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            got = daw.stamped
+        stats = writer.stats()
+    finally:
+        writer.close()
+    assert stats["late"] == 0 and stats["dropped"] == 0 and stats["port_full"] == 0, stats
+    assert [m for _, _, m in got] == [(0x90 | i % 16, 40 + i % 50, 1 + i % 120)
+                                      for i in range(len(times))]
+    err_ns = np.array([t for _, t, _ in got]) - times
+    # the nearest frame: half a frame off, plus what the writer's and the reader's
+    # readings of the clock offset differ by (JACK's clock counts in us); a frame at most
+    assert np.abs(err_ns).max() <= _frame_ns(writer.rate), err_ns
+    offsets = {frame % writer.period for frame, _, _ in got}
+    assert len(offsets) > 100  # at their offsets inside the period, not all at frame 0
+
+
+def test_a_late_message_goes_at_the_start_of_the_period_and_is_counted(jack_server,
+                                                                         unique_name):
+    writer = NativeJackWriter(unique_name, "out").open()
+    try:
+        with NativeJackReader(f"{unique_name}:out", client_name=unique_name + "-daw") as daw:
+            assert writer.push(time.monotonic_ns() - 50_000_000, (0x90, 60, 100))
+            assert writer.push(time.monotonic_ns() + 300_000_000, (0x80, 60, 0))
+            assert len(daw.wait_for(2, timeout_s=20)) == 2
+            got = daw.messages
+        stats = writer.stats()
+    finally:
+        writer.close()
+    assert [m for _, m in got] == [(0x90, 60, 100), (0x80, 60, 0)]
+    assert got[0][0] % writer.period == 0
+    assert stats["late"] == 1 and stats["late_max_us"] >= 50_000, stats
+
+
+def test_the_port_ends_its_notes_at_close_and_asks_for_a_lead(jack_server, unique_name):
+    port = JackMidiPort(unique_name)
+    assert port.port_name == f"{unique_name}:out"
+    assert port.lead_ns == port._writer.period_ns + 3_000_000
+    with NativeJackReader(port.port_name, client_name=unique_name + "-daw") as daw:
+        t = time.monotonic_ns() + 50_000_000
+        port.send(0x90, 60, 90, t, 0.0)
+        port.send(0x91, 64, 80, t + 1000, 0.0)
+        port.send(0x80, 60, 0, t - 5, 0.5)  # a stamp that goes back is sent at the last one
+        port.close()
+        assert len(daw.wait_for(4, timeout_s=20)) == 4
+        got = daw.stamped
+    assert [m for _, _, m in got][:3] == [(0x90, 60, 90), (0x91, 64, 80), (0x80, 60, 0)]
+    assert [m for _, _, m in got][3:] == [(0x81, 64, 0)]
+    assert got[2][1] >= got[1][1]
+
+
+def _until(what, timeout_s=20.0):
+    deadline = time.monotonic() + timeout_s
+    while not what():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def jack_goes_away_and_returns():
+    """The scenario of the next test, run in a process of its own (it prints what it
+    saw as JSON): a JACK server that stops under a client can crash libjack in a process
+    that is also a client of another server (the test session's), which a real
+    ``ostinato serve`` never is."""
+    config = JackConfig(server=os.environ["JACK_DEFAULT_SERVER"], realtime=True)
+    out = {}
+    server = JackServer(config).__enter__()
+    try:
+        with NativeJackReader(None, client_name="synth") as synth:
+            port = JackMidiPort("Ostinato", connect=["synth:in"], reconnect_s=0.1)
+            port.send(0x90, 60, 100, time.monotonic_ns() + 30_000_000, 0.0)
+            out["first"] = len(synth.wait_for(1, timeout_s=20))
+            server.__exit__(None, None, None)  # JACK goes away
+            out["noticed"] = _until(lambda: not port.connected)
+        port.send(0x80, 60, 0, time.monotonic_ns(), 1.0)  # dropped, and nothing raises
+        out["dropped"] = port.stats()["dropped"]
+        server = JackServer(config).__enter__()   # JACK comes back
+        with NativeJackReader(None, client_name="synth") as synth:
+            out["back"] = _until(lambda: port.reconnects == 1 and port.connected)
+            out["reset"] = [list(m) for _, m in synth.wait_for(32, timeout_s=20)]
+            port.send(0x92, 67, 70, time.monotonic_ns() + 30_000_000, 2.0)
+            port.close()  # ends the note it sounds
+            out["after"] = [list(m) for _, m in synth.wait_for(34, timeout_s=20)][32:]
+    finally:
+        server.__exit__(None, None, None)
+    print(json.dumps(out))
+
+
+def test_the_port_survives_jack_going_away_and_resets_the_synth_when_it_returns():
+    env = dict(os.environ, JACK_DEFAULT_SERVER=f"ostinato-reconnect-{uuid.uuid4().hex[:8]}")
+    done = subprocess.run(
+        [sys.executable, "-c", "from tests.realtime.test_jackmidi import "
+         "jack_goes_away_and_returns as run; run()"], cwd=REPO, env=env,
+        capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["first"] == 1 and out["noticed"] and out["dropped"] >= 1 and out["back"], out
+    assert sorted(map(tuple, out["reset"])) == sorted(
+        [(0xB0 | c, 123, 0) for c in range(16)] + [(0xB0 | c, 64, 0) for c in range(16)])
+    assert out["after"] == [[0x92, 67, 70], [0x82, 67, 0]]
+
+
+def test_reader_syncs_then_records_system_messages(jack_server, unique_name):
+    out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=unique_name)
+    try:
+        out.open_virtual_port("late")
+        with NativeJackReader(f"{unique_name}:late") as reader:
+            reader.sync(lambda: out.send_message((0xFE,)))
+            out.send_message((0xFE,))  # a late probe: counted, never recorded
+            out.send_message((0xFA,))
+            out.send_message((0xF8,))
+            got = reader.wait_for(2)
+            assert [m for _, m in got] == [(0xFA,), (0xF8,)]
+            reader.clear()
+            assert reader.messages == []
+            assert reader.wait_for(1, timeout_s=0.2) == []  # nothing more came
+    finally:
+        out.delete()
+
+
+def test_reader_for_a_missing_port_is_a_port_error(jack_server, unique_name):
+    with pytest.raises(PortError, match="did not appear"):
+        with NativeJackReader(f"{unique_name}:nothing", timeout_s=0.3):
+            pass
