@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from realtime.jack import JackConfig, JackServer, jack_connect, jack_ports
+from realtime.jackmidi import NativeJackCapture
 
 from .stats import machine, summary
 
@@ -83,30 +84,15 @@ def connect(src, dst):
     jack_connect(src, dst, os.environ.get("JACK_DEFAULT_SERVER"))
 
 
-class Capture:
-    """A sounddevice input stream on JACK, fed from a chosen JACK output port."""
+class Capture(NativeJackCapture):
+    """A JACK audio input fed from a chosen JACK output port (connect it to ``port``).
+
+    A native JACK client (``realtime.jackmidi.NativeJackCapture``), not a PortAudio
+    stream: PortAudio closing a capture stream crashed libjack once in the test suite.
+    """
 
     def __init__(self, frames):
-        import sounddevice as sd
-        self.buf = np.zeros(frames, np.float32)
-        self.n = 0
-        before = jack_port_names()
-        self.stream = sd.InputStream(samplerate=SR, blocksize=PERIOD, channels=1,
-                                     dtype="float32", callback=self._callback)
-        self.port = new_ports(before, "in")[0]
-
-    def _callback(self, indata, frames, time_info, status):
-        k = min(frames, len(self.buf) - self.n)
-        self.buf[self.n:self.n + k] = indata[:k, 0]
-        self.n += k
-
-    def __enter__(self):
-        self.stream.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stream.stop()
-        self.stream.close()
+        super().__init__(frames, client_name=f"ostinato-capture-{os.getpid()}")
 
 
 def play_and_capture(gaps_ms, lead_ms=50.0):

@@ -619,3 +619,90 @@ class NativeJackWriter:
         if self._client:
             client, self._client = self._client, 0
             _close_client(client, bool(self._state[_W_DOWN]))
+
+
+# ---------------------------------------------------------------- audio capture
+
+(_A_PORT, _A_CLIENT, _A_BUF, _A_CAP, _A_N, _A_DOWN) = range(6)
+_AH = 8
+
+
+def _capture_callbacks():
+    lib = _libjack()
+    get_buffer, memcpy = lib.jack_port_get_buffer, lib.memcpy_
+
+    @cfunc(types.int32(types.uint32, types.voidptr), nopython=True)
+    def process(nframes, arg):
+        hdr = carray(arg, _AH, np.int64)
+        n = hdr[_A_N]
+        k = min(np.int64(nframes), hdr[_A_CAP] - n)
+        if k > 0:
+            src = get_buffer(np.uint64(hdr[_A_PORT]), nframes)
+            memcpy(np.uint64(hdr[_A_BUF] + 4 * n), src, np.uint64(4 * k))
+            hdr[_A_N] = n + k
+        return 0
+
+    @cfunc(types.void(types.voidptr), nopython=True)
+    def shutdown(arg):
+        hdr = carray(arg, _AH, np.int64)
+        hdr[_A_DOWN] = 1
+
+    return process, shutdown
+
+
+_CAPTURE_CALLBACKS = None
+
+
+class NativeJackCapture:
+    """A JACK client with one audio input, ``port``, whose native process callback copies
+    what arrives into ``buf`` (float32, ``frames`` long) from the moment it activates:
+    ``n`` frames so far.  It records what an audio interface would; connect a source to
+    ``port``.  A ``with`` block."""
+
+    def __init__(self, frames, client_name="ostinato-capture"):
+        self.client_name = client_name
+        self.buf = np.zeros(frames, np.float32)
+        self._hdr = np.zeros(_AH, np.int64)
+        self._client = 0
+        self.port = None
+
+    @property
+    def n(self):
+        return int(self._hdr[_A_N])
+
+    def __enter__(self):
+        global _CAPTURE_CALLBACKS
+        lib = _libjack()
+        if _CAPTURE_CALLBACKS is None:
+            _CAPTURE_CALLBACKS = _capture_callbacks()
+        process, shutdown = _CAPTURE_CALLBACKS
+        status = ctypes.c_int(0)
+        client = lib.jack_client_open(self.client_name.encode(), 1, ctypes.byref(status))
+        if not client:
+            raise PortError(f"cannot open JACK client {self.client_name!r} (status {status.value:#x})")
+        self._client = client
+        try:
+            port = lib.jack_port_register(client, b"in", b"32 bit float mono audio", 0x1, 0)
+            if not port:
+                raise PortError("cannot register a JACK audio input port")
+            hdr = self._hdr
+            hdr[_A_PORT], hdr[_A_CLIENT] = port, client
+            hdr[_A_BUF], hdr[_A_CAP] = self.buf.ctypes.data, len(self.buf)
+            lib.jack_on_shutdown(client, shutdown.address, hdr.ctypes.data)
+            if lib.jack_set_process_callback(client, process.address, hdr.ctypes.data) or \
+                    lib.jack_activate(client):
+                raise PortError("cannot activate the JACK audio capture")
+            self.port = lib.jack_port_name(port).decode()
+        except BaseException:
+            self._close()
+            raise
+        return self
+
+    def _close(self):
+        if self._client:
+            _close_client(self._client, bool(self._hdr[_A_DOWN]))
+            self._client = 0
+
+    def __exit__(self, *exc):
+        self._close()
+        return False

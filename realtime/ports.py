@@ -395,16 +395,19 @@ class JackMidiPort(BasePort):
     @property
     def linked(self):
         """The inputs of ``connect`` this port is connected to now."""
-        if not self.connections or self._writer.down:
-            return []
-        inputs = self._writer.inputs()
+        inputs = self._writer.inputs() if self.connections else []
         out = []
         for wanted in self.connections:
             with contextlib.suppress(PortError):
-                name = inputs[_pick_port(inputs, wanted, rtmidi.API_UNIX_JACK)]
+                name = self._input(inputs, wanted)
                 if self._writer.connected_to(name):
                     out.append(name)
         return out
+
+    @staticmethod
+    def _input(inputs, wanted):
+        """The one input port of ``inputs`` named (or partly named) ``wanted``."""
+        return inputs[_pick_port(inputs, wanted, rtmidi.API_UNIX_JACK)]
 
     def _connect_all(self):
         """Connect to each wanted input that is there and not connected yet; True if
@@ -414,7 +417,7 @@ class JackMidiPort(BasePort):
         inputs, made = self._writer.inputs(), False
         for wanted in self.connections:
             try:
-                name = inputs[_pick_port(inputs, wanted, rtmidi.API_UNIX_JACK)]
+                name = self._input(inputs, wanted)
                 if not self._writer.connected_to(name):
                     self._writer.connect(name)
                     made = True
@@ -908,12 +911,22 @@ class MultiPort(BasePort):
         self.ports = tuple(ports)
 
     def _call(self, method, *args, **kwargs):
+        self.call_some(None, method, *args, **kwargs)
+
+    def call_some(self, ahead, method, *args, **kwargs):
+        """``method`` of every port that has it (``ahead`` None), or of the ports with a
+        lead only (True) or without (False): with a lead in play, what goes with the
+        messages (markers, tempo, session names) must reach each port in order with
+        them.  ``method`` "sessions" sets that property."""
         for port in self.ports:
             fn = getattr(port, method, None)
-            if fn is None:
+            if fn is None or (ahead is not None and bool(port.lead_ns) != ahead):
                 continue
             try:
-                fn(*args, **kwargs)
+                if method == "sessions":
+                    port.sessions = args[0]
+                else:
+                    fn(*args, **kwargs)
             except Exception as exc:  # whatever one output does wrong stays with it
                 self._drop(port, exc)
 
@@ -941,39 +954,15 @@ class MultiPort(BasePort):
 
     def send_ahead(self, status, data1, data2, t_ns, beat, session=0):
         """``send`` to the ports with a lead only (they schedule by ``t_ns``)."""
-        self._each(True, status, data1, data2, t_ns, beat, session)
+        if not self.closed:
+            midi_bytes(status, data1, data2)
+            self.call_some(True, "send", status, data1, data2, t_ns, beat, session)
 
     def send_due(self, status, data1, data2, t_ns, beat, session=0):
         """``send`` to the ports without a lead only (called at the message's time)."""
-        self._each(False, status, data1, data2, t_ns, beat, session)
-
-    def call_some(self, ahead, method, *args, **kwargs):
-        """``method`` of the ports with a lead (``ahead`` True) or without (False) only:
-        with a lead in play, what goes with the messages (markers, tempo, session names)
-        must reach each port in order with them."""
-        for port in self.ports:
-            fn = getattr(port, method, None)
-            if fn is None or bool(port.lead_ns) != ahead:
-                continue
-            try:
-                if method == "sessions":
-                    port.sessions = args[0]
-                else:
-                    fn(*args, **kwargs)
-            except Exception as exc:
-                self._drop(port, exc)
-
-    def _each(self, ahead, status, data1, data2, t_ns, beat, session):
-        if self.closed:
-            return
-        midi_bytes(status, data1, data2)
-        for port in self.ports:
-            if bool(port.lead_ns) != ahead:
-                continue
-            try:
-                port.send(status, data1, data2, t_ns, beat, session)
-            except Exception as exc:  # whatever one output does wrong stays with it
-                self._drop(port, exc)
+        if not self.closed:
+            midi_bytes(status, data1, data2)
+            self.call_some(False, "send", status, data1, data2, t_ns, beat, session)
 
     @property
     def sessions(self):
@@ -983,12 +972,7 @@ class MultiPort(BasePort):
     @sessions.setter
     def sessions(self, sessions):
         _session_names(sessions)  # a bad mapping is the caller's error, not a port's
-        for port in self.ports:
-            if hasattr(port, "sessions"):
-                try:
-                    port.sessions = sessions
-                except Exception as exc:
-                    self._drop(port, exc)
+        self.call_some(None, "sessions", sessions)
 
     def tempo(self, bpm, beat, session=None):
         """Forwarded to the ports that record tempo."""
