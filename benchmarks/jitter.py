@@ -8,6 +8,8 @@ stamps each message with its frame, and the frame's time by JACK's clock model, 
 records it; the messages are paired, in order and by their bytes, with the same notes on
 the stream.  The JACK figure is that frame time minus the scheduled time, in µs and in
 frames, for the native backend and for rtmidi's (the baseline) in the same run.
+Meanwhile a game's mood requests to one session are timed to their replies
+(``benchmarks.ack``): the acknowledgement round trip under that load.
 """
 import json
 
@@ -16,6 +18,7 @@ import zmq
 
 from bindings.client import Client
 
+from .ack import AckProbe
 from .serve import EventStream, ServeProcess
 from .stats import summary, us
 
@@ -87,17 +90,21 @@ def measure(model, sessions, seconds, context, jack_port=None, jack_backend="nat
         try:
             stream.wait_for_music()
             open_sessions(client, sessions - 1)
+            # a game's mood requests to one session meanwhile: their round trips
+            acks = AckProbe(srv.control, "load-1" if sessions > 1 else "main", seconds)
             if jack_port:
                 with NativeJackReader(jack_port, client_name=jack_port + "-daw") as daw:
                     daw.wait_for(1, timeout_s=5.0)  # music arrives: the connection is live
                     daw.clear()
                     pre = stream.record(SETTLE_S)
-                    frames = stream.record(seconds)
+                    with acks:
+                        frames = stream.record(seconds)
                     jack_msgs = [(t, m) for _, t, m in daw.stamped]
                     jack_stats = daw.stats()
             else:
                 pre = stream.record(SETTLE_S)
-                frames = stream.record(seconds)
+                with acks:
+                    frames = stream.record(seconds)
         finally:
             client.close()
             stream.close()
@@ -107,6 +114,7 @@ def measure(model, sessions, seconds, context, jack_port=None, jack_backend="nat
     res["zmq_us"] = summary(us(rx - sched))
     res["notes_per_s"] = len(ev) / seconds
     res["sessions_heard"] = len({e[3] for e in notes(pre) + ev})
+    res["ack_us"] = summary(us(np.array(acks.samples_ns, np.int64)))
     res["_samples"] = {"zmq": us(rx - sched)}
     if jack_port:
         heard = notes(pre) + ev

@@ -12,6 +12,7 @@ TARGETS = {
     "mood_p99_us": 2000.0,
     "jitter_p99_us": 500.0,
     "jitter_max_us": 2000.0,
+    "ack_p99_us": 1000.0,
     "sessions": 64,
 }
 README_BEGIN, README_END = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -121,6 +122,10 @@ def rows(res):
             if path == "zmq":
                 add("mood→note", "ZeroMQ first note (µs)", f["p50"], f["p99"], f["max"], note,
                     "p99 ≤ 2 ms", _met(f["p99"] <= TARGETS["mood_p99_us"]))
+                a = r.get("ack_roundtrip_us")
+                if a and a.get("n"):
+                    add("ack", "mood (\"now\") acknowledgement round trip, one session (µs)",
+                        a["p50"], a["p99"], a["max"], f"{a['n']} requests", "", "")
                 continue
             jack = res.get("jack") if isinstance(res.get("jack"), dict) else {}
             period_us = 1e6 * (jack.get("period") or 0) / (jack.get("rate") or 1)
@@ -139,6 +144,13 @@ def rows(res):
                 if path == "zmq":
                     if load.endswith("_rtmidi"):
                         continue  # the same stream as the native run's: one row is enough
+                    a = r.get("ack_us")
+                    if a and a.get("n"):
+                        add("ack", f"mood acknowledgement round trip, {r['sessions']} "
+                            "session(s) playing (µs)", a["p50"], a["p99"], a["max"],
+                            f"{a['n']} requests 20-80 ms apart", "p99 ≤ 1 ms" if r["sessions"] > 1
+                            else "", _met(a["p99"] <= TARGETS["ack_p99_us"]) if r["sessions"] > 1
+                            else "")
                     ok = j["p99"] <= TARGETS["jitter_p99_us"] and j["max"] <= TARGETS["jitter_max_us"]
                     add("jitter", f"ZeroMQ, {r['sessions']} session(s) (µs)", j["p50"], j["p99"],
                         j["max"], note, "p99 ≤ 0.5, max ≤ 2 ms", _met(ok))

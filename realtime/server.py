@@ -1,21 +1,25 @@
 """The server: sessions of generated music driven by game messages (``ostinato serve``).
 
 Threads: the control thread (``realtime.control``) validates requests and hands them
-to ``handle``, which queues them for the engine thread and waits for the answer.
+to ``handle``, which applies each at once under the engine's locks and returns the
+reply: a command never waits for the player to wake.
 
-The engine thread plays: it runs commands, asks the numba sequencer which MIDI
-messages are due, sends them, and sleeps to absolute monotonic deadlines (an event
-wait that commands and new urgent events cut short, then a spin for the last
-fraction of a millisecond inside a ``nogil`` kernel, ``realtime.timing``: a virtual
-machine can wake a sleeping thread late, and a spin in Python would hold the GIL).
-An output that schedules by time itself (native JACK, ``BasePort.lead_ns``) gets each
-message that lead early; the others still get it at its time, from a queue in order.
+The engine thread plays: under the sending lock it asks the numba sequencer which MIDI
+messages are due (``_play``) and queues them; then, without it, it sends each at
+its time (``_deliver``) and sleeps to absolute monotonic deadlines (an event wait that
+commands and new urgent events cut short, then a spin for the last fraction of a
+millisecond inside a ``nogil`` kernel, ``realtime.timing``: a virtual machine can wake
+a sleeping thread late, and a spin in Python would hold the GIL).  Only this thread
+sends to the outputs that take messages at their time, so a command's note-offs and
+markers join the same queue, in order.  An output that schedules by time itself
+(native JACK, ``BasePort.lead_ns``) gets each message that lead early, from whichever
+thread holds the sending lock.
 The generator thread composes: it keeps each session's look-ahead filled with the
 numba LSTM, which releases the GIL, so on two cores a step never delays a send.
 They share the event rings without a lock on the playing side: the generator writes
 an event, then publishes it (``ready``); the player reads only published events.
-Everything else the generator touches is changed only by commands, which run under
-the generator's lock.
+Everything else the generator touches is changed only by commands, which hold its
+lock too.
 """
 import argparse
 import collections
@@ -27,8 +31,6 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -54,7 +56,7 @@ from .timing import Waiter, fine_timer_slack
 log = logging.getLogger("ostinato.server")
 
 CLOSE_JOIN_S = 5.0        # close() waits this long for each thread before closing the outputs
-COMMAND_TIMEOUT_S = 5.0   # a command the engine thread has not taken by then is withdrawn
+COMMAND_TIMEOUT_S = 5.0   # a command that cannot take the engine's locks by then is withdrawn
 FAULT_LIMIT = 3           # a thread failing this often ...
 FAULT_WINDOW_S = 10.0     # ... within this long shuts the server down instead of going on
 
@@ -150,15 +152,24 @@ class Server:
         self.state = "playing"
         self.events_sent = 0
         self._last_t = 0  # the stamp of the last MIDI message sent: see _send
-        # with an output that takes messages early: (t_ns, send, args) still to go to the
-        # others at their time, in order (``_emit``, ``_deliver``)
+        # (t_ns, send, args) still to go to the outputs without a lead, each at its time,
+        # in order: queued under the lock (``_emit``, ``_in_order``), sent by the player
+        # without it (``_deliver``)
         self._later = collections.deque()
         self._lead_now = 0  # the lead the outputs asked for at the player's last look
         self._waiter = Waiter()  # the engine thread's (and close()'s, after it stopped)
-        self._commands = collections.deque()
+        self._idle_waiter = Waiter()  # handle()'s while the engine thread is not running
         self._wake = threading.Event()       # the player: commands or an urgent event
         self._gen_wake = threading.Event()   # the generator: commands changed its work
-        self._gen_lock = threading.Lock()    # generator state: one step, or one command
+        # Two locks, as the work is shared: the generator's state (one step or one command
+        # at a time) and the sequencer's sending tables (one look by the player or one
+        # command).  The player never waits for a generator step; a command takes both,
+        # this one first.
+        self._lock = threading.Lock()
+        self._play_lock = threading.Lock()
+        self._waiting = 0                    # commands waiting for the lock
+        self._waiting_lock = threading.Lock()
+        self._faulted = threading.Event()    # the generator failed: the player ends the notes
         self._deadline = 0                   # when the player next wakes (ns)
         self._stop = threading.Event()
         self._thread = self._gen_thread = None
@@ -191,6 +202,7 @@ class Server:
         if self.theme is not None:  # the encoder too: the first theme must not wait for it
             self.theme.encode(np.array([self.vocab.offsets[NOTE_OFF]], np.int64))
         self._play(now)
+        self._deliver(1 << 62)
         self._release(s, now)  # nothing sounds yet: sends nothing
         self.rt.rewind(s, -1)
         self.seq.tick_ns(s, 0)
@@ -204,6 +216,7 @@ class Server:
         for sess in self.sessions.values():  # compiling took a while: begin from now
             self._reset(sess, now, 0)
         self._transport(0xFA, now)
+        self._deliver(now)  # the start and the sessions' markers, before start() returns
         self._gen_thread = threading.Thread(target=self._gen_loop, name="ostinato-generator",
                                             daemon=True)
         self._gen_thread.start()
@@ -242,10 +255,6 @@ class Server:
                         log.error("%s did not stop within %.0f s; closing the outputs anyway",
                                   thread.name, CLOSE_JOIN_S)
             self._thread = self._gen_thread = None
-            while self._commands:  # their senders are told, not left waiting
-                _, fut = self._commands.popleft()
-                if fut.set_running_or_notify_cancel():
-                    fut.set_exception(_shutting_down())
             now = time.monotonic_ns()
             for sess in list(self.sessions.values()):
                 self._release(sess.slot, now)
@@ -276,26 +285,48 @@ class Server:
 
     # -- the control side ------------------------------------------------------------
     def handle(self, msg):
-        """Control-thread entry: run ``msg`` on the engine thread, return reply fields."""
+        """Control-thread entry: apply ``msg`` now, under the engine's locks; return the
+        reply fields.
+
+        The generator's lock is held for one step at a time (and the generator stands
+        back while a command waits), the sending lock for one look by the player, so a
+        command waits at most a step, not for the player to wake.
+        What it sends (note-offs, markers) joins the player's queue, and the player and
+        the generator are woken to act on it.  A command that cannot take the lock
+        within ``COMMAND_TIMEOUT_S`` is withdrawn, never applied late.
+        """
         if msg["type"] == "ping":
             return {}
         if self._stop.is_set():
             raise _shutting_down()
-        if self._thread is None or not self._thread.is_alive():
-            return self._dispatch(msg)
-        fut = Future()
-        self._commands.append((msg, fut))
-        self._wake.set()
+        with self._waiting_lock:  # the demo, tests and the control thread may all call
+            self._waiting += 1
         try:
-            return fut.result(timeout=COMMAND_TIMEOUT_S)
-        except FuturesTimeout:
-            if not fut.cancel():  # the engine is running it: its answer is on the way
-                return fut.result()
-            # withdrawn before it ran, so the reply's "not applied" stays true
-            log.error("the engine thread took no command for %.0f s; %s (id %r) was not applied",
+            deadline = time.monotonic() + COMMAND_TIMEOUT_S
+            got = self._lock.acquire(timeout=COMMAND_TIMEOUT_S)
+            if got and not self._play_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                self._lock.release()
+                got = False
+        finally:
+            with self._waiting_lock:
+                self._waiting -= 1
+        if not got:
+            log.error("the engine's locks were held for %.0f s; %s (id %r) was not applied",
                       COMMAND_TIMEOUT_S, msg["type"], msg.get("id"))
             raise ServerError(f"the engine was busy for {COMMAND_TIMEOUT_S:.0f} s and did not "
-                              f"apply this {msg['type']!r}; send it again") from None
+                              f"apply this {msg['type']!r}; send it again")
+        try:
+            reply = self._dispatch(msg)
+            self._publish()
+        finally:
+            self._play_lock.release()
+            self._lock.release()
+            self._gen_wake.set()
+            if self._thread is None or not self._thread.is_alive():
+                self._deliver(1 << 62, self._idle_waiter)  # no player: sent here, at its time
+            else:
+                self._wake.set()
+        return reply
 
     def call(self, type, **fields):
         """Run a message from Python (the demo, tests): same validation as the wire."""
@@ -303,8 +334,10 @@ class Server:
         return self.handle(msg)
 
     def _client_lost(self, client):
-        self._commands.append(({"type": "_lost", "client": client}, Future()))
-        self._wake.set()
+        try:
+            self.handle({"type": "_lost", "client": client})
+        except OstinatoError as exc:  # shutting down, or the engine stalled: logged
+            log.warning("the sessions of a lost client were not closed: %s", exc)
 
     def _dispatch(self, msg):
         fn = getattr(self, "_on_" + msg["type"].lstrip("_"))
@@ -738,18 +771,25 @@ class Server:
 
     def _in_order(self, method, *args, **kwargs):
         """Call the outputs' ``method`` (publish, tempo, sessions) in order with the
-        messages: at once for the outputs with a lead and for all when nothing waits for
-        its time; after the queued messages for the others (``_later``), so that a marker
-        or a session's new name never overtakes the messages sent before it."""
+        messages: at once for the outputs with a lead; for the others, queued after the
+        messages before it (``_later``), so that a marker or a session's new name never
+        overtakes them."""
         port = self.port
-        if self._later and isinstance(port, MultiPort):
-            port.call_some(True, method, *args, **kwargs)
-            self._later.append((self._later[-1][0], functools.partial(
-                port.call_some, False, method, *args, **kwargs), ()))
+        if isinstance(port, MultiPort):
+            if port.lead_ns:
+                port.call_some(True, method, *args, **kwargs)
+                if not port.has_due:
+                    return
+            due = functools.partial(port.call_some, False if port.lead_ns else None, method,
+                                    *args, **kwargs)
         elif method == "sessions":
-            port.sessions = args[0]
+            due = functools.partial(setattr, port, "sessions", args[0])
         else:
-            getattr(port, method)(*args, **kwargs)
+            due = functools.partial(getattr(port, method), *args, **kwargs)
+        if not isinstance(port, MultiPort) and port.lead_ns:
+            due()
+        else:  # stamped as the last message before it: sent right after that one
+            self._later.append((self._last_t, due, ()))
 
     def _transport(self, status, now):
         """MIDI Start (0xFA), Continue (0xFB) or Stop (0xFC), and where the clock goes on
@@ -790,11 +830,11 @@ class Server:
 
     # -- the engine threads -----------------------------------------------------------
     def _play(self, now):
-        """Send what is due by ``now`` + the spin (+ the outputs' lead), each message at
-        its time (or that lead early); returns the next deadline (ns)."""
+        """Collect what is due by ``now`` + the spin (+ the outputs' lead): to the outputs
+        with a lead it goes now, for the others it is queued for ``_deliver``.  Under the
+        sending lock.  Returns when the next message is due to be collected (ns)."""
         sq, rt = self.seq, self.rt
         self._lead_now = lead = getattr(self.port, "lead_ns", 0)
-        self._deliver(now + self._spin)
         # collected before it is due: only the send is on the deadline
         now += max(self._spin, lead)
         n, nxt = collect(now, rt.active, rt.ev_tick, rt.ev_tok, rt.head, rt.ready, self._kinds,
@@ -811,10 +851,7 @@ class Server:
         nxt = int(nxt) if nxt > 0 else now + 20_000_000
         if self.cfg.clock and self.state == "playing" and "main" in self.sessions:
             nxt = min(nxt, self._clock(now))  # pulses due by now + the spin, on time
-        nxt -= lead  # collected that early
-        if self._later:
-            nxt = min(nxt, self._later[0][0])
-        return nxt
+        return nxt - lead  # collected that early
 
     def _generate(self, now):
         """Top up the look-ahead by a few batched steps and publish the new events.
@@ -896,44 +933,28 @@ class Server:
         return port.send, None
 
     def _emit(self, routes, status, data1, data2, t, beat, session):
-        """One message: to the outputs with a lead at once, to the others at ``t``
-        (waited for here without a lead; queued for ``_deliver`` with one)."""
+        """One message: to the outputs with a lead at once, queued for the others
+        (``_deliver`` sends it at ``t``)."""
         ahead, due = routes
         if ahead is not None:
             ahead(status, data1, data2, t, beat, session)
-            if due is not None:
-                self._later.append((t, due, (status, data1, data2, t, beat, session)))
-        elif due is not None:
-            self._waiter.wait_until(t)
-            due(status, data1, data2, t, beat, session)
+        if due is not None:
+            self._later.append((t, due, (status, data1, data2, t, beat, session)))
 
-    def _deliver(self, until):
+    def _deliver(self, until, waiter=None):
         """Send what is queued for the outputs without a lead, due by ``until``, each at
-        its time."""
-        later, wait = self._later, self._waiter.wait_until
+        its time.  On the engine thread (``waiter`` its own), without the sending
+        lock: a command may queue more meanwhile."""
+        later, wait = self._later, (waiter or self._waiter).wait_until
         while later and later[0][0] <= until:
             t, send, args = later.popleft()
             wait(t)
             send(*args)
 
-    def _run_commands(self):
-        if not self._commands:
-            return
-        with self._gen_lock:
-            while self._commands:
-                msg, fut = self._commands.popleft()
-                if not fut.set_running_or_notify_cancel():
-                    continue  # withdrawn by handle(): its sender was told it did not apply
-                try:
-                    fut.set_result(self._dispatch(msg))
-                except Exception as exc:  # the reply carries it; the music goes on
-                    fut.set_exception(exc)
-            self._publish()
-        self._gen_wake.set()
-
     def _loop(self):
-        """The player: commands, then what is due, then sleep until just before the next
-        deadline (``_play`` spins the rest of the way).
+        """The player: under the lock, collect what is due; without it, send what is
+        queued at its time, then sleep until just before the next deadline (the send
+        spins the rest of the way).
 
         An exception here is logged, every note sounding on any output is ended
         (``_silence``) and the music goes on; a thread failing ``FAULT_LIMIT`` times in
@@ -945,17 +966,29 @@ class Server:
         while not self._stop.is_set():
             try:
                 self._wake.clear()
-                self._run_commands()
+                if self._faulted.is_set():  # the generator failed: end what sounds
+                    self._faulted.clear()
+                    with self._lock, self._play_lock:
+                        self._silence(time.monotonic_ns())
                 # until the deadline is known, any newly published event wakes us
                 self._deadline = far
-                deadline = self._deadline = self._play(time.monotonic_ns())
+                now = time.monotonic_ns()
+                with self._play_lock:
+                    deadline = self._play(now)
+                self._deliver(now + self._spin)
+                later = self._later
+                if later:
+                    with contextlib.suppress(IndexError):  # the queue is not locked
+                        deadline = min(deadline, later[0][0])
+                self._deadline = deadline
                 wait = deadline - self._spin - time.monotonic_ns()
                 if wait > 0:
                     self._wake.wait(wait / 1e9)
             except Exception:  # noqa: BLE001 - the player must not die silently
                 self._fault("engine", faults)
                 try:
-                    self._silence(time.monotonic_ns())
+                    with self._lock, self._play_lock:
+                        self._silence(time.monotonic_ns())
                 except Exception:  # noqa: BLE001
                     log.exception("ending the sounding notes after the failure failed too")
 
@@ -969,19 +1002,19 @@ class Server:
         while not self._stop.is_set():
             try:
                 self._gen_wake.clear()
-                with self._gen_lock:
+                with self._lock:
                     now = time.monotonic_ns()
                     pending, wake = self._generate(now)
-                if self._commands:
-                    # a lock is not fair: stand back until the engine thread has run them
+                if self._waiting:
+                    # a lock is not fair: stand back until the waiting commands have run
                     self._gen_wake.wait(0.005)
                 elif not pending:
                     self._gen_wake.wait(max(0.0, (wake - time.monotonic_ns()) / 1e9))
             except Exception:  # noqa: BLE001 - the composer must not die silently
                 self._fault("generator", faults)
-                self._commands.append(({"type": "_fault"}, Future()))
+                self._faulted.set()
                 self._wake.set()
-                self._gen_wake.wait(0.005)  # the engine runs it before the next step
+                self._gen_wake.wait(0.005)  # the player ends the notes before the next step
 
     def _fault(self, thread, faults):
         """Log the exception being handled on ``thread``; stop the server when that
@@ -999,9 +1032,6 @@ class Server:
         else:
             log.exception("the %s thread failed; every sounding note is ended and the music "
                           "goes on", thread)
-
-    def _on_fault(self, msg):
-        self._silence(time.monotonic_ns())
 
     def _silence(self, now):
         """End every note sounding on every output, after a failure in the middle of

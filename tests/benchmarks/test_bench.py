@@ -22,7 +22,8 @@ def test_quick_bench_runs_every_section_and_writes_its_outputs(jack_server, mode
     out = capsys.readouterr().out
     assert rc == 0, out
     for label in ("numba lstm_step", "torch nn.LSTM", "bound", "ZeroMQ first note",
-                  "JACK (native) first note", "JACK (rtmidi, baseline) first note", "jitter", "engine alone", "PUB→SUB", "start → first note"):
+                  "JACK (native) first note", "JACK (rtmidi, baseline) first note", "jitter", "engine alone", "PUB→SUB", "start → first note",
+                  "acknowledgement round trip"):
         assert label in out
     res = json.loads((tmp_path / "latest.json").read_text())
     assert res["machine"]["cores"] >= 1 and res["machine"]["cpu"]
@@ -44,6 +45,7 @@ def test_quick_bench_runs_every_section_and_writes_its_outputs(jack_server, mode
         assert r["zmq_us"]["n"] > 0 and r["jack_us"]["n"] > 0
         assert r["jack_frames"]["n"] == r["jack_us"]["n"] and r["jack_rate"] > 0
         assert r["jack_backend"] == ("rtmidi" if load.endswith("_rtmidi") else "native")
+        assert r["ack_us"]["n"] > 0 and r["ack_us"]["min"] > 0  # replies timed under load
     assert res["jitter"]["loaded"]["sessions"] == 3
     assert res["jitter"]["loaded"]["sessions_heard"] >= 2
     bd = res["breakdown"]

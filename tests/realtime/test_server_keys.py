@@ -1,8 +1,8 @@
 """Keys, tonality and the note-length guard as the wire plays them (issue 11).
 
 The server runs without its threads on a virtual clock: the test moves the clock, tops up
-the look-ahead (``_generate``) and sends what is due (``_play``), so every run is the same
-music and nothing depends on how loaded the machine is.  Messages go through ``call``,
+the look-ahead (``_generate``) and sends what is due (``_play``, ``_deliver``), so every
+run is the same music and nothing depends on how loaded the machine is.  Messages go through ``call``,
 which validates them as the wire does; what the outputs receive is checked.
 """
 import json
@@ -91,7 +91,6 @@ class Offline:
 
     def call(self, type, **fields):
         reply = self.srv.call(type, **fields)
-        self.srv._publish()  # as the engine thread does after its commands
         return reply
 
     def generate(self):
@@ -104,6 +103,7 @@ class Offline:
             self.srv._publish()
             self.generate()
             self.srv._play(self.clock.t)
+            self.srv._deliver(1 << 62)  # what the player then sends, each at its time
 
     def beat_ns(self, beat):
         return int(self.srv.seq.tick_ns(self.slot(), beat * self.srv.tpb))

@@ -94,7 +94,7 @@ def test_a_command_the_engine_cannot_take_in_time_is_withdrawn_not_applied_late(
     wire = Wire()
     with Server(ServerConfig(model=str(model_path)), [wire], control=False) as srv:
         before = srv.sessions["main"].mood
-        with srv._gen_lock:  # the engine thread blocks on it, as under a long stall
+        with srv._lock:  # a command waits for it, as under a long stall
             try:
                 srv.call("mood", intensity=1.0, valence=-1.0, transition="now")
             except ServerError as exc:
@@ -120,5 +120,6 @@ def test_a_message_sent_after_a_later_stamped_one_is_stamped_no_earlier(model_pa
     srv._send(2)
     srv.seq.out[0], srv.seq.out_ns[0] = (0x80, 60, 0, 0), t0
     srv._send(1)
+    srv._deliver(1 << 62)  # the player's part: each queued message at its time
     assert wire.stamps == [t0 + 2_000_000] * 3  # sent in order, none stamped before the first
     assert wire.errors == [] and wire.sounding == {(1, 60)}
