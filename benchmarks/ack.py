@@ -2,8 +2,8 @@
 
 A second process (as a game engine is) sends a mood change to one session every 20-80 ms
 (the musical gaps of ``latency``: an idle CPU and libzmq wake slower after a gap than
-back to back) and times each request until its reply, while the jitter run records the
-music of all the sessions.  The changes go at the next bar, so that the music being
+back to back) and times each request until its reply, while the sessions of the jitter
+run play on.  The changes go at the next bar, so that the music being
 measured beside them goes on as it would; the reply says the change is applied.
 """
 import json

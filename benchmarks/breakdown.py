@@ -21,7 +21,7 @@ import numpy as np
 import zmq
 
 from engine.errors import ServerUnavailable
-from realtime.ports import BasePort
+from realtime.outputs import BasePort
 
 from .latency import GAP_MS, LOUD_MIN
 from .serve import REPO

@@ -8,8 +8,9 @@ stamps each message with its frame, and the frame's time by JACK's clock model, 
 records it; the messages are paired, in order and by their bytes, with the same notes on
 the stream.  The JACK figure is that frame time minus the scheduled time, in µs and in
 frames, for the native backend and for rtmidi's (the baseline) in the same run.
-Meanwhile a game's mood requests to one session are timed to their replies
-(``benchmarks.ack``): the acknowledgement round trip under that load.
+Then, the sessions playing on, a game's mood requests to one session are timed to their
+replies (``benchmarks.ack``): the acknowledgement round trip under that load, and the
+stream's jitter while they come.
 """
 import json
 
@@ -90,21 +91,21 @@ def measure(model, sessions, seconds, context, jack_port=None, jack_backend="nat
         try:
             stream.wait_for_music()
             open_sessions(client, sessions - 1)
-            # a game's mood requests to one session meanwhile: their round trips
-            acks = AckProbe(srv.control, "load-1" if sessions > 1 else "main", seconds)
             if jack_port:
                 with NativeJackReader(jack_port, client_name=jack_port + "-daw") as daw:
                     daw.wait_for(1, timeout_s=5.0)  # music arrives: the connection is live
                     daw.clear()
                     pre = stream.record(SETTLE_S)
-                    with acks:
-                        frames = stream.record(seconds)
+                    frames = stream.record(seconds)
                     jack_msgs = [(t, m) for _, t, m in daw.stamped]
                     jack_stats = daw.stats()
             else:
                 pre = stream.record(SETTLE_S)
-                with acks:
-                    frames = stream.record(seconds)
+                frames = stream.record(seconds)
+            # then, as the sessions play on, a game's mood requests to one of them: their
+            # round trips, and the stream's jitter meanwhile
+            with AckProbe(srv.control, "load-1" if sessions > 1 else "main", seconds) as acks:
+                busy = stream.record(seconds)
         finally:
             client.close()
             stream.close()
@@ -115,6 +116,8 @@ def measure(model, sessions, seconds, context, jack_port=None, jack_backend="nat
     res["notes_per_s"] = len(ev) / seconds
     res["sessions_heard"] = len({e[3] for e in notes(pre) + ev})
     res["ack_us"] = summary(us(np.array(acks.samples_ns, np.int64)))
+    busy = notes(busy)
+    res["zmq_us_with_requests"] = summary(us(np.array([e[0] - e[1] for e in busy], np.int64)))
     res["_samples"] = {"zmq": us(rx - sched)}
     if jack_port:
         heard = notes(pre) + ev

@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from realtime.ports import MidiFilePort
+from realtime.outputs import MidiFilePort
 
 from .stats import machine, summary
 

@@ -144,6 +144,11 @@ def rows(res):
                 if path == "zmq":
                     if load.endswith("_rtmidi"):
                         continue  # the same stream as the native run's: one row is enough
+                    b = r.get("zmq_us_with_requests")
+                    if b and b.get("n"):
+                        add("jitter", f"ZeroMQ, {r['sessions']} session(s), a mood request "
+                            "every 20-80 ms meanwhile (µs)", b["p50"], b["p99"], b["max"],
+                            f"{b['n']} notes", "", "")
                     a = r.get("ack_us")
                     if a and a.get("n"):
                         add("ack", f"mood acknowledgement round trip, {r['sessions']} "

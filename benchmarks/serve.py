@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class ServeProcess:
-    """``python -m engine.cli serve`` with a control socket, and optionally the event
+    """``python -m realtime.cli serve`` with a control socket, and optionally the event
     stream and a JACK virtual MIDI port, on free ports.  Use as a context manager;
     ``t_start_ns`` is taken just before the process is spawned."""
 
@@ -42,7 +42,7 @@ class ServeProcess:
         self._proc = self._reader = None
 
     def command(self):
-        cmd = [sys.executable, "-m", "engine.cli", "serve", "--model", self.model,
+        cmd = [sys.executable, "-m", "realtime.cli", "serve", "--model", self.model,
                "--control", self.control, "--events", self.events or "none",
                "--sessions", str(self.sessions), "--osc", "0"]  # OSC is not measured
         if self.jack_port:
@@ -103,7 +103,7 @@ class ServeProcess:
 
     @property
     def pid(self):
-        """The server's process id (``python -m engine.cli serve`` itself, no shell)."""
+        """The server's process id (``python -m realtime.cli serve`` itself, no shell)."""
         return self._proc.pid
 
 

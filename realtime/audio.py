@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit
 
 from engine.errors import InvalidMessage, PortError
-from .ports import BasePort
+from .outputs import BasePort
 from .synth import (EV_ALL_NOTES_OFF, M_NEV, Synth, SynthConfig,
                     _check_float, _check_int, push_event, render_kernel)
 
@@ -307,7 +307,7 @@ class FluidSynthPort(BasePort):
     Starts ``fluidsynth -a jack -m jack -j`` (its shell reads a pipe we hold open, so it
     stays up; ``-j`` connects its audio to system:playback) as a JACK client of its
     own, so no Python runs in the audio path, and feeds its MIDI input from a native
-    JACK output (``realtime.ports.JackMidiPort``), which writes each message at the
+    JACK output (``realtime.outputs.JackMidiPort``), which writes each message at the
     frame of its time: the player hands them over ``lead_ns`` early.
     """
 
@@ -315,7 +315,7 @@ class FluidSynthPort(BasePort):
 
     def __init__(self, soundfont=None, start_timeout_s=10.0):
         super().__init__()
-        from .ports import JackMidiPort
+        from .outputs import JackMidiPort
         from .synth import default_soundfont
 
         exe = shutil.which("fluidsynth")

@@ -16,7 +16,9 @@ from pathlib import Path
 from engine import DEFAULT_MODEL
 from engine.errors import InvalidMessage, OstinatoError, PortError
 
-from .server import STINGER_CHANNEL, ServerConfig, add_midi_arguments, add_synth_argument
+from .commands import STINGER_CHANNEL
+from .serve import add_midi_arguments, add_synth_argument
+from .server import ServerConfig
 
 START_STATE = "menu"
 SECONDS_RANGE = (20.0, 3600.0)
@@ -130,8 +132,9 @@ def run(args):
 
 def _open(args, record_path, mid_path):
     """The server and its outputs; an optional output that cannot open is a line, skipped."""
-    from .ports import MidiFilePort, ZmqPubPort
-    from .server import Server, midi_output
+    from .outputs import MidiFilePort, ZmqPubPort
+    from .serve import midi_output
+    from .server import Server
 
     pub = ZmqPubPort("tcp://127.0.0.1:*")
     ports, lines = [pub], []
@@ -147,7 +150,7 @@ def _open(args, record_path, mid_path):
             except (OstinatoError, OSError) as exc:
                 lines.append(f"  MIDI port: not available ({exc})")
         if args.audio:
-            from .server import audio_output
+            from .serve import audio_output
 
             try:
                 port = audio_output(args)

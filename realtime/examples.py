@@ -63,7 +63,7 @@ def collect(order=ORDER, model=DEFAULT_MODEL):
 
     Raises RuntimeError for an error reply or no reply: an example must show a success.
     """
-    from .ports import ZmqPubPort
+    from .outputs import ZmqPubPort
     from .server import Server, ServerConfig
 
     missing = set(protocol.MESSAGE_TYPES) - set(order)

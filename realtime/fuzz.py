@@ -55,7 +55,7 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from realtime import protocol
-from realtime.ports import BasePort
+from realtime.outputs import BasePort
 
 # How a well-formed message meets a server that cannot use it, by message type (None: any
 # type): the (code, field) pairs it may be refused with.  Any: the session is not open (or

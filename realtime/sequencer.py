@@ -160,6 +160,41 @@ class Sequencer:
         self.st_head[s], self.st_n[s] = 0, len(rows)
         self.st_chan[s] = channel
 
+    # -- the kernels over these tables, called with them: no call site lists them ----------
+    def collect(self, now, rt, kinds, values):
+        """``collect`` the events of the generator's rings (``rt``, a Runtime) due by
+        ``now`` into ``out``; returns (messages written, when the next one is due or -1)."""
+        return collect(now, rt.active, rt.ev_tick, rt.ev_tok, rt.head, rt.ready, kinds, values,
+                       self.seg_tick, self.seg_ns, self.bpm0, self.bpm1, self.ramp, self.p_tick,
+                       self.p_bpm, self.p_ramp, self.tpb, self.beats_per_bar, self.channel,
+                       self.transpose, self.tr_tick, self.tr_val, self.tr_n, self.velocity,
+                       self.next_vel, self.vel_tick, self.accent, self.humanise, self.asap_tick,
+                       self.asap_ns, self.frozen, self.rng, self.sent_pitch, self.sent_chan,
+                       self.sent_serial, self.owner, self.serial, self.st_tick, self.st_on,
+                       self.st_pitch, self.st_vel, self.st_head, self.st_n, self.st_chan,
+                       self.due, self.due_st, self.out, self.out_ns, self.out_beat)
+
+    def release(self, s, t_ns, beat, stingers=True):
+        """Note-offs into ``out`` for what session s sounds (its stingers too, unless
+        told not); returns the messages written."""
+        return release(s, t_ns, beat, self.sent_pitch, self.sent_chan, self.sent_serial,
+                       self.owner, self.st_chan, self.st_head, self.st_n, self.out, self.out_ns,
+                       self.out_beat, 0, stingers)
+
+    def plan(self, now, lookahead, rt, gen_tick, targets):
+        """The generator's look-ahead targets (``plan``) for the rings of ``rt`` from
+        ``gen_tick``: returns (more to do, when a look-ahead next runs short (ns))."""
+        return plan(float(now), float(lookahead), rt.active, self.frozen, gen_tick, rt.head,
+                    rt.tail, targets, self.seg_tick, self.seg_ns, self.bpm0, self.bpm1,
+                    self.ramp, self.p_tick, self.p_bpm, self.p_ramp, self.tpb, rt.ring)
+
+    def publish(self, rt):
+        """Make what ``rt`` generated visible to ``collect``; returns when the earliest
+        newly visible event plays (ns), or -1."""
+        return publish(rt.ready, rt.tail, rt.ev_tick, self.asap_tick, self.asap_ns,
+                       self.seg_tick, self.seg_ns, self.bpm0, self.bpm1, self.ramp, self.p_tick,
+                       self.p_bpm, self.p_ramp, self.tpb)
+
 
 @njit(nogil=True, cache=True)
 def _seg_ns(tick, a_tick, a_ns, b0, b1, ramp, tpb):

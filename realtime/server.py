@@ -21,36 +21,33 @@ an event, then publishes it (``ready``); the player reads only published events.
 Everything else the generator touches is changed only by commands, which hold its
 lock too.
 """
-import argparse
 import collections
 import contextlib
 import functools
 import logging
-import os
-import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from engine import DEFAULT_MODEL
-from engine.controls import KEY_NAMES, MODES, parse_key
+
 from engine.errors import InvalidMessage, OstinatoError, ServerError
-from engine.generate import add_critic_arguments, check, critic_path, needs_critic
-from engine.motif import from_notes
+from engine.generate import check, needs_critic
 from engine.vocab import NOTE_OFF
 
 from . import protocol
-from .critic import DRAFT_BEATS, MAX_CANDIDATES, Drafter
+from .commands import Commands
+from .critic import DRAFT_BEATS, Drafter
 from .generator import Runtime, Weights
-from .keys import ServerKeys, check_serve, is_loopback_host, require_keys
-from .mood import (DEFAULT_MAX_NOTE_BEATS, DEFAULT_TONALITY, Mood, bpm_of, density_of, describe,
-                   max_note_beats_of, mode_of, register_of, tonality_of, velocity_of)
-from .ports import MultiPort
-from .sequencer import Sequencer, collect, plan, publish, release
-from .theme import ThemeEncoder, latent, slerp
+from .keys import ServerKeys, require_keys
+from .midiclock import MidiClock
+from .mood import DEFAULT_MAX_NOTE_BEATS, DEFAULT_TONALITY
+from .outputs import MultiPort
+from .sequencer import Sequencer
+from .theme import ThemeEncoder
 from .timing import Waiter, fine_timer_slack
 
 log = logging.getLogger("ostinato.server")
@@ -60,8 +57,6 @@ COMMAND_TIMEOUT_S = 5.0   # a command that cannot take the engine's locks by the
 FAULT_LIMIT = 3           # a thread failing this often ...
 FAULT_WINDOW_S = 10.0     # ... within this long shuts the server down instead of going on
 
-VERSION = "0.1.0"
-STINGER_CHANNEL = 15
 
 
 @dataclass(frozen=True)
@@ -89,19 +84,7 @@ class ServerConfig:
     critic_beats: float = DRAFT_BEATS
 
 
-class Session:
-    """A named stream of music (a player, or a layer of one game's score)."""
-
-    def __init__(self, name, slot, mood, owner=None, state=None, critic=None):
-        self.name, self.slot, self.mood, self.owner = name, slot, mood, owner
-        self.state = state  # the preset it was last put in, if any
-        self.critic = critic  # drafts the critic judges; None: the server's default
-        self.theme = None     # (Motif, variation) it composes from; None: free composition
-        self.z = None         # the latent in effect (or being blended to); None: z = 0
-        self.theme_mode = None  # the mode the theme was encoded in
-
-
-class Server:
+class Server(Commands, MidiClock):
     """The music engine; ``with Server(cfg, port) as srv: srv.wait()``.
 
     ``port``: a ``BasePort`` (or list of them) that receives every MIDI message.
@@ -264,8 +247,7 @@ class Server:
             log.exception("releasing the notes at close failed; the outputs end their own")
         finally:
             try:
-                if hasattr(self.port, "close"):
-                    self.port.close()
+                self.port.close()
             finally:
                 if self._control:
                     control, self._control = self._control, None
@@ -339,436 +321,6 @@ class Server:
         except OstinatoError as exc:  # shutting down, or the engine stalled: logged
             log.warning("the sessions of a lost client were not closed: %s", exc)
 
-    def _dispatch(self, msg):
-        fn = getattr(self, "_on_" + msg["type"].lstrip("_"))
-        return fn(msg) or {}
-
-    def _session(self, msg):
-        name = msg.get("session", "main")
-        sess = self.sessions.get(name)
-        if sess is None:
-            raise InvalidMessage(f"session {name!r} is not open; open it with "
-                                 f'{{"type": "session", "action": "open", "session": "{name}"}}',
-                                 field="session", allowed=sorted(self.sessions))
-        return sess
-
-    def _on_hello(self, msg):
-        d = self.drafter
-        critic = dict(loaded=d is not None, max=MAX_CANDIDATES,
-                      **(dict(pick=d.pick, draft_beats=d.beats, prefix=d.prefix) if d else {}))
-        return dict(server="ostinato", version=VERSION, sessions=sorted(self.sessions),
-                    tonality=self.tonality,  # the default; mood replies give each session's
-                    critic=self.cfg.critic_k,  # likewise
-                    capabilities=dict(transitions=["now", "beat", "bar"], critic=critic,
-                                      themes=dict(loaded=self.theme is not None,
-                                                  names=sorted(self.themes)),
-                                      max_sessions=self.cfg.max_sessions,
-                                      events_ahead_ms=self._events_ahead_ms(),
-                                      ticks_per_beat=self.tpb, model=self.weights.meta.get("config"),
-                                      outputs=[getattr(p, "name", "?") for p in
-                                               getattr(self.port, "ports", [self.port])]))
-
-    def _events_ahead_ms(self):
-        """How early the event stream publishes notes (0: at their time)."""
-        ports = getattr(self.port, "ports", [self.port])
-        return max((p.lead_ns for p in ports if getattr(p, "name", "") == "zmq"),
-                   default=0) / 1e6
-
-    def _on_mood(self, msg):
-        sess = self._session(msg)
-        self._set_critic(sess, msg.get("critic"))
-        fields = {k: msg.get(k) for k in ("valence", "arousal", "intensity", "tonality")}
-        mood = sess.mood.update(**fields)
-        if msg.get("valence") is not None:
-            mood = replace(mood, mode=None)  # valence decides the mode again
-        if msg.get("arousal") is not None:
-            mood = replace(mood, bpm=None)
-        return self._change(sess, mood, msg["transition"], "mood")
-
-    def _on_state(self, msg):
-        sess = self._session(msg)
-        critic = msg.get("critic")
-        self._set_critic(sess, self.presets[msg["name"]].get("critic") if critic is None
-                         else critic, keep=False)
-        mood = self._preset_mood(sess.mood, msg["name"]).update(tonality=msg.get("tonality"))
-        return self._change(sess, mood, msg["transition"], "state", name=msg["name"])
-
-    def _preset_mood(self, mood, name):
-        p = self.presets[name]
-        mood = Mood(valence=p["valence"], arousal=p["arousal"], intensity=p["intensity"],
-                    key=parse_key(p["key"]) if "key" in p else mood.key,
-                    mode=MODES.index(p["mode"]) if "mode" in p else None,
-                    bpm=p.get("bpm"), register=p.get("register", 0),
-                    tonality=p.get("tonality"), max_note_beats=p.get("max_note_beats"))
-        return mood
-
-    def _on_key(self, msg):
-        sess = self._session(msg)
-        self._set_critic(sess, msg.get("critic"))
-        mood = replace(sess.mood, key=parse_key(msg["key"])).update(tonality=msg.get("tonality"))
-        if msg.get("mode"):
-            mood = replace(mood, mode=MODES.index(msg["mode"]))
-        return self._change(sess, mood, msg["transition"], "key")
-
-    def _set_critic(self, sess, k, keep=True):
-        """Set the session's ``critic`` K (None: keep it, or with ``keep=False`` go back to
-        the server's default); refused, before anything changes, without a critic."""
-        if k and self.drafter is None:
-            raise protocol.reject("out_of_range", f"critic {k} needs a critic model and this "
-                                  "server has none: start it with `ostinato serve --critic "
-                                  "PATH`, or send critic 0", "critic",
-                                  "0 (this server has no critic: serve --critic PATH)")
-        if k is not None or not keep:
-            sess.critic = k
-
-    def _critic_of(self, sess):
-        return self.cfg.critic_k if sess.critic is None else sess.critic
-
-    def _apply_critic(self, sess):
-        """The session's K into the runtime; a critic session composes one draft ahead."""
-        s, k = sess.slot, self._critic_of(sess)
-        self.rt.candidates[s] = k
-        self._lead[s] = self.drafter.ticks if k else 0
-
-    def _on_tempo(self, msg):
-        sess = self._session(msg)
-        sess.mood = replace(sess.mood, bpm=float(msg["bpm"]))
-        now = time.monotonic_ns()
-        tick = self.seq.boundary(sess.slot, now, msg["transition"])
-        self.seq.set_tempo(sess.slot, tick, msg["bpm"], msg.get("ramp_beats", 0.0))
-        self._marker("tempo", sess, bpm=msg["bpm"], beat=tick / self.tpb)
-        return dict(beat=tick / self.tpb)
-
-    def _on_stinger(self, msg):
-        sess = self._session(msg)
-        st = self.stingers[msg["name"]]
-        s = sess.slot
-        tick = self.seq.boundary(s, time.monotonic_ns(), msg["transition"])
-        mood = sess.mood
-        mode = MODES[mode_of(mood)]
-        # the motif sits in the current key, above the melody's register
-        reg = register_of(mood, self.base_register) + 5
-        tonic = mood.key + 12 * round((reg - mood.key) / 12)
-        pitches = [min(127, max(0, tonic + protocol.degree_to_semitones(d, mode)))
-                   for d in st["degrees"]]
-        durs = [max(1, round(d * self.tpb)) for d in st["durations"]]
-        self.seq.add_stinger(s, tick, pitches, durs, st["velocity"], STINGER_CHANNEL)
-        return dict(beat=tick / self.tpb, pitches=pitches)
-
-    def _on_theme(self, msg):
-        """Compose from a theme (or go back to free composition): encoded in the session's
-        mode, z = (1 - variation) mu; with ``blend_beats`` the latent moves there along a
-        great circle, else the theme's phrase starts at the transition."""
-        sess = self._session(msg)
-        motif = None
-        if msg["action"] == "set":
-            field = "notes" if msg["notes"] is not None else "name"
-            if self.theme is None:
-                raise protocol.reject(
-                    "out_of_range", "themes need a theme model and this server's model has "
-                    "none: start it with `ostinato serve --model theme.npz` (from `ostinato "
-                    "theme train`), or send action \"free\"", field,
-                    "a server with a theme model (serve --model theme.npz)")
-            if msg["name"] is not None:
-                motif = self.themes.get(msg["name"])
-                if motif is None:
-                    raise protocol.reject("bad_choice", f"unknown theme {msg['name']!r}; allowed: "
-                                          f"{', '.join(sorted(self.themes)) or 'none (states.toml has no [themes])'}",
-                                          "name", sorted(self.themes))
-            else:
-                motif = from_notes(msg["notes"], max_bars=protocol.MAX_THEME_BARS)
-        z = self._theme_latent(sess, motif, msg["variation"])
-        blend = msg["blend_beats"]
-        unit = msg["transition"]
-        if self.theme is None or blend > 0:  # the music goes on as it is: no change to make
-            tick = self.seq.boundary(sess.slot, time.monotonic_ns(), unit)
-            reply = dict(beat=tick / self.tpb, critic=self._critic_of(sess),
-                         **describe(sess.mood, self.base_register, self.tonality))
-            if self.theme is not None:  # the latent moves from here, a sixteenth at a time
-                z0 = np.zeros(self.theme.z_dim) if sess.z is None else sess.z
-                self._blends[sess.slot] = (sess, z0, z, tick, tick + int(round(blend * self.tpb)),
-                                           -1)
-        else:
-            self._blends.pop(sess.slot, None)
-            bias, state = self.theme.bias(z)
-            reply = self._change(sess, sess.mood, unit, "theme",
-                                 theme=(bias, state if motif is not None else None))
-        sess.theme = None if motif is None else (motif, msg["variation"])
-        sess.z = None if motif is None else z
-        info = dict(theme=None if motif is None else dict(
-            key=f"{KEY_NAMES[motif.tonic]} {MODES[motif.mode]}", bars=motif.bars,
-            notes=len(motif.notes), source=msg["name"] or "notes"),
-            variation=msg["variation"], blend_beats=blend)
-        self._marker("theme", sess, beat=reply["beat"], transition=unit, **info)
-        return dict(reply, **info)
-
-    def _theme_latent(self, sess, motif, variation):
-        """z for ``motif`` at ``variation`` in the session's mode (None: free, z = 0)."""
-        if motif is None or self.theme is None:
-            return None if self.theme is None else np.zeros(self.theme.z_dim)
-        mode = mode_of(sess.mood)
-        sess.theme_mode = mode
-        mu, _ = self.theme.encode(motif.tokens(self.vocab, mode))
-        return latent(mu, variation)
-
-    def _blend(self):
-        """Move each blending session's latent on, a sixteenth of a beat at a time by where
-        its music is composed up to (on the generator thread, under its lock)."""
-        rt = self.rt
-        for s, (sess, z0, z1, t0, t1, done) in list(self._blends.items()):
-            step = 0 if rt.gen_tick[s] < t0 else (rt.gen_tick[s] - t0) * 4 // self.tpb + 1
-            last = (t1 - t0) * 4 // self.tpb + 1
-            step = min(step, last)
-            if step <= done:
-                continue
-            f = min(1.0, step / last)
-            rt.set_theme(s, self.theme.bias(slerp(z0, z1, f))[0])
-            if f >= 1.0:
-                del self._blends[s]
-            else:
-                self._blends[s] = (sess, z0, z1, t0, t1, step)
-
-    def _on_start(self, msg):
-        if self.state == "playing":
-            return dict(state=self.state)
-        now = time.monotonic_ns()
-        # playing before the sessions restart: _reset freezes a session opened while halted
-        was, self.state = self.state, "playing"
-        for sess in self.sessions.values():
-            s = sess.slot
-            if was == "stopped":  # afresh, on the beat grid it kept
-                self._reset(sess, now, self.seq.boundary(s, now, "beat"))
-            else:  # paused: the music goes on from where it stopped, a tenth of a beat on
-                tick = float(self.rt.gen_tick[s])
-                bpm = self.seq.bpm_at(s, tick)
-                self.seq.anchor(s, tick, now + 6e9 / bpm, bpm)
-                self.seq.asap_tick[s] = -1  # the old timeline's "play at once" is void
-                self.seq.frozen[s] = False
-        self._transport(0xFA if was == "stopped" else 0xFB, now)
-        self._marker("transport", None, state="start")
-        return dict(state=self.state)
-
-    def _on_stop(self, msg):
-        return self._halt("stopped")
-
-    def _on_pause(self, msg):
-        return self._halt("paused")
-
-    def _halt(self, state):
-        if self.state == state:
-            return dict(state=state)
-        now = time.monotonic_ns()
-        for sess in self.sessions.values():
-            s = sess.slot
-            self._release(s, now)
-            self.rt.rewind(s, -1)
-            self._settle_transpose(s)
-            # the model hears its notes end, so it resumes from silence
-            self.rt.queue(s, self.rt.release_all(s))
-            self.seq.frozen[s] = True
-        self._transport(0xFC, now)
-        self.state = state
-        self._marker("transport", None, state="pause" if state == "paused" else "stop")
-        return dict(state=state)
-
-    def _on_session(self, msg):
-        name = msg.get("session", "main")
-        if msg["action"] == "open":
-            if name in self.sessions:
-                raise InvalidMessage(f"session {name!r} is already open", field="session",
-                                     allowed="a name not in " + ", ".join(sorted(self.sessions)))
-            sess = self._open_session(name, msg.get("client"),
-                                      self.presets.get(msg.get("state") or self.cfg.initial_state))
-            return dict(session=name, channel=int(self.seq.channel[sess.slot]))
-        sess = self._session(msg)
-        self._close_session(sess)
-        return dict(session=name)
-
-    def _on_lost(self, msg):
-        for sess in [s for s in self.sessions.values() if s.owner == msg["client"]]:
-            self._close_session(sess)
-
-    # -- session mechanics -----------------------------------------------------------
-    def _open_session(self, name, owner, preset):
-        used = {s.slot for s in self.sessions.values()}
-        free = [i for i in range(self.cfg.max_sessions) if i not in used]
-        if not free:
-            raise InvalidMessage(f"all {self.cfg.max_sessions} sessions are in use",
-                                 field="session", allowed=f"at most {self.cfg.max_sessions} open")
-        slot = free[0]
-        mood = Mood()
-        if preset is not None:
-            mood = self._preset_mood(mood, next(k for k, v in self.presets.items() if v is preset))
-        state = next((k for k, v in self.presets.items() if v is preset), None)
-        sess = Session(name, slot, mood, owner, state, preset.get("critic") if preset else None)
-        channels = [c for c in range(16) if c not in (9, STINGER_CHANNEL)]
-        self.seq.channel[slot] = channels[slot % len(channels)]
-        self.seq.rng[slot] = np.uint64(slot + 1 + self.cfg.seed * 7919)
-        self.seq.humanise[slot] = self.cfg.humanise
-        main = self.sessions.get("main")
-        self.sessions[name] = sess
-        self._name_sessions()  # before _reset, whose markers carry the name
-        now = time.monotonic_ns()
-        if main is None:
-            self._reset(sess, now, 0)
-        else:  # join the main session's beat grid at its next beat
-            tick = self.seq.boundary(main.slot, now, "beat")
-            self._reset(sess, now, tick, int(self.seq.tick_ns(main.slot, tick)))
-        return sess
-
-    def _reset(self, sess, now, tick, t_ns=None):
-        """Start the session's music afresh at ``tick``, played at ``t_ns`` (default: a
-        tenth of a beat from ``now``, time to generate the first notes)."""
-        s = sess.slot
-        bpm = bpm_of(sess.mood)
-        ctl, shift, bias = self._model_request(sess.mood)
-        self.rt.open(s, ctl, seed=self.cfg.seed * 1000 + s, temperature=self.cfg.temperature,
-                     tick=tick)
-        self.rt.pc_bias[s] = self.rt.next_bias[s] = bias
-        self.rt.max_note_ticks[s] = self._max_note_ticks(sess.mood)
-        self._blends.pop(s, None)
-        if sess.z is not None:  # the music starts afresh from the theme's phrase
-            bias, state = self.theme.bias(sess.z)
-            self.rt.set_theme(s, bias, state)
-        self._apply_critic(sess)
-        self.seq.set_transpose(s, shift)
-        self.seq.anchor(s, float(tick), now + 6e9 / bpm if t_ns is None else t_ns, bpm)
-        self.seq.velocity[s] = velocity_of(sess.mood)
-        self.seq.vel_tick[s] = -1
-        info = dict(describe(sess.mood, self.base_register, self.tonality),
-                    critic=self._critic_of(sess))
-        extra = {"name": sess.state} if sess.state else {}
-        self._marker("mood", sess, beat=tick / self.tpb, transition="now", **info, **extra)
-        self._marker("tempo", sess, beat=tick / self.tpb, bpm=bpm)
-        self.seq.asap_tick[s] = -1
-        self.seq.frozen[s] = self.state != "playing"
-        self.seq.st_head[s] = self.seq.st_n[s] = 0
-
-    def _close_session(self, sess):
-        self._release(sess.slot, time.monotonic_ns())
-        self.rt.close(sess.slot)
-        del self.sessions[sess.name]
-        self._name_sessions()  # a recording then knows a reopened name is new
-
-    def _model_request(self, mood):
-        """What the model is asked for ``mood``: (control vector, semitones the sequencer
-        transposes its notes by, tonality prior per pitch class in the model's pitch space).
-
-        A key-relative model composes in C at the register less the shift, and the
-        sequencer moves its notes to the key asked for, so the register heard is the one
-        asked for (``engine.controls.model_key``); an older model is asked for the key
-        itself.  The prior is the mode's scale on the tonic the model composes in."""
-        return self.spec.request(mood.key, mode_of(mood), density_of(mood),
-                                 register_of(mood, self.base_register),
-                                 tonality_of(mood, self.tonality), self.weights.key_relative)
-
-    def _max_note_ticks(self, mood):
-        return max(1, int(round(max_note_beats_of(mood) * self.tpb)))
-
-    def _settle_transpose(self, s):
-        """After a rewind to the playhead nothing generated is left unplayed, and the model
-        composes on with the controls of the last change it reached: from now on its notes
-        take that change's transposition.  A change it has not reached yet (its
-        ``switch_tick``) stays queued."""
-        pending = int(self.rt.switch_tick[s])
-        queued = self.seq.pending_transpose(s)
-        reached = [v for t, v in queued if pending < 0 or t < pending]
-        if reached:
-            self.seq.set_transpose(s, reached[-1])
-            for t, v in queued:
-                if t == pending:
-                    self.seq.queue_transpose(s, t, v)
-
-    def _change(self, sess, mood, unit, what, theme=None, **extra):
-        """Switch a session to ``mood`` at the transition point ``unit``; ``theme``
-        (``Runtime.theme_at``'s bias and state) takes effect there too.  A session that
-        composes from a theme and changes mode has it encoded again in the new mode."""
-        s = sess.slot
-        old_bpm = bpm_of(sess.mood)
-        sess.mood = mood
-        if theme is None and sess.theme is not None and mode_of(mood) != sess.theme_mode:
-            sess.z = self._theme_latent(sess, *sess.theme)
-            theme = (self.theme.bias(sess.z)[0], None)  # the same phrase goes on, re-keyed
-            self._blends.pop(s, None)
-        now = time.monotonic_ns()
-        ctl, shift, bias = self._model_request(mood)
-        self.rt.max_note_ticks[s] = self._max_note_ticks(mood)  # a guard: at once
-        # a drafted continuation not yet fed was composed under the old settings: from
-        # here the session goes on as without a critic, drafting anew where it is
-        self.rt.drop_draft(s)
-        self._apply_critic(sess)
-        if unit == "now":
-            tick = self.seq.boundary(s, now, "now")
-            self.rt.rewind(s, -1)  # everything not yet played is regenerated
-            ending = self.rt.release_all(s)
-            self._release(s, now, stingers=False)  # the old music stops at once
-            self.rt.queue(s, self.rt.shifts_to(s, tick))
-            self.rt.ctl_base[s] = ctl
-            self.rt.pc_bias[s] = bias
-            self.rt.switch_tick[s] = -1
-            self.seq.set_transpose(s, shift)  # nothing unplayed is left of the old key
-            self.rt.entry[s] = True  # the new music starts with a note, at once
-            if theme is not None:
-                self.rt.theme_at(s, tick, *theme)
-            self.seq.asap_tick[s] = tick
-            self.seq.asap_ns[s] = now
-            self._compose_now(s)
-            # the model hears the old notes end just after the new one starts: each fed
-            # token is a step, and these need not delay the first note (a critic
-            # session's draft goes only as far as that note: it drafts on after them)
-            self.rt.drop_draft(s)
-            self.rt.queue(s, [t for t in ending if self.rt.sounding[s, t - self._off0] >= 0])
-        else:
-            tick = self.seq.boundary(s, now, unit)
-            # a change the model has not reached yet is replaced by this one (one pending
-            # switch per session), and so is its transposition
-            unreached = int(self.rt.switch_tick[s])
-            if self.rt.gen_tick[s] >= tick:
-                # composed again from the transition tick: notes at that tick are the new
-                # music's, so that they take its transposition (collect switches by tick)
-                self.rt.rewind(s, tick - 1)
-            if self.rt.gen_tick[s] >= tick:  # held there by events already played
-                self.rt.ctl_base[s] = ctl
-                self.rt.pc_bias[s] = bias
-                self.rt.switch_tick[s] = -1
-            else:
-                self.rt.next_ctl[s] = ctl
-                self.rt.next_bias[s] = bias
-                self.rt.switch_tick[s] = tick
-            self.seq.queue_transpose(s, tick, shift, drop_from=unreached if unreached >= 0 else None)
-            if theme is not None:
-                self.rt.theme_at(s, tick, *theme)
-        if unit == "now":
-            self.seq.velocity[s] = velocity_of(mood)
-            self.seq.vel_tick[s] = -1
-        else:  # louder or softer from the transition point, not before
-            self.seq.next_vel[s] = velocity_of(mood)
-            self.seq.vel_tick[s] = tick
-        if what == "state":
-            sess.state = extra.get("name")
-        if bpm_of(mood) != old_bpm:
-            self.seq.set_tempo(s, tick, bpm_of(mood), 0.0)
-            self._marker("tempo", sess, beat=tick / self.tpb, bpm=bpm_of(mood))
-        info = dict(describe(mood, self.base_register, self.tonality), critic=self._critic_of(sess))
-        self._marker("mood", sess, beat=tick / self.tpb, transition=unit, **info, **extra)
-        return dict(beat=tick / self.tpb, **info)
-
-    def _marker(self, type, sess, beat=None, **fields):
-        if hasattr(self.port, "publish"):
-            kw = dict(fields)
-            if sess is not None:
-                kw["session"] = sess.slot
-            if beat is not None:
-                kw["beat"] = beat
-            self._in_order("publish", type, **kw)
-        if type == "tempo" and hasattr(self.port, "tempo") and sess is not None:
-            self._in_order("tempo", fields["bpm"], beat, session=sess.slot)
-
-    def _name_sessions(self):
-        """Tell the outputs which session has which slot (their events carry names)."""
-        if hasattr(self.port, "sessions"):
-            self._in_order("sessions", {s.slot: s.name for s in self.sessions.values()})
-
     def _in_order(self, method, *args, **kwargs):
         """Call the outputs' ``method`` (publish, tempo, sessions) in order with the
         messages: at once for the outputs with a lead; for the others, queued after the
@@ -791,62 +343,20 @@ class Server:
         else:  # stamped as the last message before it: sent right after that one
             self._later.append((self._last_t, due, ()))
 
-    def _transport(self, status, now):
-        """MIDI Start (0xFA), Continue (0xFB) or Stop (0xFC), and where the clock goes on
-        from: Start restarts it at the main session's next beat, Continue picks up the
-        pulse that follows now."""
-        main = self.sessions.get("main")
-        if not self.cfg.clock or main is None:
-            return
-        tick = max(0.0, self.seq.ns_tick(main.slot, now))
-        if status == 0xFA:
-            self._pulse = int(-(-tick // self.tpb)) * 24
-        elif status == 0xFB:
-            self._pulse = int(tick * 24 / self.tpb) + 1
-        self._last_t = max(now, self._last_t)
-        self._emit(self._routes(), status, 0, 0, self._last_t, tick / self.tpb, main.slot)
-
-    def _clock(self, now):
-        """Send the clock pulses due by ``now``; returns the time of the next one."""
-        s = self.sessions["main"].slot
-        routes = self._routes()
-        while True:
-            tick = self._pulse * self.tpb / 24
-            t = int(self.seq.tick_ns(s, tick))
-            if t > now:
-                return t
-            self._last_t = t = max(t, self._last_t)  # stamps never go back: see _send
-            self._emit(routes, 0xF8, 0, 0, t, tick / self.tpb, s)
-            self._pulse += 1
-
     def _release(self, s, now, stingers=True):
         """Note-offs now for what session s sounds (its stingers too, unless told not)."""
-        sq = self.seq
         beat = max(0.0, self.seq.ns_tick(s, now) / self.tpb)
-        n = release(s, now, beat, sq.sent_pitch, sq.sent_chan,
-                    sq.sent_serial, sq.owner, sq.st_chan, sq.st_head, sq.st_n, sq.out,
-                    sq.out_ns, sq.out_beat, 0, stingers)
-        self._send(n)
+        self._send(self.seq.release(s, now, beat, stingers))
 
     # -- the engine threads -----------------------------------------------------------
     def _play(self, now):
         """Collect what is due by ``now`` + the spin (+ the outputs' lead): to the outputs
         with a lead it goes now, for the others it is queued for ``_deliver``.  Under the
         sending lock.  Returns when the next message is due to be collected (ns)."""
-        sq, rt = self.seq, self.rt
         self._lead_now = lead = getattr(self.port, "lead_ns", 0)
         # collected before it is due: only the send is on the deadline
         now += max(self._spin, lead)
-        n, nxt = collect(now, rt.active, rt.ev_tick, rt.ev_tok, rt.head, rt.ready, self._kinds,
-                         self._values, sq.seg_tick, sq.seg_ns, sq.bpm0, sq.bpm1, sq.ramp,
-                         sq.p_tick, sq.p_bpm, sq.p_ramp, self.tpb, sq.beats_per_bar, sq.channel,
-                         sq.transpose, sq.tr_tick, sq.tr_val, sq.tr_n, sq.velocity,
-                         sq.next_vel, sq.vel_tick, sq.accent,
-                         sq.humanise, sq.asap_tick,
-                         sq.asap_ns, sq.frozen, sq.rng, sq.sent_pitch, sq.sent_chan,
-                         sq.sent_serial, sq.owner, sq.serial, sq.st_tick, sq.st_on,
-                         sq.st_pitch, sq.st_vel, sq.st_head, sq.st_n, sq.st_chan, sq.due,
-                         sq.due_st, sq.out, sq.out_ns, sq.out_beat)
+        n, nxt = self.seq.collect(now, self.rt, self._kinds, self._values)
         self._send(n)
         nxt = int(nxt) if nxt > 0 else now + 20_000_000
         if self.cfg.clock and self.state == "playing" and "main" in self.sessions:
@@ -856,16 +366,13 @@ class Server:
     def _generate(self, now):
         """Top up the look-ahead by a few batched steps and publish the new events.
         Returns (more to do, when the look-ahead next runs short (ns))."""
-        sq, rt = self.seq, self.rt
+        rt = self.rt
         if self.state != "playing":
             return False, now + 20_000_000
         # a critic session plans as if it were one draft behind, so its look-ahead is a
         # draft longer: its next draft is composed while the last one plays
         np.subtract(rt.gen_tick, self._lead, out=self._gen_ahead)
-        pending, wake = plan(float(now), float(self._lookahead), rt.active, sq.frozen,
-                             self._gen_ahead, rt.head, rt.tail, self._planned, sq.seg_tick,
-                             sq.seg_ns, sq.bpm0, sq.bpm1, sq.ramp, sq.p_tick, sq.p_bpm,
-                             sq.p_ramp, self.tpb, rt.ring)
+        pending, wake = self.seq.plan(now, self._lookahead, rt, self._gen_ahead, self._planned)
         np.add(self._planned, self._lead, out=self._targets)
         if self._blends:
             self._blend()
@@ -896,10 +403,7 @@ class Server:
                 break
 
     def _publish(self):
-        sq, rt = self.seq, self.rt
-        return publish(rt.ready, rt.tail, rt.ev_tick, sq.asap_tick, sq.asap_ns, sq.seg_tick,
-                       sq.seg_ns, sq.bpm0, sq.bpm1, sq.ramp, sq.p_tick, sq.p_bpm, sq.p_ramp,
-                       self.tpb)
+        return self.seq.publish(self.rt)
 
     def _send(self, n):
         """Send the first n messages of the output buffer, none before its time (to an
@@ -1038,13 +542,10 @@ class Server:
         sending: the sequencer's tables are cleared without sending (they may count notes
         whose note-on was never sent, or miss ones whose note-off was not), and each
         output ends what it has sounding by its own count."""
-        sq = self.seq
         self._deliver(1 << 62)  # what was queued for its time goes first: a lead at most
         for sess in self.sessions.values():
-            release(sess.slot, now, 0.0, sq.sent_pitch, sq.sent_chan, sq.sent_serial, sq.owner,
-                    sq.st_chan, sq.st_head, sq.st_n, sq.out, sq.out_ns, sq.out_beat, 0, True)
-        if hasattr(self.port, "release"):
-            self.port.release(now)
+            self.seq.release(sess.slot, now, 0.0)  # written, never sent
+        self.port.release(now)
 
 
 def _shutting_down():
@@ -1053,268 +554,3 @@ def _shutting_down():
 
 
 # -- the command line ----------------------------------------------------------------
-def add_arguments(p):
-    p.add_argument("--model", default=str(DEFAULT_MODEL), help="model .npz (default: shipped)")
-    p.add_argument("--control", default=protocol.CONTROL_ADDRESS,
-                   help=f"ZeroMQ address for game messages (default {protocol.CONTROL_ADDRESS})")
-    p.add_argument("--events", default="tcp://127.0.0.1:5556",
-                   help="ZeroMQ PUB address of the event stream; 'none' to turn off")
-    p.add_argument("--events-ahead", type=float, default=0.0, metavar="MS",
-                   help="publish each note up to MS ms before its time (its t_ns says "
-                        "when), for clients that schedule it; default 0: at its time")
-    p.add_argument("--osc", type=int, default=protocol.OSC_PORT,
-                   help=f"UDP port of the OSC endpoint on 127.0.0.1 (default {protocol.OSC_PORT}; "
-                        "0 turns it off)")
-    p.add_argument("--osc-host", default="127.0.0.1",
-                   help="interface of the OSC endpoint (default 127.0.0.1); another one needs "
-                        "--osc-allow-remote")
-    p.add_argument("--osc-allow-remote", action="store_true",
-                   help="let OSC listen on a non-loopback --osc-host: OSC has no authentication, "
-                        "so only on a trusted network")
-    p.add_argument("--max-request-bytes", type=_request_cap, default=protocol.MAX_REQUEST_BYTES, metavar="N",
-                   help=f"hard cap on a control request (default {protocol.MAX_REQUEST_BYTES}): "
-                        f"up to it a request over {protocol.MAX_MESSAGE_BYTES} bytes is answered "
-                        "too_large, beyond it the connection is dropped")
-    p.add_argument("--server-key", default=None, metavar="FILE.key_secret",
-                   help="CurveZMQ: the server's secret key (from `ostinato keys`); needed to bind "
-                        "--control/--events off loopback, and enforced wherever given")
-    p.add_argument("--client-keys", default=None, metavar="DIR",
-                   help="CurveZMQ: folder of the public .key files of the clients let in")
-    add_midi_arguments(p)
-    p.add_argument("--record", default=None, metavar="FILE.mid", help="record to a MIDI file")
-    p.add_argument("--audio", action="store_true",
-                   help="hear it: FluidSynth (General MIDI) where JACK runs, else the built-in "
-                        "synth (see --synth)")
-    add_synth_argument(p)
-    p.add_argument("--clock", action="store_true",
-                   help="send MIDI clock (24 ppqn, start/continue/stop) so a DAW follows the tempo")
-    p.add_argument("--show", action="store_true",
-                   help="print a status line a second: key, tempo, notes/s, last notes")
-    p.add_argument("--state", default="explore", help="preset to start in (default explore)")
-    p.add_argument("--states", default=None, help="presets/stingers TOML file")
-    p.add_argument("--tonality", type=_tonality, default=None, metavar="T",
-                   help=f"tonality prior of sessions that set none: 0 free (the model's own "
-                        f"pitches) .. 1 strict (scale notes only); default {DEFAULT_TONALITY}")
-    add_critic_arguments(p, "drafts of each beat the critic judges for sessions that set no "
-                            "`critic`; 0 plays G alone")
-    p.add_argument("--sessions", type=int, default=16, help="most sessions at once")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--seconds", type=float, default=None, help="stop after this long")
-
-
-def _request_cap(text):
-    """``--max-request-bytes``: an integer from MAX_MESSAGE_BYTES up (argparse reports others)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or value < protocol.MAX_MESSAGE_BYTES:
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: an integer number of bytes "
-                                         f">= {protocol.MAX_MESSAGE_BYTES}")
-    return value
-
-
-def _tonality(text):
-    """``--tonality``: a number in 0..1 (argparse reports others)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
-    lo, hi = protocol.TONALITY_RANGE
-    if value is None or not lo <= value <= hi:
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: a number in {lo}..{hi} "
-                                         "(0 free, 1 strict)")
-    return value
-
-
-def add_midi_arguments(p):
-    """The virtual MIDI port's options, shared by ``serve`` and ``demo``."""
-    p.add_argument("--midi", choices=["virtual", "none"], default="virtual",
-                   help="open a virtual MIDI output port a DAW or synth can listen to "
-                        "(default), or none")
-    p.add_argument("--port-name", default="Ostinato", help="name of the virtual MIDI port")
-    p.add_argument("--api", default=None,
-                   help="MIDI API: alsa, jack, coremidi, windows_mm (default: $RTMIDI_API, "
-                        "else the platform's)")
-    p.add_argument("--jack-backend", choices=JACK_BACKENDS, default=None,
-                   help="with --api jack: native (default: a JACK client of our own that "
-                        "writes each event at its frame) or rtmidi (every event at the start "
-                        "of the next period; the baseline); default $OSTINATO_JACK_BACKEND, "
-                        "else native")
-    p.add_argument("--jack-connect", action="append", default=[], metavar="PORT",
-                   help="with the native JACK backend: connect to this JACK MIDI input "
-                        "(a name or part of one; repeatable)")
-
-
-JACK_BACKENDS = ("native", "rtmidi")
-SYNTHS = ("auto", "fluidsynth", "builtin")
-
-
-def add_synth_argument(p):
-    p.add_argument("--synth", choices=SYNTHS, default="auto",
-                   help="with --audio: fluidsynth (its own JACK client fed by the native "
-                        "JACK output: no Python in the audio path), builtin (the numba synth "
-                        "through PortAudio), or auto (default): fluidsynth where a JACK "
-                        "server runs and fluidsynth and a SoundFont are installed")
-
-
-def audio_output(args):
-    """The ``--audio`` output: FluidSynth or the built-in synth (``--synth``)."""
-    import shutil
-
-    from .audio import AudioPort, FluidSynthPort
-    from .jack import server_running
-    from .synth import default_soundfont
-
-    choice = getattr(args, "synth", "auto")
-    if choice == "fluidsynth" or (choice == "auto" and shutil.which("fluidsynth")
-                                  and default_soundfont() and server_running()):
-        return FluidSynthPort()
-    return AudioPort()
-
-
-def jack_backend(choice=None):
-    """'native' or 'rtmidi': ``choice``, else $OSTINATO_JACK_BACKEND, else native."""
-    field = "jack_backend"
-    if choice is None:
-        choice, field = os.environ.get("OSTINATO_JACK_BACKEND", "native"), "OSTINATO_JACK_BACKEND"
-    if choice not in JACK_BACKENDS:
-        raise InvalidMessage(f"{field} {choice!r} is not a JACK backend; allowed: "
-                             f"{', '.join(JACK_BACKENDS)}", field=field,
-                             allowed=", ".join(JACK_BACKENDS))
-    return choice
-
-
-def midi_output(args):
-    """The virtual MIDI output ``args`` ask for (``add_midi_arguments``): the native JACK
-    client where the API is JACK, else rtmidi's."""
-    from .ports import JackMidiPort, RtMidiPort, resolve_api
-
-    import rtmidi
-
-    if resolve_api(args.api) == rtmidi.API_UNIX_JACK and \
-            jack_backend(getattr(args, "jack_backend", None)) == "native":
-        return JackMidiPort(args.port_name, connect=getattr(args, "jack_connect", ()))
-    return RtMidiPort(args.port_name, api=args.api)
-
-
-def open_outputs(args, keys=None):
-    """The outputs asked for; one that cannot open is reported in a line and skipped.
-    keys: the event stream's CurveZMQ keys (``realtime.keys.ServerKeys``), or None."""
-    from .ports import MidiFilePort, ZmqPubPort
-
-    ports, lines = [], []
-    tries = []
-    if args.midi == "virtual":
-        tries.append(("MIDI port", lambda: midi_output(args)))
-    if args.events and args.events != "none":
-        tries.append(("event stream", lambda: ZmqPubPort(
-            args.events, keys=keys, ahead_ms=getattr(args, "events_ahead", 0.0))))
-    if args.record:
-        tries.append(("recording", lambda: MidiFilePort(args.record)))
-    if args.audio:
-        tries.append(("audio", lambda: audio_output(args)))
-    for label, make in tries:
-        try:
-            port = make()
-        except (OstinatoError, OSError) as exc:
-            lines.append(f"  {label}: not available ({exc})")
-            continue
-        ports.append(port)
-        where = getattr(port, "bound_address", None) or getattr(port, "port_name", None) \
-            or getattr(port, "path", None) or getattr(port, "name", "")
-        lines.append(f"  {label}: {where}")
-    return ports, lines
-
-
-def run(args):
-    with _stop_signals() as stopping:
-        return _serve(args, stopping)
-
-
-@contextlib.contextmanager
-def _stop_signals():
-    """SIGTERM and SIGINT (Ctrl-C) both set the returned list's events instead of killing
-    the process or raising KeyboardInterrupt wherever the main thread is: the server
-    then leaves its ``with`` block, so every note ends and the recording is written.
-    Append the server's stop event once it exists; one set earlier is set at once."""
-    events = [threading.Event()]
-
-    def stop(signum, frame):
-        for event in events:
-            event.set()
-
-    if threading.current_thread() is not threading.main_thread():
-        yield events  # only the main thread may set handlers; the caller stops it
-        return
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield events
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _serve(args, stopping):
-    keys = check_serve(args)  # a remote bind without keys: refused before anything opens
-    ports, lines = open_outputs(args, keys)
-    cfg = ServerConfig(model=args.model, control=args.control, max_sessions=args.sessions,
-                       seed=args.seed, states=args.states, initial_state=args.state,
-                       clock=args.clock, server_key=args.server_key, client_keys=args.client_keys,
-                       max_request_bytes=args.max_request_bytes, tonality=args.tonality,
-                       critic=critic_path(args.critic), critic_k=args.critic_k,
-                       critic_pick=args.critic_pick, critic_beats=args.critic_beats)
-    t0 = time.monotonic()
-    try:
-        srv = Server(cfg, ports)
-    except BaseException:
-        MultiPort(ports).close()
-        raise
-    stopping.append(srv._stop)
-    if stopping[0].is_set():  # a signal came while the model loaded
-        srv._stop.set()
-    with contextlib.ExitStack() as extra:
-        pubs = [p for p in ports if hasattr(p, "publish") and hasattr(p, "bound_address")]
-        if args.show and pubs and keys is None:
-            from .show import start_show
-
-            # subscribed before the server starts, so it hears the opening key and tempo
-            extra.enter_context(start_show(pubs[0].bound_address))
-            time.sleep(0.1)  # a SUB socket's connection completes in the background
-        elif args.show:
-            lines.append("  show: needs the event stream (--events)" if keys is None else
-                         "  show: not with --server-key (its subscriber has no client key)")
-        extra.enter_context(srv)
-        if args.osc:
-            from .osc import OscServer
-
-            try:
-                osc = extra.enter_context(OscServer(srv.handle, args.osc_host, args.osc,
-                                                    presets=srv.presets, stingers=srv.stingers,
-                                                    allow_remote=args.osc_allow_remote))
-                lines.append(f"  OSC: udp://{args.osc_host}:{osc.port} (/ostinato/mood v a i now, ...)"
-                             + ("; no authentication: anyone who reaches it steers the music"
-                                if not is_loopback_host(args.osc_host) else ""))
-            except (OstinatoError, OSError) as exc:
-                lines.append(f"  OSC: not available ({exc})")
-        print(f"ostinato serve: ready in {time.monotonic() - t0:.2f} s, model {args.model}")
-        print(f"  control: {srv.control_address} (JSON; see PROTOCOL.md)")
-        if srv.drafter is not None:
-            lines.append(f"  critic: {cfg.critic} ({srv.drafter.pick} of K drafts of "
-                         f"{srv.drafter.beats:g} beat(s); sessions' default critic {cfg.critic_k})")
-        print("\n".join(lines))
-        if keys is not None:
-            print(f"  CurveZMQ: only the clients whose keys are in {keys.clients} get in "
-                  "(bindings/README.md shows how)")
-        else:
-            print('  try: python -c "import zmq; s=zmq.Context().socket(zmq.REQ); '
-                  f"s.connect('{srv.control_address}'); "
-                  "s.send_json({'type':'mood','valence':-0.5,'arousal':0.9,'transition':'now'}); "
-                  'print(s.recv_json())"')
-        sys.stdout.flush()
-        if args.seconds:
-            srv._stop.wait(args.seconds)
-        else:
-            srv.wait()
-    print(f"ostinato serve: stopped after {srv.events_sent} MIDI messages, no notes left sounding")
-    return 0

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from benchmarks import jitter, report
-from engine.cli import main
+from realtime.cli import main
 from realtime.bench import README
 
 
@@ -46,6 +46,7 @@ def test_quick_bench_runs_every_section_and_writes_its_outputs(jack_server, mode
         assert r["jack_frames"]["n"] == r["jack_us"]["n"] and r["jack_rate"] > 0
         assert r["jack_backend"] == ("rtmidi" if load.endswith("_rtmidi") else "native")
         assert r["ack_us"]["n"] > 0 and r["ack_us"]["min"] > 0  # replies timed under load
+        assert r["zmq_us_with_requests"]["n"] > 0  # the music went on while they came
     assert res["jitter"]["loaded"]["sessions"] == 3
     assert res["jitter"]["loaded"]["sessions_heard"] >= 2
     bd = res["breakdown"]

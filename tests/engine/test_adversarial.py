@@ -10,7 +10,7 @@ from torch import nn
 from engine.adversarial import (AdversarialConfig, Batches, Critic, CriticConfig, Windows,
                                 adversarial_step, d_loss, d_step, discounted, load_critic,
                                 rewards, save_critic, train_adversarial)
-from engine.cli import main
+from realtime.cli import main
 from engine.errors import ModelError
 from engine.model import ModelConfig, MusicLSTM, load_model, save_model
 from engine.vocab import NOTE_ON, TIME_SHIFT

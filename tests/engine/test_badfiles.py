@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from engine import corpus
-from engine.cli import FILE_DECODING_ERRORS, file_error
+from realtime.cli import FILE_DECODING_ERRORS, file_error
 from engine.corpus import ReadConfig, Task
 from engine.errors import InvalidMessage, InvalidMidi, ModelError
 from engine.export import export
@@ -133,7 +133,7 @@ def _line_of(text, needle):
 # ------------------------------------------------------------------ the CLI
 def ostinato(*args, cwd):
     """The real ``ostinato`` command: (exit code, stderr)."""
-    res = subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], cwd=cwd,
+    res = subprocess.run([sys.executable, "-m", "realtime.cli", *map(str, args)], cwd=cwd,
                          capture_output=True, text=True, timeout=120,
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
     return res.returncode, res.stderr

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from engine import cli, corpus, data
+from engine import corpus, data
+from realtime import cli
 from engine.controls import ControlSpec, find_key, key_shift
 from engine.data import BuildConfig, Dataset
 from engine.errors import InvalidMessage, OstinatoError

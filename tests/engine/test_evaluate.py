@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine import cli
+from realtime import cli
 from engine.data import BuildConfig, Dataset, build
 from engine.errors import InvalidMessage
 from engine.evaluate import (EvalConfig, evaluate, histogram_intersection, ioi_histogram,

@@ -3,7 +3,7 @@ import mido
 import numpy as np
 import pytest
 
-from engine import cli
+from realtime import cli
 from engine.controls import SCALES, key_shift
 from engine.errors import InvalidMessage
 from engine.generate import (DEFAULT_TONALITY, KEY_SPELLINGS, Request, generate, generate_many,

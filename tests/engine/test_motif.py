@@ -82,7 +82,7 @@ def test_theme_encode_command(tmp_path, capsys):
 
     import torch
 
-    from engine import cli
+    from realtime import cli
     from engine.controls import ControlSpec
     from engine.model import ModelConfig, MusicLSTM
     from engine.theme import ThemeConfig, ThemeVAE, save_theme

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine import cli
+from realtime import cli
 from engine.adversarial import Critic, CriticConfig, save_critic
 from engine.data import BuildConfig, Dataset, build
 from engine.errors import InvalidMessage

@@ -452,7 +452,7 @@ def test_bad_configs_name_the_option_and_its_range():
 
 
 def ostinato(*args, cwd):
-    res = subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], cwd=cwd,
+    res = subprocess.run([sys.executable, "-m", "realtime.cli", *map(str, args)], cwd=cwd,
                          capture_output=True, text=True, timeout=300,
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
     return res.returncode, res.stdout, res.stderr

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.cli import main
+from realtime.cli import main
 from engine.data import BuildConfig, Dataset, build
 from engine.generate import generate
 from engine.model import ModelConfig, MusicLSTM, load_model, save_model

@@ -91,7 +91,7 @@ def test_the_evaluation_runs_end_to_end(files):
 def test_theme_eval_command_writes_the_figures(files, tmp_path, capsys):
     import json
 
-    from engine import cli
+    from realtime import cli
 
     ds, base, theme, data = files
     out = tmp_path / "theme-eval.json"

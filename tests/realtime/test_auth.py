@@ -10,12 +10,12 @@ import pytest
 import zmq
 
 from bindings import Client, EventListener
-from engine import cli
+from realtime import cli
 from engine.errors import AuthError, ServerUnavailable
 from realtime.control import ControlServer
 from realtime.keys import ServerKeys, is_loopback, make_keys
 from realtime.osc import OscServer
-from realtime.ports import ZmqPubPort
+from realtime.outputs import ZmqPubPort
 from realtime.server import Server, ServerConfig
 
 pytestmark = pytest.mark.skipif(not zmq.has("curve"), reason="this libzmq has no CURVE")

@@ -20,7 +20,7 @@ from engine.vocab import NOTE_OFF, NOTE_ON, START, TIME_SHIFT, Vocab
 from realtime import protocol
 from realtime.critic import MAX_CANDIDATES, CriticRuntime, Drafter
 from realtime.generator import Runtime, Weights
-from realtime.ports import ZmqPubPort
+from realtime.outputs import ZmqPubPort
 from realtime.server import Server, ServerConfig
 
 from .test_server import Listener, balance, request
@@ -299,7 +299,7 @@ def test_offline_generation_uses_the_critic(tiny, tmp_path):
 
 def test_the_cli_composes_with_a_critic_and_refuses_bad_values(tiny, tmp_path):
     folder, *_ = tiny
-    base = [sys.executable, "-m", "engine.cli", "generate", "--model", str(folder / "g.npz"),
+    base = [sys.executable, "-m", "realtime.cli", "generate", "--model", str(folder / "g.npz"),
             "--bars", "2", "-o", str(tmp_path / "x.mid")]
     done = subprocess.run(base + ["--critic", str(folder / "d.npz"), "--critic-k", "3"],
                           capture_output=True, text=True, timeout=600)

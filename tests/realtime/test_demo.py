@@ -12,10 +12,10 @@ import mido
 import numpy as np
 import pytest
 
-from engine.cli import main as cli_main
+from realtime.cli import main as cli_main
 from engine.notes import make_notes
 from realtime.demo import SCRIPT, Section, section_stats
-from realtime.server import STINGER_CHANNEL
+from realtime.commands import STINGER_CHANNEL
 
 ROOT = Path(__file__).resolve().parents[2]
 SECONDS = 20
@@ -36,7 +36,7 @@ def demo(jack_server, model_path, tmp_path_factory):
     argv = ["demo", "--seconds", str(SECONDS), "--out-dir", str(out), "--model", str(model_path),
             "--api", "jack", "--port-name", name, "--audio"]
     # the serve path must not need torch: checked after the whole run
-    code = ("import sys, engine.cli; rc = engine.cli.main(sys.argv[1:]); "
+    code = ("import sys, realtime.cli; rc = realtime.cli.main(sys.argv[1:]); "
             "assert 'torch' not in sys.modules, 'the demo imported torch'; sys.exit(rc)")
     done = subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True,
                           text=True, timeout=90, env=dict(os.environ, JACK_NO_START_SERVER="1"))

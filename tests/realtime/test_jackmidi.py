@@ -1,4 +1,4 @@
-"""The native JACK MIDI client (``realtime.jackmidi``, ``realtime.ports.JackMidiPort``) on
+"""The native JACK MIDI client (``realtime.jackmidi``, ``realtime.outputs.JackMidiPort``) on
 a real JACK server: each message at the frame of its time, a late one at the period's
 start and counted, every note ended at close, and a JACK server that goes away and
 comes back.
@@ -22,7 +22,7 @@ import rtmidi
 from engine.errors import PortError
 from realtime.jack import JackConfig, JackServer
 from realtime.jackmidi import NativeJackReader, NativeJackWriter
-from realtime.ports import JackMidiPort
+from realtime.outputs import JackMidiPort
 
 REPO = Path(__file__).resolve().parents[2]
 

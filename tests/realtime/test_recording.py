@@ -13,7 +13,7 @@ import zmq
 
 from benchmarks.storm import RecordingServe, StreamReader, midi_file_beats, midi_file_tally, \
     stream_notes, tally
-from realtime.ports import MidiFilePort, MultiPort, ZmqPubPort
+from realtime.outputs import MidiFilePort, MultiPort, ZmqPubPort
 from realtime.server import Server, ServerConfig
 
 TIMEOUT_S = 60  # guards against a hang only

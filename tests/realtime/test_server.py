@@ -13,7 +13,7 @@ import zmq
 
 from engine.errors import InvalidMessage
 from realtime import protocol
-from realtime.ports import MidiFilePort, ZmqPubPort
+from realtime.outputs import MidiFilePort, ZmqPubPort
 from realtime.server import Server, ServerConfig
 
 

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from realtime.ports import BasePort
+from realtime.outputs import BasePort
 from realtime.server import Server, ServerConfig
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from realtime.jack import align, jack_ports
 from realtime.jackmidi import NativeJackReader
-from realtime.ports import BasePort, JackMidiPort, RtMidiPort
+from realtime.outputs import BasePort, JackMidiPort, RtMidiPort
 from realtime.server import Server, ServerConfig
 
 

@@ -2,8 +2,9 @@
 
 The server runs without its threads on a virtual clock: the test moves the clock, tops up
 the look-ahead (``_generate``) and sends what is due (``_play``, ``_deliver``), so every
-run is the same music and nothing depends on how loaded the machine is.  Messages go through ``call``,
-which validates them as the wire does; what the outputs receive is checked.
+run is the same music and nothing depends on how loaded the machine is.  Messages go
+through ``call``, which validates them as the wire does; what the outputs receive is
+checked.
 """
 import json
 import time
@@ -14,10 +15,11 @@ import zmq
 
 from engine.controls import DEFAULT_TONALITY, KEY_NAMES, SCALES, key_shift
 from engine.errors import InvalidMessage
+from realtime import commands as commands_module
 from realtime import protocol
 from realtime import sequencer as sequencer_module
 from realtime import server as server_module
-from realtime.ports import BasePort
+from realtime.outputs import BasePort
 from realtime.server import Server, ServerConfig
 
 MAJOR, MINOR = SCALES
@@ -120,6 +122,7 @@ class Offline:
 def offline(model_path, monkeypatch):
     clock = VirtualClock()
     monkeypatch.setattr(server_module, "time", clock)
+    monkeypatch.setattr(commands_module, "time", clock)
     monkeypatch.setattr(sequencer_module, "time", clock)
     made = []
 

@@ -9,7 +9,7 @@ events in time order within each session) and nothing may be left sounding at th
 import random
 import time
 
-from realtime.ports import BasePort
+from realtime.outputs import BasePort
 from realtime.server import Server, ServerConfig
 
 

@@ -10,7 +10,7 @@ import pytest
 import zmq
 
 from engine.errors import InvalidMessage, PortError
-from realtime.ports import ZmqPubPort
+from realtime.outputs import ZmqPubPort
 from realtime.protocol import encode_event
 from realtime.server import Server, ServerConfig
 from realtime.show import Show, ShowConfig, note_name, start_show
@@ -171,7 +171,7 @@ def test_start_needs_an_address_and_a_bad_address_is_a_port_error():
 def test_serve_show_knows_the_opening_key_and_tempo(model_path):
     """``ostinato serve --show`` subscribes before the server starts, so its first line
     already names the key and tempo instead of "key ?, BPM ?"."""
-    out = subprocess.run([sys.executable, "-m", "engine.cli", "serve", "--model", str(model_path),
+    out = subprocess.run([sys.executable, "-m", "realtime.cli", "serve", "--model", str(model_path),
                           "--midi", "none", "--osc", "0", "--control", "tcp://127.0.0.1:0",
                           "--events", "tcp://127.0.0.1:0", "--show", "--seconds", "2.5"],
                          capture_output=True, text=True, timeout=120)

@@ -9,7 +9,7 @@ import mido
 import numpy as np
 import pytest
 
-from engine.cli import main as cli_main
+from realtime.cli import main as cli_main
 from engine.errors import InvalidMessage, InvalidMidi
 from realtime.synth import (TIMBRES, T_ATT, T_REL, Synth, SynthConfig, default_soundfont, midi_events,
                             program_timbre, render_midi, write_wav)
@@ -253,7 +253,7 @@ def test_write_wav_round_trip(tmp_path):
 def test_render_command_end_to_end(tmp_path):
     mid = write_song(tmp_path / "song.mid")
     out = tmp_path / "song.wav"
-    res = subprocess.run([sys.executable, "-m", "engine.cli", "render", str(mid), "-o", str(out),
+    res = subprocess.run([sys.executable, "-m", "realtime.cli", "render", str(mid), "-o", str(out),
                           "--rate", "22050"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     _, end = midi_events(mid, 22050)

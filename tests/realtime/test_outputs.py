@@ -15,11 +15,11 @@ import rtmidi
 import symusic
 import zmq
 
-from engine import cli
+from realtime import cli
 from engine.errors import InvalidMessage, PortError
 from realtime.jack import jack_ports
 from realtime.jackmidi import NativeJackReader
-from realtime.ports import (BasePort, MidiFilePort, MultiPort, RtMidiPort, ZmqPubPort,
+from realtime.outputs import (BasePort, MidiFilePort, MultiPort, RtMidiPort, ZmqPubPort,
                             midi_bytes, open_port, resolve_api)
 from realtime.protocol import decode_event
 
@@ -155,7 +155,7 @@ def test_jack_api_without_a_server_is_a_clear_port_error(tmp_path):
                JACK_NO_START_SERVER="1", PYTHONPATH=str(ROOT))
     code = ("import json\n"
             "from engine.errors import PortError\n"
-            "from realtime.ports import RtMidiPort\n"
+            "from realtime.outputs import RtMidiPort\n"
             "try:\n"
             "    RtMidiPort(api='jack').close()\n"
             "    print(json.dumps(None))\n"
@@ -451,10 +451,10 @@ def test_ports_command_lists_jack_ports(jack_server, unique_name, capsys):
 def test_ports_command_without_a_jack_server_says_why(tmp_path):
     env = dict(os.environ, JACK_DEFAULT_SERVER=f"no-such-server-{os.getpid()}",
                PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "ports", "--api", "jack"], env=env,
+    done = subprocess.run([sys.executable, "-m", "realtime.cli", "ports", "--api", "jack"], env=env,
                           capture_output=True, text=True, timeout=30, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "unavailable" in done.stdout and "JACK server not running" in done.stdout
-    bad = subprocess.run([sys.executable, "-m", "engine.cli", "ports", "--api", "midi"], env=env,
+    bad = subprocess.run([sys.executable, "-m", "realtime.cli", "ports", "--api", "midi"], env=env,
                          capture_output=True, text=True, timeout=30, cwd=tmp_path)
     assert bad.returncode == 1 and "api 'midi'" in bad.stderr

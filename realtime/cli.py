@@ -11,14 +11,14 @@ import sys
 import tomllib
 import zipfile
 
-from .errors import OstinatoError
+from engine.errors import OstinatoError
 
 # name, module, one-line help.  The order is the order a newcomer meets them.
 COMMANDS = (
     ("demo", "realtime.demo", "start the server and a scripted game client; write demo.mid/.wav/.png"),
-    ("serve", "realtime.server", "run the real-time music server (ZeroMQ control, MIDI/ZeroMQ out)"),
+    ("serve", "realtime.serve", "run the real-time music server (ZeroMQ control, MIDI/ZeroMQ out)"),
     ("keys", "realtime.keys", "make CurveZMQ key pairs so remote games can control the server"),
-    ("ports", "realtime.ports", "list MIDI APIs and ports, as mido-ports does"),
+    ("ports", "realtime.outputs", "list MIDI APIs and ports, as mido-ports does"),
     ("render", "realtime.synth", "render a MIDI file to WAV with the built-in synthesiser"),
     ("generate", "engine.generate", "compose a MIDI file offline for a key, mode and density"),
     ("data", "engine.data", "build the tokenised training set from music21's corpus and .mid folders"),

@@ -1,0 +1,319 @@
+"""A Standard MIDI File recording of what plays, one track per session (or channel),
+with the tempo map, written atomically and checkpointed while it plays."""
+import contextlib
+import logging
+import math
+import os
+import tempfile
+import threading
+import time
+
+import mido
+
+from engine.errors import InvalidMessage, PortError
+
+from .base import BasePort, midi_bytes, note_of, session_names
+
+log = logging.getLogger("ostinato.outputs")
+
+
+MIN_BPM = 60e6 / 0xFFFFFF  # a set_tempo holds at most 0xFFFFFF microseconds a beat
+MAX_BPM = 60e6             # ... and at least 1
+
+
+class _Track:
+    """One track of a recording, kept as the bytes of its events so far (delta time +
+    message), so that writing the file never re-encodes what is already recorded."""
+
+    def __init__(self, title):
+        self.title = title
+        self.data = bytearray()
+        self.tick = 0          # absolute tick of its last event
+        self.offset = 0.0      # beats added to its session's beats (a reopened session)
+        self.rebase = False    # a new session took this track's name: offset on its next event
+
+    def add(self, tick, message):
+        """Append ``message`` at ``tick`` (never before the track's last event)."""
+        tick = max(tick, self.tick)
+        self.data += _varlen(tick - self.tick)
+        self.data += bytes(message)
+        self.tick = tick
+        return tick
+
+
+def _varlen(n):
+    """A standard MIDI file's variable-length quantity."""
+    out = bytearray([n & 0x7F])
+    n >>= 7
+    while n:
+        out.insert(0, 0x80 | (n & 0x7F))
+        n >>= 7
+    return out
+
+
+def _chunk(kind, body):
+    return kind + len(body).to_bytes(4, "big") + body
+
+
+def _meta_name(title):
+    name = title.encode("utf-8")[:0x7F]
+    return b"\x00\xff\x03" + bytes([len(name)]) + name
+
+
+_END_OF_TRACK = b"\x00\xff\x2f\x00"
+
+
+class MidiFilePort(BasePort):
+    """Records what it is sent to a type 1 .mid file, complete and balanced whenever it
+    is read: at close, and at a checkpoint every ``checkpoint_s`` while recording.
+
+    Track 0 holds the tempo map of the timeline session (``tempo(bpm, beat, session)``;
+    default "main"), then one track per session *name* (``split="session"``) or per MIDI
+    channel (``split="channel"``).  Times come from the events' beats, not the wall
+    clock, so the timeline session's track is musically exact; another session's track
+    keeps its own beats (it joined the main grid when it opened), so at a tempo of its own
+    it drifts from the main track in the file.  A track's events never go back in time:
+    an event stamped before the track's last one (an immediate transition plays ahead of
+    its beat, then a release stamps the current beat) is placed at the last one, and a
+    session reopened under a name whose track has gone further is shifted to follow on.
+
+    A note-off ends the note sounding on its channel and pitch, in the track of the
+    session that sounded it (another session's retrigger included); a note-off of a
+    silent note is not written (``dropped_offs`` counts them); notes still sounding
+    are ended at the recording's last beat.  System messages (clock, transport) are
+    not recorded: a standard MIDI file cannot hold them.
+
+    Checkpoints: a thread of the port rewrites ``path`` (a temporary file, then
+    ``os.replace``, so a reader never sees half a file) at most every ``checkpoint_s``
+    seconds while new events come, with sounding notes closed at the last beat; so a
+    process killed outright loses at most that much.  The sending thread only appends
+    bytes; the checkpoint copies them under the lock.  ``checkpoint_s=None``: written at
+    close only.
+    """
+
+    name = "file"
+
+    def __init__(self, path, sessions=None, split="session", ticks_per_beat=480, bpm=120.0,
+                 checkpoint_s=1.0, timeline="main"):
+        super().__init__()
+        if split not in ("session", "channel"):
+            raise InvalidMessage(f"split must be 'session' or 'channel', got {split!r}",
+                                 field="split", allowed="session, channel")
+        if not isinstance(ticks_per_beat, int) or not 1 <= ticks_per_beat <= 0x7FFF:
+            raise InvalidMessage(f"ticks_per_beat must be an integer 1-32767, got {ticks_per_beat!r}",
+                                 field="ticks_per_beat", allowed="1-32767")
+        if checkpoint_s is not None and not (isinstance(checkpoint_s, (int, float))
+                                             and 0 < checkpoint_s < math.inf):
+            raise InvalidMessage(f"checkpoint_s must be a number of seconds > 0 or None, "
+                                 f"got {checkpoint_s!r}", field="checkpoint_s",
+                                 allowed="> 0 or None")
+        self.path = os.path.abspath(os.fspath(path))
+        folder = os.path.dirname(self.path)
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):  # fail now, not at close
+            raise PortError(f"cannot record to {self.path!r}: folder {folder!r} "
+                            f"does not exist or is not writable")
+        self.split = split
+        self.ticks_per_beat = ticks_per_beat
+        self.timeline = timeline
+        self.checkpoint_s = checkpoint_s
+        self.checkpoints = 0      # files written before close
+        self.dropped_offs = 0
+        self._names = session_names(sessions)
+        self._lock = threading.Lock()  # send() and the checkpoint thread
+        self._tracks = {}         # track key (session name or channel) -> _Track
+        self._sounding = {}       # (channel, pitch) -> (track key, tick of the note-on)
+        self._tempi = []          # (tick, bpm) of the tempo track
+        self._last_tick = 0
+        self._dirty = False
+        self._done = threading.Event()
+        self._checkpointer = None
+        self.tempo(bpm, 0.0)
+        if checkpoint_s is not None:
+            self._checkpointer = threading.Thread(target=self._checkpoint_loop, daemon=True,
+                                                  name="ostinato-recording")
+            self._checkpointer.start()
+
+    @property
+    def sessions(self):
+        """{index: name} of the sessions, naming their tracks; set it with a list or dict."""
+        return dict(self._names)
+
+    @sessions.setter
+    def sessions(self, sessions):
+        names = session_names(sessions)
+        with self._lock:
+            if self.split == "session":
+                for name in set(names.values()) - set(self._names.values()):
+                    if name in self._tracks:  # a new session under a recorded name
+                        self._tracks[name].rebase = True
+            self._names = names
+
+    def tempo(self, bpm, beat, session=None):
+        """The tempo is ``bpm`` from ``beat`` on: a set_tempo in the tempo track.
+
+        session: the index of the session whose tempo it is; only the timeline
+        session's tempo goes into the file (None: the timeline's).  A change the
+        recording has not reached yet is replaced by the next one, as the sequencer
+        replaces a pending change.
+        """
+        beat = _check_beat(beat)
+        try:
+            bpm = float(bpm)
+        except (TypeError, ValueError):
+            bpm = math.nan
+        if not MIN_BPM <= bpm <= MAX_BPM:
+            raise InvalidMessage(f"bpm must be {MIN_BPM:.2f}-{MAX_BPM:.0f}, got {bpm!r}",
+                                 field="bpm", allowed=f"{MIN_BPM:.2f}-{MAX_BPM:.0f}")
+        with self._lock:
+            if session is not None and self._names.get(session) != self.timeline:
+                return
+            main = self._tracks.get(self.timeline)
+            reached = main.tick if main is not None else 0
+            tick = round((beat + (main.offset if main is not None else 0.0)) * self.ticks_per_beat)
+            self._tempi = [(t, b) for t, b in self._tempi if t <= reached] + [(tick, bpm)]
+            self._dirty = True
+
+    def _send(self, status, data1, data2, t_ns, beat, session):
+        message = midi_bytes(status, data1, data2)
+        beat = _check_beat(beat)
+        if message[0] >= 0xF0:
+            return
+        with self._lock:
+            self._record(message, beat, session)
+            self._dirty = True
+
+    def _record(self, message, beat, session):
+        # the caller holds self._lock
+        if self.split == "session":
+            key = self._names.get(session, f"session {session}")
+            title = key
+        else:
+            key = message[0] & 0x0F
+            title = f"channel {key + 1}"
+        track = self._tracks.get(key)
+        if track is None:
+            track = self._tracks[key] = _Track(title)
+        if track.rebase:
+            track.offset = max(0.0, track.tick / self.ticks_per_beat - beat)
+            track.rebase = False
+        tick = max(track.tick, round((beat + track.offset) * self.ticks_per_beat))
+        note = note_of(message)
+        wire = (message[0] & 0x0F, message[1])
+        if note == "off":
+            owner = self._sounding.pop(wire, None)
+            if owner is None:
+                self.dropped_offs += 1
+                return
+            track = self._tracks[owner[0]]
+        elif note == "on" and wire in self._sounding:  # sounding already: it ends here
+            owner = self._sounding.pop(wire)
+            self._tracks[owner[0]].add(tick, (0x80 | wire[0], wire[1], 0))
+        tick = track.add(tick, message)
+        if note == "on":
+            self._sounding[wire] = (key, tick)
+        self._last_tick = max(self._last_tick, tick)
+
+    def _endings(self):
+        """{track key: [(tick, note-off bytes)]} ending every sounding note at the last
+        beat (one tick after its note-on at least).  The caller holds self._lock."""
+        out = {}
+        for (channel, pitch), (key, tick_on) in self._sounding.items():
+            end = max(self._last_tick, tick_on + 1, self._tracks[key].tick)
+            out.setdefault(key, []).append((end, (0x80 | channel, pitch, 0)))
+        for ends in out.values():
+            ends.sort()
+        return out
+
+    def _snapshot(self, endings):
+        """What the file needs, taken under self._lock (the caller holds it) without
+        copying the recorded bytes: the tempo map, and each track's title, buffer,
+        length and last tick, with ``endings`` to append.  Tracks only grow at the end,
+        so ``_file_bytes`` can copy each buffer's first ``length`` bytes later, outside
+        the lock, while the sender appends (a bytearray slice is one step under the GIL)."""
+        keys = list(self._tracks) if self.split == "session" else sorted(self._tracks)
+        tracks = [(t.title, t.data, len(t.data), t.tick, endings.get(key, ()))
+                  for key, t in ((k, self._tracks[k]) for k in keys)]
+        return sorted(dict(self._tempi).items()), tracks  # the last tempo for a tick wins
+
+    def _file_bytes(self, snapshot):
+        """The whole .mid file from a ``_snapshot``; needs no lock."""
+        tempi, tracks = snapshot
+        tempo = bytearray(_meta_name("tempo"))
+        now = 0
+        for tick, bpm in tempi:
+            tempo += _varlen(tick - now) + b"\xff\x51\x03" + mido.bpm2tempo(bpm).to_bytes(3, "big")
+            now = tick
+        chunks = [_chunk(b"MTrk", bytes(tempo) + _END_OF_TRACK)]
+        # sessions in the order they first played, channels in channel order
+        for title, data, length, now, endings in tracks:
+            body = bytearray(_meta_name(title))
+            body += data[:length]
+            for tick, message in endings:
+                body += _varlen(tick - now) + bytes(message)
+                now = tick
+            chunks.append(_chunk(b"MTrk", bytes(body) + _END_OF_TRACK))
+        header = _chunk(b"MThd", (1).to_bytes(2, "big") + len(chunks).to_bytes(2, "big")
+                        + self.ticks_per_beat.to_bytes(2, "big"))
+        return header + b"".join(chunks)
+
+    def _write(self, data):
+        """``data`` to ``path`` atomically: a temporary file in its folder, then os.replace."""
+        fd, tmp = tempfile.mkstemp(suffix=".mid.part", dir=os.path.dirname(self.path))
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, self.path)  # never leave a half-written file under the real name
+        except BaseException as exc:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            if isinstance(exc, OSError):
+                raise PortError(f"cannot write {self.path!r}: {exc}") from exc
+            raise
+
+    def checkpoint(self):
+        """Write what is recorded so far, sounding notes closed at the last beat."""
+        with self._lock:  # only what a send could change; the bytes are copied after
+            snapshot = self._snapshot(self._endings())
+            self._dirty = False
+        self._write(self._file_bytes(snapshot))
+        self.checkpoints += 1
+
+    def _checkpoint_loop(self):
+        deadline = time.monotonic() + self.checkpoint_s
+        failed = False
+        while not self._done.wait(max(0.0, deadline - time.monotonic())):
+            deadline += self.checkpoint_s
+            if deadline < time.monotonic():  # fell behind (a loaded machine): no burst
+                deadline = time.monotonic() + self.checkpoint_s
+            if not self._dirty:
+                continue
+            try:
+                self.checkpoint()
+                failed = False
+            except (OSError, PortError) as exc:
+                if not failed:  # once per run of failures, not once a second
+                    log.error("recording checkpoint failed (will retry): %s", exc)
+                failed = True
+
+    def _close(self):
+        self._done.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join()
+        with self._lock:
+            for key, ends in self._endings().items():
+                for tick, message in ends:
+                    self._tracks[key].add(tick, message)
+            self._sounding.clear()
+            snapshot = self._snapshot({})
+        self._write(self._file_bytes(snapshot))
+
+
+def _check_beat(beat):
+    try:
+        beat = float(beat)
+    except (TypeError, ValueError):
+        beat = math.nan
+    if not 0 <= beat < math.inf:
+        raise InvalidMessage(f"beat must be a finite number >= 0, got {beat!r}",
+                             field="beat", allowed=">= 0")
+    return beat

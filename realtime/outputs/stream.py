@@ -1,0 +1,118 @@
+"""The ZeroMQ event stream: every note and marker as JSON on a PUB socket, for game
+engines and tools that follow the music (``PROTOCOL.md``, "events")."""
+import threading
+import time
+
+import zmq
+
+from engine.errors import InvalidMessage, PortError
+from realtime.keys import guard_for, require_keys
+from realtime.protocol import EVENT_ADDRESS, EVENT_TYPES, encode_event
+
+from .base import BasePort, Sounding, midi_bytes, note_of, session_names
+
+
+class ZmqPubPort(BasePort):
+    """Note events and the server's markers as single JSON frames on a ZeroMQ PUB socket.
+
+    Frames are ``realtime.protocol.encode_event``'s; ``seq`` counts every frame this
+    port publishes, so a subscriber sees what it missed.  Bind to port ``*`` (or 0)
+    for a free port; ``bound_address`` says which.  Clock and controller messages are
+    not published: the stream carries notes, and markers through ``publish``.
+    keys: ``realtime.keys.ServerKeys``: only authorised clients subscribe (CurveZMQ);
+    without keys only a loopback ``address`` is allowed (else AuthError).
+    ahead_ms: 0 (the default) publishes each note at its time; more publishes it up to
+    that long before, with its ``t_ns``, so that a client can schedule it exactly (the
+    model of OSC bundles and SuperCollider's server latency): jitter is then the
+    client's scheduling, not the network's.
+    """
+
+    name = "zmq"
+
+    def __init__(self, address=EVENT_ADDRESS, sessions=None, context=None, linger_ms=500,
+                 keys=None, ahead_ms=0.0):
+        require_keys(address, keys, "event stream")
+        if isinstance(ahead_ms, bool) or not isinstance(ahead_ms, (int, float)) or \
+                not 0.0 <= ahead_ms <= 1000.0:
+            raise InvalidMessage(f"ahead_ms must be 0..1000 (ms), got {ahead_ms!r}",
+                                 field="ahead_ms", allowed="0..1000")
+        super().__init__()
+        self.lead_ns = int(round(ahead_ms * 1e6))
+        self._names = session_names(sessions)
+        self._sounding = Sounding()
+        self._lock = threading.Lock()  # send() and publish() come from different threads
+        self._seq = 0
+        self._beat = 0.0
+        context = context or zmq.Context.instance()
+        self._guard = guard_for(context, keys)  # before any subscriber connects
+        self._socket = context.socket(zmq.PUB)
+        if self._guard is not None:
+            self._guard.secure(self._socket)
+        self._socket.setsockopt(zmq.LINGER, linger_ms)
+        try:
+            self._socket.bind(address)
+        except zmq.ZMQError as exc:
+            self._socket.close(0)
+            if self._guard is not None:
+                self._guard.close()
+            raise PortError(f"cannot bind the event stream to {address!r}: {exc}") from exc
+        self.bound_address = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    @property
+    def seq(self):
+        """The ``seq`` the next frame will carry."""
+        return self._seq
+
+    @property
+    def sessions(self):
+        """{index: name} of the sessions; set it with a list of names or a dict."""
+        return dict(self._names)
+
+    @sessions.setter
+    def sessions(self, sessions):
+        self._names = session_names(sessions)
+
+    def _emit(self, kind, session, t_ns, beat, **fields):
+        # the caller holds self._lock: a zmq socket is not thread-safe
+        name = session if isinstance(session, str) else self._names.get(session, str(session))
+        self._socket.send(encode_event(kind, name, self._seq, t_ns, beat, **fields))
+        self._seq += 1
+
+    def _send(self, status, data1, data2, t_ns, beat, session):
+        message = midi_bytes(status, data1, data2)
+        note = note_of(message)
+        if note is None:
+            return
+        with self._lock:
+            # a note-off is the note's own session's, even when another session's retrigger
+            # ended it
+            owner = self._sounding.update(message, beat, session)
+            self._beat = beat
+            self._emit("note_" + note, session if owner is None else owner, t_ns, beat,
+                       channel=message[0] & 0x0F,
+                       pitch=message[1], velocity=message[2] if note == "on" else 0)
+
+    def publish(self, type, session=0, t_ns=None, beat=None, **fields):
+        """Publish a marker (``type`` one of protocol.EVENT_TYPES: mood, tempo, transport, ...).
+
+        session: index or name.  t_ns defaults to now, beat to the beat of the last note sent.
+        """
+        if type not in EVENT_TYPES:
+            raise InvalidMessage(f"event type {type!r} is unknown; allowed: {', '.join(EVENT_TYPES)}",
+                                 field="type", allowed=list(EVENT_TYPES))
+        if self.closed:
+            raise PortError("the event stream is closed")
+        with self._lock:
+            self._emit(type, session, time.monotonic_ns() if t_ns is None else t_ns,
+                       self._beat if beat is None else beat, **fields)
+
+    def _close(self):
+        with self._lock:
+            try:
+                now = time.monotonic_ns()
+                for session, channel, pitch, _ in self._sounding.drain():
+                    self._emit("note_off", session, now, self._beat, channel=channel, pitch=pitch)
+            finally:
+                self._socket.close()
+                if self._guard is not None:
+                    self._guard.close()
