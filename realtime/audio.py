@@ -17,7 +17,9 @@ clock).  Under JACK, PortAudio's ``currentTime`` follows monotonic time to about
 256 frames / 48 kHz), so the mapping is reliable there.  Host APIs that report zero
 times fall back to "now + stream latency".
 """
+import functools
 import itertools
+import logging
 import os
 import shutil
 import subprocess
@@ -28,6 +30,7 @@ import numpy as np
 from numba import njit
 
 from engine.errors import InvalidMessage, PortError
+
 from .outputs import BasePort
 from .synth import (EV_ALL_NOTES_OFF, M_NEV, Synth, SynthConfig,
                     _check_float, _check_int, push_event, render_kernel)
@@ -36,6 +39,9 @@ from .synth import (EV_ALL_NOTES_OFF, M_NEV, Synth, SynthConfig,
 R_STATUS, R_D1, R_D2, R_T = range(4)
 I_HEAD, I_TAIL, I_OVERFLOW, I_PLACED = range(4)
 _instances = itertools.count()
+log = logging.getLogger("ostinato.audio")
+
+START_TRIES = 2     # FluidSynth starts (a second try when JACK refused it a port)
 CLOCK_BLOCK = 256  # callbacks a block of the stream-clock estimate (1.4 s at 256 frames)
 PLACED_LOG = 1024  # events whose placement the port remembers (AudioPort.placed)
 
@@ -326,20 +332,31 @@ class FluidSynthPort(BasePort):
             raise PortError("FluidSynth live preview needs a General MIDI SoundFont (.sf2)")
         tag = f"{os.getpid()}-{next(_instances)}"
         self.client_name = f"ostinato-fs-{tag}"
-        self._proc = subprocess.Popen(
-            [exe, "-a", "jack", "-m", "jack", "-j", "-o", f"midi.jack.id={self.client_name}",
-             "-o", f"audio.jack.id={self.client_name}", sf2],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        cmd = [exe, "-a", "jack", "-m", "jack", "-j", "-o", f"midi.jack.id={self.client_name}",
+               "-o", f"audio.jack.id={self.client_name}", sf2]
+        start = functools.partial(subprocess.Popen, cmd, stdin=subprocess.PIPE,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._proc = start()
         self._midi = None
         try:
             self._midi = JackMidiPort(f"ostinato-{tag}", port="to-fluidsynth",
                                       connect=[self.client_name + ":midi"], reconnect_s=0.05)
             deadline = time.monotonic() + start_timeout_s
+            tries = 1
             # fluidsynth's ports appear once the SoundFont is loaded; the port connects
             # to its MIDI input as soon as it is there
             while not self._midi.linked:
                 if self._proc.poll() is not None:
                     err = self._proc.stderr.read().decode(errors="replace").strip()[-300:]
+                    if tries < START_TRIES:
+                        # a busy JACK server can refuse a port now and then ("Failed to
+                        # create Jack audio port"): once more, then it is an error
+                        log.warning("fluidsynth exited at start (%d): %s; starting it again",
+                                    self._proc.returncode, err.splitlines()[-1] if err else "")
+                        self._proc.stderr.close()
+                        self._proc = start()
+                        tries += 1
+                        continue
                     raise PortError(f"fluidsynth exited ({self._proc.returncode}): {err}")
                 if time.monotonic() > deadline:
                     raise PortError(f"fluidsynth's JACK ports did not appear in {start_timeout_s} s")
