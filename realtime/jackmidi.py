@@ -27,6 +27,7 @@ mode).  Events longer than 8 bytes (SysEx) keep their first 8 bytes and are coun
 """
 import ctypes
 import ctypes.util
+import functools
 import logging
 import threading
 import time
@@ -135,6 +136,18 @@ def _clock_offset(lib):
     return mono_minus_jack
 
 
+def _shutdown_callback(header_words, down):
+    """JACK's shutdown callback for a client whose state array has ``header_words``
+    header words: it sets word ``down`` (the server went away)."""
+    @cfunc(types.void(types.voidptr), nopython=True)
+    def shutdown(arg):
+        hdr = carray(arg, header_words, np.int64)
+        hdr[down] = 1
+
+    return shutdown
+
+
+@functools.cache  # compiled once a process, when the first client opens
 def _callbacks():
     lib = _libjack()
     get_buffer, count = lib.jack_port_get_buffer, lib.jack_midi_get_event_count
@@ -206,15 +219,7 @@ def _callbacks():
         hdr[_LOGW] += 1
         return 0
 
-    @cfunc(types.void(types.voidptr), nopython=True)
-    def shutdown(arg):
-        hdr = carray(arg, _H, np.int64)
-        hdr[_DOWN] = 1
-
-    return process, xrun, shutdown
-
-
-_CALLBACKS = None
+    return process, xrun, _shutdown_callback(_H, _DOWN)
 
 
 def _close_client(client, down):
@@ -277,11 +282,8 @@ class NativeJackReader:
         self.rate = 0
 
     def __enter__(self):
-        global _CALLBACKS
         lib = _libjack()
-        if _CALLBACKS is None:
-            _CALLBACKS = _callbacks()
-        process, xrun, shutdown = _CALLBACKS
+        process, xrun, shutdown = _callbacks()
         status = ctypes.c_int(0)
         client = lib.jack_client_open(self.client_name.encode(), 1, ctypes.byref(status))  # JackNoStartServer
         if not client:
@@ -432,6 +434,7 @@ _WH = 32
 _WSLOT = 3
 
 
+@functools.cache
 def _writer_callbacks():
     lib = _libjack()
     get_buffer, clear, write = lib.jack_port_get_buffer, lib.jack_midi_clear_buffer, \
@@ -492,15 +495,7 @@ def _writer_callbacks():
         hdr[_W_R] = r
         return 0
 
-    @cfunc(types.void(types.voidptr), nopython=True)
-    def shutdown(arg):
-        hdr = carray(arg, _WH, np.int64)
-        hdr[_W_DOWN] = 1
-
-    return process, shutdown
-
-
-_WRITER_CALLBACKS = None
+    return process, _shutdown_callback(_WH, _W_DOWN)
 
 
 class NativeJackWriter:
@@ -528,11 +523,8 @@ class NativeJackWriter:
 
     def open(self):
         """Open the client, register the port and activate; raises PortError."""
-        global _WRITER_CALLBACKS
         lib = _libjack()
-        if _WRITER_CALLBACKS is None:
-            _WRITER_CALLBACKS = _writer_callbacks()
-        process, shutdown = _WRITER_CALLBACKS
+        process, shutdown = _writer_callbacks()
         status = ctypes.c_int(0)
         client = lib.jack_client_open(self.client_name.encode(), 1 | 2, ctypes.byref(status))
         # 1 JackNoStartServer; 2 JackUseExactName: a DAW finds us under our own name
@@ -627,6 +619,7 @@ class NativeJackWriter:
 _AH = 8
 
 
+@functools.cache
 def _capture_callbacks():
     lib = _libjack()
     get_buffer, memcpy = lib.jack_port_get_buffer, lib.memcpy_
@@ -642,15 +635,7 @@ def _capture_callbacks():
             hdr[_A_N] = n + k
         return 0
 
-    @cfunc(types.void(types.voidptr), nopython=True)
-    def shutdown(arg):
-        hdr = carray(arg, _AH, np.int64)
-        hdr[_A_DOWN] = 1
-
-    return process, shutdown
-
-
-_CAPTURE_CALLBACKS = None
+    return process, _shutdown_callback(_AH, _A_DOWN)
 
 
 class NativeJackCapture:
@@ -671,11 +656,8 @@ class NativeJackCapture:
         return int(self._hdr[_A_N])
 
     def __enter__(self):
-        global _CAPTURE_CALLBACKS
         lib = _libjack()
-        if _CAPTURE_CALLBACKS is None:
-            _CAPTURE_CALLBACKS = _capture_callbacks()
-        process, shutdown = _CAPTURE_CALLBACKS
+        process, shutdown = _capture_callbacks()
         status = ctypes.c_int(0)
         client = lib.jack_client_open(self.client_name.encode(), 1, ctypes.byref(status))
         if not client:

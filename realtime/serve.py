@@ -1,9 +1,10 @@
 """``ostinato serve``: the command line of the real-time server.
 
-Its options, the outputs they open (one registry, ``open_outputs``, shared with the
-demo: MIDI by ``--midi``/``--api``/``--jack-backend``, the ZeroMQ event stream, the
-``.mid`` recording, the audio preview by ``--audio``/``--synth``), and the process
-around ``Server``: start, wait for Ctrl-C or SIGTERM, close everything in order.
+Its options, the outputs they open (``open_outputs``: MIDI by ``--midi``/``--api``/
+``--jack-backend``, the ZeroMQ event stream, the ``.mid`` recording, the audio preview by
+``--audio``/``--synth``; the demo opens its MIDI and audio outputs with the same
+``midi_output`` and ``audio_output``), and the process around ``Server``: start, wait
+for Ctrl-C or SIGTERM, close everything in order.
 """
 import argparse
 import contextlib
