@@ -81,6 +81,7 @@ class Client(_Endpoint):
         self._ids = itertools.count(1)
         self._socket = None
         self._pending = []  # replies received while waiting for another one
+        self.clock_offset_ns = 0  # the server's clock minus this one's, by sync_clock()
         self._connect()
 
     def _connect(self):
@@ -161,6 +162,21 @@ class Client(_Endpoint):
         reply = self.request("ping")
         reply["rtt_ns"] = time.monotonic_ns() - t0
         return reply
+
+    def sync_clock(self, pings=8):
+        """The server's clock minus this machine's ``time.monotonic_ns()``, in ns, from
+        ``pings`` pings: the pong's ``t_ns`` against the midpoint of the shortest round
+        trip.  About 0 on one Linux machine (both are CLOCK_MONOTONIC); on another machine
+        pass it to ``EventListener.due_in``.  Also kept as ``clock_offset_ns``."""
+        best = None
+        for _ in range(pings):
+            t0 = time.monotonic_ns()
+            server = self.request("ping")["t_ns"]
+            t1 = time.monotonic_ns()
+            if best is None or t1 - t0 < best[0]:
+                best = (t1 - t0, server - (t0 + t1) // 2)
+        self.clock_offset_ns = best[1]
+        return self.clock_offset_ns
 
     # ------------------------------------------------------------ transport
 
@@ -308,14 +324,14 @@ class EventListener(_Endpoint):
         self._socket.connect(address)
 
     @staticmethod
-    def due_in(event):
+    def due_in(event, clock_offset_ns=0):
         """Seconds from now until ``event`` is due (negative: past): its ``t_ns`` is the
         server's ``CLOCK_MONOTONIC``, which is this machine's ``time.monotonic_ns()``
-        when client and server run on one machine.  With ``serve --events-ahead MS``
-        notes arrive up to MS ms early: schedule each ``due_in`` seconds from now (an
-        audio engine's scheduled play, or a sleep to the deadline) and the network's
-        jitter drops out."""
-        return (int(event["t_ns"]) - time.monotonic_ns()) / 1e9
+        when client and server run on one machine; on another, pass the offset
+        ``Client.sync_clock()`` measured.  With ``serve --events-ahead MS`` notes arrive up
+        to MS ms early: schedule each ``due_in`` seconds from now (an audio engine's
+        scheduled play, or a sleep to the deadline) and the network's jitter drops out."""
+        return (int(event["t_ns"]) - (time.monotonic_ns() + clock_offset_ns)) / 1e9
 
     def recv(self, timeout=None):
         """The next event, or None if none came within ``timeout`` seconds (None: forever)."""

@@ -11,10 +11,17 @@ Nothing a sender does stops the endpoint: every OSC message, however malformed, 
 (``/ostinato/error`` when it is refused) and logged on ``ostinato.osc``; a datagram that is not
 OSC at all is logged and dropped.  Bundles are taken apart and their messages handled at
 once, in order (timetags are not waited for: a far-future one must not stall the endpoint).
+
+``/ostinato/subscribe [type ...]`` relays the event stream to the sender (or its reply port),
+for clients without ZeroMQ (Godot): each event comes as a bundle timetagged with the
+event's time, holding ``/ostinato/event/<type>`` (``_event_packet``), as early as the
+stream publishes it (``serve --events-ahead``); ``/ostinato/unsubscribe`` ends it.
 """
 import json
 import logging
+import struct
 import threading
+import time
 
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_message_builder import OscMessageBuilder
@@ -29,6 +36,8 @@ from realtime.keys import require_local_osc
 PREFIX = "/ostinato"
 KEYWORDS = ("session", "id")
 MAX_TEXT = 2048  # longest string argument of a reply: it must fit a UDP datagram whatever was sent
+MAX_SUBSCRIBERS = 16  # a 17th subscriber replaces the oldest (UDP cannot tell one that left)
+NTP_EPOCH_S = 2208988800  # 1900-01-01 to 1970-01-01: OSC timetags count from 1900
 log = logging.getLogger("ostinato.osc")
 
 
@@ -84,16 +93,21 @@ class OscServer:
     server's thread (so possibly alongside ControlServer's thread: make it thread-safe).
     allow_remote: OSC has no authentication, so a ``host`` that is not loopback is an
     AuthError unless this is True (then it is logged as a warning).
+    events: the server's event stream (``ZmqPubPort``), which ``/ostinato/subscribe`` relays;
+    None: subscribing is refused.
     """
 
     def __init__(self, handler, host="127.0.0.1", port=protocol.OSC_PORT, *, presets=None,
-                 stingers=None, allow_remote=False):
+                 stingers=None, allow_remote=False, events=None):
         require_local_osc(host, port, allow_remote)
         self.presets, self.stingers = protocol.state_names(presets, stingers)
         self.handler = handler
         self.host, self._port = host, port
         self._server = self._thread = None
         self._reply_ports = {}  # sender (ip, port) -> port it listens on
+        self.events = events
+        # (ip, port) -> type prefixes (empty: all); replaced whole, read on the publishing thread
+        self._subscribers = {}
 
     @property
     def port(self):
@@ -107,9 +121,13 @@ class OscServer:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="ostinato-osc", daemon=True)
         self._thread.start()
+        if self.events is not None:
+            self.events.add_tap(self._relay)
         return self
 
     def close(self):
+        if self.events is not None:
+            self.events.remove_tap(self._relay)
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join()
@@ -152,6 +170,10 @@ class OscServer:
                     raise protocol.reject("out_of_range", f"reply_port is {port}; allowed 0..65535 "
                                           "(0: reply to the sending port)", "reply_port", "0..65535")
                 self._reply_ports[sender] = port or sender[1]
+            if address.rstrip("/") in (PREFIX + "/subscribe", PREFIX + "/unsubscribe"):
+                reply, msg_id = self._subscribe(sender, address.rstrip("/")[len(PREFIX) + 1:], args)
+                self._send(sender, reply)
+                return  # a reply of its own: not a message of the protocol table
             msg = protocol.validate(to_message(address, args), self.presets, self.stingers)
             msg_id = msg["id"]
             msg["client"] = f"osc:{sender[0]}:{sender[1]}"
@@ -166,6 +188,76 @@ class OscServer:
             log.info("refused OSC %s from %s:%s: %s on %r", address, *sender[:2], reply["code"],
                      reply["field"])
         self._send(sender, reply)
+
+    def _subscribe(self, sender, kind, args):
+        """``/ostinato/subscribe [type ...]`` or ``/ostinato/unsubscribe``, then the usual
+        ``session``/``id`` pairs:
+        the reply and the request id.  Refused (InvalidMessage) when a type is unknown or
+        this endpoint has no event stream."""
+        msg_id = None
+        while len(args) >= 2 and args[-2] in KEYWORDS:
+            key, value = args[-2], args.pop()
+            args.pop()
+            if key == "id":
+                msg_id = value if protocol._check_id(value) else None  # as validate reads an id
+            # session: accepted and ignored; every session's events are relayed, each named
+        try:
+            return self._subscription(sender, kind, args, msg_id), msg_id
+        except InvalidMessage as exc:
+            exc.msg_id = msg_id
+            raise
+
+    def _subscription(self, sender, kind, args, msg_id):
+        target = (sender[0], self._reply_ports.get(sender, sender[1]))
+        subscribers = dict(self._subscribers)
+        if kind == "unsubscribe":
+            if args:
+                raise protocol.reject("unknown_field", f"/ostinato/unsubscribe takes no arguments "
+                                      f"but id; got {args!r}", None, ["id"])
+            subscribers.pop(target, None)
+            self._subscribers = subscribers
+            return json.loads(protocol.ok_reply({"type": kind, "id": msg_id}, subscribed=False))
+        if self.events is None:
+            raise protocol.reject("unknown_type", "this server publishes no event stream "
+                                  "(started with --events none): nothing to subscribe to", "type",
+                                  list(protocol.MESSAGE_TYPES))
+        allowed = list(protocol.EVENT_TYPES)
+        for kind_of_event in args:
+            if kind_of_event not in protocol.EVENT_TYPES:
+                raise protocol.reject("bad_choice", f"event type {protocol._brief(kind_of_event)} "
+                                      f"is unknown; allowed: {', '.join(allowed)}", "types", allowed)
+        subscribers.pop(target, None)  # a repeated subscription moves to the end, types replaced
+        if len(subscribers) >= MAX_SUBSCRIBERS:
+            oldest = next(iter(subscribers))
+            log.warning("OSC event subscriber %s:%s replaced by %s:%s (at most %d)",
+                        *oldest, *target, MAX_SUBSCRIBERS)
+            del subscribers[oldest]
+        subscribers[target] = tuple(f'{{"v":1,"type":"{t}"'.encode() for t in args)
+        self._subscribers = subscribers
+        log.info("OSC %s:%s subscribed to %s", *target, ", ".join(args) or "every event")
+        return json.loads(protocol.ok_reply(
+            {"type": kind, "id": msg_id}, subscribed=True, types=list(args) or allowed,
+            events_ahead_ms=self.events.lead_ns / 1e6))
+
+    def _relay(self, frame, t_ns):
+        """The event stream's tap: ``frame`` to every subscriber whose types it is, as OSC.
+        On the publishing thread: a datagram each, nothing waits."""
+        subscribers = self._subscribers
+        if not subscribers or self._server is None:
+            return
+        packet = None
+        try:
+            for target, prefixes in subscribers.items():
+                if prefixes and not frame.startswith(prefixes):
+                    continue
+                if packet is None:
+                    packet = _event_packet(json.loads(frame), t_ns)
+                try:
+                    self._server.socket.sendto(packet, target)
+                except OSError:
+                    pass  # nobody listens there now: UDP is best effort
+        except Exception:  # noqa: BLE001 - a bug here must not cost the event stream itself
+            log.error("OSC event relay failed on %r", frame[:200], exc_info=True)
 
     def _send(self, sender, reply):
         builder = OscMessageBuilder(PREFIX + ("/ack" if reply["ok"] else "/error"))
@@ -204,6 +296,36 @@ class _Endpoint(BlockingOSCUDPServer):
 
     def handle_error(self, request, client_address):
         log.error("OSC datagram from %s failed", client_address, exc_info=True)
+
+
+def _event_packet(event, t_ns):
+    """One event as an OSC bundle timetagged with its time (NTP, from the wall clock) holding
+    ``/ostinato/event/<type> session seq t_ns beat ...``: notes then carry channel, pitch and
+    velocity (ints); other types their whole JSON event as text.  seq is an int32, t_ns the
+    server's CLOCK_MONOTONIC nanoseconds as an int64 (``h``), beat a float32."""
+    kind = event["type"]
+    args = [("s", event["session"]), ("i", event["seq"] & 0x7FFFFFFF), ("h", t_ns),
+            ("f", event["beat"])]
+    if kind in ("note_on", "note_off"):
+        args += [("i", event["channel"]), ("i", event["pitch"]), ("i", event["velocity"])]
+    else:
+        args.append(("s", json.dumps(event, separators=(",", ":"))))
+    body = [_osc_string(f"{PREFIX}/event/{kind}"), _osc_string("," + "".join(t for t, _ in args))]
+    for tag, value in args:
+        body.append(_osc_string(value) if tag == "s" else struct.pack(_PACK[tag], value))
+    message = b"".join(body)
+    wall_ns = time.time_ns() + (t_ns - time.monotonic_ns())
+    seconds, rest = divmod(wall_ns, 1_000_000_000)
+    timetag = struct.pack(">II", (seconds + NTP_EPOCH_S) & 0xFFFFFFFF, (rest << 32) // 1_000_000_000)
+    return b"#bundle\0" + timetag + struct.pack(">i", len(message)) + message
+
+
+_PACK = {"i": ">i", "h": ">q", "f": ">f"}  # OSC's int32, int64 and float32, big-endian
+
+
+def _osc_string(text):
+    data = text.encode()
+    return data + b"\0" * (4 - len(data) % 4)  # NUL-terminated, padded to 4 bytes
 
 
 def _cut(text):

@@ -262,8 +262,10 @@ def _serve(args, stopping):
             try:
                 osc = extra.enter_context(OscServer(srv.handle, args.osc_host, args.osc,
                                                     presets=srv.presets, stingers=srv.stingers,
-                                                    allow_remote=args.osc_allow_remote))
-                lines.append(f"  OSC: udp://{args.osc_host}:{osc.port} (/ostinato/mood v a i now, ...)"
+                                                    allow_remote=args.osc_allow_remote,
+                                                    events=pubs[0] if pubs else None))
+                lines.append(f"  OSC: udp://{args.osc_host}:{osc.port} (/ostinato/mood v a i now, ...; "
+                             "/ostinato/subscribe for the events)"
                              + ("; no authentication: anyone who reaches it steers the music"
                                 if not is_loopback_host(args.osc_host) else ""))
             except (OstinatoError, OSError) as exc:

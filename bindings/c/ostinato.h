@@ -27,6 +27,24 @@
  * them after ost_open: ost_set_keys(&c, server_public, client_public, client_secret), each
  * the 40-character Z85 string from `ostinato keys`' files (ost_load_key reads one).
  *
+ * The event stream (what the server plays, each event with its scheduled time t_ns on the
+ * server's monotonic clock): ost_events_open subscribes, ost_event_recv reads one event;
+ * ost_sync_clock measures the server's clock against ost_now_ns, and ost_event_due_in_ns
+ * says how long until an event is due, to schedule each note at its time:
+ *
+ *   static const char *const notes[] = {"note_on", "note_off", NULL};
+ *   ost_events ev;
+ *   ost_events_open(&ev, "tcp://127.0.0.1:5556", notes);
+ *   ost_sync_clock(&c, 5);                                   blocks: 5 pings
+ *   while (ost_event_recv(&ev, buf, sizeof buf, 0) > 0)      once a frame, never blocks
+ *       play_at(buf, ost_event_due_in_ns(&c, buf));          ns from now; negative: late
+ *   ost_events_close(&ev);
+ *
+ * t_ns is a 64-bit integer, ost_ns (read it with ost_json_ns, print it with ost_format_ns).
+ * ost_now_ns needs CLOCK_MONOTONIC, which in strict C (-std=c89) this header asks glibc for
+ * with _POSIX_C_SOURCE when it is included first (define OST_NO_POSIX_SOURCE not to); after
+ * another system header it declares the call itself (Linux).
+ *
  * Numbers are written with sprintf into small fixed buffers (bounded formats) and the
  * decimal comma of a non-C locale is turned back into a point; every string is appended
  * with bounds checks and JSON escaping.  Messages are built on the stack (1 KiB); only one
@@ -37,11 +55,28 @@
 #ifndef OSTINATO_H
 #define OSTINATO_H
 
+/* ost_now_ns reads CLOCK_MONOTONIC, which glibc declares in strict C89/C99 (-std=c89, no
+ * feature macro) only for _POSIX_C_SOURCE.  Defining it here only adds POSIX's names, and only
+ * takes effect if this header comes before any system header; otherwise ost_now_ns still reads
+ * the same clock (see ost_now_ns). */
+#if defined(__STRICT_ANSI__) && !defined(_WIN32) && !defined(__APPLE__) && \
+    !defined(_POSIX_C_SOURCE) && !defined(_XOPEN_SOURCE) && !defined(_GNU_SOURCE) && \
+    !defined(_DEFAULT_SOURCE) && !defined(_BSD_SOURCE) && !defined(OST_NO_POSIX_SOURCE)
+#define _POSIX_C_SOURCE 199309L
+#endif
+
 #include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
+#if defined(_WIN32)
+#include <windows.h>
+#elif defined(__APPLE__)
+#include <mach/mach_time.h>
+#else
+#include <time.h>
+#endif
 
 #if defined(__cplusplus) || (defined(__STDC_VERSION__) && __STDC_VERSION__ >= 199901L)
 #define OST_API static inline
@@ -66,6 +101,19 @@ extern "C" {
  * other value is sent as is: the server answers one outside 0..16 with out_of_range. */
 #define OST_KEEP_CRITIC (-1)
 
+/* Nanoseconds, a 64-bit signed integer: the event stream's t_ns (CLOCK_MONOTONIC) is past a
+ * double's 53 exact bits after about 104 days of uptime.  C89 has no long long, so GCC and
+ * clang are told it is meant (__extension__); print one with ost_format_ns. */
+#if defined(_MSC_VER)
+typedef __int64 ost_ns;
+#elif defined(__cplusplus) || (defined(__STDC_VERSION__) && __STDC_VERSION__ >= 199901L)
+typedef long long ost_ns;
+#elif defined(__GNUC__)
+__extension__ typedef long long ost_ns;
+#else
+typedef long long ost_ns; /* a C89 compiler without long long has no 64-bit integer to offer */
+#endif
+
 typedef struct ost_client {
     void *ctx;
     void *sock;
@@ -76,6 +124,7 @@ typedef struct ost_client {
     char curve_server[41]; /* CurveZMQ keys (Z85), "" = none: set with ost_set_keys */
     char curve_public[41];
     char curve_secret[41];
+    ost_ns clock_offset_ns; /* server's clock minus this machine's: set by ost_sync_clock (0 after ost_open) */
 } ost_client;
 
 typedef struct ost__buf {
@@ -596,6 +645,265 @@ OST_API int ost_request(ost_client *c, long id, char *buf, size_t size)
         return -1;
     }
     return ost_wait_reply(c, id, buf, size);
+}
+
+/* ---------------------------------------------------------------- clocks and the event stream */
+
+/* This machine's monotonic clock, in nanoseconds: the clock of the server's t_ns when the
+ * server runs on this machine (its Python's time.monotonic_ns).  POSIX:
+ * clock_gettime(CLOCK_MONOTONIC); macOS: mach_absolute_time; Windows: QueryPerformanceCounter.
+ * Between machines (or on Windows and macOS, where Python may read another clock) only
+ * differences mean something: ost_sync_clock measures the server's offset from it. */
+#if defined(_WIN32)
+OST_API ost_ns ost_now_ns(void)
+{
+    LARGE_INTEGER f, t;
+    ost_ns ticks, freq;
+    if (!QueryPerformanceFrequency(&f) || !QueryPerformanceCounter(&t) || f.QuadPart <= 0) return 0;
+    ticks = (ost_ns)t.QuadPart;
+    freq = (ost_ns)f.QuadPart;
+    return ticks / freq * 1000000000 + ticks % freq * 1000000000 / freq;
+}
+#elif defined(__APPLE__)
+OST_API ost_ns ost_now_ns(void)
+{
+    mach_timebase_info_data_t tb;
+    ost_ns t = (ost_ns)mach_absolute_time();
+    if (mach_timebase_info(&tb) != 0 || tb.denom == 0) return t;
+    return t / tb.denom * tb.numer + t % tb.denom * tb.numer / tb.denom;
+}
+#else
+#if !defined(CLOCK_MONOTONIC) && defined(__linux__)
+/* Strict C (-std=c89 or c99) with a system header included before this one: glibc and musl
+ * then declare neither clock_gettime nor struct timespec, so the call is declared here as
+ * their C library has it (time_t and the nanoseconds as long, 64-bit on x32; clockid_t int)
+ * with Linux's CLOCK_MONOTONIC, 1. */
+#if defined(__x86_64__) && defined(__ILP32__)
+struct ost__timespec { ost_ns tv_sec; ost_ns tv_nsec; };
+#else
+struct ost__timespec { long tv_sec; long tv_nsec; };
+#endif
+extern int clock_gettime(int clock_id, struct ost__timespec *ts);
+#define OST__TIMESPEC struct ost__timespec
+#define OST__MONOTONIC 1
+#elif defined(CLOCK_MONOTONIC)
+#define OST__TIMESPEC struct timespec
+#define OST__MONOTONIC CLOCK_MONOTONIC
+#else
+#error "ostinato.h: no CLOCK_MONOTONIC: include ostinato.h before any system header, or define _POSIX_C_SOURCE 199309L"
+#endif
+OST_API ost_ns ost_now_ns(void)
+{
+    OST__TIMESPEC ts;
+    if (clock_gettime(OST__MONOTONIC, &ts) != 0) return 0;
+    return (ost_ns)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+#endif
+
+/* Write v in decimal into out (24 bytes hold any), for C89's printf, which has no %lld.
+ * Returns out. */
+OST_API char *ost_format_ns(ost_ns v, char out[24])
+{
+    char digits[24];
+    int n = 0, i = 0, d;
+    if (v < 0) out[i++] = '-';
+    do {
+        d = (int)(v % 10);
+        digits[n++] = (char)('0' + (d < 0 ? -d : d)); /* negative digits: v may be the minimum */
+        v /= 10;
+    } while (v != 0);
+    while (n > 0) out[i++] = digits[--n];
+    out[i] = 0;
+    return out;
+}
+
+/* Find "key": in a reply or event (json NULL: none) and read its value as a 64-bit integer,
+ * exactly (ost_json_number's double keeps only 53 bits): the t_ns of events and of pong.
+ * Returns 1 if found, 0 if absent, not an integer (1.5, 1e9, "12") or out of range. */
+OST_API int ost_json_ns(const char *json, const char *key, ost_ns *out)
+{
+    /* the least ost_ns, -2^63, built without a long long literal (C89 has none) */
+    const ost_ns least = -((((ost_ns)1 << 62) - 1) * 2 + 1) - 1;
+    char pattern[80];
+    const char *p;
+    ost_ns v = 0;
+    int negative, d;
+    if (json == NULL || strlen(key) > sizeof pattern - 4) return 0;
+    sprintf(pattern, "\"%s\":", key);
+    p = strstr(json, pattern);
+    if (p == NULL) return 0;
+    p += strlen(pattern);
+    negative = *p == '-';
+    if (negative) p++;
+    if (*p < '0' || *p > '9') return 0;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        d = *p - '0';
+        if (v < (least + d) / 10) return 0; /* summed as a negative number: -2^63 fits */
+        v = v * 10 - d;
+    }
+    if (*p == '.' || *p == 'e' || *p == 'E' || (!negative && v == least)) return 0;
+    *out = negative ? v : -v;
+    return 1;
+}
+
+/* Measure the server's clock against this one: `pings` pings, each waited for with the
+ * client's timeout (so this blocks: call it at start-up or on a loading screen, not in a
+ * frame).  The one with the shortest round trip sets c->clock_offset_ns to the server's t_ns
+ * minus this machine's clock halfway through it.  0 ok, -1 if no ping was answered (the
+ * offset is then left as it was).  On one Linux machine the offset is about 0 (one clock). */
+OST_API int ost_sync_clock(ost_client *c, int pings)
+{
+    char reply[512];
+    ost_ns sent, got, server, best = -1;
+    int i;
+    for (i = 0; i < pings; i++) {
+        sent = ost_now_ns();
+        if (ost_request(c, ost_ping(c), reply, sizeof reply) != 1) continue;
+        got = ost_now_ns();
+        if (!ost_json_ns(reply, "t_ns", &server)) continue;
+        if (best < 0 || got - sent < best) {
+            best = got - sent;
+            c->clock_offset_ns = server - (sent + best / 2);
+        }
+    }
+    return best < 0 ? -1 : 0;
+}
+
+/* Nanoseconds from now until the server's time t_ns (negative: past), on this machine's
+ * clock through c's offset (c NULL: offset 0, client and server on one Linux machine). */
+OST_API ost_ns ost_due_in_ns(const ost_client *c, ost_ns t_ns)
+{
+    return t_ns - (ost_now_ns() + (c != NULL ? c->clock_offset_ns : 0));
+}
+
+/* Nanoseconds until an event (its "t_ns") is due: negative, late.  0 for JSON without a t_ns. */
+OST_API ost_ns ost_event_due_in_ns(const ost_client *c, const char *event_json)
+{
+    ost_ns t_ns;
+    return ost_json_ns(event_json, "t_ns", &t_ns) ? ost_due_in_ns(c, t_ns) : 0;
+}
+
+#define OST_DEFAULT_EVENTS "tcp://127.0.0.1:5556"
+
+/* A subscriber to the server's event stream (ZeroMQ SUB): what it plays, one JSON object
+ * per event, e.g. {"v":1,"type":"note_on","session":"main","seq":123,"t_ns":...,"beat":16.25,
+ * "channel":0,"pitch":60,"velocity":90}. */
+typedef struct ost_events {
+    void *ctx;
+    void *sock;
+    char address[256];
+    char types[256];       /* the types subscribed to, each NUL-terminated, one after another */
+    int n_types;           /* 0: every event */
+    char curve_server[41]; /* CurveZMQ keys (Z85), "" = none: set with ost_events_set_keys */
+    char curve_public[41];
+    char curve_secret[41];
+} ost_events;
+
+OST_API int ost__events_connect(ost_events *e)
+{
+    char prefix[300];
+    const char *t = e->types;
+    int zero = 0;
+    int i;
+    e->sock = zmq_socket(e->ctx, ZMQ_SUB);
+    if (e->sock == NULL) return -1;
+    zmq_setsockopt(e->sock, ZMQ_LINGER, &zero, sizeof zero);
+    if (e->curve_server[0] &&
+        (zmq_setsockopt(e->sock, ZMQ_CURVE_SERVERKEY, e->curve_server, 40) != 0 ||
+         zmq_setsockopt(e->sock, ZMQ_CURVE_PUBLICKEY, e->curve_public, 40) != 0 ||
+         zmq_setsockopt(e->sock, ZMQ_CURVE_SECRETKEY, e->curve_secret, 40) != 0))
+        goto fail;
+    if (e->n_types == 0 && zmq_setsockopt(e->sock, ZMQ_SUBSCRIBE, "", 0) != 0) goto fail;
+    for (i = 0; i < e->n_types; i++, t += strlen(t) + 1) {
+        /* events start {"v":1,"type":"<type>", so a prefix subscription filters by type;
+         * "" is every event */
+        if (t[0]) sprintf(prefix, "{\"v\":1,\"type\":\"%s\"", t);
+        else prefix[0] = 0;
+        if (zmq_setsockopt(e->sock, ZMQ_SUBSCRIBE, prefix, strlen(prefix)) != 0) goto fail;
+    }
+    if (zmq_connect(e->sock, e->address) == 0) return 0;
+fail:
+    zmq_close(e->sock);
+    e->sock = NULL;
+    return -1;
+}
+
+/* Subscribe to the event stream at address (NULL: OST_DEFAULT_EVENTS).  types: the event
+ * types to receive, a NULL-terminated list such as {"note_on", "note_off", NULL} (copied),
+ * or NULL for every event.  0 on success, -1 on error (the types over 200 bytes in all). */
+OST_API int ost_events_open(ost_events *e, const char *address, const char *const *types)
+{
+    size_t used = 0, n;
+    memset(e, 0, sizeof *e);
+    if (address == NULL) address = OST_DEFAULT_EVENTS;
+    if (strlen(address) >= sizeof e->address) return -1;
+    strcpy(e->address, address);
+    for (; types != NULL && *types != NULL; types++, e->n_types++) {
+        n = strlen(*types) + 1;
+        if (used + n > 200) return -1; /* a prefix is then under sizeof prefix, too */
+        memcpy(e->types + used, *types, n);
+        used += n;
+    }
+    e->ctx = zmq_ctx_new();
+    if (e->ctx == NULL) return -1;
+    if (ost__events_connect(e) != 0) {
+        zmq_ctx_term(e->ctx);
+        e->ctx = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+OST_API void ost_events_close(ost_events *e)
+{
+    if (e->sock != NULL) zmq_close(e->sock);
+    if (e->ctx != NULL) zmq_ctx_term(e->ctx);
+    e->sock = NULL;
+    e->ctx = NULL;
+}
+
+/* CurveZMQ keys for a stream the server publishes with keys, as ost_set_keys: the socket is
+ * reconnected with them (call it before receiving).  0 ok, -1 bad key or no CURVE. */
+OST_API int ost_events_set_keys(ost_events *e, const char *server_public, const char *client_public,
+                                const char *client_secret)
+{
+    if (strlen(server_public) != 40 || strlen(client_public) != 40 || strlen(client_secret) != 40)
+        return -1;
+    strcpy(e->curve_server, server_public);
+    strcpy(e->curve_public, client_public);
+    strcpy(e->curve_secret, client_secret);
+    if (e->sock != NULL) zmq_close(e->sock);
+    e->sock = NULL;
+    return ost__events_connect(e);
+}
+
+/* Wait up to timeout_ms (0: just look, -1: forever) for the next event; copies it,
+ * NUL-terminated, into buf.  Returns its length, 0 if none came, -1 on error.  A longer
+ * event is cut to size - 1 (notes are under 200 bytes, a mood event under 1 KiB).  Read it
+ * with ost_json_string (type, session), ost_json_number (seq, beat, pitch, velocity) and
+ * ost_json_ns or ost_event_due_in_ns (t_ns).  A gap in seq means events were dropped. */
+OST_API int ost_event_recv(ost_events *e, char *buf, size_t size, int timeout_ms)
+{
+    zmq_pollitem_t item;
+    int n;
+    if (size == 0 || e->sock == NULL) return -1;
+    item.socket = e->sock;
+    item.fd = 0;
+    item.events = ZMQ_POLLIN;
+    item.revents = 0;
+    n = zmq_poll(&item, 1, timeout_ms);
+    if (n <= 0) {
+        buf[0] = 0;
+        return n;
+    }
+    n = zmq_recv(e->sock, buf, size - 1, ZMQ_DONTWAIT);
+    if (n < 0) {
+        buf[0] = 0;
+        return -1;
+    }
+    if ((size_t)n > size - 1) n = (int)(size - 1);
+    buf[n] = 0;
+    return n;
 }
 
 #ifdef __cplusplus

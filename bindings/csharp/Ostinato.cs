@@ -17,6 +17,11 @@
 // A server started with CurveZMQ keys (needed off loopback) answers only a Client given
 // serverKey, clientPublicKey and clientSecretKey: 40-character Z85 strings from the files
 // `ostinato keys` writes (Client.LoadKey reads one).  Without them it gets no reply.
+//
+// EventListener subscribes to the event stream (what the server plays: notes and markers, each
+// with its scheduled time t_ns on the server's clock); TryReceive never blocks longer than its
+// timeout (0: a poll, for Update).  Client.SyncClock measures the offset between the server's
+// clock and this process's Stopwatch, and Client.DueIn(event) says when an event is due here.
 using System;
 using System.Collections.Generic;
 using System.Diagnostics;
@@ -30,7 +35,7 @@ namespace Ostinato
     internal static class Zmq
     {
         public const string Lib = "libzmq";
-        public const int DEALER = 5, LINGER = 17, SNDHWM = 23, RCVTIMEO = 27, DONTWAIT = 1;
+        public const int SUB = 2, DEALER = 5, SUBSCRIBE = 6, LINGER = 17, SNDHWM = 23, RCVTIMEO = 27, DONTWAIT = 1;
         public const int CURVE_PUBLICKEY = 48, CURVE_SECRETKEY = 49, CURVE_SERVERKEY = 50;
 
         [DllImport(Lib)] public static extern IntPtr zmq_ctx_new();
@@ -42,6 +47,36 @@ namespace Ostinato
         [DllImport(Lib)] public static extern int zmq_setsockopt(IntPtr socket, int option, byte[] value, UIntPtr size);
         [DllImport(Lib)] public static extern int zmq_send(IntPtr socket, byte[] buffer, UIntPtr size, int flags);
         [DllImport(Lib)] public static extern int zmq_recv(IntPtr socket, byte[] buffer, UIntPtr size, int flags);
+
+        public static void SetOption(IntPtr socket, int option, int value)
+        {
+            zmq_setsockopt(socket, option, ref value, (UIntPtr)sizeof(int));
+        }
+
+        /// <summary>The three CurveZMQ keys (server public, client public, client secret), checked;
+        /// null when all three are null.</summary>
+        public static string[] CurveKeys(string serverKey, string clientPublicKey, string clientSecretKey)
+        {
+            if (serverKey == null && clientPublicKey == null && clientSecretKey == null) return null;
+            var keys = new[] { serverKey, clientPublicKey, clientSecretKey };
+            foreach (string key in keys)
+                if (key == null || key.Length != 40)
+                    throw new ArgumentException("CurveZMQ needs serverKey, clientPublicKey and clientSecretKey, each 40 Z85 characters");
+            return keys;
+        }
+
+        /// <summary>Make socket a CurveZMQ client with keys (from CurveKeys; null: none), before it connects.</summary>
+        public static void Secure(IntPtr socket, string[] keys)
+        {
+            if (keys == null) return;
+            int[] options = { CURVE_SERVERKEY, CURVE_PUBLICKEY, CURVE_SECRETKEY };
+            for (int i = 0; i < 3; i++)
+            {
+                byte[] key = Encoding.ASCII.GetBytes(keys[i]);
+                if (zmq_setsockopt(socket, options[i], key, (UIntPtr)key.Length) != 0)
+                    throw new OstinatoUnavailableException("this libzmq cannot use CurveZMQ keys (built without CURVE?)");
+            }
+        }
 
         static bool resolverSet;
 
@@ -162,6 +197,15 @@ namespace Ostinato
             return raw != null && double.TryParse(raw, NumberStyles.Float, CultureInfo.InvariantCulture, out value);
         }
 
+        /// <summary>An integer member, exactly (all 64 bits, as t_ns needs: a double keeps 53);
+        /// false if absent or not a JSON integer.</summary>
+        public bool TryGetInteger(string key, out long value)
+        {
+            value = 0;
+            string raw = GetRaw(key);
+            return raw != null && long.TryParse(raw, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out value);
+        }
+
         int Find(string key)
         {
             string pattern = "\"" + key + "\":";
@@ -194,13 +238,7 @@ namespace Ostinato
             Address = address;
             Timeout = timeoutMs;
             Session = session;
-            if (serverKey != null || clientPublicKey != null || clientSecretKey != null)
-            {
-                curveKeys = new[] { serverKey, clientPublicKey, clientSecretKey };
-                foreach (string key in curveKeys)
-                    if (key == null || key.Length != 40)
-                        throw new ArgumentException("CurveZMQ needs serverKey, clientPublicKey and clientSecretKey, each 40 Z85 characters");
-            }
+            curveKeys = Zmq.CurveKeys(serverKey, clientPublicKey, clientSecretKey);
             Zmq.UseNativeLibraryFallback();
             context = Zmq.zmq_ctx_new();
             if (context == IntPtr.Zero) throw new OstinatoUnavailableException("zmq_ctx_new failed");
@@ -212,24 +250,12 @@ namespace Ostinato
             socket = Zmq.zmq_socket(context, Zmq.DEALER);
             SetOption(Zmq.LINGER, 0);
             SetOption(Zmq.SNDHWM, 1000);
-            if (curveKeys != null)
-            {
-                int[] options = { Zmq.CURVE_SERVERKEY, Zmq.CURVE_PUBLICKEY, Zmq.CURVE_SECRETKEY };
-                for (int i = 0; i < 3; i++)
-                {
-                    byte[] key = Encoding.ASCII.GetBytes(curveKeys[i]);
-                    if (Zmq.zmq_setsockopt(socket, options[i], key, (UIntPtr)key.Length) != 0)
-                        throw new OstinatoUnavailableException("this libzmq cannot use CurveZMQ keys (built without CURVE?)");
-                }
-            }
+            Zmq.Secure(socket, curveKeys);
             if (Zmq.zmq_connect(socket, Address) != 0)
                 throw new OstinatoUnavailableException("cannot connect to " + Address);
         }
 
-        void SetOption(int option, int value)
-        {
-            Zmq.zmq_setsockopt(socket, option, ref value, (UIntPtr)sizeof(int));
-        }
+        void SetOption(int option, int value) { Zmq.SetOption(socket, option, value); }
 
         /// <summary>One key from a file `ostinato keys` wrote: which is "public-key" or "secret-key".</summary>
         public static string LoadKey(string path, string which)
@@ -309,6 +335,62 @@ namespace Ostinato
         public Reply OpenSession(string id, string state = null) { return Request("session", id, "action", "open", "state", state); }
         public Reply CloseSession(string id) { return Request("session", id, "action", "close"); }
         public Reply Ping() { return Request("ping", null); }
+
+        // ---------------------------------------------------------------- clock
+
+        /// <summary>The server's clock minus LocalNowNs(), in ns: set by SyncClock (0 before, which
+        /// takes the Stopwatch for the server's clock).</summary>
+        public long ClockOffsetNs;
+        /// <summary>The round trip (ns) of the ping SyncClock used: the offset is good to half of it.</summary>
+        public long ClockRoundTripNs;
+
+        /// <summary>Measure ClockOffsetNs with up to pings pings (each waiting at most Timeout):
+        /// of their replies' t_ns (the server's CLOCK_MONOTONIC) the one with the shortest round
+        /// trip is taken against the middle of its round trip on LocalNowNs().  Returns the offset.
+        /// Throws OstinatoUnavailableException if the first ping has no answer; a later one without
+        /// an answer ends the measurement with the pings so far.  Blocks: call it at start (or now
+        /// and then; the two clocks drift apart by parts per million), not every frame.</summary>
+        public long SyncClock(int pings = 8)
+        {
+            if (pings < 1) throw new ArgumentOutOfRangeException("pings", "at least 1");
+            long bestRoundTrip = long.MaxValue, bestOffset = 0;
+            for (int i = 0; i < pings; i++)
+            {
+                long before = LocalNowNs(), server;
+                Reply reply;
+                try { reply = Ping(); }
+                catch (OstinatoUnavailableException) { if (i == 0) throw; break; }
+                long after = LocalNowNs();
+                if (!reply.TryGetInteger("t_ns", out server)) continue; // not a server of protocol 1
+                if (after - before < bestRoundTrip)
+                {
+                    bestRoundTrip = after - before;
+                    bestOffset = server - (before + (after - before) / 2);
+                }
+            }
+            if (bestRoundTrip == long.MaxValue)
+                throw new OstinatoUnavailableException("no ping reply with t_ns from Ostinato at " + Address);
+            ClockOffsetNs = bestOffset;
+            ClockRoundTripNs = bestRoundTrip;
+            return bestOffset;
+        }
+
+        /// <summary>This process's monotonic clock in ns: Stopwatch.GetTimestamp() converted
+        /// without overflow.  Not necessarily the server's clock, even on one machine: SyncClock.</summary>
+        public static long LocalNowNs()
+        {
+            long ticks = Stopwatch.GetTimestamp(), frequency = Stopwatch.Frequency;
+            return ticks / frequency * 1000000000L + ticks % frequency * 1000000000L / frequency;
+        }
+
+        /// <summary>Seconds from now until e is due here (negative: past): e.TNs on the server's
+        /// clock, moved to this one by ClockOffsetNs.  A double for Unity's audio clock:
+        /// source.PlayScheduled(AudioSettings.dspTime + Math.Max(0, DueIn(e))).</summary>
+        public double DueIn(OstinatoEvent e) { return DueInNs(e, LocalNowNs()) / 1e9; }
+
+        /// <summary>Nanoseconds from localNowNs (a LocalNowNs() reading) until e is due:
+        /// e.TNs - (localNowNs + ClockOffsetNs), exactly.</summary>
+        public long DueInNs(OstinatoEvent e, long localNowNs) { return e.TNs - (localNowNs + ClockOffsetNs); }
 
         // ---------------------------------------------------------------- transport
 
@@ -406,6 +488,141 @@ namespace Ostinato
                 else sb.Append(ch);
             }
             sb.Append('"');
+        }
+    }
+
+    /// <summary>One event of the stream (PROTOCOL.md "Event stream"): its common fields, read
+    /// once; the other fields (a mood's valence, a tempo's bpm, ...) through the Reply readers
+    /// (GetString, TryGetNumber, TryGetInteger, GetRaw, GetObject).  A reply's Ok and Id mean
+    /// nothing here.</summary>
+    public class OstinatoEvent : Reply
+    {
+        /// <summary>note_on, note_off, mood, transport, tempo, state, key or theme.</summary>
+        public readonly string Type;
+        public readonly string Session;
+        /// <summary>The stream's counter: a gap means this subscriber dropped events.</summary>
+        public readonly long Seq;
+        /// <summary>When it sounds, in ns on the server's CLOCK_MONOTONIC (exact: read as an
+        /// integer).  Client.DueIn(e) is how long until then here.</summary>
+        public readonly long TNs;
+        /// <summary>The musical position, in beats since start.</summary>
+        public readonly double Beat;
+        /// <summary>A note's channel (0..15), pitch (0..127) and velocity (0 on note_off); -1 on other events.</summary>
+        public readonly int Channel, Pitch, Velocity;
+
+        /// <summary>Read an event frame; FormatException if it has no string type or integer t_ns.</summary>
+        public OstinatoEvent(string json) : base(json)
+        {
+            Type = GetString("type");
+            if (Type == null || !TryGetInteger("t_ns", out TNs))
+                throw new FormatException("not an Ostinato event (no type or integer t_ns): " + json);
+            Session = GetString("session");
+            if (!TryGetInteger("seq", out Seq)) Seq = -1;
+            if (!TryGetNumber("beat", out Beat)) Beat = double.NaN;
+            Channel = Int("channel");
+            Pitch = Int("pitch");
+            Velocity = Int("velocity");
+        }
+
+        public static OstinatoEvent Parse(string json) { return new OstinatoEvent(json); }
+
+        /// <summary>Parse without throwing: false (and null) when json is no event.</summary>
+        public static bool TryParse(string json, out OstinatoEvent e)
+        {
+            try { e = new OstinatoEvent(json); return true; }
+            catch (FormatException) { e = null; return false; }
+        }
+
+        public bool IsNote { get { return Type == "note_on" || Type == "note_off"; } }
+
+        int Int(string key)
+        {
+            long v;
+            return TryGetInteger(key, out v) && v >= int.MinValue && v <= int.MaxValue ? (int)v : -1;
+        }
+    }
+
+    /// <summary>A subscription to the server's event stream (a ZeroMQ SUB socket). Dispose it.
+    /// Events queue up in libzmq (up to its 1000 by default, then the newest are dropped: Seq
+    /// shows the gap) until TryReceive reads them.  One thread at a time, as for Client.</summary>
+    public class EventListener : IDisposable
+    {
+        public const string DefaultAddress = "tcp://127.0.0.1:5556";
+        public readonly string Address;
+
+        IntPtr context, socket;
+        int receiveTimeout = int.MinValue; // RCVTIMEO as last set
+        readonly byte[] buffer = new byte[65536];
+
+        /// <summary>Subscribe at address to the events of these types (e.g. "note_on",
+        /// "note_off"); none (or null, or ""): every event.</summary>
+        public EventListener(string address = DefaultAddress, params string[] types)
+            : this(address, (IEnumerable<string>)types) { }
+
+        /// <summary>As above; serverKey, clientPublicKey, clientSecretKey: CurveZMQ keys (Z85),
+        /// all or none, as for Client (a keyed server publishes only to keyed subscribers).</summary>
+        public EventListener(string address, IEnumerable<string> types, string serverKey = null,
+                             string clientPublicKey = null, string clientSecretKey = null)
+        {
+            Address = address;
+            string[] curveKeys = Zmq.CurveKeys(serverKey, clientPublicKey, clientSecretKey);
+            Zmq.UseNativeLibraryFallback();
+            context = Zmq.zmq_ctx_new();
+            if (context == IntPtr.Zero) throw new OstinatoUnavailableException("zmq_ctx_new failed");
+            socket = Zmq.zmq_socket(context, Zmq.SUB);
+            try { Subscribe(curveKeys, types); }
+            catch { Dispose(); throw; }
+        }
+
+        void Subscribe(string[] curveKeys, IEnumerable<string> types)
+        {
+            Zmq.SetOption(socket, Zmq.LINGER, 0);
+            Zmq.Secure(socket, curveKeys);
+            var prefixes = new List<string>();
+            if (types != null)
+                foreach (string type in types)
+                {
+                    if (string.IsNullOrEmpty(type)) { prefixes.Clear(); break; }
+                    // Events start {"v":1,"type":"...", so a prefix subscription filters by type.
+                    prefixes.Add("{\"v\":1,\"type\":\"" + type + "\"");
+                }
+            if (prefixes.Count == 0) prefixes.Add("");
+            foreach (string prefix in prefixes)
+            {
+                byte[] data = Encoding.UTF8.GetBytes(prefix);
+                Zmq.zmq_setsockopt(socket, Zmq.SUBSCRIBE, data, (UIntPtr)data.Length);
+            }
+            if (Zmq.zmq_connect(socket, Address) != 0)
+                throw new OstinatoUnavailableException("cannot connect to " + Address);
+        }
+
+        /// <summary>The next event, waiting at most timeoutMs (0: only what has arrived, for
+        /// Update; below 0: until one comes).  False (e null) if none came in time.  Frames that
+        /// are no event are skipped.</summary>
+        public bool TryReceive(out OstinatoEvent e, int timeoutMs)
+        {
+            if (socket == IntPtr.Zero) throw new ObjectDisposedException("EventListener");
+            long start = Stopwatch.GetTimestamp();
+            while (true)
+            {
+                int wait = -1;
+                if (timeoutMs >= 0)
+                {
+                    long elapsedMs = (Stopwatch.GetTimestamp() - start) * 1000 / Stopwatch.Frequency;
+                    wait = (int)Math.Max(0, timeoutMs - elapsedMs);
+                }
+                if (wait != receiveTimeout) { Zmq.SetOption(socket, Zmq.RCVTIMEO, wait); receiveTimeout = wait; }
+                int n = Zmq.zmq_recv(socket, buffer, (UIntPtr)buffer.Length, 0);
+                if (n < 0) { e = null; return false; }
+                if (n <= buffer.Length && OstinatoEvent.TryParse(Encoding.UTF8.GetString(buffer, 0, n), out e))
+                    return true;
+            }
+        }
+
+        public void Dispose()
+        {
+            if (socket != IntPtr.Zero) { Zmq.zmq_close(socket); socket = IntPtr.Zero; }
+            if (context != IntPtr.Zero) { Zmq.zmq_ctx_term(context); context = IntPtr.Zero; }
         }
     }
 }

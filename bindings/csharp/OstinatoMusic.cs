@@ -1,5 +1,7 @@
 // OstinatoMusic.cs - a Unity component that turns game events into Ostinato messages.
 // Add it to a GameObject, then call its methods from gameplay code (or UnityEvents).
+// With eventsAddress set it also follows the event stream: MusicEvent is raised in Update for
+// each event, with the seconds until it is due (see README: "Event stream and scheduling").
 // Outside Unity this file compiles to nothing.
 #if UNITY_5_3_OR_NEWER
 using UnityEngine;
@@ -12,8 +14,15 @@ public class OstinatoMusic : MonoBehaviour
     public string startState = "explore";
     [Range(-1f, 1f)] public float startTonality = -1f; // 0 free .. 1 strict; below 0: the preset's
     public int startCritic = -1;                         // critic drafts per beat; below 0: the preset's
+    public string eventsAddress = "";                    // e.g. EventListener.DefaultAddress; empty: no events
+    public string[] eventTypes = { "note_on", "note_off" }; // empty: every event
+
+    // Each event received, in Update, with the seconds until it is due on this machine:
+    // e.g. source.PlayScheduled(AudioSettings.dspTime + System.Math.Max(0, dueIn)).
+    public event System.Action<OstinatoEvent, double> MusicEvent;
 
     Client client;
+    EventListener events;
 
     void Start()
     {
@@ -24,6 +33,11 @@ public class OstinatoMusic : MonoBehaviour
                          startTonality >= 0 ? (double?)startTonality : null,
                          startCritic >= 0 ? (int?)startCritic : null);
             client.Start();
+            if (!string.IsNullOrEmpty(eventsAddress))
+            {
+                events = new EventListener(eventsAddress, eventTypes);
+                client.SyncClock(4); // blocks a few round trips, once
+            }
         }
         catch (OstinatoUnavailableException e)
         {
@@ -65,10 +79,14 @@ public class OstinatoMusic : MonoBehaviour
         Reply reply;
         while ((reply = client.PollReply()) != null)
             if (!reply.Ok) Debug.LogWarning("Ostinato: " + reply.GetString("message"));
+        OstinatoEvent e;
+        while (events != null && events.TryReceive(out e, 0))
+            if (MusicEvent != null) MusicEvent(e, client.DueIn(e));
     }
 
     void OnDestroy()
     {
+        if (events != null) events.Dispose();
         if (client != null) client.Dispose();
     }
 }

@@ -13,11 +13,23 @@
 #   music.theme("hero")                  # a leitmotif (needs a server with a theme model)
 #   music.theme([[62, 0, 1], [65, 1, 1], [69, 2, 1]], 0.2)   # notes: pitch, start, length
 #   for reply in music.poll(): if not reply.ok: push_warning(reply.message)
+#
+# The music's events (notes, mood, tempo, ...) come over the same socket after subscribe():
+#   music.subscribe(["note_on", "note_off"])   # [] : every type
+#   music.sync_clock()                   # pings (about 1 ms): Godot's clock on the server's
+#   (each frame) music.poll(); for e in music.take_events(): schedule e at music.due_in(e)
 extends Reference
 
 var _udp = PacketPeerUDP.new()
 var _next_id = 1
 var session = ""  # default session for messages; "" = the server's "main"
+# The server's clock minus this one's (OS.get_ticks_usec), in microseconds, from the pong
+# with the shortest round trip so far (sync_clock); 0 until a pong arrives.
+var clock_offset_usec = 0.0
+var clock_rtt_usec = -1  # that pong's round trip; -1: none yet
+var _pings = {}  # ping id -> OS.get_ticks_usec() when it was sent
+var _events = []  # received by poll(), handed out by take_events()
+var _held = []  # replies poll() read during sync_clock, for the next poll()
 
 
 func connect_to_server(host = "127.0.0.1", port = 9000):
@@ -112,7 +124,54 @@ func close_session(id):
 
 
 func ping():
-	return send("ping", [])
+	var id = send("ping", [])
+	_pings[id] = OS.get_ticks_usec()
+	return id
+
+
+func sync_clock(pings = 8, timeout_msec = 100):
+	"""Ping ``pings`` times, each waiting (blocking, polling without sleep) up to timeout_msec
+	for its pong, so the round trip is the network's and not a frame's: clock_offset_usec
+	becomes the server's clock minus this one's at the midpoint of the shortest round trip.
+	The server's clock (CLOCK_MONOTONIC) is not Godot's (ticks since the engine started).
+	Call it at start (on one machine it blocks about a millisecond in all), and now and then
+	if the game runs for hours.  Replies that came meanwhile are kept for poll().  Returns
+	true if a pong came."""
+	for i in range(pings):
+		var id = ping()
+		var deadline = OS.get_ticks_msec() + timeout_msec
+		while _pings.has(id) and OS.get_ticks_msec() < deadline:
+			_held = poll()
+		_pings.erase(id)  # a pong later than that is not timed
+	return clock_rtt_usec >= 0
+
+
+# The server relays its event stream to this socket: each event arrives, as early as the
+# server publishes it (serve --events-ahead MS), in an OSC bundle timetagged with its time.
+# types: event type names (note_on, note_off, mood, tempo, transport, state, key, theme);
+# [] for all.  Every session's events come (each names its session).  Subscribing again replaces the types; unsubscribe() ends it.
+func subscribe(types = []):
+	return send("subscribe", types)
+
+
+func unsubscribe():
+	return send("unsubscribe", [])
+
+
+func take_events():
+	"""The events poll() has received since the last call, oldest first, as Dictionaries:
+	type, session, seq, t_ns (the server's clock, ns), beat; notes channel, pitch, velocity;
+	other types their fields from the event's JSON."""
+	var out = _events
+	_events = []
+	return out
+
+
+func due_in(event):
+	"""Seconds from now until ``event`` is due (negative: late), on this machine's clock, by
+	clock_offset_usec: schedule the note that far ahead (e.g. an AudioStreamPlayer started
+	from a timer, or a sample offset in an AudioStreamGenerator buffer)."""
+	return (event.t_ns / 1000.0 - (OS.get_ticks_usec() + clock_offset_usec)) / 1e6
 
 
 func send(type, args, for_session = ""):
@@ -130,20 +189,54 @@ func send(type, args, for_session = ""):
 
 func poll():
 	"""Every reply received so far, as Dictionaries: ok, for, id, code, field, allowed, message, data."""
-	var replies = []
+	var replies = _held
+	_held = []
 	while _udp.get_available_packet_count() > 0:
-		var msg = _decode(_udp.get_packet())
-		if msg.empty():
-			continue
-		var args = msg.args
-		if msg.address == "/ostinato/ack" and args.size() >= 3:
-			var parsed = JSON.parse(args[2])
-			replies.append({"ok": true, "for": args[0], "id": args[1],
-					"data": parsed.result if parsed.error == OK else {}})
-		elif msg.address == "/ostinato/error" and args.size() >= 5:
-			replies.append({"ok": false, "code": args[0], "field": args[1], "allowed": args[2],
-					"message": args[3], "id": args[4]})
+		for msg in _decode_packet(_udp.get_packet()):
+			var args = msg.args
+			if msg.address.begins_with("/ostinato/event/") and args.size() >= 4:
+				_events.append(_event(msg.address.substr(16, msg.address.length() - 16), args))
+			elif msg.address == "/ostinato/ack" and args.size() >= 3:
+				var parsed = JSON.parse(args[2])
+				var reply = {"ok": true, "for": args[0], "id": args[1],
+						"data": parsed.result if parsed.error == OK else {}}
+				if reply["for"] == "ping":
+					_pong(reply)
+				replies.append(reply)
+			elif msg.address == "/ostinato/error" and args.size() >= 5:
+				replies.append({"ok": false, "code": args[0], "field": args[1], "allowed": args[2],
+						"message": args[3], "id": args[4]})
 	return replies
+
+
+func _pong(reply):
+	var now = OS.get_ticks_usec()
+	var sent = _pings.get(reply.id)
+	_pings.erase(reply.id)
+	if sent == null or typeof(reply.data) != TYPE_DICTIONARY or not reply.data.has("t_ns"):
+		return
+	var rtt = now - sent
+	if clock_rtt_usec < 0 or rtt < clock_rtt_usec:
+		clock_rtt_usec = rtt
+		clock_offset_usec = reply.data.t_ns / 1000.0 - (sent + now) / 2.0
+
+
+func _event(type, args):
+	# /ostinato/event/<type> session seq t_ns beat, then channel pitch velocity (notes)
+	# or the event's JSON (the other types)
+	var event = {"type": type, "session": args[0], "seq": args[1], "t_ns": args[2], "beat": args[3]}
+	if type == "note_on" or type == "note_off":
+		if args.size() >= 7:
+			event["channel"] = args[4]
+			event["pitch"] = args[5]
+			event["velocity"] = args[6]
+	elif args.size() >= 5:
+		var parsed = JSON.parse(args[4])
+		if parsed.error == OK and typeof(parsed.result) == TYPE_DICTIONARY:
+			for k in parsed.result:
+				if not event.has(k):
+					event[k] = parsed.result[k]
+	return event
 
 
 # ------------------------------------------------------------------ OSC 1.0 encoding
@@ -194,6 +287,26 @@ func _put_string(buf, text):
 	buf.put_data(bytes)
 	for i in range(4 - bytes.size() % 4):  # NUL-terminated, padded to 4 bytes
 		buf.put_u8(0)
+
+
+func _decode_packet(packet):
+	"""The messages of one datagram: a message, or a bundle's (nested bundles too)."""
+	if packet.size() >= 16 and packet.subarray(0, 7).get_string_from_ascii() == "#bundle":
+		var messages = []
+		var buf = StreamPeerBuffer.new()
+		buf.big_endian = true
+		buf.data_array = packet
+		buf.seek(16)  # "#bundle\0" and the 8-byte timetag (the event's t_ns says the same)
+		while buf.get_position() + 4 <= packet.size():
+			var size = buf.get_32()
+			var start = buf.get_position()
+			if size <= 0 or start + size > packet.size():
+				break
+			messages += _decode_packet(packet.subarray(start, start + size - 1))
+			buf.seek(start + size)
+		return messages
+	var msg = _decode(packet)
+	return [] if msg.empty() else [msg]
 
 
 func _decode(packet):

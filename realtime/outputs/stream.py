@@ -25,6 +25,8 @@ class ZmqPubPort(BasePort):
     that long before, with its ``t_ns``, so that a client can schedule it exactly (the
     model of OSC bundles and SuperCollider's server latency): jitter is then the
     client's scheduling, not the network's.
+    Taps (``add_tap``) get every frame as it is published, with its ``t_ns``: the OSC
+    endpoint relays the stream to its subscribers that way.
     """
 
     name = "zmq"
@@ -43,6 +45,7 @@ class ZmqPubPort(BasePort):
         self._lock = threading.Lock()  # send() and publish() come from different threads
         self._seq = 0
         self._beat = 0.0
+        self._taps = ()  # replaced whole, so that _emit reads it without a lock
         context = context or zmq.Context.instance()
         self._guard = guard_for(context, keys)  # before any subscriber connects
         self._socket = context.socket(zmq.PUB)
@@ -75,8 +78,21 @@ class ZmqPubPort(BasePort):
     def _emit(self, kind, session, t_ns, beat, **fields):
         # the caller holds self._lock: a zmq socket is not thread-safe
         name = session if isinstance(session, str) else self._names.get(session, str(session))
-        self._socket.send(encode_event(kind, name, self._seq, t_ns, beat, **fields))
+        frame = encode_event(kind, name, self._seq, t_ns, beat, **fields)
+        self._socket.send(frame)
         self._seq += 1
+        for tap in self._taps:
+            tap(frame, t_ns)
+
+    def add_tap(self, tap):
+        """Call ``tap(frame, t_ns)`` with every frame published from now on, on the
+        publishing thread and under this port's lock: it must be quick and not raise."""
+        with self._lock:
+            self._taps = self._taps + (tap,)
+
+    def remove_tap(self, tap):
+        with self._lock:
+            self._taps = tuple(t for t in self._taps if t is not tap)
 
     def _send(self, status, data1, data2, t_ns, beat, session):
         message = midi_bytes(status, data1, data2)

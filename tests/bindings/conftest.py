@@ -4,6 +4,10 @@
 (OSTINATO_TEST_MODEL overrides it), with its ZeroMQ control socket or the OSC endpoint
 on a free port.  They yield (address or port, recorded messages): the recorder wraps the
 server's handler, so the tests also see what each client actually sent.
+``playing_server`` plays on the shipped model, publishing its notes 40 ms ahead on an
+event stream (``serve --events-ahead 40``): it yields (control address, event address),
+for the clients' event listeners and clock sync.  ``playing_osc_server`` is the same
+behind the OSC endpoint, which relays that stream: it yields (OSC port, event address).
 ``theme_control_server`` and ``theme_osc_server`` are the same on a theme model (the shipped
 model with a theme encoder, as tests/realtime/test_server_theme.py builds it), so that a
 theme is accepted: the shipped model refuses every theme but action "free".
@@ -16,6 +20,7 @@ import pytest
 from engine import DEFAULT_MODEL
 from realtime.control import ControlServer
 from realtime.osc import OscServer
+from realtime.outputs import ZmqPubPort
 from realtime.server import Server, ServerConfig
 
 # A theme in D minor (up the triad to the octave, down the scale): what every binding sends.
@@ -62,6 +67,24 @@ def _osc(live):
     engine = Recorder(live)
     with OscServer(engine, port=0) as server:
         yield server.port, engine.messages
+
+
+@pytest.fixture
+def playing_server():
+    stream = ZmqPubPort("tcp://127.0.0.1:*", ahead_ms=40.0)
+    with Server(ServerConfig(model=_model()), ports=[stream], control=False) as srv:
+        with ControlServer(srv.handle, "tcp://127.0.0.1:*", on_client_lost=srv._client_lost) as server:
+            srv.call("start")
+            yield server.bound_address, stream.bound_address
+
+
+@pytest.fixture
+def playing_osc_server():
+    stream = ZmqPubPort("tcp://127.0.0.1:*", ahead_ms=40.0)
+    with Server(ServerConfig(model=_model()), ports=[stream], control=False) as srv:
+        with OscServer(srv.handle, port=0, events=stream) as server:
+            srv.call("start")
+            yield server.port, stream.bound_address
 
 
 @pytest.fixture

@@ -1,16 +1,26 @@
 """bindings/c: compile example.c as C89 and as C++ with the system compilers, run it live
-(and c_theme_test.c, the edges of the theme calls, against a server with a theme model)."""
+(and c_theme_test.c, the edges of the theme calls, against a server with a theme model;
+c_events_test.c, the event stream, clock sync and 64-bit t_ns, against a playing server)."""
+import json
 import shutil
 import socket
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
+import zmq
+
+from bindings import EventListener
+from realtime.keys import ServerKeys, make_keys
+from realtime.outputs import ZmqPubPort
 
 from .conftest import check_example_themes, check_tonality_and_critic
 
 C_DIR = Path(__file__).resolve().parents[2] / "bindings" / "c"
 THEME_TEST = Path(__file__).with_name("c_theme_test.c")
+EVENTS_TEST = Path(__file__).with_name("c_events_test.c")
 COMPILERS = {
     "c89": ["cc", "-std=c89", "-pedantic", "-Wall", "-Wextra", "-Werror"],
     "c++": ["c++", "-x", "c++", "-std=c++11", "-Wall", "-Wextra", "-Werror"],
@@ -35,6 +45,11 @@ def example(request, tmp_path):
 @pytest.fixture(params=list(COMPILERS))
 def theme_test(request, tmp_path):
     return compile_example(compiler(request.param), tmp_path / "theme_test", THEME_TEST)
+
+
+@pytest.fixture(params=list(COMPILERS))
+def events_test(request, tmp_path):
+    return compile_example(compiler(request.param), tmp_path / "events_test", EVENTS_TEST)
 
 
 def compile_example(argv, exe, source=C_DIR / "example.c"):
@@ -123,3 +138,114 @@ def test_theme_calls_at_their_edges(theme_test, theme_control_server):
     assert [(m["action"], m["name"]) for m in recorded] == [
         ("set", None), ("set", "villain"), ("set", "hero"), ("free", None)]
     assert (recorded[2]["variation"], recorded[3]["blend_beats"]) == (0.75, 3.0)
+
+
+def free_address():
+    """A loopback address nothing listens at."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+def run_events_test(exe, *args):
+    done = subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.splitlines()
+
+
+# ost_json_ns on each input: found, and the value (7: left as it was)
+PARSED = {"above-2^53": "1 9007199254740993", "max": "1 9223372036854775807",
+          "min": "1 -9223372036854775808", "negative": "1 -42", "zero": "1 0", "over": "0 7",
+          "under": "0 7", "fraction": "0 7", "exponent": "0 7", "string": "0 7", "missing": "0 7",
+          "null": "0 7"}
+
+
+def test_event_helpers_without_a_server(events_test):
+    """ost_json_ns reads 64-bit integers exactly (2^53 + 1 is no double) and refuses what is
+    none; ost_now_ns is this machine's CLOCK_MONOTONIC (Python's monotonic_ns); with nothing
+    listening ost_sync_clock fails and ost_event_recv times out with 0."""
+    check_offline(events_test)
+
+
+def test_clock_when_a_system_header_comes_first(tmp_path):
+    """Strict C89 with <stdio.h> before ostinato.h (too late for its _POSIX_C_SOURCE): the
+    same clock and helpers, through the header's own declaration of clock_gettime."""
+    check_offline(compile_example(compiler("c89") + ["-DOST_TEST_SYSTEM_HEADER_FIRST"],
+                                  tmp_path / "events_test", EVENTS_TEST))
+
+
+def check_offline(events_test):
+    before = time.monotonic_ns()
+    lines = run_events_test(events_test, "offline", free_address())
+    after = time.monotonic_ns()
+    parsed = {line.split()[1]: line.split(None, 2)[2] for line in lines if line.startswith("ns ")}
+    assert parsed == PARSED
+    now = int(next(line.split()[1] for line in lines if line.startswith("now ")))
+    assert before <= now <= after
+    for expected in ("due-without-t_ns 0", "monotonic 1", "offset-after-open 0", "nosync -1",
+                     "idle 0", "idle-wait 0", "size-0 -1", "too-many-types -1"):
+        assert expected in lines, (expected, lines)
+
+
+def test_notes_with_their_times_from_a_playing_server(events_test, playing_server):
+    """Against the real engine publishing 40 ms ahead: the clock sync finds one clock, only
+    the notes subscribed to arrive, in order, each t_ns exactly as a Python listener saw the
+    same frame, and due_in is t_ns minus the clock read around it (no timing asserted)."""
+    control, events = playing_server
+    with EventListener(events, types=["note_on", "note_off"]) as heard:
+        assert heard.recv(timeout=10) is not None  # subscribed: it sees what the C client sees
+        lines = run_events_test(events_test, "play", control, events, 10)
+        sync = lines[0].split()
+        assert sync[:3] == ["sync", "0", "offset"]
+        offset = int(sync[3])
+        assert abs(offset) < 10**9  # one machine, one CLOCK_MONOTONIC
+        seen = []
+        for line, raw in zip(lines[1:21:2], lines[2:22:2]):
+            kind, seq, t_ns, due, pitch, before, after = line.split()[1:]
+            assert raw.startswith("raw ")
+            frame = json.loads(raw[4:])
+            seq, t_ns, due, pitch, before, after = map(int, (seq, t_ns, due, pitch, before, after))
+            assert (frame["type"], frame["seq"], frame["t_ns"], frame["pitch"]) == (kind, seq, t_ns, pitch)
+            assert kind in ("note_on", "note_off")
+            assert t_ns - after - offset <= due <= t_ns - before - offset
+            seen.append(frame)
+        assert len(seen) == 10
+        assert all(a["seq"] < b["seq"] for a, b in zip(seen, seen[1:]))
+        python = {}
+        deadline = time.monotonic() + 10
+        while seen[-1]["seq"] not in python and time.monotonic() < deadline:
+            event = heard.recv(timeout=1)
+            if event is not None:
+                python[event["seq"]] = event
+    assert [python.get(frame["seq"]) for frame in seen] == seen
+    assert "cut 15 15" in lines  # a longer frame cut to the buffer, NUL-terminated
+    assert "state-timeout 0" in lines  # subscribed to a type that never comes: 0 at the timeout
+
+
+@pytest.mark.skipif(not zmq.has("curve"), reason="this libzmq has no CURVE")
+def test_keyed_event_stream(tmp_path):
+    """ost_events_set_keys: a keyed stream reaches the listener with the keys (its t_ns,
+    past 2^53, exact), not one without."""
+    make_keys(tmp_path, ["game"])
+    keys = ServerKeys.load(tmp_path / "server.key_secret", tmp_path / "clients")
+    exe = compile_example(compiler("c89"), tmp_path / "events_test", EVENTS_TEST)
+    t_ns = 2**53 + 1
+    pub = ZmqPubPort("tcp://127.0.0.1:*", keys=keys)
+    stop = threading.Event()
+
+    def publish():  # until the listener has joined and heard one
+        while not stop.wait(0.02):
+            pub.publish("tempo", t_ns=t_ns, bpm=120.0)
+
+    thread = threading.Thread(target=publish)
+    thread.start()
+    try:
+        keyed = run_events_test(exe, "listen", pub.bound_address, 10000,
+                                tmp_path / "server.key", tmp_path / "game.key_secret")
+        unkeyed = run_events_test(exe, "listen", pub.bound_address, 300)
+    finally:
+        stop.set()
+        thread.join()
+        pub.close()
+    assert keyed[0] == f"heard {t_ns}" and json.loads(keyed[1][4:])["type"] == "tempo", keyed
+    assert unkeyed == ["heard nothing"]

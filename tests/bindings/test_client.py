@@ -198,3 +198,21 @@ def test_event_listener_reads_the_stream():
     finally:
         pub.close(0)
         ctx.term()
+
+
+def test_notes_run_ahead_and_due_in_puts_them_on_this_clock(playing_server):
+    """With the stream 40 ms ahead, each note arrives before its t_ns; sync_clock finds the
+    server's clock, which on one machine is this one's (offset within a round trip), and
+    due_in is t_ns minus now on this clock.  Correctness only: no figure is timed."""
+    control, events = playing_server
+    with Client(control) as client:
+        offset = client.sync_clock(pings=4)
+        assert client.clock_offset_ns == offset
+        rtts = [client.ping()["rtt_ns"] for _ in range(3)]
+    assert abs(offset) <= max(rtts) + 50_000_000  # the same CLOCK_MONOTONIC, to within a ping
+    with EventListener(events, types=["note_on"], timeout=5) as listener:
+        for _, event in zip(range(5), listener):
+            before = time.monotonic_ns()
+            due = EventListener.due_in(event, offset)
+            after = time.monotonic_ns()
+            assert before - 1000 <= event["t_ns"] - offset - due * 1e9 <= after + 1000

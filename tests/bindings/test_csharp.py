@@ -1,4 +1,7 @@
-"""bindings/csharp: compile with mcs, run the console example with mono against a live server."""
+"""bindings/csharp: compile with mcs, run the console example with mono against a live server;
+CsEventsTest.cs (event listener, clock sync) and OstinatoMusic (against a stub of UnityEngine)
+against a playing one."""
+import json
 import os
 import shutil
 import socket
@@ -99,3 +102,120 @@ def test_example_themes_on_a_theme_model(example, theme_control_server):
     done = run(example, address)
     assert done.returncode == 0, done.stdout + done.stderr
     check_example_themes(done.stdout.splitlines(), recorded)
+
+
+# ---------------------------------------------------------------- event stream and clock
+
+EVENTS_TEST = Path(__file__).resolve().parent / "CsEventsTest.cs"
+
+
+@pytest.fixture(scope="module")
+def events_test(example):
+    """CsEventsTest.exe, built next to Example.exe against the same Ostinato.dll."""
+    mcs("-r:Ostinato.dll", "-out:CsEventsTest.exe", str(EVENTS_TEST), cwd=example.parent)
+    return example.parent / "CsEventsTest.exe"
+
+
+def free_address():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_event_listener_and_clock_sync(events_test, playing_server):
+    """Real server playing, publishing notes 40 ms ahead: the C# listener gets only the
+    types it subscribed to, in order, with t_ns read exactly; DueInNs is t_ns on the
+    server's clock moved by the offset SyncClock measured.  Correctness, not timing: the
+    only time bounds are one-sided or orders of magnitude wide."""
+    control, events = playing_server
+    done = subprocess.run(["mono", str(events_test), control, events, free_address(), "20"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    first = {line.split(" ", 1)[0]: line for line in lines}
+
+    # Parsing: 2^53 + 1 (no double holds it) comes through exactly; a marker has no note.
+    assert first["parse"] == "parse note_on main 9007199254740995 9007199254740993 16.25 3 60 90 True"
+    assert first["marker"] == "marker tempo p2 -5 -1 -1 -1 False 140.5"
+    assert first["not-event"] == "not-event False True"  # t_ns 1.5 is no integer
+    assert first["bad-parse"] == "bad-parse FormatException"
+    assert first["sync-dead"] == "sync-dead unavailable"
+
+    _, offset, round_trip, frequency, _ = first["sync"].split()
+    offset, round_trip = int(offset), int(round_trip)
+    assert round_trip > 0 and int(frequency) > 0
+
+    received = [line.split(" ", 9) for line in lines if line.startswith("event ")]
+    assert first["received"] == "received 20" and len(received) == 20
+    seqs, dues = [], []
+    for _, kind, seq, t_ns, due_ns, pitch, local, used_offset, due_s, raw in received:
+        event = json.loads(raw)
+        assert kind in ("note_on", "note_off") and event["type"] == kind, raw
+        assert int(t_ns) == event["t_ns"] and int(seq) == event["seq"], raw  # exact integers
+        assert int(pitch) == event["pitch"] and event["session"] == "main", raw
+        assert int(used_offset) == offset
+        assert int(due_ns) + int(local) + offset == event["t_ns"]
+        # DueIn (seconds) reads the clock after DueInNs's reading: never later than it.
+        assert float(due_s) * 1e9 <= int(due_ns) + 1000
+        seqs.append(event["seq"])
+        dues.append(int(due_ns))
+    assert all(a < b for a, b in zip(seqs, seqs[1:])), seqs
+    # Notes come at most 40 ms ahead: with a right offset (sign, units) the median due-in is
+    # near 0..40 ms; a wrong one would be off by the offset or by orders of magnitude.
+    dues.sort()
+    assert -5e9 < dues[len(dues) // 2] < 1e9, (dues, offset)
+
+    assert first["all"].split()[:2] == ["all", "True"]
+    assert first["all"].split()[2] in ("note_on", "note_off")
+    # No state event is published: false, after waiting its timeout (load only lengthens a
+    # wait, so only the lower bound is checked: this VM's timing is not a test's business)
+    _, got, none, waited = first["state-wait"].split()
+    assert (got, none) == ("False", "True") and int(waited) >= 250, waited
+    _, got, waited = first["state-poll"].split()
+    assert got == "False"
+
+
+UNITY_STUB = """
+namespace UnityEngine
+{
+    public class MonoBehaviour { }
+    public class RangeAttribute : System.Attribute { public RangeAttribute(float min, float max) { } }
+    public static class Debug { public static void LogWarning(object m) { System.Console.WriteLine("warning " + m); } }
+    public static class Mathf { public static float Clamp01(float v) { return v < 0 ? 0 : v > 1 ? 1 : v; } }
+}
+
+public static class Driver
+{
+    public static int Main(string[] args)
+    {
+        var music = new OstinatoMusic();
+        music.address = args[0];
+        music.eventsAddress = args[1];
+        int notes = 0;
+        music.MusicEvent += (e, dueIn) => { if (e.IsNote) notes++; };
+        var flags = System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.NonPublic;
+        System.Action<string> call = name => typeof(OstinatoMusic).GetMethod(name, flags).Invoke(music, null);
+        call("Start");
+        for (int frame = 0; frame < 500 && notes < 5; frame++) { call("Update"); System.Threading.Thread.Sleep(10); }
+        call("OnDestroy");
+        System.Console.WriteLine("notes " + notes);
+        return 0;
+    }
+}
+"""
+
+
+def test_unity_component_raises_music_events(example, playing_server, tmp_path):
+    """OstinatoMusic compiled as Unity would (UNITY_5_3_OR_NEWER, against a stub of the few
+    UnityEngine names it uses): with eventsAddress set, Update raises MusicEvent per event."""
+    (tmp_path / "Driver.cs").write_text(UNITY_STUB)
+    mcs("-define:UNITY_5_3_OR_NEWER", "-out:Driver.exe", str(CS_DIR / "Ostinato.cs"),
+        str(CS_DIR / "OstinatoMusic.cs"), "Driver.cs", cwd=tmp_path)
+    shutil.copy(CS_DIR / "Ostinato.dll.config", tmp_path / "Driver.exe.config")
+    control, events = playing_server
+    done = subprocess.run(["mono", str(tmp_path / "Driver.exe"), control, events],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("notes "), done.stdout  # no warning logged
+    assert int(lines[0].split()[1]) >= 5, done.stdout  # one Update drains all that has come

@@ -3,9 +3,13 @@ import os
 import re
 import shutil
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
+
+from bindings import EventListener
 
 from .conftest import MOTIF
 
@@ -24,11 +28,11 @@ def godot_command():
     pytest.skip("Godot 3 not installed (Debian godot3-server): GDScript client not tested")
 
 
-def run_client(port, tmp_path):
-    """godot_client_test.gd run headless against the OSC endpoint on ``port``: its output."""
+def run_client(port, tmp_path, script="godot_client_test.gd"):
+    """``script`` (in tests/bindings) run headless against the OSC endpoint on ``port``: its output."""
     env = dict(os.environ, OSTINATO_OSC_PORT=str(port), OSTINATO_GD=str(ROOT / "bindings/godot/ostinato.gd"),
                HOME=str(tmp_path))  # Godot writes its user data under HOME
-    done = subprocess.run([*godot_command(), "-s", str(ROOT / "tests/bindings/godot_client_test.gd")],
+    done = subprocess.run([*godot_command(), "-s", str(ROOT / "tests/bindings" / script)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
@@ -103,3 +107,48 @@ def test_gdscript_themes_on_a_theme_model(theme_osc_server, tmp_path):
     assert (by_notes["name"], by_notes["action"], by_notes["variation"], by_notes["transition"],
             by_notes["blend_beats"]) == (None, "set", 0.3, "now", 2.0)
     assert (free["action"], free["transition"], free["blend_beats"]) == ("free", "bar", 1.5)
+
+
+def test_gdscript_events_and_clock_over_osc(playing_osc_server, tmp_path):
+    """subscribe() gets the notes the server plays, relayed from its event stream, each as
+    the stream published it (seq, t_ns, pitch: the same as a ZeroMQ subscriber's);
+    sync_clock() puts Godot's clock on the server's, so due_in is t_ns on Godot's clock
+    minus now; an unknown type is refused naming the field; after unsubscribe() none come."""
+    port, events_address = playing_osc_server
+    heard, stop = {}, threading.Event()
+
+    def listen():
+        with EventListener(events_address, types=["note_on", "note_off"], timeout=0.1) as listener:
+            while not stop.is_set():
+                event = listener.recv(0.1)
+                if event is not None:
+                    heard[event["seq"]] = event
+
+    thread = threading.Thread(target=listen)
+    thread.start()
+    time.sleep(0.3)  # the SUB socket connects in the background
+    try:
+        t0 = time.monotonic_ns() // 1000
+        out = run_client(port, tmp_path, "godot_events_test.gd")
+        t1 = time.monotonic_ns() // 1000
+    finally:
+        stop.set()
+        thread.join()
+    replies = re.findall(r"^reply (\d+) (.*)$", out, re.M)
+    assert replies[:2] == [("1", "error bad_choice types"), ("2", 'ok subscribe ["note_on","note_off"]')], out
+    assert sorted(int(i) for i, r in replies[2:] if r == "ok ping null") == list(range(3, 11)), out
+    events = re.findall(r"^event (\S+) (\S+) (\d+) (\d+) (\d+) (\d+) (\d+) (\S+) (\d+) (\d+)$", out, re.M)
+    assert len(events) >= 20, out
+    seqs = [int(e[2]) for e in events]
+    assert seqs == sorted(set(seqs)), seqs
+    rtt, offset, godot_now_on_server_clock = re.search(r"^clock (\d+) (\S+) (\S+)$", out, re.M).groups()
+    assert int(rtt) >= 0 and t0 <= float(godot_now_on_server_clock) <= t1  # the clocks agree
+    for kind, session, seq, t_ns, pitch, velocity, channel, due, before, after in events:
+        assert kind in ("note_on", "note_off") and session == "main"
+        zmq_event = heard[int(seq)]  # the same event, as the ZeroMQ stream carried it
+        assert (zmq_event["type"], zmq_event["t_ns"], zmq_event["pitch"], zmq_event["velocity"],
+                zmq_event["channel"]) == (kind, int(t_ns), int(pitch), int(velocity), int(channel))
+        # due_in: the event's time on Godot's clock minus the time it was asked (to rounding)
+        asked = int(t_ns) / 1000 - float(due) * 1e6 - float(offset)
+        assert int(before) - 2 <= asked <= int(after) + 2, (t_ns, due, offset, before, after)
+    assert re.search(r"^unsubscribed True then 0 events$", out, re.M), out

@@ -9,9 +9,13 @@ import pytest
 from pythonosc.osc_bundle_builder import OscBundleBuilder
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.osc_packet import OscPacket
 
+from bindings import EventListener
 from engine.errors import PortError
-from realtime.osc import OscServer, to_message
+from realtime.osc import MAX_SUBSCRIBERS, OscServer, to_message
+from realtime.outputs import ZmqPubPort
+from realtime.protocol import EVENT_TYPES
 from realtime.server import Server, ServerConfig
 
 
@@ -293,3 +297,96 @@ def test_a_plain_model_server_refuses_themes_over_osc_by_field(engine_osc):
     address, reply = send(server, sock, "/ostinato/theme/notes", "[[62,0,1],[65,1,1]]")
     assert reply[:2] == ["out_of_range", "notes"] and "at least 3 notes" in reply[3]  # validation first
     assert send(server, sock, "/ostinato/theme/action", "free")[0] == "/ostinato/ack"
+
+
+# ---------------------------------------------------------------- the event stream, relayed
+
+@pytest.fixture
+def relay():
+    """An OSC endpoint relaying a real ZeroMQ event stream (no engine: the test sends)."""
+    stream = ZmqPubPort("tcp://127.0.0.1:*", sessions=["main", "p2"])
+    with stream, OscServer(Recorder(), port=0, events=stream) as server:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(5)
+        yield server, stream, sock
+        sock.close()
+
+
+def _events(sock, n):
+    """The next ``n`` relayed events: (timetag as Unix seconds, address, args)."""
+    out = []
+    for _ in range(n):
+        packet = OscPacket(sock.recv(65536))
+        out += [(timed.time, timed.message.address, list(timed.message.params)) for timed in packet.messages]
+    return out
+
+
+def test_subscribers_get_the_stream_as_timetagged_bundles(relay):
+    server, stream, sock = relay
+    address, args = send(server, sock, "/ostinato/subscribe", "note_on", "tempo", "session", "p2", "id", 7)
+    ack = json.loads(args[2])
+    assert (address, args[:2]) == ("/ostinato/ack", ["subscribe", 7])
+    assert (ack["subscribed"], ack["types"], ack["events_ahead_ms"]) == (True, ["note_on", "tempo"], 0.0)
+    t = time.monotonic_ns() + 2 * 10**9  # two seconds from now
+    stream.send(0x90, 60, 100, t, 4.5, 1)  # note-on, session p2
+    stream.send(0x80, 60, 0, t + 1000, 5.0, 1)  # note-off: not subscribed
+    stream.publish("tempo", session=0, t_ns=t + 2000, beat=5.0, bpm=140.0)
+    wall = time.time()
+    (tag_on, on, on_args), (tag_tempo, tempo, tempo_args) = _events(sock, 2)
+    assert (on, on_args) == ("/ostinato/event/note_on", ["p2", 0, t, 4.5, 0, 60, 100])
+    assert tempo == "/ostinato/event/tempo" and tempo_args[:4] == ["main", 2, t + 2000, 5.0]
+    assert json.loads(tempo_args[4])["bpm"] == 140.0  # markers: the whole event as JSON text
+    # the timetag is the event's time on the wall clock: two seconds ahead (to within the
+    # time between the send and the read here, far under the 1 s allowed)
+    assert abs(tag_on - (wall + 2.0)) < 1.0 and abs(tag_tempo - (wall + 2.0)) < 1.0
+
+
+def test_unsubscribe_unknown_types_and_no_stream(relay, osc):
+    server, stream, sock = relay
+    address, args = send(server, sock, "/ostinato/subscribe", "note_on", "nope", "id", 3)
+    assert (address, args[:3]) == ("/ostinato/error", ["bad_choice", "types", ", ".join(EVENT_TYPES)])
+    assert args[4] == 3
+    send(server, sock, "/ostinato/subscribe")  # every type
+    address, args = send(server, sock, "/ostinato/unsubscribe", "id", "u")
+    assert (address, args[:2], json.loads(args[2])["subscribed"]) == ("/ostinato/ack", ["unsubscribe", "u"], False)
+    stream.publish("tempo", bpm=120.0)
+    sock.settimeout(0.3)
+    with pytest.raises(socket.timeout):  # nothing relayed once unsubscribed
+        sock.recv(65536)
+    plain, _, plain_sock = osc  # an endpoint without an event stream refuses, naming type
+    address, args = send(plain, plain_sock, "/ostinato/subscribe", "note_on")
+    assert (address, args[0], args[1]) == ("/ostinato/error", "unknown_type", "type")
+
+
+def test_a_seventeenth_subscriber_replaces_the_oldest(relay, caplog):
+    server, stream, sock = relay
+    socks = []
+    try:
+        for _ in range(MAX_SUBSCRIBERS + 1):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", 0))
+            s.settimeout(5)
+            socks.append(s)
+            assert send(server, s, "/ostinato/subscribe", "tempo")[0] == "/ostinato/ack"
+        stream.publish("tempo", bpm=90.0)
+        for s in socks[1:]:
+            assert _events(s, 1)[0][1] == "/ostinato/event/tempo"
+        socks[0].settimeout(0.3)
+        with pytest.raises(socket.timeout):
+            socks[0].recv(65536)
+        assert "replaced" in caplog.text
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_a_failing_relay_costs_the_stream_nothing(relay, caplog, monkeypatch):
+    server, stream, sock = relay
+    send(server, sock, "/ostinato/subscribe")
+    monkeypatch.setattr("realtime.osc._event_packet", lambda *a: 1 / 0)  # a bug in the relay
+    with EventListener(stream.bound_address, timeout=0.2) as listener:
+        deadline = time.monotonic() + 5
+        while listener.recv(timeout=0.02) is None and time.monotonic() < deadline:
+            stream.publish("tempo", bpm=100.0)  # PUB drops until the subscription arrives
+        assert not stream.closed and "OSC event relay failed" in caplog.text
