@@ -143,6 +143,17 @@ class EventStream:
                         break
                     out.append((time.monotonic_ns(), data))
 
+    def drain(self):
+        """Drop the frames queued while nobody read (their arrival cannot be stamped);
+        returns how many."""
+        n = 0
+        while True:
+            try:
+                self.sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return n
+            n += 1
+
     def wait_for_music(self, timeout_s=10.0):
         """Block until a note arrives: the subscription is live and the server plays."""
         deadline = time.monotonic_ns() + int(timeout_s * 1e9)
