@@ -13,6 +13,7 @@ replies (``benchmarks.ack``): the acknowledgement round trip under that load, an
 stream's jitter while they come.
 """
 import json
+import time
 
 import numpy as np
 import zmq
@@ -104,10 +105,12 @@ def measure(model, sessions, seconds, context, jack_port=None, jack_backend="nat
                 frames = stream.record(seconds)
             # then, as the sessions play on, a game's mood requests to one of them: their
             # round trips, and the stream's jitter meanwhile
-            with AckProbe(srv.control, "load-1" if sessions > 1 else "main", seconds) as acks:
-                # what queued while the probe started was not read as it came: not timed
-                stream.drain()
-                busy = stream.record(seconds)
+            # (read by a thread throughout: while the probe process starts this one waits)
+            with stream.recording() as frames_meanwhile:
+                with AckProbe(srv.control, "load-1" if sessions > 1 else "main", seconds) as acks:
+                    t_requests = time.monotonic_ns()
+                    time.sleep(seconds)  # the probe sends for this long once ready
+            busy = [f for f in frames_meanwhile if t_requests <= f[0] < t_requests + seconds * 1e9]
         finally:
             client.close()
             stream.close()

@@ -6,6 +6,7 @@ GIL.  ``time.monotonic_ns`` is one system-wide clock, so times taken in either p
 compare directly.
 """
 import collections
+import contextlib
 import json
 import os
 import subprocess
@@ -143,16 +144,31 @@ class EventStream:
                         break
                     out.append((time.monotonic_ns(), data))
 
-    def drain(self):
-        """Drop the frames queued while nobody read (their arrival cannot be stamped);
-        returns how many."""
-        n = 0
-        while True:
-            try:
-                self.sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return n
-            n += 1
+    @contextlib.contextmanager
+    def recording(self):
+        """Read every frame in a thread of its own while the block runs, so that frames are
+        stamped as they come even while this thread waits (on a probe process starting,
+        say); yields the list [(arrival ns, raw bytes)] it fills."""
+        out, stop = [], threading.Event()
+
+        def read():
+            sock = self.sock
+            while not stop.is_set():
+                if sock.poll(20):
+                    while True:
+                        try:
+                            data = sock.recv(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        out.append((time.monotonic_ns(), data))
+
+        thread = threading.Thread(target=read, name="bench-recorder", daemon=True)
+        thread.start()
+        try:
+            yield out
+        finally:
+            stop.set()
+            thread.join()
 
     def wait_for_music(self, timeout_s=10.0):
         """Block until a note arrives: the subscription is live and the server plays."""

@@ -465,7 +465,6 @@ def storm(transitions=1000, clients=5, kill=2, stop_signal=signal.SIGTERM, model
             stream.close()
     ctx.term()
     events = stream.events[start:]
-    wire = [n for n in map(wire_note, received) if n]
     sent = [(0x90 | e["channel"], e["pitch"], e["velocity"]) if e["type"] == "note_on"
             else (0x80 | e["channel"], e["pitch"], 0)
             for e in events if e["type"] in ("note_on", "note_off")]
