@@ -24,6 +24,7 @@ from .theme import latent, slerp
 
 VERSION = "0.1.0"
 STINGER_CHANNEL = 15
+MODEL_REQUESTS_KEPT = 256  # memoised model requests (a few KB each); then forgotten at once
 
 
 class Session:
@@ -76,24 +77,50 @@ class Commands:
         return max((p.lead_ns for p in ports if getattr(p, "name", "") == "zmq"),
                    default=0) / 1e6
 
-    def _on_mood(self, msg):
-        sess = self._session(msg)
-        self._set_critic(sess, msg.get("critic"))
+    def _prepare(self, msg):
+        """Before the engine's locks: the model request a mood, state or key message will
+        make (pure work, memoised by ``_model_request``), so that under the locks it is a
+        lookup.  Computed from the session's mood as it is now; should another command
+        change it first, the request is made again under the locks.  Never raises: a
+        message the handler refuses is refused there, under the locks."""
+        if msg["type"] not in ("mood", "state", "key"):
+            return
+        sess = self.sessions.get(msg.get("session", "main"))
+        if sess is None:
+            return
+        try:
+            self._model_request(self._next_mood(sess, msg))
+        except Exception:  # noqa: BLE001 - refused under the locks, with its error
+            pass
+
+    def _next_mood(self, sess, msg):
+        """The mood a mood, state or key message asks of ``sess`` (changes nothing)."""
+        kind = msg["type"]
+        if kind == "state":
+            return self._preset_mood(sess.mood, msg["name"]).update(tonality=msg.get("tonality"))
+        if kind == "key":
+            mood = replace(sess.mood, key=parse_key(msg["key"])).update(tonality=msg.get("tonality"))
+            return replace(mood, mode=MODES.index(msg["mode"])) if msg.get("mode") else mood
         fields = {k: msg.get(k) for k in ("valence", "arousal", "intensity", "tonality")}
         mood = sess.mood.update(**fields)
         if msg.get("valence") is not None:
             mood = replace(mood, mode=None)  # valence decides the mode again
         if msg.get("arousal") is not None:
             mood = replace(mood, bpm=None)
-        return self._change(sess, mood, msg["transition"], "mood")
+        return mood
+
+    def _on_mood(self, msg):
+        sess = self._session(msg)
+        self._set_critic(sess, msg.get("critic"))
+        return self._change(sess, self._next_mood(sess, msg), msg["transition"], "mood")
 
     def _on_state(self, msg):
         sess = self._session(msg)
         critic = msg.get("critic")
         self._set_critic(sess, self.presets[msg["name"]].get("critic") if critic is None
                          else critic, keep=False)
-        mood = self._preset_mood(sess.mood, msg["name"]).update(tonality=msg.get("tonality"))
-        return self._change(sess, mood, msg["transition"], "state", name=msg["name"])
+        return self._change(sess, self._next_mood(sess, msg), msg["transition"], "state",
+                            name=msg["name"])
 
     def _preset_mood(self, mood, name):
         p = self.presets[name]
@@ -107,10 +134,7 @@ class Commands:
     def _on_key(self, msg):
         sess = self._session(msg)
         self._set_critic(sess, msg.get("critic"))
-        mood = replace(sess.mood, key=parse_key(msg["key"])).update(tonality=msg.get("tonality"))
-        if msg.get("mode"):
-            mood = replace(mood, mode=MODES.index(msg["mode"]))
-        return self._change(sess, mood, msg["transition"], "key")
+        return self._change(sess, self._next_mood(sess, msg), msg["transition"], "key")
 
     def _set_critic(self, sess, k, keep=True):
         """Set the session's ``critic`` K (None: keep it, or with ``keep=False`` go back to
@@ -359,10 +383,21 @@ class Commands:
         A key-relative model composes in C at the register less the shift, and the
         sequencer moves its notes to the key asked for, so the register heard is the one
         asked for (``engine.controls.model_key``); an older model is asked for the key
-        itself.  The prior is the mode's scale on the tonic the model composes in."""
-        return self.spec.request(mood.key, mode_of(mood), density_of(mood),
-                                 register_of(mood, self.base_register),
-                                 tonality_of(mood, self.tonality), self.weights.key_relative)
+        itself.  The prior is the mode's scale on the tonic the model composes in.
+        Memoised (a game asks for a few moods again and again; ``_prepare`` fills it
+        before the locks); the arrays are read-only, as they are shared."""
+        args = (mood.key, mode_of(mood), density_of(mood), register_of(mood, self.base_register),
+                tonality_of(mood, self.tonality), self.weights.key_relative)
+        made = self._requests.get(args)
+        if made is None:
+            made = self.spec.request(*args)
+            for part in made:
+                if isinstance(part, np.ndarray):
+                    part.flags.writeable = False
+            if len(self._requests) >= MODEL_REQUESTS_KEPT:
+                self._requests.clear()
+            self._requests[args] = made
+        return made
 
     def _max_note_ticks(self, mood):
         return max(1, int(round(max_note_beats_of(mood) * self.tpb)))

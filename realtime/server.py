@@ -115,6 +115,7 @@ class Server(Commands, MidiClock):
         self.themes = protocol.load_themes(cfg.states)
         self.theme = ThemeEncoder(cfg.model) if "theme" in self.weights.meta else None
         self._blends = {}  # slot -> (session, z from, z to, first tick, last tick, step done)
+        self._requests = {}  # model requests by their arguments (Commands._model_request)
         # the critic: K drafts of each beat judged by D for sessions with critic K > 0
         self.drafter = None
         if cfg.critic:
@@ -281,6 +282,7 @@ class Server(Commands, MidiClock):
             return {}
         if self._stop.is_set():
             raise _shutting_down()
+        self._prepare(msg)  # the pure work, before the locks
         with self._waiting_lock:  # the demo, tests and the control thread may all call
             self._waiting += 1
         try:

@@ -8,11 +8,13 @@ import json
 import time
 
 import mido
+import numpy as np
 import pytest
 import zmq
 
 from engine.errors import InvalidMessage
 from realtime import protocol
+from realtime.mood import density_of, register_of, tonality_of
 from realtime.outputs import MidiFilePort, ZmqPubPort
 from realtime.server import Server, ServerConfig
 
@@ -268,3 +270,28 @@ def test_the_event_stream_can_run_ahead_of_the_music(model_path, tmp_path):
     balance(events)
     with pytest.raises(InvalidMessage, match="ahead_ms"):
         ZmqPubPort("tcp://127.0.0.1:*", ahead_ms=5000.0)
+
+
+def test_a_model_request_made_before_the_locks_is_used_only_for_the_mood_it_was_for(model_path):
+    """handle() makes a change's model request before it takes the engine's locks
+    (Commands._prepare, memoised): the controls applied are the request for the mood the
+    session then has, also when another command changed it in between; the memoised
+    arrays are read-only, so nothing can change them for the next session that asks."""
+    with Server(ServerConfig(model=str(model_path)), [], control=False) as srv:
+        srv.call("start")
+        slot = srv.sessions["main"].slot
+        msg = protocol.validate({"type": "mood", "arousal": 0.9, "transition": "now"})
+        before = set(srv._requests)
+        srv._prepare(msg)  # from the mood as it is: C major
+        made = set(srv._requests) - before
+        assert len(made) == 1 and all(not a.flags.writeable for a in srv._requests[made.pop()]
+                                      if isinstance(a, np.ndarray))
+        srv.call("key", key="E", mode="minor", transition="now")  # meanwhile, another change
+        srv.handle(msg)
+        mood = srv.sessions["main"].mood
+        assert (mood.key, mood.mode, mood.arousal) == (4, 1, 0.9)
+        fresh = srv.spec.request(4, 1, density_of(mood), register_of(mood, srv.base_register),
+                                 tonality_of(mood, srv.tonality), srv.weights.key_relative)
+        np.testing.assert_array_equal(srv.rt.ctl_base[slot], fresh[0])
+        np.testing.assert_array_equal(srv.rt.pc_bias[slot], fresh[2])
+        assert srv.seq.transpose[slot] == fresh[1]  # "now": nothing of the old key is left
