@@ -223,7 +223,7 @@ class OscServer:
                                   list(protocol.MESSAGE_TYPES))
         allowed = list(protocol.EVENT_TYPES)
         for kind_of_event in args:
-            if kind_of_event not in protocol.EVENT_TYPES:
+            if not isinstance(kind_of_event, str) or kind_of_event not in protocol.EVENT_TYPES:
                 raise protocol.reject("bad_choice", f"event type {protocol._brief(kind_of_event)} "
                                       f"is unknown; allowed: {', '.join(allowed)}", "types", allowed)
         subscribers.pop(target, None)  # a repeated subscription moves to the end, types replaced

@@ -140,6 +140,7 @@ class Server(Commands, MidiClock):
         # in order: queued under the lock (``_emit``, ``_in_order``), sent by the player
         # without it (``_deliver``)
         self._later = collections.deque()
+        self._deliver_lock = threading.Lock()  # one sender of _later at a time: its order
         self._lead_now = 0  # the lead the outputs asked for at the player's last look
         self._waiter = Waiter()  # the engine thread's (and close()'s, after it stopped)
         self._idle_waiter = Waiter()  # handle()'s while the engine thread is not running
@@ -299,16 +300,20 @@ class Server(Commands, MidiClock):
                       COMMAND_TIMEOUT_S, msg["type"], msg.get("id"))
             raise ServerError(f"the engine was busy for {COMMAND_TIMEOUT_S:.0f} s and did not "
                               f"apply this {msg['type']!r}; send it again")
+        playing = self._thread is not None and self._thread.is_alive()
         try:
             reply = self._dispatch(msg)
             self._publish()
+            if playing:  # what the command made due now is collected here, not at a wake-up
+                self._play(time.monotonic_ns())
         finally:
             self._play_lock.release()
             self._lock.release()
             self._gen_wake.set()
-            if self._thread is None or not self._thread.is_alive():
+            if not playing:
                 self._deliver(1 << 62, self._idle_waiter)  # no player: sent here, at its time
             else:
+                self._deliver_due()
                 self._wake.set()
         return reply
 
@@ -452,10 +457,26 @@ class Server(Commands, MidiClock):
         its time.  On the engine thread (``waiter`` its own), without the sending
         lock: a command may queue more meanwhile."""
         later, wait = self._later, (waiter or self._waiter).wait_until
-        while later and later[0][0] <= until:
-            t, send, args = later.popleft()
-            wait(t)
-            send(*args)
+        with self._deliver_lock:
+            while later and later[0][0] <= until:
+                t, send, args = later.popleft()
+                wait(t)
+                send(*args)
+
+    def _deliver_due(self):
+        """On a command's thread, after its locks: send what is due already (the first
+        note of a change "now", note-offs, markers) at once, rather than when the player
+        wakes to it (a sleeping thread wakes ~0.2 ms late here, milliseconds at the
+        tail).  Not while the player sends: one sender at a time keeps the order."""
+        if not self._deliver_lock.acquire(blocking=False):
+            return  # the player is sending: it sends these too
+        try:
+            later, now = self._later, time.monotonic_ns()
+            while later and later[0][0] <= now:
+                _, send, args = later.popleft()
+                send(*args)
+        finally:
+            self._deliver_lock.release()
 
     def _loop(self):
         """The player: under the lock, collect what is due; without it, send what is

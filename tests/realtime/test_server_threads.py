@@ -7,6 +7,7 @@ note-on of a note already sounding on its channel, no note-off of a silent one,
 events in time order within each session) and nothing may be left sounding at the end.
 """
 import random
+import threading
 import time
 
 from realtime.outputs import BasePort
@@ -83,6 +84,36 @@ def test_a_storm_of_commands_keeps_the_wire_well_formed(model_path):
     assert wire.count > 200  # the music went on throughout
     assert wire.errors == []
     assert wire.sounding == set()
+
+
+def test_commands_from_two_threads_send_what_they_make_due_in_order(model_path):
+    """Two control threads (as the ZeroMQ and OSC endpoints are) change moods "now" as fast
+    as they are answered: each sends the notes its change made due itself when the player
+    is not sending (``Server._deliver_due``), else the player does.  Either way the wire
+    gets every message once, in stamp order, well formed, and nothing is left sounding."""
+    wire = Wire()
+    srv = Server(ServerConfig(model=str(model_path), max_sessions=4), [wire], control=False)
+    calls = []
+    with srv:
+        srv.call("session", action="open", session="other")
+
+        def game(name, seed):
+            rng = random.Random(seed)
+            end = time.monotonic() + 3.0
+            while time.monotonic() < end:
+                srv.call("mood", session=name, intensity=rng.uniform(0, 1),
+                         transition=rng.choice(["now", "now", "beat"]))
+                calls.append(name)
+                time.sleep(rng.uniform(0.0, 0.005))
+
+        threads = [threading.Thread(target=game, args=(n, i)) for i, n in enumerate(["main", "other"])]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert calls.count("main") > 20 and calls.count("other") > 20
+    assert wire.errors == [] and wire.sounding == set()
+    assert wire.stamps == sorted(wire.stamps)  # one sender at a time: the queue's order
 
 
 def test_a_command_the_engine_cannot_take_in_time_is_withdrawn_not_applied_late(
