@@ -429,7 +429,7 @@ class NativeJackReader:
 # [t_ns (monotonic), size, up to 8 data bytes little-endian]
 (_W_PORT, _W_CLIENT, _W_BASE, _W_CAP, _W_W, _W_R, _W_WRITTEN, _W_LATE, _W_LATE_MAX,
  _W_FULL, _W_CYCLES, _W_NFR, _W_DOWN, _W_CF, _W_CU, _W_NU, _W_PU, _W_BADCLOCK,
- _W_TS, _W_TSN, _W_TS2, _W_TSN2, _W_PEND) = range(23)
+ _W_TS, _W_TSN, _W_TS2, _W_TSN2, _W_PEND, _W_RATE, _W_DROP) = range(25)
 _WH = 32
 _WSLOT = 3
 
@@ -440,7 +440,7 @@ def _writer_callbacks():
     get_buffer, clear, write = lib.jack_port_get_buffer, lib.jack_midi_clear_buffer, \
         lib.jack_midi_event_write
     cycle_times, frame_time = lib.jack_get_cycle_times, lib.jack_frame_time
-    mono_minus_jack = _clock_offset(lib)
+    mono_minus_jack, gettime = _clock_offset(lib), lib.clock_gettime_
 
     @cfunc(types.int32(types.uint32, types.voidptr), nopython=True)
     def process(nframes, arg):
@@ -452,9 +452,26 @@ def _writer_callbacks():
         buf = get_buffer(np.uint64(hdr[_W_PORT]), nframes)
         clear(buf)
         client = np.uint64(hdr[_W_CLIENT])
-        if cycle_times(client, np.uint64(base + 8 * _W_CF), np.uint64(base + 8 * _W_CU),
-                       np.uint64(base + 8 * _W_NU), np.uint64(base + 8 * _W_PU)) != 0:
-            hdr[_W_BADCLOCK] += 1  # no clock model this cycle: write what is due at 0
+        if hdr[_W_DROP] > 0 and hdr[_W_CYCLES] % hdr[_W_DROP] == 0:
+            got = np.int32(-1)  # fault injection (tests): as if JACK had no model now
+        else:
+            got = cycle_times(client, np.uint64(base + 8 * _W_CF), np.uint64(base + 8 * _W_CU),
+                              np.uint64(base + 8 * _W_NU), np.uint64(base + 8 * _W_PU))
+        if got != 0 and hdr[_W_RATE] > 0:
+            # No clock model this cycle.  It lasts nframes at the rate, and it began at
+            # most a period before now (its callback runs within its period): where the
+            # last cycle's window ended, if that is so, else a period ago.  A start taken
+            # too late would write messages early; this one is right after a cycle with
+            # a model and at worst a period early, so messages go late, never early.
+            hdr[_W_BADCLOCK] += 1
+            gettime(np.int32(1), np.uint64(base + 8 * _W_TS))  # CLOCK_MONOTONIC
+            now_ns = hdr[_W_TS] * 1_000_000_000 + hdr[_W_TSN]
+            span_ns = np.int64(nframes) * 1_000_000_000 // hdr[_W_RATE]
+            start_ns = hdr[_W_PEND]
+            if not now_ns - span_ns < start_ns <= now_ns:
+                start_ns = now_ns - span_ns
+        elif got != 0:  # no rate either (cannot be after open): what is queued, at 0
+            hdr[_W_BADCLOCK] += 1
             start_ns, span_ns = np.int64(0), np.int64(0)
         else:
             start_ns = hdr[_W_CU] * 1000 + mono_minus_jack(hdr, base, _W_TS)
@@ -504,8 +521,10 @@ class NativeJackWriter:
 
     ``push(t_ns, message)`` queues a message (1 to 3 bytes) for monotonic time ``t_ns``
     in a single-producer / single-consumer ring; the callback converts ``t_ns`` to a
-    frame offset with ``jack_get_cycle_times`` and writes it there.  A message whose time
-    has passed when its cycle runs goes at offset 0 and is counted in ``late``.  So that
+    frame offset with ``jack_get_cycle_times`` and writes it there (in a cycle JACK gives
+    no clock model for, counted in ``no_clock``, by the cycle following the last one, or
+    starting a period before its callback runs: late then, never early).  A message whose time has passed when its
+    cycle runs goes at offset 0 and is counted in ``late``.  So that
     none is late, push each message at least one period plus a margin before its time
     (``period_ns``); the player does (``BasePort.lead_ns``).
 
@@ -513,8 +532,12 @@ class NativeJackWriter:
     messages pushed are dropped and counted; ``reopen()`` tries to come back.
     """
 
-    def __init__(self, client_name="Ostinato", port_name="out", capacity=1 << 14):
+    def __init__(self, client_name="Ostinato", port_name="out", capacity=1 << 14,
+                 _drop_clock_every=0):
         self.client_name, self.port_name, self.capacity = client_name, port_name, capacity
+        # fault injection for tests: every Nth cycle behaves as if JACK had no clock model
+        # for it (jack_get_cycle_times failing), which no JACK server does on demand
+        self._drop_clock_every = int(_drop_clock_every)
         self._state = np.zeros(_WH + _WSLOT * capacity, dtype=np.int64)
         self._client = 0
         self.rate = self.period = 0
@@ -542,6 +565,8 @@ class NativeJackWriter:
             st[:_WH] = 0
             st[_W_PORT], st[_W_CLIENT], st[_W_CAP] = port, client, self.capacity
             st[_W_BASE] = st.ctypes.data
+            st[_W_RATE] = lib.jack_get_sample_rate(client)  # before the first cycle runs
+            st[_W_DROP] = self._drop_clock_every
             lib.jack_on_shutdown(client, shutdown.address, st.ctypes.data)
             if lib.jack_set_process_callback(client, process.address, st.ctypes.data) or \
                     lib.jack_activate(client):

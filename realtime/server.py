@@ -301,10 +301,13 @@ class Server(Commands, MidiClock):
             raise ServerError(f"the engine was busy for {COMMAND_TIMEOUT_S:.0f} s and did not "
                               f"apply this {msg['type']!r}; send it again")
         playing = self._thread is not None and self._thread.is_alive()
+        # a change "now" sends its first note itself, not at the player's wake-up; other
+        # commands leave what is due to the player, so their replies do not wait for it
+        urgent = playing and msg.get("transition") == "now"
         try:
             reply = self._dispatch(msg)
             self._publish()
-            if playing:  # what the command made due now is collected here, not at a wake-up
+            if urgent:
                 self._play(time.monotonic_ns())
         finally:
             self._play_lock.release()
@@ -313,7 +316,8 @@ class Server(Commands, MidiClock):
             if not playing:
                 self._deliver(1 << 62, self._idle_waiter)  # no player: sent here, at its time
             else:
-                self._deliver_due()
+                if urgent:
+                    self._deliver_due()
                 self._wake.set()
         return reply
 
