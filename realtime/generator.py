@@ -368,12 +368,15 @@ class Runtime:
     def close(self, s):
         self.active[s] = False
 
-    def advance(self, target, max_steps=1 << 30):
+    def advance(self, target, max_steps=1 << 30, max_batch=0, first=0):
         """Generate for every active session until its look-ahead reaches ``target[s]``
         (ticks), its ring is full, or ``max_steps`` batched steps were taken; returns
         the number of steps taken.  A session with ``candidates[s] > 0`` is stepped only
-        while it has forced tokens (the drafter's continuation) to feed."""
-        return _advance(target, max_steps, self.active, self.candidates, self.idx, self.tokens,
+        while it has forced tokens (the drafter's continuation) to feed.
+        max_batch: at most this many sessions a step (0: all that need one), taken from
+        slot ``first`` on, cyclically, so that a caller holding a lock for a step holds
+        it for that many sessions' work; the others wait for the next call."""
+        return _advance(target, max_steps, max_batch, first, self.active, self.candidates, self.idx, self.tokens,
                         self.controls, self.ctl_base, self.next_ctl, self.switch_tick,
                         self.gen_tick, self.sounding, self.entry, self.temperature, self.rng,
                         self.force, self.force_n, self.force_i, self.ev_tick, self.ev_tok,
@@ -469,7 +472,7 @@ class Runtime:
 
 
 @njit(nogil=True, cache=True)
-def _advance(target, max_steps, active, candidates, idx, tokens, controls, ctl_base, next_ctl,
+def _advance(target, max_steps, max_batch, first, active, candidates, idx, tokens, controls, ctl_base, next_ctl,
              switch_tick, gen_tick, sounding, entry, temperature, rng, force, force_n, force_i,
              ev_tick, ev_tok, ev_aux, snap_h, snap_c, head, tail, h, c, tok_table, w0, w_rest,
              b_rest, w_out, b_out, xbuf, gates, logits, kinds, values, phase0, tpb,
@@ -486,11 +489,14 @@ def _advance(target, max_steps, active, candidates, idx, tokens, controls, ctl_b
                            next_zbias, theme_h, theme_c, theme_tick, theme_reset, reset_due,
                            start_tok, off_off)
         n = 0
-        for s in range(S):
+        for k in range(S):
+            s = (first + k) % S
             if active[s] and gen_tick[s] < target[s] and tail[s] - head[s] < R - 1 and (
                     candidates[s] == 0 or force_i[s] < force_n[s]):
                 idx[n] = s
                 n += 1
+                if n == max_batch:
+                    break
         if n == 0 or steps >= max_steps:
             return steps
         for k in range(n):

@@ -88,9 +88,9 @@ def test_a_storm_of_commands_keeps_the_wire_well_formed(model_path):
 
 def test_commands_from_two_threads_send_what_they_make_due_in_order(model_path):
     """Two control threads (as the ZeroMQ and OSC endpoints are) change moods "now" as fast
-    as they are answered: each sends the notes its change made due itself when the player
-    is not sending (``Server._deliver_due``), else the player does.  Either way the wire
-    gets every message once, in stamp order, well formed, and nothing is left sounding."""
+    as they are answered; each collects its change's first note itself (``Server._play``
+    on the command's thread).  The wire gets every message once, in stamp order, well
+    formed, and nothing is left sounding."""
     wire = Wire()
     srv = Server(ServerConfig(model=str(model_path), max_sessions=4), [wire], control=False)
     calls = []
@@ -113,7 +113,7 @@ def test_commands_from_two_threads_send_what_they_make_due_in_order(model_path):
             t.join()
     assert calls.count("main") > 20 and calls.count("other") > 20
     assert wire.errors == [] and wire.sounding == set()
-    assert wire.stamps == sorted(wire.stamps)  # one sender at a time: the queue's order
+    assert wire.stamps == sorted(wire.stamps)  # the queue's order
 
 
 def test_a_command_the_engine_cannot_take_in_time_is_withdrawn_not_applied_late(
