@@ -108,6 +108,16 @@ class ServeProcess:
         return self._proc.pid
 
 
+def _take(sock, out):
+    """Append (arrival ns, raw bytes) of every frame waiting on ``sock`` to ``out``."""
+    while True:
+        try:
+            data = sock.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        out.append((time.monotonic_ns(), data))
+
+
 class EventStream:
     """A SUB socket on the event stream; frames are stamped on arrival, parsed later."""
 
@@ -137,12 +147,7 @@ class EventStream:
             if left < 0:
                 return out
             if sock.poll(int(left) + 1):
-                while True:
-                    try:
-                        data = sock.recv(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    out.append((time.monotonic_ns(), data))
+                _take(sock, out)
 
     @contextlib.contextmanager
     def recording(self):
@@ -152,15 +157,9 @@ class EventStream:
         out, stop = [], threading.Event()
 
         def read():
-            sock = self.sock
             while not stop.is_set():
-                if sock.poll(20):
-                    while True:
-                        try:
-                            data = sock.recv(zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                        out.append((time.monotonic_ns(), data))
+                if self.sock.poll(20):
+                    _take(self.sock, out)
 
         thread = threading.Thread(target=read, name="bench-recorder", daemon=True)
         thread.start()

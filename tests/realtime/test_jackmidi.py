@@ -58,15 +58,21 @@ def _timed_run(name, messages, wait_for, attempts=5, drop_clock_every=0):
     return got, stats, daw_stats
 
 
-def test_every_message_lands_at_the_frame_of_its_time(jack_server, unique_name):
-    rng = np.random.default_rng(0)
-    sent = []
-
+def _notes_soon(rng, n, sent):
+    """For _timed_run: ``n`` distinct messages at random times 0.5-0.8 s after the writer
+    opens (their times go into ``sent``)."""
     def messages(writer):
         base = time.monotonic_ns() + 500_000_000
-        times = np.sort(base + rng.integers(0, 300_000_000, 300))
+        times = np.sort(base + rng.integers(0, 300_000_000, n))
         sent[:] = list(times)
         return [(t, (0x90 | i % 16, 40 + i % 50, 1 + i % 120)) for i, t in enumerate(times)]
+
+    return messages
+
+
+def test_every_message_lands_at_the_frame_of_its_time(jack_server, unique_name):
+    sent = []
+    messages = _notes_soon(np.random.default_rng(0), 300, sent)
 
     got, stats, daw_stats = _timed_run(unique_name, messages, 300)
     assert stats["late"] == 0 and stats["dropped"] == 0 and stats["port_full"] == 0, stats
@@ -90,14 +96,8 @@ def test_a_cycle_without_a_clock_model_writes_nothing_early(jack_server, unique_
     message queued, up to 0.8 s of them here, at that cycle's frame 0.)  The writer's
     fault injection drops every other cycle's model, or every cycle's (then each cycle
     is taken to have begun a period before its callback ran)."""
-    rng = np.random.default_rng(1)
     sent = []
-
-    def messages(writer):
-        base = time.monotonic_ns() + 500_000_000
-        times = np.sort(base + rng.integers(0, 300_000_000, 200))
-        sent[:] = list(times)
-        return [(t, (0x90 | i % 16, 40 + i % 50, 1 + i % 120)) for i, t in enumerate(times)]
+    messages = _notes_soon(np.random.default_rng(1), 200, sent)
 
     got, stats, daw_stats = _timed_run(unique_name, messages, 200, drop_clock_every=every)
     assert [m for _, _, m in got] == [(0x90 | i % 16, 40 + i % 50, 1 + i % 120)
