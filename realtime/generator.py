@@ -376,15 +376,15 @@ class Runtime:
         max_batch: at most this many sessions a step (0: all that need one), taken from
         slot ``first`` on, cyclically, so that a caller holding a lock for a step holds
         it for that many sessions' work; the others wait for the next call."""
-        return _advance(target, max_steps, max_batch, first, self.active, self.candidates, self.idx, self.tokens,
-                        self.controls, self.ctl_base, self.next_ctl, self.switch_tick,
+        return _advance(target, max_steps, max_batch, first, self.active, self.candidates, self.idx,
+                        self.tokens, self.controls, self.ctl_base, self.next_ctl, self.switch_tick,
                         self.gen_tick, self.sounding, self.entry, self.temperature, self.rng,
                         self.force, self.force_n, self.force_i, self.ev_tick, self.ev_tok,
-                        self.ev_aux, self.snap_h, self.snap_c, self.head, self.tail, self.h,
-                        self.c, self.w.tok_table, self.w.w0, self.w.w_rest, self.w.b_rest,
-                        self.w.w_out, self.w.b_out, self.xbuf, self.gates, self.logits,
-                        self.w.kinds, self.w.values, self.phase0, self.tpb, self.max_note_ticks,
-                        self.pc_bias, self.next_bias, self.w.vocab.offsets[TIME_SHIFT],
+                        self.ev_aux, self.snap_h, self.snap_c, self.head, self.tail, self.h, self.c,
+                        self.w.tok_table, self.w.w0, self.w.w_rest, self.w.b_rest, self.w.w_out,
+                        self.w.b_out, self.xbuf, self.gates, self.logits, self.w.kinds,
+                        self.w.values, self.phase0, self.tpb, self.max_note_ticks, self.pc_bias,
+                        self.next_bias, self.w.vocab.offsets[TIME_SHIFT],
                         self.w.vocab.offsets[NOTE_OFF], self.w.vocab.max_shift, self._theme)
 
     def kernel_args(self):
@@ -472,10 +472,10 @@ class Runtime:
 
 
 @njit(nogil=True, cache=True)
-def _advance(target, max_steps, max_batch, first, active, candidates, idx, tokens, controls, ctl_base, next_ctl,
-             switch_tick, gen_tick, sounding, entry, temperature, rng, force, force_n, force_i,
-             ev_tick, ev_tok, ev_aux, snap_h, snap_c, head, tail, h, c, tok_table, w0, w_rest,
-             b_rest, w_out, b_out, xbuf, gates, logits, kinds, values, phase0, tpb,
+def _advance(target, max_steps, max_batch, first, active, candidates, idx, tokens, controls,
+             ctl_base, next_ctl, switch_tick, gen_tick, sounding, entry, temperature, rng, force,
+             force_n, force_i, ev_tick, ev_tok, ev_aux, snap_h, snap_c, head, tail, h, c, tok_table,
+             w0, w_rest, b_rest, w_out, b_out, xbuf, gates, logits, kinds, values, phase0, tpb,
              max_note_ticks, pc_bias, next_bias, shift_off, off_off, max_shift, theme):
     zbias, next_zbias, theme_h, theme_c, theme_tick, theme_reset, reset_due, start_tok = theme
     S = active.shape[0]

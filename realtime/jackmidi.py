@@ -523,10 +523,10 @@ class NativeJackWriter:
     in a single-producer / single-consumer ring; the callback converts ``t_ns`` to a
     frame offset with ``jack_get_cycle_times`` and writes it there (in a cycle JACK gives
     no clock model for, counted in ``no_clock``, by the cycle following the last one, or
-    starting a period before its callback runs: late then, never early).  A message whose time has passed when its
-    cycle runs goes at offset 0 and is counted in ``late``.  So that
-    none is late, push each message at least one period plus a margin before its time
-    (``period_ns``); the player does (``BasePort.lead_ns``).
+    starting a period before its callback runs: late then, never early).  A message whose
+    time has passed when its cycle runs goes at offset 0 and is counted in ``late``.  So
+    that none is late, push each message at least one period plus a margin before its
+    time (``period_ns``); the player does (``BasePort.lead_ns``).
 
     When the JACK server goes away, ``down`` turns True (JACK's shutdown callback) and
     messages pushed are dropped and counted; ``reopen()`` tries to come back.

@@ -239,8 +239,8 @@ class OscServer:
             {"type": kind, "id": msg_id}, subscribed=True, types=list(args) or allowed,
             events_ahead_ms=self.events.lead_ns / 1e6))
 
-    def _relay(self, frame, t_ns):
-        """The event stream's tap: ``frame`` to every subscriber whose types it is, as OSC.
+    def _relay(self, frame, kind, session, seq, t_ns, beat, fields):
+        """The event stream's tap: the event to every subscriber whose types it is, as OSC.
         On the publishing thread: a datagram each, nothing waits."""
         subscribers = self._subscribers
         if not subscribers or self._server is None:
@@ -251,7 +251,7 @@ class OscServer:
                 if prefixes and not frame.startswith(prefixes):
                     continue
                 if packet is None:
-                    packet = _event_packet(json.loads(frame), t_ns)
+                    packet = _event_packet(frame, kind, session, seq, t_ns, beat, fields)
                 try:
                     self._server.socket.sendto(packet, target)
                 except OSError:
@@ -298,18 +298,17 @@ class _Endpoint(BlockingOSCUDPServer):
         log.error("OSC datagram from %s failed", client_address, exc_info=True)
 
 
-def _event_packet(event, t_ns):
-    """One event as an OSC bundle timetagged with its time (NTP, from the wall clock) holding
-    ``/ostinato/event/<type> session seq t_ns beat ...``: notes then carry channel, pitch and
-    velocity (ints); other types their whole JSON event as text.  seq is an int32, t_ns the
-    server's CLOCK_MONOTONIC nanoseconds as an int64 (``h``), beat a float32."""
-    kind = event["type"]
-    args = [("s", event["session"]), ("i", event["seq"] & 0x7FFFFFFF), ("h", t_ns),
-            ("f", event["beat"])]
+def _event_packet(frame, kind, session, seq, t_ns, beat, fields):
+    """One event (its JSON ``frame`` and what it was made from) as an OSC bundle timetagged
+    with its time (NTP, from the wall clock) holding ``/ostinato/event/<type> session seq
+    t_ns beat ...``: notes then carry channel, pitch and velocity (ints); other types their
+    whole JSON event as text.  seq is an int32, t_ns the server's CLOCK_MONOTONIC
+    nanoseconds as an int64 (``h``), beat a float32."""
+    args = [("s", session), ("i", seq & 0x7FFFFFFF), ("h", t_ns), ("f", beat)]
     if kind in ("note_on", "note_off"):
-        args += [("i", event["channel"]), ("i", event["pitch"]), ("i", event["velocity"])]
+        args += [("i", fields["channel"]), ("i", fields["pitch"]), ("i", fields["velocity"])]
     else:
-        args.append(("s", json.dumps(event, separators=(",", ":"))))
+        args.append(("s", frame.decode()))
     body = [_osc_string(f"{PREFIX}/event/{kind}"), _osc_string("," + "".join(t for t, _ in args))]
     for tag, value in args:
         body.append(_osc_string(value) if tag == "s" else struct.pack(_PACK[tag], value))

@@ -395,8 +395,8 @@ class Server(Commands, MidiClock):
             self.drafter.drive(self._targets, self.cfg.steps_per_lock)
         if pending and rt.advance(self._targets, self.cfg.steps_per_lock,
                                   self.cfg.sessions_per_lock, self._first):
-            # the next batch begins where this one would go on: every session gets its turn
-            self._first = (self._first + max(1, self.cfg.sessions_per_lock)) % len(rt.active)
+            if self.cfg.sessions_per_lock:  # the next batch begins where this one went on
+                self._first = (self._first + self.cfg.sessions_per_lock) % len(rt.active)
             first = self._publish()
             if 0 <= first - self._lead_now < self._deadline:
                 self._wake.set()  # due before the player's next look: wake it

@@ -25,7 +25,7 @@ class ZmqPubPort(BasePort):
     that long before, with its ``t_ns``, so that a client can schedule it exactly (the
     model of OSC bundles and SuperCollider's server latency): jitter is then the
     client's scheduling, not the network's.
-    Taps (``add_tap``) get every frame as it is published, with its ``t_ns``: the OSC
+    Taps (``add_tap``) get every frame as it is published, with its fields: the OSC
     endpoint relays the stream to its subscribers that way.
     """
 
@@ -80,13 +80,15 @@ class ZmqPubPort(BasePort):
         name = session if isinstance(session, str) else self._names.get(session, str(session))
         frame = encode_event(kind, name, self._seq, t_ns, beat, **fields)
         self._socket.send(frame)
-        self._seq += 1
         for tap in self._taps:
-            tap(frame, t_ns)
+            tap(frame, kind, name, self._seq, t_ns, beat, fields)
+        self._seq += 1
 
     def add_tap(self, tap):
-        """Call ``tap(frame, t_ns)`` with every frame published from now on, on the
-        publishing thread and under this port's lock: it must be quick and not raise."""
+        """Call ``tap(frame, type, session name, seq, t_ns, beat, fields)`` with every frame
+        published from now on (its bytes and what they were made from, so that a tap need
+        not parse them), on the publishing thread and under this port's lock: it must be
+        quick and not raise."""
         with self._lock:
             self._taps = self._taps + (tap,)
 
