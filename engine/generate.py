@@ -366,4 +366,4 @@ def theme_of(args, mode):
     mu, _ = enc.encode(motif.tokens(vocab, mode))
     about = (f"; a variation ({args.variation:g}) of the theme in "
              f"{KEY_NAMES[motif.tonic]} {MODES[motif.mode]}, {motif.bars} bars")
-    return enc.bias(latent(mu, args.variation)), about
+    return enc.bias(latent(mu, args.variation), motif.bars), about

@@ -115,6 +115,11 @@ def _check_layout(name, meta, arrays):
         if bad:
             raise ModelError(f"{name}: the model's theme config lacks a positive integer "
                              f"{', '.join(bad)}")
+        bad = [k for k, lo in (("positions_per_bar", 0), ("max_bars", 1)) if k in theme and (
+            not isinstance(theme[k], int) or theme[k] < lo)]
+        if bad:
+            raise ModelError(f"{name}: the model's theme config has a bad {', '.join(bad)} "
+                             "(positions_per_bar: an integer >= 0, max_bars: >= 1)")
         want.update(theme_shapes(theme, cfg))
     missing = [k for k in want if k not in arrays]
     extra = [k for k in arrays if k not in want]
@@ -133,7 +138,9 @@ def theme_shapes(theme, cfg):
     """{name: shape} of the arrays a theme model carries beside the generator's: the phrase
     encoder (embedding, one bidirectional LSTM layer, the linear map to mu and log sigma^2)
     and, per generator layer k, ``theme.gates_l{k}`` (W_z: the latent's per-gate bias is
-    W_z z) and ``theme.h0_l{k}`` / ``theme.c0_l{k}`` (the initial state tanh(W_h z), W_c z)."""
+    W_z z) and ``theme.h0_l{k}`` / ``theme.c0_l{k}`` (the initial state tanh(W_h z), W_c z);
+    with ``positions_per_bar`` > 0, the conductor ``theme.conductor`` (A_p, one per
+    position of ``max_bars``) and per layer ``theme.codes_l{k}`` (W_u)."""
     V, H, Z = cfg["vocab_size"], cfg["hidden"], theme["z_dim"]
     E, K = theme["enc_embed"], theme["enc_hidden"]
     enc = "theme.encoder."
@@ -146,6 +153,11 @@ def theme_shapes(theme, cfg):
     for layer in range(cfg["layers"]):
         want[f"theme.gates_l{layer}"] = (4 * H, Z)
         want[f"theme.h0_l{layer}"] = want[f"theme.c0_l{layer}"] = (H, Z)
+    positions = theme.get("positions_per_bar", 0) * theme.get("max_bars", 8)
+    if positions:
+        want["theme.conductor"] = (positions, Z, Z)
+        for layer in range(cfg["layers"]):
+            want[f"theme.codes_l{layer}"] = (4 * H, Z)
     return want
 
 

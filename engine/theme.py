@@ -89,6 +89,15 @@ class ThemeConfig:
     min_bars: int = field(default=1, metadata={"help": "shortest theme, in bars"})
     max_bars: int = field(default=8, metadata={"help": "longest theme, in bars"})
     beats_per_bar: int = field(default=4, metadata={"help": "beats in a bar"})
+    positions_per_bar: int = field(default=0, metadata={
+        "help": "latent codes per bar (a flat conductor): 0 one z for the whole theme; k "
+                "a code tanh(A_p z) for each of k positions per bar, added to the gates "
+                "beside W_z z"})
+
+    @property
+    def positions(self):
+        """How many conductor codes a theme model has: one per position of max_bars."""
+        return self.max_bars * self.positions_per_bar
 
     def check(self):
         _check("z_dim", self.z_dim, 1, 1024)
@@ -97,6 +106,7 @@ class ThemeConfig:
         _check("max_bars", self.max_bars, 1, 32)
         _check("min_bars", self.min_bars, 1, self.max_bars)
         _check("beats_per_bar", self.beats_per_bar, 1, 16)
+        _check("positions_per_bar", self.positions_per_bar, 0, 16)
         return self
 
 
@@ -163,27 +173,36 @@ class ThemeEncoder(nn.Module):
 class ThemeDecoder(nn.Module):
     """The generator with z: ``MusicLSTM`` with each layer its own one-layer ``nn.LSTM`` over
     ``[layer input ; z]`` and an initial state from z.  At z = 0 it computes exactly what
-    ``MusicLSTM`` with the same x weights does (the z columns meet zeros, tanh(0) = 0)."""
+    ``MusicLSTM`` with the same x weights does (the z columns meet zeros, tanh(0) = 0).
 
-    def __init__(self, cfg: ModelConfig, z_dim):
+    With ``positions`` > 0 (``ThemeConfig.positions``) z also gives a code per position of
+    the phrase, u_p = tanh(A_p z) (a flat conductor, after MusicVAE's hierarchical one):
+    the layers read ``[layer input ; z ; u_p(t)]``, p(t) the position of the token being
+    predicted, so each bar (or beat) of the theme gets a bias of its own.  u_p is zero at
+    z = 0 too."""
+
+    def __init__(self, cfg: ModelConfig, z_dim, positions=0):
         super().__init__()
-        self.cfg, self.z_dim = cfg, z_dim
+        self.cfg, self.z_dim, self.positions = cfg, z_dim, positions
         self.inputs = [cfg.embed + cfg.n_controls] + [cfg.hidden] * (cfg.layers - 1)
+        self.extra = z_dim * (2 if positions else 1)  # the columns after each layer's input
         self.embed = nn.Embedding(cfg.vocab_size, cfg.embed)
-        self.layers = nn.ModuleList(nn.LSTM(n + z_dim, cfg.hidden, batch_first=True)
+        self.layers = nn.ModuleList(nn.LSTM(n + self.extra, cfg.hidden, batch_first=True)
                                     for n in self.inputs)
         # no bias terms: z = 0 must give the zero state
         self.init_h = nn.ModuleList(nn.Linear(z_dim, cfg.hidden, bias=False) for _ in self.inputs)
         self.init_c = nn.ModuleList(nn.Linear(z_dim, cfg.hidden, bias=False) for _ in self.inputs)
+        # A_p [P, Z, Z], random so that W_u (zero at the start) gets a gradient at once
+        self.conductor = nn.Parameter(torch.randn(positions, z_dim, z_dim) / math.sqrt(z_dim))
         # MusicLSTM's dropouts: nn.LSTM's between its layers, and one before the head
         self.between = nn.Dropout(cfg.dropout if cfg.layers > 1 else 0.0)
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.hidden, cfg.vocab_size)
 
     @classmethod
-    def from_plain(cls, model: MusicLSTM, z_dim):
+    def from_plain(cls, model: MusicLSTM, z_dim, positions=0):
         """A decoder that is ``model`` at every z: its weights copied, every z weight zero."""
-        dec = cls(model.cfg, z_dim)
+        dec = cls(model.cfg, z_dim, positions)
         with torch.no_grad():
             dec.embed.weight.copy_(model.embed.weight)
             dec.head.weight.copy_(model.head.weight)
@@ -209,23 +228,42 @@ class ThemeDecoder(nn.Module):
 
     def gate_weights(self, k):
         """W_z of layer k, [4H, Z]: the latent's per-gate bias there is W_z z."""
-        return self.layers[k].weight_ih_l0[:, self.inputs[k]:]
+        n = self.inputs[k]
+        return self.layers[k].weight_ih_l0[:, n:n + self.z_dim]
+
+    def code_weights(self, k):
+        """W_u of layer k, [4H, Z]: position p's code adds W_u u_p to the gates there."""
+        n = self.inputs[k] + self.z_dim
+        return self.layers[k].weight_ih_l0[:, n:n + self.z_dim]
+
+    def codes(self, z):
+        """u_p = tanh(A_p z) for every position, [B, P, Z]."""
+        return torch.tanh(torch.einsum("pyz,bz->bpy", self.conductor, z))
 
     def initial_state(self, z):
         """(h0, c0), each [layers, B, H]: tanh(W_h z) and W_c z per layer."""
         return (torch.stack([torch.tanh(lin(z)) for lin in self.init_h]),
                 torch.stack([lin(z) for lin in self.init_c]))
 
-    def forward(self, tokens, controls, z=None, state=None):
+    def forward(self, tokens, controls, z=None, state=None, pos=None):
         """tokens [B, T], controls [B, T, C], z [B, Z] (None: no theme, z = 0) -> logits
         [B, T, V] and the state (h, c), each [layers, B, H] as ``MusicLSTM``'s.  ``state``
-        continues a stream; without it the stream starts from z's initial state."""
+        continues a stream; without it the stream starts from z's initial state.  ``pos``
+        [B, T]: the position of each predicted token (``Phrases``), needed with a theme
+        when the decoder has positions."""
         B, T = tokens.shape
         if z is None:
             z = controls.new_zeros(B, self.z_dim)
+            if self.positions:
+                pos = tokens.new_zeros(B, T)
         if state is None:
             state = self.initial_state(z)
         zt = z[:, None, :].expand(B, T, self.z_dim)  # the same z at every step
+        if self.positions:
+            if pos is None:
+                raise ValueError("this decoder has positions: give pos with z")
+            u = self.codes(z)  # [B, P, Z]
+            zt = torch.cat([zt, torch.gather(u, 1, pos[..., None].expand(B, T, self.z_dim))], -1)
         x = torch.cat([self.embed(tokens), controls], -1)
         hs, cs = [], []
         for k, layer in enumerate(self.layers):
@@ -248,7 +286,7 @@ class ThemeVAE(nn.Module):
     def from_plain(cls, model: MusicLSTM, cfg: ThemeConfig):
         """A new encoder and a decoder that starts as ``model``."""
         return cls(ThemeEncoder(model.cfg.vocab_size, cfg),
-                   ThemeDecoder.from_plain(model, cfg.z_dim), cfg)
+                   ThemeDecoder.from_plain(model, cfg.z_dim, cfg.positions), cfg)
 
 
 # -- phrases ----------------------------------------------------------------------------
@@ -264,6 +302,7 @@ class PhraseBatch:
     controls: torch.Tensor  # [B, T, C] float32: the dataset's controls for each prediction
     mask: torch.Tensor      # [B, T] bool
     bars: torch.Tensor      # [B] int64
+    pos: torch.Tensor       # [B, T] int64: each token's conductor position (0 without)
 
     def to(self, device):
         return PhraseBatch(*(getattr(self, f.name).to(device) for f in fields(self)))
@@ -280,13 +319,21 @@ class Phrases:
     phrase be at most ``max_tokens`` long.  The decoder's controls are the dataset's: the
     ones before token i are those for predicting token i (``ControlSpec.compute``), so
     the START that replaces the token before the phrase gets the controls of the piece
-    at the phrase's start.
+    at the phrase's start.  A token's position (``ThemeConfig.positions_per_bar``) is the
+    bar / beat it happens in, counted from the phrase's start and modulo the phrase's
+    length, so the note-offs on its closing line are at position 0, where a theme that
+    goes round again starts.
     """
 
     def __init__(self, dataset, split, cfg: ThemeConfig, max_tokens=512):
         self.vocab, self.cfg = dataset.vocab, cfg
         self.bar = cfg.beats_per_bar * dataset.vocab.ticks_per_beat
+        if cfg.positions_per_bar and self.bar % cfg.positions_per_bar:
+            raise OstinatoError(f"--positions-per-bar {cfg.positions_per_bar} must divide a "
+                                f"bar's {self.bar} ticks")
+        self.pos_ticks = self.bar // max(cfg.positions_per_bar, 1)
         kinds, values = dataset.vocab.tables()
+        self.kinds, self.values = kinds, values
         self.pieces = dataset.pieces(split)
         piece, start, ends = [], [], []
         for p, (tok, _) in enumerate(self.pieces):
@@ -341,6 +388,13 @@ class Phrases:
         i, j = self.start[row], self.end[row, bars - 1]
         return tok[i:j].astype(np.int64), ctl[i - 1:j - 1].astype(np.float32), i
 
+    def positions(self, tokens, bars):
+        """Each token's conductor position (see the class), [T] int64; zeros without."""
+        if not self.cfg.positions_per_bar:
+            return np.zeros(len(tokens), np.int64)
+        return theme_positions(tokens, bars, self.kinds, self.values, self.pos_ticks,
+                               self.cfg.positions_per_bar)
+
     def batch(self, rows, bars):
         """The phrases of ``rows`` (of ``bars`` bars each) as one padded PhraseBatch."""
         got = [self.phrase(r, k) for r, k in zip(rows, bars)]
@@ -348,20 +402,32 @@ class Phrases:
         tokens = np.zeros((B, T), np.int64)
         inputs = np.full((B, T), self.vocab.token(START), np.int64)
         controls = np.zeros((B, T, C), np.float32)
-        for r, (t, c, _) in enumerate(got):
+        pos = np.zeros((B, T), np.int64)
+        for r, ((t, c, _), k) in enumerate(zip(got, bars)):
             tokens[r, :len(t)] = t
             inputs[r, 1:len(t)] = t[:-1]
             controls[r, :len(t)] = c
+            pos[r, :len(t)] = self.positions(t, k)
         lengths = np.array([len(t) for t, _, _ in got], np.int64)
         return PhraseBatch(torch.from_numpy(tokens), torch.from_numpy(lengths),
                            torch.from_numpy(inputs), torch.from_numpy(controls),
                            torch.from_numpy(np.arange(T)[None] < lengths[:, None]),
-                           torch.as_tensor(np.asarray(bars, np.int64)))
+                           torch.as_tensor(np.asarray(bars, np.int64)), torch.from_numpy(pos))
 
     def sample(self, rng, n, bars=None, replace=True):
         """A PhraseBatch of n phrases (see ``pick``); None if there are none."""
         rows, ks = self.pick(rng, n, bars, replace)
         return self.batch(rows, ks) if len(rows) else None
+
+
+def theme_positions(tokens, bars, kinds, values, pos_ticks, per_bar):
+    """The conductor position of each token of a phrase of ``bars`` bars that starts at a
+    bar line: (the time it happens // ``pos_ticks``) mod (bars * ``per_bar``), the time
+    being the sum of the time shifts before it (``Vocab.tables``' kinds and values)."""
+    t = np.asarray(tokens, np.int64)
+    shift = np.where(kinds[t] == TIME_SHIFT, values[t], 0)
+    before = np.cumsum(shift) - shift
+    return (before // pos_ticks) % (int(bars) * per_bar)
 
 
 def phrases(dataset, split, rng, n, cfg=ThemeConfig(), bars=None, max_tokens=512):
@@ -437,7 +503,7 @@ def theme_loss(vae, batch, drop, beta, free_bits, generator=None):
         kld = kl_per_dim(mu, logvar)
         kl = kld.sum(1).mean()
         kl_term = free_bits_kl(kld.mean(0), free_bits) * (n / B)
-    logits, _ = vae.decoder(batch.inputs, batch.controls, z)
+    logits, _ = vae.decoder(batch.inputs, batch.controls, z, pos=batch.pos)
     ce = phrase_ce(logits, batch)
     loss = ce.mean() + beta * kl_term
     return loss, dict(ce=ce.mean().item(), tokens=int(batch.lengths.sum()), ce_sum=ce.sum().item(),
@@ -456,8 +522,9 @@ class TwoRateAdam:
         self.lr_enc, self.lr_dec = lr_enc, lr_dec
         self.shared = [(layer.weight_ih_l0, n) for layer, n in zip(dec.layers, dec.inputs)]
         new = [*vae.encoder.parameters(), *dec.init_h.parameters(), *dec.init_c.parameters(),
-               *(p for p, _ in self.shared)]
-        old = [p for name, p in dec.named_parameters() if not name.startswith("init_")]
+               dec.conductor, *(p for p, _ in self.shared)]
+        old = [p for name, p in dec.named_parameters()
+               if not name.startswith(("init_", "conductor"))]
         self.new, self.old = torch.optim.Adam(new, lr=lr_enc), torch.optim.Adam(old, lr=lr_dec)
 
     def scale(self, factor):
@@ -544,10 +611,11 @@ def theme_figures(model, dataset, split="valid", bars=(2, 4), n=256, seed=0, bas
             mu, logvar = vae.encoder(b.tokens, b.lengths)
             z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=gen).to(device)
             kl = kl_per_dim(mu, logvar).sum(1)
-            s["elbo"] += (phrase_ce(dec(b.inputs, b.controls, z)[0], b) + kl).sum().item()
+            s["elbo"] += (phrase_ce(dec(b.inputs, b.controls, z, pos=b.pos)[0], b)
+                          + kl).sum().item()
             s["kl"] += kl.sum().item()
             for name, zz in (("mu", mu), ("z0", None)):
-                logits = dec(b.inputs, b.controls, zz)[0]
+                logits = dec(b.inputs, b.controls, zz, pos=b.pos)[0]
                 s[f"ce_{name}"] += phrase_ce(logits, b).sum().item()
                 s[f"hit_{name}"] += ((logits.argmax(-1) == b.tokens) & m).sum().item()
             if base is not None:
@@ -612,6 +680,10 @@ def save_theme(path, vae, vocab: Vocab, spec: ControlSpec, info=None):
         arrays[f"{THEME_PREFIX}gates_l{k}"] = dec.gate_weights(k)
         arrays[f"{THEME_PREFIX}h0_l{k}"] = dec.init_h[k].weight
         arrays[f"{THEME_PREFIX}c0_l{k}"] = dec.init_c[k].weight
+        if dec.positions:
+            arrays[f"{THEME_PREFIX}codes_l{k}"] = dec.code_weights(k)
+    if dec.positions:
+        arrays[f"{THEME_PREFIX}conductor"] = dec.conductor
     arrays.update({ENCODER + k: v for k, v in vae.encoder.state_dict().items()})
     arrays = {k: v.detach().cpu().float().numpy() for k, v in arrays.items()}
     with open(path, "wb") as f:
@@ -634,9 +706,13 @@ def load_theme(path):
     plain = MusicLSTM(ModelConfig(**meta["config"]))
     plain.load_state_dict({k: torch.from_numpy(v) for k, v in a.items()
                            if not k.startswith(THEME_PREFIX)})
-    dec = ThemeDecoder.from_plain(plain, cfg.z_dim)
+    dec = ThemeDecoder.from_plain(plain, cfg.z_dim, cfg.positions)
     with torch.no_grad():
+        if cfg.positions:
+            dec.conductor.copy_(torch.from_numpy(a[f"{THEME_PREFIX}conductor"]))
         for k in range(dec.cfg.layers):
+            if cfg.positions:
+                dec.code_weights(k).copy_(torch.from_numpy(a[f"{THEME_PREFIX}codes_l{k}"]))
             dec.gate_weights(k).copy_(torch.from_numpy(a[f"{THEME_PREFIX}gates_l{k}"]))
             dec.init_h[k].weight.copy_(torch.from_numpy(a[f"{THEME_PREFIX}h0_l{k}"]))
             dec.init_c[k].weight.copy_(torch.from_numpy(a[f"{THEME_PREFIX}c0_l{k}"]))
@@ -809,8 +885,9 @@ def add_arguments(p):
     v = acts.add_parser("eval", help="the theme model on held-out themes, through the sampler "
                         "that plays", description="held-out figures (as `figures`) and the "
                         "variation evaluation (engine/variations.py): reconstruction at "
-                        "variation 0, similarity and novelty against variation, and the "
-                        "plain model primed with each theme as the baseline")
+                        "variation 0, similarity and novelty against variation, a fresh "
+                        "critic's AUC at each variation, the plain model primed with each "
+                        "theme as the baseline, and interpolation between held-out themes")
     v.add_argument("model", help="theme model file (theme.npz)")
     v.add_argument("--data", default="data/dataset.npz", help="dataset from `ostinato data`")
     v.add_argument("--split", default="test", choices=("train", "valid", "test"))
@@ -819,6 +896,10 @@ def add_arguments(p):
     v.add_argument("--base", default=None, help="plain model for the baseline (default: the "
                                                 "one the theme model was trained from)")
     v.add_argument("--json", default=None, metavar="PATH", help="write every figure here")
+    v.add_argument("--lm-dir", default="runs/quality/lm", help="where the independent LSTM "
+                   "(engine/quality.py, trained on the valid split) is cached (%(default)s)")
+    v.add_argument("--quick", action="store_true", help="tiny critics and independent LSTM "
+                   "(QualityConfig.quick): a first look, not figures to quote")
     v.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     e = acts.add_parser("encode", help="what a theme is understood as: key, bars, notes, z",
                         description="read a theme (a .mid file, or --notes) as the server "
@@ -908,6 +989,7 @@ def _run_encode(args):
 
 def _run_eval(args):
     from .data import Dataset
+    from .quality import QualityConfig, independent_lm
     from .variations import evaluate_variations
 
     _check("n", args.n, 1, 100000)
@@ -922,8 +1004,12 @@ def _run_eval(args):
     figs = theme_figures(ThemeVAE(enc, dec, theme_config(meta)), data, args.split, (2, 4),
                          args.n * 4, base=load_model(base_path)[0],
                          max_tokens=tc.get("max_tokens", ThemeTrainConfig.max_tokens))
+    qc = QualityConfig(window_bars=8)
+    qc = qc.quick() if args.quick else qc
+    lm, lm_info = independent_lm(data, args.lm_dir, qc, progress=True)
     var = evaluate_variations(args.model, base_path, data, args.split, args.n,
-                              tuple(range(args.seeds)))
+                              tuple(range(args.seeds)), quality=qc, lm=lm)
+    var["independent_lm"] = lm_info
     out = dict(model=str(args.model), base=str(base_path), data=str(args.data),
                split=args.split, figures=figs, variations=var,
                seconds=round(time.monotonic() - t0, 1))
@@ -935,10 +1021,21 @@ def _run_eval(args):
         rec = r["reconstruction"]
         print(f"{k.replace('_', ' ')}: {r['themes']} themes; at variation 0, note accuracy "
               f"{rec['note_accuracy']:.3f}, onsets {rec['onset_accuracy']:.3f}; Spearman of "
-              f"similarity on variation {r['spearman']:.3f}")
+              f"similarity on variation {r['spearman']:.3f} over pieces, "
+              f"{r['spearman_within_theme']:.3f} within themes, {r['spearman_curve']:.3f} "
+              "of the curve")
         for name, curve in (("variation", r["variation"]), ("primed, temperature", r["primed"])):
             print(f"  {name:20s} " + "  ".join(
                 f"{x}: sim {c['similarity']:.3f} nov {c['novelty']:.3f}" for x, c in curve.items()))
+        if "critic_auc" in r:
+            print("  critic AUC           " + "  ".join(
+                f"{x}: {c['mean']:.3f} ({c['vs_free']:+.3f})" for x, c in r["critic_auc"].items()))
+        ip = r.get("interpolation", {})
+        if ip.get("pairs"):
+            print(f"  interpolation, {ip['pairs']} pairs: midpoint NLL {ip['midpoint_nll']:.3f} "
+                  f"vs endpoints {ip['endpoint_nll']:.3f} ({ip['midpoint_vs_endpoints']:+.1%}); "
+                  f"edit distance never falls in {ip['monotone_share']:.0%} of pairs; mean "
+                  "distance " + " ".join(f"{d:.2f}" for d in ip["distance"]))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1, default=float))
         print(f"wrote {args.json}")

@@ -212,11 +212,15 @@ class Commands:
                          **describe(sess.mood, self.base_register, self.tonality))
             if self.theme is not None:  # the latent moves from here, a sixteenth at a time
                 z0 = np.zeros(self.theme.z_dim) if sess.z is None else sess.z
+                # a conductor model's positions: the new theme's bars (the old one's when
+                # the blend goes back to free composition)
+                bars = motif.bars if motif is not None else (
+                    sess.theme[0].bars if sess.theme is not None else None)
                 self._blends[sess.slot] = (sess, z0, z, tick, tick + int(round(blend * self.tpb)),
-                                           -1)
+                                           -1, bars)
         else:
             self._blends.pop(sess.slot, None)
-            bias, state = self.theme.bias(z)
+            bias, state = self.theme.bias(z, None if motif is None else motif.bars)
             reply = self._change(sess, sess.mood, unit, "theme",
                                  theme=(bias, state if motif is not None else None))
         sess.theme = None if motif is None else (motif, msg["variation"])
@@ -241,18 +245,18 @@ class Commands:
         """Move each blending session's latent on, a sixteenth of a beat at a time by where
         its music is composed up to (on the generator thread, under its lock)."""
         rt = self.rt
-        for s, (sess, z0, z1, t0, t1, done) in list(self._blends.items()):
+        for s, (sess, z0, z1, t0, t1, done, bars) in list(self._blends.items()):
             step = 0 if rt.gen_tick[s] < t0 else (rt.gen_tick[s] - t0) * 4 // self.tpb + 1
             last = (t1 - t0) * 4 // self.tpb + 1
             step = min(step, last)
             if step <= done:
                 continue
             f = min(1.0, step / last)
-            rt.set_theme(s, self.theme.bias(slerp(z0, z1, f))[0])
+            rt.set_theme(s, self.theme.bias(slerp(z0, z1, f), bars)[0])
             if f >= 1.0:
                 del self._blends[s]
             else:
-                self._blends[s] = (sess, z0, z1, t0, t1, step)
+                self._blends[s] = (sess, z0, z1, t0, t1, step, bars)
 
     def _on_start(self, msg):
         if self.state == "playing":
@@ -354,7 +358,7 @@ class Commands:
         self.rt.max_note_ticks[s] = self._max_note_ticks(sess.mood)
         self._blends.pop(s, None)
         if sess.z is not None:  # the music starts afresh from the theme's phrase
-            bias, state = self.theme.bias(sess.z)
+            bias, state = self.theme.bias(sess.z, sess.theme[0].bars)
             self.rt.set_theme(s, bias, state)
         self._apply_critic(sess)
         self.seq.set_transpose(s, shift)
@@ -425,7 +429,8 @@ class Commands:
         sess.mood = mood
         if theme is None and sess.theme is not None and mode_of(mood) != sess.theme_mode:
             sess.z = self._theme_latent(sess, *sess.theme)
-            theme = (self.theme.bias(sess.z)[0], None)  # the same phrase goes on, re-keyed
+            # the same phrase goes on, re-keyed
+            theme = (self.theme.bias(sess.z, sess.theme[0].bars)[0], None)
             self._blends.pop(s, None)
         now = time.monotonic_ns()
         ctl, shift, bias = self._model_request(mood)

@@ -1,11 +1,15 @@
 """``ostinato demo``: see and hear Ostinato answer a game, without a DAW, in a minute.
 
 Starts a ``Server`` in this process on free ZeroMQ ports and plays a scripted game to
-it through a real ``bindings.Client``: menu, then explore (at the bar), a move along
-the mood axes, stealth (at once), combat (at the bar) with a "danger" stinger, victory
-(at once) with its stinger, calm (at the bar).  ``realtime.show`` prints what the
-music does every second; at the end the recording is rendered to ``demo.wav`` and
-drawn to ``demo.png`` with the changes marked where they took effect.
+it through a real ``bindings.Client``: menu, then explore (at the bar), the hero's
+theme (states.toml's ``hero``, at the bar), a move along the mood axes, stealth (at
+once), combat (at the bar: the theme goes on, re-keyed in minor) with a "danger"
+stinger and the theme varied further, victory (at once) with its stinger, calm (at
+the bar).  The model served is the shipped theme model, which at z = 0 (no theme) is
+the shipped generator; with a plain model the theme steps are skipped and say so.
+``realtime.show`` prints what the music does every second; at the end the recording
+is rendered to ``demo.wav`` and drawn to ``demo.png`` with the changes marked where
+they took effect.
 """
 import os
 import time
@@ -13,7 +17,7 @@ import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine import DEFAULT_MODEL
+from engine import DEFAULT_THEME
 from engine.errors import InvalidMessage, OstinatoError, PortError
 
 from .commands import STINGER_CHANNEL
@@ -31,7 +35,7 @@ class Step:
     """One thing the scripted game sends, at a fraction of the performance."""
 
     at: float
-    kind: str                 # "state", "mood" or "stinger"
+    kind: str                 # "state", "mood", "theme" or "stinger"
     transition: str
     fields: dict = field(default_factory=dict)
 
@@ -39,25 +43,30 @@ class Step:
         if self.kind == "mood":
             axes = ", ".join(f"{k} {v:+.2f}" for k, v in self.fields.items())
             return f"mood {axes} ({self.transition})"
+        if self.kind == "theme":
+            return (f"theme {self.fields['name']}, variation {self.fields['variation']:g} "
+                    f"({self.transition})")
         return f"{self.kind} {self.fields['name']} ({self.transition})"
 
     def label(self):
         """The piano roll's mark and the summary's name for a mood or state step."""
         if self.kind == "mood":
             return "mood " + " ".join(f"{k[0]}{v:+.1f}" for k, v in self.fields.items())
+        if self.kind == "theme":
+            return f"theme {self.fields['name']} v{self.fields['variation']:g}"
         return self.fields["name"]
 
 
-# Spaced so that every bar-quantised change takes effect before the next message, even
-# at --seconds 10 and 72 BPM (a bar is 3.3 s there; the calm step leaves it 3.8 s).
 # Spaced so that each quantised change takes effect well before the next message even
 # at --seconds 20: a bar lasts 1.7 s (combat) to 3.3 s (calm), and the game starts in
 # the menu so that the first change, to explore, is heard at a bar line.
 SCRIPT = (
     Step(0.03, "state", "bar", {"name": "explore"}),
+    Step(0.13, "theme", "bar", {"name": "hero", "variation": 0.2}),
     Step(0.25, "mood", "beat", {"valence": 0.8, "arousal": 0.6}),
     Step(0.37, "state", "now", {"name": "stealth"}),
     Step(0.45, "state", "bar", {"name": "combat"}),
+    Step(0.56, "theme", "beat", {"name": "hero", "variation": 0.6}),
     Step(0.60, "stinger", "beat", {"name": "danger"}),
     Step(0.72, "state", "now", {"name": "victory"}),
     Step(0.72, "stinger", "beat", {"name": "victory"}),
@@ -80,7 +89,8 @@ def add_arguments(p):
                         "default 60)")
     p.add_argument("--out-dir", default=".", help="where demo.mid, demo.wav and demo.png go "
                                                    "(default: the current folder)")
-    p.add_argument("--model", default=str(DEFAULT_MODEL), help="model .npz (default: shipped)")
+    p.add_argument("--model", default=str(DEFAULT_THEME), help="model .npz (default: the "
+                   "shipped theme model; a plain one plays without the theme steps)")
     add_midi_arguments(p)
     p.add_argument("--audio", action="store_true",
                    help="play it live: FluidSynth where JACK runs, else the built-in synth "
@@ -201,11 +211,16 @@ def _perform(srv, rec, pub, seconds, header):
                          f"states {', '.join(hello['states'])}")
                 for step in SCRIPT:
                     _sleep_until(t0 + step.at * seconds)
+                    if step.kind == "theme" and srv.theme is None:
+                        show.say(f"game → (skips {step.describe()}: {srv.cfg.model} is not a "
+                                 "theme model)")
+                        continue
                     show.say("game → " + step.describe())
                     reply = _send(game, step)
                     show.say("music: " + _answer(step, reply))
-                    if step.kind != "stinger":  # stingers show as notes; marks are moods
+                    if step.kind != "stinger":  # stingers show as notes; marks are changes
                         marks.append((reply["beat"], step.label()))
+                    if step.kind in ("state", "mood"):  # the sections are the moods'
                         rec.tempo(reply["bpm"], reply["beat"])
                         sections[:] = [s for s in sections if s.beat < reply["beat"]]
                         sections.append(Section(step.label(), reply["beat"], reply["bpm"]))
@@ -229,6 +244,8 @@ def _send(game, step):
         return game.state(step.fields["name"], step.transition)
     if step.kind == "mood":
         return game.mood(transition=step.transition, **step.fields)
+    if step.kind == "theme":
+        return game.theme(transition=step.transition, **step.fields)
     return game.stinger(step.fields["name"], step.transition)
 
 
@@ -239,6 +256,10 @@ def _answer(step, reply):
     if step.kind == "stinger":
         notes = " ".join(note_name(p) for p in reply["pitches"])
         return f"stinger at beat {reply['beat']:g}: {notes}"
+    if step.kind == "theme":
+        t = reply["theme"]
+        return (f"from beat {reply['beat']:g}: theme in {t['key']}, {t['bars']} bars, "
+                f"{t['notes']} notes, played in {reply['key']} {reply['mode']}")
     return (f"from beat {reply['beat']:g}: {reply['key']} {reply['mode']}, {reply['bpm']:g} BPM, "
             f"{reply['density']:g} notes/beat asked, velocity {reply['velocity']}")
 
@@ -294,12 +315,14 @@ def _wrap_up(args, paths, sections, marks, wall):
     stats = section_stats(notes, sections, end_beat)
     n_stinger = sum(s["stinger_notes"] for s in stats)
     plot_pianoroll([notes], [f"ostinato demo: {len(notes)} notes, {length:.1f} s; red lines: "
-                             "each mood change where it took effect"], png,
+                             "each mood or theme change where it took effect"], png,
                    marks=marks, ticks_per_beat=TICKS_PER_BEAT)
     print(f"  {mid}: {len(notes) - n_stinger} notes + {n_stinger} stinger notes, "
           f"{length:.1f} s of music ({wall:.1f} s performed)")
     print(f"  {wav}: {wav_s:.1f} s, {SAMPLE_RATE} Hz stereo ({how})")
-    print(f"  {png}: piano roll, {len(marks)} mood changes marked")
+    themes = sum(label.startswith("theme ") for _, label in marks)
+    print(f"  {png}: piano roll, {len(marks) - themes} mood changes and {themes} theme "
+          "entries marked")
     print("  what each section measured (from the recording):")
     print(f"    {'section':<18} {'from beat':>9} {'BPM':>5} {'seconds':>8} {'notes/s':>8} "
           f"{'mean velocity':>14}")

@@ -325,9 +325,26 @@ class Runtime:
         self.reset_due = np.zeros(S, np.bool_)
         self.theme_from = np.full(S, -1, np.int64)
         self.prev_zbias = np.zeros((S, L, 4 * H), np.float32)
+        # A theme model with a conductor (engine.theme, positions_per_bar > 0) gives a bias
+        # per position (bar or beat) of the theme's phrase.  Each session has two tables,
+        # the one playing (pos_slot) and the one a theme due at theme_tick brings, each
+        # pos_n positions long (0: the theme's bias is one vector, zbias as above); before
+        # each step the position (gen_tick - pos0) // pos_ticks mod pos_n picks the row
+        # copied into zbias, once per position change.  pos0 is where the phrase started.
+        th = w.meta.get("theme") or {}
+        per_bar = int(th.get("positions_per_bar", 0))
+        self.positions = int(th.get("max_bars", 8)) * per_bar
+        self.pos_ticks = int(th.get("beats_per_bar", 4)) * self.tpb // per_bar if per_bar else 1
+        self.pos_bias = np.zeros((S, 2, self.positions, L, 4 * H), np.float32)
+        self.pos_n = np.zeros((S, 2), np.int64)
+        self.pos_slot = np.zeros(S, np.int64)
+        self.pos0 = np.full(S, -1, np.int64)
+        self.pos_cur = np.full(S, -1, np.int64)
+        self.prev_pos0 = np.full(S, -1, np.int64)
         self._theme = (self.zbias, self.next_zbias, self.theme_h, self.theme_c, self.theme_tick,
                        self.theme_reset, self.reset_due,
-                       np.array([w.vocab.offsets[START]], np.int64))
+                       np.array([w.vocab.offsets[START], self.pos_ticks], np.int64),
+                       self.pos_bias, self.pos_n, self.pos_slot, self.pos0, self.pos_cur)
         # per session: the longest a note may sound (ticks), and the tonality prior
         # (log, per pitch class above the model's tonic) now and from switch_tick on
         self.max_note_ticks = np.full(S, int(max_note_beats * self.tpb), np.int64)
@@ -352,6 +369,8 @@ class Runtime:
         self.temperature[s] = temperature
         self.pc_bias[s] = self.next_bias[s] = 0.0  # free until told otherwise
         self.zbias[s] = 0.0  # no theme until one is set
+        self.pos_n[s] = 0
+        self.pos0[s] = self.pos_cur[s] = -1
         self.theme_tick[s] = self.theme_from[s] = -1
         self.reset_due[s] = False
         self.rng[s] = np.uint64((seed * 0x9E3779B97F4A7C15 + 0x2545F4914F6CDD1D) % 2**64) or 1
@@ -393,26 +412,48 @@ class Runtime:
         return (self.tokens, self.controls, self.h, self.c, w.tok_table, w.w0, w.w_rest,
                 w.b_rest, w.w_out, w.b_out, self.xbuf, self.gates, self.logits, self.zbias)
 
+    def _table(self, s, slot, bias):
+        """Put a theme's bias in session s's table ``slot``: [L, 4H] one vector (pos_n 0,
+        returned to be used as it is), or [n, L, 4H] one per position (n <= positions)."""
+        bias = np.asarray(bias, np.float32)
+        if bias.ndim == 2:
+            self.pos_n[s, slot] = 0
+            return bias
+        n = len(bias)
+        if not 1 <= n <= self.positions:
+            raise ValueError(f"a theme bias of {n} positions; this model has "
+                             f"0..{self.positions}")
+        self.pos_bias[s, slot, :n] = bias
+        self.pos_n[s, slot] = n
+        return bias[0]
+
     def set_theme(self, s, bias, state=None):
         """Session s composes from a theme from its next step on: ``bias`` [L, 4H] is
-        W_z z per layer (``realtime.theme.ThemeEncoder.bias``), zeros for none; ``state``
-        (h0, c0), each [L, H], replaces the LSTM state, as at the start of a phrase.
-        A bias moved gradually (a blend) is set this way too."""
-        self.zbias[s] = bias
+        W_z z per layer (``realtime.theme.ThemeEncoder.bias``), zeros for none, or
+        [n, L, 4H], one per position of a conductor model's theme; ``state`` (h0, c0),
+        each [L, H], replaces the LSTM state, as at the start of a phrase (its positions
+        count from here).  A bias moved gradually (a blend) is set this way too, and its
+        positions go on being counted from where they were."""
+        self.zbias[s] = self._table(s, self.pos_slot[s], bias)
         self.theme_tick[s] = -1
+        self.pos_cur[s] = -1  # the row for the next step is copied afresh
+        if state is not None or self.pos0[s] < 0:
+            self.pos0[s] = self.gen_tick[s]
         if state is not None:
             self.h[s], self.c[s] = state
 
     def theme_at(self, s, tick, bias, state=None):
-        """Session s takes the theme ``bias`` when its music reaches ``tick``; with
-        ``state``, the theme's phrase starts there: the notes still sounding are released,
-        then the LSTM starts from ``state`` with START, and the first event is a note, as
-        a training phrase starts.  A theme not yet reached is replaced by this one."""
-        self.next_zbias[s] = bias
+        """Session s takes the theme ``bias`` (as ``set_theme``'s) when its music reaches
+        ``tick``; with ``state``, the theme's phrase starts there: the notes still sounding
+        are released, then the LSTM starts from ``state`` with START, and the first event
+        is a note, as a training phrase starts (its positions count from that START).  A
+        theme not yet reached is replaced by this one."""
+        self.next_zbias[s] = self._table(s, 1 - self.pos_slot[s], bias)
         self.theme_reset[s] = state is not None
         if state is not None:
             self.theme_h[s], self.theme_c[s] = state
         self.prev_zbias[s] = self.zbias[s]
+        self.prev_pos0[s] = self.pos0[s]
         self.theme_from[s] = tick
         self.theme_tick[s] = tick
 
@@ -428,8 +469,11 @@ class Runtime:
         self.drafted[s] = False
         if self.theme_from[s] >= 0 and self.theme_from[s] >= tick and self.theme_tick[s] < 0:
             # the theme had begun after what is kept: it is due again when the music gets
-            # there, from the bias before it
+            # there, from the bias (and the table) before it
             self.zbias[s] = self.prev_zbias[s]
+            self.pos_slot[s] = 1 - self.pos_slot[s]
+            self.pos0[s] = self.prev_pos0[s]
+            self.pos_cur[s] = -1
             self.theme_tick[s] = self.theme_from[s]
             self.reset_due[s] = False
         return tick
@@ -477,7 +521,8 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
              force_n, force_i, ev_tick, ev_tok, ev_aux, snap_h, snap_c, head, tail, h, c, tok_table,
              w0, w_rest, b_rest, w_out, b_out, xbuf, gates, logits, kinds, values, phase0, tpb,
              max_note_ticks, pc_bias, next_bias, shift_off, off_off, max_shift, theme):
-    zbias, next_zbias, theme_h, theme_c, theme_tick, theme_reset, reset_due, start_tok = theme
+    (zbias, next_zbias, theme_h, theme_c, theme_tick, theme_reset, reset_due, start_tok,
+     pos_bias, pos_n, pos_slot, pos0, pos_cur) = theme
     S = active.shape[0]
     R = ev_tick.shape[1]
     C = controls.shape[1]
@@ -487,7 +532,9 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
             if active[s]:
                 _theme_due(s, gen_tick, sounding, entry, force, force_n, tokens, h, c, zbias,
                            next_zbias, theme_h, theme_c, theme_tick, theme_reset, reset_due,
-                           start_tok, off_off)
+                           start_tok, off_off, pos_slot, pos0, pos_cur)
+                _theme_position(s, gen_tick, zbias, pos_bias, pos_n, pos_slot, pos0, pos_cur,
+                                start_tok[1])
         n = 0
         for k in range(S):
             s = (first + k) % S
@@ -558,13 +605,19 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
 
 @njit(nogil=True, cache=True)
 def _theme_due(s, gen_tick, sounding, entry, force, force_n, tokens, h, c, zbias, next_zbias,
-               theme_h, theme_c, theme_tick, theme_reset, reset_due, start_tok, off_off):
+               theme_h, theme_c, theme_tick, theme_reset, reset_due, start_tok, off_off,
+               pos_slot, pos0, pos_cur):
     """Before session s steps: a theme whose tick its music has reached takes effect (its
-    bias; with a reset, note-offs for what sounds are queued first), and a reset whose
-    note-offs have all been fed starts the theme's phrase: state from z, START, entry."""
+    bias, or its table of them; with a reset, note-offs for what sounds are queued
+    first), and a reset whose note-offs have all been fed starts the theme's phrase:
+    state from z, START, entry, and its positions count from there."""
     if theme_tick[s] >= 0 and gen_tick[s] >= theme_tick[s]:
         theme_tick[s] = -1
         zbias[s] = next_zbias[s]
+        pos_slot[s] = 1 - pos_slot[s]
+        pos_cur[s] = -1
+        if pos0[s] < 0:
+            pos0[s] = gen_tick[s]
         if theme_reset[s]:
             for p in range(128):
                 if sounding[s, p] >= 0 and force_n[s] < force.shape[1]:
@@ -577,6 +630,20 @@ def _theme_due(s, gen_tick, sounding, entry, force, force_n, tokens, h, c, zbias
         c[s] = theme_c[s]
         tokens[s] = start_tok[0]
         entry[s] = True
+        pos0[s] = gen_tick[s]
+        pos_cur[s] = -1
+
+
+@njit(nogil=True, cache=True)
+def _theme_position(s, gen_tick, zbias, pos_bias, pos_n, pos_slot, pos0, pos_cur, pos_ticks):
+    """Before session s steps: with a table of position biases playing, the row of the
+    position its music is at goes into zbias (a copy only when the position changes)."""
+    n = pos_n[s, pos_slot[s]]
+    if n > 0:
+        p = ((gen_tick[s] - pos0[s]) // pos_ticks) % n  # Python's modulo: never negative
+        if p != pos_cur[s]:
+            zbias[s] = pos_bias[s, pos_slot[s], p]
+            pos_cur[s] = p
 
 
 @njit(nogil=True, cache=True)

@@ -9,7 +9,9 @@ or from a point nearer the prior for a freer variation.
 
 What z changes in the generator is computed once per theme (``bias``): W_z z per layer,
 the extra gate bias ``Runtime.set_theme`` gives the session, and the initial state
-tanh(W_h z), W_c z.  A step then costs what it costs without a theme.
+tanh(W_h z), W_c z; with a conductor, one bias per position of the theme (bar or beat),
+the runtime copying the row of the position its music is at.  A step then costs what it
+costs without a theme.
 """
 import numpy as np
 from numba import njit
@@ -31,6 +33,8 @@ class ThemeEncoder:
             raise ModelError(f"{path}: a plain generator, not a theme model (no 'theme' in "
                              "its metadata): train one with `ostinato theme train`")
         self.meta, self.config = meta, meta["theme"]
+        self.per_bar = self.config.get("positions_per_bar", 0)
+        self.max_bars = self.config.get("max_bars", 8)
         self.z_dim = self.config["z_dim"]
         self.max_tokens = max_tokens
         K = self.config["enc_hidden"]
@@ -48,6 +52,9 @@ class ThemeEncoder:
         self.gates = np.stack([a[f"theme.gates_l{k}"] for k in range(L)]).astype(np.float64)
         self.h0 = np.stack([a[f"theme.h0_l{k}"] for k in range(L)]).astype(np.float64)
         self.c0 = np.stack([a[f"theme.c0_l{k}"] for k in range(L)]).astype(np.float64)
+        if self.per_bar:  # the conductor: u_p = tanh(A_p z), and W_u per layer
+            self.conductor = a["theme.conductor"].astype(np.float64)                # [P, Z, Z]
+            self.codes = np.stack([a[f"theme.codes_l{k}"] for k in range(L)]).astype(np.float64)
         self._h = np.zeros((2, K), np.float32)   # scratch: each direction's state
         self._c = np.zeros((2, K), np.float32)
         self._g = np.zeros(4 * K, np.float32)
@@ -66,12 +73,27 @@ class ThemeEncoder:
         out = self.w_out @ np.concatenate([self._h[0], self._h[1]]) + self.b_out
         return out[:self.z_dim].copy(), out[self.z_dim:].copy()
 
-    def bias(self, z):
-        """What z adds to the generator: (W_z z per layer [L, 4H], (h0, c0) each [L, H]),
-        float32, for ``Runtime.set_theme``.  z = 0 gives zeros: the plain generator."""
+    def positions(self, bars):
+        """How many position biases a theme of ``bars`` bars gets (0: one bias): its bars,
+        at most the model's ``max_bars`` (a longer theme goes round the codes again),
+        times the positions per bar."""
+        return min(int(bars), self.max_bars) * self.per_bar
+
+    def bias(self, z, bars=None):
+        """What z adds to the generator: (bias, (h0, c0) each [L, H]), float32, for
+        ``Runtime.set_theme``.  bias is W_z z per layer [L, 4H]; for a conductor model
+        (``positions_per_bar`` > 0) and a theme of ``bars`` bars (None: ``max_bars``) it
+        is [n, L, 4H], W_z z + W_u tanh(A_p z) for each of its n positions.  z = 0 gives
+        zeros, one bias: the plain generator."""
         z = np.asarray(z, np.float64)
         f32 = lambda x: x.astype(np.float32)  # noqa: E731
-        return f32(self.gates @ z), (f32(np.tanh(self.h0 @ z)), f32(self.c0 @ z))
+        bias = self.gates @ z
+        state = (f32(np.tanh(self.h0 @ z)), f32(self.c0 @ z))
+        if not self.per_bar or not z.any():
+            return f32(bias), state
+        n = self.positions(self.max_bars if bars is None else bars)
+        u = np.tanh(self.conductor[:n] @ z)                     # [n, Z]
+        return f32(bias[None] + np.einsum("lgz,nz->nlg", self.codes, u)), state
 
 
 def latent(mu, variation):

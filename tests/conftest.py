@@ -70,10 +70,7 @@ def model_path():
     return path
 
 
-@pytest.fixture(scope="session")
-def theme_model(model_path, tmp_path_factory):
-    """The shipped model as a theme model's decoder (``engine.theme``), its z weights
-    random (a trained one's are not zero), so a theme audibly changes the music."""
+def _theme_model(model_path, folder, positions_per_bar=0):
     import torch
 
     from engine.model import load_model
@@ -81,12 +78,28 @@ def theme_model(model_path, tmp_path_factory):
 
     model, vocab, spec, meta = load_model(model_path)
     torch.manual_seed(5)
-    vae = ThemeVAE.from_plain(model, ThemeConfig(z_dim=16, enc_embed=16, enc_hidden=32))
+    vae = ThemeVAE.from_plain(model, ThemeConfig(z_dim=16, enc_embed=16, enc_hidden=32,
+                                                 positions_per_bar=positions_per_bar))
     with torch.no_grad():
         for k in range(model.cfg.layers):
             vae.decoder.gate_weights(k).normal_(0, 0.5)
             vae.decoder.init_h[k].weight.normal_(0, 0.5)
-    path = tmp_path_factory.mktemp("theme") / "theme.npz"
+            if positions_per_bar:
+                vae.decoder.code_weights(k).normal_(0, 0.5)
+    path = folder / "theme.npz"
     save_theme(path, vae, vocab, spec, info=meta.get("info"))
     return path
+
+
+@pytest.fixture(scope="session")
+def theme_model(model_path, tmp_path_factory):
+    """The shipped model as a theme model's decoder (``engine.theme``), its z weights
+    random (a trained one's are not zero), so a theme audibly changes the music."""
+    return _theme_model(model_path, tmp_path_factory.mktemp("theme"))
+
+
+@pytest.fixture(scope="session")
+def conductor_model(model_path, tmp_path_factory):
+    """``theme_model`` with a conductor: a bias per beat of the theme (W_u random too)."""
+    return _theme_model(model_path, tmp_path_factory.mktemp("conductor"), positions_per_bar=4)
 

@@ -147,6 +147,75 @@ def test_after_training_z0_is_exactly_the_plain_generator_in_the_file(run, data)
     assert w.hidden == 32 and w.layers == 2 and w.mean_register == 70.0 and w.key_relative
 
 
+# ------------------------------------------------------------------ the conductor
+POS = replace(TINY, positions_per_bar=4)  # a code per beat
+
+
+def test_a_decoder_with_positions_is_the_plain_model_at_z0_and_needs_pos_with_z(data):
+    plain = tiny_plain(data)
+    dec = ThemeDecoder.from_plain(plain, POS.z_dim, POS.positions).eval()
+    assert dec.conductor.shape == (16, 8, 8) and dec.code_weights(0).shape == (128, 8)
+    x, c, z = inputs(data)
+    pos = torch.randint(0, 16, x.shape, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        want = plain(x, c)[0]
+        torch.testing.assert_close(dec(x, c)[0], want, atol=1e-5, rtol=0)
+        torch.testing.assert_close(dec(x, c, torch.zeros_like(z), pos=pos)[0], want, atol=1e-5,
+                                   rtol=0)
+        with pytest.raises(ValueError, match="pos"):
+            dec(x, c, z)
+
+
+def test_each_position_has_its_own_code_and_it_acts_from_that_position_on(data):
+    """Changing A_p changes the logits from the first token at position p on, and none
+    before it: each bar (beat) of a theme gets a bias of its own."""
+    dec = ThemeDecoder.from_plain(tiny_plain(data), POS.z_dim, POS.positions).eval()
+    with torch.no_grad():
+        dec.code_weights(0).normal_(0, 1.0)
+    x, c, z = inputs(data, B=1, T=12)
+    pos = torch.tensor([[0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 0, 0]])
+    with torch.no_grad():
+        a = dec(x, c, z, pos=pos)[0]
+        dec.conductor[2].add_(1.0)
+        b = dec(x, c, z, pos=pos)[0]
+    diff = (a - b).abs().amax(-1)[0]
+    assert diff[:5].max() < 1e-6 and diff[5] > 1e-4
+
+
+def test_positions_count_bars_or_beats_from_the_phrase_start_round_its_length():
+    ds, tokens, _ = hand_dataset()
+    kinds, values = ds.vocab.tables()
+    for per_bar, want in ((1, [0, 0, 1, 0]), (4, [0, 1, 4, 0])):
+        p = Phrases(ds, "train", replace(ThemeConfig(max_bars=3), positions_per_bar=per_bar))
+        t, _, _ = p.phrase(0, 2)  # bars 1-2: notes at 0, 12, 24, 48, 60; the off at 96
+        pos = p.positions(t, 2)
+        times = np.cumsum(np.where(kinds[t] == TIME_SHIFT, values[t], 0))
+        times = times - np.where(kinds[t] == TIME_SHIFT, values[t], 0)
+        on = kinds[t] == NOTE_ON
+        # the notes at ticks 0 and 48, and the note-off on the closing line (96: round)
+        picked = [pos[on][times[on] == 0][0], pos[on][times[on] == 12][0],
+                  pos[on][times[on] == 48][0], pos[-1]]
+        assert [int(v) for v in picked] == want
+        assert pos.max() < 2 * per_bar
+        b = p.batch([0], [2])
+        assert b.pos[0, :len(t)].tolist() == pos.tolist()
+    with pytest.raises(Exception, match="divide"):
+        Phrases(ds, "train", replace(ThemeConfig(), positions_per_bar=5))
+
+
+def test_a_conductor_model_trains_exports_and_loads_for_the_server(data_file, base_file, data,
+                                                                   tmp_path):
+    from realtime.theme import ThemeEncoder
+    train_theme(data_file, base_file, tmp_path, POS, TINY_TRAIN, progress=False)
+    enc, dec, *_, meta = load_theme(tmp_path / "theme.npz")
+    assert meta["theme"]["positions_per_bar"] == 4 and dec.positions == 16
+    assert dec.code_weights(1).abs().max() > 0  # training moved W_u
+    raw = torch.load(tmp_path / "last.pt", weights_only=True)["model"]
+    torch.testing.assert_close(dec.conductor, raw["decoder.conductor"])
+    ne = ThemeEncoder(tmp_path / "theme.npz")  # the server's encoder reads it all
+    assert ne.bias(np.ones(TINY.z_dim), bars=3)[0].shape == (12, 2, 4 * 32)
+
+
 # ------------------------------------------------------------------ phrases
 def hand_dataset():
     """One piece in C, 4/4 at 12 ticks a beat (48 a bar): bar 1 from 0, bar 2 from 48,

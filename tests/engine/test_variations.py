@@ -9,7 +9,9 @@ import torch
 from engine.model import ModelConfig, MusicLSTM, save_model
 from engine.notes import make_notes
 from engine.theme import ThemeConfig, ThemeVAE, save_theme
-from engine.variations import (evaluate_variations, held_out_themes, melody, note_accuracy,
+from engine.quality import QualityConfig, independent_lm
+from engine.variations import (edit_distance, evaluate_interpolation, evaluate_variations,
+                               held_out_themes, melody, melody_distance, note_accuracy,
                                similarity)
 
 THEME = make_notes([(0, 12, 62), (12, 24, 65), (24, 36, 69), (36, 42, 67), (42, 48, 65),
@@ -47,6 +49,23 @@ def test_note_accuracy_counts_onset_and_pitch():
     moved["pitch"] += 1
     assert note_accuracy(THEME, moved, 96) == dict(notes=0.0, onsets=1.0)
     assert note_accuracy(THEME, THEME, 24)["notes"] == 0.25  # only what sounds before the end
+
+
+def test_edit_distance_on_known_cases():
+    assert edit_distance("kitten", "sitting") == 3
+    assert edit_distance([], [1, 2]) == 2 and edit_distance([1, 2], [1, 2]) == 0
+    assert edit_distance([(60, 0), (62, 12)], [(60, 0), (64, 12)]) == 1
+
+
+def test_melody_distance_is_zero_for_the_theme_and_grows_as_it_changes():
+    assert melody_distance(THEME, THEME, 96) == 0.0
+    one = THEME.copy()
+    one["pitch"][0] += 2  # one note of eight changed
+    assert melody_distance(THEME, one, 96) == 1 / 8
+    up = THEME.copy()
+    up["pitch"] += 5  # every pitch moved: a melody with nothing in common at these onsets
+    assert melody_distance(THEME, up, 96) == 1.0
+    assert melody_distance(THEME, THEME, 24) == 6 / 8  # two notes before tick 24 are kept
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +116,43 @@ def test_theme_eval_command_writes_the_figures(files, tmp_path, capsys):
     out = tmp_path / "theme-eval.json"
     assert cli.main(["theme", "eval", str(theme), "--data", str(data),
                      "--split", "train", "--n", "2", "--seeds", "1", "--base", str(base),
-                     "--json", str(out)]) == 0
+                     "--json", str(out), "--quick", "--lm-dir", str(tmp_path / "lm")]) == 0
     r = json.loads(out.read_text())
     assert set(r) >= {"figures", "variations", "seconds"}
     assert "2_bars" in r["figures"] and "2_bars" in r["variations"]
     assert "note accuracy" in capsys.readouterr().out
+
+
+def test_critic_auc_and_interpolation_figures(files, tmp_path):
+    ds, base, theme, _ = files
+    qc = QualityConfig(window_bars=2).quick()
+    lm, info = independent_lm(ds, tmp_path / "lm", qc)
+    assert info["split"] == "valid"
+    r = evaluate_variations(theme, base, ds, split="train", n=4, seeds=(0, 1), bars_out=2,
+                            theme_bars=(2,), variations=(0.0, 1.0), temperatures=(1.0,),
+                            quality=qc, lm=lm)["2_bars"]
+    aucs = r["critic_auc"]
+    assert set(aucs) == {"0", "1"} and aucs["1"]["vs_free"] == 0.0
+    for a in aucs.values():
+        assert len(a["seeds"]) == 2 and all(0.0 <= x <= 1.0 for x in a["seeds"])
+        assert a["vs_free"] == pytest.approx(a["mean"] - aucs["1"]["mean"])
+    for k in ("spearman", "spearman_within_theme", "spearman_curve"):
+        assert math.isnan(r[k]) or -1.0 <= r[k] <= 1.0
+    ip = r["interpolation"]
+    assert ip["pairs"] == r["themes"] // 2 and ip["t"] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert len(ip["nll"]) == len(ip["distance"]) == 5 and all(x > 0 for x in ip["nll"])
+    assert ip["midpoint_vs_endpoints"] == pytest.approx(
+        np.mean(ip["nll"][1:4]) / ((ip["nll"][0] + ip["nll"][4]) / 2) - 1)
+    assert 0.0 <= ip["monotone_share"] <= 1.0
+    assert all(0.0 <= d <= 1.0 for d in ip["distance"])
+
+
+def test_interpolation_of_a_theme_with_itself_stays_put(files, tmp_path):
+    """A path from a theme to itself composes the same piece at every t (the same z, the
+    same request and seed): the distance is flat, so the path counts as monotone."""
+    ds, _, theme, _ = files
+    lm, _ = independent_lm(ds, tmp_path / "lm", QualityConfig().quick())
+    m = held_out_themes(ds, "train", 2, 1)
+    ip = evaluate_interpolation(theme, ds, [m[0], m[0]], lm, seeds=(0,))
+    assert ip["pairs"] == 1 and len(set(ip["distance"])) == 1 and len(set(ip["nll"])) == 1
+    assert ip["monotone_share"] == 1.0 and ip["midpoint_vs_endpoints"] == pytest.approx(0.0)

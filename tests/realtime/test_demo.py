@@ -29,11 +29,12 @@ ROW = re.compile(r"^    (?P<label>\S.{0,17}?)\s+(?P<beat>[\d.]+)\s+(?P<bpm>[\d.]
 
 
 @pytest.fixture(scope="module")
-def demo(jack_server, model_path, tmp_path_factory):
-    """One 20 s demo run in a fresh interpreter; returns (stdout, out dir, port name)."""
+def demo(jack_server, theme_model, tmp_path_factory):
+    """One 20 s demo run in a fresh interpreter, serving a theme model (the shipped
+    generator with random z weights); returns (stdout, out dir, port name)."""
     out = tmp_path_factory.mktemp("demo")
     name = f"ostinato-demo-{os.getpid()}"
-    argv = ["demo", "--seconds", str(SECONDS), "--out-dir", str(out), "--model", str(model_path),
+    argv = ["demo", "--seconds", str(SECONDS), "--out-dir", str(out), "--model", str(theme_model),
             "--api", "jack", "--port-name", name, "--audio"]
     # the serve path must not need torch: checked after the whole run
     code = ("import sys, realtime.cli; rc = realtime.cli.main(sys.argv[1:]); "
@@ -57,6 +58,17 @@ def test_the_output_tells_what_the_game_sent_and_what_the_music_did(demo):
     assert "no notes left sounding" in text
 
 
+def test_the_hero_theme_enters_and_is_varied_and_both_are_marked(demo):
+    text, _, _ = demo
+    # states.toml's hero: ten notes over two bars in D minor, played in the session's key
+    entries = re.findall(r"music: from beat [\d.]+: theme in D minor, 2 bars, 10 notes, played "
+                         r"in \w+#? (major|minor)", text)
+    assert len(entries) == sum(s.kind == "theme" for s in SCRIPT) == 2, text
+    assert entries[1] == "minor"  # the second comes in combat, in C minor
+    assert "skips theme" not in text
+    assert "2 theme entries marked" in text
+
+
 def test_demo_mid_has_balanced_notes_the_stingers_and_every_tempo(demo):
     text, out, _ = demo
     mid = mido.MidiFile(out / "demo.mid")
@@ -77,7 +89,7 @@ def test_demo_mid_has_balanced_notes_the_stingers_and_every_tempo(demo):
         if msg.type == "set_tempo":
             tempo[tick] = mido.tempo2bpm(msg.tempo)
     acks = [(float(m["beat"]), float(m["bpm"])) for m in ACK.finditer(text)]
-    assert len(acks) == sum(s.kind != "stinger" for s in SCRIPT), text
+    assert len(acks) == sum(s.kind in ("state", "mood") for s in SCRIPT), text
     for beat, bpm in acks:  # each change's tempo from the beat the server said
         assert tempo[round(beat * mid.ticks_per_beat)] == pytest.approx(bpm, abs=0.01)
     performed = float(re.search(r"server stopped after ([\d.]+) s", text)[1])

@@ -14,7 +14,14 @@ from .test_server import balance
 MOTIF = [[62, 0, 1], [65, 1, 1], [69, 2, 1], [74, 3, 1], [72, 4, 0.5], [70, 4.5, 0.5]]
 
 
-def test_a_theme_changes_what_plays(theme_model):
+@pytest.fixture(params=["theme_model", "conductor_model"])
+def any_theme_model(request):
+    """A theme model with one bias per theme, and one with a bias per beat of it."""
+    return request.getfixturevalue(request.param)
+
+
+def test_a_theme_changes_what_plays(any_theme_model):
+    theme_model = any_theme_model
     pitches = {}
     for name, theme in (("free", None), ("free again", None), ("theme", MOTIF)):
         wire = Wire(theme_model, seed=2)
@@ -29,8 +36,8 @@ def test_a_theme_changes_what_plays(theme_model):
     assert pitches["theme"] != pitches["free"]
 
 
-def test_themes_blends_modes_and_free_leave_no_note_hanging(theme_model):
-    wire = Wire(theme_model, max_sessions=3)
+def test_themes_blends_modes_and_free_leave_no_note_hanging(any_theme_model):
+    wire = Wire(any_theme_model, max_sessions=3)
     try:
         caps = wire.ask(type="hello")["capabilities"]["themes"]
         assert caps["loaded"] and "hero" in caps["names"]

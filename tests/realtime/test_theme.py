@@ -170,3 +170,110 @@ def test_a_theme_due_at_a_tick_starts_its_phrase_there(theme_file):
     assert rt.theme_tick[0] == T and not rt.zbias[0].any()
     rt.advance(np.array([2 * T]))
     assert rt.theme_tick[0] == -1 and np.array_equal(rt.zbias[0], bias)
+
+
+# ------------------------------------------------------------------ the conductor
+@pytest.fixture(scope="module")
+def conductor_file(tmp_path_factory):
+    """A theme model with a code per beat of up to 2 bars, every weight random."""
+    torch.manual_seed(1)
+    vocab, spec = Vocab(), ControlSpec()
+    plain = MusicLSTM(ModelConfig(vocab_size=vocab.size, n_controls=spec.size, embed=24,
+                                  hidden=48, layers=2, dropout=0.0))
+    vae = ThemeVAE.from_plain(plain, ThemeConfig(z_dim=16, enc_embed=20, enc_hidden=40,
+                                                 max_bars=2, positions_per_bar=4))
+    with torch.no_grad():
+        for p in vae.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+    path = tmp_path_factory.mktemp("conductor") / "theme.npz"
+    save_theme(path, vae, vocab, spec)
+    enc, dec, vocab, spec, _ = load_theme(path)
+    return path, enc, dec, vocab, spec
+
+
+def test_a_conductor_bias_has_a_row_per_position_of_the_theme(conductor_file):
+    path = conductor_file[0]
+    ne = ThemeEncoder(path)
+    z = np.random.default_rng(0).normal(size=ne.z_dim)
+    one, _ = ne.bias(z, bars=1)
+    two, _ = ne.bias(z, bars=2)
+    assert one.shape == (4, 2, 4 * 48) and two.shape == (8, 2, 4 * 48)
+    np.testing.assert_array_equal(one, two[:4])  # the same codes, fewer of them
+    assert ne.bias(z, bars=8)[0].shape == two.shape  # a longer theme goes round the 2 bars
+    assert not np.allclose(two[0], two[1])
+    zero, _ = ne.bias(np.zeros(ne.z_dim), bars=2)
+    assert zero.shape == (2, 4 * 48) and not zero.any()  # free composition: one zero bias
+    rt = Runtime(Weights(path), max_sessions=1)
+    assert rt.positions == 8 and rt.pos_ticks == 12
+    with pytest.raises(ValueError, match="0..8"):
+        rt.set_theme(0, np.zeros((9, 2, 4 * 48), np.float32))
+
+
+def test_runtime_with_a_conductor_composes_as_the_torch_decoder(conductor_file):
+    """Fed the same tokens, the runtime's positions are the training phrases' (from the
+    time shifts, round the theme's length) and its logits the torch decoder's."""
+    from engine.theme import theme_positions
+
+    path, _, dec, vocab, spec = conductor_file
+    w, ne = Weights(path), ThemeEncoder(path)
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=ne.z_dim)
+    bias, state = ne.bias(z, bars=2)
+    rt = Runtime(w, max_sessions=2, ring=512)
+    ctl = spec.vector(2, 1, 2.0, 64)
+    for s in (0, 1):
+        rt.open(s, ctl, seed=s)
+    rt.set_theme(1, bias, state)  # session 1 has the theme from its START, session 0 none
+    kinds, values = vocab.tables()
+    shifts = np.flatnonzero(kinds == 3)
+    # mostly notes, a time shift of 1..12 ticks every third token: 150 tokens pass the
+    # 96-tick phrase, so the positions go round
+    T = 150
+    fed = np.where(np.arange(T) % 3 == 2, rng.choice(shifts[:12], T),
+                   rng.integers(vocab.offsets[1], vocab.offsets[3], T))
+    rt.queue(0, fed)
+    rt.queue(1, fed)
+    logits, ctls = [], []
+    for t in range(T):
+        assert rt.advance(np.array([10 ** 6, 10 ** 6]), max_steps=1) == 1
+        logits.append(rt.logits.copy())
+        ctls.append(rt.controls.copy())
+    logits, ctls = np.array(logits), np.array(ctls)
+    inputs = torch.as_tensor(np.r_[vocab.offsets[0], fed[:-1]])[None]
+    pos = theme_positions(fed, 2, kinds, values, 12, 4)
+    assert pos.max() == 7 and (np.diff(pos) < 0).any()  # every beat, and round again
+    with torch.no_grad():
+        zt = torch.as_tensor(z, dtype=torch.float32)[None]
+        want = dec(inputs, torch.as_tensor(ctls[:, 1])[None], zt,
+                   pos=torch.as_tensor(pos)[None])[0][0].numpy()
+        plain = dec(inputs, torch.as_tensor(ctls[:, 0])[None])[0][0].numpy()
+    assert np.abs(logits[:, 1] - want).max() < 1e-4
+    assert np.abs(logits[:, 0] - plain).max() < 1e-4
+    # and the positions matter: one bias for the whole theme would compose otherwise
+    with torch.no_grad():
+        flat = dec(inputs, torch.as_tensor(ctls[:, 1])[None], zt,
+                   pos=torch.zeros_like(torch.as_tensor(pos))[None])[0][0].numpy()
+    assert np.abs(flat - want).max() > 0.05
+
+
+def test_a_conductor_theme_due_at_a_tick_counts_from_its_phrase_and_rewinds(conductor_file):
+    path, _, _, vocab, spec = conductor_file
+    w, ne = Weights(path), ThemeEncoder(path)
+    bias, state = ne.bias(np.random.default_rng(5).normal(size=ne.z_dim), bars=2)
+    rt = Runtime(w, max_sessions=1, ring=512)
+    ctl = spec.vector(0, 0, 2.0, 64)
+    rt.open(0, ctl, seed=3)
+    T = 4 * vocab.ticks_per_beat
+    rt.next_ctl[0], rt.switch_tick[0] = ctl, T
+    rt.theme_at(0, T, bias, state)
+    rt.advance(np.array([T + 30]))
+    start = int(rt.pos0[0])
+    assert start >= T and rt.pos_n[0, rt.pos_slot[0]] == 8  # from the phrase's START
+    p = (int(rt.gen_tick[0]) - start) // 12 % 8
+    assert rt.pos_cur[0] == p and np.array_equal(rt.zbias[0], bias[p])
+    rt.rewind(0, T // 2)  # before the theme: due again, from the no-theme bias before it
+    assert rt.theme_tick[0] == T and not rt.zbias[0].any()
+    assert rt.pos_n[0, rt.pos_slot[0]] == 0
+    rt.advance(np.array([T + 30]))
+    p = (int(rt.gen_tick[0]) - int(rt.pos0[0])) // 12 % 8
+    assert rt.theme_tick[0] == -1 and np.array_equal(rt.zbias[0], bias[p])
