@@ -16,6 +16,9 @@ from .notes import NOTE_DTYPE
 FORMATS = (".png", ".pdf", ".svg")
 
 
+LABEL_SPAN = 0.1  # the share of the width a mark's label takes, about
+
+
 def plot_pianoroll(notes_list, titles, path, marks=None, ticks_per_beat=12, beats_per_bar=4,
                    width=12.0, panel_height=2.6):
     """Write a piano roll of each piece in ``notes_list`` (NOTE_DTYPE, ticks) to ``path``.
@@ -75,7 +78,20 @@ def _panel(ax, notes, title, span, tpb, bpb, marks):
         ax.text(0.5, 0.5, "(no notes)", transform=ax.transAxes, ha="center", va="center")
         ax.set_ylim(48, 84)
     ax.set_ylabel("pitch")
-    for beat, label in marks:
+    marks = sorted(marks, key=lambda m: float(m[0]))
+    for (beat, label), row in zip(marks, label_rows([float(b) for b, _ in marks], span)):
         ax.axvline(float(beat), color="crimson", linewidth=1.2)
-        ax.text(float(beat), 1.0, f" {label}", color="crimson", fontsize=8,
+        ax.text(float(beat), 1.0 - 0.1 * row, f" {label}", color="crimson", fontsize=8,
                 transform=ax.get_xaxis_transform(), va="top", ha="left")
+
+
+def label_rows(beats, span, width=LABEL_SPAN):
+    """The row (0 at the top) of each mark's label, for beats in order: the first row
+    whose last label is at least ``width`` of the ``span`` before it, so that labels of
+    close marks do not run into each other."""
+    last, rows = [], []
+    for beat in beats:
+        row = next((i for i, b in enumerate(last) if beat - b >= width * span), len(last))
+        last[row:row + 1] = [beat]
+        rows.append(row)
+    return rows

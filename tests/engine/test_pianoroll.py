@@ -5,7 +5,7 @@ import pytest
 
 from engine.errors import InvalidMessage
 from engine.notes import NOTE_DTYPE, make_notes
-from engine.pianoroll import plot_pianoroll
+from engine.pianoroll import label_rows, plot_pianoroll
 
 SCALE = make_notes([(12 * i, 12 * i + 10, p)
                     for i, p in enumerate([60, 62, 64, 65, 67, 69, 71, 72])])
@@ -62,3 +62,10 @@ def test_bad_input_is_named(tmp_path):
             plot_pianoroll(**kwargs)
         assert e.value.field == field and e.value.allowed
     assert not (tmp_path / "x.png").exists()
+
+
+def test_labels_of_close_marks_go_a_row_lower():
+    # a 40-beat roll: labels need 4 beats; 8 and 9 are too close, 9 and 16 are not
+    assert label_rows([0, 4, 8, 9, 11.5, 16], 40) == [0, 0, 0, 1, 2, 0]
+    assert label_rows([0, 1, 2, 3], 400) == [0, 1, 2, 3]
+    assert label_rows([], 10) == []
