@@ -13,22 +13,27 @@ from realtime.generator import Runtime, Weights, lstm_step
 from realtime.theme import ThemeEncoder
 
 
-@pytest.fixture(scope="module")
-def theme_file(tmp_path_factory):
+def random_theme_model(folder, seed=0, **theme):
     """A small theme model with every weight random and larger than the default init
-    (z weights included, which training would start at zero), so errors would show."""
-    torch.manual_seed(0)
+    (z weights included, which training would start at zero), so errors would show:
+    (path, torch encoder, torch decoder, vocab, spec)."""
+    torch.manual_seed(seed)
     vocab, spec = Vocab(), ControlSpec()
     plain = MusicLSTM(ModelConfig(vocab_size=vocab.size, n_controls=spec.size, embed=24,
                                   hidden=48, layers=2, dropout=0.0))
-    vae = ThemeVAE.from_plain(plain, ThemeConfig(z_dim=16, enc_embed=20, enc_hidden=40))
+    vae = ThemeVAE.from_plain(plain, ThemeConfig(z_dim=16, enc_embed=20, enc_hidden=40, **theme))
     with torch.no_grad():
         for p in vae.parameters():
             p.copy_(torch.randn_like(p) * 0.3)
-    path = tmp_path_factory.mktemp("theme") / "theme.npz"
+    path = folder / "theme.npz"
     save_theme(path, vae, vocab, spec)
     enc, dec, vocab, spec, _ = load_theme(path)
     return path, enc, dec, vocab, spec
+
+
+@pytest.fixture(scope="module")
+def theme_file(tmp_path_factory):
+    return random_theme_model(tmp_path_factory.mktemp("theme"))
 
 
 def test_numba_encoder_equals_torch(theme_file):
@@ -176,19 +181,8 @@ def test_a_theme_due_at_a_tick_starts_its_phrase_there(theme_file):
 @pytest.fixture(scope="module")
 def conductor_file(tmp_path_factory):
     """A theme model with a code per beat of up to 2 bars, every weight random."""
-    torch.manual_seed(1)
-    vocab, spec = Vocab(), ControlSpec()
-    plain = MusicLSTM(ModelConfig(vocab_size=vocab.size, n_controls=spec.size, embed=24,
-                                  hidden=48, layers=2, dropout=0.0))
-    vae = ThemeVAE.from_plain(plain, ThemeConfig(z_dim=16, enc_embed=20, enc_hidden=40,
-                                                 max_bars=2, positions_per_bar=4))
-    with torch.no_grad():
-        for p in vae.parameters():
-            p.copy_(torch.randn_like(p) * 0.3)
-    path = tmp_path_factory.mktemp("conductor") / "theme.npz"
-    save_theme(path, vae, vocab, spec)
-    enc, dec, vocab, spec, _ = load_theme(path)
-    return path, enc, dec, vocab, spec
+    return random_theme_model(tmp_path_factory.mktemp("conductor"), seed=1, max_bars=2,
+                              positions_per_bar=4)
 
 
 def test_a_conductor_bias_has_a_row_per_position_of_the_theme(conductor_file):
