@@ -8,6 +8,13 @@ theme z = 0, and then both terms are exactly zero: the decoder is the plain gene
 (free composition), so one model serves both.  W_z z is one vector per theme, added to
 the gates the plain layer already computes, so a serving step costs what it does today.
 
+With ``positions_per_bar`` > 0 z also gives each position of the theme (a bar, or a beat
+at 4) a code u_p = tanh(A_p z), a flat conductor after MusicVAE's hierarchical decoder:
+the layers' input is then ``[x ; z ; u_p(t)]``, p(t) the position of the token being
+predicted (from the phrase's start, round its length), so the gates get W_z z + W_u u_p.
+At run time that is one bias per position, computed once per theme, the runtime copying
+in the row of the position its music is at (``realtime.generator.Runtime``).
+
 Each decoder layer is its own single-layer ``nn.LSTM`` whose input is ``[x ; z]``: its
 gates are W_x x + W_z z + W_hh h + b, the plain layer's plus the bias W_z z, so the
 server can run it with the plain generator's numba kernel once that bias is computed.

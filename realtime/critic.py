@@ -319,7 +319,9 @@ def _begin(s, rows, ticks, main, draft, dtarget, base):
         d_nbias[r] = next_bias[s]
         d_maxnote[r] = max_note_ticks[s]
         d_temp[r] = temperature[s]
-        d_zbias[r] = zbias[s]  # a draft composes from the session's theme
+        # a draft composes from the session's theme: with a conductor, from the bias of
+        # the position the draft starts in, for the whole draft (critic_beats long)
+        d_zbias[r] = zbias[s]
         x = _mix(rng[s] + np.uint64(k + 1) * _GOLDEN)
         d_rng[r] = x if x != np.uint64(0) else np.uint64(1)  # xorshift never leaves 0
         d_cand[r] = 0  # a draft samples

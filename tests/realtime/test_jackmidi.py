@@ -106,9 +106,13 @@ def test_a_cycle_without_a_clock_model_writes_nothing_early(jack_server, unique_
     if daw_stats["xruns"] or daw_stats["skips"]:
         pytest.skip(f"JACK missed cycles in every run, so frames say nothing: {daw_stats}")
     err_ns = np.array([t for _, t, _ in got]) - np.array(sent)
-    # never early (to a frame's rounding plus the two clock readings' difference); how
-    # late is not timed here
-    assert err_ns.min() >= -_frame_ns(stats["rate"]), (err_ns.min(), stats, daw_stats)
+    # never early, to two frames: one for the rounding to a frame and the two clock
+    # readings' difference (as above), and one for a cycle without a model, whose start
+    # comes from the last model's prediction of the next cycle (JACK's DLL), which the
+    # reader's own model of that cycle can differ from by microseconds (once 0.5 us past
+    # a single frame here).  The bug this guards against wrote up to 0.8 s early, and a
+    # wrong sign 233 us early.  How late is not timed here.
+    assert err_ns.min() >= -2 * _frame_ns(stats["rate"]), (err_ns.min(), stats, daw_stats)
     offsets = {frame % stats["period"] for frame, _, _ in got}
     assert len(offsets) > 50  # at their offsets inside the period, not all at frame 0
 
