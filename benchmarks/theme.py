@@ -80,11 +80,11 @@ def step_costs(model, sessions=(1, 64), blocks=15, steps=250, seed=0):
     session}} for each session count."""
     w, enc = Weights(model), ThemeEncoder(model)
     motif, tokens = _theme_tokens(w.vocab, 4, seed)
-    mu, _ = enc.encode(tokens)
-    conds = {"none": (None, None), "theme": (enc.gates.dot(mu).astype(np.float32), None)}
-    if enc.per_bar:
-        conds["conductor"] = enc.bias(mu, motif.bars)
-        conds["theme"] = (conds["conductor"][0][0], None)  # one bias: the first position's
+    bias, state = enc.bias(enc.encode(tokens)[0], motif.bars)
+    # one bias (for a conductor model, its first position's), and the table of them
+    conds = {"none": (None, None), "theme": (bias if bias.ndim == 2 else bias[0], None)}
+    if bias.ndim == 3:
+        conds["conductor"] = (bias, state)
     fed = _fed(w.vocab, steps, seed)
     out = {}
     for S in sessions:

@@ -200,8 +200,7 @@ def _spearmans(motifs, var, variations, seeds):
     sim = np.array([[[similarity(motifs[i].notes, var[v][i * len(seeds) + j])["similarity"]
                       for j in range(len(seeds))] for v in variations]
                     for i in range(len(motifs))])  # [theme, variation, seed]
-    x = np.repeat(np.asarray(variations, float)[None, :, None], len(seeds), 2)
-    x = np.broadcast_to(x, sim.shape)
+    x = np.broadcast_to(np.asarray(variations, float)[None, :, None], sim.shape)
     ok = ~np.isnan(sim)
     every = spearman(x[ok], sim[ok])
     within = [spearman(x[i][ok[i]], sim[i][ok[i]]) for i in range(len(motifs))

@@ -342,7 +342,7 @@ class Runtime:
         self.pos_cur = np.full(S, -1, np.int64)
         self.prev_pos0 = np.full(S, -1, np.int64)
         self._theme = (self.zbias, self.next_zbias, self.theme_h, self.theme_c, self.theme_tick,
-                       self.theme_reset, self.reset_due,
+                       self.theme_reset, self.reset_due,  # then START's token, a position's ticks
                        np.array([w.vocab.offsets[START], self.pos_ticks], np.int64),
                        self.pos_bias, self.pos_n, self.pos_slot, self.pos0, self.pos_cur)
         # per session: the longest a note may sound (ticks), and the tonality prior

@@ -52,9 +52,10 @@ class ThemeEncoder:
         self.gates = np.stack([a[f"theme.gates_l{k}"] for k in range(L)]).astype(np.float64)
         self.h0 = np.stack([a[f"theme.h0_l{k}"] for k in range(L)]).astype(np.float64)
         self.c0 = np.stack([a[f"theme.c0_l{k}"] for k in range(L)]).astype(np.float64)
-        if self.per_bar:  # the conductor: u_p = tanh(A_p z), and W_u per layer
+        if self.per_bar:  # the conductor: u_p = tanh(A_p z), and W_u of every layer in one
             self.conductor = a["theme.conductor"].astype(np.float64)                # [P, Z, Z]
-            self.codes = np.stack([a[f"theme.codes_l{k}"] for k in range(L)]).astype(np.float64)
+            self.codes = np.concatenate([a[f"theme.codes_l{k}"] for k in range(L)]).astype(
+                np.float64)                                                         # [L 4H, Z]
         self._h = np.zeros((2, K), np.float32)   # scratch: each direction's state
         self._c = np.zeros((2, K), np.float32)
         self._g = np.zeros(4 * K, np.float32)
@@ -93,7 +94,8 @@ class ThemeEncoder:
             return f32(bias), state
         n = self.positions(self.max_bars if bars is None else bars)
         u = np.tanh(self.conductor[:n] @ z)                     # [n, Z]
-        return f32(bias[None] + np.einsum("lgz,nz->nlg", self.codes, u)), state
+        rows = (self.codes @ u.T).T.reshape(n, *bias.shape)     # W_u u_p: one GEMM (BLAS)
+        return f32(bias[None] + rows), state
 
 
 def latent(mu, variation):
