@@ -66,7 +66,7 @@ eval-default: setup
 train-critic: setup
 	$(BIN)/ostinato adversarial --out runs/critic-mle --steps 0 --d-pretrain 2000 --lr-d 1e-3 \
 	  --critic-hidden 256 --log-every 100 --threads 1 --seed 0 --export-critic engine/models/critic.npz
-	$(BIN)/python -m engine.critics --json engine/models/critic-arch.json
+	$(BIN)/python -m engine.training.critics --json engine/models/critic-arch.json
 
 train-adversarial: setup
 	$(BIN)/ostinato adversarial --out runs/adv-s0 --steps 1000 --d-pretrain 300 --log-every 50 \

@@ -14,7 +14,7 @@ and each K asked for:
   open at K: p99 of send − scheduled under 1 ms with every session heard is real-time.
 
 The critic is the trained one (``engine/models/critic.npz``) when it exists, else a
-randomly initialised ``engine.adversarial.Critic`` of the default shape: the cost
+randomly initialised ``engine.training.adversarial.Critic`` of the default shape: the cost
 depends on the shapes only.  ``python -m benchmarks.critic`` runs it alone and prints a
 table; ``ostinato bench`` runs it inside the sessions section.
 """
@@ -39,14 +39,14 @@ JITTER_P99_US = 1000.0
 
 def critic_file(critic, folder):
     """(path, what it is): ``critic`` as given, the shipped one, or a random one."""
-    from realtime.critic import DEFAULT_CRITIC
+    from engine.sampler.critic import DEFAULT_CRITIC
 
     if critic is not None:
         return str(critic), "given"
     if DEFAULT_CRITIC.exists():
         return str(DEFAULT_CRITIC), "trained"
-    from engine.adversarial import Critic, CriticConfig, save_critic
-    from realtime.generator import Weights
+    from engine.training.adversarial import Critic, CriticConfig, save_critic
+    from engine.sampler.generator import Weights
 
     w = Weights(DEFAULT_MODEL)
     path = Path(folder) / "critic-random.npz"
@@ -74,8 +74,8 @@ def _preset_request(w, name="explore"):
 def cost(model, critic, k, sessions, beats=16, seed=0):
     """Composing ``sessions`` sessions with ``k`` drafts a beat (0: no critic) for
     ``beats`` beats as the server's generator thread does; per committed event."""
-    from realtime.critic import Drafter
-    from realtime.generator import Runtime, Weights
+    from engine.sampler.critic import Drafter
+    from engine.sampler.generator import Runtime, Weights
 
     w = Weights(model) if not isinstance(model, Weights) else model
     rt = Runtime(w, max_sessions=sessions)

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import zmq
 
-from realtime.generator import Runtime, Weights, lstm_step
+from engine.sampler.generator import Runtime, Weights, lstm_step
 
 from . import critic as critic_bench
 from . import jitter

@@ -1,7 +1,7 @@
 """One generator step at batch 1: the numba kernel against torch and the memory bound.
 
 Every candidate steps the same model (the file the server loads) one event at a time,
-carrying its state: ``realtime.generator.lstm_step``; torch's ``nn.LSTM`` through
+carrying its state: ``engine.sampler.generator.lstm_step``; torch's ``nn.LSTM`` through
 ``MusicLSTM.forward`` on a [1, 1] input; and a stack of ``nn.LSTMCell`` with the same
 weights.  The bound is the time to read the weights once at a copy bandwidth measured
 in the same run (STREAM's convention: a copy of n bytes moves 2n).  The logits of all
@@ -12,7 +12,7 @@ import time
 import numpy as np
 from numba import njit
 
-from realtime.generator import FLAGS, Runtime, Weights, gemv, lstm_cell, lstm_step
+from engine.sampler.generator import FLAGS, Runtime, Weights, gemv, lstm_cell, lstm_step
 
 from .stats import summary, us
 
@@ -82,7 +82,7 @@ def torch_steps(path, w, iters, threads, warmup=200):
     import torch
     from torch import nn
 
-    from engine.model import load_model
+    from engine.training.model import load_model
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -131,7 +131,7 @@ def torch_profile(path, steps=300, top=5):
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from engine.model import load_model
+    from engine.training.model import load_model
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)

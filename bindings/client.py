@@ -21,18 +21,18 @@ import time
 import zmq
 import zmq.auth
 
-try:
-    from engine.errors import ServerError, ServerUnavailable
-except ImportError:  # dropped into a project without Ostinato installed
-    class ServerError(RuntimeError):
-        """The server answered with an error reply."""
 
-        def __init__(self, message, code=None, field=None, allowed=None):
-            super().__init__(message)
-            self.code, self.field, self.allowed = code, field, allowed
+class ServerError(RuntimeError):
+    """The server answered with an error reply: its code, the field and what is allowed."""
 
-    class ServerUnavailable(ConnectionError):
-        """The server did not answer in time."""
+    def __init__(self, message, code=None, field=None, allowed=None):
+        super().__init__(message)
+        self.code, self.field, self.allowed = code, field, allowed
+
+
+class ServerUnavailable(ConnectionError):
+    """The server did not answer in time."""
+
 
 CONTROL_ADDRESS = "tcp://127.0.0.1:5555"
 EVENT_ADDRESS = "tcp://127.0.0.1:5556"

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .errors import InvalidMessage
-from .vocab import TIME_SHIFT, Vocab
+from engine.errors import InvalidMessage
+from engine.vocab import TIME_SHIFT, Vocab
 
 KEY_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 MODES = ("major", "minor")
@@ -238,3 +238,32 @@ class ControlSpec:
                         notes["pitch"].mean())
         out[:, s["register"].start] = (mean - self.register_centre) * self.register_scale
         return out
+
+
+# Parallel-mode copy by scale degree above C: major to harmonic minor (E->Eb, A->Ab, the
+# leading tone kept) and minor to major (Eb->E, Ab->A, Bb->B); other pitch classes stay.
+TO_MINOR = np.array([0, 1, 2, 3, 3, 5, 6, 7, 8, 8, 10, 11])
+TO_MAJOR = np.array([0, 1, 2, 4, 4, 5, 6, 7, 9, 9, 11, 11])
+
+
+def to_tonic_c(notes, tonic):
+    """The notes moved so that ``tonic`` becomes C, by at most a tritone (an octave
+    further where a pitch would leave 0..127)."""
+    k = -key_shift(tonic)
+    p = notes["pitch"].astype(np.int64)
+    for move in (k, k + 12, k - 12):
+        if p.min() + move >= 0 and p.max() + move <= 127:
+            k = move
+            break
+    out = notes.copy()
+    out["pitch"] = p + k
+    return out
+
+
+def parallel_mode(notes, mode):
+    """Notes in C of ``mode`` (0 major, 1 minor) mapped by scale degree to the other mode."""
+    table = TO_MINOR if mode == 0 else TO_MAJOR
+    p = notes["pitch"].astype(np.int64)
+    out = notes.copy()
+    out["pitch"] = p - p % 12 + table[p % 12]
+    return out

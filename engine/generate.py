@@ -1,4 +1,4 @@
-"""Offline composition through the sampler that plays: ``realtime.generator.Runtime``.
+"""Offline composition through the sampler that plays: ``engine.sampler.generator.Runtime``.
 
 There is one sampler.  ``generate`` opens a session of the numba runtime exactly as the
 server does (START token, the entry rule: the piece starts with a note; the no-stuck-
@@ -15,7 +15,7 @@ relative to the key control's tonic.
 
 With a critic (``critic``, ``critic_k`` K > 0) every session drafts K continuations of
 a beat and D picks one, as a server session with ``critic`` K does
-(``realtime.critic.Drafter``): the same drafter, the same draft length and the same pick.
+(``engine.sampler.critic.Drafter``): the same drafter, the same draft length and the same pick.
 
 The same request and seed give the same piece.  ``generate_many`` with the same list of
 requests always gives the same pieces.  A piece composed beside others came out
@@ -28,11 +28,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import DEFAULT_MODEL
-from .controls import DEFAULT_TONALITY, KEY_NAMES, MODES, parse_key
-from .errors import InvalidMessage
-from .notes import NOTE_DTYPE, write_midi
-from .vocab import START, TIME_SHIFT
+from engine import DEFAULT_MODEL
+from engine.controls import DEFAULT_TONALITY, KEY_NAMES, MODES, parse_key
+from engine.errors import InvalidMessage
+from engine.motif import from_command_line
+from engine.notes import NOTE_DTYPE, write_midi
+from engine.sampler.critic import (DEFAULT_CRITIC, DRAFT_BEATS, MAX_CANDIDATES, MAX_DRAFT_BEATS, PICKS,
+                                   CriticRuntime, Drafter)
+from engine.sampler.generator import Runtime, Weights
+from engine.sampler.theme import ThemeEncoder, latent
+from engine.vocab import START, TIME_SHIFT, Vocab
 
 MAX_BARS = 1024
 MAX_DENSITY = 16.0
@@ -46,7 +51,7 @@ class Request:
     """One piece to compose: tonic pitch class, mode (0 major, 1 minor), onsets per beat,
     seed; register (mean MIDI pitch, None: the model's training mean), tonality
     (None: ``DEFAULT_TONALITY``) and theme: what a theme's latent adds to a theme model,
-    ``(W_z z per layer, (h0, c0))`` from ``realtime.theme.ThemeEncoder.bias`` (None: free
+    ``(W_z z per layer, (h0, c0))`` from ``engine.sampler.theme.ThemeEncoder.bias`` (None: free
     composition); prime: tokens (in the model's pitch space) fed before composing and not
     part of the piece, which starts where they end (priming the LSTM with a theme)."""
 
@@ -68,7 +73,6 @@ def check(bars=16, beats_per_bar=4, temperature=1.0, max_note_beats=8, density=2
           tonality=DEFAULT_TONALITY, register=None, key=0, critic_k=0, critic_pick="sample",
           critic_beats=1.0):
     """InvalidMessage naming the field and its range for the first impossible value."""
-    from realtime.critic import MAX_CANDIDATES, MAX_DRAFT_BEATS, PICKS
 
     def number(v):
         return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
@@ -122,8 +126,7 @@ def key_of(name):
 
 
 def load_weights(model):
-    """A ``realtime.generator.Weights`` as is, or loaded from a model path."""
-    from realtime.generator import Weights
+    """A ``engine.sampler.generator.Weights`` as is, or loaded from a model path."""
     if isinstance(model, Weights):
         return model
     return Weights(model)
@@ -134,7 +137,7 @@ def generate(weights, key, mode, density, bars, seed=0, register=None, beats_per
              critic_k=0, critic_pick="sample", critic_beats=1.0, theme=None):
     """Notes (NOTE_DTYPE) of ``bars`` bars composed under constant controls.
 
-    weights: ``realtime.generator.Weights`` or a model path; key: pitch class 0-11;
+    weights: ``engine.sampler.generator.Weights`` or a model path; key: pitch class 0-11;
     mode: 0 major, 1 minor; density: onsets per beat; register: mean MIDI pitch
     (default: the training data's); tonality: 0 free .. 1 strict (default
     ``DEFAULT_TONALITY``); critic...: see ``generate_many``; theme: see ``Request``.
@@ -148,10 +151,8 @@ def generate(weights, key, mode, density, bars, seed=0, register=None, beats_per
 
 
 def load_critic(critic):
-    """A critic for ``realtime.critic.Drafter`` as is (``CriticRuntime`` or critic
+    """A critic for ``engine.sampler.critic.Drafter`` as is (``CriticRuntime`` or critic
     ``Weights``), or loaded from a critic file's path."""
-    from realtime.critic import CriticRuntime
-    from realtime.generator import Weights
     if isinstance(critic, (CriticRuntime, Weights)):
         return critic
     return Weights(critic, role="critic")
@@ -169,8 +170,6 @@ def generate_many(weights, requests, bars, beats_per_bar=4, temperature=1.0, max
     piece is composed from drafts of ``critic_beats`` beats, K at a time, of which D
     picks one (``critic_pick``: "sample", weights D/(1-D), or "best"), exactly as a
     server session with ``critic`` K plays."""
-    from realtime.critic import Drafter
-    from realtime.generator import Runtime
 
     w = load_weights(weights)
     reqs = [r if isinstance(r, Request) else Request(*r) for r in requests]
@@ -299,7 +298,6 @@ def add_arguments(p):
 
 def add_critic_arguments(p, k_help="drafts of each beat the critic judges; 0 plays G alone"):
     """``--critic PATH --critic-k K --critic-pick --critic-beats``, shared by ``serve``."""
-    from realtime.critic import DEFAULT_CRITIC, DRAFT_BEATS, MAX_CANDIDATES, PICKS
     p.add_argument("--critic", default=None, metavar="PATH",
                    help=f"critic (discriminator) .npz from `ostinato adversarial` (default "
                         f"{DEFAULT_CRITIC} if it exists; 'none': no critic)")
@@ -315,7 +313,6 @@ def add_critic_arguments(p, k_help="drafts of each beat the critic judges; 0 pla
 def critic_path(arg):
     """The critic file ``--critic`` names: None for 'none', the shipped one when not given
     and it exists, else None."""
-    from realtime.critic import DEFAULT_CRITIC
     if arg is None:
         return str(DEFAULT_CRITIC) if DEFAULT_CRITIC.exists() else None
     return None if arg == "none" else arg
@@ -351,17 +348,14 @@ def run(args):
 def theme_of(args, mode):
     """(what ``Request.theme`` takes, a note for the summary line) for ``--theme`` /
     ``--theme-notes`` at ``--variation``; (None, "") without a theme."""
-    from .motif import from_command_line
 
     if args.theme is None and args.theme_notes is None:
         return None, ""
     if not (isinstance(args.variation, (int, float)) and 0.0 <= args.variation <= 1.0):
         raise _bad("--variation", args.variation, "0..1 (0 close to the theme, 1 free)")
-    from realtime.theme import ThemeEncoder, latent
 
     motif = from_command_line(args.theme, args.theme_notes, "--theme-notes", "--theme")
     enc = ThemeEncoder(args.model)  # a plain model is refused here, with the way to a theme one
-    from .vocab import Vocab
     vocab = Vocab.from_dict(enc.meta["vocab"])
     mu, _ = enc.encode(motif.tokens(vocab, mode))
     about = (f"; a variation ({args.variation:g}) of the theme in "

@@ -6,8 +6,8 @@ in the vocabulary's ticks, shifted so its first note starts at 0, with the key i
 (Krumhansl-Kessler, ``engine.controls.find_key``) and its length in bars.
 
 The theme encoder was trained on key-relative phrases (every piece moved to C), so a
-theme is moved to C by the same rule as the data (``engine.data.to_tonic_c``), and to
-the mode it will be played in by scale degree (``engine.data.parallel_mode``): a minor
+theme is moved to C by the same rule as the data (``engine.controls.to_tonic_c``), and to
+the mode it will be played in by scale degree (``engine.controls.parallel_mode``): a minor
 theme in a major session is heard as its major version, as a composer would rewrite it.
 Torch-free: the server imports it.
 """
@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .controls import KEY_NAMES, MODES, find_key, key_shift
-from .data import parallel_mode, to_tonic_c
-from .errors import InvalidMessage
-from .notes import NOTE_DTYPE, normalise, read_midi
+from engine.controls import KEY_NAMES, MODES, find_key, key_shift
+from engine.controls import parallel_mode, to_tonic_c
+from engine.errors import InvalidMessage
+from engine.notes import NOTE_DTYPE, normalise, read_midi
 
 MIN_NOTES = 3
 MAX_BARS = 8
@@ -169,7 +169,7 @@ def _motif(notes, field, tpb, beats_per_bar, max_bars, source):
                    f"at most {max_bars} bars")
     tonic, mode, _ = find_key(notes)
     low, high = int(notes["pitch"].min()), int(notes["pitch"].max())
-    move = -key_shift(tonic)  # to C, as engine.data.to_tonic_c moves it (or an octave more)
+    move = -key_shift(tonic)  # to C, as engine.controls.to_tonic_c moves it (or an octave more)
     if not any(0 <= low + m and high + m <= 127 for m in (move, move + 12, move - 12)):
         raise _bad(field, f"the theme spans {high - low} semitones ({low}..{high}), too wide to "
                    f"move to C within 0..127", "a span that fits 0..127 when moved by up to a "

@@ -8,7 +8,7 @@ import os
 import mido
 import numpy as np
 
-from .errors import InvalidMidi
+from engine.errors import InvalidMidi
 
 NOTE_DTYPE = np.dtype([("start", np.int64), ("end", np.int64), ("pitch", np.int16),
                        ("velocity", np.int16), ("channel", np.int16)])

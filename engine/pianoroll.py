@@ -10,8 +10,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .errors import InvalidMessage
-from .notes import NOTE_DTYPE
+from engine.errors import InvalidMessage
+from engine.notes import NOTE_DTYPE
 
 FORMATS = (".png", ".pdf", ".svg")
 

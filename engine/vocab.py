@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .errors import InvalidToken
-from .notes import NOTE_DTYPE, normalise
+from engine.errors import InvalidToken
+from engine.notes import NOTE_DTYPE, normalise
 
 START, NOTE_ON, NOTE_OFF, TIME_SHIFT, VELOCITY = range(5)
 KIND_NAMES = ("start", "note_on", "note_off", "time_shift", "velocity")

@@ -31,8 +31,8 @@ from numba import njit
 
 from engine.errors import InvalidMessage, PortError
 
-from .outputs import BasePort
-from .synth import (EV_ALL_NOTES_OFF, M_NEV, Synth, SynthConfig,
+from realtime.outputs import BasePort
+from realtime.synth import (EV_ALL_NOTES_OFF, M_NEV, Synth, SynthConfig,
                     _check_float, _check_int, push_event, render_kernel)
 
 # ring columns and index slots
@@ -321,8 +321,8 @@ class FluidSynthPort(BasePort):
 
     def __init__(self, soundfont=None, start_timeout_s=10.0):
         super().__init__()
-        from .outputs import JackMidiPort
-        from .synth import default_soundfont
+        from realtime.outputs import JackMidiPort
+        from realtime.synth import default_soundfont
 
         exe = shutil.which("fluidsynth")
         sf2 = soundfont or default_soundfont()

@@ -6,10 +6,12 @@ imports torch and ``ostinato --help`` answers at once.
 """
 import argparse
 import importlib
+import importlib.util
 import json
 import sys
 import tomllib
 import zipfile
+from pathlib import Path
 
 from engine.errors import OstinatoError
 
@@ -21,15 +23,27 @@ COMMANDS = (
     ("ports", "realtime.outputs", "list MIDI APIs and ports, as mido-ports does"),
     ("render", "realtime.synth", "render a MIDI file to WAV with the built-in synthesiser"),
     ("generate", "engine.generate", "compose a MIDI file offline for a key, mode and density"),
-    ("data", "engine.data", "build the tokenised training set from music21's corpus and .mid folders"),
-    ("train", "engine.train", "train the conditioned LSTM (checkpoints, resume, early stop)"),
-    ("adversarial", "engine.adversarial", "fine-tune the generator against a discriminator (policy gradient)"),
-    ("theme", "engine.theme", "themes and variations: train a VAE latent the game can steer, and its figures"),
-    ("eval", "engine.evaluate", "evaluate a model on held-out music against a 5-gram baseline"),
-    ("quality", "engine.quality", "compare generation methods: LM score, reverse LM, Self-BLEU, fresh-critic AUC"),
-    ("export", "engine.export", "export a checkpoint to the torch-free .npz the server loads"),
-    ("bench", "realtime.bench", "measure step time, mood-to-note latency and jitter"),
+    ("data", "engine.training.data", "build the tokenised training set from music21's corpus and .mid folders"),
+    ("train", "engine.training.train", "train the conditioned LSTM (checkpoints, resume, early stop)"),
+    ("adversarial", "engine.training.adversarial", "fine-tune the generator against a discriminator (policy gradient)"),
+    ("theme", "engine.theme.vae", "themes and variations: train a VAE latent the game can steer, and its figures"),
+    ("eval", "engine.evaluation.evaluate", "evaluate a model on held-out music against a 5-gram baseline"),
+    ("quality", "engine.evaluation.quality", "compare generation methods: LM score, reverse LM, Self-BLEU, fresh-critic AUC"),
+    ("export", "engine.training.export", "export a checkpoint to the torch-free .npz the server loads"),
+    ("bench", "benchmarks.bench", "measure step time, mood-to-note latency and jitter"),
 )
+
+
+def _command_module(module):
+    """The module of a command; ``benchmarks`` sits in the source checkout above the
+    installed packages (it is not installed), so its folder joins the path when needed."""
+    if module.startswith("benchmarks.") and importlib.util.find_spec("benchmarks") is None:
+        root = Path(__file__).resolve().parents[1]
+        if not (root / "benchmarks" / "__init__.py").exists():
+            raise OstinatoError(f"ostinato {module.split('.')[-1]} needs the benchmarks/ folder "
+                                "of a source checkout next to realtime/")
+        sys.path.insert(0, str(root))
+    return importlib.import_module(module)
 
 
 def build_parser(chosen=None):
@@ -42,7 +56,7 @@ def build_parser(chosen=None):
     for name, module, help_ in COMMANDS:
         sub = subs.add_parser(name, help=help_, description=help_)
         if name == chosen:
-            mod = importlib.import_module(module)
+            mod = _command_module(module)
             mod.add_arguments(sub)
             sub.set_defaults(func=mod.run)
     return parser

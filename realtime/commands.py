@@ -16,11 +16,11 @@ from engine.controls import KEY_NAMES, MODES, parse_key
 from engine.errors import InvalidMessage
 from engine.motif import from_notes
 
-from . import protocol
-from .critic import MAX_CANDIDATES
-from .mood import (Mood, bpm_of, density_of, describe, max_note_beats_of, mode_of, register_of,
+from realtime import protocol
+from engine.sampler.critic import MAX_CANDIDATES
+from realtime.mood import (Mood, bpm_of, density_of, describe, max_note_beats_of, mode_of, register_of,
                    tonality_of, velocity_of)
-from .theme import latent, slerp
+from engine.sampler.theme import latent, slerp
 
 VERSION = "0.1.0"
 STINGER_CHANNEL = 15

@@ -20,9 +20,9 @@ from pathlib import Path
 from engine import DEFAULT_THEME
 from engine.errors import InvalidMessage, OstinatoError, PortError
 
-from .commands import STINGER_CHANNEL
-from .serve import add_midi_arguments, add_synth_argument
-from .server import ServerConfig
+from realtime.commands import STINGER_CHANNEL
+from realtime.serve import add_midi_arguments, add_synth_argument
+from realtime.server import ServerConfig
 
 START_STATE = "menu"
 SECONDS_RANGE = (20.0, 3600.0)
@@ -142,9 +142,9 @@ def run(args):
 
 def _open(args, record_path, mid_path):
     """The server and its outputs; an optional output that cannot open is a line, skipped."""
-    from .outputs import MidiFilePort, ZmqPubPort
-    from .serve import midi_output
-    from .server import Server
+    from realtime.outputs import MidiFilePort, ZmqPubPort
+    from realtime.serve import midi_output
+    from realtime.server import Server
 
     pub = ZmqPubPort("tcp://127.0.0.1:*")
     ports, lines = [pub], []
@@ -160,7 +160,7 @@ def _open(args, record_path, mid_path):
             except (OstinatoError, OSError) as exc:
                 lines.append(f"  MIDI port: not available ({exc})")
         if args.audio:
-            from .serve import audio_output
+            from realtime.serve import audio_output
 
             try:
                 port = audio_output(args)
@@ -182,8 +182,8 @@ def _perform(srv, rec, pub, seconds, header):
     """Play the script; returns (sections, marks, wall seconds, interrupted)."""
     from bindings.client import Client
 
-    from .mood import bpm_of, describe
-    from .show import Show
+    from realtime.mood import bpm_of, describe
+    from realtime.show import Show
 
     start = srv.sessions["main"].mood
     start_bpm = bpm_of(start)
@@ -251,7 +251,7 @@ def _send(game, step):
 
 def _answer(step, reply):
     """What the server's ack says the music will do."""
-    from .show import note_name
+    from realtime.show import note_name
 
     if step.kind == "stinger":
         notes = " ".join(note_name(p) for p in reply["pitches"])
@@ -294,7 +294,7 @@ def _wrap_up(args, paths, sections, marks, wall):
 
     import mido
 
-    from .synth import render_fluidsynth, render_midi, write_wav
+    from realtime.synth import render_fluidsynth, render_midi, write_wav
 
     mid, wav, png = paths["mid"], paths["wav"], paths["png"]
     length = mido.MidiFile(mid).length

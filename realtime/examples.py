@@ -26,7 +26,7 @@ import zmq
 
 from engine import DEFAULT_MODEL
 
-from . import protocol
+from realtime import protocol
 
 PROTOCOL_MD = Path(__file__).resolve().parents[1] / "PROTOCOL.md"
 HEADING, NEXT_HEADING = "## Examples\n", "## Errors\n"
@@ -63,8 +63,8 @@ def collect(order=ORDER, model=DEFAULT_MODEL):
 
     Raises RuntimeError for an error reply or no reply: an example must show a success.
     """
-    from .outputs import ZmqPubPort
-    from .server import Server, ServerConfig
+    from realtime.outputs import ZmqPubPort
+    from realtime.server import Server, ServerConfig
 
     missing = set(protocol.MESSAGE_TYPES) - set(order)
     if missing:

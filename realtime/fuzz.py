@@ -179,7 +179,7 @@ def _unicode(ascii_only=False, **kw):
 GRID, BEATS_PER_BAR = 12, 4  # engine.motif's ticks per beat (the grid a note rounds to), bar
 MAX_TICKS = protocol.MAX_THEME_BARS * BEATS_PER_BAR * GRID  # how long a theme may last
 FUZZ_NOTES = 36  # the longest valid theme drawn ("a few dozen" notes; the table allows more)
-# engine.data.to_tonic_c cannot move a theme whose pitches span more than 116 semitones into
+# engine.controls.to_tonic_c cannot move a theme whose pitches span more than 116 semitones into
 # 0..127 for every key: on a theme model such a theme is a server_error (pinned in test_fuzz).
 # Valid themes keep to a window that wide, which itself moves over all of 0..127.
 THEME_SPAN = 127 - 11

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from engine.controls import DEFAULT_TONALITY  # noqa: F401 - the one default; serve --tonality overrides it
 
 #: The longest a note sounds when the preset sets no ``max_note_beats`` (the runtime's
-#: guard, ``realtime.generator.Runtime``'s ``max_note_beats``).
+#: guard, ``engine.sampler.generator.Runtime``'s ``max_note_beats``).
 DEFAULT_MAX_NOTE_BEATS = 8.0
 
 

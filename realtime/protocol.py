@@ -15,6 +15,7 @@ from itertools import accumulate
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.sampler.critic import MAX_CANDIDATES
 from engine.errors import InvalidMessage
 
 PROTOCOL_VERSION = 1
@@ -103,7 +104,7 @@ def _tonality(example=None, preset=False):
                  lo=lo, hi=hi, example=example)
 
 
-CRITIC_RANGE = (0, 16)  # realtime.critic.MAX_CANDIDATES
+CRITIC_RANGE = (0, MAX_CANDIDATES)
 
 
 def _critic(preset=False):

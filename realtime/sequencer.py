@@ -13,7 +13,7 @@ import time
 import numpy as np
 from numba import njit
 
-from .generator import uniform
+from engine.sampler.generator import uniform
 
 NS = 1_000_000_000
 OUT_CAP = 4096

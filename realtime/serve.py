@@ -18,11 +18,11 @@ from engine import DEFAULT_MODEL
 from engine.errors import InvalidMessage, OstinatoError
 from engine.generate import add_critic_arguments, critic_path
 
-from . import protocol
-from .keys import check_serve, is_loopback_host
-from .mood import DEFAULT_TONALITY
-from .outputs import MultiPort
-from .server import Server, ServerConfig
+from realtime import protocol
+from realtime.keys import check_serve, is_loopback_host
+from realtime.mood import DEFAULT_TONALITY
+from realtime.outputs import MultiPort
+from realtime.server import Server, ServerConfig
 
 def add_arguments(p):
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="model .npz (default: shipped)")
@@ -133,9 +133,9 @@ def audio_output(args):
     """The ``--audio`` output: FluidSynth or the built-in synth (``--synth``)."""
     import shutil
 
-    from .audio import AudioPort, FluidSynthPort
-    from .jack import server_running
-    from .synth import default_soundfont
+    from realtime.audio import AudioPort, FluidSynthPort
+    from realtime.jack import server_running
+    from realtime.synth import default_soundfont
 
     choice = getattr(args, "synth", "auto")
     if choice == "fluidsynth" or (choice == "auto" and shutil.which("fluidsynth")
@@ -159,7 +159,7 @@ def jack_backend(choice=None):
 def midi_output(args):
     """The virtual MIDI output ``args`` ask for (``add_midi_arguments``): the native JACK
     client where the API is JACK, else rtmidi's."""
-    from .outputs import JackMidiPort, RtMidiPort, resolve_api
+    from realtime.outputs import JackMidiPort, RtMidiPort, resolve_api
 
     import rtmidi
 
@@ -172,7 +172,7 @@ def midi_output(args):
 def open_outputs(args, keys=None):
     """The outputs asked for; one that cannot open is reported in a line and skipped.
     keys: the event stream's CurveZMQ keys (``realtime.keys.ServerKeys``), or None."""
-    from .outputs import MidiFilePort, ZmqPubPort
+    from realtime.outputs import MidiFilePort, ZmqPubPort
 
     ports, lines = [], []
     tries = []
@@ -247,7 +247,7 @@ def _serve(args, stopping):
     with contextlib.ExitStack() as extra:
         pubs = [p for p in ports if hasattr(p, "publish") and hasattr(p, "bound_address")]
         if args.show and pubs and keys is None:
-            from .show import start_show
+            from realtime.show import start_show
 
             # subscribed before the server starts, so it hears the opening key and tempo
             extra.enter_context(start_show(pubs[0].bound_address))
@@ -257,7 +257,7 @@ def _serve(args, stopping):
                          "  show: not with --server-key (its subscriber has no client key)")
         extra.enter_context(srv)
         if args.osc:
-            from .osc import OscServer
+            from realtime.osc import OscServer
 
             try:
                 osc = extra.enter_context(OscServer(srv.handle, args.osc_host, args.osc,

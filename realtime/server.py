@@ -38,17 +38,17 @@ from engine.errors import InvalidMessage, OstinatoError, ServerError
 from engine.generate import check, needs_critic
 from engine.vocab import NOTE_OFF
 
-from . import protocol
-from .commands import Commands
-from .critic import DRAFT_BEATS, Drafter
-from .generator import Runtime, Weights
-from .keys import ServerKeys, require_keys
-from .midiclock import MidiClock
-from .mood import DEFAULT_MAX_NOTE_BEATS, DEFAULT_TONALITY
-from .outputs import MultiPort
-from .sequencer import Sequencer
-from .theme import ThemeEncoder
-from .timing import Waiter, fine_timer_slack
+from realtime import protocol
+from realtime.commands import Commands
+from engine.sampler.critic import DRAFT_BEATS, Drafter
+from engine.sampler.generator import Runtime, Weights
+from realtime.keys import ServerKeys, require_keys
+from realtime.midiclock import MidiClock
+from realtime.mood import DEFAULT_MAX_NOTE_BEATS, DEFAULT_TONALITY
+from realtime.outputs import MultiPort
+from realtime.sequencer import Sequencer
+from engine.sampler.theme import ThemeEncoder
+from realtime.timing import Waiter, fine_timer_slack
 
 log = logging.getLogger("ostinato.server")
 
@@ -85,7 +85,7 @@ class ServerConfig:
     tonality: float | None = None   # sessions that set none: None is mood.DEFAULT_TONALITY
     critic: str | None = None       # critic (discriminator) file; None: no critic
     critic_k: int = 0               # drafts judged per beat for sessions that set none
-    critic_pick: str = "sample"     # realtime.critic.PICKS
+    critic_pick: str = "sample"     # engine.sampler.critic.PICKS
     critic_beats: float = DRAFT_BEATS
 
 
@@ -116,7 +116,7 @@ class Server(Commands, MidiClock):
                           max_note_beats=DEFAULT_MAX_NOTE_BEATS)
         self.seq = Sequencer(cfg.max_sessions, self.tpb, cfg.beats_per_bar)
         self.presets, self.stingers = protocol.load_states(cfg.states)
-        # themes: a theme model (engine.theme) encodes them, in numba; states.toml names some
+        # themes: a theme model (engine.theme.vae) encodes them, in numba; states.toml names some
         self.themes = protocol.load_themes(cfg.states)
         self.theme = ThemeEncoder(cfg.model) if "theme" in self.weights.meta else None
         self._blends = {}  # slot -> (session, z from, z to, first tick, last tick, step done)
@@ -213,7 +213,7 @@ class Server(Commands, MidiClock):
         self._thread = threading.Thread(target=self._loop, name="ostinato-engine", daemon=True)
         self._thread.start()
         if self._use_control:
-            from .control import ControlServer
+            from realtime.control import ControlServer
 
             self._control = ControlServer(self.handle, self.cfg.control,
                                           presets=self.presets, stingers=self.stingers,

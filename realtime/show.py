@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import zmq
 
 from engine.errors import InvalidMessage, PortError
-from .protocol import decode_event
+from realtime.protocol import decode_event
 
 PITCH_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 

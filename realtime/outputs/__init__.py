@@ -12,12 +12,12 @@ import rtmidi
 
 from engine.errors import InvalidMessage
 
-from .base import BasePort, Sounding, midi_bytes, note_of, session_names  # noqa: F401
-from .jack import JackMidiPort
-from .midifile import MAX_BPM, MIN_BPM, MidiFilePort  # noqa: F401
-from .multi import MultiPort  # noqa: F401
-from .stream import ZmqPubPort
-from .virtual import API_ALIASES, RtMidiPort, api_label, list_ports, resolve_api  # noqa: F401
+from realtime.outputs.base import BasePort, Sounding, midi_bytes, note_of, session_names  # noqa: F401
+from realtime.outputs.jack import JackMidiPort
+from realtime.outputs.midifile import MAX_BPM, MIN_BPM, MidiFilePort  # noqa: F401
+from realtime.outputs.multi import MultiPort  # noqa: F401
+from realtime.outputs.stream import ZmqPubPort
+from realtime.outputs.virtual import API_ALIASES, RtMidiPort, api_label, list_ports, resolve_api  # noqa: F401
 
 
 BACKENDS = {"rtmidi": RtMidiPort, "jack": JackMidiPort, "zmq": ZmqPubPort, "file": MidiFilePort}

@@ -9,8 +9,8 @@ import rtmidi
 
 from engine.errors import InvalidMessage, PortError
 
-from .base import BasePort, Sounding, midi_bytes
-from .virtual import pick_port
+from realtime.outputs.base import BasePort, Sounding, midi_bytes
+from realtime.outputs.virtual import pick_port
 
 log = logging.getLogger("ostinato.outputs")
 
@@ -46,7 +46,7 @@ class JackMidiPort(BasePort):
 
     def __init__(self, name="Ostinato", port="out", connect=(), margin_ms=3.0, reconnect_s=1.0,
                  capacity=1 << 14):
-        from ..jackmidi import NativeJackWriter
+        from realtime.jackmidi import NativeJackWriter
 
         super().__init__()
         if not 0.0 <= margin_ms <= 1000.0:

@@ -12,7 +12,7 @@ import mido
 
 from engine.errors import InvalidMessage, PortError
 
-from .base import BasePort, midi_bytes, note_of, session_names
+from realtime.outputs.base import BasePort, midi_bytes, note_of, session_names
 
 log = logging.getLogger("ostinato.outputs")
 

@@ -5,7 +5,7 @@ import logging
 
 from engine.errors import PortError
 
-from .base import BasePort, midi_bytes, session_names
+from realtime.outputs.base import BasePort, midi_bytes, session_names
 
 log = logging.getLogger("ostinato.outputs")
 

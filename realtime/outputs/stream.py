@@ -9,7 +9,7 @@ from engine.errors import InvalidMessage, PortError
 from realtime.keys import guard_for, require_keys
 from realtime.protocol import EVENT_ADDRESS, EVENT_TYPES, encode_event
 
-from .base import BasePort, Sounding, midi_bytes, note_of, session_names
+from realtime.outputs.base import BasePort, Sounding, midi_bytes, note_of, session_names
 
 
 class ZmqPubPort(BasePort):

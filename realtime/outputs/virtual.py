@@ -10,7 +10,7 @@ from rtmidi.midiutil import get_api_from_environment
 
 from engine.errors import InvalidMessage, PortError
 
-from .base import BasePort, Sounding, midi_bytes
+from realtime.outputs.base import BasePort, Sounding, midi_bytes
 
 
 API_ALIASES = {"alsa": "LINUX_ALSA", "jack": "UNIX_JACK", "coremidi": "MACOSX_CORE",

@@ -12,7 +12,7 @@ import pytest
 
 from benchmarks import jitter, report
 from realtime.cli import main
-from realtime.bench import README
+from benchmarks.bench import README
 
 
 def test_quick_bench_runs_every_section_and_writes_its_outputs(jack_server, model_path, tmp_path,

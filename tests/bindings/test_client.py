@@ -7,7 +7,7 @@ import pytest
 import zmq
 
 from bindings import Client, EventListener
-from engine.errors import ServerError, ServerUnavailable
+from bindings.client import ServerError, ServerUnavailable
 from realtime import protocol
 
 from .conftest import MOTIF

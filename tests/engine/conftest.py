@@ -1,7 +1,7 @@
 """Fixtures of the engine tests: a small real dataset, built once per test session."""
 import pytest
 
-from engine.data import BuildConfig, Dataset, build
+from engine.training.data import BuildConfig, Dataset, build
 
 
 @pytest.fixture(scope="session")

@@ -125,8 +125,8 @@ def theme_model(tmp_path_factory):
     import torch
 
     from engine.controls import ControlSpec
-    from engine.model import ModelConfig, MusicLSTM
-    from engine.theme import ThemeConfig, ThemeVAE, save_theme
+    from engine.training.model import ModelConfig, MusicLSTM
+    from engine.theme.vae import ThemeConfig, ThemeVAE, save_theme
     from engine.vocab import Vocab
 
     torch.manual_seed(3)
@@ -144,7 +144,7 @@ def theme_model(tmp_path_factory):
 
 
 def test_a_theme_changes_the_piece_and_variation_one_is_free(theme_model, tmp_path, capsys):
-    from realtime.theme import ThemeEncoder, latent
+    from engine.sampler.theme import ThemeEncoder, latent
 
     w, enc = load_weights(theme_model), ThemeEncoder(theme_model)
     mu, _ = enc.encode(np.arange(20, 60))

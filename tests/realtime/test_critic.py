@@ -11,15 +11,15 @@ import pytest
 import torch
 import zmq
 
-from engine.adversarial import Critic, CriticConfig, save_critic
+from engine.training.adversarial import Critic, CriticConfig, save_critic
 from engine.controls import ControlSpec
 from engine.errors import InvalidMessage
 from engine.generate import Request, generate_many
-from engine.model import ModelConfig, MusicLSTM, save_model
+from engine.training.model import ModelConfig, MusicLSTM, save_model
 from engine.vocab import NOTE_OFF, NOTE_ON, START, TIME_SHIFT, Vocab
 from realtime import protocol
-from realtime.critic import MAX_CANDIDATES, CriticRuntime, Drafter
-from realtime.generator import Runtime, Weights
+from engine.sampler.critic import MAX_CANDIDATES, CriticRuntime, Drafter
+from engine.sampler.generator import Runtime, Weights
 from realtime.outputs import ZmqPubPort
 from realtime.server import Server, ServerConfig
 

@@ -1,0 +1,470 @@
+"""The training set: pieces read, tokenised, measured, split and batched.
+
+``ostinato data`` reads each source (a corpus collection or a MIDI folder) through
+``engine.training.corpus``, caching the notes per source so adding a MIDI folder does not
+re-read the corpus, then moves every piece to the common tonic C (key-relative: the
+sequencer transposes to the key a game asks for, so the tonic never depends on the
+model), tokenises it (``Vocab.encode``), measures its controls
+(``ControlSpec.compute``) and writes one ``.npz``.  A piece's key is its annotated
+one (an ABC K: field) where the source has one, else the Krumhansl-Kessler key of
+the whole piece; it moves by at most a tritone (``controls.key_shift``), so its
+register changes little.  Mode augmentation adds, for a share of the training
+pieces, a copy in the parallel mode (major to harmonic minor and back, by scale
+degree).  ``Dataset`` loads it and serves training batches: random windows of the
+training stream (of an absolute-key dataset, each transposed by a random interval).  Splits are by piece, from a hash of the piece id (or of the tune's
+group, so two transcriptions of one tune share a split): they never change between
+runs or machines.
+"""
+import hashlib
+import json
+import os
+import sys
+import time
+import zipfile
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from engine.training import corpus
+from engine.controls import ControlSpec, find_key, parallel_mode, to_tonic_c
+from engine.errors import InvalidMessage, OstinatoError
+from engine.notes import NOTE_DTYPE
+from engine.vocab import NOTE_OFF, NOTE_ON, Vocab
+
+SPLITS = ("train", "valid", "test")
+SPLIT_SHARES = (0.90, 0.05, 0.05)
+FORMAT = 1
+# Bump when a reader changes the notes it produces: every cache is then stale.
+CODE_VERSION = "corpus-3"
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """What goes into a dataset and where it is written."""
+
+    collections: tuple = corpus.DEFAULT_COLLECTIONS
+    midi_dirs: tuple = ()
+    out: str = "data/dataset.npz"
+    cache_dir: str = ""          # "" = a cache/ folder beside ``out``
+    rebuild: bool = False        # ignore caches and read every source again
+    max_pieces: int = 0          # 0 = all; else at most this many pieces per source
+    min_notes: int = 16
+    key_relative: bool = True    # move every piece to the tonic C (False: keys as written)
+    mode_augment: float = 0.0    # share of training pieces that also get a parallel-mode copy
+    workers: int = 2
+    progress: bool = True
+    read: corpus.ReadConfig = field(default_factory=corpus.ReadConfig)
+
+
+# -- splits ------------------------------------------------------------------------------
+def split_of(key):
+    """Split code (0 train, 1 valid, 2 test) of a piece id or group, from its SHA-1.
+
+    SHA-1, unlike Python's ``hash``, is the same in every process and on every machine.
+    """
+    u = int.from_bytes(hashlib.sha1(key.encode("utf-8")).digest()[:8], "big") / 2.0 ** 64
+    edges = np.cumsum(SPLIT_SHARES)
+    return int(min(np.searchsorted(edges, u, side="right"), len(SPLITS) - 1))
+
+
+def _bad(field, problem, allowed):
+    """An InvalidMessage whose text names the field and what it accepts."""
+    return InvalidMessage(f"{field}: {problem} (allowed: {allowed})", field=field,
+                          allowed=allowed)
+
+
+def split_code(split):
+    if split not in SPLITS:
+        raise _bad("split", f"{split!r} is not a split", ", ".join(SPLITS))
+    return SPLITS.index(split)
+
+
+# -- per-source cache --------------------------------------------------------------------
+def source_key(source, files, config):
+    """Hash of a source's file names, sizes and mtimes, the reader settings and code version."""
+    h = hashlib.sha1()
+    h.update(json.dumps([CODE_VERSION, source, asdict(config.read), config.max_pieces]).encode())
+    for p in files:
+        st = os.stat(p)
+        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def cache_path(source, files, config):
+    root = Path(config.cache_dir) if config.cache_dir else Path(config.out).parent / "cache"
+    name = source if not source.startswith("midi:") else "midi-" + Path(source[5:]).name
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return root / f"{safe}-{source_key(source, files, config)}.npz"
+
+
+def save_notes(path, pieces, skipped):
+    """Write one source's reading results: notes concatenated, offsets, ids, skip reasons."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    notes = np.concatenate([p.notes for p in pieces]) if pieces else np.zeros(0, NOTE_DTYPE)
+    offsets = np.cumsum([0] + [len(p.notes) for p in pieces]).astype(np.int64)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, notes=notes, offsets=offsets,
+             ids=np.array([p.piece_id for p in pieces], dtype=str),
+             groups=np.array([p.group for p in pieces], dtype=str),
+             skipped_ids=np.array([i for i, _ in skipped], dtype=str),
+             skipped_reasons=np.array([r for _, r in skipped], dtype=str))
+    os.replace(tmp, path)  # a crash mid-write never leaves a half cache
+
+
+def load_notes(path):
+    with np.load(path, allow_pickle=False) as z:
+        notes, off = z["notes"], z["offsets"]
+        pieces = [corpus.Piece(str(i), str(g), notes[off[k]:off[k + 1]])
+                  for k, (i, g) in enumerate(zip(z["ids"], z["groups"]))]
+        skipped = list(zip(map(str, z["skipped_ids"]), map(str, z["skipped_reasons"])))
+    return pieces, skipped
+
+
+def read_source(source, config):
+    """(pieces, skipped, info) of one source, from its cache when the cache is current."""
+    if not source.startswith("midi:"):  # --keep-drums is for MIDI folders only
+        config = replace(config, read=replace(config.read, keep_drums=False))
+    files = corpus.source_files(source)
+    path = cache_path(source, files, config)
+    if path.exists() and not config.rebuild:
+        try:
+            pieces, skipped = load_notes(path)
+            return pieces, skipped, {"cached": True, "parsed": 0, "cache": str(path)}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            pass  # a damaged cache is read again from the source
+    tasks = corpus.source_tasks(source, files)
+    if config.max_pieces:
+        tasks = tasks[:config.max_pieces]
+    pieces, skipped = corpus.read_all(tasks, config.read, config.workers, config.progress,
+                                      desc=source)
+    save_notes(path, pieces, skipped)
+    return pieces, skipped, {"cached": False, "parsed": len(tasks), "cache": str(path)}
+
+
+# -- building ----------------------------------------------------------------------------
+def _category(reason):
+    return reason.split(":", 1)[0]
+
+
+def build(config=BuildConfig(), log=None):
+    """Read, tokenise, split and write the dataset; returns the build summary.
+
+    Each skipped piece gets one line "piece id: category: detail", passed to ``log``
+    and written to ``<out>.skipped.txt`` beside the dataset.
+    """
+    lines = []
+
+    def log_skip(line):
+        lines.append(line)
+        if log:
+            log(line)
+    t0 = time.monotonic()
+    vocab, spec = Vocab(ticks_per_beat=config.read.ticks_per_beat), \
+        ControlSpec(ticks_per_beat=config.read.ticks_per_beat)
+    sources = [s for s in config.collections] + \
+              [f"midi:{Path(d).resolve()}" for d in config.midi_dirs]
+    toks, ctrls, ids, srcs, splits = [], [], [], [], []
+    seen = {}
+    summary = {"sources": {}, "skipped": {}}
+    keys = Counter()  # where each piece's key came from: annotated or measured
+    modes = {when: {m: [0, 0, 0] for m in MODE_NAMES} for when in ("before", "after")}
+    for source in sources:
+        pieces, skipped, info = read_source(source, config)
+        skipped = list(skipped)
+        counts = {"pieces": [0, 0, 0], "tokens": [0, 0, 0], "notes": [0, 0, 0]}
+        annotated = corpus.annotated_keys(source) if config.key_relative else {}
+        for pid, group, notes in pieces:
+            if len(notes) < config.min_notes:
+                skipped.append((pid, f"too short: {len(notes)} notes < {config.min_notes}"))
+                continue
+            sp = split_of(group or pid)
+            if config.key_relative:
+                tonic, mode = annotated.get(pid) or find_key(notes)[:2]
+                notes = to_tonic_c(notes, tonic)
+            else:
+                mode = find_key(notes)[1]
+            versions = [(pid, notes, mode)]
+            if sp == 0 and config.mode_augment > 0 and \
+                    _share(pid) < config.mode_augment and config.key_relative:
+                versions.append((pid + "#parallel", parallel_mode(notes, mode), 1 - mode))
+            for vid, vnotes, vmode in versions:
+                tokens = vocab.encode(vnotes)
+                digest = hashlib.sha1(tokens.tobytes()).hexdigest()
+                if digest in seen:  # a tune printed twice would leak across splits
+                    skipped.append((vid, f"duplicate: same notes as {seen[digest]}"))
+                    continue
+                seen[digest] = vid
+                toks.append(tokens.astype(np.int16))
+                ctrls.append(spec.compute(tokens, vocab).astype(np.float16))
+                ids.append(vid)
+                srcs.append(source)
+                splits.append(sp)
+                counts["pieces"][sp] += 1
+                counts["tokens"][sp] += len(tokens)
+                counts["notes"][sp] += len(vnotes)
+                modes["after"][MODE_NAMES[vmode]][sp] += 1
+                if vid == pid:
+                    modes["before"][MODE_NAMES[vmode]][sp] += 1
+                    if config.key_relative:
+                        keys["annotated" if pid in annotated else "measured"] += 1
+        for pid, why in skipped:
+            log_skip(f"{pid}: {why}")
+        by_reason = dict(Counter(_category(w) for _, w in skipped))
+        for k, n in by_reason.items():
+            summary["skipped"][k] = summary["skipped"].get(k, 0) + n
+        summary["sources"][source] = {**{k: dict(zip(SPLITS, v)) for k, v in counts.items()},
+                                      "skipped": by_reason, **info}
+    if not toks:
+        raise OstinatoError("no pieces left to write: every source was empty or skipped")
+    for key in ("pieces", "tokens", "notes"):
+        summary[key] = {s: sum(v[key][s] for v in summary["sources"].values()) for s in SPLITS}
+    summary["key_relative"] = config.key_relative
+    summary["keys"] = dict(keys)
+    summary["mode_augment"] = config.mode_augment
+    summary["modes"] = {when: {m: dict(zip(SPLITS, v)) for m, v in by.items()}
+                        for when, by in modes.items()}
+    summary["seconds"] = round(time.monotonic() - t0, 1)
+    meta = {"format": FORMAT, "vocab": vocab.to_dict(), "spec": spec.to_dict(),
+            "summary": summary, "key_relative": config.key_relative}
+    out = Path(config.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp.npz")
+    np.savez_compressed(
+        tmp, tokens=np.concatenate(toks), controls=np.concatenate(ctrls),
+        offsets=np.cumsum([0] + [len(t) for t in toks]).astype(np.int64),
+        ids=np.array(ids, dtype=str), sources=np.array(srcs, dtype=str),
+        split=np.array(splits, np.int8), meta=np.array(json.dumps(meta)))
+    os.replace(tmp, out)
+    out.with_name(out.name + ".skipped.txt").write_text("".join(l + "\n" for l in lines))
+    return summary
+
+
+# -- keys and modes ----------------------------------------------------------------------
+MODE_NAMES = ("major", "minor")
+
+
+def _share(piece_id):
+    """A number in [0, 1) fixed by the piece id (SHA-1): who gets a parallel-mode copy."""
+    digest = hashlib.sha1(("mode:" + piece_id).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0 ** 64
+
+
+# -- transposition and windows -----------------------------------------------------------
+def _pitch_tables(vocab):
+    """Per token id: is it a note-on/off, and its pitch (-1 for other tokens)."""
+    kinds, values = vocab.tables()
+    is_note = (kinds == NOTE_ON) | (kinds == NOTE_OFF)
+    return is_note, np.where(is_note, values, -1)
+
+
+def transpose_tokens(tokens, k, vocab):
+    """Tokens with every note moved by k semitones, or None if a pitch would leave 0..127."""
+    is_note, pitch = _pitch_tables(vocab)
+    tokens = np.asarray(tokens)
+    notes = is_note[tokens]
+    if notes.any():
+        p = pitch[tokens][notes]
+        if p.min() + k < 0 or p.max() + k > 127:
+            return None
+    return (tokens + k * notes).astype(tokens.dtype)
+
+
+def windows(tokens, controls, starts, seq_len, ks, vocab, spec):
+    """Windows of a stream at ``starts``, each transposed by its k (0 where out of range).
+
+    Returns x_tokens int64 [B,T], x_controls float32 [B,T,C], y_tokens int64 [B,T] and
+    the k actually applied to each window.
+    """
+    is_note, pitch = _pitch_tables(vocab)
+    idx = np.asarray(starts)[:, None] + np.arange(seq_len + 1)
+    win = tokens[idx].astype(np.int64)
+    notes = is_note[win]
+    ks = np.asarray(ks, np.int64).copy()
+    hi = np.where(notes, pitch[win], -1).max(1)
+    lo = np.where(notes, pitch[win], 128).min(1)
+    ks[(hi + ks > 127) | (lo + ks < 0)] = 0
+    win += notes * ks[:, None]
+    ctrl = controls[idx[:, :-1]].astype(np.float32)
+    for k in np.unique(ks[ks != 0]):
+        rows = ks == k
+        ctrl[rows] = spec.transpose(ctrl[rows], int(k))
+    return win[:, :-1], ctrl, win[:, 1:], ks
+
+
+class Dataset:
+    """A built dataset: pieces by split, their token stream, batches for training."""
+
+    def __init__(self, tokens, controls, offsets, ids, sources, split, vocab, spec,
+                 summary=None):
+        self.tokens, self.controls, self.offsets = tokens, controls, offsets
+        self.ids, self.sources, self.split = ids, sources, split
+        self.vocab, self.spec, self.summary = vocab, spec, summary or {}
+        # every piece was moved to C (see the module docstring): train without transposing
+        self.key_relative = bool(self.summary.get("key_relative", False))
+        self._streams = {}
+
+    @classmethod
+    def load(cls, path):
+        path = Path(path)
+        if not path.exists():
+            raise OstinatoError(f"dataset {path} does not exist: build it with `ostinato data`")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                arrays = {k: z[k] for k in ("tokens", "controls", "offsets", "ids",
+                                            "sources", "split")}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise OstinatoError(f"dataset {path} is not a readable dataset file: {exc}") from exc
+        if meta.get("format") != FORMAT:
+            raise OstinatoError(f"dataset {path} has format {meta.get('format')}, "
+                                f"this code reads format {FORMAT}: rebuild it")
+        return cls(vocab=Vocab.from_dict(meta["vocab"]), spec=ControlSpec.from_dict(meta["spec"]),
+                   summary=meta["summary"], **arrays)
+
+    def __len__(self):
+        return len(self.ids)
+
+    def _rows(self, split):
+        return np.flatnonzero(self.split == split_code(split))
+
+    def pieces(self, split):
+        """(tokens int16, controls float16) of each piece of a split, as stored."""
+        o = self.offsets
+        return [(self.tokens[o[i]:o[i + 1]], self.controls[o[i]:o[i + 1]])
+                for i in self._rows(split)]
+
+    def stream(self, split):
+        """All pieces of a split end to end (each starts with START): tokens, controls."""
+        if split not in self._streams:
+            code = split_code(split)
+            mask = np.repeat(self.split == code, np.diff(self.offsets))
+            self._streams[split] = (self.tokens[mask], self.controls[mask])
+        return self._streams[split]
+
+    def _check_len(self, split, seq_len):
+        n = len(self.stream(split)[0])
+        if not isinstance(seq_len, (int, np.integer)) or not 1 <= seq_len <= n - 1:
+            raise _bad("seq_len", f"{seq_len!r} does not fit the {split} stream of {n} tokens",
+                       f"1..{n - 1}")
+        return n
+
+    def batches(self, split, batch_size, seq_len, rng, transpose=(-5, 6)):
+        """Endless random training batches (x_tokens, x_controls, y_tokens), y = x shifted by one.
+
+        Each window is transposed by a random k in [lo, hi), or by 0 where a pitch
+        would leave 0..127; ``transpose=None`` leaves the music as written.
+        """
+        n = self._check_len(split, seq_len)
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise _bad("batch_size", f"{batch_size!r} is not a positive integer", ">= 1")
+        lo, hi = transpose if transpose else (0, 1)
+        if not (-127 <= lo < hi <= 128):
+            raise _bad("transpose", f"[{lo}, {hi}) is empty or too wide",
+                       "(lo, hi) with -127 <= lo < hi <= 128, or None")
+        tokens, controls = self.stream(split)
+        while True:
+            starts = rng.integers(0, n - seq_len, size=batch_size)
+            ks = rng.integers(lo, hi, size=batch_size)
+            x, c, y, _ = windows(tokens, controls, starts, seq_len, ks, self.vocab, self.spec)
+            yield x, c, y
+
+    def eval_windows(self, split, seq_len):
+        """Every non-overlapping window of a split, in order, untransposed: (x, c, y) arrays."""
+        n = self._check_len(split, seq_len)
+        tokens, controls = self.stream(split)
+        starts = np.arange(0, n - seq_len, seq_len)
+        x, c, y, _ = windows(tokens, controls, starts, seq_len, np.zeros(len(starts)),
+                             self.vocab, self.spec)
+        return x, c, y
+
+
+# -- command line ------------------------------------------------------------------------
+def add_arguments(parser):
+    names = ", ".join(corpus.COLLECTIONS)
+    parser.add_argument("--collections", default=",".join(corpus.DEFAULT_COLLECTIONS),
+                        help=f"comma-separated corpus collections ({names}), 'all', or 'none' "
+                             f"(default: %(default)s; Essen is non-commercial, Palestrina slow)")
+    parser.add_argument("--midi", nargs="+", action="extend", default=[], metavar="DIR",
+                        help="folders of .mid files to add (searched recursively)")
+    parser.add_argument("--keep-drums", action="store_true",
+                        help="keep channel-10 drum notes from MIDI files")
+    parser.add_argument("--out", default="data/dataset.npz", help="dataset file (%(default)s)")
+    parser.add_argument("--rebuild", action="store_true",
+                        help="ignore the per-source caches and read everything again")
+    parser.add_argument("--max-pieces", type=int, default=0, metavar="N",
+                        help="read at most N pieces per source (0: all)")
+    parser.add_argument("--absolute-keys", action="store_true",
+                        help="keep each piece in its written key (default: every piece moved "
+                             "to C, the sequencer transposes at play time)")
+    parser.add_argument("--mode-augment", type=float, default=0.0, metavar="SHARE",
+                        help="share 0..1 of training pieces that also get a copy in the "
+                             "parallel mode (default 0)")
+    parser.add_argument("--workers", type=int, default=2, help="reader processes, 1-2 (2)")
+    parser.add_argument("--verbose", action="store_true", help="print every skipped piece")
+
+
+def parse_collections(text):
+    """Collection names from the --collections text, checked."""
+    text = text.strip()
+    if text == "all":
+        return tuple(corpus.COLLECTIONS)
+    if text in ("", "none"):
+        return ()
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    bad = [n for n in names if n not in corpus.COLLECTIONS]
+    if bad:
+        raise _bad("collections", f"unknown collection {bad[0]!r}",
+                   ", ".join(corpus.COLLECTIONS) + ", all, none")
+    return names
+
+
+def format_summary(summary):
+    """The build summary as a small table."""
+    lines = [f"{'source':<40} {'split':<6} {'pieces':>7} {'notes':>9} {'tokens':>10}"]
+    rows = list(summary["sources"].items()) + [("total", summary)]
+    for name, s in rows:
+        tag = " (cached)" if s.get("cached") else ""
+        for sp in SPLITS:
+            lines.append(f"{(name + tag)[-40:]:<40} {sp:<6} {s['pieces'][sp]:>7} "
+                         f"{s['notes'][sp]:>9} {s['tokens'][sp]:>10}")
+    skipped = summary["skipped"]
+    lines.append("skipped: " + (", ".join(f"{k} {v}" for k, v in sorted(skipped.items()))
+                                if skipped else "none"))
+    if "modes" in summary:
+        for when in ("before", "after"):
+            by = summary["modes"][when]
+            lines.append(f"modes {when} augmentation (train): " + ", ".join(
+                f"{m} {by[m]['train']}" for m in MODE_NAMES))
+    if summary.get("key_relative"):
+        lines.append("keys moved to C: " + ", ".join(f"{k} {v}" for k, v in
+                                                     sorted(summary["keys"].items())))
+    lines.append(f"time: {summary['seconds']:.1f} s")
+    return "\n".join(lines)
+
+
+def run(args):
+    if args.max_pieces < 0:
+        raise _bad("max_pieces", f"{args.max_pieces} is negative", ">= 0 (0: all)")
+    if not 1 <= args.workers <= 2:
+        raise _bad("workers", f"{args.workers} is out of range", "1..2")
+    if not 0.0 <= args.mode_augment <= 1.0:
+        raise _bad("mode_augment", f"{args.mode_augment} is out of range", "0..1")
+    collections = parse_collections(args.collections)
+    for d in args.midi:
+        if not Path(d).is_dir():
+            raise _bad("midi", f"{d} is not a folder", "existing folders")
+    if not collections and not args.midi:
+        raise _bad("collections", "nothing to read: no collections and no --midi folders",
+                   ", ".join(corpus.COLLECTIONS) + ", all, or --midi DIR")
+    config = BuildConfig(collections=collections, midi_dirs=tuple(args.midi), out=args.out,
+                         rebuild=args.rebuild, max_pieces=args.max_pieces,
+                         key_relative=not args.absolute_keys, mode_augment=args.mode_augment,
+                         workers=args.workers, progress=sys.stderr.isatty(),
+                         read=corpus.ReadConfig(keep_drums=args.keep_drums))
+    log = (lambda line: print(line, file=sys.stderr)) if args.verbose else None
+    summary = build(config, log=log)
+    print(format_summary(summary))
+    print(f"wrote {args.out} (skipped pieces listed in {args.out}.skipped.txt)")
+    return 0

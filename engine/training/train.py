@@ -1,0 +1,177 @@
+"""Training: ``ostinato train`` with validation, checkpoints, resume and early stop.
+
+A run folder holds ``last.pt`` (weights, optimiser and progress, for ``--resume``),
+``best.npz`` (the best model on validation, in the format the server loads) and
+``log.jsonl`` (one line per validation).
+"""
+import json
+import math
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from engine.training.model import ModelConfig, MusicLSTM, save_model
+
+
+def validate(model, data, seq_len, batch_size, device, max_windows=None):
+    """Mean cross-entropy (nats per event) over the validation windows."""
+    x, c, y = data.eval_windows("valid", seq_len)
+    if max_windows:
+        x, c, y = x[:max_windows], c[:max_windows], y[:max_windows]
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            xb = torch.as_tensor(x[i:i + batch_size], dtype=torch.long, device=device)
+            cb = torch.as_tensor(c[i:i + batch_size], dtype=torch.float32, device=device)
+            yb = torch.as_tensor(y[i:i + batch_size], dtype=torch.long, device=device)
+            logits, _ = model(xb, cb)
+            total += nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="sum").item()
+            count += yb.numel()
+    model.train()
+    return total / max(count, 1)
+
+
+def mean_register(data):
+    """Mean pitch of the training notes: the default register when generating."""
+    tokens, _ = data.stream("train")
+    on = data.vocab.offsets[1]
+    t = tokens[(tokens >= on) & (tokens < on + 128)]
+    return float(np.mean(t - on)) if len(t) else 67.0
+
+
+def train(data, out, cfg, *, steps=20000, batch_size=32, seq_len=128, lr=2e-3,
+          eval_every=500, patience=6, device="cpu", seed=0, resume=False,
+          max_minutes=None, transpose=(-5, 7), valid_windows=None, command=None,
+          progress=True):
+    """Train ``MusicLSTM(cfg)`` on ``data`` into the folder ``out``; return the best
+    validation NLL.  ``max_minutes`` bounds the wall time (then it stops like early stop).
+    ``transpose``: the random transposition of each window, for absolute-key datasets
+    only (a key-relative one trains as written).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = MusicLSTM(cfg).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    step, best, bad, elapsed = 0, math.inf, 0, 0.0
+    rng = np.random.default_rng(seed)
+    ckpt = out / "last.pt"
+    if resume and ckpt.exists():
+        st = torch.load(ckpt, map_location=device, weights_only=True)
+        if st["config"] != asdict(cfg):
+            raise ValueError(f"{ckpt}: config {st['config']} differs from {asdict(cfg)}")
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        step, best, bad, elapsed = st["step"], st["best"], st["bad"], st["elapsed"]
+        rng = np.random.default_rng([seed, step])
+    if data.key_relative:
+        transpose = None  # every piece is in C: transposing would teach other tonics
+    info = dict(command=command, data=data.summary, mean_register=mean_register(data),
+                key_relative=data.key_relative, batch_size=batch_size, seq_len=seq_len, lr=lr,
+                device=str(device))
+    sched = lambda s: lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
+    batches = data.batches("train", batch_size, seq_len, rng, transpose=transpose)
+    bar = tqdm(total=steps, initial=step, disable=not progress, desc="train", unit="step",
+               file=sys.stderr, dynamic_ncols=True)
+    t0 = time.monotonic() - elapsed
+    log = open(out / "log.jsonl", "a")
+    running = None
+    try:
+        while step < steps:
+            x, c, y = next(batches)
+            for g in opt.param_groups:
+                g["lr"] = sched(step)
+            xb = torch.as_tensor(x, dtype=torch.long, device=device)
+            cb = torch.as_tensor(c, dtype=torch.float32, device=device)
+            yb = torch.as_tensor(y, dtype=torch.long, device=device)
+            logits, _ = model(xb, cb)
+            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+            bar.update(1)
+            bar.set_postfix(loss=f"{running:.3f}", best=f"{best:.3f}")
+            timed_out = max_minutes and (time.monotonic() - t0) > max_minutes * 60
+            if step % eval_every == 0 or step == steps or timed_out:
+                val = validate(model, data, seq_len * 2, batch_size, device, valid_windows)
+                elapsed = time.monotonic() - t0
+                improved = val < best - 1e-4
+                if improved:
+                    best, bad = val, 0
+                    save_model(out / "best.npz", model, data.vocab, data.spec,
+                               info=dict(info, step=step, valid_nll=val, train_seconds=elapsed))
+                else:
+                    bad += 1
+                log.write(json.dumps(dict(step=step, train=running, valid=val, lr=sched(step),
+                                          seconds=round(elapsed, 1))) + "\n")
+                log.flush()
+                torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), step=step,
+                                best=best, bad=bad, elapsed=elapsed, config=asdict(cfg)), ckpt)
+                bar.write(f"step {step}: train {running:.4f} valid {val:.4f}"
+                          f"{' (best)' if improved else ''} [{elapsed / 60:.1f} min]")
+                if bad >= patience:
+                    bar.write(f"early stop: no improvement in {patience} validations")
+                    break
+                if timed_out:
+                    bar.write(f"time budget of {max_minutes} min reached")
+                    break
+    finally:
+        bar.close()
+        log.close()
+    return best
+
+
+def add_arguments(p):
+    p.add_argument("--data", default="data/dataset.npz", help="dataset from `ostinato data`")
+    p.add_argument("--out", default="runs/default", help="run folder (checkpoints, log)")
+    p.add_argument("--hidden", type=int, default=ModelConfig.hidden)
+    p.add_argument("--layers", type=int, default=ModelConfig.layers)
+    p.add_argument("--embed", type=int, default=ModelConfig.embed)
+    p.add_argument("--dropout", type=float, default=ModelConfig.dropout)
+    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--eval-every", type=int, default=500)
+    p.add_argument("--valid-windows", type=int, default=None,
+                   help="validate on at most this many windows (default: all)")
+    p.add_argument("--patience", type=int, default=6, help="validations without improvement")
+    p.add_argument("--max-minutes", type=float, default=None, help="wall-time budget")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--export", default=None, help="copy the best model here when done")
+
+
+def run(args):
+    from engine.training.data import Dataset
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = Dataset.load(args.data)
+    cfg = ModelConfig(vocab_size=data.vocab.size, n_controls=data.spec.size, embed=args.embed,
+                      hidden=args.hidden, layers=args.layers, dropout=args.dropout)
+    command = "ostinato train " + " ".join(sys.argv[2:])
+    best = train(data, args.out, cfg, steps=args.steps, batch_size=args.batch_size,
+                 seq_len=args.seq_len, lr=args.lr, eval_every=args.eval_every,
+                 patience=args.patience, device=args.device, seed=args.seed,
+                 resume=args.resume, max_minutes=args.max_minutes,
+                 valid_windows=args.valid_windows, command=command)
+    print(f"best validation NLL {best:.4f} nats/event -> {Path(args.out) / 'best.npz'}")
+    if args.export:
+        Path(args.export).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.export).write_bytes((Path(args.out) / "best.npz").read_bytes())
+        print(f"exported to {args.export}")
+    return 0
