@@ -21,7 +21,9 @@ demo: setup
 serve: setup
 	$(BIN)/ostinato serve --audio --show
 
+# lint-imports checks the layers and the absence of import circles (.importlinter).
 test: setup
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q tests
 
 bench: setup
@@ -50,7 +52,7 @@ $(VENV)/.installed: pyproject.toml
 	  --seconds 0.01 >/dev/null
 	@touch $@
 
-# The shipped model, reproduced (see README "The default model").
+# The shipped model, reproduced (see engine/models/README.md).
 train-default: setup
 	$(BIN)/ostinato data --out data/dataset.npz --mode-augment 0.5
 	$(BIN)/ostinato train --data data/dataset.npz --out runs/default --hidden 256 --layers 2 \
@@ -62,7 +64,7 @@ eval-default: setup
 	$(BIN)/ostinato eval --json engine/models/default-eval.json --plot engine/models/default-pianoroll.png
 
 # The shipped critic: D trained against the shipped generator as it is (no G steps), and
-# the two adversarial fine-tunings compared with it (see README "Adversarial training").
+# the two adversarial fine-tunings compared with it (see engine/models/README.md).
 train-critic: setup
 	$(BIN)/ostinato adversarial --out runs/critic-mle --steps 0 --d-pretrain 2000 --lr-d 1e-3 \
 	  --critic-hidden 256 --log-every 100 --threads 1 --seed 0 --export-critic engine/models/critic.npz
@@ -74,7 +76,7 @@ train-adversarial: setup
 	$(BIN)/ostinato adversarial --out runs/adv-v1 --steps 1000 --d-pretrain 300 --reward linear \
 	  --kl 0.5 --lr-d 2e-4 --log-every 50 --threads 1 --seed 1
 
-# The theme VAE (issue 13, work in progress; see README "Themes"): the shipped generator as the
+# The theme VAE (issue 13, work in progress; see engine/models/README.md): the shipped generator as the
 # decoder (learning at a tenth of the new weights' rate, a quarter of each batch at z = 0 so free
 # composition stays within 2 %), a code per beat of the theme (the conductor), free bits 2 nats.
 # 4,000 steps (32 min on one CPU thread), then resumed to 8,000 (31 min more).

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from realtime.jack import JackConfig, JackServer, jack_connect, jack_ports
-from realtime.jackmidi import NativeJackCapture
+from realtime.jackcapture import NativeJackCapture
 
 from .stats import machine, summary
 
@@ -87,7 +87,7 @@ def connect(src, dst):
 class Capture(NativeJackCapture):
     """A JACK audio input fed from a chosen JACK output port (connect it to ``port``).
 
-    A native JACK client (``realtime.jackmidi.NativeJackCapture``), not a PortAudio
+    A native JACK client (``realtime.jackcapture.NativeJackCapture``), not a PortAudio
     stream: PortAudio closing a capture stream crashed libjack once in the test suite.
     """
 

@@ -46,7 +46,7 @@ def critic_file(critic, folder):
     if DEFAULT_CRITIC.exists():
         return str(DEFAULT_CRITIC), "trained"
     from engine.training.adversarial import Critic, CriticConfig, save_critic
-    from engine.sampler.generator import Weights
+    from engine.sampler.weights import Weights
 
     w = Weights(DEFAULT_MODEL)
     path = Path(folder) / "critic-random.npz"
@@ -75,7 +75,8 @@ def cost(model, critic, k, sessions, beats=16, seed=0):
     """Composing ``sessions`` sessions with ``k`` drafts a beat (0: no critic) for
     ``beats`` beats as the server's generator thread does; per committed event."""
     from engine.sampler.critic import Drafter
-    from engine.sampler.generator import Runtime, Weights
+    from engine.sampler.generator import Runtime
+    from engine.sampler.weights import Weights
 
     w = Weights(model) if not isinstance(model, Weights) else model
     rt = Runtime(w, max_sessions=sessions)

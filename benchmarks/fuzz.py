@@ -78,7 +78,7 @@ def main(argv=None):
             "answered_exactly_once": settled, "notes_after_storm": played,
             "music_still_playing": played >= 5, "ping_after": bool(pong and pong.get("type") == "pong"),
             "notes_total": notes.notes, "log_records": logs.counts,
-            "control_restarts": srv._control.restarts, "seconds": round(time.monotonic() - t0, 1),
+            "control_restarts": srv.control.restarts, "seconds": round(time.monotonic() - t0, 1),
             "engine": fuzz.diagnose(srv),
         }
     sent = result["zmq"]["sent"] + result["osc"]["sent"]

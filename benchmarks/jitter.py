@@ -3,7 +3,7 @@
 The server runs as ``ostinato serve`` in its own process with ``sessions`` sessions
 open (the extra ones are the load).  On the ZeroMQ stream each note event carries its
 scheduled time ``t_ns``.  When the server also plays through its JACK port, a second
-JACK client with a native process callback (``realtime.jackmidi.NativeJackReader``)
+JACK client with a native process callback (``realtime.jackreader.NativeJackReader``)
 stamps each message with its frame, and the frame's time by JACK's clock model, as a DAW
 records it; the messages are paired, in order and by their bytes, with the same notes on
 the stream.  The JACK figure is that frame time minus the scheduled time, in µs and in
@@ -79,7 +79,7 @@ def measure(model, sessions, seconds, context, jack_port=None, jack_backend="nat
     """Jitter of every note over ``seconds`` with ``sessions`` sessions playing; with
     ``jack_port`` the JACK path too, through ``jack_backend``.  Returns a dict of
     summaries and raw samples."""
-    from realtime.jackmidi import NativeJackReader
+    from realtime.jackreader import NativeJackReader
 
     res = {"sessions": sessions, "seconds": seconds}
     if jack_port:

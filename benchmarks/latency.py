@@ -99,7 +99,7 @@ def over_zmq(model, changes, context, seed=0, log=print):
 def over_jack(model, changes, context, port_name, seed=0, log=print, backend="native"):
     """Mood call → the first note of the new mood at the frame a JACK client (a DAW)
     records it, by JACK's clock model of that frame (``NativeJackReader.stamped``)."""
-    from realtime.jackmidi import NativeJackReader
+    from realtime.jackreader import NativeJackReader
 
     lat, unclassified = [], 0
     with ServeProcess(model, sessions=1, events=False, jack_port=port_name,

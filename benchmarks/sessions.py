@@ -18,7 +18,9 @@ import time
 import numpy as np
 import zmq
 
-from engine.sampler.generator import Runtime, Weights, lstm_step
+from engine.sampler.generator import Runtime
+from engine.sampler.lstm import lstm_step
+from engine.sampler.weights import Weights
 
 from . import critic as critic_bench
 from . import jitter

@@ -1,7 +1,7 @@
 """One generator step at batch 1: the numba kernel against torch and the memory bound.
 
 Every candidate steps the same model (the file the server loads) one event at a time,
-carrying its state: ``engine.sampler.generator.lstm_step``; torch's ``nn.LSTM`` through
+carrying its state: ``engine.sampler.lstm.lstm_step``; torch's ``nn.LSTM`` through
 ``MusicLSTM.forward`` on a [1, 1] input; and a stack of ``nn.LSTMCell`` with the same
 weights.  The bound is the time to read the weights once at a copy bandwidth measured
 in the same run (STREAM's convention: a copy of n bytes moves 2n).  The logits of all
@@ -12,7 +12,9 @@ import time
 import numpy as np
 from numba import njit
 
-from engine.sampler.generator import FLAGS, Runtime, Weights, gemv, lstm_cell, lstm_step
+from engine.sampler.generator import Runtime
+from engine.sampler.lstm import FLAGS, gemv, lstm_cell, lstm_step
+from engine.sampler.weights import Weights
 
 from .stats import summary, us
 

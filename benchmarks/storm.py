@@ -4,11 +4,10 @@ must end every note it started (``python -m benchmarks.storm --transitions 10000
 
 The server is the real ``ostinato serve`` in its own process, with the event stream, a
 ``--record`` file and a virtual MIDI port on JACK (``--clock`` on, so the JACK side has
-MIDI Stop to count from).  Clients send ``mood`` (now/beat/bar), ``state``, ``key``,
-``tempo`` (with ramps), ``stinger``, ``stop``, ``pause``, ``start`` and ``session``
-open/close on sessions of their own and on "main".  Three observers count, per
-(session or port, channel, pitch), the notes, the stuck ones (a note-on never ended) and
-the orphan note-offs (a note-off of a silent note):
+MIDI Stop to count from).  Client processes (``benchmarks.clients``) send random
+transitions and session opens and closes.  Three observers (``benchmarks.observers``)
+count, per (session or port, channel, pitch), the notes, the stuck ones (a note-on never
+ended) and the orphan note-offs (a note-off of a silent note):
 
 - the event stream, read by a SUB socket from the ``transport: stop`` marker of a stop
   sent before the storm (before it, a subscriber may have missed note-ons);
@@ -17,7 +16,7 @@ the orphan note-offs (a note-off of a silent note):
   (0xFC) of that same stop: one port's messages keep their order, so this is exact.
 
 The JACK port has two readers at once: rtmidi's (``QueuedJackReader``, as a DAW using
-rtmidi) and ``realtime.jackmidi.NativeJackReader`` (a native process callback that
+rtmidi) and ``realtime.jackreader.NativeJackReader`` (a native process callback that
 stamps each event with its frame and counts JACK's xruns, the cycles it missed and the
 writer's port-buffer overflows).  JACK drops the MIDI of a cycle a client misses (an
 xrun): measured here, every message lost fell at an xrun, none in cycles that ran on
@@ -31,29 +30,23 @@ and those of them that no loss explains.
 """
 import argparse
 import json
-import multiprocessing
 import os
-import random
 import signal
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
 
 import zmq
 
-from realtime import protocol
+from realtime.jackreader import NativeJackReader
 
-from realtime.jackmidi import NativeJackReader
-
+from .clients import REPLY_TIMEOUT_MS, Clients
+from .observers import QueuedJackReader, StreamReader, midi_file_tally, stream_notes, tally, wire_note
 from .serve import REPO, ServeProcess
 from .stats import machine
 
 RESULTS = REPO / "benchmarks" / "results" / "storm.json"
-KEYS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-TRANSITIONS = ("now", "beat", "bar")
-REPLY_TIMEOUT_MS = 30_000  # a guard against a hang, not a measurement
 
 
 class RecordingServe(ServeProcess):
@@ -71,331 +64,6 @@ class RecordingServe(ServeProcess):
         os.kill(self.pid, sig)
         return self._proc.wait(timeout_s)
 
-
-# ---------------------------------------------------------------- counting
-
-def tally(notes):
-    """{notes, stuck, orphan_offs} of ``notes``: (key, is_on) pairs in the order played.
-    A note-on of a key already sounding leaves the first one stuck."""
-    sounding, count, orphans = {}, 0, 0
-    for key, is_on in notes:
-        if is_on:
-            count += 1
-            sounding[key] = sounding.get(key, 0) + 1
-        elif sounding.get(key):
-            sounding[key] -= 1
-        else:
-            orphans += 1
-    return {"notes": count, "stuck": sum(sounding.values()), "orphan_offs": orphans}
-
-
-def wire_note(message):
-    """(channel, pitch, is_on) of a note message's bytes, else None."""
-    if len(message) != 3 or message[0] & 0xE0 != 0x80:
-        return None
-    return message[0] & 0x0F, message[1], message[0] & 0xF0 == 0x90 and message[2] > 0
-
-
-def stream_notes(events):
-    """((session, channel, pitch), is_on) of the note events of a decoded stream."""
-    return [((e["session"], e["channel"], e["pitch"]), e["type"] == "note_on")
-            for e in events if e["type"] in ("note_on", "note_off")]
-
-
-def midi_file_tally(path):
-    """tally() of a .mid file, each track on its own ((track, channel, pitch) keys)."""
-    import mido
-
-    notes = []
-    for index, track in enumerate(mido.MidiFile(path).tracks):
-        for msg in track:
-            if msg.type in ("note_on", "note_off"):
-                notes.append(((index, msg.channel, msg.note),
-                              msg.type == "note_on" and msg.velocity > 0))
-    return tally(notes)
-
-
-def midi_file_beats(path, track_name):
-    """[(beat, message)] of the notes of the track named ``track_name``."""
-    import mido
-
-    mid = mido.MidiFile(path)
-    for track in mid.tracks:
-        if track.name == track_name:
-            tick, out = 0, []
-            for msg in track:
-                tick += msg.time
-                if msg.type in ("note_on", "note_off"):
-                    out.append((tick / mid.ticks_per_beat, msg))
-            return out
-    return []
-
-
-class StreamReader:
-    """Every frame of the event stream, on a thread of its own, decoded; ``gaps`` counts
-    frames the subscriber missed (by ``seq``)."""
-
-    def __init__(self, address, context):
-        self.sock = context.socket(zmq.SUB)
-        self.sock.setsockopt(zmq.SUBSCRIBE, b"")
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.RCVHWM, 0)
-        self.sock.setsockopt(zmq.RECONNECT_IVL, 5)
-        self.sock.connect(address)
-        self.events = []
-        self.gaps = 0
-        self._cond = threading.Condition()
-        self._quit = threading.Event()
-        self._thread = threading.Thread(target=self._read, name="storm-stream", daemon=True)
-        self._thread.start()
-
-    def _read(self):
-        last = None
-        while not self._quit.is_set():
-            if not self.sock.poll(50):
-                continue
-            while True:
-                try:
-                    event = json.loads(self.sock.recv(zmq.NOBLOCK))
-                except zmq.Again:
-                    break
-                if last is not None and event["seq"] != last + 1:
-                    self.gaps += event["seq"] - last - 1
-                last = event["seq"]
-                with self._cond:
-                    self.events.append(event)
-                    self._cond.notify_all()
-
-    def wait_for(self, predicate, start=0, timeout_s=30.0):
-        """Index of the first event from ``start`` on that satisfies ``predicate``, or None."""
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            i = start
-            while True:
-                while i < len(self.events):
-                    if predicate(self.events[i]):
-                        return i
-                    i += 1
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self._cond.wait(left)
-
-    def settle(self, quiet_s=1.0, timeout_s=30.0):
-        """Wait until no frame has come for ``quiet_s`` (the server has gone)."""
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            while time.monotonic() < deadline:
-                n = len(self.events)
-                self._cond.wait(quiet_s)
-                if len(self.events) == n:
-                    return
-
-    def close(self):
-        self._quit.set()
-        self._thread.join()
-        self.sock.close()
-
-
-class QueuedJackReader:
-    """A second JACK client on one MIDI output port that reads through rtmidi's own
-    queue, polled by a Python thread, so JACK's process thread never waits for the GIL.
-    (``realtime.jack.JackMidiReader`` takes a callback, which does: on this loaded
-    machine that lost runs of 15-35 messages in 2 of 4 short storms.)  ``messages``:
-    [(time read, bytes)], the time being the poll's, not the arrival's."""
-
-    def __init__(self, source, client_name, queue_size=1 << 16, timeout_s=10.0):
-        self.source, self.client_name = source, client_name
-        self.queue_size, self.timeout_s = queue_size, timeout_s
-        self._messages = []
-        self._lock = threading.Lock()
-        self._quit = threading.Event()
-        self._in = self._thread = None
-
-    def __enter__(self):
-        import rtmidi
-
-        self._in = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=self.client_name,
-                                 queue_size_limit=self.queue_size)
-        try:
-            self._in.ignore_types(sysex=False, timing=False, active_sense=False)
-            deadline = time.monotonic() + self.timeout_s
-            while True:  # the server may have just registered its port
-                ports = self._in.get_ports()
-                matches = [i for i, p in enumerate(ports) if self.source in p]
-                if len(matches) == 1:
-                    self._in.open_port(matches[0], "in")
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"JACK port {self.source!r} did not appear: {ports}")
-                time.sleep(0.02)
-        except BaseException:
-            self._in.delete()
-            raise
-        self._thread = threading.Thread(target=self._poll, name="storm-jack", daemon=True)
-        self._thread.start()
-        return self
-
-    def _poll(self):
-        get = self._in.get_message
-        while not self._quit.is_set():
-            got = get()
-            if got is None:
-                time.sleep(0.001)
-                continue
-            with self._lock:
-                self._messages.append((time.monotonic_ns(), tuple(got[0])))
-
-    @property
-    def messages(self):
-        with self._lock:
-            return list(self._messages)
-
-    def __exit__(self, *exc):
-        self._quit.set()
-        self._thread.join()
-        self._in.close_port()
-        self._in.delete()
-        return False
-
-
-# ---------------------------------------------------------------- the clients
-
-def random_message(rng, mine, prefix, presets, stingers):
-    """One random transition for a client whose open sessions are ``mine``."""
-    session = rng.choice(mine) if mine and rng.random() < 0.6 else "main"
-    kind = rng.choices(("mood", "state", "key", "tempo", "stinger", "stop", "pause", "start",
-                        "open", "close"),
-                       (30, 14, 10, 10, 8, 3, 3, 8, 8, 6))[0]
-    transition = rng.choice(TRANSITIONS)
-    if kind == "mood":
-        msg = {"type": "mood", "transition": transition}
-        for axis, lo in (("valence", -1.0), ("arousal", 0.0), ("intensity", 0.0)):
-            if rng.random() < 0.7:
-                msg[axis] = round(rng.uniform(lo, 1.0), 3)
-        msg.setdefault("arousal", round(rng.random(), 3))
-    elif kind == "state":
-        msg = {"type": "state", "name": rng.choice(presets), "transition": transition}
-    elif kind == "key":
-        msg = {"type": "key", "key": rng.choice(KEYS), "mode": rng.choice(("major", "minor")),
-               "transition": transition}
-    elif kind == "tempo":
-        msg = {"type": "tempo", "bpm": round(rng.uniform(40, 240), 1), "transition": transition}
-        if rng.random() < 0.4:
-            msg["ramp_beats"] = round(rng.uniform(0.5, 8.0), 2)
-    elif kind == "stinger":
-        msg = {"type": "stinger", "name": rng.choice(stingers), "transition": transition}
-    elif kind in ("stop", "pause", "start"):
-        return {"type": kind}
-    elif kind == "open" and len(mine) < 2:
-        name = f"{prefix}-{rng.randrange(3)}"
-        if name in mine:
-            name = f"{prefix}-{rng.randrange(3, 6)}"
-        msg = {"type": "session", "action": "open", "session": name}
-        if rng.random() < 0.5:
-            msg["state"] = rng.choice(presets)
-        return msg
-    elif kind == "close" and mine:
-        return {"type": "session", "action": "close", "session": rng.choice(mine)}
-    else:
-        msg = {"type": "mood", "arousal": round(rng.random(), 3), "transition": "now"}
-    msg["session"] = session
-    return msg
-
-
-def client_main(control, seed, quota, counter, prefix, presets, stingers):
-    """A game client process: ``quota`` random transitions, each answered, counted in
-    ``counter`` (a shared integer) as its answer arrives."""
-    rng = random.Random(seed)
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(control)
-    mine = []
-    for _ in range(quota):
-        msg = random_message(rng, mine, prefix, presets, stingers)
-        sock.send_json(msg)
-        if not sock.poll(REPLY_TIMEOUT_MS):
-            raise SystemExit(f"client {prefix}: no reply within {REPLY_TIMEOUT_MS} ms to {msg}")
-        reply = sock.recv_json()
-        if msg["type"] == "session" and reply.get("ok"):
-            if msg["action"] == "open":
-                mine.append(msg["session"])
-            else:
-                mine.remove(msg["session"])
-        with counter.get_lock():
-            counter.value += 1
-    sock.close()
-    ctx.term()
-
-
-class Clients:
-    """Client processes sending ``transitions`` in all; ``kill`` of the first ``clients``
-    are SIGKILLed part-way through their share, and a new process (same session names)
-    sends the rest of it."""
-
-    def __init__(self, control, transitions, clients, kill, seed):
-        self.control, self.seed = control, seed
-        self.presets, self.stingers = (tuple(d) for d in protocol.load_states(None))
-        self.mp = multiprocessing.get_context("spawn")  # no fork of a threaded parent
-        share = [transitions // clients + (i < transitions % clients) for i in range(clients)]
-        self.running = []   # (process, counter, quota, prefix, kill at count or None)
-        self.killed = 0
-        self.spawned = 0
-        self.rng = random.Random(seed)
-        for i, quota in enumerate(share):
-            kill_at = int(quota * self.rng.uniform(0.3, 0.7)) if i < kill else None
-            self._spawn(quota, f"c{i}", kill_at)
-        self.done = []      # counters of finished or killed processes
-
-    def _spawn(self, quota, prefix, kill_at):
-        counter = self.mp.Value("q", 0)
-        proc = self.mp.Process(target=client_main, daemon=True,
-                               args=(self.control, self.seed * 1000 + self.spawned, quota,
-                                     counter, prefix, self.presets, self.stingers))
-        proc.start()
-        self.spawned += 1
-        self.running.append((proc, counter, quota, prefix, kill_at))
-
-    @property
-    def sent(self):
-        return sum(c.value for c in self.done) + sum(r[1].value for r in self.running)
-
-    def run(self, timeout_s):
-        """Until every share is sent (killing and replacing as planned); raises on a
-        client that failed or on ``timeout_s``."""
-        deadline = time.monotonic() + timeout_s
-        while self.running:
-            if time.monotonic() > deadline:
-                self.terminate()
-                raise RuntimeError(f"storm clients did not finish within {timeout_s} s "
-                                   f"({self.sent} transitions answered)")
-            for item in list(self.running):
-                proc, counter, quota, prefix, kill_at = item
-                if kill_at is not None and counter.value >= kill_at:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    proc.join()
-                    self.killed += 1
-                    self.running.remove(item)
-                    self.done.append(counter)
-                    self._spawn(quota - counter.value, prefix, None)
-                elif not proc.is_alive():
-                    proc.join()
-                    self.running.remove(item)
-                    self.done.append(counter)
-                    if proc.exitcode != 0:
-                        self.terminate()
-                        raise RuntimeError(f"storm client {prefix} failed (exit {proc.exitcode})")
-            time.sleep(0.02)
-
-    def terminate(self):
-        for proc, *_ in self.running:
-            proc.kill()
-            proc.join()
-        self.running = []
-
-
-# ---------------------------------------------------------------- one storm
 
 def _request(ctx, control, msg):
     sock = ctx.socket(zmq.REQ)

@@ -5,7 +5,7 @@ generator thread makes), with the sessions' events discarded as they come so the
 never fill.  Every condition is fed the same tokens (the forced-token queue: notes, and a
 time shift of 1..12 ticks every third token, so the music moves through the theme's
 beats), so they do the same work but for what a theme adds: no theme (z = 0), a theme
-with one bias (W_z z), and, for a conductor model (``engine.theme.vae --positions-per-bar``),
+with one bias (W_z z), and, for a conductor model (``ostinato theme train --positions-per-bar``),
 a theme with a bias per position, whose row is copied in at every position change.
 (Sampled music would differ between conditions, and so would the sampler's cost.)  They
 run in interleaved blocks (A B C A B C ...), so a drift of this shared machine moves all
@@ -22,8 +22,9 @@ import time
 import numpy as np
 
 from engine import DEFAULT_THEME
-from engine.sampler.generator import Runtime, Weights
+from engine.sampler.generator import Runtime
 from engine.sampler.theme import ThemeEncoder
+from engine.sampler.weights import Weights
 
 from .stats import summary, us
 

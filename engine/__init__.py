@@ -9,4 +9,4 @@ from engine.errors import OstinatoError  # noqa: F401
 
 #: The shipped default model, loaded when no model is named.
 DEFAULT_MODEL = Path(__file__).parent / "models" / "default.npz"
-DEFAULT_THEME = DEFAULT_MODEL.with_name("theme.npz")  # the theme VAE (engine.theme.vae)
+DEFAULT_THEME = DEFAULT_MODEL.with_name("theme.npz")  # the theme VAE (engine.theme.model)

@@ -18,6 +18,9 @@ from engine.vocab import TIME_SHIFT, Vocab
 
 KEY_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 MODES = ("major", "minor")
+#: Every spelling ``parse_key`` reads (the canonical case), for choices and error messages.
+KEY_SPELLINGS = ("C", "C#", "Db", "D", "D#", "Eb", "E", "F", "F#", "Gb", "G", "G#", "Ab", "A",
+                 "A#", "Bb", "B")
 _LETTERS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 
 # Krumhansl & Kessler (1982) probe-tone profiles, tonic first.
@@ -43,8 +46,9 @@ def parse_key(name):
 # harmonic minor's leading tone), as the minor music the model learns from uses them.
 SCALES = ({0, 2, 4, 5, 7, 9, 11}, {0, 2, 3, 5, 7, 8, 10, 11})
 TONALITY_FREE, TONALITY_STRICT = 0.0, 1.0
+TONALITY_RANGE = (TONALITY_FREE, TONALITY_STRICT)
 #: The tonality prior of a request that asks for none, everywhere (server, generate,
-#: eval): chosen by measurement (``ostinato eval``'s tonality sweep; README "Keys").
+#: eval): chosen by measurement (``ostinato eval``'s tonality sweep; engine/models/README.md, "Tonality").
 DEFAULT_TONALITY = 0.5
 
 
@@ -73,7 +77,7 @@ def tonality_bias(mode, tonality):
     note-on logits: the mix ``(1 - t) + t * in_scale`` of a flat prior and the mode's
     scale, so 0 (``free``) changes nothing and 1 (``strict``) forbids notes outside it."""
     t = float(tonality)
-    if not 0.0 <= t <= 1.0:
+    if not TONALITY_FREE <= t <= TONALITY_STRICT:
         raise InvalidMessage(f"tonality must be in 0..1, got {tonality!r}", field="tonality",
                              allowed="0..1")
     scale = SCALES[int(mode)]

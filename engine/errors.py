@@ -45,7 +45,7 @@ class ServerError(OstinatoError, RuntimeError):
 
 
 class ServerUnavailable(OstinatoError, ConnectionError):
-    """The server did not answer in time, or is not running."""
+    """A server (or a process it needs) did not answer in time, or is not running."""
 
 
 class PortError(OstinatoError, OSError):

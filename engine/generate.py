@@ -29,21 +29,22 @@ from pathlib import Path
 import numpy as np
 
 from engine import DEFAULT_MODEL
-from engine.controls import DEFAULT_TONALITY, KEY_NAMES, MODES, parse_key
+from engine.controls import DEFAULT_TONALITY, KEY_NAMES, KEY_SPELLINGS, MODES, TONALITY_RANGE, parse_key
 from engine.errors import InvalidMessage
-from engine.motif import from_command_line
+from engine.motif import VARIATION_RANGE, from_command_line
 from engine.notes import NOTE_DTYPE, write_midi
 from engine.sampler.critic import (DEFAULT_CRITIC, DRAFT_BEATS, MAX_CANDIDATES, MAX_DRAFT_BEATS, PICKS,
                                    CriticRuntime, Drafter)
-from engine.sampler.generator import Runtime, Weights
+from engine.sampler.generator import DEFAULT_MAX_NOTE_BEATS, MAX_NOTE_BEATS, Runtime
 from engine.sampler.theme import ThemeEncoder, latent
+from engine.sampler.weights import Weights
 from engine.vocab import START, TIME_SHIFT, Vocab
 
 MAX_BARS = 1024
 MAX_DENSITY = 16.0
-#: Every spelling ``parse_key`` reads, for error messages.
-KEY_SPELLINGS = ("C", "C#", "Db", "D", "D#", "Eb", "E", "F", "F#", "Gb", "G", "G#", "Ab", "A",
-                 "A#", "Bb", "B")
+#: The longest a note may be asked to sound, in beats (``max_note_beats``, here and in a
+#: server's presets), and how long it sounds when nothing asks (the runtime's guard
+#: against a note held on and on; note lengths come from the model).
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,9 @@ def _bad(field, value, allowed):
     return InvalidMessage(f"{field} {value!r} is outside {allowed}", field=field, allowed=allowed)
 
 
-def check(bars=16, beats_per_bar=4, temperature=1.0, max_note_beats=8, density=2.0, mode=0,
-          tonality=DEFAULT_TONALITY, register=None, key=0, critic_k=0, critic_pick="sample",
-          critic_beats=1.0):
+def check(bars=16, beats_per_bar=4, temperature=1.0, max_note_beats=DEFAULT_MAX_NOTE_BEATS,
+          density=2.0, mode=0, tonality=DEFAULT_TONALITY, register=None, key=0, critic_k=0,
+          critic_pick="sample", critic_beats=1.0):
     """InvalidMessage naming the field and its range for the first impossible value."""
 
     def number(v):
@@ -86,13 +87,13 @@ def check(bars=16, beats_per_bar=4, temperature=1.0, max_note_beats=8, density=2
         raise _bad("beats_per_bar", beats_per_bar, "1..16")
     if not (number(temperature) and 0 < temperature <= 10):
         raise _bad("temperature", temperature, "(0, 10]")
-    if not (number(max_note_beats) and 0 < max_note_beats <= 64):
-        raise _bad("max_note_beats", max_note_beats, "(0, 64] beats")
+    if not (number(max_note_beats) and 0 < max_note_beats <= MAX_NOTE_BEATS):
+        raise _bad("max_note_beats", max_note_beats, f"(0, {MAX_NOTE_BEATS:g}] beats")
     if not (number(density) and 0 < density <= MAX_DENSITY):
         raise _bad("density", density, f"(0, {MAX_DENSITY:g}] onsets per beat")
     if not (whole(mode) and mode in (0, 1)):
         raise _bad("mode", mode, "0 (major) or 1 (minor)")
-    if not (number(tonality) and 0.0 <= tonality <= 1.0):
+    if not (number(tonality) and TONALITY_RANGE[0] <= tonality <= TONALITY_RANGE[1]):
         raise _bad("tonality", tonality, "0..1 (0 free, 1 strict)")
     if register is not None and not (number(register) and 0 <= register <= 127):
         raise _bad("register", register, "0..127 (mean MIDI pitch)")
@@ -126,18 +127,18 @@ def key_of(name):
 
 
 def load_weights(model):
-    """A ``engine.sampler.generator.Weights`` as is, or loaded from a model path."""
+    """A ``engine.sampler.weights.Weights`` as is, or loaded from a model path."""
     if isinstance(model, Weights):
         return model
     return Weights(model)
 
 
 def generate(weights, key, mode, density, bars, seed=0, register=None, beats_per_bar=4,
-             temperature=1.0, tonality=None, max_note_beats=8, max_tokens=None, critic=None,
-             critic_k=0, critic_pick="sample", critic_beats=1.0, theme=None):
+             temperature=1.0, tonality=None, max_note_beats=DEFAULT_MAX_NOTE_BEATS, max_tokens=None,
+             critic=None, critic_k=0, critic_pick="sample", critic_beats=1.0, theme=None):
     """Notes (NOTE_DTYPE) of ``bars`` bars composed under constant controls.
 
-    weights: ``engine.sampler.generator.Weights`` or a model path; key: pitch class 0-11;
+    weights: ``engine.sampler.weights.Weights`` or a model path; key: pitch class 0-11;
     mode: 0 major, 1 minor; density: onsets per beat; register: mean MIDI pitch
     (default: the training data's); tonality: 0 free .. 1 strict (default
     ``DEFAULT_TONALITY``); critic...: see ``generate_many``; theme: see ``Request``.
@@ -158,7 +159,8 @@ def load_critic(critic):
     return Weights(critic, role="critic")
 
 
-def generate_many(weights, requests, bars, beats_per_bar=4, temperature=1.0, max_note_beats=8,
+def generate_many(weights, requests, bars, beats_per_bar=4, temperature=1.0,
+                  max_note_beats=DEFAULT_MAX_NOTE_BEATS,
                   max_tokens=None, sessions=64, progress=None, critic=None, critic_k=0,
                   critic_pick="sample", critic_beats=1.0):
     """Notes of each request (a ``Request`` or a (key, mode, density, seed) tuple),
@@ -351,7 +353,8 @@ def theme_of(args, mode):
 
     if args.theme is None and args.theme_notes is None:
         return None, ""
-    if not (isinstance(args.variation, (int, float)) and 0.0 <= args.variation <= 1.0):
+    if not (isinstance(args.variation, (int, float)) and
+            VARIATION_RANGE[0] <= args.variation <= VARIATION_RANGE[1]):
         raise _bad("--variation", args.variation, "0..1 (0 close to the theme, 1 free)")
 
     motif = from_command_line(args.theme, args.theme_notes, "--theme-notes", "--theme")

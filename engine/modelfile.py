@@ -7,7 +7,7 @@ broken file is one ``ModelError`` naming the file and what is wrong (not a zip, 
 short, members missing, another format version, weights that do not fit the config),
 never a ``KeyError`` or a shape error deep in a loader.
 
-A theme model (``engine.theme.vae``) is a generator file whose meta also has ``theme`` (its
+A theme model (``engine.theme.model``) is a generator file whose meta also has ``theme`` (its
 ``ThemeConfig``) and which carries the arrays that config implies under ``theme.``
 (``theme_shapes``).  They are checked like the rest, but handed over only to a reader
 that asks (``read_model_file(path, theme=True)``): every other reader sees the plain
@@ -29,7 +29,7 @@ FORMAT_VERSION = 1
 FORMAT = f"{FORMAT_PREFIX}{FORMAT_VERSION}"  # written by engine.training.model.save_model
 ROLES = ("generator", "critic")  # engine.training.model.MusicLSTM, engine.training.adversarial.Critic
 CONFIG_INTS = ("vocab_size", "n_controls", "embed", "hidden", "layers")
-THEME_INTS = ("z_dim", "enc_embed", "enc_hidden")  # the sizes of engine.theme.vae.ThemeConfig
+THEME_INTS = ("z_dim", "enc_embed", "enc_hidden")  # the sizes of engine.theme.model.ThemeConfig
 THEME_PREFIX = "theme."
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a member first, or an empty archive
 

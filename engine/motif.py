@@ -25,7 +25,9 @@ from engine.notes import NOTE_DTYPE, normalise, read_midi
 
 MIN_NOTES = 3
 MAX_BARS = 8
-PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+#: How far a variation moves from the theme: 0 stays close, 1 composes freely
+#: (``engine.sampler.theme.latent``).
+VARIATION_RANGE = (0.0, 1.0)
 
 
 def _bad(field, problem, allowed):
@@ -58,7 +60,7 @@ class Motif:
     def describe(self):
         """One line of what was understood: key, bars, notes."""
         tpb = self.ticks_per_beat
-        names = " ".join(f"{PITCH_NAMES[p % 12]}{p // 12 - 1}" for p in self.notes["pitch"][:16])
+        names = " ".join(f"{KEY_NAMES[p % 12]}{p // 12 - 1}" for p in self.notes["pitch"][:16])
         more = f" ... ({len(self.notes)} in all)" if len(self.notes) > 16 else ""
         span = self.notes["end"].max() / tpb
         return (f"{KEY_NAMES[self.tonic]} {MODES[self.mode]} (measured), {self.bars} "

@@ -31,9 +31,10 @@ from numba import njit
 
 from engine.errors import InvalidMessage, PortError
 
-from realtime.outputs import BasePort
-from realtime.synth import (EV_ALL_NOTES_OFF, M_NEV, Synth, SynthConfig,
-                    _check_float, _check_int, push_event, render_kernel)
+from realtime.outputs import BasePort, JackMidiPort
+from realtime.soundfont import default_soundfont
+from realtime.synth import Synth, SynthConfig, check_float, check_int, push_event, render_kernel
+from realtime.voices import EV_ALL_NOTES_OFF, M_NEV
 
 # ring columns and index slots
 R_STATUS, R_D1, R_D2, R_T = range(4)
@@ -167,15 +168,15 @@ class AudioPort(BasePort):
         super().__init__()
         cfg = replace(config or AudioConfig(), **overrides)
         self.config = cfg
-        sr = _check_int("sample_rate", cfg.sample_rate, 8000, 192000)
-        _check_int("blocksize", cfg.blocksize, 0, 8192)
-        ring = _check_int("ring_size", cfg.ring_size, 16, 1 << 20)
+        sr = check_int("sample_rate", cfg.sample_rate, 8000, 192000)
+        check_int("blocksize", cfg.blocksize, 0, 8192)
+        ring = check_int("ring_size", cfg.ring_size, 16, 1 << 20)
         if ring & (ring - 1):
             raise InvalidMessage(f"ring_size must be a power of two, got {ring}",
                                  field="ring_size", allowed="16..1048576, a power of two")
         if cfg.delay_s is not None:
-            _check_float("delay_s", cfg.delay_s, 0.0, 2.0)
-        _check_float("close_fade_s", cfg.close_fade_s, 0.0, 10.0)
+            check_float("delay_s", cfg.delay_s, 0.0, 2.0)
+        check_float("close_fade_s", cfg.close_fade_s, 0.0, 10.0)
         self.synth = Synth(SynthConfig(sample_rate=sr, polyphony=cfg.polyphony))
         self._ring = np.zeros((ring, 4), np.int64)
         self._idx = np.zeros(4, np.int64)
@@ -321,9 +322,6 @@ class FluidSynthPort(BasePort):
 
     def __init__(self, soundfont=None, start_timeout_s=10.0):
         super().__init__()
-        from realtime.outputs import JackMidiPort
-        from realtime.synth import default_soundfont
-
         exe = shutil.which("fluidsynth")
         sf2 = soundfont or default_soundfont()
         if not exe:

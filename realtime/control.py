@@ -64,6 +64,11 @@ class ControlServer:
         self._guard = None
 
     @property
+    def thread(self):
+        """The serving thread (None until started, and once closed)."""
+        return self._thread
+
+    @property
     def bound_address(self):
         """The address actually bound (``tcp://127.0.0.1:*`` resolved to its port)."""
         return self._bound

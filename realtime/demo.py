@@ -20,7 +20,7 @@ from pathlib import Path
 from engine import DEFAULT_THEME
 from engine.errors import InvalidMessage, OstinatoError, PortError
 
-from realtime.commands import STINGER_CHANNEL
+from realtime.sessions import STINGER_CHANNEL
 from realtime.serve import add_midi_arguments, add_synth_argument
 from realtime.server import ServerConfig
 
@@ -294,7 +294,8 @@ def _wrap_up(args, paths, sections, marks, wall):
 
     import mido
 
-    from realtime.synth import render_fluidsynth, render_midi, write_wav
+    from realtime.render import render_midi, write_wav
+    from realtime.soundfont import render_fluidsynth
 
     mid, wav, png = paths["mid"], paths["wav"], paths["png"]
     length = mido.MidiFile(mid).length

@@ -1,7 +1,7 @@
 """A JACK server and its ports, for tests, the benchmark and the CLI.
 
 JACK runs without a sound card (``jackd -d dummy``), so the MIDI path can be checked
-for real: our port shows up in ``jack_lsp``, and ``realtime.jackmidi.NativeJackReader``
+for real: our port shows up in ``jack_lsp``, and ``realtime.jackreader.NativeJackReader``
 is a second client that hears it, frame by frame, as a DAW would.  The command-line tools used here
 (``jackd``, ``jack_lsp``, ``jack_connect``) come with Debian's ``jackd2``.
 

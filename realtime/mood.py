@@ -14,11 +14,9 @@ otherwise): note lengths come from the model, this only cuts off a runaway one.
 """
 from dataclasses import dataclass, replace
 
-from engine.controls import DEFAULT_TONALITY  # noqa: F401 - the one default; serve --tonality overrides it
-
-#: The longest a note sounds when the preset sets no ``max_note_beats`` (the runtime's
-#: guard, ``engine.sampler.generator.Runtime``'s ``max_note_beats``).
-DEFAULT_MAX_NOTE_BEATS = 8.0
+from engine.controls import DEFAULT_TONALITY, KEY_NAMES, MODES
+# The longest a note sounds when the preset sets no ``max_note_beats``.
+from engine.generate import DEFAULT_MAX_NOTE_BEATS
 
 
 @dataclass(frozen=True)
@@ -75,8 +73,6 @@ def velocity_of(m: Mood):
 def describe(m: Mood, base_register, default_tonality=DEFAULT_TONALITY):
     """What the session plays, as asked: the key and register requested (what is heard,
     whatever the model composes in), the tonality in effect and the mood axes."""
-    from engine.controls import KEY_NAMES, MODES
-
     return dict(key=KEY_NAMES[m.key], mode=MODES[mode_of(m)], bpm=round(bpm_of(m), 1),
                 density=round(density_of(m), 2), register=round(register_of(m, base_register), 1),
                 velocity=round(velocity_of(m)), tonality=tonality_of(m, default_tonality),

@@ -199,7 +199,7 @@ class OscServer:
             key, value = args[-2], args.pop()
             args.pop()
             if key == "id":
-                msg_id = value if protocol._check_id(value) else None  # as validate reads an id
+                msg_id = value if protocol.check_id(value) else None  # as validate reads an id
             # session: accepted and ignored; every session's events are relayed, each named
         try:
             return self._subscription(sender, kind, args, msg_id), msg_id
@@ -224,7 +224,7 @@ class OscServer:
         allowed = list(protocol.EVENT_TYPES)
         for kind_of_event in args:
             if not isinstance(kind_of_event, str) or kind_of_event not in protocol.EVENT_TYPES:
-                raise protocol.reject("bad_choice", f"event type {protocol._brief(kind_of_event)} "
+                raise protocol.reject("bad_choice", f"event type {protocol.brief(kind_of_event)} "
                                       f"is unknown; allowed: {', '.join(allowed)}", "types", allowed)
         subscribers.pop(target, None)  # a repeated subscription moves to the end, types replaced
         if len(subscribers) >= MAX_SUBSCRIBERS:

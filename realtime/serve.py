@@ -135,7 +135,7 @@ def audio_output(args):
 
     from realtime.audio import AudioPort, FluidSynthPort
     from realtime.jack import server_running
-    from realtime.synth import default_soundfont
+    from realtime.soundfont import default_soundfont
 
     choice = getattr(args, "synth", "auto")
     if choice == "fluidsynth" or (choice == "auto" and shutil.which("fluidsynth")
@@ -241,9 +241,9 @@ def _serve(args, stopping):
     except BaseException:
         MultiPort(ports).close()
         raise
-    stopping.append(srv._stop)
+    stopping.append(srv.stopping)
     if stopping[0].is_set():  # a signal came while the model loaded
-        srv._stop.set()
+        srv.stop()
     with contextlib.ExitStack() as extra:
         pubs = [p for p in ports if hasattr(p, "publish") and hasattr(p, "bound_address")]
         if args.show and pubs and keys is None:
@@ -286,7 +286,7 @@ def _serve(args, stopping):
                   'print(s.recv_json())"')
         sys.stdout.flush()
         if args.seconds:
-            srv._stop.wait(args.seconds)
+            srv.stopping.wait(args.seconds)
         else:
             srv.wait()
     print(f"ostinato serve: stopped after {srv.events_sent} MIDI messages, no notes left sounding")

@@ -1,11 +1,15 @@
-"""Waiting for a deadline without holding the GIL.
+"""The server's clock, and waiting for a deadline without holding the GIL.
+
+Every time the server reads and every wait it makes for a deadline go through one clock
+object, a constructor argument of ``Server``: ``MONOTONIC`` plays music, a
+``ManualClock`` lets a test move time by hand.
 
 The player waits for each message's time.  A wait that spins in Python holds the GIL
 and delays every other Python thread (the control thread answering a request, the
 composer) by up to a switch interval; measured here, a thread sleeping to a deadline
-beside such a spinner woke milliseconds late.  So the player sleeps (``Event.wait``, with
-1 us timer slack) until just before a deadline and spins the rest of the way inside a
-``nogil`` numba kernel, which reads CLOCK_MONOTONIC (the clock of
+beside such a spinner woke milliseconds late.  So on the real clock the player sleeps
+(``Event.wait``, with 1 us timer slack) until just before a deadline and spins the rest
+of the way inside a ``nogil`` numba kernel, which reads CLOCK_MONOTONIC (the clock of
 ``time.monotonic_ns()``) through ``clock_gettime``.
 """
 import contextlib
@@ -42,17 +46,61 @@ def _spin_until(t_ns, scratch):
     return now
 
 
-class Waiter:
-    """``wait_until(t_ns)``: return at ``time.monotonic_ns()`` time ``t_ns`` or just
-    after, spinning without the GIL.  One per thread (it owns a scratch timespec)."""
+class MonotonicClock:
+    """The machine's CLOCK_MONOTONIC (``time.monotonic_ns()``): the clock music plays on."""
 
-    def __init__(self):
-        self._scratch = np.zeros(2, np.int64)
-        _spin_until(0, self._scratch)  # compiled (or loaded from the cache) now
+    def now_ns(self):
+        return time.monotonic_ns()
+
+    def sleep(self, event, until_ns):
+        """Sleep until the clock reads ``until_ns`` or ``event`` is set; True if it was."""
+        return event.wait(max(0.0, (until_ns - time.monotonic_ns()) / 1e9))
+
+
+MONOTONIC = MonotonicClock()
+
+
+class ManualClock:
+    """A clock that only its owner moves (``t``, in ns): a test's seam.
+
+    Nothing waits on it for real: a wait for a time it has not reached returns at once
+    (the message is still stamped with its time), and ``sleep`` returns once another
+    thread has moved the clock past the deadline or set the event.
+    """
+
+    def __init__(self, t_ns=0):
+        self.t = t_ns
+
+    def now_ns(self):
+        return self.t
+
+    def sleep(self, event, until_ns):
+        while self.t < until_ns:
+            if event.wait(0.001):  # the owner moves ``t`` from another thread
+                return True
+        return event.is_set()
+
+
+class Waiter:
+    """``wait_until(t_ns)``: return at time ``t_ns`` of ``clock`` or just after.
+
+    On ``MONOTONIC`` it spins without the GIL; one per thread (it owns a scratch
+    timespec).  On any other clock it never spins: it returns the clock's reading at
+    once if that is at or past ``t_ns``, else ``t_ns`` (a virtual clock is not waited
+    for in real time)."""
+
+    def __init__(self, clock=MONOTONIC):
+        self.clock = clock
+        self._real = clock is MONOTONIC
+        if self._real:
+            self._scratch = np.zeros(2, np.int64)
+            _spin_until(0, self._scratch)  # compiled (or loaded from the cache) now
 
     def wait_until(self, t_ns):
-        """Spin to ``t_ns``; returns the time it returned at (ns)."""
-        return int(_spin_until(t_ns, self._scratch))
+        """Wait for ``t_ns``; returns the time it returned at (ns)."""
+        if self._real:
+            return int(_spin_until(t_ns, self._scratch))
+        return max(int(t_ns), self.clock.now_ns())
 
 
 def fine_timer_slack(ns=1000):

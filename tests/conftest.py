@@ -74,7 +74,7 @@ def _theme_model(model_path, folder, positions_per_bar=0):
     import torch
 
     from engine.training.model import load_model
-    from engine.theme.vae import ThemeConfig, ThemeVAE, save_theme
+    from engine.theme.model import ThemeConfig, ThemeVAE, save_theme
 
     model, vocab, spec, meta = load_model(model_path)
     torch.manual_seed(5)
@@ -93,7 +93,7 @@ def _theme_model(model_path, folder, positions_per_bar=0):
 
 @pytest.fixture(scope="session")
 def theme_model(model_path, tmp_path_factory):
-    """The shipped model as a theme model's decoder (``engine.theme.vae``), its z weights
+    """The shipped model as a theme model's decoder (``engine.theme.model``), its z weights
     random (a trained one's are not zero), so a theme audibly changes the music."""
     return _theme_model(model_path, tmp_path_factory.mktemp("theme"))
 

@@ -4,7 +4,8 @@ Every generated piece is composed by ``engine.generate`` through the numba runti
 server plays (``engine.sampler.generator``), so every figure measures what a game hears.
 
 1. Held-out NLL per event of the LSTM beside a 5-gram (``engine.evaluation.ngram``) fitted on the
-   training tokens, both scored on the same pieces and the same predicted tokens.
+   training tokens, both scored on the same pieces and the same predicted tokens
+   (``engine.evaluation.likelihood``).
 2. Key adherence, two judges: the project's Krumhansl-Kessler analysis (``find_key``)
    and music21's own key analysis (``analyze("key")``, Aarden-Essen profiles), over all
    24 keys at several densities, as per-key tables (tonic and mode, tonic, mode).
@@ -13,10 +14,12 @@ server plays (``engine.sampler.generator``), so every figure measures what a gam
 3. Distribution overlap of generated and held-out music (histogram intersection and
    Jensen-Shannon divergence): pitch classes relative to the detected tonic, pitch
    range per piece, inter-onset intervals, note lengths and simultaneous voices.
-   Held-out pieces are cut to the generated length so that counts compare like with like.
+   Held-out pieces are cut to the generated length so that counts compare like with like
+   (``engine.evaluation.features``).
 4. The tonality sweep: key adherence (both judges), held-out NLL under the same prior
    applied to the model's note-on logits, and pitch-class overlap, per tonality value.
-5. A piano roll of a few generated pieces (and a plot of the sweep).
+5. A piano roll of a few generated pieces (and a plot of the sweep,
+   ``engine.evaluation.plots``).
 """
 import argparse
 import json
@@ -29,18 +32,22 @@ import numpy as np
 from tqdm import tqdm
 
 from engine import DEFAULT_MODEL
-from engine.controls import KEY_NAMES, MODES, tonality_bias
+from engine.controls import KEY_NAMES, MODES
 from engine.errors import InvalidMessage, ModelError
-from engine.evaluation.judges import JUDGE_NAMES, JUDGES, adherence, confusion, detect_key, judge_keys, key_table, real_music
-from engine.evaluation.ngram import NGram
-from engine.vocab import NOTE_ON
+from engine.evaluation.features import (note_lengths, onsets_per_beat, overlap,
+                                        overlap_pitch_class, quantiles, texture, voice_counts)
+from engine.evaluation.judges import (JUDGE_NAMES, JUDGES, adherence, confusion, detect_key,
+                                      judge_keys, key_table, real_music)
+from engine.evaluation.likelihood import nll_figures, prior_nll
+from engine.evaluation.pieces import crop, load_data
+from engine.evaluation.plots import plot_sweep, sweep_path
+from engine.generate import DEFAULT_TONALITY, Request, generate_many, load_weights
+from engine.metrics import json_ready, spearman
+from engine.pianoroll import plot_pianoroll
+from engine.training.corpus import annotated_keys as source_keys
+from engine.training.model import load_model
 
 SPLITS = ("train", "valid", "test")
-IOI_MAX = 48     # inter-onset histogram bins 1..48 ticks; longer gaps fall in the last
-RANGE_MAX = 48   # pitch-range histogram bins 0..48 semitones; wider falls in the last
-LENGTH_FINE_BEATS = 4   # note-length bins: one per tick up to 4 beats,
-LENGTH_MAX_BEATS = 16   # then one per beat up to 16 beats; longer falls in the last
-VOICES_MAX = 16  # simultaneous-voice bins 0..16; more falls in the last
 SWEEP = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)  # tonality values of the sweep
 
 
@@ -101,263 +108,15 @@ def _check(ok, field, allowed, value):
         raise InvalidMessage(f"{field} {value!r} outside {allowed}", field=field, allowed=allowed)
 
 
-# -- statistics ------------------------------------------------------------------------
-def spearman(x, y):
-    """Spearman rank correlation, ties given their average rank; nan if a side is constant."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if len(x) != len(y) or len(x) < 2:
-        raise InvalidMessage(f"need two equal-length samples, got {len(x)} and {len(y)}",
-                             field="y", allowed="as many values as x, at least 2")
-    rx, ry = _ranks(x), _ranks(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    den = np.sqrt((rx ** 2).sum() * (ry ** 2).sum())
-    return float((rx * ry).sum() / den) if den > 0 else float("nan")
-
-
-def _ranks(x):
-    """1-based ranks, tied values sharing the mean of their ranks."""
-    uniq, inv, counts = np.unique(x, return_inverse=True, return_counts=True)
-    last = np.cumsum(counts)  # rank of the last member of each group of ties
-    return (last - (counts - 1) / 2.0)[inv]
-
-
-def histogram_intersection(p, q):
-    """Sum of the bin-wise minimum of two histograms, each normalised: 1 is identical."""
-    p, q = _normalised(p), _normalised(q)
-    return float(np.minimum(p, q).sum()) if p is not None and q is not None else float("nan")
-
-
-def js_divergence(p, q):
-    """Jensen-Shannon divergence in bits (0 identical, 1 disjoint); needs no smoothing."""
-    p, q = _normalised(p), _normalised(q)
-    if p is None or q is None:
-        return float("nan")
-    m = (p + q) / 2
-
-    def kl(a):
-        nz = a > 0
-        return float((a[nz] * np.log2(a[nz] / m[nz])).sum())
-    return max(0.0, (kl(p) + kl(q)) / 2)
-
-
-def _normalised(h):
-    h = np.asarray(h, float)
-    s = h.sum()
-    return h / s if s > 0 else None
-
-
-# -- features of pieces --------------------------------------------------------------
-def onsets_per_beat(notes, beats):
-    """Realised density: note onsets (every note of a chord counts) per beat."""
-    return len(notes) / beats
-
-
-def pitch_class_histogram(pieces, mode=None):
-    """Duration-weighted pitch classes relative to each piece's detected tonic (12 bins);
-    with ``mode`` given, only pieces detected in that mode."""
-    h = np.zeros(12)
-    for n in pieces:
-        k = detect_key(n)
-        if k is None or (mode is not None and k[1] != mode):
-            continue
-        np.add.at(h, (n["pitch"].astype(int) - k[0]) % 12, (n["end"] - n["start"]).astype(float))
-    return h
-
-
-def range_histogram(pieces):
-    """Pitch range (highest - lowest, semitones) per piece: bins 0..RANGE_MAX."""
-    r = [int(n["pitch"].max()) - int(n["pitch"].min()) for n in pieces if len(n)]
-    return np.bincount(np.minimum(r, RANGE_MAX), minlength=RANGE_MAX + 1).astype(float)
-
-
-def ioi_histogram(pieces):
-    """Gaps between successive distinct onsets, in ticks: bins 1..IOI_MAX (index 0 unused)."""
-    gaps = [np.diff(np.unique(n["start"])) for n in pieces if len(n) > 1]
-    g = np.concatenate(gaps) if gaps else np.empty(0, int)
-    return np.bincount(np.minimum(g, IOI_MAX), minlength=IOI_MAX + 1)[1:].astype(float)
-
-
-def length_edges(ticks_per_beat=12):
-    """Left edges (beats) of the note-length bins: a tick each up to LENGTH_FINE_BEATS,
-    a beat each up to LENGTH_MAX_BEATS; the last bin is open (that long or longer)."""
-    fine = np.arange(1, LENGTH_FINE_BEATS * ticks_per_beat) / ticks_per_beat
-    return np.concatenate([fine, np.arange(LENGTH_FINE_BEATS, LENGTH_MAX_BEATS + 1)])
-
-
-def note_lengths(pieces, ticks_per_beat=12):
-    """Every note's length in beats, all pieces together."""
-    d = [(n["end"] - n["start"]) / ticks_per_beat for n in pieces if len(n)]
-    return np.concatenate(d) if d else np.empty(0)
-
-
-def length_histogram(pieces, ticks_per_beat=12):
-    """Note lengths in beats over ``length_edges`` bins (counts of notes)."""
-    edges = length_edges(ticks_per_beat)
-    i = np.searchsorted(edges, note_lengths(pieces, ticks_per_beat) + 1e-9, "right") - 1
-    return np.bincount(np.clip(i, 0, len(edges) - 1), minlength=len(edges)).astype(float)
-
-
-def voice_counts(notes):
-    """Notes sounding at each tick from 0 to the last note's end (rests count as 0)."""
-    if len(notes) == 0:
-        return np.empty(0, np.int64)
-    span = int(notes["end"].max())
-    d = np.zeros(span + 1, np.int64)
-    np.add.at(d, notes["start"], 1)
-    np.add.at(d, notes["end"], -1)
-    return np.cumsum(d)[:span]
-
-
-def voices_histogram(pieces):
-    """Ticks with 0, 1, ..., VOICES_MAX (or more) notes sounding, all pieces together."""
-    v = [np.minimum(voice_counts(n), VOICES_MAX) for n in pieces if len(n)]
-    v = np.concatenate(v) if v else np.empty(0, np.int64)
-    return np.bincount(v, minlength=VOICES_MAX + 1).astype(float)
-
-
-def _quantiles(x):
-    x = np.asarray(x, float)
-    if len(x) == 0:
-        return dict(p50=float("nan"), p90=float("nan"), max=float("nan"), mean=float("nan"))
-    return dict(p50=float(np.percentile(x, 50)), p90=float(np.percentile(x, 90)),
-                max=float(x.max()), mean=float(x.mean()))
-
-
-def texture(generated, held_out, ticks_per_beat=12):
-    """Note lengths (beats) and simultaneous voices, generated vs held out: quantiles
-    (p50, p90, max, mean), histograms and their overlap."""
-    out = {}
-    for name, hist, values in (
-            ("note_length", lambda ps: length_histogram(ps, ticks_per_beat),
-             lambda ps: note_lengths(ps, ticks_per_beat)),
-            ("voices", voices_histogram,
-             lambda ps: np.concatenate([voice_counts(n) for n in ps if len(n)] or [[]]))):
-        g, h = hist(generated), hist(held_out)
-        out[name] = dict(
-            generated=dict(_quantiles(values(generated)), histogram=_share(g)),
-            held_out=dict(_quantiles(values(held_out)), histogram=_share(h)),
-            intersection=histogram_intersection(g, h), js_bits=js_divergence(g, h))
-    out["note_length"]["bin_edges_beats"] = length_edges(ticks_per_beat).round(4).tolist()
-    out["voices"]["bins"] = list(range(VOICES_MAX + 1))
-    return out
-
-
-def _share(h):
-    return (_normalised(h) if h.sum() else h).round(4).tolist()
-
-
-def overlap(generated, held_out, ticks_per_beat=12):
-    """Intersection and JS divergence of each feature histogram, generated vs held out."""
-    feats = dict(
-        pitch_class=lambda ps: pitch_class_histogram(ps),
-        pitch_class_major=lambda ps: pitch_class_histogram(ps, mode=0),
-        pitch_class_minor=lambda ps: pitch_class_histogram(ps, mode=1),
-        pitch_range=range_histogram,
-        ioi=ioi_histogram,
-        note_length=lambda ps: length_histogram(ps, ticks_per_beat),
-        voices=voices_histogram)
-    out = {}
-    for name, f in feats.items():
-        g, h = f(generated), f(held_out)
-        out[name] = dict(intersection=histogram_intersection(g, h), js_bits=js_divergence(g, h),
-                         generated=_share(g), held_out=_share(h))
-    return out
-
-
 # -- the evaluation ------------------------------------------------------------------
-def nll_figures(model, train_tokens, pieces, order=5, vocab_size=None):
-    """LSTM and n-gram NLL (nats and bits per event) on the same held-out pieces."""
-    pieces = [(t, c) for t, c in pieces if len(t) >= 2]
-    if not pieces:
-        raise InvalidMessage("no held-out piece has two or more tokens", field="split",
-                             allowed="a split with pieces")
-    total, count = 0.0, 0
-    for t, c in pieces:
-        n = len(t) - 1  # model.nll predicts tokens[1:]
-        total += model.nll(t, c) * n
-        count += n
-    lstm = total / count
-    ngram = NGram(order, vocab_size).fit([t for t in train_tokens])
-    ng = ngram.nll([t for t, _ in pieces])
-    return dict(pieces=len(pieces), tokens=count, ngram_order=order,
-                lstm_nats=lstm, lstm_bits=lstm / np.log(2),
-                ngram_nats=ng, ngram_bits=ng / np.log(2), improvement=1 - lstm / ng)
-
-
-def piece_logits(model, tokens, controls, chunk=512):
-    """The model's logits [len - 1, V] (float64) for predicting tokens[1:], the state
-    carried across chunks as ``MusicLSTM.nll`` does."""
-    import torch
-    t = torch.as_tensor(np.asarray(tokens, np.int64))[None]
-    c = torch.as_tensor(np.asarray(controls, np.float32))[None]
-    out, state = [], None
-    with torch.no_grad():
-        for i in range(0, t.shape[1] - 1, chunk):
-            x = t[:, i:min(i + chunk, t.shape[1] - 1)]
-            logits, state = model(x, c[:, i:i + x.shape[1]], state)
-            out.append(logits[0].double().numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.cfg.vocab_size))
-
-
-def prior_nll(model, pieces, vocab, spec, tonalities, key_relative):
-    """Held-out NLL under the tonality prior, per tonality value.
-
-    The prior (``tonality_bias``) is added to the model's note-on logits and the
-    distribution renormalised, as the runtime samples.  Each step's scale comes from
-    the mode channel of its controls; its tonic is C for a key-relative dataset (its
-    pieces were moved to C) and else the key channel's.  A held-out note the prior
-    forbids (tonality 1, a note outside the scale) has probability 0: the NLL is then
-    infinite, so the mean over the other tokens and the forbidden share are given too.
-    """
-    was = model.training
-    model.eval()
-    sl = spec.slices()
-    on0 = vocab.offsets[NOTE_ON]
-    pcs = np.arange(128) % 12
-    biases = [np.array([tonality_bias(m, t) for m in range(2)]) for t in tonalities]
-    total = np.zeros(len(tonalities))
-    finite = np.zeros(len(tonalities))
-    forbidden = np.zeros(len(tonalities), np.int64)
-    count = 0
-    for tokens, controls in pieces:
-        if len(tokens) < 2:
-            continue
-        z0 = piece_logits(model, tokens, controls)
-        y = np.asarray(tokens[1:], np.int64)
-        ctl = np.asarray(controls[:-1], np.float32)
-        mode = np.argmax(ctl[:, sl["mode"]], 1)
-        tonic = np.zeros(len(y), np.int64) if key_relative else np.argmax(ctl[:, sl["key"]], 1)
-        rel = (pcs[None, :] - tonic[:, None]) % 12   # [steps, 128] degree of each pitch
-        rows = np.arange(len(y))
-        for j, b in enumerate(biases):
-            z = z0.copy()
-            z[:, on0:on0 + 128] += b[mode[:, None], rel]
-            m = z.max(1, keepdims=True)
-            lse = m[:, 0] + np.log(np.exp(z - m).sum(1))
-            lp = z[rows, y] - lse
-            ok = np.isfinite(lp)
-            total[j] += -lp.sum() if ok.all() else np.inf
-            finite[j] -= lp[ok].sum()
-            forbidden[j] += int((~ok).sum())
-        count += len(y)
-    model.train(was)
-    return [dict(tonality=float(t), nll_nats=total[j] / max(count, 1),
-                 nll_nats_allowed=finite[j] / max(count - forbidden[j], 1),
-                 forbidden_share=forbidden[j] / max(count, 1), tokens=count)
-            for j, t in enumerate(tonalities)]
-
-
 def evaluate(model_path=DEFAULT_MODEL, data="data/dataset.npz", cfg=EvalConfig(),
              plot_path=None, progress=True):
     """Run the whole evaluation; returns a JSON-ready dict of every figure."""
-    from engine.generate import DEFAULT_TONALITY, Request, generate_many, load_weights
-    from engine.training.model import load_model
-
     clock = {}
     t0 = time.monotonic()
     model, vocab, spec, meta = load_model(model_path)
     weights = load_weights(model_path)
-    ds = _load_data(data)
+    ds = load_data(data)
     if ds.vocab != vocab or ds.spec != spec:
         raise ModelError(f"{model_path}: vocabulary or controls differ from the data's "
                          f"({vocab} {spec} vs {ds.vocab} {ds.spec})")
@@ -367,7 +126,7 @@ def evaluate(model_path=DEFAULT_MODEL, data="data/dataset.npz", cfg=EvalConfig()
     tpb = vocab.ticks_per_beat
     rng = np.random.default_rng(cfg.seed)
     held = ds.pieces(cfg.split)
-    rows = ds._rows(cfg.split)
+    rows = ds.piece_rows(cfg.split)
     if cfg.max_pieces and len(held) > cfg.max_pieces:
         pick = np.sort(rng.choice(len(held), cfg.max_pieces, replace=False))
         held, rows = [held[i] for i in pick], rows[pick]
@@ -377,7 +136,7 @@ def evaluate(model_path=DEFAULT_MODEL, data="data/dataset.npz", cfg=EvalConfig()
 
     beats = cfg.bars * cfg.beats_per_bar
     window = beats * tpb
-    real = [_crop(vocab.decode(t), window) for t, _ in held]
+    real = [crop(vocab.decode(t), window) for t, _ in held]
 
     def key_requests(per):
         return [(k, m, d) for k in range(12) for m in range(2) for d in cfg.key_densities
@@ -428,9 +187,9 @@ def evaluate(model_path=DEFAULT_MODEL, data="data/dataset.npz", cfg=EvalConfig()
     over.update(generated_pieces=len(keyed) + len(laddered), held_out_pieces=len(real))
     tex = texture(keyed + laddered, real, tpb)
     tex["by_density"] = {f"{d:g}": dict(
-        note_length=_quantiles(note_lengths([n for n, r in zip(laddered, requested) if r == d],
+        note_length=quantiles(note_lengths([n for n, r in zip(laddered, requested) if r == d],
                                             tpb)),
-        voices=_quantiles(np.concatenate([voice_counts(n) for n, r in zip(laddered, requested)
+        voices=quantiles(np.concatenate([voice_counts(n) for n, r in zip(laddered, requested)
                                           if r == d and len(n)] or [[]])))
         for d in cfg.densities}
 
@@ -456,7 +215,6 @@ def evaluate(model_path=DEFAULT_MODEL, data="data/dataset.npz", cfg=EvalConfig()
         clock["sweep"] = time.monotonic() - t4
 
     if plot_path and cfg.roll_pieces:
-        from engine.pianoroll import plot_pianoroll
         pick = np.linspace(0, len(ladder) - 1, min(cfg.roll_pieces, len(ladder)))
         pick = pick.round().astype(int)
         titles = [_title(ladder[i], laddered[i], beats) for i in pick]
@@ -467,71 +225,11 @@ def evaluate(model_path=DEFAULT_MODEL, data="data/dataset.npz", cfg=EvalConfig()
         sweep_plot = plot_sweep(sweep, sweep_path(plot_path))
     clock["music21_per_100_pieces"] = 100 * clock["judge_music21"] / max(1, clock["judged_pieces"])
     clock["total"] = time.monotonic() - t0
-    return _clean(dict(model=str(model_path), data=str(getattr(ds, "path", data)),
+    return json_ready(dict(model=str(model_path), data=str(getattr(ds, "path", data)),
                        config=asdict(cfg), nll=nll, key=keys, density=density, overlap=over,
                        texture=tex, tonality_sweep=sweep,
                        plot=str(plot_path) if plot_path else None,
                        sweep_plot=str(sweep_plot) if sweep_plot else None, seconds=clock))
-
-
-def overlap_pitch_class(generated, held_out):
-    """Pitch-class (relative to the detected tonic) overlap: intersection, JS bits."""
-    g, h = pitch_class_histogram(generated), pitch_class_histogram(held_out)
-    return dict(intersection=histogram_intersection(g, h), js_bits=js_divergence(g, h))
-
-
-def sweep_path(plot_path):
-    """Where the sweep's plot goes: ``<plot stem>-tonality.png`` beside the piano roll."""
-    p = Path(plot_path)
-    return p.with_name(f"{p.stem}-tonality.png")
-
-
-def plot_sweep(sweep, path):
-    """Key adherence (both judges) against held-out NLL under the prior, one point per
-    tonality value.  An infinite NLL (a held-out note forbidden) is drawn at the right
-    edge, marked with an x and the forbidden share.  Returns the path written."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    rows = sweep["rows"]
-    fig = Figure(figsize=(7.5, 4.8))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    nll = np.array([np.nan if r["nll_nats"] is None else r["nll_nats"] for r in rows], float)
-    fin = np.isfinite(nll)
-    lo = np.nanmin(nll[fin]) if fin.any() else 0.0
-    hi = np.nanmax(nll[fin]) if fin.any() else 1.0
-    edge = hi + max(0.1 * (hi - lo), 0.05)
-    x = np.where(fin, nll, edge)
-    for judge, colour in zip(JUDGES, ("tab:blue", "tab:orange")):
-        y = np.array([100 * r[judge]["key_and_mode"] for r in rows])
-        ax.plot(x[fin], y[fin], "-o", color=colour, label=JUDGE_NAMES[judge])
-        if (~fin).any():
-            ax.plot(x[~fin], y[~fin], "x", color=colour, markersize=9)
-        for xi, yi, r in zip(x, y, rows):
-            ax.annotate(f"{r['tonality']:g}", (xi, yi), textcoords="offset points",
-                        xytext=(4, 4), fontsize=8, color=colour)
-    for xi, r in zip(x[~fin], [r for r, f in zip(rows, fin) if not f]):
-        ax.annotate(f"NLL inf: {100 * r['forbidden_share']:.1f}% of\nheld-out events forbidden",
-                    (xi, 100), textcoords="offset points", xytext=(-110, -22), fontsize=7)
-    ax.set_xlabel("held-out NLL under the prior (nats/event)")
-    ax.set_ylabel("tonic and mode realised (%)")
-    ax.set_ylim(0, 102)
-    ax.set_title(f"tonality sweep ({sweep['pieces']} pieces per value; labels: tonality)",
-                 fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return Path(path)
-
-
-def _load_data(data):
-    """A dataset object (with .vocab, .spec, .pieces) as is, or ``Dataset.load`` of a path."""
-    if hasattr(data, "pieces"):
-        return data
-    from engine.training.data import Dataset
-    return Dataset.load(data)
 
 
 def annotated_keys(ds, rows, key_relative):
@@ -539,7 +237,6 @@ def annotated_keys(ds, rows, key_relative):
     key (the ABC collections' ``K:`` field; ``engine.training.corpus.annotated_keys``); a
     key-relative dataset moved each to C, so its tonic is C.  Pieces whose key was only
     measured are left out: that would score the judges against one of themselves."""
-    from engine.training.corpus import annotated_keys as source_keys
     by_source, out = {}, {}
     for i, row in enumerate(rows):
         source = str(ds.sources[row])
@@ -554,33 +251,12 @@ def annotated_keys(ds, rows, key_relative):
     return out
 
 
-def _crop(notes, window):
-    n = notes[notes["start"] < window].copy()
-    n["end"] = np.minimum(n["end"], window)
-    return n
-
-
 def _title(request, notes, beats):
     d, k, m = request
     found = detect_key(notes)
     heard = f"{KEY_NAMES[found[0]]} {MODES[found[1]]}" if found else "nothing"
     return (f"asked {KEY_NAMES[k]} {MODES[m]}, {d:g} onsets/beat; "
             f"heard {heard}, {onsets_per_beat(notes, beats):.2f} onsets/beat")
-
-
-def _clean(x):
-    """NaN/inf -> None and numpy scalars -> Python, so the dict is strict JSON."""
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, (np.floating, float)):
-        return None if not np.isfinite(x) else float(x)
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
 
 
 def format_table(r):

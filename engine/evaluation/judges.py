@@ -35,7 +35,7 @@ def detect_key(notes):
 
 def music21_stream(notes, ticks_per_beat=12):
     """A music21 Stream of the notes (offsets and lengths in quarter notes = beats)."""
-    from music21 import note, stream
+    from music21 import note, stream  # music21 takes seconds to import: only when it judges
     s = stream.Stream()
     for a, b, p in zip(notes["start"].tolist(), notes["end"].tolist(), notes["pitch"].tolist()):
         s.coreInsert(a / ticks_per_beat, note.Note(p, quarterLength=(b - a) / ticks_per_beat))
@@ -56,7 +56,7 @@ def music21_key(notes, ticks_per_beat=12, exact=False):
     if exact:
         k = s.analyze("key")
         return k.tonic.pitchClass, MODES.index(k.mode)
-    from music21.analysis.discrete import analysisClassFromMethodName
+    from music21.analysis.discrete import analysisClassFromMethodName  # as above: only here
     (tonic, mode, _), _ = analysisClassFromMethodName("key")().process(s.flatten())
     return tonic.pitchClass, MODES.index(mode)
 

@@ -35,7 +35,7 @@ class _Level:
     discounts: np.ndarray   # D for counts 1, 2, 3+ (index 0 unused, D(0) = 0)
 
 
-def _discounts(counts):
+def discounts(counts):
     """Modified KN discounts D1, D2, D3+ from the count-of-counts n1..n4.
 
     Where the data are too small for an estimate in (0, j] (a count-of-counts is
@@ -57,7 +57,7 @@ def _level(keys, counts, base):
     ctx = keys // base
     ctx_keys, first = np.unique(ctx, return_index=True)
     total = np.add.reduceat(counts, first).astype(np.float64)
-    disc = _discounts(counts)
+    disc = discounts(counts)
     freed = np.add.reduceat(disc[np.minimum(counts, 3)], first)
     return _Level(keys, counts, ctx_keys, total, freed / total, disc)
 

@@ -28,27 +28,32 @@ independent LM below is trained on "valid"; "test" is the held-out real music.
 Every figure is given per seed and as a 95 % Student-t interval over the seeds,
 mean +- t(0.975, n-1) * sd / sqrt(n), and each method's row as its difference from
 the baseline method's (the one named "mle", else the first) at the same temperature.
+The models trained to score are in ``engine.evaluation.scorers``; the interval in
+``engine.metrics``; the plot in ``engine.evaluation.plots``.
 """
-import contextlib
-import hashlib
-import inspect
-import io
 import json
 import math
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from engine import DEFAULT_MODEL
-from engine.controls import find_key, key_shift
+from engine.controls import find_key, key_shift, to_tonic_c
 from engine.errors import InvalidMessage, ModelError
-from engine.evaluation.evaluate import _crop, _load_data, _ranks, onsets_per_beat, spearman
+from engine.evaluation.features import onsets_per_beat
 from engine.evaluation.judges import adherence, judge_keys, key_adherence
+from engine.evaluation.likelihood import mean_nll
+from engine.evaluation.pieces import crop, encode, load_data, windows
+from engine.evaluation.plots import plot_quality
+from engine.evaluation.scorers import fresh_critic_auc, independent_lm, reverse_lm
+from engine.generate import Request, generate_many, load_weights
+from engine.metrics import interval, json_ready, spearman
+from engine.training.model import load_model
 
 METRICS = ("lm_score", "reverse_lm", "self_bleu4", "critic_auc", "key_and_mode", "mode",
            "tonic", "density_spearman")
@@ -99,40 +104,6 @@ class QualityConfig:
                        critic_steps=10, batch_size=8, seq_len=32)
 
 
-# -- statistics ----------------------------------------------------------------------------
-def t_quantile(p, df):
-    """Student-t quantile (p >= 0.5).  With x = sqrt(df) tan(u) the CDF is
-    1/2 + G(df) * integral_0^u cos(v)^(df - 1) dv, G = Gamma((df+1)/2) / (sqrt(pi) Gamma(df/2)),
-    a smooth integrand: integrated on a fine grid and inverted by interpolation."""
-    u = np.linspace(0, np.pi / 2, 200001)[:-1]
-    f = np.cos(u) ** (df - 1)
-    g = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(math.pi)
-    cdf = 0.5 + g * np.concatenate([[0], np.cumsum((f[1:] + f[:-1]) / 2) * (u[1] - u[0])])
-    return float(math.sqrt(df) * math.tan(np.interp(p, cdf, u)))
-
-
-def interval(values):
-    """Mean and 95 % t-interval over the seeds' finite values (lo = hi = None for one)."""
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], float)
-    out = dict(mean=float(v.mean()) if len(v) else None, lo=None, hi=None,
-               seeds=[None if x is None or not np.isfinite(x) else float(x) for x in values])
-    if len(v) >= 2:
-        half = t_quantile(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
-        out.update(lo=out["mean"] - half, hi=out["mean"] + half)
-    return out
-
-
-def roc_auc(positive, negative):
-    """ROC AUC as the Mann-Whitney statistic: P(a positive scores above a negative), ties
-    counting half, = (rank sum of the positives - n+(n+ + 1)/2) / (n+ n-); nan if a side
-    is empty."""
-    pos, neg = np.asarray(positive, float), np.asarray(negative, float)
-    if not len(pos) or not len(neg):
-        return float("nan")
-    r = _ranks(np.concatenate([pos, neg]))[:len(pos)]
-    return float((r.sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
-
-
 def intervals(notes):
     """Pitch intervals of the melody line: the highest pitch at each distinct onset, and
     the difference of each from the one before (semitones, -127..127)."""
@@ -178,159 +149,7 @@ def self_bleu(seqs, n_max=4, eps=0.1):
     return float(scores.mean())
 
 
-# -- models trained here ----------------------------------------------------------------------
-def _nll(model, pieces):
-    """Token-weighted mean NLL (nats per predicted event) of (tokens, controls) pieces."""
-    total = count = 0
-    for t, c in pieces:
-        if len(t) >= 2:
-            total += model.nll(t, c) * (len(t) - 1)
-            count += len(t) - 1
-    return total / count if count else float("nan")
-
-
-def _train_lm(ds, pieces, folder, hidden, steps, cfg, seed, progress):
-    """The best model (torch) of ``engine.training.train.train`` of a one-layer LSTM on the
-    (tokens, controls) ``pieces``, a random tenth of them its validation (early
-    stopping).  They are put in a ``Dataset`` of their own; train's log lines go to
-    stderr, or nowhere without ``progress``."""
-    from engine.training.data import Dataset
-    from engine.training.model import ModelConfig, load_model
-    from engine.training.train import train
-    n = len(pieces)
-    code = np.zeros(n, np.int8)
-    # a random tenth, not the last: pieces come grouped by collection, and the last tenth
-    # would be one collection the LM never saw (its early stop would pick an untrained LM)
-    code[np.random.default_rng([seed, n]).permutation(n)[:max(1, n // 10)]] = 1
-    view = Dataset(np.concatenate([t for t, _ in pieces]).astype(np.int16),
-                   np.concatenate([c for _, c in pieces]).astype(np.float16),
-                   np.cumsum([0] + [len(t) for t, _ in pieces]).astype(np.int64),
-                   np.array([f"p{i}" for i in range(n)]), np.array(["quality"] * n), code,
-                   ds.vocab, ds.spec, dict(key_relative=ds.key_relative))
-    n_tr, n_va = (len(view.stream(s)[0]) for s in ("train", "valid"))
-    seq = min(cfg.seq_len, n_tr - 1, (n_va - 1) // 2)
-    if n < 2 or seq < 1:
-        raise InvalidMessage(f"too little music to train an LM ({n} pieces, {n_tr} + {n_va} "
-                             "tokens)", field="pieces", allowed="more or longer pieces")
-    mcfg = ModelConfig(vocab_size=ds.vocab.size, n_controls=ds.spec.size, embed=cfg.lm_embed,
-                       hidden=hidden, layers=1, dropout=0.1)
-    with contextlib.redirect_stdout(sys.stderr if progress else io.StringIO()):
-        train(view, folder, mcfg, steps=steps, batch_size=cfg.batch_size, seq_len=seq,
-              lr=cfg.lr, eval_every=max(1, steps // 4), patience=10 ** 6, seed=seed,
-              progress=progress, command="ostinato quality")
-    return load_model(Path(folder) / "best.npz")
-
-
-def independent_lm(ds, folder, cfg, progress=False):
-    """(model, info): the LM behind the LM score, trained on the "valid" split alone,
-    never on "train" (the generators') nor "test" (the held-out music).  Cached in
-    ``folder``: trained again only when the config or the valid split's tokens differ."""
-    from engine.training.model import load_model
-    folder, pieces = Path(folder), ds.pieces("valid")
-    digest = hashlib.sha1(b"".join(t.tobytes() for t, _ in pieces)).hexdigest()
-    want = dict(embed=cfg.lm_embed, hidden=cfg.lm_hidden, steps=cfg.lm_steps,
-                batch_size=cfg.batch_size, seq_len=cfg.seq_len, lr=cfg.lr, valid_sha1=digest)
-    path, meta = folder / "best.npz", folder / "lm.json"
-    cached = path.exists() and meta.exists() and json.loads(meta.read_text()) == want
-    if cached:
-        model, _, _, m = load_model(path)
-    else:
-        for f in ("last.pt", "log.jsonl", "best.npz"):
-            (folder / f).unlink(missing_ok=True)
-        model, _, _, m = _train_lm(ds, pieces, folder, cfg.lm_hidden, cfg.lm_steps, cfg, 0,
-                                   progress)
-        meta.write_text(json.dumps(want))
-    return model, dict(path=str(path), cached=cached, split="valid", pieces=len(pieces),
-                       config=want, valid_nll=m["info"].get("valid_nll"))
-
-
-def reverse_lm(ds, generated, real, cfg, seed):
-    """NLL of the real pieces under a small LSTM trained on the ``generated`` pieces."""
-    with tempfile.TemporaryDirectory() as tmp:
-        model = _train_lm(ds, generated, tmp, cfg.reverse_hidden, cfg.reverse_steps, cfg, seed,
-                          False)[0]
-    return _nll(model, real)
-
-
-def fresh_critic_auc(ds, real, fake, cfg, seed):
-    """ROC AUC of a new critic on held-out windows.  ``real`` and ``fake`` are lists,
-    one per piece, of (tokens, controls) windows; each side's pieces are split in halves
-    (seeded), the critic trains on the first (balanced batches, binary cross-entropy of
-    its logit per window) and is scored on the second.
-
-    The critic is ``engine.training.critics.ConvCritic`` (dilated 1-D convolutions, max over
-    time), the strongest of the three architectures ``python -m engine.training.critics``
-    measured at telling real music from the generator's (a weak judge would make every
-    method look real); never the D of adversarial training."""
-    import torch
-    from torch.nn import functional as F
-    from engine.training.adversarial import CriticConfig
-    from engine.training.critics import ConvCritic
-    rng = np.random.default_rng([seed, 17])
-
-    def halves(groups):
-        order = rng.permutation(len(groups))
-        k = (len(groups) + 1) // 2
-        return [[w for i in part for w in groups[i]] for part in (order[:k], order[k:])]
-
-    (r_tr, r_te), (f_tr, f_te) = halves(real), halves(fake)
-    if not (r_tr and r_te and f_tr and f_te):
-        return float("nan")
-
-    def logits(D, wins):
-        T = max(len(t) for t, _ in wins)
-        x = torch.zeros(len(wins), T, dtype=torch.long)
-        c = torch.zeros(len(wins), T, ds.spec.size)
-        for i, (t, cc) in enumerate(wins):
-            x[i, :len(t)] = torch.as_tensor(t.astype(np.int64))
-            c[i, :len(t)] = torch.as_tensor(cc.astype(np.float32))
-        return D(x, c, [len(t) for t, _ in wins])   # padding is left out of the max
-
-    torch.manual_seed(seed)
-    D = ConvCritic(CriticConfig(vocab_size=ds.vocab.size, n_controls=ds.spec.size,
-                                embed=cfg.critic_embed, hidden=cfg.critic_hidden, layers=1))
-    opt = torch.optim.Adam(D.parameters(), lr=cfg.critic_lr)
-    half = max(1, cfg.batch_size // 2)
-    y = torch.cat([torch.ones(half), torch.zeros(half)])
-    for _ in range(cfg.critic_steps):
-        batch = [r_tr[i] for i in rng.integers(len(r_tr), size=half)] + \
-                [f_tr[i] for i in rng.integers(len(f_tr), size=half)]
-        loss = F.binary_cross_entropy_with_logits(logits(D, batch), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(D.parameters(), 1.0)
-        opt.step()
-    D.eval()
-    with torch.no_grad():
-        return roc_auc(logits(D, r_te).numpy(), logits(D, f_te).numpy())
-
-
 # -- the comparison --------------------------------------------------------------------------
-def _encode(ds, notes):
-    tokens = ds.vocab.encode(notes)
-    return tokens, ds.spec.compute(tokens, ds.vocab)
-
-
-def _windows(ds, notes, window, length=None):
-    """(tokens, controls) of each whole ``window``-tick window, holding 2+ notes, of a
-    piece ``length`` ticks long (default: to its last note's end)."""
-    out = []
-    length = (int(notes["end"].max()) if len(notes) else 0) if length is None else length
-    for a in range(0, length - window + 1, window):
-        w = notes[(notes["start"] >= a) & (notes["start"] < a + window)].copy()
-        w["start"] -= a
-        w["end"] = np.minimum(w["end"] - a, window)
-        if len(w) >= 2:
-            out.append(_encode(ds, w))
-    return out
-
-
-def accepts_critic():
-    """Whether ``generate_many`` takes the play-time critic (``critic=``, ``critic_k=``)."""
-    from engine.generate import generate_many
-    return "critic" in inspect.signature(generate_many).parameters
-
-
 class HeldOut:
     """The held-out real music and the requests that mirror it, the same for every cell.
 
@@ -348,9 +167,9 @@ class HeldOut:
             pick = np.sort(rng.choice(len(self.test), cfg.max_test_pieces, False))
             self.test = [self.test[i] for i in pick]
         full = [ds.vocab.decode(t) for t, _ in self.test]
-        self.cut = [_crop(n, beats * tpb) for n in full]
-        self.real = [_encode(ds, n) for n in self.cut]
-        self.windows = [_windows(ds, n, cfg.window_bars * cfg.beats_per_bar * tpb) for n in full]
+        self.cut = [crop(n, beats * tpb) for n in full]
+        self.real = [encode(ds, n) for n in self.cut]
+        self.windows = [windows(ds, n, cfg.window_bars * cfg.beats_per_bar * tpb) for n in full]
         self.requests = []
         for j in rng.permutation(len(full))[np.arange(cfg.pieces) % len(full)]:
             n = self.cut[j]
@@ -364,8 +183,6 @@ class HeldOut:
 
 def measure_cell(ds, weights, critic, held, lm, T, seed, cfg):
     """Every figure of one method at one temperature and seed (a dict of floats)."""
-    from engine.controls import to_tonic_c
-    from engine.generate import Request, generate_many
     reqs = [Request(k, m, d, seed=seed * 1_000_003 + i, register=r)
             for i, (k, m, d, r) in enumerate(held.requests)]
     kw = dict(critic=str(critic[0]), critic_k=int(critic[1])) if critic else {}
@@ -374,11 +191,11 @@ def measure_cell(ds, weights, critic, held, lm, T, seed, cfg):
     # the model's own pitch space, as the data is stored (a key-relative set: in C)
     space = [to_tonic_c(n, r.key) if ds.key_relative and len(n) else n
              for n, r in zip(notes, reqs)]
-    gen = [_encode(ds, n) for n in space]
+    gen = [encode(ds, n) for n in space]
     window = cfg.window_bars * cfg.beats_per_bar * ds.vocab.ticks_per_beat
-    fake = [_windows(ds, n, window, held.beats * ds.vocab.ticks_per_beat) for n in space]
+    fake = [windows(ds, n, window, held.beats * ds.vocab.ticks_per_beat) for n in space]
     km = [(r.key, r.mode) for r in reqs]
-    cell = dict(key_adherence(km, notes), lm_score=_nll(lm, gen),
+    cell = dict(key_adherence(km, notes), lm_score=mean_nll(lm, gen),
                 reverse_lm=reverse_lm(ds, gen, held.real, cfg, seed),
                 self_bleu4=self_bleu([intervals(n) for n in notes]),
                 critic_auc=fresh_critic_auc(ds, held.windows, fake, cfg, seed),
@@ -402,28 +219,21 @@ def compare(methods, data, out, cfg=QualityConfig(), progress=False):
     per temperature: {temperature, pieces, and per figure in METRICS {mean, lo, hi,
     seeds: [...]}, vs_baseline: {figure: mean - the baseline's mean}}]}}, ``plot``,
     ``seconds``.  A figure that cannot be computed is null."""
-    import torch
-    from engine.evaluation.evaluate import _clean
-    from engine.generate import load_weights
-    from engine.training.model import load_model
     t0, out = time.monotonic(), Path(out)
     methods = [(n, m, c if c and int(c[1]) > 0 else None) for n, m, c in methods]
     names = [m[0] for m in methods]
     if not methods or len(set(names)) != len(names):
         raise InvalidMessage(f"methods {names} are empty or repeat a name", field="method",
                              allowed="one or more methods with distinct names")
-    if any(c for _, _, c in methods) and not accepts_critic():
-        raise ModelError("engine.generate.generate_many takes no critic= yet: the play-time "
-                         "critic cannot be measured with this version")
     out.mkdir(parents=True, exist_ok=True)
-    ds = _load_data(data)
+    ds = load_data(data)
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
         held = HeldOut(ds, cfg)
         lm, lm_info = independent_lm(ds, out / "lm", cfg, progress)
         real = dict(pieces=len(held.real), windows=sum(map(len, held.windows)),
-                    lm_score=_nll(lm, held.real),
+                    lm_score=mean_nll(lm, held.real),
                     self_bleu4=self_bleu([intervals(held.cut[i]) for i in held.bleu_sample]))
         result = dict(data=str(data) if isinstance(data, (str, Path)) else None,
                       config=asdict(cfg), independent_lm=lm_info, real=real,
@@ -439,7 +249,7 @@ def compare(methods, data, out, cfg=QualityConfig(), progress=False):
             if weights.vocab != ds.vocab or weights.spec != ds.spec:
                 raise ModelError(f"{model_path}: vocabulary or controls differ from the data's")
             if str(model_path) not in test_nll:   # a play-time critic leaves G's NLL as it is
-                test_nll[str(model_path)] = _nll(load_model(model_path)[0], held.test)
+                test_nll[str(model_path)] = mean_nll(load_model(model_path)[0], held.test)
             rows = []
             for T in cfg.temperatures:
                 cells = []
@@ -464,43 +274,9 @@ def compare(methods, data, out, cfg=QualityConfig(), progress=False):
                                   else row[k]["mean"] - b[k]["mean"] for k in METRICS}
     result["plot"] = str(plot_quality(result, out / "quality.png"))
     result["seconds"] = dict(total=time.monotonic() - t0)
-    result = _clean(result)
+    result = json_ready(result)
     (out / "quality.json").write_text(json.dumps(result, indent=1, allow_nan=False))
     return result
-
-
-def plot_quality(result, path, x="self_bleu4"):
-    """Quality against diversity: x = Self-BLEU-4 (or ``reverse_lm``), y = LM score, one
-    curve per method through its temperatures (labelled), 95 % intervals as error bars,
-    the held-out real music as a star (for Self-BLEU).  Returns the path written."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(7.5, 5))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    mean = lambda iv: np.nan if iv["mean"] is None else iv["mean"]
-    err = lambda ivs: np.array([(0, 0) if iv["lo"] is None else (iv["mean"] - iv["lo"],
-                                                                 iv["hi"] - iv["mean"])
-                                for iv in ivs]).T
-    for name, m in result["methods"].items():
-        xi, yi = [r[x] for r in m["rows"]], [r["lm_score"] for r in m["rows"]]
-        ax.errorbar([mean(v) for v in xi], [mean(v) for v in yi], xerr=err(xi), yerr=err(yi),
-                    fmt="-o", capsize=3, label=name)
-        for a, b, r in zip(xi, yi, m["rows"]):
-            ax.annotate(f"T={r['temperature']:g}", (mean(a), mean(b)), fontsize=7,
-                        textcoords="offset points", xytext=(4, 4))
-    real = result["real"]
-    if real.get(x) is not None and real["lm_score"] is not None:
-        ax.plot([real[x]], [real["lm_score"]], "k*", markersize=12, label="held-out real")
-    ax.set_xlabel({"self_bleu4": "Self-BLEU-4 of pitch intervals (lower: more diverse)",
-                   "reverse_lm": "reverse LM score, nats/event (lower: more diverse)"}[x])
-    ax.set_ylabel("LM score: NLL under the independent LM, nats/event (lower: better)")
-    ax.set_title("quality vs diversity (95% intervals over seeds)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return Path(path)
 
 
 def format_table(r):

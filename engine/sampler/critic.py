@@ -1,7 +1,7 @@
 """The discriminator D at play time, streamed in numba without torch.
 
 D (``engine.training.adversarial.Critic``) is a causal LSTM with one logit of P(real) per prefix,
-so it runs on G's own kernel (``engine.sampler.generator.lstm_step`` with a one-row head): one
+so it runs on G's own kernel (``engine.sampler.lstm.lstm_step`` with a one-row head): one
 step per event.  ``CriticRuntime.score`` judges K candidate continuations that share a
 state (the music already played): all K stepped together, each weight row read once per
 step for every candidate.
@@ -33,7 +33,10 @@ from numba import njit
 from engine import DEFAULT_MODEL
 from engine.errors import ModelError
 
-from engine.sampler.generator import Runtime, Weights, lstm_step, uniform
+from engine.sampler.generator import Runtime
+from engine.sampler.lstm import lstm_step
+from engine.sampler.sampling import uniform
+from engine.sampler.weights import Weights
 
 #: How a draft is picked from the K judged.  "sample" (the default) draws draft k with
 #: weight D_k / (1 - D_k) = exp(logit_k): discriminator rejection sampling (Azadi et al.

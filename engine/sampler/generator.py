@@ -1,10 +1,7 @@
-"""The generator runtime: the LSTM stepped in numba from an exported model file.
+"""The generator runtime: sessions of the LSTM stepped in numba from an exported model file.
 
-No torch here.  The weights are rearranged once at load time so one step of one
-layer is one GEMV over ``[input, h]``; the token embedding and the first layer's
-input weights are folded into a table (``tok_table[token]`` is a row copy instead
-of a multiply).  Sessions are stepped together: each weight row is read once per
-batch and applied to every session that needs an event.
+No torch here.  The weights (``engine.sampler.weights``) are stepped by the batched
+kernels of ``engine.sampler.lstm``; tokens are drawn by ``engine.sampler.sampling``.
 
 Per session the runtime keeps a ring of generated events, each with a snapshot of
 the LSTM state after it, so the server can rewind to the playhead and regenerate
@@ -18,254 +15,14 @@ runs dry.
 import numpy as np
 from numba import njit
 
-from engine.controls import ControlSpec
-from engine.errors import ModelError
-from engine.modelfile import read_model_file
-from engine.vocab import NOTE_OFF, START, TIME_SHIFT, Vocab
+from engine.vocab import NOTE_OFF, START, TIME_SHIFT
 
-FLAGS = {"reassoc", "contract", "arcp", "nsz"}  # fast dot products, but keep inf/nan
+from engine.sampler.lstm import lstm_step
+from engine.sampler.sampling import sample
 
-
-class Weights:
-    """Model weights in the layout the numba kernels want (float32, C-contiguous)."""
-
-    def __init__(self, path, role="generator"):
-        meta, a = read_model_file(path)
-        if meta.get("role", "generator") != role:
-            raise ModelError(f"{path}: a {meta.get('role', 'generator')} file where a {role} "
-                             "is needed")
-        cfg = meta["config"]
-        self.meta = meta
-        self.vocab = Vocab.from_dict(meta["vocab"])
-        self.spec = ControlSpec.from_dict(meta["controls"])
-        self.hidden = H = cfg["hidden"]
-        self.layers = L = cfg["layers"]
-        self.n_controls = cfg["n_controls"]
-        E = cfg["embed"]
-        f32 = lambda x: np.ascontiguousarray(x, dtype=np.float32)
-        w_ih0 = a["lstm.weight_ih_l0"].astype(np.float64)
-        b0 = a["lstm.bias_ih_l0"].astype(np.float64) + a["lstm.bias_hh_l0"]
-        self.tok_table = f32(a["embed.weight"].astype(np.float64) @ w_ih0[:, :E].T + b0)
-        self.w0 = f32(np.hstack([w_ih0[:, E:], a["lstm.weight_hh_l0"]]))  # [4H, C+H]
-        n = max(L - 1, 1)
-        self.w_rest = np.zeros((n, 4 * H, 2 * H), np.float32)
-        self.b_rest = np.zeros((n, 4 * H), np.float32)
-        for l in range(1, L):
-            self.w_rest[l - 1] = np.hstack([a[f"lstm.weight_ih_l{l}"], a[f"lstm.weight_hh_l{l}"]])
-            self.b_rest[l - 1] = a[f"lstm.bias_ih_l{l}"] + a[f"lstm.bias_hh_l{l}"]
-        self.w_out = f32(a["head.weight"])
-        self.b_out = f32(a["head.bias"])
-        self.kinds, self.values = self.vocab.tables()
-        info = meta.get("info", {})
-        self.mean_register = float(info.get("mean_register", 67.0))
-        # trained on pieces moved to C (engine.training.data, key-relative datasets): the sequencer
-        # transposes to the key asked for (engine.controls.model_key)
-        self.key_relative = bool(info.get("key_relative", False))
-
-    @property
-    def nbytes(self):
-        """Bytes of weights one step reads (the memory-bandwidth bound's numerator)."""
-        H = self.hidden
-        return (4 * H * 4 + self.w0.nbytes + (self.layers - 1) * (self.w_rest[0].nbytes
-                + self.b_rest[0].nbytes) + self.w_out.nbytes + self.b_out.nbytes)
-
-
-F32 = np.float32
-KERNEL = dict(nogil=True, cache=True, fastmath=FLAGS, error_model="numpy")  # no zero checks
-
-
-@njit(inline="always", **KERNEL)
-def tanh32(x):
-    """tanh in float32: Eigen's 13/6 rational approximation (error < 3e-7), which LLVM
-    can vectorize where a call to tanhf cannot be."""
-    lim = F32(7.90531110763549805)
-    x = lim if x > lim else x
-    x = -lim if x < -lim else x
-    x2 = x * x
-    p = x2 * F32(-2.76076847742355e-16) + F32(2.00018790482477e-13)
-    p = x2 * p + F32(-8.60467152213735e-11)
-    p = x2 * p + F32(5.12229709037114e-08)
-    p = x2 * p + F32(1.48572235717979e-05)
-    p = x2 * p + F32(6.37261928875436e-04)
-    p = x2 * p + F32(4.89352455891786e-03)
-    q = x2 * F32(1.19825839466702e-06) + F32(1.18534705686654e-04)
-    q = x2 * q + F32(2.26843463243900e-03)
-    q = x2 * q + F32(4.89352518554385e-03)
-    return x * p / q
-
-
-@njit(inline="always", **KERNEL)
-def sigmoid32(x):
-    return F32(0.5) * tanh32(F32(0.5) * x) + F32(0.5)
-
-
-@njit(**KERNEL)
-def gemv(W, x, out, idx, n):
-    """out[s] += W @ x[s] for the sessions idx[:n].  Four sessions share each weight
-    load (two rows at a time: eight accumulators stay in registers).  A session on its
-    own is a dot product per row: reading the weights is its limit, not arithmetic."""
-    G, K = W.shape
-    k = 0
-    while k + 4 <= n:
-        s0, s1, s2, s3 = idx[k], idx[k + 1], idx[k + 2], idx[k + 3]
-        for j in range(0, G - 1, 2):
-            a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = F32(0.0)
-            for q in range(K):
-                w0, w1 = W[j, q], W[j + 1, q]
-                x0, x1, x2, x3 = x[s0, q], x[s1, q], x[s2, q], x[s3, q]
-                a00 += w0 * x0
-                a01 += w0 * x1
-                a02 += w0 * x2
-                a03 += w0 * x3
-                a10 += w1 * x0
-                a11 += w1 * x1
-                a12 += w1 * x2
-                a13 += w1 * x3
-            out[s0, j] += a00
-            out[s1, j] += a01
-            out[s2, j] += a02
-            out[s3, j] += a03
-            out[s0, j + 1] += a10
-            out[s1, j + 1] += a11
-            out[s2, j + 1] += a12
-            out[s3, j + 1] += a13
-        for j in range(G - G % 2, G):
-            for kk in range(k, k + 4):
-                _dot_row(W, x, out, idx[kk], j)
-        k += 4
-    for k in range(k, n):
-        for j in range(G):
-            _dot_row(W, x, out, idx[k], j)
-
-
-@njit(**KERNEL)
-def _dot_row(W, x, out, s, j):
-    acc = F32(0.0)
-    for q in range(W.shape[1]):
-        acc += W[j, q] * x[s, q]
-    out[s, j] += acc
-
-
-@njit(**KERNEL)
-def lstm_cell(gates, h, c, layer, idx, n):
-    """The gate nonlinearities of one layer (gate order i, f, g, o as in torch)."""
-    H = h.shape[2]
-    for k in range(n):
-        s = idx[k]
-        for j in range(H):
-            cc = (sigmoid32(gates[s, H + j]) * c[s, layer, j]
-                  + sigmoid32(gates[s, j]) * tanh32(gates[s, 2 * H + j]))
-            c[s, layer, j] = cc
-            h[s, layer, j] = sigmoid32(gates[s, 3 * H + j]) * tanh32(cc)
-
-
-@njit(**KERNEL)
-def lstm_step(idx, n, tokens, controls, h, c, tok_table, w0, w_rest, b_rest, w_out, b_out,
-              xbuf, gates, logits, zbias):
-    """One step for sessions idx[:n]: feed tokens[s] with controls[s], update h/c [S,L,H],
-    write logits[s].  xbuf [S, max(C+H, 2H)] and gates [S, 4H] are scratch.  zbias
-    [S, L, 4H] is each session's extra gate bias per layer: W_z z of its theme
-    (``engine.sampler.theme``), zero without one."""
-    L, H = h.shape[1], h.shape[2]
-    C = controls.shape[1]
-    G = 4 * H
-    for layer in range(L):
-        # input vector per session: [controls, h0] for layer 0, [h_{l-1}, h_l] above
-        for k in range(n):
-            s = idx[k]
-            if layer == 0:
-                for j in range(C):
-                    xbuf[s, j] = controls[s, j]
-                for j in range(H):
-                    xbuf[s, C + j] = h[s, 0, j]
-                for j in range(G):
-                    gates[s, j] = tok_table[tokens[s], j] + zbias[s, 0, j]
-            else:
-                for j in range(H):
-                    xbuf[s, j] = h[s, layer - 1, j]
-                    xbuf[s, H + j] = h[s, layer, j]
-                for j in range(G):
-                    gates[s, j] = b_rest[layer - 1, j] + zbias[s, layer, j]
-        gemv(w0 if layer == 0 else w_rest[layer - 1], xbuf, gates, idx, n)
-        lstm_cell(gates, h, c, layer, idx, n)
-    for k in range(n):
-        s = idx[k]
-        for j in range(H):  # the head reads the top layer's h from xbuf's first H columns
-            xbuf[s, j] = h[s, L - 1, j]
-        for v in range(w_out.shape[0]):
-            logits[s, v] = b_out[v]
-    gemv(w_out, xbuf, logits, idx, n)
-
-
-@njit(nogil=True, cache=True)
-def uniform(rng, s):
-    """xorshift64* per session: uniform float in [0, 1), reproducible from the seed."""
-    x = rng[s]
-    x ^= x >> np.uint64(12)
-    x ^= x << np.uint64(25)
-    x ^= x >> np.uint64(27)
-    rng[s] = x
-    return ((x * np.uint64(2685821657736338717)) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-
-
-@njit(nogil=True, cache=True)
-def _allowed(s, v, kinds, values, sounding, entry):
-    """May session s sample token v now? (See ``sample``.)"""
-    k = kinds[v]
-    if k == 1:
-        return sounding[s, values[v]] < 0
-    if k == 2:
-        return sounding[s, values[v]] >= 0 and not entry[s]
-    if k == 3:
-        return not entry[s]
-    return k != 0
-
-
-@njit(nogil=True, cache=True)
-def sample(s, logits, temperature, kinds, values, sounding, entry, gen_tick, max_note_ticks,
-           pc_bias, shift_off, off_off, rng):
-    """Sample the next token of session s under the runtime's rules: never START, no
-    note-off of a silent pitch, no note-on of a sounding one, only note-ons while
-    ``entry`` (an immediate transition starts with a note, at once), and a note held
-    longer than ``max_note_ticks[s]`` is released instead of sampling (a guard: note
-    lengths come from the model).  A note-on's probability is multiplied by the
-    tonality prior ``exp(pc_bias[s, pitch class])`` (``engine.controls.tonality_bias``)."""
-    V = logits.shape[1]
-    for p in range(128):
-        if sounding[s, p] >= 0 and gen_tick[s] - sounding[s, p] >= max_note_ticks[s]:
-            return off_off + p
-    m = -np.inf
-    for v in range(V):
-        if logits[s, v] > m:
-            m = logits[s, v]
-    total = 0.0
-    for v in range(V):
-        if _allowed(s, v, kinds, values, sounding, entry):
-            total += _weight(s, v, logits, m, temperature, kinds, values, pc_bias)
-    if total == 0.0:
-        return shift_off  # nothing allowed: wait one tick
-    u = uniform(rng, s) * total
-    acc = 0.0
-    last = 0
-    for v in range(V):
-        if _allowed(s, v, kinds, values, sounding, entry):
-            w = _weight(s, v, logits, m, temperature, kinds, values, pc_bias)
-            if w > 0.0:
-                acc += w
-                last = v
-                if acc > u:
-                    return v
-    return last
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _weight(s, v, logits, m, temperature, kinds, values, pc_bias):
-    """Unnormalised probability of token v: softmax at the session's temperature,
-    times the tonality prior for a note-on."""
-    z = (logits[s, v] - m) / temperature[s]
-    if kinds[v] == 1:
-        z += pc_bias[s, values[v] % 12]
-    return np.exp(z)
+#: The note guard: a note sounds at most this many beats (a session's own guard may be
+#: shorter); the default when nothing sets one.
+MAX_NOTE_BEATS, DEFAULT_MAX_NOTE_BEATS = 64.0, 8.0
 
 
 class Runtime:
@@ -275,7 +32,8 @@ class Runtime:
     the one call that generates (numba, releases the GIL).
     """
 
-    def __init__(self, weights, max_sessions=64, ring=256, max_note_beats=8, force_cap=256,
+    def __init__(self, weights, max_sessions=64, ring=256, max_note_beats=DEFAULT_MAX_NOTE_BEATS,
+                 force_cap=256,
                  snapshots=True):
         """``snapshots=False``: no per-event state snapshots (a runtime that is never
         rewound, such as the drafter's scratch slots), which saves ring x state memory."""
@@ -325,7 +83,7 @@ class Runtime:
         self.reset_due = np.zeros(S, np.bool_)
         self.theme_from = np.full(S, -1, np.int64)
         self.prev_zbias = np.zeros((S, L, 4 * H), np.float32)
-        # A theme model with a conductor (engine.theme.vae, positions_per_bar > 0) gives a bias
+        # A theme model with a conductor (engine.theme.model, positions_per_bar > 0) gives a bias
         # per position (bar or beat) of the theme's phrase.  Each session has two tables,
         # the one playing (pos_slot) and the one a theme due at theme_tick brings, each
         # pos_n positions long (0: the theme's bias is one vector, zbias as above); before

@@ -1,6 +1,6 @@
 """Themes at run time, without torch: a theme's tokens to z, and z to what the runtime adds.
 
-A theme model file (``engine.theme.vae``) is the plain generator plus a phrase encoder and
+A theme model file (``engine.theme.model``) is the plain generator plus a phrase encoder and
 the latent's weights.  Here the encoder, an embedding and one bidirectional LSTM layer,
 runs in numba: the embedding and input weights are folded into one table per direction
 (``tok[token]`` is a row copy, as in ``engine.sampler.generator``), so a step is one GEMV
@@ -18,8 +18,9 @@ from numba import njit
 
 from engine.errors import InvalidToken, ModelError
 from engine.modelfile import read_model_file
+from engine.motif import VARIATION_RANGE
 
-from engine.sampler.generator import KERNEL, sigmoid32, tanh32
+from engine.sampler.lstm import KERNEL, sigmoid32, tanh32
 
 ENC = "theme.encoder."
 
@@ -103,8 +104,9 @@ def latent(mu, variation):
     0 (stay close to the theme), moved in a straight line towards the prior's centre, z = 0,
     which is free composition, at 1: z = (1 - variation) mu.  The sampling noise makes
     each pass different at every variation."""
-    if not 0.0 <= variation <= 1.0:
-        raise ValueError(f"variation {variation!r} is outside 0..1")
+    lo, hi = VARIATION_RANGE
+    if not lo <= variation <= hi:
+        raise ValueError(f"variation {variation!r} is outside {lo:g}..{hi:g}")
     return (1.0 - variation) * np.asarray(mu, np.float64)
 
 

@@ -1,7 +1,7 @@
 """How a theme model varies a theme, measured on held-out themes through the sampler
 that plays (``engine.generate`` on the numba runtime, the encoder in numba).
 
-- **Themes**: held-out phrases of exactly 2 and 4 bars (``engine.theme.vae.Phrases``: at bar
+- **Themes**: held-out phrases of exactly 2 and 4 bars (``engine.theme.data.Phrases``: at bar
   lines of the test pieces), each read as a game would send it (``engine.motif``: its key
   measured, moved to C and back), so the pipeline measured is the one that serves.
 - **Reconstruction at variation 0**: the first ``bars`` bars composed from z = mu against
@@ -15,7 +15,7 @@ that plays (``engine.generate`` on the numba runtime, the encoder in numba).
   them, so this is the strict one), within each theme (the mean of the per-theme
   Spearmans over its pieces) and of the curve itself (the mean per variation).
 - **Musicality along the curve**: at each variation, the ROC AUC of a fresh critic
-  (``engine.evaluation.quality.fresh_critic_auc``, the one quality comparisons use) telling the
+  (``engine.evaluation.scorers.fresh_critic_auc``, the one quality comparisons use) telling the
   pieces' 8-bar windows from the test pieces' own, one critic per seed; "kept musical"
   is an AUC within 0.05 of free composition's (variation 1, z = 0).
 - **The baseline**: the plain generator primed with the theme's tokens (fed, not played)
@@ -25,7 +25,7 @@ that plays (``engine.generate`` on the numba runtime, the encoder in numba).
   other's along ``engine.sampler.theme.slerp`` at t = 0, 0.25, 0.5, 0.75, 1, each point
   composing the themes' length in one request (the first theme's key and mode, the
   pair's mean density and register).  The midpoints' NLL under the independent LSTM of
-  ``engine.evaluation.quality`` (trained on the valid split only) against the endpoints', and per
+  ``engine.evaluation.scorers`` (trained on the valid split only) against the endpoints', and per
   pair whether the edit distance of the top line to the first theme never falls along
   the path (each point's distance the mean over seeds).
 
@@ -33,9 +33,16 @@ The melody compared is the top line: the highest pitch of each onset.
 """
 import numpy as np
 
-from engine.controls import KEY_NAMES, MODES
+from engine.controls import KEY_NAMES, MODES, to_tonic_c
+from engine.evaluation.likelihood import mean_nll
+from engine.evaluation.pieces import encode, windows
+from engine.evaluation.scorers import fresh_critic_auc
 from engine.generate import Request, generate_many, load_weights
+from engine.metrics import spearman
 from engine.motif import from_notes
+from engine.sampler.theme import ThemeEncoder, latent, slerp
+from engine.theme.data import Phrases
+from engine.theme.model import ThemeConfig
 
 VARIATIONS = (0.0, 0.25, 0.5, 1.0)
 TEMPERATURES = (0.7, 1.0, 1.3)
@@ -123,8 +130,6 @@ def note_accuracy(theme, piece, end):
 def held_out_themes(dataset, split, bars, n, seed=0, cfg=None):
     """Up to n distinct held-out phrases of exactly ``bars`` bars, each as a ``Motif``
     (absolute pitches as stored: key-relative data is in C)."""
-    from engine.theme.vae import Phrases, ThemeConfig
-
     cfg = cfg or ThemeConfig()
     pool = Phrases(dataset, split, cfg)
     rows, ks = pool.pick(np.random.default_rng([seed, bars]), n, bars, replace=False)
@@ -149,8 +154,6 @@ def _request(motif, seed, **kw):
 def compose_variations(model, motifs, variations=VARIATIONS, seeds=(0,), bars=8,
                        temperature=1.0):
     """{variation: [pieces, one per (motif, seed)]} composed by a theme model."""
-    from engine.sampler.theme import ThemeEncoder, latent
-
     w, enc = load_weights(model), ThemeEncoder(model)
     mus = [enc.encode(m.tokens(w.vocab))[0] for m in motifs]
     out = {}
@@ -188,15 +191,12 @@ def _curve(motifs, pieces_by, seeds):
 
 def _in_c(dataset, motif, notes):
     """A piece in a theme's key as the data is stored (key-relative: moved to C)."""
-    from engine.controls import to_tonic_c
     return to_tonic_c(notes, motif.tonic) if dataset.key_relative and len(notes) else notes
 
 
 def _spearmans(motifs, var, variations, seeds):
     """Spearman of similarity on variation over every piece, within each theme (mean of
     the per-theme ones that are defined) and of the curve of means."""
-    from engine.evaluation.evaluate import spearman
-
     sim = np.array([[[similarity(motifs[i].notes, var[v][i * len(seeds) + j])["similarity"]
                       for j in range(len(seeds))] for v in variations]
                     for i in range(len(motifs))])  # [theme, variation, seed]
@@ -212,16 +212,14 @@ def _spearmans(motifs, var, variations, seeds):
 
 def _critic_aucs(dataset, motifs, var, seeds, real, cfg):
     """{variation: {"mean", "seeds"}}: a fresh critic's AUC per seed on the pieces composed
-    at each variation (``engine.evaluation.quality.fresh_critic_auc``; ``real``: the test pieces'
+    at each variation (``engine.evaluation.scorers.fresh_critic_auc``; ``real``: the test pieces'
     windows), with each one's difference from free composition (the last variation)."""
-    from engine.evaluation.quality import _windows, fresh_critic_auc
-
     window = cfg.window_bars * cfg.beats_per_bar * dataset.vocab.ticks_per_beat
     out = {}
     for v, pieces in var.items():
         per = []
         for j, s in enumerate(seeds):
-            fake = [_windows(dataset, _in_c(dataset, m, pieces[i * len(seeds) + j]), window,
+            fake = [windows(dataset, _in_c(dataset, m, pieces[i * len(seeds) + j]), window,
                              window) for i, m in enumerate(motifs)]
             per.append(fresh_critic_auc(dataset, real, fake, cfg, s))
         out[f"{v:g}"] = dict(mean=_mean(per), seeds=per)
@@ -236,8 +234,6 @@ def compose_path(model, pairs, ts=INTERPOLATION, seeds=(0,), bars=2):
     mean to the second's (``slerp``), each point composing ``bars`` bars in one request
     per (pair, seed): the first theme's key and mode, the pair's mean density and
     register."""
-    from engine.sampler.theme import ThemeEncoder, slerp
-
     w, enc = load_weights(model), ThemeEncoder(model)
     mus = [(enc.encode(a.tokens(w.vocab))[0], enc.encode(b.tokens(w.vocab))[0])
            for a, b in pairs]
@@ -257,15 +253,13 @@ def compose_path(model, pairs, ts=INTERPOLATION, seeds=(0,), bars=2):
 def evaluate_interpolation(model, dataset, motifs, lm, seeds=(0, 1), ts=INTERPOLATION):
     """The interpolation figures of the module docstring for pairs of ``motifs`` (each
     with the next, ``len(motifs) // 2`` pairs) under the independent ``lm``."""
-    from engine.evaluation.quality import _encode, _nll
-
     pairs = [(motifs[i], motifs[i + 1]) for i in range(0, len(motifs) - 1, 2)]
     if not pairs:
         return dict(pairs=0)
     bars = pairs[0][0].bars
     end = bars * pairs[0][0].beats_per_bar * dataset.vocab.ticks_per_beat
     path = compose_path(model, pairs, ts, seeds, bars)
-    nll = {t: _nll(lm, [_encode(dataset, _in_c(dataset, pairs[i // len(seeds)][0], p))
+    nll = {t: mean_nll(lm, [encode(dataset, _in_c(dataset, pairs[i // len(seeds)][0], p))
                         for i, p in enumerate(pieces)]) for t, pieces in path.items()}
     dist = np.array([[_mean([melody_distance(a.notes, path[t][i * len(seeds) + j], end)
                              for j in range(len(seeds))]) for t in ts]
@@ -285,15 +279,13 @@ def evaluate_variations(model, base, dataset, split="test", n=64, seeds=(0, 1),
                         theme_bars=(2, 4), seed=0, quality=None, lm=None):
     """Every figure of the module docstring, JSON-ready.  ``quality``: the
     ``engine.evaluation.quality.QualityConfig`` of the critics (None: no critic AUCs); ``lm``: the
-    independent LSTM (``engine.evaluation.quality.independent_lm``; None: no interpolation)."""
-    from engine.evaluation.quality import _windows
-
+    independent LSTM (``engine.evaluation.scorers.independent_lm``; None: no interpolation)."""
     out = dict(split=split, seeds=list(seeds), order=ORDER, bars_out=bars_out)
     tpb = dataset.vocab.ticks_per_beat
     real = None
     if quality is not None:
         window = quality.window_bars * quality.beats_per_bar * tpb
-        real = [_windows(dataset, dataset.vocab.decode(t), window)
+        real = [windows(dataset, dataset.vocab.decode(t), window)
                 for t, _ in dataset.pieces(split)]
     for k in theme_bars:
         motifs = held_out_themes(dataset, split, k, n, seed)

@@ -24,15 +24,15 @@ Both D and G see the same control vector along the continuation: the request at 
 start (key, mode, density, register) with the beat phase of that sequence's own time,
 as the server gives it, so D cannot tell them apart by the controls.
 
-A run folder holds ``last.pt`` (G, D, both optimisers, baseline, progress: ``--resume``),
-``log.jsonl`` (one line per ``log_every`` steps), ``curves.png`` and, at the end,
-``generator.npz`` and ``critic.npz`` in the server's torch-free format.
+A run folder (``engine.training.runs``) holds ``last.pt`` (G, D, both optimisers,
+baseline, progress: ``--resume``), ``log.jsonl`` (one line per ``log_every`` steps),
+``curves.png`` and, at the end, ``generator.npz`` and ``critic.npz`` in the server's
+torch-free format.
 """
 import copy
 import json
 import math
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,12 +40,15 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm import tqdm
 
+from engine.controls import ControlSpec
 from engine.errors import ModelError
-from engine.training.model import ModelConfig, MusicLSTM, load_model, save_model
 from engine.modelfile import read_model_file
-from engine.vocab import TIME_SHIFT
+from engine.training.data import Dataset
+from engine.training.model import ModelConfig, MusicLSTM, load_model, save_model
+from engine.training.runs import LOG, Run
+from engine.training.train import validate
+from engine.vocab import TIME_SHIFT, Vocab
 
 REWARDS = ("log", "linear")
 
@@ -81,8 +84,6 @@ def load_critic(path):
         raise ModelError(f"{path}: a generator model, not a critic (discriminator) file")
     critic = Critic(CriticConfig(**meta["config"]))
     critic.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()})
-    from engine.controls import ControlSpec
-    from engine.vocab import Vocab
     return critic.eval(), Vocab.from_dict(meta["vocab"]), ControlSpec.from_dict(meta["controls"]), meta
 
 
@@ -269,7 +270,6 @@ class Batches:
 @torch.no_grad()
 def held_out(G, D, data, cfg, generator):
     """Validation NLL of G (nats per event) and D's accuracy on held-out windows."""
-    from engine.training.train import validate
     nll = validate(G, data, 256, cfg.batch_size, "cpu", cfg.valid_windows)
     rng = np.random.default_rng(12345)  # the same real windows every time
     b = Batches(data, cfg, "valid", rng, generator)
@@ -286,8 +286,7 @@ def held_out(G, D, data, cfg, generator):
 def train_adversarial(data, model_path, out, cfg=AdversarialConfig(), critic_cfg=None,
                       resume=False, progress=True, command=None):
     """Fine-tune the generator in ``model_path`` against a new D; returns the final log."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    run = Run(out)
     if cfg.reward not in REWARDS:
         raise ValueError(f"reward {cfg.reward!r} is not one of {REWARDS}")
     torch.manual_seed(cfg.seed)
@@ -302,11 +301,10 @@ def train_adversarial(data, model_path, out, cfg=AdversarialConfig(), critic_cfg
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g)
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d)
     step, baseline, elapsed = 0, None, 0.0
-    ckpt = out / "last.pt"
-    if resume and ckpt.exists():
-        st = torch.load(ckpt, map_location="cpu", weights_only=True)
+    st = run.resumed(resume)
+    if st is not None:
         if st["config"] != asdict(cfg) or st["critic_config"] != asdict(D.cfg):
-            raise ValueError(f"{ckpt}: its configs differ from this run's")
+            raise ValueError(f"{run.checkpoint}: its configs differ from this run's")
         G.load_state_dict(st["G"])
         D.load_state_dict(st["D"])
         opt_g.load_state_dict(st["opt_g"])
@@ -316,10 +314,6 @@ def train_adversarial(data, model_path, out, cfg=AdversarialConfig(), critic_cfg
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
     batches = Batches(data, cfg, "train", rng, gen)
     total = cfg.d_pretrain + cfg.steps
-    bar = tqdm(total=total, initial=step, disable=not progress, desc="adversarial", unit="step",
-               file=sys.stderr, dynamic_ncols=True)
-    log = open(out / "log.jsonl", "a")
-    t0 = time.monotonic() - elapsed
     acc_run = {}
     last = {}
 
@@ -327,7 +321,7 @@ def train_adversarial(data, model_path, out, cfg=AdversarialConfig(), critic_cfg
         for k, v in kv.items():
             acc_run.setdefault(k, []).append(v)
 
-    try:
+    with run.start(total, step, elapsed, desc="adversarial", progress=progress):
         while step < total:
             g_phase = step >= cfg.d_pretrain
             for _ in range(cfg.d_steps if g_phase else 1):
@@ -339,37 +333,33 @@ def train_adversarial(data, model_path, out, cfg=AdversarialConfig(), critic_cfg
                                                 cfg, baseline)
                 record(**st)
             step += 1
-            bar.update(1)
+            run.advance()
             if step % cfg.log_every == 0 or step == total:
-                elapsed = time.monotonic() - t0
+                elapsed = run.elapsed()
                 nll, vacc = held_out(G, D, data, cfg, torch.Generator().manual_seed(7))
                 last = dict(step=step, phase="adversarial" if g_phase else "critic",
                             valid_nll=nll, valid_d_acc=vacc, seconds=round(elapsed, 1),
                             **{k: float(np.mean(v)) for k, v in acc_run.items()})
                 acc_run.clear()
-                log.write(json.dumps(last) + "\n")
-                log.flush()
-                bar.set_postfix(L_D=f"{last['d_loss']:.3f}", acc=f"{vacc:.2f}",
-                                nll=f"{nll:.3f}")
-                torch.save(dict(G=G.state_dict(), D=D.state_dict(), opt_g=opt_g.state_dict(),
-                                opt_d=opt_d.state_dict(), step=step, baseline=baseline,
-                                elapsed=elapsed, config=asdict(cfg),
-                                critic_config=asdict(D.cfg)), ckpt)
-    finally:
-        bar.close()
-        log.close()
+                run.log(last)
+                run.postfix(L_D=f"{last['d_loss']:.3f}", acc=f"{vacc:.2f}", nll=f"{nll:.3f}")
+                run.save(dict(G=G.state_dict(), D=D.state_dict(), opt_g=opt_g.state_dict(),
+                              opt_d=opt_d.state_dict(), step=step, baseline=baseline,
+                              elapsed=elapsed, config=asdict(cfg), critic_config=asdict(D.cfg)))
     info = dict(meta.get("info", {}), adversarial=asdict(cfg), source=str(model_path),
                 command=command, valid_nll=last.get("valid_nll"))
+    out = run.folder
     save_model(out / "generator.npz", G, vocab, spec, info=info)
     save_critic(out / "critic.npz", D, vocab, spec,
                 info=dict(adversarial=asdict(cfg), generator=str(out / "generator.npz"),
                           valid_d_acc=last.get("valid_d_acc"), command=command))
-    plot_log(out / "log.jsonl", out / "curves.png")
+    plot_log(out / LOG, out / "curves.png")
     return last
 
 
 def plot_log(log_path, png):
     """L_D, L_G, D's accuracy, mean reward and validation NLL against the step."""
+    # matplotlib only when the curves are drawn: the loop itself does without
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -414,8 +404,6 @@ def add_arguments(p):
 
 
 def run(args):
-    from engine.training.data import Dataset
-
     if args.threads:
         torch.set_num_threads(args.threads)
     data = Dataset.load(args.data)

@@ -16,11 +16,13 @@ import os
 import re
 import signal
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from tqdm import tqdm
 
 from engine.errors import InvalidMidi
 from engine.notes import DRUM_CHANNEL, NOTE_DTYPE, normalise, read_midi
@@ -84,7 +86,7 @@ class PieceTimeout(BaseException):
 
 def corpus_dir():
     """The corpus folder inside the installed music21 package (nothing is downloaded)."""
-    import music21
+    import music21  # music21 takes seconds to import: only when the corpus is read
     return Path(music21.__file__).parent / "corpus"
 
 
@@ -254,7 +256,7 @@ def score_notes(score, ticks_per_beat=12, keep_drums=False):
 
 def read_abc(text, ticks_per_beat=12, keep_drums=False):
     """One ABC tune -> notes, through symusic's abc2midi with its stdout silenced."""
-    import symusic
+    import symusic  # only ABC tunes need it
     m = re.search(r"(?m)^X:.*$", text)
     if not m:
         raise InvalidMidi("ABC tune has no X: line")
@@ -274,7 +276,7 @@ def read_music21(path, ticks_per_beat=12):
     Chords give one note per pitch; tied notes are merged by ``stripTies``; grace
     notes (no duration) are left out.
     """
-    from music21 import converter
+    from music21 import converter  # music21 takes seconds to import: only for these files
     try:
         score = converter.parse(path, forceSource=True)
     except Exception as exc:  # music21 raises many types for bad files
@@ -303,7 +305,6 @@ def _on_alarm(signum, frame):
 @contextlib.contextmanager
 def time_cap(seconds):
     """Raise ``PieceTimeout`` in the main thread after ``seconds`` (no cap elsewhere)."""
-    import threading
     if threading.current_thread() is not threading.main_thread() or seconds <= 0:
         yield
         return
@@ -357,7 +358,6 @@ def read_all(tasks, config=ReadConfig(), workers=2, progress=True, desc="reading
 
     Returns (pieces, skipped): lists of ``Piece`` and of (piece_id, reason).
     """
-    from tqdm import tqdm
     jobs = [(t, config) for t in tasks]
     bar = tqdm(total=len(jobs), desc=desc, unit="piece", disable=not progress,
                file=sys.stderr, leave=False)

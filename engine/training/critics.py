@@ -21,7 +21,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from engine.metrics import interval, roc_auc
 from engine.training.adversarial import AdversarialConfig, Batches, Critic, CriticConfig, d_loss
+from engine.training.data import Dataset
 from engine.training.model import load_model
 
 
@@ -102,8 +104,6 @@ def sample_windows(data, G, adv, split, n, seed):
 
 def compare(model_path, data, cfg=ArchConfig(), adv=AdversarialConfig(), progress=print):
     """{arch: {auc: [per seed], mean, interval, params, ms_per_window}}."""
-    from engine.evaluation.quality import interval, roc_auc
-
     G, vocab, spec, _ = load_model(model_path)
     train = sample_windows(data, G, adv, "train", cfg.train_batches, 1)
     test = sample_windows(data, G, adv, "valid", cfg.test_batches, 2)
@@ -143,8 +143,6 @@ def compare(model_path, data, cfg=ArchConfig(), adv=AdversarialConfig(), progres
 
 
 def main(argv=None):
-    from engine.training.data import Dataset
-
     p = argparse.ArgumentParser(prog="python -m engine.training.critics", description=__doc__.split("\n")[0])
     p.add_argument("--model", default="engine/models/default.npz")
     p.add_argument("--data", default="data/dataset.npz")

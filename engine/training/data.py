@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.training import corpus
-from engine.controls import ControlSpec, find_key, parallel_mode, to_tonic_c
+from engine.controls import MODES, ControlSpec, find_key, parallel_mode, to_tonic_c
 from engine.errors import InvalidMessage, OstinatoError
 from engine.notes import NOTE_DTYPE
 from engine.vocab import NOTE_OFF, NOTE_ON, Vocab
@@ -169,7 +169,7 @@ def build(config=BuildConfig(), log=None):
     seen = {}
     summary = {"sources": {}, "skipped": {}}
     keys = Counter()  # where each piece's key came from: annotated or measured
-    modes = {when: {m: [0, 0, 0] for m in MODE_NAMES} for when in ("before", "after")}
+    modes = {when: {m: [0, 0, 0] for m in MODES} for when in ("before", "after")}
     for source in sources:
         pieces, skipped, info = read_source(source, config)
         skipped = list(skipped)
@@ -204,9 +204,9 @@ def build(config=BuildConfig(), log=None):
                 counts["pieces"][sp] += 1
                 counts["tokens"][sp] += len(tokens)
                 counts["notes"][sp] += len(vnotes)
-                modes["after"][MODE_NAMES[vmode]][sp] += 1
+                modes["after"][MODES[vmode]][sp] += 1
                 if vid == pid:
-                    modes["before"][MODE_NAMES[vmode]][sp] += 1
+                    modes["before"][MODES[vmode]][sp] += 1
                     if config.key_relative:
                         keys["annotated" if pid in annotated else "measured"] += 1
         for pid, why in skipped:
@@ -242,7 +242,6 @@ def build(config=BuildConfig(), log=None):
 
 
 # -- keys and modes ----------------------------------------------------------------------
-MODE_NAMES = ("major", "minor")
 
 
 def _share(piece_id):
@@ -326,14 +325,15 @@ class Dataset:
     def __len__(self):
         return len(self.ids)
 
-    def _rows(self, split):
+    def piece_rows(self, split):
+        """The indices of a split's pieces (into ``ids``, ``sources``), in stored order."""
         return np.flatnonzero(self.split == split_code(split))
 
     def pieces(self, split):
         """(tokens int16, controls float16) of each piece of a split, as stored."""
         o = self.offsets
         return [(self.tokens[o[i]:o[i + 1]], self.controls[o[i]:o[i + 1]])
-                for i in self._rows(split)]
+                for i in self.piece_rows(split)]
 
     def stream(self, split):
         """All pieces of a split end to end (each starts with START): tokens, controls."""
@@ -436,7 +436,7 @@ def format_summary(summary):
         for when in ("before", "after"):
             by = summary["modes"][when]
             lines.append(f"modes {when} augmentation (train): " + ", ".join(
-                f"{m} {by[m]['train']}" for m in MODE_NAMES))
+                f"{m} {by[m]['train']}" for m in MODES))
     if summary.get("key_relative"):
         lines.append("keys moved to C: " + ", ".join(f"{k} {v}" for k, v in
                                                      sorted(summary["keys"].items())))

@@ -1,22 +1,21 @@
 """Training: ``ostinato train`` with validation, checkpoints, resume and early stop.
 
-A run folder holds ``last.pt`` (weights, optimiser and progress, for ``--resume``),
-``best.npz`` (the best model on validation, in the format the server loads) and
-``log.jsonl`` (one line per validation).
+A run folder (``engine.training.runs``) holds ``last.pt`` (weights, optimiser and
+progress, for ``--resume``), ``best.npz`` (the best model on validation, in the format
+the server loads) and ``log.jsonl`` (one line per validation).
 """
-import json
 import math
 import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
+from engine.training.data import Dataset
 from engine.training.model import ModelConfig, MusicLSTM, save_model
+from engine.training.runs import Run
 
 
 def validate(model, data, seq_len, batch_size, device, max_windows=None):
@@ -56,18 +55,16 @@ def train(data, out, cfg, *, steps=20000, batch_size=32, seq_len=128, lr=2e-3,
     ``transpose``: the random transposition of each window, for absolute-key datasets
     only (a key-relative one trains as written).
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    run = Run(out)
     torch.manual_seed(seed)
     model = MusicLSTM(cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     step, best, bad, elapsed = 0, math.inf, 0, 0.0
     rng = np.random.default_rng(seed)
-    ckpt = out / "last.pt"
-    if resume and ckpt.exists():
-        st = torch.load(ckpt, map_location=device, weights_only=True)
+    st = run.resumed(resume, map_location=device)
+    if st is not None:
         if st["config"] != asdict(cfg):
-            raise ValueError(f"{ckpt}: config {st['config']} differs from {asdict(cfg)}")
+            raise ValueError(f"{run.checkpoint}: config {st['config']} differs from {asdict(cfg)}")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         step, best, bad, elapsed = st["step"], st["best"], st["bad"], st["elapsed"]
@@ -79,12 +76,9 @@ def train(data, out, cfg, *, steps=20000, batch_size=32, seq_len=128, lr=2e-3,
                 device=str(device))
     sched = lambda s: lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
     batches = data.batches("train", batch_size, seq_len, rng, transpose=transpose)
-    bar = tqdm(total=steps, initial=step, disable=not progress, desc="train", unit="step",
-               file=sys.stderr, dynamic_ncols=True)
-    t0 = time.monotonic() - elapsed
-    log = open(out / "log.jsonl", "a")
     running = None
-    try:
+    with run.start(steps, step, elapsed, desc="train", progress=progress,
+                   max_minutes=max_minutes):
         while step < steps:
             x, c, y = next(batches)
             for g in opt.param_groups:
@@ -100,35 +94,30 @@ def train(data, out, cfg, *, steps=20000, batch_size=32, seq_len=128, lr=2e-3,
             opt.step()
             step += 1
             running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-            bar.update(1)
-            bar.set_postfix(loss=f"{running:.3f}", best=f"{best:.3f}")
-            timed_out = max_minutes and (time.monotonic() - t0) > max_minutes * 60
+            run.advance(loss=f"{running:.3f}", best=f"{best:.3f}")
+            timed_out = run.out_of_time()
             if step % eval_every == 0 or step == steps or timed_out:
                 val = validate(model, data, seq_len * 2, batch_size, device, valid_windows)
-                elapsed = time.monotonic() - t0
+                elapsed = run.elapsed()
                 improved = val < best - 1e-4
                 if improved:
                     best, bad = val, 0
-                    save_model(out / "best.npz", model, data.vocab, data.spec,
+                    save_model(run.folder / "best.npz", model, data.vocab, data.spec,
                                info=dict(info, step=step, valid_nll=val, train_seconds=elapsed))
                 else:
                     bad += 1
-                log.write(json.dumps(dict(step=step, train=running, valid=val, lr=sched(step),
-                                          seconds=round(elapsed, 1))) + "\n")
-                log.flush()
-                torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), step=step,
-                                best=best, bad=bad, elapsed=elapsed, config=asdict(cfg)), ckpt)
-                bar.write(f"step {step}: train {running:.4f} valid {val:.4f}"
+                run.log(dict(step=step, train=running, valid=val, lr=sched(step),
+                             seconds=round(elapsed, 1)))
+                run.save(dict(model=model.state_dict(), opt=opt.state_dict(), step=step,
+                              best=best, bad=bad, elapsed=elapsed, config=asdict(cfg)))
+                run.write(f"step {step}: train {running:.4f} valid {val:.4f}"
                           f"{' (best)' if improved else ''} [{elapsed / 60:.1f} min]")
                 if bad >= patience:
-                    bar.write(f"early stop: no improvement in {patience} validations")
+                    run.write(f"early stop: no improvement in {patience} validations")
                     break
                 if timed_out:
-                    bar.write(f"time budget of {max_minutes} min reached")
+                    run.write(f"time budget of {max_minutes} min reached")
                     break
-    finally:
-        bar.close()
-        log.close()
     return best
 
 
@@ -156,8 +145,6 @@ def add_arguments(p):
 
 
 def run(args):
-    from engine.training.data import Dataset
-
     if args.threads:
         torch.set_num_threads(args.threads)
     data = Dataset.load(args.data)

@@ -12,12 +12,18 @@ import rtmidi
 
 from engine.errors import InvalidMessage
 
-from realtime.outputs.base import BasePort, Sounding, midi_bytes, note_of, session_names  # noqa: F401
+from realtime.outputs.base import BasePort, Sounding, midi_bytes, note_of, session_names
 from realtime.outputs.jack import JackMidiPort
-from realtime.outputs.midifile import MAX_BPM, MIN_BPM, MidiFilePort  # noqa: F401
-from realtime.outputs.multi import MultiPort  # noqa: F401
+from realtime.outputs.midifile import MAX_BPM, MIN_BPM, MidiFilePort
+from realtime.outputs.multi import MultiPort
 from realtime.outputs.stream import ZmqPubPort
-from realtime.outputs.virtual import API_ALIASES, RtMidiPort, api_label, list_ports, resolve_api  # noqa: F401
+from realtime.outputs.virtual import API_ALIASES, RtMidiPort, api_label, list_ports, resolve_api
+
+# what callers import from here: the port contract, every backend, and open_port
+__all__ = ["API_ALIASES", "BACKENDS", "MAX_BPM", "MIN_BPM", "BasePort", "JackMidiPort",
+           "MidiFilePort", "MultiPort", "RtMidiPort", "Sounding", "ZmqPubPort", "add_arguments",
+           "api_label", "list_ports", "midi_bytes", "note_of", "open_port", "resolve_api", "run",
+           "session_names"]
 
 
 BACKENDS = {"rtmidi": RtMidiPort, "jack": JackMidiPort, "zmq": ZmqPubPort, "file": MidiFilePort}

@@ -1,5 +1,5 @@
 """The native JACK MIDI output: each message written at its frame by a compiled
-process callback (``realtime.jackmidi``), handed over a lead ahead of its time."""
+process callback (``realtime.jackwriter``), handed over a lead ahead of its time."""
 import contextlib
 import logging
 import threading
@@ -20,7 +20,7 @@ class JackMidiPort(BasePort):
 
     rtmidi's JACK output writes every message at frame 0 of the next period, so what a
     DAW records jitters by up to a period.  Here the process callback is native code
-    (``realtime.jackmidi.NativeJackWriter``) that writes each message at the offset of
+    (``realtime.jackwriter.NativeJackWriter``) that writes each message at the offset of
     its ``t_ns`` inside the period, so the player hands messages over ``lead_ns`` early:
     one period plus ``margin_ms`` (3 ms: with 1 ms, one stall of the player at 64
     sessions made 146 notes 2.5 ms late in a bench run).  One that is still late goes at
@@ -46,7 +46,7 @@ class JackMidiPort(BasePort):
 
     def __init__(self, name="Ostinato", port="out", connect=(), margin_ms=3.0, reconnect_s=1.0,
                  capacity=1 << 14):
-        from realtime.jackmidi import NativeJackWriter
+        from realtime.jackwriter import NativeJackWriter
 
         super().__init__()
         if not 0.0 <= margin_ms <= 1000.0:

@@ -59,7 +59,7 @@ def live_theme_server(theme_model):
 
 def _control(live):
     engine = Recorder(live)
-    with ControlServer(engine, "tcp://127.0.0.1:*", on_client_lost=live._client_lost) as server:
+    with ControlServer(engine, "tcp://127.0.0.1:*", on_client_lost=live.client_lost) as server:
         yield server.bound_address, engine.messages
 
 
@@ -73,7 +73,7 @@ def _osc(live):
 def playing_server():
     stream = ZmqPubPort("tcp://127.0.0.1:*", ahead_ms=40.0)
     with Server(ServerConfig(model=_model()), ports=[stream], control=False) as srv:
-        with ControlServer(srv.handle, "tcp://127.0.0.1:*", on_client_lost=srv._client_lost) as server:
+        with ControlServer(srv.handle, "tcp://127.0.0.1:*", on_client_lost=srv.client_lost) as server:
             srv.call("start")
             yield server.bound_address, stream.bound_address
 

@@ -34,7 +34,7 @@ def keyed_server(live_server, key_dir):
     engine = Recorder(live_server)
     keys = ServerKeys.load(key_dir / "server.key_secret", key_dir / "clients")
     with ControlServer(engine, "tcp://127.0.0.1:*", keys=keys,
-                       on_client_lost=live_server._client_lost) as server:
+                       on_client_lost=live_server.client_lost) as server:
         yield server.bound_address, engine.messages
 
 

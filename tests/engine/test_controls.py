@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from engine.controls import ControlSpec, find_key, parse_key
+from engine.controls import KEY_NAMES, KEY_SPELLINGS, ControlSpec, find_key, parse_key
 from engine.errors import InvalidMessage
 from engine.notes import make_notes
 from engine.vocab import Vocab
@@ -62,3 +62,8 @@ def test_vector_describe_and_transpose_invert():
     assert spec.describe(v) == dict(key=3, mode=1, density=2.5, register=70.0, phase=5)
     up = spec.describe(spec.transpose(v, 4))
     assert (up["key"], up["register"]) == (7, pytest.approx(74.0))
+
+
+def test_every_key_spelling_is_read_and_the_key_names_are_among_them():
+    assert {parse_key(k) for k in KEY_SPELLINGS} == set(range(12))
+    assert set(KEY_NAMES) <= set(KEY_SPELLINGS)

@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 
 from realtime import cli
-from engine.controls import SCALES, key_shift
+from engine.controls import KEY_SPELLINGS, SCALES, key_shift
 from engine.errors import InvalidMessage
-from engine.generate import (DEFAULT_TONALITY, KEY_SPELLINGS, Request, generate, generate_many,
-                             load_weights)
+from engine.generate import DEFAULT_TONALITY, Request, generate, generate_many, load_weights
 from engine.notes import NOTE_DTYPE
 
 
@@ -126,7 +125,7 @@ def theme_model(tmp_path_factory):
 
     from engine.controls import ControlSpec
     from engine.training.model import ModelConfig, MusicLSTM
-    from engine.theme.vae import ThemeConfig, ThemeVAE, save_theme
+    from engine.theme.model import ThemeConfig, ThemeVAE, save_theme
     from engine.vocab import Vocab
 
     torch.manual_seed(3)

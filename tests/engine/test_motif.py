@@ -85,7 +85,7 @@ def test_theme_encode_command(tmp_path, capsys):
     from realtime import cli
     from engine.controls import ControlSpec
     from engine.training.model import ModelConfig, MusicLSTM
-    from engine.theme.vae import ThemeConfig, ThemeVAE, save_theme
+    from engine.theme.model import ThemeConfig, ThemeVAE, save_theme
 
     vocab, spec = Vocab(), ControlSpec()
     torch.manual_seed(0)

@@ -115,7 +115,8 @@ def test_stream_clock_is_the_least_recent_reading_and_follows_a_step():
 
 def test_drain_ring_places_each_event_at_its_frame():
     from realtime.audio import R_D1, R_D2, R_STATUS, R_T, I_HEAD, drain_ring
-    from realtime.synth import M_NEV, Synth, SynthConfig
+    from realtime.synth import Synth, SynthConfig
+    from realtime.voices import M_NEV
 
     synth = Synth(SynthConfig(sample_rate=SR))
     ring, idx = np.zeros((16, 4), np.int64), np.zeros(4, np.int64)
@@ -140,7 +141,7 @@ def test_drain_ring_places_each_event_at_its_frame():
 @pytest.mark.skipif(not shutil.which("fluidsynth"), reason="needs the fluidsynth program")
 def test_fluidsynth_port_sounds(portaudio_jack):
     from realtime.audio import FluidSynthPort
-    from realtime.synth import default_soundfont
+    from realtime.soundfont import default_soundfont
     if default_soundfont() is None:
         pytest.skip("needs a General MIDI SoundFont")
     from benchmarks.audio import Capture, connect

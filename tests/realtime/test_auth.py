@@ -11,7 +11,8 @@ import zmq
 
 from bindings import Client, EventListener
 from realtime import cli
-from engine.errors import AuthError, ServerUnavailable
+from bindings.client import ServerUnavailable
+from engine.errors import AuthError
 from realtime.control import ControlServer
 from realtime.keys import ServerKeys, is_loopback, make_keys
 from realtime.osc import OscServer

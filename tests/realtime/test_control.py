@@ -178,7 +178,7 @@ def test_close_stops_the_thread_and_frees_the_port(ctx):
     address = server.bound_address
     with pytest.raises(PortError, match="cannot bind"):
         ControlServer(Recorder(), address).start()
-    thread = server._thread
+    thread = server.thread
     server.close()
     assert not thread.is_alive()
     assert all(t.name != "ostinato-control" for t in threading.enumerate())
@@ -199,7 +199,7 @@ def test_deep_nesting_is_answered_and_the_next_request_too(served, ctx, caplog):
     at_limit = b'{"type":"mood","id":4,"valence":' + b"[" * 31 + b"]" * 31 + b"}"
     assert (req(sock, at_limit)["code"], req(sock, at_limit)["field"]) == ("bad_type", "valence")
     assert req(sock, {"type": "ping", "id": "next"})["id"] == "next"
-    assert server._thread.is_alive() and server.restarts == 0
+    assert server.thread.is_alive() and server.restarts == 0
 
 
 @pytest.mark.parametrize("size", [200_000, 2_000_000])
@@ -274,13 +274,13 @@ def test_the_serving_loop_is_restarted_when_something_escapes_it(served, ctx, ca
     let any BaseException) really kills the serving loop; the supervisor answers that
     request, logs the restart and serves on in the same thread."""
     server, recorder = served
-    thread = server._thread
+    thread = server.thread
     sock = connect(ctx, zmq.REQ, server.bound_address)
     recorder.fail_next = SystemExit(3)
     with caplog.at_level(logging.CRITICAL, logger="ostinato.control"):
         reply = req(sock, {"type": "pause", "id": 9})
     assert (reply["code"], reply["id"]) == ("server_error", 9) and "SystemExit" in reply["message"]
-    assert server.restarts == 1 and server._thread is thread and thread.is_alive()
+    assert server.restarts == 1 and server.thread is thread and thread.is_alive()
     assert any("restarting" in r.getMessage() and "id=9" in r.getMessage() for r in caplog.records)
     assert req(sock, {"type": "start", "id": 10})["ok"]
     dealer = connect(ctx, zmq.DEALER, server.bound_address)

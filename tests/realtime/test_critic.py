@@ -19,7 +19,8 @@ from engine.training.model import ModelConfig, MusicLSTM, save_model
 from engine.vocab import NOTE_OFF, NOTE_ON, START, TIME_SHIFT, Vocab
 from realtime import protocol
 from engine.sampler.critic import MAX_CANDIDATES, CriticRuntime, Drafter
-from engine.sampler.generator import Runtime, Weights
+from engine.sampler.generator import Runtime
+from engine.sampler.weights import Weights
 from realtime.outputs import ZmqPubPort
 from realtime.server import Server, ServerConfig
 
@@ -475,11 +476,11 @@ def test_a_transition_drops_a_drafted_continuation_not_yet_fed(model_path, wire_
     try:
         sess, rt = srv.sessions["main"], srv.rt
         s = sess.slot
-        srv._reset(sess, time.monotonic_ns(), 0)  # as start() does, without the threads
+        srv.restart(time.monotonic_ns())  # as start() does, without the threads
         deadline = time.monotonic() + 60
         while not (rt.drafted[s] and rt.force_n[s] > rt.force_i[s] and rt.gen_tick[s] > srv.tpb):
             assert time.monotonic() < deadline, "no draft was queued"
-            srv._generate(time.monotonic_ns())
+            srv.compose(time.monotonic_ns())
         reply = srv.call("mood", arousal=0.9, transition="bar")
         tick = round(reply["beat"] * srv.tpb)
         assert rt.gen_tick[s] < tick == rt.switch_tick[s]  # no rewind: a switch ahead

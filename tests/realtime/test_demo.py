@@ -15,7 +15,7 @@ import pytest
 from realtime.cli import main as cli_main
 from engine.notes import make_notes
 from realtime.demo import SCRIPT, Section, section_stats
-from realtime.commands import STINGER_CHANNEL
+from realtime.sessions import STINGER_CHANNEL
 
 ROOT = Path(__file__).resolve().parents[2]
 SECONDS = 20
@@ -42,6 +42,7 @@ def demo(jack_server, theme_model, tmp_path_factory):
     done = subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True,
                           text=True, timeout=90, env=dict(os.environ, JACK_NO_START_SERVER="1"))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "lost client" not in done.stdout + done.stderr  # the game quit; nothing was lost
     return done.stdout, out, name
 
 

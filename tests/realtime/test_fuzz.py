@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from bindings import Client
-from engine.errors import InvalidMessage, ServerError
+from bindings.client import ServerError
+from engine.errors import InvalidMessage
 from realtime import fuzz, protocol
 from realtime.osc import OscServer
 from realtime.server import Server, ServerConfig

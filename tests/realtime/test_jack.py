@@ -1,5 +1,5 @@
 """The JACK rig itself: starting a private server, listing and wiring ports (the reader
-is tested in test_jackmidi)."""
+is tested in test_jackreader)."""
 import os
 import shutil
 import time
@@ -9,7 +9,7 @@ import rtmidi
 
 from engine.errors import PortError
 from realtime.jack import JackConfig, JackServer, jack_connect, jack_ports, server_running
-from realtime.jackmidi import NativeJackReader
+from realtime.jackreader import NativeJackReader
 
 pytestmark = pytest.mark.skipif(shutil.which("jackd") is None and not os.environ.get("CI"),
                                 reason="jackd not installed (Debian package jackd2)")

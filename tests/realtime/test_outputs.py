@@ -18,7 +18,7 @@ import zmq
 from realtime import cli
 from engine.errors import InvalidMessage, PortError
 from realtime.jack import jack_ports
-from realtime.jackmidi import NativeJackReader
+from realtime.jackreader import NativeJackReader
 from realtime.outputs import (BasePort, MidiFilePort, MultiPort, RtMidiPort, ZmqPubPort,
                             midi_bytes, open_port, resolve_api)
 from realtime.protocol import decode_event

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import InvalidMessage
-from realtime import examples, protocol
+from realtime import protocol, protocoldoc
 from realtime.protocol import MESSAGES, PRESETS, STINGERS, parse
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -320,7 +320,29 @@ def test_protocol_md_has_every_message_and_field_and_current_tables():
         assert f"`{code}`" in text
     for kind in protocol.EVENT_TYPES:
         assert f"`{kind}`" in text
-    assert protocol.markdown() in text, "regenerate: python -m realtime.protocol --markdown"
+    assert protocoldoc.requests_markdown() in text, "regenerate: python -m realtime.protocoldoc --write"
+
+
+def test_protocol_md_is_what_the_table_and_template_give():
+    """Everything but the Examples section, checked without a server: the committed
+    examples are put back in, and the rest must be what the generator writes now."""
+    text = (ROOT / "PROTOCOL.md").read_text()
+    assert text == protocoldoc.document(examples=committed_examples(text)), \
+        "regenerate: python -m realtime.protocoldoc --write"
+
+
+def test_protocol_md_error_replies_are_the_validators():
+    """Each error example is the reply ``parse`` gives now: unknown_type lists every type."""
+    errors = protocoldoc.errors_markdown()
+    assert json.dumps(list(protocol.MESSAGE_TYPES)) in errors
+    assert errors in (ROOT / "PROTOCOL.md").read_text()
+
+
+def committed_examples(text):
+    """The Examples section of PROTOCOL.md's ``text`` (its heading to the blank line before
+    "## Errors")."""
+    start = text.index("## Examples\n")
+    return text[start:text.index("## Errors\n", start)][:-1]
 
 
 def test_protocol_md_examples_are_valid_requests():
@@ -333,33 +355,34 @@ def test_protocol_md_examples_are_valid_requests():
         parse(json.dumps(request).encode())
 
 
-def test_protocol_md_examples_are_what_a_real_server_answers():
-    """The Examples section is, byte for byte, what a server on the shipped model answers
-    now (``realtime.examples`` starts one on 127.0.0.1 and sends every example)."""
-    _, section, _ = examples.split((ROOT / "PROTOCOL.md").read_text())
-    assert section == examples.examples_markdown(), \
-        "regenerate: python -m realtime.examples --write"
+def test_protocol_md_is_what_the_generator_writes():
+    """PROTOCOL.md is, byte for byte, what ``python -m realtime.protocoldoc --write`` writes
+    now, its Examples being what a server on the shipped model answers (``protocoldoc``
+    starts one on 127.0.0.1 and sends every example; the values that depend on arrival
+    time are placeholders, so the text is the same on every run)."""
+    assert (ROOT / "PROTOCOL.md").read_text() == protocoldoc.document(), \
+        "regenerate: python -m realtime.protocoldoc --write"
 
 
 def test_example_placeholders_replace_only_timing_values_of_their_type():
     """Only the values that depend on arrival time become placeholders, and only when the
     real value is of the type the placeholder names."""
     reply = {"ok": True, "type": "ack", "beat": 8.0, "bpm": 140.0, "pitches": [81, 74]}
-    assert examples.stable(reply) == {"ok": True, "type": "ack", "beat": "<number>",
+    assert protocoldoc.stable(reply) == {"ok": True, "type": "ack", "beat": "<number>",
                                       "bpm": 140.0, "pitches": [81, 74]}
     assert reply["beat"] == 8.0  # the reply itself is left as it came
-    assert examples.stable({"type": "pong", "t_ns": 12345})["t_ns"] == "<integer>"
+    assert protocoldoc.stable({"type": "pong", "t_ns": 12345})["t_ns"] == "<integer>"
     with pytest.raises(TypeError, match="'beat'"):
-        examples.stable({"beat": "8"})
+        protocoldoc.stable({"beat": "8"})
     with pytest.raises(TypeError, match="'t_ns'"):
-        examples.stable({"t_ns": 1.5})
+        protocoldoc.stable({"t_ns": 1.5})
 
 
 def test_example_order_sends_hello_first_and_covers_every_type():
-    assert examples.ORDER[0] == "hello"
-    assert sorted(examples.ORDER) == sorted(protocol.MESSAGE_TYPES)
+    assert protocoldoc.ORDER[0] == "hello"
+    assert sorted(protocoldoc.ORDER) == sorted(protocol.MESSAGE_TYPES)
     with pytest.raises(ValueError, match="ping"):
-        examples.collect(order=[t for t in protocol.MESSAGE_TYPES if t != "ping"])
+        protocoldoc.collect(order=[t for t in protocol.MESSAGE_TYPES if t != "ping"])
 
 
 def test_theme_notes_are_checked_and_named():

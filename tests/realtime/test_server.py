@@ -274,17 +274,17 @@ def test_the_event_stream_can_run_ahead_of_the_music(model_path, tmp_path):
 
 def test_a_model_request_made_before_the_locks_is_used_only_for_the_mood_it_was_for(model_path):
     """handle() makes a change's model request before it takes the engine's locks
-    (Commands._prepare, memoised): the controls applied are the request for the mood the
+    (Commands.prepare, memoised): the controls applied are the request for the mood the
     session then has, also when another command changed it in between; the memoised
     arrays are read-only, so nothing can change them for the next session that asks."""
     with Server(ServerConfig(model=str(model_path)), [], control=False) as srv:
         srv.call("start")
         slot = srv.sessions["main"].slot
         msg = protocol.validate({"type": "mood", "arousal": 0.9, "transition": "now"})
-        before = set(srv._requests)
-        srv._prepare(msg)  # from the mood as it is: C major
-        made = set(srv._requests) - before
-        assert len(made) == 1 and all(not a.flags.writeable for a in srv._requests[made.pop()]
+        before = set(srv.music.requests)
+        srv.commands.prepare(msg)  # from the mood as it is: C major
+        made = set(srv.music.requests) - before
+        assert len(made) == 1 and all(not a.flags.writeable for a in srv.music.requests[made.pop()]
                                       if isinstance(a, np.ndarray))
         srv.call("key", key="E", mode="minor", transition="now")  # meanwhile, another change
         srv.handle(msg)
@@ -295,3 +295,21 @@ def test_a_model_request_made_before_the_locks_is_used_only_for_the_mood_it_was_
         np.testing.assert_array_equal(srv.rt.ctl_base[slot], fresh[0])
         np.testing.assert_array_equal(srv.rt.pc_bias[slot], fresh[2])
         assert srv.seq.transpose[slot] == fresh[1]  # "now": nothing of the old key is left
+
+
+def test_a_lost_client_s_sessions_close_and_none_is_reported_lost_at_shutdown(model_path, caplog):
+    """A client that goes away loses the sessions it opened; one that goes away as the
+    server shuts down (the demo's game quitting) is not reported: everything closes."""
+    srv = Server(ServerConfig(model=str(model_path)), [], control=False)
+    opened = {"type": "session", "action": "open", "session": "layer", "client": "c1"}
+    try:
+        with caplog.at_level("WARNING", logger="ostinato.server"):
+            srv.handle(dict(opened))
+            srv.client_lost("c1")
+            assert set(srv.sessions) == {"main"}
+            srv.handle(dict(opened))
+            srv.stop()
+            srv.client_lost("c1")
+        assert not [r for r in caplog.records if "lost client" in r.getMessage()]
+    finally:
+        srv.close()

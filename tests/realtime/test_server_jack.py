@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from realtime.jack import align, jack_ports
-from realtime.jackmidi import NativeJackReader
+from realtime.jackreader import NativeJackReader
 from realtime.outputs import BasePort, JackMidiPort, RtMidiPort
 from realtime.server import Server, ServerConfig
 

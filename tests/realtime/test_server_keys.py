@@ -1,13 +1,14 @@
 """Keys, tonality and the note-length guard as the wire plays them (issue 11).
 
-The server runs without its threads on a virtual clock: the test moves the clock, tops up
-the look-ahead (``_generate``) and sends what is due (``_play``, ``_deliver``), so every
-run is the same music and nothing depends on how loaded the machine is.  Messages go
+The server runs without its threads on a ``ManualClock``, its constructor's seam: the test
+moves the clock, tops up the look-ahead and sends what is due (``Server.compose``,
+``Server.step``), so every run is the same music and nothing depends on how loaded the
+machine is, nor on how long it has been up (the clock starts far ahead of the machine's).  Messages go
 through ``call``, which validates them as the wire does; what the outputs receive is
 checked.
 """
 import json
-import time
+import os
 
 import numpy as np
 import pytest
@@ -15,27 +16,17 @@ import zmq
 
 from engine.controls import DEFAULT_TONALITY, KEY_NAMES, SCALES, key_shift
 from engine.errors import InvalidMessage
-from realtime import commands as commands_module
 from realtime import protocol
-from realtime import sequencer as sequencer_module
-from realtime import server as server_module
 from realtime.outputs import BasePort
 from realtime.server import Server, ServerConfig
+from realtime.timing import ManualClock
 
 MAJOR, MINOR = SCALES
 
 
-class VirtualClock:
-    """``time`` with a monotonic clock that only the test moves."""
-
-    def __init__(self):
-        self.t = 10**12
-
-    def monotonic_ns(self):
-        return self.t
-
-    def __getattr__(self, name):
-        return getattr(time, name)
+# where the virtual clock starts: far ahead of a machine's uptime, which a wait on the
+# real clock would sit out (OSTINATO_TEST_CLOCK_NS sets another start)
+CLOCK_START_NS = int(os.environ.get("OSTINATO_TEST_CLOCK_NS", 10**15))
 
 
 class Tape(BasePort):
@@ -75,18 +66,14 @@ class Offline:
 
     def __init__(self, model, **cfg):
         self.tape = Tape()
+        self.clock = ManualClock(CLOCK_START_NS)
         self.srv = Server(ServerConfig(model=str(model), spin_us=0.0, **cfg), [self.tape],
-                          control=False)
+                          control=False, clock=self.clock)
         self.restart()
 
     def restart(self):
         """What ``start`` does for the sessions, without the threads."""
-        for sess in self.srv.sessions.values():
-            self.srv._reset(sess, self.clock.t, 0)
-
-    @property
-    def clock(self):
-        return server_module.time
+        self.srv.restart(self.clock.t)
 
     def slot(self, session="main"):
         return self.srv.sessions[session].slot
@@ -96,16 +83,13 @@ class Offline:
         return reply
 
     def generate(self):
-        while self.srv._generate(self.clock.t)[0]:
+        while self.srv.compose(self.clock.t):
             pass
 
     def until(self, t_ns, step_ns=40_000_000):
         while self.clock.t < t_ns:
             self.clock.t = min(t_ns, self.clock.t + step_ns)
-            self.srv._publish()
-            self.generate()
-            self.srv._play(self.clock.t)
-            self.srv._deliver(1 << 62)  # what the player then sends, each at its time
+            self.srv.step(self.clock.t)
 
     def beat_ns(self, beat):
         return int(self.srv.seq.tick_ns(self.slot(), beat * self.srv.tpb))
@@ -119,11 +103,7 @@ class Offline:
 
 
 @pytest.fixture
-def offline(model_path, monkeypatch):
-    clock = VirtualClock()
-    monkeypatch.setattr(server_module, "time", clock)
-    monkeypatch.setattr(commands_module, "time", clock)
-    monkeypatch.setattr(sequencer_module, "time", clock)
+def offline(model_path):
     made = []
 
     def make(**cfg):

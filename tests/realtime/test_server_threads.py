@@ -11,6 +11,7 @@ import threading
 import time
 
 from realtime.outputs import BasePort
+from realtime.engine import FAR
 from realtime.server import Server, ServerConfig
 
 
@@ -88,7 +89,7 @@ def test_a_storm_of_commands_keeps_the_wire_well_formed(model_path):
 
 def test_commands_from_two_threads_send_what_they_make_due_in_order(model_path):
     """Two control threads (as the ZeroMQ and OSC endpoints are) change moods "now" as fast
-    as they are answered; each collects its change's first note itself (``Server._play``
+    as they are answered; each collects its change's first note itself (``Sessions.play``
     on the command's thread).  The wire gets every message once, in stamp order, well
     formed, and nothing is left sounding."""
     wire = Wire()
@@ -116,16 +117,14 @@ def test_commands_from_two_threads_send_what_they_make_due_in_order(model_path):
     assert wire.stamps == sorted(wire.stamps)  # the queue's order
 
 
-def test_a_command_the_engine_cannot_take_in_time_is_withdrawn_not_applied_late(
-        model_path, monkeypatch):
+def test_a_command_the_engine_cannot_take_in_time_is_withdrawn_not_applied_late(model_path):
     from engine.errors import ServerError
-    from realtime import server
 
-    monkeypatch.setattr(server, "COMMAND_TIMEOUT_S", 0.3)
     wire = Wire()
-    with Server(ServerConfig(model=str(model_path)), [wire], control=False) as srv:
+    cfg = ServerConfig(model=str(model_path), command_timeout_s=0.3)
+    with Server(cfg, [wire], control=False) as srv:
         before = srv.sessions["main"].mood
-        with srv._lock:  # a command waits for it, as under a long stall
+        with srv.engine.lock:  # a command waits for it, as under a long stall
             try:
                 srv.call("mood", intensity=1.0, valence=-1.0, transition="now")
             except ServerError as exc:
@@ -148,9 +147,9 @@ def test_a_message_sent_after_a_later_stamped_one_is_stamped_no_earlier(model_pa
     for i, (status, t) in enumerate([(0x90, t0 + 2_000_000), (0x91, t0 + 1_000_000)]):
         srv.seq.out[i] = status, 60, 100, 0
         srv.seq.out_ns[i] = t
-    srv._send(2)
+    srv.engine.send(srv.seq, 2)
     srv.seq.out[0], srv.seq.out_ns[0] = (0x80, 60, 0, 0), t0
-    srv._send(1)
-    srv._deliver(1 << 62)  # the player's part: each queued message at its time
+    srv.engine.send(srv.seq, 1)
+    srv.engine.deliver(FAR)  # the player's part: each queued message at its time
     assert wire.stamps == [t0 + 2_000_000] * 3  # sent in order, none stamped before the first
     assert wire.errors == [] and wire.sounding == {(1, 60)}

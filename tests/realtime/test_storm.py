@@ -3,7 +3,7 @@ them SIGKILLed mid-stream, the server then stopped with SIGINT; the event stream
 recording and the JACK port each end every note they started.
 
 The JACK port is read by two second clients at once: rtmidi's (as a DAW using rtmidi
-would) and ``realtime.jackmidi.NativeJackReader``, whose native process callback sees
+would) and ``realtime.jackreader.NativeJackReader``, whose native process callback sees
 every cycle's frame and JACK's xruns.  JACK drops a client's MIDI in a cycle it misses
 (an xrun); the fixture's jackd runs with realtime scheduling where the machine allows,
 which makes that rare but not impossible on a loaded 2-core machine, so losses are

@@ -11,8 +11,10 @@ import pytest
 
 from realtime.cli import main as cli_main
 from engine.errors import InvalidMessage, InvalidMidi
-from realtime.synth import (TIMBRES, T_ATT, T_REL, Synth, SynthConfig, default_soundfont, midi_events,
-                            program_timbre, render_midi, write_wav)
+from realtime.render import midi_events, render_midi, write_wav
+from realtime.soundfont import default_soundfont
+from realtime.synth import Synth, SynthConfig
+from realtime.voices import TIMBRES, T_ATT, T_REL, program_timbre
 
 SR = 48000
 ROOT = Path(__file__).resolve().parents[2]

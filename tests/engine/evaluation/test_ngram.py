@@ -7,7 +7,7 @@ import pytest
 
 from engine.training.data import BuildConfig, Dataset, build
 from engine.errors import InvalidMessage, InvalidToken
-from engine.evaluation.ngram import NGram, _discounts
+from engine.evaluation.ngram import NGram, discounts
 
 
 # -- an independent, loop-and-dict reference of interpolated modified Kneser-Ney --------
@@ -106,10 +106,10 @@ def test_discounts_follow_chen_goodman_and_stay_in_range():
     counts = np.array([1] * 50 + [2] * 20 + [3] * 10 + [4] * 6 + [9] * 3)
     n1, n2, n3, n4 = 50, 20, 10, 6
     y = n1 / (n1 + 2 * n2)
-    np.testing.assert_allclose(_discounts(counts)[1:],
+    np.testing.assert_allclose(discounts(counts)[1:],
                                [1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3])
     # too few counts for the three-discount estimate: fall back to one discount in (0, 1]
-    d = _discounts(np.array([5, 7, 9]))
+    d = discounts(np.array([5, 7, 9]))
     assert (d[1:] > 0).all() and (d[1:] <= [1, 2, 3]).all()
 
 

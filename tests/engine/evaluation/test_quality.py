@@ -16,8 +16,9 @@ from engine.training.data import BuildConfig, Dataset, build
 from engine.errors import InvalidMessage
 from engine.training.model import ModelConfig, MusicLSTM, load_model, save_model
 from engine.notes import make_notes
-from engine.evaluation.quality import (METRICS, QualityConfig, accepts_critic, compare, independent_lm,
-                            intervals, interval, parse_method, roc_auc, self_bleu, t_quantile)
+from engine.evaluation import quality
+from engine.evaluation.quality import METRICS, QualityConfig, compare, intervals, parse_method, self_bleu
+from engine.evaluation.scorers import independent_lm
 
 
 # -- Self-BLEU ----------------------------------------------------------------------------------
@@ -77,32 +78,6 @@ def test_intervals_follow_the_highest_note_of_each_onset():
     notes = make_notes([(0, 12, 60), (0, 12, 64), (12, 24, 67), (24, 36, 62), (24, 36, 55)])
     assert intervals(notes).tolist() == [3, -5]  # 64 -> 67 -> 62
     assert intervals(notes[:1]).tolist() == []
-
-
-# -- AUC and intervals --------------------------------------------------------------------------
-def test_auc_known_cases_and_brute_force():
-    assert roc_auc([3, 4, 5], [0, 1, 2]) == 1.0
-    assert roc_auc([0, 1], [2, 3, 4]) == 0.0
-    assert roc_auc([1, 1, 1], [1, 1]) == 0.5
-    assert math.isnan(roc_auc([], [1.0]))
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        pos = rng.integers(0, 6, size=int(rng.integers(1, 15)))  # small ints: many ties
-        neg = rng.integers(0, 6, size=int(rng.integers(1, 15)))
-        pairs = [(p > q) + 0.5 * (p == q) for p in pos for q in neg]
-        assert roc_auc(pos, neg) == pytest.approx(sum(pairs) / len(pairs), abs=1e-12)
-
-
-def test_t_interval():
-    # Student-t 97.5 % quantiles from the tables
-    for df, q in ((1, 12.7062), (2, 4.3027), (4, 2.7764), (10, 2.2281), (60, 2.0003)):
-        assert t_quantile(0.975, df) == pytest.approx(q, abs=1e-4)
-    iv = interval([1.0, 2.0, 3.0])
-    assert iv["mean"] == 2.0 and iv["seeds"] == [1.0, 2.0, 3.0]
-    assert iv["hi"] - 2.0 == pytest.approx(4.302653 * 1.0 / math.sqrt(3), rel=1e-5)
-    assert iv["lo"] == pytest.approx(4.0 - iv["hi"])
-    one = interval([5.0, float("nan")])
-    assert one["mean"] == 5.0 and one["lo"] is None and one["seeds"] == [5.0, None]
 
 
 def test_methods_and_config_are_checked():
@@ -208,14 +183,13 @@ def test_quality_command(tiny, tmp_path, capsys):
 def test_critic_settings_reach_generate_many(tiny, tmp_path, monkeypatch):
     """Whatever generate_many does with them, a method's critic and K are passed to it (and
     only for that method).  A stand-in records the call and composes without the critic."""
-    import engine.generate as generate
-    real, calls = generate.generate_many, []
+    real, calls = quality.generate_many, []
 
     def with_critic(weights, requests, bars, critic=None, critic_k=0, **kw):
         calls.append((critic, critic_k))
         return real(weights, requests, bars, **kw)
 
-    monkeypatch.setattr(generate, "generate_many", with_critic)
+    monkeypatch.setattr(quality, "generate_many", with_critic)
     root, data, (g0, _), ds = tiny
     cfg = QualityConfig().quick()
     r = compare([("mle", str(g0), None), ("mle+critic", str(g0), ("c.npz", 3))], data,
@@ -226,9 +200,6 @@ def test_critic_settings_reach_generate_many(tiny, tmp_path, monkeypatch):
 
 
 def test_compare_with_a_play_time_critic(tiny, tmp_path):
-    if not accepts_critic():
-        pytest.skip("engine.generate.generate_many does not accept critic= / critic_k= yet "
-                    "(the play-time critic is being added there)")
     root, data, (g0, _), ds = tiny
     torch.manual_seed(0)
     critic = tmp_path / "critic.npz"

@@ -7,7 +7,9 @@ from numba import njit
 from engine.controls import ControlSpec
 from engine.training.model import ModelConfig, MusicLSTM, save_model
 from engine.vocab import NOTE_OFF, NOTE_ON, START, TIME_SHIFT, Vocab
-from engine.sampler.generator import Runtime, Weights, lstm_step, sigmoid32, tanh32
+from engine.sampler.generator import Runtime
+from engine.sampler.lstm import lstm_step, sigmoid32, tanh32
+from engine.sampler.weights import Weights
 
 
 @pytest.fixture(scope="module")

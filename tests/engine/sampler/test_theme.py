@@ -7,10 +7,12 @@ import torch
 from engine.controls import ControlSpec
 from engine.errors import InvalidToken, ModelError
 from engine.training.model import ModelConfig, MusicLSTM, save_model
-from engine.theme.vae import ThemeConfig, ThemeVAE, load_theme, save_theme
+from engine.theme.model import ThemeConfig, ThemeVAE, load_theme, save_theme
 from engine.vocab import Vocab
-from engine.sampler.generator import Runtime, Weights, lstm_step
+from engine.sampler.generator import Runtime
+from engine.sampler.lstm import lstm_step
 from engine.sampler.theme import ThemeEncoder
+from engine.sampler.weights import Weights
 
 
 def random_theme_model(folder, seed=0, **theme):
@@ -206,7 +208,7 @@ def test_a_conductor_bias_has_a_row_per_position_of_the_theme(conductor_file):
 def test_runtime_with_a_conductor_composes_as_the_torch_decoder(conductor_file):
     """Fed the same tokens, the runtime's positions are the training phrases' (from the
     time shifts, round the theme's length) and its logits the torch decoder's."""
-    from engine.theme.vae import theme_positions
+    from engine.theme.data import theme_positions
 
     path, _, dec, vocab, spec = conductor_file
     w, ne = Weights(path), ThemeEncoder(path)

@@ -8,8 +8,9 @@ import torch
 
 from engine.training.model import ModelConfig, MusicLSTM, save_model
 from engine.notes import make_notes
-from engine.theme.vae import ThemeConfig, ThemeVAE, save_theme
-from engine.evaluation.quality import QualityConfig, independent_lm
+from engine.theme.model import ThemeConfig, ThemeVAE, save_theme
+from engine.evaluation.quality import QualityConfig
+from engine.evaluation.scorers import independent_lm
 from engine.theme.variations import (edit_distance, evaluate_interpolation, evaluate_variations,
                                held_out_themes, melody, melody_distance, note_accuracy,
                                similarity)

@@ -15,7 +15,7 @@ from engine.errors import ModelError
 from engine.training.model import ModelConfig, MusicLSTM, load_model, save_model
 from engine.vocab import NOTE_ON, TIME_SHIFT
 from engine.sampler.critic import CriticRuntime
-from engine.sampler.generator import Weights
+from engine.sampler.weights import Weights
 
 TINY = AdversarialConfig(steps=4, batch_size=8, prefix=8, window=16, d_pretrain=2, log_every=2,
                          valid_windows=8)

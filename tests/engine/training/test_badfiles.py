@@ -25,8 +25,8 @@ from engine.training.export import export
 from engine.modelfile import FORMAT, read_model_file
 from engine.notes import make_notes, read_midi, write_midi
 from realtime import protocol
-from engine.sampler.generator import Weights
-from realtime.synth import midi_events
+from engine.sampler.weights import Weights
+from realtime.render import midi_events
 
 ROOT = Path(__file__).resolve().parents[3]
 STATES = ROOT / "realtime" / "states.toml"

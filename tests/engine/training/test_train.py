@@ -9,7 +9,7 @@ from engine.training.data import BuildConfig, Dataset, build
 from engine.generate import generate
 from engine.training.model import ModelConfig, MusicLSTM, load_model, save_model
 from engine.training.train import train
-from engine.sampler.generator import Weights
+from engine.sampler.weights import Weights
 
 
 @pytest.fixture(scope="module")

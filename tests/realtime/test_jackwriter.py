@@ -1,4 +1,4 @@
-"""The native JACK MIDI client (``realtime.jackmidi``, ``realtime.outputs.JackMidiPort``) on
+"""The native JACK MIDI writer (``realtime.jackwriter``, ``realtime.outputs.JackMidiPort``) on
 a real JACK server: each message at the frame of its time, a late one at the period's
 start and counted, every note ended at close, and a JACK server that goes away and
 comes back.
@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rtmidi
 
-from engine.errors import PortError
 from realtime.jack import JackConfig, JackServer
-from realtime.jackmidi import NativeJackReader, NativeJackWriter
+from realtime.jackreader import NativeJackReader
+from realtime.jackwriter import NativeJackWriter
 from realtime.outputs import JackMidiPort
 
 REPO = Path(__file__).resolve().parents[2]
@@ -191,7 +190,7 @@ def jack_goes_away_and_returns():
 def test_the_port_survives_jack_going_away_and_resets_the_synth_when_it_returns():
     env = dict(os.environ, JACK_DEFAULT_SERVER=f"ostinato-reconnect-{uuid.uuid4().hex[:8]}")
     done = subprocess.run(
-        [sys.executable, "-c", "from tests.realtime.test_jackmidi import "
+        [sys.executable, "-c", "from tests.realtime.test_jackwriter import "
          "jack_goes_away_and_returns as run; run()"], cwd=REPO, env=env,
         capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -200,28 +199,3 @@ def test_the_port_survives_jack_going_away_and_resets_the_synth_when_it_returns(
     assert sorted(map(tuple, out["reset"])) == sorted(
         [(0xB0 | c, 123, 0) for c in range(16)] + [(0xB0 | c, 64, 0) for c in range(16)])
     assert out["after"] == [[0x92, 67, 70], [0x82, 67, 0]]
-
-
-def test_reader_syncs_then_records_system_messages(jack_server, unique_name):
-    out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=unique_name)
-    try:
-        out.open_virtual_port("late")
-        with NativeJackReader(f"{unique_name}:late") as reader:
-            reader.sync(lambda: out.send_message((0xFE,)))
-            out.send_message((0xFE,))  # a late probe: counted, never recorded
-            out.send_message((0xFA,))
-            out.send_message((0xF8,))
-            got = reader.wait_for(2)
-            assert [m for _, m in got] == [(0xFA,), (0xF8,)]
-            reader.clear()
-            assert reader.messages == []
-            assert reader.wait_for(1, timeout_s=0.2) == []  # nothing more came
-    finally:
-        out.delete()
-
-
-def test_reader_for_a_missing_port_is_a_port_error(jack_server, unique_name):
-    with pytest.raises(PortError, match="did not appear"):
-        with NativeJackReader(f"{unique_name}:nothing", timeout_s=0.3):
-            pass
-

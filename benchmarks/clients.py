@@ -1,0 +1,154 @@
+"""The game clients of a storm (``benchmarks.storm``): processes that each send their
+share of random transitions, some SIGKILLed part-way and replaced.
+
+A client sends ``mood`` (now/beat/bar), ``state``, ``key``, ``tempo`` (with ramps),
+``stinger``, ``stop``, ``pause``, ``start`` and ``session`` open/close, on sessions of
+its own and on "main", and waits for each answer before the next.
+"""
+import multiprocessing
+import os
+import random
+import signal
+import time
+
+import zmq
+
+from engine.controls import KEY_NAMES, MODES
+from realtime import protocol
+
+TRANSITIONS = ("now", "beat", "bar")
+REPLY_TIMEOUT_MS = 30_000  # a guard against a hang, not a measurement
+
+
+def random_message(rng, mine, prefix, presets, stingers):
+    """One random transition for a client whose open sessions are ``mine``."""
+    session = rng.choice(mine) if mine and rng.random() < 0.6 else "main"
+    kind = rng.choices(("mood", "state", "key", "tempo", "stinger", "stop", "pause", "start",
+                        "open", "close"),
+                       (30, 14, 10, 10, 8, 3, 3, 8, 8, 6))[0]
+    transition = rng.choice(TRANSITIONS)
+    if kind == "mood":
+        msg = {"type": "mood", "transition": transition}
+        for axis, lo in (("valence", -1.0), ("arousal", 0.0), ("intensity", 0.0)):
+            if rng.random() < 0.7:
+                msg[axis] = round(rng.uniform(lo, 1.0), 3)
+        msg.setdefault("arousal", round(rng.random(), 3))
+    elif kind == "state":
+        msg = {"type": "state", "name": rng.choice(presets), "transition": transition}
+    elif kind == "key":
+        msg = {"type": "key", "key": rng.choice(KEY_NAMES), "mode": rng.choice(MODES),
+               "transition": transition}
+    elif kind == "tempo":
+        msg = {"type": "tempo", "bpm": round(rng.uniform(40, 240), 1), "transition": transition}
+        if rng.random() < 0.4:
+            msg["ramp_beats"] = round(rng.uniform(0.5, 8.0), 2)
+    elif kind == "stinger":
+        msg = {"type": "stinger", "name": rng.choice(stingers), "transition": transition}
+    elif kind in ("stop", "pause", "start"):
+        return {"type": kind}
+    elif kind == "open" and len(mine) < 2:
+        name = f"{prefix}-{rng.randrange(3)}"
+        if name in mine:
+            name = f"{prefix}-{rng.randrange(3, 6)}"
+        msg = {"type": "session", "action": "open", "session": name}
+        if rng.random() < 0.5:
+            msg["state"] = rng.choice(presets)
+        return msg
+    elif kind == "close" and mine:
+        return {"type": "session", "action": "close", "session": rng.choice(mine)}
+    else:
+        msg = {"type": "mood", "arousal": round(rng.random(), 3), "transition": "now"}
+    msg["session"] = session
+    return msg
+
+
+def client_main(control, seed, quota, counter, prefix, presets, stingers):
+    """A game client process: ``quota`` random transitions, each answered, counted in
+    ``counter`` (a shared integer) as its answer arrives."""
+    rng = random.Random(seed)
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(control)
+    mine = []
+    for _ in range(quota):
+        msg = random_message(rng, mine, prefix, presets, stingers)
+        sock.send_json(msg)
+        if not sock.poll(REPLY_TIMEOUT_MS):
+            raise SystemExit(f"client {prefix}: no reply within {REPLY_TIMEOUT_MS} ms to {msg}")
+        reply = sock.recv_json()
+        if msg["type"] == "session" and reply.get("ok"):
+            if msg["action"] == "open":
+                mine.append(msg["session"])
+            else:
+                mine.remove(msg["session"])
+        with counter.get_lock():
+            counter.value += 1
+    sock.close()
+    ctx.term()
+
+
+class Clients:
+    """Client processes sending ``transitions`` in all; ``kill`` of the first ``clients``
+    are SIGKILLed part-way through their share, and a new process (same session names)
+    sends the rest of it."""
+
+    def __init__(self, control, transitions, clients, kill, seed):
+        self.control, self.seed = control, seed
+        self.presets, self.stingers = (tuple(d) for d in protocol.load_states(None))
+        self.mp = multiprocessing.get_context("spawn")  # no fork of a threaded parent
+        share = [transitions // clients + (i < transitions % clients) for i in range(clients)]
+        self.running = []   # (process, counter, quota, prefix, kill at count or None)
+        self.killed = 0
+        self.spawned = 0
+        self.rng = random.Random(seed)
+        for i, quota in enumerate(share):
+            kill_at = int(quota * self.rng.uniform(0.3, 0.7)) if i < kill else None
+            self._spawn(quota, f"c{i}", kill_at)
+        self.done = []      # counters of finished or killed processes
+
+    def _spawn(self, quota, prefix, kill_at):
+        counter = self.mp.Value("q", 0)
+        proc = self.mp.Process(target=client_main, daemon=True,
+                               args=(self.control, self.seed * 1000 + self.spawned, quota,
+                                     counter, prefix, self.presets, self.stingers))
+        proc.start()
+        self.spawned += 1
+        self.running.append((proc, counter, quota, prefix, kill_at))
+
+    @property
+    def sent(self):
+        return sum(c.value for c in self.done) + sum(r[1].value for r in self.running)
+
+    def run(self, timeout_s):
+        """Until every share is sent (killing and replacing as planned); raises on a
+        client that failed or on ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while self.running:
+            if time.monotonic() > deadline:
+                self.terminate()
+                raise RuntimeError(f"storm clients did not finish within {timeout_s} s "
+                                   f"({self.sent} transitions answered)")
+            for item in list(self.running):
+                proc, counter, quota, prefix, kill_at = item
+                if kill_at is not None and counter.value >= kill_at:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    proc.join()
+                    self.killed += 1
+                    self.running.remove(item)
+                    self.done.append(counter)
+                    self._spawn(quota - counter.value, prefix, None)
+                elif not proc.is_alive():
+                    proc.join()
+                    self.running.remove(item)
+                    self.done.append(counter)
+                    if proc.exitcode != 0:
+                        self.terminate()
+                        raise RuntimeError(f"storm client {prefix} failed (exit {proc.exitcode})")
+            time.sleep(0.02)
+
+    def terminate(self):
+        for proc, *_ in self.running:
+            proc.kill()
+            proc.join()
+        self.running = []

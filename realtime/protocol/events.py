@@ -1,0 +1,63 @@
+"""The event stream's frames: what the server plays, one JSON object per event.
+
+``encode_event`` writes a frame with its keys in a fixed order (``{"v":1,"type":...``), so
+a SUB socket can filter by type with a prefix; ``decode_event`` reads one back and checks
+it is an event of this protocol version.  ``EVENT_TYPES`` maps each type to the fields it
+carries besides the common ones (PROTOCOL.md's event table).
+"""
+import json
+
+from realtime.protocol.spec import PROTOCOL_VERSION
+from realtime.protocol.values import reject
+
+EVENT_TYPES = {
+    "note_on": "`channel` 0..15, `pitch` 0..127, `velocity` 1..127",
+    "note_off": "`channel`, `pitch`, `velocity` 0",
+    "mood": "`valence`, `arousal`, `intensity` (the values now in effect), with `key`, `mode`, "
+            "`tonality`, `critic`, `bpm`, `density`, `register`, `velocity` and `transition` "
+            "(`name` for a preset)",
+    "transport": "`state`: `start`, `stop` or `pause`",
+    "tempo": "`bpm`",
+    "state": "`name` (the preset that took effect)",
+    "key": "`key`, `mode`",
+    "theme": "`theme` (`key`, `bars`, `notes`, `source`; `null`: free composition), `variation`, "
+             "`blend_beats`, `transition`",
+}
+_QUOTED = {}
+
+
+def encode_event(kind, session, seq, t_ns, beat, channel=0, pitch=0, velocity=0, **fields):
+    """One event as single-frame JSON bytes; fields in a fixed order (v, type, session, ...).
+
+    Notes are formatted by an f-string (this runs once per note on the sending thread);
+    other types go through json.dumps with ``fields``.
+    """
+    s = _QUOTED.get(session)
+    if s is None:
+        s = _QUOTED[session] = json.dumps(str(session))
+    if kind == "note_on" or kind == "note_off":
+        return (f'{{"v":1,"type":"{kind}","session":{s},"seq":{seq:d},"t_ns":{t_ns:d},'
+                f'"beat":{float(beat)!r},"channel":{channel:d},"pitch":{pitch:d},"velocity":{velocity:d}}}'
+                ).encode()
+    if kind not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {kind!r}; allowed: {', '.join(EVENT_TYPES)}")
+    event = {"v": PROTOCOL_VERSION, "type": kind, "session": str(session), "seq": seq,
+             "t_ns": t_ns, "beat": beat}
+    event.update(fields)
+    return json.dumps(event, separators=(",", ":"), allow_nan=False).encode()
+
+
+def decode_event(data):
+    """Parse one event frame; raises InvalidMessage if it is not a version-1 event."""
+    try:
+        event = json.loads(data)
+    except ValueError as exc:
+        raise reject("invalid_json", f"event is not valid JSON: {exc}", None, "a JSON object") from None
+    if not isinstance(event, dict):
+        raise reject("invalid_json", "event must be a JSON object", None, "a JSON object")
+    if event.get("v") != PROTOCOL_VERSION:
+        raise reject("out_of_range", f"event version is {event.get('v')!r}; allowed {PROTOCOL_VERSION}",
+                     "v", f"{PROTOCOL_VERSION}")
+    if event.get("type") not in EVENT_TYPES:
+        raise reject("unknown_type", f"unknown event type {event.get('type')!r}", "type", list(EVENT_TYPES))
+    return event

@@ -1,0 +1,202 @@
+"""The control protocol's table: every message type and field, and the limits they use.
+
+``MESSAGES`` and ``ENVELOPE`` are the one place a message or a field is defined: parsing
+(``realtime.protocol.requests``), the preset loader (``realtime.protocol.states``), OSC
+(``realtime.osc``), the fuzzer (``realtime.fuzz``) and PROTOCOL.md (``realtime.protocoldoc``)
+all derive from them.  Values the composer needs (keys, modes, the tonality and critic
+ranges, a theme's limits) come from ``engine``; this table only shows them to clients.
+"""
+import re
+from dataclasses import dataclass
+
+from engine.controls import KEY_SPELLINGS, MODES, TONALITY_RANGE
+from engine.motif import MAX_BARS as MAX_THEME_BARS, MIN_NOTES, VARIATION_RANGE
+from engine.sampler.critic import MAX_CANDIDATES
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 65536
+# Requests up to this size are read and answered too_large; beyond it libzmq drops the
+# connection (the socket's MAXMSGSIZE), so nobody can make the server buffer gigabytes.
+MAX_REQUEST_BYTES = 16 * 2**20
+# Arrays/objects nested deeper than this are refused before json.loads (whose recursion
+# would otherwise end in RecursionError); no valid message nests at all.
+MAX_DEPTH = 32
+CONTROL_ADDRESS = "tcp://127.0.0.1:5555"
+EVENT_ADDRESS = "tcp://127.0.0.1:5556"
+OSC_PORT = 9000
+
+TRANSITIONS = ("now", "beat", "bar")
+KEYS = KEY_SPELLINGS  # every spelling the key field takes (its choices)
+NAME_PATTERN = r"[A-Za-z0-9_.-]{1,64}"
+NAME_RE = re.compile(NAME_PATTERN)
+RESERVED_NAMES = ("session", "id")  # OSC keyword arguments: no preset, stinger or session name
+# Dynamic choice lists: filled from states.toml at parse time.
+PRESETS, STINGERS = "<presets>", "<stingers>"
+ERROR_CODES = ("invalid_json", "unknown_type", "missing_field", "bad_type", "out_of_range",
+               "bad_choice", "unknown_field", "too_large", "server_error")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a message: kind is "float", "int", "choice", "key", "name", "id" or
+    "notes" (a theme: ``[[pitch, start_beat, duration_beats], ...]``, ``engine.motif``)."""
+
+    name: str
+    kind: str
+    doc: str
+    required: bool = False
+    default: object = None
+    lo: float = None
+    hi: float = None
+    choices: object = None  # a tuple, or PRESETS / STINGERS
+    example: object = None
+
+    def allowed(self, presets=(), stingers=()):
+        """What this field accepts, as shown in errors and docs."""
+        if self.kind in ("float", "int"):
+            return f"{self.lo!r}..{self.hi!r}" if self.kind == "float" else f"{self.lo}..{self.hi}"
+        if self.kind in ("choice", "key"):
+            return list({PRESETS: presets, STINGERS: stingers}.get(self.choices, self.choices))
+        if self.kind == "name":
+            return f"string matching {NAME_PATTERN}"
+        if self.kind == "notes":
+            return (f"{MIN_NOTES}..{MAX_THEME_NOTES} [pitch 0..127, start_beat >= 0, "
+                    f"duration_beats > 0], at most {MAX_THEME_BARS} bars of 4 beats")
+        return "string (1..128 chars) or integer"
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message type: its fields (in OSC positional order) and what it does."""
+
+    name: str
+    doc: str
+    fields: tuple = ()
+    reply: str = "ack"
+    one_of: tuple = ()          # at least one of these fields must be present
+    session_required: bool = False
+    osc_order: tuple = None     # positional OSC args, when not simply ``fields``
+
+    def positional(self):
+        return self.osc_order or tuple(f.name for f in self.fields)
+
+
+def _transition(default):
+    return Field("transition", "choice", "when the change takes effect: at once, next beat, next bar",
+                 default=default, choices=TRANSITIONS, example=default)
+
+
+def _tonality(example=None, preset=False):
+    lo, hi = TONALITY_RANGE
+    left_out = ("the preset's, else the server's default (`serve --tonality`)" if preset else
+                "the session's stays (until one is set: the server's default, `serve --tonality`)")
+    return Field("tonality", "float", "prior over the mode's scale at sampling: 0 free (the model's "
+                 f"own pitches) .. 1 strict (scale notes only); left out: {left_out}",
+                 lo=lo, hi=hi, example=example)
+
+
+CRITIC_RANGE = (0, MAX_CANDIDATES)
+
+
+def _critic(preset=False):
+    lo, hi = CRITIC_RANGE
+    left_out = ("the preset's, else the server's default (`serve --critic-k`)" if preset else
+                "the session's stays (until one is set: the server's default, `serve --critic-k`)")
+    return Field("critic", "int", "drafts of each beat the discriminator judges, one of which "
+                 "plays (0: off, the generator alone); above 0 needs a server started with a "
+                 f"critic (`serve --critic PATH`); takes effect at once; left out: {left_out}",
+                 lo=lo, hi=hi)
+
+
+BLEND_RANGE = (0.0, 64.0)
+MAX_THEME_NOTES = 512  # an 8-bar theme of sixteenth-note chords fits; the message limit holds
+
+ENVELOPE = (
+    Field("id", "id", "any string or integer; echoed in the reply", example=7),
+    Field("session", "name", "which session (music stream) the message is for", default="main",
+          example="main"),
+    Field("v", "int", "protocol version the client speaks (optional)", lo=PROTOCOL_VERSION,
+          hi=PROTOCOL_VERSION),
+)
+
+MESSAGES = (
+    Message("hello", "Handshake: the reply lists protocol version, server, message types, "
+                     "states, stingers and capabilities.", reply="hello"),
+    Message("mood", "Move the music along the mood axes; missing axes keep their current value.", (
+        Field("valence", "float", "negative/sad/minor .. positive/happy/major", lo=-1.0, hi=1.0,
+              example=0.5),
+        Field("arousal", "float", "calm/slow/sparse .. excited/fast/dense", lo=0.0, hi=1.0, example=0.8),
+        Field("intensity", "float", "soft/thin .. loud/full", lo=0.0, hi=1.0, example=0.3),
+        _transition("bar"),
+        _tonality(0.6),
+        _critic(),
+    ), one_of=("valence", "arousal", "intensity", "tonality", "critic")),
+    Message("state", "Switch to a named preset from states.toml (a `tonality` given here wins "
+            "over the preset's).", (
+        Field("name", "choice", "preset name", required=True, choices=PRESETS, example="combat"),
+        _transition("bar"),
+        _tonality(0.8, preset=True),
+        _critic(preset=True),
+    )),
+    Message("tempo", "Change the tempo, at once or ramped over some beats; a change not yet "
+            "reached is replaced by a newer one.", (
+        Field("bpm", "float", "beats per minute", required=True, lo=30.0, hi=300.0, example=140.0),
+        Field("ramp_beats", "float", "beats to ramp over; 0 jumps at the transition point",
+              default=0.0, lo=0.0, hi=64.0, example=4.0),
+        _transition("beat"),
+    )),
+    Message("key", "Change key and optionally mode (missing mode keeps the current one).", (
+        Field("key", "key", "tonic; lower case accepted", required=True, choices=KEYS, example="D"),
+        Field("mode", "choice", "scale mode", choices=MODES, example="minor"),
+        _transition("bar"),
+        _tonality(0.8),
+        _critic(),
+    )),
+    Message("stinger", "Play a one-shot motif from states.toml in the current key, on the grid.", (
+        Field("name", "choice", "stinger name", required=True, choices=STINGERS, example="hit"),
+        _transition("beat"),
+    )),
+    Message("theme", "Compose from a theme (a leitmotif): its variations follow the mood, in "
+            "the session's key and mode.  Needs a server whose model is a theme model "
+            "(`serve --model theme.npz`); `action` \"free\" goes back to free composition "
+            "(on any server).", (
+        Field("notes", "notes", "the theme: [pitch (MIDI), start_beat, duration_beats] per note, "
+              "in any key (its key is measured); over OSC a JSON string"),
+        Field("name", "name", "a theme named in states.toml's [themes] instead of notes"),
+        Field("variation", "float", "0 stays close to the theme .. 1 composes freely from it",
+              default=0.3, lo=VARIATION_RANGE[0], hi=VARIATION_RANGE[1], example=0.3),
+        _transition("bar"),
+        Field("blend_beats", "float", "beats over which the latent moves from the current theme "
+              "to this one (spherical interpolation); 0: the theme's phrase starts at the "
+              "transition", default=0.0, lo=BLEND_RANGE[0], hi=BLEND_RANGE[1], example=0.0),
+        Field("action", "choice", "set: compose from this theme; free: back to free "
+              "composition (no notes or name)", default="set", choices=("set", "free"),
+              example="free"),
+    ), osc_order=("name", "variation", "transition", "blend_beats", "action", "notes")),
+    Message("start", "Start playing, or resume after pause."),
+    Message("stop", "Stop playing; every sounding note is released."),
+    Message("pause", "Pause; sounding notes are released, position is kept."),
+    Message("session", "Open or close a session (an independent music stream).", (
+        Field("action", "choice", "open or close the envelope's session", required=True,
+              choices=("open", "close"), example="open"),
+        Field("state", "choice", "preset to start in (open only)", choices=PRESETS, example="explore"),
+    ), session_required=True, osc_order=("action", "session", "state")),
+    Message("ping", "Latency probe; the reply carries the server's monotonic clock.", reply="pong"),
+)
+MESSAGE_TYPES = tuple(m.name for m in MESSAGES)
+BY_NAME = {m.name: m for m in MESSAGES}
+
+
+def message_spec(name):
+    """The ``Message`` for a type name (KeyError if unknown)."""
+    return BY_NAME[name]
+
+
+def example(name):
+    """An example request of a message type, built from the table's examples."""
+    spec = BY_NAME[name]
+    msg = {"type": name, "id": 1}
+    msg.update({f.name: f.example for f in spec.fields if f.example is not None})
+    if spec.session_required:
+        msg["session"] = "player2"
+    return msg

@@ -1,0 +1,202 @@
+"""states.toml: the named presets over the mood axes, the stingers and the themes a server
+offers, read and checked against the protocol's table.
+
+A preset's fields are the messages' fields (``PRESET_FIELDS``, checked by the same
+``check_value``), so a preset takes exactly what a message may say.  A bad file is an
+InvalidMessage naming the file, the line, the entry and the field: the server reports it
+at start-up.
+"""
+import os
+import re
+import tomllib
+from pathlib import Path
+
+from engine.errors import InvalidMessage, InvalidMidi
+from engine.generate import MAX_NOTE_BEATS
+from engine.motif import from_midi, from_notes
+
+from realtime.protocol.spec import (MAX_THEME_BARS, MESSAGES, NAME_PATTERN, NAME_RE, RESERVED_NAMES,
+                                    Field)
+from realtime.protocol.values import check_value, show
+
+DEFAULT_STATES = Path(__file__).resolve().parents[1] / "states.toml"
+_FIELD = {f.name: f for m in MESSAGES for f in m.fields}
+PRESET_FIELDS = {
+    "valence": _FIELD["valence"], "arousal": _FIELD["arousal"], "intensity": _FIELD["intensity"],
+    "bpm": _FIELD["bpm"], "key": _FIELD["key"], "mode": _FIELD["mode"],
+    "register": Field("register", "int", "register offset in semitones", lo=-24, hi=24),
+    "tonality": _FIELD["tonality"],
+    "critic": _FIELD["critic"],
+    "max_note_beats": Field("max_note_beats", "float", "longest a note may sound, in beats "
+                            "(a guard against runaway notes, not how lengths are made)",
+                            lo=0.25, hi=MAX_NOTE_BEATS),
+}
+PRESET_REQUIRED = ("valence", "arousal", "intensity")
+DEGREE_RANGE, DURATION_RANGE, VELOCITY_RANGE, MAX_MOTIF = (-13, 21), (0.0, 8.0), (1, 127), 64
+_LOADED = {}
+
+
+def load_states(path=None):
+    """Read presets and stingers from ``path``, $OSTINATO_STATES or the shipped states.toml.
+
+    Returns ``(presets, stingers)``: presets map name -> {valence, arousal, intensity and
+    optionally bpm, key, mode, register, tonality, critic, max_note_beats}; stingers map name ->
+    {degrees, durations, velocity}.
+    Raises InvalidMessage naming the file, the entry and the field.
+    """
+    path = Path(path or os.environ.get("OSTINATO_STATES") or DEFAULT_STATES)
+    try:
+        text = path.read_bytes().decode("utf-8")
+        doc = tomllib.loads(text)
+    except OSError as exc:
+        raise InvalidMessage(f"{path}: cannot read states file: {exc.strerror}", None, "a readable file")
+    except UnicodeDecodeError as exc:
+        raise InvalidMessage(f"{path}: not UTF-8 text (byte {exc.start}): a states file is TOML",
+                             None, "UTF-8 TOML") from None
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib ends its message "(at line N, column M)": put the place first, as for the rest
+        msg, at = re.fullmatch(r"(.*?)(?: \(at (line \d+, column \d+)\))?", str(exc), re.S).groups()
+        raise InvalidMessage(f"{path}{', ' + at if at else ''}: not valid TOML: {msg}",
+                             None, "TOML") from None
+
+    def bad(where, what, allowed):
+        line = _toml_line(text, where)
+        return InvalidMessage(f"{path}{f', line {line}' if line else ''}: {where}: {what}; "
+                              f"allowed: {show(allowed)}", where, allowed)
+
+    extra = set(doc) - {"presets", "stingers", "themes"}
+    if extra:
+        raise bad(sorted(extra)[0], "unknown section", ["presets", "stingers", "themes"])
+    presets, stingers = {}, {}
+    for section, out in (("presets", presets), ("stingers", stingers)):
+        table = doc.get(section)
+        if not isinstance(table, dict) or not table:
+            raise bad(section, "missing or empty section", f"a [{section}.NAME] table")
+        for name, entry in table.items():
+            where = f"{section}.{name}"
+            if not NAME_RE.fullmatch(name) or name in RESERVED_NAMES:
+                raise bad(where, "bad name", f"{NAME_PATTERN}, not {' or '.join(RESERVED_NAMES)}")
+            if not isinstance(entry, dict):
+                raise bad(where, "must be a table", "a table of fields")
+            out[name] = (_preset if section == "presets" else _stinger)(entry, where, bad)
+    return presets, stingers
+
+
+def load_themes(path=None):
+    """The ``[themes.NAME]`` of a states file (the one ``load_states`` reads): name ->
+    ``engine.motif.Motif``, each given as ``notes = [[pitch, start_beat, duration_beats],
+    ...]`` or ``midi = "file.mid"`` (relative to the states file).  A theme that is not one,
+    or a .mid that is missing or unreadable, is an InvalidMessage naming the file, the
+    theme and why: the server reports it at start-up."""
+    path = Path(path or os.environ.get("OSTINATO_STATES") or DEFAULT_STATES)
+    try:
+        doc = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        load_states(path)  # says what is wrong with the file, as for presets
+        raise
+    out = {}
+    for name, entry in (doc.get("themes") or {}).items():
+        where = f"{path}: themes.{name}"
+        if not NAME_RE.fullmatch(name) or not isinstance(entry, dict) or \
+                len(set(entry) & {"notes", "midi"}) != 1 or set(entry) - {"notes", "midi"}:
+            raise InvalidMessage(f"{where}: a theme is a table with notes = [[pitch, start_beat, "
+                                 "duration_beats], ...] or midi = \"file.mid\"", f"themes.{name}",
+                                 "notes or midi")
+        try:
+            if "notes" in entry:
+                out[name] = from_notes(entry["notes"], field=f"themes.{name}.notes",
+                                       max_bars=MAX_THEME_BARS, source=f"themes.{name}")
+            else:
+                midi = path.parent / str(entry["midi"])
+                out[name] = from_midi(midi, max_bars=MAX_THEME_BARS)
+        except (InvalidMessage, InvalidMidi) as exc:
+            raise InvalidMessage(f"{where}: {exc}", f"themes.{name}", "a theme") from None
+    return out
+
+
+def _toml_line(text, where):
+    """Line number (1-based) in TOML ``text`` that defines the dotted path ``where``
+    (``presets.menu.bmp``), else of the nearest enclosing table or inline table that does;
+    None if no line does.  tomllib keeps no positions, so the text is scanned: each
+    ``[table]`` header and ``key =`` line gives a path, and the line whose path is the
+    longest prefix of ``where`` wins (the first, where several are as long).  Good for
+    hand-written files; a key inside a multi-line value may fall back to its table."""
+    target = where.split(".")
+    unquote = lambda parts: [p.strip().strip("\"'") for p in parts]  # noqa: E731
+    table, best, best_len = [], None, 0
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if line.startswith("["):
+            table = unquote(line.strip("[]").split("#")[0].strip().rstrip("]").split("."))
+            path = table
+        elif "=" in line and not line.startswith("#"):
+            path = table + unquote(line.split("=", 1)[0].split("."))
+        else:
+            continue
+        if len(path) > best_len and path == target[:len(path)]:
+            best, best_len = number, len(path)
+    return best
+
+
+def _preset(entry, where, bad):
+    out = {}
+    for key, value in entry.items():
+        field = PRESET_FIELDS.get(key)
+        if field is None:
+            raise bad(f"{where}.{key}", "unknown field", list(PRESET_FIELDS))
+        try:
+            out[key] = check_value("preset", field, value, {})
+        except InvalidMessage as exc:
+            raise bad(f"{where}.{key}", f"{value!r} is not accepted", exc.allowed) from None
+    for key in PRESET_REQUIRED:
+        if key not in out:
+            raise bad(f"{where}.{key}", "missing field", PRESET_FIELDS[key].allowed())
+    return out
+
+
+def _stinger(entry, where, bad):
+    extra = set(entry) - {"degrees", "durations", "velocity"}
+    if extra:
+        raise bad(f"{where}.{sorted(extra)[0]}", "unknown field", ["degrees", "durations", "velocity"])
+    degrees, durations = entry.get("degrees"), entry.get("durations")
+    lo, hi = DEGREE_RANGE
+    if not isinstance(degrees, list) or not 1 <= len(degrees) <= MAX_MOTIF or not all(
+            isinstance(d, int) and not isinstance(d, bool) and lo <= d <= hi for d in degrees):
+        raise bad(f"{where}.degrees", "must be a list of scale degrees (1 = tonic, 8 = octave up)",
+                  f"1..{MAX_MOTIF} integers in {lo}..{hi}")
+    dlo, dhi = DURATION_RANGE
+    if not isinstance(durations, list) or len(durations) != len(degrees) or not all(
+            isinstance(d, (int, float)) and not isinstance(d, bool) and dlo < d <= dhi for d in durations):
+        raise bad(f"{where}.durations", "must give one duration in beats per degree",
+                  f"{len(degrees)} numbers in ({dlo}, {dhi}]")
+    velocity = entry.get("velocity", 100)
+    if not isinstance(velocity, int) or isinstance(velocity, bool) or \
+            not VELOCITY_RANGE[0] <= velocity <= VELOCITY_RANGE[1]:
+        raise bad(f"{where}.velocity", f"{velocity!r} is not accepted",
+                  f"{VELOCITY_RANGE[0]}..{VELOCITY_RANGE[1]}")
+    return {"degrees": list(degrees), "durations": [float(d) for d in durations], "velocity": velocity}
+
+
+def state_names(presets=None, stingers=None):
+    """(preset names, stinger names) as tuples; None takes the default states file's."""
+    if presets is None or stingers is None:
+        loaded = default_names()
+        presets = loaded[0] if presets is None else presets
+        stingers = loaded[1] if stingers is None else stingers
+    return tuple(presets), tuple(stingers)
+
+
+def default_names():
+    """Preset and stinger names of the default states file, loaded once per path."""
+    path = os.environ.get("OSTINATO_STATES") or str(DEFAULT_STATES)
+    if path not in _LOADED:
+        presets, stingers = load_states(path)
+        _LOADED[path] = (tuple(presets), tuple(stingers))
+    return _LOADED[path]
+
+
+def degree_to_semitones(degree, mode):
+    """Semitones above the tonic for a 1-based scale degree (8 = octave, 0 = 7th below)."""
+    steps = (0, 2, 4, 5, 7, 9, 11) if mode == "major" else (0, 2, 3, 5, 7, 8, 10)
+    octave, step = divmod(degree - 1, 7)
+    return 12 * octave + steps[step]

@@ -1,0 +1,477 @@
+"""The music the server plays: its sessions, and what changing one does to the model.
+
+``Sessions`` owns the numba runtime (``engine.sampler.generator.Runtime``, the composer
+of every session), the sequencer that times its events, the critic's drafter, the theme
+encoder and the MIDI clock.  The engine's threads drive it (``generate``, ``play``,
+``silence``: ``realtime.engine``); the commands change it (``realtime.commands``) through
+its session mechanics: open, close, reset, change at a transition point, tempo,
+stingers, themes and their blends, pause and start.  All of it runs under the engine's
+locks; what it sends goes through the engine's queue, in order.
+"""
+from dataclasses import replace
+
+import numpy as np
+
+from engine.controls import MODES, parse_key
+from engine.errors import InvalidMessage
+from engine.sampler.critic import Drafter
+from engine.sampler.generator import Runtime
+from engine.sampler.theme import latent, slerp
+from engine.vocab import NOTE_OFF
+
+from realtime import protocol
+from realtime.engine import FAR, IDLE_LOOK_NS
+from realtime.midiclock import MidiClock
+from realtime.mood import (DEFAULT_MAX_NOTE_BEATS, Mood, bpm_of, density_of, describe,
+                           max_note_beats_of, mode_of, register_of, tonality_of, velocity_of)
+from realtime.sequencer import Sequencer
+from realtime.transition import change
+
+STINGER_CHANNEL = 15
+MODEL_REQUESTS_KEPT = 256  # memoised model requests (a few KB each); then forgotten at once
+
+
+class Session:
+    """A named stream of music (a player, or a layer of one game's score)."""
+
+    def __init__(self, name, slot, mood, owner=None, state=None, critic=None):
+        self.name, self.slot, self.mood, self.owner = name, slot, mood, owner
+        self.state = state  # the preset it was last put in, if any
+        self.critic = critic  # drafts the critic judges; None: the server's default
+        self.theme = None     # (Motif, variation) it composes from; None: free composition
+        self.z = None         # the latent in effect (or being blended to); None: z = 0
+        self.theme_mode = None  # the mode the theme was encoded in
+
+
+class Sessions:
+    """The sessions and the model state they share (``sessions``: name -> Session).
+
+    ``cfg``: the ``ServerConfig``; ``weights``: the loaded model; ``engine``: the
+    ``realtime.engine.Engine`` whose queue and clock it uses; ``presets``: the states
+    file's; ``theme``: the theme encoder (None: the model has none); ``tonality``: the
+    default of sessions that set none.
+    """
+
+    def __init__(self, cfg, weights, engine, presets, theme, tonality):
+        self.cfg, self.weights, self.engine = cfg, weights, engine
+        self.clock = engine.clock
+        self.presets, self.theme, self.tonality = presets, theme, tonality
+        self.vocab, self.spec = weights.vocab, weights.spec
+        self.tpb = self.vocab.ticks_per_beat
+        self.base_register = weights.mean_register
+        n = cfg.max_sessions
+        self.rt = Runtime(weights, max_sessions=n, max_note_beats=DEFAULT_MAX_NOTE_BEATS)
+        self.seq = Sequencer(n, self.tpb, cfg.beats_per_bar)
+        # the critic: K drafts of each beat judged by D for sessions with critic K > 0
+        self.drafter = None
+        if cfg.critic:
+            self.drafter = Drafter(self.rt, cfg.critic, cfg.critic_beats, cfg.critic_pick)
+        self.midi_clock = MidiClock(self.seq, self.tpb, engine) if cfg.clock else None
+        self.sessions = {}
+        self.state = "playing"
+        self.requests = {}  # model requests by their arguments (``model_request``)
+        self._blends = {}  # slot -> (session, z from, z to, first tick, last tick, step done, bars)
+        self._first = 0  # the slot the generator's next batch begins at
+        # a critic session composes a draft ahead: its look-ahead is one draft longer
+        self._lead = np.zeros(n, np.int64)
+        self._gen_ahead = np.zeros(n, np.int64)
+        self._planned = np.zeros(n, np.int64)
+        self._targets = np.zeros(n, np.int64)
+        self._only = np.zeros(n, np.int64)  # targets that step one session
+        self._kinds, self._values = weights.kinds, weights.values
+        self._off0 = self.vocab.offsets[NOTE_OFF]
+        self._lookahead = int(cfg.lookahead_ms * 1e6)
+
+    def session(self, name):
+        """The open session ``name``; InvalidMessage, saying how to open it, if none is."""
+        sess = self.sessions.get(name)
+        if sess is None:
+            raise InvalidMessage(f"session {name!r} is not open; open it with "
+                                 f'{{"type": "session", "action": "open", "session": "{name}"}}',
+                                 field="session", allowed=sorted(self.sessions))
+        return sess
+
+    # -- what the engine's threads call ----------------------------------------------
+    def play(self, now):
+        """Collect what is due by ``now`` + the spin (+ the outputs' lead): to the outputs
+        with a lead it goes now, for the others it is queued for ``Engine.deliver``.
+        Under the sending lock.  Returns when the next message is due to be collected (ns)."""
+        engine = self.engine
+        engine.lead_now = lead = getattr(engine.port, "lead_ns", 0)
+        # collected before it is due: only the send is on the deadline
+        now += max(engine.spin, lead)
+        n, nxt = self.seq.collect(now, self.rt, self._kinds, self._values)
+        engine.send(self.seq, n)
+        nxt = int(nxt) if nxt > 0 else now + IDLE_LOOK_NS
+        main = self.sessions.get("main")
+        if self.midi_clock is not None and self.state == "playing" and main is not None:
+            nxt = min(nxt, self.midi_clock.pulses(now, main.slot))  # due by now + the spin
+        return nxt - lead  # collected that early
+
+    def generate(self, now):
+        """Top up the look-ahead by a few batched steps and publish the new events.
+        Returns (more to do, when the look-ahead next runs short (ns))."""
+        rt, cfg = self.rt, self.cfg
+        if self.state != "playing":
+            return False, now + IDLE_LOOK_NS
+        # a critic session plans as if it were one draft behind, so its look-ahead is a
+        # draft longer: its next draft is composed while the last one plays
+        np.subtract(rt.gen_tick, self._lead, out=self._gen_ahead)
+        pending, wake = self.seq.plan(now, self._lookahead, rt, self._gen_ahead, self._planned)
+        np.add(self._planned, self._lead, out=self._targets)
+        if self._blends:
+            self._blend()
+        if pending and self.drafter is not None:
+            self.drafter.drive(self._targets, cfg.steps_per_lock)
+        if pending and rt.advance(self._targets, cfg.steps_per_lock, cfg.sessions_per_lock,
+                                  self._first):
+            if cfg.sessions_per_lock:  # the next batch begins where this one went on
+                self._first = (self._first + cfg.sessions_per_lock) % len(rt.active)
+            self.engine.woken_by(self.publish())
+        return pending, int(wake)
+
+    def publish(self):
+        """Publish the events composed so far; returns the first new one's time (ns)."""
+        return self.seq.publish(self.rt)
+
+    def silence(self, now):
+        """End every note sounding on every output, after a failure in the middle of
+        sending: the sequencer's tables are cleared without sending (they may count notes
+        whose note-on was never sent, or miss ones whose note-off was not), and each
+        output ends what it has sounding by its own count."""
+        self.engine.deliver(FAR)  # what was queued for its time goes first: a lead at most
+        for sess in self.sessions.values():
+            self.seq.release(sess.slot, now, 0.0)  # written, never sent
+        self.engine.port.release(now)
+
+    def warm(self):
+        """Compile (or load from cache) every numba kernel before the first note."""
+        now = self.clock.now_ns()
+        s = self.sessions["main"].slot
+        self.generate(now)
+        if self.drafter is not None:  # one whole draft, judged and committed
+            was = int(self.rt.candidates[s])
+            self.rt.candidates[s] = 1
+            self._only[:] = -1
+            self._only[s] = 1 << 62
+            self.drafter.drive(self._only, 1 << 20)
+            self.rt.candidates[s] = was
+        if self.theme is not None:  # the encoder too: the first theme must not wait for it
+            self.theme.encode(np.array([self._off0], np.int64))
+        self.play(now)
+        self.engine.deliver(FAR)
+        self.release(s, now)  # nothing sounds yet: sends nothing
+        self.rt.rewind(s, -1)
+        self.seq.tick_ns(s, 0)
+        self.seq.set_tempo(s, 0, self.seq.bpm_at(s, 0), now=now)
+        # restart() opens every session afresh, which undoes the rewind and tempo change
+
+    def restart(self, now):
+        """Every session afresh from its first tick, played from ``now`` on (as the server
+        starts), and the MIDI clock's Start."""
+        for sess in self.sessions.values():
+            self.reset(sess, now, 0)
+        self.transport(0xFA, now)
+
+    def close_all(self, now):
+        """Note-offs for everything sounding, and the MIDI clock's Stop (the server closes)."""
+        for sess in list(self.sessions.values()):
+            self.release(sess.slot, now)
+        self.transport(0xFC, now)
+
+    # -- session mechanics -----------------------------------------------------------
+    def open(self, name, owner, preset):
+        """Open session ``name`` for client ``owner`` in ``preset`` (a states.toml preset)."""
+        used = {s.slot for s in self.sessions.values()}
+        free = [i for i in range(self.cfg.max_sessions) if i not in used]
+        if not free:
+            raise InvalidMessage(f"all {self.cfg.max_sessions} sessions are in use",
+                                 field="session", allowed=f"at most {self.cfg.max_sessions} open")
+        slot = free[0]
+        mood = Mood()
+        state = next((k for k, v in self.presets.items() if v is preset), None)
+        if preset is not None:
+            mood = self.preset_mood(mood, state)
+        sess = Session(name, slot, mood, owner, state, preset.get("critic") if preset else None)
+        channels = [c for c in range(16) if c not in (9, STINGER_CHANNEL)]
+        self.seq.channel[slot] = channels[slot % len(channels)]
+        self.seq.rng[slot] = np.uint64(slot + 1 + self.cfg.seed * 7919)
+        self.seq.humanise[slot] = self.cfg.humanise
+        main = self.sessions.get("main")
+        self.sessions[name] = sess
+        self._name_sessions()  # before reset, whose markers carry the name
+        now = self.clock.now_ns()
+        if main is None:
+            self.reset(sess, now, 0)
+        else:  # join the main session's beat grid at its next beat
+            tick = self.seq.boundary(main.slot, now, "beat")
+            self.reset(sess, now, tick, int(self.seq.tick_ns(main.slot, tick)))
+        return sess
+
+    def close(self, sess):
+        self.release(sess.slot, self.clock.now_ns())
+        self.rt.close(sess.slot)
+        del self.sessions[sess.name]
+        self._name_sessions()  # a recording then knows a reopened name is new
+
+    def close_owned(self, client):
+        """Close the sessions that client ``client`` opened (it went away)."""
+        for sess in [s for s in self.sessions.values() if s.owner == client]:
+            self.close(sess)
+
+    def preset_mood(self, mood, name):
+        """The mood preset ``name`` asks for, from ``mood`` (whose key it keeps if it sets none)."""
+        p = self.presets[name]
+        return Mood(valence=p["valence"], arousal=p["arousal"], intensity=p["intensity"],
+                    key=parse_key(p["key"]) if "key" in p else mood.key,
+                    mode=MODES.index(p["mode"]) if "mode" in p else None,
+                    bpm=p.get("bpm"), register=p.get("register", 0),
+                    tonality=p.get("tonality"), max_note_beats=p.get("max_note_beats"))
+
+    def reset(self, sess, now, tick, t_ns=None):
+        """Start the session's music afresh at ``tick``, played at ``t_ns`` (default: a
+        tenth of a beat from ``now``, time to generate the first notes)."""
+        s, rt, seq = sess.slot, self.rt, self.seq
+        bpm = bpm_of(sess.mood)
+        ctl, shift, bias = self.model_request(sess.mood)
+        rt.open(s, ctl, seed=self.cfg.seed * 1000 + s, temperature=self.cfg.temperature, tick=tick)
+        rt.pc_bias[s] = rt.next_bias[s] = bias
+        rt.max_note_ticks[s] = self.max_note_ticks(sess.mood)
+        self.stop_blend(s)
+        if sess.z is not None:  # the music starts afresh from the theme's phrase
+            bias, state = self.theme.bias(sess.z, sess.theme[0].bars)
+            rt.set_theme(s, bias, state)
+        self.apply_critic(sess)
+        seq.set_transpose(s, shift)
+        seq.anchor(s, float(tick), now + 6e9 / bpm if t_ns is None else t_ns, bpm)
+        seq.velocity[s] = velocity_of(sess.mood)
+        seq.vel_tick[s] = -1
+        info = dict(describe(sess.mood, self.base_register, self.tonality),
+                    critic=self.critic_of(sess))
+        extra = {"name": sess.state} if sess.state else {}
+        self.marker("mood", sess, beat=tick / self.tpb, transition="now", **info, **extra)
+        self.marker("tempo", sess, beat=tick / self.tpb, bpm=bpm)
+        seq.asap_tick[s] = -1
+        seq.frozen[s] = self.state != "playing"
+        seq.st_head[s] = seq.st_n[s] = 0
+
+    def release(self, s, now, stingers=True):
+        """Note-offs now for what session s sounds (its stingers too, unless told not)."""
+        beat = max(0.0, self.seq.ns_tick(s, now) / self.tpb)
+        self.engine.send(self.seq, self.seq.release(s, now, beat, stingers))
+
+    def critic_of(self, sess):
+        return self.cfg.critic_k if sess.critic is None else sess.critic
+
+    def apply_critic(self, sess):
+        """The session's K into the runtime; a critic session composes one draft ahead."""
+        s, k = sess.slot, self.critic_of(sess)
+        self.rt.candidates[s] = k
+        self._lead[s] = self.drafter.ticks if k else 0
+
+    def model_request(self, mood):
+        """What the model is asked for ``mood``: (control vector, semitones the sequencer
+        transposes its notes by, tonality prior per pitch class in the model's pitch space).
+
+        A key-relative model composes in C at the register less the shift, and the
+        sequencer moves its notes to the key asked for, so the register heard is the one
+        asked for (``engine.controls.model_key``); an older model is asked for the key
+        itself.  The prior is the mode's scale on the tonic the model composes in.
+        Memoised (a game asks for a few moods again and again; ``Commands.prepare`` fills
+        it before the locks); the arrays are read-only, as they are shared."""
+        args = (mood.key, mode_of(mood), density_of(mood), register_of(mood, self.base_register),
+                tonality_of(mood, self.tonality), self.weights.key_relative)
+        made = self.requests.get(args)
+        if made is None:
+            made = self.spec.request(*args)
+            for part in made:
+                if isinstance(part, np.ndarray):
+                    part.flags.writeable = False
+            if len(self.requests) >= MODEL_REQUESTS_KEPT:
+                self.requests.clear()
+            self.requests[args] = made
+        return made
+
+    def max_note_ticks(self, mood):
+        return max(1, int(round(max_note_beats_of(mood) * self.tpb)))
+
+    def change(self, sess, mood, unit, what, theme=None, **extra):
+        """Switch ``sess`` to ``mood`` at the transition point ``unit``
+        (``realtime.transition.change``); returns the reply's fields."""
+        return change(self, sess, mood, unit, what, theme, **extra)
+
+    def compose_now(self, s, max_steps=64):
+        """Generate session s up to its first new note on this thread, at once: an
+        immediate transition should not wait for the generator thread to wake."""
+        if self.state != "playing":
+            return
+        only = self._only
+        only[:] = -1
+        only[s] = 1 << 62
+        d = self.drafter if self.rt.candidates[s] else None
+        if d is not None:  # the first note is a draft's: it is composed, judged, then fed
+            max_steps += d.ring
+        for _ in range(max_steps):
+            if not self.rt.entry[s]:
+                break
+            drafted = d.drive(only, 1) if d is not None else 0
+            if not self.rt.advance(only, 1) and not drafted:
+                break
+
+    # -- tempo, stingers, themes -----------------------------------------------------
+    def set_tempo(self, sess, bpm, unit, ramp_beats=0.0):
+        """Tempo ``bpm`` from the transition point ``unit`` on; returns its tick."""
+        sess.mood = replace(sess.mood, bpm=float(bpm))
+        now = self.clock.now_ns()
+        tick = self.seq.boundary(sess.slot, now, unit)
+        self.seq.set_tempo(sess.slot, tick, bpm, ramp_beats, now=now)
+        self.marker("tempo", sess, bpm=bpm, beat=tick / self.tpb)
+        return tick
+
+    def add_stinger(self, sess, stinger, unit):
+        """Play ``stinger`` (a states.toml stinger) over the session at ``unit``, in its
+        key, above its melody's register; returns (tick, pitches)."""
+        s, mood = sess.slot, sess.mood
+        tick = self.seq.boundary(s, self.clock.now_ns(), unit)
+        mode = MODES[mode_of(mood)]
+        reg = register_of(mood, self.base_register) + 5
+        tonic = mood.key + 12 * round((reg - mood.key) / 12)
+        pitches = [min(127, max(0, tonic + protocol.degree_to_semitones(d, mode)))
+                   for d in stinger["degrees"]]
+        durs = [max(1, round(d * self.tpb)) for d in stinger["durations"]]
+        self.seq.add_stinger(s, tick, pitches, durs, stinger["velocity"], STINGER_CHANNEL)
+        return tick, pitches
+
+    def set_theme(self, sess, motif, variation, unit, blend_beats):
+        """Compose from ``motif`` (None: free composition) at ``variation``: encoded in
+        the session's mode, z = (1 - variation) mu; with ``blend_beats`` the latent moves
+        there along a great circle, else the theme's phrase starts at ``unit``.  Returns
+        the reply's mood fields and beat."""
+        z = self.theme_latent(sess, motif, variation)
+        s = sess.slot
+        if self.theme is None or blend_beats > 0:  # the music goes on as it is: no change
+            tick = self.seq.boundary(s, self.clock.now_ns(), unit)
+            reply = dict(beat=tick / self.tpb, critic=self.critic_of(sess),
+                         **describe(sess.mood, self.base_register, self.tonality))
+            if self.theme is not None:  # the latent moves from here, a sixteenth at a time
+                z0 = np.zeros(self.theme.z_dim) if sess.z is None else sess.z
+                # a conductor model's positions: the new theme's bars (the old one's when
+                # the blend goes back to free composition)
+                bars = motif.bars if motif is not None else (
+                    sess.theme[0].bars if sess.theme is not None else None)
+                self._blends[s] = (sess, z0, z, tick, tick + int(round(blend_beats * self.tpb)),
+                                   -1, bars)
+        else:
+            self.stop_blend(s)
+            bias, state = self.theme.bias(z, None if motif is None else motif.bars)
+            reply = self.change(sess, sess.mood, unit, "theme",
+                                theme=(bias, state if motif is not None else None))
+        sess.theme = None if motif is None else (motif, variation)
+        sess.z = None if motif is None else z
+        return reply
+
+    def theme_latent(self, sess, motif, variation):
+        """z for ``motif`` at ``variation`` in the session's mode (None: free, z = 0)."""
+        if motif is None or self.theme is None:
+            return None if self.theme is None else np.zeros(self.theme.z_dim)
+        mode = mode_of(sess.mood)
+        sess.theme_mode = mode
+        mu, _ = self.theme.encode(motif.tokens(self.vocab, mode))
+        return latent(mu, variation)
+
+    def stop_blend(self, s):
+        """Session s's latent stops where it is (a change takes over)."""
+        self._blends.pop(s, None)
+
+    def _blend(self):
+        """Move each blending session's latent on, a sixteenth of a beat at a time by where
+        its music is composed up to (on the generator thread, under its lock)."""
+        rt = self.rt
+        for s, (sess, z0, z1, t0, t1, done, bars) in list(self._blends.items()):
+            step = 0 if rt.gen_tick[s] < t0 else (rt.gen_tick[s] - t0) * 4 // self.tpb + 1
+            last = (t1 - t0) * 4 // self.tpb + 1
+            step = min(step, last)
+            if step <= done:
+                continue
+            f = min(1.0, step / last)
+            rt.set_theme(s, self.theme.bias(slerp(z0, z1, f), bars)[0])
+            if f >= 1.0:
+                del self._blends[s]
+            else:
+                self._blends[s] = (sess, z0, z1, t0, t1, step, bars)
+
+    # -- the transport ---------------------------------------------------------------
+    def start(self):
+        """Play again: a stopped session afresh on the beat grid it kept, a paused one from
+        where it stopped."""
+        if self.state == "playing":
+            return
+        now = self.clock.now_ns()
+        # playing before the sessions restart: reset freezes a session opened while halted
+        was, self.state = self.state, "playing"
+        for sess in self.sessions.values():
+            s = sess.slot
+            if was == "stopped":  # afresh, on the beat grid it kept
+                self.reset(sess, now, self.seq.boundary(s, now, "beat"))
+            else:  # paused: the music goes on from where it stopped, a tenth of a beat on
+                tick = float(self.rt.gen_tick[s])
+                bpm = self.seq.bpm_at(s, tick)
+                self.seq.anchor(s, tick, now + 6e9 / bpm, bpm)
+                self.seq.asap_tick[s] = -1  # the old timeline's "play at once" is void
+                self.seq.frozen[s] = False
+        self.transport(0xFA if was == "stopped" else 0xFB, now)
+        self.marker("transport", None, state="start")
+
+    def halt(self, state):
+        """Stop or pause (``state``): every note ends, the model hears them end."""
+        if self.state == state:
+            return
+        now = self.clock.now_ns()
+        for sess in self.sessions.values():
+            s = sess.slot
+            self.release(s, now)
+            self.rt.rewind(s, -1)
+            self._settle_transpose(s)
+            # the model hears its notes end, so it resumes from silence
+            self.rt.queue(s, self.rt.release_all(s))
+            self.seq.frozen[s] = True
+        self.transport(0xFC, now)
+        self.state = state
+        self.marker("transport", None, state="pause" if state == "paused" else "stop")
+
+    def transport(self, status, now):
+        """MIDI Start, Continue or Stop, with ``serve --clock``, after the main session."""
+        main = self.sessions.get("main")
+        if self.midi_clock is not None and main is not None:
+            self.midi_clock.transport(status, now, main.slot)
+
+    def _settle_transpose(self, s):
+        """After a rewind to the playhead nothing generated is left unplayed, and the model
+        composes on with the controls of the last change it reached: from now on its notes
+        take that change's transposition.  A change it has not reached yet (its
+        ``switch_tick``) stays queued."""
+        pending = int(self.rt.switch_tick[s])
+        queued = self.seq.pending_transpose(s)
+        reached = [v for t, v in queued if pending < 0 or t < pending]
+        if reached:
+            self.seq.set_transpose(s, reached[-1])
+            for t, v in queued:
+                if t == pending:
+                    self.seq.queue_transpose(s, t, v)
+
+    # -- markers ---------------------------------------------------------------------
+    def marker(self, type, sess, beat=None, **fields):
+        """A marker to the outputs (``BasePort.publish``), a tempo change to their tempo
+        maps too (``BasePort.tempo``), in order with the messages."""
+        kw = dict(fields)
+        if sess is not None:
+            kw["session"] = sess.slot
+        if beat is not None:
+            kw["beat"] = beat
+        self.engine.in_order("publish", type, **kw)
+        if type == "tempo" and sess is not None:
+            self.engine.in_order("tempo", fields["bpm"], beat, session=sess.slot)
+
+    def _name_sessions(self):
+        """Tell the outputs which session has which slot (their events carry names)."""
+        self.engine.in_order("sessions", {s.slot: s.name for s in self.sessions.values()})

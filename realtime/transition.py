@@ -1,0 +1,89 @@
+"""A session's change of mood at a transition point ("now", the next beat or bar).
+
+``change`` is what a mood, state, key or theme message does to the model and the
+sequencer: "now" regenerates everything not yet played and starts the new music with a
+note at once; "beat" and "bar" switch the model's controls, transposition and velocity
+at that tick and leave what comes before it as it was composed.
+"""
+from engine.vocab import NOTE_OFF
+
+from realtime.mood import bpm_of, describe, mode_of, velocity_of
+
+
+def change(music, sess, mood, unit, what, theme=None, **extra):
+    """Switch ``sess`` of ``music`` (``realtime.sessions.Sessions``) to ``mood`` at the
+    transition point ``unit``; ``theme`` (``Runtime.theme_at``'s bias and state) takes
+    effect there too.  A session that composes from a theme and changes mode has it
+    encoded again in the new mode.  Returns the reply's fields: the beat and the mood."""
+    rt, seq, tpb = music.rt, music.seq, music.tpb
+    s = sess.slot
+    old_bpm = bpm_of(sess.mood)
+    sess.mood = mood
+    if theme is None and sess.theme is not None and mode_of(mood) != sess.theme_mode:
+        sess.z = music.theme_latent(sess, *sess.theme)
+        # the same phrase goes on, re-keyed
+        theme = (music.theme.bias(sess.z, sess.theme[0].bars)[0], None)
+        music.stop_blend(s)
+    now = music.clock.now_ns()
+    ctl, shift, bias = music.model_request(mood)
+    rt.max_note_ticks[s] = music.max_note_ticks(mood)  # a guard: at once
+    # a drafted continuation not yet fed was composed under the old settings: from
+    # here the session goes on as without a critic, drafting anew where it is
+    rt.drop_draft(s)
+    music.apply_critic(sess)
+    if unit == "now":
+        tick = seq.boundary(s, now, "now")
+        rt.rewind(s, -1)  # everything not yet played is regenerated
+        ending = rt.release_all(s)
+        music.release(s, now, stingers=False)  # the old music stops at once
+        rt.queue(s, rt.shifts_to(s, tick))
+        rt.ctl_base[s] = ctl
+        rt.pc_bias[s] = bias
+        rt.switch_tick[s] = -1
+        seq.set_transpose(s, shift)  # nothing unplayed is left of the old key
+        rt.entry[s] = True  # the new music starts with a note, at once
+        if theme is not None:
+            rt.theme_at(s, tick, *theme)
+        seq.asap_tick[s] = tick
+        seq.asap_ns[s] = now
+        music.compose_now(s)
+        # the model hears the old notes end just after the new one starts: each fed
+        # token is a step, and these need not delay the first note (a critic
+        # session's draft goes only as far as that note: it drafts on after them)
+        rt.drop_draft(s)
+        off0 = music.vocab.offsets[NOTE_OFF]
+        rt.queue(s, [t for t in ending if rt.sounding[s, t - off0] >= 0])
+    else:
+        tick = seq.boundary(s, now, unit)
+        # a change the model has not reached yet is replaced by this one (one pending
+        # switch per session), and so is its transposition
+        unreached = int(rt.switch_tick[s])
+        if rt.gen_tick[s] >= tick:
+            # composed again from the transition tick: notes at that tick are the new
+            # music's, so that they take its transposition (collect switches by tick)
+            rt.rewind(s, tick - 1)
+        if rt.gen_tick[s] >= tick:  # held there by events already played
+            rt.ctl_base[s] = ctl
+            rt.pc_bias[s] = bias
+            rt.switch_tick[s] = -1
+        else:
+            rt.next_ctl[s] = ctl
+            rt.next_bias[s] = bias
+            rt.switch_tick[s] = tick
+        seq.queue_transpose(s, tick, shift, drop_from=unreached if unreached >= 0 else None)
+        if theme is not None:
+            rt.theme_at(s, tick, *theme)
+    if unit == "now":
+        seq.velocity[s] = velocity_of(mood)
+        seq.vel_tick[s] = -1
+    else:  # louder or softer from the transition point, not before
+        seq.next_vel[s] = velocity_of(mood)
+        seq.vel_tick[s] = tick
+    if what == "state":
+        sess.state = extra.get("name")
+    if bpm_of(mood) != old_bpm:
+        seq.set_tempo(s, tick, bpm_of(mood), 0.0, now=now)
+        music.marker("tempo", sess, beat=tick / tpb, bpm=bpm_of(mood))
+    info = dict(describe(mood, music.base_register, music.tonality), critic=music.critic_of(sess))
+    music.marker("mood", sess, beat=tick / tpb, transition=unit, **info, **extra)
+    return dict(beat=tick / tpb, **info)
