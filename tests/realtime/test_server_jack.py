@@ -79,7 +79,7 @@ def test_ostinato_port_on_jack_plays_balanced_notes_and_follows_the_mood(
     tape = Tape()
     assert any(p.name == full and p.is_midi and p.is_output for p in jack_ports())
     # the reader counts JACK's xruns: a cycle the server missed loses the MIDI in it
-    # (README "No stuck notes"), which an overloaded 2-core machine causes now and then
+    # (tests/README.md, "No stuck notes"), which an overloaded 2-core machine causes now and then
     with NativeJackReader(full, client_name=unique_name + "-daw") as daw:
         daw.sync(lambda: port.send(0xFE, 0, 0, 0, 0.0))
         xruns = daw.stats()["xruns"]
