@@ -8,9 +8,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # Debian packages: JACK (virtual MIDI ports and audio, no sound card needed), PortAudio
 # (sounddevice), libzmq headers (C binding), Mono (C# binding), headless Godot 3
-# (GDScript binding), FluidSynth and a small General MIDI SoundFont (realistic preview).
+# (GDScript binding), FluidSynth and a small General MIDI SoundFont (realistic preview),
+# Freedoom (its WADs hold the soundtracks the ensemble trains on, BSD-style licence).
 APT_PACKAGES := jackd2 libportaudio2 libzmq3-dev gcc g++ mono-mcs mono-runtime \
-                godot3-server fluidsynth timgm6mb-soundfont
+                godot3-server fluidsynth timgm6mb-soundfont freedoom
 
 .PHONY: demo serve test bench setup system train-default eval-default train-critic \
         train-adversarial quality-default train-theme eval-theme clean

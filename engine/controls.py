@@ -8,11 +8,17 @@ labels are needed; at run time the server sets them from the game's mood.
 
 The layout is one table, ``ControlSpec.layout``; ``vector`` builds a control vector
 from named values, ``compute`` measures one per token of a piece.
+
+In an ensemble (a vocabulary with voices, ``engine.ensemble``) the drums are no pitches:
+key, mode and register are measured on the pitched voices only, and so is density
+(onsets per beat of the pitched voices; see ``ControlSpec.compute``).  ``to_tonic_c`` and
+``parallel_mode`` leave drum notes where they are, given ``drums``.
 """
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from engine.ensemble import DRUMS
 from engine.errors import InvalidMessage
 from engine.vocab import TIME_SHIFT, Vocab
 
@@ -107,8 +113,22 @@ def key_scores(histograms):
     return (h / np.where(norm > 0, norm, 1.0)) @ PROFILES.T
 
 
+def drum_mask(notes, ensemble):
+    """Which notes are drums: in an ensemble piece (channel = voice id) those of the drums
+    voice; in one line none (a kept channel-10 note is a pitch like any other there)."""
+    if not ensemble:
+        return np.zeros(len(notes), bool)
+    return notes["channel"] == DRUMS
+
+
+def pitched(notes, ensemble):
+    """The notes that have a pitch: all of one line, an ensemble's without its drums."""
+    return notes[~drum_mask(notes, ensemble)] if ensemble else notes
+
+
 def find_key(notes):
-    """(tonic pitch class, mode index, correlation) of notes by duration-weighted KK."""
+    """(tonic pitch class, mode index, correlation) of notes by duration-weighted KK.
+    Give it pitched notes (``pitched``): a drum's pitch is an instrument, not a key."""
     hist = np.zeros(12)
     np.add.at(hist, notes["pitch"] % 12, (notes["end"] - notes["start"]).astype(float))
     s = key_scores(hist)
@@ -198,6 +218,13 @@ class ControlSpec:
         (the time of token t+1): the key of the surrounding ``key_window_beats``,
         the onsets per beat over the next ``density_window_beats``, the mean pitch
         of onsets within ``register_window_beats`` around it, and the tick phase.
+
+        With voices (``vocab.n_voices``), every measure is of the pitched voices: the
+        drums have no key or register, and density counts pitched onsets too, so that
+        the density a mood asks for means the same whether the drums play or not (the
+        layers switch them on and off) and a hi-hat's eighths do not swamp it (a third
+        of the Freedoom notes are drums).  Without pitched notes: C major, density 0,
+        the register at its centre.
         """
         vocab = vocab or Vocab(ticks_per_beat=self.ticks_per_beat)
         tpb = self.ticks_per_beat
@@ -205,7 +232,7 @@ class ControlSpec:
         kinds, values = vocab.tables()
         shift = np.where(kinds[tokens] == TIME_SHIFT, values[tokens], 0)
         pos = np.cumsum(shift)  # time after each token
-        notes = vocab.decode(tokens)
+        notes = pitched(vocab.decode(tokens), vocab.n_voices > DRUMS)
         out = np.zeros((len(tokens), self.size), np.float32)
         s = self.slices()
         out[np.arange(len(tokens)), s["phase"].start + pos % tpb] = 1
@@ -250,24 +277,30 @@ TO_MINOR = np.array([0, 1, 2, 3, 3, 5, 6, 7, 8, 8, 10, 11])
 TO_MAJOR = np.array([0, 1, 2, 4, 4, 5, 6, 7, 9, 9, 11, 11])
 
 
-def to_tonic_c(notes, tonic):
+def to_tonic_c(notes, tonic, ensemble=False):
     """The notes moved so that ``tonic`` becomes C, by at most a tritone (an octave
-    further where a pitch would leave 0..127)."""
+    further where a pitch would leave 0..127).  In an ``ensemble`` piece the drums stay
+    (their pitch is an instrument) and only the pitched notes decide the octave."""
+    move_it = ~drum_mask(notes, ensemble)
+    out = notes.copy()
+    if not move_it.any():
+        return out
     k = -key_shift(tonic)
-    p = notes["pitch"].astype(np.int64)
+    p = notes["pitch"][move_it].astype(np.int64)
     for move in (k, k + 12, k - 12):
         if p.min() + move >= 0 and p.max() + move <= 127:
             k = move
             break
-    out = notes.copy()
-    out["pitch"] = p + k
+    out["pitch"][move_it] = p + k
     return out
 
 
-def parallel_mode(notes, mode):
-    """Notes in C of ``mode`` (0 major, 1 minor) mapped by scale degree to the other mode."""
+def parallel_mode(notes, mode, ensemble=False):
+    """Notes in C of ``mode`` (0 major, 1 minor) mapped by scale degree to the other mode;
+    an ``ensemble`` piece's drums stay as they are."""
     table = TO_MINOR if mode == 0 else TO_MAJOR
-    p = notes["pitch"].astype(np.int64)
+    move_it = ~drum_mask(notes, ensemble)
+    p = notes["pitch"][move_it].astype(np.int64)
     out = notes.copy()
-    out["pitch"] = p - p % 12 + table[p % 12]
+    out["pitch"][move_it] = p - p % 12 + table[p % 12]
     return out

@@ -38,6 +38,10 @@ COLLECTIONS = {
 }
 # Essen is for non-commercial use only, Palestrina is slow to parse: both opt-in.
 DEFAULT_COLLECTIONS = ("oneills1850", "ryansMammoth", "airdsAirs", "bach")
+# Readers of further task kinds, kind -> f(task, config) -> notes, registered by the
+# module that lists such tasks (engine.training.multipart: wad, music21-parts,
+# midi-parts), so that read_task and read_all's forked workers read them too.
+READERS = {}
 MIDI_SUFFIXES = (".mid", ".midi", ".smf")
 # Directives put before every ABC tune: no synthesised guitar-chord accompaniment,
 # chord notes struck together (abc2midi staggers them by default).
@@ -328,6 +332,8 @@ def read_task(task, config=ReadConfig()):
                 notes = read_music21(task.payload, tpb)
             elif task.kind == "midi":
                 notes = read_midi(task.payload, tpb, config.keep_drums)
+            elif task.kind in READERS:
+                notes = READERS[task.kind](task, config)
             else:
                 raise ValueError(f"unknown task kind {task.kind!r}")
     except PieceTimeout:

@@ -2,18 +2,27 @@
 
 ``ostinato data`` reads each source (a corpus collection or a MIDI folder) through
 ``engine.training.corpus``, caching the notes per source so adding a MIDI folder does not
-re-read the corpus, then moves every piece to the common tonic C (key-relative: the
-sequencer transposes to the key a game asks for, so the tonic never depends on the
-model), tokenises it (``Vocab.encode``), measures its controls
+re-read the corpus (``engine.training.sources``), then moves every piece to the common
+tonic C (key-relative: the sequencer transposes to the key a game asks for, so the tonic
+never depends on the model), tokenises it (``Vocab.encode``), measures its controls
 (``ControlSpec.compute``) and writes one ``.npz``.  A piece's key is its annotated
 one (an ABC K: field) where the source has one, else the Krumhansl-Kessler key of
 the whole piece; it moves by at most a tritone (``controls.key_shift``), so its
 register changes little.  Mode augmentation adds, for a share of the training
 pieces, a copy in the parallel mode (major to harmonic minor and back, by scale
 degree).  ``Dataset`` loads it and serves training batches: random windows of the
-training stream (of an absolute-key dataset, each transposed by a random interval).  Splits are by piece, from a hash of the piece id (or of the tune's
-group, so two transcriptions of one tune share a split): they never change between
-runs or machines.
+training stream (of an absolute-key dataset, each transposed by a random interval).
+Splits are by piece, from a hash of the piece id (or of the tune's group, so two
+transcriptions of one tune share a split): they never change between runs or machines.
+
+``ostinato data --ensemble`` builds an ensemble dataset instead: multi-part pieces
+(``sources.ensemble_readers``, the one place the multi-part sources plug in) whose notes
+carry their voice id in ``channel`` (``engine.ensemble``), tokenised with a vocabulary with
+voices (``Vocab.n_voices``).  The dataset file carries that vocabulary, and so every
+model trained on it.  In an ensemble piece only the pitched voices move: the key is
+found from them, the move to C and the parallel-mode copy leave the drums as they are,
+and so does every transposition of a training window (``transpose_tokens``,
+``windows``), which follows the voice in force along the token stream.
 """
 import hashlib
 import json
@@ -22,22 +31,21 @@ import sys
 import time
 import zipfile
 from collections import Counter
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from engine.training import corpus
-from engine.controls import MODES, ControlSpec, find_key, parallel_mode, to_tonic_c
+from engine.training.sources import ensemble_readers, read_sources
+from engine.controls import MODES, ControlSpec, find_key, parallel_mode, pitched, to_tonic_c
+from engine.ensemble import DRUMS, VOICES
 from engine.errors import InvalidMessage, OstinatoError
-from engine.notes import NOTE_DTYPE
 from engine.vocab import NOTE_OFF, NOTE_ON, Vocab
 
 SPLITS = ("train", "valid", "test")
 SPLIT_SHARES = (0.90, 0.05, 0.05)
 FORMAT = 1
-# Bump when a reader changes the notes it produces: every cache is then stale.
-CODE_VERSION = "corpus-3"
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,7 @@ class BuildConfig:
     min_notes: int = 16
     key_relative: bool = True    # move every piece to the tonic C (False: keys as written)
     mode_augment: float = 0.0    # share of training pieces that also get a parallel-mode copy
+    ensemble: bool = False       # multi-part sources, one voice per part (see the docstring)
     workers: int = 2
     progress: bool = True
     read: corpus.ReadConfig = field(default_factory=corpus.ReadConfig)
@@ -81,78 +90,18 @@ def split_code(split):
     return SPLITS.index(split)
 
 
-# -- per-source cache --------------------------------------------------------------------
-def source_key(source, files, config):
-    """Hash of a source's file names, sizes and mtimes, the reader settings and code version."""
-    h = hashlib.sha1()
-    h.update(json.dumps([CODE_VERSION, source, asdict(config.read), config.max_pieces]).encode())
-    for p in files:
-        st = os.stat(p)
-        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
-
-
-def cache_path(source, files, config):
-    root = Path(config.cache_dir) if config.cache_dir else Path(config.out).parent / "cache"
-    name = source if not source.startswith("midi:") else "midi-" + Path(source[5:]).name
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    return root / f"{safe}-{source_key(source, files, config)}.npz"
-
-
-def save_notes(path, pieces, skipped):
-    """Write one source's reading results: notes concatenated, offsets, ids, skip reasons."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    notes = np.concatenate([p.notes for p in pieces]) if pieces else np.zeros(0, NOTE_DTYPE)
-    offsets = np.cumsum([0] + [len(p.notes) for p in pieces]).astype(np.int64)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, notes=notes, offsets=offsets,
-             ids=np.array([p.piece_id for p in pieces], dtype=str),
-             groups=np.array([p.group for p in pieces], dtype=str),
-             skipped_ids=np.array([i for i, _ in skipped], dtype=str),
-             skipped_reasons=np.array([r for _, r in skipped], dtype=str))
-    os.replace(tmp, path)  # a crash mid-write never leaves a half cache
-
-
-def load_notes(path):
-    with np.load(path, allow_pickle=False) as z:
-        notes, off = z["notes"], z["offsets"]
-        pieces = [corpus.Piece(str(i), str(g), notes[off[k]:off[k + 1]])
-                  for k, (i, g) in enumerate(zip(z["ids"], z["groups"]))]
-        skipped = list(zip(map(str, z["skipped_ids"]), map(str, z["skipped_reasons"])))
-    return pieces, skipped
-
-
-def read_source(source, config):
-    """(pieces, skipped, info) of one source, from its cache when the cache is current."""
-    if not source.startswith("midi:"):  # --keep-drums is for MIDI folders only
-        config = replace(config, read=replace(config.read, keep_drums=False))
-    files = corpus.source_files(source)
-    path = cache_path(source, files, config)
-    if path.exists() and not config.rebuild:
-        try:
-            pieces, skipped = load_notes(path)
-            return pieces, skipped, {"cached": True, "parsed": 0, "cache": str(path)}
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-            pass  # a damaged cache is read again from the source
-    tasks = corpus.source_tasks(source, files)
-    if config.max_pieces:
-        tasks = tasks[:config.max_pieces]
-    pieces, skipped = corpus.read_all(tasks, config.read, config.workers, config.progress,
-                                      desc=source)
-    save_notes(path, pieces, skipped)
-    return pieces, skipped, {"cached": False, "parsed": len(tasks), "cache": str(path)}
-
-
 # -- building ----------------------------------------------------------------------------
 def _category(reason):
     return reason.split(":", 1)[0]
 
 
-def build(config=BuildConfig(), log=None):
+def build(config=BuildConfig(), log=None, sources=None):
     """Read, tokenise, split and write the dataset; returns the build summary.
 
     Each skipped piece gets one line "piece id: category: detail", passed to ``log``
-    and written to ``<out>.skipped.txt`` beside the dataset.
+    and written to ``<out>.skipped.txt`` beside the dataset.  ``sources``, an iterable
+    of (source name, pieces, skipped, info), replaces the reading of the config's
+    sources (pieces read elsewhere or made by hand).
     """
     lines = []
 
@@ -161,34 +110,38 @@ def build(config=BuildConfig(), log=None):
         if log:
             log(line)
     t0 = time.monotonic()
-    vocab, spec = Vocab(ticks_per_beat=config.read.ticks_per_beat), \
-        ControlSpec(ticks_per_beat=config.read.ticks_per_beat)
-    sources = [s for s in config.collections] + \
-              [f"midi:{Path(d).resolve()}" for d in config.midi_dirs]
+    tpb, ens = config.read.ticks_per_beat, config.ensemble
+    vocab = Vocab(ticks_per_beat=tpb, n_voices=len(VOICES) if ens else 0)
+    spec = ControlSpec(ticks_per_beat=tpb)
     toks, ctrls, ids, srcs, splits = [], [], [], [], []
     seen = {}
     summary = {"sources": {}, "skipped": {}}
     keys = Counter()  # where each piece's key came from: annotated or measured
     modes = {when: {m: [0, 0, 0] for m in MODES} for when in ("before", "after")}
-    for source in sources:
-        pieces, skipped, info = read_source(source, config)
+    voices = np.zeros((len(VOICES), len(SPLITS)), np.int64)  # ensemble notes per voice
+    for source, pieces, skipped, info in (read_sources(config) if sources is None else sources):
         skipped = list(skipped)
         counts = {"pieces": [0, 0, 0], "tokens": [0, 0, 0], "notes": [0, 0, 0]}
-        annotated = corpus.annotated_keys(source) if config.key_relative else {}
+        annotated = corpus.annotated_keys(source) if config.key_relative and not ens else {}
         for pid, group, notes in pieces:
             if len(notes) < config.min_notes:
                 skipped.append((pid, f"too short: {len(notes)} notes < {config.min_notes}"))
                 continue
+            if ens and ((notes["channel"] < 0) | (notes["channel"] >= len(VOICES))).any():
+                bad = int(notes["channel"][(notes["channel"] < 0) |
+                                           (notes["channel"] >= len(VOICES))][0])
+                skipped.append((pid, f"bad voice: channel {bad} is not a voice id "
+                                     f"0..{len(VOICES) - 1}"))
+                continue
             sp = split_of(group or pid)
+            tonal = pitched(notes, ens)  # the key is the pitched voices' (drums: none)
+            tonic, mode = annotated.get(pid) or (find_key(tonal)[:2] if len(tonal) else (0, 0))
             if config.key_relative:
-                tonic, mode = annotated.get(pid) or find_key(notes)[:2]
-                notes = to_tonic_c(notes, tonic)
-            else:
-                mode = find_key(notes)[1]
+                notes = to_tonic_c(notes, tonic, ens)
             versions = [(pid, notes, mode)]
             if sp == 0 and config.mode_augment > 0 and \
                     _share(pid) < config.mode_augment and config.key_relative:
-                versions.append((pid + "#parallel", parallel_mode(notes, mode), 1 - mode))
+                versions.append((pid + "#parallel", parallel_mode(notes, mode, ens), 1 - mode))
             for vid, vnotes, vmode in versions:
                 tokens = vocab.encode(vnotes)
                 digest = hashlib.sha1(tokens.tobytes()).hexdigest()
@@ -204,6 +157,8 @@ def build(config=BuildConfig(), log=None):
                 counts["pieces"][sp] += 1
                 counts["tokens"][sp] += len(tokens)
                 counts["notes"][sp] += len(vnotes)
+                if ens:
+                    voices[:, sp] += np.bincount(vnotes["channel"], minlength=len(VOICES))
                 modes["after"][MODES[vmode]][sp] += 1
                 if vid == pid:
                     modes["before"][MODES[vmode]][sp] += 1
@@ -223,6 +178,9 @@ def build(config=BuildConfig(), log=None):
     summary["key_relative"] = config.key_relative
     summary["keys"] = dict(keys)
     summary["mode_augment"] = config.mode_augment
+    summary["ensemble"] = ens
+    if ens:
+        summary["voices"] = {v: dict(zip(SPLITS, map(int, row))) for v, row in zip(VOICES, voices)}
     summary["modes"] = {when: {m: dict(zip(SPLITS, v)) for m, v in by.items()}
                         for when, by in modes.items()}
     summary["seconds"] = round(time.monotonic() - t0, 1)
@@ -258,11 +216,25 @@ def _pitch_tables(vocab):
     return is_note, np.where(is_note, values, -1)
 
 
-def transpose_tokens(tokens, k, vocab):
-    """Tokens with every note moved by k semitones, or None if a pitch would leave 0..127."""
-    is_note, pitch = _pitch_tables(vocab)
-    tokens = np.asarray(tokens)
+def _movable(tokens, vocab, voices=None):
+    """Which tokens a transposition moves: note-ons and -offs, in an ensemble those of the
+    pitched voices only (``voices``: the voice in force at each token, ``Vocab.voices_of``,
+    computed from ``tokens`` when not given)."""
+    is_note, _ = _pitch_tables(vocab)
     notes = is_note[tokens]
+    if vocab.n_voices > DRUMS:
+        voices = vocab.voices_of(tokens) if voices is None else voices
+        notes &= voices != DRUMS
+    return notes
+
+
+def transpose_tokens(tokens, k, vocab, voices=None):
+    """Tokens with every pitched note moved by k semitones, or None if a pitch would leave
+    0..127.  An ensemble's drum notes stay (``voices``: the voice in force at each token,
+    for a window cut from a longer stream; by default found from ``tokens`` themselves)."""
+    _, pitch = _pitch_tables(vocab)
+    tokens = np.asarray(tokens)
+    notes = _movable(tokens, vocab, voices)
     if notes.any():
         p = pitch[tokens][notes]
         if p.min() + k < 0 or p.max() + k > 127:
@@ -270,17 +242,23 @@ def transpose_tokens(tokens, k, vocab):
     return (tokens + k * notes).astype(tokens.dtype)
 
 
-def windows(tokens, controls, starts, seq_len, ks, vocab, spec):
+def windows(tokens, controls, starts, seq_len, ks, vocab, spec, voices=None):
     """Windows of a stream at ``starts``, each transposed by its k (0 where out of range).
 
+    In an ensemble the drum notes stay: ``voices`` is the voice in force at each token of
+    the whole stream (``Vocab.voices_of(tokens)``; computed here when needed and not
+    given), as a window may begin in the middle of a voice's run.
     Returns x_tokens int64 [B,T], x_controls float32 [B,T,C], y_tokens int64 [B,T] and
     the k actually applied to each window.
     """
     is_note, pitch = _pitch_tables(vocab)
     idx = np.asarray(starts)[:, None] + np.arange(seq_len + 1)
     win = tokens[idx].astype(np.int64)
-    notes = is_note[win]
     ks = np.asarray(ks, np.int64).copy()
+    notes = is_note[win]
+    if vocab.n_voices > DRUMS and ks.any():
+        voices = vocab.voices_of(tokens) if voices is None else voices
+        notes &= voices[idx] != DRUMS
     hi = np.where(notes, pitch[win], -1).max(1)
     lo = np.where(notes, pitch[win], 128).min(1)
     ks[(hi + ks > 127) | (lo + ks < 0)] = 0
@@ -303,6 +281,7 @@ class Dataset:
         # every piece was moved to C (see the module docstring): train without transposing
         self.key_relative = bool(self.summary.get("key_relative", False))
         self._streams = {}
+        self._voices = {}
 
     @classmethod
     def load(cls, path):
@@ -343,6 +322,12 @@ class Dataset:
             self._streams[split] = (self.tokens[mask], self.controls[mask])
         return self._streams[split]
 
+    def stream_voices(self, split):
+        """The voice in force at each token of a split's stream (``Vocab.voices_of``)."""
+        if split not in self._voices:
+            self._voices[split] = self.vocab.voices_of(self.stream(split)[0])
+        return self._voices[split]
+
     def _check_len(self, split, seq_len):
         n = len(self.stream(split)[0])
         if not isinstance(seq_len, (int, np.integer)) or not 1 <= seq_len <= n - 1:
@@ -364,10 +349,13 @@ class Dataset:
             raise _bad("transpose", f"[{lo}, {hi}) is empty or too wide",
                        "(lo, hi) with -127 <= lo < hi <= 128, or None")
         tokens, controls = self.stream(split)
+        voices = self.stream_voices(split) if self.vocab.n_voices > DRUMS and transpose \
+            else None
         while True:
             starts = rng.integers(0, n - seq_len, size=batch_size)
             ks = rng.integers(lo, hi, size=batch_size)
-            x, c, y, _ = windows(tokens, controls, starts, seq_len, ks, self.vocab, self.spec)
+            x, c, y, _ = windows(tokens, controls, starts, seq_len, ks, self.vocab, self.spec,
+                                 voices)
             yield x, c, y
 
     def eval_windows(self, split, seq_len):
@@ -383,9 +371,15 @@ class Dataset:
 # -- command line ------------------------------------------------------------------------
 def add_arguments(parser):
     names = ", ".join(corpus.COLLECTIONS)
-    parser.add_argument("--collections", default=",".join(corpus.DEFAULT_COLLECTIONS),
+    parser.add_argument("--collections", default=None,
                         help=f"comma-separated corpus collections ({names}), 'all', or 'none' "
-                             f"(default: %(default)s; Essen is non-commercial, Palestrina slow)")
+                             f"(default: {','.join(corpus.DEFAULT_COLLECTIONS)}; Essen is "
+                             "non-commercial, Palestrina slow); with --ensemble, multi-part "
+                             "sources (engine.training.multipart.SOURCES; default: all)")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="build an ensemble dataset: multi-part pieces (and --midi folders) "
+                             "read with one voice per part (melody, bass, harmony, drums), "
+                             "tokenised with voice tokens")
     parser.add_argument("--midi", nargs="+", action="extend", default=[], metavar="DIR",
                         help="folders of .mid files to add (searched recursively)")
     parser.add_argument("--keep-drums", action="store_true",
@@ -405,18 +399,20 @@ def add_arguments(parser):
     parser.add_argument("--verbose", action="store_true", help="print every skipped piece")
 
 
-def parse_collections(text):
-    """Collection names from the --collections text, checked."""
+def parse_collections(text, known=None):
+    """Collection names from the --collections text, checked against ``known`` (default:
+    the corpus collections; for an ensemble dataset, the multi-part sources)."""
+    known = tuple(corpus.COLLECTIONS if known is None else known)
     text = text.strip()
     if text == "all":
-        return tuple(corpus.COLLECTIONS)
+        return known
     if text in ("", "none"):
         return ()
     names = tuple(n.strip() for n in text.split(",") if n.strip())
-    bad = [n for n in names if n not in corpus.COLLECTIONS]
+    bad = [n for n in names if n not in known]
     if bad:
         raise _bad("collections", f"unknown collection {bad[0]!r}",
-                   ", ".join(corpus.COLLECTIONS) + ", all, none")
+                   ", ".join(known) + ", all, none")
     return names
 
 
@@ -440,6 +436,9 @@ def format_summary(summary):
     if summary.get("key_relative"):
         lines.append("keys moved to C: " + ", ".join(f"{k} {v}" for k, v in
                                                      sorted(summary["keys"].items())))
+    if summary.get("voices"):
+        lines.append("notes per voice (all splits): " + ", ".join(
+            f"{v} {sum(by.values())}" for v, by in summary["voices"].items()))
     lines.append(f"time: {summary['seconds']:.1f} s")
     return "\n".join(lines)
 
@@ -451,17 +450,23 @@ def run(args):
         raise _bad("workers", f"{args.workers} is out of range", "1..2")
     if not 0.0 <= args.mode_augment <= 1.0:
         raise _bad("mode_augment", f"{args.mode_augment} is out of range", "0..1")
-    collections = parse_collections(args.collections)
+    if args.ensemble:
+        known = default = tuple(ensemble_readers().SOURCES)
+    else:
+        known, default = corpus.COLLECTIONS, corpus.DEFAULT_COLLECTIONS
+    text = ",".join(default) if args.collections is None else args.collections
+    collections = parse_collections(text, known)
     for d in args.midi:
         if not Path(d).is_dir():
             raise _bad("midi", f"{d} is not a folder", "existing folders")
     if not collections and not args.midi:
         raise _bad("collections", "nothing to read: no collections and no --midi folders",
-                   ", ".join(corpus.COLLECTIONS) + ", all, or --midi DIR")
+                   ", ".join(known) + ", all, or --midi DIR")
     config = BuildConfig(collections=collections, midi_dirs=tuple(args.midi), out=args.out,
                          rebuild=args.rebuild, max_pieces=args.max_pieces,
                          key_relative=not args.absolute_keys, mode_augment=args.mode_augment,
-                         workers=args.workers, progress=sys.stderr.isatty(),
+                         ensemble=args.ensemble, workers=args.workers,
+                         progress=sys.stderr.isatty(),
                          read=corpus.ReadConfig(keep_drums=args.keep_drums))
     log = (lambda line: print(line, file=sys.stderr)) if args.verbose else None
     summary = build(config, log=log)

@@ -13,8 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine.ensemble import DRUMS
+from engine.modelfile import read_model_file
 from engine.training.data import Dataset
-from engine.training.model import ModelConfig, MusicLSTM, save_model
+from engine.errors import ModelError
+from engine.training.model import ModelConfig, MusicLSTM, load_model, save_model
 from engine.training.runs import Run
 
 
@@ -39,25 +42,43 @@ def validate(model, data, seq_len, batch_size, device, max_windows=None):
 
 
 def mean_register(data):
-    """Mean pitch of the training notes: the default register when generating."""
+    """Mean pitch of the training notes (an ensemble's pitched voices: a drum's pitch is an
+    instrument): the default register when generating."""
     tokens, _ = data.stream("train")
     on = data.vocab.offsets[1]
-    t = tokens[(tokens >= on) & (tokens < on + 128)]
+    t = tokens[(tokens >= on) & (tokens < on + 128) & (data.stream_voices("train") != DRUMS)]
     return float(np.mean(t - on)) if len(t) else 67.0
+
+
+def start_from(model, path, cfg, vocab):
+    """Load the weights of the model file ``path`` into ``model``; ModelError unless its
+    config and vocabulary are ``cfg`` and ``vocab``."""
+    init, init_vocab, _, meta = load_model(path)
+    if meta["config"] != asdict(cfg):
+        raise ModelError(f"--init {path}: its config {meta['config']} is not this run's "
+                         f"{asdict(cfg)}")
+    if init_vocab != vocab:
+        raise ModelError(f"--init {path}: its vocabulary {init_vocab.to_dict()} is not the "
+                         f"data's {vocab.to_dict()}")
+    model.load_state_dict(init.state_dict())
 
 
 def train(data, out, cfg, *, steps=20000, batch_size=32, seq_len=128, lr=2e-3,
           eval_every=500, patience=6, device="cpu", seed=0, resume=False,
           max_minutes=None, transpose=(-5, 7), valid_windows=None, command=None,
-          progress=True):
+          progress=True, init=None):
     """Train ``MusicLSTM(cfg)`` on ``data`` into the folder ``out``; return the best
     validation NLL.  ``max_minutes`` bounds the wall time (then it stops like early stop).
     ``transpose``: the random transposition of each window, for absolute-key datasets
-    only (a key-relative one trains as written).
+    only (a key-relative one trains as written).  ``init``: a model file to start from (the
+    stage before, in a run longer than a session): its config and vocabulary must be
+    ``cfg`` and the data's.
     """
     run = Run(out)
     torch.manual_seed(seed)
     model = MusicLSTM(cfg).to(device)
+    if init is not None and not resume:
+        start_from(model, init, cfg, data.vocab)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     step, best, bad, elapsed = 0, math.inf, 0, 0.0
     rng = np.random.default_rng(seed)
@@ -142,6 +163,8 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--export", default=None, help="copy the best model here when done")
+    p.add_argument("--init", default=None, metavar="MODEL",
+                   help="start from this model file (a stage before; its size is used)")
 
 
 def run(args):
@@ -150,12 +173,14 @@ def run(args):
     data = Dataset.load(args.data)
     cfg = ModelConfig(vocab_size=data.vocab.size, n_controls=data.spec.size, embed=args.embed,
                       hidden=args.hidden, layers=args.layers, dropout=args.dropout)
+    if args.init:  # the stage before decides the size
+        cfg = ModelConfig(**read_model_file(args.init)[0]["config"])
     command = "ostinato train " + " ".join(sys.argv[2:])
     best = train(data, args.out, cfg, steps=args.steps, batch_size=args.batch_size,
                  seq_len=args.seq_len, lr=args.lr, eval_every=args.eval_every,
                  patience=args.patience, device=args.device, seed=args.seed,
                  resume=args.resume, max_minutes=args.max_minutes,
-                 valid_windows=args.valid_windows, command=command)
+                 valid_windows=args.valid_windows, command=command, init=args.init)
     print(f"best validation NLL {best:.4f} nats/event -> {Path(args.out) / 'best.npz'}")
     if args.export:
         Path(args.export).parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,9 @@
 import numpy as np
 import pytest
 
-from engine.controls import KEY_NAMES, KEY_SPELLINGS, ControlSpec, find_key, parse_key
+from engine.controls import (KEY_NAMES, KEY_SPELLINGS, ControlSpec, find_key, parallel_mode,
+                             parse_key, to_tonic_c)
+from engine.ensemble import BASS, DRUMS, MELODY
 from engine.errors import InvalidMessage
 from engine.notes import make_notes
 from engine.vocab import Vocab
@@ -67,3 +69,58 @@ def test_vector_describe_and_transpose_invert():
 def test_every_key_spelling_is_read_and_the_key_names_are_among_them():
     assert {parse_key(k) for k in KEY_SPELLINGS} == set(range(12))
     assert set(KEY_NAMES) <= set(KEY_SPELLINGS)
+
+
+# -- ensembles: the drums have no key, register or density -------------------------------
+def d_major_with_drums():
+    """Two bars of D major in melody and bass, and a drum part whose pitches (C#, D#, F#,
+    G#, as GM's side stick, snare, hi-hat, pedal hi-hat) would pull a pitch analysis off D."""
+    melody = [(i * 12, i * 12 + 12, p, 80, MELODY)
+              for i, p in enumerate((74, 76, 78, 79, 81, 83, 85, 86))]
+    bass = [(i * 24, i * 24 + 24, p, 80, BASS) for i, p in enumerate((38, 45, 43, 38))]
+    drums = [(i * 3, i * 3 + 12, (37, 39, 42, 44)[i % 4], 100, DRUMS) for i in range(32)]
+    return make_notes(melody + bass + drums)
+
+
+def test_controls_of_an_ensemble_ignore_the_drums():
+    spec, ens = ControlSpec(), Vocab(n_voices=4)
+    notes = d_major_with_drums()
+    pitched = notes[notes["channel"] != DRUMS]
+    with_drums = [spec.describe(r) for r in spec.compute(ens.encode(notes), ens)]
+    without = [spec.describe(r) for r in spec.compute(ens.encode(pitched), ens)]
+    assert {(d["key"], d["mode"]) for d in with_drums} == {(2, 0)}  # D major
+    # the same music without its drums has the same controls at the same instants
+    kinds, values = ens.tables()
+
+    def by_time(tokens, described):
+        pos = np.cumsum(np.where(kinds[tokens] == 3, values[tokens], 0))
+        return {int(p): (d["key"], d["mode"], round(d["density"], 4), round(d["register"], 4))
+                for p, d in zip(pos, described)}
+    a, b = by_time(ens.encode(notes), with_drums), by_time(ens.encode(pitched), without)
+    assert all(a[t] == b[t] for t in b if t in a) and len(set(a) & set(b)) >= 8
+    # density: 1 melody onset a beat and a bass onset every 2 beats -> 1.5 over the first 4
+    assert with_drums[1]["density"] == pytest.approx(1.5)
+    # a one-line vocabulary hears the drums as pitches: the measure can tell them apart
+    one = Vocab()
+    heard = [spec.describe(r) for r in spec.compute(one.encode(notes), one)]
+    assert heard[1]["density"] > 3 and heard[1]["register"] < with_drums[1]["register"] - 5
+
+
+def test_to_tonic_c_and_parallel_mode_leave_the_drums():
+    notes = d_major_with_drums()
+    drums = notes["channel"] == DRUMS
+    moved = to_tonic_c(notes, 2, ensemble=True)
+    assert (moved["pitch"][~drums] == notes["pitch"][~drums] - 2).all()
+    assert (moved["pitch"][drums] == notes["pitch"][drums]).all()
+    assert (to_tonic_c(notes, 2)["pitch"] == notes["pitch"] - 2).all()  # one line: all move
+    # the octave is chosen from the pitched notes: a drum at 0 does not push them up
+    high = make_notes([(0, 12, 125, 80, MELODY), (0, 12, 0, 80, DRUMS)])
+    assert to_tonic_c(high, 6, ensemble=True)["pitch"].tolist() == [119, 0]
+    only_drums = notes[drums]
+    assert np.array_equal(to_tonic_c(only_drums, 7, ensemble=True), only_drums)
+    minor = parallel_mode(moved, 0, ensemble=True)
+    assert (minor["pitch"][drums] == notes["pitch"][drums]).all()
+    assert set((minor["pitch"][~drums] % 12).tolist()) <= {0, 2, 3, 5, 7, 8, 11}
+    snare = make_notes([(0, 12, 40, 80, DRUMS)])  # GM's electric snare, an E as a pitch
+    assert parallel_mode(snare, 0, ensemble=True)["pitch"].tolist() == [40]
+    assert parallel_mode(snare, 0)["pitch"].tolist() == [39]  # one line: a pitch like any

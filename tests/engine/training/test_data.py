@@ -15,7 +15,7 @@ from realtime import cli
 from engine.controls import ControlSpec, find_key, key_shift
 from engine.training.data import BuildConfig, Dataset
 from engine.errors import InvalidMessage, OstinatoError
-from engine.notes import read_midi, write_midi
+from engine.notes import NOTE_DTYPE, read_midi, write_midi
 from engine.vocab import NOTE_OFF, NOTE_ON, START, Vocab
 
 
@@ -328,7 +328,7 @@ def test_every_piece_is_moved_to_c_from_its_annotated_key(built):
 
 
 def test_parallel_mode_maps_scale_degrees():
-    notes = np.zeros(12, dtype=data.NOTE_DTYPE)
+    notes = np.zeros(12, dtype=NOTE_DTYPE)
     notes["pitch"] = 60 + np.arange(12)
     assert (data.parallel_mode(notes, 0)["pitch"] % 12).tolist() == \
         [0, 1, 2, 3, 3, 5, 6, 7, 8, 8, 10, 11]   # C major -> C harmonic minor

@@ -6,6 +6,7 @@ import torch
 
 from realtime.cli import main
 from engine.training.data import BuildConfig, Dataset, build
+from engine.errors import ModelError
 from engine.generate import generate
 from engine.training.model import ModelConfig, MusicLSTM, load_model, save_model
 from engine.training.train import train
@@ -38,6 +39,23 @@ def test_a_short_run_lowers_validation_loss_and_resumes(data, tmp_path):
     model, vocab, spec, meta = load_model(tmp_path / "best.npz")
     assert meta["info"]["step"] == 120 and meta["info"]["valid_nll"] == pytest.approx(best)
     assert vocab == data.vocab and spec == data.spec
+
+
+def test_a_stage_starts_from_the_model_the_stage_before_exported(data, tmp_path):
+    """--init: a second stage in a fresh run folder starts where the first one's best
+    model stands (its first validation equals that model's), and refuses another size."""
+    cfg = small(data)
+    first = train(data, tmp_path / "one", cfg, steps=60, batch_size=8, seq_len=64,
+                  eval_every=60, progress=False)
+    again = train(data, tmp_path / "two", cfg, steps=1, batch_size=8, seq_len=64, eval_every=1,
+                  lr=1e-9, progress=False, init=tmp_path / "one" / "best.npz")
+    fresh = train(data, tmp_path / "three", cfg, steps=1, batch_size=8, seq_len=64,
+                  eval_every=1, lr=1e-9, progress=False)
+    assert again == pytest.approx(first, abs=1e-3) and fresh > first + 0.3, (first, again, fresh)
+    bigger = ModelConfig(**dict(vars(cfg), hidden=48))
+    with pytest.raises(ModelError, match="--init"):
+        train(data, tmp_path / "four", bigger, steps=1, batch_size=8, seq_len=64, eval_every=1,
+              progress=False, init=tmp_path / "one" / "best.npz")
 
 
 def test_model_file_save_load_is_exact(data, tmp_path):

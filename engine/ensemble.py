@@ -1,0 +1,84 @@
+"""The voices of the ensemble: melody, bass, harmony and drums.
+
+One definition of each voice: its id (the value a note's ``channel`` field holds in an
+ensemble piece, and the value of a voice token), its name (as the protocol, presets and
+model cards spell it), and the defaults a preset starts from: a General MIDI program, a
+MIDI channel (drums on channel 10, General MIDI's percussion channel) and a register
+(the mean MIDI pitch it plays around; none for drums, whose pitches are instruments).
+
+Drums are never transposed and never count towards key, mode, register or tonality:
+``PITCHED`` lists the voices that do.
+"""
+from dataclasses import dataclass
+
+import mido
+
+from engine.errors import InvalidMessage
+from engine.notes import DRUM_CHANNEL
+
+MELODY, BASS, HARMONY, DRUMS = range(4)
+VOICES = ("melody", "bass", "harmony", "drums")
+PITCHED = (MELODY, BASS, HARMONY)
+
+
+@dataclass(frozen=True)
+class Voice:
+    """A voice's defaults: GM program (0-based), MIDI channel (0-based), register."""
+
+    name: str
+    program: int
+    channel: int
+    register: float | None
+
+
+#: The defaults, by voice id.  Programs: Flute, Fingered Bass, String Ensemble 1 and the
+#: standard kit; channels 1, 2, 3 and 10 as a DAW numbers them.
+DEFAULTS = (
+    Voice("melody", program=73, channel=0, register=72.0),
+    Voice("bass", program=33, channel=1, register=40.0),
+    Voice("harmony", program=48, channel=2, register=60.0),
+    Voice("drums", program=0, channel=DRUM_CHANNEL, register=None),
+)
+
+
+def voice_id(name):
+    """The id of a voice name; InvalidMessage on field ``voice`` naming the voices."""
+    try:
+        return VOICES.index(name)
+    except ValueError:
+        raise InvalidMessage(f"voice {name!r} is not one of {', '.join(VOICES)}",
+                             field="voice", allowed=list(VOICES)) from None
+
+
+def write_ensemble_midi(notes, path, bpm=120.0, beats_per_bar=4, ticks_per_beat=12,
+                        ppq=480):
+    """An ensemble (``channel`` = voice id) to a type 1 .mid: a tempo track, then one
+    track per voice that has notes, named after the voice, on its MIDI channel from
+    ``engine.ensemble.DEFAULTS`` with its program (drums on channel 10, no program)."""
+    scale = ppq / ticks_per_beat
+    mid = mido.MidiFile(type=1, ticks_per_beat=ppq)
+    meta = mido.MidiTrack()
+    meta.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0))
+    meta.append(mido.MetaMessage("time_signature", numerator=beats_per_bar, denominator=4,
+                                 time=0))
+    mid.tracks.append(meta)
+    for v in sorted(set(notes["channel"].tolist())):
+        d = DEFAULTS[v]
+        track = mido.MidiTrack()
+        track.append(mido.MetaMessage("track_name", name=d.name, time=0))
+        if d.channel != DRUM_CHANNEL:
+            track.append(mido.Message("program_change", channel=d.channel, program=d.program,
+                                      time=0))
+        events = []
+        for n in notes[notes["channel"] == v]:
+            events.append((int(round(n["end"] * scale)), 0, int(n["pitch"]), 0))
+            events.append((int(round(n["start"] * scale)), 1, int(n["pitch"]), int(n["velocity"])))
+        events.sort()
+        last = 0
+        for t, on, p, vel in events:
+            track.append(mido.Message("note_on" if on else "note_off", channel=d.channel, note=p,
+                                      velocity=vel, time=t - last))
+            last = t
+        mid.tracks.append(track)
+    mid.save(path)
+    return mid
