@@ -14,6 +14,7 @@ APT_PACKAGES := jackd2 libportaudio2 libzmq3-dev gcc g++ mono-mcs mono-runtime \
                 godot3-server fluidsynth timgm6mb-soundfont freedoom
 
 .PHONY: demo serve test bench setup system train-default eval-default train-critic \
+        train-ensemble eval-ensemble \
         train-adversarial quality-default train-theme eval-theme clean
 
 demo: setup
@@ -63,6 +64,19 @@ train-default: setup
 
 eval-default: setup
 	$(BIN)/ostinato eval --json engine/models/default-eval.json --plot engine/models/default-pianoroll.png
+
+# The ensemble model, stage 1 (issue 27; the sampler does not play its voice tokens yet, so
+# its evaluation is held-out NLL against the n-gram; see engine/models/README.md).
+train-ensemble: setup
+	$(BIN)/ostinato data --ensemble --out data/ensemble.npz --mode-augment 0.5
+	$(BIN)/ostinato train --data data/ensemble.npz --out runs/ensemble --hidden 256 --layers 2 \
+	  --embed 64 --steps 5000 --batch-size 32 --seq-len 256 --lr 2e-3 --eval-every 500 \
+	  --valid-windows 200 --patience 6 --max-minutes 40 --threads 1 \
+	  --export engine/models/ensemble.npz
+
+eval-ensemble: setup
+	$(BIN)/ostinato eval --model engine/models/ensemble.npz --data data/ensemble.npz \
+	  --likelihood-only --json engine/models/ensemble-eval.json
 
 # The shipped critic: D trained against the shipped generator as it is (no G steps), and
 # the two adversarial fine-tunings compared with it (see engine/models/README.md).

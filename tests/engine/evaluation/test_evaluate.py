@@ -126,6 +126,22 @@ def test_nll_figures_score_the_same_tokens(tiny):
     assert again["key"] == r["key"] and again["density"] == r["density"]
 
 
+def test_likelihood_only_scores_the_held_out_events_and_composes_nothing(tiny, capsys):
+    """--likelihood-only (a model the sampler does not play yet): the same NLL figures as
+    the whole evaluation, and no composed piece."""
+    root, data, model_path, ds = tiny
+    out = root / "nll.json"
+    rc = cli.main(["eval", "--model", str(model_path), "--data", str(data), "--likelihood-only",
+                   "--json", str(out), "--no-progress"])
+    assert rc == 0
+    assert "improvement over the n-gram" in capsys.readouterr().out
+    r = json.loads(out.read_text())
+    assert set(r) == {"model", "data", "config", "nll", "seconds"}
+    cfg = EvalConfig(pieces_per_key=1, bars=1, densities=(1.0, 2.0), pieces_per_density=1,
+                     tonality_sweep=False)
+    assert r["nll"] == evaluate(model_path, data, cfg, progress=False)["nll"]
+
+
 def test_eval_command_reports_bad_input(tiny, tmp_path, capsys):
     root, data, model_path, ds = tiny
     assert cli.main(["eval", "--model", str(model_path), "--data", str(data),
