@@ -290,8 +290,14 @@ def read_music21(path, ticks_per_beat=12):
     except Exception:  # badly formed repeats: read the music as written
         pass
     score = score.stripTies(inPlace=False)
+    return normalise(np.array(stream_rows(score, ticks_per_beat), NOTE_DTYPE))
+
+
+def stream_rows(stream, ticks_per_beat=12):
+    """(start, end, pitch, velocity, 0) rows in ticks of every note and chord of a music21
+    stream (a score, or one part), ties already stripped."""
     rows = []
-    for el in score.flatten().notes:
+    for el in stream.flatten().notes:
         ql = float(el.quarterLength)
         if ql <= 0:
             continue
@@ -299,7 +305,7 @@ def read_music21(path, ticks_per_beat=12):
         vel = el.volume.velocity if el.volume.velocity is not None else 80
         for p in getattr(el, "pitches", ()):
             rows.append((round(start), round(start + ql * ticks_per_beat), p.midi, vel, 0))
-    return normalise(np.array(rows, NOTE_DTYPE))
+    return rows
 
 
 def _on_alarm(signum, frame):

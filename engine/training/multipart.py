@@ -332,15 +332,7 @@ def music21_tracks(path, ticks_per_beat=12, max_beats=2000):
     expanded = expanded.stripTies(inPlace=False)
     tracks = []
     for k, part in enumerate(expanded.parts):
-        rows = []
-        for el in part.flatten().notes:
-            ql = float(el.quarterLength)
-            if ql <= 0:
-                continue
-            start = float(el.offset) * ticks_per_beat
-            vel = el.volume.velocity if el.volume.velocity is not None else 80
-            for p in getattr(el, "pitches", ()):
-                rows.append((round(start), round(start + ql * ticks_per_beat), p.midi, vel, 0))
+        rows = corpus.stream_rows(part, ticks_per_beat)
         inst = part.getInstrument(returnDefault=False)
         program = inst.midiProgram if inst is not None and inst.midiProgram is not None else -1
         name = part.partName or (inst.instrumentName if inst is not None else None) or \
