@@ -13,6 +13,12 @@ composes in C at the register less the shift and the notes are moved up by
 (``engine.controls.model_key``).  The tonality prior lives in the model's pitch space,
 relative to the key control's tonic.
 
+An ensemble model (``Vocab.n_voices`` > 0) composes every voice in one session: its
+notes come back with ``channel`` = voice id (``engine.ensemble``), only the pitched voices
+moved to the key (drums never), and ``run`` writes one track per voice
+(``engine.ensemble.write_ensemble_midi``).  ``Request.voices`` names the voices that may
+play (the runtime's mask, ``Runtime.set_voices``); all of them by default.
+
 With a critic (``critic``, ``critic_k`` K > 0) every session drafts K continuations of
 a beat and D picks one, as a server session with ``critic`` K does
 (``engine.sampler.critic.Drafter``): the same drafter, the same draft length and the same pick.
@@ -30,6 +36,7 @@ import numpy as np
 
 from engine import DEFAULT_MODEL
 from engine.controls import DEFAULT_TONALITY, KEY_NAMES, KEY_SPELLINGS, MODES, TONALITY_RANGE, parse_key
+from engine.ensemble import DRUMS, VOICES, voice_id, write_ensemble_midi
 from engine.errors import InvalidMessage
 from engine.motif import VARIATION_RANGE, from_command_line
 from engine.notes import NOTE_DTYPE, write_midi
@@ -54,7 +61,8 @@ class Request:
     (None: ``DEFAULT_TONALITY``) and theme: what a theme's latent adds to a theme model,
     ``(W_z z per layer, (h0, c0))`` from ``engine.sampler.theme.ThemeEncoder.bias`` (None: free
     composition); prime: tokens (in the model's pitch space) fed before composing and not
-    part of the piece, which starts where they end (priming the LSTM with a theme)."""
+    part of the piece, which starts where they end (priming the LSTM with a theme);
+    voices: the ids of the voices that may play, for an ensemble model (None: all)."""
 
     key: int
     mode: int
@@ -64,6 +72,7 @@ class Request:
     tonality: float = None
     theme: object = None
     prime: object = None
+    voices: tuple = None
 
 
 def _bad(field, value, allowed):
@@ -108,6 +117,26 @@ def check(bars=16, beats_per_bar=4, temperature=1.0, max_note_beats=DEFAULT_MAX_
         raise _bad("critic_beats", critic_beats, f"(0, {MAX_DRAFT_BEATS:g}] beats a draft")
 
 
+def check_voices(vocab, voices, critic_k=0):
+    """InvalidMessage naming the field for ``voices`` (ids) a model cannot play, or for
+    a critic asked of an ensemble model (the drafter copies no voice state yet)."""
+    n = vocab.n_voices
+    if voices is not None:
+        if not n:
+            raise InvalidMessage(f"voices {list(voices)} asked of a one-line model: an "
+                                 "ensemble model (one with voices) plays voices",
+                                 field="voices", allowed="none for this model")
+        ids = list(voices)
+        if not ids or any(isinstance(v, bool) or not isinstance(v, (int, np.integer))
+                          or not 0 <= v < n for v in ids):
+            raise InvalidMessage(f"voices {ids} are not voice ids of this model", field="voices",
+                                 allowed=f"one or more of 0..{n - 1} "
+                                         f"({', '.join(VOICES[:n])})")
+    if n and critic_k:
+        raise InvalidMessage(f"critic_k {critic_k}: the critic does not judge an ensemble "
+                             "model's drafts yet", field="critic_k", allowed="0 for an ensemble")
+
+
 def needs_critic(critic_k, critic):
     """InvalidMessage on field ``critic`` when K > 0 drafts are asked for without one."""
     if critic_k and not critic:
@@ -135,16 +164,18 @@ def load_weights(model):
 
 def generate(weights, key, mode, density, bars, seed=0, register=None, beats_per_bar=4,
              temperature=1.0, tonality=None, max_note_beats=DEFAULT_MAX_NOTE_BEATS, max_tokens=None,
-             critic=None, critic_k=0, critic_pick="sample", critic_beats=1.0, theme=None):
+             critic=None, critic_k=0, critic_pick="sample", critic_beats=1.0, theme=None,
+             voices=None):
     """Notes (NOTE_DTYPE) of ``bars`` bars composed under constant controls.
 
     weights: ``engine.sampler.weights.Weights`` or a model path; key: pitch class 0-11;
     mode: 0 major, 1 minor; density: onsets per beat; register: mean MIDI pitch
     (default: the training data's); tonality: 0 free .. 1 strict (default
-    ``DEFAULT_TONALITY``); critic...: see ``generate_many``; theme: see ``Request``.
-    Pitches are as heard (a key-relative model's shift applied).
+    ``DEFAULT_TONALITY``); critic...: see ``generate_many``; theme, voices: see
+    ``Request``.  Pitches are as heard (a key-relative model's shift applied, drums
+    unmoved); an ensemble's notes carry their voice id in ``channel``.
     """
-    req = Request(key, mode, density, seed, register, tonality, theme)
+    req = Request(key, mode, density, seed, register, tonality, theme, voices=voices)
     return generate_many(weights, [req], bars, beats_per_bar=beats_per_bar,
                          temperature=temperature, max_note_beats=max_note_beats,
                          max_tokens=max_tokens, critic=critic, critic_k=critic_k,
@@ -182,6 +213,7 @@ def generate_many(weights, requests, bars, beats_per_bar=4, temperature=1.0,
     for r in reqs:
         check(density=r.density, mode=r.mode, key=r.key, register=r.register,
               tonality=DEFAULT_TONALITY if r.tonality is None else r.tonality)
+        check_voices(w.vocab, r.voices, critic_k)
     if not reqs:
         return []
     vocab, spec = w.vocab, w.spec
@@ -208,6 +240,8 @@ def generate_many(weights, requests, bars, beats_per_bar=4, temperature=1.0,
         t = DEFAULT_TONALITY if r.tonality is None else r.tonality
         ctl, k, bias = spec.request(r.key, r.mode, r.density, reg, t, w.key_relative)
         rt.open(s, ctl, seed=int(r.seed), temperature=temperature, tick=0)
+        if r.voices is not None:
+            rt.set_voices(s, r.voices)
         if r.theme is not None:  # the piece is a phrase that starts from the theme's state
             rt.set_theme(s, r.theme[0], r.theme[1])
         skip[s] = 0
@@ -254,8 +288,8 @@ def generate_many(weights, requests, bars, beats_per_bar=4, temperature=1.0,
 
 def _notes(vocab, tokens, end, shift, skip=0):
     """Decoded notes from ``skip`` ticks on (earlier ones were a prime), cut to ``end``
-    ticks after it and moved by ``shift`` semitones; a pitch the move takes outside
-    0..127 is dropped."""
+    ticks after it and moved by ``shift`` semitones (an ensemble's drums stay: their
+    pitch is an instrument); a pitch the move takes outside 0..127 is dropped."""
     notes = vocab.decode(np.asarray(tokens, np.int64))
     if skip:
         notes = notes[notes["start"] >= skip]
@@ -264,9 +298,10 @@ def _notes(vocab, tokens, end, shift, skip=0):
     notes = notes[notes["start"] < end]
     notes["end"] = np.minimum(notes["end"], end)
     if shift:
-        p = notes["pitch"].astype(np.int64) + shift
+        move = notes["channel"] != DRUMS if vocab.n_voices > DRUMS else np.ones(len(notes), bool)
+        p = notes["pitch"].astype(np.int64) + shift * move
         notes = notes[(p >= 0) & (p <= 127)]
-        notes["pitch"] += shift
+        notes["pitch"] = p[(p >= 0) & (p <= 127)]
     return np.ascontiguousarray(notes, dtype=NOTE_DTYPE)
 
 
@@ -287,6 +322,9 @@ def add_arguments(p):
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="model .npz (default: shipped)")
+    p.add_argument("--voices", default=None, metavar="NAMES",
+                   help="an ensemble model's voices that may play, comma-separated from "
+                        f"{', '.join(VOICES)} (default: all)")
     add_critic_arguments(p)
     p.add_argument("--theme", default=None, metavar="MOTIF.mid",
                    help="compose a variation of this theme (needs a theme model: --model "
@@ -332,14 +370,26 @@ def run(args):
     if args.critic_k and critic is None:
         raise InvalidMessage(f"--critic-k {args.critic_k} needs a critic: pass --critic PATH",
                              field="--critic", allowed="a critic .npz when --critic-k > 0")
+    voices = None if args.voices is None else [
+        voice_id(v.strip()) for v in args.voices.split(",") if v.strip()]
     weights = load_weights(Path(args.model))
+    vocab = weights.vocab
+    check_voices(vocab, voices, args.critic_k)
     theme, about = theme_of(args, MODES.index(args.mode))
     notes = generate(weights, key, MODES.index(args.mode), args.density, args.bars,
                      seed=args.seed, register=args.register, beats_per_bar=args.beats_per_bar,
                      temperature=args.temperature, tonality=tonality,
                      critic=critic if args.critic_k else None, critic_k=args.critic_k,
-                     critic_pick=args.critic_pick, critic_beats=args.critic_beats, theme=theme)
-    write_midi(notes, args.output, ticks_per_beat=weights.vocab.ticks_per_beat, bpm=args.tempo)
+                     critic_pick=args.critic_pick, critic_beats=args.critic_beats, theme=theme,
+                     voices=voices)
+    if vocab.n_voices:
+        write_ensemble_midi(notes, args.output, bpm=args.tempo, beats_per_bar=args.beats_per_bar,
+                            ticks_per_beat=vocab.ticks_per_beat)
+        counts = np.bincount(notes["channel"], minlength=vocab.n_voices)
+        about += " (" + ", ".join(f"{VOICES[v]} {int(counts[v])}"
+                                  for v in range(vocab.n_voices)) + ")"
+    else:
+        write_midi(notes, args.output, ticks_per_beat=vocab.ticks_per_beat, bpm=args.tempo)
     judged = f", critic {args.critic_k} drafts a beat ({args.critic_pick})" if args.critic_k else ""
     print(f"wrote {args.output}: {len(notes)} notes, {args.bars} bars, "
           f"{KEY_NAMES[key]} {args.mode}, density {args.density:g}, tonality {tonality:g}{judged}"

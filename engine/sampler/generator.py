@@ -11,14 +11,24 @@ the continuation the critic chose: ``engine.sampler.critic.Drafter``).  A sessio
 ``candidates[s] > 0`` never samples for itself: it plays only what is queued, and the
 drafter queues the one of K drafted continuations the critic picks whenever its queue
 runs dry.
+
+With an ensemble model (``Vocab.n_voices`` > 0) a session also has a current voice, set
+by each VOICE token (sampled or forced) and restored by a rewind; note events apply to
+(current voice, pitch), and the sounding table, the note guard and the note-offs of a
+cut are per (voice, pitch), a note-off of another voice preceded by its VOICE token.
+A mask per session says which voices may play (``set_voices``).  Each event in the
+ring carries the voice in force after it (``ev_voice``), so the player can give each
+voice its own channel.  Transposing to a key is the player's (drums never move).
 """
 import numpy as np
 from numba import njit
 
-from engine.vocab import NOTE_OFF, START, TIME_SHIFT
+from engine.ensemble import DRUMS
+from engine.vocab import NO_VOICE, NOTE_OFF, START, TIME_SHIFT
 
+from engine.sampler import voices
 from engine.sampler.lstm import lstm_step
-from engine.sampler.sampling import sample
+from engine.sampler.sampling import VOICE0, layout, sample
 
 #: The note guard: a note sounds at most this many beats (a session's own guard may be
 #: shorter); the default when nothing sets one.
@@ -49,7 +59,16 @@ class Runtime:
         self.next_ctl = np.zeros((S, C), np.float32)   # controls after switch_tick
         self.switch_tick = np.full(S, -1, np.int64)
         self.gen_tick = np.zeros(S, np.int64)
-        self.sounding = np.full((S, 128), -1, np.int64)
+        # voices: NV of them (1 for one line, whose voice is always 0); sounding[s, v*128+p]
+        # is the tick (voice v, pitch p) began, -1 when silent; voice[s] the current voice
+        # (NO_VOICE after an ensemble's START); voice_on[s, v] whether v may play
+        nv = w.vocab.n_voices
+        self.n_voices, self.no_voice = nv, NO_VOICE if nv else 0
+        self.sounding = np.full((S, max(nv, 1) * 128), -1, np.int64)
+        self.voice = np.full(S, self.no_voice, np.int64)
+        self.voice_on = np.ones((S, max(nv, 1)), np.bool_)
+        self.layout = layout(w.vocab, DRUMS)  # the sampler's token ranges and drum voice
+        self.probs = np.zeros((S, V), np.float64)  # the sampler's scratch
         self.entry = np.zeros(S, np.bool_)
         self.temperature = np.ones(S, np.float64)
         self.rng = np.ones(S, np.uint64)
@@ -61,6 +80,7 @@ class Runtime:
         self.ev_tick = np.zeros((S, ring), np.int64)
         self.ev_tok = np.zeros((S, ring), np.int64)
         self.ev_aux = np.zeros((S, ring), np.int64)    # note-off: start tick it ended
+        self.ev_voice = np.zeros((S, ring), np.int64)  # the voice in force after the event
         self.snap_h = np.zeros((S, ring if snapshots else 1, L, H), np.float32)
         self.snap_c = np.zeros((S, ring if snapshots else 1, L, H), np.float32)
         self.head = np.zeros(S, np.int64)
@@ -99,9 +119,11 @@ class Runtime:
         self.pos0 = np.full(S, -1, np.int64)
         self.pos_cur = np.full(S, -1, np.int64)
         self.prev_pos0 = np.full(S, -1, np.int64)
+        self._voices = (self.voice, self.voice_on, self.ev_voice, self.layout, self.probs)
         self._theme = (self.zbias, self.next_zbias, self.theme_h, self.theme_c, self.theme_tick,
                        self.theme_reset, self.reset_due,  # then START's token, a position's ticks
-                       np.array([w.vocab.offsets[START], self.pos_ticks], np.int64),
+                       np.array([w.vocab.offsets[START], self.pos_ticks, self.no_voice],
+                                np.int64),
                        self.pos_bias, self.pos_n, self.pos_slot, self.pos0, self.pos_cur)
         # per session: the longest a note may sound (ticks), and the tonality prior
         # (log, per pitch class above the model's tonic) now and from switch_tick on
@@ -123,6 +145,8 @@ class Runtime:
         self.switch_tick[s] = -1
         self.gen_tick[s] = tick
         self.sounding[s] = -1
+        self.voice[s] = self.no_voice
+        self.voice_on[s] = True
         self.entry[s] = True
         self.temperature[s] = temperature
         self.pc_bias[s] = self.next_bias[s] = 0.0  # free until told otherwise
@@ -137,6 +161,7 @@ class Runtime:
         # slot 0 holds the opening state as an already-played event to rewind to
         self.ev_tick[s, 0] = tick
         self.ev_tok[s, 0] = self.tokens[s]
+        self.ev_voice[s, 0] = self.no_voice
         self.snap_h[s, 0] = 0
         self.snap_c[s, 0] = 0
         self.head[s] = self.tail[s] = self.ready[s] = 1
@@ -162,7 +187,8 @@ class Runtime:
                         self.w.b_out, self.xbuf, self.gates, self.logits, self.w.kinds,
                         self.w.values, self.phase0, self.tpb, self.max_note_ticks, self.pc_bias,
                         self.next_bias, self.w.vocab.offsets[TIME_SHIFT],
-                        self.w.vocab.offsets[NOTE_OFF], self.w.vocab.max_shift, self._theme)
+                        self.w.vocab.offsets[NOTE_OFF], self.w.vocab.max_shift, self._theme,
+                        self._voices)
 
     def kernel_args(self):
         """What ``lstm_step(idx, n, *kernel_args())`` steps: this runtime's sessions."""
@@ -222,7 +248,7 @@ class Runtime:
         tick = _rewind(s, tick, self.gen_tick, self.sounding, self.ev_tick, self.ev_tok,
                        self.ev_aux, self.snap_h, self.snap_c, self.head, self.tail, self.h,
                        self.c, self.tokens, self.force_n, self.force_i, self.w.kinds,
-                       self.w.values, self.ring)
+                       self.w.values, self.ring, self.voice, self.ev_voice)
         self.ready[s] = min(self.ready[s], self.tail[s])
         self.drafted[s] = False
         if self.theme_from[s] >= 0 and self.theme_from[s] >= tick and self.theme_tick[s] < 0:
@@ -268,9 +294,13 @@ class Runtime:
         return int((sh - off + 1).sum())
 
     def release_all(self, s):
-        """Note-off tokens for every pitch session s has sounding at its generated end."""
-        off = self.w.vocab.offsets[NOTE_OFF]
-        return [off + p for p in np.nonzero(self.sounding[s] >= 0)[0]]
+        """Note-off tokens for every pitch session s has sounding at its generated end, in
+        every voice (see ``voice_offs``)."""
+        return self.voice_offs(s, range(len(self.voice_on[s])))
+
+    # the ensemble's voices: what a voice owes when cut, and the mask (engine.sampler.voices)
+    voice_offs = voices.voice_offs
+    set_voices = voices.set_voices
 
 
 @njit(nogil=True, cache=True)
@@ -278,9 +308,10 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
              ctl_base, next_ctl, switch_tick, gen_tick, sounding, entry, temperature, rng, force,
              force_n, force_i, ev_tick, ev_tok, ev_aux, snap_h, snap_c, head, tail, h, c, tok_table,
              w0, w_rest, b_rest, w_out, b_out, xbuf, gates, logits, kinds, values, phase0, tpb,
-             max_note_ticks, pc_bias, next_bias, shift_off, off_off, max_shift, theme):
+             max_note_ticks, pc_bias, next_bias, shift_off, off_off, max_shift, theme, voices):
     (zbias, next_zbias, theme_h, theme_c, theme_tick, theme_reset, reset_due, start_tok,
      pos_bias, pos_n, pos_slot, pos0, pos_cur) = theme
+    voice, voice_on, ev_voice, lay, probs = voices
     S = active.shape[0]
     R = ev_tick.shape[1]
     C = controls.shape[1]
@@ -290,7 +321,7 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
             if active[s]:
                 _theme_due(s, gen_tick, sounding, entry, force, force_n, tokens, h, c, zbias,
                            next_zbias, theme_h, theme_c, theme_tick, theme_reset, reset_due,
-                           start_tok, off_off, pos_slot, pos0, pos_cur)
+                           start_tok, off_off, pos_slot, pos0, pos_cur, voice, lay)
                 _theme_position(s, gen_tick, zbias, pos_bias, pos_n, pos_slot, pos0, pos_cur,
                                 start_tok[1])
         n = 0
@@ -321,33 +352,39 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
                     force_i[s] = 0
                     force_n[s] = 0
             else:
-                tok = sample(s, logits, temperature, kinds, values, sounding, entry, gen_tick,
-                             max_note_ticks, pc_bias, shift_off, off_off, rng)
+                tok = sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks,
+                             pc_bias, rng, voice, voice_on, lay, probs)
                 if kinds[tok] == 3:
                     # a time shift lands on the switch tick or on the guard's release of a
                     # held note, whichever comes first, rather than passing it
                     lim = gen_tick[s] + values[tok]
                     if switch_tick[s] >= 0 and switch_tick[s] < lim:
                         lim = switch_tick[s]
-                    for p in range(128):
+                    for p in range(sounding.shape[1]):
                         if sounding[s, p] >= 0 and sounding[s, p] + max_note_ticks[s] < lim:
                             lim = sounding[s, p] + max_note_ticks[s]
                     if lim < gen_tick[s] + values[tok]:
                         tok = shift_off + lim - gen_tick[s] - 1
             kind, val = kinds[tok], values[tok]
             aux = 0
+            at = max(voice[s], 0) * 128 + val  # a note before any voice token is voice 0's
             if kind == 3:
                 gen_tick[s] += val
             elif kind == 1:
-                sounding[s, val] = gen_tick[s]
+                sounding[s, at] = gen_tick[s]
                 entry[s] = False
             elif kind == 2:
-                aux = sounding[s, val]
-                sounding[s, val] = -1
+                aux = sounding[s, at]
+                sounding[s, at] = -1
+            elif kind == 5:
+                voice[s] = val
+            elif kind == 0:
+                voice[s] = start_tok[2]
             slot = tail[s] % R
             ev_tick[s, slot] = gen_tick[s]
             ev_tok[s, slot] = tok
             ev_aux[s, slot] = aux
+            ev_voice[s, slot] = voice[s]
             if snap_h.shape[1] == R:
                 snap_h[s, slot] = h[s]
                 snap_c[s, slot] = c[s]
@@ -364,7 +401,7 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
 @njit(nogil=True, cache=True)
 def _theme_due(s, gen_tick, sounding, entry, force, force_n, tokens, h, c, zbias, next_zbias,
                theme_h, theme_c, theme_tick, theme_reset, reset_due, start_tok, off_off,
-               pos_slot, pos0, pos_cur):
+               pos_slot, pos0, pos_cur, voice, lay):
     """Before session s steps: a theme whose tick its music has reached takes effect (its
     bias, or its table of them; with a reset, note-offs for what sounds are queued
     first), and a reset whose note-offs have all been fed starts the theme's phrase:
@@ -377,16 +414,29 @@ def _theme_due(s, gen_tick, sounding, entry, force, force_n, tokens, h, c, zbias
         if pos0[s] < 0:
             pos0[s] = gen_tick[s]
         if theme_reset[s]:
-            for p in range(128):
-                if sounding[s, p] >= 0 and force_n[s] < force.shape[1]:
-                    force[s, force_n[s]] = off_off + p
-                    force_n[s] += 1
+            # the voice in force first, then the others, each after its VOICE token
+            cur = voice[s]
+            for j in range(sounding.shape[1] // 128 + 1):
+                v = cur if j == 0 else j - 1
+                if v < 0 or (j > 0 and v == voice[s]):
+                    continue
+                for p in range(128):
+                    if sounding[s, v * 128 + p] < 0:
+                        continue
+                    if v != cur and force_n[s] + 1 < force.shape[1]:
+                        cur = v
+                        force[s, force_n[s]] = lay[VOICE0] + v
+                        force_n[s] += 1
+                    if v == cur and force_n[s] < force.shape[1]:
+                        force[s, force_n[s]] = off_off + p
+                        force_n[s] += 1
             reset_due[s] = True
     if reset_due[s] and force_n[s] == 0:
         reset_due[s] = False
         h[s] = theme_h[s]
         c[s] = theme_c[s]
         tokens[s] = start_tok[0]
+        voice[s] = start_tok[2]  # a START clears the voice in force
         entry[s] = True
         pos0[s] = gen_tick[s]
         pos_cur[s] = -1
@@ -406,18 +456,20 @@ def _theme_position(s, gen_tick, zbias, pos_bias, pos_n, pos_slot, pos0, pos_cur
 
 @njit(nogil=True, cache=True)
 def _rewind(s, tick, gen_tick, sounding, ev_tick, ev_tok, ev_aux, snap_h, snap_c, head, tail,
-            h, c, tokens, force_n, force_i, kinds, values, R):
+            h, c, tokens, force_n, force_i, kinds, values, R, voice, ev_voice):
     keep = tail[s] - 1
     while keep >= head[s] and ev_tick[s, keep % R] > tick:
         keep -= 1
     # undo the dropped events in the sounding table, newest first
     for i in range(tail[s] - 1, keep, -1):
         tok = ev_tok[s, i % R]
+        at = max(ev_voice[s, i % R], 0) * 128 + values[tok]  # the note's (voice, pitch)
         if kinds[tok] == 1:
-            sounding[s, values[tok]] = -1
+            sounding[s, at] = -1
         elif kinds[tok] == 2:
-            sounding[s, values[tok]] = ev_aux[s, i % R]
+            sounding[s, at] = ev_aux[s, i % R]
     slot = keep % R
+    voice[s] = ev_voice[s, slot]
     h[s] = snap_h[s, slot]
     c[s] = snap_c[s, slot]
     tokens[s] = ev_tok[s, slot]

@@ -1,7 +1,30 @@
 """Sampling a token in numba: a reproducible random stream per session, and the rules
-under which the runtime (``engine.sampler.generator.Runtime``) samples from the logits."""
+under which the runtime (``engine.sampler.generator.Runtime``) samples from the logits.
+
+The vocabulary is laid out kind after kind (``engine.vocab.Vocab.offsets``), so the rules
+are applied kind by kind over ranges of token ids; ``layout`` holds those ranges
+(indexed by the constants below) and, for an ensemble model (``Vocab.n_voices`` > 0),
+the drum voice's id.  A note event applies to the session's current voice (``voice[s]``,
+set by the last VOICE token): the sounding table is indexed by voice * 128 + pitch.
+With one line the current voice is always 0 and every rule reads as before voices.
+"""
 import numpy as np
 from numba import njit
+
+from engine.vocab import NOTE_OFF, NOTE_ON, TIME_SHIFT, VELOCITY, VOICE
+
+#: Indices into ``layout``: first ids of note-on, note-off, time shift (and how many),
+#: velocity (and how many), voice (and how many), and the drum voice (NONE_DRUMS if none).
+ON, OFF, SHIFT, N_SHIFT, VEL, N_VEL, VOICE0, N_VOICES, DRUM = range(9)
+NONE_DRUMS = -2  # never a voice id
+
+
+def layout(vocab, drums):
+    """``layout`` for a vocabulary whose drum voice (if it has voices) is ``drums``."""
+    o, c = vocab.offsets, vocab.counts
+    nv = vocab.n_voices
+    return np.array([o[NOTE_ON], o[NOTE_OFF], o[TIME_SHIFT], c[TIME_SHIFT], o[VELOCITY],
+                     c[VELOCITY], o[VOICE], nv, drums if nv > drums else NONE_DRUMS], np.int64)
 
 
 @njit(nogil=True, cache=True)
@@ -15,61 +38,99 @@ def uniform(rng, s):
     return ((x * np.uint64(2685821657736338717)) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
 
 
-@njit(nogil=True, cache=True)
-def _allowed(s, v, kinds, values, sounding, entry):
-    """May session s sample token v now? (See ``sample``.)"""
-    k = kinds[v]
-    if k == 1:
-        return sounding[s, values[v]] < 0
-    if k == 2:
-        return sounding[s, values[v]] >= 0 and not entry[s]
-    if k == 3:
-        return not entry[s]
-    return k != 0
+@njit(nogil=True, cache=True, inline="always")
+def guard(s, sounding, gen_tick, max_note_ticks, voice, layout):
+    """The note guard: the token that starts releasing a note of session s held
+    ``max_note_ticks[s]`` or longer (its note-off, or first the VOICE token of its voice
+    when that is not the current one), or -1 when none is."""
+    for i in range(sounding.shape[1]):
+        if sounding[s, i] >= 0 and gen_tick[s] - sounding[s, i] >= max_note_ticks[s]:
+            if layout[N_VOICES] > 0 and i // 128 != voice[s]:
+                return layout[VOICE0] + i // 128
+            return layout[OFF] + i % 128
+    return -1
 
 
 @njit(nogil=True, cache=True)
-def sample(s, logits, temperature, kinds, values, sounding, entry, gen_tick, max_note_ticks,
-           pc_bias, shift_off, off_off, rng):
+def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc_bias, rng,
+           voice, voice_on, layout, probs):
     """Sample the next token of session s under the runtime's rules: never START, no
     note-off of a silent pitch, no note-on of a sounding one, only note-ons while
     ``entry`` (an immediate transition starts with a note, at once), and a note held
     longer than ``max_note_ticks[s]`` is released instead of sampling (a guard: note
     lengths come from the model).  A note-on's probability is multiplied by the
-    tonality prior ``exp(pc_bias[s, pitch class])`` (``engine.controls.tonality_bias``)."""
+    tonality prior ``exp(pc_bias[s, pitch class])`` (``engine.controls.tonality_bias``).
+
+    With voices: note events need a voice in force; a voice switched off in
+    ``voice_on[s]`` is never named by a VOICE token and gets no note-on even while it is
+    current; the tonality prior applies to pitched voices only, never to drums; and with
+    every voice off the entry rule lapses (silence is all the session may play).
+
+    ``probs[s]`` (float64, one per token) is scratch: each token's unnormalised
+    probability, 0 where the rules forbid it, is computed once and then drawn from."""
+    g = guard(s, sounding, gen_tick, max_note_ticks, voice, layout)
+    if g >= 0:
+        return g
+    cur = voice[s]
+    ent = entry[s]
+    nv = layout[N_VOICES]
+    if ent and nv > 0:
+        ent = False
+        for v in range(nv):
+            if voice_on[s, v]:
+                ent = True
     V = logits.shape[1]
-    for p in range(128):
-        if sounding[s, p] >= 0 and gen_tick[s] - sounding[s, p] >= max_note_ticks[s]:
-            return off_off + p
     m = -np.inf
     for v in range(V):
         if logits[s, v] > m:
             m = logits[s, v]
-    total = 0.0
+    t = temperature[s]
     for v in range(V):
-        if _allowed(s, v, kinds, values, sounding, entry):
-            total += _weight(s, v, logits, m, temperature, kinds, values, pc_bias)
+        probs[s, v] = 0.0
+    # kind by kind, in token order (the total is summed in that order)
+    total = 0.0
+    if cur >= 0 and voice_on[s, cur]:
+        base, on = cur * 128, layout[ON]
+        tonal = cur != layout[DRUM]
+        for p in range(128):
+            if sounding[s, base + p] < 0:
+                z = (logits[s, on + p] - m) / t
+                if tonal:
+                    z += pc_bias[s, p % 12]
+                w = np.exp(z)
+                probs[s, on + p] = w
+                total += w
+    if cur >= 0 and not ent:
+        base, off = cur * 128, layout[OFF]
+        for p in range(128):
+            if sounding[s, base + p] >= 0:
+                total += _put(s, off + p, logits, m, t, probs)
+    if not ent:
+        for v in range(layout[SHIFT], layout[SHIFT] + layout[N_SHIFT]):
+            total += _put(s, v, logits, m, t, probs)
+    for v in range(layout[VEL], layout[VEL] + layout[N_VEL]):
+        total += _put(s, v, logits, m, t, probs)
+    for k in range(nv):  # a voice that may play, and not the one in force
+        if k != cur and voice_on[s, k]:
+            total += _put(s, layout[VOICE0] + k, logits, m, t, probs)
     if total == 0.0:
-        return shift_off  # nothing allowed: wait one tick
+        return layout[SHIFT]  # nothing allowed: wait one tick
     u = uniform(rng, s) * total
     acc = 0.0
     last = 0
     for v in range(V):
-        if _allowed(s, v, kinds, values, sounding, entry):
-            w = _weight(s, v, logits, m, temperature, kinds, values, pc_bias)
-            if w > 0.0:
-                acc += w
-                last = v
-                if acc > u:
-                    return v
+        w = probs[s, v]
+        if w > 0.0:
+            acc += w
+            last = v
+            if acc > u:
+                return v
     return last
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _weight(s, v, logits, m, temperature, kinds, values, pc_bias):
-    """Unnormalised probability of token v: softmax at the session's temperature,
-    times the tonality prior for a note-on."""
-    z = (logits[s, v] - m) / temperature[s]
-    if kinds[v] == 1:
-        z += pc_bias[s, values[v] % 12]
-    return np.exp(z)
+def _put(s, v, logits, m, t, probs):
+    """Token v's unnormalised probability (softmax at temperature t), kept in probs."""
+    w = np.exp((logits[s, v] - m) / t)
+    probs[s, v] = w
+    return w

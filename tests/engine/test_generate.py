@@ -188,3 +188,115 @@ def test_a_prime_is_fed_but_not_part_of_the_piece(weights):
     more = generate_many(weights, [Request(2, 1, 1.0, seed=1),
                                    Request(0, 0, 2.0, seed=4, prime=prime)], 4)
     np.testing.assert_array_equal(more[1], primed)
+
+
+@pytest.fixture(scope="module")
+def ensemble_model(tmp_path_factory):
+    """A small random key-relative model with four voices (``engine.ensemble``), the voice
+    tokens' bias raised so that a random model changes voice often enough."""
+    import torch
+
+    from engine.controls import ControlSpec
+    from engine.training.model import ModelConfig, MusicLSTM, save_model
+    from engine.vocab import VOICE, Vocab
+
+    torch.manual_seed(0)
+    vocab, spec = Vocab(n_voices=4), ControlSpec()
+    model = MusicLSTM(ModelConfig(vocab_size=vocab.size, n_controls=spec.size, embed=32,
+                                  hidden=64, layers=2, dropout=0.0))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)
+        model.head.bias[vocab.offsets[VOICE]:vocab.offsets[VOICE] + 4] += 3.0
+    path = tmp_path_factory.mktemp("ens") / "ensemble.npz"
+    save_model(path, model, vocab, spec, info=dict(key_relative=True))
+    return path
+
+
+def test_an_ensemble_moves_its_pitched_voices_to_the_key_and_never_its_drums(ensemble_model):
+    from engine.ensemble import DRUMS
+
+    w = load_weights(ensemble_model)
+    for key in (4, 6, 11):  # shifts +4, -6, -1
+        k = key_shift(key)
+        heard = generate(w, key, 0, 2.0, 4, seed=key, register=64)
+        w.key_relative = False
+        in_c = generate(w, 0, 0, 2.0, 4, seed=key, register=64 - k)
+        w.key_relative = True
+        assert set(heard["channel"].tolist()) == {0, 1, 2, 3}
+        drums = in_c["channel"] == DRUMS
+        moved = in_c["pitch"].astype(int) + k * ~drums
+        expect = in_c[(moved >= 0) & (moved <= 127)]
+        expect["pitch"] = moved[(moved >= 0) & (moved <= 127)]
+        np.testing.assert_array_equal(heard, expect)
+        assert drums.sum() > 3 and k != 0
+
+
+def test_strict_tonality_binds_the_pitched_voices_and_not_the_drums(ensemble_model):
+    from engine.ensemble import DRUMS
+
+    w = load_weights(ensemble_model)
+    for key, mode in ((0, 0), (2, 1), (9, 1)):
+        n = generate(w, key, mode, 2.0, 8, seed=key, tonality=1.0)
+        pitched, drums = n[n["channel"] != DRUMS], n[n["channel"] == DRUMS]
+        assert len(pitched) > 10
+        assert set(((pitched["pitch"].astype(int) - key) % 12).tolist()) <= SCALES[mode]
+        # a random model's drums take any pitch: the prior does not bind them
+        assert set(((drums["pitch"].astype(int) - key) % 12).tolist()) - SCALES[mode]
+
+
+def test_the_voices_asked_for_are_the_voices_that_play(ensemble_model, weights):
+    from engine.ensemble import BASS, DRUMS
+
+    w = load_weights(ensemble_model)
+    n = generate(w, 0, 0, 2.0, 4, seed=3, voices=(BASS, DRUMS))
+    assert set(n["channel"].tolist()) == {BASS, DRUMS}
+    for kwargs, field in ((dict(voices=(4,)), "voices"), (dict(voices=()), "voices"),
+                          (dict(voices=(True,)), "voices"), (dict(critic_k=2, critic="x"),
+                                                               "critic_k")):
+        with pytest.raises(InvalidMessage) as e:
+            generate(w, 0, 0, 2.0, 2, **kwargs)
+        assert e.value.field == field and e.value.allowed
+    with pytest.raises(InvalidMessage) as e:  # a one-line model has no voices to ask for
+        generate(weights, 0, 0, 2.0, 2, voices=(0,))
+    assert e.value.field == "voices"
+
+
+def test_cli_writes_one_track_per_voice_and_leaves_nothing_sounding(ensemble_model, tmp_path,
+                                                                   capsys):
+    from engine.ensemble import DEFAULTS, VOICES
+
+    out = tmp_path / "e.mid"
+    assert cli.main(["generate", "--model", str(ensemble_model), "--key", "D", "--bars", "4",
+                     "--seed", "2", "--tempo", "100", "-o", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert all(f"{v} " in said for v in VOICES)
+    mid = mido.MidiFile(out)
+    names = [next(m.name for m in t if m.type == "track_name") for t in mid.tracks[1:]]
+    assert names == list(VOICES)
+    end = 4 * 4 * mid.ticks_per_beat
+    for track, d in zip(mid.tracks[1:], DEFAULTS):
+        now, on = 0, {}
+        programs = [m.program for m in track if m.type == "program_change"]
+        assert programs == ([] if d.register is None else [d.program])
+        for m in track:
+            now += m.time
+            if m.type in ("note_on", "note_off"):
+                assert m.channel == d.channel
+                if m.type == "note_on" and m.velocity:
+                    assert not on.get(m.note)
+                    on[m.note] = 1
+                else:
+                    assert on.pop(m.note)
+        assert not on and now <= end  # every note of every voice ended, by the last bar
+    # only the voices asked for, by name; a bad name is one line naming the field
+    assert cli.main(["generate", "--model", str(ensemble_model), "--voices", "bass,drums",
+                     "--bars", "4", "--seed", "0", "-o", str(out)]) == 0
+    names = [next(m.name for m in t if m.type == "track_name")
+             for t in mido.MidiFile(out).tracks[1:]]
+    assert names == ["bass", "drums"]
+    capsys.readouterr()
+    assert cli.main(["generate", "--model", str(ensemble_model), "--voices", "bass,tuba",
+                     "-o", str(tmp_path / "x.mid")]) != 0
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "voice" in err and "drums" in err
