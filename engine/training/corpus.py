@@ -237,6 +237,18 @@ def quiet_stdout():
         os.close(saved)
 
 
+def track_notes(track, tpq, ticks_per_beat=12):
+    """A symusic track's notes (``tpq`` ticks a quarter) in ticks of a beat, channel 0."""
+    arr = track.notes.numpy()
+    notes = np.zeros(len(arr["time"]), NOTE_DTYPE)
+    start = arr["time"].astype(np.int64)
+    notes["start"] = np.rint(start * ticks_per_beat / tpq)
+    notes["end"] = np.rint((start + arr["duration"]) * ticks_per_beat / tpq)
+    notes["pitch"] = arr["pitch"]
+    notes["velocity"] = arr["velocity"]
+    return notes
+
+
 def score_notes(score, ticks_per_beat=12, keep_drums=False):
     """A symusic Score (any tick resolution) -> notes in ticks of a beat (a quarter note)."""
     tpq = score.ticks_per_quarter
@@ -244,15 +256,9 @@ def score_notes(score, ticks_per_beat=12, keep_drums=False):
     for track in score.tracks:
         if track.is_drum and not keep_drums:
             continue
-        arr = track.notes.numpy()
-        if not len(arr["time"]):
+        part = track_notes(track, tpq, ticks_per_beat)
+        if not len(part):
             continue
-        part = np.zeros(len(arr["time"]), NOTE_DTYPE)
-        t = arr["time"].astype(np.int64)
-        part["start"] = np.rint(t * ticks_per_beat / tpq)
-        part["end"] = np.rint((t + arr["duration"]) * ticks_per_beat / tpq)
-        part["pitch"] = arr["pitch"]
-        part["velocity"] = arr["velocity"]
         part["channel"] = DRUM_CHANNEL if track.is_drum else 0
         rows.append(part)
     return normalise(np.concatenate(rows)) if rows else np.zeros(0, NOTE_DTYPE)

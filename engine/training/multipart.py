@@ -239,13 +239,7 @@ def midi_tracks(data, name="MIDI data", ticks_per_beat=12, channels=False):
         found = [DRUM_CHANNEL if t.is_drum else -1 for t in score.tracks]
     tracks = []
     for t, ch in zip(score.tracks, found):
-        arr = t.notes.numpy()
-        notes = np.zeros(len(arr["time"]), NOTE_DTYPE)
-        start = arr["time"].astype(np.int64)
-        notes["start"] = np.rint(start * ticks_per_beat / tpq)
-        notes["end"] = np.rint((start + arr["duration"]) * ticks_per_beat / tpq)
-        notes["pitch"] = arr["pitch"]
-        notes["velocity"] = arr["velocity"]
+        notes = corpus.track_notes(t, tpq, ticks_per_beat)
         tracks.append(Track(t.name, int(t.program), int(ch), bool(t.is_drum), notes))
     return tracks
 

@@ -9,6 +9,8 @@ from engine.errors import InvalidMessage
 from engine.generate import DEFAULT_TONALITY, Request, generate, generate_many, load_weights
 from engine.notes import NOTE_DTYPE
 
+from tests.engine.ensemble_model import random_ensemble_model
+
 
 @pytest.fixture(scope="module")
 def weights(model_path):
@@ -192,25 +194,8 @@ def test_a_prime_is_fed_but_not_part_of_the_piece(weights):
 
 @pytest.fixture(scope="module")
 def ensemble_model(tmp_path_factory):
-    """A small random key-relative model with four voices (``engine.ensemble``), the voice
-    tokens' bias raised so that a random model changes voice often enough."""
-    import torch
-
-    from engine.controls import ControlSpec
-    from engine.training.model import ModelConfig, MusicLSTM, save_model
-    from engine.vocab import VOICE, Vocab
-
-    torch.manual_seed(0)
-    vocab, spec = Vocab(n_voices=4), ControlSpec()
-    model = MusicLSTM(ModelConfig(vocab_size=vocab.size, n_controls=spec.size, embed=32,
-                                  hidden=64, layers=2, dropout=0.0))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(3.0)
-        model.head.bias[vocab.offsets[VOICE]:vocab.offsets[VOICE] + 4] += 3.0
-    path = tmp_path_factory.mktemp("ens") / "ensemble.npz"
-    save_model(path, model, vocab, spec, info=dict(key_relative=True))
-    return path
+    """A small random key-relative model with four voices (``engine.ensemble``)."""
+    return random_ensemble_model(tmp_path_factory.mktemp("ens"))[0]
 
 
 def test_an_ensemble_moves_its_pitched_voices_to_the_key_and_never_its_drums(ensemble_model):

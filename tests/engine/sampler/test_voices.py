@@ -15,23 +15,12 @@ from engine.sampler.sampling import guard
 from engine.sampler.voices import ring_notes
 from engine.sampler.weights import Weights
 
+from tests.engine.ensemble_model import random_ensemble_model
+
 
 @pytest.fixture(scope="module")
 def ensemble_file(tmp_path_factory):
-    """A small random model with four voices: weights three times the default init (so
-    numerical errors would show, as in test_generator) and the voice tokens' bias raised,
-    so that a random model changes voice often enough for every voice to play."""
-    torch.manual_seed(0)
-    vocab, spec = Vocab(n_voices=4), ControlSpec()
-    model = MusicLSTM(ModelConfig(vocab_size=vocab.size, n_controls=spec.size, embed=32,
-                                  hidden=64, layers=2, dropout=0.0))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(3.0)
-        model.head.bias[vocab.offsets[VOICE]:vocab.offsets[VOICE] + 4] += 3.0
-    path = tmp_path_factory.mktemp("ens") / "ensemble.npz"
-    save_model(path, model, vocab, spec, info=dict(key_relative=True))
-    return path, model.eval(), vocab, spec
+    return random_ensemble_model(tmp_path_factory.mktemp("ens"))
 
 
 @pytest.fixture(scope="module")
