@@ -99,17 +99,22 @@ class Client(_Endpoint):
         return self.request("hello")
 
     def mood(self, valence=None, arousal=None, intensity=None, transition="bar", session=None,
-             tonality=None, critic=None):
+             tonality=None, critic=None, voices=None):
         """Move the mood; axes left None keep their current value.  tonality: 0 (free) ..
         1 (strict, scale notes only); critic: drafts of each beat the discriminator judges
-        (0 off, up to 16; the server needs `serve --critic`); None keeps the session's."""
+        (0 off, up to 16; the server needs `serve --critic`); None keeps the session's.
+        voices: the ensemble's voices (a server with an ensemble model), a dict {voice name:
+        True (forced on) | False (off) | "auto" (layering by intensity and arousal) |
+        {"play", "program", "channel", "octave"}}, e.g. ``{"drums": False, "harmony":
+        {"program": 89}}``; voices not named keep theirs; they change at the next bar line."""
         return self.request("mood", session, valence=valence, arousal=arousal, intensity=intensity,
-                            transition=transition, tonality=tonality, critic=critic)
+                            transition=transition, tonality=tonality, critic=critic, voices=voices)
 
-    def state(self, name, transition="bar", session=None, tonality=None, critic=None):
-        """Switch to a preset; tonality (0..1) and critic (0..16) override the preset's."""
+    def state(self, name, transition="bar", session=None, tonality=None, critic=None, voices=None):
+        """Switch to a preset; tonality (0..1) and critic (0..16) override the preset's;
+        voices (as for ``mood``) go on top of the preset's."""
         return self.request("state", session, name=name, transition=transition, tonality=tonality,
-                            critic=critic)
+                            critic=critic, voices=voices)
 
     def tempo(self, bpm, ramp_beats=0, transition="beat", session=None):
         return self.request("tempo", session, bpm=bpm, ramp_beats=ramp_beats, transition=transition)
@@ -150,8 +155,10 @@ class Client(_Endpoint):
     def pause(self, session=None):
         return self.request("pause", session)
 
-    def open_session(self, id, state=None):  # noqa: A002 - the protocol's word
-        return self.request("session", id, action="open", state=state)
+    def open_session(self, id, state=None, voices=None):  # noqa: A002 - the protocol's word
+        """Open session ``id`` in preset ``state`` (None: the server's), its ``voices`` (as
+        for ``mood``) on top of the preset's."""
+        return self.request("session", id, action="open", state=state, voices=voices)
 
     def close_session(self, id):  # noqa: A002
         return self.request("session", id, action="close")
@@ -303,6 +310,8 @@ def _checked(reply):
 
 class EventListener(_Endpoint):
     """Subscribe to the server's event stream (notes, mood, tempo, transport markers).
+    A note event's ``voice`` names the voice that plays it ("melody", "bass", "harmony",
+    "drums" or "stinger"; absent where the server knows none for its channel).
 
     types: event types to receive (None: all); iterate to get event dicts until ``timeout``
     seconds pass without one (None: wait forever).  Use as a context manager.

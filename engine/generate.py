@@ -36,7 +36,7 @@ import numpy as np
 
 from engine import DEFAULT_MODEL
 from engine.controls import DEFAULT_TONALITY, KEY_NAMES, KEY_SPELLINGS, MODES, TONALITY_RANGE, parse_key
-from engine.ensemble import DRUMS, VOICES, voice_id, write_ensemble_midi
+from engine.ensemble import DEFAULTS, DRUMS, VOICES, voice_id, write_ensemble_midi
 from engine.errors import InvalidMessage
 from engine.motif import VARIATION_RANGE, from_command_line
 from engine.notes import NOTE_DTYPE, write_midi
@@ -62,7 +62,9 @@ class Request:
     ``(W_z z per layer, (h0, c0))`` from ``engine.sampler.theme.ThemeEncoder.bias`` (None: free
     composition); prime: tokens (in the model's pitch space) fed before composing and not
     part of the piece, which starts where they end (priming the LSTM with a theme);
-    voices: the ids of the voices that may play, for an ensemble model (None: all)."""
+    voices: the ids of the voices that may play, for an ensemble model (None: all);
+    voice_bias: log-odds added to each voice's token (``Runtime.voice_bias``; None: each
+    voice's ``presence`` in ``engine.ensemble.DEFAULTS``, as a server plays it)."""
 
     key: int
     mode: int
@@ -73,6 +75,7 @@ class Request:
     theme: object = None
     prime: object = None
     voices: tuple = None
+    voice_bias: tuple = None
 
 
 def _bad(field, value, allowed):
@@ -242,6 +245,9 @@ def generate_many(weights, requests, bars, beats_per_bar=4, temperature=1.0,
         rt.open(s, ctl, seed=int(r.seed), temperature=temperature, tick=0)
         if r.voices is not None:
             rt.set_voices(s, r.voices)
+        if rt.n_voices:
+            rt.voice_bias[s] = (r.voice_bias if r.voice_bias is not None else
+                                [v.presence for v in DEFAULTS[:rt.n_voices]])
         if r.theme is not None:  # the piece is a phrase that starts from the theme's state
             rt.set_theme(s, r.theme[0], r.theme[1])
         skip[s] = 0

@@ -2,13 +2,16 @@
 
 Drawn on matplotlib's Agg canvas through ``Figure`` directly, so plotting never
 touches pyplot's global state or needs a display.  ``marks`` draws labelled
-vertical lines (the demo marks its mood changes with them).
+vertical lines (the demo marks its mood changes with them).  ``voices`` draws an
+ensemble's voices each in its colour (``VOICE_COLOURS``) with a legend; a single line
+is drawn in the melody's blue, as it always was.
 """
 from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from engine.errors import InvalidMessage
 from engine.notes import NOTE_DTYPE
@@ -18,13 +21,27 @@ FORMATS = (".png", ".pdf", ".svg")
 
 LABEL_SPAN = 0.1  # the share of the width a mark's label takes, about
 
+#: The colour of each voice's notes, by the names the protocol gives the voices; none is
+#: near the marks' crimson.  A single line is drawn in the melody's.
+VOICE_COLOURS = {
+    "melody": (0.12, 0.35, 0.65),   # blue
+    "bass": (0.10, 0.55, 0.25),     # green
+    "harmony": (0.95, 0.60, 0.10),  # orange
+    "drums": (0.50, 0.33, 0.20),    # brown (a grey would be lost among the text)
+    "stinger": (0.60, 0.20, 0.70),  # purple
+}
+
 
 def plot_pianoroll(notes_list, titles, path, marks=None, ticks_per_beat=12, beats_per_bar=4,
-                   width=12.0, panel_height=2.6):
+                   width=12.0, panel_height=2.6, voices=None):
     """Write a piano roll of each piece in ``notes_list`` (NOTE_DTYPE, ticks) to ``path``.
 
     ``titles``: one per piece; ``marks``: (beat, label) vertical lines drawn on every
-    panel.  Returns the path written.
+    panel.  ``voices``: None for pieces of one line (drawn in one colour); for
+    ensembles, the voice names (keys of ``VOICE_COLOURS``) that the notes' ``channel``
+    values index (an ensemble piece's channel is its voice id: ``engine.ensemble.VOICES``,
+    with "stinger" after them where stingers are drawn): each voice in its colour, with
+    a legend of the voices a panel has.  Returns the path written.
     """
     if len(notes_list) == 0:
         raise InvalidMessage("nothing to plot", field="notes_list", allowed="one or more pieces")
@@ -46,21 +63,46 @@ def plot_pianoroll(notes_list, titles, path, marks=None, ticks_per_beat=12, beat
                                  allowed="a list of (beat, label) with a finite beat")
 
     pieces = [np.asarray(n, dtype=NOTE_DTYPE) for n in notes_list]
+    names = _voice_names(voices, pieces)
     span = max([1.0] + [n["end"].max() / ticks_per_beat for n in pieces if len(n)]
                + [float(b) for b, _ in marks])
     fig = Figure(figsize=(width, panel_height * len(pieces)), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(pieces), 1, squeeze=False)[:, 0]
     for ax, notes, title in zip(axes, pieces, titles):
-        _panel(ax, notes, str(title), span, ticks_per_beat, beats_per_bar, marks)
+        _panel(ax, notes, str(title), span, ticks_per_beat, beats_per_bar, marks, names)
     axes[-1].set_xlabel("beats")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     return path
 
 
-def _panel(ax, notes, title, span, tpb, bpb, marks):
-    """One piece: a bar per note, shaded by velocity, bar lines, the marks."""
+def _voice_names(voices, pieces):
+    """``voices`` as a tuple of names (None stays None), checked against the colours and
+    against the channel values of the pieces."""
+    if voices is None:
+        return None
+    if isinstance(voices, str) or not all(isinstance(v, str) for v in voices):
+        raise InvalidMessage(f"voices must be a list of voice names, got {voices!r}",
+                             field="voices", allowed=list(VOICE_COLOURS))
+    names = tuple(voices)
+    unknown = [v for v in names if v not in VOICE_COLOURS]
+    if unknown or not names:
+        raise InvalidMessage(f"voices {unknown or names!r}: each must be one of "
+                             f"{', '.join(VOICE_COLOURS)}", field="voices",
+                             allowed=list(VOICE_COLOURS))
+    for notes in pieces:
+        bad = notes["channel"][(notes["channel"] < 0) | (notes["channel"] >= len(names))]
+        if len(bad):
+            raise InvalidMessage(f"a note's channel (its voice id) is {int(bad[0])}; "
+                                 f"{len(names)} voices are named", field="voices",
+                                 allowed=f"a name for each voice id 0..{int(bad[0])}")
+    return names
+
+
+def _panel(ax, notes, title, span, tpb, bpb, marks, voices=None):
+    """One piece: a bar per note, shaded by velocity (coloured by voice when ``voices``
+    names them, with a legend), bar lines, the marks."""
     ax.set_title(title, fontsize=9, loc="left")
     ax.set_xlim(0, span)
     for bar in np.arange(0, span + 1e-9, bpb):
@@ -69,9 +111,17 @@ def _panel(ax, notes, title, span, tpb, bpb, marks):
         start = notes["start"] / tpb
         dur = (notes["end"] - notes["start"]) / tpb
         shade = np.clip(notes["velocity"] / 127.0, 0.2, 1.0)
-        colors = [(0.12, 0.35, 0.65, a) for a in shade]
+        if voices is None:
+            colors = [VOICE_COLOURS["melody"] + (a,) for a in shade]
+        else:
+            colors = [VOICE_COLOURS[voices[v]] + (a,) for v, a in zip(notes["channel"], shade)]
         ax.barh(notes["pitch"], dur, left=start, height=0.8, color=colors,
                 edgecolor="none")
+        if voices is not None:
+            present = sorted(set(notes["channel"].tolist()))
+            ax.legend(handles=[Patch(color=VOICE_COLOURS[voices[v]], label=voices[v])
+                               for v in present],
+                      loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
         lo, hi = int(notes["pitch"].min()), int(notes["pitch"].max())
         ax.set_ylim(lo - 2, hi + 2)
     else:

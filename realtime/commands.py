@@ -77,9 +77,22 @@ class Commands:
                                                   names=sorted(self.themes)),
                                       max_sessions=cfg.max_sessions,
                                       events_ahead_ms=self._events_ahead_ms(),
+                                      voices=self._voices(),
                                       ticks_per_beat=music.tpb,
                                       model=music.weights.meta.get("config"),
                                       outputs=[getattr(p, "name", "?") for p in ports]))
+
+    def _voices(self):
+        """The voices the model plays, with the server's channel and program of each (a
+        session's own are in its ``session`` open reply); one line: its melody, on the
+        main session's channel."""
+        music = self.music
+        if not music.voices:
+            main = music.sessions.get("main")
+            return [dict(name="melody", channel=None if main is None else
+                         int(music.seq.vchan[main.slot, 0]), program=None)]
+        return [dict(name=v.name, channel=v.channel, program=v.program, enter=v.enter)
+                for v in music.voices]
 
     def _events_ahead_ms(self):
         """How early the event stream publishes notes (0: at their time)."""
@@ -89,16 +102,21 @@ class Commands:
 
     def mood(self, msg):
         sess = self._session(msg)
+        layers = self.music.voicing.layers(None, msg.get("voices"), base=sess.layers)
         self._set_critic(sess, msg.get("critic"))
-        return self.music.change(sess, self._next_mood(sess, msg), msg["transition"], "mood")
+        return self.music.change(sess, self._next_mood(sess, msg), msg["transition"], "mood",
+                                 layers=layers)
 
     def state(self, msg):
+        """A preset: its mood, and for an ensemble its voices (afresh from the server's,
+        the preset's then the message's: a preset says which voices it wants)."""
         sess = self._session(msg)
+        preset = self.music.presets[msg["name"]]
+        layers = self.music.voicing.layers(preset, msg.get("voices"))
         critic = msg.get("critic")
-        self._set_critic(sess, self.music.presets[msg["name"]].get("critic") if critic is None
-                         else critic, keep=False)
+        self._set_critic(sess, preset.get("critic") if critic is None else critic, keep=False)
         return self.music.change(sess, self._next_mood(sess, msg), msg["transition"], "state",
-                                 name=msg["name"])
+                                 layers=layers, name=msg["name"])
 
     def key(self, msg):
         sess = self._session(msg)
@@ -192,8 +210,12 @@ class Commands:
                 raise InvalidMessage(f"session {name!r} is already open", field="session",
                                      allowed="a name not in " + ", ".join(sorted(music.sessions)))
             sess = music.open(name, msg.get("client"),
-                              music.presets.get(msg.get("state") or music.cfg.initial_state))
-            return dict(session=name, channel=int(music.seq.channel[sess.slot]))
+                              music.presets.get(msg.get("state") or music.cfg.initial_state),
+                              msg.get("voices"))
+            if sess.layers is None:
+                return dict(session=name, channel=int(music.seq.vchan[sess.slot, 0]))
+            return dict(session=name, channel=sess.layers.voices[0].channel,
+                        voices=sess.layers.describe(sess.playing))
         music.close(self._session(msg))
         return dict(session=name)
 

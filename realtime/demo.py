@@ -5,11 +5,15 @@ it through a real ``bindings.Client``: menu, then explore (at the bar), the hero
 theme (states.toml's ``hero``, at the bar), a move along the mood axes, stealth (at
 once), combat (at the bar: the theme goes on, re-keyed in minor) with a "danger"
 stinger and the theme varied further, victory (at once) with its stinger, calm (at
-the bar).  The model served is the shipped theme model, which at z = 0 (no theme) is
-the shipped generator; with a plain model the theme steps are skipped and say so.
-``realtime.show`` prints what the music does every second; at the end the recording
-is rendered to ``demo.wav`` and drawn to ``demo.png`` with the changes marked where
-they took effect.
+the bar).  The model served is the shipped ensemble (melody, bass, harmony and drums):
+the layers build from explore to combat (the drums come in at combat's first bar), thin
+to a pad and bass in stealth and leave a pad and melody in calm.  The theme steps need a
+theme model (``--model engine/models/theme.npz``, one line); with any other model they
+are skipped and say so.  ``realtime.show`` prints what the music does every second,
+with the voices heard; at the end the recording is rendered to ``demo.wav`` (FluidSynth
+and the General MIDI SoundFont, each voice its instrument; the built-in synth where
+FluidSynth is missing) and drawn to ``demo.png``, a colour per voice, with the changes
+marked where they took effect.
 """
 import os
 import time
@@ -17,10 +21,11 @@ import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine import DEFAULT_THEME
+from engine import DEFAULT_ENSEMBLE
+from engine.ensemble import VOICES
 from engine.errors import InvalidMessage, OstinatoError, PortError
 
-from realtime.sessions import STINGER_CHANNEL
+from realtime.layers import STINGER_CHANNEL, STINGER_VOICE
 from realtime.serve import add_midi_arguments, add_synth_argument
 from realtime.server import ServerConfig
 
@@ -89,16 +94,18 @@ def add_arguments(p):
                         "default 60)")
     p.add_argument("--out-dir", default=".", help="where demo.mid, demo.wav and demo.png go "
                                                    "(default: the current folder)")
-    p.add_argument("--model", default=str(DEFAULT_THEME), help="model .npz (default: the "
-                   "shipped theme model; a plain one plays without the theme steps)")
+    p.add_argument("--model", default=str(DEFAULT_ENSEMBLE), help="model .npz (default: the "
+                   "shipped ensemble; the theme steps need a theme model, e.g. "
+                   "engine/models/theme.npz, and are skipped with any other)")
     add_midi_arguments(p)
     p.add_argument("--audio", action="store_true",
                    help="play it live: FluidSynth where JACK runs, else the built-in synth "
                         "(see --synth)")
     add_synth_argument(p)
     p.add_argument("--soundfont", default=None, metavar="PATH",
-                   help="render demo.wav with FluidSynth and this SoundFont instead of the "
-                        "built-in synth")
+                   help="render demo.wav with FluidSynth and this SoundFont (default: the "
+                        "first General MIDI SoundFont installed; the built-in synth where "
+                        "there is none or FluidSynth is missing)")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -130,13 +137,13 @@ def run(args):
     lines.insert(0, f"ostinato demo: server ready in {time.monotonic() - t_setup:.2f} s, "
                     f"model {args.model}")
     try:
-        sections, marks, wall, interrupted = _perform(srv, rec, pub, seconds, lines)
+        sections, marks, wall, interrupted, voices = _perform(srv, rec, pub, seconds, lines)
     finally:  # what was played is kept, even if the game client failed on the way
         if part.exists():
             os.replace(part, paths["mid"])
     print(f"ostinato demo: server stopped after {wall:.1f} s and {srv.events_sent} MIDI messages, "
           "no notes left sounding")
-    _wrap_up(args, paths, sections, marks, wall)
+    _wrap_up(args, paths, sections, marks, wall, voices)
     return 130 if interrupted else 0
 
 
@@ -179,7 +186,8 @@ def _open(args, record_path, mid_path):
 
 
 def _perform(srv, rec, pub, seconds, header):
-    """Play the script; returns (sections, marks, wall seconds, interrupted)."""
+    """Play the script; returns (sections, marks, wall seconds, interrupted, and the
+    voice of each MIDI channel as hello told)."""
     from bindings.client import Client
 
     from realtime.mood import bpm_of, describe
@@ -207,8 +215,11 @@ def _perform(srv, rec, pub, seconds, header):
         try:
             with Client(srv.control_address, timeout=5.0) as game:
                 hello = game.hello()
+                voices = {v["channel"]: v["name"] for v in hello["capabilities"]["voices"]
+                          if v["channel"] is not None}
                 show.say(f"game → hello: {hello['server']} {hello['version']}, "
-                         f"states {', '.join(hello['states'])}")
+                         f"states {', '.join(hello['states'])}; voices "
+                         + ", ".join(f"{name} (channel {ch})" for ch, name in voices.items()))
                 for step in SCRIPT:
                     _sleep_until(t0 + step.at * seconds)
                     if step.kind == "theme" and srv.theme is None:
@@ -230,7 +241,7 @@ def _perform(srv, rec, pub, seconds, header):
             show.say("interrupted: stopping and writing what was played")
         show.say("game → (quits); the server releases every note and closes its outputs")
         wall = time.monotonic() - t0
-    return sections, marks, wall, interrupted
+    return sections, marks, wall, interrupted, voices
 
 
 def _sleep_until(deadline):
@@ -260,17 +271,22 @@ def _answer(step, reply):
         t = reply["theme"]
         return (f"from beat {reply['beat']:g}: theme in {t['key']}, {t['bars']} bars, "
                 f"{t['notes']} notes, played in {reply['key']} {reply['mode']}")
+    voices = (f"; voices {' '.join(reply['voices'])} from beat {reply['voices_beat']:g}"
+              if reply.get("voices") else "")
     return (f"from beat {reply['beat']:g}: {reply['key']} {reply['mode']}, {reply['bpm']:g} BPM, "
-            f"{reply['density']:g} notes/beat asked, velocity {reply['velocity']}")
+            f"{reply['density']:g} notes/beat asked, velocity {reply['velocity']}{voices}")
 
 
-def section_stats(notes, sections, end_beat, tpb=TICKS_PER_BEAT):
+def section_stats(notes, sections, end_beat, tpb=TICKS_PER_BEAT, voices=None):
     """Measured density and loudness of each section of the recording.
 
-    notes: NOTE_DTYPE in ticks of ``tpb``; sections: ``Section``s in beat order.  Stinger
-    notes (their own channel) are counted apart.  Returns dicts with label, beat, bpm,
-    seconds, notes, per_second, mean_velocity, stinger_notes.
+    notes: NOTE_DTYPE in ticks of ``tpb`` (``channel``: the MIDI channel); sections:
+    ``Section``s in beat order; voices: {MIDI channel: voice name} (an ensemble's).
+    Stinger notes (their own channel) are counted apart.  Returns dicts with label, beat,
+    bpm, seconds, notes, per_second, mean_velocity, stinger_notes and voices (the names
+    of the voices with notes in the section, in ``VOICES`` order).
     """
+    voices = voices or {}
     out = []
     bounds = [s.beat for s in sections[1:]] + [end_beat]
     for sec, end in zip(sections, bounds):
@@ -283,41 +299,42 @@ def section_stats(notes, sections, end_beat, tpb=TICKS_PER_BEAT):
         out.append(dict(label=sec.label, beat=sec.beat, bpm=sec.bpm, seconds=secs,
                         notes=len(music), per_second=len(music) / secs,
                         mean_velocity=float(music["velocity"].mean()) if len(music) else 0.0,
-                        stinger_notes=int(stinger.sum())))
+                        stinger_notes=int(stinger.sum()),
+                        voices=[v for v in VOICES if v in
+                                {voices.get(int(c)) for c in set(music["channel"].tolist())}]))
     return out
 
 
-def _wrap_up(args, paths, sections, marks, wall):
+def _wrap_up(args, paths, sections, marks, wall, voices):
     """Render demo.wav, draw demo.png and print what each section measured."""
+    import numpy as np
+
     from engine.notes import read_midi
     from engine.pianoroll import plot_pianoroll
 
     import mido
 
-    from realtime.render import render_midi, write_wav
-    from realtime.soundfont import render_fluidsynth
+    from realtime.render import render_wav
 
     mid, wav, png = paths["mid"], paths["wav"], paths["png"]
     length = mido.MidiFile(mid).length
-    notes = read_midi(mid, ticks_per_beat=TICKS_PER_BEAT)
-    how = "built-in synth"
-    if args.soundfont:
-        try:
-            render_fluidsynth(mid, wav, SAMPLE_RATE, args.soundfont)
-            how = f"FluidSynth, {args.soundfont}"
-        except OstinatoError as exc:
-            print(f"  FluidSynth failed ({exc}); using the built-in synth")
-    if how == "built-in synth":
-        write_wav(wav, render_midi(mid, SAMPLE_RATE), SAMPLE_RATE)
+    notes = read_midi(mid, ticks_per_beat=TICKS_PER_BEAT, keep_drums=True)
+    how = render_wav(mid, wav, SAMPLE_RATE, soundfont=args.soundfont)
     with wave.open(str(wav), "rb") as w:
         wav_s = w.getnframes() / w.getframerate()
     end_beat = max([notes["end"].max() / TICKS_PER_BEAT if len(notes) else 0.0]
                    + [s.beat for s in sections])
-    stats = section_stats(notes, sections, end_beat)
+    stats = section_stats(notes, sections, end_beat, voices=voices)
     n_stinger = sum(s["stinger_notes"] for s in stats)
-    plot_pianoroll([notes], [f"ostinato demo: {len(notes)} notes, {length:.1f} s; red lines: "
+    # the piano roll colours each voice: a note's channel becomes its voice's index
+    names = VOICES + (STINGER_VOICE,)
+    by_channel = {**voices, STINGER_CHANNEL: STINGER_VOICE}
+    drawn = notes.copy()
+    drawn["channel"] = np.array([names.index(by_channel.get(int(c), VOICES[0]))
+                                 for c in notes["channel"]], dtype=notes["channel"].dtype)
+    plot_pianoroll([drawn], [f"ostinato demo: {len(notes)} notes, {length:.1f} s; red lines: "
                              "each mood or theme change where it took effect"], png,
-                   marks=marks, ticks_per_beat=TICKS_PER_BEAT)
+                   marks=marks, ticks_per_beat=TICKS_PER_BEAT, voices=names)
     print(f"  {mid}: {len(notes) - n_stinger} notes + {n_stinger} stinger notes, "
           f"{length:.1f} s of music ({wall:.1f} s performed)")
     print(f"  {wav}: {wav_s:.1f} s, {SAMPLE_RATE} Hz stereo ({how})")
@@ -326,8 +343,8 @@ def _wrap_up(args, paths, sections, marks, wall):
           "entries marked")
     print("  what each section measured (from the recording):")
     print(f"    {'section':<18} {'from beat':>9} {'BPM':>5} {'seconds':>8} {'notes/s':>8} "
-          f"{'mean velocity':>14}")
+          f"{'mean velocity':>14}  voices heard")
     for s in stats:
         print(f"    {s['label']:<18} {s['beat']:>9.2f} {s['bpm']:>5g} {s['seconds']:>8.1f} "
-              f"{s['per_second']:>8.2f} {s['mean_velocity']:>14.1f}")
+              f"{s['per_second']:>8.2f} {s['mean_velocity']:>14.1f}  {' '.join(s['voices'])}")
     print("  next: `ostinato serve` and send it moods from your game (see PROTOCOL.md)")

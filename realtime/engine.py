@@ -219,7 +219,7 @@ class Engine:
             self._later.append((t, due, (status, data1, data2, t, beat, session)))
 
     def in_order(self, method, *args, **kwargs):
-        """Call the outputs' ``method`` (publish, tempo, sessions) in order with the
+        """Call the outputs' ``method`` (publish, tempo, sessions, voices) in order with the
         messages: at once for the outputs with a lead; for the others, queued after the
         messages before it, so that a marker or a session's new name never overtakes
         them."""
@@ -231,8 +231,8 @@ class Engine:
                     return
             due = functools.partial(port.call_some, False if port.lead_ns else None, method,
                                     *args, **kwargs)
-        elif method == "sessions":
-            due = functools.partial(setattr, port, "sessions", args[0])
+        elif method in ("sessions", "voices"):
+            due = functools.partial(setattr, port, method, args[0])
         else:
             due = functools.partial(getattr(port, method), *args, **kwargs)
         if not isinstance(port, MultiPort) and port.lead_ns:

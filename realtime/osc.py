@@ -3,7 +3,8 @@
 ``/ostinato/<type> args...`` maps positional args onto the message's fields in the order of
 the protocol table (``/ostinato/mood 0.5 0.8 0.3 now``); ``/ostinato/<type>/<field> value``
 sets one field (``/ostinato/mood/arousal 0.8``); trailing ``session <name>`` and ``id <id>``
-pairs fill the envelope.  The dict goes through ``protocol.validate`` and the same handler
+pairs fill the envelope.  Values OSC cannot carry (a theme's ``notes``, ``voices``) come as
+JSON text (``/ostinato/mood/voices '{"drums": false}'``), which validation reads.  The dict goes through ``protocol.validate`` and the same handler
 as the ZeroMQ transport.  Replies go back to the sender, or to the port it named with
 ``/ostinato/hello <reply_port>`` (for Max/Pd, which send and listen on different sockets).
 
@@ -301,12 +302,14 @@ class _Endpoint(BlockingOSCUDPServer):
 def _event_packet(frame, kind, session, seq, t_ns, beat, fields):
     """One event (its JSON ``frame`` and what it was made from) as an OSC bundle timetagged
     with its time (NTP, from the wall clock) holding ``/ostinato/event/<type> session seq
-    t_ns beat ...``: notes then carry channel, pitch and velocity (ints); other types their
-    whole JSON event as text.  seq is an int32, t_ns the server's CLOCK_MONOTONIC
-    nanoseconds as an int64 (``h``), beat a float32."""
+    t_ns beat ...``: notes then carry channel, pitch and velocity (ints) and, when the event
+    names one, the voice (a string); other types their whole JSON event as text.  seq is an
+    int32, t_ns the server's CLOCK_MONOTONIC nanoseconds as an int64 (``h``), beat a float32."""
     args = [("s", session), ("i", seq & 0x7FFFFFFF), ("h", t_ns), ("f", beat)]
     if kind in ("note_on", "note_off"):
         args += [("i", fields["channel"]), ("i", fields["pitch"]), ("i", fields["velocity"])]
+        if fields.get("voice") is not None:
+            args.append(("s", fields["voice"]))
     else:
         args.append(("s", frame.decode()))
     body = [_osc_string(f"{PREFIX}/event/{kind}"), _osc_string("," + "".join(t for t, _ in args))]

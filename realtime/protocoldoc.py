@@ -5,7 +5,8 @@ filled in from the protocol's table, and examples a real server answered.
 and addresses from ``realtime.protocol``, the field tables of every message
 (``requests_markdown``), the error table and an error reply of each code made by the
 validator itself (``errors_markdown``), the event table and frames made by
-``encode_event`` (``events_markdown``), and the Examples section (``examples_markdown``).
+``encode_event`` (``events_markdown``), the voices' tables, requests and refusals
+(``voices_markdown``), and the Examples section (``examples_markdown``).
 
 The examples come from a server started on the shipped model and states (control on
 ``tcp://127.0.0.1:0``, the event stream on a free loopback port as its only output: no
@@ -25,16 +26,17 @@ import argparse
 import json
 import re
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 from string import Template
 
 import zmq
 
-from engine import DEFAULT_MODEL
 from engine.errors import InvalidMessage
 
 from realtime import protocol
+from realtime.layers import Layers
 from realtime.osc import MAX_SUBSCRIBERS
 from realtime.outputs import ZmqPubPort
 from realtime.server import Server, ServerConfig
@@ -77,10 +79,12 @@ WHEN = {
     "bad_type": "a field has the wrong JSON type (e.g. a string for a number)",
     "out_of_range": "a number outside its range (`NaN`, `Infinity` and `-Infinity`, which "
                     "Python's JSON reader accepts, are outside every range), a malformed "
-                    "`session`, or `critic` above 0 on a server without a critic",
-    "bad_choice": "a string not among the choices (transition, key, mode, preset or stinger "
-                  "name, or a session the server does not know)",
-    "unknown_field": "a field this message type does not have (or `state` with action `close`)",
+                    "`session`, `critic` above 0 on a server without a critic, or `voices` "
+                    "the session cannot take (see [Voices](#voices))",
+    "bad_choice": "a string not among the choices (transition, key, mode, preset, stinger or "
+                  "voice name, a voice's setting or key, or a session the server does not know)",
+    "unknown_field": "a field this message type does not have (or `state` or `voices` with "
+                     "action `close`)",
     "too_large": f"the message is over {protocol.MAX_MESSAGE_BYTES} bytes, or nests "
                  f"arrays/objects more than {protocol.MAX_DEPTH} deep",
     "server_error": "the server failed while handling a valid request; it keeps running, and "
@@ -104,10 +108,30 @@ REFUSED = {
 }
 SERVER_ERROR = RuntimeError("model file missing"), 9  # the exception a server_error shows
 
+# The Voices section's requests, shown with the ``voices`` validation makes of each, and
+# its refusals, with the reply validation gives each (both by ``protocol.parse``).
+VOICE_REQUESTS = (
+    '{"type": "mood", "intensity": 0.9, "voices": {"drums": true}}',
+    '{"type": "state", "name": "combat", "voices": {"melody": false, "harmony": {"program": 89}}}',
+    '{"type": "session", "action": "open", "session": "player2", "state": "explore", '
+    '"voices": {"bass": {"channel": 5, "octave": -1, "play": "auto"}}}',
+)
+VOICE_REFUSED = (
+    '{"type": "mood", "voices": {"kazoo": true}, "id": 11}',
+    '{"type": "mood", "voices": {"bass": {"program": 128}}, "id": 12}',
+    '{"type": "mood", "voices": {"bass": {"channel": 4}, "harmony": {"channel": 4}}, "id": 13}',
+    '{"type": "state", "name": "calm", "voices": {"melody": false, "bass": false, '
+    '"harmony": false, "drums": false}, "id": 14}',
+)
+# A preset that sets a program out of range: the shipped states.toml with this edit, as
+# ``ostinato serve`` refuses it at start-up.
+BAD_PRESET = ("harmony = { program = 89 } }  # a warm pad and bass",
+              "harmony = { program = 200 } }  # a warm pad and bass")
+
 # Frames of the event stream's example: (type, seq, t_ns, beat, note or fields).
 EVENTS = (
-    ("note_on", 123, 1234567890123456, 16.25, dict(channel=0, pitch=60, velocity=90)),
-    ("note_off", 124, 1234568140123456, 16.75, dict(channel=0, pitch=60, velocity=0)),
+    ("note_on", 123, 1234567890123456, 16.25, dict(channel=0, pitch=60, velocity=90, voice="melody")),
+    ("note_off", 124, 1234568140123456, 16.75, dict(channel=0, pitch=60, velocity=0, voice="melody")),
     ("mood", 125, 1234568390123456, 17.0, dict(valence=0.5, arousal=0.8, intensity=0.3)),
     ("transport", 126, 1234568390123456, 17.0, dict(state="pause")),
     ("tempo", 127, 1234568390123456, 17.0, dict(bpm=140.0)),
@@ -126,10 +150,12 @@ def requests_markdown():
         if f.choices in (protocol.PRESETS, protocol.STINGERS):
             allowed = f"names from states.toml (shipped: {', '.join(allowed)})"
         kind = {"float": "number", "int": "integer", "id": "string or integer",
-                "notes": "array (OSC: JSON text)"}.get(f.kind, "string")
+                "notes": "array (OSC: JSON text)",
+                "voices": "object (OSC: JSON text)"}.get(f.kind, "string")
         default = "" if f.default is None else json.dumps(f.default)
+        cell = lambda text: text.replace("|", "\\|")  # noqa: E731 - a | in a cell ends it
         return f"| `{f.name}` | {kind} | {'yes' if f.required else 'no'} | {default} | " \
-               f"{protocol.show(allowed)} | {f.doc} |"
+               f"{cell(protocol.show(allowed))} | {cell(f.doc)} |"
 
     out = ["### Envelope (every message)", "", *lines, "| `type` | string | yes |  | "
            f"{', '.join(protocol.MESSAGE_TYPES)} | message type |", *map(row, protocol.ENVELOPE), ""]
@@ -178,19 +204,72 @@ def events_markdown():
                       "```json", *frames, "```"])
 
 
+def voices_markdown():
+    """The shipped voices (states.toml's ``[voices]``) and the voices each shipped preset
+    plays at its own mood (``realtime.layers``, the server's rule); requests with the value
+    validation makes of their ``voices``, refusals with their replies, and a bad preset's
+    start-up error, all made by the protocol's own code."""
+    shipped = protocol.load_voices(protocol.DEFAULT_STATES)
+    presets, _ = protocol.load_states(protocol.DEFAULT_STATES)
+    out = ["| voice | channel | program | octave | enter | presence |", "|---|---|---|---|---|---|",
+           *(f"| `{v.name}` | {v.channel} | {v.program} | {v.octave} | {v.enter:g} | "
+             f"{v.presence:g} |" for v in shipped), "",
+           "| preset | `voices` | level | plays |", "|---|---|---|---|"]
+    for name, p in presets.items():
+        layers = Layers.of(shipped).update(p.get("voices"))
+        playing = layers.playing(p["intensity"], p["arousal"])
+        setting = f"`{json.dumps(p['voices'])}`" if "voices" in p else 'all `"auto"`'
+        out.append(f"| `{name}` | {setting} | "
+                   f"{(p['intensity'] + p['arousal']) / 2:g} | "
+                   f"{', '.join(shipped[v].name for v in playing)} |")
+    out += ["", "Requests, and the `voices` validation passes on:", ""]
+    for request in VOICE_REQUESTS:
+        out += ["```json", request, "```", "```json", json.dumps(protocol.parse(request)["voices"]),
+                "```"]
+    out += ["", "Refused by validation:", ""]
+    for request in VOICE_REFUSED:
+        try:
+            protocol.parse(request)
+        except InvalidMessage as exc:
+            out += ["```json", request, "```", "```json",
+                    json.dumps(json.loads(protocol.error_reply(exc))), "```"]
+        else:
+            raise ValueError(f"the refused voices example {request} was accepted")
+    out += ["", "A preset with a program out of range stops `ostinato serve`:", "", "```",
+            bad_preset_error(), "```"]
+    return "\n".join(out)
+
+
+def bad_preset_error():
+    """The start-up error of the shipped states.toml with ``BAD_PRESET``'s edit, its
+    folder left out of the path."""
+    text = protocol.DEFAULT_STATES.read_text()
+    if BAD_PRESET[0] not in text:
+        raise ValueError(f"states.toml has no {BAD_PRESET[0]!r} to edit")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "states.toml"
+        path.write_text(text.replace(BAD_PRESET[0], BAD_PRESET[1]))
+        try:
+            protocol.load_states(path)
+        except InvalidMessage as exc:
+            return str(exc).replace(f"{folder}/", "")
+    raise ValueError(f"states.toml with {BAD_PRESET[1]!r} was accepted")
+
+
 # ---------------------------------------------------------------- from a real server
 
-def collect(order=ORDER, model=DEFAULT_MODEL):
+def collect(order=ORDER, model=None):
     """[(request, reply)] for each type in ``order``: ``protocol.example(type)`` sent to a
-    fresh server on ``model`` and the states shipped with Ostinato, and its decoded reply.
+    fresh server on ``model`` (None: the model ``ostinato serve`` loads by default,
+    ``ServerConfig``'s) and the states shipped with Ostinato, and its decoded reply.
 
     Raises RuntimeError for an error reply or no reply: an example must show a success.
     """
     missing = set(protocol.MESSAGE_TYPES) - set(order)
     if missing:
         raise ValueError(f"order leaves out {', '.join(sorted(missing))}")
-    cfg = ServerConfig(model=str(model), control="tcp://127.0.0.1:0",
-                       states=str(protocol.DEFAULT_STATES))
+    cfg = ServerConfig(control="tcp://127.0.0.1:0", states=str(protocol.DEFAULT_STATES),
+                       **({} if model is None else {"model": str(model)}))
     pairs = []
     with Server(cfg, [ZmqPubPort("tcp://127.0.0.1:*")]) as srv, zmq.Context() as ctx, \
             ctx.socket(zmq.REQ) as sock:
@@ -239,8 +318,8 @@ def wrap(paragraph, width=WIDTH):
     return textwrap.fill(glued, width, break_on_hyphens=False).replace("\0", " ")
 
 
-def examples_markdown(model=DEFAULT_MODEL):
-    """The Examples section as the server on ``model`` answers it now."""
+def examples_markdown(model=None):
+    """The Examples section as the server on ``model`` (None: the default) answers it now."""
     return render(collect(model=model))
 
 
@@ -255,6 +334,7 @@ def document(examples=None):
         max_request_mib=f"{protocol.MAX_REQUEST_BYTES / 2**20:g}", min_notes=protocol.MIN_NOTES,
         max_theme_bars=protocol.MAX_THEME_BARS, max_subscribers=MAX_SUBSCRIBERS,
         requests=requests_markdown(), errors=errors_markdown(), events=events_markdown(),
+        voices=voices_markdown(),
         examples=examples_markdown() if examples is None else examples)
 
 

@@ -1,8 +1,10 @@
 """Offline rendering: a MIDI file to audio with the built-in synth, sample-exact, the WAV
-writer, and the ``ostinato render`` command (built-in synth or FluidSynth)."""
+writer, ``render_wav`` (FluidSynth and a General MIDI SoundFont where they are installed,
+the built-in synth otherwise), and the ``ostinato render`` command."""
 import math
 import os
 import wave
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import numpy as np
 from engine.errors import InvalidMessage, OstinatoError
 from engine.notes import open_midi
 
-from realtime.soundfont import SOUNDFONTS, default_soundfont, render_fluidsynth
+from realtime.soundfont import SOUNDFONTS, default_soundfont, fluidsynth_missing, render_fluidsynth
 from realtime.synth import Synth, SynthConfig, check_float, check_int, push_event
 from realtime.voices import EV_ALL_NOTES_OFF, EV_ALL_SOUND_OFF
 
@@ -100,16 +102,79 @@ def write_wav(path, audio, sample_rate):
         w.writeframes(pcm.tobytes())
 
 
+SYNTHS = ("auto", "fluidsynth", "builtin")
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """What ``render_wav`` wrote: the WAV, its length, the synth that played it
+    ("fluidsynth" or "builtin"), the SoundFont FluidSynth loaded, and why FluidSynth was
+    not used when it was wanted (``fallback``)."""
+
+    path: str
+    seconds: float
+    synth: str
+    soundfont: str | None = None
+    fallback: str | None = None
+
+    def __str__(self):
+        if self.synth == "fluidsynth":
+            return f"FluidSynth, {self.soundfont}"
+        return "built-in synth" + (f" ({self.fallback})" if self.fallback else "")
+
+
+def render_wav(midi_path, wav_path, sample_rate=48000, synth="auto", soundfont=None,
+               tail_s=1.0):
+    """Render a MIDI file to a 16-bit WAV and say how (a ``Rendering``).
+
+    synth: "auto" renders with FluidSynth and a General MIDI SoundFont (``soundfont``,
+    else the first of ``SOUNDFONTS``) when both are installed, each channel with the
+    program its program changes select and channel 9 as the drum kit, and with the
+    built-in synth otherwise or when FluidSynth fails (``fallback`` says why);
+    "fluidsynth" insists (OstinatoError when it cannot); "builtin" never tries it.
+    tail_s: seconds after the file's end for releases (built-in synth; FluidSynth
+    renders until its player ends).
+    """
+    if synth not in SYNTHS:
+        raise InvalidMessage(f"synth must be one of {', '.join(SYNTHS)}, got {synth!r}",
+                             field="synth", allowed=list(SYNTHS))
+    sr = check_int("sample_rate", sample_rate, 8000, 192000)
+    tail_s = check_float("tail_s", tail_s, 0.0, 60.0)
+    open_midi(midi_path)  # a file that is no MIDI is an error for either synth
+    fallback = None
+    if synth != "builtin":
+        fallback = fluidsynth_missing(soundfont)
+        if fallback is None:
+            try:
+                render_fluidsynth(midi_path, wav_path, sr, soundfont)
+                return Rendering(os.fspath(wav_path), _wav_seconds(wav_path), "fluidsynth",
+                                 soundfont or default_soundfont())
+            except OstinatoError as exc:
+                if synth == "fluidsynth":
+                    raise
+                fallback = f"FluidSynth failed: {exc}"
+        elif synth == "fluidsynth":
+            raise OstinatoError(fallback)
+    write_wav(wav_path, render_midi(midi_path, sr, tail_s=tail_s), sr)
+    return Rendering(os.fspath(wav_path), _wav_seconds(wav_path), "builtin", fallback=fallback)
+
+
+def _wav_seconds(path):
+    with wave.open(os.fspath(path), "rb") as w:
+        return w.getnframes() / w.getframerate()
+
+
 def add_arguments(parser):
     parser.add_argument("midi", help="MIDI file to render (type 0 or 1)")
     parser.add_argument("-o", "--output", help="WAV file to write (default: the MIDI name with .wav)")
     parser.add_argument("--rate", type=int, default=48000, help="sample rate in Hz (8000-192000)")
     parser.add_argument("--tail", type=float, default=1.0,
                         help="seconds rendered after the file ends, for releases (built-in synth)")
-    parser.add_argument("--synth", choices=("builtin", "fluidsynth"), default="builtin",
-                        help="builtin (default, numba, no files needed) or fluidsynth "
+    parser.add_argument("--synth", choices=SYNTHS, default="builtin",
+                        help="builtin (default, numba, no files needed), fluidsynth "
                              "(needs the fluidsynth program and a General MIDI SoundFont, "
-                             "e.g. Debian's timgm6mb-soundfont)")
+                             "e.g. Debian's timgm6mb-soundfont) or auto (FluidSynth where "
+                             "it is installed, else the built-in synth)")
     parser.add_argument("--soundfont", metavar="PATH",
                         help="SoundFont (.sf2) for FluidSynth; implies --synth fluidsynth "
                              f"(default: the first of {', '.join(SOUNDFONTS)})")
@@ -118,14 +183,8 @@ def add_arguments(parser):
 def run(args):
     out = Path(args.output) if args.output else Path(args.midi).with_suffix(".wav")
     rate = check_int("rate", args.rate, 8000, 192000)
-    if args.soundfont or args.synth == "fluidsynth":
-        render_fluidsynth(args.midi, out, rate, args.soundfont)
-        how = f"fluidsynth, {args.soundfont or default_soundfont()}"
-    else:
-        audio = render_midi(args.midi, rate, tail_s=check_float("tail", args.tail, 0.0, 60.0))
-        write_wav(out, audio, rate)
-        how = "built-in synth"
-    with wave.open(os.fspath(out), "rb") as w:
-        seconds = w.getnframes() / w.getframerate()
-    print(f"wrote {out}: {seconds:.2f} s at {rate} Hz ({how})")
+    tail = check_float("tail", args.tail, 0.0, 60.0)
+    synth = "fluidsynth" if args.soundfont and args.synth == "builtin" else args.synth
+    done = render_wav(args.midi, out, rate, synth, args.soundfont, tail)
+    print(f"wrote {out}: {done.seconds:.2f} s at {rate} Hz ({done})")
     return 0

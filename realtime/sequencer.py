@@ -6,6 +6,12 @@ a tempo map per session (jumps and linear ramps, changes at any tick; its kernel
 composing (velocity from intensity with a beat accent, transposition, humanising),
 stingers merged on the grid, and the tables of sounding notes that make every note-on
 get its note-off.
+
+An ensemble model's events each belong to a voice (the runtime's ring ``ev_voice``):
+each (session, voice) has its own wire channel (``vchan``), octave shift (``vshift``)
+and velocity offset (``vvel``); the drum voice is never transposed, since its pitches
+are instruments.  A one-line model is voice 0 throughout.
+
 The kernels are numba ``nogil`` functions over preallocated arrays; ``collect``
 writes due MIDI messages into an output buffer that the sending thread forwards.
 """
@@ -14,6 +20,7 @@ import time
 import numpy as np
 from numba import njit
 
+from engine.errors import InvalidMessage
 from engine.sampler.sampling import uniform
 
 from realtime.tempomap import bpm_at, ns_to_tick, promote, set_tempo, tick_to_ns
@@ -25,12 +32,21 @@ TRANSPOSE_CAP = 4  # pending transpositions per session (two at most in practice
 
 
 class Sequencer:
-    """Timing and performance state for ``max_sessions`` session slots."""
+    """Timing and performance state for ``max_sessions`` session slots.
 
-    def __init__(self, max_sessions, ticks_per_beat, beats_per_bar=4):
+    ``n_voices``: the voices of the model's events (1 for a one-line model, whose events
+    are all voice 0); ``drum_voice``: the voice never transposed (-2, none: a one-line
+    model has no drums, and a voice is never negative)."""
+
+    def __init__(self, max_sessions, ticks_per_beat, beats_per_bar=4, n_voices=1,
+                 drum_voice=-2):
         S = max_sessions
+        NV = self.n_voices = int(n_voices)
+        if NV < 1:
+            raise ValueError(f"n_voices must be at least 1, got {n_voices}")
         self.tpb = ticks_per_beat
         self.beats_per_bar = beats_per_bar
+        self.drum_voice = int(drum_voice)
         # tempo segment: at seg_tick (ticks) the time is seg_ns; tempo goes from bpm0 to
         # bpm1 linearly over ramp ticks, then stays.  A pending change replaces it at p_tick.
         self.seg_tick = np.zeros(S, np.float64)
@@ -41,7 +57,12 @@ class Sequencer:
         self.p_tick = np.full(S, -1.0)
         self.p_bpm = np.zeros(S, np.float64)
         self.p_ramp = np.zeros(S, np.float64)
-        self.channel = np.zeros(S, np.int64)
+        # per session and voice: the wire channel (a one-line session's is vchan[s, 0]),
+        # semitones added (an octave shift: the drum voice ignores it) and velocity added
+        # to the session's
+        self.vchan = np.zeros((S, NV), np.int64)
+        self.vshift = np.zeros((S, NV), np.int64)
+        self.vvel = np.zeros((S, NV), np.float64)
         # semitones added to every generated note-on (a key-relative model composes in C);
         # a key change at a beat or bar queues (tick, semitones): collect applies each
         # from the first event at or after its tick, so earlier events keep the old one
@@ -58,11 +79,12 @@ class Sequencer:
         self.asap_ns = np.zeros(S, np.int64)
         self.frozen = np.zeros(S, np.bool_)     # paused sessions play nothing
         self.rng = np.ones(S, np.uint64)
-        # sounding notes: per session and generated pitch, the pitch/channel sent and a
-        # serial; per wire channel and pitch, the serial that owns it (0: silent)
-        self.sent_pitch = np.full((S, 128), -1, np.int64)
-        self.sent_chan = np.zeros((S, 128), np.int64)
-        self.sent_serial = np.zeros((S, 128), np.int64)
+        # sounding notes: per session and generated (voice, pitch), at voice * 128 + pitch,
+        # the pitch/channel sent and a serial; per wire channel and pitch, the serial that
+        # owns it (0: silent; sessions and voices may share a channel)
+        self.sent_pitch = np.full((S, NV * 128), -1, np.int64)
+        self.sent_chan = np.zeros((S, NV * 128), np.int64)
+        self.sent_serial = np.zeros((S, NV * 128), np.int64)
         self.owner = np.zeros((16, 128), np.int64)
         self.serial = np.zeros(1, np.int64)
         # stinger notes per session, sorted by tick: (tick, status, pitch, velocity)
@@ -163,13 +185,35 @@ class Sequencer:
         self.st_head[s], self.st_n[s] = 0, len(rows)
         self.st_chan[s] = channel
 
+    def programs(self, s, t_ns, beat, channel_programs):
+        """Program changes for session s into ``out``, one per (channel, program) of
+        ``channel_programs``; returns the messages written (sent like ``release``'s)."""
+        rows = list(channel_programs)
+        if len(rows) > self.out.shape[0]:
+            raise ValueError(f"at most {self.out.shape[0]} program changes at once")
+        for i, (ch, prog) in enumerate(rows):
+            if not 0 <= ch <= 15:
+                raise InvalidMessage(f"channel must be 0..15, got {ch!r}", field="channel",
+                                     allowed="0..15")
+            if not 0 <= prog <= 127:
+                raise InvalidMessage(f"program must be 0..127, got {prog!r}", field="program",
+                                     allowed="0..127")
+            self.out[i] = (0xC0 | ch, prog, 0, s)
+            self.out_ns[i] = t_ns
+            self.out_beat[i] = beat
+        return len(rows)
+
     # -- the kernels over these tables, called with them: no call site lists them ----------
     def collect(self, now, rt, kinds, values):
         """``collect`` the events of the generator's rings (``rt``, a Runtime) due by
         ``now`` into ``out``; returns (messages written, when the next one is due or -1)."""
-        return collect(now, rt.active, rt.ev_tick, rt.ev_tok, rt.head, rt.ready, kinds, values,
-                       self.seg_tick, self.seg_ns, self.bpm0, self.bpm1, self.ramp, self.p_tick,
-                       self.p_bpm, self.p_ramp, self.tpb, self.beats_per_bar, self.channel,
+        if rt.n_voices > self.n_voices:  # its voices would index past the voice tables
+            raise ValueError(f"the runtime has {rt.n_voices} voices, this sequencer "
+                             f"{self.n_voices}")
+        return collect(now, rt.active, rt.ev_tick, rt.ev_tok, rt.ev_voice, rt.head, rt.ready,
+                       kinds, values, self.seg_tick, self.seg_ns, self.bpm0, self.bpm1,
+                       self.ramp, self.p_tick, self.p_bpm, self.p_ramp, self.tpb,
+                       self.beats_per_bar, self.vchan, self.vshift, self.vvel, self.drum_voice,
                        self.transpose, self.tr_tick, self.tr_val, self.tr_n, self.velocity,
                        self.next_vel, self.vel_tick, self.accent, self.humanise, self.asap_tick,
                        self.asap_ns, self.frozen, self.rng, self.sent_pitch, self.sent_chan,
@@ -252,10 +296,10 @@ def _due(s, head, ready, ev_tick, st_tick, st_head, st_n, asap_tick, asap_ns, se
 
 
 @njit(nogil=True, cache=True)
-def collect(now, active, ev_tick, ev_tok, head, ready, kinds, values, seg_tick, seg_ns, bpm0,
-            bpm1, ramp, p_tick, p_bpm, p_ramp, tpb, beats_per_bar, channel, transpose, tr_tick,
-            tr_val, tr_n, velocity, next_vel, vel_tick, accent, humanise, asap_tick, asap_ns,
-            frozen, rng, sent_pitch, sent_chan,
+def collect(now, active, ev_tick, ev_tok, ev_voice, head, ready, kinds, values, seg_tick,
+            seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm, p_ramp, tpb, beats_per_bar, vchan, vshift,
+            vvel, drum_voice, transpose, tr_tick, tr_val, tr_n, velocity, next_vel, vel_tick,
+            accent, humanise, asap_tick, asap_ns, frozen, rng, sent_pitch, sent_chan,
             sent_serial, owner, serial, st_tick, st_on, st_pitch, st_vel, st_head, st_n,
             st_chan, due, due_st, out, out_ns, out_beat):
     """Move every event due by ``now`` (ns) from the rings (the published part, below
@@ -267,9 +311,12 @@ def collect(now, active, ev_tick, ev_tok, head, ready, kinds, values, seg_tick, 
     channel, shared by the sessions on one channel) changes in the order the messages
     are sent.  ``due`` and ``due_st`` are scratch, one entry per session.
 
-    A generated note-on sounds ``transpose[s]`` semitones up; the ``tr_n[s]`` queued
-    changes (``tr_tick``, ``tr_val``, by tick) take over from the first event at or after
-    their tick, like ``next_vel`` at ``vel_tick``.  A note-off ends the pitch that was sent.
+    A generated note-on of voice v (``ev_voice``; below 0, before a piece's first voice
+    token, counts as 0) goes out on channel ``vchan[s, v]``, ``transpose[s] + vshift[s, v]``
+    semitones up unless v is ``drum_voice``, at the session's velocity plus ``vvel[s, v]``;
+    the ``tr_n[s]`` queued changes (``tr_tick``, ``tr_val``, by tick) take over from the
+    first event at or after their tick, like ``next_vel`` at ``vel_tick``.  A note-off ends
+    the pitch that was sent for its (voice, pitch).
     """
     S = active.shape[0]
     R = ev_tick.shape[1]
@@ -292,7 +339,7 @@ def collect(now, active, ev_tick, ev_tok, head, ready, kinds, values, seg_tick, 
             if due[q] < due[s]:
                 s = q
         t = due[s]
-        if t > now:
+        if t > now or t >= 1e30:  # 1e30: nothing left (even for a ``now`` that far off)
             return n, (t if t < 1e30 else -1.0)
         if n >= out.shape[0] - 4:
             return n, now  # buffer full: come back at once
@@ -325,11 +372,17 @@ def collect(now, active, ev_tick, ev_tok, head, ready, kinds, values, seg_tick, 
                     tr_tick[s, j - 1] = tr_tick[s, j]
                     tr_val[s, j - 1] = tr_val[s, j]
                 tr_n[s] -= 1
+            vo = ev_voice[s, slot]
+            if vo < 0:
+                vo = 0
+            key = vo * 128 + values[tok]  # the note's (voice, generated pitch)
             if k == 1:
-                p = values[tok] + transpose[s]
+                p = values[tok]
+                if vo != drum_voice:
+                    p += transpose[s] + vshift[s, vo]
                 if 0 <= p < 128:
-                    ch = channel[s]
-                    v = velocity[s]
+                    ch = vchan[s, vo]
+                    v = velocity[s] + vvel[s, vo]
                     if tick % tpb == 0:
                         v += accent[s]
                         if tick % (tpb * beats_per_bar) == 0:
@@ -339,15 +392,14 @@ def collect(now, active, ev_tick, ev_tok, head, ready, kinds, values, seg_tick, 
                     vel = int(min(127.0, max(1.0, v)))
                     n, ser = note_on(s, p, ch, vel, int(t), beat, sent_pitch, sent_chan,
                                      sent_serial, owner, serial, out, out_ns, out_beat, n)
-                    sent_pitch[s, values[tok]] = p
-                    sent_chan[s, values[tok]] = ch
-                    sent_serial[s, values[tok]] = ser
+                    sent_pitch[s, key] = p
+                    sent_chan[s, key] = ch
+                    sent_serial[s, key] = ser
             elif k == 2:
-                q = values[tok]
-                if sent_pitch[s, q] >= 0:
-                    n = note_off(s, sent_pitch[s, q], sent_chan[s, q], sent_serial[s, q], int(t),
-                                 beat, owner, out, out_ns, out_beat, n)
-                    sent_pitch[s, q] = -1
+                if sent_pitch[s, key] >= 0:
+                    n = note_off(s, sent_pitch[s, key], sent_chan[s, key], sent_serial[s, key],
+                                 int(t), beat, owner, out, out_ns, out_beat, n)
+                    sent_pitch[s, key] = -1
             head[s] += 1
         due[s], due_st[s] = _due(s, head, ready, ev_tick, st_tick, st_head, st_n, asap_tick,
                                  asap_ns, seg_tick, seg_ns, bpm0, bpm1, ramp, p_tick, p_bpm,
@@ -357,9 +409,9 @@ def collect(now, active, ev_tick, ev_tok, head, ready, kinds, values, seg_tick, 
 @njit(nogil=True, cache=True)
 def release(s, t, beat, sent_pitch, sent_chan, sent_serial, owner, st_chan, st_head, st_n,
             out, out_ns, out_beat, n, stingers=True):
-    """Note-offs for everything session s has sounding on the wire; with ``stingers``
-    (a stop) its stinger notes end too and pending ones are dropped."""
-    for q in range(128):
+    """Note-offs for everything session s has sounding on the wire, in every voice; with
+    ``stingers`` (a stop) its stinger notes end too and pending ones are dropped."""
+    for q in range(sent_pitch.shape[1]):
         if sent_pitch[s, q] >= 0:
             n = note_off(s, sent_pitch[s, q], sent_chan[s, q], sent_serial[s, q], t, beat, owner,
                          out, out_ns, out_beat, n)

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 
-from engine import DEFAULT_MODEL
+from engine import DEFAULT_ENSEMBLE
 from engine.errors import InvalidMessage, OstinatoError
 from engine.generate import add_critic_arguments, critic_path
 
@@ -25,7 +25,9 @@ from realtime.outputs import MultiPort
 from realtime.server import Server, ServerConfig
 
 def add_arguments(p):
-    p.add_argument("--model", default=str(DEFAULT_MODEL), help="model .npz (default: shipped)")
+    p.add_argument("--model", default=str(DEFAULT_ENSEMBLE),
+                   help="model .npz (default: the shipped ensemble; engine/models/default.npz "
+                        "plays one line, engine/models/theme.npz one line with themes)")
     p.add_argument("--control", default=protocol.CONTROL_ADDRESS,
                    help=f"ZeroMQ address for game messages (default {protocol.CONTROL_ADDRESS})")
     p.add_argument("--events", default="tcp://127.0.0.1:5556",

@@ -18,7 +18,7 @@ deadline it waits for go through one clock (``realtime.timing``): a test passes 
 """
 import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from engine import DEFAULT_MODEL
 from engine.errors import InvalidMessage, OstinatoError, ServerError
@@ -96,9 +96,19 @@ class Server:
         check(critic_k=cfg.critic_k, critic_pick=cfg.critic_pick, critic_beats=cfg.critic_beats)
         needs_critic(cfg.critic_k, cfg.critic)
         self.weights = Weights(cfg.model)
+        if cfg.critic and self.weights.vocab.n_voices:
+            # the drafter copies one line's state and the critic judges one line: an
+            # ensemble plays without one (sessions asking for critic K > 0 are refused)
+            if cfg.critic_k:
+                raise InvalidMessage(f"--critic-k {cfg.critic_k} needs a one-line model; "
+                                     f"{cfg.model} is an ensemble (its voices are not "
+                                     "drafted)", field="critic_k",
+                                     allowed="0 with an ensemble model")
+            self.cfg = cfg = replace(cfg, critic=None)
         self.presets, self.stingers = protocol.load_states(cfg.states)
         # themes: a theme model (engine.theme.model) encodes them, in numba; states.toml names some
         self.themes = protocol.load_themes(cfg.states)
+        self.voices = protocol.load_voices(cfg.states)  # an ensemble model's defaults
         theme = ThemeEncoder(cfg.model) if "theme" in self.weights.meta else None
         for name, p in self.presets.items():
             if p.get("critic") and not cfg.critic:
@@ -108,7 +118,7 @@ class Server:
         self.port = MultiPort(ports) if isinstance(ports, (list, tuple)) else ports
         self.engine = Engine(self.port, clock, int(cfg.spin_us * 1000), cfg.command_timeout_s)
         self.music = Sessions(cfg, self.weights, self.engine, self.presets, theme,
-                              float(tonality))
+                              float(tonality), self.voices)
         self.engine.drive(self.music)
         self.commands = Commands(self.music, self.port, self.stingers, self.themes)
         self.control = None  # the ControlServer, once started

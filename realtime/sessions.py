@@ -13,6 +13,8 @@ from dataclasses import replace
 import numpy as np
 
 from engine.controls import MODES, parse_key
+from engine.ensemble import DRUMS
+from engine.notes import DRUM_CHANNEL
 from engine.errors import InvalidMessage
 from engine.sampler.critic import Drafter
 from engine.sampler.generator import Runtime
@@ -21,13 +23,13 @@ from engine.vocab import NOTE_OFF
 
 from realtime import protocol
 from realtime.engine import FAR, IDLE_LOOK_NS
+from realtime.layers import STINGER_CHANNEL, Voicing, names
 from realtime.midiclock import MidiClock
 from realtime.mood import (DEFAULT_MAX_NOTE_BEATS, Mood, bpm_of, density_of, describe,
                            max_note_beats_of, mode_of, register_of, tonality_of, velocity_of)
 from realtime.sequencer import Sequencer
 from realtime.transition import change
 
-STINGER_CHANNEL = 15
 MODEL_REQUESTS_KEPT = 256  # memoised model requests (a few KB each); then forgotten at once
 
 
@@ -41,6 +43,10 @@ class Session:
         self.theme = None     # (Motif, variation) it composes from; None: free composition
         self.z = None         # the latent in effect (or being blended to); None: z = 0
         self.theme_mode = None  # the mode the theme was encoded in
+        # an ensemble's: its voices' settings (``realtime.layers.Layers``) and the voice
+        # ids that play (from the next bar line, when a change is pending); one line: None
+        self.layers = None
+        self.playing = ()
 
 
 class Sessions:
@@ -49,10 +55,11 @@ class Sessions:
     ``cfg``: the ``ServerConfig``; ``weights``: the loaded model; ``engine``: the
     ``realtime.engine.Engine`` whose queue and clock it uses; ``presets``: the states
     file's; ``theme``: the theme encoder (None: the model has none); ``tonality``: the
-    default of sessions that set none.
+    default of sessions that set none; ``voices``: the server's voice settings
+    (``engine.ensemble.Voice`` by id, states.toml's ``[voices]``), for an ensemble model.
     """
 
-    def __init__(self, cfg, weights, engine, presets, theme, tonality):
+    def __init__(self, cfg, weights, engine, presets, theme, tonality, voices=()):
         self.cfg, self.weights, self.engine = cfg, weights, engine
         self.clock = engine.clock
         self.presets, self.theme, self.tonality = presets, theme, tonality
@@ -61,13 +68,18 @@ class Sessions:
         self.base_register = weights.mean_register
         n = cfg.max_sessions
         self.rt = Runtime(weights, max_sessions=n, max_note_beats=DEFAULT_MAX_NOTE_BEATS)
-        self.seq = Sequencer(n, self.tpb, cfg.beats_per_bar)
+        nv = self.rt.n_voices
+        self.voices = tuple(voices)[:nv] if nv else ()
+        self.seq = Sequencer(n, self.tpb, cfg.beats_per_bar, n_voices=max(nv, 1),
+                             drum_voice=DRUMS if nv > DRUMS else -2)
+        self.sessions = {}
+        self.voicing = Voicing(self.rt, self.seq, engine, self.sessions, self.voices,
+                               self.tpb * cfg.beats_per_bar)
         # the critic: K drafts of each beat judged by D for sessions with critic K > 0
         self.drafter = None
         if cfg.critic:
             self.drafter = Drafter(self.rt, cfg.critic, cfg.critic_beats, cfg.critic_pick)
         self.midi_clock = MidiClock(self.seq, self.tpb, engine) if cfg.clock else None
-        self.sessions = {}
         self.state = "playing"
         self.requests = {}  # model requests by their arguments (``model_request``)
         self._blends = {}  # slot -> (session, z from, z to, first tick, last tick, step done, bars)
@@ -180,27 +192,34 @@ class Sessions:
         self.transport(0xFC, now)
 
     # -- session mechanics -----------------------------------------------------------
-    def open(self, name, owner, preset):
-        """Open session ``name`` for client ``owner`` in ``preset`` (a states.toml preset)."""
+    def open(self, name, owner, preset, voices=None):
+        """Open session ``name`` for client ``owner`` in ``preset`` (a states.toml preset),
+        with the ``voices`` settings of the message on top of the preset's (an ensemble)."""
         used = {s.slot for s in self.sessions.values()}
         free = [i for i in range(self.cfg.max_sessions) if i not in used]
         if not free:
             raise InvalidMessage(f"all {self.cfg.max_sessions} sessions are in use",
                                  field="session", allowed=f"at most {self.cfg.max_sessions} open")
         slot = free[0]
+        layers = self.voicing.layers(preset, voices)  # refused here, before anything changes
         mood = Mood()
         state = next((k for k, v in self.presets.items() if v is preset), None)
         if preset is not None:
             mood = self.preset_mood(mood, state)
         sess = Session(name, slot, mood, owner, state, preset.get("critic") if preset else None)
-        channels = [c for c in range(16) if c not in (9, STINGER_CHANNEL)]
-        self.seq.channel[slot] = channels[slot % len(channels)]
+        if layers is None:
+            channels = [c for c in range(16) if c not in (DRUM_CHANNEL, STINGER_CHANNEL)]
+            self.seq.vchan[slot, 0] = channels[slot % len(channels)]
+        else:
+            sess.layers = self.voicing.own_channels(layers, voices or {})
+            sess.playing = sess.layers.playing(mood.intensity, mood.arousal)
         self.seq.rng[slot] = np.uint64(slot + 1 + self.cfg.seed * 7919)
         self.seq.humanise[slot] = self.cfg.humanise
         main = self.sessions.get("main")
         self.sessions[name] = sess
         self._name_sessions()  # before reset, whose markers carry the name
         now = self.clock.now_ns()
+        self.voicing.apply(sess, now)
         if main is None:
             self.reset(sess, now, 0)
         else:  # join the main session's beat grid at its next beat
@@ -213,6 +232,7 @@ class Sessions:
         self.rt.close(sess.slot)
         del self.sessions[sess.name]
         self._name_sessions()  # a recording then knows a reopened name is new
+        self.voicing.name_voices()
 
     def close_owned(self, client):
         """Close the sessions that client ``client`` opened (it went away)."""
@@ -237,6 +257,7 @@ class Sessions:
         rt.open(s, ctl, seed=self.cfg.seed * 1000 + s, temperature=self.cfg.temperature, tick=tick)
         rt.pc_bias[s] = rt.next_bias[s] = bias
         rt.max_note_ticks[s] = self.max_note_ticks(sess.mood)
+        self.voicing.start(sess)
         self.stop_blend(s)
         if sess.z is not None:  # the music starts afresh from the theme's phrase
             bias, state = self.theme.bias(sess.z, sess.theme[0].bars)
@@ -249,6 +270,8 @@ class Sessions:
         info = dict(describe(sess.mood, self.base_register, self.tonality),
                     critic=self.critic_of(sess))
         extra = {"name": sess.state} if sess.state else {}
+        if sess.layers is not None:
+            info["voices"] = names(sess.playing)
         self.marker("mood", sess, beat=tick / self.tpb, transition="now", **info, **extra)
         self.marker("tempo", sess, beat=tick / self.tpb, bpm=bpm)
         seq.asap_tick[s] = -1
@@ -295,10 +318,11 @@ class Sessions:
     def max_note_ticks(self, mood):
         return max(1, int(round(max_note_beats_of(mood) * self.tpb)))
 
-    def change(self, sess, mood, unit, what, theme=None, **extra):
-        """Switch ``sess`` to ``mood`` at the transition point ``unit``
+    def change(self, sess, mood, unit, what, theme=None, layers=None, **extra):
+        """Switch ``sess`` to ``mood`` at the transition point ``unit``, and an ensemble to
+        ``layers`` (default: its own) at the bar line from there
         (``realtime.transition.change``); returns the reply's fields."""
-        return change(self, sess, mood, unit, what, theme, **extra)
+        return change(self, sess, mood, unit, what, theme, layers, **extra)
 
     def compose_now(self, s, max_steps=64):
         """Generate session s up to its first new note on this thread, at once: an
@@ -336,7 +360,8 @@ class Sessions:
         mode = MODES[mode_of(mood)]
         reg = register_of(mood, self.base_register) + 5
         tonic = mood.key + 12 * round((reg - mood.key) / 12)
-        pitches = [min(127, max(0, tonic + protocol.degree_to_semitones(d, mode)))
+        step = self.voicing.chord_step(sess, mood.key, mode)
+        pitches = [min(127, max(0, tonic + protocol.degree_to_semitones(d + step, mode)))
                    for d in stinger["degrees"]]
         durs = [max(1, round(d * self.tpb)) for d in stinger["durations"]]
         self.seq.add_stinger(s, tick, pitches, durs, stinger["velocity"], STINGER_CHANNEL)

@@ -2,7 +2,7 @@
 
 ``Show`` reads the server's event stream and prints, once a second, one line per
 session: the key and mode, the tempo, the notes per second it measured over the last
-second, the velocity range and the last few notes.  A mood, key or tempo marker is
+second, the velocity range, the voices heard (an ensemble's) and the last few notes.  A mood, key or tempo marker is
 published when the game's message is handled but takes effect at its ``beat``; the
 display applies it when the session's notes reach that beat, so a line shows what is
 heard, not what is pending.
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import zmq
 
+from engine.ensemble import VOICES
 from engine.errors import InvalidMessage, PortError
 from realtime.protocol import decode_event
 
@@ -71,7 +72,7 @@ class _Session:
         self.transport = "playing"
         self.beat = 0.0
         self.pending = []                       # (beat, fields) not yet reached
-        self.onsets = collections.deque()       # (t_ns, pitch, velocity) inside the window
+        self.onsets = collections.deque()       # (t_ns, pitch, velocity, voice) in the window
         self.recent = collections.deque(maxlen=max(last_notes, 1))
         self.notes = 0
 
@@ -132,7 +133,8 @@ class Show:
         beat = _number(event, "beat", 0.0)
         note = None
         if kind == "note_on":
-            note = (int(_number(event, "t_ns")), _byte(event, "pitch"), _byte(event, "velocity"))
+            note = (int(_number(event, "t_ns")), _byte(event, "pitch"), _byte(event, "velocity"),
+                    event.get("voice"))
         with self._lock:
             self.events += 1
             sess = self.sessions.get(event.get("session"))
@@ -169,13 +171,17 @@ class Show:
         key = f"{sess.key} {sess.mode}" if sess.key else "key ?"
         bpm = f"{sess.bpm:g} BPM" if sess.bpm else "BPM ?"
         rate = len(window) / self.config.window_s
-        vels = [v for _, _, v in window]
+        vels = [o[2] for o in window]
         vel = f"vel {min(vels)}-{max(vels)}" if vels else "vel -"
+        heard = {o[3] for o in window if isinstance(o[3], str)}
+        voices = ("" if not heard or heard == {"melody"} else
+                  " | " + " ".join(sorted(heard, key=lambda v: (v not in VOICES, VOICES.index(v)
+                                                                   if v in VOICES else 0, v))))
         shown = list(sess.recent)[-self.config.last_notes:] if self.config.last_notes else []
         recent = " ".join(note_name(p) for p in shown) or "-"
         state = f" [{sess.name}]" if sess.name else ""
         idle = "" if sess.transport == "playing" else f" ({sess.transport})"
-        return (f"{name}{state}: {key}, {bpm} | {rate:4.1f} notes/s, {vel} | "
+        return (f"{name}{state}: {key}, {bpm} | {rate:4.1f} notes/s, {vel}{voices} | "
                 f"{recent}{idle}")
 
     def say(self, text, now=None):

@@ -1,8 +1,9 @@
 """General MIDI SoundFonts and FluidSynth: realistic sound where they are installed.
 
-``render_fluidsynth`` renders a MIDI file offline with the ``fluidsynth`` program;
-``default_soundfont`` is also what the live FluidSynth preview
-(``realtime.audio.FluidSynthPort``) loads when none is named.
+``render_fluidsynth`` renders a MIDI file offline with the ``fluidsynth`` program
+(``fluidsynth_missing`` says why it cannot, where it cannot); ``default_soundfont`` is
+also what the live FluidSynth preview (``realtime.audio.FluidSynthPort``) loads when none
+is named.
 """
 import os
 import shutil
@@ -23,15 +24,28 @@ def default_soundfont():
     return next((p for p in SOUNDFONTS if os.path.isfile(p)), None)
 
 
-def render_fluidsynth(midi_path, wav_path, sample_rate=48000, soundfont=None, timeout_s=600):
-    """Render with the `fluidsynth` program and a SoundFont (realistic General MIDI sound)."""
-    sr = check_int("sample_rate", sample_rate, 8000, 192000)
-    exe = shutil.which("fluidsynth")
-    if exe is None:
-        raise OstinatoError("fluidsynth is not installed (Debian: apt-get install fluidsynth)")
+def fluidsynth_missing(soundfont=None):
+    """Why ``render_fluidsynth`` cannot run here (the program or the SoundFont is not
+    installed), or None when it can.  soundfont: the .sf2 to use (None: the default)."""
+    if shutil.which("fluidsynth") is None:
+        return "fluidsynth is not installed (Debian: apt-get install fluidsynth)"
     sf2 = soundfont or default_soundfont()
     if sf2 is None or not os.path.isfile(sf2):
-        raise OstinatoError(f"SoundFont not found: {sf2 or 'none of ' + ', '.join(SOUNDFONTS)}")
+        return f"SoundFont not found: {sf2 or 'none of ' + ', '.join(SOUNDFONTS)}"
+    return None
+
+
+def render_fluidsynth(midi_path, wav_path, sample_rate=48000, soundfont=None, timeout_s=600):
+    """Render with the `fluidsynth` program and a SoundFont (realistic General MIDI sound).
+
+    FluidSynth plays the file as a General MIDI synth does: each channel the program its
+    program changes select, channel 9 (MIDI channel 10) the SoundFont's drum kit.
+    """
+    sr = check_int("sample_rate", sample_rate, 8000, 192000)
+    missing = fluidsynth_missing(soundfont)
+    if missing:
+        raise OstinatoError(missing)
+    exe, sf2 = shutil.which("fluidsynth"), soundfont or default_soundfont()
     open_midi(midi_path)  # a clear error before fluidsynth's own
     cmd = [exe, "-ni", "-q", "-F", os.fspath(wav_path), "-r", str(sr), sf2, os.fspath(midi_path)]
     try:

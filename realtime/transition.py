@@ -5,16 +5,17 @@ sequencer: "now" regenerates everything not yet played and starts the new music 
 note at once; "beat" and "bar" switch the model's controls, transposition and velocity
 at that tick and leave what comes before it as it was composed.
 """
-from engine.vocab import NOTE_OFF
-
 from realtime.mood import bpm_of, describe, mode_of, velocity_of
 
 
-def change(music, sess, mood, unit, what, theme=None, **extra):
+def change(music, sess, mood, unit, what, theme=None, layers=None, **extra):
     """Switch ``sess`` of ``music`` (``realtime.sessions.Sessions``) to ``mood`` at the
     transition point ``unit``; ``theme`` (``Runtime.theme_at``'s bias and state) takes
     effect there too.  A session that composes from a theme and changes mode has it
-    encoded again in the new mode.  Returns the reply's fields: the beat and the mood."""
+    encoded again in the new mode.  An ensemble's voices (its ``layers``, or these new
+    ones) follow the mood from the first bar line at or after the transition point: a
+    voice enters or leaves there, never mid-bar.  Returns the reply's fields: the beat
+    and the mood (with the voices that play, and from which beat)."""
     rt, seq, tpb = music.rt, music.seq, music.tpb
     s = sess.slot
     old_bpm = bpm_of(sess.mood)
@@ -34,14 +35,15 @@ def change(music, sess, mood, unit, what, theme=None, **extra):
     if unit == "now":
         tick = seq.boundary(s, now, "now")
         rt.rewind(s, -1)  # everything not yet played is regenerated
-        ending = rt.release_all(s)
+        held = rt.sounding[s].copy()  # the old notes, which the model hears end below
         music.release(s, now, stingers=False)  # the old music stops at once
         rt.queue(s, rt.shifts_to(s, tick))
+        voices = music.voicing.change(sess, layers or sess.layers, mood, tick, now)
         rt.ctl_base[s] = ctl
         rt.pc_bias[s] = bias
         rt.switch_tick[s] = -1
         seq.set_transpose(s, shift)  # nothing unplayed is left of the old key
-        rt.entry[s] = True  # the new music starts with a note, at once
+        rt.enter(s)  # the new music starts with a note in every voice, at once
         if theme is not None:
             rt.theme_at(s, tick, *theme)
         seq.asap_tick[s] = tick
@@ -51,8 +53,7 @@ def change(music, sess, mood, unit, what, theme=None, **extra):
         # token is a step, and these need not delay the first note (a critic
         # session's draft goes only as far as that note: it drafts on after them)
         rt.drop_draft(s)
-        off0 = music.vocab.offsets[NOTE_OFF]
-        rt.queue(s, [t for t in ending if rt.sounding[s, t - off0] >= 0])
+        rt.queue(s, rt.release_all(s, held))
     else:
         tick = seq.boundary(s, now, unit)
         # a change the model has not reached yet is replaced by this one (one pending
@@ -71,6 +72,7 @@ def change(music, sess, mood, unit, what, theme=None, **extra):
             rt.next_bias[s] = bias
             rt.switch_tick[s] = tick
         seq.queue_transpose(s, tick, shift, drop_from=unreached if unreached >= 0 else None)
+        voices = music.voicing.change(sess, layers or sess.layers, mood, tick, now)
         if theme is not None:
             rt.theme_at(s, tick, *theme)
     if unit == "now":
@@ -85,5 +87,7 @@ def change(music, sess, mood, unit, what, theme=None, **extra):
         seq.set_tempo(s, tick, bpm_of(mood), 0.0, now=now)
         music.marker("tempo", sess, beat=tick / tpb, bpm=bpm_of(mood))
     info = dict(describe(mood, music.base_register, music.tonality), critic=music.critic_of(sess))
+    if voices[0] is not None:
+        info.update(voices=voices[0], voices_beat=voices[1])
     music.marker("mood", sess, beat=tick / tpb, transition=unit, **info, **extra)
     return dict(beat=tick / tpb, **info)

@@ -13,6 +13,15 @@
 
 static char reply[4096];
 
+/* The ensemble's voices: the drums out, the harmony a warm pad (GM 89) an octave down, the
+ * bass left to layering. */
+static const ost_voice pad[] = {
+    {"drums", OST_PLAY_OFF, OST_VOICE_KEEP, OST_VOICE_KEEP, OST_VOICE_KEEP},
+    {"harmony", OST_VOICE_KEEP, 89, OST_VOICE_KEEP, -1},
+    {"bass", OST_PLAY_AUTO, OST_VOICE_KEEP, OST_VOICE_KEEP, OST_VOICE_KEEP}};
+static const ost_voice bad_voice[] = {
+    {"bass", OST_VOICE_KEEP, 128, OST_VOICE_KEEP, OST_VOICE_KEEP}};
+
 /* A theme in D minor: pitch, start_beat, duration_beats per note. */
 static const double motif[] = {62, 0, 1,  65, 1, 1,  69, 2, 1,  74, 3, 1,  72, 4, 0.5,  70, 4.5, 0.5};
 
@@ -117,6 +126,11 @@ int main(int argc, char **argv)
     show(&c, "theme-name", ost_theme_name(&c, "hero", OST_KEEP, NULL, 2.0));  /* states.toml's */
     show(&c, "theme-bad", ost_theme_notes(&c, motif, 2, OST_KEEP, NULL, OST_KEEP));  /* too few */
     show(&c, "theme-free", ost_theme_free(&c, "beat", OST_KEEP));          /* on any server */
+    /* The voices (refused out_of_range on voices unless the server's model is an ensemble
+     * model); they change at the next bar line. */
+    show(&c, "voices", ost_mood_voices(&c, pad, 3, NULL));
+    show(&c, "state-voices", ost_state_voices(&c, "calm", "bar", pad, 1));
+    show(&c, "bad-voices", ost_mood_voices(&c, bad_voice, 1, NULL));  /* program 128: refused */
     show(&c, "stop", ost_stop(&c));
     ost_close(&c);
     return 0;

@@ -16,6 +16,17 @@
  * JSON integer; OST_KEEP_CRITIC: not sent); ost_mood, ost_state and ost_key are the same
  * calls with both left out.
  *
+ * Voices (a server whose model is an ensemble model: melody, bass, harmony, drums): an array
+ * of ost_voice, each a voice name with play (OST_PLAY_ON, OST_PLAY_OFF, OST_PLAY_AUTO: layering
+ * by intensity and arousal) and its program (0..127), channel (0..15, 9 = MIDI channel 10) and
+ * octave (-3..3), any of them OST_VOICE_KEEP (not sent), goes with ost_mood_voices,
+ * ost_state_voices or ost_open_session_voices; changes take effect at the next bar line.
+ *
+ *   static const ost_voice pad[] = {{"drums", OST_PLAY_OFF, OST_VOICE_KEEP, OST_VOICE_KEEP,
+ *                                    OST_VOICE_KEEP},
+ *                                   {"harmony", OST_VOICE_KEEP, 89, OST_VOICE_KEEP, OST_VOICE_KEEP}};
+ *   id = ost_mood_voices(&c, pad, 2, NULL);                  drums off, the harmony a warm pad
+ *
  * Themes (a server whose model is a theme model): ost_theme_notes sends a leitmotif as
  * n_notes rows of three doubles (pitch, start_beat, duration_beats), ost_theme_name one of
  * states.toml's [themes], ost_theme_free goes back to free composition.
@@ -100,6 +111,23 @@ extern "C" {
 /* Pass OST_KEEP_CRITIC for critic to leave it out (an int, so OST_KEEP cannot serve).  Any
  * other value is sent as is: the server answers one outside 0..16 with out_of_range. */
 #define OST_KEEP_CRITIC (-1)
+
+/* A voice's setting (ost_mood_voices, ost_state_voices, ost_open_session_voices): name is
+ * "melody", "bass", "harmony" or "drums"; play one of OST_PLAY_*; program 0..127, channel
+ * 0..15 (0-based: 9 is MIDI channel 10), octave -3..3 (drums: 0).  OST_VOICE_KEEP leaves a
+ * member out (a voice with every member left out is refused by the server, naming it). */
+#define OST_PLAY_OFF 0
+#define OST_PLAY_ON 1
+#define OST_PLAY_AUTO 2
+#define OST_VOICE_KEEP (-1000)
+
+typedef struct ost_voice {
+    const char *name;
+    int play;
+    int program;
+    int channel;
+    int octave;
+} ost_voice;
 
 /* Nanoseconds, a 64-bit signed integer: the event stream's t_ns (CLOCK_MONOTONIC) is past a
  * double's 53 exact bits after about 104 days of uptime.  C89 has no long long, so GCC and
@@ -233,6 +261,57 @@ OST_API void ost__field_int(ost__buf *b, const char *key, int value, int keep)
     ost__cat(b, key);
     ost__cat(b, "\":");
     ost__cat(b, num);
+}
+
+/* One member "key":value of a voice's object, after *sep ("" first, then ","); play is
+ * written as JSON true, false or "auto" (any other value as the integer it is, for the
+ * server to refuse naming it); nothing for OST_VOICE_KEEP. */
+OST_API const char *ost__play(int play)
+{
+    return play == OST_PLAY_OFF ? "false" : play == OST_PLAY_ON ? "true" : "\"auto\"";
+}
+
+OST_API void ost__voice_member(ost__buf *b, const char **sep, const char *key, int value, int is_play)
+{
+    char num[24];
+    if (value == OST_VOICE_KEEP) return;
+    sprintf(num, "%d", value);
+    ost__cat(b, *sep);
+    ost__cat(b, "\"");
+    ost__cat(b, key);
+    ost__cat(b, "\":");
+    ost__cat(b, is_play && value >= OST_PLAY_OFF && value <= OST_PLAY_AUTO ? ost__play(value) : num);
+    *sep = ",";
+}
+
+/* ,"voices":{...} from n ost_voice: a voice with only play (OST_PLAY_*) as the shorthand
+ * true, false or "auto", else an object of the members given.  Nothing for n 0 (or NULL). */
+OST_API void ost__field_voices(ost__buf *b, const ost_voice *voices, int n)
+{
+    const ost_voice *v;
+    const char *sep;
+    int i;
+    if (voices == NULL || n <= 0) return;
+    ost__cat(b, ",\"voices\":{");
+    for (i = 0; i < n; i++) {
+        v = &voices[i];
+        ost__cat(b, i ? "," : "");
+        ost__cat_string(b, v->name != NULL ? v->name : "");
+        ost__cat(b, ":");
+        if (v->program == OST_VOICE_KEEP && v->channel == OST_VOICE_KEEP &&
+            v->octave == OST_VOICE_KEEP && v->play >= OST_PLAY_OFF && v->play <= OST_PLAY_AUTO) {
+            ost__cat(b, ost__play(v->play));
+            continue;
+        }
+        sep = "";
+        ost__cat(b, "{");
+        ost__voice_member(b, &sep, "play", v->play, 1);
+        ost__voice_member(b, &sep, "program", v->program, 0);
+        ost__voice_member(b, &sep, "channel", v->channel, 0);
+        ost__voice_member(b, &sep, "octave", v->octave, 0);
+        ost__cat(b, "}");
+    }
+    ost__cat(b, "}");
 }
 
 OST_API int ost__connect(ost_client *c)
@@ -423,6 +502,29 @@ OST_API long ost_state(ost_client *c, const char *name, const char *transition)
     return ost_state_ex(c, name, transition, OST_KEEP, OST_KEEP_CRITIC);
 }
 
+/* The ensemble's voices (a server with an ensemble model; another answers out_of_range on
+ * field voices): n_voices settings (ost_voice), at the next bar line after the transition.
+ * ost_mood_voices: a mood that changes the voices alone (voices not given keep theirs). */
+OST_API long ost_mood_voices(ost_client *c, const ost_voice *voices, int n_voices,
+                             const char *transition)
+{
+    OST__FIELDS(f);
+    ost__field_string(&f, "transition", transition);
+    ost__field_voices(&f, voices, n_voices);
+    return ost__send_buf(c, "mood", NULL, &f);
+}
+
+/* state with voices over the preset's (the session's earlier settings do not carry over). */
+OST_API long ost_state_voices(ost_client *c, const char *name, const char *transition,
+                              const ost_voice *voices, int n_voices)
+{
+    OST__FIELDS(f);
+    ost__field_string(&f, "name", name);
+    ost__field_string(&f, "transition", transition);
+    ost__field_voices(&f, voices, n_voices);
+    return ost__send_buf(c, "state", NULL, &f);
+}
+
 OST_API long ost_tempo(ost_client *c, double bpm, double ramp_beats, const char *transition)
 {
     OST__FIELDS(f);
@@ -528,6 +630,17 @@ OST_API long ost_open_session(ost_client *c, const char *id, const char *state)
     OST__FIELDS(f);
     ost__field_string(&f, "action", "open");
     ost__field_string(&f, "state", state);
+    return ost__send_buf(c, "session", id, &f);
+}
+
+/* open a session whose voices start from its preset's with these on top. */
+OST_API long ost_open_session_voices(ost_client *c, const char *id, const char *state,
+                                     const ost_voice *voices, int n_voices)
+{
+    OST__FIELDS(f);
+    ost__field_string(&f, "action", "open");
+    ost__field_string(&f, "state", state);
+    ost__field_voices(&f, voices, n_voices);
     return ost__send_buf(c, "session", id, &f);
 }
 
@@ -787,7 +900,7 @@ OST_API ost_ns ost_event_due_in_ns(const ost_client *c, const char *event_json)
 
 /* A subscriber to the server's event stream (ZeroMQ SUB): what it plays, one JSON object
  * per event, e.g. {"v":1,"type":"note_on","session":"main","seq":123,"t_ns":...,"beat":16.25,
- * "channel":0,"pitch":60,"velocity":90}. */
+ * "channel":0,"pitch":60,"velocity":90,"voice":"melody"}. */
 typedef struct ost_events {
     void *ctx;
     void *sock;
@@ -880,7 +993,8 @@ OST_API int ost_events_set_keys(ost_events *e, const char *server_public, const 
 /* Wait up to timeout_ms (0: just look, -1: forever) for the next event; copies it,
  * NUL-terminated, into buf.  Returns its length, 0 if none came, -1 on error.  A longer
  * event is cut to size - 1 (notes are under 200 bytes, a mood event under 1 KiB).  Read it
- * with ost_json_string (type, session), ost_json_number (seq, beat, pitch, velocity) and
+ * with ost_json_string (type, session, and a note's voice: "melody", "bass", "harmony",
+ * "drums" or "stinger"), ost_json_number (seq, beat, channel, pitch, velocity) and
  * ost_json_ns or ost_event_due_in_ns (t_ns).  A gap in seq means events were dropped. */
 OST_API int ost_event_recv(ost_events *e, char *buf, size_t size, int timeout_ms)
 {

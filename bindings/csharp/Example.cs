@@ -107,6 +107,13 @@ public static class Example
             Show("theme-name", () => music.Theme(name: "hero", blendBeats: 2));   // states.toml's
             Show("theme-bad", () => music.Theme(new[] { motif[0], motif[1] }));  // too few notes
             Show("theme-free", () => music.FreeTheme("beat"));                   // on any server
+            // The ensemble's voices (refused out_of_range on voices unless the server's model is
+            // an ensemble model): the drums out, the harmony a warm pad an octave down, the bass
+            // left to layering; they change at the next bar line.
+            var pad = new Voices().Off("drums").Set("harmony", program: 89, octave: -1).Auto("bass");
+            Show("voices", () => music.Mood(voices: pad));
+            Show("state-voices", () => music.State("calm", voices: new Voices().Off("drums")));
+            Show("bad-voices", () => music.Mood(voices: new Voices().Set("bass", program: 128)));
             Show("stop", () => music.Stop());
         }
         return 0;

@@ -282,20 +282,23 @@ namespace Ostinato
         // each beat the discriminator judges, 0..16, 0 off; above 0 needs `serve --critic`) are
         // optional on Mood, State and Key: null leaves them out (Mood, Key: the session's values stay;
         // State: the preset's, else the server's default).  The reply carries both in effect.
+        // voices (Mood, State, OpenSession; a server with an ensemble model): the ensemble's
+        // voices, a Voices value (see there); null leaves them out.
 
         public Reply Hello() { return Request("hello", null); }
         public Reply Mood(double? valence = null, double? arousal = null, double? intensity = null,
                           string transition = "bar", string session = null,
-                          double? tonality = null, int? critic = null)
+                          double? tonality = null, int? critic = null, Voices voices = null)
         {
             return Request("mood", session, "valence", valence, "arousal", arousal, "intensity", intensity,
-                           "transition", transition, "tonality", tonality, "critic", critic);
+                           "transition", transition, "tonality", tonality, "critic", critic,
+                           "voices", voices);
         }
         public Reply State(string name, string transition = "bar", string session = null,
-                           double? tonality = null, int? critic = null)
+                           double? tonality = null, int? critic = null, Voices voices = null)
         {
             return Request("state", session, "name", name, "transition", transition, "tonality", tonality,
-                           "critic", critic);
+                           "critic", critic, "voices", voices);
         }
         public Reply Tempo(double bpm, double rampBeats = 0, string transition = "beat", string session = null)
         {
@@ -332,7 +335,10 @@ namespace Ostinato
         public Reply Start(string session = null) { return Request("start", session); }
         public Reply Stop(string session = null) { return Request("stop", session); }
         public Reply Pause(string session = null) { return Request("pause", session); }
-        public Reply OpenSession(string id, string state = null) { return Request("session", id, "action", "open", "state", state); }
+        public Reply OpenSession(string id, string state = null, Voices voices = null)
+        {
+            return Request("session", id, "action", "open", "state", state, "voices", voices);
+        }
         public Reply CloseSession(string id) { return Request("session", id, "action", "close"); }
         public Reply Ping() { return Request("ping", null); }
 
@@ -418,8 +424,9 @@ namespace Ostinato
 
         /// <summary>Queue a message without blocking; returns its id (replies: PollReply).
         /// Values: strings, integers (written as JSON integers, as `critic` must be), other
-        /// numbers (written as doubles) or double[][] (a theme's notes: arrays of arrays, the
-        /// first number of each row an integer when whole); null values are left out.</summary>
+        /// numbers (written as doubles), double[][] (a theme's notes: arrays of arrays, the
+        /// first number of each row an integer when whole) or Voices (an object); null values
+        /// are left out.</summary>
         public long SendNowait(string type, string session, params object[] fields)
         {
             long id = nextId++;
@@ -435,6 +442,7 @@ namespace Ostinato
                 sb.Append(",\"").Append((string)fields[i]).Append("\":");
                 if (value is string) AppendString(sb, (string)value);
                 else if (value is double[][]) AppendNotes(sb, (double[][])value);
+                else if (value is Voices) sb.Append(((Voices)value).ToJson());
                 else if (value is int || value is long || value is short || value is byte)
                     sb.Append(Convert.ToInt64(value, CultureInfo.InvariantCulture).ToString(CultureInfo.InvariantCulture));
                 else sb.Append(Convert.ToDouble(value, CultureInfo.InvariantCulture).ToString("R", CultureInfo.InvariantCulture));
@@ -478,7 +486,7 @@ namespace Ostinato
             sb.Append(']');
         }
 
-        static void AppendString(StringBuilder sb, string s)
+        internal static void AppendString(StringBuilder sb, string s)
         {
             sb.Append('"');
             foreach (char ch in s)
@@ -488,6 +496,72 @@ namespace Ostinato
                 else sb.Append(ch);
             }
             sb.Append('"');
+        }
+    }
+
+    /// <summary>Whether a voice plays: forced on, forced off, or as layering by intensity and
+    /// arousal decides (from the voice's `enter` level on).</summary>
+    public enum Play { On, Off, Auto }
+
+    /// <summary>A `voices` value (PROTOCOL.md "Voices"), for Mood, State and OpenSession on a
+    /// server with an ensemble model: per voice ("melody", "bass", "harmony", "drums") whether
+    /// it plays and its program (0..127), channel (0..15, 9 = MIDI channel 10) and octave
+    /// (-3..3; drums 0); what is left null is not sent.  Changes take effect at the next bar
+    /// line.  <c>new Voices().Off("drums").Set("harmony", program: 89)</c></summary>
+    public class Voices
+    {
+        readonly List<KeyValuePair<string, string>> settings = new List<KeyValuePair<string, string>>();
+
+        public Voices On(string voice) { return Set(voice, Play.On); }
+        public Voices Off(string voice) { return Set(voice, Play.Off); }
+        public Voices Auto(string voice) { return Set(voice, Play.Auto); }
+
+        /// <summary>A voice's setting (a later one for the same voice replaces it).  Values
+        /// outside their ranges are sent as they are, for the server to refuse naming them.</summary>
+        public Voices Set(string voice, Play? play = null, int? program = null, int? channel = null,
+                          int? octave = null)
+        {
+            var sb = new StringBuilder();
+            if (program == null && channel == null && octave == null && play != null)
+                sb.Append(Json(play.Value));   // the shorthand: true, false or "auto"
+            else
+            {
+                sb.Append('{');
+                string sep = "";
+                if (play != null) { sb.Append("\"play\":").Append(Json(play.Value)); sep = ","; }
+                Member(sb, ref sep, "program", program);
+                Member(sb, ref sep, "channel", channel);
+                Member(sb, ref sep, "octave", octave);
+                sb.Append('}');
+            }
+            settings.RemoveAll(kv => kv.Key == voice);
+            settings.Add(new KeyValuePair<string, string>(voice, sb.ToString()));
+            return this;
+        }
+
+        /// <summary>The JSON object the message carries.</summary>
+        public string ToJson()
+        {
+            var sb = new StringBuilder("{");
+            for (int i = 0; i < settings.Count; i++)
+            {
+                if (i > 0) sb.Append(',');
+                Client.AppendString(sb, settings[i].Key);
+                sb.Append(':').Append(settings[i].Value);
+            }
+            return sb.Append('}').ToString();
+        }
+
+        public override string ToString() { return ToJson(); }
+
+        static string Json(Play play) { return play == Play.On ? "true" : play == Play.Off ? "false" : "\"auto\""; }
+
+        static void Member(StringBuilder sb, ref string sep, string key, int? value)
+        {
+            if (value == null) return;
+            sb.Append(sep).Append('"').Append(key).Append("\":")
+              .Append(value.Value.ToString(CultureInfo.InvariantCulture));
+            sep = ",";
         }
     }
 
@@ -509,6 +583,9 @@ namespace Ostinato
         public readonly double Beat;
         /// <summary>A note's channel (0..15), pitch (0..127) and velocity (0 on note_off); -1 on other events.</summary>
         public readonly int Channel, Pitch, Velocity;
+        /// <summary>A note's voice: "melody", "bass", "harmony", "drums" or "stinger"; null
+        /// on other events, or where the server knows no voice for the channel.</summary>
+        public readonly string Voice;
 
         /// <summary>Read an event frame; FormatException if it has no string type or integer t_ns.</summary>
         public OstinatoEvent(string json) : base(json)
@@ -522,6 +599,7 @@ namespace Ostinato
             Channel = Int("channel");
             Pitch = Int("pitch");
             Velocity = Int("velocity");
+            Voice = GetString("voice");
         }
 
         public static OstinatoEvent Parse(string json) { return new OstinatoEvent(json); }

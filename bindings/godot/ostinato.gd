@@ -12,6 +12,7 @@
 #   music.mood(null, null, null, "bar", "", 0.8, 0)   # tonality 0.8, critic off
 #   music.theme("hero")                  # a leitmotif (needs a server with a theme model)
 #   music.theme([[62, 0, 1], [65, 1, 1], [69, 2, 1]], 0.2)   # notes: pitch, start, length
+#   music.mood(null, null, null, "bar", "", null, null, {"drums": false})   # an ensemble's voices
 #   for reply in music.poll(): if not reply.ok: push_warning(reply.message)
 #
 # The music's events (notes, mood, tempo, ...) come over the same socket after subscribe():
@@ -52,19 +53,26 @@ func close():
 # leaves them out: they go as OSC nil, which the server reads as "not given" (mood, key:
 # the session's values stay; state: the preset's, else the server's default).  The ack's data
 # carries both in effect.
+# mood, state and open_session take voices last (a server with an ensemble model): a
+# Dictionary {voice name: true (forced on) | false (off) | "auto" (layering by intensity and
+# arousal) | {"play", "program", "channel", "octave"}}, e.g. {"drums": false, "harmony":
+# {"program": 89}}, sent as JSON text (OSC has no objects); null leaves them out.  They change
+# at the next bar line.
 
 func hello():
 	return send("hello", [])
 
 
 func mood(valence = null, arousal = null, intensity = null, transition = "bar", for_session = "",
-		tonality = null, critic = null):
+		tonality = null, critic = null, voices = null):
 	return send("mood", [_num(valence), _num(arousal), _num(intensity), transition, _num(tonality),
-			_int(critic)], for_session)
+			_int(critic), _json(voices)], for_session)
 
 
-func state(name, transition = "bar", for_session = "", tonality = null, critic = null):
-	return send("state", [name, transition, _num(tonality), _int(critic)], for_session)
+func state(name, transition = "bar", for_session = "", tonality = null, critic = null,
+		voices = null):
+	return send("state", [name, transition, _num(tonality), _int(critic), _json(voices)],
+			for_session)
 
 
 func tempo(bpm, ramp_beats = 0.0, transition = "beat", for_session = ""):
@@ -112,10 +120,12 @@ func pause(for_session = ""):
 	return send("pause", [], for_session)
 
 
-func open_session(id, start_state = null):
+func open_session(id, start_state = null, voices = null):
 	var args = ["open", id]
-	if start_state != null:
-		args.append(start_state)
+	if start_state != null or voices != null:
+		args.append(start_state)  # nil: the server's initial preset
+	if voices != null:
+		args.append(_json(voices))
 	return send("session", args)
 
 
@@ -160,7 +170,8 @@ func unsubscribe():
 
 func take_events():
 	"""The events poll() has received since the last call, oldest first, as Dictionaries:
-	type, session, seq, t_ns (the server's clock, ns), beat; notes channel, pitch, velocity;
+	type, session, seq, t_ns (the server's clock, ns), beat; notes channel, pitch, velocity
+	and voice (melody, bass, harmony, drums or stinger; absent where the server knows none);
 	other types their fields from the event's JSON."""
 	var out = _events
 	_events = []
@@ -222,7 +233,7 @@ func _pong(reply):
 
 
 func _event(type, args):
-	# /ostinato/event/<type> session seq t_ns beat, then channel pitch velocity (notes)
+	# /ostinato/event/<type> session seq t_ns beat, then channel pitch velocity [voice] (notes)
 	# or the event's JSON (the other types)
 	var event = {"type": type, "session": args[0], "seq": args[1], "t_ns": args[2], "beat": args[3]}
 	if type == "note_on" or type == "note_off":
@@ -230,6 +241,8 @@ func _event(type, args):
 			event["channel"] = args[4]
 			event["pitch"] = args[5]
 			event["velocity"] = args[6]
+		if args.size() >= 8:
+			event["voice"] = args[7]
 	elif args.size() >= 5:
 		var parsed = JSON.parse(args[4])
 		if parsed.error == OK and typeof(parsed.result) == TYPE_DICTIONARY:
@@ -243,6 +256,13 @@ func _event(type, args):
 
 func _num(value):
 	return null if value == null else float(value)
+
+
+func _json(value):
+	# voices go as JSON text; a String is taken to be JSON already
+	if value == null or typeof(value) == TYPE_STRING:
+		return value
+	return JSON.print(value)
 
 
 func _int(value):

@@ -16,7 +16,10 @@ With an ensemble model (``Vocab.n_voices`` > 0) a session also has a current voi
 by each VOICE token (sampled or forced) and restored by a rewind; note events apply to
 (current voice, pitch), and the sounding table, the note guard and the note-offs of a
 cut are per (voice, pitch), a note-off of another voice preceded by its VOICE token.
-A mask per session says which voices may play (``set_voices``).  Each event in the
+A mask per session says which voices may play, set at once (``set_voices``) or from a
+bar line the music reaches (``voices_at``); ``voice_bias`` makes a voice more (or less)
+likely to be named; the entry rule is per voice (``enter``): every voice that may play
+sounds before time moves on.  ``engine.sampler.voices`` says how.  Each event in the
 ring carries the voice in force after it (``ev_voice``), so the player can give each
 voice its own channel.  Transposing to a key is the player's (drums never move).
 """
@@ -28,7 +31,8 @@ from engine.vocab import NO_VOICE, NOTE_OFF, START, TIME_SHIFT
 
 from engine.sampler import voices
 from engine.sampler.lstm import lstm_step
-from engine.sampler.sampling import VOICE0, layout, sample
+from engine.sampler.voices import entry_lapses, release_offs, voices_due
+from engine.sampler.sampling import layout, sample
 
 #: The note guard: a note sounds at most this many beats (a session's own guard may be
 #: shorter); the default when nothing sets one.
@@ -61,12 +65,24 @@ class Runtime:
         self.gen_tick = np.zeros(S, np.int64)
         # voices: NV of them (1 for one line, whose voice is always 0); sounding[s, v*128+p]
         # is the tick (voice v, pitch p) began, -1 when silent; voice[s] the current voice
-        # (NO_VOICE after an ensemble's START); voice_on[s, v] whether v may play
+        # (NO_VOICE after an ensemble's START); voice_on[s, v] whether v may play, and a
+        # switch of it pending at voice_tick (next_on), the last one applied (voice_from,
+        # the mask before it prev_on); voice_bias the log-odds added to each voice's
+        # token; entered[s, v]: v sounded a note-on since the entry rule began
+        # (engine.sampler.voices)
         nv = w.vocab.n_voices
+        NV = max(nv, 1)
         self.n_voices, self.no_voice = nv, NO_VOICE if nv else 0
-        self.sounding = np.full((S, max(nv, 1) * 128), -1, np.int64)
+        self.sounding = np.full((S, NV * 128), -1, np.int64)
         self.voice = np.full(S, self.no_voice, np.int64)
-        self.voice_on = np.ones((S, max(nv, 1)), np.bool_)
+        self.voice_on = np.ones((S, NV), np.bool_)
+        self.next_on = np.ones((S, NV), np.bool_)
+        self.prev_on = np.ones((S, NV), np.bool_)
+        self.voice_tick = np.full(S, -1, np.int64)
+        self.voice_from = np.full(S, -1, np.int64)
+        self.voice_bias = np.zeros((S, NV), np.float64)
+        self.entered = np.zeros((S, NV), np.bool_)
+        self.everyone = np.ones(NV, np.bool_)  # a theme's reset releases every voice
         self.layout = layout(w.vocab, DRUMS)  # the sampler's token ranges and drum voice
         self.probs = np.zeros((S, V), np.float64)  # the sampler's scratch
         self.entry = np.zeros(S, np.bool_)
@@ -119,7 +135,9 @@ class Runtime:
         self.pos0 = np.full(S, -1, np.int64)
         self.pos_cur = np.full(S, -1, np.int64)
         self.prev_pos0 = np.full(S, -1, np.int64)
-        self._voices = (self.voice, self.voice_on, self.ev_voice, self.layout, self.probs)
+        self._voices = (self.voice, self.voice_on, self.ev_voice, self.layout, self.probs,
+                        self.voice_bias, self.entered, self.voice_tick, self.next_on,
+                        self.prev_on, self.voice_from, self.everyone)
         self._theme = (self.zbias, self.next_zbias, self.theme_h, self.theme_c, self.theme_tick,
                        self.theme_reset, self.reset_due,  # then START's token, a position's ticks
                        np.array([w.vocab.offsets[START], self.pos_ticks, self.no_voice],
@@ -147,7 +165,9 @@ class Runtime:
         self.sounding[s] = -1
         self.voice[s] = self.no_voice
         self.voice_on[s] = True
-        self.entry[s] = True
+        self.voice_tick[s] = self.voice_from[s] = -1
+        self.voice_bias[s] = 0.0
+        self.enter(s)
         self.temperature[s] = temperature
         self.pc_bias[s] = self.next_bias[s] = 0.0  # free until told otherwise
         self.zbias[s] = 0.0  # no theme until one is set
@@ -169,6 +189,14 @@ class Runtime:
 
     def close(self, s):
         self.active[s] = False
+
+    def enter(self, s):
+        """Session s's music starts with notes, at once: from its next step no time
+        shift and no note-off is sampled until every voice that may play has sounded a
+        note-on (one line: its first note; ``engine.sampler.voices``).  The server calls
+        this on an immediate change; ``open`` and a theme's phrase start do too."""
+        self.entry[s] = True
+        self.entered[s] = False
 
     def advance(self, target, max_steps=1 << 30, max_batch=0, first=0):
         """Generate for every active session until its look-ahead reaches ``target[s]``
@@ -260,6 +288,14 @@ class Runtime:
             self.pos_cur[s] = -1
             self.theme_tick[s] = self.theme_from[s]
             self.reset_due[s] = False
+        if self.voice_from[s] >= 0 and self.voice_from[s] >= tick:
+            # a voice switch had been made after what is kept: the mask before it is back,
+            # and the switch is due again when the music gets there (unless a newer one
+            # is pending: it replaced this one)
+            self.voice_on[s] = self.prev_on[s]
+            if self.voice_tick[s] < 0:
+                self.voice_tick[s] = self.voice_from[s]  # next_on still holds its mask
+            self.voice_from[s] = -1
         return tick
 
     def queue(self, s, tokens):
@@ -293,14 +329,16 @@ class Runtime:
         sh = q[(q >= off) & (q < off + self.w.vocab.max_shift)]
         return int((sh - off + 1).sum())
 
-    def release_all(self, s):
+    def release_all(self, s, held=None):
         """Note-off tokens for every pitch session s has sounding at its generated end, in
-        every voice (see ``voice_offs``)."""
-        return self.voice_offs(s, range(len(self.voice_on[s])))
+        every voice (see ``voice_offs``; ``held``: only the notes a copy of
+        ``sounding[s]`` taken earlier shows)."""
+        return self.voice_offs(s, range(len(self.voice_on[s])), held)
 
     # the ensemble's voices: what a voice owes when cut, and the mask (engine.sampler.voices)
     voice_offs = voices.voice_offs
     set_voices = voices.set_voices
+    voices_at = voices.voices_at
 
 
 @njit(nogil=True, cache=True)
@@ -311,7 +349,8 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
              max_note_ticks, pc_bias, next_bias, shift_off, off_off, max_shift, theme, voices):
     (zbias, next_zbias, theme_h, theme_c, theme_tick, theme_reset, reset_due, start_tok,
      pos_bias, pos_n, pos_slot, pos0, pos_cur) = theme
-    voice, voice_on, ev_voice, lay, probs = voices
+    (voice, voice_on, ev_voice, lay, probs, voice_bias, entered, voice_tick, next_on, prev_on,
+     voice_from, everyone) = voices
     S = active.shape[0]
     R = ev_tick.shape[1]
     C = controls.shape[1]
@@ -319,9 +358,15 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
     while True:
         for s in range(S):
             if active[s]:
-                _theme_due(s, gen_tick, sounding, entry, force, force_n, tokens, h, c, zbias,
-                           next_zbias, theme_h, theme_c, theme_tick, theme_reset, reset_due,
-                           start_tok, off_off, pos_slot, pos0, pos_cur, voice, lay)
+                _theme_due(s, gen_tick, sounding, entry, force, force_i, force_n, tokens, h, c,
+                           zbias, next_zbias, theme_h, theme_c, theme_tick, theme_reset,
+                           reset_due, start_tok, off_off, pos_slot, pos0, pos_cur, voice, lay,
+                           entered, everyone)
+                # after the theme: a reset due at the same tick releases every voice
+                voices_due(s, gen_tick, voice_tick, voice_on, next_on, prev_on, voice_from,
+                           reset_due, sounding, voice, force, force_i, force_n, lay, off_off,
+                           start_tok[0], start_tok[2], entry, entered)
+                entry_lapses(s, entry, entered, voice_on)
                 _theme_position(s, gen_tick, zbias, pos_bias, pos_n, pos_slot, pos0, pos_cur,
                                 start_tok[1])
         n = 0
@@ -353,13 +398,16 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
                     force_n[s] = 0
             else:
                 tok = sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks,
-                             pc_bias, rng, voice, voice_on, lay, probs)
+                             pc_bias, rng, voice, voice_on, lay, probs, voice_bias, entered)
                 if kinds[tok] == 3:
-                    # a time shift lands on the switch tick or on the guard's release of a
-                    # held note, whichever comes first, rather than passing it
+                    # a time shift lands on the switch tick, the voice switch's or the
+                    # guard's release of a held note, whichever comes first, rather than
+                    # passing it
                     lim = gen_tick[s] + values[tok]
                     if switch_tick[s] >= 0 and switch_tick[s] < lim:
                         lim = switch_tick[s]
+                    if voice_tick[s] >= 0 and voice_tick[s] < lim:
+                        lim = voice_tick[s]
                     for p in range(sounding.shape[1]):
                         if sounding[s, p] >= 0 and sounding[s, p] + max_note_ticks[s] < lim:
                             lim = sounding[s, p] + max_note_ticks[s]
@@ -372,7 +420,8 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
                 gen_tick[s] += val
             elif kind == 1:
                 sounding[s, at] = gen_tick[s]
-                entry[s] = False
+                entered[s, max(voice[s], 0)] = True
+                entry_lapses(s, entry, entered, voice_on)
             elif kind == 2:
                 aux = sounding[s, at]
                 sounding[s, at] = -1
@@ -399,13 +448,14 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
 
 
 @njit(nogil=True, cache=True)
-def _theme_due(s, gen_tick, sounding, entry, force, force_n, tokens, h, c, zbias, next_zbias,
-               theme_h, theme_c, theme_tick, theme_reset, reset_due, start_tok, off_off,
-               pos_slot, pos0, pos_cur, voice, lay):
+def _theme_due(s, gen_tick, sounding, entry, force, force_i, force_n, tokens, h, c, zbias,
+               next_zbias, theme_h, theme_c, theme_tick, theme_reset, reset_due, start_tok,
+               off_off, pos_slot, pos0, pos_cur, voice, lay, entered, everyone):
     """Before session s steps: a theme whose tick its music has reached takes effect (its
-    bias, or its table of them; with a reset, note-offs for what sounds are queued
-    first), and a reset whose note-offs have all been fed starts the theme's phrase:
-    state from z, START, entry, and its positions count from there."""
+    bias, or its table of them; with a reset, note-offs for what sounds in every voice
+    are queued first), and a reset whose note-offs have all been fed starts the theme's
+    phrase: state from z, START, entry (every voice that may play enters anew), and its
+    positions count from there."""
     if theme_tick[s] >= 0 and gen_tick[s] >= theme_tick[s]:
         theme_tick[s] = -1
         zbias[s] = next_zbias[s]
@@ -415,21 +465,10 @@ def _theme_due(s, gen_tick, sounding, entry, force, force_n, tokens, h, c, zbias
             pos0[s] = gen_tick[s]
         if theme_reset[s]:
             # the voice in force first, then the others, each after its VOICE token
-            cur = voice[s]
-            for j in range(sounding.shape[1] // 128 + 1):
-                v = cur if j == 0 else j - 1
-                if v < 0 or (j > 0 and v == voice[s]):
-                    continue
-                for p in range(128):
-                    if sounding[s, v * 128 + p] < 0:
-                        continue
-                    if v != cur and force_n[s] + 1 < force.shape[1]:
-                        cur = v
-                        force[s, force_n[s]] = lay[VOICE0] + v
-                        force_n[s] += 1
-                    if v == cur and force_n[s] < force.shape[1]:
-                        force[s, force_n[s]] = off_off + p
-                        force_n[s] += 1
+            n0 = force_n[s]
+            force_n[s] = release_offs(s, everyone, True, sounding, sounding[s], voice, force,
+                                      force_i[s], n0, lay, off_off, start_tok[0], start_tok[2],
+                                      force[s], n0)
             reset_due[s] = True
     if reset_due[s] and force_n[s] == 0:
         reset_due[s] = False
@@ -438,6 +477,8 @@ def _theme_due(s, gen_tick, sounding, entry, force, force_n, tokens, h, c, zbias
         tokens[s] = start_tok[0]
         voice[s] = start_tok[2]  # a START clears the voice in force
         entry[s] = True
+        for v in range(entered.shape[1]):
+            entered[s, v] = False
         pos0[s] = gen_tick[s]
         pos_cur[s] = -1
 

@@ -53,7 +53,7 @@ def guard(s, sounding, gen_tick, max_note_ticks, voice, layout):
 
 @njit(nogil=True, cache=True)
 def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc_bias, rng,
-           voice, voice_on, layout, probs):
+           voice, voice_on, layout, probs, voice_bias, entered):
     """Sample the next token of session s under the runtime's rules: never START, no
     note-off of a silent pitch, no note-on of a sounding one, only note-ons while
     ``entry`` (an immediate transition starts with a note, at once), and a note held
@@ -63,8 +63,13 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
 
     With voices: note events need a voice in force; a voice switched off in
     ``voice_on[s]`` is never named by a VOICE token and gets no note-on even while it is
-    current; the tonality prior applies to pitched voices only, never to drums; and with
-    every voice off the entry rule lapses (silence is all the session may play).
+    current; VOICE token v's probability is multiplied by ``exp(voice_bias[s, v])`` (its
+    log-odds moved by the session's presence bias for that voice; 0 leaves it as the
+    model has it); the tonality prior applies to pitched voices only, never to drums.
+    The entry rule is per voice: while it holds, a VOICE token may name only a voice
+    that may play and has not entered (``entered[s]``: sounded a note-on since the
+    entry began), and it holds only while such a voice is left, so with every voice off
+    it lapses (silence is all the session may play).
 
     ``probs[s]`` (float64, one per token) is scratch: each token's unnormalised
     probability, 0 where the rules forbid it, is computed once and then drawn from."""
@@ -77,7 +82,7 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
     if ent and nv > 0:
         ent = False
         for v in range(nv):
-            if voice_on[s, v]:
+            if voice_on[s, v] and not entered[s, v]:
                 ent = True
     V = logits.shape[1]
     m = -np.inf
@@ -89,7 +94,9 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
         probs[s, v] = 0.0
     # kind by kind, in token order (the total is summed in that order)
     total = 0.0
-    if cur >= 0 and voice_on[s, cur]:
+    # while an ensemble enters, a voice that has entered waits for the others: one note
+    # each, then the chords fill in (a cluster of one voice's notes is no entry)
+    if cur >= 0 and voice_on[s, cur] and not (ent and nv > 0 and entered[s, cur]):
         base, on = cur * 128, layout[ON]
         tonal = cur != layout[DRUM]
         for p in range(128):
@@ -110,9 +117,11 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
             total += _put(s, v, logits, m, t, probs)
     for v in range(layout[VEL], layout[VEL] + layout[N_VEL]):
         total += _put(s, v, logits, m, t, probs)
-    for k in range(nv):  # a voice that may play, and not the one in force
-        if k != cur and voice_on[s, k]:
-            total += _put(s, layout[VOICE0] + k, logits, m, t, probs)
+    for k in range(nv):  # a voice that may play (and enter), not the one in force
+        if k != cur and voice_on[s, k] and not (ent and entered[s, k]):
+            w = np.exp((logits[s, layout[VOICE0] + k] - m) / t + voice_bias[s, k])
+            probs[s, layout[VOICE0] + k] = w
+            total += w
     if total == 0.0:
         return layout[SHIFT]  # nothing allowed: wait one tick
     u = uniform(rng, s) * total

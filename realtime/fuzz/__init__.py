@@ -26,6 +26,12 @@ without a critic, a ``theme`` on a server whose model is no theme model (``out_o
 ``allowed`` is what the table gives the field came from the validator, which must not refuse
 a message the table accepts.
 
+Voices: ``voices`` values are drawn as the table allows them (1..4 voices, each true, false,
+"auto" or an object of play, program, channel, octave in range, no channel twice, not every
+voice off; over OSC as JSON text), refused ones with the part each error names
+(``voices``, ``voices.bass``, ``voices.bass.program``).  A server may refuse a valid one for
+its session (``out_of_range`` on ``voices``: a channel another voice has, a one-line model).
+
 Themes: ``notes`` values are drawn as the table allows them (3 to a few dozen notes on a
 twelfth-of-a-beat grid, no two notes of one pitch overlapping, within ``MAX_THEME_BARS`` bars;
 pitches within ``THEME_SPAN`` of each other, for an engine bug; over OSC as JSON text), refused ones as the error each gets (a wrong JSON type or a list of
@@ -47,8 +53,9 @@ from realtime.fuzz.messages import requests
 from realtime.fuzz.oracle import Case, Expect, problem
 from realtime.fuzz.osc import datagrams, osc_bundles, osc_garbage, osc_reply
 from realtime.fuzz.senders import NoteCounter, OscFuzzer, Tally, ZmqFuzzer, diagnose, music_plays
-from realtime.fuzz.values import invalid_notes, invalid_value, valid_notes, valid_value
+from realtime.fuzz.values import (invalid_notes, invalid_value, invalid_voices, valid_notes, valid_value,
+                                  valid_voices)
 
 __all__ = ["Case", "Expect", "NoteCounter", "OscFuzzer", "Tally", "ZmqFuzzer", "datagrams", "diagnose",
-           "invalid_notes", "invalid_value", "music_plays", "osc_bundles", "osc_garbage", "osc_reply",
-           "problem", "requests", "valid_notes", "valid_value"]
+           "invalid_notes", "invalid_value", "invalid_voices", "music_plays", "osc_bundles", "osc_garbage",
+           "osc_reply", "problem", "requests", "valid_notes", "valid_value", "valid_voices"]

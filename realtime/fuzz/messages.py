@@ -35,8 +35,9 @@ def valid_message(spec, names, sessions=None, osc=False):
     body = st.fixed_dictionaries({"type": st.just(spec.name), **required}, optional=optional)
     if spec.one_of:
         body = body.filter(lambda d: any(n in d for n in spec.one_of))
-    if spec.name == "session":  # the table's cross-field rules: state only with action open
-        body = body.map(lambda d: {k: v for k, v in d.items() if k != "state" or d["action"] == "open"})
+    if spec.name == "session":  # the table's cross-field rules: state and voices only with open
+        body = body.map(lambda d: {k: v for k, v in d.items()
+                                   if k not in ("state", "voices") or d["action"] == "open"})
     if spec.name == "theme":  # and a theme to set given once, as notes or by name; free: neither
         given = st.one_of(*[st.fixed_dictionaries({n: fields[n]}) for n in THEME_GIVEN])
         body = st.tuples(body, given).map(_set_or_free)
@@ -77,10 +78,10 @@ def encode(obj):
 def _mutated(spec, names, sessions):
     """A valid message with one field (envelope ones included) given a refused value."""
     def case(t):
-        msg, name, (value, code) = t
+        msg, name, (value, code, named) = t
         msg = {**msg, name: value}
         return Case(code, (encode(msg),),
-                    (Expect(code, name, None if name == "id" else msg.get("id"), spec.name),))
+                    (Expect(code, named, None if name == "id" else msg.get("id"), spec.name),))
     base = valid_message(spec, names, sessions)
     return st.one_of(*[st.tuples(base, st.just(f.name), invalid_value(f, names)).map(case)
                        for f in protocol.ENVELOPE + spec.fields])

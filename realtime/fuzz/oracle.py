@@ -13,12 +13,13 @@ from realtime import protocol
 # How a well-formed message meets a server that cannot use it, by message type (None: any
 # type): the (code, field) pairs it may be refused with.  Any: the session is not open (or
 # already is, or none is free), critic above 0 without a critic.  theme: no theme model
-# (notes or name), a theme name states.toml does not have.
-# already is, or none is free), critic above 0 without a critic.  theme: no theme model
-# (notes or name), a theme name states.toml does not have.
+# (notes or name), a theme name states.toml does not have.  mood, state, session: voices
+# the session cannot take (a channel another of its voices has, none left to play, a
+# one-line model).
 SEMANTIC = {None: (("bad_choice", "session"), ("out_of_range", "session"),
                    ("bad_choice", "critic"), ("out_of_range", "critic")),
-            "theme": (("out_of_range", "notes"), ("out_of_range", "name"), ("bad_choice", "name"))}
+            "theme": (("out_of_range", "notes"), ("out_of_range", "name"), ("bad_choice", "name")),
+            **dict.fromkeys(("mood", "state", "session"), (("out_of_range", "voices"),))}
 # The theme's cross-field rule (realtime.protocol.requests.theme_rule): action "set" takes exactly one of
 # these, "free" neither.
 THEME_GIVEN = ("notes", "name")

@@ -67,10 +67,10 @@ def _osc_mutated(spec, names, sessions):
     fields = [f for f in spec.fields] + [envelope_field("session"), envelope_field("id")]
 
     def case(t):
-        msg, name, (value, code) = t
+        msg, name, (value, code, named) = t
         msg = {**msg, name: value}
         return Case("osc_" + code, osc_datagram(*_osc_form(spec, msg)),
-                    (Expect(code, name, None if name == "id" else msg.get("id"), spec.name),))
+                    (Expect(code, named, None if name == "id" else msg.get("id"), spec.name),))
     base = valid_message(spec, names, sessions, osc=True)
     # a refused string that reads as a keyword would shift the positional fields
     return st.one_of(*[st.tuples(base, st.just(f.name), invalid_value(f, names, osc=True).filter(

@@ -1,6 +1,7 @@
 """Hypothesis strategies for one field's value, from the protocol's table: values each
 field accepts (``valid_value``) and values it refuses with the error code the table gives
-each (``invalid_value``), theme notes among them (``valid_notes``, ``invalid_notes``).
+each (``invalid_value``), theme notes among them (``valid_notes``, ``invalid_notes``) and
+the ensemble's voices (``valid_voices``, ``invalid_voices``).
 """
 import json
 import math
@@ -9,6 +10,7 @@ import struct
 
 from hypothesis import strategies as st
 
+from engine.ensemble import DRUMS, VOICES
 from realtime import protocol
 
 ID_LIMIT = 2**63
@@ -177,11 +179,125 @@ def invalid_notes(osc=False):
     return st.tuples(out, st.just("out_of_range")) | st.tuples(wrong, st.just("bad_type"))
 
 
+# ---- voices: {voice name: true | false | "auto" | {play, program, channel, octave}}
+
+def _ranges(voice):
+    """The integer settings of ``voice`` and their ranges (drums are never transposed)."""
+    ranges = dict(protocol.VOICE_RANGES)
+    if voice == VOICES[DRUMS]:
+        ranges["octave"] = (0, 0)
+    return ranges
+
+
+def _setting(voice):
+    play = st.sampled_from(protocol.PLAY)
+    keys = {"play": play, **{k: st.integers(lo, hi) for k, (lo, hi) in _ranges(voice).items()}}
+    return play | st.fixed_dictionaries({}, optional=keys).filter(bool)
+
+
+def _playable(value):
+    """``value`` made one the table accepts as a whole: a channel given twice is dropped
+    from the later voice (which then plays "auto" if nothing is left of it), and a value
+    that turns every voice off lets the last one play "auto"."""
+    out, taken = {}, set()
+    for voice, setting in value.items():
+        if isinstance(setting, dict) and "channel" in setting:
+            if setting["channel"] in taken:
+                setting = {k: v for k, v in setting.items() if k != "channel"} or "auto"
+            else:
+                taken.add(setting["channel"])
+        out[voice] = setting
+    if len(out) == len(VOICES) and all(s is False or (isinstance(s, dict) and s.get("play") is False)
+                                       for s in out.values()):
+        out[voice] = "auto"
+    return out
+
+
+def valid_voices(osc=False):
+    """``voices`` values the table accepts: 1..4 voices, each true, false, "auto" or an
+    object of some of play, program, channel, octave within their ranges (drums at octave
+    0), no channel given twice, not every voice false.  Over OSC as JSON text.  The server
+    may still refuse one for its session (a channel another voice has, a one-line model)."""
+    value = st.fixed_dictionaries({}, optional={v: _setting(v) for v in VOICES}).filter(bool) \
+        .map(_playable)
+    return value.map(json.dumps) if osc else value
+
+
+def _json_object_text(text):
+    """Whether ``text`` is JSON of an object (which the validator would read as voices)."""
+    try:
+        return isinstance(json.loads(text), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
+def invalid_voices(osc=False):
+    """(value, code, field) triples ``voices`` refuses, ``field`` naming the part the error
+    names: the whole (``voices``: not an object, empty, an unknown voice, every voice off, a
+    channel given to two voices), a voice's setting (``voices.bass``: no setting, an empty
+    or unknown-keyed object) or one of its keys (``voices.bass.program``: out of range or
+    not an integer; ``voices.bass.play``).  The part refused comes after valid voices, which
+    the validator reads first.  Over OSC objects go as JSON text, and any other OSC type is
+    ``bad_type`` on ``voices``."""
+    base = valid_voices()
+    voice = st.sampled_from(VOICES)
+
+    def put(t):  # base with voice's setting replaced, last
+        value, name, setting, code, part = t
+        value = {k: v for k, v in value.items() if k != name}
+        value[name] = setting
+        return value, code, f"voices.{name}{part}"
+
+    def key_refused(name):
+        ranges = _ranges(name)
+        outside = st.sampled_from(list(ranges)).flatmap(lambda k: st.tuples(
+            st.just(k), st.integers(max_value=ranges[k][0] - 1) | st.integers(min_value=ranges[k][1] + 1),
+            st.just("out_of_range")))
+        not_int = st.sampled_from(list(ranges)).flatmap(lambda k: st.tuples(
+            st.just(k), SCALARS.filter(lambda x: not isinstance(x, int) or isinstance(x, bool)) |
+            nested(2), st.just("bad_type")))
+        play = st.tuples(st.just("play"), st.text(max_size=8).filter(lambda x: x != "auto"),
+                         st.just("bad_choice")) | \
+            st.tuples(st.just("play"), (st.integers() | st.floats() | st.none() | nested(2)),
+                      st.just("bad_type"))
+        return st.one_of(outside, not_int, play).map(
+            lambda t: (name, {t[0]: t[1]}, t[2], f".{t[0]}"))
+
+    not_setting = st.text(max_size=8).filter(lambda x: x != "auto").map(lambda x: (x, "bad_choice")) | \
+        (st.integers() | st.floats() | st.none() | nested(2).filter(lambda x: isinstance(x, list))) \
+        .map(lambda x: (x, "bad_type")) | \
+        st.just(({}, "out_of_range"))
+    unknown_key = st.dictionaries(unicode_text(osc, max_size=8).filter(
+        lambda k: k not in protocol.VOICE_KEYS), SCALARS, min_size=1, max_size=1)
+    whole_setting = st.tuples(voice, not_setting).map(lambda t: (t[0], t[1][0], t[1][1], "")) | \
+        st.tuples(voice, unknown_key).map(lambda t: (t[0], t[1], "bad_choice", ""))
+    in_a_setting = st.tuples(base, whole_setting | voice.flatmap(key_refused)).map(
+        lambda t: put((t[0], *t[1])))
+    unknown_voice = st.tuples(base, unicode_text(osc, max_size=12).filter(lambda n: n not in VOICES),
+                              SCALARS).map(lambda t: ({**t[0], t[1]: t[2]}, "bad_choice", "voices"))
+    all_off = st.permutations(VOICES).map(lambda order: (dict.fromkeys(order, False), "out_of_range", "voices"))
+    clash = st.tuples(st.lists(voice, min_size=2, max_size=2, unique=True), st.integers(0, 15)).map(
+        lambda t: ({t[0][0]: {"channel": t[1]}, t[0][1]: {"channel": t[1]}}, "out_of_range", "voices"))
+    empty = st.just(({}, "out_of_range", "voices"))
+    objects = st.one_of(in_a_setting, unknown_voice, all_off, clash, empty)
+    text = unicode_text(osc).filter(lambda t: not _json_object_text(t))
+    if osc:
+        native = st.integers(-2**31, 2**31 - 1) | st.floats(width=32) | st.binary(min_size=1) | st.booleans()
+        wrong = native | text | SCALARS.filter(lambda v: not isinstance(v, str)).map(json.dumps)
+        return objects.map(lambda t: (json.dumps(t[0]),) + t[1:]) | \
+            st.tuples(wrong, st.just("bad_type"), st.just("voices"))
+    wrong_json = st.one_of(SCALARS, *[nested(d) for d in (1, 3, protocol.MAX_DEPTH - 1)])
+    wrong = wrong_json.filter(lambda v: not isinstance(v, (str, dict))) | text
+    return objects | st.tuples(wrong, st.just("bad_type"), st.just("voices"))
+
+
 def valid_value(field, names, sessions=None, osc=False):
     """Values ``field`` accepts.  ``sessions``: the session names to use for the envelope's
     ``session`` (a small pool keeps the server's state in bounds)."""
     if field.kind == "notes":
         return valid_notes().map(json.dumps) if osc else valid_notes()
+    if field.kind == "voices":
+        return valid_voices(osc)
     if field.kind == "float":
         floats = st.floats(field.lo, field.hi, width=32 if osc else 64)
         return floats | st.integers(math.ceil(field.lo), math.floor(field.hi))
@@ -202,7 +318,16 @@ def valid_value(field, names, sessions=None, osc=False):
 
 
 def invalid_value(field, names, osc=False):
-    """(value, error code) pairs ``field`` refuses, with the code the table gives each."""
+    """(value, error code, field named) triples ``field`` refuses, with the code the table
+    gives each and the field its error names (``field``'s own name, but for a part of a
+    ``voices`` value: ``voices.bass.program``)."""
+    if field.kind == "voices":
+        return invalid_voices(osc)
+    return _invalid(field, names, osc).map(lambda vc: (*vc, field.name))
+
+
+def _invalid(field, names, osc):
+    """(value, error code) pairs ``field`` (not voices) refuses."""
     if field.kind == "notes":
         return invalid_notes(osc)
     wrong_json = st.one_of(SCALARS, *[nested(d) for d in (1, 3, protocol.MAX_DEPTH - 1)])

@@ -12,7 +12,8 @@ import rtmidi
 
 from engine.errors import InvalidMessage
 
-from realtime.outputs.base import BasePort, Sounding, midi_bytes, note_of, session_names
+from realtime.outputs.base import (BasePort, Sounding, midi_bytes, note_of, session_names,
+                                   voice_map)
 from realtime.outputs.jack import JackMidiPort
 from realtime.outputs.midifile import MAX_BPM, MIN_BPM, MidiFilePort
 from realtime.outputs.multi import MultiPort
@@ -23,7 +24,7 @@ from realtime.outputs.virtual import API_ALIASES, RtMidiPort, api_label, list_po
 __all__ = ["API_ALIASES", "BACKENDS", "MAX_BPM", "MIN_BPM", "BasePort", "JackMidiPort",
            "MidiFilePort", "MultiPort", "RtMidiPort", "Sounding", "ZmqPubPort", "add_arguments",
            "api_label", "list_ports", "midi_bytes", "note_of", "open_port", "resolve_api", "run",
-           "session_names"]
+           "session_names", "voice_map"]
 
 
 BACKENDS = {"rtmidi": RtMidiPort, "jack": JackMidiPort, "zmq": ZmqPubPort, "file": MidiFilePort}

@@ -57,6 +57,16 @@ class BasePort:
     def sessions(self, sessions):
         pass
 
+    @property
+    def voices(self):
+        """{slot: {channel: voice name}} of the sessions, for an output that names each
+        note's voice ({} here): ``voice_map``'s form."""
+        return {}
+
+    @voices.setter
+    def voices(self, voices):
+        pass
+
     def release(self, t_ns):
         """A note-off now for every note this port has sounding (its ``_sounding``), as
         the port itself counts them: after a failure in the sending thread the
@@ -186,6 +196,39 @@ def session_names(sessions):
                                  field="sessions", allowed="non-empty string")
         names[index] = name
     return names
+
+
+def voice_map(voices):
+    """{slot: {channel: voice name}} from a mapping of the same form, copied and checked so
+    that a bad one fails where it is set, naming the field ``voices``.
+
+    The server maps each session's wire channels to the voices that play them (an
+    ensemble's melody, bass, harmony and drums; a one-line session's channel is "melody";
+    the stinger channel is "stinger").  None is the empty map.
+    """
+    if voices is None:
+        return {}
+    if not isinstance(voices, dict):
+        raise InvalidMessage(f"voices must be a dict {{slot: {{channel: name}}}}, got {voices!r}",
+                             field="voices", allowed="{slot: {channel 0-15: voice name}}")
+    out = {}
+    for slot, channels in voices.items():
+        if not isinstance(slot, int) or isinstance(slot, bool) or slot < 0:
+            raise InvalidMessage(f"voices: session slot must be an integer >= 0, got {slot!r}",
+                                 field="voices", allowed="integer slot >= 0")
+        if not isinstance(channels, dict):
+            raise InvalidMessage(f"voices[{slot}] must be a dict {{channel: name}}, got {channels!r}",
+                                 field="voices", allowed="{channel 0-15: voice name}")
+        for channel, name in channels.items():
+            if not isinstance(channel, int) or isinstance(channel, bool) or not 0 <= channel <= 15:
+                raise InvalidMessage(f"voices[{slot}]: channel must be an integer 0-15, got "
+                                     f"{channel!r}", field="voices", allowed="channel 0-15")
+            if not isinstance(name, str) or not name:
+                raise InvalidMessage(f"voices[{slot}][{channel}]: voice name must be a non-empty "
+                                     f"string, got {name!r}", field="voices",
+                                     allowed="non-empty string")
+        out[slot] = dict(channels)
+    return out
 
 
 # ---------------------------------------------------------------- rtmidi

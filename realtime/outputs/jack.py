@@ -38,8 +38,9 @@ class JackMidiPort(BasePort):
     connected when it appears, checked every ``reconnect_s``.  When the JACK server goes
     away the other outputs play on; this one drops what it is sent, tries to come back
     every ``reconnect_s``, and on its return reconnects and sends all-notes-off (CC 123)
-    and sustain-off (CC 64) on every channel, as it also does when a wanted input is
-    connected anew: a synth that missed note-offs starts clean.
+    and sustain-off (CC 64) on every channel, then the last program change sent on each
+    channel, as it also does when a wanted input is connected anew: a synth that missed
+    note-offs starts clean, and one that started anew plays each voice's instrument.
     """
 
     name = "jack"
@@ -58,6 +59,7 @@ class JackMidiPort(BasePort):
         self._writer = NativeJackWriter(name, port, capacity).open()
         self.port_name = self._writer.full_name
         self._sounding = Sounding()
+        self._programs = {}  # channel -> the last program sent on it, sent again by _reset
         self._lock = threading.Lock()  # push, reopen and close come from different threads
         self._last_t = 0
         self._missing = set()  # wanted inputs not found yet (warned once)
@@ -116,19 +118,23 @@ class JackMidiPort(BasePort):
         return made
 
     def _reset(self):
-        """All notes off and sustain off on every channel, four periods from now: a JACK
-        connection carries data from the next cycle JACK starts after it is made, and
-        what a port writes before is heard by nobody."""
+        """All notes off and sustain off on every channel, then each channel's program,
+        four periods from now: a JACK connection carries data from the next cycle JACK
+        starts after it is made, and what a port writes before is heard by nobody."""
         with self._lock:
             self._last_t = max(self._last_t, time.monotonic_ns() + 4 * self._writer.period_ns)
             for channel in range(16):
                 self._writer.push(self._last_t, (0xB0 | channel, 123, 0))
                 self._writer.push(self._last_t, (0xB0 | channel, 64, 0))
+            for channel, program in sorted(self._programs.items()):
+                self._writer.push(self._last_t, (0xC0 | channel, program))
 
     def _send(self, status, data1, data2, t_ns, beat, session):
         message = midi_bytes(status, data1, data2)
         with self._lock:
             self._sounding.update(message, beat, session)
+            if message[0] & 0xF0 == 0xC0:
+                self._programs[message[0] & 0x0F] = message[1]
             self._last_t = t = max(t_ns, self._last_t)  # the ring is read in order
             self._writer.push(t, message)
 

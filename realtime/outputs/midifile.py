@@ -1,5 +1,6 @@
-"""A Standard MIDI File recording of what plays, one track per session (or channel),
-with the tempo map, written atomically and checkpointed while it plays."""
+"""A Standard MIDI File recording of what plays, one track per session (per voice of an
+ensemble session, or per channel), with the tempo map and the program changes, written
+atomically and checkpointed while it plays."""
 import contextlib
 import logging
 import math
@@ -12,7 +13,7 @@ import mido
 
 from engine.errors import InvalidMessage, PortError
 
-from realtime.outputs.base import BasePort, midi_bytes, note_of, session_names
+from realtime.outputs.base import BasePort, midi_bytes, note_of, session_names, voice_map
 
 log = logging.getLogger("ostinato.outputs")
 
@@ -23,14 +24,16 @@ MAX_BPM = 60e6             # ... and at least 1
 
 class _Track:
     """One track of a recording, kept as the bytes of its events so far (delta time +
-    message), so that writing the file never re-encodes what is already recorded."""
+    message), so that writing the file never re-encodes what is already recorded.
+    ``session``: the name of the session it records (None when split by channel);
+    ``voice``: the voice of that session it records (None: the whole session)."""
 
-    def __init__(self, title):
+    def __init__(self, title, session=None, voice=None):
         self.title = title
+        self.session = session
+        self.voice = voice
         self.data = bytearray()
         self.tick = 0          # absolute tick of its last event
-        self.offset = 0.0      # beats added to its session's beats (a reopened session)
-        self.rebase = False    # a new session took this track's name: offset on its next event
 
     def add(self, tick, message):
         """Append ``message`` at ``tick`` (never before the track's last event)."""
@@ -69,8 +72,16 @@ class MidiFilePort(BasePort):
 
     Track 0 holds the tempo map of the timeline session (``tempo(bpm, beat, session)``;
     default "main"), then one track per session *name* (``split="session"``) or per MIDI
-    channel (``split="channel"``).  Times come from the events' beats, not the wall
-    clock, so the timeline session's track is musically exact; another session's track
+    channel (``split="channel"``).  Voices (``voices``, {slot: {channel: voice name}},
+    set by the server in order with the messages): a session whose channels name two
+    voices or more (an ensemble; the stinger's "stinger" not counted) gets a track per
+    voice that played instead, named "<voice>" when the recording holds one session and
+    "<session> <voice>" when it holds several; a one-line session (one voice) keeps its
+    one track under the session's name.  Channel messages go in the track of their
+    channel's voice, program changes included; those sent before a voice's first note
+    wait for it (the last of each kind is kept), so a voice that never played has no
+    track.  Times come from the events' beats, not the wall clock, so the timeline
+    session's track is musically exact; another session's track
     keeps its own beats (it joined the main grid when it opened), so at a tempo of its own
     it drifts from the main track in the file.  A track's events never go back in time:
     an event stamped before the track's last one (an immediate transition plays ahead of
@@ -119,8 +130,13 @@ class MidiFilePort(BasePort):
         self.checkpoints = 0      # files written before close
         self.dropped_offs = 0
         self._names = session_names(sessions)
+        self._voices = {}         # slot -> {channel: voice} of the ensemble sessions only
         self._lock = threading.Lock()  # send() and the checkpoint thread
-        self._tracks = {}         # track key (session name or channel) -> _Track
+        # track key (session name, (session name, voice), or channel) -> _Track
+        self._tracks = {}
+        self._offsets = {}        # session name -> beats added to its beats (reopened)
+        self._rebase = set()      # names a new session took: offset at its next event
+        self._pending = {}        # (session name, voice) -> {kind: (tick, message)}
         self._sounding = {}       # (channel, pitch) -> (track key, tick of the note-on)
         self._tempi = []          # (tick, bpm) of the tempo track
         self._last_tick = 0
@@ -143,10 +159,23 @@ class MidiFilePort(BasePort):
         names = session_names(sessions)
         with self._lock:
             if self.split == "session":
-                for name in set(names.values()) - set(self._names.values()):
-                    if name in self._tracks:  # a new session under a recorded name
-                        self._tracks[name].rebase = True
+                recorded = {t.session for t in self._tracks.values()}
+                # a new session under a recorded name follows on from its tracks
+                self._rebase |= (set(names.values()) - set(self._names.values())) & recorded
             self._names = names
+
+    @property
+    def voices(self):
+        """{slot: {channel: voice name}} of the ensemble sessions (two voices or more),
+        which get a track per voice; set it with the whole map (``base.voice_map``)."""
+        return {slot: dict(channels) for slot, channels in self._voices.items()}
+
+    @voices.setter
+    def voices(self, voices):
+        ensembles = {slot: channels for slot, channels in voice_map(voices).items()
+                     if len(set(channels.values()) - {"stinger"}) >= 2}
+        with self._lock:
+            self._voices = ensembles
 
     def tempo(self, bpm, beat, session=None):
         """The tempo is ``bpm`` from ``beat`` on: a set_tempo in the tempo track.
@@ -167,9 +196,9 @@ class MidiFilePort(BasePort):
         with self._lock:
             if session is not None and self._names.get(session) != self.timeline:
                 return
-            main = self._tracks.get(self.timeline)
-            reached = main.tick if main is not None else 0
-            tick = round((beat + (main.offset if main is not None else 0.0)) * self.ticks_per_beat)
+            reached = max((t.tick for t in self._tracks.values() if t.session == self.timeline),
+                          default=0)
+            tick = round((beat + self._offsets.get(self.timeline, 0.0)) * self.ticks_per_beat)
             self._tempi = [(t, b) for t, b in self._tempi if t <= reached] + [(tick, bpm)]
             self._dirty = True
 
@@ -184,28 +213,47 @@ class MidiFilePort(BasePort):
 
     def _record(self, message, beat, session):
         # the caller holds self._lock
+        channel = message[0] & 0x0F
         if self.split == "session":
-            key = self._names.get(session, f"session {session}")
-            title = key
+            name = self._names.get(session, f"session {session}")
+            voice = self._voices.get(session, {}).get(channel)
+            key = name if voice is None else (name, voice)
+            if name in self._rebase:
+                reached = max((t.tick for t in self._tracks.values() if t.session == name),
+                              default=0)
+                self._offsets[name] = max(0.0, reached / self.ticks_per_beat - beat)
+                self._rebase.discard(name)
+            offset = self._offsets.get(name, 0.0)
         else:
-            key = message[0] & 0x0F
-            title = f"channel {key + 1}"
+            name, voice, key, offset = None, None, channel, 0.0
         track = self._tracks.get(key)
-        if track is None:
-            track = self._tracks[key] = _Track(title)
-        if track.rebase:
-            track.offset = max(0.0, track.tick / self.ticks_per_beat - beat)
-            track.rebase = False
-        tick = max(track.tick, round((beat + track.offset) * self.ticks_per_beat))
+        tick = round((beat + offset) * self.ticks_per_beat)
+        if track is not None:
+            tick = max(track.tick, tick)
         note = note_of(message)
-        wire = (message[0] & 0x0F, message[1])
+        wire = (channel, message[1])
         if note == "off":
             owner = self._sounding.pop(wire, None)
             if owner is None:
                 self.dropped_offs += 1
                 return
             track = self._tracks[owner[0]]
-        elif note == "on" and wire in self._sounding:  # sounding already: it ends here
+        elif track is None and voice is not None and note is None:
+            # a voice's track begins with its first note; until then the last message of
+            # each kind (program, each controller) waits for it
+            kind = (message[0], message[1]) if message[0] & 0xF0 == 0xB0 else message[0]
+            pending = self._pending.setdefault(key, {})
+            pending.pop(kind, None)
+            pending[kind] = (tick, message)
+            return
+        if track is None:
+            title = (name if voice is None else f"{name} {voice}") if name is not None \
+                else f"channel {channel + 1}"
+            track = self._tracks[key] = _Track(title, name, voice)
+            for at, waiting in sorted(self._pending.pop(key, {}).values(), key=lambda p: p[0]):
+                track.add(at, waiting)
+            tick = max(track.tick, tick)
+        if note == "on" and wire in self._sounding:  # sounding already: it ends here
             owner = self._sounding.pop(wire)
             self._tracks[owner[0]].add(tick, (0x80 | wire[0], wire[1], 0))
         tick = track.add(tick, message)
@@ -231,7 +279,10 @@ class MidiFilePort(BasePort):
         so ``_file_bytes`` can copy each buffer's first ``length`` bytes later, outside
         the lock, while the sender appends (a bytearray slice is one step under the GIL)."""
         keys = list(self._tracks) if self.split == "session" else sorted(self._tracks)
-        tracks = [(t.title, t.data, len(t.data), t.tick, endings.get(key, ()))
+        # a voice's track is named by its voice alone while one session is recorded
+        alone = len({t.session for t in self._tracks.values()}) == 1
+        tracks = [(t.voice if alone and t.voice else t.title, t.data, len(t.data), t.tick,
+                   endings.get(key, ()))
                   for key, t in ((k, self._tracks[k]) for k in keys)]
         return sorted(dict(self._tempi).items()), tracks  # the last tempo for a tick wins
 

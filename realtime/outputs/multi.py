@@ -5,7 +5,7 @@ import logging
 
 from engine.errors import PortError
 
-from realtime.outputs.base import BasePort, midi_bytes, session_names
+from realtime.outputs.base import BasePort, midi_bytes, session_names, voice_map
 
 log = logging.getLogger("ostinato.outputs")
 
@@ -27,14 +27,14 @@ class MultiPort(BasePort):
         """``method`` of every port that has it (``ahead`` None), or of the ports with a
         lead only (True) or without (False): with a lead in play, what goes with the
         messages (markers, tempo, session names) must reach each port in order with
-        them.  ``method`` "sessions" sets that property."""
+        them.  ``method`` "sessions" or "voices" sets that property."""
         for port in self.ports:
             fn = getattr(port, method, None)
             if fn is None or (ahead is not None and bool(port.lead_ns) != ahead):
                 continue
             try:
-                if method == "sessions":
-                    port.sessions = args[0]
+                if method in ("sessions", "voices"):
+                    setattr(port, method, args[0])
                 else:
                     fn(*args, **kwargs)
             except Exception as exc:  # whatever one output does wrong stays with it
@@ -83,6 +83,16 @@ class MultiPort(BasePort):
     def sessions(self, sessions):
         session_names(sessions)  # a bad mapping is the caller's error, not a port's
         self.call_some(None, "sessions", sessions)
+
+    @property
+    def voices(self):
+        """{slot: {channel: voice name}} of the first port that names voices ({} if none)."""
+        return next((names for names in (p.voices for p in self.ports) if names), {})
+
+    @voices.setter
+    def voices(self, voices):
+        voice_map(voices)  # a bad mapping is the caller's error, not a port's
+        self.call_some(None, "voices", voices)
 
     def tempo(self, bpm, beat, session=None):
         """Forwarded to the ports that record tempo."""

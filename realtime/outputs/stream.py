@@ -9,7 +9,8 @@ from engine.errors import InvalidMessage, PortError
 from realtime.keys import guard_for, require_keys
 from realtime.protocol import EVENT_ADDRESS, EVENT_TYPES, encode_event
 
-from realtime.outputs.base import BasePort, Sounding, midi_bytes, note_of, session_names
+from realtime.outputs.base import (BasePort, Sounding, midi_bytes, note_of, session_names,
+                                   voice_map)
 
 
 class ZmqPubPort(BasePort):
@@ -27,6 +28,8 @@ class ZmqPubPort(BasePort):
     client's scheduling, not the network's.
     Taps (``add_tap``) get every frame as it is published, with its fields: the OSC
     endpoint relays the stream to its subscribers that way.
+    Voices: a note's event names the voice of its session's channel (``voices``, set by
+    the server in order with the notes); a channel with no voice known has no field.
     """
 
     name = "zmq"
@@ -41,6 +44,7 @@ class ZmqPubPort(BasePort):
         super().__init__()
         self.lead_ns = int(round(ahead_ms * 1e6))
         self._names = session_names(sessions)
+        self._voices = {}  # replaced whole, so that _send reads it without a lock
         self._sounding = Sounding()
         self._lock = threading.Lock()  # send() and publish() come from different threads
         self._seq = 0
@@ -75,6 +79,15 @@ class ZmqPubPort(BasePort):
     def sessions(self, sessions):
         self._names = session_names(sessions)
 
+    @property
+    def voices(self):
+        """{slot: {channel: voice name}} naming each note's voice; set it whole."""
+        return {slot: dict(channels) for slot, channels in self._voices.items()}
+
+    @voices.setter
+    def voices(self, voices):
+        self._voices = voice_map(voices)
+
     def _emit(self, kind, session, t_ns, beat, **fields):
         # the caller holds self._lock: a zmq socket is not thread-safe
         name = session if isinstance(session, str) else self._names.get(session, str(session))
@@ -106,9 +119,18 @@ class ZmqPubPort(BasePort):
             # ended it
             owner = self._sounding.update(message, beat, session)
             self._beat = beat
-            self._emit("note_" + note, session if owner is None else owner, t_ns, beat,
-                       channel=message[0] & 0x0F,
-                       pitch=message[1], velocity=message[2] if note == "on" else 0)
+            if owner is not None:
+                session = owner
+            channel = message[0] & 0x0F
+            channels = self._voices.get(session)  # inline: this runs once per note
+            voice = channels.get(channel) if channels else None
+            if voice is None:
+                self._emit("note_" + note, session, t_ns, beat, channel=channel,
+                           pitch=message[1], velocity=message[2] if note == "on" else 0)
+            else:
+                self._emit("note_" + note, session, t_ns, beat, channel=channel,
+                           pitch=message[1], velocity=message[2] if note == "on" else 0,
+                           voice=voice)
 
     def publish(self, type, session=0, t_ns=None, beat=None, **fields):
         """Publish a marker (``type`` one of protocol.EVENT_TYPES: mood, tempo, transport, ...).
@@ -129,7 +151,9 @@ class ZmqPubPort(BasePort):
             try:
                 now = time.monotonic_ns()
                 for session, channel, pitch, _ in self._sounding.drain():
-                    self._emit("note_off", session, now, self._beat, channel=channel, pitch=pitch)
+                    voice = self._voices.get(session, {}).get(channel)
+                    self._emit("note_off", session, now, self._beat, channel=channel,
+                               pitch=pitch, **({} if voice is None else {"voice": voice}))
             finally:
                 self._socket.close()
                 if self._guard is not None:

@@ -11,8 +11,10 @@ from realtime.protocol.spec import PROTOCOL_VERSION
 from realtime.protocol.values import reject
 
 EVENT_TYPES = {
-    "note_on": "`channel` 0..15, `pitch` 0..127, `velocity` 1..127",
-    "note_off": "`channel`, `pitch`, `velocity` 0",
+    "note_on": "`channel` 0..15, `pitch` 0..127, `velocity` 1..127, `voice` (the voice that "
+               "plays the channel: `melody`, `bass`, `harmony`, `drums` or `stinger`; left out "
+               "when the channel has none)",
+    "note_off": "`channel`, `pitch`, `velocity` 0, `voice`",
     "mood": "`valence`, `arousal`, `intensity` (the values now in effect), with `key`, `mode`, "
             "`tonality`, `critic`, `bpm`, `density`, `register`, `velocity` and `transition` "
             "(`name` for a preset)",
@@ -26,24 +28,35 @@ EVENT_TYPES = {
 _QUOTED = {}
 
 
-def encode_event(kind, session, seq, t_ns, beat, channel=0, pitch=0, velocity=0, **fields):
+def encode_event(kind, session, seq, t_ns, beat, channel=0, pitch=0, velocity=0, voice=None,
+                 **fields):
     """One event as single-frame JSON bytes; fields in a fixed order (v, type, session, ...).
 
-    Notes are formatted by an f-string (this runs once per note on the sending thread);
-    other types go through json.dumps with ``fields``.
+    Notes are formatted by an f-string (this runs once per note on the sending thread),
+    with ``"voice"`` after ``velocity`` when ``voice`` (a name) is given; other types go
+    through json.dumps with ``fields``.
     """
     s = _QUOTED.get(session)
     if s is None:
         s = _QUOTED[session] = json.dumps(str(session))
     if kind == "note_on" or kind == "note_off":
+        if voice is None:
+            return (f'{{"v":1,"type":"{kind}","session":{s},"seq":{seq:d},"t_ns":{t_ns:d},'
+                    f'"beat":{float(beat)!r},"channel":{channel:d},"pitch":{pitch:d},'
+                    f'"velocity":{velocity:d}}}').encode()
+        q = _QUOTED.get(voice)
+        if q is None:
+            q = _QUOTED[voice] = json.dumps(str(voice))
         return (f'{{"v":1,"type":"{kind}","session":{s},"seq":{seq:d},"t_ns":{t_ns:d},'
-                f'"beat":{float(beat)!r},"channel":{channel:d},"pitch":{pitch:d},"velocity":{velocity:d}}}'
-                ).encode()
+                f'"beat":{float(beat)!r},"channel":{channel:d},"pitch":{pitch:d},'
+                f'"velocity":{velocity:d},"voice":{q}}}').encode()
     if kind not in EVENT_TYPES:
         raise ValueError(f"unknown event type {kind!r}; allowed: {', '.join(EVENT_TYPES)}")
     event = {"v": PROTOCOL_VERSION, "type": kind, "session": str(session), "seq": seq,
              "t_ns": t_ns, "beat": beat}
     event.update(fields)
+    if voice is not None:
+        event["voice"] = voice
     return json.dumps(event, separators=(",", ":"), allow_nan=False).encode()
 
 

@@ -82,9 +82,11 @@ def validate(obj, presets=None, stingers=None):
         if spec.one_of and all(out[n] is None for n in spec.one_of):
             allowed = f"at least one of {', '.join(spec.one_of)}"
             raise reject("missing_field", f"'{kind}' needs {allowed}", ",".join(spec.one_of), allowed)
-        if kind == "session" and out["action"] == "close" and out["state"] is not None:
-            raise reject("unknown_field", "field 'state' is only allowed with action 'open'",
-                         "state", "only with action 'open'")
+        if kind == "session" and out["action"] == "close":
+            for name in ("state", "voices"):
+                if out[name] is not None:
+                    raise reject("unknown_field", f"field '{name}' is only allowed with action "
+                                 "'open'", name, "only with action 'open'")
         if kind == "theme":
             theme_rule(out)
         out.setdefault("id", None)

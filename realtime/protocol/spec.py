@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from engine.controls import KEY_SPELLINGS, MODES, TONALITY_RANGE
+from engine.ensemble import VOICES
 from engine.motif import MAX_BARS as MAX_THEME_BARS, MIN_NOTES, VARIATION_RANGE
 from engine.sampler.critic import MAX_CANDIDATES
 
@@ -32,14 +33,20 @@ NAME_RE = re.compile(NAME_PATTERN)
 RESERVED_NAMES = ("session", "id")  # OSC keyword arguments: no preset, stinger or session name
 # Dynamic choice lists: filled from states.toml at parse time.
 PRESETS, STINGERS = "<presets>", "<stingers>"
+# A voice's setting in a ``voices`` value: play (forced on, forced off, or layered by the
+# mood), and the integer settings with their ranges (channels 0-based: 9 = MIDI channel 10).
+PLAY = (True, False, "auto")
+VOICE_RANGES = {"program": (0, 127), "channel": (0, 15), "octave": (-3, 3)}
+VOICE_KEYS = ("play",) + tuple(VOICE_RANGES)
 ERROR_CODES = ("invalid_json", "unknown_type", "missing_field", "bad_type", "out_of_range",
                "bad_choice", "unknown_field", "too_large", "server_error")
 
 
 @dataclass(frozen=True)
 class Field:
-    """One field of a message: kind is "float", "int", "choice", "key", "name", "id" or
-    "notes" (a theme: ``[[pitch, start_beat, duration_beats], ...]``, ``engine.motif``)."""
+    """One field of a message: kind is "float", "int", "choice", "key", "name", "id",
+    "notes" (a theme: ``[[pitch, start_beat, duration_beats], ...]``, ``engine.motif``) or
+    "voices" (``{voice name: setting}``, ``engine.ensemble.VOICES``)."""
 
     name: str
     kind: str
@@ -62,6 +69,8 @@ class Field:
         if self.kind == "notes":
             return (f"{MIN_NOTES}..{MAX_THEME_NOTES} [pitch 0..127, start_beat >= 0, "
                     f"duration_beats > 0], at most {MAX_THEME_BARS} bars of 4 beats")
+        if self.kind == "voices":
+            return voices_allowed()
         return "string (1..128 chars) or integer"
 
 
@@ -79,6 +88,24 @@ class Message:
 
     def positional(self):
         return self.osc_order or tuple(f.name for f in self.fields)
+
+
+def voices_allowed():
+    """What a ``voices`` value may be, as errors and PROTOCOL.md show it."""
+    ranges = ", ".join(f"{k} {lo}..{hi}" for k, (lo, hi) in VOICE_RANGES.items())
+    return (f"object {{{' | '.join(VOICES)}: true | false | \"auto\" | {{play: true | false | "
+            f"\"auto\", {ranges}}}}}, naming at least one voice, not every voice false, no "
+            "channel given to two voices, drums at octave 0")
+
+
+def _voices(what):
+    return Field("voices", "voices", "the ensemble's voices: object {voice name: true | false | "
+                 "\"auto\" | {play, program, channel, octave}}; forced on (true), forced off "
+                 "(false) or layering by intensity and arousal (\"auto\": a voice plays from "
+                 "its `enter` level on); program (General MIDI, 0-based), channel (0-based: 9 = "
+                 f"MIDI channel 10) and octave set its instrument; {what}; changes take effect "
+                 "at the next bar line (\"now\": every voice re-enters at once); needs an "
+                 "ensemble model; over OSC a JSON string")
 
 
 def _transition(default):
@@ -130,13 +157,15 @@ MESSAGES = (
         _transition("bar"),
         _tonality(0.6),
         _critic(),
-    ), one_of=("valence", "arousal", "intensity", "tonality", "critic")),
+        _voices("voices not named keep their settings"),
+    ), one_of=("valence", "arousal", "intensity", "tonality", "critic", "voices")),
     Message("state", "Switch to a named preset from states.toml (a `tonality` given here wins "
             "over the preset's).", (
         Field("name", "choice", "preset name", required=True, choices=PRESETS, example="combat"),
         _transition("bar"),
         _tonality(0.8, preset=True),
         _critic(preset=True),
+        _voices("on top of the preset's `voices` (the session's earlier ones do not carry over)"),
     )),
     Message("tempo", "Change the tempo, at once or ramped over some beats; a change not yet "
             "reached is replaced by a newer one.", (
@@ -180,7 +209,8 @@ MESSAGES = (
         Field("action", "choice", "open or close the envelope's session", required=True,
               choices=("open", "close"), example="open"),
         Field("state", "choice", "preset to start in (open only)", choices=PRESETS, example="explore"),
-    ), session_required=True, osc_order=("action", "session", "state")),
+        _voices("open only, over the preset's `voices`"),
+    ), session_required=True, osc_order=("action", "session", "state", "voices")),
     Message("ping", "Latency probe; the reply carries the server's monotonic clock.", reply="pong"),
 )
 MESSAGE_TYPES = tuple(m.name for m in MESSAGES)

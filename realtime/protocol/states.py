@@ -1,5 +1,5 @@
-"""states.toml: the named presets over the mood axes, the stingers and the themes a server
-offers, read and checked against the protocol's table.
+"""states.toml: the named presets over the mood axes, the stingers, the themes and the
+ensemble's voices a server offers, read and checked against the protocol's table.
 
 A preset's fields are the messages' fields (``PRESET_FIELDS``, checked by the same
 ``check_value``), so a preset takes exactly what a message may say.  A bad file is an
@@ -9,14 +9,16 @@ at start-up.
 import os
 import re
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
+from engine.ensemble import DEFAULTS, DRUMS, VOICES
 from engine.errors import InvalidMessage, InvalidMidi
 from engine.generate import MAX_NOTE_BEATS
 from engine.motif import from_midi, from_notes
 
 from realtime.protocol.spec import (MAX_THEME_BARS, MESSAGES, NAME_PATTERN, NAME_RE, RESERVED_NAMES,
-                                    Field)
+                                    VOICE_RANGES, Field)
 from realtime.protocol.values import check_value, show
 
 DEFAULT_STATES = Path(__file__).resolve().parents[1] / "states.toml"
@@ -27,27 +29,27 @@ PRESET_FIELDS = {
     "register": Field("register", "int", "register offset in semitones", lo=-24, hi=24),
     "tonality": _FIELD["tonality"],
     "critic": _FIELD["critic"],
+    "voices": _FIELD["voices"],
     "max_note_beats": Field("max_note_beats", "float", "longest a note may sound, in beats "
                             "(a guard against runaway notes, not how lengths are made)",
                             lo=0.25, hi=MAX_NOTE_BEATS),
 }
 PRESET_REQUIRED = ("valence", "arousal", "intensity")
 DEGREE_RANGE, DURATION_RANGE, VELOCITY_RANGE, MAX_MOTIF = (-13, 21), (0.0, 8.0), (1, 127), 64
+# [voices.NAME]: the settings a server gives each voice (engine.ensemble.Voice's), with the
+# ranges a states file may set; enter is a level of the mood, presence a log-odds bias.
+VOICE_FIELDS = {**VOICE_RANGES, "enter": (0.0, 1.0), "presence": (0.0, 8.0)}
+SECTIONS = ("presets", "stingers", "themes", "voices")
 _LOADED = {}
 
 
-def load_states(path=None):
-    """Read presets and stingers from ``path``, $OSTINATO_STATES or the shipped states.toml.
-
-    Returns ``(presets, stingers)``: presets map name -> {valence, arousal, intensity and
-    optionally bpm, key, mode, register, tonality, critic, max_note_beats}; stingers map name ->
-    {degrees, durations, velocity}.
-    Raises InvalidMessage naming the file, the entry and the field.
-    """
+def _read(path):
+    """(path, text, document) of a states file: ``path``, $OSTINATO_STATES or the shipped
+    one.  A file that cannot be read, is not UTF-8 or not TOML is an InvalidMessage saying so."""
     path = Path(path or os.environ.get("OSTINATO_STATES") or DEFAULT_STATES)
     try:
         text = path.read_bytes().decode("utf-8")
-        doc = tomllib.loads(text)
+        return path, text, tomllib.loads(text)
     except OSError as exc:
         raise InvalidMessage(f"{path}: cannot read states file: {exc.strerror}", None, "a readable file")
     except UnicodeDecodeError as exc:
@@ -59,14 +61,33 @@ def load_states(path=None):
         raise InvalidMessage(f"{path}{', ' + at if at else ''}: not valid TOML: {msg}",
                              None, "TOML") from None
 
+
+def _refuser(path, text):
+    """``bad(where, what, allowed)``: the InvalidMessage for dotted path ``where`` of the
+    file, naming the file, the line that defines it, the entry and what is allowed."""
     def bad(where, what, allowed):
         line = _toml_line(text, where)
         return InvalidMessage(f"{path}{f', line {line}' if line else ''}: {where}: {what}; "
                               f"allowed: {show(allowed)}", where, allowed)
+    return bad
 
-    extra = set(doc) - {"presets", "stingers", "themes"}
+
+def load_states(path=None):
+    """Read presets and stingers from ``path``, $OSTINATO_STATES or the shipped states.toml.
+
+    Returns ``(presets, stingers)``: presets map name -> {valence, arousal, intensity and
+    optionally bpm, key, mode, register, tonality, critic, voices, max_note_beats}; stingers
+    map name -> {degrees, durations, velocity}.  A preset's ``voices`` is normalised as the
+    message field's (``{voice: {play, program, channel, octave}}``) and checked against the
+    file's ``[voices]`` (``load_voices``): no channel taken twice.
+    Raises InvalidMessage naming the file, the entry and the field.
+    """
+    path, text, doc = _read(path)
+    bad = _refuser(path, text)
+    extra = set(doc) - set(SECTIONS)
     if extra:
-        raise bad(sorted(extra)[0], "unknown section", ["presets", "stingers", "themes"])
+        raise bad(sorted(extra)[0], "unknown section", list(SECTIONS))
+    voices = _voices(doc, bad)
     presets, stingers = {}, {}
     for section, out in (("presets", presets), ("stingers", stingers)):
         table = doc.get(section)
@@ -79,7 +100,64 @@ def load_states(path=None):
             if not isinstance(entry, dict):
                 raise bad(where, "must be a table", "a table of fields")
             out[name] = (_preset if section == "presets" else _stinger)(entry, where, bad)
+            if section == "presets" and "voices" in out[name]:
+                _channels_once(voices, out[name]["voices"], f"{where}.voices", bad)
     return presets, stingers
+
+
+def load_voices(path=None):
+    """The server's voices from the ``[voices.NAME]`` tables of a states file (the one
+    ``load_states`` reads): a tuple of ``engine.ensemble.Voice`` by voice id, each
+    ``engine.ensemble.DEFAULTS``' with the keys its table sets (program 0..127, channel
+    0..15, octave -3..3 (drums: 0), enter 0..1, presence 0..8).  An unknown voice or key,
+    a value out of range or two voices on one channel is an InvalidMessage naming the file,
+    the line, the key and what is allowed."""
+    path, text, doc = _read(path)
+    return _voices(doc, _refuser(path, text))
+
+
+def _voices(doc, bad):
+    table = doc.get("voices", {})
+    if not isinstance(table, dict):
+        raise bad("voices", "must be a table of [voices.NAME] tables", list(VOICES))
+    voices = list(DEFAULTS)
+    for name, entry in table.items():
+        where = f"voices.{name}"
+        if name not in VOICES:
+            raise bad(where, "unknown voice", list(VOICES))
+        if not isinstance(entry, dict):
+            raise bad(where, "must be a table", list(VOICE_FIELDS))
+        v = VOICES.index(name)
+        for key, value in entry.items():
+            if key not in VOICE_FIELDS:
+                raise bad(f"{where}.{key}", "unknown key", list(VOICE_FIELDS))
+            lo, hi = (0, 0) if (v, key) == (DRUMS, "octave") else VOICE_FIELDS[key]
+            number = isinstance(value, int) or (isinstance(lo, float) and isinstance(value, float))
+            if isinstance(value, bool) or not number or not lo <= value <= hi:
+                shown = f"{lo}..{hi}" if lo != hi else f"{lo} (drums are never transposed)"
+                raise bad(f"{where}.{key}", f"{value!r} is not accepted", shown)
+        voices[v] = replace(voices[v], **{k: type(VOICE_FIELDS[k][0])(x) for k, x in entry.items()})
+    taken = {}
+    for v, voice in enumerate(voices):
+        other = taken.setdefault(voice.channel, voice)
+        if other is not voice:  # name the key the file set (of the later voice, if both)
+            named = voice if "channel" in table.get(voice.name, {}) else other
+            raise bad(f"voices.{named.name}.channel", f"channel {voice.channel} is taken twice "
+                      f"({other.name} and {voice.name})", "a channel 0..15 no other voice has")
+    return tuple(voices)
+
+
+def _channels_once(voices, settings, where, bad):
+    """A preset's ``voices`` ``settings`` give no voice a channel another already has (from
+    ``voices``, the file's [voices] over the defaults); else the refusal names the key."""
+    channel = {v.name: settings.get(v.name, {}).get("channel", v.channel) for v in voices}
+    taken = {}
+    for name in VOICES:
+        other = taken.setdefault(channel[name], name)
+        if other != name:
+            named = name if "channel" in settings.get(name, {}) else other
+            raise bad(f"{where}.{named}.channel", f"channel {channel[name]} is taken twice ("
+                      f"{other} and {name})", "a channel 0..15 no other voice has")
 
 
 def load_themes(path=None):
@@ -88,12 +166,7 @@ def load_themes(path=None):
     ...]`` or ``midi = "file.mid"`` (relative to the states file).  A theme that is not one,
     or a .mid that is missing or unreadable, is an InvalidMessage naming the file, the
     theme and why: the server reports it at start-up."""
-    path = Path(path or os.environ.get("OSTINATO_STATES") or DEFAULT_STATES)
-    try:
-        doc = tomllib.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        load_states(path)  # says what is wrong with the file, as for presets
-        raise
+    path, _, doc = _read(path)
     out = {}
     for name, entry in (doc.get("themes") or {}).items():
         where = f"{path}: themes.{name}"
@@ -147,6 +220,9 @@ def _preset(entry, where, bad):
         try:
             out[key] = check_value("preset", field, value, {})
         except InvalidMessage as exc:
+            if key == "voices":  # the error names the part: voices.harmony.program
+                raise bad(f"{where}.{exc.field}", getattr(exc, "reason", f"{value!r} is not accepted"),
+                          exc.allowed) from None
             raise bad(f"{where}.{key}", f"{value!r} is not accepted", exc.allowed) from None
     for key in PRESET_REQUIRED:
         if key not in out:

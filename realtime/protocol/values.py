@@ -8,10 +8,12 @@ import json
 import re
 from itertools import accumulate
 
+from engine.ensemble import DRUMS, VOICES
 from engine.errors import InvalidMessage
 from engine.motif import from_notes
 
-from realtime.protocol.spec import MAX_DEPTH, MAX_THEME_BARS, MAX_THEME_NOTES, NAME_RE
+from realtime.protocol.spec import (MAX_DEPTH, MAX_THEME_BARS, MAX_THEME_NOTES, NAME_RE, PLAY,
+                                    VOICE_KEYS, VOICE_RANGES)
 
 
 def reject(code, message, field=None, allowed=None):
@@ -42,14 +44,7 @@ def check_notes(where, field, value):
     """A theme's notes, checked by ``engine.motif.from_notes`` (its message names the
     note); the value is passed on as lists of numbers.  A JSON string (OSC) is read."""
     if isinstance(value, str):  # OSC carries no nested arrays: the notes come as JSON text
-        if nesting_depth(value.encode("utf-8", "surrogatepass")) > MAX_DEPTH:
-            raise reject("bad_type", f"{where} is JSON text nested deeper than notes are",
-                         field.name, field.allowed())
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise reject("bad_type", f"{where} is a string that is not JSON notes",
-                         field.name, field.allowed()) from None
+        value = _json_text(where, field, value, "notes")
     if not isinstance(value, list) or not all(isinstance(r, list) for r in value):
         what = json_type(value) if not isinstance(value, list) else "a list of " + \
             json_type(next(r for r in value if not isinstance(r, list))) + "s"
@@ -65,6 +60,106 @@ def check_notes(where, field, value):
     return [list(r) for r in value]
 
 
+def _json_text(where, field, value, what):
+    """``value`` read as JSON (OSC carries no nested values: they come as JSON text), its
+    nesting measured first; a refusal is ``bad_type`` on ``field``."""
+    if nesting_depth(value.encode("utf-8", "surrogatepass")) > MAX_DEPTH:
+        raise reject("bad_type", f"{where} is JSON text nested deeper than {what} are",
+                     field.name, field.allowed())
+    try:
+        return json.loads(value)
+    except ValueError:
+        raise reject("bad_type", f"{where} is a string that is not JSON {what}",
+                     field.name, field.allowed()) from None
+
+
+def _voice_refused(code, kind, path, reason, allowed):
+    """A refusal of one part of a ``voices`` value: its field is the part's ``path``
+    (``voices``, ``voices.bass``, ``voices.bass.program``); ``reason`` (what is wrong, read
+    after the path) is kept on the exception for the preset loader's message."""
+    if isinstance(allowed, list) and any(isinstance(a, bool) for a in allowed):
+        shown = ", ".join(map(json.dumps, allowed))  # true, false, "auto": as JSON has them
+    else:
+        shown = show(allowed)
+    exc = reject(code, f"'{kind}' field '{path}' {reason}; allowed: {shown}", path, allowed)
+    exc.reason = reason
+    return exc
+
+
+def check_voices(kind, field, value):
+    """A ``voices`` value, normalised to ``{name: {"play"?, "program"?, "channel"?,
+    "octave"?}}`` (``true``/``false``/``"auto"`` become ``{"play": ...}``).  Each refusal
+    names the part (``voices.bass.program``) and what it allows; the value as a whole
+    (``voices``) must name a voice, leave one that may play and give no channel twice.  A
+    JSON string (OSC) is read."""
+    name, allowed = field.name, field.allowed()
+    if isinstance(value, str):
+        value = _json_text(f"'{kind}' field '{name}'", field, value, "voices")
+    if not isinstance(value, dict):
+        raise _voice_refused("bad_type", kind, name, "must be an object {voice name: setting}, "
+                             f"not {json_type(value)}", allowed)
+    if not value:
+        raise _voice_refused("out_of_range", kind, name, "is an empty object: it names no voice",
+                             allowed)
+    out = {}
+    for voice, setting in value.items():
+        if voice not in VOICES:
+            raise _voice_refused("bad_choice", kind, name, f"names {brief(voice)}, which is not "
+                                 "a voice", list(VOICES))
+        out[voice] = _voice_setting(kind, f"{name}.{voice}", voice, setting)
+    if len(out) == len(VOICES) and all(s.get("play") is False for s in out.values()):
+        raise _voice_refused("out_of_range", kind, name, "turns every voice off: none would play",
+                             allowed)
+    taken = {}
+    for voice, setting in out.items():
+        if "channel" in setting:
+            other = taken.setdefault(setting["channel"], voice)
+            if other != voice:
+                raise _voice_refused("out_of_range", kind, name, f"gives channel "
+                                     f"{setting['channel']} to two voices ({other} and {voice})",
+                                     allowed)
+    return out
+
+
+_SETTING = 'true, false, "auto" or an object of ' + ", ".join(VOICE_KEYS)
+
+
+def _voice_setting(kind, path, voice, setting):
+    """One voice's setting (``true``, ``false``, ``"auto"`` or an object), normalised."""
+    if setting is True or setting is False or setting == "auto":
+        return {"play": setting}
+    if isinstance(setting, str):
+        raise _voice_refused("bad_choice", kind, path, f"is {brief(setting)}", _SETTING)
+    if not isinstance(setting, dict):
+        raise _voice_refused("bad_type", kind, path, f"must be true, false, \"auto\" or an "
+                             f"object, not {json_type(setting)}", _SETTING)
+    if not setting:
+        raise _voice_refused("out_of_range", kind, path, "is an empty object: it sets nothing",
+                             _SETTING)
+    out = {}
+    for key, value in setting.items():
+        if key not in VOICE_KEYS:
+            raise _voice_refused("bad_choice", kind, path, f"has {brief(key)}, which is not a "
+                                 "setting of a voice", list(VOICE_KEYS))
+        at = f"{path}.{key}"
+        if key == "play":
+            if not (value is True or value is False or value == "auto"):
+                code = "bad_choice" if isinstance(value, str) else "bad_type"
+                raise _voice_refused(code, kind, at, f"is {brief(value)}", list(PLAY))
+        else:
+            lo, hi = VOICE_RANGES[key]
+            if voice == VOICES[DRUMS] and key == "octave":
+                lo = hi = 0  # drums are never transposed: their pitches are instruments
+            allowed = f"{lo}..{hi}" if lo != hi else f"{lo} (drums are never transposed)"
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise _voice_refused("bad_type", kind, at, f"must be an integer, not "
+                                     f"{json_type(value)}", allowed)
+            if not lo <= value <= hi:
+                raise _voice_refused("out_of_range", kind, at, f"is {brief(value)}", allowed)
+        out[key] = value
+    return out
+
+
 def check_value(kind, field, value, names):
     """``value`` of ``field`` in a ``kind`` message, checked and normalised (an int for a
     float field becomes a float; a key gets its canonical case).  ``names``: the choice
@@ -72,6 +167,8 @@ def check_value(kind, field, value, names):
     where = f"'{kind}' field '{field.name}'"
     if field.kind == "notes":
         return check_notes(where, field, value)
+    if field.kind == "voices":
+        return check_voices(kind, field, value)
     if field.kind in ("float", "int"):
         ok_type = (isinstance(value, (int, float)) if field.kind == "float" else isinstance(value, int))
         if not ok_type or isinstance(value, bool):

@@ -28,15 +28,17 @@ public static class CsEventsTest
         // Parsing: 2^53 + 1 is not a double; a marker has no note fields.
         OstinatoEvent big = OstinatoEvent.Parse(
             "{\"v\":1,\"type\":\"note_on\",\"session\":\"main\",\"seq\":9007199254740995,\"t_ns\":9007199254740993," +
-            "\"beat\":16.25,\"channel\":3,\"pitch\":60,\"velocity\":90}");
+            "\"beat\":16.25,\"channel\":3,\"pitch\":60,\"velocity\":90,\"voice\":\"bass\"}");
         Console.WriteLine("parse " + big.Type + " " + big.Session + " " + I(big.Seq) + " " + I(big.TNs) + " " +
-                          D(big.Beat) + " " + big.Channel + " " + big.Pitch + " " + big.Velocity + " " + big.IsNote);
+                          D(big.Beat) + " " + big.Channel + " " + big.Pitch + " " + big.Velocity + " " + big.IsNote +
+                          " " + big.Voice);
         OstinatoEvent tempo = OstinatoEvent.Parse(
             "{\"v\":1,\"type\":\"tempo\",\"session\":\"p2\",\"seq\":7,\"t_ns\":-5,\"beat\":0.0,\"bpm\":140.5}");
         double bpm;
         tempo.TryGetNumber("bpm", out bpm);
         Console.WriteLine("marker " + tempo.Type + " " + tempo.Session + " " + I(tempo.TNs) + " " + tempo.Channel + " " +
-                          tempo.Pitch + " " + tempo.Velocity + " " + tempo.IsNote + " " + D(bpm));
+                          tempo.Pitch + " " + tempo.Velocity + " " + tempo.IsNote + " " + D(bpm) + " " +
+                          (tempo.Voice == null));
         OstinatoEvent none;
         bool parsed = OstinatoEvent.TryParse("{\"ok\":true,\"type\":\"pong\",\"t_ns\":1.5}", out none);
         Console.WriteLine("not-event " + parsed + " " + (none == null));

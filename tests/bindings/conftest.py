@@ -11,17 +11,25 @@ behind the OSC endpoint, which relays that stream: it yields (OSC port, event ad
 ``theme_control_server`` and ``theme_osc_server`` are the same on a theme model (the shipped
 model with a theme encoder, as tests/realtime/test_server_theme.py builds it), so that a
 theme is accepted: the shipped model refuses every theme but action "free".
+``ensemble_control_server`` and ``ensemble_osc_server`` run the shipped ensemble model, which
+takes ``voices`` (the default one-line model refuses them, naming the field).
 """
 import os
 import threading
 
 import pytest
 
-from engine import DEFAULT_MODEL
+from engine import DEFAULT_ENSEMBLE, DEFAULT_MODEL
 from realtime.control import ControlServer
 from realtime.osc import OscServer
 from realtime.outputs import ZmqPubPort
 from realtime.server import Server, ServerConfig
+
+# What every binding sends as voices, and what validation makes of it: the drums out, the
+# harmony a warm pad an octave down, the bass left to layering.
+VOICES = {"drums": False, "harmony": {"program": 89, "octave": -1}, "bass": "auto"}
+VOICES_SENT = {"drums": {"play": False}, "harmony": {"program": 89, "octave": -1},
+               "bass": {"play": "auto"}}
 
 # A theme in D minor (up the triad to the octave, down the scale): what every binding sends.
 MOTIF = [[62, 0, 1], [65, 1, 1], [69, 2, 1], [74, 3, 1], [72, 4, 0.5], [70, 4.5, 0.5]]
@@ -88,6 +96,22 @@ def playing_osc_server():
 
 
 @pytest.fixture
+def live_ensemble_server():
+    with Server(ServerConfig(model=str(DEFAULT_ENSEMBLE)), ports=[], control=False) as srv:
+        yield srv
+
+
+@pytest.fixture
+def ensemble_control_server(live_ensemble_server):
+    yield from _control(live_ensemble_server)
+
+
+@pytest.fixture
+def ensemble_osc_server(live_ensemble_server):
+    yield from _osc(live_ensemble_server)
+
+
+@pytest.fixture
 def control_server(live_server):
     yield from _control(live_server)
 
@@ -146,3 +170,17 @@ def check_example_themes(lines, recorded):
         ("hero", 0.3, "bar", 2.0)
     assert (free["action"], free["transition"], free["notes"], free["name"]) == ("free", "beat", None, None)
 
+
+def check_example_voices(lines, recorded, ensemble):
+    """What the C and C# examples print and send for voices: a mood with the voices alone,
+    a state with the drums out, and a program out of range that validation refuses naming
+    voices.bass.program.  An ensemble model takes the first two; the one-line model refuses
+    them on field voices."""
+    answer = "ok" if ensemble else "error out_of_range voices"
+    for expected in (f"voices {answer}", f"state-voices {answer}",
+                     "bad-voices error out_of_range voices.bass.program"):
+        assert expected in lines, (expected, lines)
+    mood, state = [m for m in recorded if m.get("voices") is not None]
+    assert (mood["type"], mood["voices"], mood["valence"], mood["transition"]) == \
+        ("mood", VOICES_SENT, None, "bar")
+    assert (state["type"], state["name"], state["voices"]) == ("state", "calm", {"drums": {"play": False}})

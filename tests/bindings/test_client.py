@@ -10,7 +10,7 @@ from bindings import Client, EventListener
 from bindings.client import ServerError, ServerUnavailable
 from realtime import protocol
 
-from .conftest import MOTIF
+from .conftest import MOTIF, VOICES, VOICES_SENT
 
 
 def free_tcp_address():
@@ -132,6 +132,47 @@ def test_theme_refusals_raise_server_error_naming_the_field(control_server, them
             assert info.value.code == "unknown_field"
 
 
+def test_voices_on_mood_state_and_open_session(ensemble_control_server):
+    """voices= goes as the protocol's object (validation's normalised form reaches the
+    server) on mood (alone, a mood of voices only), state and session open; the ensemble
+    model takes them, and its hello lists the voices with their channels and programs."""
+    address, recorded = ensemble_control_server
+    with Client(address, timeout=5) as client:
+        voices = client.hello()["capabilities"]["voices"]
+        assert [(v["name"], v["channel"], v["program"]) for v in voices] == [
+            ("melody", 0, 73), ("bass", 1, 33), ("harmony", 2, 48), ("drums", 9, 0)]
+        assert client.mood(voices=VOICES)["ok"]
+        assert client.mood(arousal=0.9, voices={"drums": True}, transition="now")["ok"]
+        assert client.state("stealth", voices={"bass": {"program": 38}})["ok"]
+        assert client.open_session("p2", state="calm", voices={"melody": {"channel": 5}})["ok"]
+        client.state("combat")  # no voices: none sent
+    sent = [(m["type"], m.get("voices")) for m in recorded[1:]]
+    assert sent == [("mood", VOICES_SENT), ("mood", {"drums": {"play": True}}),
+                    ("state", {"bass": {"program": 38}}), ("session", {"melody": {"channel": 5}}),
+                    ("state", None)]
+
+
+def test_voices_refused_naming_the_part(control_server, ensemble_control_server):
+    """A bad value is refused by validation naming its part, whatever the model; the
+    one-line model refuses any voices on field voices; an ensemble session a channel
+    another of its voices has."""
+    with Client(ensemble_control_server[0], timeout=5) as client:
+        for voices, code, field in (({"kazoo": True}, "bad_choice", "voices"),
+                                    ({"bass": {"program": 128}}, "out_of_range", "voices.bass.program"),
+                                    (dict.fromkeys(("melody", "bass", "harmony", "drums"), False),
+                                     "out_of_range", "voices"),
+                                    ({"bass": {"channel": 0}}, "out_of_range", "voices")):  # melody's
+            with pytest.raises(ServerError) as info:
+                client.mood(voices=voices)
+            assert (info.value.code, info.value.field) == (code, field), str(info.value)
+        assert client.mood(voices={"bass": {"channel": 0}, "melody": {"channel": 3}})["ok"]  # a swap
+    with Client(control_server[0], timeout=5) as client:
+        with pytest.raises(ServerError) as info:
+            client.mood(voices={"drums": True})
+        assert (info.value.code, info.value.field) == ("out_of_range", "voices")
+        assert "ensemble" in str(info.value)
+
+
 def test_timeout_when_nothing_listens_and_recovery():
     address = free_tcp_address()
     with Client(address, timeout=0.3) as client:
@@ -191,9 +232,11 @@ def test_event_listener_reads_the_stream():
                 pub.send(protocol.encode_event("tempo", "main", 0, 0, 0.0, bpm=100.0))
             for seq in range(1, 4):
                 pub.send(protocol.encode_event("note_off", "main", seq, 10, seq, 0, 60, 0))
-                pub.send(protocol.encode_event("note_on", "main", seq, 10, seq + 0.5, 0, 60 + seq, 80))
+                pub.send(protocol.encode_event("note_on", "main", seq, 10, seq + 0.5, 9, 36 + seq, 80,
+                                               voice="drums"))
             events = list(listener)
-        assert [e["pitch"] for e in events if e["type"] == "note_on"] == [61, 62, 63]
+        assert [e["pitch"] for e in events if e["type"] == "note_on"] == [37, 38, 39]
+        assert [e["voice"] for e in events if e["type"] == "note_on"] == ["drums"] * 3
         assert all(e["type"] in ("note_on", "tempo") for e in events)
     finally:
         pub.close(0)

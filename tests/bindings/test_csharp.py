@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import check_example_themes, check_tonality_and_critic
+from .conftest import check_example_themes, check_example_voices, check_tonality_and_critic
 
 CS_DIR = Path(__file__).resolve().parents[2] / "bindings" / "csharp"
 
@@ -70,7 +70,8 @@ def test_example_against_a_live_server(example, control_server):
         ("mood", "main"), ("state", "main"), ("key", "main"), ("mood", "main"), ("mood", "main"),
         ("stinger", "main"), ("start", "main"), ("session", "player2"), ("mood", "player2"),
         ("session", "player2"), ("ping", "main"), ("mood", "main"), ("stinger", "main"),
-        ("pause", "main"), ("theme", "main"), ("theme", "main"), ("theme", "main"), ("stop", "main")]
+        ("pause", "main"), ("theme", "main"), ("theme", "main"), ("theme", "main"), ("mood", "main"),
+        ("state", "main"), ("stop", "main")]
     mood, tempo, key = recorded[1], recorded[3], recorded[4]
     assert (mood["valence"], mood["arousal"], mood["intensity"], mood["transition"]) == (0.5, 0.8, None, "now")
     assert (tempo["bpm"], tempo["ramp_beats"], tempo["transition"]) == (150.0, 4.0, "beat")
@@ -85,6 +86,22 @@ def test_tonality_and_critic_reach_the_server(example, control_server):
     done = run(example, address)
     assert done.returncode == 0, done.stdout + done.stderr
     check_tonality_and_critic(done.stdout.splitlines(), recorded)
+
+
+def test_voices_reach_the_server(example, control_server):
+    """Voices go as the protocol's object (play alone as the shorthand, null members left
+    out); the one-line model refuses them by field, validation a program out of range."""
+    address, recorded = control_server
+    done = run(example, address)
+    assert done.returncode == 0, done.stdout + done.stderr
+    check_example_voices(done.stdout.splitlines(), recorded, ensemble=False)
+
+
+def test_voices_on_an_ensemble_model(example, ensemble_control_server):
+    address, recorded = ensemble_control_server
+    done = run(example, address)
+    assert done.returncode == 0, done.stdout + done.stderr
+    check_example_voices(done.stdout.splitlines(), recorded, ensemble=True)
 
 
 def test_example_reports_an_unavailable_server(example):
@@ -135,8 +152,8 @@ def test_event_listener_and_clock_sync(events_test, playing_server):
     first = {line.split(" ", 1)[0]: line for line in lines}
 
     # Parsing: 2^53 + 1 (no double holds it) comes through exactly; a marker has no note.
-    assert first["parse"] == "parse note_on main 9007199254740995 9007199254740993 16.25 3 60 90 True"
-    assert first["marker"] == "marker tempo p2 -5 -1 -1 -1 False 140.5"
+    assert first["parse"] == "parse note_on main 9007199254740995 9007199254740993 16.25 3 60 90 True bass"
+    assert first["marker"] == "marker tempo p2 -5 -1 -1 -1 False 140.5 True"  # no voice
     assert first["not-event"] == "not-event False True"  # t_ns 1.5 is no integer
     assert first["bad-parse"] == "bad-parse FormatException"
     assert first["sync-dead"] == "sync-dead unavailable"

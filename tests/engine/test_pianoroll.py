@@ -5,7 +5,7 @@ import pytest
 
 from engine.errors import InvalidMessage
 from engine.notes import NOTE_DTYPE, make_notes
-from engine.pianoroll import label_rows, plot_pianoroll
+from engine.pianoroll import VOICE_COLOURS, label_rows, plot_pianoroll
 
 SCALE = make_notes([(12 * i, 12 * i + 10, p)
                     for i, p in enumerate([60, 62, 64, 65, 67, 69, 71, 72])])
@@ -69,3 +69,41 @@ def test_labels_of_close_marks_go_a_row_lower():
     assert label_rows([0, 4, 8, 9, 11.5, 16], 40) == [0, 0, 0, 1, 2, 0]
     assert label_rows([0, 1, 2, 3], 400) == [0, 1, 2, 3]
     assert label_rows([], 10) == []
+
+
+# an ensemble piece: channel = voice id (melody, bass, harmony, drums), stingers id 4
+ROLL_VOICES = ("melody", "bass", "harmony", "drums", "stinger")
+ENSEMBLE = make_notes([(0, 24, 72, 127, 0), (24, 48, 74, 127, 0),
+                       (0, 48, 40, 127, 1), (48, 96, 43, 127, 1),
+                       (0, 6, 36, 127, 3), (24, 30, 38, 127, 3), (48, 54, 36, 127, 3)])
+
+
+def _near(img, colour, tol=0.02):
+    """Pixels drawn in ``colour`` (notes at full velocity are opaque: the colour itself)."""
+    return (np.abs(img[..., :3] - np.asarray(colour)) < tol).all(axis=-1)
+
+
+def test_voices_are_drawn_each_in_its_colour_with_a_legend(tmp_path):
+    img = mpimg.imread(plot_pianoroll([ENSEMBLE], ["ensemble"], tmp_path / "v.png",
+                                      voices=ROLL_VOICES))
+    counts = {name: int(_near(img, c).sum()) for name, c in VOICE_COLOURS.items()}
+    # melody, bass and drums play; harmony and stingers do not, and are not in the legend
+    assert min(counts["melody"], counts["bass"], counts["drums"]) > 300, counts
+    assert counts["harmony"] == 0 and counts["stinger"] == 0, counts
+    colours = list(VOICE_COLOURS.values())
+    assert len(set(colours)) == len(colours)  # a colour per voice
+    # the legend: a patch of each playing voice right of the panel, beyond every note
+    legend_cols = np.flatnonzero(_near(img, VOICE_COLOURS["bass"]).any(axis=0))
+    assert legend_cols.max() > 0.85 * img.shape[1]
+    plain = mpimg.imread(plot_pianoroll([ENSEMBLE], ["one line"], tmp_path / "p.png"))
+    assert _near(plain, VOICE_COLOURS["melody"]).sum() > 300
+    assert not _near(plain, VOICE_COLOURS["bass"]).any()  # one line: one colour, no legend
+    assert not _near(plain, VOICE_COLOURS["drums"]).any()
+
+
+def test_bad_voices_are_named(tmp_path):
+    for voices in (("melody", "piano"), "melody", ("melody", "bass"), ()):
+        with pytest.raises(InvalidMessage) as e:
+            plot_pianoroll([ENSEMBLE], ["x"], tmp_path / "x.png", voices=voices)
+        assert e.value.field == "voices" and e.value.allowed
+    assert not (tmp_path / "x.png").exists()

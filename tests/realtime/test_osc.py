@@ -390,3 +390,70 @@ def test_a_failing_relay_costs_the_stream_nothing(relay, caplog, monkeypatch):
         while listener.recv(timeout=0.02) is None and time.monotonic() < deadline:
             stream.publish("tempo", bpm=100.0)  # PUB drops until the subscription arrives
         assert not stream.closed and "OSC event relay failed" in caplog.text
+
+
+# ---------------------------------------------------------------- voices: JSON text, last
+
+VOICES = '{"drums": false, "harmony": {"program": 89, "octave": -1}}'
+NORMALISED = {"drums": {"play": False}, "harmony": {"program": 89, "octave": -1}}
+
+
+def test_voices_as_json_text_positionally_last_and_by_field(osc):
+    """OSC has no objects: voices come as JSON text, after every field that was there
+    before (the positions of the others are unchanged), or as one field."""
+    server, recorder, sock = osc
+    send(server, sock, "/ostinato/mood", 0.5, 0.8, 0.3, "now", None, None, VOICES)
+    msg = recorder.messages[-1]
+    assert (msg["valence"], msg["transition"], msg["tonality"], msg["voices"]) == \
+        (0.5, "now", None, NORMALISED)
+    send(server, sock, "/ostinato/mood", 0.5, 0.8)  # as before: no voices, none kept
+    assert recorder.messages[-1]["voices"] is None
+    address, args = send(server, sock, "/ostinato/mood/voices", '{"bass": true}', "id", 5)
+    assert (address, args[:2]) == ("/ostinato/ack", ["mood", 5])  # voices alone make a mood
+    assert recorder.messages[-1]["voices"] == {"bass": {"play": True}}
+    send(server, sock, "/ostinato/state", "combat", "now", None, None, '{"drums": "auto"}')
+    msg = recorder.messages[-1]
+    assert (msg["name"], msg["transition"], msg["voices"]) == ("combat", "now", {"drums": {"play": "auto"}})
+    send(server, sock, "/ostinato/session", "open", "p5", "stealth", VOICES)
+    msg = recorder.messages[-1]
+    assert (msg["action"], msg["session"], msg["state"], msg["voices"]) == ("open", "p5", "stealth", NORMALISED)
+    assert to_message("/ostinato/mood/voices", [VOICES]) == {"type": "mood", "voices": VOICES}
+
+
+def test_voices_errors_name_the_part_as_over_json(osc):
+    server, recorder, sock = osc
+    cases = [
+        (('{"kazoo": true}',), ("bad_choice", "voices", "melody, bass, harmony, drums")),
+        (('{"bass": {"program": 128}}',), ("out_of_range", "voices.bass.program", "0..127")),
+        (('{"bass": {"channel": 16}}',), ("out_of_range", "voices.bass.channel", "0..15")),
+        (('{"bass": {"channel": 3}, "melody": {"channel": 3}}',), ("out_of_range", "voices", "two voices")),
+        (('{"melody": false, "bass": false, "harmony": false, "drums": false}',),
+         ("out_of_range", "voices", "every voice off")),
+        (("{}",), ("out_of_range", "voices", "empty")),
+        (("drums off",), ("bad_type", "voices", "not JSON")),
+        ((3,), ("bad_type", "voices", "not integer")),
+        (("[" * 5000 + "]" * 5000,), ("bad_type", "voices", "nested")),
+    ]
+    for args, (code, field, text) in cases:
+        reply_address, reply = send(server, sock, "/ostinato/mood/voices", *args)
+        assert reply_address == "/ostinato/error", (args, reply)
+        assert reply[:2] == [code, field] and text in reply[3], (args, reply)
+    address, reply = send(server, sock, "/ostinato/session", "close", "p2", None, VOICES)
+    assert (address, reply[:2]) == ("/ostinato/error", ["unknown_field", "voices"])
+    assert recorder.messages == []
+
+
+def test_relayed_notes_carry_their_voice(relay):
+    """A note of a channel whose voice the stream knows carries it as a fourth argument
+    (a string); one of a channel without a voice has three, as before."""
+    server, stream, sock = relay
+    send(server, sock, "/ostinato/subscribe", "note_on", "note_off")
+    stream.voices = {0: {9: "drums", 15: "stinger"}}
+    t = time.monotonic_ns()
+    stream.send(0x99, 36, 110, t, 1.0, 0)  # drums, main
+    stream.send(0x89, 36, 0, t + 1000, 1.5, 0)
+    stream.send(0x91, 48, 90, t + 2000, 2.0, 0)  # channel 1: no voice known
+    events = [(address, args) for _, address, args in _events(sock, 3)]
+    assert events == [("/ostinato/event/note_on", ["main", 0, t, 1.0, 9, 36, 110, "drums"]),
+                      ("/ostinato/event/note_off", ["main", 1, t + 1000, 1.5, 9, 36, 0, "drums"]),
+                      ("/ostinato/event/note_on", ["main", 2, t + 2000, 2.0, 1, 48, 90])]

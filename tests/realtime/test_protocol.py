@@ -104,8 +104,8 @@ def test_required_fields_are_required(kind, field):
 
 def test_mood_needs_at_least_one_axis():
     exc = expect_error({"type": "mood", "transition": "now"}, "missing_field",
-                       "valence,arousal,intensity,tonality,critic")
-    assert "at least one of valence, arousal, intensity, tonality, critic" in str(exc)
+                       "valence,arousal,intensity,tonality,critic,voices")
+    assert "at least one of valence, arousal, intensity, tonality, critic, voices" in str(exc)
     assert parse(b'{"type":"mood","tonality":1}')["tonality"] == 1.0  # the prior alone
     assert parse(b'{"type":"mood","critic":4}')["critic"] == 4  # the critic alone
 

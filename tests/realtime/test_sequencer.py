@@ -1,8 +1,10 @@
 """The numba sequencer: tempo map, note tables, stingers."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
-from realtime.sequencer import NS, Sequencer, collect, note_off, note_on, plan, publish, release
+from realtime.sequencer import NS, Sequencer, note_off, note_on, plan, publish, release
 
 
 def test_constant_tempo_maps_beats_to_time_and_back():
@@ -157,26 +159,21 @@ def test_publish_moves_ready_and_reports_the_earliest_new_event():
 
 
 def _collect(sq, now, events, R=8):
-    """Run ``collect`` on hand-made rings: events[s] lists (tick, on?, pitch) of session s.
-    Tokens are 0..127 note-on of that pitch and 128..255 note-off."""
+    """Run ``collect`` on hand-made rings (a one-line runtime's: every event is voice 0):
+    events[s] lists (tick, on?, pitch) of session s.  Tokens are 0..127 note-on of that
+    pitch and 128..255 note-off."""
     S = len(events)
     kinds = np.array([1] * 128 + [2] * 128, np.int64)
     values = np.array(list(range(128)) * 2, np.int64)
-    ev_tick, ev_tok = np.zeros((S, R), np.int64), np.zeros((S, R), np.int64)
-    head, ready = np.zeros(S, np.int64), np.zeros(S, np.int64)
+    rings = SimpleNamespace(active=np.ones(S, np.bool_), ev_tick=np.zeros((S, R), np.int64),
+                            ev_tok=np.zeros((S, R), np.int64),
+                            ev_voice=np.zeros((S, R), np.int64), head=np.zeros(S, np.int64),
+                            ready=np.zeros(S, np.int64), n_voices=0)
     for s, evs in enumerate(events):
         for i, (tick, on, pitch) in enumerate(evs):
-            ev_tick[s, i], ev_tok[s, i] = tick, pitch + (0 if on else 128)
-        ready[s] = len(evs)
-    n, nxt = collect(float(now), np.ones(S, np.bool_), ev_tick, ev_tok, head, ready, kinds,
-                     values, sq.seg_tick, sq.seg_ns, sq.bpm0, sq.bpm1, sq.ramp, sq.p_tick,
-                     sq.p_bpm, sq.p_ramp, sq.tpb, sq.beats_per_bar, sq.channel, sq.transpose,
-                     sq.tr_tick, sq.tr_val, sq.tr_n, sq.velocity, sq.next_vel, sq.vel_tick,
-                     sq.accent, sq.humanise,
-                     sq.asap_tick, sq.asap_ns, sq.frozen, sq.rng, sq.sent_pitch, sq.sent_chan,
-                     sq.sent_serial, sq.owner, sq.serial, sq.st_tick, sq.st_on, sq.st_pitch,
-                     sq.st_vel, sq.st_head, sq.st_n, sq.st_chan, sq.due, sq.due_st, sq.out, sq.out_ns,
-                     sq.out_beat)
+            rings.ev_tick[s, i], rings.ev_tok[s, i] = tick, pitch + (0 if on else 128)
+        rings.ready[s] = len(evs)
+    n, nxt = sq.collect(float(now), rings, kinds, values)
     msgs = [(int(r[0]), int(r[1]), int(r[3]), int(t)) for r, t in zip(sq.out[:n], sq.out_ns[:n])]
     return msgs, nxt
 

@@ -9,6 +9,7 @@ import pytest
 from engine.ensemble import BASS, DRUMS, HARMONY, MELODY
 from engine.errors import InvalidMessage
 from engine.evaluation import ensemble as ev
+from engine.evaluation import texture_critic as tc
 from engine.evaluation import texture as tx
 from engine.notes import NOTE_DTYPE
 
@@ -139,13 +140,13 @@ def test_bad_input_names_the_field():
 
 def test_windows_are_whole_bars_from_zero():
     notes = piece(*[(b, b + 1, 60 + b % 5, MELODY) for b in range(64)])   # 16 bars
-    ws = ev.windows(notes)
+    ws = tc.windows(notes)
     assert len(ws) == 3                          # bars 0-7, 4-11, 8-15
     assert all(w["start"].min() == 0 and w["end"].max() == 8 * 4 * B for w in ws)
     assert np.array_equal(ws[1]["pitch"], notes["pitch"][16:48])
-    f = ev.window_features(ws[0])
-    assert len(f) == len(ev.feature_names())
-    assert f[ev.feature_names().index("melody_density")] == 1.0
+    f = tc.window_features(ws[0])
+    assert len(f) == len(tc.feature_names())
+    assert f[tc.feature_names().index("melody_density")] == 1.0
 
 
 # -- real chorales -----------------------------------------------------------------------
@@ -186,9 +187,9 @@ def test_critic_tells_chorales_from_shuffled_pitches_and_not_from_themselves(bac
     shuffled = [ev.shuffle_pitches(n, rng) for n in real]
     assert tx.strong_beat_consonance(shuffled[0]) < tx.strong_beat_consonance(real[0])
     cfg = ev.EnsembleEvalConfig(bootstrap=200)
-    fake = ev.critic_auc(real, shuffled, seed=0, cfg=cfg)
+    fake = tc.critic_auc(real, shuffled, seed=0, cfg=cfg)
     assert fake["auc"]["lo"] > 0.9
-    same = ev.real_vs_real(real, seed=0, cfg=cfg)
+    same = tc.real_vs_real(real, seed=0, cfg=cfg)
     assert abs(same["auc"]["mean"] - 0.5) < 0.15
     assert same["bootstrap"]["lo"] < 0.5 < same["bootstrap"]["hi"]
 

@@ -9,7 +9,7 @@ from engine.ensemble import BASS, DRUMS, HARMONY, MELODY
 from engine.errors import InvalidMessage
 from engine.notes import NOTE_DTYPE
 from engine.training.model import ModelConfig, MusicLSTM, save_model
-from engine.vocab import NO_VOICE, NOTE_OFF, NOTE_ON, START, VOICE, Vocab
+from engine.vocab import NO_VOICE, NOTE_OFF, NOTE_ON, START, TIME_SHIFT, VOICE, Vocab
 from engine.sampler.generator import Runtime
 from engine.sampler.sampling import guard
 from engine.sampler.voices import ring_notes
@@ -211,7 +211,8 @@ def test_rewind_restores_the_voice_in_force_and_the_sounding_notes(w, ensemble_f
 
 def test_a_theme_phrase_releases_every_voice_and_starts_without_one(w, ensemble_file):
     """A theme with a state starts a phrase: the notes sounding in every voice are
-    released first (a voice's offs after its token), then START clears the voice."""
+    released first (a voice's offs after its token), then START clears the voice, and
+    every voice enters anew."""
     _, _, vocab, spec = ensemble_file
     rt = _compose(w, spec, 60, seed=5)
     L, H = w.layers, w.hidden
@@ -233,3 +234,241 @@ def test_a_theme_phrase_releases_every_voice_and_starts_without_one(w, ensemble_
     # the phrase's first note names its voice: a voice token came after the last off
     offs_end = int(np.flatnonzero(kinds[:first_on] == NOTE_OFF).max())
     assert (kinds[offs_end + 1:first_on] == VOICE).any()
+    # and every voice enters before time moves on, as at a session's start
+    _entered(rt, before + len(owed), [MELODY, BASS, HARMONY, DRUMS])
+
+
+BAR = 48  # a bar of four beats at the test model's 12 ticks a beat
+
+
+def _events(rt, s=0, first=1):
+    """(tick, token, voice after it) of session s's events from ``first`` on."""
+    i = np.arange(first, rt.tail[s]) % rt.ring
+    return rt.ev_tick[s, i], rt.ev_tok[s, i], rt.ev_voice[s, i]
+
+
+def _check_switch(rt, tick, off, on, before_off=()):
+    """The ring of session 0 switched voices at ``tick``: the shift that reached it landed
+    on it, what followed there first was the forced release of the voices ``off``
+    (VOICE tokens and note-offs), they sound no note-on from there and every note of
+    theirs had ended by it (nothing of them sounds now); the voices ``on`` play after
+    it, and those of them in ``before_off`` (brought in at the tick) none before it and
+    one at the tick itself.  Returns how many notes of the voices ``off`` were cut
+    exactly at ``tick``."""
+    vocab = rt.w.vocab
+    kinds = rt.w.kinds
+    ticks, toks, voices = _events(rt)
+    _replay(vocab, _tokens(rt))
+    reach = int(np.argmax(ticks >= tick))
+    assert ticks[reach] == tick and kinds[toks[reach]] == TIME_SHIFT
+    ons = kinds[toks] == NOTE_ON
+    assert not (ons & (ticks >= tick) & np.isin(voices, off)).any()
+    assert not (ons & (ticks < tick) & np.isin(voices, before_off)).any()
+    for v in on:
+        assert (ons & (ticks >= tick) & (voices == v)).any()
+    for v in before_off:
+        assert (ons & (ticks == tick) & (voices == v)).any()
+    notes = ring_notes(rt, 0, 1, rt.tail[0])
+    cut = notes[np.isin(notes["channel"], off)]
+    assert (cut["end"] <= tick).all()
+    assert not (rt.sounding[0].reshape(4, 128)[list(off)] >= 0).any()
+    # the release comes first: only VOICE tokens and offs of the voices off, at the tick
+    release = toks[reach + 1:reach + 1 + int((cut["end"] == tick).sum()) * 2]
+    last = 0
+    for i, t in enumerate(release):
+        if kinds[t] == NOTE_OFF and voices[reach + 1 + i] in off:
+            last = i + 1
+    assert set(kinds[release[:last]].tolist()) <= {VOICE, NOTE_OFF}
+    assert (ticks[reach + 1:reach + 1 + last] == tick).all()
+    return int((cut["end"] == tick).sum())
+
+
+def test_voices_at_a_bar_line_switches_there_and_survives_rewinds(w, ensemble_file):
+    """Drums come in and bass and harmony leave at a bar line: the switch is made when
+    the music reaches it, what the leaving voices hold is released exactly there, and
+    a rewind after the switch keeps it while one before it undoes it and makes it
+    pending again, to be made at the same bar line."""
+    _, _, vocab, spec = ensemble_file
+    AT = 2 * BAR
+    rt = Runtime(w, max_sessions=1, ring=4096)
+    rt.open(0, spec.vector(0, 0, 2.0, 64), seed=0)
+    rt.set_voices(0, [MELODY, BASS, HARMONY])
+    # a bar ahead: a time shift may pass its target by up to 47 ticks
+    rt.advance(np.array([AT - BAR]))
+    assert rt.gen_tick[0] < AT
+    assert rt.voices_at(0, AT, [MELODY, DRUMS]) == []  # pending: nothing queued yet
+    assert rt.voice_tick[0] == AT and rt.voice_on[0].tolist() == [True, True, True, False]
+    rt.advance(np.array([AT + 2 * BAR]))
+    assert rt.voice_tick[0] == -1 and rt.voice_on[0].tolist() == [True, False, False, True]
+    off, on = (BASS, HARMONY), (MELODY, DRUMS)
+    assert _check_switch(rt, AT, off, on, before_off=(DRUMS,)) > 0  # notes were cut
+    # a rewind after the switch keeps it
+    assert AT < rt.rewind(0, AT + 30) <= AT + 30
+    assert rt.voice_tick[0] == -1 and rt.voice_on[0].tolist() == [True, False, False, True]
+    rt.advance(np.array([AT + 3 * BAR]))
+    _check_switch(rt, AT, off, on, before_off=(DRUMS,))
+    # a rewind before it restores the mask before it; the switch is made again at AT
+    assert rt.rewind(0, AT - 10) < AT
+    assert rt.voice_tick[0] == AT and rt.voice_on[0].tolist() == [True, True, True, False]
+    rt.advance(np.array([AT + 3 * BAR]))
+    assert rt.voice_on[0].tolist() == [True, False, False, True]
+    assert _check_switch(rt, AT, off, on, before_off=(DRUMS,)) > 0
+
+
+def test_a_switch_the_music_has_reached_is_made_at_once_and_a_newer_one_replaces_a_pending_one(
+        w, ensemble_file):
+    """The server's way at a bar line the look-ahead has passed: rewind to it, then
+    ``voices_at``; the offs are queued at once and the switch holds from there.  A
+    second call before the first is reached replaces it."""
+    _, _, vocab, spec = ensemble_file
+    for seed in range(3):
+        rt = Runtime(w, max_sessions=1, ring=4096)
+        rt.open(0, spec.vector(0, 0, 2.0, 64), seed=seed)
+        rt.advance(np.array([BAR + 6]))
+        rt.rewind(0, BAR)
+        rt.queue(0, rt.shifts_to(0, BAR))
+        held = rt.sounding[0].reshape(4, 128)[[MELODY, BASS]] >= 0
+        queued = rt.voices_at(0, BAR, [HARMONY, DRUMS])
+        if rt.gen_tick[0] == BAR:  # reached: made now, its offs queued
+            assert rt.voice_tick[0] == -1 and len(queued) >= held.sum()
+            np.testing.assert_array_equal(rt.force[0, rt.force_i[0]:rt.force_n[0]][-len(queued):]
+                                          if queued else [], queued)
+        rt.advance(np.array([2 * BAR]))
+        _check_switch(rt, BAR, (MELODY, BASS), ())
+        # a newer call replaces one pending
+        rt.voices_at(0, 3 * BAR, [BASS])
+        rt.voices_at(0, 4 * BAR, [MELODY])
+        assert rt.voice_tick[0] == 4 * BAR
+        rt.advance(np.array([5 * BAR]))
+        ticks, toks, voices = _events(rt)
+        ons = rt.w.kinds[toks] == NOTE_ON
+        assert not (ons & (voices == BASS) & (ticks >= BAR)).any()  # [BASS] never applied
+        assert (ons & (ticks >= 3 * BAR) & (ticks < 4 * BAR) & (voices != MELODY)).any()
+        _check_switch(rt, 4 * BAR, (BASS, HARMONY, DRUMS), ())
+
+
+def test_voice_bias_raises_the_share_of_the_biased_voice(w, ensemble_file):
+    """``voice_bias`` log-odds on the drums' VOICE token: +2 raises the drums' share of
+    note-ons over 16 seeds, -3 lowers it;
+    0 is the model as it is."""
+    _, _, vocab, spec = ensemble_file
+    kinds = vocab.tables()[0]
+
+    def share(bias):
+        rt = Runtime(w, max_sessions=16, ring=4096)
+        for s in range(16):
+            rt.open(s, spec.vector(0, 0, 2.0, 64), seed=s)
+            rt.voice_bias[s, DRUMS] = bias
+        rt.advance(np.full(16, 4 * BAR))
+        drums = ons = 0
+        for s in range(16):
+            _, toks, voices = _events(rt, s)
+            on = kinds[toks] == NOTE_ON
+            drums += int((voices[on] == DRUMS).sum())
+            ons += int(on.sum())
+        return drums / ons
+
+    plain = share(0.0)
+    assert 0.1 < plain < 0.5
+    assert share(2.0) > plain + 0.1
+    assert share(-3.0) < plain - 0.1
+
+
+def _entered(rt, first, voices):
+    """Session 0's events from ``first`` up to its first time shift: each voice of
+    ``voices`` sounds a note-on there, and time then moves on."""
+    ticks, toks, ev_voices = _events(rt, first=first)
+    kinds = rt.w.kinds[toks]
+    shift = int(np.argmax(kinds == TIME_SHIFT))
+    assert kinds[shift] == TIME_SHIFT and not rt.entry[0]
+    sounded = set(ev_voices[:shift][kinds[:shift] == NOTE_ON].tolist())
+    assert sounded >= set(voices), (sounded, voices)
+    return kinds[:shift], toks[:shift]
+
+
+def _lapse(kinds, values, voices):
+    """The index of the event after which every voice of ``voices`` has sounded a
+    note-on (the entry lapses there)."""
+    entered, voice = set(), NO_VOICE
+    for i, (k, v) in enumerate(zip(kinds, values)):
+        if k == VOICE:
+            voice = v
+        elif k == NOTE_ON:
+            entered.add(voice)
+            if entered >= set(voices):
+                return i + 1
+    return len(kinds)
+
+
+def test_every_voice_that_may_play_sounds_before_time_moves_on(w, ensemble_file):
+    """Per-voice entry, at a session's start and after ``enter``: no time shift until
+    every voice that may play has sounded a note-on; at the start (nothing sounding)
+    no note-off either, and while it holds no voice is named once it has entered."""
+    _, _, vocab, spec = ensemble_file
+    values = vocab.tables()[1]
+    for seed, mask in ((0, None), (1, None), (2, [BASS, DRUMS]), (3, [MELODY, HARMONY, DRUMS])):
+        rt = Runtime(w, max_sessions=1, ring=4096)
+        rt.open(0, spec.vector(0, 0, 2.0, 64), seed=seed)
+        if mask is not None:
+            rt.set_voices(0, mask)
+        voices = mask or [MELODY, BASS, HARMONY, DRUMS]
+        rt.advance(np.array([BAR]))
+        kinds, toks = _entered(rt, 1, voices)
+        assert NOTE_OFF not in kinds[:_lapse(kinds, values[toks], voices)].tolist()
+        entered, voice = set(), NO_VOICE  # no voice is named again once it has entered
+        for k, v in zip(kinds, values[toks]):
+            if entered >= set(voices):
+                break  # entry lapsed: the music goes on as the model has it
+            if k == VOICE:
+                assert v in voices and v not in entered
+                voice = v
+            elif k == NOTE_ON:
+                entered.add(voice)
+        mark = int(rt.tail[0])
+        rt.enter(0)
+        assert rt.entry[0] and not rt.entered[0].any()
+        rt.advance(np.array([2 * BAR]))
+        _entered(rt, mark, voices)
+        _replay(vocab, _tokens(rt))
+
+
+def test_with_every_voice_off_entry_lapses_and_time_moves_on(w, ensemble_file):
+    _, _, vocab, spec = ensemble_file
+    rt = Runtime(w, max_sessions=1, ring=4096)
+    rt.open(0, spec.vector(0, 0, 2.0, 64), seed=4)
+    rt.set_voices(0, [])
+    rt.advance(np.array([BAR]), 10_000)
+    assert rt.gen_tick[0] >= BAR and not rt.entry[0]
+    assert not (vocab.tables()[0][_tokens(rt)] == NOTE_ON).any()
+    # switched off while entering: the voices left enter, then time moves on
+    rt.set_voices(0, [MELODY, BASS, HARMONY, DRUMS])
+    rt.enter(0)
+    rt.queue(0, [vocab.offsets[VOICE] + BASS, vocab.offsets[NOTE_ON] + 40])
+    end = int(rt.gen_tick[0])
+    assert rt.advance(np.array([end + 1]), 2) == 2
+    assert rt.entry[0] and rt.entered[0, BASS]
+    rt.voices_at(0, end, [BASS])  # bass alone, and it has entered
+    rt.advance(np.array([end + BAR]), 10_000)
+    assert not rt.entry[0] and rt.gen_tick[0] >= end + BAR
+
+
+def test_release_all_of_what_was_held_spares_the_notes_composed_since(w, ensemble_file):
+    """A "now" change composes the new music's first notes before the model hears the
+    old ones end: ``release_all(s, held)`` with a copy of the sounding table taken
+    before releases the old notes still sounding and none of the new."""
+    _, _, vocab, spec = ensemble_file
+    rt = _compose(w, spec, 60, seed=5)
+    held = rt.sounding[0].copy()
+    assert (held >= 0).sum() >= 2
+    rt.enter(0)
+    end = int(rt.gen_tick[0])
+    rt.advance(np.array([end + 1]))
+    new = (rt.sounding[0] >= 0) & (rt.sounding[0] != held)
+    assert new.sum() >= 4  # every voice entered
+    old = (rt.sounding[0] >= 0) & (rt.sounding[0] == held)
+    offs = rt.release_all(0, held)
+    assert (vocab.tables()[0][offs] == NOTE_OFF).sum() == old.sum() > 0
+    rt.queue(0, offs)
+    rt.advance(np.array([rt.gen_tick[0] + 1]), len(offs))
+    np.testing.assert_array_equal(rt.sounding[0] >= 0, new)
+    _replay(vocab, _tokens(rt))
