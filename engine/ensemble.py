@@ -41,7 +41,7 @@ class Voice:
 
 #: The defaults, by voice id.  Programs: Flute, Fingered Bass, String Ensemble 1 and the
 #: standard kit; channels 1, 2, 3 and 10 as a DAW numbers them.  Drums' presence 2: the
-#: smallest bias with drums in >= 90 % of combat bars (99 %; 69 % at 0), measured by
+#: smallest bias with drums in >= 90 % of combat bars (95 %; 38 % at 0), measured by
 #: ``python -m engine.evaluation.presence --entry both`` on the shipped ensemble.
 DEFAULTS = (
     Voice("melody", program=73, channel=0, register=72.0, enter=0.0),

@@ -86,6 +86,7 @@ class Section:
     label: str
     beat: float
     bpm: float
+    voices_from: float = None  # the bar line its voices took effect (an ensemble's)
 
 
 def add_arguments(p):
@@ -234,7 +235,8 @@ def _perform(srv, rec, pub, seconds, header):
                     if step.kind in ("state", "mood"):  # the sections are the moods'
                         rec.tempo(reply["bpm"], reply["beat"])
                         sections[:] = [s for s in sections if s.beat < reply["beat"]]
-                        sections.append(Section(step.label(), reply["beat"], reply["bpm"]))
+                        sections.append(Section(step.label(), reply["beat"], reply["bpm"],
+                                                reply.get("voices_beat")))
                 _sleep_until(t0 + seconds)
         except KeyboardInterrupt:
             interrupted = True
@@ -284,7 +286,8 @@ def section_stats(notes, sections, end_beat, tpb=TICKS_PER_BEAT, voices=None):
     ``Section``s in beat order; voices: {MIDI channel: voice name} (an ensemble's).
     Stinger notes (their own channel) are counted apart.  Returns dicts with label, beat,
     bpm, seconds, notes, per_second, mean_velocity, stinger_notes and voices (the names
-    of the voices with notes in the section, in ``VOICES`` order).
+    of the voices with notes in the section, in ``VOICES`` order, from the bar line they
+    took effect: a voice enters or leaves there, not at a "now").
     """
     voices = voices or {}
     out = []
@@ -293,6 +296,7 @@ def section_stats(notes, sections, end_beat, tpb=TICKS_PER_BEAT, voices=None):
         if end <= sec.beat:
             continue
         inside = notes[(notes["start"] >= sec.beat * tpb) & (notes["start"] < end * tpb)]
+        voiced = max(sec.beat, sec.voices_from or 0.0) * tpb
         stinger = inside["channel"] == STINGER_CHANNEL
         music = inside[~stinger]
         secs = (end - sec.beat) * 60.0 / sec.bpm
@@ -301,7 +305,8 @@ def section_stats(notes, sections, end_beat, tpb=TICKS_PER_BEAT, voices=None):
                         mean_velocity=float(music["velocity"].mean()) if len(music) else 0.0,
                         stinger_notes=int(stinger.sum()),
                         voices=[v for v in VOICES if v in
-                                {voices.get(int(c)) for c in set(music["channel"].tolist())}]))
+                                {voices.get(int(c)) for c in
+                                 set(music["channel"][music["start"] >= voiced].tolist())}]))
     return out
 
 

@@ -151,6 +151,7 @@ class Voicing:
         """The session's channels, octaves and programs take effect now (program changes
         sent on its channels) and the outputs learn which voice each channel carries."""
         s = sess.slot
+        self.name_voices()  # first: the outputs then know whose program each change is
         if sess.layers is not None:
             programs = [(STINGER_CHANNEL, STINGER_PROGRAM)]
             for v, voice in enumerate(sess.layers.voices):
@@ -159,7 +160,6 @@ class Voicing:
                 programs.append((voice.channel, voice.program))
             beat = max(0.0, self.seq.ns_tick(s, now) / self.tpb)
             self.engine.send(self.seq, self.seq.programs(s, now, beat, programs))
-        self.name_voices()
 
     def start(self, sess):
         """A session's music starts afresh (nothing sounds): its voices are set at once."""

@@ -54,6 +54,8 @@ ORDER = ("hello", "mood", "state", "tempo", "key", "stinger", "theme", "start", 
 # is shown as: the type the real value must have, and its text.
 PLACEHOLDERS = {
     "beat": (float, "<number>"),   # the transition point: the next beat or bar from now
+    "voices_beat": (float, "<number>"),  # the bar line from there, where the voices change
+    "pitches": (list, "<pitches>"),  # a stinger's: over the chord sounding when it arrives
     "t_ns": (int, "<integer>"),    # ping: the server's time.monotonic_ns() at arrival
 }
 

@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 
-from engine import DEFAULT_ENSEMBLE
 from engine.errors import InvalidMessage, OstinatoError
 from engine.generate import add_critic_arguments, critic_path
 
@@ -25,7 +24,7 @@ from realtime.outputs import MultiPort
 from realtime.server import Server, ServerConfig
 
 def add_arguments(p):
-    p.add_argument("--model", default=str(DEFAULT_ENSEMBLE),
+    p.add_argument("--model", default=ServerConfig.model,
                    help="model .npz (default: the shipped ensemble; engine/models/default.npz "
                         "plays one line, engine/models/theme.npz one line with themes)")
     p.add_argument("--control", default=protocol.CONTROL_ADDRESS,

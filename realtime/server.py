@@ -20,7 +20,7 @@ import functools
 import logging
 from dataclasses import dataclass, replace
 
-from engine import DEFAULT_MODEL
+from engine import DEFAULT_ENSEMBLE
 from engine.errors import InvalidMessage, OstinatoError, ServerError
 from engine.generate import check, needs_critic
 from engine.sampler.critic import DRAFT_BEATS
@@ -41,7 +41,7 @@ log = logging.getLogger("ostinato.server")
 
 @dataclass(frozen=True)
 class ServerConfig:
-    model: str = str(DEFAULT_MODEL)
+    model: str = str(DEFAULT_ENSEMBLE)  # what `ostinato serve` plays
     control: str = protocol.CONTROL_ADDRESS
     max_sessions: int = 16
     lookahead_ms: float = 60.0

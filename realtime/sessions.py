@@ -219,12 +219,12 @@ class Sessions:
         self.sessions[name] = sess
         self._name_sessions()  # before reset, whose markers carry the name
         now = self.clock.now_ns()
-        self.voicing.apply(sess, now)
         if main is None:
             self.reset(sess, now, 0)
         else:  # join the main session's beat grid at its next beat
             tick = self.seq.boundary(main.slot, now, "beat")
             self.reset(sess, now, tick, int(self.seq.tick_ns(main.slot, tick)))
+        self.voicing.apply(sess, now)  # on its beat grid: the programs before its first note
         return sess
 
     def close(self, sess):

@@ -32,7 +32,7 @@ from engine.vocab import NO_VOICE, NOTE_OFF, START, TIME_SHIFT
 from engine.sampler import voices
 from engine.sampler.lstm import lstm_step
 from engine.sampler.voices import entry_lapses, release_offs, voices_due
-from engine.sampler.sampling import layout, sample
+from engine.sampler.sampling import held_limit, layout, sample
 
 #: The note guard: a note sounds at most this many beats (a session's own guard may be
 #: shorter); the default when nothing sets one.
@@ -409,8 +409,9 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
                     if voice_tick[s] >= 0 and voice_tick[s] < lim:
                         lim = voice_tick[s]
                     for p in range(sounding.shape[1]):
-                        if sounding[s, p] >= 0 and sounding[s, p] + max_note_ticks[s] < lim:
-                            lim = sounding[s, p] + max_note_ticks[s]
+                        held = held_limit(s, p, max_note_ticks, lay)
+                        if sounding[s, p] >= 0 and sounding[s, p] + held < lim:
+                            lim = sounding[s, p] + held
                     if lim < gen_tick[s] + values[tok]:
                         tok = shift_off + lim - gen_tick[s] - 1
             kind, val = kinds[tok], values[tok]

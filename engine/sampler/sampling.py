@@ -14,8 +14,10 @@ from numba import njit
 from engine.vocab import NOTE_OFF, NOTE_ON, TIME_SHIFT, VELOCITY, VOICE
 
 #: Indices into ``layout``: first ids of note-on, note-off, time shift (and how many),
-#: velocity (and how many), voice (and how many), and the drum voice (NONE_DRUMS if none).
-ON, OFF, SHIFT, N_SHIFT, VEL, N_VEL, VOICE0, N_VOICES, DRUM = range(9)
+#: velocity (and how many), voice (and how many), the drum voice (NONE_DRUMS if none), and
+#: the longest a drum note is held (ticks): a drum is a one-shot, and a held one could not
+#: be struck again, so the note guard releases it after a sixteenth of a beat.
+ON, OFF, SHIFT, N_SHIFT, VEL, N_VEL, VOICE0, N_VOICES, DRUM, DRUM_TICKS = range(10)
 NONE_DRUMS = -2  # never a voice id
 
 
@@ -24,7 +26,8 @@ def layout(vocab, drums):
     o, c = vocab.offsets, vocab.counts
     nv = vocab.n_voices
     return np.array([o[NOTE_ON], o[NOTE_OFF], o[TIME_SHIFT], c[TIME_SHIFT], o[VELOCITY],
-                     c[VELOCITY], o[VOICE], nv, drums if nv > drums else NONE_DRUMS], np.int64)
+                     c[VELOCITY], o[VOICE], nv, drums if nv > drums else NONE_DRUMS,
+                     max(1, vocab.ticks_per_beat // 4)], np.int64)
 
 
 @njit(nogil=True, cache=True)
@@ -44,11 +47,21 @@ def guard(s, sounding, gen_tick, max_note_ticks, voice, layout):
     ``max_note_ticks[s]`` or longer (its note-off, or first the VOICE token of its voice
     when that is not the current one), or -1 when none is."""
     for i in range(sounding.shape[1]):
-        if sounding[s, i] >= 0 and gen_tick[s] - sounding[s, i] >= max_note_ticks[s]:
+        if sounding[s, i] >= 0 and gen_tick[s] - sounding[s, i] >= held_limit(
+                s, i, max_note_ticks, layout):
             if layout[N_VOICES] > 0 and i // 128 != voice[s]:
                 return layout[VOICE0] + i // 128
             return layout[OFF] + i % 128
     return -1
+
+
+@njit(nogil=True, cache=True, inline="always")
+def held_limit(s, i, max_note_ticks, layout):
+    """The longest session s may hold its sounding entry i (voice * 128 + pitch): the
+    session's guard, a sixteenth for a drum."""
+    if i // 128 == layout[DRUM] and layout[DRUM_TICKS] < max_note_ticks[s]:
+        return layout[DRUM_TICKS]
+    return max_note_ticks[s]
 
 
 @njit(nogil=True, cache=True)

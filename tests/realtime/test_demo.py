@@ -196,8 +196,10 @@ def test_the_ensemble_demo_layers_the_voices_by_state(ensemble_demo):
 
 
 def test_the_ensemble_demo_writes_a_track_per_voice_with_its_program(ensemble_demo):
-    _, out = ensemble_demo
+    text, out = ensemble_demo
     mid = mido.MidiFile(out / "demo.mid")
+    performed = float(re.search(r"server stopped after ([\d.]+) s", text)[1])
+    assert abs(mid.length - performed) < 1.5  # every message on the performance's timeline
     programs = {}
     for track in mid.tracks:
         for msg in track:

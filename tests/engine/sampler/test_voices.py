@@ -472,3 +472,23 @@ def test_release_all_of_what_was_held_spares_the_notes_composed_since(w, ensembl
     rt.advance(np.array([rt.gen_tick[0] + 1]), len(offs))
     np.testing.assert_array_equal(rt.sounding[0] >= 0, new)
     _replay(vocab, _tokens(rt))
+
+
+def test_a_drum_is_held_a_sixteenth_at_most_and_the_pitched_voices_as_long_as_the_guard(
+        w, ensemble_file):
+    """A drum is a one-shot: the guard ends it a sixteenth after it was struck (so it can
+    be struck again), while the pitched voices keep the session's guard (8 beats)."""
+    _, _, vocab, spec = ensemble_file
+    rt = Runtime(w, max_sessions=4, ring=4096)
+    for s in range(4):
+        rt.open(s, spec.vector(0, 0, 2.0, 64), seed=s)
+        rt.voice_bias[s, DRUMS] = 2.0
+    rt.advance(np.full(4, 8 * BAR))
+    sixteenth = vocab.ticks_per_beat // 4
+    lengths = {True: [], False: []}
+    for s in range(4):
+        notes = ring_notes(rt, s, 1, rt.tail[s])
+        for n in notes:
+            lengths[bool(n["channel"] == DRUMS)].append(int(n["end"] - n["start"]))
+    assert lengths[True] and max(lengths[True]) <= sixteenth
+    assert max(lengths[False]) > sixteenth  # the pitched voices are not cut short
