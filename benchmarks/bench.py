@@ -2,7 +2,10 @@
 
 A thin front over the other modules of ``benchmarks/`` (one per measurement, see its
 README): it checks the arguments, starts (or reuses) a JACK server for the MIDI figures,
-runs the chosen sections, prints the table and writes JSON, raw samples and PNGs.
+runs the chosen sections, prints the table and writes JSON, raw samples and PNGs.  The
+ensemble model (``--ensemble``, default the shipped one) is measured in the same run
+beside the one-line model: in ``sessions`` its batched step, event rate and engine
+capacity with every voice playing, in ``mood`` the first note of each of its voices.
 """
 import os
 import subprocess
@@ -10,11 +13,12 @@ import time
 import uuid
 from pathlib import Path
 
-from engine import DEFAULT_MODEL
+from engine import DEFAULT_ENSEMBLE, DEFAULT_MODEL
 from engine.errors import InvalidMessage, ModelError, PortError
 from realtime.jack import JackConfig, JackServer
 
 from benchmarks import breakdown, jitter, latency, report, sessions, startup, stats, step
+from benchmarks.serve import is_ensemble
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("step", "sessions", "mood", "jitter", "breakdown", "startup")
@@ -51,6 +55,9 @@ def _check(name, value, lo, hi):
 
 def add_arguments(p):
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="model .npz (default: shipped)")
+    p.add_argument("--ensemble", default=str(DEFAULT_ENSEMBLE), metavar="MODEL",
+                   help="ensemble model .npz measured beside --model in the sessions and mood "
+                        "sections (default: the shipped one); 'none' skips it")
     p.add_argument("--out", default=str(DEFAULT_OUT), help=f"output folder (default {DEFAULT_OUT})")
     p.add_argument("--quick", action="store_true", help="tiny counts: checks that it runs, in ~1 min")
     p.add_argument("--only", default=",".join(SECTIONS),
@@ -100,12 +107,12 @@ def run(args):
     model = Path(args.model)
     if not model.exists():
         raise ModelError(f"model {model} not found; pass --model FILE.npz")
+    ensemble = _ensemble(args.ensemble)
     log = lambda text: print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
-    shown = model.resolve()
-    if shown.is_relative_to(ROOT):  # the repository's own files by their place in it
-        shown = shown.relative_to(ROOT)
-    res = {"machine": stats.machine(), "model": str(shown), "settings": {
+    res = {"machine": stats.machine(), "model": _shown(model), "settings": {
         k: v for k, v in s.items()}, "quick": bool(args.quick)}
+    if ensemble is not None:
+        res["ensemble_model"] = _shown(ensemble)
     jack_port = None
     with _Jack(args, s, res, log) as jack_ok:
         if jack_ok:
@@ -116,8 +123,12 @@ def run(args):
         if "sessions" in s["only"]:
             res["sessions"] = sessions.run(model, s["step_seconds"], s["server_seconds"],
                                                 s["step_counts"], s["server_counts"], log=log)
+            if ensemble is not None:
+                res["sessions"]["ensemble"] = sessions.ensemble(
+                    ensemble, s["step_seconds"], s["server_seconds"], s["step_counts"],
+                    s["server_counts"], log=log, line=model)
         if "mood" in s["only"]:
-            res["mood"] = latency.run(model, s["changes"], jack_port, log=log)
+            res["mood"] = latency.run(model, s["changes"], jack_port, log=log, ensemble=ensemble)
             if not jack_ok:
                 res["mood"]["jack"] = res["jack"]
         if "jitter" in s["only"]:
@@ -135,6 +146,28 @@ def run(args):
         paths.append(README)
     print("\nwrote " + ", ".join(str(p) for p in paths))
     return 0
+
+
+def _shown(path):
+    """A model's path as the results show it: the repository's own files by their place
+    in it."""
+    shown = Path(path).resolve()
+    return str(shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown)
+
+
+def _ensemble(arg):
+    """The --ensemble model's path, or None for 'none'; a missing file or a one-line model
+    is refused naming the option."""
+    if arg == "none":
+        return None
+    path = Path(arg)
+    if not path.exists():
+        raise ModelError(f"--ensemble {path} not found; pass --ensemble FILE.npz or none")
+    if not is_ensemble(path):
+        raise InvalidMessage(f"--ensemble {path} is a one-line model: it has no voices; allowed: "
+                             "an ensemble model .npz, or none",
+                             field="--ensemble", allowed="an ensemble model .npz, or none")
+    return path
 
 
 def _jack_number(tool, server):

@@ -20,8 +20,10 @@ import time
 import numpy as np
 import zmq
 
+from engine.ensemble import VOICES
 from engine.errors import ServerUnavailable
 from realtime.outputs import BasePort
+from realtime.outputs.base import voice_map
 
 from .latency import GAP_MS, LOUD_MIN
 from .serve import REPO
@@ -30,20 +32,39 @@ from .stats import free_port, summary, us
 
 class RecordingPort(BasePort):
     """Stamps every message as the engine thread sends it:
-    (sent ns, scheduled ns, status, velocity, session)."""
+    (sent ns, scheduled ns, status, velocity, session, voice), the voice being the one
+    the server says the session's channel carries (None where it names none)."""
 
     name = "recording"
 
     def __init__(self):
         super().__init__()
         self.sent = []
+        self._voices = {}
         self._new = threading.Condition()
+
+    @property
+    def voices(self):
+        return self._voices
+
+    @voices.setter
+    def voices(self, voices):
+        self._voices = voice_map(voices)
 
     def _send(self, status, data1, data2, t_ns, beat, session):
         now = time.monotonic_ns()
+        voice = self._voices.get(session, {}).get(status & 0x0F)
         with self._new:
-            self.sent.append((now, t_ns, status, data2, session))
+            self.sent.append((now, t_ns, status, data2, session, voice))
             self._new.notify_all()
+
+    def voices_heard(self, since=0):
+        """{session: set of voices} of the note-ons sent from index ``since`` on."""
+        out = {}
+        for _, _, status, vel, session, voice in self.sent[since:]:
+            if status & 0xF0 == 0x90 and vel > 0 and voice is not None:
+                out.setdefault(session, set()).add(voice)
+        return out
 
     def wait_note(self, since, loud, timeout_s=2.0):
         """Send time of the first note-on at or after index ``since`` in the class."""
@@ -52,7 +73,7 @@ class RecordingPort(BasePort):
         with self._new:
             while True:
                 for i in range(i, len(self.sent)):
-                    t, _, status, vel, _ = self.sent[i]
+                    t, _, status, vel, *_ = self.sent[i]
                     if status & 0xF0 == 0x90 and vel > 0 and (vel >= LOUD_MIN) == loud:
                         return t
                 i = len(self.sent)
@@ -62,25 +83,36 @@ class RecordingPort(BasePort):
                 self._new.wait(left)
 
 
-def engine(model, sessions=1, seconds=10.0, changes=200, **server):
+def engine(model, sessions=1, seconds=10.0, changes=200, state=None, **server):
     """The engine thread's send lateness over ``seconds``; with one session, its own
-    mood → first-note time over ``changes`` changes.  ``server``: more ``ServerConfig``
-    fields (a critic, say: then the drafts made and dropped are counted too)."""
+    mood → first-note time over ``changes`` changes.  ``state``: the preset every session
+    plays (None: the server's default).  ``server``: more ``ServerConfig`` fields (a
+    critic, say: then the drafts made and dropped are counted too).  With an ensemble
+    model, ``voices_heard`` counts the sessions each voice was heard in, and
+    ``sessions_every_voice`` those that heard all of them."""
     from realtime.server import Server, ServerConfig
 
     port = RecordingPort()
+    if state is not None:
+        server["initial_state"] = state
     srv = Server(ServerConfig(model=str(model), max_sessions=max(sessions, 1), **server), [port],
                  control=False)
     out = {"sessions": sessions}
     with srv:
         for i in range(sessions - 1):
-            srv.call("session", action="open", session=f"load-{i + 1}")
+            srv.call("session", action="open", session=f"load-{i + 1}",
+                     **({} if state is None else {"state": state}))
         time.sleep(0.5)
         start = len(port.sent)
         time.sleep(seconds)
         sent = np.array([(t, s) for t, s, *_ in port.sent[start:]], np.int64).reshape(-1, 2)
         out["send_lateness_us"] = summary(us(sent[:, 0] - sent[:, 1]))
         out["sessions_heard"] = len({m[4] for m in port.sent[start:]})
+        if srv.weights.vocab.n_voices:
+            heard = port.voices_heard(start)
+            names = sorted({v for vs in heard.values() for v in vs})
+            out["voices_heard"] = {v: sum(v in vs for vs in heard.values()) for v in names}
+            out["sessions_every_voice"] = sum(set(VOICES) <= vs for vs in heard.values())
         out["_samples"] = {"engine": us(sent[:, 0] - sent[:, 1])}
         if getattr(srv, "drafter", None) is not None:
             out["drafts"], out["drafts_dropped"] = (int(n) for n in srv.drafter.counts[:2])

@@ -3,7 +3,11 @@ share of random transitions, some SIGKILLed part-way and replaced.
 
 A client sends ``mood`` (now/beat/bar), ``state``, ``key``, ``tempo`` (with ramps),
 ``stinger``, ``stop``, ``pause``, ``start`` and ``session`` open/close, on sessions of
-its own and on "main", and waits for each answer before the next.
+its own and on "main", and waits for each answer before the next.  Against an ensemble
+model (``hello`` lists two voices or more) a quarter of its ``mood``, ``state`` and
+``session`` opens also carry a random ``voices`` value: voices forced on, off or back to
+"auto", their programs, octaves and now and then their channels (moved while their notes
+sound, or onto another voice's channel, which the server refuses).
 """
 import multiprocessing
 import os
@@ -18,10 +22,37 @@ from realtime import protocol
 
 TRANSITIONS = ("now", "beat", "bar")
 REPLY_TIMEOUT_MS = 30_000  # a guard against a hang, not a measurement
+VOICES_SHARE = 0.25        # of mood, state and open messages, when the model has voices
 
 
-def random_message(rng, mine, prefix, presets, stingers):
-    """One random transition for a client whose open sessions are ``mine``."""
+def random_voices(rng, voices):
+    """A random ``voices`` value over the voice names ``voices``: one to all of them,
+    each true, false, "auto" or an object of some of play, program, octave and (one in
+    five) channel, drawn from the protocol's ranges.  Not filtered: a value that turns
+    every voice off, or gives a channel twice or the stingers' one, is refused by the
+    server, and the music must play on."""
+    out = {}
+    for name in rng.sample(list(voices), rng.randint(1, len(voices))):
+        if rng.random() < 0.5:
+            out[name] = rng.choice(protocol.PLAY)
+            continue
+        setting = {}
+        if rng.random() < 0.6:
+            setting["play"] = rng.choice(protocol.PLAY)
+        if rng.random() < 0.4:
+            setting["program"] = rng.randint(*protocol.VOICE_RANGES["program"])
+        if rng.random() < 0.3 and name != "drums":  # drums are never transposed
+            setting["octave"] = rng.randint(*protocol.VOICE_RANGES["octave"])
+        if rng.random() < 0.2:
+            setting["channel"] = rng.randint(*protocol.VOICE_RANGES["channel"])
+        out[name] = setting or {"play": "auto"}
+    return out
+
+
+def random_message(rng, mine, prefix, presets, stingers, voices=()):
+    """One random transition for a client whose open sessions are ``mine``; ``voices``:
+    the names of the model's voices (two or more: an ensemble, and some messages carry
+    ``voices``)."""
     session = rng.choice(mine) if mine and rng.random() < 0.6 else "main"
     kind = rng.choices(("mood", "state", "key", "tempo", "stinger", "stop", "pause", "start",
                         "open", "close"),
@@ -53,18 +84,25 @@ def random_message(rng, mine, prefix, presets, stingers):
         msg = {"type": "session", "action": "open", "session": name}
         if rng.random() < 0.5:
             msg["state"] = rng.choice(presets)
+        if len(voices) > 1 and rng.random() < VOICES_SHARE:
+            msg["voices"] = random_voices(rng, voices)
         return msg
     elif kind == "close" and mine:
         return {"type": "session", "action": "close", "session": rng.choice(mine)}
     else:
         msg = {"type": "mood", "arousal": round(rng.random(), 3), "transition": "now"}
+    if msg["type"] in ("mood", "state") and len(voices) > 1 and rng.random() < VOICES_SHARE:
+        msg["voices"] = random_voices(rng, voices)
     msg["session"] = session
     return msg
 
 
-def client_main(control, seed, quota, counter, prefix, presets, stingers):
+def client_main(control, seed, quota, counter, prefix, presets, stingers, voices=(),
+                voiced=None):
     """A game client process: ``quota`` random transitions, each answered, counted in
-    ``counter`` (a shared integer) as its answer arrives."""
+    ``counter`` (a shared integer) as its answer arrives; ``voiced`` (a pair of integers
+    shared with no lock, this process's alone, so that a SIGKILL never leaves a lock
+    held): the answered messages that carried ``voices``, and those refused."""
     rng = random.Random(seed)
     ctx = zmq.Context()
     sock = ctx.socket(zmq.REQ)
@@ -72,7 +110,7 @@ def client_main(control, seed, quota, counter, prefix, presets, stingers):
     sock.connect(control)
     mine = []
     for _ in range(quota):
-        msg = random_message(rng, mine, prefix, presets, stingers)
+        msg = random_message(rng, mine, prefix, presets, stingers, voices)
         sock.send_json(msg)
         if not sock.poll(REPLY_TIMEOUT_MS):
             raise SystemExit(f"client {prefix}: no reply within {REPLY_TIMEOUT_MS} ms to {msg}")
@@ -82,6 +120,9 @@ def client_main(control, seed, quota, counter, prefix, presets, stingers):
                 mine.append(msg["session"])
             else:
                 mine.remove(msg["session"])
+        if voiced is not None and "voices" in msg:
+            voiced[1] += not reply.get("ok")
+            voiced[0] += 1
         with counter.get_lock():
             counter.value += 1
     sock.close()
@@ -91,12 +132,14 @@ def client_main(control, seed, quota, counter, prefix, presets, stingers):
 class Clients:
     """Client processes sending ``transitions`` in all; ``kill`` of the first ``clients``
     are SIGKILLed part-way through their share, and a new process (same session names)
-    sends the rest of it."""
+    sends the rest of it.  ``voices``: the names of the model's voices (``hello``'s
+    capabilities.voices), which the messages' ``voices`` values draw from."""
 
-    def __init__(self, control, transitions, clients, kill, seed):
-        self.control, self.seed = control, seed
-        self.presets, self.stingers = (tuple(d) for d in protocol.load_states(None))
+    def __init__(self, control, transitions, clients, kill, seed, voices=()):
+        self.control, self.seed, self.voices = control, seed, tuple(voices)
         self.mp = multiprocessing.get_context("spawn")  # no fork of a threaded parent
+        self.voiced = []    # per process: messages with ``voices`` answered, refused
+        self.presets, self.stingers = (tuple(d) for d in protocol.load_states(None))
         share = [transitions // clients + (i < transitions % clients) for i in range(clients)]
         self.running = []   # (process, counter, quota, prefix, kill at count or None)
         self.killed = 0
@@ -109,12 +152,19 @@ class Clients:
 
     def _spawn(self, quota, prefix, kill_at):
         counter = self.mp.Value("q", 0)
+        self.voiced.append(self.mp.Array("q", 2, lock=False))
         proc = self.mp.Process(target=client_main, daemon=True,
                                args=(self.control, self.seed * 1000 + self.spawned, quota,
-                                     counter, prefix, self.presets, self.stingers))
+                                     counter, prefix, self.presets, self.stingers,
+                                     self.voices, self.voiced[-1]))
         proc.start()
         self.spawned += 1
         self.running.append((proc, counter, quota, prefix, kill_at))
+
+    @property
+    def voices_sent(self):
+        """(answered, refused) of the messages that carried ``voices``."""
+        return tuple(sum(v[i] for v in self.voiced) for i in (0, 1))
 
     @property
     def sent(self):

@@ -13,6 +13,10 @@ before ``Client.send_nowait``; arrival times are the listener's, on the same clo
   class, and the marker's own arrival is reported too).
 - JACK: the server plays through a JACK virtual port, read by a second JACK client;
   the first note-on arriving after the send whose velocity is in the new class.
+- ZeroMQ, each voice of an ensemble (``voices_over_zmq``): the same changes to a server
+  playing an ensemble model in ``combat`` with every voice forced on; after the marker,
+  the first ``note_on`` of each voice (the event's ``voice`` field) is that voice's
+  figure, and the last of them the time until every voice is heard.
 """
 import time
 
@@ -48,9 +52,11 @@ def _sleep_until(deadline_ns):
         time.sleep(left / 1e9)
 
 
-def over_zmq(model, changes, context, seed=0, log=print):
+def over_zmq(model, changes, context, seed=0, log=print, state=None):
+    """Mood "now" → the first note of the new mood, over ZeroMQ; ``state``: the preset
+    the server starts in (None: serve's default)."""
     lat, marker, ack, wrong = [], [], [], 0
-    with ServeProcess(model, sessions=1) as srv:
+    with ServeProcess(model, sessions=1, state=state) as srv:
         srv.wait_ready()
         stream = EventStream(srv.events, context)
         try:
@@ -94,6 +100,64 @@ def over_zmq(model, changes, context, seed=0, log=print):
     return {"changes": changes, "first_note_us": summary(us(lat)),
             "marker_us": summary(us(marker)), "ack_roundtrip_us": summary(us(ack)),
             "velocity_class_mismatches": int(wrong), "_samples": {"zmq": us(lat)}}
+
+
+def voices_over_zmq(model, changes, context, seed=0, state="combat", log=print):
+    """Mood "now" → the first note of each voice of an ensemble, over ZeroMQ, with every
+    voice forced on (so that the change, not layering, decides what plays)."""
+    lat, every, marker, wrong, missing = {}, [], [], {}, {}
+    with ServeProcess(model, sessions=1, state=state) as srv:
+        srv.wait_ready()
+        stream = EventStream(srv.events, context)
+        try:
+            stream.wait_for_music()
+            with Client(srv.control, timeout=5.0, context=context) as client:
+                names = [v["name"] for v in client.hello()["capabilities"]["voices"]]
+                lat = {v: [] for v in names}
+                wrong = dict.fromkeys(names, 0)
+                missing = dict.fromkeys(names, 0)
+                client.mood(intensity=0.0, transition="now", voices=dict.fromkeys(names, True))
+                time.sleep(0.5)
+                next_send = time.monotonic_ns()
+                for i, gap in enumerate(_gaps(changes, seed)):
+                    loud = i % 2 == 0
+                    _sleep_until(next_send)
+                    t0 = time.monotonic_ns()
+                    client.send_nowait("mood", intensity=1.0 if loud else 0.0, transition="now")
+                    seen_marker, first = None, {}
+                    deadline = t0 + int(NOTE_TIMEOUT_S * 1e9)
+                    while len(first) < len(names):
+                        got = stream.next(deadline)
+                        if got is None:
+                            break
+                        rx, ev = got
+                        if ev["type"] == "mood" and ev["intensity"] == (1.0 if loud else 0.0):
+                            seen_marker = rx
+                        elif ev["type"] == "note_on" and seen_marker is not None \
+                                and ev.get("voice") in lat and ev["voice"] not in first:
+                            first[ev["voice"]] = rx
+                            wrong[ev["voice"]] += _loud(ev["velocity"]) != loud
+                    if not first:
+                        raise TimeoutError(f"change {i}: no new note within {NOTE_TIMEOUT_S} s")
+                    for v in names:
+                        if v in first:
+                            lat[v].append(first[v] - t0)
+                        else:
+                            missing[v] += 1
+                    if len(first) == len(names):
+                        every.append(max(first.values()) - t0)
+                    marker.append(seen_marker - t0)
+                    for reply in client.poll_replies():
+                        if not reply.get("ok"):
+                            raise RuntimeError(f"mood change refused: {reply}")
+                    next_send = max(first.values()) + int(gap)
+        finally:
+            stream.close()
+    return {"changes": changes, "state": state, "voices": list(lat),
+            "first_note_us": {v: summary(us(x)) for v, x in lat.items()},
+            "every_voice_us": summary(us(every)), "marker_us": summary(us(marker)),
+            "velocity_class_mismatches": wrong, "voice_not_heard": missing,
+            "_samples": {f"zmq_{v}": us(x) for v, x in lat.items()}}
 
 
 def over_jack(model, changes, context, port_name, seed=0, log=print, backend="native"):
@@ -141,11 +205,24 @@ def over_jack(model, changes, context, port_name, seed=0, log=print, backend="na
             "velocities_between_classes": int(unclassified), "_samples": {"jack": us(lat)}}
 
 
-def run(model, changes=1000, jack_port=None, log=print):
+def run(model, changes=1000, jack_port=None, log=print, ensemble=None):
+    """The figures above; ``ensemble``: an ensemble model whose voices' first notes are
+    measured over ZeroMQ too, in the same run (under ``ensemble``), with the one-line
+    model's first note in the ensemble's preset beside them (``line_same_state``: the
+    same mood and tempo, so the difference is the ensemble's own)."""
     ctx = zmq.Context()
     try:
         log(f"mood → note: {changes} changes over ZeroMQ")
         out = {"zmq": over_zmq(model, changes, ctx, log=log)}
+        if ensemble:
+            log(f"mood → note: {changes} changes over ZeroMQ, each voice of the ensemble")
+            out["ensemble"] = voices_over_zmq(ensemble, changes, ctx, log=log)
+            state = out["ensemble"]["state"]
+            log(f"mood → note: {changes} changes over ZeroMQ, one line in {state}")
+            line = over_zmq(model, changes, ctx, log=log, state=state)
+            out["ensemble"]["line_same_state"] = {
+                k: line[k] for k in ("first_note_us", "marker_us", "velocity_class_mismatches")}
+            out["ensemble"]["_samples"]["zmq_line_" + state] = line["_samples"]["zmq"]
         if jack_port:
             for backend in ("native", "rtmidi"):
                 log(f"mood → note: {changes} changes over JACK ({backend})")

@@ -4,7 +4,9 @@ note-offs) of each output, a reader of the event stream and rtmidi's JACK reader
 Each observer turns what it saw into (key, is_on) pairs in the order played, and
 ``tally`` counts them: a key's note-on never ended is stuck, a note-off of a silent key
 is an orphan.  The stream is keyed by (session, channel, pitch), a ``.mid`` file by
-(track, channel, pitch), a JACK port by (channel, pitch).
+(track, channel, pitch), a JACK port by (channel, pitch): the channel is always the
+key's second last part, so every count is also given per channel (an ensemble's voice
+channels, the drums on channel 9, the stingers on channel 15).
 """
 import json
 import threading
@@ -14,18 +16,24 @@ import zmq
 
 
 def tally(notes):
-    """{notes, stuck, orphan_offs} of ``notes``: (key, is_on) pairs in the order played.
-    A note-on of a key already sounding leaves the first one stuck."""
-    sounding, count, orphans = {}, 0, 0
+    """{notes, stuck, orphan_offs, by_channel} of ``notes``: (key, is_on) pairs in the
+    order played, each key ending in (channel, pitch).  A note-on of a key already
+    sounding leaves the first one stuck.  ``by_channel``: {channel: {notes, stuck,
+    orphan_offs}} of every channel that had a note or a note-off."""
+    sounding, channels = {}, {}
     for key, is_on in notes:
+        ch = channels.setdefault(key[-2], {"notes": 0, "stuck": 0, "orphan_offs": 0})
         if is_on:
-            count += 1
+            ch["notes"] += 1
             sounding[key] = sounding.get(key, 0) + 1
         elif sounding.get(key):
             sounding[key] -= 1
         else:
-            orphans += 1
-    return {"notes": count, "stuck": sum(sounding.values()), "orphan_offs": orphans}
+            ch["orphan_offs"] += 1
+    for key, n in sounding.items():
+        channels[key[-2]]["stuck"] += n
+    total = {k: sum(c[k] for c in channels.values()) for k in ("notes", "stuck", "orphan_offs")}
+    return dict(total, by_channel={c: channels[c] for c in sorted(channels)})
 
 
 def wire_note(message):
@@ -42,16 +50,30 @@ def stream_notes(events):
 
 
 def midi_file_tally(path):
-    """tally() of a .mid file, each track on its own ((track, channel, pitch) keys)."""
+    """tally() of a .mid file, every track read and each on its own ((track, channel,
+    pitch) keys: an ensemble's recording has a track per session and voice), with
+    ``tracks``: {track name: note-ons} of the tracks that hold notes."""
     import mido
 
-    notes = []
+    notes, tracks = [], {}
     for index, track in enumerate(mido.MidiFile(path).tracks):
         for msg in track:
             if msg.type in ("note_on", "note_off"):
-                notes.append(((index, msg.channel, msg.note),
-                              msg.type == "note_on" and msg.velocity > 0))
-    return tally(notes)
+                on = msg.type == "note_on" and msg.velocity > 0
+                notes.append(((index, msg.channel, msg.note), on))
+                name = track.name or f"track {index}"
+                tracks[name] = tracks.get(name, 0) + on
+    return dict(tally(notes), tracks=tracks)
+
+
+def stream_voices(events):
+    """{voice: note-ons} of a decoded stream, by each note event's ``voice`` field (a
+    note without one counted under None)."""
+    out = {}
+    for e in events:
+        if e["type"] == "note_on":
+            out[e.get("voice")] = out.get(e.get("voice"), 0) + 1
+    return out
 
 
 def midi_file_beats(path, track_name):

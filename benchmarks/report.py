@@ -14,6 +14,8 @@ TARGETS = {
     "jitter_max_us": 2000.0,
     "ack_p99_us": 1000.0,
     "sessions": 64,
+    "ensemble_sessions": 64,            # real-time sessions in the engine, every voice playing
+    "ensemble_first_note_us": 1000.0,   # each voice's first note within this of one line's
 }
 README_BEGIN, README_END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
@@ -79,13 +81,24 @@ def rows(res):
             f"{b['copy_GBps_large']:.0f} GB/s; numba {b['numba_p50_vs_bound_large']:.2f}×", "", "")
     se = res.get("sessions")
     if se:
+        en = se.get("ensemble")
         for S, r in se["step"].items():
-            add("sessions", f"lstm_step, {S} sessions (µs)", r["step_us"]["p50"], r["step_us"]["p99"],
-                r["step_us"]["max"], f"{r['per_session_us_p50']:.1f} µs/session, "
-                f"{100 * r['core_share']:.1f}% core", "", "")
-        rate = se["rate"]
-        add("sessions", f"events a session needs ({rate['preset']}, {rate['bpm']:g} bpm)", None, None,
-            None, f"{rate['tokens_per_s']:.1f} steps/s, {rate['tokens_per_beat']:.2f}/beat", "", "")
+            for label, x in (("", r), ("ensemble ", (en or {}).get("step", {}).get(S))):
+                if x:
+                    add("sessions", f"{label}lstm_step, {S} sessions (µs)", x["step_us"]["p50"],
+                        x["step_us"]["p99"], x["step_us"]["max"], _step_note(x), "", "")
+        rates = (("one line", se["rate"]), ("one line", (en or {}).get("rate_line")),
+                 ("ensemble", (en or {}).get("rate")))
+        for label, x in rates:
+            if x:
+                add("sessions", f"{label}: events a session needs ({x['preset']}, {x['bpm']:g} bpm)",
+                    None, None, None, _rate_note(x), "", "")
+        for label, x in rates:
+            if x and "advance_us_per_beat" in x:
+                add("sessions", f"{label}: generator time per session per beat, batch 1 (µs)",
+                    x["advance_us_per_beat"], None, None,
+                    f"{x['preset']}; {100 * x['advance_us_per_beat'] * x['bpm'] / 60e6:.2f}% "
+                    "of a core a session", "", "")
         for S, r in se["server"].items():
             j = r["zmq_us"]
             add("sessions", f"serve, {S} sessions: jitter (µs)", j.get("p50"), j.get("p99"), j.get("max"),
@@ -97,9 +110,23 @@ def rows(res):
             add("sessions", f"engine alone, {S} sessions: send − scheduled (µs)", e.get("p50"),
                 e.get("p99"), e.get("max"), f"{r['sessions_heard']} heard", "p99 < 1 ms",
                 _met(r["realtime"]))
+            x = (en or {}).get("engine", {}).get(S)
+            if x:
+                e = x["send_lateness_us"]
+                add("sessions", f"ensemble ({en['state']}), engine alone, {S} sessions: send − "
+                    "scheduled (µs)", e.get("p50"), e.get("p99"), e.get("max"),
+                    f"{x['sessions_heard']} heard; sessions hearing " + ", ".join(
+                        f"{v} {x.get('voices_heard', {}).get(v, 0)}" for v in en["voices"])
+                    + f"; all four {x.get('sessions_every_voice', 0)}",
+                    "p99 < 1 ms, every voice", _met(x["realtime"]))
         if "realtime_sessions_engine" in se:
             add("sessions", "real-time sessions in the engine (largest count met)", None, None, None,
                 str(se["realtime_sessions_engine"]), "", "")
+        if en:
+            n = en["realtime_sessions_engine"]
+            add("sessions", f"ensemble: real-time sessions in the engine, every session in "
+                f"{en['state']} (largest count met)", None, None, None, str(n), "≥ 64",
+                _met(n >= TARGETS["ensemble_sessions"]))
         cr = se.get("critic")
         if cr:
             for r in cr["cost"].values():
@@ -112,6 +139,8 @@ def rows(res):
     mo = res.get("mood")
     if mo:
         for path, r in mo.items():
+            if path == "ensemble":
+                continue  # after the one-line ZeroMQ figure, below
             if not isinstance(r, dict):
                 add("mood→note", f"{path}", None, None, None, r, "", "")
                 continue
@@ -126,6 +155,8 @@ def rows(res):
                 if a and a.get("n"):
                     add("ack", "mood (\"now\") acknowledgement round trip, one session (µs)",
                         a["p50"], a["p99"], a["max"], f"{a['n']} requests", "", "")
+                if "ensemble" in mo:
+                    out.extend(_voice_rows(mo["ensemble"], f))
                 continue
             jack = res.get("jack") if isinstance(res.get("jack"), dict) else {}
             period_us = 1e6 * (jack.get("period") or 0) / (jack.get("rate") or 1)
@@ -199,6 +230,57 @@ def rows(res):
     return out
 
 
+def _step_note(r):
+    note = f"{r['per_session_us_p50']:.1f} µs/session, "
+    if "us_per_beat" in r:
+        note += f"{r['us_per_beat']:.0f} µs/session/beat, "
+    return note + f"{100 * r['core_share']:.1f}% core"
+
+
+def _rate_note(rate):
+    note = f"{rate['tokens_per_s']:.1f} steps/s, {rate['tokens_per_beat']:.2f}/beat"
+    by = rate.get("note_ons_per_beat_by_voice")
+    if by:
+        note += "; note-ons/beat " + ", ".join(f"{v} {n:.2f}" for v, n in by.items())
+    elif "note_ons_per_beat" in rate:
+        note += f"; note-ons/beat {rate['note_ons_per_beat']:.2f}"
+    return note
+
+
+def _voice_rows(en, line):
+    """Rows of the ensemble's first note of each voice, each beside ``line`` (the one-line
+    figure of the same run): met when its p50 and p99 are within 1 ms of line's."""
+    out = []
+    limit = TARGETS["ensemble_first_note_us"]
+    for v in en["voices"]:
+        f = en["first_note_us"][v]
+        if not f.get("n"):
+            out.append(("mood→note", f"ensemble ({en['state']}), ZeroMQ first {v} note (µs)", None,
+                        None, None, f"not heard in {en['changes']} changes", "within 1 ms of one "
+                        "line", _met(False)))
+            continue
+        d50, d99 = f["p50"] - line["p50"], f["p99"] - line["p99"]
+        note = (f"{f['n']} of {en['changes']} changes; vs one line p50 {d50:+,.0f}, "
+                f"p99 {d99:+,.0f} µs")
+        if en["velocity_class_mismatches"].get(v):
+            note += f"; {en['velocity_class_mismatches'][v]} in the old velocity class"
+        out.append(("mood→note", f"ensemble ({en['state']}), ZeroMQ first {v} note (µs)", f["p50"],
+                    f["p99"], f["max"], note, "within 1 ms of one line",
+                    _met(f["n"] == en["changes"] and abs(d50) <= limit and abs(d99) <= limit)))
+    e = en["every_voice_us"]
+    out.append(("mood→note", "ensemble: ZeroMQ every voice heard (µs)", e.get("p50"), e.get("p99"),
+                e.get("max"), f"{e.get('n', 0)} of {en['changes']} changes; marker p50 "
+                f"{en['marker_us']['p50']:.0f} µs", "", ""))
+    same = en.get("line_same_state")
+    if same and e.get("n"):
+        f = same["first_note_us"]
+        out.append(("mood→note", f"one line ({en['state']}), ZeroMQ first note (µs)", f["p50"],
+                    f["p99"], f["max"], f"{f['n']} changes; marker p50 "
+                    f"{same['marker_us']['p50']:.0f} µs; ensemble's every voice vs it p50 "
+                    f"{e['p50'] - f['p50']:+,.0f}, p99 {e['p99'] - f['p99']:+,.0f} µs", "", ""))
+    return out
+
+
 HEAD = ("section", "what", "p50", "p99", "max", "note", "target", "met")
 
 
@@ -258,7 +340,9 @@ def readme_block(res):
     m = res["machine"]
     return (f"Measured {m['date_utc']} on {m['cpu']} ({m['cores']} cores, load average "
             f"{m['loadavg_at_start']} at start), Python {m['python']}, numba {m['numba']}, "
-            f"torch {m['torch']}; model {res['model']}.\n\n```\n{m['command']}\n```\n\n"
+            f"torch {m['torch']}; model {res['model']}"
+            + (f", ensemble {res['ensemble_model']}" if res.get("ensemble_model") else "")
+            + f".\n\n```\n{m['command']}\n```\n\n"
             + markdown_table(res))
 
 
@@ -296,11 +380,23 @@ def plots(res, out_dir):
     import matplotlib.pyplot as plt
 
     written = []
-    mo = {k: v for k, v in res.get("mood", {}).items() if isinstance(v, dict)}
+    mo = {k: v for k, v in res.get("mood", {}).items() if isinstance(v, dict) and k != "ensemble"}
+    en = res.get("mood", {}).get("ensemble")
     if mo:
-        fig, axes = plt.subplots(1, len(mo), figsize=(6 * len(mo), 3.6), squeeze=False)
+        fig, axes = plt.subplots(1, len(mo) + bool(en), figsize=(6 * (len(mo) + bool(en)), 3.6),
+                                 squeeze=False)
         for ax, (path, r) in zip(axes[0], mo.items()):
             _hist(ax, r["_samples"][path], f"mood → first note, {path}", (TARGETS["mood_p99_us"],))
+        if en:
+            ax = axes[0][-1]
+            for name, data in [("one line", mo["zmq"]["_samples"]["zmq"])] + [
+                    (v, en["_samples"][f"zmq_{v}"]) for v in en["voices"]]:
+                if len(data):
+                    ax.hist(data, bins=60, histtype="step", label=f"{name} (p50 "
+                            f"{np.percentile(data, 50):,.0f} µs)")
+            ax.set_title("mood → first note of each voice, ZeroMQ", fontsize=9)
+            ax.set_xlabel("µs")
+            ax.legend(fontsize=7)
         fig.tight_layout()
         written.append(out_dir / "mood_latency.png")
         fig.savefig(written[-1], dpi=110)
@@ -322,7 +418,12 @@ def plots(res, out_dir):
     if se and se["server"]:
         fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
         S = [int(s) for s in se["step"]]
-        a.plot(S, [r["per_session_us_p50"] for r in se["step"].values()], "o-")
+        a.plot(S, [r["per_session_us_p50"] for r in se["step"].values()], "o-", label="one line")
+        if se.get("ensemble"):
+            a.plot([int(s) for s in se["ensemble"]["step"]],
+                   [r["per_session_us_p50"] for r in se["ensemble"]["step"].values()], "s--",
+                   label="ensemble")
+            a.legend(fontsize=7)
         a.set_xscale("log", base=2)
         a.set_xlabel("sessions stepped together")
         a.set_ylabel("µs per session-step (p50)")
@@ -334,6 +435,11 @@ def plots(res, out_dir):
             b.plot([int(s) for s in se["engine"]],
                    [r["send_lateness_us"].get("p99", np.nan) for r in se["engine"].values()], "s--",
                    label="p99, engine alone")
+        if se.get("ensemble"):
+            eng = se["ensemble"]["engine"]
+            b.plot([int(s) for s in eng], [r["send_lateness_us"].get("p99", np.nan)
+                                           for r in eng.values()], "^:",
+                   label=f"p99, engine alone, ensemble ({se['ensemble']['state']})")
         b.axhline(1000, color="#c0392b", lw=1, label="1 ms")
         b.set_xscale("log", base=2)
         b.set_yscale("log")

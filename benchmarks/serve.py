@@ -24,14 +24,27 @@ from .stats import free_port
 REPO = Path(__file__).resolve().parents[1]
 
 
+def is_ensemble(model):
+    """Whether the model file plays voices (an ensemble's vocabulary), read from its
+    metadata."""
+    from engine.modelfile import read_model_file
+    from engine.vocab import Vocab
+
+    meta, _ = read_model_file(model)
+    return Vocab.from_dict(meta["vocab"]).n_voices > 0
+
+
 class ServeProcess:
     """``python -m realtime.cli serve`` with a control socket, and optionally the event
     stream and a JACK virtual MIDI port, on free ports.  Use as a context manager;
-    ``t_start_ns`` is taken just before the process is spawned."""
+    ``t_start_ns`` is taken just before the process is spawned.  ``state``: the preset
+    it starts in (None: serve's default).  An ensemble model is served without the
+    critic, which drafts one line only."""
 
     def __init__(self, model, sessions=16, events=True, jack_port=None, env=None,
-                 ready_timeout_s=180.0, jack_backend="native"):
+                 ready_timeout_s=180.0, jack_backend="native", state=None):
         self.model, self.sessions, self.jack_port = str(model), sessions, jack_port
+        self.state, self.ensemble = state, is_ensemble(model)
         self.jack_backend = jack_backend  # "native" (the default) or "rtmidi" (baseline)
         self.control = f"tcp://127.0.0.1:{free_port()}"
         self.events = f"tcp://127.0.0.1:{free_port()}" if events else None
@@ -46,6 +59,10 @@ class ServeProcess:
         cmd = [sys.executable, "-m", "realtime.cli", "serve", "--model", self.model,
                "--control", self.control, "--events", self.events or "none",
                "--sessions", str(self.sessions), "--osc", "0"]  # OSC is not measured
+        if self.state:
+            cmd += ["--state", self.state]
+        if self.ensemble:
+            cmd += ["--critic", "none"]
         if self.jack_port:
             cmd += ["--midi", "virtual", "--api", "jack", "--port-name", self.jack_port,
                     "--jack-backend", self.jack_backend]

@@ -5,13 +5,17 @@ must end every note it started (``python -m benchmarks.storm --transitions 10000
 The server is the real ``ostinato serve`` in its own process, with the event stream, a
 ``--record`` file and a virtual MIDI port on JACK (``--clock`` on, so the JACK side has
 MIDI Stop to count from).  Client processes (``benchmarks.clients``) send random
-transitions and session opens and closes.  Three observers (``benchmarks.observers``)
-count, per (session or port, channel, pitch), the notes, the stuck ones (a note-on never
-ended) and the orphan note-offs (a note-off of a silent note):
+transitions and session opens and closes; against an ensemble model (``--model
+engine/models/ensemble.npz``) some of them also set ``voices``.  Three observers
+(``benchmarks.observers``) count, per (session or port, channel, pitch), the notes, the
+stuck ones (a note-on never ended) and the orphan note-offs (a note-off of a silent
+note), in all and per channel (an ensemble's voice channels, the drums' 9, the stingers'
+15):
 
 - the event stream, read by a SUB socket from the ``transport: stop`` marker of a stop
   sent before the storm (before it, a subscriber may have missed note-ons);
-- the ``.mid`` recording, read back with mido, track by track, from its start;
+- the ``.mid`` recording, read back with mido, every track (one per session and voice
+  of an ensemble) on its own, from its start;
 - the JACK port, read by a second JACK client (``JackMidiReader``) from the MIDI Stop
   (0xFC) of that same stop: one port's messages keep their order, so this is exact.
 
@@ -42,7 +46,8 @@ import zmq
 from realtime.jackreader import NativeJackReader
 
 from .clients import REPLY_TIMEOUT_MS, Clients
-from .observers import QueuedJackReader, StreamReader, midi_file_tally, stream_notes, tally, wire_note
+from .observers import (QueuedJackReader, StreamReader, midi_file_tally, stream_notes,
+                        stream_voices, tally, wire_note)
 from .serve import REPO, ServeProcess
 from .stats import machine
 
@@ -83,12 +88,13 @@ def storm(transitions=1000, clients=5, kill=2, stop_signal=signal.SIGTERM, model
     """One storm against a fresh server on the JACK server $JACK_DEFAULT_SERVER (which
     must run); returns the counts.  The recording goes to ``folder``."""
     from engine import DEFAULT_MODEL
+    model = Path(model or DEFAULT_MODEL)
     folder = Path(folder)
     record = folder / f"storm-{signal.Signals(stop_signal).name}.mid"
     port = f"ostinato-storm-{uuid.uuid4().hex[:8]}"
     ctx = zmq.Context()
     t0 = time.monotonic()
-    with RecordingServe(model or DEFAULT_MODEL, record, ["--clock", "--seed", str(seed)],
+    with RecordingServe(model, record, ["--clock", "--seed", str(seed)],
                         jack_port=port) as srv:
         srv.wait_ready()
         if not any(("recording: " + str(record)) in line for line in srv.lines):
@@ -119,7 +125,9 @@ def storm(transitions=1000, clients=5, kill=2, stop_signal=signal.SIGTERM, model
                         break
                 else:
                     raise RuntimeError("the stop before the storm was not seen")
-                crowd = Clients(srv.control, transitions, clients, kill, seed)
+                hello = _request(ctx, srv.control, {"type": "hello"})
+                voices = [v["name"] for v in hello["capabilities"]["voices"]]
+                crowd = Clients(srv.control, transitions, clients, kill, seed, voices)
                 crowd.run(timeout_s)
                 storm_s = time.monotonic() - t0
                 rc = srv.stop(stop_signal)
@@ -166,11 +174,13 @@ def storm(transitions=1000, clients=5, kill=2, stop_signal=signal.SIGTERM, model
     nt.update({k: native_stats[k] for k in ("cycles", "skips", "skipped_frames", "xruns",
                                             "writer_lost", "overflow", "realtime")})
     return {
+        "model": model.name, "voices": voices,
         "transitions": crowd.sent, "clients": crowd.spawned, "killed": crowd.killed,
+        "with_voices": crowd.voices_sent[0], "with_voices_refused": crowd.voices_sent[1],
         "signal": signal.Signals(stop_signal).name, "exit_status": rc,
         "seconds": round(storm_s, 1),
         "stream": dict(tally(stream_notes(events)), missed_frames=stream.gaps,
-                       examples=_anomalies(events)),
+                       by_voice=stream_voices(events), examples=_anomalies(events)),
         "file": midi_file_tally(record),
         "jack": rt,
         "jack_native": nt,
@@ -290,7 +300,9 @@ def main(argv=None):
     p.add_argument("--kill", type=int, default=3, help="of them, SIGKILLed mid-stream")
     p.add_argument("--signals", default="TERM,INT",
                    help="one storm per signal that then stops the server (default TERM,INT)")
-    p.add_argument("--model", default=None)
+    p.add_argument("--model", default=None,
+                   help="model .npz (default: the shipped one-line model; "
+                        "engine/models/ensemble.npz: the ensemble, with voices)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-realtime", action="store_true",
                    help="start jackd --no-realtime (default: -R, realtime scheduling, as a "
@@ -326,7 +338,9 @@ def main(argv=None):
                             "late_clients": sum(late.values()),
                             "late": {_role(k, res["port"]): n for k, n in late.items()}}
             runs.append(res)
-            print(f"{res['signal']}: {res['transitions']} transitions from {res['clients']} "
+            print(f"{res['signal']}: {res['model']} ({', '.join(res['voices'])}), "
+                  f"{res['transitions']} transitions ({res['with_voices']} with voices, "
+                  f"{res['with_voices_refused']} of them refused) from {res['clients']} "
                   f"client processes, {res['killed']} SIGKILLed, {res['seconds']} s, "
                   f"exit {res['exit_status']}")
             j = res["jackd"]
@@ -343,6 +357,17 @@ def main(argv=None):
                     if k in r)
                 print(f"  {out:11s}: {r['notes']} notes, {r['stuck']} stuck, "
                       f"{r['orphan_offs']} orphan note-offs" + (f", {more}" if more else ""))
+                print("  " + " " * 11 + "  by channel (notes/stuck/orphan offs): " + ", ".join(
+                    f"{c}: {n['notes']}/{n['stuck']}/{n['orphan_offs']}"
+                    for c, n in r["by_channel"].items()))
+            print("  voices heard on the stream: " + ", ".join(
+                f"{v} {n}" for v, n in res["stream"]["by_voice"].items()))
+            tracks = {}
+            for name, n in res["file"]["tracks"].items():  # "<session> <voice>" or "<voice>"
+                t = tracks.setdefault(name.split()[-1], [0, 0])
+                t[0], t[1] = t[0] + 1, t[1] + n
+            print(f"  tracks of the recording ({len(res['file']['tracks'])}), by voice (a "
+                  "one-line session's: by session) (tracks/notes): " + ", ".join(f"{v} {k}/{n}" for v, (k, n) in tracks.items()))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"machine": machine(), "runs": runs}, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -51,6 +51,11 @@ DEFAULTS = (
 )
 
 
+#: The consonance prior's weight an ensemble plays at (``Runtime.consonance``: log-odds
+#: taken from a pitched note-on per held pitch class it clashes with).
+CONSONANCE = 0.0
+
+
 def voice_id(name):
     """The id of a voice name; InvalidMessage on field ``voice`` naming the voices."""
     try:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from engine.ensemble import BASS, HARMONY, VOICES
+from engine.ensemble import BASS, CONSONANCE, HARMONY, VOICES
 from engine.notes import DRUM_CHANNEL
 
 from realtime import protocol
@@ -162,9 +162,11 @@ class Voicing:
             self.engine.send(self.seq, self.seq.programs(s, now, beat, programs))
 
     def start(self, sess):
-        """A session's music starts afresh (nothing sounds): its voices are set at once."""
+        """A session's music starts afresh (nothing sounds): its voices are set at once,
+        with the consonance prior an ensemble plays at (``engine.ensemble.CONSONANCE``)."""
         if sess.layers is not None:
             self.rt.set_voices(sess.slot, sess.playing)
+            self.rt.consonance[sess.slot] = CONSONANCE
             self._presence(sess)
 
     def _presence(self, sess):

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from engine.ensemble import BASS, DEFAULTS, DRUMS, HARMONY, MELODY, PITCHED, VOICES
+from engine.ensemble import BASS, CONSONANCE, DEFAULTS, DRUMS, HARMONY, MELODY, PITCHED, VOICES
 from engine.errors import InvalidMessage
 from engine.evaluation.texture_critic import (EnsembleEvalConfig, critic_auc, real_vs_real,
                                               set_figures)
@@ -207,6 +207,9 @@ def main(argv=None):
                       help="log-odds added to the drums' voice token, comma-separated: one "
                            "learned set each (default: the shipped presence, as a server "
                            f"plays it, and 0: {DEFAULTS[DRUMS].presence:g},0)")
+    held.add_argument("--consonance", type=float, default=CONSONANCE,
+                      help="the consonance prior's weight of the learned sets (default: "
+                           f"the shipped {CONSONANCE:g})")
     held.add_argument("--voices", choices=("piece", "all"), default="piece",
                       help="voices a generated piece may play: the real piece's (default) or all")
     args = parser.parse_args(argv)
@@ -252,7 +255,7 @@ def _heldout(args, cfg):
                              allowed="comma-separated numbers (log-odds)") from None
     kw = dict(data=args.data, splits=tuple(s.strip() for s in args.splits.split(",") if s.strip()),
               seeds=args.seeds, max_bars=args.max_bars, drums_bias=biases, voices=args.voices,
-              max_pieces=args.pieces)
+              max_pieces=args.pieces, consonance=args.consonance)
     if args.model:
         kw["model"] = args.model
     res = et.compare(et.TextureEvalConfig(**kw), args.seed, cfg,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.controls import DEFAULT_TONALITY
-from engine.ensemble import DRUMS, VOICES, voice_id
+from engine.ensemble import CONSONANCE, DRUMS, VOICES, voice_id
 from engine.errors import InvalidMessage
 from engine.sampler.generator import Runtime
 from engine.sampler.weights import Weights
@@ -85,6 +85,7 @@ def onsets(weights, voice=DRUMS, bias=0.0, seeds=16, bars=32, beats_per_bar=4, a
         rt.open(s, ctl, seed=s, temperature=asked.temperature)
         rt.pc_bias[s] = rt.next_bias[s] = prior
         rt.voice_bias[s, voice] = bias
+        rt.consonance[s] = CONSONANCE  # as a server plays an ensemble
         if join:
             rt.set_voices(s, [v for v in range(nv) if v != voice])
             rt.voices_at(s, join * bar_ticks, range(nv))

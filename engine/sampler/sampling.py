@@ -55,6 +55,22 @@ def guard(s, sounding, gen_tick, max_note_ticks, voice, layout):
     return -1
 
 
+#: Interval classes heard as dissonant against a held note: seconds, the tritone, sevenths
+#: (as ``engine.evaluation.texture`` judges simultaneous notes; fourths left alone).
+DISSONANT = (1, 2, 6, 10, 11)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def dissonance(held, pc):
+    """How many of the pitch classes in the bit set ``held`` pitch class ``pc`` clashes
+    with (an interval class in ``DISSONANT``)."""
+    n = 0
+    for ic in DISSONANT:
+        if held & (1 << ((pc + ic) % 12)):
+            n += 1
+    return n
+
+
 @njit(nogil=True, cache=True, inline="always")
 def held_limit(s, i, max_note_ticks, layout):
     """The longest session s may hold its sounding entry i (voice * 128 + pitch): the
@@ -66,7 +82,7 @@ def held_limit(s, i, max_note_ticks, layout):
 
 @njit(nogil=True, cache=True)
 def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc_bias, rng,
-           voice, voice_on, layout, probs, voice_bias, entered):
+           voice, voice_on, layout, probs, voice_bias, entered, consonance):
     """Sample the next token of session s under the runtime's rules: never START, no
     note-off of a silent pitch, no note-on of a sounding one, only note-ons while
     ``entry`` (an immediate transition starts with a note, at once), and a note held
@@ -78,7 +94,10 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
     ``voice_on[s]`` is never named by a VOICE token and gets no note-on even while it is
     current; VOICE token v's probability is multiplied by ``exp(voice_bias[s, v])`` (its
     log-odds moved by the session's presence bias for that voice; 0 leaves it as the
-    model has it); the tonality prior applies to pitched voices only, never to drums.
+    model has it); the tonality prior applies to pitched voices only, never to drums, and
+    so does the consonance prior: a pitched note-on's probability is divided by
+    ``exp(consonance[s])`` for each pitch class the pitched voices hold that it clashes
+    with (``dissonance``; 0 leaves the model's own harmony).
     The entry rule is per voice: while it holds, a VOICE token may name only a voice
     that may play and has not entered (``entered[s]``: sounded a note-on since the
     entry began), and it holds only while such a voice is left, so with every voice off
@@ -112,11 +131,18 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
     if cur >= 0 and voice_on[s, cur] and not (ent and nv > 0 and entered[s, cur]):
         base, on = cur * 128, layout[ON]
         tonal = cur != layout[DRUM]
+        held = 0  # pitch classes the pitched voices sound (bit per class), for the prior
+        if tonal and consonance[s] > 0.0:
+            for i in range(sounding.shape[1]):
+                if sounding[s, i] >= 0 and i // 128 != layout[DRUM]:
+                    held |= 1 << (i % 128 % 12)
         for p in range(128):
             if sounding[s, base + p] < 0:
                 z = (logits[s, on + p] - m) / t
                 if tonal:
                     z += pc_bias[s, p % 12]
+                    if held:
+                        z -= consonance[s] * dissonance(held, p % 12)
                 w = np.exp(z)
                 probs[s, on + p] = w
                 total += w

@@ -23,7 +23,8 @@ def test_quick_bench_runs_every_section_and_writes_its_outputs(jack_server, mode
     assert rc == 0, out
     for label in ("numba lstm_step", "torch nn.LSTM", "bound", "ZeroMQ first note",
                   "JACK (native) first note", "JACK (rtmidi, baseline) first note", "jitter", "engine alone", "PUB→SUB", "start → first note",
-                  "acknowledgement round trip"):
+                  "acknowledgement round trip", "ensemble lstm_step", "ensemble (combat), engine alone",
+                  "ZeroMQ first drums note", "ensemble: real-time sessions in the engine"):
         assert label in out
     res = json.loads((tmp_path / "latest.json").read_text())
     assert res["machine"]["cores"] >= 1 and res["machine"]["cpu"]
@@ -56,8 +57,28 @@ def test_quick_bench_runs_every_section_and_writes_its_outputs(jack_server, mode
     assert bd["zmq_gapped"]["n"] == 10 and bd["zmq_1ms"]["n"] == 40
     assert bd["timer_wakeup_us"]["n"] == 5
     assert res["startup"]["warm_first_note_s"]["n"] == 1
+    # the shipped ensemble beside the one-line model, in the same run
+    assert res["ensemble_model"] == "engine/models/ensemble.npz"
+    en = res["sessions"]["ensemble"]
+    assert en["voices"] == ["melody", "bass", "harmony", "drums"]
+    assert set(en["step"]) == {"1", "8"} and en["step"]["1"]["us_per_beat"] > 0
+    assert en["rate"]["preset"] == en["rate_line"]["preset"] == "combat"
+    assert set(en["rate"]["note_ons_per_beat_by_voice"]) == set(en["voices"])
+    assert en["rate"]["note_ons_per_beat_by_voice"]["drums"] > 0  # combat brings the drums in
+    for S, r in en["engine"].items():
+        assert r["sessions_heard"] == int(S) and r["send_lateness_us"]["n"] > 0
+        assert set(r["voices_heard"]) <= set(en["voices"]) and r["voices_heard"]
+    voices = res["mood"]["ensemble"]
+    for v in voices["voices"]:
+        heard = voices["first_note_us"][v].get("n", 0)
+        assert heard + voices["voice_not_heard"][v] == 6
+        assert heard == 0 or voices["first_note_us"][v]["min"] > 0
+    # the one-line model in the ensemble's preset, beside it
+    assert voices["line_same_state"]["first_note_us"]["n"] == 6
+    assert "one line (combat), ZeroMQ first note" in out
     samples = np.load(tmp_path / "samples.npz")
     assert samples["mood.zmq.zmq"].shape == (6,)
+    assert samples["mood.ensemble.zmq_drums"].shape[0] == voices["first_note_us"]["drums"]["n"]
     for png in ("mood_latency.png", "jitter.png", "sessions.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| section |" in (tmp_path / "latest.md").read_text()
@@ -84,6 +105,16 @@ def test_missing_model_is_a_clear_error(tmp_path, capsys):
     rc = main(["bench", "--model", str(tmp_path / "nope.npz"), "--out", str(tmp_path)])
     assert rc == 1
     assert "nope.npz" in capsys.readouterr().err
+
+
+def test_ensemble_must_be_an_ensemble_model(model_path, tmp_path, capsys):
+    rc = main(["bench", "--model", str(model_path), "--ensemble", str(model_path),
+               "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "--ensemble" in err and "an ensemble model" in err, err
+    rc = main(["bench", "--ensemble", str(tmp_path / "none.npz"), "--out", str(tmp_path)])
+    assert rc == 1 and "none.npz" in capsys.readouterr().err
+    assert not (tmp_path / "latest.json").exists()
 
 
 def test_pair_jack_aligns_by_content_and_order():

@@ -492,3 +492,35 @@ def test_a_drum_is_held_a_sixteenth_at_most_and_the_pitched_voices_as_long_as_th
             lengths[bool(n["channel"] == DRUMS)].append(int(n["end"] - n["start"]))
     assert lengths[True] and max(lengths[True]) <= sixteenth
     assert max(lengths[False]) > sixteenth  # the pitched voices are not cut short
+
+
+def test_the_consonance_prior_keeps_new_notes_off_the_held_ones_clashes(w, ensemble_file):
+    """With the prior's weight at 6, a pitched note-on seldom clashes (a second, tritone
+    or seventh) with a pitch class the pitched voices hold; at 0 the model's own choice
+    clashes often (the random test model has no harmony)."""
+    _, _, vocab, spec = ensemble_file
+    kinds, values = vocab.tables()[0], vocab.tables()[1]
+
+    def clash_share(weight):
+        rt = Runtime(w, max_sessions=8, ring=4096)
+        for s in range(8):
+            rt.open(s, spec.vector(0, 0, 2.0, 64), seed=s)
+            rt.consonance[s] = weight
+        rt.advance(np.full(8, 8 * BAR))
+        clashes = ons = 0
+        for s in range(8):
+            ticks, toks, voices = _events(rt, s)
+            held = {}  # (voice, pitch) -> sounding
+            for k, v, voice in zip(kinds[toks], values[toks], voices):
+                if k == NOTE_ON and voice != DRUMS:
+                    pcs = {p % 12 for (u, p) in held if u != DRUMS}
+                    if pcs:
+                        ons += 1
+                        clashes += any((v - q) % 12 in (1, 2, 6, 10, 11) for q in pcs)
+                    held[(voice, v)] = True
+                elif k == NOTE_OFF:
+                    held.pop((voice, v), None)
+        return clashes / ons
+
+    plain, prior = clash_share(0.0), clash_share(6.0)
+    assert plain > 0.3 and prior < plain / 3, (plain, prior)
