@@ -57,7 +57,7 @@ COMBAT = Asked()
 
 
 def onsets(weights, voice=DRUMS, bias=0.0, seeds=16, bars=32, beats_per_bar=4, asked=COMBAT,
-           entry="voice", join=0):
+           entry="voice", join=0, others=None):
     """Note-ons per (session, bar, voice), [seeds, bars, n_voices], of ``seeds`` sessions
     (seeds 0..seeds-1) composed for ``bars`` bars with ``bias`` on ``voice``'s token.
     ``entry``: "voice", the rule as a session plays (every voice sounds before time moves
@@ -65,7 +65,8 @@ def onsets(weights, voice=DRUMS, bias=0.0, seeds=16, bars=32, beats_per_bar=4, a
     the one-line rule (entry at the start only, ending at the first note; a voice
     brought in may play, and need not).  ``join``: the bar
     at which ``voice`` comes in (``Runtime.voices_at``), as a layer does when the mood
-    rises; 0: it plays from the start."""
+    rises; 0: it plays from the start.  ``others``: every voice's bias (``voice``'s then
+    replaced by ``bias``); None: 0."""
     if entry not in ENTRY:
         raise InvalidMessage(f"entry {entry!r} is not one of {', '.join(ENTRY)}",
                              field="entry", allowed=list(ENTRY))
@@ -84,6 +85,8 @@ def onsets(weights, voice=DRUMS, bias=0.0, seeds=16, bars=32, beats_per_bar=4, a
     for s in range(S):
         rt.open(s, ctl, seed=s, temperature=asked.temperature)
         rt.pc_bias[s] = rt.next_bias[s] = prior
+        if others is not None:
+            rt.voice_bias[s] = others
         rt.voice_bias[s, voice] = bias
         rt.consonance[s] = CONSONANCE  # as a server plays an ensemble
         if join:
@@ -121,7 +124,7 @@ def onsets(weights, voice=DRUMS, bias=0.0, seeds=16, bars=32, beats_per_bar=4, a
 
 
 def presence_figures(weights, voice=DRUMS, biases=BIASES, seeds=16, bars=32, beats_per_bar=4,
-                     asked=COMBAT, entry="voice", join=0):
+                     asked=COMBAT, entry="voice", join=0, others=None):
     """One row per bias: {bias, entry, join, bars_sounding (share of the seeds x bars
     bars from ``join`` on with an onset of ``voice``), first_bar (share of sessions whose
     bar ``join`` has one), per_bar {voice name: onsets per bar from ``join`` on}}."""
@@ -131,12 +134,15 @@ def presence_figures(weights, voice=DRUMS, biases=BIASES, seeds=16, bars=32, bea
                              allowed=f"0..{bars - 1}")
     rows = []
     for b in biases:
-        c = onsets(w, voice, float(b), seeds, bars, beats_per_bar, asked, entry, join)[:, join:]
+        c = onsets(w, voice, float(b), seeds, bars, beats_per_bar, asked, entry, join,
+                   others)[:, join:]
         rows.append(dict(bias=float(b), entry=entry, join=join,
                          bars_sounding=float((c[:, :, voice] > 0).mean()),
                          first_bar=float((c[:, 0, voice] > 0).mean()),
                          per_bar={VOICES[v]: float(c[:, :, v].mean())
-                                  for v in range(c.shape[2])}))
+                                  for v in range(c.shape[2])},
+                         sounding={VOICES[v]: float((c[:, :, v] > 0).mean())
+                                   for v in range(c.shape[2])}))
     return rows
 
 
@@ -150,13 +156,15 @@ def table(rows, voice=DRUMS):
     """The rows as a Markdown table."""
     names = list(rows[0]["per_bar"])
     head = (f"| {VOICES[voice]} bias | entry | from bar | bars with {VOICES[voice]} | "
-            "its first bar | " + " | ".join(f"{n} notes/bar" for n in names) + " |")
-    lines = [head, "|" + "---|" * (5 + len(names))]
+            "its first bar | " + " | ".join(f"{n} notes/bar" for n in names) +
+            " | bars with each voice |")
+    lines = [head, "|" + "---|" * (6 + len(names))]
     for r in rows:
         lines.append(f"| {r['bias']:g} | {r['entry']} | {r['join']} | "
                      f"{100 * r['bars_sounding']:.1f} % | "
                      f"{100 * r['first_bar']:.0f} % | "
-                     + " | ".join(f"{r['per_bar'][n]:.2f}" for n in names) + " |")
+                     + " | ".join(f"{r['per_bar'][n]:.2f}" for n in names) + " | "
+                     + " / ".join(f"{100 * r['sounding'][n]:.0f}" for n in names) + " % |")
     return "\n".join(lines)
 
 
@@ -175,18 +183,24 @@ def main(argv=None):
     p.add_argument("--join", type=int, default=0,
                    help="the bar at which the voice comes in (a layer brought in by the mood; "
                         "the figures count from there); 0: it plays from the start (default)")
+    p.add_argument("--others", default=None,
+                   help="every voice's bias, comma-separated in voice order (the biased voice's "
+                        "then replaced by each of --biases); default 0")
     p.add_argument("--json", default=None, help="write the rows here as well")
     args = p.parse_args(argv)
     try:
         voice = voice_id(args.voice)
         biases = [float(b) for b in args.biases.split(",") if b.strip()]
+        others = None if args.others is None else [float(b) for b in args.others.split(",")]
+        if others is not None and len(others) != len(VOICES):
+            raise ValueError(f"--others needs {len(VOICES)} numbers")
     except (InvalidMessage, ValueError) as e:
         p.error(f"{e} (--voice: one of {', '.join(VOICES)}; --biases: numbers)")
     rules = ENTRY if args.entry == "both" else (args.entry,)
     w = Weights(args.model)
     rows = [r for rule in rules
             for r in presence_figures(w, voice, biases, args.seeds, args.bars, entry=rule,
-                                      join=args.join)]
+                                      join=args.join, others=others)]
     print(table(rows, voice))
     best = recommend([r for r in rows if r["entry"] == "voice"] if "voice" in rules else rows)
     print(f"\nsmallest bias with {args.voice} in >= {100 * TARGET:.0f} % of bars: "
