@@ -188,10 +188,17 @@ def test_the_ensemble_demo_layers_the_voices_by_state(ensemble_demo):
     text, _ = ensemble_demo
     assert "voices melody (channel 0), bass (channel 1), harmony (channel 2), drums (channel 9)" \
         in text
+    # what the server says each state plays, from its bar line ...
+    for state, voices in (("stealth", "bass harmony"), ("combat", "melody bass harmony drums"),
+                          ("calm", "melody harmony")):
+        assert re.search(rf"game → state {state} \((?:now|bar)\)\n(?:\[[^\]]+\]   [^\n]*\n)*"
+                         rf"\[[^\]]+\] music: [^\n]*; voices {voices} from beat", text), text
+    # ... and what the recording heard there (a section of 2 to 4 s is too short for every
+    # voice to be sure to sound: the server test plays 16 beats of each)
     rows = {m["label"].strip(): m["voices"].split() for m in ROW.finditer(text)}
-    assert set(rows["combat"]) == {"melody", "bass", "harmony", "drums"}, text
-    assert 1 <= len(rows["stealth"]) <= 2 and "drums" not in rows["stealth"], text
-    assert len(rows["calm"]) >= 2 and "drums" not in rows["calm"], text
+    assert "drums" in rows["combat"], text
+    assert set(rows["stealth"]) <= {"bass", "harmony"}, text
+    assert rows["calm"] and set(rows["calm"]) <= {"melody", "harmony"}, text
     assert "skips theme hero" in text  # the theme steps need a theme model
 
 

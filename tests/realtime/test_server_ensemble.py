@@ -113,6 +113,22 @@ def test_each_voice_has_its_channel_and_program_and_combat_brings_in_all_four(ba
     assert combat == set(VOICES)
 
 
+def test_the_shipped_presets_sound_four_two_and_two_voices(band):
+    """Issue 27's target, over 16 beats of each: combat >= 4 voices (drums among them),
+    stealth <= 2, calm >= 2."""
+    b = band(initial_state="explore")
+    heard = {}
+    for state in ("combat", "stealth", "calm"):
+        reply = b.call("state", name=state, transition="bar")
+        b.play(reply["voices_beat"] - b.beat())
+        since = len(b.wire.msgs)
+        b.play(16)
+        heard[state] = {v for v, _, beat in b.wire.ons(since) if beat >= reply["voices_beat"]}
+    assert heard["combat"] == set(VOICES)
+    assert heard["stealth"] == {"bass", "harmony"}
+    assert heard["calm"] == {"melody", "harmony"}
+
+
 def test_a_voice_leaves_at_the_bar_line_never_mid_bar_and_nothing_is_left_sounding(band):
     b = band(initial_state="combat")
     b.play(6)
