@@ -36,7 +36,8 @@ import numpy as np
 
 from engine import DEFAULT_MODEL
 from engine.controls import DEFAULT_TONALITY, KEY_NAMES, KEY_SPELLINGS, MODES, TONALITY_RANGE, parse_key
-from engine.ensemble import CONSONANCE, DEFAULTS, DRUMS, VOICES, voice_id, write_ensemble_midi
+from engine.ensemble import (CONSONANCE, DEFAULTS, DRUMS, ROOTING, VOICES, voice_id,
+                             write_ensemble_midi)
 from engine.errors import InvalidMessage
 from engine.motif import VARIATION_RANGE, from_command_line
 from engine.notes import NOTE_DTYPE, write_midi
@@ -65,8 +66,8 @@ class Request:
     voices: the ids of the voices that may play, for an ensemble model (None: all);
     voice_bias: log-odds added to each voice's token (``Runtime.voice_bias``; None: each
     voice's ``presence`` in ``engine.ensemble.DEFAULTS``, as a server plays it);
-    consonance: the consonance prior's weight (``Runtime.consonance``; None:
-    ``engine.ensemble.CONSONANCE``)."""
+    consonance, rooting: the consonance and root priors' weights (``Runtime.consonance``,
+    ``Runtime.rooting``; None: ``engine.ensemble.CONSONANCE``, ``ROOTING``)."""
 
     key: int
     mode: int
@@ -79,6 +80,7 @@ class Request:
     voices: tuple = None
     voice_bias: tuple = None
     consonance: float = None
+    rooting: float = None
 
 
 def _bad(field, value, allowed):
@@ -252,6 +254,7 @@ def generate_many(weights, requests, bars, beats_per_bar=4, temperature=1.0,
             rt.voice_bias[s] = (r.voice_bias if r.voice_bias is not None else
                                 [v.presence for v in DEFAULTS[:rt.n_voices]])
             rt.consonance[s] = CONSONANCE if r.consonance is None else r.consonance
+            rt.rooting[s] = ROOTING if r.rooting is None else r.rooting
         if r.theme is not None:  # the piece is a phrase that starts from the theme's state
             rt.set_theme(s, r.theme[0], r.theme[1])
         skip[s] = 0

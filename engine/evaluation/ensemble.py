@@ -22,7 +22,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from engine.ensemble import BASS, CONSONANCE, DEFAULTS, DRUMS, HARMONY, MELODY, PITCHED, VOICES
+from engine.ensemble import (BASS, CONSONANCE, DEFAULTS, DRUMS, HARMONY, MELODY, PITCHED,
+                             ROOTING, VOICES)
 from engine.errors import InvalidMessage
 from engine.evaluation.texture_critic import (EnsembleEvalConfig, critic_auc, real_vs_real,
                                               set_figures)
@@ -210,6 +211,9 @@ def main(argv=None):
     held.add_argument("--consonance", type=float, default=CONSONANCE,
                       help="the consonance prior's weight of the learned sets (default: "
                            f"the shipped {CONSONANCE:g})")
+    held.add_argument("--rooting", type=float, default=ROOTING,
+                      help=f"the root prior's weight of the learned sets (default: the shipped "
+                           f"{ROOTING:g})")
     held.add_argument("--voices", choices=("piece", "all"), default="piece",
                       help="voices a generated piece may play: the real piece's (default) or all")
     args = parser.parse_args(argv)
@@ -255,7 +259,7 @@ def _heldout(args, cfg):
                              allowed="comma-separated numbers (log-odds)") from None
     kw = dict(data=args.data, splits=tuple(s.strip() for s in args.splits.split(",") if s.strip()),
               seeds=args.seeds, max_bars=args.max_bars, drums_bias=biases, voices=args.voices,
-              max_pieces=args.pieces, consonance=args.consonance)
+              max_pieces=args.pieces, consonance=args.consonance, rooting=args.rooting)
     if args.model:
         kw["model"] = args.model
     res = et.compare(et.TextureEvalConfig(**kw), args.seed, cfg,

@@ -30,7 +30,7 @@ import numpy as np
 
 from engine import DEFAULT_ENSEMBLE
 from engine.controls import find_key
-from engine.ensemble import CONSONANCE, DEFAULTS, DRUMS
+from engine.ensemble import CONSONANCE, DEFAULTS, DRUMS, ROOTING
 from engine.errors import InvalidMessage
 from engine.evaluation import texture_critic as ev
 from engine.evaluation import texture as tx
@@ -58,6 +58,7 @@ class TextureEvalConfig:
     temperature: float = 1.0
     drums_bias: tuple = (DEFAULTS[DRUMS].presence, 0.0)
     consonance: float = CONSONANCE  # the consonance prior of every learned set
+    rooting: float = ROOTING        # and the root prior
     voices: str = "piece"
     max_pieces: int = None
 
@@ -108,7 +109,7 @@ def _voice_bias(bias, n_voices):
 
 
 def compose(weights, asks, seed, temperature=1.0, drums_bias=0.0, cfg=ev.EnsembleEvalConfig(),
-            consonance=CONSONANCE):
+            consonance=CONSONANCE, rooting=ROOTING):
     """The learned ensemble's piece for each ask (``mirror``), composed through
     ``engine.generate.generate_many`` at the longest ask's length and cut to each ask's
     bars (the sampler is causal: a piece cut short is the piece of that length)."""
@@ -116,7 +117,7 @@ def compose(weights, asks, seed, temperature=1.0, drums_bias=0.0, cfg=ev.Ensembl
     vb = _voice_bias(drums_bias, weights.vocab.n_voices)
     reqs = [Request(a["key"], a["mode"], a["density"], seed=seed * 1_000_003 + i,
                     register=a["register"], voices=a["voices"], voice_bias=vb,
-                    consonance=consonance)
+                    consonance=consonance, rooting=rooting)
             for i, a in enumerate(asks)]
     made = generate_many(weights, reqs, max(a["bars"] for a in asks),
                          beats_per_bar=cfg.beats_per_bar, temperature=temperature)
@@ -238,8 +239,8 @@ def compare(tcfg=TextureEvalConfig(), seed=0, cfg=ev.EnsembleEvalConfig(), progr
         t = time.process_time()
         # "learned" is the ensemble as a server plays it: drums at their shipped presence
         name = "learned" if b == DEFAULTS[DRUMS].presence else f"learned_drums_bias_{b:g}"
-        made[name] = [compose(weights, gen_asks, s, tcfg.temperature, b, cfg, tcfg.consonance)
-                      for s in seeds]
+        made[name] = [compose(weights, gen_asks, s, tcfg.temperature, b, cfg, tcfg.consonance,
+                              tcfg.rooting) for s in seeds]
         clock[f"{name}_compose"] = time.process_time() - t
     made["arranger"] = [arrange_like(gen_asks, s, cfg) for s in seeds]
     for name, per_seed in made.items():

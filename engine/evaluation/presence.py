@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.controls import DEFAULT_TONALITY
-from engine.ensemble import CONSONANCE, DRUMS, VOICES, voice_id
+from engine.ensemble import CONSONANCE, DRUMS, ROOTING, VOICES, voice_id
 from engine.errors import InvalidMessage
 from engine.sampler.generator import Runtime
 from engine.sampler.weights import Weights
@@ -89,6 +89,7 @@ def onsets(weights, voice=DRUMS, bias=0.0, seeds=16, bars=32, beats_per_bar=4, a
             rt.voice_bias[s] = others
         rt.voice_bias[s, voice] = bias
         rt.consonance[s] = CONSONANCE  # as a server plays an ensemble
+        rt.rooting[s] = ROOTING
         if join:
             rt.set_voices(s, [v for v in range(nv) if v != voice])
             rt.voices_at(s, join * bar_ticks, range(nv))

@@ -26,7 +26,7 @@ voice its own channel.  Transposing to a key is the player's (drums never move).
 import numpy as np
 from numba import njit
 
-from engine.ensemble import DRUMS
+from engine.ensemble import BASS, DRUMS
 from engine.vocab import NO_VOICE, NOTE_OFF, START, TIME_SHIFT
 
 from engine.sampler import voices
@@ -83,9 +83,10 @@ class Runtime:
         self.voice_bias = np.zeros((S, NV), np.float64)
         # the consonance prior's weight (engine.sampler.sampling.sample; 0: off)
         self.consonance = np.zeros(S, np.float64)
+        self.rooting = np.zeros(S, np.float64)  # the root prior's (0: off)
         self.entered = np.zeros((S, NV), np.bool_)
         self.everyone = np.ones(NV, np.bool_)  # a theme's reset releases every voice
-        self.layout = layout(w.vocab, DRUMS)  # the sampler's token ranges and drum voice
+        self.layout = layout(w.vocab, DRUMS, BASS)  # token ranges, drum and bass voices
         self.probs = np.zeros((S, V), np.float64)  # the sampler's scratch
         self.entry = np.zeros(S, np.bool_)
         self.temperature = np.ones(S, np.float64)
@@ -139,7 +140,8 @@ class Runtime:
         self.prev_pos0 = np.full(S, -1, np.int64)
         self._voices = (self.voice, self.voice_on, self.ev_voice, self.layout, self.probs,
                         self.voice_bias, self.entered, self.voice_tick, self.next_on,
-                        self.prev_on, self.voice_from, self.everyone, self.consonance)
+                        self.prev_on, self.voice_from, self.everyone, self.consonance,
+                        self.rooting)
         self._theme = (self.zbias, self.next_zbias, self.theme_h, self.theme_c, self.theme_tick,
                        self.theme_reset, self.reset_due,  # then START's token, a position's ticks
                        np.array([w.vocab.offsets[START], self.pos_ticks, self.no_voice],
@@ -169,7 +171,7 @@ class Runtime:
         self.voice_on[s] = True
         self.voice_tick[s] = self.voice_from[s] = -1
         self.voice_bias[s] = 0.0
-        self.consonance[s] = 0.0
+        self.consonance[s] = self.rooting[s] = 0.0
         self.enter(s)
         self.temperature[s] = temperature
         self.pc_bias[s] = self.next_bias[s] = 0.0  # free until told otherwise
@@ -353,7 +355,7 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
     (zbias, next_zbias, theme_h, theme_c, theme_tick, theme_reset, reset_due, start_tok,
      pos_bias, pos_n, pos_slot, pos0, pos_cur) = theme
     (voice, voice_on, ev_voice, lay, probs, voice_bias, entered, voice_tick, next_on, prev_on,
-     voice_from, everyone, consonance) = voices
+     voice_from, everyone, consonance, rooting) = voices
     S = active.shape[0]
     R = ev_tick.shape[1]
     C = controls.shape[1]
@@ -402,7 +404,7 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
             else:
                 tok = sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks,
                              pc_bias, rng, voice, voice_on, lay, probs, voice_bias, entered,
-                             consonance)
+                             consonance, rooting)
                 if kinds[tok] == 3:
                     # a time shift lands on the switch tick, the voice switch's or the
                     # guard's release of a held note, whichever comes first, rather than

@@ -16,18 +16,21 @@ from engine.vocab import NOTE_OFF, NOTE_ON, TIME_SHIFT, VELOCITY, VOICE
 #: Indices into ``layout``: first ids of note-on, note-off, time shift (and how many),
 #: velocity (and how many), voice (and how many), the drum voice (NONE_DRUMS if none), and
 #: the longest a drum note is held (ticks): a drum is a one-shot, and a held one could not
-#: be struck again, so the note guard releases it after a sixteenth of a beat.
-ON, OFF, SHIFT, N_SHIFT, VEL, N_VEL, VOICE0, N_VOICES, DRUM, DRUM_TICKS = range(10)
+#: be struck again, so the note guard releases it after a sixteenth of a beat; the bass
+#: voice (NONE_DRUMS if none), whose notes the root prior weighs.
+ON, OFF, SHIFT, N_SHIFT, VEL, N_VEL, VOICE0, N_VOICES, DRUM, DRUM_TICKS, BASS_VOICE = range(11)
 NONE_DRUMS = -2  # never a voice id
 
 
-def layout(vocab, drums):
-    """``layout`` for a vocabulary whose drum voice (if it has voices) is ``drums``."""
+def layout(vocab, drums, bass=NONE_DRUMS):
+    """``layout`` for a vocabulary whose drum and bass voices (if it has voices) are
+    ``drums`` and ``bass``."""
     o, c = vocab.offsets, vocab.counts
     nv = vocab.n_voices
     return np.array([o[NOTE_ON], o[NOTE_OFF], o[TIME_SHIFT], c[TIME_SHIFT], o[VELOCITY],
                      c[VELOCITY], o[VOICE], nv, drums if nv > drums else NONE_DRUMS,
-                     max(1, vocab.ticks_per_beat // 4)], np.int64)
+                     max(1, vocab.ticks_per_beat // 4), bass if nv > bass >= 0 else NONE_DRUMS],
+                    np.int64)
 
 
 @njit(nogil=True, cache=True)
@@ -72,6 +75,21 @@ def dissonance(held, pc):
 
 
 @njit(nogil=True, cache=True, inline="always")
+def rootness(upper, pc):
+    """How well pitch class ``pc`` roots the pitch classes ``upper`` (a bit set) the voices
+    above the bass hold: one for each of its third (minor or major), its fifth and itself
+    among them (0..3)."""
+    n = 0
+    if upper & (1 << ((pc + 3) % 12)) or upper & (1 << ((pc + 4) % 12)):
+        n += 1
+    if upper & (1 << ((pc + 7) % 12)):
+        n += 1
+    if upper & (1 << pc):
+        n += 1
+    return n
+
+
+@njit(nogil=True, cache=True, inline="always")
 def held_limit(s, i, max_note_ticks, layout):
     """The longest session s may hold its sounding entry i (voice * 128 + pitch): the
     session's guard, a sixteenth for a drum."""
@@ -82,7 +100,7 @@ def held_limit(s, i, max_note_ticks, layout):
 
 @njit(nogil=True, cache=True)
 def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc_bias, rng,
-           voice, voice_on, layout, probs, voice_bias, entered, consonance):
+           voice, voice_on, layout, probs, voice_bias, entered, consonance, rooting):
     """Sample the next token of session s under the runtime's rules: never START, no
     note-off of a silent pitch, no note-on of a sounding one, only note-ons while
     ``entry`` (an immediate transition starts with a note, at once), and a note held
@@ -97,7 +115,10 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
     model has it); the tonality prior applies to pitched voices only, never to drums, and
     so does the consonance prior: a pitched note-on's probability is divided by
     ``exp(consonance[s])`` for each pitch class the pitched voices hold that it clashes
-    with (``dissonance``; 0 leaves the model's own harmony).
+    with (``dissonance``; 0 leaves the model's own harmony); and a bass note-on's by
+    ``exp(rooting[s])`` for each point of ``rootness`` (its third, fifth and itself among
+    what the voices above hold) it falls short of the best root's: the bass on the root of
+    what sounds, never more bass than the model plays (0: off).
     The entry rule is per voice: while it holds, a VOICE token may name only a voice
     that may play and has not entered (``entered[s]``: sounded a note-on since the
     entry began), and it holds only while such a voice is left, so with every voice off
@@ -131,11 +152,21 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
     if cur >= 0 and voice_on[s, cur] and not (ent and nv > 0 and entered[s, cur]):
         base, on = cur * 128, layout[ON]
         tonal = cur != layout[DRUM]
-        held = 0  # pitch classes the pitched voices sound (bit per class), for the prior
-        if tonal and consonance[s] > 0.0:
+        held = 0  # pitch classes the pitched voices sound (bit per class), for the priors
+        upper = 0  # ... and those of the voices above the bass, for the root prior
+        root = cur == layout[BASS_VOICE] and rooting[s] > 0.0
+        if tonal and (consonance[s] > 0.0 or root):
             for i in range(sounding.shape[1]):
                 if sounding[s, i] >= 0 and i // 128 != layout[DRUM]:
                     held |= 1 << (i % 128 % 12)
+                    if i // 128 != layout[BASS_VOICE]:
+                        upper |= 1 << (i % 128 % 12)
+        if consonance[s] <= 0.0:
+            held = 0
+        best = 0  # the best root's rootness: a bass note loses what it falls short of it
+        if root and upper:
+            for r in range(12):
+                best = max(best, rootness(upper, r))
         for p in range(128):
             if sounding[s, base + p] < 0:
                 z = (logits[s, on + p] - m) / t
@@ -143,6 +174,8 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
                     z += pc_bias[s, p % 12]
                     if held:
                         z -= consonance[s] * dissonance(held, p % 12)
+                    if best:
+                        z -= rooting[s] * (best - rootness(upper, p % 12))
                 w = np.exp(z)
                 probs[s, on + p] = w
                 total += w

@@ -11,7 +11,7 @@ from engine.notes import NOTE_DTYPE
 from engine.training.model import ModelConfig, MusicLSTM, save_model
 from engine.vocab import NO_VOICE, NOTE_OFF, NOTE_ON, START, TIME_SHIFT, VOICE, Vocab
 from engine.sampler.generator import Runtime
-from engine.sampler.sampling import guard
+from engine.sampler.sampling import guard, rootness
 from engine.sampler.voices import ring_notes
 from engine.sampler.weights import Weights
 
@@ -524,3 +524,38 @@ def test_the_consonance_prior_keeps_new_notes_off_the_held_ones_clashes(w, ensem
 
     plain, prior = clash_share(0.0), clash_share(6.0)
     assert plain > 0.3 and prior < plain / 3, (plain, prior)
+
+
+def test_the_root_prior_puts_the_bass_on_the_root_of_what_the_voices_above_hold(
+        w, ensemble_file):
+    """With the root prior's weight at 4, a bass note-on is more often the best root of what
+    the voices above hold (``rootness``: its third, fifth and itself among them) than the
+    random model's bass is at 0."""
+    _, _, vocab, spec = ensemble_file
+    kinds, values = vocab.tables()[0], vocab.tables()[1]
+
+    def rooted_share(weight):
+        rt = Runtime(w, max_sessions=8, ring=4096)
+        for s in range(8):
+            rt.open(s, spec.vector(0, 0, 2.0, 64), seed=s)
+            rt.rooting[s] = weight
+        rt.advance(np.full(8, 8 * BAR))
+        rooted = ons = 0
+        for s in range(8):
+            ticks, toks, voices = _events(rt, s)
+            held = set()  # (voice, pitch) sounding
+            for k, v, voice in zip(kinds[toks], values[toks], voices):
+                if k == NOTE_ON and voice == BASS:
+                    upper = {p % 12 for (u, p) in held if u not in (BASS, DRUMS)}
+                    if upper:
+                        ons += 1
+                        score = [rootness(sum(1 << q for q in upper), r) for r in range(12)]
+                        rooted += score[v % 12] == max(score)
+                if k == NOTE_ON:
+                    held.add((voice, v))
+                elif k == NOTE_OFF:
+                    held.discard((voice, v))
+        return rooted / ons
+
+    plain, prior = rooted_share(0.0), rooted_share(4.0)
+    assert prior > plain + 0.3, (plain, prior)
