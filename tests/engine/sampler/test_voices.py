@@ -494,32 +494,41 @@ def test_a_drum_is_held_a_sixteenth_at_most_and_the_pitched_voices_as_long_as_th
     assert max(lengths[False]) > sixteenth  # the pitched voices are not cut short
 
 
+def _note_ons_with_held(w, spec, prior, weight):
+    """Eight sessions of the random ensemble composed for 8 bars with the runtime's array
+    ``prior`` at ``weight``: each note-on as (voice, pitch, {(voice, pitch) sounding})."""
+    kinds, values = w.kinds, w.values
+    rt = Runtime(w, max_sessions=8, ring=4096)
+    for s in range(8):
+        rt.open(s, spec.vector(0, 0, 2.0, 64), seed=s)
+        getattr(rt, prior)[s] = weight
+    rt.advance(np.full(8, 8 * BAR))
+    out = []
+    for s in range(8):
+        _, toks, voices = _events(rt, s)
+        held = set()
+        for k, v, voice in zip(kinds[toks], values[toks], voices):
+            if k == NOTE_ON:
+                out.append((voice, v, frozenset(held)))
+                held.add((voice, v))
+            elif k == NOTE_OFF:
+                held.discard((voice, v))
+    return out
+
+
 def test_the_consonance_prior_keeps_new_notes_off_the_held_ones_clashes(w, ensemble_file):
     """With the prior's weight at 6, a pitched note-on seldom clashes (a second, tritone
     or seventh) with a pitch class the pitched voices hold; at 0 the model's own choice
     clashes often (the random test model has no harmony)."""
-    _, _, vocab, spec = ensemble_file
-    kinds, values = vocab.tables()[0], vocab.tables()[1]
+    spec = ensemble_file[3]
 
     def clash_share(weight):
-        rt = Runtime(w, max_sessions=8, ring=4096)
-        for s in range(8):
-            rt.open(s, spec.vector(0, 0, 2.0, 64), seed=s)
-            rt.consonance[s] = weight
-        rt.advance(np.full(8, 8 * BAR))
         clashes = ons = 0
-        for s in range(8):
-            ticks, toks, voices = _events(rt, s)
-            held = {}  # (voice, pitch) -> sounding
-            for k, v, voice in zip(kinds[toks], values[toks], voices):
-                if k == NOTE_ON and voice != DRUMS:
-                    pcs = {p % 12 for (u, p) in held if u != DRUMS}
-                    if pcs:
-                        ons += 1
-                        clashes += any((v - q) % 12 in (1, 2, 6, 10, 11) for q in pcs)
-                    held[(voice, v)] = True
-                elif k == NOTE_OFF:
-                    held.pop((voice, v), None)
+        for voice, v, held in _note_ons_with_held(w, spec, "consonance", weight):
+            pcs = {p % 12 for (u, p) in held if u != DRUMS}
+            if voice != DRUMS and pcs:
+                ons += 1
+                clashes += any((v - q) % 12 in (1, 2, 6, 10, 11) for q in pcs)
         return clashes / ons
 
     plain, prior = clash_share(0.0), clash_share(6.0)
@@ -531,30 +540,16 @@ def test_the_root_prior_puts_the_bass_on_the_root_of_what_the_voices_above_hold(
     """With the root prior's weight at 4, a bass note-on is more often the best root of what
     the voices above hold (``rootness``: its third, fifth and itself among them) than the
     random model's bass is at 0."""
-    _, _, vocab, spec = ensemble_file
-    kinds, values = vocab.tables()[0], vocab.tables()[1]
+    spec = ensemble_file[3]
 
     def rooted_share(weight):
-        rt = Runtime(w, max_sessions=8, ring=4096)
-        for s in range(8):
-            rt.open(s, spec.vector(0, 0, 2.0, 64), seed=s)
-            rt.rooting[s] = weight
-        rt.advance(np.full(8, 8 * BAR))
         rooted = ons = 0
-        for s in range(8):
-            ticks, toks, voices = _events(rt, s)
-            held = set()  # (voice, pitch) sounding
-            for k, v, voice in zip(kinds[toks], values[toks], voices):
-                if k == NOTE_ON and voice == BASS:
-                    upper = {p % 12 for (u, p) in held if u not in (BASS, DRUMS)}
-                    if upper:
-                        ons += 1
-                        score = [rootness(sum(1 << q for q in upper), r) for r in range(12)]
-                        rooted += score[v % 12] == max(score)
-                if k == NOTE_ON:
-                    held.add((voice, v))
-                elif k == NOTE_OFF:
-                    held.discard((voice, v))
+        for voice, v, held in _note_ons_with_held(w, spec, "rooting", weight):
+            upper = {p % 12 for (u, p) in held if u not in (BASS, DRUMS)}
+            if voice == BASS and upper:
+                ons += 1
+                score = [rootness(sum(1 << q for q in upper), r) for r in range(12)]
+                rooted += score[v % 12] == max(score)
         return rooted / ons
 
     plain, prior = rooted_share(0.0), rooted_share(4.0)
