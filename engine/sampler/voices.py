@@ -38,16 +38,22 @@ from engine.vocab import NOTE_OFF, START
 from engine.sampler.sampling import N_VOICES, VOICE0
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _voice_after(t, cur, lay, start_tok, no_voice):
+    """The voice in force after token ``t`` is fed, ``cur`` before it."""
+    if lay[N_VOICES] > 0 and lay[VOICE0] <= t < lay[VOICE0] + lay[N_VOICES]:
+        return t - lay[VOICE0]
+    if t == start_tok:
+        return no_voice
+    return cur
+
+
 @njit(nogil=True, cache=True)
 def after_queue(s, voice, force, q0, q1, lay, start_tok, no_voice):
     """The voice in force in session s once its queued tokens ``force[s, q0:q1]`` are fed."""
     cur = voice[s]
     for i in range(q0, q1):
-        t = force[s, i]
-        if lay[N_VOICES] > 0 and lay[VOICE0] <= t < lay[VOICE0] + lay[N_VOICES]:
-            cur = t - lay[VOICE0]
-        elif t == start_tok:
-            cur = no_voice
+        cur = _voice_after(force[s, i], cur, lay, start_tok, no_voice)
     return cur
 
 
@@ -57,12 +63,9 @@ def _queued_off(s, v, p, voice, force, q0, q1, lay, off_tok, start_tok, no_voice
     cur = voice[s]
     for i in range(q0, q1):
         t = force[s, i]
-        if lay[N_VOICES] > 0 and lay[VOICE0] <= t < lay[VOICE0] + lay[N_VOICES]:
-            cur = t - lay[VOICE0]
-        elif t == start_tok:
-            cur = no_voice
-        elif t == off_tok + p and max(cur, 0) == v:
+        if t == off_tok + p and max(cur, 0) == v:
             return True
+        cur = _voice_after(t, cur, lay, start_tok, no_voice)
     return False
 
 
