@@ -187,12 +187,9 @@ def test_alsa_virtual_port_opens(alsa_seq, unique_name):
 
 # ---------------------------------------------------------------- ZeroMQ stream
 
-@pytest.fixture
-def stream():
-    """A ZmqPubPort on a free port with a connected SUB socket that already hears it."""
-    ctx = zmq.Context.instance()
-    port = ZmqPubPort("tcp://127.0.0.1:*", sessions=["main", "boss"])
-    sub = ctx.socket(zmq.SUB)
+def heard(port):
+    """A SUB socket connected to ``port`` (a ZmqPubPort) that already hears it."""
+    sub = zmq.Context.instance().socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
     sub.connect(port.bound_address)
@@ -204,6 +201,14 @@ def stream():
         port.publish("transport", state="start")
     while sub.poll(200):
         sub.recv()
+    return sub
+
+
+@pytest.fixture
+def stream():
+    """A ZmqPubPort on a free port with a connected SUB socket that already hears it."""
+    port = ZmqPubPort("tcp://127.0.0.1:*", sessions=["main", "boss"])
+    sub = heard(port)
     yield port, sub
     sub.close()
     port.close()

@@ -7,13 +7,14 @@ import time
 import mido
 import pytest
 import symusic
-import zmq
 from music21 import converter, instrument
 
 from engine.errors import InvalidMessage
 from realtime.engine import FAR, Engine
 from realtime.outputs import MidiFilePort, MultiPort, ZmqPubPort, voice_map
 from realtime.protocol import decode_event, encode_event
+
+from tests.realtime.test_outputs import heard
 
 T0 = 1_000_000_000
 # an ensemble session in slot 0 (channels as engine.ensemble.DEFAULTS, the stinger on 15)
@@ -24,16 +25,7 @@ ENSEMBLE = {0: "melody", 1: "bass", 2: "harmony", 9: "drums", 15: "stinger"}
 def stream():
     """A ZmqPubPort with a SUB socket that already hears it."""
     port = ZmqPubPort("tcp://127.0.0.1:*", sessions=["main", "hero"])
-    sub = zmq.Context.instance().socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.connect(port.bound_address)
-    deadline = time.monotonic() + 10
-    while not sub.poll(50):  # a SUB misses what comes before its subscription arrives
-        assert time.monotonic() < deadline, "SUB never connected"
-        port.publish("transport", state="start")
-    while sub.poll(200):
-        sub.recv()
+    sub = heard(port)
     yield port, sub
     sub.close()
     port.close()
