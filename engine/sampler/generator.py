@@ -29,7 +29,9 @@ from numba import njit
 from engine.ensemble import BASS, DRUMS
 from engine.vocab import NO_VOICE, NOTE_OFF, START, TIME_SHIFT
 
-from engine.sampler import voices
+from engine.sampler import form, voices
+from engine.sampler.form import (EV_PBAR, EV_PI, P_BAR, P_I, due as form_due,
+                                 next_token as planned, record, shift_limit)
 from engine.sampler.lstm import lstm_step
 from engine.sampler.voices import entry_lapses, release_offs, voices_due
 from engine.sampler.sampling import held_limit, layout, sample
@@ -138,10 +140,14 @@ class Runtime:
         self.pos0 = np.full(S, -1, np.int64)
         self.pos_cur = np.full(S, -1, np.int64)
         self.prev_pos0 = np.full(S, -1, np.int64)
+        # the form: a memory of the bars played and the plan of the bar (engine.sampler.form)
+        for name, a in form.arrays(S, NV, ring).items():
+            setattr(self, name, a)
+        self._form = tuple(getattr(self, name) for name in form.FIELDS)
         self._voices = (self.voice, self.voice_on, self.ev_voice, self.layout, self.probs,
                         self.voice_bias, self.entered, self.voice_tick, self.next_on,
                         self.prev_on, self.voice_from, self.everyone, self.consonance,
-                        self.rooting)
+                        self.rooting, self.scripted)
         self._theme = (self.zbias, self.next_zbias, self.theme_h, self.theme_c, self.theme_tick,
                        self.theme_reset, self.reset_due,  # then START's token, a position's ticks
                        np.array([w.vocab.offsets[START], self.pos_ticks, self.no_voice],
@@ -183,6 +189,7 @@ class Runtime:
         self.rng[s] = np.uint64((seed * 0x9E3779B97F4A7C15 + 0x2545F4914F6CDD1D) % 2**64) or 1
         self.force_n[s] = self.force_i[s] = 0
         self.drafted[s] = False
+        form.reset(self, s, seed)
         # slot 0 holds the opening state as an already-played event to rewind to
         self.ev_tick[s, 0] = tick
         self.ev_tok[s, 0] = self.tokens[s]
@@ -202,6 +209,7 @@ class Runtime:
         this on an immediate change; ``open`` and a theme's phrase start do too."""
         self.entry[s] = True
         self.entered[s] = False
+        form.drop_plan(self, s)  # every voice is the model's until the next bar line
 
     def advance(self, target, max_steps=1 << 30, max_batch=0, first=0):
         """Generate for every active session until its look-ahead reaches ``target[s]``
@@ -221,7 +229,7 @@ class Runtime:
                         self.w.values, self.phase0, self.tpb, self.max_note_ticks, self.pc_bias,
                         self.next_bias, self.w.vocab.offsets[TIME_SHIFT],
                         self.w.vocab.offsets[NOTE_OFF], self.w.vocab.max_shift, self._theme,
-                        self._voices)
+                        self._voices, self._form)
 
     def kernel_args(self):
         """What ``lstm_step(idx, n, *kernel_args())`` steps: this runtime's sessions."""
@@ -284,6 +292,7 @@ class Runtime:
                        self.w.values, self.ring, self.voice, self.ev_voice)
         self.ready[s] = min(self.ready[s], self.tail[s])
         self.drafted[s] = False
+        form.after_rewind(self, s)
         if self.theme_from[s] >= 0 and self.theme_from[s] >= tick and self.theme_tick[s] < 0:
             # the theme had begun after what is kept: it is due again when the music gets
             # there, from the bias (and the table) before it
@@ -344,6 +353,9 @@ class Runtime:
     voice_offs = voices.voice_offs
     set_voices = voices.set_voices
     voices_at = voices.voices_at
+    # form: repetition and recall of bars (engine.sampler.form)
+    set_form = form.set_form
+    plan = form.plan
 
 
 @njit(nogil=True, cache=True)
@@ -351,11 +363,13 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
              ctl_base, next_ctl, switch_tick, gen_tick, sounding, entry, temperature, rng, force,
              force_n, force_i, ev_tick, ev_tok, ev_aux, snap_h, snap_c, head, tail, h, c, tok_table,
              w0, w_rest, b_rest, w_out, b_out, xbuf, gates, logits, kinds, values, phase0, tpb,
-             max_note_ticks, pc_bias, next_bias, shift_off, off_off, max_shift, theme, voices):
+             max_note_ticks, pc_bias, next_bias, shift_off, off_off, max_shift, theme, voices,
+             fm):
     (zbias, next_zbias, theme_h, theme_c, theme_tick, theme_reset, reset_due, start_tok,
      pos_bias, pos_n, pos_slot, pos0, pos_cur) = theme
     (voice, voice_on, ev_voice, lay, probs, voice_bias, entered, voice_tick, next_on, prev_on,
-     voice_from, everyone, consonance, rooting) = voices
+     voice_from, everyone, consonance, rooting, scripted) = voices
+    ev_pi, ev_pbar, p_i, p_bar = fm[EV_PI], fm[EV_PBAR], fm[P_I], fm[P_BAR]
     S = active.shape[0]
     R = ev_tick.shape[1]
     C = controls.shape[1]
@@ -371,7 +385,8 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
                 voices_due(s, gen_tick, voice_tick, voice_on, next_on, prev_on, voice_from,
                            reset_due, sounding, voice, force, force_i, force_n, lay, off_off,
                            start_tok[0], start_tok[2], entry, entered)
-                entry_lapses(s, entry, entered, voice_on)
+                form_due(s, gen_tick, voice_on, sounding, lay, fm)
+                entry_lapses(s, entry, entered, voice_on, scripted)
                 _theme_position(s, gen_tick, zbias, pos_bias, pos_n, pos_slot, pos0, pos_cur,
                                 start_tok[1])
         n = 0
@@ -402,9 +417,12 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
                     force_i[s] = 0
                     force_n[s] = 0
             else:
+                tok = planned(s, gen_tick, sounding, voice, voice_on, lay, logits, temperature,
+                              pc_bias, rng, fm)
+            if tok < 0:
                 tok = sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks,
                              pc_bias, rng, voice, voice_on, lay, probs, voice_bias, entered,
-                             consonance, rooting)
+                             consonance, rooting, scripted)
                 if kinds[tok] == 3:
                     # a time shift lands on the switch tick, the voice switch's or the
                     # guard's release of a held note, whichever comes first, rather than
@@ -414,6 +432,7 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
                         lim = switch_tick[s]
                     if voice_tick[s] >= 0 and voice_tick[s] < lim:
                         lim = voice_tick[s]
+                    lim = shift_limit(s, gen_tick, lim, fm)
                     for p in range(sounding.shape[1]):
                         held = held_limit(s, p, max_note_ticks, lay)
                         if sounding[s, p] >= 0 and sounding[s, p] + held < lim:
@@ -428,10 +447,11 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
             elif kind == 1:
                 sounding[s, at] = gen_tick[s]
                 entered[s, max(voice[s], 0)] = True
-                entry_lapses(s, entry, entered, voice_on)
+                entry_lapses(s, entry, entered, voice_on, scripted)
             elif kind == 2:
                 aux = sounding[s, at]
                 sounding[s, at] = -1
+                record(s, max(voice[s], 0), val, aux, gen_tick[s], fm)
             elif kind == 5:
                 voice[s] = val
             elif kind == 0:
@@ -441,6 +461,8 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
             ev_tok[s, slot] = tok
             ev_aux[s, slot] = aux
             ev_voice[s, slot] = voice[s]
+            ev_pi[s, slot] = p_i[s]
+            ev_pbar[s, slot] = p_bar[s]
             if snap_h.shape[1] == R:
                 snap_h[s, slot] = h[s]
                 snap_c[s, slot] = c[s]

@@ -100,7 +100,7 @@ def held_limit(s, i, max_note_ticks, layout):
 
 @njit(nogil=True, cache=True)
 def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc_bias, rng,
-           voice, voice_on, layout, probs, voice_bias, entered, consonance, rooting):
+           voice, voice_on, layout, probs, voice_bias, entered, consonance, rooting, scripted):
     """Sample the next token of session s under the runtime's rules: never START, no
     note-off of a silent pitch, no note-on of a sounding one, only note-ons while
     ``entry`` (an immediate transition starts with a note, at once), and a note held
@@ -124,6 +124,10 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
     entry began), and it holds only while such a voice is left, so with every voice off
     it lapses (silence is all the session may play).
 
+    A voice ``scripted[s]`` for this bar (its notes recalled by the form plan,
+    ``engine.sampler.form``) is the plan's to play: never named, no note-on or note-off
+    of its own sampled, and it need not enter.
+
     ``probs[s]`` (float64, one per token) is scratch: each token's unnormalised
     probability, 0 where the rules forbid it, is computed once and then drawn from."""
     g = guard(s, sounding, gen_tick, max_note_ticks, voice, layout)
@@ -135,8 +139,11 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
     if ent and nv > 0:
         ent = False
         for v in range(nv):
-            if voice_on[s, v] and not entered[s, v]:
+            if voice_on[s, v] and not entered[s, v] and not scripted[s, v]:
                 ent = True
+    elif ent and scripted[s, 0]:
+        ent = False  # one line, recalled: the plan plays its notes
+    free = cur >= 0 and not scripted[s, cur]
     V = logits.shape[1]
     m = -np.inf
     for v in range(V):
@@ -149,7 +156,7 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
     total = 0.0
     # while an ensemble enters, a voice that has entered waits for the others: one note
     # each, then the chords fill in (a cluster of one voice's notes is no entry)
-    if cur >= 0 and voice_on[s, cur] and not (ent and nv > 0 and entered[s, cur]):
+    if free and voice_on[s, cur] and not (ent and nv > 0 and entered[s, cur]):
         base, on = cur * 128, layout[ON]
         tonal = cur != layout[DRUM]
         held = 0  # pitch classes the pitched voices sound (bit per class), for the priors
@@ -179,7 +186,7 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
                 w = np.exp(z)
                 probs[s, on + p] = w
                 total += w
-    if cur >= 0 and not ent:
+    if free and not ent:
         base, off = cur * 128, layout[OFF]
         for p in range(128):
             if sounding[s, base + p] >= 0:
@@ -190,7 +197,7 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
     for v in range(layout[VEL], layout[VEL] + layout[N_VEL]):
         total += _put(s, v, logits, m, t, probs)
     for k in range(nv):  # a voice that may play (and enter), not the one in force
-        if k != cur and voice_on[s, k] and not (ent and entered[s, k]):
+        if k != cur and voice_on[s, k] and not scripted[s, k] and not (ent and entered[s, k]):
             w = np.exp((logits[s, layout[VOICE0] + k] - m) / t + voice_bias[s, k])
             probs[s, layout[VOICE0] + k] = w
             total += w

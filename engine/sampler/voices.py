@@ -142,11 +142,12 @@ def voices_due(s, gen_tick, voice_tick, voice_on, next_on, prev_on, voice_from, 
 
 
 @njit(nogil=True, cache=True, inline="always")
-def entry_lapses(s, entry, entered, voice_on):
-    """Entry ends once every voice that may play has entered (at once with none on)."""
+def entry_lapses(s, entry, entered, voice_on, scripted):
+    """Entry ends once every voice that may play has entered (at once with none on); a
+    voice the form plan plays (``scripted``) need not."""
     if entry[s]:
         for v in range(voice_on.shape[1]):
-            if voice_on[s, v] and not entered[s, v]:
+            if voice_on[s, v] and not entered[s, v] and not scripted[s, v]:
                 return
         entry[s] = False
 

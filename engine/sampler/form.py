@@ -1,0 +1,458 @@
+"""Form in the runtime (``engine.sampler.generator.Runtime``): a memory of the bars each
+voice played, and a plan per bar saying which voices recall an earlier bar.
+
+Real music repeats bars and phrases; a model sampling token by token almost never does.
+So each session remembers, voice by voice, the notes of its last ``MEMORY_BARS`` bars
+(recorded when a note ends: its onset in its bar, its length up to the bar's end, its
+pitch, in the model's key-relative space, so a recall follows the session's key and
+register as the player transposes them).  At each bar line its music reaches, the plan is
+built: for each voice that plays, the session's ``engine.form.Form`` names the earlier bar
+of the phrase it may recall (or, with none, the same bar of the previous phrase, a
+phrase-level loop), and the session's ``repetition`` r decides, by a draw seeded by the
+session's seed, the bar and the voice (so a rewind rebuilds the same plan):
+
+- recall with probability r (the previous phrase's bar: r squared);
+- exactly with probability r, else varied: ``VARIED_SHARE`` of its notes (drawn) are
+  re-composed by the model, the onset and length kept and the pitch sampled from the
+  model's own probabilities within two semitones of the original on the same side of the
+  previous note (the contour kept);
+- drums recall exactly.
+
+A recalled voice is *scripted* for that bar: its notes are fed as forced tokens at their
+exact ticks (a sampled time shift stops at the next one, and at the bar line), each after
+its VOICE token, so the model hears them and accompanies them; the sampler never names a
+scripted voice nor gives it a note of its own.  Before its first note the notes it still
+holds from before the bar line are released, and so are a voice's whose recall ended.
+A recall is fed like any other forced token: the note guard, "now" changes (``enter``
+drops the rest of the bar's plan) and rewinds (the memory forgets what was not kept, the
+plan is rebuilt and resumes where the kept events left it) all keep working.  With
+repetition 0 no voice is ever scripted and the model composes alone, as before.
+
+Arrays live on the runtime (``arrays``) and reach the kernel as one tuple; the layout of
+that tuple is ``FIELDS``.
+"""
+import numpy as np
+from numba import njit
+
+from engine.errors import InvalidMessage
+from engine.form import MAX_PHRASE_BARS, REPETITION_RANGE, Form
+
+from engine.sampler.sampling import DRUM, N_VOICES, OFF, ON, VOICE0, uniform
+
+MEMORY_BARS = 32   # two phrases of the longest form
+BAR_NOTES = 48     # notes remembered per voice and bar (a sixteenth-note groove of 3 drums)
+#: Share of a varied recall's notes the model re-composes.
+VARIED_SHARE = 0.5
+
+FIELDS = ("f_bt", "f_org", "f_rep", "f_next_rep", "f_pb", "f_next_pb", "f_src", "f_next_src",
+          "f_pending", "f_seed", "m_bar", "m_n", "m_on", "m_dur", "m_pitch", "m_off",
+          "p_tick", "p_voice", "p_pitch", "p_kind", "p_free", "p_act", "p_n", "p_i",
+          "p_bar", "p_release", "scripted", "was", "p_src", "p_last", "ev_pi", "ev_pbar", "p_varied", "m_from")
+#: Positions in the tuple of what the kernel reads by name.
+F_BT, F_ORG, F_REP, F_PENDING, P_TICK, P_N, P_I, P_BAR, EV_PI, EV_PBAR = (
+    FIELDS.index(name) for name in ("f_bt", "f_org", "f_rep", "f_pending", "p_tick", "p_n",
+                                    "p_i", "p_bar", "ev_pi", "ev_pbar"))
+
+
+def arrays(S, NV, ring):
+    """The form's per-session arrays, by name (``FIELDS``), for S sessions of NV voices
+    and a ring of ``ring`` events."""
+    B, E, P = MEMORY_BARS, BAR_NOTES, NV * BAR_NOTES * 2
+    i64 = lambda *shape, v=0: np.full(shape, v, np.int64)  # noqa: E731
+    return dict(
+        # settings in force and pending (applied at the next plan built): bar ticks (0:
+        # the form is off, nothing remembered), origin (a bar line), repetition, phrase
+        # bars, and per voice and bar of the phrase the bar it recalls (engine.form)
+        f_bt=i64(S), f_org=i64(S), f_rep=np.zeros(S), f_next_rep=np.zeros(S),
+        f_pb=i64(S, v=1), f_next_pb=i64(S, v=1), f_src=i64(S, NV, MAX_PHRASE_BARS, v=-1),
+        f_next_src=i64(S, NV, MAX_PHRASE_BARS, v=-1), f_pending=np.zeros(S, np.bool_),
+        f_seed=np.ones(S, np.uint64),
+        # memory: which bar each of the B slots holds; per voice and slot, its notes
+        m_bar=i64(S, B, v=-1), m_n=i64(S, NV, B), m_on=np.zeros((S, NV, B, E), np.int32),
+        m_dur=np.zeros((S, NV, B, E), np.int32), m_pitch=np.zeros((S, NV, B, E), np.int32),
+        m_off=i64(S, NV, B, E),
+        # the plan of bar p_bar: events sorted by tick, p_i the next to feed; p_act the
+        # pitch a recalled note of (voice, original pitch) sounds at (-1: not sounding;
+        # a voice never holds a pitch twice, so the original pitch names the note)
+        p_tick=i64(S, P), p_voice=i64(S, P), p_pitch=i64(S, P),
+        p_kind=i64(S, P), p_free=np.zeros((S, P), np.bool_), p_act=i64(S, NV, 128, v=-1),
+        p_n=i64(S), p_i=i64(S), p_bar=i64(S, v=-1), p_release=np.zeros(S, np.bool_),
+        scripted=np.zeros((S, NV), np.bool_), was=np.zeros((S, NV), np.bool_),
+        p_src=i64(S, NV, v=-1), p_last=i64(S, NV, 2, v=-1),
+        # per ring event: the plan's next event and bar after it (for a rewind)
+        ev_pi=i64(S, ring), ev_pbar=i64(S, ring, v=-1),
+        p_varied=np.zeros((S, NV), np.bool_),  # per voice: its recall is varied
+        m_from=i64(S))  # the first bar remembered whole (recording began before it)
+
+
+def set_form(rt, s, repetition, form=Form(), bar_ticks=None, origin=0):
+    """Session s follows ``form`` at ``repetition`` (0 through-composed .. 1 every recall
+    the form allows, exactly) from the next bar line its music reaches (at once when the
+    form was off).  ``bar_ticks``: ticks in a bar (None: 4 beats); ``origin``: a tick on a
+    bar line.  InvalidMessage on field ``repetition`` outside 0..1."""
+    lo, hi = REPETITION_RANGE
+    if isinstance(repetition, bool) or not isinstance(repetition, (int, float, np.floating)) \
+            or not lo <= repetition <= hi:
+        raise InvalidMessage(f"repetition {repetition!r} is outside {lo:g}..{hi:g}",
+                             field="repetition", allowed=f"{lo:g}..{hi:g}")
+    bt = int(bar_ticks or 4 * rt.tpb)
+    rt.f_next_src[s] = form.sources(rt.n_voices)
+    rt.f_next_rep[s] = float(repetition)
+    rt.f_next_pb[s] = form.bars
+    rt.f_pending[s] = True
+    if rt.f_bt[s] != bt or rt.f_org[s] != int(origin):
+        rt.f_bt[s], rt.f_org[s] = bt, int(origin)
+        rt.m_bar[s] = -1
+        rt.p_bar[s] = -1
+        t = int(rt.gen_tick[s]) - rt.f_org[s]
+        rt.m_from[s] = max(0, -(-t // bt))  # the next bar line's bar
+
+
+def reset(rt, s, seed):
+    """Session s opens with the form off and nothing remembered."""
+    rt.f_bt[s] = 0
+    rt.f_rep[s] = rt.f_next_rep[s] = 0.0
+    rt.f_pending[s] = False
+    rt.f_seed[s] = np.uint64((seed * 0xD1B54A32D192ED03 + 0x8CB92BA72F3D8DD7) % 2**64)
+    rt.m_bar[s] = -1
+    rt.m_n[s] = 0
+    drop_plan(rt, s)
+    rt.p_bar[s] = -1
+
+
+def drop_plan(rt, s):
+    """Session s's plan for the rest of its bar is dropped (an immediate change: the
+    model composes every voice until the next bar line)."""
+    rt.p_n[s] = rt.p_i[s] = 0
+    rt.scripted[s] = rt.p_varied[s] = False
+    rt.was[s] = False
+    rt.p_release[s] = False
+    rt.p_src[s] = -1
+
+
+def after_rewind(rt, s):
+    """Session s was rewound to its generated end: forget the notes that ended after it,
+    and rebuild the plan of its bar where the kept events left it."""
+    if rt.f_bt[s] <= 0:
+        return
+    t = int(rt.gen_tick[s])
+    truncate(s, t, rt.m_n, rt.m_on, rt.m_dur, rt.m_pitch, rt.m_off)
+    kept = (rt.tail[s] - 1) % rt.ring
+    b = (t - rt.f_org[s]) // rt.f_bt[s] if t >= rt.f_org[s] else -1
+    if b >= 0 and rt.ev_pbar[s, kept] == b:
+        build(s, b, False, rt.voice_on, rt.sounding, rt.layout, rt._form)
+        rt.p_i[s] = rt.ev_pi[s, kept]
+        rt.p_release[s] = True
+    else:
+        rt.p_bar[s] = -1  # built when the music gets to it, as the first time
+
+
+def plan(rt, s):
+    """The bar session s's plan is for (-1: none), per voice the bar it recalls (-1: new)
+    and whether that recall is varied."""
+    return int(rt.p_bar[s]), rt.p_src[s].tolist(), rt.p_varied[s].tolist()
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _u(seed, a, b, c):
+    """A uniform draw in [0, 1) from (seed, a, b, c): splitmix64's finaliser."""
+    x = seed ^ (np.uint64(a) * np.uint64(0x9E3779B97F4A7C15)) ^ (
+        np.uint64(b) * np.uint64(0xC2B2AE3D27D4EB4F)) ^ (np.uint64(c) * np.uint64(0x165667B1))
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return (x >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(nogil=True, cache=True)
+def record(s, v, p, began, t, form):
+    """A note of voice v, pitch p, that began at tick ``began`` ended at ``t``: remember it
+    in its bar (its length cut at the bar's end)."""
+    (f_bt, f_org, _, _, _, _, _, _, _, _, m_bar, m_n, m_on, m_dur, m_pitch, m_off) = form[:16]
+    bt = f_bt[s]
+    if bt <= 0 or began < f_org[s]:
+        return
+    b = (began - f_org[s]) // bt
+    B = m_bar.shape[1]
+    slot = b % B
+    if m_bar[s, slot] > b:
+        return  # a newer bar holds the slot: too old to keep
+    if m_bar[s, slot] != b:
+        m_bar[s, slot] = b
+        for w in range(m_n.shape[1]):
+            m_n[s, w, slot] = 0
+    n = m_n[s, v, slot]
+    if n >= m_on.shape[3]:
+        return
+    start = f_org[s] + b * bt
+    m_on[s, v, slot, n] = began - start
+    m_dur[s, v, slot, n] = max(1, min(t, start + bt) - began)
+    m_pitch[s, v, slot, n] = p
+    m_off[s, v, slot, n] = t
+    m_n[s, v, slot] = n + 1
+
+
+@njit(nogil=True, cache=True)
+def truncate(s, t, m_n, m_on, m_dur, m_pitch, m_off):
+    """Forget the remembered notes of session s that ended after tick t (a rewind)."""
+    for v in range(m_n.shape[1]):
+        for slot in range(m_n.shape[2]):
+            k = 0
+            for i in range(m_n[s, v, slot]):
+                if m_off[s, v, slot, i] <= t:
+                    m_on[s, v, slot, k] = m_on[s, v, slot, i]
+                    m_dur[s, v, slot, k] = m_dur[s, v, slot, i]
+                    m_pitch[s, v, slot, k] = m_pitch[s, v, slot, i]
+                    m_off[s, v, slot, k] = m_off[s, v, slot, i]
+                    k += 1
+            m_n[s, v, slot] = k
+
+
+@njit(nogil=True, cache=True)
+def build(s, b, fresh, voice_on, sounding, lay, form):
+    """The plan of session s's bar b: per voice that plays, new or a recall of an earlier
+    bar in memory, exact or varied; the recalled notes' on and off events sorted by tick
+    (offs first at a tick).  ``fresh``: built as the music reaches the bar, so the
+    settings pending take effect and what the voices scripted before still hold is
+    released; a rebuild after a rewind is not fresh (it must come out the same)."""
+    (f_bt, f_org, f_rep, f_next_rep, f_pb, f_next_pb, f_src, f_next_src, f_pending, f_seed,
+     m_bar, m_n, m_on, m_dur, m_pitch, m_off, p_tick, p_voice, p_pitch, p_kind, p_free,
+     p_act, p_n, p_i, p_bar, p_release, scripted, was, p_src, p_last, ev_pi, ev_pbar,
+     p_varied, m_from) = form
+    if fresh and f_pending[s]:
+        f_rep[s] = f_next_rep[s]
+        f_pb[s] = f_next_pb[s]
+        for v in range(f_src.shape[1]):
+            for j in range(f_src.shape[2]):
+                f_src[s, v, j] = f_next_src[s, v, j]
+        f_pending[s] = False
+    p_bar[s] = b
+    p_i[s] = 0
+    bt, rep, pb = f_bt[s], f_rep[s], f_pb[s]
+    start = f_org[s] + b * bt
+    B = m_bar.shape[1]
+    n = 0
+    for v in range(scripted.shape[1]):
+        if fresh:
+            was[s, v] = scripted[s, v]
+        scripted[s, v] = False
+        p_varied[s, v] = False
+        p_src[s, v] = -1
+        if fresh:  # (a rebuild keeps what the notes fed before the rewind sounded at)
+            p_last[s, v, 0] = p_last[s, v, 1] = -1
+        if rep <= 0.0 or not voice_on[s, v]:
+            continue
+        phrase, j = b // pb, b % pb
+        src = f_src[s, v, j]
+        sb = -1
+        if src >= 0:
+            if _u(f_seed[s], b, v, 0) < rep:
+                sb = phrase * pb + src
+        elif phrase > 0 and _u(f_seed[s], b, v, 1) < rep * rep:
+            sb = b - pb
+        slot = sb % B
+        if sb < m_from[s] or m_bar[s, slot] != sb:
+            continue  # not remembered whole
+        # the source bar's notes: those that ended, and those still sounding (their
+        # length cut at its end, as they will be remembered)
+        s0 = f_org[s] + sb * bt
+        k0 = n
+        for k in range(m_n[s, v, slot]):
+            n = _add(s, n, v, start + m_on[s, v, slot, k], m_dur[s, v, slot, k],
+                     m_pitch[s, v, slot, k], p_tick, p_voice, p_pitch, p_kind)
+        for p in range(128):
+            began = sounding[s, v * 128 + p]
+            if s0 <= began < s0 + bt and n + 2 <= p_tick.shape[1]:
+                n = _add(s, n, v, start + began - s0, s0 + bt - began, p, p_tick, p_voice,
+                         p_pitch, p_kind)
+        if n == k0:
+            continue  # silent there: the voice composes new
+        share = VARIED_SHARE
+        if v == lay[DRUM] or _u(f_seed[s], b, v, 2) < rep:
+            share = 0.0
+        scripted[s, v] = True
+        p_varied[s, v] = share > 0.0
+        p_src[s, v] = sb
+        for i in range(k0, n):
+            if fresh:
+                p_act[s, v, p_pitch[s, i]] = -1
+            p_free[s, i] = p_kind[s, i] == 1 and share > 0.0 and _u(
+                f_seed[s], b, v, 3 + (p_tick[s, i] - start) * 128 + p_pitch[s, i]) < share
+    # sorted by tick, offs (kind 2) first at a tick, then by voice and pitch: the same
+    # order however the notes were found (a rebuild after a rewind must match)
+    for j in range(1, n):
+        i = j
+        while i > 0 and _after(s, i - 1, i, p_tick, p_kind, p_voice, p_pitch):
+            for a in (p_tick, p_voice, p_pitch, p_kind):
+                a[s, i], a[s, i - 1] = a[s, i - 1], a[s, i]
+            p_free[s, i], p_free[s, i - 1] = p_free[s, i - 1], p_free[s, i]
+            i -= 1
+    p_n[s] = n
+    if fresh:
+        p_release[s] = True
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _add(s, n, v, on, dur, p, p_tick, p_voice, p_pitch, p_kind):
+    """A recalled note of voice v at tick ``on``: its on and off events at n, n + 1."""
+    for kind in range(1, 3):
+        p_tick[s, n] = on if kind == 1 else on + dur
+        p_voice[s, n] = v
+        p_pitch[s, n] = p
+        p_kind[s, n] = kind
+        n += 1
+    return n
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _after(s, i, j, p_tick, p_kind, p_voice, p_pitch):
+    """Does plan event i come after event j?"""
+    if p_tick[s, i] != p_tick[s, j]:
+        return p_tick[s, i] > p_tick[s, j]
+    if p_kind[s, i] != p_kind[s, j]:
+        return p_kind[s, i] < p_kind[s, j]
+    if p_voice[s, i] != p_voice[s, j]:
+        return p_voice[s, i] > p_voice[s, j]
+    return p_pitch[s, i] > p_pitch[s, j]
+
+
+@njit(nogil=True, cache=True)
+def due(s, gen_tick, voice_on, sounding, lay, form):
+    """Before session s steps: the plan of the bar its music is in, built once it gets
+    there (the settings pending take effect)."""
+    f_bt, f_org, p_bar = form[F_BT], form[F_ORG], form[P_BAR]
+    if f_bt[s] > 0 and gen_tick[s] >= f_org[s]:
+        b = (gen_tick[s] - f_org[s]) // f_bt[s]
+        if p_bar[s] != b:
+            build(s, b, True, voice_on, sounding, lay, form)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def shift_limit(s, gen_tick, lim, form):
+    """The tick a sampled time shift of session s may reach at most, ``lim`` or earlier:
+    its plan's next event, and the next bar line while it repeats (so that the plan of
+    the next bar starts exactly there)."""
+    f_bt, f_org, f_rep, f_pending = form[F_BT], form[F_ORG], form[F_REP], form[F_PENDING]
+    p_tick, p_n, p_i = form[P_TICK], form[P_N], form[P_I]
+    if f_bt[s] > 0 and (f_rep[s] > 0.0 or f_pending[s]):
+        t = gen_tick[s]
+        nb = f_org[s] if t < f_org[s] else f_org[s] + ((t - f_org[s]) // f_bt[s] + 1) * f_bt[s]
+        if nb < lim:
+            lim = nb
+        if p_i[s] < p_n[s] and p_tick[s, p_i[s]] < lim:
+            lim = p_tick[s, p_i[s]]
+    return lim
+
+
+@njit(nogil=True, cache=True)
+def next_token(s, gen_tick, sounding, voice, voice_on, lay, logits, temperature, pc_bias, rng,
+               form):
+    """The token session s's plan feeds now, or -1 (the model samples): first the release
+    of what scripted voices (and voices whose recall ended) still hold from before the bar
+    line, then the plan's events due at this tick, each voice's after its VOICE token.  A
+    note-on whose tick was passed (forced time shifts skipped it), of a voice switched off
+    or of a pitch already sounding is dropped, and so is the note-off of a note not
+    sounding."""
+    (f_bt, f_org, _, _, _, _, _, _, _, _, _, _, _, _, _, _, p_tick, p_voice, p_pitch,
+     p_kind, p_free, p_act, p_n, p_i, p_bar, p_release, scripted, was, _, p_last) = form[:30]
+    nv = lay[N_VOICES]
+    if p_release[s]:
+        start = f_org[s] + p_bar[s] * f_bt[s]
+        for v in range(scripted.shape[1]):
+            if scripted[s, v] or was[s, v]:
+                for p in range(128):
+                    if 0 <= sounding[s, v * 128 + p] < start:
+                        if nv > 0 and voice[s] != v:
+                            return lay[VOICE0] + v
+                        return lay[OFF] + p
+        p_release[s] = False
+    while p_i[s] < p_n[s]:
+        e = p_i[s]
+        if p_tick[s, e] > gen_tick[s]:
+            return -1
+        v, o = p_voice[s, e], p_pitch[s, e]
+        p = o
+        if p_kind[s, e] == 1:
+            if (p_tick[s, e] < gen_tick[s] or not voice_on[s, v] or not scripted[s, v]
+                    or sounding[s, v * 128 + p] >= 0):
+                p_i[s] += 1
+                continue
+            if nv > 0 and voice[s] != v:
+                return lay[VOICE0] + v
+            if p_free[s, e]:
+                nxt = -1  # the voice's next recalled note, if it keeps its pitch
+                for f in range(e + 1, p_n[s]):
+                    if p_kind[s, f] == 1 and p_voice[s, f] == v:
+                        if not p_free[s, f]:
+                            nxt = p_pitch[s, f]
+                        break
+                p = _near(s, v, p, p_last[s, v, 0], p_last[s, v, 1], nxt, logits, temperature,
+                          pc_bias, sounding, rng, lay)
+            p_last[s, v, 0] = p_pitch[s, e]
+            p_last[s, v, 1] = p
+            p_act[s, v, o] = p
+            p_i[s] += 1
+            return lay[ON] + p
+        p = p_act[s, v, o]
+        if p < 0 or sounding[s, v * 128 + p] < 0:
+            p_i[s] += 1
+            continue
+        if nv > 0 and voice[s] != v:
+            return lay[VOICE0] + v
+        p_i[s] += 1
+        return lay[OFF] + p
+    return -1
+
+
+@njit(nogil=True, cache=True)
+def _near(s, v, orig, last_orig, last_act, nxt, logits, temperature, pc_bias, sounding, rng,
+          lay):
+    """A re-composed pitch for a recalled note of voice v: drawn from the model's note-on
+    probabilities (with the tonality prior) within two semitones of ``orig``, on the
+    side of the voice's previous note (``last_act``, recalled from ``last_orig``) that
+    the original was, or the same pitch where it was (the window moves to that side when
+    the previous note's re-composition left it empty), and on the side of the next note
+    ``nxt`` that the original was, where that one keeps its pitch (-1: it does not): the
+    contour kept.  The original where nothing is allowed."""
+    lo, hi = orig - 2, orig + 2
+    if last_orig >= 0:
+        if orig > last_orig:  # above the previous note: stay above it
+            lo = max(lo, last_act + 1)
+            hi = max(hi, lo + 2)
+        elif orig < last_orig:
+            hi = min(hi, last_act - 1)
+            lo = min(lo, hi - 2)
+        else:
+            lo = hi = last_act
+    if nxt >= 0:
+        if nxt > orig:
+            hi = min(hi, nxt - 1)
+        elif nxt < orig:
+            lo = max(lo, nxt + 1)
+        else:
+            lo, hi = max(lo, nxt), min(hi, nxt)
+    lo, hi = max(0, lo), min(127, hi)
+    tonal = v != lay[DRUM]
+    m = -np.inf
+    for p in range(lo, hi + 1):
+        if sounding[s, v * 128 + p] < 0 and logits[s, lay[ON] + p] > m:
+            m = logits[s, lay[ON] + p]
+    if m == -np.inf:
+        return orig
+    t = temperature[s]
+    total = 0.0
+    for p in range(lo, hi + 1):
+        if sounding[s, v * 128 + p] < 0:
+            total += np.exp((logits[s, lay[ON] + p] - m) / t + (pc_bias[s, p % 12] if tonal
+                                                                  else 0.0))
+    u = uniform(rng, s) * total
+    acc = 0.0
+    last = orig
+    for p in range(lo, hi + 1):
+        if sounding[s, v * 128 + p] < 0:
+            acc += np.exp((logits[s, lay[ON] + p] - m) / t + (pc_bias[s, p % 12] if tonal
+                                                               else 0.0))
+            last = p
+            if acc > u:
+                return p
+    return last

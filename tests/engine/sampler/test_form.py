@@ -1,0 +1,184 @@
+"""The form in the runtime (engine.sampler.form): the memory of bars, the plan of each bar,
+exact and varied recalls, the token stream's rules kept, and rewinds, with the shipped
+one-line and ensemble models."""
+import numpy as np
+import pytest
+
+from engine.errors import InvalidMessage
+from engine.form import Form
+from engine.sampler.generator import Runtime
+from engine.sampler.weights import Weights
+from engine.vocab import NO_VOICE, NOTE_OFF, NOTE_ON, START, TIME_SHIFT, VOICE
+
+ONE_LINE, ENSEMBLE = "engine/models/default.npz", "engine/models/ensemble.npz"
+
+
+@pytest.fixture(scope="module", params=[ONE_LINE, ENSEMBLE], ids=["one-line", "ensemble"])
+def w(request):
+    return Weights(request.param)
+
+
+def _open(w, seed, repetition, form=Form(), sessions=1, max_note_beats=4.0):
+    rt = Runtime(w, max_sessions=sessions, ring=8192, max_note_beats=max_note_beats)
+    for s in range(sessions):
+        ctl, _, bias = w.spec.request(0, 0, 2.0, w.mean_register, 0.5, w.key_relative)
+        rt.open(s, ctl, seed=seed + s)
+        rt.pc_bias[s] = rt.next_bias[s] = bias
+        if repetition is not None:
+            rt.set_form(s, repetition, form)
+    return rt
+
+
+def _bars(rt, bars, s=0):
+    """Compose bar by bar; the plan of each bar as the music reached it."""
+    bt = 4 * rt.tpb
+    plans = {}
+    for b in range(bars):
+        target = np.zeros(rt.max_sessions, np.int64)
+        target[s] = (b + 1) * bt
+        rt.advance(target)
+        plans[b + 1] = rt.plan(s)
+    return plans
+
+
+def _notes(rt, s=0):
+    """{voice: [(start, end, pitch)]} (end -1: still sounding) from session s's ring, checking the stream's rules:
+    note events with a voice in force, no note-on of a sounding note, no note-off of a
+    silent one."""
+    kinds, values = rt.w.vocab.tables()
+    tick, voice, on, out = 0, NO_VOICE if rt.n_voices else 0, {}, {}
+    for tok in rt.ev_tok[s, 1:rt.tail[s]]:
+        k, v = kinds[tok], int(values[tok])
+        if k == TIME_SHIFT:
+            tick += v
+        elif k == VOICE:
+            voice = v
+        elif k == START:
+            voice = NO_VOICE
+        elif k == NOTE_ON:
+            assert voice != NO_VOICE and (voice, v) not in on
+            on[voice, v] = tick
+        elif k == NOTE_OFF:
+            assert (voice, v) in on
+            out.setdefault(voice, []).append((on.pop((voice, v)), tick, v))
+    for (voice, v), start in on.items():  # still sounding at the end
+        out.setdefault(voice, []).append((start, -1, v))
+    return out
+
+
+def _bar(notes, b, bt):
+    """The notes of a bar: sorted (onset in the bar, pitch)."""
+    return sorted((a - b * bt, p) for a, _, p in notes if b * bt <= a < (b + 1) * bt)
+
+
+def test_exact_recall_plays_the_bar_again_note_for_note(w):
+    rt = _open(w, seed=3, repetition=1.0)
+    bars = 24
+    plans = _bars(rt, bars)
+    notes = _notes(rt)
+    bt = 4 * rt.tpb
+    recalled = 0
+    for b in range(1, bars):
+        _, src, varied = plans[b]
+        assert not any(varied)  # repetition 1: every recall exact
+        for v, sb in enumerate(src):
+            if sb >= 0:
+                assert sb < b
+                assert _bar(notes.get(v, []), b, bt) == _bar(notes.get(v, []), sb, bt)
+                recalled += 1
+    # AABA over 8 bars: bars 2, 3, 6, 7 recall 0, 1 in every voice that has them, and
+    # from the second phrase on every bar recalls the phrase before
+    assert plans[2][1][0] == 0 and plans[7][1][0] == 1 and plans[12][1][0] == 4
+    assert recalled >= bars // 2
+
+
+def test_loops_for_bass_and_drums():
+    w = Weights(ENSEMBLE)
+    src = Form(bass_loop=2, drums_loop=1).sources(w.vocab.n_voices)
+    assert src[1, :8].tolist() == [-1, -1, 0, 1, 2, 3, 4, 5]     # the bass, every 2 bars
+    assert src[3, :8].tolist() == [-1, 0, 1, 2, 3, 4, 5, 6]      # the drums, every bar
+    assert src[0, :8].tolist() == [-1, -1, 0, 1, -1, -1, 0, 1]   # AABA in 2-bar sections
+    assert Form("ABAC", 4).sources(0)[0, :4].tolist() == [-1, -1, 0, -1]
+
+
+def test_repetition_zero_composes_as_without_a_form(w):
+    plain, formed = _open(w, seed=5, repetition=None), _open(w, seed=5, repetition=0.0)
+    for rt in (plain, formed):
+        rt.advance(np.array([16 * 4 * rt.tpb]))
+    assert plain.tail[0] == formed.tail[0]
+    assert (plain.ev_tok[0, :plain.tail[0]] == formed.ev_tok[0, :formed.tail[0]]).all()
+    assert formed.plan(0)[1] == [-1] * max(w.vocab.n_voices, 1)
+
+
+def test_varied_recall_keeps_rhythm_and_contour():
+    w = Weights(ONE_LINE)
+    seen, kept, steps = 0, 0, 0
+    for seed in range(6):
+        rt = _open(w, seed=seed, repetition=0.6)
+        plans = _bars(rt, 24)
+        notes, bt = _notes(rt)[0], 4 * rt.tpb
+        for b, (_, src, varied) in plans.items():
+            if src[0] >= 0 and varied[0] and b < 24:
+                new, old = _bar(notes, b, bt), _bar(notes, src[0], bt)
+                assert [t for t, _ in new] == [t for t, _ in old]  # the rhythm kept
+                d_new, d_old = np.sign(np.diff([p for _, p in new])), np.sign(
+                    np.diff([p for _, p in old]))
+                kept += (d_new == d_old).sum()  # and the contour, where the window allows
+                steps += len(d_old)
+                assert max(abs(a - c) for (_, a), (_, c) in zip(new, old)) <= 4
+                seen += 1
+    assert seen >= 3 and kept >= 0.9 * steps, (seen, kept, steps)
+
+
+def test_form_takes_effect_at_the_next_bar_line_and_memory_follows_rewinds(w):
+    rt = _open(w, seed=7, repetition=None)
+    bt = 4 * rt.tpb
+    rt.advance(np.array([bt + bt // 2]))  # mid-way through bar 1
+    rt.set_form(0, 1.0, Form("AA", 2, bass_loop=0, drums_loop=0))
+    assert rt.plan(0)[0] == -1  # nothing built until the music moves on
+    _bars_from = {}
+    for b in range(1, 12):
+        # a "bar" transition's rewind into each bar, then on: the plan and the memory
+        # are rebuilt from what was kept
+        rt.advance(np.array([b * bt + bt // 3]))
+        rt.rewind(0, b * bt + bt // 4)
+        rt.advance(np.array([(b + 1) * bt]))
+        _bars_from[b + 1] = rt.plan(0)
+    notes, recalls = _notes(rt), 0
+    for b, (_, src, _) in _bars_from.items():
+        for v, sb in enumerate(src):
+            if sb >= 0 and b < 12:
+                assert _bar(notes.get(v, []), b, bt) == _bar(notes.get(v, []), sb, bt)
+                recalls += 1
+    assert recalls >= 3
+    # nothing is left sounding that the runtime does not know of
+    live = {(v, p) for v in range(max(rt.n_voices, 1)) for p in range(128)
+            if rt.sounding[0, v * 128 + p] >= 0}
+    kinds, values = w.vocab.tables()
+    assert len(live) <= 128
+
+
+def test_enter_drops_the_rest_of_the_bar_and_sessions_are_independent(w):
+    rt = _open(w, seed=11, repetition=1.0, sessions=2)
+    bt = 4 * rt.tpb
+    rt.advance(np.array([2 * bt + 1, 2 * bt + 1]))
+    assert any(v >= 0 for v in rt.plan(0)[1])
+    rt.enter(0)
+    assert rt.plan(0)[1] == [-1] * max(rt.n_voices, 1) and not rt.scripted[0].any()
+    assert any(v >= 0 for v in rt.plan(1)[1])
+    rt.advance(np.array([4 * bt, 4 * bt]))
+    _notes(rt, 0), _notes(rt, 1)  # the rules hold through it
+
+
+def test_bad_repetition_is_refused_naming_the_field(w):
+    rt = _open(w, seed=1, repetition=None)
+    for bad in (-0.1, 1.5, "high", True):
+        with pytest.raises(InvalidMessage) as e:
+            rt.set_form(0, bad)
+        assert e.value.field == "repetition"
+    with pytest.raises(InvalidMessage) as e:
+        Form("AXBA", 8)
+    assert e.value.field == "form"
+    with pytest.raises(InvalidMessage) as e:
+        Form("AB", 32)
+    assert e.value.field == "form.bars"
