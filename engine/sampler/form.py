@@ -36,6 +36,7 @@ from numba import njit
 
 from engine.errors import InvalidMessage
 from engine.form import MAX_PHRASE_BARS, REPETITION_RANGE, Form
+from engine.motif import VARIATION_RANGE
 
 from engine.sampler.sampling import DRUM, N_VOICES, OFF, ON, VOICE0, uniform
 
@@ -43,15 +44,21 @@ MEMORY_BARS = 32   # two phrases of the longest form
 BAR_NOTES = 48     # notes remembered per voice and bar (a sixteenth-note groove of 3 drums)
 #: Share of a varied recall's notes the model re-composes.
 VARIED_SHARE = 0.5
+LEAD_NOTES = 512   # a theme's notes (engine.motif: at most 8 bars)
+LOG = 64           # theme statements and returns remembered for the player
 
 FIELDS = ("f_bt", "f_org", "f_rep", "f_next_rep", "f_pb", "f_next_pb", "f_src", "f_next_src",
           "f_pending", "f_seed", "m_bar", "m_n", "m_on", "m_dur", "m_pitch", "m_off",
           "p_tick", "p_voice", "p_pitch", "p_kind", "p_free", "p_act", "p_n", "p_i",
-          "p_bar", "p_release", "scripted", "was", "p_src", "p_last", "ev_pi", "ev_pbar", "p_varied", "m_from")
+          "p_bar", "p_release", "scripted", "was", "p_src", "p_last", "ev_pi", "ev_pbar", "p_varied", "m_from",
+          "p_keep", "l_on", "l_dur", "l_pitch", "l_n", "l_tick", "l_len", "l_var", "l_voice",
+          "l_log", "l_logn", "l_due", "p_from")
 #: Positions in the tuple of what the kernel reads by name.
-F_BT, F_ORG, F_REP, F_PENDING, P_TICK, P_N, P_I, P_BAR, EV_PI, EV_PBAR = (
+(F_BT, F_ORG, F_REP, F_PENDING, P_TICK, P_N, P_I, P_BAR, EV_PI, EV_PBAR, L_N, L_TICK, L_LEN,
+ L_VOICE, L_DUE, P_FROM, P_KEEP) = (
     FIELDS.index(name) for name in ("f_bt", "f_org", "f_rep", "f_pending", "p_tick", "p_n",
-                                    "p_i", "p_bar", "ev_pi", "ev_pbar"))
+                                    "p_i", "p_bar", "ev_pi", "ev_pbar", "l_n", "l_tick",
+                                    "l_len", "l_voice", "l_due", "p_from", "p_keep"))
 
 
 def arrays(S, NV, ring):
@@ -82,7 +89,19 @@ def arrays(S, NV, ring):
         # per ring event: the plan's next event and bar after it (for a rewind)
         ev_pi=i64(S, ring), ev_pbar=i64(S, ring, v=-1),
         p_varied=np.zeros((S, NV), np.bool_),  # per voice: its recall is varied
-        m_from=i64(S))  # the first bar remembered whole (recording began before it)
+        m_from=i64(S),  # the first bar remembered whole (recording began before it)
+        # per (voice, pitch sounding): a theme's note held over the bar line, which the plan
+        # ends itself (not released at the bar line)
+        p_keep=np.zeros((S, NV, 128), np.bool_),
+        # the theme (lead): its notes (onset from its start, length, pitch), stated from
+        # l_tick in voice l_voice, l_len ticks long, a share l_var of its notes
+        # re-composed; l_log: the ticks each statement and return began (l_logn of them)
+        l_on=i64(S, LEAD_NOTES), l_dur=i64(S, LEAD_NOTES), l_pitch=i64(S, LEAD_NOTES),
+        l_n=i64(S), l_tick=i64(S, v=-1), l_len=i64(S), l_var=np.zeros(S), l_voice=i64(S),
+        l_log=i64(S, LOG), l_logn=i64(S),
+        # the theme's statement is still to start (at l_tick); the tick the plan began
+        # at (its bar line, or a theme's start within the bar)
+        l_due=np.zeros(S, np.bool_), p_from=i64(S))
 
 
 def set_form(rt, s, repetition, form=Form(), bar_ticks=None, origin=0):
@@ -108,8 +127,44 @@ def set_form(rt, s, repetition, form=Form(), bar_ticks=None, origin=0):
         rt.m_from[s] = max(0, -(-t // bt))  # the next bar line's bar
 
 
+def lead_at(rt, s, tick, notes=None, variation=0.0, length=None, voice=0):
+    """Session s states the theme ``notes`` (NOTE_DTYPE: ticks from the theme's start,
+    pitches in the model's space, key-relative for a key-relative model) in ``voice``
+    from ``tick``, note for note at ``variation`` 0; at v in 0..1 a share v of its notes
+    (drawn) is re-composed by the model near the original, rhythm and contour kept (the
+    caller plays free composition at 1).  It lasts ``length`` ticks (None: to its last
+    note's end) and returns at the start of later phrases as the session's repetition
+    has it (``build``).  ``notes`` None: no theme.  A theme not yet reached is replaced.
+    The form is turned on (at repetition 0) if it was off."""
+    if notes is None or len(notes) == 0:
+        rt.l_n[s], rt.l_tick[s], rt.l_due[s] = 0, -1, False
+        return
+    lo, hi = VARIATION_RANGE
+    if not lo <= variation <= hi:
+        raise InvalidMessage(f"variation {variation!r} is outside {lo:g}..{hi:g}",
+                             field="variation", allowed=f"{lo:g}..{hi:g}")
+    if rt.f_bt[s] <= 0:
+        set_form(rt, s, 0.0)
+    notes = np.sort(np.asarray(notes)[:LEAD_NOTES], order="start")
+    n, t0 = len(notes), int(notes["start"][0])
+    rt.l_on[s, :n] = notes["start"] - t0
+    rt.l_dur[s, :n] = np.maximum(1, notes["end"] - notes["start"])
+    rt.l_pitch[s, :n] = notes["pitch"]
+    rt.l_n[s] = n
+    rt.l_len[s] = int(length) if length else int((notes["end"] - t0).max())
+    rt.l_tick[s], rt.l_var[s], rt.l_voice[s] = int(tick), float(variation), int(voice)
+    rt.l_due[s] = True
+
+
+def lead_log(rt, s):
+    """The ticks at which session s's theme was stated or came back, oldest first (the
+    last ``LOG``)."""
+    n = int(rt.l_logn[s])
+    return [int(rt.l_log[s, i % LOG]) for i in range(max(0, n - LOG), n)]
+
+
 def reset(rt, s, seed):
-    """Session s opens with the form off and nothing remembered."""
+    """Session s opens with the form off, no theme and nothing remembered."""
     rt.f_bt[s] = 0
     rt.f_rep[s] = rt.f_next_rep[s] = 0.0
     rt.f_pending[s] = False
@@ -118,6 +173,8 @@ def reset(rt, s, seed):
     rt.m_n[s] = 0
     drop_plan(rt, s)
     rt.p_bar[s] = -1
+    lead_at(rt, s, 0, None)
+    rt.l_logn[s] = 0
 
 
 def drop_plan(rt, s):
@@ -137,6 +194,10 @@ def after_rewind(rt, s):
         return
     t = int(rt.gen_tick[s])
     truncate(s, t, rt.m_n, rt.m_on, rt.m_dur, rt.m_pitch, rt.m_off)
+    while rt.l_logn[s] > 0 and rt.l_log[s, (rt.l_logn[s] - 1) % LOG] > t:
+        rt.l_logn[s] -= 1  # a theme's start not kept
+    if rt.l_n[s] and rt.l_tick[s] > t:
+        rt.l_due[s] = True  # its statement starts again when the music gets there
     kept = (rt.tail[s] - 1) % rt.ring
     b = (t - rt.f_org[s]) // rt.f_bt[s] if t >= rt.f_org[s] else -1
     if b >= 0 and rt.ev_pbar[s, kept] == b:
@@ -148,8 +209,8 @@ def after_rewind(rt, s):
 
 
 def plan(rt, s):
-    """The bar session s's plan is for (-1: none), per voice the bar it recalls (-1: new)
-    and whether that recall is varied."""
+    """The bar session s's plan is for (-1: none), per voice the bar it recalls (-1: new,
+    -2: the theme) and whether that recall is varied."""
     return int(rt.p_bar[s]), rt.p_src[s].tolist(), rt.p_varied[s].tolist()
 
 
@@ -218,7 +279,8 @@ def build(s, b, fresh, voice_on, sounding, lay, form):
     (f_bt, f_org, f_rep, f_next_rep, f_pb, f_next_pb, f_src, f_next_src, f_pending, f_seed,
      m_bar, m_n, m_on, m_dur, m_pitch, m_off, p_tick, p_voice, p_pitch, p_kind, p_free,
      p_act, p_n, p_i, p_bar, p_release, scripted, was, p_src, p_last, ev_pi, ev_pbar,
-     p_varied, m_from) = form
+     p_varied, m_from, p_keep, l_on, l_dur, l_pitch, l_n, l_tick, l_len, l_var, l_voice,
+     l_log, l_logn, l_due, p_from) = form
     if fresh and f_pending[s]:
         f_rep[s] = f_next_rep[s]
         f_pb[s] = f_next_pb[s]
@@ -240,7 +302,41 @@ def build(s, b, fresh, voice_on, sounding, lay, form):
         p_src[s, v] = -1
         if fresh:  # (a rebuild keeps what the notes fed before the rewind sounded at)
             p_last[s, v, 0] = p_last[s, v, 1] = -1
-        if rep <= 0.0 or not voice_on[s, v]:
+            for p in range(128):
+                p_keep[s, v, p] = False
+        if not voice_on[s, v]:
+            continue
+        t0 = _lead_start(s, b, v, form)
+        if t0 >= 0:  # the theme: its notes that start in this bar, and those held into it
+            scripted[s, v] = True
+            p_varied[s, v] = l_var[s] > 0.0
+            p_src[s, v] = -2
+            if fresh and t0 >= start and (l_logn[s] == 0 or
+                                          l_log[s, (l_logn[s] - 1) % LOG] != t0):
+                l_log[s, l_logn[s] % LOG] = t0
+                l_logn[s] += 1
+            k0 = n
+            for i in range(l_n[s]):
+                on, p = t0 + l_on[s, i], l_pitch[s, i]
+                if start <= on < start + bt and n + 2 <= p_tick.shape[1]:
+                    n = _add(s, n, v, on, l_dur[s, i], p, p_tick, p_voice, p_pitch, p_kind)
+                    p_free[s, n - 2] = _u(f_seed[s], t0, i, 6) < l_var[s]
+                    p_free[s, n - 1] = False
+                elif on < start < on + l_dur[s, i] and n < p_tick.shape[1]:
+                    # held over the bar line: the plan ends it, nothing releases it
+                    a = p_act[s, v, p]
+                    if a >= 0 and sounding[s, v * 128 + a] >= 0:
+                        p_keep[s, v, a] = True
+                        p_tick[s, n], p_voice[s, n], p_pitch[s, n] = on + l_dur[s, i], v, p
+                        p_kind[s, n], p_free[s, n] = 2, False
+                        n += 1
+            if fresh:
+                for i in range(k0, n):
+                    if p_kind[s, i] == 1 and not p_keep[s, v, max(p_act[s, v, p_pitch[s, i]],
+                                                                  0)]:
+                        p_act[s, v, p_pitch[s, i]] = -1
+            continue
+        if rep <= 0.0:
             continue
         phrase, j = b // pb, b % pb
         src = f_src[s, v, j]
@@ -292,6 +388,28 @@ def build(s, b, fresh, voice_on, sounding, lay, form):
         p_release[s] = True
 
 
+@njit(nogil=True, cache=True)
+def _lead_start(s, b, v, form):
+    """The tick the theme's statement or return playing in session s's bar b began, if
+    voice v plays it there, else -1.  The statement runs from ``l_tick`` for ``l_len``
+    ticks; it returns at the start of each later phrase (at the same place in the bar)
+    with probability ``repetition``, a draw per phrase: a leitmotif, not a one-off."""
+    (f_bt, f_org, f_rep, _, f_pb, _, _, _, _, f_seed) = form[:10]
+    l_n, l_tick, l_len, l_voice = (form[L_N], form[L_TICK], form[L_LEN], form[L_VOICE])
+    if l_n[s] == 0 or l_tick[s] < 0 or l_voice[s] != v:
+        return -1
+    bt, pb = f_bt[s], f_pb[s]
+    start = f_org[s] + b * bt
+    if l_tick[s] < start + bt and start < l_tick[s] + l_len[s]:
+        return l_tick[s]
+    ps = f_org[s] + (b // pb) * pb * bt
+    if f_rep[s] > 0.0 and l_len[s] <= pb * bt and ps >= l_tick[s] + l_len[s]:
+        t0 = ps + (l_tick[s] - f_org[s]) % bt
+        if start < t0 + l_len[s] and _u(f_seed[s], b // pb, v, 5) < f_rep[s]:
+            return t0
+    return -1
+
+
 @njit(nogil=True, cache=True, inline="always")
 def _add(s, n, v, on, dur, p, p_tick, p_voice, p_pitch, p_kind):
     """A recalled note of voice v at tick ``on``: its on and off events at n, n + 1."""
@@ -320,27 +438,36 @@ def _after(s, i, j, p_tick, p_kind, p_voice, p_pitch):
 def due(s, gen_tick, voice_on, sounding, lay, form):
     """Before session s steps: the plan of the bar its music is in, built once it gets
     there (the settings pending take effect)."""
-    f_bt, f_org, p_bar = form[F_BT], form[F_ORG], form[P_BAR]
+    f_bt, f_org, p_bar, l_due, l_tick = form[F_BT], form[F_ORG], form[P_BAR], form[L_DUE], \
+        form[L_TICK]
     if f_bt[s] > 0 and gen_tick[s] >= f_org[s]:
         b = (gen_tick[s] - f_org[s]) // f_bt[s]
-        if p_bar[s] != b:
+        lead = l_due[s] and gen_tick[s] >= l_tick[s]
+        if p_bar[s] != b or lead:
+            form[P_FROM][s] = gen_tick[s] if lead else f_org[s] + b * f_bt[s]
+            l_due[s] = l_due[s] and not lead
             build(s, b, True, voice_on, sounding, lay, form)
 
 
 @njit(nogil=True, cache=True, inline="always")
 def shift_limit(s, gen_tick, lim, form):
     """The tick a sampled time shift of session s may reach at most, ``lim`` or earlier:
-    its plan's next event, and the next bar line while it repeats (so that the plan of
-    the next bar starts exactly there)."""
+    its plan's next event, a theme's start, and the next bar line while it repeats or has
+    a theme (so that the plan of the next bar starts exactly there)."""
     f_bt, f_org, f_rep, f_pending = form[F_BT], form[F_ORG], form[F_REP], form[F_PENDING]
     p_tick, p_n, p_i = form[P_TICK], form[P_N], form[P_I]
-    if f_bt[s] > 0 and (f_rep[s] > 0.0 or f_pending[s]):
+    l_n, l_due, l_tick = form[L_N], form[L_DUE], form[L_TICK]
+    if f_bt[s] > 0:
         t = gen_tick[s]
-        nb = f_org[s] if t < f_org[s] else f_org[s] + ((t - f_org[s]) // f_bt[s] + 1) * f_bt[s]
-        if nb < lim:
-            lim = nb
         if p_i[s] < p_n[s] and p_tick[s, p_i[s]] < lim:
             lim = p_tick[s, p_i[s]]
+        if l_due[s] and t < l_tick[s] < lim:
+            lim = l_tick[s]
+        if f_rep[s] > 0.0 or f_pending[s] or l_n[s] > 0:
+            nb = f_org[s] if t < f_org[s] else f_org[s] + ((t - f_org[s]) // f_bt[s] + 1) * \
+                f_bt[s]
+            if nb < lim:
+                lim = nb
     return lim
 
 
@@ -357,11 +484,11 @@ def next_token(s, gen_tick, sounding, voice, voice_on, lay, logits, temperature,
      p_kind, p_free, p_act, p_n, p_i, p_bar, p_release, scripted, was, _, p_last) = form[:30]
     nv = lay[N_VOICES]
     if p_release[s]:
-        start = f_org[s] + p_bar[s] * f_bt[s]
+        start, keep = form[P_FROM][s], form[P_KEEP]
         for v in range(scripted.shape[1]):
             if scripted[s, v] or was[s, v]:
                 for p in range(128):
-                    if 0 <= sounding[s, v * 128 + p] < start:
+                    if 0 <= sounding[s, v * 128 + p] < start and not keep[s, v, p]:
                         if nv > 0 and voice[s] != v:
                             return lay[VOICE0] + v
                         return lay[OFF] + p

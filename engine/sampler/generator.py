@@ -356,6 +356,8 @@ class Runtime:
     # form: repetition and recall of bars (engine.sampler.form)
     set_form = form.set_form
     plan = form.plan
+    lead_at = form.lead_at
+    lead_log = form.lead_log
 
 
 @njit(nogil=True, cache=True)

@@ -6,6 +6,7 @@ import pytest
 
 from engine.errors import InvalidMessage
 from engine.form import Form
+from engine.notes import NOTE_DTYPE
 from engine.sampler.generator import Runtime
 from engine.sampler.weights import Weights
 from engine.vocab import NO_VOICE, NOTE_OFF, NOTE_ON, START, TIME_SHIFT, VOICE
@@ -182,3 +183,75 @@ def test_bad_repetition_is_refused_naming_the_field(w):
     with pytest.raises(InvalidMessage) as e:
         Form("AB", 32)
     assert e.value.field == "form.bars"
+
+
+def _theme(tpb=12):
+    """A 2-bar theme in C (model space): onset ticks, lengths, pitches; a note held over
+    the bar line and a rest."""
+    rows = [(0, 6, 72), (6, 6, 74), (12, 12, 76), (24, 6, 79), (30, 30, 77),  # over the bar
+            (66, 6, 74), (72, 12, 72), (84, 6, 71)]
+    notes = np.zeros(len(rows), NOTE_DTYPE)
+    for i, (a, d, p) in enumerate(rows):
+        notes[i]["start"], notes[i]["end"], notes[i]["pitch"] = a, a + d, p
+    return notes
+
+
+@pytest.mark.parametrize("repetition", [0.0, 1.0])
+def test_a_theme_at_variation_0_sounds_note_for_note_in_the_melody(w, repetition):
+    rt = _open(w, seed=2, repetition=repetition)
+    bt = 4 * rt.tpb
+    rt.advance(np.array([bt + 17]))
+    at = int(rt.gen_tick[0]) + 3  # mid-bar, as a "now" transition
+    theme = _theme()
+    rt.lead_at(0, at, theme, 0.0, length=2 * bt)
+    rt.advance(np.array([at + 4 * bt]))
+    melody = sorted((a - at, e - at, p) for a, e, p in _notes(rt).get(0, []) if a >= at)
+    want = sorted((int(n["start"]), int(n["end"]), int(n["pitch"])) for n in theme)
+    assert melody[:len(want)] == want  # every onset, length and pitch
+    assert rt.lead_log(0) == [at]
+    if rt.n_voices:  # the others accompany it
+        others = [n for v, ns in _notes(rt).items() if v != 0 for n in ns
+                  if at <= n[0] < at + 2 * bt]
+        assert others
+
+
+def test_the_theme_returns_through_the_form_and_varies_with_variation():
+    w = Weights(ONE_LINE)
+    bt = 48
+    rt = _open(w, seed=4, repetition=1.0)
+    rt.lead_at(0, 0, _theme(), 0.0, length=2 * bt)
+    rt.advance(np.array([32 * bt]))
+    # stated at bar 0, then at every phrase (repetition 1): bars 8, 16, 24 (and the bar
+    # the music reached, 32)
+    assert rt.lead_log(0) == [0, 8 * bt, 16 * bt, 24 * bt, 32 * bt]
+    notes = _notes(rt)[0]
+    want = sorted((int(n["start"]), int(n["pitch"])) for n in _theme())
+    for t0 in rt.lead_log(0)[:-1]:
+        assert sorted((a - t0, p) for a, _, p in notes if t0 <= a < t0 + 2 * bt) == want
+    # at variation v a share v of the notes is re-composed: the rhythm stays
+    same = []
+    for v in (0.0, 0.5, 1.0):
+        hits = 0
+        for seed in range(4):
+            rt = _open(w, seed=seed, repetition=0.0)
+            rt.lead_at(0, 0, _theme(), v, length=2 * bt)
+            rt.advance(np.array([2 * bt]))
+            got = sorted((a, p) for a, _, p in _notes(rt)[0] if a < 2 * bt)
+            assert [a for a, _ in got] == [a for a, _ in want]
+            hits += sum(g == x for g, x in zip(got, want))
+        same.append(hits / (4 * len(want)))
+    assert same[0] == 1.0 and same[0] > same[1] > same[2], same
+
+
+def test_a_rewind_before_the_theme_states_it_again(w):
+    rt = _open(w, seed=9, repetition=0.5)
+    bt = 4 * rt.tpb
+    rt.lead_at(0, 2 * bt, _theme(), 0.0, length=2 * bt)
+    rt.advance(np.array([2 * bt + 30]))
+    rt.rewind(0, 2 * bt - 5)
+    assert rt.lead_log(0) == []
+    rt.advance(np.array([5 * bt]))
+    assert rt.lead_log(0) == [2 * bt]
+    melody = sorted((a - 2 * bt, p) for a, _, p in _notes(rt).get(0, [])
+                    if 2 * bt <= a < 4 * bt)
+    assert melody == sorted((int(n["start"]), int(n["pitch"])) for n in _theme())
