@@ -99,22 +99,26 @@ class Client(_Endpoint):
         return self.request("hello")
 
     def mood(self, valence=None, arousal=None, intensity=None, transition="bar", session=None,
-             tonality=None, critic=None, voices=None):
+             tonality=None, critic=None, voices=None, repetition=None):
         """Move the mood; axes left None keep their current value.  tonality: 0 (free) ..
         1 (strict, scale notes only); critic: drafts of each beat the discriminator judges
         (0 off, up to 16; the server needs `serve --critic`); None keeps the session's.
         voices: the ensemble's voices (a server with an ensemble model), a dict {voice name:
         True (forced on) | False (off) | "auto" (layering by intensity and arousal) |
         {"play", "program", "channel", "octave"}}, e.g. ``{"drums": False, "harmony":
-        {"program": 89}}``; voices not named keep theirs; they change at the next bar line."""
+        {"program": 89}}``; voices not named keep theirs; they change at the next bar line.
+        repetition: how much the music repeats itself along the session's form, 0
+        (through-composed) .. 1 (a loop), from the next bar line; None keeps the session's."""
         return self.request("mood", session, valence=valence, arousal=arousal, intensity=intensity,
-                            transition=transition, tonality=tonality, critic=critic, voices=voices)
+                            transition=transition, tonality=tonality, critic=critic, voices=voices,
+                            repetition=repetition)
 
-    def state(self, name, transition="bar", session=None, tonality=None, critic=None, voices=None):
-        """Switch to a preset; tonality (0..1) and critic (0..16) override the preset's;
-        voices (as for ``mood``) go on top of the preset's."""
+    def state(self, name, transition="bar", session=None, tonality=None, critic=None, voices=None,
+              repetition=None):
+        """Switch to a preset; tonality (0..1), critic (0..16) and repetition (0..1) override
+        the preset's; voices (as for ``mood``) go on top of the preset's."""
         return self.request("state", session, name=name, transition=transition, tonality=tonality,
-                            critic=critic, voices=voices)
+                            critic=critic, voices=voices, repetition=repetition)
 
     def tempo(self, bpm, ramp_beats=0, transition="beat", session=None):
         return self.request("tempo", session, bpm=bpm, ramp_beats=ramp_beats, transition=transition)
@@ -155,10 +159,13 @@ class Client(_Endpoint):
     def pause(self, session=None):
         return self.request("pause", session)
 
-    def open_session(self, id, state=None, voices=None):  # noqa: A002 - the protocol's word
+    def open_session(self, id, state=None, voices=None, repetition=None):  # noqa: A002 - the protocol's word
         """Open session ``id`` in preset ``state`` (None: the server's), its ``voices`` (as
-        for ``mood``) on top of the preset's."""
-        return self.request("session", id, action="open", state=state, voices=voices)
+        for ``mood``) on top of the preset's, its ``repetition`` (0..1) over the preset's
+        (None: the preset's, else the server's).  The reply carries the session's
+        ``repetition`` and ``form``."""
+        return self.request("session", id, action="open", state=state, voices=voices,
+                            repetition=repetition)
 
     def close_session(self, id):  # noqa: A002
         return self.request("session", id, action="close")

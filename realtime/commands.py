@@ -6,7 +6,7 @@ one handler for each message type of the protocol's table (``protocol.MESSAGE_TY
 looked up by name.  Every handler runs under the engine's locks (``Engine.apply``) and
 returns the reply's fields; what it sends joins the player's queue.
 """
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 from engine.controls import KEY_NAMES, MODES, parse_key
 from engine.errors import InvalidMessage
@@ -14,6 +14,7 @@ from engine.motif import from_notes
 from engine.sampler.critic import MAX_CANDIDATES
 
 from realtime import protocol
+from realtime.mood import form_of, repetition_of
 
 VERSION = "0.1.0"
 LOST = "_lost"  # the message the server sends itself when a client goes away
@@ -72,6 +73,7 @@ class Commands:
         return dict(server="ostinato", version=VERSION, sessions=sorted(music.sessions),
                     tonality=music.tonality,  # the default; mood replies give each session's
                     critic=cfg.critic_k,  # likewise
+                    repetition=music.repetition,  # likewise
                     capabilities=dict(transitions=list(protocol.TRANSITIONS), critic=critic,
                                       themes=dict(loaded=music.theme is not None,
                                                   names=sorted(self.themes)),
@@ -128,11 +130,12 @@ class Commands:
         kind = msg["type"]
         if kind == "state":
             return self.music.preset_mood(sess.mood, msg["name"]).update(
-                tonality=msg.get("tonality"))
+                tonality=msg.get("tonality"), repetition=msg.get("repetition"))
         if kind == "key":
             mood = replace(sess.mood, key=parse_key(msg["key"])).update(tonality=msg.get("tonality"))
             return replace(mood, mode=MODES.index(msg["mode"])) if msg.get("mode") else mood
-        fields = {k: msg.get(k) for k in ("valence", "arousal", "intensity", "tonality")}
+        fields = {k: msg.get(k) for k in ("valence", "arousal", "intensity", "tonality",
+                                          "repetition")}
         mood = sess.mood.update(**fields)
         if msg.get("valence") is not None:
             mood = replace(mood, mode=None)  # valence decides the mode again
@@ -182,6 +185,7 @@ class Commands:
                                           f"allowed: {names}", "name", sorted(self.themes))
             else:
                 motif = from_notes(msg["notes"], max_bars=protocol.MAX_THEME_BARS)
+            self._within_form(sess, motif, field)
         unit, blend = msg["transition"], msg["blend_beats"]
         reply = self.music.set_theme(sess, motif, msg["variation"], unit, blend)
         info = dict(theme=None if motif is None else dict(
@@ -190,6 +194,17 @@ class Commands:
             variation=msg["variation"], blend_beats=blend)
         self.music.marker("theme", sess, beat=reply["beat"], transition=unit, **info)
         return dict(reply, **info)
+
+    @staticmethod
+    def _within_form(sess, motif, field):
+        """A theme returns through the session's form: it may last at most the form's
+        phrase (its ``bars``), else it is refused naming ``field`` (notes or name)."""
+        form = form_of(sess.mood)
+        if motif.bars > form.bars:
+            raise protocol.reject(
+                "out_of_range", f"{field}: the theme lasts {motif.bars} bars, longer than the "
+                f"session's phrase: its form is {form.shape} in {form.bars} bars (the preset's "
+                "`form`)", field, f"a theme of at most {form.bars} bars (the session's form)")
 
     def start(self, msg):
         self.music.start()
@@ -211,11 +226,13 @@ class Commands:
                                      allowed="a name not in " + ", ".join(sorted(music.sessions)))
             sess = music.open(name, msg.get("client"),
                               music.presets.get(msg.get("state") or music.cfg.initial_state),
-                              msg.get("voices"))
+                              msg.get("voices"), msg.get("repetition"))
+            shown = dict(repetition=repetition_of(sess.mood, music.repetition),
+                         form=asdict(form_of(sess.mood)))
             if sess.layers is None:
-                return dict(session=name, channel=int(music.seq.vchan[sess.slot, 0]))
+                return dict(session=name, channel=int(music.seq.vchan[sess.slot, 0]), **shown)
             return dict(session=name, channel=sess.layers.voices[0].channel,
-                        voices=sess.layers.describe(sess.playing))
+                        voices=sess.layers.describe(sess.playing), **shown)
         music.close(self._session(msg))
         return dict(session=name)
 

@@ -11,12 +11,22 @@ at sampling (``engine.controls.tonality_bias``); a session that sets none plays 
 server's default (``DEFAULT_TONALITY``, or ``serve --tonality``).  ``max_note_beats`` is
 a guard against notes held on and on, from the preset (``DEFAULT_MAX_NOTE_BEATS``
 otherwise): note lengths come from the model, this only cuts off a runaway one.
+
+``repetition`` (0 through-composed .. 1 a loop) is how much the music recalls its own bars
+along the session's ``form`` (``engine.form.Form``: the preset's, else ``Form()``); a
+session that sets none plays the server's default (``DEFAULT_REPETITION``, or ``serve
+--repetition``).  The sampler follows both from the next bar line (``Runtime.set_form``).
 """
 from dataclasses import dataclass, replace
 
 from engine.controls import DEFAULT_TONALITY, KEY_NAMES, MODES
+from engine.form import Form
 # The longest a note sounds when the preset sets no ``max_note_beats``.
 from engine.generate import DEFAULT_MAX_NOTE_BEATS
+
+#: The repetition of sessions that set none, where the server is given none (``serve
+#: --repetition``): through-composed, the model alone, as the server played before forms.
+DEFAULT_REPETITION = 0.0
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,8 @@ class Mood:
     register: int = 0        # semitones from the model's usual register
     tonality: float | None = None        # None: the server's default
     max_note_beats: float | None = None  # None: DEFAULT_MAX_NOTE_BEATS
+    repetition: float | None = None      # None: the server's default
+    form: Form | None = None             # None: Form()
 
     def update(self, **fields):
         return replace(self, **{k: v for k, v in fields.items() if v is not None})
@@ -61,6 +73,16 @@ def tonality_of(m: Mood, default=DEFAULT_TONALITY):
     return m.tonality if m.tonality is not None else default
 
 
+def repetition_of(m: Mood, default=DEFAULT_REPETITION):
+    """The repetition in effect: the session's, else the server's default."""
+    return m.repetition if m.repetition is not None else default
+
+
+def form_of(m: Mood):
+    """The form the session follows: its preset's, else ``Form()``."""
+    return m.form if m.form is not None else Form()
+
+
 def max_note_beats_of(m: Mood):
     return m.max_note_beats if m.max_note_beats is not None else DEFAULT_MAX_NOTE_BEATS
 
@@ -70,10 +92,13 @@ def velocity_of(m: Mood):
     return 40.0 + 70.0 * m.intensity
 
 
-def describe(m: Mood, base_register, default_tonality=DEFAULT_TONALITY):
+def describe(m: Mood, base_register, default_tonality=DEFAULT_TONALITY,
+             default_repetition=DEFAULT_REPETITION):
     """What the session plays, as asked: the key and register requested (what is heard,
-    whatever the model composes in), the tonality in effect and the mood axes."""
+    whatever the model composes in), the tonality and repetition in effect and the mood
+    axes."""
     return dict(key=KEY_NAMES[m.key], mode=MODES[mode_of(m)], bpm=round(bpm_of(m), 1),
                 density=round(density_of(m), 2), register=round(register_of(m, base_register), 1),
                 velocity=round(velocity_of(m)), tonality=tonality_of(m, default_tonality),
+                repetition=repetition_of(m, default_repetition),
                 valence=m.valence, arousal=m.arousal, intensity=m.intensity)

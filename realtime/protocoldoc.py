@@ -34,9 +34,11 @@ from string import Template
 import zmq
 
 from engine.errors import InvalidMessage
+from engine.form import MAX_PHRASE_BARS, Form
 
 from realtime import protocol
 from realtime.layers import Layers
+from realtime.mood import DEFAULT_REPETITION
 from realtime.osc import MAX_SUBSCRIBERS
 from realtime.outputs import ZmqPubPort
 from realtime.server import Server, ServerConfig
@@ -327,6 +329,13 @@ def examples_markdown(model=None):
 
 # ---------------------------------------------------------------- the document
 
+def _default_form():
+    """``engine.form.Form()`` in words, for the prose on repetition and form."""
+    form = Form()
+    return (f"`{form.shape}` in {form.bars} bars, the bass looping {form.bass_loop} bars and the "
+            f"drums {form.drums_loop}")
+
+
 def document(examples=None):
     """PROTOCOL.md's text; ``examples``: the Examples section (default: ask a server)."""
     return Template(TEMPLATE.read_text()).substitute(
@@ -336,7 +345,8 @@ def document(examples=None):
         max_request_mib=f"{protocol.MAX_REQUEST_BYTES / 2**20:g}", min_notes=protocol.MIN_NOTES,
         max_theme_bars=protocol.MAX_THEME_BARS, max_subscribers=MAX_SUBSCRIBERS,
         requests=requests_markdown(), errors=errors_markdown(), events=events_markdown(),
-        voices=voices_markdown(),
+        voices=voices_markdown(), max_phrase_bars=MAX_PHRASE_BARS, default_form=_default_form(),
+        default_repetition=DEFAULT_REPETITION,
         examples=examples_markdown() if examples is None else examples)
 
 

@@ -19,7 +19,7 @@ from engine.generate import add_critic_arguments, critic_path
 
 from realtime import protocol
 from realtime.keys import check_serve, is_loopback_host
-from realtime.mood import DEFAULT_TONALITY
+from realtime.mood import DEFAULT_REPETITION, DEFAULT_TONALITY
 from realtime.outputs import MultiPort
 from realtime.server import Server, ServerConfig
 
@@ -67,6 +67,10 @@ def add_arguments(p):
     p.add_argument("--tonality", type=_tonality, default=None, metavar="T",
                    help=f"tonality prior of sessions that set none: 0 free (the model's own "
                         f"pitches) .. 1 strict (scale notes only); default {DEFAULT_TONALITY}")
+    p.add_argument("--repetition", type=_repetition, default=DEFAULT_REPETITION, metavar="R",
+                   help="how much the music of sessions that set none (nor their preset) repeats "
+                        "itself along its form: 0 through-composed (the model alone) .. 1 a loop; "
+                        f"default {DEFAULT_REPETITION}")
     add_critic_arguments(p, "drafts of each beat the critic judges for sessions that set no "
                             "`critic`; 0 plays G alone")
     p.add_argument("--sessions", type=int, default=16, help="most sessions at once")
@@ -96,6 +100,19 @@ def _tonality(text):
     if value is None or not lo <= value <= hi:
         raise argparse.ArgumentTypeError(f"{text!r} is not allowed: a number in {lo}..{hi} "
                                          "(0 free, 1 strict)")
+    return value
+
+
+def _repetition(text):
+    """``--repetition``: a number in 0..1 (argparse reports others)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    lo, hi = protocol.REPETITION_RANGE
+    if value is None or not lo <= value <= hi:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: a number in {lo}..{hi} "
+                                         "(0 through-composed, 1 a loop)")
     return value
 
 
@@ -234,6 +251,7 @@ def _serve(args, stopping):
                        seed=args.seed, states=args.states, initial_state=args.state,
                        clock=args.clock, server_key=args.server_key, client_keys=args.client_keys,
                        max_request_bytes=args.max_request_bytes, tonality=args.tonality,
+                       repetition=args.repetition,
                        critic=critic_path(args.critic), critic_k=args.critic_k,
                        critic_pick=args.critic_pick, critic_beats=args.critic_beats)
     t0 = time.monotonic()

@@ -31,7 +31,7 @@ from realtime import protocol
 from realtime.commands import LOST, Commands
 from realtime.engine import FAR, Engine
 from realtime.keys import ServerKeys, require_keys
-from realtime.mood import DEFAULT_TONALITY
+from realtime.mood import DEFAULT_REPETITION, DEFAULT_TONALITY
 from realtime.outputs import MultiPort
 from realtime.sessions import Sessions
 from realtime.timing import MONOTONIC
@@ -63,6 +63,7 @@ class ServerConfig:
     server_key: str | None = None   # CurveZMQ: the server's .key_secret file (realtime.keys)
     client_keys: str | None = None  # and the folder of authorised clients' .key files
     tonality: float | None = None   # sessions that set none: None is mood.DEFAULT_TONALITY
+    repetition: float = DEFAULT_REPETITION  # sessions that set none (nor their preset)
     critic: str | None = None       # critic (discriminator) file; None: no critic
     critic_k: int = 0               # drafts judged per beat for sessions that set none
     critic_pick: str = "sample"     # engine.sampler.critic.PICKS
@@ -93,6 +94,12 @@ class Server:
                 not protocol.TONALITY_RANGE[0] <= tonality <= protocol.TONALITY_RANGE[1]:
             raise InvalidMessage(f"tonality {cfg.tonality!r} is not accepted; allowed: 0.0..1.0 "
                                  "(0 free, 1 strict)", field="tonality", allowed="0.0..1.0")
+        lo, hi = protocol.REPETITION_RANGE
+        if isinstance(cfg.repetition, bool) or not isinstance(cfg.repetition, (int, float)) or \
+                not lo <= cfg.repetition <= hi:
+            raise InvalidMessage(f"repetition {cfg.repetition!r} is not accepted; allowed: "
+                                 f"{lo}..{hi} (0 through-composed, 1 a loop)", field="repetition",
+                                 allowed=f"{lo}..{hi}")
         check(critic_k=cfg.critic_k, critic_pick=cfg.critic_pick, critic_beats=cfg.critic_beats)
         needs_critic(cfg.critic_k, cfg.critic)
         self.weights = Weights(cfg.model)

@@ -25,8 +25,9 @@ from realtime import protocol
 from realtime.engine import FAR, IDLE_LOOK_NS
 from realtime.layers import STINGER_CHANNEL, Voicing, names
 from realtime.midiclock import MidiClock
-from realtime.mood import (DEFAULT_MAX_NOTE_BEATS, Mood, bpm_of, density_of, describe,
-                           max_note_beats_of, mode_of, register_of, tonality_of, velocity_of)
+from realtime.mood import (DEFAULT_MAX_NOTE_BEATS, Mood, bpm_of, density_of, describe, form_of,
+                           max_note_beats_of, mode_of, register_of, repetition_of, tonality_of,
+                           velocity_of)
 from realtime.sequencer import Sequencer
 from realtime.transition import change
 
@@ -55,14 +56,16 @@ class Sessions:
     ``cfg``: the ``ServerConfig``; ``weights``: the loaded model; ``engine``: the
     ``realtime.engine.Engine`` whose queue and clock it uses; ``presets``: the states
     file's; ``theme``: the theme encoder (None: the model has none); ``tonality``: the
-    default of sessions that set none; ``voices``: the server's voice settings
-    (``engine.ensemble.Voice`` by id, states.toml's ``[voices]``), for an ensemble model.
+    default of sessions that set none (``cfg.repetition`` is the repetition's); ``voices``:
+    the server's voice settings (``engine.ensemble.Voice`` by id, states.toml's
+    ``[voices]``), for an ensemble model.
     """
 
     def __init__(self, cfg, weights, engine, presets, theme, tonality, voices=()):
         self.cfg, self.weights, self.engine = cfg, weights, engine
         self.clock = engine.clock
         self.presets, self.theme, self.tonality = presets, theme, tonality
+        self.repetition = float(cfg.repetition)
         self.vocab, self.spec = weights.vocab, weights.spec
         self.tpb = self.vocab.ticks_per_beat
         self.base_register = weights.mean_register
@@ -192,9 +195,10 @@ class Sessions:
         self.transport(0xFC, now)
 
     # -- session mechanics -----------------------------------------------------------
-    def open(self, name, owner, preset, voices=None):
+    def open(self, name, owner, preset, voices=None, repetition=None):
         """Open session ``name`` for client ``owner`` in ``preset`` (a states.toml preset),
-        with the ``voices`` settings of the message on top of the preset's (an ensemble)."""
+        with the ``voices`` settings of the message on top of the preset's (an ensemble) and
+        its ``repetition`` over the preset's (None: the preset's, else the server's)."""
         used = {s.slot for s in self.sessions.values()}
         free = [i for i in range(self.cfg.max_sessions) if i not in used]
         if not free:
@@ -206,6 +210,7 @@ class Sessions:
         state = next((k for k, v in self.presets.items() if v is preset), None)
         if preset is not None:
             mood = self.preset_mood(mood, state)
+        mood = mood.update(repetition=repetition)
         sess = Session(name, slot, mood, owner, state, preset.get("critic") if preset else None)
         if layers is None:
             channels = [c for c in range(16) if c not in (DRUM_CHANNEL, STINGER_CHANNEL)]
@@ -246,7 +251,8 @@ class Sessions:
                     key=parse_key(p["key"]) if "key" in p else mood.key,
                     mode=MODES.index(p["mode"]) if "mode" in p else None,
                     bpm=p.get("bpm"), register=p.get("register", 0),
-                    tonality=p.get("tonality"), max_note_beats=p.get("max_note_beats"))
+                    tonality=p.get("tonality"), max_note_beats=p.get("max_note_beats"),
+                    repetition=p.get("repetition"), form=p.get("form"))
 
     def reset(self, sess, now, tick, t_ns=None):
         """Start the session's music afresh at ``tick``, played at ``t_ns`` (default: a
@@ -257,6 +263,7 @@ class Sessions:
         rt.open(s, ctl, seed=self.cfg.seed * 1000 + s, temperature=self.cfg.temperature, tick=tick)
         rt.pc_bias[s] = rt.next_bias[s] = bias
         rt.max_note_ticks[s] = self.max_note_ticks(sess.mood)
+        self.apply_form(sess)  # open left the session without one
         self.voicing.start(sess)
         self.stop_blend(s)
         if sess.z is not None:  # the music starts afresh from the theme's phrase
@@ -267,8 +274,7 @@ class Sessions:
         seq.anchor(s, float(tick), now + 6e9 / bpm if t_ns is None else t_ns, bpm)
         seq.velocity[s] = velocity_of(sess.mood)
         seq.vel_tick[s] = -1
-        info = dict(describe(sess.mood, self.base_register, self.tonality),
-                    critic=self.critic_of(sess))
+        info = dict(self.describe(sess.mood), critic=self.critic_of(sess))
         extra = {"name": sess.state} if sess.state else {}
         if sess.layers is not None:
             info["voices"] = names(sess.playing)
@@ -282,6 +288,18 @@ class Sessions:
         """Note-offs now for what session s sounds (its stingers too, unless told not)."""
         beat = max(0.0, self.seq.ns_tick(s, now) / self.tpb)
         self.engine.send(self.seq, self.seq.release(s, now, beat, stingers))
+
+    def describe(self, mood):
+        """What a session in ``mood`` plays, as replies and mood events report it
+        (``realtime.mood.describe``, with this server's defaults)."""
+        return describe(mood, self.base_register, self.tonality, self.repetition)
+
+    def apply_form(self, sess):
+        """The session's repetition and form into the runtime; the sampler follows them
+        from the next bar line its music reaches (bars counted from tick 0)."""
+        self.rt.set_form(sess.slot, repetition_of(sess.mood, self.repetition),
+                         form_of(sess.mood), bar_ticks=self.tpb * self.cfg.beats_per_bar,
+                         origin=0)
 
     def critic_of(self, sess):
         return self.cfg.critic_k if sess.critic is None else sess.critic
@@ -377,7 +395,7 @@ class Sessions:
         if self.theme is None or blend_beats > 0:  # the music goes on as it is: no change
             tick = self.seq.boundary(s, self.clock.now_ns(), unit)
             reply = dict(beat=tick / self.tpb, critic=self.critic_of(sess),
-                         **describe(sess.mood, self.base_register, self.tonality))
+                         **self.describe(sess.mood))
             if self.theme is not None:  # the latent moves from here, a sixteenth at a time
                 z0 = np.zeros(self.theme.z_dim) if sess.z is None else sess.z
                 # a conductor model's positions: the new theme's bars (the old one's when

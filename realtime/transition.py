@@ -5,7 +5,7 @@ sequencer: "now" regenerates everything not yet played and starts the new music 
 note at once; "beat" and "bar" switch the model's controls, transposition and velocity
 at that tick and leave what comes before it as it was composed.
 """
-from realtime.mood import bpm_of, describe, mode_of, velocity_of
+from realtime.mood import bpm_of, form_of, mode_of, repetition_of, velocity_of
 
 
 def change(music, sess, mood, unit, what, theme=None, layers=None, **extra):
@@ -14,11 +14,13 @@ def change(music, sess, mood, unit, what, theme=None, layers=None, **extra):
     effect there too.  A session that composes from a theme and changes mode has it
     encoded again in the new mode.  An ensemble's voices (its ``layers``, or these new
     ones) follow the mood from the first bar line at or after the transition point: a
-    voice enters or leaves there, never mid-bar.  Returns the reply's fields: the beat
-    and the mood (with the voices that play, and from which beat)."""
+    voice enters or leaves there, never mid-bar.  A new repetition or form is handed to the
+    sampler, which follows it from the next bar line its music reaches.  Returns the
+    reply's fields: the beat and the mood (with the voices that play, and from which beat)."""
     rt, seq, tpb = music.rt, music.seq, music.tpb
     s = sess.slot
     old_bpm = bpm_of(sess.mood)
+    old_form = (repetition_of(sess.mood, music.repetition), form_of(sess.mood))
     sess.mood = mood
     if theme is None and sess.theme is not None and mode_of(mood) != sess.theme_mode:
         sess.z = music.theme_latent(sess, *sess.theme)
@@ -75,6 +77,8 @@ def change(music, sess, mood, unit, what, theme=None, layers=None, **extra):
         voices = music.voicing.change(sess, layers or sess.layers, mood, tick, now)
         if theme is not None:
             rt.theme_at(s, tick, *theme)
+    if (repetition_of(mood, music.repetition), form_of(mood)) != old_form:
+        music.apply_form(sess)  # after any rewind: from the bar line the music reaches next
     if unit == "now":
         seq.velocity[s] = velocity_of(mood)
         seq.vel_tick[s] = -1
@@ -86,7 +90,7 @@ def change(music, sess, mood, unit, what, theme=None, layers=None, **extra):
     if bpm_of(mood) != old_bpm:
         seq.set_tempo(s, tick, bpm_of(mood), 0.0, now=now)
         music.marker("tempo", sess, beat=tick / tpb, bpm=bpm_of(mood))
-    info = dict(describe(mood, music.base_register, music.tonality), critic=music.critic_of(sess))
+    info = dict(music.describe(mood), critic=music.critic_of(sess))
     if voices[0] is not None:
         info.update(voices=voices[0], voices_beat=voices[1])
     music.marker("mood", sess, beat=tick / tpb, transition=unit, **info, **extra)

@@ -28,17 +28,20 @@ static const double motif[] = {62, 0, 1,  65, 1, 1,  69, 2, 1,  74, 3, 1,  72, 4
 /* Wait for one reply and print it as "<what> ok" or "<what> error <code> <field>".  An ok
  * reply that carries tonality and critic (mood, state and key: the session's in effect after
  * the change; hello: the server's defaults) also gives "<what> tonality <t> critic <k>"; one
- * with a theme (what the server understood of it) "<what> theme <key> <notes> notes". */
+ * that carries repetition (those, and a session's open) "<what> repetition <r>"; one with a
+ * theme (what the server understood of it) "<what> theme <key> <notes> notes". */
 static int show(ost_client *c, const char *what, long id)
 {
     char code[64], field[64], key[64];
-    double tonality, critic, notes;
+    double tonality, critic, repetition, notes;
     const char *theme;
     int r = ost_request(c, id, reply, sizeof reply);
     if (r == 1) {
         printf("%s ok\n", what);
         if (ost_json_number(reply, "tonality", &tonality) && ost_json_number(reply, "critic", &critic))
             printf("%s tonality %g critic %g\n", what, tonality, critic);
+        if (ost_json_number(reply, "repetition", &repetition))
+            printf("%s repetition %g\n", what, repetition);
         theme = strstr(reply, "\"theme\":{"); /* the reply's own "key" is the session's */
         if (ost_json_string(theme, "key", key, sizeof key) && ost_json_number(theme, "notes", &notes))
             printf("%s theme %s %g notes\n", what, key, notes);
@@ -131,6 +134,12 @@ int main(int argc, char **argv)
     show(&c, "voices", ost_mood_voices(&c, pad, 3, NULL));
     show(&c, "state-voices", ost_state_voices(&c, "calm", "bar", pad, 1));
     show(&c, "bad-voices", ost_mood_voices(&c, bad_voice, 1, NULL));  /* program 128: refused */
+    /* Repetition (0 through-composed .. 1 a loop), along the session's form, from the next bar. */
+    show(&c, "repetition", ost_mood_repetition(&c, 0.6, NULL));
+    show(&c, "state-repetition", ost_state_repetition(&c, "combat", "bar", 0.9));
+    show(&c, "open-repetition", ost_open_session_repetition(&c, "player3", "calm", 0.3));
+    show(&c, "close-repetition", ost_close_session(&c, "player3"));
+    show(&c, "bad-repetition", ost_mood_repetition(&c, 1.5, NULL));  /* out of range on purpose */
     show(&c, "stop", ost_stop(&c));
     ost_close(&c);
     return 0;

@@ -27,6 +27,13 @@
  *                                   {"harmony", OST_VOICE_KEEP, 89, OST_VOICE_KEEP, OST_VOICE_KEEP}};
  *   id = ost_mood_voices(&c, pad, 2, NULL);                  drums off, the harmony a warm pad
  *
+ * Repetition (0 through-composed .. 1 a loop: how much the music repeats itself along its
+ * session's form, from the next bar line): ost_mood_repetition (the session's, until changed),
+ * ost_state_repetition (over the preset's) and ost_open_session_repetition; OST_KEEP leaves it
+ * out (mood: the session's stays; state, open: the preset's, else the server's default).
+ *
+ *   id = ost_mood_repetition(&c, 0.8, "bar");              recalls and loops from the next bar
+ *
  * Themes (a server whose model is a theme model): ost_theme_notes sends a leitmotif as
  * n_notes rows of three doubles (pitch, start_beat, duration_beats), ost_theme_name one of
  * states.toml's [themes], ost_theme_free goes back to free composition.
@@ -525,6 +532,28 @@ OST_API long ost_state_voices(ost_client *c, const char *name, const char *trans
     return ost__send_buf(c, "state", NULL, &f);
 }
 
+/* Repetition, 0..1 (OST_KEEP: not sent), at the next bar line the music reaches; the server
+ * answers one outside 0..1 with out_of_range on field repetition.
+ * ost_mood_repetition: a mood that changes the repetition alone (it stays until changed). */
+OST_API long ost_mood_repetition(ost_client *c, double repetition, const char *transition)
+{
+    OST__FIELDS(f);
+    ost__field_string(&f, "transition", transition);
+    ost__field_number(&f, "repetition", repetition);
+    return ost__send_buf(c, "mood", NULL, &f);
+}
+
+/* state with repetition overriding the preset's (OST_KEEP: the preset's, else the server's). */
+OST_API long ost_state_repetition(ost_client *c, const char *name, const char *transition,
+                                  double repetition)
+{
+    OST__FIELDS(f);
+    ost__field_string(&f, "name", name);
+    ost__field_string(&f, "transition", transition);
+    ost__field_number(&f, "repetition", repetition);
+    return ost__send_buf(c, "state", NULL, &f);
+}
+
 OST_API long ost_tempo(ost_client *c, double bpm, double ramp_beats, const char *transition)
 {
     OST__FIELDS(f);
@@ -641,6 +670,18 @@ OST_API long ost_open_session_voices(ost_client *c, const char *id, const char *
     ost__field_string(&f, "action", "open");
     ost__field_string(&f, "state", state);
     ost__field_voices(&f, voices, n_voices);
+    return ost__send_buf(c, "session", id, &f);
+}
+
+/* open a session with its repetition over its preset's (OST_KEEP: the preset's, else the
+ * server's); the reply carries its "repetition" and "form". */
+OST_API long ost_open_session_repetition(ost_client *c, const char *id, const char *state,
+                                         double repetition)
+{
+    OST__FIELDS(f);
+    ost__field_string(&f, "action", "open");
+    ost__field_string(&f, "state", state);
+    ost__field_number(&f, "repetition", repetition);
     return ost__send_buf(c, "session", id, &f);
 }
 

@@ -16,7 +16,8 @@ public static class Example
 {
     // Prints "<what> ok" or "<what> error <code> <field>".  An ok reply that carries tonality
     // and critic (mood, state and key: the session's in effect after the change) also gives
-    // "<what> tonality <t> critic <k>"; one with a theme (what the server understood of it)
+    // "<what> tonality <t> critic <k>"; one that carries repetition (those, and a session's
+    // open) "<what> repetition <r>"; one with a theme (what the server understood of it)
     // "<what> theme <key> <notes> notes".
     static void Show(string what, Func<Reply> request)
     {
@@ -24,10 +25,12 @@ public static class Example
         {
             Reply reply = request();
             Console.WriteLine(what + " ok");
-            double tonality, critic, notes;
+            double tonality, critic, repetition, notes;
             if (reply.TryGetNumber("tonality", out tonality) && reply.TryGetNumber("critic", out critic))
                 Console.WriteLine(what + " tonality " + tonality.ToString(CultureInfo.InvariantCulture) +
                                   " critic " + critic.ToString(CultureInfo.InvariantCulture));
+            if (reply.TryGetNumber("repetition", out repetition))
+                Console.WriteLine(what + " repetition " + repetition.ToString(CultureInfo.InvariantCulture));
             Reply theme = reply.GetObject("theme");
             if (theme != null && theme.TryGetNumber("notes", out notes))
                 Console.WriteLine(what + " theme " + theme.GetString("key") + " " +
@@ -114,6 +117,12 @@ public static class Example
             Show("voices", () => music.Mood(voices: pad));
             Show("state-voices", () => music.State("calm", voices: new Voices().Off("drums")));
             Show("bad-voices", () => music.Mood(voices: new Voices().Set("bass", program: 128)));
+            // Repetition (0 through-composed .. 1 a loop), along the session's form, from the next bar.
+            Show("repetition", () => music.Mood(repetition: 0.6));
+            Show("state-repetition", () => music.State("combat", repetition: 0.9));
+            Show("open-repetition", () => music.OpenSession("player3", "calm", repetition: 0.3));
+            Show("close-repetition", () => music.CloseSession("player3"));
+            Show("bad-repetition", () => music.Mood(repetition: 1.5));   // out of range on purpose
             Show("stop", () => music.Stop());
         }
         return 0;

@@ -284,21 +284,27 @@ namespace Ostinato
         // State: the preset's, else the server's default).  The reply carries both in effect.
         // voices (Mood, State, OpenSession; a server with an ensemble model): the ensemble's
         // voices, a Voices value (see there); null leaves them out.
+        // repetition (Mood, State, OpenSession): how much the music repeats itself along the
+        // session's form, 0 through-composed .. 1 a loop, from the next bar line; null leaves
+        // it out (Mood: the session's stays; State, OpenSession: the preset's, else the
+        // server's default).  Replies carry it in effect; OpenSession's the session's form too.
 
         public Reply Hello() { return Request("hello", null); }
         public Reply Mood(double? valence = null, double? arousal = null, double? intensity = null,
                           string transition = "bar", string session = null,
-                          double? tonality = null, int? critic = null, Voices voices = null)
+                          double? tonality = null, int? critic = null, Voices voices = null,
+                          double? repetition = null)
         {
             return Request("mood", session, "valence", valence, "arousal", arousal, "intensity", intensity,
                            "transition", transition, "tonality", tonality, "critic", critic,
-                           "voices", voices);
+                           "voices", voices, "repetition", repetition);
         }
         public Reply State(string name, string transition = "bar", string session = null,
-                           double? tonality = null, int? critic = null, Voices voices = null)
+                           double? tonality = null, int? critic = null, Voices voices = null,
+                           double? repetition = null)
         {
             return Request("state", session, "name", name, "transition", transition, "tonality", tonality,
-                           "critic", critic, "voices", voices);
+                           "critic", critic, "voices", voices, "repetition", repetition);
         }
         public Reply Tempo(double bpm, double rampBeats = 0, string transition = "beat", string session = null)
         {
@@ -335,9 +341,11 @@ namespace Ostinato
         public Reply Start(string session = null) { return Request("start", session); }
         public Reply Stop(string session = null) { return Request("stop", session); }
         public Reply Pause(string session = null) { return Request("pause", session); }
-        public Reply OpenSession(string id, string state = null, Voices voices = null)
+        public Reply OpenSession(string id, string state = null, Voices voices = null,
+                                 double? repetition = null)
         {
-            return Request("session", id, "action", "open", "state", state, "voices", voices);
+            return Request("session", id, "action", "open", "state", state, "voices", voices,
+                           "repetition", repetition);
         }
         public Reply CloseSession(string id) { return Request("session", id, "action", "close"); }
         public Reply Ping() { return Request("ping", null); }

@@ -59,6 +59,12 @@ public class OstinatoMusic : MonoBehaviour
     public void SetTonality(float tonality) { Send("mood", "tonality", Mathf.Clamp01(tonality)); }
     // Drafts of each beat the critic judges (0 off, up to 16); above 0 needs `serve --critic`.
     public void SetCritic(int drafts) { Send("mood", "critic", drafts); }
+    // 0 through-composed .. 1 a loop: how much the music repeats itself along its form, from
+    // the next bar line; the session keeps it.
+    public void SetRepetition(float repetition)
+    {
+        Send("mood", "repetition", System.Math.Round((double)Mathf.Clamp01(repetition), 6));
+    }
     // A theme of states.toml's [themes] (the hero's, a place's) from the next bar; variation 0
     // keeps close to it .. 1 composes freely.  Needs a server whose model is a theme model.
     public void PlayTheme(string name, float variation)

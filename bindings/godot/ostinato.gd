@@ -13,6 +13,7 @@
 #   music.theme("hero")                  # a leitmotif (needs a server with a theme model)
 #   music.theme([[62, 0, 1], [65, 1, 1], [69, 2, 1]], 0.2)   # notes: pitch, start, length
 #   music.mood(null, null, null, "bar", "", null, null, {"drums": false})   # an ensemble's voices
+#   music.mood(null, null, null, "bar", "", null, null, null, 0.8)   # repetition: recalls, loops
 #   for reply in music.poll(): if not reply.ok: push_warning(reply.message)
 #
 # The music's events (notes, mood, tempo, ...) come over the same socket after subscribe():
@@ -58,21 +59,25 @@ func close():
 # arousal) | {"play", "program", "channel", "octave"}}, e.g. {"drums": false, "harmony":
 # {"program": 89}}, sent as JSON text (OSC has no objects); null leaves them out.  They change
 # at the next bar line.
+# mood, state and open_session take repetition after voices: how much the music repeats
+# itself along the session's form, 0 through-composed .. 1 a loop (a float), from the next
+# bar line; null leaves it out (mood: the session's stays; state, open_session: the preset's,
+# else the server's default).  The ack's data carries it in effect.
 
 func hello():
 	return send("hello", [])
 
 
 func mood(valence = null, arousal = null, intensity = null, transition = "bar", for_session = "",
-		tonality = null, critic = null, voices = null):
+		tonality = null, critic = null, voices = null, repetition = null):
 	return send("mood", [_num(valence), _num(arousal), _num(intensity), transition, _num(tonality),
-			_int(critic), _json(voices)], for_session)
+			_int(critic), _json(voices), _num(repetition)], for_session)
 
 
 func state(name, transition = "bar", for_session = "", tonality = null, critic = null,
-		voices = null):
-	return send("state", [name, transition, _num(tonality), _int(critic), _json(voices)],
-			for_session)
+		voices = null, repetition = null):
+	return send("state", [name, transition, _num(tonality), _int(critic), _json(voices),
+			_num(repetition)], for_session)
 
 
 func tempo(bpm, ramp_beats = 0.0, transition = "beat", for_session = ""):
@@ -120,12 +125,14 @@ func pause(for_session = ""):
 	return send("pause", [], for_session)
 
 
-func open_session(id, start_state = null, voices = null):
+func open_session(id, start_state = null, voices = null, repetition = null):
 	var args = ["open", id]
-	if start_state != null or voices != null:
+	if start_state != null or voices != null or repetition != null:
 		args.append(start_state)  # nil: the server's initial preset
-	if voices != null:
+	if voices != null or repetition != null:
 		args.append(_json(voices))
+	if repetition != null:
+		args.append(_num(repetition))
 	return send("session", args)
 
 

@@ -32,6 +32,13 @@ voice off; over OSC as JSON text), refused ones with the part each error names
 (``voices``, ``voices.bass``, ``voices.bass.program``).  A server may refuse a valid one for
 its session (``out_of_range`` on ``voices``: a channel another voice has, a one-line model).
 
+Repetition: ``repetition`` (mood, state, session open) is a number field like the others,
+drawn from its range 0..1 (as float32 over OSC, after ``voices`` in the positional form) and
+refused outside it (NaN, infinities, 1e308) or as another JSON type, naming ``repetition``;
+a session ``close`` carries it no more than ``state`` or ``voices``.  A valid theme may be
+refused by the server for lasting longer than its session's form (``out_of_range`` on
+``notes`` or ``name``).
+
 Themes: ``notes`` values are drawn as the table allows them (3 to a few dozen notes on a
 twelfth-of-a-beat grid, no two notes of one pitch overlapping, within ``MAX_THEME_BARS`` bars;
 pitches within ``THEME_SPAN`` of each other, for an engine bug; over OSC as JSON text), refused ones as the error each gets (a wrong JSON type or a list of

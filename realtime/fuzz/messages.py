@@ -35,9 +35,9 @@ def valid_message(spec, names, sessions=None, osc=False):
     body = st.fixed_dictionaries({"type": st.just(spec.name), **required}, optional=optional)
     if spec.one_of:
         body = body.filter(lambda d: any(n in d for n in spec.one_of))
-    if spec.name == "session":  # the table's cross-field rules: state and voices only with open
+    if spec.name == "session":  # the table's cross-field rules: state, voices, repetition only with open
         body = body.map(lambda d: {k: v for k, v in d.items()
-                                   if k not in ("state", "voices") or d["action"] == "open"})
+                                   if k not in protocol.OPEN_ONLY or d["action"] == "open"})
     if spec.name == "theme":  # and a theme to set given once, as notes or by name; free: neither
         given = st.one_of(*[st.fixed_dictionaries({n: fields[n]}) for n in THEME_GIVEN])
         body = st.tuples(body, given).map(_set_or_free)

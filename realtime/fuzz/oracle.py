@@ -13,7 +13,8 @@ from realtime import protocol
 # How a well-formed message meets a server that cannot use it, by message type (None: any
 # type): the (code, field) pairs it may be refused with.  Any: the session is not open (or
 # already is, or none is free), critic above 0 without a critic.  theme: no theme model
-# (notes or name), a theme name states.toml does not have.  mood, state, session: voices
+# (notes or name), a theme longer than its session's form (notes or name), a theme name
+# states.toml does not have.  mood, state, session: voices
 # the session cannot take (a channel another of its voices has, none left to play, a
 # one-line model).
 SEMANTIC = {None: (("bad_choice", "session"), ("out_of_range", "session"),

@@ -13,9 +13,10 @@ from realtime.protocol.events import EVENT_TYPES, decode_event, encode_event
 from realtime.protocol.requests import error_code, error_reply, ok_reply, parse, validate
 from realtime.protocol.spec import (CONTROL_ADDRESS, ENVELOPE, ERROR_CODES, EVENT_ADDRESS, KEYS, MAX_DEPTH,
                                     MAX_MESSAGE_BYTES, MAX_REQUEST_BYTES, MAX_THEME_BARS, MAX_THEME_NOTES,
-                                    MESSAGE_TYPES, MESSAGES, MIN_NOTES, MODES, NAME_PATTERN, OSC_PORT, PLAY,
-                                    PRESETS, PROTOCOL_VERSION, RESERVED_NAMES, STINGERS, TONALITY_RANGE,
-                                    TRANSITIONS, VOICE_KEYS, VOICE_RANGES, example, message_spec)
+                                    MESSAGE_TYPES, MESSAGES, MIN_NOTES, MODES, NAME_PATTERN, OPEN_ONLY,
+                                    OSC_PORT, PLAY, PRESETS, PROTOCOL_VERSION, REPETITION_RANGE,
+                                    RESERVED_NAMES, STINGERS, TONALITY_RANGE, TRANSITIONS, VOICE_KEYS,
+                                    VOICE_RANGES, example, message_spec)
 from realtime.protocol.states import (DEFAULT_STATES, default_names, degree_to_semitones, load_states,
                                       load_themes, load_voices, state_names)
 from realtime.protocol.values import brief, check_id, reject, show
@@ -24,8 +25,8 @@ __all__ = [
     "CONTROL_ADDRESS", "DEFAULT_STATES", "ENVELOPE", "ERROR_CODES", "EVENT_ADDRESS",
     "EVENT_TYPES", "KEYS", "MAX_DEPTH", "MAX_MESSAGE_BYTES", "MAX_REQUEST_BYTES",
     "MAX_THEME_BARS", "MAX_THEME_NOTES", "MESSAGES", "MESSAGE_TYPES", "MIN_NOTES", "MODES",
-    "NAME_PATTERN", "OSC_PORT", "PLAY", "PRESETS", "PROTOCOL_VERSION", "RESERVED_NAMES",
-    "STINGERS", "TONALITY_RANGE", "TRANSITIONS", "VOICE_KEYS", "VOICE_RANGES", "brief",
+    "NAME_PATTERN", "OPEN_ONLY", "OSC_PORT", "PLAY", "PRESETS", "PROTOCOL_VERSION",
+    "REPETITION_RANGE", "RESERVED_NAMES", "STINGERS", "TONALITY_RANGE", "TRANSITIONS", "VOICE_KEYS", "VOICE_RANGES", "brief",
     "check_id", "decode_event", "default_names", "degree_to_semitones", "encode_event",
     "error_code", "error_reply", "example", "load_states", "load_themes", "load_voices",
     "message_spec", "ok_reply", "parse", "reject", "show", "state_names", "validate",

@@ -16,8 +16,8 @@ EVENT_TYPES = {
                "when the channel has none)",
     "note_off": "`channel`, `pitch`, `velocity` 0, `voice`",
     "mood": "`valence`, `arousal`, `intensity` (the values now in effect), with `key`, `mode`, "
-            "`tonality`, `critic`, `bpm`, `density`, `register`, `velocity` and `transition` "
-            "(`name` for a preset)",
+            "`tonality`, `critic`, `repetition`, `bpm`, `density`, `register`, `velocity` and "
+            "`transition` (`name` for a preset)",
     "transport": "`state`: `start`, `stop` or `pause`",
     "tempo": "`bpm`",
     "state": "`name` (the preset that took effect)",

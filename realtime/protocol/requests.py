@@ -11,7 +11,7 @@ import json
 from engine.errors import InvalidMessage
 
 from realtime.protocol.spec import (BY_NAME, ENVELOPE, ERROR_CODES, MAX_DEPTH, MAX_MESSAGE_BYTES,
-                                    MESSAGE_TYPES, PRESETS, STINGERS)
+                                    MESSAGE_TYPES, OPEN_ONLY, PRESETS, STINGERS)
 from realtime.protocol.states import state_names
 from realtime.protocol.values import brief, check_id, check_value, json_type, nesting_depth, reject, show
 
@@ -83,7 +83,7 @@ def validate(obj, presets=None, stingers=None):
             allowed = f"at least one of {', '.join(spec.one_of)}"
             raise reject("missing_field", f"'{kind}' needs {allowed}", ",".join(spec.one_of), allowed)
         if kind == "session" and out["action"] == "close":
-            for name in ("state", "voices"):
+            for name in OPEN_ONLY:
                 if out[name] is not None:
                     raise reject("unknown_field", f"field '{name}' is only allowed with action "
                                  "'open'", name, "only with action 'open'")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from engine.controls import KEY_SPELLINGS, MODES, TONALITY_RANGE
 from engine.ensemble import VOICES
+from engine.form import LETTERS, MAX_PHRASE_BARS, REPETITION_RANGE, Form
 from engine.motif import MAX_BARS as MAX_THEME_BARS, MIN_NOTES, VARIATION_RANGE
 from engine.sampler.critic import MAX_CANDIDATES
 
@@ -45,8 +46,9 @@ ERROR_CODES = ("invalid_json", "unknown_type", "missing_field", "bad_type", "out
 @dataclass(frozen=True)
 class Field:
     """One field of a message: kind is "float", "int", "choice", "key", "name", "id",
-    "notes" (a theme: ``[[pitch, start_beat, duration_beats], ...]``, ``engine.motif``) or
-    "voices" (``{voice name: setting}``, ``engine.ensemble.VOICES``)."""
+    "notes" (a theme: ``[[pitch, start_beat, duration_beats], ...]``, ``engine.motif``),
+    "voices" (``{voice name: setting}``, ``engine.ensemble.VOICES``) or "form" (a preset's
+    only: ``{shape, bars, bass_loop, drums_loop}``, ``engine.form.Form``)."""
 
     name: str
     kind: str
@@ -71,6 +73,8 @@ class Field:
                     f"duration_beats > 0], at most {MAX_THEME_BARS} bars of 4 beats")
         if self.kind == "voices":
             return voices_allowed()
+        if self.kind == "form":
+            return form_allowed()
         return "string (1..128 chars) or integer"
 
 
@@ -98,6 +102,13 @@ def voices_allowed():
             "channel given to two voices, drums at octave 0")
 
 
+def form_allowed():
+    """What a preset's ``form`` may be, as errors and states.toml's readers see it."""
+    return (f"table {{shape = letters {LETTERS[0]}..{LETTERS[-1]} (e.g. \"AABA\"), bars = 1.."
+            f"{MAX_PHRASE_BARS} (a multiple of the shape's length), bass_loop = 0..bars, "
+            "drums_loop = 0..bars}, every key optional")
+
+
 def _voices(what):
     return Field("voices", "voices", "the ensemble's voices: object {voice name: true | false | "
                  "\"auto\" | {play, program, channel, octave}}; forced on (true), forced off "
@@ -119,6 +130,24 @@ def _tonality(example=None, preset=False):
                 "the session's stays (until one is set: the server's default, `serve --tonality`)")
     return Field("tonality", "float", "prior over the mode's scale at sampling: 0 free (the model's "
                  f"own pitches) .. 1 strict (scale notes only); left out: {left_out}",
+                 lo=lo, hi=hi, example=example)
+
+
+def _repetition(example=None, preset=False, opening=False):
+    lo, hi = REPETITION_RANGE
+    if opening:
+        left_out = "the preset's, else the server's default (`serve --repetition`); open only"
+    elif preset:
+        left_out = "the preset's, else the server's default (`serve --repetition`)"
+    else:
+        left_out = ("the session's stays (until one is set: the preset's, else the server's "
+                    "default, `serve --repetition`)")
+    form = Form()
+    return Field("repetition", "float", "how much the music repeats itself along the session's "
+                 f"form (its preset's `form`, else {form.shape} in {form.bars} bars, the bass "
+                 f"looping {form.bass_loop} bars, the drums {form.drums_loop}): 0 "
+                 "through-composed (the model alone) .. 1 a loop (every recall the form allows, "
+                 "exact); takes effect at the next bar line; left out: " + left_out,
                  lo=lo, hi=hi, example=example)
 
 
@@ -158,14 +187,16 @@ MESSAGES = (
         _tonality(0.6),
         _critic(),
         _voices("voices not named keep their settings"),
-    ), one_of=("valence", "arousal", "intensity", "tonality", "critic", "voices")),
-    Message("state", "Switch to a named preset from states.toml (a `tonality` given here wins "
-            "over the preset's).", (
+        _repetition(0.5),
+    ), one_of=("valence", "arousal", "intensity", "tonality", "critic", "voices", "repetition")),
+    Message("state", "Switch to a named preset from states.toml (a `tonality` or `repetition` "
+            "given here wins over the preset's).", (
         Field("name", "choice", "preset name", required=True, choices=PRESETS, example="combat"),
         _transition("bar"),
         _tonality(0.8, preset=True),
         _critic(preset=True),
         _voices("on top of the preset's `voices` (the session's earlier ones do not carry over)"),
+        _repetition(0.75, preset=True),
     )),
     Message("tempo", "Change the tempo, at once or ramped over some beats; a change not yet "
             "reached is replaced by a newer one.", (
@@ -210,9 +241,12 @@ MESSAGES = (
               choices=("open", "close"), example="open"),
         Field("state", "choice", "preset to start in (open only)", choices=PRESETS, example="explore"),
         _voices("open only, over the preset's `voices`"),
-    ), session_required=True, osc_order=("action", "session", "state", "voices")),
+        _repetition(0.25, opening=True),
+    ), session_required=True, osc_order=("action", "session", "state", "voices", "repetition")),
     Message("ping", "Latency probe; the reply carries the server's monotonic clock.", reply="pong"),
 )
+# A session message's fields that only its action "open" may carry.
+OPEN_ONLY = ("state", "voices", "repetition")
 MESSAGE_TYPES = tuple(m.name for m in MESSAGES)
 BY_NAME = {m.name: m for m in MESSAGES}
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from engine.ensemble import DEFAULTS, DRUMS, VOICES
 from engine.errors import InvalidMessage, InvalidMidi
+from engine.form import Form, check_form
 from engine.generate import MAX_NOTE_BEATS
 from engine.motif import from_midi, from_notes
 
@@ -30,6 +31,9 @@ PRESET_FIELDS = {
     "tonality": _FIELD["tonality"],
     "critic": _FIELD["critic"],
     "voices": _FIELD["voices"],
+    "repetition": _FIELD["repetition"],
+    "form": Field("form", "form", "the session's form (engine.form.Form; keys left out keep "
+                  "its defaults)"),
     "max_note_beats": Field("max_note_beats", "float", "longest a note may sound, in beats "
                             "(a guard against runaway notes, not how lengths are made)",
                             lo=0.25, hi=MAX_NOTE_BEATS),
@@ -76,10 +80,12 @@ def load_states(path=None):
     """Read presets and stingers from ``path``, $OSTINATO_STATES or the shipped states.toml.
 
     Returns ``(presets, stingers)``: presets map name -> {valence, arousal, intensity and
-    optionally bpm, key, mode, register, tonality, critic, voices, max_note_beats}; stingers
+    optionally bpm, key, mode, register, tonality, critic, voices, repetition, form,
+    max_note_beats}; stingers
     map name -> {degrees, durations, velocity}.  A preset's ``voices`` is normalised as the
     message field's (``{voice: {play, program, channel, octave}}``) and checked against the
-    file's ``[voices]`` (``load_voices``): no channel taken twice.
+    file's ``[voices]`` (``load_voices``): no channel taken twice.  A preset's ``form`` is an
+    ``engine.form.Form`` (``_form``).
     Raises InvalidMessage naming the file, the entry and the field.
     """
     path, text, doc = _read(path)
@@ -217,6 +223,9 @@ def _preset(entry, where, bad):
         field = PRESET_FIELDS.get(key)
         if field is None:
             raise bad(f"{where}.{key}", "unknown field", list(PRESET_FIELDS))
+        if key == "form":
+            out[key] = _form(value, f"{where}.form", bad)
+            continue
         try:
             out[key] = check_value("preset", field, value, {})
         except InvalidMessage as exc:
@@ -228,6 +237,29 @@ def _preset(entry, where, bad):
         if key not in out:
             raise bad(f"{where}.{key}", "missing field", PRESET_FIELDS[key].allowed())
     return out
+
+
+FORM_KEYS = tuple(Form.__dataclass_fields__)  # shape, bars, bass_loop, drums_loop
+
+
+def _form(value, where, bad):
+    """A preset's ``form`` table as an ``engine.form.Form``: keys left out keep Form's
+    defaults; what ``engine.form.check_form`` refuses is refused naming the key."""
+    if not isinstance(value, dict):
+        raise bad(where, f"{value!r} is not a table", PRESET_FIELDS["form"].allowed())
+    for key in value:
+        if key not in FORM_KEYS:
+            raise bad(f"{where}.{key}", "unknown key", list(FORM_KEYS))
+    fields = {**{k: getattr(Form(), k) for k in FORM_KEYS}, **value}
+    try:
+        check_form(**fields, field=where)
+    except InvalidMessage as exc:
+        # check_form names form.bars, form.bass_loop, form.drums_loop, and the form itself
+        # for its shape
+        named = exc.field if exc.field != where else f"{where}.shape"
+        what = str(exc).removeprefix(f"{where}: ")
+        raise bad(named, what, exc.allowed) from None
+    return Form(**fields)
 
 
 def _stinger(entry, where, bad):

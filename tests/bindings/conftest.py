@@ -184,3 +184,20 @@ def check_example_voices(lines, recorded, ensemble):
     assert (mood["type"], mood["voices"], mood["valence"], mood["transition"]) == \
         ("mood", VOICES_SENT, None, "bar")
     assert (state["type"], state["name"], state["voices"]) == ("state", "calm", {"drums": {"play": False}})
+
+
+def check_example_repetition(lines, recorded):
+    """What the C and C# examples print and send for repetition: a mood with it alone, a
+    state and a session open with it, each reply carrying the repetition then in effect;
+    one out of range refused by validation naming the field."""
+    for expected in ("repetition ok", "repetition repetition 0.6", "state-repetition repetition 0.9",
+                     "open-repetition repetition 0.3", "close-repetition ok",
+                     "bad-repetition error out_of_range repetition"):
+        assert expected in lines, (expected, lines)
+    mood, state, opened = [m for m in recorded if m.get("repetition") is not None]
+    assert (mood["type"], mood["repetition"], mood["valence"], mood["transition"]) == \
+        ("mood", 0.6, None, "bar")
+    assert (state["type"], state["name"], state["repetition"], state["tonality"]) == \
+        ("state", "combat", 0.9, None)
+    assert (opened["type"], opened["session"], opened["action"], opened["state"], opened["repetition"]) == \
+        ("session", "player3", "open", "calm", 0.3)

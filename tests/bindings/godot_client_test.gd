@@ -36,7 +36,13 @@ func _init():
 	music.theme([[62, 0, 1], [65, 1, 1], [69, 2, 1], [74, 3, 1], [72, 4, 0.5], [70, 4.5, 0.5]], null, "now", 2)
 	music.theme([[62, 0, 1], [65, 1, 1]])  # two notes: too few, refused on notes by any server
 	music.free_theme("bar", 1.5)
-	var sent = 23
+	# repetition comes after voices (nil: left out)
+	music.mood(null, null, null, "bar", "", null, null, null, 0.6)
+	music.state("combat", "bar", "", null, null, null, 0.9)
+	music.open_session("player3", "calm", null, 0.3)
+	music.close_session("player3")
+	music.mood(null, null, null, "bar", "", null, null, null, 1.5)  # out of range on purpose
+	var sent = 28
 	var replies = []
 	var deadline = OS.get_ticks_msec() + 10000
 	while replies.size() < sent and OS.get_ticks_msec() < deadline:
@@ -47,6 +53,8 @@ func _init():
 			print("reply ", r.id, " ok ", r["for"], " ", r.data.get("type"))
 			if r.data.has("tonality") and r.data.has("critic"):  # mood, state, key: in effect now
 				print("effect ", r.id, " ", r.data.tonality, " ", r.data.critic)
+			if r.data.has("repetition"):  # mood, state, key, session open: in effect now
+				print("repetition ", r.id, " ", r.data.repetition)
 			if typeof(r.data.get("theme")) == TYPE_DICTIONARY:  # what the server understood
 				print("theme ", r.id, " ", r.data.theme.key, " ", r.data.theme.notes, " ", r.data.theme.source)
 		else:

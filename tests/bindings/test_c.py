@@ -16,7 +16,8 @@ from bindings import EventListener
 from realtime.keys import ServerKeys, make_keys
 from realtime.outputs import ZmqPubPort
 
-from .conftest import check_example_themes, check_example_voices, check_tonality_and_critic
+from .conftest import (check_example_repetition, check_example_themes, check_example_voices,
+                       check_tonality_and_critic)
 
 C_DIR = Path(__file__).resolve().parents[2] / "bindings" / "c"
 THEME_TEST = Path(__file__).with_name("c_theme_test.c")
@@ -83,7 +84,8 @@ def test_example_against_a_live_server(example, control_server):
                        ("session", "player2"), ("mood", "player2"), ("session", "player2"),
                        ("ping", "main"), ("mood", "main"), ("stinger", "main"), ("pause", "main"),
                        ("theme", "main"), ("theme", "main"), ("theme", "main"), ("mood", "main"),
-                       ("state", "main"), ("stop", "main")]
+                       ("state", "main"), ("mood", "main"), ("state", "main"), ("session", "player3"),
+                       ("session", "player3"), ("stop", "main")]
     mood, key, second = recorded[1], recorded[4], recorded[13]
     assert (mood["valence"], mood["arousal"], mood["intensity"], mood["transition"]) == (0.5, 0.8, None, "now")
     assert (key["key"], key["mode"], key["transition"]) == ("D", "minor", "bar")
@@ -98,6 +100,15 @@ def test_tonality_and_critic_reach_the_server(example, control_server):
     done = subprocess.run([str(example), address], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     check_tonality_and_critic(done.stdout.splitlines(), recorded)
+
+
+def test_repetition_reaches_the_server(example, control_server):
+    """ost_mood_repetition, ost_state_repetition and ost_open_session_repetition send the
+    repetition, which the server applies and echoes; validation refuses 1.5 naming it."""
+    address, recorded = control_server
+    done = subprocess.run([str(example), address], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    check_example_repetition(done.stdout.splitlines(), recorded)
 
 
 def test_voices_reach_the_server(example, control_server):

@@ -152,6 +152,30 @@ def test_voices_on_mood_state_and_open_session(ensemble_control_server):
                     ("state", None)]
 
 
+def test_repetition_on_mood_state_and_open_session(control_server):
+    """repetition= goes on mood (alone, a mood of repetition only), state and session open;
+    the replies carry the repetition in effect (the server's default where none is set), the
+    open reply the session's form too; out of range is refused naming the field."""
+    address, recorded = control_server
+    with Client(address, timeout=5) as client:
+        assert client.hello()["repetition"] == 0.0
+        assert client.mood(repetition=0.6)["repetition"] == 0.6
+        assert client.mood(arousal=0.7)["repetition"] == 0.6  # left out: the session's stays
+        assert client.state("combat", repetition=0.9)["repetition"] == 0.9
+        assert client.state("explore")["repetition"] == 0.0  # the preset's, else the default
+        opened = client.open_session("p2", state="calm", repetition=0.3)
+        assert opened["repetition"] == 0.3
+        assert opened["form"] == {"shape": "AABA", "bars": 8, "bass_loop": 2, "drums_loop": 1}
+        client.close_session("p2")
+        with pytest.raises(ServerError) as info:
+            client.mood(repetition=1.5)
+        assert (info.value.code, info.value.field, info.value.allowed) == \
+            ("out_of_range", "repetition", "0.0..1.0")
+    sent = [(m["type"], m.get("repetition")) for m in recorded[1:]]
+    assert sent == [("mood", 0.6), ("mood", None), ("state", 0.9), ("state", None),
+                    ("session", 0.3), ("session", None)]
+
+
 def test_voices_refused_naming_the_part(control_server, ensemble_control_server):
     """A bad value is refused by validation naming its part, whatever the model; the
     one-line model refuses any voices on field voices; an ensemble session a channel

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import check_example_themes, check_example_voices, check_tonality_and_critic
+from .conftest import (check_example_repetition, check_example_themes, check_example_voices,
+                       check_tonality_and_critic)
 
 CS_DIR = Path(__file__).resolve().parents[2] / "bindings" / "csharp"
 
@@ -71,7 +72,8 @@ def test_example_against_a_live_server(example, control_server):
         ("stinger", "main"), ("start", "main"), ("session", "player2"), ("mood", "player2"),
         ("session", "player2"), ("ping", "main"), ("mood", "main"), ("stinger", "main"),
         ("pause", "main"), ("theme", "main"), ("theme", "main"), ("theme", "main"), ("mood", "main"),
-        ("state", "main"), ("stop", "main")]
+        ("state", "main"), ("mood", "main"), ("state", "main"), ("session", "player3"),
+        ("session", "player3"), ("stop", "main")]
     mood, tempo, key = recorded[1], recorded[3], recorded[4]
     assert (mood["valence"], mood["arousal"], mood["intensity"], mood["transition"]) == (0.5, 0.8, None, "now")
     assert (tempo["bpm"], tempo["ramp_beats"], tempo["transition"]) == (150.0, 4.0, "beat")
@@ -86,6 +88,15 @@ def test_tonality_and_critic_reach_the_server(example, control_server):
     done = run(example, address)
     assert done.returncode == 0, done.stdout + done.stderr
     check_tonality_and_critic(done.stdout.splitlines(), recorded)
+
+
+def test_repetition_reaches_the_server(example, control_server):
+    """Mood/State/OpenSession's optional repetition is sent, applied by the server and echoed
+    in its replies; validation refuses 1.5 naming the field."""
+    address, recorded = control_server
+    done = run(example, address)
+    assert done.returncode == 0, done.stdout + done.stderr
+    check_example_repetition(done.stdout.splitlines(), recorded)
 
 
 def test_voices_reach_the_server(example, control_server):

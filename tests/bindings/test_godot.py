@@ -60,7 +60,9 @@ def test_gdscript_client_against_the_osc_endpoint(osc_server, tmp_path):
         # the shipped model is no theme model: themes refused by field, free is fine
         "20": "error out_of_range name a server with a theme model (serve --model theme.npz)",
         "21": "error out_of_range notes a server with a theme model (serve --model theme.npz)",
-        "22": THEMES_ON_A_THEME_MODEL["22"], "23": "ok theme ack"}
+        "22": THEMES_ON_A_THEME_MODEL["22"], "23": "ok theme ack",
+        "24": "ok mood ack", "25": "ok state ack", "26": "ok session ack", "27": "ok session ack",
+        "28": "error out_of_range repetition 0.0..1.0"}
     # tonality and critic in effect, from the acks' JSON (Godot's JSON numbers are floats)
     effect = {i: (float(t), float(k)) for i, t, k in
               re.findall(r"^effect (\d+) (\S+) (\S+)$", out, re.M)}
@@ -71,7 +73,8 @@ def test_gdscript_client_against_the_osc_endpoint(osc_server, tmp_path):
         ("hello", "main"), ("mood", "main"), ("state", "main"), ("tempo", "main"), ("key", "main"),
         ("mood", "main"), ("state", "main"), ("key", "main"), ("mood", "main"), ("mood", "main"),
         ("stinger", "main"), ("start", "main"), ("session", "player2"), ("mood", "player2"),
-        ("session", "player2"), ("ping", "main"), ("theme", "main"), ("theme", "main"), ("theme", "main")]
+        ("session", "player2"), ("ping", "main"), ("theme", "main"), ("theme", "main"), ("theme", "main"),
+        ("mood", "main"), ("state", "main"), ("session", "player3"), ("session", "player3")]
     mood, key, second = recorded[1], recorded[4], recorded[13]
     assert (mood["valence"], mood["arousal"], mood["intensity"], mood["transition"]) == (0.5, 0.8, None, "now")
     assert (key["key"], key["mode"]) == ("D", "minor")
@@ -89,6 +92,16 @@ def test_gdscript_client_against_the_osc_endpoint(osc_server, tmp_path):
     assert (kept["intensity"], kept["tonality"], kept["critic"]) == (0.6, None, None)
     for plain in (recorded[1], recorded[2], recorded[4]):  # calls without them send neither
         assert (plain["tonality"], plain["critic"]) == (None, None), plain
+    # repetition after voices (nil): in effect in the acks, as sent on the wire
+    repetition = {i: float(r) for i, r in re.findall(r"^repetition (\d+) (\S+)$", out, re.M)}
+    assert {i: repetition[i] for i in ("6", "24", "25", "26")} == \
+        {"6": 0.0, "24": 0.6, "25": 0.9, "26": 0.3}
+    mood, state, opened, closed = recorded[19:23]
+    assert (mood["repetition"], mood["voices"], mood["valence"]) == (0.6, None, None)
+    assert (state["name"], state["repetition"], state["voices"]) == ("combat", 0.9, None)
+    assert (opened["action"], opened["state"], opened["repetition"]) == ("open", "calm", 0.3)
+    assert (closed["action"], closed["repetition"]) == ("close", None)
+    assert all(m.get("repetition") is None for m in recorded[:19])
 
 
 def test_gdscript_themes_on_a_theme_model(theme_osc_server, tmp_path):

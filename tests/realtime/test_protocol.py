@@ -87,7 +87,8 @@ def test_choice_fields_reject_unknown_choices_and_wrong_type(kind, field):
     for choice in choices:
         msg = base(kind, **{field.name: choice})
         if msg.get("action") == "close":
-            del msg["state"]  # only "open" takes a state
+            for name in protocol.OPEN_ONLY:  # only "open" takes a state or a repetition
+                msg.pop(name, None)
         if kind == "theme" and msg.get("action") == "set":
             msg["name"] = "hero"  # a theme to set is given, by notes or name
         assert parse(json.dumps(msg).encode())[field.name] == choice
@@ -104,10 +105,12 @@ def test_required_fields_are_required(kind, field):
 
 def test_mood_needs_at_least_one_axis():
     exc = expect_error({"type": "mood", "transition": "now"}, "missing_field",
-                       "valence,arousal,intensity,tonality,critic,voices")
-    assert "at least one of valence, arousal, intensity, tonality, critic, voices" in str(exc)
+                       "valence,arousal,intensity,tonality,critic,voices,repetition")
+    assert "at least one of valence, arousal, intensity, tonality, critic, voices, repetition" \
+        in str(exc)
     assert parse(b'{"type":"mood","tonality":1}')["tonality"] == 1.0  # the prior alone
     assert parse(b'{"type":"mood","critic":4}')["critic"] == 4  # the critic alone
+    assert parse(b'{"type":"mood","repetition":1}')["repetition"] == 1.0  # the repetition alone
 
 
 @pytest.mark.parametrize("kind", ["key", "mood", "state"])

@@ -116,12 +116,13 @@ def test_voices_only_with_session_open():
     assert (info.value.code, info.value.field) == ("unknown_field", "voices")
 
 
-def test_voices_come_last_in_osc_order():
-    """Appended: the positions OSC clients already use do not move."""
+def test_voices_come_after_the_older_fields_in_osc_order():
+    """Appended (then repetition, appended after them): the positions OSC clients already
+    use do not move."""
     for name, before in (("mood", ["valence", "arousal", "intensity", "transition", "tonality", "critic"]),
                          ("state", ["name", "transition", "tonality", "critic"]),
                          ("session", ["action", "session", "state"])):
-        assert list(protocol.message_spec(name).positional()) == before + ["voices"]
+        assert list(protocol.message_spec(name).positional()) == before + ["voices", "repetition"]
 
 
 # ---------------------------------------------------------------- states.toml
