@@ -19,6 +19,11 @@ moved to the key (drums never), and ``run`` writes one track per voice
 (``engine.ensemble.write_ensemble_midi``).  ``Request.voices`` names the voices that may
 play (the runtime's mask, ``Runtime.set_voices``); all of them by default.
 
+With ``repetition`` > 0 every session follows a form (``engine.form.Form``, the default
+one unless ``form`` names another) from the piece's first tick, a bar line, as a server
+session with that ``repetition`` does (``Runtime.set_form``): 0 is through-composed, 1 recalls
+every bar the form allows, exactly.
+
 With a critic (``critic``, ``critic_k`` K > 0) every session drafts K continuations of
 a beat and D picks one, as a server session with ``critic`` K does
 (``engine.sampler.critic.Drafter``): the same drafter, the same draft length and the same pick.
@@ -39,6 +44,7 @@ from engine.controls import DEFAULT_TONALITY, KEY_NAMES, KEY_SPELLINGS, MODES, T
 from engine.ensemble import (CONSONANCE, DEFAULTS, DRUMS, ROOTING, VOICES, voice_id,
                              write_ensemble_midi)
 from engine.errors import InvalidMessage
+from engine.form import LETTERS, REPETITION_RANGE, Form, check_form
 from engine.motif import VARIATION_RANGE, from_command_line
 from engine.notes import NOTE_DTYPE, write_midi
 from engine.sampler.critic import (DEFAULT_CRITIC, DRAFT_BEATS, MAX_CANDIDATES, MAX_DRAFT_BEATS, PICKS,
@@ -89,7 +95,7 @@ def _bad(field, value, allowed):
 
 def check(bars=16, beats_per_bar=4, temperature=1.0, max_note_beats=DEFAULT_MAX_NOTE_BEATS,
           density=2.0, mode=0, tonality=DEFAULT_TONALITY, register=None, key=0, critic_k=0,
-          critic_pick="sample", critic_beats=1.0):
+          critic_pick="sample", critic_beats=1.0, repetition=0.0):
     """InvalidMessage naming the field and its range for the first impossible value."""
 
     def number(v):
@@ -123,6 +129,8 @@ def check(bars=16, beats_per_bar=4, temperature=1.0, max_note_beats=DEFAULT_MAX_
                              field="critic_pick", allowed=list(PICKS))
     if not (number(critic_beats) and 0 < critic_beats <= MAX_DRAFT_BEATS):
         raise _bad("critic_beats", critic_beats, f"(0, {MAX_DRAFT_BEATS:g}] beats a draft")
+    if not (number(repetition) and REPETITION_RANGE[0] <= repetition <= REPETITION_RANGE[1]):
+        raise _bad("repetition", repetition, "0..1 (0 through-composed, 1 a loop)")
 
 
 def check_voices(vocab, voices, critic_k=0):
@@ -173,21 +181,22 @@ def load_weights(model):
 def generate(weights, key, mode, density, bars, seed=0, register=None, beats_per_bar=4,
              temperature=1.0, tonality=None, max_note_beats=DEFAULT_MAX_NOTE_BEATS, max_tokens=None,
              critic=None, critic_k=0, critic_pick="sample", critic_beats=1.0, theme=None,
-             voices=None):
+             voices=None, repetition=0.0, form=None):
     """Notes (NOTE_DTYPE) of ``bars`` bars composed under constant controls.
 
     weights: ``engine.sampler.weights.Weights`` or a model path; key: pitch class 0-11;
     mode: 0 major, 1 minor; density: onsets per beat; register: mean MIDI pitch
     (default: the training data's); tonality: 0 free .. 1 strict (default
-    ``DEFAULT_TONALITY``); critic...: see ``generate_many``; theme, voices: see
-    ``Request``.  Pitches are as heard (a key-relative model's shift applied, drums
+    ``DEFAULT_TONALITY``); critic..., repetition, form: see ``generate_many``; theme,
+    voices: see ``Request``.  Pitches are as heard (a key-relative model's shift applied, drums
     unmoved); an ensemble's notes carry their voice id in ``channel``.
     """
     req = Request(key, mode, density, seed, register, tonality, theme, voices=voices)
     return generate_many(weights, [req], bars, beats_per_bar=beats_per_bar,
                          temperature=temperature, max_note_beats=max_note_beats,
                          max_tokens=max_tokens, critic=critic, critic_k=critic_k,
-                         critic_pick=critic_pick, critic_beats=critic_beats)[0]
+                         critic_pick=critic_pick, critic_beats=critic_beats,
+                         repetition=repetition, form=form)[0]
 
 
 def load_critic(critic):
@@ -201,7 +210,7 @@ def load_critic(critic):
 def generate_many(weights, requests, bars, beats_per_bar=4, temperature=1.0,
                   max_note_beats=DEFAULT_MAX_NOTE_BEATS,
                   max_tokens=None, sessions=64, progress=None, critic=None, critic_k=0,
-                  critic_pick="sample", critic_beats=1.0):
+                  critic_pick="sample", critic_beats=1.0, repetition=0.0, form=None):
     """Notes of each request (a ``Request`` or a (key, mode, density, seed) tuple),
     composed ``sessions`` at a time in one runtime.  A session stops after ``max_tokens``
     events (default: eight a tick), a guard against a model that never moves time on.
@@ -210,13 +219,21 @@ def generate_many(weights, requests, bars, beats_per_bar=4, temperature=1.0,
     ``critic``: a critic file (or ``load_critic``'s result); with ``critic_k`` K > 0 every
     piece is composed from drafts of ``critic_beats`` beats, K at a time, of which D
     picks one (``critic_pick``: "sample", weights D/(1-D), or "best"), exactly as a
-    server session with ``critic`` K plays."""
+    server session with ``critic`` K plays.
+
+    ``repetition`` (0..1) and ``form`` (an ``engine.form.Form``; None: the default one):
+    with ``repetition`` > 0 each piece follows the form from its first tick (after a prime),
+    its bars ``beats_per_bar`` beats long (``Runtime.set_form``)."""
 
     w = load_weights(weights)
     reqs = [r if isinstance(r, Request) else Request(*r) for r in requests]
     check(bars=bars, beats_per_bar=beats_per_bar, temperature=temperature,
           max_note_beats=max_note_beats, critic_k=critic_k, critic_pick=critic_pick,
-          critic_beats=critic_beats)
+          critic_beats=critic_beats, repetition=repetition)
+    if form is not None and not isinstance(form, Form):
+        raise InvalidMessage(f"form {form!r} is not an engine.form.Form", field="form",
+                             allowed="an engine.form.Form, or None for the default")
+    form = Form() if form is None else form
     needs_critic(critic_k, critic)
     for r in reqs:
         check(density=r.density, mode=r.mode, key=r.key, register=r.register,
@@ -263,6 +280,9 @@ def generate_many(weights, requests, bars, beats_per_bar=4, temperature=1.0,
             rt.queue(s, prime)
             kinds, values = vocab.tables()
             skip[s] = int(values[prime][kinds[prime] == TIME_SHIFT].sum())
+        if repetition > 0:  # the piece's first tick is its first bar line
+            rt.set_form(s, float(repetition), form, bar_ticks=tpb * beats_per_bar,
+                        origin=int(skip[s]))
         target[s] = end + skip[s]
         limit[s] = max_tokens + (0 if r.prime is None else len(r.prime))
         rt.pc_bias[s] = bias
@@ -333,6 +353,12 @@ def add_arguments(p):
     p.add_argument("--beats-per-bar", type=int, default=4)
     p.add_argument("--tempo", type=float, default=110.0, help="tempo written to the file, BPM")
     p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--repetition", type=float, default=0.0, metavar="R",
+                   help="0 through-composed .. 1 a loop: how often a bar the form allows "
+                        "comes back (default 0)")
+    p.add_argument("--form", default=None, metavar="SHAPE",
+                   help=f"the phrase's sections, letters {LETTERS[0]}..{LETTERS[-1]} "
+                        f"(default {Form.shape}, {Form.bars} bars; followed when --repetition > 0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="model .npz (default: shipped)")
     p.add_argument("--voices", default=None, metavar="NAMES",
@@ -377,6 +403,13 @@ def run(args):
     check(bars=args.bars, beats_per_bar=args.beats_per_bar, temperature=args.temperature,
           density=args.density, mode=MODES.index(args.mode), tonality=tonality,
           register=args.register, key=key, critic_k=args.critic_k, critic_beats=args.critic_beats)
+    if not (isinstance(args.repetition, (int, float)) and
+            REPETITION_RANGE[0] <= args.repetition <= REPETITION_RANGE[1]):
+        raise _bad("--repetition", args.repetition, "0..1 (0 through-composed, 1 a loop)")
+    form = None
+    if args.form is not None:
+        check_form(args.form, Form.bars, Form.bass_loop, Form.drums_loop, field="--form")
+        form = Form(shape=args.form)
     if not 1 <= args.tempo <= 1000:
         raise _bad("tempo", args.tempo, "1..1000 BPM")
     critic = critic_path(args.critic)
@@ -394,7 +427,7 @@ def run(args):
                      temperature=args.temperature, tonality=tonality,
                      critic=critic if args.critic_k else None, critic_k=args.critic_k,
                      critic_pick=args.critic_pick, critic_beats=args.critic_beats, theme=theme,
-                     voices=voices)
+                     voices=voices, repetition=args.repetition, form=form)
     if vocab.n_voices:
         write_ensemble_midi(notes, args.output, bpm=args.tempo, beats_per_bar=args.beats_per_bar,
                             ticks_per_beat=vocab.ticks_per_beat)
@@ -404,6 +437,8 @@ def run(args):
     else:
         write_midi(notes, args.output, ticks_per_beat=vocab.ticks_per_beat, bpm=args.tempo)
     judged = f", critic {args.critic_k} drafts a beat ({args.critic_pick})" if args.critic_k else ""
+    if args.repetition:
+        judged += f", repetition {args.repetition:g} ({(form or Form()).shape})"
     print(f"wrote {args.output}: {len(notes)} notes, {args.bars} bars, "
           f"{KEY_NAMES[key]} {args.mode}, density {args.density:g}, tonality {tonality:g}{judged}"
           f"{about}")

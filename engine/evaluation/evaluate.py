@@ -20,6 +20,10 @@ server plays (``engine.sampler.generator``), so every figure measures what a gam
    applied to the model's note-on logits, and pitch-class overlap, per tonality value.
 5. A piano roll of a few generated pieces (and a plot of the sweep,
    ``engine.evaluation.plots``).
+6. Form: every piece is composed at ``repetition`` (0 through-composed .. 1 a loop, the
+   default form), and its bar- and phrase-repeat rates and self-similarity profile are
+   given (``engine.evaluation.form``); real music's own, measured on bar lines the dataset
+   does not keep (meters, pickups), are in ``python -m engine.evaluation.form``'s JSON.
 """
 import argparse
 import json
@@ -67,6 +71,7 @@ class EvalConfig:
     roll_pieces: int = 4
     temperature: float = 1.0
     tonality: float = None             # of every generated piece; None: DEFAULT_TONALITY
+    repetition: float = 0.0            # of every generated piece: 0 through-composed .. 1
     tonality_sweep: bool = True        # key adherence / NLL / overlap per tonality value
     sweep_tonalities: tuple = SWEEP
     sweep_pieces_per_key: int = None   # per key x mode x key density; None: pieces_per_key
@@ -90,6 +95,7 @@ class EvalConfig:
         _check(self.max_pieces is None or self.max_pieces >= 1, "max_pieces", ">= 1",
                self.max_pieces)
         _check(0 < self.temperature <= 10, "temperature", "(0, 10]", self.temperature)
+        _check(0 <= self.repetition <= 1, "repetition", "0..1", self.repetition)
         _check(self.tonality is None or 0 <= self.tonality <= 1, "tonality", "0..1",
                self.tonality)
         _check(len(self.sweep_tonalities) >= 1 and all(0 <= t <= 1 for t in self.sweep_tonalities),
@@ -156,7 +162,8 @@ def evaluate(model_path=DEFAULT_MODEL, data="data/dataset.npz", cfg=EvalConfig()
         with tqdm(total=len(reqs), desc=desc, unit="piece", disable=not progress,
                   file=sys.stderr, dynamic_ncols=True) as bar:
             return generate_many(weights, reqs, cfg.bars, beats_per_bar=cfg.beats_per_bar,
-                                 temperature=cfg.temperature, progress=bar.update)
+                                 temperature=cfg.temperature, progress=bar.update,
+                                 repetition=cfg.repetition)
 
     t1 = time.monotonic()
     requests = key_requests(cfg.pieces_per_key)
@@ -199,6 +206,7 @@ def evaluate(model_path=DEFAULT_MODEL, data="data/dataset.npz", cfg=EvalConfig()
                                           if r == d and len(n)] or [[]])))
         for d in cfg.densities}
 
+    form = form_section(keyed + laddered, cfg)
     sweep = None
     if cfg.tonality_sweep:
         t4 = time.monotonic()
@@ -233,9 +241,20 @@ def evaluate(model_path=DEFAULT_MODEL, data="data/dataset.npz", cfg=EvalConfig()
     clock["total"] = time.monotonic() - t0
     return json_ready(dict(model=str(model_path), data=str(getattr(ds, "path", data)),
                        config=asdict(cfg), nll=nll, key=keys, density=density, overlap=over,
-                       texture=tex, tonality_sweep=sweep,
+                       texture=tex, form=form, tonality_sweep=sweep,
                        plot=str(plot_path) if plot_path else None,
                        sweep_plot=str(sweep_plot) if sweep_plot else None, seconds=clock))
+
+
+def form_section(pieces, cfg):
+    """The generated pieces' form figures (``engine.evaluation.form``, over their whole
+    8-bar windows from tick 0) at the repetition they were composed at."""
+    from engine.evaluation.form import ONE_LINE, FormEvalConfig, piece_figures, set_figures
+    fc = FormEvalConfig(beats_per_bar=cfg.beats_per_bar)
+    where = (0, cfg.bars // fc.window_bars)
+    return dict(repetition=cfg.repetition, window_bars=fc.window_bars,
+                **set_figures([piece_figures(n, ONE_LINE, fc, where) for n in pieces],
+                              ONE_LINE, fc))
 
 
 def annotated_keys(ds, rows, key_relative):
@@ -347,6 +366,13 @@ def format_table(r):
                              f"{f(v['note_length']['max'], '{:5.2f}')}   "
                              f"{f(v['voices']['p90'], '{:4.1f}')} / "
                              f"{f(v['voices']['max'], '{:4.1f}')}")
+    fm = r.get("form")
+    if fm and fm.get("line"):
+        ln = fm["line"]
+        lines.append(f"form at repetition {fm['repetition']:g}, {fm['windows']} windows of "
+                     f"{fm['window_bars']} bars: bar repeat {pc(ln['bar_repeat']['mean'])}, "
+                     f"phrase repeat {pc(ln['phrase_repeat']['mean'])}, similarity at lag "
+                     "1..7 " + " ".join(f(v, "{:.2f}") for v in ln["similarity"]))
     s = r.get("tonality_sweep")
     if s:
         lines.append(f"tonality sweep, {s['pieces']} pieces per value (key and mode realised; "
@@ -387,6 +413,9 @@ def add_arguments(p):
     p.add_argument("--plot", default=None, metavar="PATH.png",
                    help="write a piano roll of generated pieces (and, with the sweep, "
                         "PATH-tonality.png)")
+    p.add_argument("--repetition", type=float, default=None, metavar="R",
+                   help="compose every piece at this repetition, 0 through-composed .. 1 a "
+                        "loop (default 0), and give its form figures")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--likelihood-only", action="store_true",
                    help="held-out NLL against the n-gram only (a model the sampler does not "
@@ -401,6 +430,7 @@ def run(args):
     cfg = cfg.quick() if args.quick else cfg
     given = dict(pieces_per_key=args.pieces_per_key, bars=args.bars, max_pieces=args.max_pieces,
                  tonality=args.tonality, tonality_sweep=args.tonality_sweep,
+                 repetition=args.repetition,
                  sweep_pieces_per_key=args.sweep_pieces_per_key)
     cfg = replace(cfg, **{k: v for k, v in given.items() if v is not None})
     cfg = replace(cfg, likelihood_only=args.likelihood_only)

@@ -97,10 +97,11 @@ def _cached(summary, source, ids):
 
 
 def read_held_out(data="data/ensemble.npz", splits=("test",), ticks_per_beat=12,
-                  beats_per_bar=4):
+                  beats_per_bar=4, sources=None):
     """(pieces, left_out): a ``HeldOutPiece`` for each piece of the ``splits`` of the ensemble
     dataset ``data`` in a meter of ``beats_per_bar`` quarter notes, in dataset order, and
-    {id: reason} for the others (another meter, unreadable, no pitched voice)."""
+    {id: reason} for the others (another meter, unreadable, no pitched voice); with
+    ``sources`` (dataset source names), only the pieces of those sources."""
     from engine.training import corpus, multipart  # torch-free, but only when asked
     bad = [s for s in splits if s not in SPLIT_NAMES]
     if bad or not splits:
@@ -112,10 +113,11 @@ def read_held_out(data="data/ensemble.npz", splits=("test",), ticks_per_beat=12,
                             "`ostinato data --ensemble --out data/ensemble.npz`")
     with np.load(path, allow_pickle=False) as z:
         summary = json.loads(str(z["meta"])).get("summary", {})
-        ids, sources, split = z["ids"], z["sources"], z["split"]
+        ids, source_of, split = z["ids"], z["sources"], z["split"]
     codes = {SPLIT_NAMES.index(s): s for s in splits}
-    wanted = [(str(ids[i]), str(sources[i]), codes[int(split[i])])
-              for i in range(len(ids)) if int(split[i]) in codes]
+    wanted = [(str(ids[i]), str(source_of[i]), codes[int(split[i])])
+              for i in range(len(ids)) if int(split[i]) in codes
+              and (sources is None or str(source_of[i]) in sources)]
     if not summary.get("ensemble", False):
         raise OstinatoError(f"{path} is not an ensemble dataset (`ostinato data --ensemble`)")
     cfg = corpus.ReadConfig(ticks_per_beat=ticks_per_beat)

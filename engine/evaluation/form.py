@@ -1,0 +1,562 @@
+"""Form measured: how often music repeats a bar, a phrase, and at what distance.
+
+Real music states a figure, repeats it and returns to it.  Three figures say how much,
+per line of a piece, over its 8-bar windows (``window_bars``; bars of ``beats_per_bar``
+beats; the windows follow each other from the piece's first bar line at or after its
+first note, so a pickup is left out and a window is a phrase of the tune):
+
+- **bar-repeat rate**: the share of bars 2..8 of a window whose pattern equals that of an
+  earlier bar of the window (any earlier bar, not only the one before); a bar with no
+  onset is not counted;
+- **phrase-repeat rate**: the share of windows whose second 4-bar phrase (``phrase_bars``)
+  repeats the first: at least ``near`` (75 %) of the bar pairs that sound are equal;
+- **self-similarity profile**: for a lag of d = 1..7 bars, the mean similarity (Jaccard of
+  their patterns) of bars i and i + d where both sound; real music peaks at 2 and 4.
+
+A bar's **pattern** (``bar_patterns``) is a set: for a pitched line, one element per onset,
+(tick in the bar, interval in semitones from the onset before it in the bar; None for the
+bar's first): the same rhythm and intervals, whatever the transposition.  A line is the
+top note of each onset (a melody, one-line music, the harmony), the lowest for the bass
+(``texture_critic._line``); the drums keep every hit, (tick, pitch): a drum's pitch is its
+instrument.  Two bars are equal when their patterns are.
+
+``measure`` applies them to held-out real music and to music composed by the sampler that
+plays at each ``repetition`` (``engine.generate``), with the project's fresh critics
+(``scorers.fresh_critic_auc`` for one line, ``texture_critic.critic_auc`` for the ensemble)
+and a repetition for each shipped preset; ``python -m engine.evaluation.form`` runs it.
+"""
+import argparse
+import json
+import math
+import re
+import sys
+import time
+import tomllib
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from engine import DEFAULT_ENSEMBLE, DEFAULT_MODEL
+from engine.controls import find_key, key_shift, to_tonic_c
+from engine.ensemble import BASS, DRUMS, HARMONY, MELODY
+from engine.errors import InvalidMessage
+from engine.form import Form, check_form
+from engine.evaluation.texture_critic import _line
+from engine.metrics import interval, json_ready
+
+#: The lines measured: name -> (voices, how a line is read: "top", "bottom" or "hits").
+ONE_LINE = {"line": (None, "top")}
+ENSEMBLE_LINES = {"melody": ((MELODY,), "top"), "bass": ((BASS,), "bottom"),
+                  "harmony": ((HARMONY,), "top"), "drums": ((DRUMS,), "hits"),
+                  "top": ((MELODY, BASS, HARMONY), "top")}
+#: Meters (ABC M: values) whose bar is four quarter notes.
+FOUR_QUARTERS = {"C", "C|", "4/4", "2/2"}
+#: Which real music each shipped preset is matched to.  The server plays game music: the
+#: presets of play (menu, explore, stealth, combat, boss, victory) loop as game soundtracks
+#: do, so they match the ensemble's game soundtracks (Freedoom, every split: its held-out
+#: split has too few pieces to measure); the lyrical ones (calm: a pad and a melody;
+#: defeat: a slow air) match the folk tunes the one-line model learned from.
+PRESET_KINDS = dict(menu="game", explore="game", stealth="game", combat="game", boss="game",
+                    victory="game", calm="folk", defeat="folk")
+STATES = Path(__file__).resolve().parents[2] / "realtime" / "states.toml"
+
+
+@dataclass(frozen=True)
+class FormEvalConfig:
+    """What is measured and composed.  ``folk``: the one-line collections (ABC, 4/4 and 2/2
+    tunes of ``splits``); ``ensemble_data``: the ensemble dataset (its ``splits``, and every
+    split of ``game_source``); generated: ``pieces`` one-line pieces of ``bars`` bars and one
+    ensemble piece per held-out ensemble piece, per seed and repetition."""
+
+    ticks_per_beat: int = 12
+    beats_per_bar: int = 4
+    window_bars: int = 8
+    phrase_bars: int = 4
+    near: float = 0.75
+    max_windows: int = 4            # per real piece (32 bars)
+    splits: tuple = ("test", "valid")
+    folk: tuple = ("oneills1850", "ryansMammoth", "airdsAirs")
+    ensemble_data: str = "data/ensemble.npz"
+    game_source: str = "freedoom"
+    model: str = str(DEFAULT_MODEL)
+    ensemble: str = str(DEFAULT_ENSEMBLE)
+    repetitions: tuple = (0.0, 0.25, 0.5, 0.75, 1.0)
+    shape: str = Form.shape         # the form the generated music follows (engine.form.Form)
+    seeds: int = 3
+    pieces: int = 64                # one-line pieces per seed and repetition
+    bars: int = 16                  # of each one-line piece
+    max_folk: int = None            # real folk tunes per collection; None: all
+    max_ensemble: int = None        # held-out ensemble pieces; None: all
+    critic_steps: int = 300         # the one-line fresh critic's training steps
+
+    def __post_init__(self):
+        def bad(field, value, allowed):
+            raise InvalidMessage(f"{field} {value!r} is outside {allowed}", field=field,
+                                 allowed=allowed)
+        if not (isinstance(self.window_bars, int) and 2 <= self.window_bars <= 16):
+            bad("window_bars", self.window_bars, "2..16")
+        if not (isinstance(self.phrase_bars, int) and 1 <= self.phrase_bars <= self.window_bars // 2):
+            bad("phrase_bars", self.phrase_bars, f"1..{self.window_bars // 2}")
+        if not 0 < self.near <= 1:
+            bad("near", self.near, "(0, 1]")
+        if not self.repetitions or any(not 0 <= r <= 1 for r in self.repetitions):
+            bad("repetitions", self.repetitions, "one or more values in 0..1")
+        check_form(self.shape, Form.bars, field="shape")
+        if not (isinstance(self.seeds, int) and 2 <= self.seeds <= 100):
+            bad("seeds", self.seeds, "2..100 (an interval needs two)")
+        if not (isinstance(self.bars, int) and self.window_bars <= self.bars <= 256):
+            bad("bars", self.bars, f"{self.window_bars}..256")
+        if not (isinstance(self.pieces, int) and self.pieces >= 4):
+            bad("pieces", self.pieces, ">= 4 (the critic halves each side)")
+
+    def quick(self):
+        """A small run (tests, a first look): two repetitions, few pieces, a short critic."""
+        return replace(self, repetitions=(0.0, 1.0), seeds=2, pieces=8, max_folk=6,
+                       max_ensemble=6, critic_steps=20)
+
+
+# -- the figures ---------------------------------------------------------------------------
+def bar_patterns(notes, bar, first, n, how="top"):
+    """The pattern (a frozenset) of each of the ``n`` bars from bar ``first`` of ``notes``:
+    pitched lines (``how`` "top" or "bottom": the top or lowest note of each onset) as
+    (tick in the bar, interval from the onset before in the bar, None for the first);
+    "hits" as (tick in the bar, pitch) of every note.  An empty set: no onset."""
+    out = [set() for _ in range(n)]
+    lo, hi = first * bar, (first + n) * bar
+    sel = notes[(notes["start"] >= lo) & (notes["start"] < hi)]
+    if how == "hits":
+        for s, p in zip(sel["start"].tolist(), sel["pitch"].tolist()):
+            out[(s - lo) // bar].add((s % bar, p))
+        return [frozenset(x) for x in out]
+    if len(sel):
+        starts, pitches = np.unique(sel["start"]), _line(sel, top=how == "top")
+        last = {}
+        for s, p in zip(starts.tolist(), pitches.tolist()):
+            b = (s - lo) // bar
+            out[b].add((s % bar, None if b not in last else p - last[b]))
+            last[b] = p
+    return [frozenset(x) for x in out]
+
+
+def bar_repeats(patterns):
+    """(repeated, counted): bars 2.. of a window that sound, and those whose pattern equals
+    an earlier bar's."""
+    counted = [i for i in range(1, len(patterns)) if patterns[i]]
+    return sum(patterns[i] in patterns[:i] for i in counted), len(counted)
+
+
+def phrase_repeat(patterns, phrase=4, near=0.75):
+    """Whether the second ``phrase``-bar phrase repeats the first: at least ``near`` of the
+    bar pairs where either sounds are equal; None when no pair sounds."""
+    pairs = [(patterns[k], patterns[k + phrase]) for k in range(phrase)
+             if patterns[k] or patterns[k + phrase]]
+    return None if not pairs else sum(a == b for a, b in pairs) >= near * len(pairs)
+
+
+def jaccard(a, b):
+    """|a & b| / |a | b| of two patterns; None when either is empty (a bar not counted)."""
+    return len(a & b) / len(a | b) if a and b else None
+
+
+def line_figures(notes, how, first, windows, cfg):
+    """One line's figures over ``windows`` windows from bar ``first``: bar_repeat (pooled
+    over the windows), phrase_repeat, similarity (per lag 1..window_bars-1); NaN where
+    nothing was counted."""
+    bar = cfg.beats_per_bar * cfg.ticks_per_beat
+    rep = cnt = 0
+    phrases, sims = [], [[] for _ in range(cfg.window_bars - 1)]
+    for w in range(windows):
+        pats = bar_patterns(notes, bar, first + w * cfg.window_bars, cfg.window_bars, how)
+        r, c = bar_repeats(pats)
+        rep, cnt = rep + r, cnt + c
+        p = phrase_repeat(pats[:2 * cfg.phrase_bars], cfg.phrase_bars, cfg.near)
+        if p is not None:
+            phrases.append(p)
+        for d in range(1, cfg.window_bars):
+            sims[d - 1] += [j for j in (jaccard(pats[i], pats[i + d])
+                                        for i in range(cfg.window_bars - d)) if j is not None]
+    nan = float("nan")
+    return dict(bar_repeat=rep / cnt if cnt else nan, bars=cnt,
+                phrase_repeat=float(np.mean(phrases)) if phrases else nan,
+                similarity=[float(np.mean(s)) if s else nan for s in sims])
+
+
+def span(notes, cfg, max_windows=None):
+    """(first bar, windows) of a real piece (bar lines at multiples of the bar from tick 0):
+    its whole windows from the first bar line at or after its first note, at most
+    ``max_windows``."""
+    bar = cfg.beats_per_bar * cfg.ticks_per_beat
+    if not len(notes):
+        return 0, 0
+    first = -(-int(notes["start"].min()) // bar)
+    windows = max(0, (-(-int(notes["end"].max()) // bar) - first) // cfg.window_bars)
+    return first, windows if max_windows is None else min(windows, max_windows)
+
+
+def piece_figures(notes, lines, cfg, where):
+    """{line: ``line_figures``} of a piece over the windows ``where`` = (first bar, windows)
+    says (``span`` for real music; (0, its bars // window_bars) for a generated piece, whose
+    form starts at tick 0), and ``windows``."""
+    first, windows = where
+    out = dict(windows=windows)
+    for name, (voices, how) in lines.items():
+        sel = notes if voices is None else notes[np.isin(notes["channel"], voices)]
+        out[name] = line_figures(sel, how, first, windows, cfg)
+    return out
+
+
+FIGURES = ("bar_repeat", "phrase_repeat")
+
+
+def set_figures(per_piece, lines, cfg):
+    """Each line's figures over a set of pieces (``piece_figures`` each, pieces with no
+    window left out): each figure's mean over pieces, its 95 % t-interval and n (pieces
+    measured), the similarity profile's means, and windows."""
+    per_piece = [f for f in per_piece if f["windows"]]
+    out = dict(pieces=len(per_piece), windows=sum(f["windows"] for f in per_piece))
+    for name in lines:
+        row = {}
+        for fig in FIGURES:
+            iv = interval([f[name][fig] for f in per_piece])
+            row[fig] = dict(mean=iv["mean"], lo=iv["lo"], hi=iv["hi"],
+                            n=sum(s is not None for s in iv["seeds"]))
+        sims = np.array([f[name]["similarity"] for f in per_piece]).reshape(-1, cfg.window_bars - 1)
+        row["similarity"] = [None if np.isnan(c).all() else float(np.nanmean(c)) for c in sims.T]
+        out[name] = row
+    return out
+
+
+def over_seeds(sets, lines):
+    """Figures of one set per seed (``set_figures``) as a mean and 95 % t-interval over the
+    seeds, the profile's means likewise."""
+    out = dict(pieces=sets[0]["pieces"], windows=sets[0]["windows"], seeds=len(sets))
+    for name in lines:
+        row = {fig: interval([s[name][fig]["mean"] for s in sets]) for fig in FIGURES}
+        row["similarity"] = [interval([s[name]["similarity"][d] for s in sets])["mean"]
+                             for d in range(len(sets[0][name]["similarity"]))]
+        out[name] = row
+    return out
+
+
+# -- held-out real music -------------------------------------------------------------------
+def abc_meters(text):
+    """Every meter an ABC tune names: M: fields and inline [M:...] changes."""
+    found = re.findall(r"(?m)^M:([^%\n]*)|\[M:([^\]]*)\]", text)
+    return [re.sub(r"\s", "", a or b) for a, b in found if (a or b).strip()]
+
+
+def read_folk(collections, splits, cfg, limit=None):
+    """(pieces, left_out): the tunes of the ABC ``collections`` in ``splits`` (the dataset's
+    split rule, ``engine.training.data.split_of``) whose every meter has bars of four quarter
+    notes, read as the dataset reads them (``corpus.read_task``), a pickup moved so that bar
+    lines fall at multiples of the bar (music21's first measures); each piece a dict(name,
+    source, notes, key: the ABC K: field's (tonic, mode), else measured);
+    left_out counts the others by reason.  ``limit``: at most this many per collection."""
+    from engine.evaluation.heldout_ensemble import score_meta
+    from engine.training import corpus
+    from engine.training.data import SPLITS, split_of
+    codes = {SPLITS.index(s) for s in splits}
+    pieces, left = [], {}
+    for source in collections:
+        kept = 0
+        for task in corpus.source_tasks(source):
+            if split_of(task.group or task.piece_id) not in codes or (limit and kept >= limit):
+                continue
+            meters = abc_meters(task.payload)
+            if not meters or any(m not in FOUR_QUARTERS for m in meters):
+                why = "meter " + ",".join(sorted(set(meters)) or ["none"])
+                left[why] = left.get(why, 0) + 1
+                continue
+            notes, why = corpus.read_task(task, corpus.ReadConfig(cfg.ticks_per_beat))
+            if notes is None:
+                left[why.split(":")[0]] = left.get(why.split(":")[0], 0) + 1
+                continue
+            _, shift, _ = score_meta(task.payload, cfg.ticks_per_beat, cfg.beats_per_bar)
+            notes = notes.copy()
+            notes["start"] += shift
+            notes["end"] += shift
+            key = corpus.abc_key(task.payload) or find_key(notes)[:2]
+            pieces.append(dict(name=task.piece_id, source=source, notes=notes, key=key))
+            kept += 1
+    return pieces, left
+
+
+def cut(notes, cfg, where):
+    """The notes of the windows ``where`` = (first bar, windows) says, moved to start at
+    tick 0 (a bar line) and ended at the last window's end."""
+    bar = cfg.beats_per_bar * cfg.ticks_per_beat
+    first, windows = where
+    lo, hi = first * bar, (first + windows * cfg.window_bars) * bar
+    n = notes[(notes["start"] >= lo) & (notes["start"] < hi)].copy()
+    n["end"] = np.minimum(n["end"], hi) - lo
+    n["start"] -= lo
+    return n
+
+
+# -- generated music -----------------------------------------------------------------------
+def one_line_asks(real, n, cfg, rng):
+    """(key, mode, density, register) of ``n`` one-line pieces, each mirroring a real tune
+    in turn (in C): its mode, onsets per beat, mean pitch moved to a random key."""
+    out = []
+    for j in rng.permutation(len(real))[np.arange(n) % len(real)]:
+        notes, mode = real[j]["c"], real[j]["key"][1]
+        key = int(rng.integers(12))
+        beats = max(1, real[j]["windows"] * cfg.window_bars * cfg.beats_per_bar)
+        out.append((key, int(mode), float(np.clip(len(notes) / beats, 0.25, 16)),
+                    float(np.clip(notes["pitch"].mean() + key_shift(key), 0, 127))))
+    return out
+
+
+def windows_encoded(vocab_spec, notes, cfg, windows):
+    """(tokens, controls) of each of the first ``windows`` windows from tick 0 of a piece
+    in the model's pitch space that holds 2+ notes."""
+    from engine.evaluation.pieces import encode
+    out, length = [], cfg.window_bars * cfg.beats_per_bar * cfg.ticks_per_beat
+    for w in range(windows):
+        a = w * length
+        x = notes[(notes["start"] >= a) & (notes["start"] < a + length)].copy()
+        x["start"] -= a
+        x["end"] = np.minimum(x["end"] - a, length)
+        if len(x) >= 2:
+            out.append(encode(vocab_spec, x))
+    return out
+
+
+def one_line(cfg, real, progress):
+    """Per repetition: the one-line model's figures over seeds and the fresh critic's AUC
+    (``scorers.fresh_critic_auc``: a new ConvCritic, real windows against generated ones)."""
+    from engine.evaluation.quality import QualityConfig
+    from engine.evaluation.scorers import fresh_critic_auc
+    from engine.generate import Request, generate_many, load_weights
+    w = load_weights(cfg.model)
+    vs = SimpleNamespace(vocab=w.vocab, spec=w.spec)
+    qcfg = replace(QualityConfig(), critic_steps=cfg.critic_steps)
+    real_w = [windows_encoded(vs, r["c"], cfg, r["windows"]) for r in real]
+    asks = one_line_asks(real, cfg.pieces, cfg, np.random.default_rng(0))
+    rows = []
+    for rep in cfg.repetitions:
+        sets, aucs = [], []
+        for seed in range(cfg.seeds):
+            reqs = [Request(k, m, d, seed=seed * 1_000_003 + i, register=r)
+                    for i, (k, m, d, r) in enumerate(asks)]
+            made = generate_many(w, reqs, cfg.bars, beats_per_bar=cfg.beats_per_bar,
+                                 repetition=rep, form=Form(cfg.shape))
+            windows = cfg.bars // cfg.window_bars
+            sets.append(set_figures([piece_figures(n, ONE_LINE, cfg, (0, windows))
+                                     for n in made], ONE_LINE, cfg))
+            fake = [windows_encoded(vs, to_tonic_c(n, q.key) if len(n) else n, cfg, windows)
+                    for n, q in zip(made, reqs)]
+            aucs.append(fresh_critic_auc(vs, real_w, fake, qcfg, seed))
+        rows.append(dict(repetition=rep, figures=over_seeds(sets, ONE_LINE),
+                         critic_auc=interval(aucs)))
+        progress(f"one line, repetition {rep:g}: bar repeat "
+                 f"{rows[-1]['figures']['line']['bar_repeat']['mean']:.3f}, critic AUC "
+                 f"{rows[-1]['critic_auc']['mean']:.3f}")
+    return rows
+
+
+def ensemble(cfg, held, progress):
+    """Per repetition: the ensemble's figures over seeds, one piece per held-out piece asked
+    for its controls (``ensemble_texture.mirror``), and ``texture_critic``'s fresh critic."""
+    from engine.evaluation import texture_critic as tc
+    from engine.evaluation.ensemble_texture import critic_over_seeds, mirror
+    from engine.generate import Request, generate_many, load_weights
+    w = load_weights(cfg.ensemble)
+    bar = cfg.beats_per_bar * cfg.ticks_per_beat
+    ecfg = tc.EnsembleEvalConfig(ticks_per_beat=cfg.ticks_per_beat,
+                                 beats_per_bar=cfg.beats_per_bar, bootstrap=0)
+    real = [p["cut"] for p in held]
+    asks = [mirror(p["cut"], p["key"], p["windows"] * cfg.window_bars, ecfg) for p in held]
+    seeds, rows = list(range(cfg.seeds)), []
+    for rep in cfg.repetitions:
+        made = []
+        for seed in seeds:
+            reqs = [Request(a["key"], a["mode"], a["density"], seed=seed * 1_000_003 + i,
+                            register=a["register"], voices=a["voices"])
+                    for i, a in enumerate(asks)]
+            out = generate_many(w, reqs, max(a["bars"] for a in asks),
+                                beats_per_bar=cfg.beats_per_bar, repetition=rep,
+                                form=Form(cfg.shape))
+            made.append([cut_bars(n, a["bars"] * bar) for n, a in zip(out, asks)])
+        sets = [set_figures([piece_figures(n, ENSEMBLE_LINES, cfg, (0, a["bars"] // cfg.window_bars))
+                             for n, a in zip(m, asks)], ENSEMBLE_LINES, cfg) for m in made]
+        critic = critic_over_seeds(real, made, seeds, ecfg)
+        rows.append(dict(repetition=rep, figures=over_seeds(sets, ENSEMBLE_LINES),
+                         critic_auc=critic["auc"], critic_windows=critic["windows"]))
+        progress(f"ensemble, repetition {rep:g}: melody bar repeat "
+                 f"{rows[-1]['figures']['melody']['bar_repeat']['mean']:.3f}, critic AUC "
+                 f"{critic['auc']['mean']:.3f}")
+    return rows
+
+
+def cut_bars(notes, end):
+    """The notes that start before tick ``end``, ended by it."""
+    n = notes[notes["start"] < end].copy()
+    n["end"] = np.minimum(n["end"], end)
+    return n
+
+
+# -- presets -------------------------------------------------------------------------------
+def preset_repetitions(result, states=STATES):
+    """For each preset of ``states``: its kind (``PRESET_KINDS``; "game" for a name not
+    listed), the real bar-repeat rate of that kind, and the repetition (of those measured)
+    whose generated ensemble melody's rate is nearest it, and the one-line model's."""
+    presets = tomllib.loads(Path(states).read_text()).get("presets", {})
+    real = dict(game=result["real"]["game"]["melody"]["bar_repeat"]["mean"],
+                folk=result["real"]["folk"]["all"]["line"]["bar_repeat"]["mean"])
+    curves = dict(ensemble=[(r["repetition"], r["figures"]["melody"]["bar_repeat"]["mean"])
+                            for r in result["generated"]["ensemble"]],
+                  one_line=[(r["repetition"], r["figures"]["line"]["bar_repeat"]["mean"])
+                            for r in result["generated"]["one_line"]])
+    out = {}
+    for name in presets:
+        kind = PRESET_KINDS.get(name, "game")
+        target = real[kind]
+        row = dict(kind=kind, matched_to=("Freedoom (the ensemble's game soundtracks), melody"
+                                          if kind == "game" else "folk tunes, the line"),
+                   real_bar_repeat=target)
+        for model, curve in curves.items():
+            rep, got = min(curve, key=lambda rg: math.inf if rg[1] is None or target is None
+                           else abs(rg[1] - target))
+            row[model] = dict(repetition=rep, bar_repeat=got,
+                              gap=None if got is None or target is None else got - target)
+        out[name] = row
+    return out
+
+
+# -- the whole measurement -----------------------------------------------------------------
+def measure(cfg=FormEvalConfig(), progress=print, states=STATES):
+    """Real and generated form figures, the critics and the presets' repetitions (a
+    JSON-ready dict)."""
+    from engine.evaluation.heldout_ensemble import SPLIT_NAMES, read_held_out
+    t0 = time.process_time()
+    folk, folk_left = read_folk(cfg.folk, cfg.splits, cfg, cfg.max_folk)
+    for p in folk:
+        where = span(p["notes"], cfg, cfg.max_windows)
+        p["windows"] = where[1]
+        p["c"] = to_tonic_c(cut(p["notes"], cfg, where), p["key"][0])
+        p["figures"] = piece_figures(p["notes"], ONE_LINE, cfg, where)
+    folk = [p for p in folk if p["windows"]]
+    figs = {p["name"]: p["figures"] for p in folk}
+    real_folk = {s: set_figures([figs[p["name"]] for p in folk if p["source"] == s], ONE_LINE, cfg)
+                 for s in cfg.folk}
+    real_folk["all"] = set_figures(list(figs.values()), ONE_LINE, cfg)
+    real_folk["left_out"] = folk_left
+    progress(f"{len(folk)} folk tunes in 4/4 or 2/2 ({sum(folk_left.values())} left out)")
+
+    def ensemble_pieces(splits, sources=None, limit=None):
+        got, left = read_held_out(cfg.ensemble_data, splits, cfg.ticks_per_beat,
+                                  cfg.beats_per_bar, sources)
+        got = [dict(name=p.name, source=p.source, key=p.key, notes=p.notes) for p in got]
+        for p in got:
+            where = span(p["notes"], cfg, cfg.max_windows)
+            p["windows"], p["cut"] = where[1], cut(p["notes"], cfg, where)
+            p["figures"] = piece_figures(p["notes"], ENSEMBLE_LINES, cfg, where)
+        return [p for p in got if p["windows"]][:limit], left
+
+    held, held_left = ensemble_pieces(cfg.splits, limit=cfg.max_ensemble)
+    ens_figs = [p["figures"] for p in held]
+    real_ens = {s: set_figures([f for f, p in zip(ens_figs, held) if p["source"] == s],
+                               ENSEMBLE_LINES, cfg) for s in sorted({p["source"] for p in held})}
+    real_ens["all"] = set_figures(ens_figs, ENSEMBLE_LINES, cfg)
+    real_ens["left_out"] = len(held_left)
+    game, _ = ensemble_pieces(SPLIT_NAMES, (cfg.game_source,))
+    real_game = set_figures([p["figures"] for p in game], ENSEMBLE_LINES, cfg)
+    real_game["source"], real_game["splits"] = cfg.game_source, list(SPLIT_NAMES)
+    progress(f"{len(held)} held-out ensemble pieces, {len(game)} {cfg.game_source} pieces")
+    clock = dict(real=time.process_time() - t0)
+    gen = dict(one_line=one_line(cfg, folk, progress))
+    clock["one_line"] = time.process_time() - t0 - clock["real"]
+    gen["ensemble"] = ensemble(cfg, held, progress)
+    clock["ensemble"] = time.process_time() - t0 - clock["real"] - clock["one_line"]
+    result = dict(config=asdict(cfg), real=dict(folk=real_folk, ensemble=real_ens, game=real_game),
+                  generated=gen,
+                  interval="real: 95 % t-interval over pieces; generated: over seeds")
+    result["presets"] = preset_repetitions(result, states)
+    clock["total"] = time.process_time() - t0
+    result["cpu_seconds"] = clock
+    return json_ready(result)
+
+
+def format_table(r):
+    """The printed summary: real sets, generated rows, presets."""
+    def iv(f, pct=True):
+        if f is None or f.get("mean") is None:
+            return "n/a"
+        k = 100 if pct else 1
+        x = f"{k * f['mean']:.1f}" if pct else f"{f['mean']:.3f}"
+        return x + (f" [{k * f['lo']:.1f}, {k * f['hi']:.1f}]" if pct and f.get("lo") is not None
+                    else f" [{f['lo']:.3f}, {f['hi']:.3f}]" if f.get("lo") is not None else "")
+
+    def prof(s):
+        return " ".join("  n/a" if v is None else f"{v:5.2f}" for v in s)
+
+    lines = ["REAL (bar-repeat %, phrase-repeat %, similarity at lag 1..7)",
+             f"{'set':28s} {'pieces':>6s} {'bar repeat':>20s} {'phrase repeat':>20s}  profile"]
+    sets = [(f"folk {k}", v, "line") for k, v in r["real"]["folk"].items() if k != "left_out"]
+    sets += [(f"ensemble {k} {ln}", v, ln) for k, v in r["real"]["ensemble"].items()
+             if k != "left_out" for ln in ENSEMBLE_LINES]
+    sets += [(f"{r['real']['game']['source']} (all splits) {ln}", r["real"]["game"], ln)
+             for ln in ENSEMBLE_LINES]
+    for name, v, ln in sets:
+        lines.append(f"{name:28s} {v['pieces']:6d} {iv(v[ln]['bar_repeat']):>20s} "
+                     f"{iv(v[ln]['phrase_repeat']):>20s}  {prof(v[ln]['similarity'])}")
+    lines.append("GENERATED (per repetition; 95 % interval over seeds)")
+    for model, ln in (("one_line", "line"), ("ensemble", "melody")):
+        for row in r["generated"][model]:
+            f = row["figures"]
+            lines.append(f"{model:9s} rep {row['repetition']:4.2f} {ln:7s} "
+                         f"{iv(f[ln]['bar_repeat']):>20s} {iv(f[ln]['phrase_repeat']):>20s}  "
+                         f"{prof(f[ln]['similarity'])}  critic AUC {iv(row['critic_auc'], False)}")
+        if model == "ensemble":
+            for row in r["generated"][model]:
+                lines.append(f"{'':9s} rep {row['repetition']:4.2f} bar repeat: " + ", ".join(
+                    f"{v} {iv(row['figures'][v]['bar_repeat'])}" for v in ENSEMBLE_LINES))
+    lines.append("PRESETS (the measured repetition nearest real music of the preset's kind)")
+    for name, p in r["presets"].items():
+        e, o = p["ensemble"], p["one_line"]
+        lines.append(f"{name:8s} {p['kind']:5s} real {100 * (p['real_bar_repeat'] or 0):5.1f} %  "
+                     f"ensemble: repetition {e['repetition']:g} ({100 * (e['bar_repeat'] or 0):.1f} %)"
+                     f"   one line: repetition {o['repetition']:g} "
+                     f"({100 * (o['bar_repeat'] or 0):.1f} %)")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m engine.evaluation.form",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("--out", default="engine/models/form.json", help="the JSON of every figure")
+    p.add_argument("--seeds", type=int, default=None, help="generation seeds (default 3)")
+    p.add_argument("--pieces", type=int, default=None,
+                   help="one-line pieces per seed and repetition (default 64)")
+    p.add_argument("--states", default=str(STATES), help="the presets to match")
+    p.add_argument("--repetitions", default=None, metavar="R,R,...",
+                   help="the repetitions composed at (default 0,0.25,0.5,0.75,1)")
+    p.add_argument("--form", default=None, metavar="SHAPE",
+                   help=f"the shape the generated music follows (default {Form.shape})")
+    p.add_argument("--quick", action="store_true", help="a small run (tests, a first look)")
+    args = p.parse_args(argv)
+    cfg = FormEvalConfig().quick() if args.quick else FormEvalConfig()
+    reps = None
+    if args.repetitions:
+        try:
+            reps = tuple(float(r) for r in args.repetitions.split(","))
+        except ValueError:
+            p.error(f"--repetitions {args.repetitions!r}: R,R,... each a number in 0..1")
+    given = dict(seeds=args.seeds, pieces=args.pieces, shape=args.form, repetitions=reps)
+    try:
+        cfg = replace(cfg, **{k: v for k, v in given.items() if v is not None})
+    except InvalidMessage as exc:  # one line naming the field, no traceback
+        print(f"{p.prog}: {exc}", file=sys.stderr)
+        return 2
+    result = measure(cfg, lambda m: print(m, file=sys.stderr, flush=True), args.states)
+    print(format_table(result))
+    Path(args.out).write_text(json.dumps(result, indent=1, allow_nan=False))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
