@@ -73,7 +73,10 @@ class Request:
     voice_bias: log-odds added to each voice's token (``Runtime.voice_bias``; None: each
     voice's ``presence`` in ``engine.ensemble.DEFAULTS``, as a server plays it);
     consonance, rooting: the consonance and root priors' weights (``Runtime.consonance``,
-    ``Runtime.rooting``; None: ``engine.ensemble.CONSONANCE``, ``ROOTING``)."""
+    ``Runtime.rooting``; None: ``engine.ensemble.CONSONANCE``, ``ROOTING``); lead: a theme
+    the melody states from the piece's start, ``Runtime.lead_at``'s (notes, variation,
+    length) (notes in the model's space: key-relative, in C), as a server session states a
+    theme sent to it (None: none)."""
 
     key: int
     mode: int
@@ -87,6 +90,7 @@ class Request:
     voice_bias: tuple = None
     consonance: float = None
     rooting: float = None
+    lead: tuple = None
 
 
 def _bad(field, value, allowed):
@@ -280,9 +284,11 @@ def generate_many(weights, requests, bars, beats_per_bar=4, temperature=1.0,
             rt.queue(s, prime)
             kinds, values = vocab.tables()
             skip[s] = int(values[prime][kinds[prime] == TIME_SHIFT].sum())
-        if repetition > 0:  # the piece's first tick is its first bar line
+        if repetition > 0 or r.lead is not None:  # the piece's first tick is a bar line
             rt.set_form(s, float(repetition), form, bar_ticks=tpb * beats_per_bar,
                         origin=int(skip[s]))
+        if r.lead is not None:
+            rt.lead_at(s, int(skip[s]), *r.lead)
         target[s] = end + skip[s]
         limit[s] = max_tokens + (0 if r.prime is None else len(r.prime))
         rt.pc_bias[s] = bias

@@ -53,6 +53,24 @@ class Motif:
         notes = to_tonic_c(self.notes, self.tonic)
         return notes if mode is None or mode == self.mode else parallel_mode(notes, self.mode)
 
+    def lead(self, variation, mode=None, key=None):
+        """What the melody states (``Runtime.lead_at``'s notes, variation and length): the
+        notes in the model's space, key-relative (in C, moved to the key by the player), or
+        moved to pitch class ``key`` for a model that is not; in ``mode`` (None: the
+        theme's own); its bars' length in ticks.  None at variation 1, which is free
+        composition.  InvalidMessage naming ``variation`` outside 0..1."""
+        lo, hi = VARIATION_RANGE
+        if isinstance(variation, bool) or not isinstance(variation, (int, float)) or not (
+                lo <= variation <= hi):
+            raise _bad("variation", f"{variation!r} is outside {lo:g}..{hi:g}",
+                       f"{lo:g}..{hi:g}")
+        if variation >= hi:
+            return None
+        notes = self.key_relative(mode).copy()
+        if key is not None:
+            notes["pitch"] = np.clip(notes["pitch"].astype(int) + key, 0, 127)
+        return notes, float(variation), self.bars * self.beats_per_bar * self.ticks_per_beat
+
     def tokens(self, vocab, mode=None):
         """The key-relative notes as the encoder reads a phrase: tokens without START."""
         return vocab.encode(self.key_relative(mode), start=False).astype(np.int64)

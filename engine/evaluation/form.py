@@ -84,6 +84,7 @@ class FormEvalConfig:
     ensemble: str = str(DEFAULT_ENSEMBLE)
     repetitions: tuple = (0.0, 0.25, 0.5, 0.75, 1.0)
     shape: str = Form.shape         # the form the generated music follows (engine.form.Form)
+    phrase: int = Form.bars         # ... its phrase, in bars
     seeds: int = 3
     pieces: int = 64                # one-line pieces per seed and repetition
     bars: int = 16                  # of each one-line piece
@@ -103,7 +104,7 @@ class FormEvalConfig:
             bad("near", self.near, "(0, 1]")
         if not self.repetitions or any(not 0 <= r <= 1 for r in self.repetitions):
             bad("repetitions", self.repetitions, "one or more values in 0..1")
-        check_form(self.shape, Form.bars, field="shape")
+        check_form(self.shape, self.phrase, field="shape")
         if not (isinstance(self.seeds, int) and 2 <= self.seeds <= 100):
             bad("seeds", self.seeds, "2..100 (an interval needs two)")
         if not (isinstance(self.bars, int) and self.window_bars <= self.bars <= 256):
@@ -342,7 +343,7 @@ def one_line(cfg, real, progress):
             reqs = [Request(k, m, d, seed=seed * 1_000_003 + i, register=r)
                     for i, (k, m, d, r) in enumerate(asks)]
             made = generate_many(w, reqs, cfg.bars, beats_per_bar=cfg.beats_per_bar,
-                                 repetition=rep, form=Form(cfg.shape))
+                                 repetition=rep, form=Form(cfg.shape, cfg.phrase))
             windows = cfg.bars // cfg.window_bars
             sets.append(set_figures([piece_figures(n, ONE_LINE, cfg, (0, windows))
                                      for n in made], ONE_LINE, cfg))
@@ -378,7 +379,7 @@ def ensemble(cfg, held, progress):
                     for i, a in enumerate(asks)]
             out = generate_many(w, reqs, max(a["bars"] for a in asks),
                                 beats_per_bar=cfg.beats_per_bar, repetition=rep,
-                                form=Form(cfg.shape))
+                                form=Form(cfg.shape, cfg.phrase))
             made.append([cut_bars(n, a["bars"] * bar) for n, a in zip(out, asks)])
         sets = [set_figures([piece_figures(n, ENSEMBLE_LINES, cfg, (0, a["bars"] // cfg.window_bars))
                              for n, a in zip(m, asks)], ENSEMBLE_LINES, cfg) for m in made]
@@ -536,6 +537,8 @@ def main(argv=None):
                    help="the repetitions composed at (default 0,0.25,0.5,0.75,1)")
     p.add_argument("--form", default=None, metavar="SHAPE",
                    help=f"the shape the generated music follows (default {Form.shape})")
+    p.add_argument("--phrase", type=int, default=None, metavar="BARS",
+                   help=f"the form's phrase, in bars (default {Form.bars})")
     p.add_argument("--quick", action="store_true", help="a small run (tests, a first look)")
     args = p.parse_args(argv)
     cfg = FormEvalConfig().quick() if args.quick else FormEvalConfig()
@@ -545,7 +548,8 @@ def main(argv=None):
             reps = tuple(float(r) for r in args.repetitions.split(","))
         except ValueError:
             p.error(f"--repetitions {args.repetitions!r}: R,R,... each a number in 0..1")
-    given = dict(seeds=args.seeds, pieces=args.pieces, shape=args.form, repetitions=reps)
+    given = dict(seeds=args.seeds, pieces=args.pieces, shape=args.form, phrase=args.phrase,
+                 repetitions=reps)
     try:
         cfg = replace(cfg, **{k: v for k, v in given.items() if v is not None})
     except InvalidMessage as exc:  # one line naming the field, no traceback

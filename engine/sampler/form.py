@@ -8,8 +8,9 @@ pitch, in the model's key-relative space, so a recall follows the session's key 
 register as the player transposes them).  At each bar line its music reaches, the plan is
 built: for each voice that plays, the session's ``engine.form.Form`` names the earlier bar
 of the phrase it may recall (or, with none, the same bar of the previous phrase, a
-phrase-level loop), and the session's ``repetition`` r decides, by a draw seeded by the
-session's seed, the bar and the voice (so a rewind rebuilds the same plan):
+phrase-level loop), and the session's ``repetition`` r decides, by draws seeded by the
+session's seed and the bar (so a rewind rebuilds the same plan), one for every voice, so
+that when the melody comes back its accompaniment does too, as in real music:
 
 - recall with probability r (the previous phrase's bar: r squared);
 - exactly with probability r, else varied: ``VARIED_SHARE`` of its notes (drawn) are
@@ -342,9 +343,9 @@ def build(s, b, fresh, voice_on, sounding, lay, form):
         src = f_src[s, v, j]
         sb = -1
         if src >= 0:
-            if _u(f_seed[s], b, v, 0) < rep:
+            if _u(f_seed[s], b, 0, 0) < rep:
                 sb = phrase * pb + src
-        elif phrase > 0 and _u(f_seed[s], b, v, 1) < rep * rep:
+        elif phrase > 0 and _u(f_seed[s], b, 0, 1) < rep * rep:
             sb = b - pb
         slot = sb % B
         if sb < m_from[s] or m_bar[s, slot] != sb:
@@ -364,7 +365,7 @@ def build(s, b, fresh, voice_on, sounding, lay, form):
         if n == k0:
             continue  # silent there: the voice composes new
         share = VARIED_SHARE
-        if v == lay[DRUM] or _u(f_seed[s], b, v, 2) < rep:
+        if v == lay[DRUM] or _u(f_seed[s], b, 0, 2) < rep:
             share = 0.0
         scripted[s, v] = True
         p_varied[s, v] = share > 0.0
