@@ -138,8 +138,8 @@ class Client(_Endpoint):
         keeps close to the theme .. 1 composes freely; blend_beats: beats over which the
         music moves to it (0, the default: its phrase starts at the transition); None
         leaves either out (the server's defaults, 0.3 and 0).  The reply's ``theme`` says
-        what was understood (``key``, ``bars``, ``notes``, ``source``).  Needs a server
-        whose model is a theme model; otherwise ServerError out_of_range on notes or name.
+        what was understood (``key``, ``bars``, ``notes``, ``source``).  Any server takes
+        it: the melody states it (a theme model's also steers the music towards it).
         ``free_theme`` goes back to free composition."""
         return self.request("theme", session, notes=_notes(notes), name=name, variation=variation,
                             transition=transition, blend_beats=blend_beats)

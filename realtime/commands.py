@@ -171,12 +171,6 @@ class Commands:
         motif = None
         if msg["action"] == "set":
             field = "notes" if msg["notes"] is not None else "name"
-            if self.music.theme is None:
-                raise protocol.reject(
-                    "out_of_range", "themes need a theme model and this server's model has "
-                    "none: start it with `ostinato serve --model theme.npz` (from `ostinato "
-                    "theme train`), or send action \"free\"", field,
-                    "a server with a theme model (serve --model theme.npz)")
             if msg["name"] is not None:
                 motif = self.themes.get(msg["name"])
                 if motif is None:
@@ -192,6 +186,7 @@ class Commands:
             key=f"{KEY_NAMES[motif.tonic]} {MODES[motif.mode]}", bars=motif.bars,
             notes=len(motif.notes), source=msg["name"] or "notes"),
             variation=msg["variation"], blend_beats=blend)
+        sess.theme_desc = info["theme"]
         self.music.marker("theme", sess, beat=reply["beat"], transition=unit, **info)
         return dict(reply, **info)
 

@@ -7,13 +7,15 @@ once), combat (at the bar: the theme goes on, re-keyed in minor) with a "danger"
 stinger and the theme varied further, victory (at once) with its stinger, calm (at
 the bar).  The model served is the shipped ensemble (melody, bass, harmony and drums):
 the layers build from explore to combat (the drums come in at combat's first bar), thin
-to a pad and bass in stealth and leave a pad and melody in calm.  The theme steps need a
-theme model (``--model engine/models/theme.npz``, one line); with any other model they
-are skipped and say so.  ``realtime.show`` prints what the music does every second,
-with the voices heard; at the end the recording is rendered to ``demo.wav`` (FluidSynth
-and the General MIDI SoundFont, each voice its instrument; the built-in synth where
-FluidSynth is missing) and drawn to ``demo.png``, a colour per voice, with the changes
-marked where they took effect.
+to a pad and bass in stealth and leave a pad and melody in calm.  The melody states the
+theme note for note (at its variation) and the presets' ``repetition`` brings it back
+through their form; a theme model (``--model engine/models/theme.npz``, one line) also
+steers what is composed around it.  ``realtime.show`` prints what the music does every
+second, with the voices heard; at the end the recording is rendered to ``demo.wav``
+(FluidSynth and the General MIDI SoundFont, each voice its instrument; the built-in synth
+where FluidSynth is missing) and drawn to ``demo.png``, a colour per voice, with the
+changes marked where they took effect and each return of the theme, as the event stream
+announced it.
 """
 import os
 import time
@@ -71,7 +73,7 @@ SCRIPT = (
     Step(0.29, "mood", "beat", {"valence": 0.8, "arousal": 0.6}),
     Step(0.37, "state", "now", {"name": "stealth"}),
     Step(0.45, "state", "bar", {"name": "combat"}),
-    Step(0.56, "theme", "beat", {"name": "hero", "variation": 0.6}),
+    Step(0.50, "theme", "beat", {"name": "hero", "variation": 0.6}),
     Step(0.60, "stinger", "beat", {"name": "danger"}),
     Step(0.72, "state", "now", {"name": "victory"}),
     Step(0.72, "stinger", "beat", {"name": "victory"}),
@@ -96,8 +98,8 @@ def add_arguments(p):
     p.add_argument("--out-dir", default=".", help="where demo.mid, demo.wav and demo.png go "
                                                    "(default: the current folder)")
     p.add_argument("--model", default=str(DEFAULT_ENSEMBLE), help="model .npz (default: the "
-                   "shipped ensemble; the theme steps need a theme model, e.g. "
-                   "engine/models/theme.npz, and are skipped with any other)")
+                   "shipped ensemble; engine/models/theme.npz: one line, whose latent also "
+                   "steers the music around the theme)")
     add_midi_arguments(p)
     p.add_argument("--audio", action="store_true",
                    help="play it live: FluidSynth where JACK runs, else the built-in synth "
@@ -223,10 +225,6 @@ def _perform(srv, rec, pub, seconds, header):
                          + ", ".join(f"{name} (channel {ch})" for ch, name in voices.items()))
                 for step in SCRIPT:
                     _sleep_until(t0 + step.at * seconds)
-                    if step.kind == "theme" and srv.theme is None:
-                        show.say(f"game → (skips {step.describe()}: {srv.cfg.model} is not a "
-                                 "theme model)")
-                        continue
                     show.say("game → " + step.describe())
                     reply = _send(game, step)
                     show.say("music: " + _answer(step, reply))
@@ -243,6 +241,12 @@ def _perform(srv, rec, pub, seconds, header):
             show.say("interrupted: stopping and writing what was played")
         show.say("game → (quits); the server releases every note and closes its outputs")
         wall = time.monotonic() - t0
+        # each return of the theme through the form, as the event stream announced it
+        returns = [beat for sess, beat in show.returns if sess == "main"]
+        marks += [(beat, "theme returns") for beat in returns]
+        if returns:
+            show.say("music: the theme came back at beat " + ", ".join(f"{b:g}" for b in returns)
+                     + " (its returns through the form)")
     return sections, marks, wall, interrupted, voices
 
 
@@ -338,14 +342,16 @@ def _wrap_up(args, paths, sections, marks, wall, voices):
     drawn["channel"] = np.array([names.index(by_channel.get(int(c), VOICES[0]))
                                  for c in notes["channel"]], dtype=notes["channel"].dtype)
     plot_pianoroll([drawn], [f"ostinato demo: {len(notes)} notes, {length:.1f} s; red lines: "
-                             "each mood or theme change where it took effect"], png,
+                             "each mood or theme change where it took effect, and each "
+                             "return of the theme"], png,
                    marks=marks, ticks_per_beat=TICKS_PER_BEAT, voices=names)
     print(f"  {mid}: {len(notes) - n_stinger} notes + {n_stinger} stinger notes, "
           f"{length:.1f} s of music ({wall:.1f} s performed)")
     print(f"  {wav}: {wav_s:.1f} s, {SAMPLE_RATE} Hz stereo ({how})")
-    themes = sum(label.startswith("theme ") for _, label in marks)
-    print(f"  {png}: piano roll, {len(marks) - themes} mood changes and {themes} theme "
-          "entries marked")
+    returns = sum(label == "theme returns" for _, label in marks)
+    themes = sum(label.startswith("theme ") for _, label in marks) - returns
+    print(f"  {png}: piano roll, {len(marks) - themes - returns} mood changes, {themes} theme "
+          f"entries and {returns} returns of the theme (through the form) marked")
     print("  what each section measured (from the recording):")
     print(f"    {'section':<18} {'from beat':>9} {'BPM':>5} {'seconds':>8} {'notes/s':>8} "
           f"{'mean velocity':>14}  voices heard")

@@ -44,6 +44,9 @@ class Session:
         self.theme = None     # (Motif, variation) it composes from; None: free composition
         self.z = None         # the latent in effect (or being blended to); None: z = 0
         self.theme_mode = None  # the mode the theme was encoded in
+        # the theme as replies describe it, and the last tick its statement or a return
+        # of it was announced at (``Sessions._theme_returns``)
+        self.theme_desc, self.theme_heard = None, -1
         # an ensemble's: its voices' settings (``realtime.layers.Layers``) and the voice
         # ids that play (from the next bar line, when a change is pending); one line: None
         self.layers = None
@@ -142,6 +145,7 @@ class Sessions:
                                   self._first):
             if cfg.sessions_per_lock:  # the next batch begins where this one went on
                 self._first = (self._first + cfg.sessions_per_lock) % len(rt.active)
+            self._theme_returns()
             self.engine.woken_by(self.publish())
         return pending, int(wake)
 
@@ -336,11 +340,11 @@ class Sessions:
     def max_note_ticks(self, mood):
         return max(1, int(round(max_note_beats_of(mood) * self.tpb)))
 
-    def change(self, sess, mood, unit, what, theme=None, layers=None, **extra):
+    def change(self, sess, mood, unit, what, theme=None, layers=None, lead=None, **extra):
         """Switch ``sess`` to ``mood`` at the transition point ``unit``, and an ensemble to
         ``layers`` (default: its own) at the bar line from there
         (``realtime.transition.change``); returns the reply's fields."""
-        return change(self, sess, mood, unit, what, theme, layers, **extra)
+        return change(self, sess, mood, unit, what, theme, layers, lead, **extra)
 
     def compose_now(self, s, max_steps=64):
         """Generate session s up to its first new note on this thread, at once: an
@@ -386,32 +390,49 @@ class Sessions:
         return tick, pitches
 
     def set_theme(self, sess, motif, variation, unit, blend_beats):
-        """Compose from ``motif`` (None: free composition) at ``variation``: encoded in
-        the session's mode, z = (1 - variation) mu; with ``blend_beats`` the latent moves
-        there along a great circle, else the theme's phrase starts at ``unit``.  Returns
+        """Compose from ``motif`` (None: free composition) at ``variation``: the melody
+        states it from ``unit`` (``lead``: note for note at variation 0, a share of its
+        notes re-composed above), and it comes back through the session's form; with a
+        theme model it is also encoded in the session's mode, z = (1 - variation) mu,
+        which steers what is composed, and with ``blend_beats`` the latent moves there
+        along a great circle instead (the music goes on: nothing is stated).  Returns
         the reply's mood fields and beat."""
         z = self.theme_latent(sess, motif, variation)
         s = sess.slot
-        if self.theme is None or blend_beats > 0:  # the music goes on as it is: no change
+        if self.theme is not None and blend_beats > 0:  # the music goes on: no change
             tick = self.seq.boundary(s, self.clock.now_ns(), unit)
             reply = dict(beat=tick / self.tpb, critic=self.critic_of(sess),
                          **self.describe(sess.mood))
-            if self.theme is not None:  # the latent moves from here, a sixteenth at a time
-                z0 = np.zeros(self.theme.z_dim) if sess.z is None else sess.z
-                # a conductor model's positions: the new theme's bars (the old one's when
-                # the blend goes back to free composition)
-                bars = motif.bars if motif is not None else (
-                    sess.theme[0].bars if sess.theme is not None else None)
-                self._blends[s] = (sess, z0, z, tick, tick + int(round(blend_beats * self.tpb)),
-                                   -1, bars)
+            # the latent moves from here, a sixteenth at a time
+            z0 = np.zeros(self.theme.z_dim) if sess.z is None else sess.z
+            # a conductor model's positions: the new theme's bars (the old one's when
+            # the blend goes back to free composition)
+            bars = motif.bars if motif is not None else (
+                sess.theme[0].bars if sess.theme is not None else None)
+            self._blends[s] = (sess, z0, z, tick, tick + int(round(blend_beats * self.tpb)),
+                               -1, bars)
         else:
             self.stop_blend(s)
-            bias, state = self.theme.bias(z, None if motif is None else motif.bars)
-            reply = self.change(sess, sess.mood, unit, "theme",
-                                theme=(bias, state if motif is not None else None))
+            theme = None
+            if self.theme is not None:
+                bias, state = self.theme.bias(z, None if motif is None else motif.bars)
+                theme = (bias, state if motif is not None else None)
+            reply = self.change(sess, sess.mood, unit, "theme", theme=theme,
+                                lead=self.lead(sess, motif, variation))
         sess.theme = None if motif is None else (motif, variation)
         sess.z = None if motif is None else z
+        sess.theme_heard = int(round(reply["beat"] * self.tpb))  # stated there: no return
         return reply
+
+    def lead(self, sess, motif, variation):
+        """``Runtime.lead_at``'s theme for ``motif`` at ``variation`` in the session's
+        mode and key (``Motif.lead``); (None,) for none, and at variation 1, free
+        composition."""
+        if motif is None:
+            return (None,)
+        sess.theme_mode = mode_of(sess.mood)
+        return motif.lead(variation, sess.theme_mode,
+                          None if self.weights.key_relative else sess.mood.key) or (None,)
 
     def theme_latent(self, sess, motif, variation):
         """z for ``motif`` at ``variation`` in the session's mode (None: free, z = 0)."""
@@ -421,6 +442,22 @@ class Sessions:
         sess.theme_mode = mode
         mu, _ = self.theme.encode(motif.tokens(self.vocab, mode))
         return latent(mu, variation)
+
+    def _theme_returns(self):
+        """Announce each time a session's theme comes back through its form (the
+        runtime's log of statements and returns past the last one announced: a rewind
+        that composes one again at the same beat announces nothing new)."""
+        rt = self.rt
+        for sess in self.sessions.values():
+            s = sess.slot
+            if sess.theme is None or not rt.l_logn[s]:
+                continue
+            variation = sess.theme[1]
+            for tick in rt.lead_log(s):
+                if tick > sess.theme_heard:
+                    sess.theme_heard = tick
+                    self.marker("theme_return", sess, beat=tick / self.tpb,
+                                theme=sess.theme_desc, variation=variation)
 
     def stop_blend(self, s):
         """Session s's latent stops where it is (a change takes over)."""

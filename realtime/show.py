@@ -105,6 +105,7 @@ class Show:
         self.t0 = time.monotonic() if t0 is None else t0
         self.sessions = {}
         self.events = 0
+        self.returns = []        # (session, beat) of each return of a theme announced
         self.bad_frames = 0      # frames on the stream that were not version-1 events
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -149,6 +150,8 @@ class Show:
             elif kind in ("mood", "key", "tempo", "state"):
                 sess.pending.append((beat, event))
                 sess.reach(sess.beat)  # a marker at or before the playhead applies at once
+            elif kind == "theme_return":
+                self.returns.append((event.get("session"), beat))
             elif kind == "transport":
                 sess.transport = {"start": "playing", "stop": "stopped",
                                   "pause": "paused"}.get(event.get("state"), sess.transport)

@@ -8,11 +8,13 @@ at that tick and leave what comes before it as it was composed.
 from realtime.mood import bpm_of, form_of, mode_of, repetition_of, velocity_of
 
 
-def change(music, sess, mood, unit, what, theme=None, layers=None, **extra):
+def change(music, sess, mood, unit, what, theme=None, layers=None, lead=None, **extra):
     """Switch ``sess`` of ``music`` (``realtime.sessions.Sessions``) to ``mood`` at the
     transition point ``unit``; ``theme`` (``Runtime.theme_at``'s bias and state) takes
-    effect there too.  A session that composes from a theme and changes mode has it
-    encoded again in the new mode.  An ensemble's voices (its ``layers``, or these new
+    effect there too, and so does ``lead`` (``Runtime.lead_at``'s notes, variation and
+    length: the theme the melody states note for note from there).  A session that
+    composes from a theme and changes mode has it encoded again in the new mode, and
+    states it again from the transition point in that mode.  An ensemble's voices (its ``layers``, or these new
     ones) follow the mood from the first bar line at or after the transition point: a
     voice enters or leaves there, never mid-bar.  A new repetition or form is handed to the
     sampler, which follows it from the next bar line its music reaches.  Returns the
@@ -22,11 +24,13 @@ def change(music, sess, mood, unit, what, theme=None, layers=None, **extra):
     old_bpm = bpm_of(sess.mood)
     old_form = (repetition_of(sess.mood, music.repetition), form_of(sess.mood))
     sess.mood = mood
-    if theme is None and sess.theme is not None and mode_of(mood) != sess.theme_mode:
-        sess.z = music.theme_latent(sess, *sess.theme)
-        # the same phrase goes on, re-keyed
-        theme = (music.theme.bias(sess.z, sess.theme[0].bars)[0], None)
-        music.stop_blend(s)
+    if lead is None and sess.theme is not None and mode_of(mood) != sess.theme_mode:
+        lead = music.lead(sess, *sess.theme)
+        if theme is None and music.theme is not None:
+            sess.z = music.theme_latent(sess, *sess.theme)
+            # the same phrase goes on, re-keyed
+            theme = (music.theme.bias(sess.z, sess.theme[0].bars)[0], None)
+            music.stop_blend(s)
     now = music.clock.now_ns()
     ctl, shift, bias = music.model_request(mood)
     rt.max_note_ticks[s] = music.max_note_ticks(mood)  # a guard: at once
@@ -48,6 +52,8 @@ def change(music, sess, mood, unit, what, theme=None, layers=None, **extra):
         rt.enter(s)  # the new music starts with a note in every voice, at once
         if theme is not None:
             rt.theme_at(s, tick, *theme)
+        if lead is not None:
+            rt.lead_at(s, tick, *lead)
         seq.asap_tick[s] = tick
         seq.asap_ns[s] = now
         music.compose_now(s)
@@ -77,6 +83,8 @@ def change(music, sess, mood, unit, what, theme=None, layers=None, **extra):
         voices = music.voicing.change(sess, layers or sess.layers, mood, tick, now)
         if theme is not None:
             rt.theme_at(s, tick, *theme)
+        if lead is not None:
+            rt.lead_at(s, tick, *lead)
     if (repetition_of(mood, music.repetition), form_of(mood)) != old_form:
         music.apply_form(sess)  # after any rewind: from the bar line the music reaches next
     if unit == "now":

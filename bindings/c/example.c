@@ -123,8 +123,8 @@ int main(int argc, char **argv)
     }
     printf("async replies %d of 3 (ids %ld %ld %ld)\n", got, ids[0], ids[1], ids[2]);
 
-    /* A leitmotif (refused out_of_range on notes or name unless the server's model is a
-     * theme model); OST_KEEP: the server's default variation (0.3) or blend (0 beats). */
+    /* A leitmotif (the melody states it, on any server); OST_KEEP: the server's default
+     * variation (0.3) or blend (0 beats). */
     show(&c, "theme-notes", ost_theme_notes(&c, motif, 6, 0.2, "now", OST_KEEP));
     show(&c, "theme-name", ost_theme_name(&c, "hero", OST_KEEP, NULL, 2.0));  /* states.toml's */
     show(&c, "theme-bad", ost_theme_notes(&c, motif, 2, OST_KEEP, NULL, OST_KEEP));  /* too few */

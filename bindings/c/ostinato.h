@@ -34,7 +34,7 @@
  *
  *   id = ost_mood_repetition(&c, 0.8, "bar");              recalls and loops from the next bar
  *
- * Themes (a server whose model is a theme model): ost_theme_notes sends a leitmotif as
+ * Themes (on any server; the melody states them): ost_theme_notes sends a leitmotif as
  * n_notes rows of three doubles (pitch, start_beat, duration_beats), ost_theme_name one of
  * states.toml's [themes], ost_theme_free goes back to free composition.
  *
@@ -589,9 +589,9 @@ OST_API long ost_stinger(ost_client *c, const char *name, const char *transition
     return ost__send_buf(c, "stinger", NULL, &f);
 }
 
-/* Themes: compose from a leitmotif, in the session's key and mode, its variations following
- * the mood.  They need a server whose model is a theme model (`serve --model theme.npz`);
- * another answers out_of_range on field notes (or name).  variation (0 close to the theme ..
+/* Themes: the melody states a leitmotif, in the session's key and mode, and it comes back
+ * through the form, on any server (a theme model's, `serve --model theme.npz`, also steers
+ * the music towards it and blends).  variation (0 close to the theme ..
  * 1 free) and blend_beats (0..64: beats over which the music moves to it; 0 starts its
  * phrase at the transition): OST_KEEP leaves them out, for the server's defaults (0.3, 0).
  * transition: "now", "beat", "bar"; NULL: "bar".  The reply's "theme" object says what was

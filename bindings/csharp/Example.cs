@@ -101,8 +101,8 @@ public static class Example
             }
             Console.WriteLine("async replies " + got + " of 3");
 
-            // A leitmotif, {pitch, startBeat, durationBeats} per note: refused (out_of_range on
-            // notes or name) unless the server's model is a theme model.
+            // A leitmotif, {pitch, startBeat, durationBeats} per note: the melody states it, on
+            // any server.
             double[][] motif = {
                 new double[] { 62, 0, 1 }, new double[] { 65, 1, 1 }, new double[] { 69, 2, 1 },
                 new double[] { 74, 3, 1 }, new double[] { 72, 4, 0.5 }, new double[] { 70, 4.5, 0.5 } };

@@ -11,8 +11,8 @@
 // Request methods (Mood, State, ...) block for at most Timeout milliseconds and throw
 // OstinatoUnavailableException after that; SendNowait + PollReply never block.
 //
-// Theme(notes or name, ...) composes from a leitmotif on a server whose model is a theme model
-// (others throw OstinatoServerException out_of_range on notes or name); FreeTheme() goes back.
+// Theme(notes or name, ...) has the melody state a leitmotif, on any server; FreeTheme() goes
+// back.
 //
 // A server started with CurveZMQ keys (needed off loopback) answers only a Client given
 // serverKey, clientPublicKey and clientSecretKey: 40-character Z85 strings from the files
@@ -325,8 +325,8 @@ namespace Ostinato
         /// or the name of one of states.toml's [themes].  variation: 0 close to the theme .. 1
         /// free; blendBeats: beats over which the music moves to it (0: its phrase starts at the
         /// transition); null leaves them out (the server's defaults, 0.3 and 0).  The reply's
-        /// GetObject("theme") says what was understood (key, bars, notes, source).  Needs a
-        /// server whose model is a theme model: others refuse it (out_of_range on notes or name).</summary>
+        /// GetObject("theme") says what was understood (key, bars, notes, source).  Any server
+        /// takes it: the melody states it.</summary>
         public Reply Theme(double[][] notes = null, string name = null, double? variation = null,
                            string transition = "bar", double? blendBeats = null, string session = null)
         {

@@ -66,7 +66,7 @@ public class OstinatoMusic : MonoBehaviour
         Send("mood", "repetition", System.Math.Round((double)Mathf.Clamp01(repetition), 6));
     }
     // A theme of states.toml's [themes] (the hero's, a place's) from the next bar; variation 0
-    // keeps close to it .. 1 composes freely.  Needs a server whose model is a theme model.
+    // plays it note for note .. 1 composes freely, on any server.
     public void PlayTheme(string name, float variation)
     {
         Send("theme", "name", name, "variation", System.Math.Round((double)Mathf.Clamp01(variation), 6));

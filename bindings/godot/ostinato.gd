@@ -10,7 +10,7 @@
 #   music.state("combat")
 #   music.mood(null, 0.9)                # arousal up, valence/intensity kept
 #   music.mood(null, null, null, "bar", "", 0.8, 0)   # tonality 0.8, critic off
-#   music.theme("hero")                  # a leitmotif (needs a server with a theme model)
+#   music.theme("hero")                  # a leitmotif, stated by the melody
 #   music.theme([[62, 0, 1], [65, 1, 1], [69, 2, 1]], 0.2)   # notes: pitch, start, length
 #   music.mood(null, null, null, "bar", "", null, null, {"drums": false})   # an ensemble's voices
 #   music.mood(null, null, null, "bar", "", null, null, null, 0.8)   # repetition: recalls, loops
@@ -92,8 +92,8 @@ func stinger(name, transition = "beat", for_session = ""):
 	return send("stinger", [name, transition], for_session)
 
 
-# theme composes from a leitmotif, in the session's key and mode, on a server whose model is
-# a theme model (others answer out_of_range on field notes or name).  name_or_notes: a String,
+# theme has the melody state a leitmotif, in the session's key and mode, on any server
+# (a theme model's also steers the music towards it).  name_or_notes: a String,
 # the name of one of states.toml's [themes], or an Array of [pitch, start_beat, duration_beats]
 # (MIDI pitches, any key), sent as JSON text (OSC has no arrays; whole numbers print as
 # integers).  variation (0 close to the theme .. 1 free) and blend_beats (beats over which the

@@ -393,8 +393,10 @@ def build(s, b, fresh, voice_on, sounding, lay, form):
 def _lead_start(s, b, v, form):
     """The tick the theme's statement or return playing in session s's bar b began, if
     voice v plays it there, else -1.  The statement runs from ``l_tick`` for ``l_len``
-    ticks; it returns at the start of each later phrase (at the same place in the bar)
-    with probability ``repetition``, a draw per phrase: a leitmotif, not a one-off."""
+    ticks; it comes back at the start of later phrases (at the same place in the bar): at
+    the first one after it whenever the session repeats at all (repetition > 0: a theme
+    heard once is not yet a theme), then with probability ``repetition``, a draw per
+    phrase: a leitmotif, not a one-off."""
     (f_bt, f_org, f_rep, _, f_pb, _, _, _, _, f_seed) = form[:10]
     l_n, l_tick, l_len, l_voice = (form[L_N], form[L_TICK], form[L_LEN], form[L_VOICE])
     if l_n[s] == 0 or l_tick[s] < 0 or l_voice[s] != v:
@@ -406,7 +408,8 @@ def _lead_start(s, b, v, form):
     ps = f_org[s] + (b // pb) * pb * bt
     if f_rep[s] > 0.0 and l_len[s] <= pb * bt and ps >= l_tick[s] + l_len[s]:
         t0 = ps + (l_tick[s] - f_org[s]) % bt
-        if start < t0 + l_len[s] and _u(f_seed[s], b // pb, v, 5) < f_rep[s]:
+        first = ps - pb * bt < l_tick[s] + l_len[s]  # the first phrase after the statement
+        if start < t0 + l_len[s] and (first or _u(f_seed[s], b // pb, v, 5) < f_rep[s]):
             return t0
     return -1
 

@@ -12,11 +12,10 @@ from realtime import protocol
 
 # How a well-formed message meets a server that cannot use it, by message type (None: any
 # type): the (code, field) pairs it may be refused with.  Any: the session is not open (or
-# already is, or none is free), critic above 0 without a critic.  theme: no theme model
-# (notes or name), a theme longer than its session's form (notes or name), a theme name
-# states.toml does not have.  mood, state, session: voices
-# the session cannot take (a channel another of its voices has, none left to play, a
-# one-line model).
+# already is, or none is free), critic above 0 without a critic.  theme: a theme longer
+# than its session's form (notes or name), a theme name states.toml does not have.  mood,
+# state, session: voices the session cannot take (a channel another of its voices has, none
+# left to play, a one-line model).
 SEMANTIC = {None: (("bad_choice", "session"), ("out_of_range", "session"),
                    ("bad_choice", "critic"), ("out_of_range", "critic")),
             "theme": (("out_of_range", "notes"), ("out_of_range", "name"), ("bad_choice", "name")),
@@ -65,7 +64,7 @@ def problem(expect, reply):
         return f"accepted, expected {expect.code} on {expect.field!r}"
     if expect.type is not None and _refused_by_server(expect.type, reply):
         # the code and field validation gives, but from the server: validation let the value
-        # through (a plain model refuses every theme so)
+        # through (a theme longer than its session's form is refused so)
         return f"{expect.code} expected from validation, the server refused it: {reply.get('message')!r}"
     codes = expect.code if isinstance(expect.code, tuple) else (expect.code,)
     if reply.get("code") not in codes:

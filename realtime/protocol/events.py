@@ -24,6 +24,9 @@ EVENT_TYPES = {
     "key": "`key`, `mode`",
     "theme": "`theme` (`key`, `bars`, `notes`, `source`; `null`: free composition), `variation`, "
              "`blend_beats`, `transition`",
+    "theme_return": "`theme` (as the `theme` event's), `variation`: the theme comes back, "
+                    "through the session's form, from `beat` (a leitmotif; its statement is "
+                    "the `theme` event)",
 }
 _QUOTED = {}
 

@@ -9,8 +9,8 @@ event stream (``serve --events-ahead 40``): it yields (control address, event ad
 for the clients' event listeners and clock sync.  ``playing_osc_server`` is the same
 behind the OSC endpoint, which relays that stream: it yields (OSC port, event address).
 ``theme_control_server`` and ``theme_osc_server`` are the same on a theme model (the shipped
-model with a theme encoder, as tests/realtime/test_server_theme.py builds it), so that a
-theme is accepted: the shipped model refuses every theme but action "free".
+model with a theme encoder, as tests/realtime/test_server_theme.py builds it): both take a
+theme (the melody states it); the theme model's encoder also steers the music towards it.
 ``ensemble_control_server`` and ``ensemble_osc_server`` run the shipped ensemble model, which
 takes ``voices`` (the default one-line model refuses them, naming the field).
 """

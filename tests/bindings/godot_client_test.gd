@@ -31,7 +31,7 @@ func _init():
 	music.mood(null, 0.2, null, "bar", "player2")
 	music.close_session("player2")
 	music.ping()
-	# themes: refused by field unless the server's model is a theme model; free on any server
+	# themes: by name or notes, and free, on any server
 	music.theme("hero", 0.25, "beat")
 	music.theme([[62, 0, 1], [65, 1, 1], [69, 2, 1], [74, 3, 1], [72, 4, 0.5], [70, 4.5, 0.5]], null, "now", 2)
 	music.theme([[62, 0, 1], [65, 1, 1]])  # two notes: too few, refused on notes by any server

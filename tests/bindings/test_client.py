@@ -105,20 +105,16 @@ def test_theme_by_notes_and_by_name_and_free_on_a_theme_model(theme_control_serv
     assert themes[4]["notes"] is None and themes[2]["notes"] is None
 
 
-def test_theme_refusals_raise_server_error_naming_the_field(control_server, theme_control_server):
-    """The shipped model is no theme model: a theme by notes or name is refused on that
-    field (action free is fine); a bad theme is refused on notes whatever the model."""
-    for address, theme_model in ((control_server[0], False), (theme_control_server[0], True)):
+def test_themes_on_any_model_and_bad_ones_raise_server_error_naming_the_field(
+        control_server, theme_control_server):
+    """The shipped model is no theme model and a theme model's server is: either takes a
+    theme by notes or by name, the reply saying what was understood, and action free; a
+    bad theme is refused on notes whatever the model."""
+    for address in (control_server[0], theme_control_server[0]):
         with Client(address, timeout=5) as client:
-            for call, field in ((lambda: client.theme(MOTIF), "notes"),
-                                (lambda: client.theme(name="hero"), "name")):
-                if theme_model:
-                    assert call()["ok"]
-                    continue
-                with pytest.raises(ServerError) as info:
-                    call()
-                assert (info.value.code, info.value.field) == ("out_of_range", field)
-                assert "theme model" in str(info.value)
+            assert client.theme(MOTIF)["theme"] == {"key": "D minor", "bars": 2, "notes": 6,
+                                                    "source": "notes"}
+            assert client.theme(name="hero")["theme"]["source"] == "hero"
             assert client.free_theme()["ok"]
             with pytest.raises(ServerError) as info:  # two notes: too few
                 client.theme(MOTIF[:2])
@@ -162,7 +158,7 @@ def test_repetition_on_mood_state_and_open_session(control_server):
         assert client.mood(repetition=0.6)["repetition"] == 0.6
         assert client.mood(arousal=0.7)["repetition"] == 0.6  # left out: the session's stays
         assert client.state("combat", repetition=0.9)["repetition"] == 0.9
-        assert client.state("explore")["repetition"] == 0.0  # the preset's, else the default
+        assert client.state("explore")["repetition"] == 0.8  # the preset's (states.toml)
         opened = client.open_session("p2", state="calm", repetition=0.3)
         assert opened["repetition"] == 0.3
         assert opened["form"] == {"shape": "AABA", "bars": 8, "bass_loop": 2, "drums_loop": 1}

@@ -58,9 +58,10 @@ def test_example_against_a_live_server(example, control_server):
                      "key-ex ok", "mood-kept ok", "stinger ok", "start ok",
                      "bad-tempo error out_of_range bpm", "open ok", "mood2 ok", "close ok",
                      "async replies 3 of 3",
-                     # the shipped model is no theme model: themes refused by field, free is fine
-                     "theme-notes error out_of_range notes", "theme-name error out_of_range name",
-                     "theme-bad error out_of_range notes", "theme-free ok", "stop ok"):
+                     # the shipped model is no theme model: it takes themes all the same
+                     "theme-notes ok", "theme-notes theme D minor 6 notes", "theme-name ok",
+                     "theme-name theme D minor 10 notes", "theme-bad error out_of_range notes",
+                     "theme-free ok", "stop ok"):
         assert expected in lines, (expected, lines)
     assert any(line.startswith("server ostinato states [") and '"combat"' in line for line in lines)
     assert any(line.startswith("server clock ") for line in lines)

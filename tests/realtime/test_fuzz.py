@@ -8,11 +8,13 @@ gives.  Afterwards the music still plays and ``ping`` still answers.
 Hypothesis draws the messages in batches (one ``@given`` example is one batch of 10, so no
 example outgrows Hypothesis' data budget); the batches go to one long-lived server.
 
-The shipped model is no theme model, so there every theme to set is refused (by the server,
-which the oracle tells from validation); a second, smaller storm of ``theme`` messages goes
-to a server with a theme model, where the valid ones must be accepted.  The edges of a theme
-the storms draw rarely (JSON text nested deep, numbers past float or int64 range, the longest
-theme the table allows, one spanning nearly every pitch) are tested on their own at the end.
+The shipped model is no theme model; it takes a valid theme all the same (its melody states
+it), unless the server refuses it (a name states.toml does not have, a theme longer than
+the session's form: the oracle tells those from validation); a second, smaller storm of
+``theme`` messages goes to a server with a theme model, where the valid ones must be
+accepted.  The edges of a theme the storms draw rarely (JSON text nested deep, numbers past
+float or int64 range, the longest theme the table allows, one spanning nearly every pitch)
+are tested on their own at the end, the last two on both servers.
 """
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
@@ -136,11 +138,12 @@ def test_theme_fuzz_on_a_theme_model_accepts_every_valid_theme(theme_server):
 
 
 def test_the_oracle_tells_the_servers_refusals_from_validations():
-    """problem() lets a valid theme be refused only by the server (no theme model, unknown
-    name), never by validation; and an error validation must give is not one the server gave."""
+    """problem() lets a valid theme be refused only by the server (longer than its session's
+    form, an unknown name), never by validation; and an error validation must give is not
+    one the server gave."""
     valid = fuzz.Expect(None, None, 1, "theme")
     by_server = {"ok": False, "id": 1, "code": "out_of_range", "field": "notes",
-                 "allowed": "a server with a theme model (serve --model theme.npz)"}
+                 "allowed": "a theme of at most 8 bars (the session's form)"}
     notes = next(f for f in protocol.message_spec("theme").fields if f.name == "notes")
     by_validation = dict(by_server, allowed=notes.allowed())
     unknown_name = {"ok": False, "id": 1, "code": "bad_choice", "field": "name", "allowed": ["hero"]}
@@ -177,20 +180,25 @@ def test_notes_past_int64_ticks_are_out_of_range(note):
     assert refused_as(NOTES + [note]) == ("out_of_range", "notes")
 
 
-def test_the_longest_theme_the_table_allows_is_not_a_server_error(theme_server):
-    srv, _, _ = theme_server
+@pytest.mark.parametrize("on", ["server", "theme_server"])
+def test_the_longest_theme_the_table_allows_is_not_a_server_error(on, request):
+    srv, _, _ = request.getfixturevalue(on)
     chords = [[p, i / 4, 0.25] for i in range(128) for p in (60, 64, 67, 71)]
     assert len(chords) == protocol.MAX_THEME_NOTES
-    with Client(srv.control_address, timeout=10) as client:
+    with Client(srv.control_address, timeout=10, session="long") as client:
+        client.open_session("long")  # its own: a storm before may have closed "main"
         try:
             reply = client.request("theme", notes=chords, transition="now")
         except ServerError as exc:
             reply = {"ok": False, "code": exc.code, "field": exc.field}
+        finally:
+            client.close_session("long")
     assert reply["ok"] or (reply["code"], reply["field"]) == ("out_of_range", "notes"), reply
 
 
-def test_a_theme_spanning_nearly_every_pitch_is_not_a_server_error(theme_server):
-    srv, _, _ = theme_server
+@pytest.mark.parametrize("on", ["server", "theme_server"])
+def test_a_theme_spanning_nearly_every_pitch_is_not_a_server_error(on, request):
+    srv, _, _ = request.getfixturevalue(on)
     wide = [[86, 59.0, 3.5], [124, 57.0, 4.75], [2, 40.0, 0.5]]  # E minor, 2..124
     replies = []
     with Client(srv.control_address, timeout=10, session="wide") as client:

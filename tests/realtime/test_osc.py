@@ -288,12 +288,13 @@ def test_a_theme_model_server_takes_themes_over_osc(engine_osc):
 
 
 @pytest.mark.parametrize("engine_osc", ["model_path"], indirect=True)
-def test_a_plain_model_server_refuses_themes_over_osc_by_field(engine_osc):
+def test_a_plain_model_server_takes_themes_over_osc(engine_osc):
+    """No theme model: the melody states the theme, so a theme by name or notes is taken."""
     server, sock = engine_osc
-    for args, field in ((("hero", 0.3, "bar", 0, "set"), "name"), ((None,) * 5 + (TRIAD,), "notes")):
+    for args, source in ((("hero", 0.3, "bar", 0, "set"), "hero"), ((None,) * 5 + (TRIAD,), "notes")):
         address, reply = send(server, sock, "/ostinato/theme", *args)
-        assert address == "/ostinato/error" and reply[:2] == ["out_of_range", field], reply
-        assert "serve --model theme.npz" in reply[3]
+        assert address == "/ostinato/ack", reply
+        assert json.loads(reply[2])["theme"]["source"] == source
     address, reply = send(server, sock, "/ostinato/theme/notes", "[[62,0,1],[65,1,1]]")
     assert reply[:2] == ["out_of_range", "notes"] and "at least 3 notes" in reply[3]  # validation first
     assert send(server, sock, "/ostinato/theme/action", "free")[0] == "/ostinato/ack"

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from engine import DEFAULT_MODEL
 from engine.errors import InvalidMessage
 from engine.form import Form
 from realtime import protocol
@@ -87,10 +88,13 @@ def test_presets_may_set_repetition_and_a_form_whose_keys_are_optional(tmp_path)
     assert presets["a"]["repetition"] == 1.0 and "form" not in presets["a"]
 
 
-def test_the_shipped_presets_set_no_repetition_yet_and_valid_forms():
+def test_the_shipped_presets_carry_the_measured_repetition_and_valid_forms():
+    """Each shipped preset's repetition is the one engine/models/form.json measured nearest
+    real music of its kind for the ensemble the server plays (engine.evaluation.form)."""
+    measured = json.loads((DEFAULT_MODEL.parent / "form.json").read_text())["presets"]
     presets, _ = protocol.load_states()
     for name, preset in presets.items():
-        assert "repetition" not in preset, name  # measured values come with the measurement
+        assert preset["repetition"] == measured[name]["ensemble"]["repetition"], name
         assert isinstance(preset.get("form", Form()), Form)
 
 

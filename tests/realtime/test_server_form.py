@@ -21,6 +21,11 @@ from .test_server import Listener, balance, request
 
 # Two presets with a form, one with a repetition: appended to the shipped states.
 FORMED = '''
+[presets.plain]
+valence = 0.4
+arousal = 0.35
+intensity = 0.4
+
 [presets.loop]
 valence = 0.2
 arousal = 0.5
@@ -110,9 +115,9 @@ def wire(model_path, states):
 
 
 def test_the_server_default_reaches_every_session_and_the_runtime(wire):
-    w = wire(repetition=0.4)
+    w = wire(repetition=0.4, initial_state="plain")
     assert w.ask(type="hello")["repetition"] == 0.4
-    assert w.handed() == (0.4, Form())  # main, in explore (no repetition, no form), on start
+    assert w.handed() == (0.4, Form())  # main, in plain (no repetition, no form), on start
     reply = w.ask(type="mood", arousal=0.8, transition="now")
     assert reply["ok"] and reply["repetition"] == 0.4
     opened = w.ask(type="session", action="open", session="b")
@@ -122,7 +127,7 @@ def test_the_server_default_reaches_every_session_and_the_runtime(wire):
 
 
 def test_mood_state_and_open_set_the_session_s_repetition_and_form(wire):
-    w = wire()
+    w = wire(initial_state="plain")
     assert w.ask(type="hello")["repetition"] == 0.0  # ServerConfig's default
     assert w.handed() == (0.0, Form())
     assert w.ask(type="mood", repetition=0.7)["repetition"] == 0.7
@@ -138,7 +143,7 @@ def test_mood_state_and_open_set_the_session_s_repetition_and_form(wire):
     assert w.ask(type="state", name="loop", repetition=0.3, transition="now")["repetition"] == 0.3
     assert w.handed() == (0.3, LOOP)
     # a preset without either: the server's default and Form()
-    assert w.ask(type="state", name="explore")["repetition"] == 0.0
+    assert w.ask(type="state", name="plain")["repetition"] == 0.0
     assert w.handed() == (0.0, Form())
     # session open: the message's over the preset's, the form the preset's
     opened = w.ask(type="session", action="open", session="b", state="loop", repetition=0.5)

@@ -1,6 +1,6 @@
 """The `theme` message on a real server over 127.0.0.1: a theme model (the shipped generator
 with random z weights) changes what plays and leaves no note hanging through themes,
-blends, a mode change and going free; a plain model refuses a theme by field; a bad
+blends, a mode change and going free; a plain model states a theme in its melody; a bad
 theme names its field; a states file's missing .mid stops the server at start-up."""
 import pytest
 
@@ -70,19 +70,27 @@ def test_themes_blends_modes_and_free_leave_no_note_hanging(any_theme_model):
         assert balance([e for e in events if e.get("session") == session]) == set()
 
 
-def test_a_plain_model_refuses_themes_by_field_and_bad_themes_name_theirs(model_path,
-                                                                         theme_model):
+def test_a_plain_model_states_a_theme_and_bad_themes_name_their_field(model_path, theme_model):
+    """No theme model: a theme by notes or name is taken all the same, and at variation 0
+    the melody plays it note for note from the transition (moved to the session's key)."""
     wire = Wire(model_path)
     try:
         assert not wire.ask(type="hello")["capabilities"]["themes"]["loaded"]
-        for msg, field in ((dict(notes=MOTIF), "notes"), (dict(name="hero"), "name")):
-            r = wire.ask(type="theme", **msg)
-            assert not r["ok"] and (r["code"], r["field"]) == ("out_of_range", field)
-            assert "serve --model theme.npz" in r["message"]
-        assert wire.ask(type="theme", action="free")["ok"]  # nothing to leave: fine
-        wire.notes(4)  # the music goes on
+        assert wire.ask(type="theme", name="hero")["theme"]["source"] == "hero"
+        assert wire.ask(type="key", key="A", mode="minor", transition="now")["ok"]
+        r = wire.ask(type="theme", notes=MOTIF, transition="now", variation=0.0)
+        assert r["ok"] and r["theme"]["key"] == "D minor", r
+        before = sum(e["type"] == "note_on" for e in wire.listener.events)
+        wire.notes(before + 2 * len(MOTIF))
+        ons = sorted((e["beat"], e["pitch"]) for e in wire.listener.events
+                     if e["type"] == "note_on" and e["session"] == "main" and e["beat"] >= r["beat"])
+        heard = [p for _, p in ons[:len(MOTIF)]]
+        assert [round(b - ons[0][0], 6) for b, _ in ons[:len(MOTIF)]] == [b for _, b, _ in MOTIF], ons
+        assert [p - heard[0] for p in heard] == [p - MOTIF[0][0] for p, *_ in MOTIF], ons
+        assert (heard[0] - 9) % 12 == 0  # D minor's tonic moved to A minor's
+        assert wire.ask(type="theme", action="free")["ok"]
     finally:
-        wire.close()
+        assert balance(wire.close()) == set()
     wire = Wire(theme_model)
     try:
         for msg, code, field, text in (
