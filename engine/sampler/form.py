@@ -4,8 +4,9 @@ voice played, and a plan per bar saying which voices recall an earlier bar.
 Real music repeats bars and phrases; a model sampling token by token almost never does.
 So each session remembers, voice by voice, the notes of its last ``MEMORY_BARS`` bars
 (recorded when a note ends: its onset in its bar, its length up to the bar's end, its
-pitch, in the model's key-relative space, so a recall follows the session's key and
-register as the player transposes them).  At each bar line its music reaches, the plan is
+pitch, in the model's key-relative space, so a recall follows the session's key as the
+player transposes it; and per bar the register the controls asked for, so that a pitched
+voice's recall moves by the octaves that bring it nearest the register asked for now).  At each bar line its music reaches, the plan is
 built: for each voice that plays, the session's ``engine.form.Form`` names the earlier bar
 of the phrase it may recall (or, with none, the same bar of the previous phrase, a
 phrase-level loop), and the session's ``repetition`` r decides, by draws seeded by the
@@ -53,18 +54,20 @@ FIELDS = ("f_bt", "f_org", "f_rep", "f_next_rep", "f_pb", "f_next_pb", "f_src", 
           "p_tick", "p_voice", "p_pitch", "p_kind", "p_free", "p_act", "p_n", "p_i",
           "p_bar", "p_release", "scripted", "was", "p_src", "p_last", "ev_pi", "ev_pbar", "p_varied", "m_from",
           "p_keep", "l_on", "l_dur", "l_pitch", "l_n", "l_tick", "l_len", "l_var", "l_voice",
-          "l_log", "l_logn", "l_due", "p_from")
+          "l_log", "l_logn", "l_due", "p_from", "m_reg", "f_regp")
 #: Positions in the tuple of what the kernel reads by name.
 (F_BT, F_ORG, F_REP, F_PENDING, P_TICK, P_N, P_I, P_BAR, EV_PI, EV_PBAR, L_N, L_TICK, L_LEN,
- L_VOICE, L_DUE, P_FROM, P_KEEP) = (
+ L_VOICE, L_DUE, P_FROM, P_KEEP, M_REG, F_REGP) = (
     FIELDS.index(name) for name in ("f_bt", "f_org", "f_rep", "f_pending", "p_tick", "p_n",
                                     "p_i", "p_bar", "ev_pi", "ev_pbar", "l_n", "l_tick",
-                                    "l_len", "l_voice", "l_due", "p_from", "p_keep"))
+                                    "l_len", "l_voice", "l_due", "p_from", "p_keep", "m_reg",
+                                    "f_regp"))
 
 
-def arrays(S, NV, ring):
+def arrays(S, NV, ring, register=(0, 0.0, 0.0)):
     """The form's per-session arrays, by name (``FIELDS``), for S sessions of NV voices
-    and a ring of ``ring`` events."""
+    and a ring of ``ring`` events; ``register``: the control vector's register entry
+    (index, scale, centre: ``engine.controls.ControlSpec``), scale 0 for none."""
     B, E, P = MEMORY_BARS, BAR_NOTES, NV * BAR_NOTES * 2
     i64 = lambda *shape, v=0: np.full(shape, v, np.int64)  # noqa: E731
     return dict(
@@ -102,7 +105,10 @@ def arrays(S, NV, ring):
         l_log=i64(S, LOG), l_logn=i64(S),
         # the theme's statement is still to start (at l_tick); the tick the plan began
         # at (its bar line, or a theme's start within the bar)
-        l_due=np.zeros(S, np.bool_), p_from=i64(S))
+        l_due=np.zeros(S, np.bool_), p_from=i64(S),
+        # the register (mean pitch, the model's space) each remembered bar was composed at,
+        # and where the controls hold it: (index, scale, centre) of ControlSpec's register
+        m_reg=np.zeros((S, B)), f_regp=np.array(register))
 
 
 def set_form(rt, s, repetition, form=Form(), bar_ticks=None, origin=0):
@@ -202,7 +208,7 @@ def after_rewind(rt, s):
     kept = (rt.tail[s] - 1) % rt.ring
     b = (t - rt.f_org[s]) // rt.f_bt[s] if t >= rt.f_org[s] else -1
     if b >= 0 and rt.ev_pbar[s, kept] == b:
-        build(s, b, False, rt.voice_on, rt.sounding, rt.layout, rt._form)
+        build(s, b, False, rt.voice_on, rt.sounding, rt.ctl_base, rt.layout, rt._form)
         rt.p_i[s] = rt.ev_pi[s, kept]
         rt.p_release[s] = True
     else:
@@ -227,9 +233,10 @@ def _u(seed, a, b, c):
 
 
 @njit(nogil=True, cache=True)
-def record(s, v, p, began, t, form):
+def record(s, v, p, began, t, controls, form):
     """A note of voice v, pitch p, that began at tick ``began`` ended at ``t``: remember it
-    in its bar (its length cut at the bar's end)."""
+    in its bar (its length cut at the bar's end), and the register the session's
+    ``controls`` ask for there."""
     (f_bt, f_org, _, _, _, _, _, _, _, _, m_bar, m_n, m_on, m_dur, m_pitch, m_off) = form[:16]
     bt = f_bt[s]
     if bt <= 0 or began < f_org[s]:
@@ -243,6 +250,7 @@ def record(s, v, p, began, t, form):
         m_bar[s, slot] = b
         for w in range(m_n.shape[1]):
             m_n[s, w, slot] = 0
+        form[M_REG][s, slot] = _register(s, controls, form[F_REGP])
     n = m_n[s, v, slot]
     if n >= m_on.shape[3]:
         return
@@ -271,17 +279,19 @@ def truncate(s, t, m_n, m_on, m_dur, m_pitch, m_off):
 
 
 @njit(nogil=True, cache=True)
-def build(s, b, fresh, voice_on, sounding, lay, form):
+def build(s, b, fresh, voice_on, sounding, controls, lay, form):
     """The plan of session s's bar b: per voice that plays, new or a recall of an earlier
     bar in memory, exact or varied; the recalled notes' on and off events sorted by tick
     (offs first at a tick).  ``fresh``: built as the music reaches the bar, so the
     settings pending take effect and what the voices scripted before still hold is
-    released; a rebuild after a rewind is not fresh (it must come out the same)."""
+    released; a rebuild after a rewind is not fresh (it must come out the same).  A
+    pitched voice's recall moves by the octaves that bring its bar's register nearest the
+    register the session's ``controls`` ask for now."""
     (f_bt, f_org, f_rep, f_next_rep, f_pb, f_next_pb, f_src, f_next_src, f_pending, f_seed,
      m_bar, m_n, m_on, m_dur, m_pitch, m_off, p_tick, p_voice, p_pitch, p_kind, p_free,
      p_act, p_n, p_i, p_bar, p_release, scripted, was, p_src, p_last, ev_pi, ev_pbar,
      p_varied, m_from, p_keep, l_on, l_dur, l_pitch, l_n, l_tick, l_len, l_var, l_voice,
-     l_log, l_logn, l_due, p_from) = form
+     l_log, l_logn, l_due, p_from, m_reg, f_regp) = form
     if fresh and f_pending[s]:
         f_rep[s] = f_next_rep[s]
         f_pb[s] = f_next_pb[s]
@@ -364,6 +374,16 @@ def build(s, b, fresh, voice_on, sounding, lay, form):
                          p_pitch, p_kind)
         if n == k0:
             continue  # silent there: the voice composes new
+        if v != lay[DRUM]:
+            moved = 12 * int(np.round((_register(s, controls, f_regp) - m_reg[s, slot]) / 12))
+            if moved:
+                for i in range(k0, n):
+                    p = p_pitch[s, i] + moved
+                    while p > 127:
+                        p -= 12
+                    while p < 0:
+                        p += 12
+                    p_pitch[s, i] = p
         share = VARIED_SHARE
         if v == lay[DRUM] or _u(f_seed[s], b, 0, 2) < rep:
             share = 0.0
@@ -387,6 +407,14 @@ def build(s, b, fresh, voice_on, sounding, lay, form):
     p_n[s] = n
     if fresh:
         p_release[s] = True
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _register(s, controls, regp):
+    """The register (mean pitch) session s's controls ask for (0 without one)."""
+    if regp[1] == 0.0:
+        return 0.0
+    return controls[s, int(regp[0])] / regp[1] + regp[2]
 
 
 @njit(nogil=True, cache=True)
@@ -439,7 +467,7 @@ def _after(s, i, j, p_tick, p_kind, p_voice, p_pitch):
 
 
 @njit(nogil=True, cache=True)
-def due(s, gen_tick, voice_on, sounding, lay, form):
+def due(s, gen_tick, voice_on, sounding, controls, lay, form):
     """Before session s steps: the plan of the bar its music is in, built once it gets
     there (the settings pending take effect)."""
     f_bt, f_org, p_bar, l_due, l_tick = form[F_BT], form[F_ORG], form[P_BAR], form[L_DUE], \
@@ -450,7 +478,7 @@ def due(s, gen_tick, voice_on, sounding, lay, form):
         if p_bar[s] != b or lead:
             form[P_FROM][s] = gen_tick[s] if lead else f_org[s] + b * f_bt[s]
             l_due[s] = l_due[s] and not lead
-            build(s, b, True, voice_on, sounding, lay, form)
+            build(s, b, True, voice_on, sounding, controls, lay, form)
 
 
 @njit(nogil=True, cache=True, inline="always")

@@ -141,7 +141,9 @@ class Runtime:
         self.pos_cur = np.full(S, -1, np.int64)
         self.prev_pos0 = np.full(S, -1, np.int64)
         # the form: a memory of the bars played and the plan of the bar (engine.sampler.form)
-        for name, a in form.arrays(S, NV, ring).items():
+        reg = w.spec.slices()["register"].start
+        for name, a in form.arrays(S, NV, ring, (reg, w.spec.register_scale,
+                                                 w.spec.register_centre)).items():
             setattr(self, name, a)
         self._form = tuple(getattr(self, name) for name in form.FIELDS)
         self._voices = (self.voice, self.voice_on, self.ev_voice, self.layout, self.probs,
@@ -387,7 +389,7 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
                 voices_due(s, gen_tick, voice_tick, voice_on, next_on, prev_on, voice_from,
                            reset_due, sounding, voice, force, force_i, force_n, lay, off_off,
                            start_tok[0], start_tok[2], entry, entered)
-                form_due(s, gen_tick, voice_on, sounding, lay, fm)
+                form_due(s, gen_tick, voice_on, sounding, ctl_base, lay, fm)
                 entry_lapses(s, entry, entered, voice_on, scripted)
                 _theme_position(s, gen_tick, zbias, pos_bias, pos_n, pos_slot, pos0, pos_cur,
                                 start_tok[1])
@@ -453,7 +455,7 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
             elif kind == 2:
                 aux = sounding[s, at]
                 sounding[s, at] = -1
-                record(s, max(voice[s], 0), val, aux, gen_tick[s], fm)
+                record(s, max(voice[s], 0), val, aux, gen_tick[s], ctl_base, fm)
             elif kind == 5:
                 voice[s] = val
             elif kind == 0:

@@ -255,3 +255,24 @@ def test_a_rewind_before_the_theme_states_it_again(w):
     melody = sorted((a - 2 * bt, p) for a, _, p in _notes(rt).get(0, [])
                     if 2 * bt <= a < 4 * bt)
     assert melody == sorted((int(n["start"]), int(n["pitch"])) for n in _theme())
+
+
+def test_a_recall_moves_by_octaves_to_the_register_asked_for_now():
+    w = Weights(ENSEMBLE)
+    rt = _open(w, seed=6, repetition=1.0)
+    bt = 4 * rt.tpb
+    rt.advance(np.array([bt + 1]))
+    up = w.spec.request(0, 0, 2.0, w.mean_register + 12, 0.5, w.key_relative)[0]
+    rt.ctl_base[0] = up  # an octave higher from bar 1 on (bar 2 recalls bar 0)
+    plans = _bars(rt, 4)
+    notes = _notes(rt)
+    _, src, _ = plans[2]
+    moved = 0
+    for v, sb in enumerate(src):
+        if sb == 0 and notes.get(v):
+            old, new = _bar(notes[v], 0, bt), _bar(notes[v], 2, bt)
+            shift = 0 if v == 3 else 12  # drums never move
+            assert new == sorted((t, min(p + shift, 127) if p + shift <= 127 else p + shift - 12)
+                                 for t, p in old), v
+            moved += shift > 0
+    assert moved >= 1
