@@ -5,7 +5,8 @@ Real music repeats bars and phrases; a model sampling token by token almost neve
 So each session remembers, voice by voice, the notes of its last ``MEMORY_BARS`` bars
 (recorded when a note ends: its onset in its bar, its length up to the bar's end, its
 pitch, in the model's key-relative space, so a recall follows the session's key as the
-player transposes it; and per bar the register the controls asked for, so that a pitched
+player transposes it; and per bar the key, mode and register the controls asked for: a
+bar composed in another key or mode than the session's now is not recalled, and a pitched
 voice's recall moves by the octaves that bring it nearest the register asked for now).  At each bar line its music reaches, the plan is
 built: for each voice that plays, the session's ``engine.form.Form`` names the earlier bar
 of the phrase it may recall (or, with none, the same bar of the previous phrase, a
@@ -54,20 +55,21 @@ FIELDS = ("f_bt", "f_org", "f_rep", "f_next_rep", "f_pb", "f_next_pb", "f_src", 
           "p_tick", "p_voice", "p_pitch", "p_kind", "p_free", "p_act", "p_n", "p_i",
           "p_bar", "p_release", "scripted", "was", "p_src", "p_last", "ev_pi", "ev_pbar", "p_varied", "m_from",
           "p_keep", "l_on", "l_dur", "l_pitch", "l_n", "l_tick", "l_len", "l_var", "l_voice",
-          "l_log", "l_logn", "l_due", "p_from", "m_reg", "f_regp")
+          "l_log", "l_logn", "l_due", "p_from", "m_reg", "f_regp", "m_key")
 #: Positions in the tuple of what the kernel reads by name.
 (F_BT, F_ORG, F_REP, F_PENDING, P_TICK, P_N, P_I, P_BAR, EV_PI, EV_PBAR, L_N, L_TICK, L_LEN,
- L_VOICE, L_DUE, P_FROM, P_KEEP, M_REG, F_REGP) = (
+ L_VOICE, L_DUE, P_FROM, P_KEEP, M_REG, F_REGP, M_KEY) = (
     FIELDS.index(name) for name in ("f_bt", "f_org", "f_rep", "f_pending", "p_tick", "p_n",
                                     "p_i", "p_bar", "ev_pi", "ev_pbar", "l_n", "l_tick",
                                     "l_len", "l_voice", "l_due", "p_from", "p_keep", "m_reg",
-                                    "f_regp"))
+                                    "f_regp", "m_key"))
 
 
-def arrays(S, NV, ring, register=(0, 0.0, 0.0)):
+def arrays(S, NV, ring, register=(0, 0.0, 0.0, 0, 0)):
     """The form's per-session arrays, by name (``FIELDS``), for S sessions of NV voices
-    and a ring of ``ring`` events; ``register``: the control vector's register entry
-    (index, scale, centre: ``engine.controls.ControlSpec``), scale 0 for none."""
+    and a ring of ``ring`` events; ``register``: where the control vector holds the
+    register (index, scale, centre: ``engine.controls.ControlSpec``; scale 0: nowhere), the
+    key (the first of its 12) and the mode (the first of 2)."""
     B, E, P = MEMORY_BARS, BAR_NOTES, NV * BAR_NOTES * 2
     i64 = lambda *shape, v=0: np.full(shape, v, np.int64)  # noqa: E731
     return dict(
@@ -107,8 +109,9 @@ def arrays(S, NV, ring, register=(0, 0.0, 0.0)):
         # at (its bar line, or a theme's start within the bar)
         l_due=np.zeros(S, np.bool_), p_from=i64(S),
         # the register (mean pitch, the model's space) each remembered bar was composed at,
-        # and where the controls hold it: (index, scale, centre) of ControlSpec's register
-        m_reg=np.zeros((S, B)), f_regp=np.array(register))
+        # and its key and mode (key * 2 + mode, as the controls asked), and where the
+        # controls hold them: (register index, scale, centre, key index, mode index)
+        m_reg=np.zeros((S, B)), f_regp=np.array(register, np.float64), m_key=i64(S, B))
 
 
 def set_form(rt, s, repetition, form=Form(), bar_ticks=None, origin=0):
@@ -251,6 +254,7 @@ def record(s, v, p, began, t, controls, form):
         for w in range(m_n.shape[1]):
             m_n[s, w, slot] = 0
         form[M_REG][s, slot] = _register(s, controls, form[F_REGP])
+        form[M_KEY][s, slot] = _key(s, controls, form[F_REGP])
     n = m_n[s, v, slot]
     if n >= m_on.shape[3]:
         return
@@ -291,7 +295,7 @@ def build(s, b, fresh, voice_on, sounding, controls, lay, form):
      m_bar, m_n, m_on, m_dur, m_pitch, m_off, p_tick, p_voice, p_pitch, p_kind, p_free,
      p_act, p_n, p_i, p_bar, p_release, scripted, was, p_src, p_last, ev_pi, ev_pbar,
      p_varied, m_from, p_keep, l_on, l_dur, l_pitch, l_n, l_tick, l_len, l_var, l_voice,
-     l_log, l_logn, l_due, p_from, m_reg, f_regp) = form
+     l_log, l_logn, l_due, p_from, m_reg, f_regp, m_key) = form
     if fresh and f_pending[s]:
         f_rep[s] = f_next_rep[s]
         f_pb[s] = f_next_pb[s]
@@ -358,8 +362,9 @@ def build(s, b, fresh, voice_on, sounding, controls, lay, form):
         elif phrase > 0 and _u(f_seed[s], b, 0, 1) < rep * rep:
             sb = b - pb
         slot = sb % B
-        if sb < m_from[s] or m_bar[s, slot] != sb:
-            continue  # not remembered whole
+        if (sb < m_from[s] or m_bar[s, slot] != sb
+                or m_key[s, slot] != _key(s, controls, f_regp)):
+            continue  # not remembered whole, or composed in another key or mode
         # the source bar's notes: those that ended, and those still sounding (their
         # length cut at its end, as they will be remembered)
         s0 = f_org[s] + sb * bt
@@ -407,6 +412,17 @@ def build(s, b, fresh, voice_on, sounding, controls, lay, form):
     p_n[s] = n
     if fresh:
         p_release[s] = True
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _key(s, controls, regp):
+    """The key and mode session s's controls ask the model for, as key * 2 + mode."""
+    k0, m0 = int(regp[3]), int(regp[4])
+    key = 0
+    for k in range(12):
+        if controls[s, k0 + k] > controls[s, k0 + key]:
+            key = k
+    return key * 2 + (1 if controls[s, m0 + 1] > controls[s, m0] else 0)
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -532,6 +548,8 @@ def next_token(s, gen_tick, sounding, voice, voice_on, lay, logits, temperature,
         v, o = p_voice[s, e], p_pitch[s, e]
         p = o
         if p_kind[s, e] == 1:
+            if v != lay[DRUM]:
+                p = _in_scale(s, p, pc_bias)
             if (p_tick[s, e] < gen_tick[s] or not voice_on[s, v] or not scripted[s, v]
                     or sounding[s, v * 128 + p] >= 0):
                 p_i[s] += 1
@@ -561,6 +579,21 @@ def next_token(s, gen_tick, sounding, voice, voice_on, lay, logits, temperature,
         p_i[s] += 1
         return lay[OFF] + p
     return -1
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _in_scale(s, p, pc_bias):
+    """Pitch p, or the nearest pitch (the lower at a tie) the session's tonality prior
+    allows where it forbids p's pitch class (a strict tonality: a bar remembered from a
+    freer one, or a chromatic theme, is moved into the scale)."""
+    if pc_bias[s, p % 12] > -np.inf:
+        return p
+    for d in range(1, 12):
+        if p - d >= 0 and pc_bias[s, (p - d) % 12] > -np.inf:
+            return p - d
+        if p + d <= 127 and pc_bias[s, (p + d) % 12] > -np.inf:
+            return p + d
+    return p
 
 
 @njit(nogil=True, cache=True)
@@ -604,6 +637,8 @@ def _near(s, v, orig, last_orig, last_act, nxt, logits, temperature, pc_bias, so
         if sounding[s, v * 128 + p] < 0:
             total += np.exp((logits[s, lay[ON] + p] - m) / t + (pc_bias[s, p % 12] if tonal
                                                                   else 0.0))
+    if total == 0.0:  # the tonality prior forbids every pitch there
+        return orig
     u = uniform(rng, s) * total
     acc = 0.0
     last = orig

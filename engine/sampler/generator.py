@@ -141,9 +141,10 @@ class Runtime:
         self.pos_cur = np.full(S, -1, np.int64)
         self.prev_pos0 = np.full(S, -1, np.int64)
         # the form: a memory of the bars played and the plan of the bar (engine.sampler.form)
-        reg = w.spec.slices()["register"].start
-        for name, a in form.arrays(S, NV, ring, (reg, w.spec.register_scale,
-                                                 w.spec.register_centre)).items():
+        at = w.spec.slices()
+        for name, a in form.arrays(S, NV, ring, (at["register"].start, w.spec.register_scale,
+                                                 w.spec.register_centre, at["key"].start,
+                                                 at["mode"].start)).items():
             setattr(self, name, a)
         self._form = tuple(getattr(self, name) for name in form.FIELDS)
         self._voices = (self.voice, self.voice_on, self.ev_voice, self.layout, self.probs,

@@ -276,3 +276,19 @@ def test_a_recall_moves_by_octaves_to_the_register_asked_for_now():
                                  for t, p in old), v
             moved += shift > 0
     assert moved >= 1
+
+
+def test_a_strict_tonality_moves_recalled_notes_into_its_scale():
+    w = Weights(ONE_LINE)
+    rt = _open(w, seed=8, repetition=1.0)
+    bt = 4 * rt.tpb
+    rt.advance(np.array([2 * bt - 13]))
+    triad = [0, 4, 7]  # from here only C, E and G may sound (tonality_bias's -inf elsewhere)
+    rt.pc_bias[0] = [0.0 if pc in triad else -np.inf for pc in range(12)]
+    plans = _bars(rt, 4)
+    notes = _notes(rt)[0]
+    assert plans[2][1] == [0] and plans[3][1] == [1]
+    late = [p for a, _, p in notes if a >= 2 * bt]
+    early = [p for a, _, p in notes if a < 2 * bt]
+    assert late and all(p % 12 in triad for p in late)
+    assert any(p % 12 not in triad for p in early)  # so some recalled notes were moved
