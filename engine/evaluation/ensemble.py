@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from engine.controls import DEFAULT_TONALITY
 from engine.ensemble import (BASS, CONSONANCE, DEFAULTS, DRUMS, HARMONY, MELODY, PITCHED,
                              ROOTING, VOICES)
 from engine.errors import InvalidMessage
@@ -214,6 +215,12 @@ def main(argv=None):
     held.add_argument("--rooting", type=float, default=ROOTING,
                       help=f"the root prior's weight of the learned sets (default: the shipped "
                            f"{ROOTING:g})")
+    held.add_argument("--tonality", type=float, default=DEFAULT_TONALITY,
+                      help=f"the tonality prior of the learned sets (default: the server's "
+                           f"{DEFAULT_TONALITY:g})")
+    held.add_argument("--repetition", type=float, default=0.0,
+                      help="the form's repetition of the learned sets (default 0: "
+                           "through-composed)")
     held.add_argument("--voices", choices=("piece", "all"), default="piece",
                       help="voices a generated piece may play: the real piece's (default) or all")
     args = parser.parse_args(argv)
@@ -259,7 +266,8 @@ def _heldout(args, cfg):
                              allowed="comma-separated numbers (log-odds)") from None
     kw = dict(data=args.data, splits=tuple(s.strip() for s in args.splits.split(",") if s.strip()),
               seeds=args.seeds, max_bars=args.max_bars, drums_bias=biases, voices=args.voices,
-              max_pieces=args.pieces, consonance=args.consonance, rooting=args.rooting)
+              max_pieces=args.pieces, consonance=args.consonance, rooting=args.rooting,
+              tonality=args.tonality, repetition=args.repetition)
     if args.model:
         kw["model"] = args.model
     res = et.compare(et.TextureEvalConfig(**kw), args.seed, cfg,

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from engine import DEFAULT_ENSEMBLE
-from engine.controls import find_key
+from engine.controls import DEFAULT_TONALITY, find_key
 from engine.ensemble import CONSONANCE, DEFAULTS, DRUMS, ROOTING
 from engine.errors import InvalidMessage
 from engine.evaluation import texture_critic as ev
@@ -59,6 +59,8 @@ class TextureEvalConfig:
     drums_bias: tuple = (DEFAULTS[DRUMS].presence, 0.0)
     consonance: float = CONSONANCE  # the consonance prior of every learned set
     rooting: float = ROOTING        # and the root prior
+    tonality: float = DEFAULT_TONALITY  # the tonality prior (engine.controls), as served
+    repetition: float = 0.0         # the form's repetition (engine.form), 0: through-composed
     voices: str = "piece"
     max_pieces: int = None
 
@@ -73,6 +75,10 @@ class TextureEvalConfig:
             bad("max_bars", self.max_bars, "8..256 bars")
         if not 0 < self.temperature <= 10:
             bad("temperature", self.temperature, "(0, 10]")
+        if not 0 <= self.tonality <= 1:
+            bad("tonality", self.tonality, "0..1")
+        if not 0 <= self.repetition <= 1:
+            bad("repetition", self.repetition, "0..1")
         if not self.drums_bias or any(not -20 <= b <= 20 for b in self.drums_bias):
             bad("drums_bias", self.drums_bias, "one or more log-odds in -20..20")
         if self.voices not in ("piece", "all"):
@@ -109,7 +115,7 @@ def _voice_bias(bias, n_voices):
 
 
 def compose(weights, asks, seed, temperature=1.0, drums_bias=0.0, cfg=ev.EnsembleEvalConfig(),
-            consonance=CONSONANCE, rooting=ROOTING):
+            consonance=CONSONANCE, rooting=ROOTING, tonality=DEFAULT_TONALITY, repetition=0.0):
     """The learned ensemble's piece for each ask (``mirror``), composed through
     ``engine.generate.generate_many`` at the longest ask's length and cut to each ask's
     bars (the sampler is causal: a piece cut short is the piece of that length)."""
@@ -117,10 +123,11 @@ def compose(weights, asks, seed, temperature=1.0, drums_bias=0.0, cfg=ev.Ensembl
     vb = _voice_bias(drums_bias, weights.vocab.n_voices)
     reqs = [Request(a["key"], a["mode"], a["density"], seed=seed * 1_000_003 + i,
                     register=a["register"], voices=a["voices"], voice_bias=vb,
-                    consonance=consonance, rooting=rooting)
+                    consonance=consonance, rooting=rooting, tonality=tonality)
             for i, a in enumerate(asks)]
     made = generate_many(weights, reqs, max(a["bars"] for a in asks),
-                         beats_per_bar=cfg.beats_per_bar, temperature=temperature)
+                         beats_per_bar=cfg.beats_per_bar, temperature=temperature,
+                         repetition=repetition)
     bar = cfg.beats_per_bar * cfg.ticks_per_beat
     return [crop(n, a["bars"] * bar) for n, a in zip(made, asks)]
 
@@ -240,7 +247,7 @@ def compare(tcfg=TextureEvalConfig(), seed=0, cfg=ev.EnsembleEvalConfig(), progr
         # "learned" is the ensemble as a server plays it: drums at their shipped presence
         name = "learned" if b == DEFAULTS[DRUMS].presence else f"learned_drums_bias_{b:g}"
         made[name] = [compose(weights, gen_asks, s, tcfg.temperature, b, cfg, tcfg.consonance,
-                              tcfg.rooting) for s in seeds]
+                              tcfg.rooting, tcfg.tonality, tcfg.repetition) for s in seeds]
         clock[f"{name}_compose"] = time.process_time() - t
     made["arranger"] = [arrange_like(gen_asks, s, cfg) for s in seeds]
     for name, per_seed in made.items():

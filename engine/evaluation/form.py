@@ -537,6 +537,9 @@ def main(argv=None):
                    help="the repetitions composed at (default 0,0.25,0.5,0.75,1)")
     p.add_argument("--form", default=None, metavar="SHAPE",
                    help=f"the shape the generated music follows (default {Form.shape})")
+    p.add_argument("--data", default=None, metavar="NPZ",
+                   help="the ensemble dataset whose held-out pieces (and game source) are real "
+                        f"music (default {FormEvalConfig.ensemble_data})")
     p.add_argument("--phrase", type=int, default=None, metavar="BARS",
                    help=f"the form's phrase, in bars (default {Form.bars})")
     p.add_argument("--quick", action="store_true", help="a small run (tests, a first look)")
@@ -549,7 +552,7 @@ def main(argv=None):
         except ValueError:
             p.error(f"--repetitions {args.repetitions!r}: R,R,... each a number in 0..1")
     given = dict(seeds=args.seeds, pieces=args.pieces, shape=args.form, phrase=args.phrase,
-                 repetitions=reps)
+                 repetitions=reps, ensemble_data=args.data)
     try:
         cfg = replace(cfg, **{k: v for k, v in given.items() if v is not None})
     except InvalidMessage as exc:  # one line naming the field, no traceback

@@ -144,9 +144,21 @@ def test_real_tunes_are_read_on_their_bar_lines():
     assert len(rates) >= 8 and np.nanmean(rates) > 0.1
 
 
+def _ensemble_data(path):
+    """An ensemble dataset file holding what the held-out reader needs (the pieces are read
+    from their sources): four chorales held out, two Freedoom songs (the game kind)."""
+    ids = ["bach/bwv276.mxl", "bach/bwv263.mxl", "bach/bwv253.mxl", "bach/bwv269.mxl",
+           "freedoom1.wad/D_E1M1", "freedoom1.wad/D_E1M2"]
+    meta = dict(format=1, summary=dict(ensemble=True, sources={}))
+    np.savez(path, ids=np.array(ids), sources=np.array(["bach-parts"] * 4 + ["freedoom"] * 2),
+             split=np.array([2, 2, 2, 2, 0, 0], np.int8), meta=np.array(json.dumps(meta)))
+    return path
+
+
 def test_the_command_line_on_a_quick_run(tmp_path, capsys):
     out = tmp_path / "form.json"
-    assert fm.main(["--quick", "--out", str(out)]) == 0
+    data = _ensemble_data(tmp_path / "ensemble.npz")
+    assert fm.main(["--quick", "--out", str(out), "--data", str(data)]) == 0
     r = json.loads(out.read_text())
     printed = capsys.readouterr().out
     assert "PRESETS" in printed and "combat" in printed
