@@ -5,7 +5,10 @@ A ``Form`` is the plan the sampler that plays follows (``engine.sampler.form``):
 of ``bars`` bars cut into equal sections named by letters (``shape``: "AABA" is a 32-bar
 song form in small, "ABAC" a period whose consequent opens as its antecedent did), and
 loop lengths for the bass and the drums, which in game music repeat a riff or a groove
-under whatever the melody does.
+under whatever the melody does.  The default, ABAB in 8 bars, is the shape whose phrase
+repeats and self-similarity come nearest real music's (``python -m engine.evaluation.form``:
+a peak at a lag of 4 bars, as folk tunes and the Freedoom soundtracks have; AABA peaks at 6
+and repeats no phrase).
 
 ``Form.sources`` turns it into what the kernel reads: for each voice and each bar of the
 phrase, the earlier bar of the phrase it recalls (-1: composed new).  The first bar of a
@@ -32,7 +35,7 @@ class Form:
     """A phrase of ``bars`` bars in ``len(shape)`` equal sections; loops for bass and drums
     (bars; 0 follows the shape)."""
 
-    shape: str = "AABA"
+    shape: str = "ABAB"
     bars: int = 8
     bass_loop: int = 2
     drums_loop: int = 1

@@ -161,7 +161,7 @@ def test_repetition_on_mood_state_and_open_session(control_server):
         assert client.state("explore")["repetition"] == 0.8  # the preset's (states.toml)
         opened = client.open_session("p2", state="calm", repetition=0.3)
         assert opened["repetition"] == 0.3
-        assert opened["form"] == {"shape": "AABA", "bars": 8, "bass_loop": 2, "drums_loop": 1}
+        assert opened["form"] == {"shape": "ABAB", "bars": 8, "bass_loop": 2, "drums_loop": 1}
         client.close_session("p2")
         with pytest.raises(ServerError) as info:
             client.mood(repetition=1.5)

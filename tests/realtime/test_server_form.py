@@ -121,7 +121,7 @@ def test_the_server_default_reaches_every_session_and_the_runtime(wire):
     reply = w.ask(type="mood", arousal=0.8, transition="now")
     assert reply["ok"] and reply["repetition"] == 0.4
     opened = w.ask(type="session", action="open", session="b")
-    assert (opened["repetition"], opened["form"]) == (0.4, {"shape": "AABA", "bars": 8,
+    assert (opened["repetition"], opened["form"]) == (0.4, {"shape": "ABAB", "bars": 8,
                                                             "bass_loop": 2, "drums_loop": 1})
     assert w.handed("b") == (0.4, Form())
 
