@@ -10,11 +10,14 @@ BIN    := $(VENV)/bin
 # (sounddevice), libzmq headers (C binding), Mono (C# binding), headless Godot 3
 # (GDScript binding), FluidSynth and a small General MIDI SoundFont (realistic preview),
 # Freedoom (its WADs hold the soundtracks the ensemble trains on, BSD-style licence).
+# Audio transcription (`ostinato data --audio`): basic-pitch without its TensorFlow
+# requirement (its ONNX model runs on onnxruntime, from the `audio` extra of pyproject.toml).
+BASIC_PITCH := basic-pitch==0.4.0
 APT_PACKAGES := jackd2 libportaudio2 libzmq3-dev gcc g++ mono-mcs mono-runtime \
                 godot3-server fluidsynth timgm6mb-soundfont freedoom
 
 .PHONY: demo serve test bench setup system train-default eval-default train-critic \
-        train-ensemble eval-ensemble \
+        train-ensemble eval-ensemble eval-transcription \
         train-adversarial quality-default train-theme eval-theme clean
 
 demo: setup
@@ -47,8 +50,13 @@ system: .stamp-system
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,audio]'
+	$(BIN)/python -m pip install -q --no-deps $(BASIC_PITCH)
 	$(BIN)/python -c "import torch, numba, zmq, rtmidi, mido, sounddevice, music21, symusic"
+	$(BIN)/python -c "import logging; logging.disable(logging.WARNING); \
+	  import onnxruntime, soundfile, librosa, mir_eval, basic_pitch.note_creation"
+	@! $(BIN)/python -c "import tensorflow" 2>/dev/null || \
+	  { echo "TensorFlow is installed in $(VENV): basic-pitch must come in with --no-deps"; exit 1; }
 	@echo "compiling the numba kernels once (~30 s; cached in __pycache__)"
 	$(BIN)/ostinato serve --midi none --events none --osc 0 --control tcp://127.0.0.1:0 \
 	  --seconds 0.01 >/dev/null
@@ -77,6 +85,11 @@ train-ensemble: setup
 eval-ensemble: setup
 	$(BIN)/ostinato eval --model engine/models/ensemble.npz --data data/ensemble.npz \
 	  --likelihood-only --json engine/models/ensemble-eval.json
+
+# basic-pitch (`ostinato data --audio`) on FluidSynth renders of held-out music, scored with
+# mir_eval: onset F1 and note F1 (see engine/evaluation/transcription.py; ~1 min of CPU).
+eval-transcription: setup
+	$(BIN)/python -m engine.evaluation.transcription --out engine/models/transcription.json
 
 # The shipped critic: D trained against the shipped generator as it is (no G steps), and
 # the two adversarial fine-tunings compared with it (see engine/models/README.md).

@@ -1,7 +1,8 @@
 """The training set: pieces read, tokenised, measured, split and batched.
 
 ``ostinato data`` reads each source (a corpus collection or a MIDI folder) through
-``engine.training.corpus``, caching the notes per source so adding a MIDI folder does not
+``engine.training.corpus`` (a folder of recordings through ``engine.training.audio``,
+which transcribes them), caching the notes per source so adding a MIDI folder does not
 re-read the corpus (``engine.training.sources``), then moves every piece to the common
 tonic C (key-relative: the sequencer transposes to the key a game asks for, so the tonic
 never depends on the model), tokenises it (``Vocab.encode``), measures its controls
@@ -25,6 +26,7 @@ and so does every transposition of a training window (``transpose_tokens``,
 ``windows``), which follows the voice in force along the token stream.
 """
 import hashlib
+import itertools
 import json
 import os
 import sys
@@ -37,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.training import corpus
+from engine.training.audio import read_audio_sources
 from engine.training.sources import ensemble_readers, read_sources
 from engine.controls import MODES, ControlSpec, find_key, parallel_mode, pitched, to_tonic_c
 from engine.ensemble import DRUMS, VOICES
@@ -54,6 +57,7 @@ class BuildConfig:
 
     collections: tuple = corpus.DEFAULT_COLLECTIONS
     midi_dirs: tuple = ()
+    audio_dirs: tuple = ()       # recordings, transcribed by engine.training.audio
     out: str = "data/dataset.npz"
     cache_dir: str = ""          # "" = a cache/ folder beside ``out``
     rebuild: bool = False        # ignore caches and read every source again
@@ -119,7 +123,9 @@ def build(config=BuildConfig(), log=None, sources=None):
     keys = Counter()  # where each piece's key came from: annotated or measured
     modes = {when: {m: [0, 0, 0] for m in MODES} for when in ("before", "after")}
     voices = np.zeros((len(VOICES), len(SPLITS)), np.int64)  # ensemble notes per voice
-    for source, pieces, skipped, info in (read_sources(config) if sources is None else sources):
+    if sources is None:
+        sources = itertools.chain(read_sources(config), read_audio_sources(config))
+    for source, pieces, skipped, info in sources:
         skipped = list(skipped)
         counts = {"pieces": [0, 0, 0], "tokens": [0, 0, 0], "notes": [0, 0, 0]}
         annotated = corpus.annotated_keys(source) if config.key_relative and not ens else {}
@@ -382,6 +388,9 @@ def add_arguments(parser):
                              "tokenised with voice tokens")
     parser.add_argument("--midi", nargs="+", action="extend", default=[], metavar="DIR",
                         help="folders of .mid files to add (searched recursively)")
+    parser.add_argument("--audio", nargs="+", action="extend", default=[], metavar="DIR",
+                        help="folders of .wav, .flac and .ogg recordings to add, transcribed "
+                             "with basic-pitch (searched recursively; not with --ensemble)")
     parser.add_argument("--keep-drums", action="store_true",
                         help="keep channel-10 drum notes from MIDI files")
     parser.add_argument("--out", default="data/dataset.npz", help="dataset file (%(default)s)")
@@ -459,10 +468,17 @@ def run(args):
     for d in args.midi:
         if not Path(d).is_dir():
             raise _bad("midi", f"{d} is not a folder", "existing folders")
-    if not collections and not args.midi:
-        raise _bad("collections", "nothing to read: no collections and no --midi folders",
-                   ", ".join(known) + ", all, or --midi DIR")
-    config = BuildConfig(collections=collections, midi_dirs=tuple(args.midi), out=args.out,
+    for d in args.audio:
+        if not Path(d).is_dir():
+            raise _bad("audio", f"{d} is not a folder", "existing folders")
+    if args.audio and args.ensemble:
+        raise _bad("audio", "a transcription is one line without voices, an ensemble dataset "
+                            "needs parts", "--audio without --ensemble")
+    if not collections and not args.midi and not args.audio:
+        raise _bad("collections", "nothing to read: no collections, no --midi or --audio "
+                   "folders", ", ".join(known) + ", all, --midi DIR or --audio DIR")
+    config = BuildConfig(collections=collections, midi_dirs=tuple(args.midi),
+                         audio_dirs=tuple(args.audio), out=args.out,
                          rebuild=args.rebuild, max_pieces=args.max_pieces,
                          key_relative=not args.absolute_keys, mode_augment=args.mode_augment,
                          ensemble=args.ensemble, workers=args.workers,
