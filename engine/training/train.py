@@ -18,7 +18,14 @@ from engine.modelfile import read_model_file
 from engine.training.data import Dataset
 from engine.errors import ModelError
 from engine.training.model import ModelConfig, MusicLSTM, load_model, save_model
+from engine.training import finetune
+from engine.training.finetune import GUARDS, FinetuneConfig
 from engine.training.runs import Run
+
+STEPS = 20000
+# the defaults of a training run that is not fine-tuning (those are FinetuneConfig's)
+DEFAULTS = dict(data="data/dataset.npz", steps=STEPS, batch_size=32, seq_len=128, lr=2e-3,
+                eval_every=500, patience=6)
 
 
 def validate(model, data, seq_len, batch_size, device, max_windows=None):
@@ -50,35 +57,40 @@ def mean_register(data):
     return float(np.mean(t - on)) if len(t) else 67.0
 
 
-def start_from(model, path, cfg, vocab):
+def start_from(model, path, cfg, vocab, spec=None):
     """Load the weights of the model file ``path`` into ``model``; ModelError unless its
-    config and vocabulary are ``cfg`` and ``vocab``."""
-    init, init_vocab, _, meta = load_model(path)
+    config and vocabulary are ``cfg`` and ``vocab`` (and its controls ``spec``, if given)."""
+    init, init_vocab, init_spec, meta = load_model(path)
     if meta["config"] != asdict(cfg):
         raise ModelError(f"--init {path}: its config {meta['config']} is not this run's "
                          f"{asdict(cfg)}")
     if init_vocab != vocab:
         raise ModelError(f"--init {path}: its vocabulary {init_vocab.to_dict()} is not the "
                          f"data's {vocab.to_dict()}")
+    if spec is not None and init_spec != spec:
+        raise ModelError(f"--init {path}: its controls {init_spec.to_dict()} are not the "
+                         f"data's {spec.to_dict()}")
     model.load_state_dict(init.state_dict())
 
 
 def train(data, out, cfg, *, steps=20000, batch_size=32, seq_len=128, lr=2e-3,
           eval_every=500, patience=6, device="cpu", seed=0, resume=False,
           max_minutes=None, transpose=(-5, 7), valid_windows=None, command=None,
-          progress=True, init=None):
+          progress=True, init=None, penalty=None, info=None):
     """Train ``MusicLSTM(cfg)`` on ``data`` into the folder ``out``; return the best
     validation NLL.  ``max_minutes`` bounds the wall time (then it stops like early stop).
     ``transpose``: the random transposition of each window, for absolute-key datasets
     only (a key-relative one trains as written).  ``init``: a model file to start from (the
-    stage before, in a run longer than a session): its config and vocabulary must be
-    ``cfg`` and the data's.
+    stage before, in a run longer than a session, or the model fine-tuning adapts): its
+    config, vocabulary and controls must be ``cfg`` and the data's.  ``penalty``: a
+    function of the model giving a term added to each step's loss (fine-tuning's guard,
+    ``engine.training.finetune``); ``info``: more entries for the model file's ``info``.
     """
     run = Run(out)
     torch.manual_seed(seed)
     model = MusicLSTM(cfg).to(device)
     if init is not None and not resume:
-        start_from(model, init, cfg, data.vocab)
+        start_from(model, init, cfg, data.vocab, data.spec)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     step, best, bad, elapsed = 0, math.inf, 0, 0.0
     rng = np.random.default_rng(seed)
@@ -94,7 +106,7 @@ def train(data, out, cfg, *, steps=20000, batch_size=32, seq_len=128, lr=2e-3,
         transpose = None  # every piece is in C: transposing would teach other tonics
     info = dict(command=command, data=data.summary, mean_register=mean_register(data),
                 key_relative=data.key_relative, batch_size=batch_size, seq_len=seq_len, lr=lr,
-                device=str(device))
+                device=str(device), **(info or {}))
     sched = lambda s: lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
     batches = data.batches("train", batch_size, seq_len, rng, transpose=transpose)
     running = None
@@ -110,7 +122,7 @@ def train(data, out, cfg, *, steps=20000, batch_size=32, seq_len=128, lr=2e-3,
             logits, _ = model(xb, cb)
             loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1))
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss if penalty is None else loss + penalty(model)).backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             step += 1
@@ -142,22 +154,39 @@ def train(data, out, cfg, *, steps=20000, batch_size=32, seq_len=128, lr=2e-3,
     return best
 
 
+def fine_tune(data, init, out, config=FinetuneConfig(), report=None, **kwargs):
+    """Fine-tune the model file ``init`` on ``data`` (``engine.training.finetune``: its
+    "train" split, early stop on its "valid" split, the guard of ``config``) into the run
+    folder ``out``; return the best validation NLL.  ``kwargs``: ``train``'s device, seed,
+    resume, command, progress."""
+    return train(data, out, **finetune.train_settings(data, init, config, report), **kwargs)
+
+
 def add_arguments(p):
-    p.add_argument("--data", default="data/dataset.npz", help="dataset from `ostinato data`")
+    p.add_argument("--data", default=None,
+                   help="dataset from `ostinato data` (default data/dataset.npz)")
     p.add_argument("--out", default="runs/default", help="run folder (checkpoints, log)")
     p.add_argument("--hidden", type=int, default=ModelConfig.hidden)
     p.add_argument("--layers", type=int, default=ModelConfig.layers)
     p.add_argument("--embed", type=int, default=ModelConfig.embed)
     p.add_argument("--dropout", type=float, default=ModelConfig.dropout)
-    p.add_argument("--steps", type=int, default=20000)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seq-len", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--eval-every", type=int, default=500)
+    p.add_argument("--steps", type=int, default=None, help=f"(default {STEPS}; fine-tuning "
+                   f"{FinetuneConfig.steps})")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"(default 32; fine-tuning {FinetuneConfig.batch_size})")
+    p.add_argument("--seq-len", type=int, default=None, help="(default 128)")
+    p.add_argument("--lr", type=float, default=None,
+                   help=f"(default 2e-3; fine-tuning {FinetuneConfig.lr:g})")
+    p.add_argument("--eval-every", type=int, default=None,
+                   help=f"(default 500; fine-tuning {FinetuneConfig.eval_every})")
     p.add_argument("--valid-windows", type=int, default=None,
                    help="validate on at most this many windows (default: all)")
-    p.add_argument("--patience", type=int, default=6, help="validations without improvement")
-    p.add_argument("--max-minutes", type=float, default=None, help="wall-time budget")
+    p.add_argument("--patience", type=int, default=None,
+                   help=f"validations without improvement (default 6; fine-tuning "
+                        f"{FinetuneConfig.patience})")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help=f"wall-time budget (default none; fine-tuning "
+                        f"{FinetuneConfig.max_minutes:g})")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
@@ -165,11 +194,39 @@ def add_arguments(p):
     p.add_argument("--export", default=None, help="copy the best model here when done")
     p.add_argument("--init", default=None, metavar="MODEL",
                    help="start from this model file (a stage before; its size is used)")
+    g = p.add_argument_group("fine-tuning (engine.training.finetune): adapt --init to new music")
+    g.add_argument("--midi", nargs="+", action="extend", default=[], metavar="DIR",
+                   help="fine-tune --init on the MIDI files of these folders (read as "
+                        "`ostinato data --midi` reads them; with voices for an ensemble)")
+    g.add_argument("--finetune", action="store_true",
+                   help="fine-tune --init on --data (held-out pieces, the guard) rather than "
+                        "continue a stage")
+    g.add_argument("--guard", choices=GUARDS, default=None,
+                   help=f"against forgetting: l2sp pulls the weights towards --init's, none "
+                        f"(default {FinetuneConfig.guard})")
+    g.add_argument("--l2sp", type=float, default=None, metavar="ALPHA",
+                   help=f"the L2-SP weight: loss += ALPHA * sum (w - w_init)^2 (default "
+                        f"{FinetuneConfig.l2sp:g})")
+    g.add_argument("--valid-pieces", type=int, default=None, metavar="N",
+                   help="pieces held out for early stopping (default: a sixth, at least 1)")
 
 
 def run(args):
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.midi or args.finetune:
+        ds, report, config = finetune.prepare(args)
+        command = "ostinato train " + " ".join(sys.argv[2:])
+        best = fine_tune(ds, args.init, args.out, config, device=args.device, seed=args.seed,
+                         resume=args.resume, command=command, progress=sys.stderr.isatty(),
+                         report=report)
+        print(f"best validation NLL {best:.4f} nats/event on the "
+              f"{len(ds.piece_rows('valid'))} held-out pieces -> {Path(args.out) / 'best.npz'}")
+        _export(args)
+        return 0
+    for name, value in DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     data = Dataset.load(args.data)
     cfg = ModelConfig(vocab_size=data.vocab.size, n_controls=data.spec.size, embed=args.embed,
                       hidden=args.hidden, layers=args.layers, dropout=args.dropout)
@@ -182,8 +239,12 @@ def run(args):
                  resume=args.resume, max_minutes=args.max_minutes,
                  valid_windows=args.valid_windows, command=command, init=args.init)
     print(f"best validation NLL {best:.4f} nats/event -> {Path(args.out) / 'best.npz'}")
+    _export(args)
+    return 0
+
+
+def _export(args):
     if args.export:
         Path(args.export).parent.mkdir(parents=True, exist_ok=True)
         Path(args.export).write_bytes((Path(args.out) / "best.npz").read_bytes())
         print(f"exported to {args.export}")
-    return 0
