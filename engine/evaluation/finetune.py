@@ -49,9 +49,12 @@ from engine.training import corpus
 from engine.training.data import SPLITS, Dataset, split_code, split_of
 from engine.training.finetune import FinetuneConfig, folder_data, read_folders, sources_dataset
 from engine.training.model import load_model
-from engine.training.train import fine_tune
+from engine.training.train import fine_tune, validate
 
 SCORE_SUFFIXES = (".mxl", ".xml", ".musicxml", ".krn")
+#: The most the model's own validation NLL may rise for a guard to be chosen (the issue's
+#: bound on what fine-tuning may cost the shipped model's own held-out music).
+OWN_LOSS = 0.05
 
 
 @dataclass(frozen=True)
@@ -112,22 +115,22 @@ def all_pieces(ds):
     return [piece for s in SPLITS for piece in ds.pieces(s)]
 
 
-def own_test_set(vocab, per_collection=0):
+def own_test_set(vocab, per_collection=0, split="test"):
     """The shipped generator's own held-out music: the pieces of its dataset's collections
-    (``corpus.DEFAULT_COLLECTIONS``) that ``split_of`` puts in "test", read and tokenised
-    as ``ostinato data`` builds them (annotated ABC keys, moved to C).  Returns (dataset,
-    pieces per source)."""
+    (``corpus.DEFAULT_COLLECTIONS``) that ``split_of`` puts in ``split`` ("test", or
+    "valid" for choosing the guard), read and tokenised as ``ostinato data`` builds them
+    (annotated ABC keys, moved to C).  Returns (dataset, pieces per source)."""
     sources = []
     for source in corpus.DEFAULT_COLLECTIONS:
         tasks = [t for t in corpus.source_tasks(source)
-                 if split_of(t.group or t.piece_id) == split_code("test")]
+                 if split_of(t.group or t.piece_id) == split_code(split)]
         if per_collection:
             tasks = tasks[:per_collection]
         pieces, skipped = corpus.read_all(tasks, corpus.ReadConfig(vocab.ticks_per_beat),
                                           workers=1, progress=False, desc=source)
         sources.append((source, pieces, skipped, {}))
     ds = sources_dataset(sources, vocab, key_relative=True)
-    return ds, {s: v["pieces"]["test"] for s, v in ds.summary["sources"].items()}
+    return ds, {s: sum(v["pieces"].values()) for s, v in ds.summary["sources"].items()}
 
 
 # -- the critic -------------------------------------------------------------------------------
@@ -181,12 +184,16 @@ def measure(model=DEFAULT_MODEL, cfg=MeasureConfig(), work=None, log=print):
         test_ds = as_test(sources_dataset(sources, vocab, True))
         composer_test = all_pieces(test_ds)
         own_ds, own_counts = own_test_set(vocab, cfg.own_per_collection)
-        own_test = own_ds.pieces("test")
+        own_test = all_pieces(own_ds)
+        own_valid = all_pieces(own_test_set(vocab, cfg.own_per_collection, "valid")[0])
         read_s = time.monotonic() - t0
         log(f"read: {cfg.composer} {report['summary']['pieces']} to fine-tune on, "
             f"{len(composer_test)} held out; own test set {own_counts} [{read_s:.0f} s]")
         rows = {"shipped": dict(model=str(model), composer_nll=mean_nll(shipped, composer_test),
-                                own_nll=mean_nll(shipped, own_test))}
+                                own_nll=mean_nll(shipped, own_test),
+                                own_valid_nll=mean_nll(shipped, own_valid),
+                                valid_nll=validate(shipped, data, cfg.finetune.seq_len,
+                                                   cfg.finetune.batch_size, "cpu"))}
         runs = {f"l2sp {a:g}": replace(cfg.finetune, guard="l2sp", l2sp=a) for a in cfg.alphas}
         if cfg.unguarded:
             runs["none"] = replace(cfg.finetune, guard="none")
@@ -202,13 +209,20 @@ def measure(model=DEFAULT_MODEL, cfg=MeasureConfig(), work=None, log=print):
             tuned, _, _, tmeta = load_model(out / "best.npz")
             rows[guard] = dict(valid_nll=best, wall_seconds=wall, step=tmeta["info"]["step"],
                                composer_nll=mean_nll(tuned, composer_test),
-                               own_nll=mean_nll(tuned, own_test), model=str(out / "best.npz"))
+                               own_nll=mean_nll(tuned, own_test),
+                               own_valid_nll=mean_nll(tuned, own_valid),
+                               model=str(out / "best.npz"))
             log(f"{guard}: {rows[guard]}")
         base = rows["shipped"]
         for guard in runs:
             r = rows[guard]
             r["composer_gain"] = 1 - r["composer_nll"] / base["composer_nll"]
             r["own_loss"] = r["own_nll"] / base["own_nll"] - 1
+            r["own_valid_loss"] = r["own_valid_nll"] / base["own_valid_nll"] - 1
+        # the guard chosen on validation alone: the composer's validation pieces (early
+        # stopping's) and the model's own "valid" split, never the test figures above
+        fit = [g for g in runs if g != "none" and rows[g]["own_valid_loss"] <= OWN_LOSS]
+        chosen = min(fit, key=lambda g: rows[g]["valid_nll"]) if fit else None
         for name in ["shipped", *runs]:
             path = rows[name]["model"]
             rows[name]["critic_auc"], rows[name]["critic_auc_per_seed"] = \
@@ -217,6 +231,8 @@ def measure(model=DEFAULT_MODEL, cfg=MeasureConfig(), work=None, log=print):
         for name in runs:
             rows[name].pop("model")
     return dict(config=asdict(cfg), model=str(model), model_command=meta["info"].get("command"),
+                chosen=chosen, rule=f"the lowest composer validation NLL among the guards whose "
+                                    f"own valid NLL rises at most {OWN_LOSS:.0%}",
                 composer=dict(name=cfg.composer, files=[p.name for p in files[:cfg.pieces]],
                               heldout=[p.name for p in files[cfg.pieces:cfg.pieces + test_n]],
                               summary=report["summary"], keys=report["keys"],
@@ -255,9 +271,11 @@ def main(argv=None):
     for name, row in r.items():
         extra = "" if name == "shipped" else \
             (f"  composer {-100 * row['composer_gain']:+.1f} %, own {100 * row['own_loss']:+.1f} %"
-             f", {row['wall_seconds']:.0f} s to step {row['step']}")
+             f" (valid {100 * row['own_valid_loss']:+.1f} %), composer valid NLL "
+             f"{row['valid_nll']:.3f}, {row['wall_seconds']:.0f} s to step {row['step']}")
         print(f"{name:>8}: composer NLL {row['composer_nll']:.3f}, own NLL {row['own_nll']:.3f}, "
               f"critic AUC {row['critic_auc']:.3f}{extra}")
+    print(f"chosen on validation ({res['rule']}): {res['chosen']}")
     print(f"wrote {args.json} ({res['seconds']['cpu']:.0f} s of CPU)")
     return 0
 
