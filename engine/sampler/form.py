@@ -58,11 +58,14 @@ FIELDS = ("f_bt", "f_org", "f_rep", "f_next_rep", "f_pb", "f_next_pb", "f_src", 
           "l_log", "l_logn", "l_due", "p_from", "m_reg", "f_regp", "m_key")
 #: Positions in the tuple of what the kernel reads by name.
 (F_BT, F_ORG, F_REP, F_PENDING, P_TICK, P_N, P_I, P_BAR, EV_PI, EV_PBAR, L_N, L_TICK, L_LEN,
- L_VOICE, L_DUE, P_FROM, P_KEEP, M_REG, F_REGP, M_KEY) = (
+ L_VOICE, L_DUE, P_FROM, P_KEEP, M_REG, F_REGP, M_KEY, P_VOICE, P_PITCH, P_KIND, P_FREE,
+ P_ACT, P_RELEASE, SCRIPTED, WAS, P_LAST) = (
     FIELDS.index(name) for name in ("f_bt", "f_org", "f_rep", "f_pending", "p_tick", "p_n",
                                     "p_i", "p_bar", "ev_pi", "ev_pbar", "l_n", "l_tick",
                                     "l_len", "l_voice", "l_due", "p_from", "p_keep", "m_reg",
-                                    "f_regp", "m_key"))
+                                    "f_regp", "m_key", "p_voice", "p_pitch", "p_kind",
+                                    "p_free", "p_act", "p_release", "scripted", "was",
+                                    "p_last"))
 
 
 def arrays(S, NV, ring, register=(0, 0.0, 0.0, 0, 0)):
@@ -520,65 +523,101 @@ def shift_limit(s, gen_tick, lim, form):
 
 
 @njit(nogil=True, cache=True)
-def next_token(s, gen_tick, sounding, voice, voice_on, lay, logits, temperature, pc_bias, rng,
-               form):
-    """The token session s's plan feeds now, or -1 (the model samples): first the release
-    of what scripted voices (and voices whose recall ended) still hold from before the bar
-    line, then the plan's events due at this tick, each voice's after its VOICE token.  A
-    note-on whose tick was passed (forced time shifts skipped it), of a voice switched off
-    or of a pitch already sounding is dropped, and so is the note-off of a note not
-    sounding."""
-    (f_bt, f_org, _, _, _, _, _, _, _, _, _, _, _, _, _, _, p_tick, p_voice, p_pitch,
-     p_kind, p_free, p_act, p_n, p_i, p_bar, p_release, scripted, was, _, p_last) = form[:30]
-    nv = lay[N_VOICES]
+def _release(s, sounding, voice, lay, form):
+    """The token that goes on releasing what session s's scripted voices (and voices whose
+    recall ended) hold from before the plan began, or -1 when nothing is left to release."""
+    p_release, scripted, was = form[P_RELEASE], form[SCRIPTED], form[WAS]
     if p_release[s]:
         start, keep = form[P_FROM][s], form[P_KEEP]
         for v in range(scripted.shape[1]):
             if scripted[s, v] or was[s, v]:
                 for p in range(128):
                     if 0 <= sounding[s, v * 128 + p] < start and not keep[s, v, p]:
-                        if nv > 0 and voice[s] != v:
+                        if lay[N_VOICES] > 0 and voice[s] != v:
                             return lay[VOICE0] + v
                         return lay[OFF] + p
         p_release[s] = False
+    return -1
+
+
+@njit(nogil=True, cache=True)
+def _due(s, gen_tick, sounding, voice_on, lay, pc_bias, form):
+    """The index of session s's next plan event due at its tick, or -1; the events that
+    can no longer sound are passed over: a note-on whose tick was passed (forced time
+    shifts skipped it), of a voice switched off or of a pitch already sounding, and the
+    note-off of a note not sounding."""
+    p_tick, p_voice, p_pitch, p_kind, p_act, p_n, p_i, scripted = (
+        form[P_TICK], form[P_VOICE], form[P_PITCH], form[P_KIND], form[P_ACT], form[P_N],
+        form[P_I], form[SCRIPTED])
     while p_i[s] < p_n[s]:
         e = p_i[s]
         if p_tick[s, e] > gen_tick[s]:
             return -1
-        v, o = p_voice[s, e], p_pitch[s, e]
-        p = o
+        v, p = p_voice[s, e], p_pitch[s, e]
         if p_kind[s, e] == 1:
             if v != lay[DRUM]:
                 p = _in_scale(s, p, pc_bias)
-            if (p_tick[s, e] < gen_tick[s] or not voice_on[s, v] or not scripted[s, v]
+            if not (p_tick[s, e] < gen_tick[s] or not voice_on[s, v] or not scripted[s, v]
                     or sounding[s, v * 128 + p] >= 0):
-                p_i[s] += 1
-                continue
-            if nv > 0 and voice[s] != v:
-                return lay[VOICE0] + v
-            if p_free[s, e]:
-                nxt = -1  # the voice's next recalled note, if it keeps its pitch
-                for f in range(e + 1, p_n[s]):
-                    if p_kind[s, f] == 1 and p_voice[s, f] == v:
-                        if not p_free[s, f]:
-                            nxt = p_pitch[s, f]
-                        break
-                p = _near(s, v, p, p_last[s, v, 0], p_last[s, v, 1], nxt, logits, temperature,
-                          pc_bias, sounding, rng, lay)
-            p_last[s, v, 0] = p_pitch[s, e]
-            p_last[s, v, 1] = p
-            p_act[s, v, o] = p
-            p_i[s] += 1
-            return lay[ON] + p
-        p = p_act[s, v, o]
-        if p < 0 or sounding[s, v * 128 + p] < 0:
-            p_i[s] += 1
-            continue
-        if nv > 0 and voice[s] != v:
-            return lay[VOICE0] + v
+                return e
+        else:
+            a = p_act[s, v, p]
+            if a >= 0 and sounding[s, v * 128 + a] >= 0:
+                return e
         p_i[s] += 1
-        return lay[OFF] + p
     return -1
+
+
+@njit(nogil=True, cache=True)
+def turn(s, gen_tick, sounding, voice, voice_on, lay, pc_bias, form):
+    """Whose turn it is at session s's tick: -2, the plan's at once (a release); the voice
+    of the plan's next event due here, which waits while the model plays the voices
+    before it (at an instant, training music goes voice by voice in id order); -1, the
+    model's alone."""
+    if _release(s, sounding, voice, lay, form) >= 0:
+        return -2
+    e = _due(s, gen_tick, sounding, voice_on, lay, pc_bias, form)
+    return form[P_VOICE][s, e] if e >= 0 else -1
+
+
+@njit(nogil=True, cache=True)
+def next_token(s, gen_tick, sounding, voice, voice_on, lay, logits, temperature, pc_bias, rng,
+               form):
+    """The token session s's plan feeds now, or -1 (nothing is due): first the release of
+    what scripted voices (and voices whose recall ended) still hold from before the bar
+    line, then the plan's events due at this tick (``_due``), each voice's after its VOICE
+    token; a varied recall's note is re-composed here (``_near``), a note the tonality
+    forbids moved into the scale (``_in_scale``)."""
+    r = _release(s, sounding, voice, lay, form)
+    if r >= 0:
+        return r
+    e = _due(s, gen_tick, sounding, voice_on, lay, pc_bias, form)
+    if e < 0:
+        return -1
+    p_voice, p_pitch, p_kind, p_free, p_act, p_n, p_i, p_last = (
+        form[P_VOICE], form[P_PITCH], form[P_KIND], form[P_FREE], form[P_ACT], form[P_N],
+        form[P_I], form[P_LAST])
+    v, o = p_voice[s, e], p_pitch[s, e]
+    if lay[N_VOICES] > 0 and voice[s] != v:
+        return lay[VOICE0] + v
+    if p_kind[s, e] == 2:
+        p_i[s] += 1
+        return lay[OFF] + p_act[s, v, o]
+    p = _in_scale(s, o, pc_bias) if v != lay[DRUM] else o
+    if p_free[s, e]:
+        nxt = -1  # the voice's next recalled note, if it keeps its pitch
+        for f in range(e + 1, p_n[s]):
+            if p_kind[s, f] == 1 and p_voice[s, f] == v:
+                if not p_free[s, f]:
+                    nxt = p_pitch[s, f]
+                break
+        p = _near(s, v, p, p_last[s, v, 0], p_last[s, v, 1], nxt, logits, temperature,
+                  pc_bias, sounding, rng, lay)
+    p_last[s, v, 0] = o
+    p_last[s, v, 1] = p
+    p_act[s, v, o] = p
+    p_i[s] += 1
+    return lay[ON] + p
 
 
 @njit(nogil=True, cache=True, inline="always")

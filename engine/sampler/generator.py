@@ -31,7 +31,7 @@ from engine.vocab import NO_VOICE, NOTE_OFF, START, TIME_SHIFT
 
 from engine.sampler import form, voices
 from engine.sampler.form import (EV_PBAR, EV_PI, P_BAR, P_I, due as form_due,
-                                 next_token as planned, record, shift_limit)
+                                 next_token as planned, record, shift_limit, turn)
 from engine.sampler.lstm import lstm_step
 from engine.sampler.voices import entry_lapses, release_offs, voices_due
 from engine.sampler.sampling import held_limit, layout, sample
@@ -422,8 +422,22 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
                     force_i[s] = 0
                     force_n[s] = 0
             else:
-                tok = planned(s, gen_tick, sounding, voice, voice_on, lay, logits, temperature,
-                              pc_bias, rng, fm)
+                # the plan's events due at this tick wait while the model plays the voices
+                # before theirs (a sampled time shift, velocity aside, or anything of their
+                # voice or a later one gives way to them)
+                tok = -1
+                due = turn(s, gen_tick, sounding, voice, voice_on, lay, pc_bias, fm)
+                if due >= 0:
+                    tok = sample(s, logits, temperature, sounding, entry, gen_tick,
+                                 max_note_ticks, pc_bias, rng, voice, voice_on, lay, probs,
+                                 voice_bias, entered, consonance, rooting, scripted)
+                    k = kinds[tok]
+                    if not (k == 4 or (k == 5 and values[tok] < due) or (
+                            (k == 1 or k == 2) and max(voice[s], 0) < due)):
+                        tok = -1
+                if due == -2 or tok < 0 and due >= 0:
+                    tok = planned(s, gen_tick, sounding, voice, voice_on, lay, logits,
+                                  temperature, pc_bias, rng, fm)
             if tok < 0:
                 tok = sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks,
                              pc_bias, rng, voice, voice_on, lay, probs, voice_bias, entered,

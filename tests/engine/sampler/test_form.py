@@ -68,8 +68,9 @@ def _notes(rt, s=0):
 
 
 def _bar(notes, b, bt):
-    """The notes of a bar: sorted (onset in the bar, pitch)."""
-    return sorted((a - b * bt, p) for a, _, p in notes if b * bt <= a < (b + 1) * bt)
+    """The notes of a bar: sorted (onset in the bar, pitch), each once (the model may end a
+    note at the tick it began and strike it again: a recall keeps the one it hears)."""
+    return sorted({(a - b * bt, p) for a, _, p in notes if b * bt <= a < (b + 1) * bt})
 
 
 def test_exact_recall_plays_the_bar_again_note_for_note(w):
