@@ -34,6 +34,7 @@ from bindings.client import Client, EventListener
 from engine.controls import MODES
 from engine.metrics import json_ready
 from engine.motif import from_notes
+from engine.theme.variations import ngrams
 from realtime.outputs.stream import ZmqPubPort
 from realtime.server import Server, ServerConfig
 
@@ -60,9 +61,9 @@ def line(events):
 
 
 def grams(pitches, n=GRAM):
-    """The interval n-grams of ``pitches`` (successive differences, n at a time)."""
-    steps = np.diff(np.asarray(pitches, np.int64))
-    return {tuple(int(x) for x in steps[i:i + n]) for i in range(len(steps) - n + 1)}
+    """The interval n-grams of ``pitches`` (successive differences, n at a time), as the
+    theme evaluation counts them (``engine.theme.variations.ngrams``)."""
+    return ngrams(np.diff(np.asarray(pitches, np.int64)).tolist(), n)
 
 
 def heard(theme_pitches, melody_pitches, n=GRAM):

@@ -18,6 +18,7 @@ from engine.notes import DRUM_CHANNEL
 from engine.errors import InvalidMessage
 from engine.sampler.critic import Drafter
 from engine.sampler.generator import Runtime
+from engine.sampler.form import LOG as LEAD_LOG
 from engine.sampler.theme import latent, slerp
 from engine.vocab import NOTE_OFF
 
@@ -450,8 +451,9 @@ class Sessions:
         rt = self.rt
         for sess in self.sessions.values():
             s = sess.slot
-            if sess.theme is None or not rt.l_logn[s]:
-                continue
+            n = int(rt.l_logn[s])
+            if sess.theme is None or not n or rt.l_log[s, (n - 1) % LEAD_LOG] <= sess.theme_heard:
+                continue  # nothing newer than what was announced (no list made)
             variation = sess.theme[1]
             for tick in rt.lead_log(s):
                 if tick > sess.theme_heard:

@@ -32,7 +32,7 @@ from engine.modelfile import read_model_file
 from engine.training.model import ModelConfig, MusicLSTM, save_model
 from engine.training.runs import Run, read_checkpoint
 from engine.training.shards import Schedule, ShardedDataset
-from engine.training.train import start_from
+from engine.training.train import lr_at, model_arguments, start_from, window_loss
 
 
 @dataclass(frozen=True)
@@ -135,21 +135,15 @@ def train(data: ShardedDataset, out, cfg, ctx=Context(), *, steps=20000, global_
     info = dict(command=command, data=data.summary, mean_register=data.mean_register,
                 key_relative=data.key_relative, batch_size=global_batch, seq_len=seq_len,
                 lr=lr, device=ctx.device, processes=ctx.world)
-    sched = lambda s: lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
     running = None
     if run is not None:
         run.start(steps, step, elapsed, desc="train", progress=progress, max_minutes=max_minutes)
     try:
         while step < steps:
-            x, c, y = data.batch(step, schedule, ctx.rank, ctx.world)
             for g in opt.param_groups:
-                g["lr"] = sched(step)
-            xb = torch.as_tensor(x, dtype=torch.long, device=ctx.device)
-            cb = torch.as_tensor(c, dtype=torch.float32, device=ctx.device)
-            yb = torch.as_tensor(y, dtype=torch.long, device=ctx.device)
-            logits, _ = model(xb, cb)
-            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                               yb.reshape(-1))
+                g["lr"] = lr_at(step, steps, lr)
+            loss = window_loss(model, *data.batch(step, schedule, ctx.rank, ctx.world),
+                               ctx.device)
             opt.zero_grad(set_to_none=True)
             loss.backward()  # DDP averages the gradients over the processes here
             nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -172,7 +166,7 @@ def train(data: ShardedDataset, out, cfg, ctx=Context(), *, steps=20000, global_
                         save_model(run.folder / "best.npz", net, data.vocab, data.spec,
                                    info=dict(info, step=step, valid_nll=val,
                                              train_seconds=elapsed))
-                    run.log(dict(step=step, train=running, valid=val, lr=sched(step),
+                    run.log(dict(step=step, train=running, valid=val, lr=lr_at(step, steps, lr),
                                  seconds=round(elapsed, 1), processes=ctx.world))
                     run.save(dict(model=net.state_dict(), opt=opt.state_dict(), step=step,
                                   best=best, bad=bad, elapsed=elapsed, config=asdict(cfg),
@@ -199,10 +193,7 @@ def add_arguments(p):
     p.add_argument("--shards", required=True, metavar="DIR",
                    help="shard folder (python -m engine.training.shards)")
     p.add_argument("--out", default="runs/default", help="run folder (checkpoints, log)")
-    p.add_argument("--hidden", type=int, default=ModelConfig.hidden)
-    p.add_argument("--layers", type=int, default=ModelConfig.layers)
-    p.add_argument("--embed", type=int, default=ModelConfig.embed)
-    p.add_argument("--dropout", type=float, default=ModelConfig.dropout)
+    model_arguments(p)
     p.add_argument("--steps", type=int, default=20000)
     p.add_argument("--batch-size", type=int, default=32,
                    help="the global batch, of all processes together")

@@ -73,6 +73,28 @@ def start_from(model, path, cfg, vocab, spec=None):
     model.load_state_dict(init.state_dict())
 
 
+def lr_at(step, steps, lr):
+    """The learning rate at ``step`` of ``steps``: a cosine from ``lr`` down to a tenth."""
+    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step / steps, 1.0))))
+
+
+def window_loss(model, x, c, y, device):
+    """Mean cross-entropy of ``model`` on a batch of windows (tokens, controls, targets)."""
+    xb = torch.as_tensor(x, dtype=torch.long, device=device)
+    cb = torch.as_tensor(c, dtype=torch.float32, device=device)
+    yb = torch.as_tensor(y, dtype=torch.long, device=device)
+    logits, _ = model(xb, cb)
+    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1))
+
+
+def model_arguments(p):
+    """The network's size options, shared by every training entry point."""
+    p.add_argument("--hidden", type=int, default=ModelConfig.hidden)
+    p.add_argument("--layers", type=int, default=ModelConfig.layers)
+    p.add_argument("--embed", type=int, default=ModelConfig.embed)
+    p.add_argument("--dropout", type=float, default=ModelConfig.dropout)
+
+
 def train(data, out, cfg, *, steps=20000, batch_size=32, seq_len=128, lr=2e-3,
           eval_every=500, patience=6, device="cpu", seed=0, resume=False,
           max_minutes=None, transpose=(-5, 7), valid_windows=None, command=None,
@@ -107,20 +129,14 @@ def train(data, out, cfg, *, steps=20000, batch_size=32, seq_len=128, lr=2e-3,
     info = dict(command=command, data=data.summary, mean_register=mean_register(data),
                 key_relative=data.key_relative, batch_size=batch_size, seq_len=seq_len, lr=lr,
                 device=str(device), **(info or {}))
-    sched = lambda s: lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
     batches = data.batches("train", batch_size, seq_len, rng, transpose=transpose)
     running = None
     with run.start(steps, step, elapsed, desc="train", progress=progress,
                    max_minutes=max_minutes):
         while step < steps:
-            x, c, y = next(batches)
             for g in opt.param_groups:
-                g["lr"] = sched(step)
-            xb = torch.as_tensor(x, dtype=torch.long, device=device)
-            cb = torch.as_tensor(c, dtype=torch.float32, device=device)
-            yb = torch.as_tensor(y, dtype=torch.long, device=device)
-            logits, _ = model(xb, cb)
-            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1))
+                g["lr"] = lr_at(step, steps, lr)
+            loss = window_loss(model, *next(batches), device)
             opt.zero_grad(set_to_none=True)
             (loss if penalty is None else loss + penalty(model)).backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -139,7 +155,7 @@ def train(data, out, cfg, *, steps=20000, batch_size=32, seq_len=128, lr=2e-3,
                                info=dict(info, step=step, valid_nll=val, train_seconds=elapsed))
                 else:
                     bad += 1
-                run.log(dict(step=step, train=running, valid=val, lr=sched(step),
+                run.log(dict(step=step, train=running, valid=val, lr=lr_at(step, steps, lr),
                              seconds=round(elapsed, 1)))
                 run.save(dict(model=model.state_dict(), opt=opt.state_dict(), step=step,
                               best=best, bad=bad, elapsed=elapsed, config=asdict(cfg)))
@@ -166,10 +182,7 @@ def add_arguments(p):
     p.add_argument("--data", default=None,
                    help="dataset from `ostinato data` (default data/dataset.npz)")
     p.add_argument("--out", default="runs/default", help="run folder (checkpoints, log)")
-    p.add_argument("--hidden", type=int, default=ModelConfig.hidden)
-    p.add_argument("--layers", type=int, default=ModelConfig.layers)
-    p.add_argument("--embed", type=int, default=ModelConfig.embed)
-    p.add_argument("--dropout", type=float, default=ModelConfig.dropout)
+    model_arguments(p)
     p.add_argument("--steps", type=int, default=None, help=f"(default {STEPS}; fine-tuning "
                    f"{FinetuneConfig.steps})")
     p.add_argument("--batch-size", type=int, default=None,
