@@ -69,7 +69,7 @@ class Step:
 # the menu so that the first change, to explore, is heard at a bar line.
 SCRIPT = (
     Step(0.03, "state", "bar", {"name": "explore"}),
-    Step(0.15, "theme", "bar", {"name": "hero", "variation": 0.2}),
+    Step(0.15, "theme", "bar", {"name": "hero", "variation": 0.0}),
     Step(0.29, "mood", "beat", {"valence": 0.8, "arousal": 0.6}),
     Step(0.37, "state", "now", {"name": "stealth"}),
     Step(0.45, "state", "bar", {"name": "combat"}),
