@@ -15,6 +15,8 @@ from engine.sampler.critic import MAX_CANDIDATES
 
 from realtime import protocol
 from realtime.mood import form_of, repetition_of
+from realtime.protocol.states import load_rules
+from realtime.stingers import Cooldown
 
 VERSION = "0.1.0"
 LOST = "_lost"  # the message the server sends itself when a client goes away
@@ -22,15 +24,19 @@ LOST = "_lost"  # the message the server sends itself when a client goes away
 
 class Commands:
     """The handlers of the protocol's messages, on ``music`` (``Sessions``); ``port``: the
-    outputs (``hello`` lists them); ``stingers`` and ``themes``: the states file's."""
+    outputs (``hello`` lists them); ``stingers``, ``themes`` and ``rules`` (its
+    ``[[transitions]]``; default: read from ``music.cfg.states``): the states file's."""
 
-    def __init__(self, music, port, stingers, themes):
+    def __init__(self, music, port, stingers, themes, rules=None):
         self.music, self.port = music, port
         self.stingers, self.themes = stingers, themes
+        self.rules = load_rules(music.cfg.states) if rules is None else rules
+        self.cooldown = Cooldown(stingers, music.tpb)
         self.handlers = {"hello": self.hello, "mood": self.mood, "state": self.state,
                          "tempo": self.tempo, "key": self.key, "stinger": self.stinger,
                          "theme": self.theme, "start": self.start, "stop": self.stop,
-                         "pause": self.pause, "session": self.session, "ping": self.ping}
+                         "pause": self.pause, "session": self.session, "ping": self.ping,
+                         "cue": self.cue, "position": self.position}
         missing = set(protocol.MESSAGE_TYPES) ^ set(self.handlers)
         if missing:  # the table and the handlers must name the same messages
             raise RuntimeError(f"messages without a handler or handlers without a message: "
@@ -38,8 +44,15 @@ class Commands:
         self.handlers[LOST] = self.lost
 
     def dispatch(self, msg):
-        """Apply a validated message; returns the reply's fields."""
-        return self.handlers[msg["type"]](msg) or {}
+        """Apply a validated message; returns the reply's fields.  A reply that says the
+        beat a change takes effect at also says when, on the server's monotonic clock
+        (``t_ns``, as the event stream's): a game can start its own work there."""
+        reply = self.handlers[msg["type"]](msg) or {}
+        if "beat" in reply and "t_ns" not in reply and msg["type"] != "session":
+            sess = self.music.sessions.get(msg.get("session", "main"))
+            if sess is not None:
+                reply["t_ns"] = self.music.t_ns(sess, reply["beat"])
+        return reply
 
     def prepare(self, msg):
         """Before the engine's locks: the model request a mood, state or key message will
@@ -74,7 +87,10 @@ class Commands:
                     tonality=music.tonality,  # the default; mood replies give each session's
                     critic=cfg.critic_k,  # likewise
                     repetition=music.repetition,  # likewise
-                    capabilities=dict(transitions=list(protocol.TRANSITIONS), critic=critic,
+                    capabilities=dict(transitions=list(protocol.TRANSITIONS) + [
+                                          f"bars:{protocol.GRID_BARS[0]}..{protocol.GRID_BARS[1]}",
+                                          "cue:NAME"], sync=list(protocol.SYNC_TYPES),
+                                      critic=critic,
                                       themes=dict(loaded=music.theme is not None,
                                                   names=sorted(self.themes)),
                                       max_sessions=cfg.max_sessions,
@@ -111,14 +127,29 @@ class Commands:
 
     def state(self, msg):
         """A preset: its mood, and for an ensemble its voices (afresh from the server's,
-        the preset's then the message's: a preset says which voices it wants)."""
+        the preset's then the message's: a preset says which voices it wants).  The
+        states file's rule for the pair (from the session's preset to this one) says when
+        (unless the message does), how the tempo ramps, the pickup and a bridge stinger."""
         sess = self._session(msg)
         preset = self.music.presets[msg["name"]]
+        rule = self.rules.rule(sess.state, msg["name"])
+        when = msg["transition"] or (rule.when if rule else "bar")
         layers = self.music.voicing.layers(preset, msg.get("voices"))
         critic = msg.get("critic")
+        if when.startswith("cue:"):  # refused before anything changes
+            self.music.sync.cue(sess.slot, when[4:])
         self._set_critic(sess, preset.get("critic") if critic is None else critic, keep=False)
-        return self.music.change(sess, self._next_mood(sess, msg), msg["transition"], "state",
-                                 layers=layers, name=msg["name"])
+        shape = {} if rule is None else dict(
+            ramp_beats=rule.ramp_beats, pickup_beats=0.0 if when == "now" else rule.pickup_beats)
+        reply = self.music.change(sess, self._next_mood(sess, msg), when, "state",
+                                  layers=layers, name=msg["name"], **shape)
+        reply["transition"] = when
+        if rule is not None:
+            reply["rule"] = rule.where
+            if rule.stinger:
+                reply["stinger"] = self._stinger(sess, rule.stinger, self.stingers[rule.stinger],
+                                                 when)
+        return reply
 
     def key(self, msg):
         sess = self._session(msg)
@@ -160,9 +191,41 @@ class Commands:
         return dict(beat=tick / self.music.tpb)
 
     def stinger(self, msg):
+        """A stinger by name, or one sent as notes (checked as a theme's are; its
+        cooldown and queue policy are the message's), through the cooldown."""
         sess = self._session(msg)
-        tick, pitches = self.music.add_stinger(sess, self.stingers[msg["name"]], msg["transition"])
-        return dict(beat=tick / self.music.tpb, pitches=pitches)
+        if msg["name"] is not None:
+            return self._stinger(sess, msg["name"], self.stingers[msg["name"]], msg["transition"])
+        motif = from_notes(msg["notes"], ticks_per_beat=self.music.tpb,
+                           max_bars=protocol.MAX_THEME_BARS)
+        policy = {k: msg[k] for k in ("min_interval_beats", "queue")}
+        return self._stinger(sess, "notes", motif, msg["transition"], policy)
+
+    def _stinger(self, sess, name, what, when, policy=None):
+        """Play stinger ``name`` (a states.toml stinger, or a Motif sent as notes with its
+        cooldown ``policy``) at the transition point ``when`` if its cooldown allows
+        (``realtime.stingers``); the
+        reply's fields: played or not, its beat (a queued one's later), its pitches."""
+        music, tpb = self.music, self.music.tpb
+        tick = music.when_tick(sess, when, music.clock.now_ns())
+        unit, n = protocol.parse_when(when)
+        bar = tpb * music.cfg.beats_per_bar
+        grid = {"beat": tpb, "bar": bar, "phrase": bar * form_of(sess.mood).bars,
+                "bars": bar * (n if unit == "bars" else 0)}.get(unit, 0)
+        decision = self.cooldown.decide(sess, name, tick, grid, policy)
+        if not decision.play:
+            return dict(name=name, played=False, reason=decision.reason,
+                        next_beat=decision.at / tpb)
+        tick = int(decision.at)
+        if isinstance(what, dict):
+            pitches = music.add_stinger(sess, what, tick)
+        else:
+            pitches = music.add_stinger_notes(sess, what, tick)
+        music.marker("stinger", sess, beat=tick / tpb, name=name, pitches=pitches)
+        reply = dict(name=name, played=True, beat=tick / tpb, pitches=pitches)
+        if decision.queued:
+            reply.update(queued=True, reason=decision.reason)
+        return reply
 
     def theme(self, msg):
         """Compose from a theme (or go back to free composition): by name from the states
@@ -228,10 +291,23 @@ class Commands:
                 return dict(session=name, channel=int(music.seq.vchan[sess.slot, 0]), **shown)
             return dict(session=name, channel=sess.layers.voices[0].channel,
                         voices=sess.layers.describe(sess.playing), **shown)
-        music.close(self._session(msg))
+        sess = self._session(msg)
+        music.close(sess)
+        self.cooldown.forget(sess)
         return dict(session=name)
+
+    def cue(self, msg):
+        """Place a cue; the reply says its beat (and ``t_ns``)."""
+        sess = self._session(msg)
+        tick = self.music.place_cue(sess, msg["name"], msg["at"], msg.get("beat"))
+        return dict(name=msg["name"], beat=tick / self.music.tpb)
+
+    def position(self, msg):
+        return self.music.position(self._session(msg))
 
     def lost(self, msg):
         """A client went away: the sessions it opened close."""
+        for sess in [s for s in self.music.sessions.values() if s.owner == msg["client"]]:
+            self.cooldown.forget(sess)
         self.music.close_owned(msg["client"])
 

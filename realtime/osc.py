@@ -233,11 +233,13 @@ class OscServer:
             log.warning("OSC event subscriber %s:%s replaced by %s:%s (at most %d)",
                         *oldest, *target, MAX_SUBSCRIBERS)
             del subscribers[oldest]
-        subscribers[target] = tuple(f'{{"v":1,"type":"{t}"'.encode() for t in args)
+        # no types: every type but the sync ones, which are opt-in (as on the ZeroMQ stream)
+        types = list(args) or [t for t in allowed if t not in protocol.SYNC_TYPES]
+        subscribers[target] = tuple(protocol.type_prefix(t) for t in types)
         self._subscribers = subscribers
-        log.info("OSC %s:%s subscribed to %s", *target, ", ".join(args) or "every event")
+        log.info("OSC %s:%s subscribed to %s", *target, ", ".join(args) or "every event but sync")
         return json.loads(protocol.ok_reply(
-            {"type": kind, "id": msg_id}, subscribed=True, types=list(args) or allowed,
+            {"type": kind, "id": msg_id}, subscribed=True, types=types,
             events_ahead_ms=self.events.lead_ns / 1e6))
 
     def _relay(self, frame, kind, session, seq, t_ns, beat, fields):

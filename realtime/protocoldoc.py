@@ -49,8 +49,8 @@ REPLY_TIMEOUT_MS = 10_000  # the server answers a command it could not run withi
 
 # hello first (what a client sends on connecting); ``session`` opens "player2" before
 # anything would need it (nothing after it does); otherwise the table's order.
-ORDER = ("hello", "mood", "state", "tempo", "key", "stinger", "theme", "start", "stop", "pause",
-         "session", "ping")
+ORDER = ("hello", "mood", "state", "tempo", "key", "stinger", "cue", "position", "theme",
+         "start", "stop", "pause", "session", "ping")
 
 # Reply fields whose values depend on when the request arrived, and the placeholder each
 # is shown as: the type the real value must have, and its text.
@@ -59,6 +59,12 @@ PLACEHOLDERS = {
     "voices_beat": (float, "<number>"),  # the bar line from there, where the voices change
     "pitches": (list, "<pitches>"),  # a stinger's: over the chord sounding when it arrives
     "t_ns": (int, "<integer>"),    # ping: the server's time.monotonic_ns() at arrival
+    "pickup_beat": (float, "<number>"),  # a rule's pickup before the transition point
+    "next_beat": (float, "<number>"),  # a stinger cooling down: when it could play
+    # position: where the music is when the request arrives
+    **{k: (int, "<integer>") for k in ("bar", "beat_in_bar", "phrase", "bar_in_phrase",
+                                       "next_downbeat_t_ns", "next_phrase_t_ns")},
+    **{k: (float, "<number>") for k in ("next_downbeat", "next_phrase")},
 }
 
 # Two paragraphs, wrapped like the rest of PROTOCOL.md's prose.

@@ -57,6 +57,7 @@ class Sequencer:
         self.p_tick = np.full(S, -1.0)
         self.p_bpm = np.zeros(S, np.float64)
         self.p_ramp = np.zeros(S, np.float64)
+        self.version = 0  # counts the tempo maps' changes (``anchor``, ``set_tempo``)
         # per session and voice: the wire channel (a one-line session's is vchan[s, 0]),
         # semitones added (an octave shift: the drum voice ignores it) and velocity added
         # to the session's
@@ -106,6 +107,7 @@ class Sequencer:
     def anchor(self, s, tick, t_ns, bpm):
         """Session s is at ``tick`` at time ``t_ns``, playing at ``bpm`` from there."""
         self.seg_tick[s], self.seg_ns[s] = tick, t_ns
+        self.version += 1
         self.bpm0[s] = self.bpm1[s] = bpm
         self.ramp[s] = 0
         self.p_tick[s] = -1
@@ -114,6 +116,7 @@ class Sequencer:
         """From ``tick`` on, move to ``bpm`` (linearly over ``ramp_beats``).  A change
         still pending at ``now`` (ns, default the clock's) is replaced: the latest wins."""
         now_tick = self.ns_tick(s, time.monotonic_ns() if now is None else now)
+        self.version += 1
         set_tempo(s, float(tick), float(bpm), float(ramp_beats * self.tpb), now_tick, self.seg_tick,
                   self.seg_ns, self.bpm0, self.bpm1, self.ramp, self.p_tick, self.p_bpm,
                   self.p_ramp, self.tpb)
@@ -132,9 +135,10 @@ class Sequencer:
 
     def boundary(self, s, t_ns, unit):
         """First tick at or after time ``t_ns`` on the grid: 'now' (next tick),
-        'beat' or 'bar'."""
+        'beat' or 'bar', or every ``unit`` ticks (an int)."""
         tick = self.ns_tick(s, t_ns)
-        step = {"now": 1, "beat": self.tpb, "bar": self.tpb * self.beats_per_bar}[unit]
+        step = unit if isinstance(unit, int) else \
+            {"now": 1, "beat": self.tpb, "bar": self.tpb * self.beats_per_bar}[unit]
         return int(-(-tick // step) * step) if tick > 0 else 0
 
     def set_transpose(self, s, semitones):
@@ -166,13 +170,16 @@ class Sequencer:
         n = int(self.tr_n[s])
         return [(int(a), int(b)) for a, b in zip(self.tr_tick[s, :n], self.tr_val[s, :n])]
 
-    def add_stinger(self, s, tick, pitches, durations_ticks, velocity, channel):
-        """Queue a motif for session s starting at ``tick`` (notes in sequence)."""
+    def add_stinger(self, s, tick, pitches, durations_ticks, velocity, channel, starts=None):
+        """Queue a motif for session s starting at ``tick``: its notes in sequence, or
+        each at its tick of ``starts`` (from ``tick``; notes may overlap)."""
         t = tick
         rows = []
-        for p, d in zip(pitches, durations_ticks):
+        for i, (p, d) in enumerate(zip(pitches, durations_ticks)):
+            if starts is not None:
+                t = tick + starts[i]
             rows.append((t, True, p))
-            rows.append((t + max(1, d - 1), False, p))  # release just before the next
+            rows.append((t + max(1, d - 1), False, p))  # released just before the next
             t += d
         keep = [(a, b, c) for a, b, c in
                 zip(self.st_tick[s, self.st_head[s]:self.st_n[s]],

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from engine.controls import MODES, parse_key
+from engine.controls import KEY_NAMES, MODES, parse_key
 from engine.ensemble import DRUMS
 from engine.notes import DRUM_CHANNEL
 from engine.errors import InvalidMessage
@@ -30,6 +30,7 @@ from realtime.mood import (DEFAULT_MAX_NOTE_BEATS, Mood, bpm_of, density_of, des
                            max_note_beats_of, mode_of, register_of, repetition_of, tonality_of,
                            velocity_of)
 from realtime.sequencer import Sequencer
+from realtime.sync import Sync
 from realtime.transition import change
 
 MODEL_REQUESTS_KEPT = 256  # memoised model requests (a few KB each); then forgotten at once
@@ -87,6 +88,7 @@ class Sessions:
         if cfg.critic:
             self.drafter = Drafter(self.rt, cfg.critic, cfg.critic_beats, cfg.critic_pick)
         self.midi_clock = MidiClock(self.seq, self.tpb, engine) if cfg.clock else None
+        self.sync = Sync(self.seq, engine, n)  # beat, bar, phrase and cue events
         self.state = "playing"
         self.requests = {}  # model requests by their arguments (``model_request``)
         self._blends = {}  # slot -> (session, z from, z to, first tick, last tick, step done, bars)
@@ -123,9 +125,11 @@ class Sessions:
         engine.send(self.seq, n)
         nxt = int(nxt) if nxt > 0 else now + IDLE_LOOK_NS
         main = self.sessions.get("main")
-        if self.midi_clock is not None and self.state == "playing" and main is not None:
-            nxt = min(nxt, self.midi_clock.pulses(now, main.slot))  # due by now + the spin
-        return nxt - lead  # collected that early
+        if self.state == "playing":
+            nxt = min(nxt, self.sync.due(now, self.sessions, self.seq.frozen))
+            if self.midi_clock is not None and main is not None:
+                nxt = min(nxt, self.midi_clock.pulses(now, main.slot))  # due by now + the spin
+        return int(nxt) - lead  # collected that early
 
     def generate(self, now):
         """Top up the look-ahead by a few batched steps and publish the new events.
@@ -178,6 +182,7 @@ class Sessions:
             self.rt.candidates[s] = was
         if self.theme is not None:  # the encoder too: the first theme must not wait for it
             self.theme.encode(np.array([self._off0], np.int64))
+        self.sync.next[s] = -1  # nothing plays yet: no beat is announced
         self.play(now)
         self.engine.deliver(FAR)
         self.release(s, now)  # nothing sounds yet: sends nothing
@@ -240,6 +245,7 @@ class Sessions:
     def close(self, sess):
         self.release(sess.slot, self.clock.now_ns())
         self.rt.close(sess.slot)
+        self.sync.stop(sess.slot)
         del self.sessions[sess.name]
         self._name_sessions()  # a recording then knows a reopened name is new
         self.voicing.name_voices()
@@ -277,6 +283,7 @@ class Sessions:
         self.apply_critic(sess)
         seq.set_transpose(s, shift)
         seq.anchor(s, float(tick), now + 6e9 / bpm if t_ns is None else t_ns, bpm)
+        self.sync.start(s, tick)
         seq.velocity[s] = velocity_of(sess.mood)
         seq.vel_tick[s] = -1
         info = dict(self.describe(sess.mood), critic=self.critic_of(sess))
@@ -338,6 +345,62 @@ class Sessions:
             self.requests[args] = made
         return made
 
+    def t_ns(self, sess, beat):
+        """When ``beat`` of ``sess`` plays, on the server's clock (ns; its tempo map now)."""
+        return int(self.seq.tick_ns(sess.slot, beat * self.tpb))
+
+    def when_tick(self, sess, when, now, field="transition"):
+        """The tick the transition point ``when`` (``protocol.parse_when``: now, beat, bar,
+        phrase, bars:N, cue:NAME) names for ``sess`` at ``now``: the first of its grid at or
+        after the playhead (a phrase: the form's bars; grids count from bar 0), or the
+        cue's (InvalidMessage naming ``field`` when it has none waiting)."""
+        unit, n = protocol.parse_when(when)
+        s = sess.slot
+        if unit == "cue":
+            return max(self.sync.cue(s, n, field), self.seq.boundary(s, now, "now"))
+        bar = self.tpb * self.cfg.beats_per_bar
+        step = {"phrase": form_of(sess.mood).bars * bar, "bars": n * bar}.get(unit, unit)
+        return self.seq.boundary(s, now, step)
+
+    def position(self, sess):
+        """Where ``sess`` is now: the ``position`` reply's fields.  Paused or stopped, it
+        is where its music stopped, and the next downbeat and phrase have no time yet."""
+        s, seq, now = sess.slot, self.seq, self.clock.now_ns()
+        playing = self.state == "playing"
+        tick = max(0.0, seq.ns_tick(s, now)) if playing else float(self.rt.gen_tick[s])
+        form = form_of(sess.mood)
+        bar, in_bar, phrase, in_phrase = self.sync.position(s, int(tick), form)
+        bar_ticks = self.tpb * self.cfg.beats_per_bar
+        ahead = {"downbeat": bar_ticks, "phrase": bar_ticks * form.bars}
+        fields = {}
+        for what, step in ahead.items():  # the first at or after the playhead
+            at = int(-(-tick // step) * step)
+            fields[f"next_{what}"] = at / self.tpb
+            fields[f"next_{what}_t_ns"] = int(seq.tick_ns(s, at)) if playing else None
+        mood = sess.mood
+        return dict(beat=tick / self.tpb, bar=bar, beat_in_bar=in_bar, phrase=phrase,
+                    bar_in_phrase=in_phrase, phrase_bars=form.bars,
+                    bpm=round(float(seq.bpm_at(s, tick)), 3), key=KEY_NAMES[mood.key],
+                    mode=MODES[mode_of(mood)], state=sess.state, transport=self.state,
+                    t_ns=now, **fields, cues={name: t / self.tpb for t, name in self.sync.cues[s]})
+
+    def place_cue(self, sess, name, at=None, beat=None):
+        """Cue ``name`` at ``beat`` (a beat of the session, ahead of the playhead) or at
+        the transition point ``at``; returns its tick."""
+        now = self.clock.now_ns()
+        s = sess.slot
+        if beat is None:
+            tick = self.when_tick(sess, at, now, field="at")
+        else:
+            tick = int(round(beat * self.tpb))
+            head = self.seq.ns_tick(s, now)
+            if tick <= head:
+                raise protocol.reject("out_of_range", f"beat {beat} has played: the session "
+                                      f"is at beat {head / self.tpb:.2f}", "beat",
+                                      f"a beat after {head / self.tpb:.2f}")
+        self.sync.place(s, name, tick)
+        return tick
+
     def max_note_ticks(self, mood):
         return max(1, int(round(max_note_beats_of(mood) * self.tpb)))
 
@@ -370,25 +433,53 @@ class Sessions:
         """Tempo ``bpm`` from the transition point ``unit`` on; returns its tick."""
         sess.mood = replace(sess.mood, bpm=float(bpm))
         now = self.clock.now_ns()
-        tick = self.seq.boundary(sess.slot, now, unit)
+        tick = self.when_tick(sess, unit, now)
         self.seq.set_tempo(sess.slot, tick, bpm, ramp_beats, now=now)
         self.marker("tempo", sess, bpm=bpm, beat=tick / self.tpb)
         return tick
 
-    def add_stinger(self, sess, stinger, unit):
-        """Play ``stinger`` (a states.toml stinger) over the session at ``unit``, in its
-        key, above its melody's register; returns (tick, pitches)."""
+    def add_stinger(self, sess, stinger, tick):
+        """Play ``stinger`` (a states.toml stinger) over the session from ``tick``, in its
+        key, over the harmony sounding (its degree 1 on the chord's root), above its
+        melody's register; returns the pitches."""
         s, mood = sess.slot, sess.mood
-        tick = self.seq.boundary(s, self.clock.now_ns(), unit)
         mode = MODES[mode_of(mood)]
-        reg = register_of(mood, self.base_register) + 5
-        tonic = mood.key + 12 * round((reg - mood.key) / 12)
-        step = self.voicing.chord_step(sess, mood.key, mode)
+        tonic, step = self._stinger_frame(sess)
         pitches = [min(127, max(0, tonic + protocol.degree_to_semitones(d + step, mode)))
                    for d in stinger["degrees"]]
         durs = [max(1, round(d * self.tpb)) for d in stinger["durations"]]
         self.seq.add_stinger(s, tick, pitches, durs, stinger["velocity"], STINGER_CHANNEL)
-        return tick, pitches
+        return pitches
+
+    def add_stinger_notes(self, sess, motif, tick):
+        """Play ``motif`` (an ``engine.motif.Motif``: a stinger sent as notes) from
+        ``tick`` as ``add_stinger`` plays a named one: moved to the session's key and mode
+        by scale degree, over the harmony, above the melody; returns the pitches."""
+        mode = mode_of(sess.mood)
+        tonic, step = self._stinger_frame(sess)
+        rel = motif.key_relative(mode)  # in C, in the session's mode
+        scale = [protocol.degree_to_semitones(d, MODES[mode]) for d in range(1, 8)]
+        lift = protocol.degree_to_semitones(1 + step, MODES[mode])
+        pitches = []
+        base = 12 * (int(rel["pitch"].min()) // 12)  # its lowest octave on the tonic's
+        for p in rel["pitch"]:
+            octave, pc = divmod(int(p) - base, 12)
+            shifted = (protocol.degree_to_semitones(scale.index(pc) + 1 + step, MODES[mode])
+                       if pc in scale else pc + lift)
+            pitches.append(min(127, max(0, tonic + 12 * octave + shifted)))
+        starts = [int(t) for t in rel["start"]]
+        durs = [max(1, int(e - t)) for t, e in zip(rel["start"], rel["end"])]
+        vel = int(min(127, velocity_of(sess.mood) + 10))
+        self.seq.add_stinger(sess.slot, tick, pitches, durs, vel, STINGER_CHANNEL, starts)
+        return pitches
+
+    def _stinger_frame(self, sess):
+        """(the tonic a stinger's degree 1 sits on: the key's, above the melody's register;
+        the scale steps to the root of the harmony sounding)."""
+        mood = sess.mood
+        reg = register_of(mood, self.base_register) + 5
+        tonic = mood.key + 12 * round((reg - mood.key) / 12)
+        return tonic, self.voicing.chord_step(sess, mood.key, MODES[mode_of(mood)])
 
     def set_theme(self, sess, motif, variation, unit, blend_beats):
         """Compose from ``motif`` (None: free composition) at ``variation``: the melody
@@ -401,7 +492,7 @@ class Sessions:
         z = self.theme_latent(sess, motif, variation)
         s = sess.slot
         if self.theme is not None and blend_beats > 0:  # the music goes on: no change
-            tick = self.seq.boundary(s, self.clock.now_ns(), unit)
+            tick = self.when_tick(sess, unit, self.clock.now_ns())
             reply = dict(beat=tick / self.tpb, critic=self.critic_of(sess),
                          **self.describe(sess.mood))
             # the latent moves from here, a sixteenth at a time

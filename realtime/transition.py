@@ -1,14 +1,16 @@
-"""A session's change of mood at a transition point ("now", the next beat or bar).
+"""A session's change of mood at a transition point (now, the next beat, bar or phrase,
+an N-bar grid, a cue).
 
 ``change`` is what a mood, state, key or theme message does to the model and the
 sequencer: "now" regenerates everything not yet played and starts the new music with a
-note at once; "beat" and "bar" switch the model's controls, transposition and velocity
-at that tick and leave what comes before it as it was composed.
+note at once; the others switch the model's controls, transposition and velocity at that
+tick (or a pickup before it) and leave what comes before it as it was composed.
 """
 from realtime.mood import bpm_of, form_of, mode_of, repetition_of, velocity_of
 
 
-def change(music, sess, mood, unit, what, theme=None, layers=None, lead=None, **extra):
+def change(music, sess, mood, unit, what, theme=None, layers=None, lead=None,
+           pickup_beats=0.0, ramp_beats=0.0, **extra):
     """Switch ``sess`` of ``music`` (``realtime.sessions.Sessions``) to ``mood`` at the
     transition point ``unit``; ``theme`` (``Runtime.theme_at``'s bias and state) takes
     effect there too, and so does ``lead`` (``Runtime.lead_at``'s notes, variation and
@@ -17,8 +19,16 @@ def change(music, sess, mood, unit, what, theme=None, layers=None, lead=None, **
     states it again from the transition point in that mode.  An ensemble's voices (its ``layers``, or these new
     ones) follow the mood from the first bar line at or after the transition point: a
     voice enters or leaves there, never mid-bar.  A new repetition or form is handed to the
-    sampler, which follows it from the next bar line its music reaches.  Returns the
-    reply's fields: the beat and the mood (with the voices that play, and from which beat)."""
+    sampler, which follows it from the next bar line its music reaches.
+
+    ``pickup_beats`` (not with "now"): the new music's anacrusis, or pre-entry: the
+    model composes with the new controls (and key) from that many beats before the
+    transition point, so its phrase leads into the downbeat; the voices, the theme and the
+    tempo change on the downbeat itself.  The downbeat is the grid's first with room for
+    the whole pickup before it (at a cue, which does not move, the pickup starts at the
+    playhead at the latest).  ``ramp_beats``: a new tempo is reached over that many beats
+    from the transition point.  Returns the reply's fields: the beat and the mood (with the
+    voices that play, and from which beat; ``pickup_beat`` with a pickup)."""
     rt, seq, tpb = music.rt, music.seq, music.tpb
     s = sess.slot
     old_bpm = bpm_of(sess.mood)
@@ -63,23 +73,30 @@ def change(music, sess, mood, unit, what, theme=None, layers=None, lead=None, **
         rt.drop_draft(s)
         rt.queue(s, rt.release_all(s, held))
     else:
-        tick = seq.boundary(s, now, unit)
+        tick = music.when_tick(sess, unit, now)
+        at = tick  # where the new controls start: the downbeat, or its pickup
+        if pickup_beats:
+            pickup, head = int(round(pickup_beats * tpb)), seq.boundary(s, now, "now")
+            if tick - pickup < head and not unit.startswith("cue:"):
+                # the grid's first downbeat with room for the whole pickup before it
+                tick = music.when_tick(sess, unit, seq.tick_ns(s, head + pickup))
+            at = max(head, tick - pickup)
         # a change the model has not reached yet is replaced by this one (one pending
         # switch per session), and so is its transposition
         unreached = int(rt.switch_tick[s])
-        if rt.gen_tick[s] >= tick:
+        if rt.gen_tick[s] >= at:
             # composed again from the transition tick: notes at that tick are the new
             # music's, so that they take its transposition (collect switches by tick)
-            rt.rewind(s, tick - 1)
-        if rt.gen_tick[s] >= tick:  # held there by events already played
+            rt.rewind(s, at - 1)
+        if rt.gen_tick[s] >= at:  # held there by events already played
             rt.ctl_base[s] = ctl
             rt.pc_bias[s] = bias
             rt.switch_tick[s] = -1
         else:
             rt.next_ctl[s] = ctl
             rt.next_bias[s] = bias
-            rt.switch_tick[s] = tick
-        seq.queue_transpose(s, tick, shift, drop_from=unreached if unreached >= 0 else None)
+            rt.switch_tick[s] = at
+        seq.queue_transpose(s, at, shift, drop_from=unreached if unreached >= 0 else None)
         voices = music.voicing.change(sess, layers or sess.layers, mood, tick, now)
         if theme is not None:
             rt.theme_at(s, tick, *theme)
@@ -90,16 +107,18 @@ def change(music, sess, mood, unit, what, theme=None, layers=None, lead=None, **
     if unit == "now":
         seq.velocity[s] = velocity_of(mood)
         seq.vel_tick[s] = -1
-    else:  # louder or softer from the transition point, not before
+    else:  # louder or softer from the transition point (its pickup), not before
         seq.next_vel[s] = velocity_of(mood)
-        seq.vel_tick[s] = tick
+        seq.vel_tick[s] = at
     if what == "state":
         sess.state = extra.get("name")
     if bpm_of(mood) != old_bpm:
-        seq.set_tempo(s, tick, bpm_of(mood), 0.0, now=now)
+        seq.set_tempo(s, tick, bpm_of(mood), ramp_beats, now=now)
         music.marker("tempo", sess, beat=tick / tpb, bpm=bpm_of(mood))
     info = dict(music.describe(mood), critic=music.critic_of(sess))
     if voices[0] is not None:
         info.update(voices=voices[0], voices_beat=voices[1])
+    if unit != "now" and at != tick:
+        info["pickup_beat"] = at / tpb
     music.marker("mood", sess, beat=tick / tpb, transition=unit, **info, **extra)
     return dict(beat=tick / tpb, **info)

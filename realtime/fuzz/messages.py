@@ -38,7 +38,7 @@ def valid_message(spec, names, sessions=None, osc=False):
     if spec.name == "session":  # the table's cross-field rules: state, voices, repetition only with open
         body = body.map(lambda d: {k: v for k, v in d.items()
                                    if k not in protocol.OPEN_ONLY or d["action"] == "open"})
-    if spec.name == "theme":  # and a theme to set given once, as notes or by name; free: neither
+    if spec.name in ("theme", "stinger"):  # given once, as notes or by name (theme free: neither)
         given = st.one_of(*[st.fixed_dictionaries({n: fields[n]}) for n in THEME_GIVEN])
         body = st.tuples(body, given).map(_set_or_free)
     return body

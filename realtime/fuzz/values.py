@@ -305,6 +305,9 @@ def valid_value(field, names, sessions=None, osc=False):
         return st.integers(field.lo, field.hi)
     if field.kind == "choice":
         return st.sampled_from(_choices(field, names))
+    if field.kind == "when":  # a cue must be placed first: the grids only
+        lo, hi = protocol.GRID_BARS
+        return st.sampled_from(protocol.TRANSITIONS) | st.integers(lo, hi).map("bars:{}".format)
     if field.kind == "key":
         return st.sampled_from(protocol.KEYS).flatmap(lambda k: st.sampled_from([k, k.lower(), k.upper()]))
     if field.kind == "name":  # the pool is for the envelope's session; other names (a theme's) any
@@ -369,6 +372,13 @@ def _invalid(field, names, osc):
         wrong = wrong_json.filter(lambda v: not isinstance(v, str))
     if field.kind == "name":
         return st.tuples(text.filter(lambda s: not _NAME_RE.fullmatch(s)), st.just("out_of_range")) | \
+            st.tuples(wrong, st.just("bad_type"))
+    if field.kind == "when":
+        lo, hi = protocol.GRID_BARS
+        grids = (st.integers(max_value=lo - 1) | st.integers(hi + 1, 999)).map("bars:{}".format)
+        off = text.filter(lambda s: not s.startswith(("bars:", "cue:")) and
+                          s not in protocol.TRANSITIONS)
+        return st.tuples(grids, st.just("out_of_range")) | st.tuples(off, st.just("bad_choice")) | \
             st.tuples(wrong, st.just("bad_type"))
     if field.kind == "key":
         off = text.filter(lambda s: s.lower() not in _LOWER_KEYS)

@@ -7,7 +7,7 @@ import zmq
 
 from engine.errors import InvalidMessage, PortError
 from realtime.keys import guard_for, require_keys
-from realtime.protocol import EVENT_ADDRESS, EVENT_TYPES, encode_event
+from realtime.protocol import EVENT_ADDRESS, EVENT_TYPES, SYNC_TYPES, encode_event, type_prefix
 
 from realtime.outputs.base import (BasePort, Sounding, midi_bytes, note_of, session_names,
                                    voice_map)
@@ -30,6 +30,9 @@ class ZmqPubPort(BasePort):
     endpoint relays the stream to its subscribers that way.
     Voices: a note's event names the voice of its session's channel (``voices``, set by
     the server in order with the notes); a channel with no voice known has no field.
+    Sync events (``protocol.SYNC_TYPES``: beat, bar, phrase) are opt-in: the socket is an
+    XPUB that handles subscriptions itself (``Subscriptions``), so a subscriber to
+    everything gets every type but those, and one that names a sync type gets it.
     """
 
     name = "zmq"
@@ -52,7 +55,9 @@ class ZmqPubPort(BasePort):
         self._taps = ()  # replaced whole, so that _emit reads it without a lock
         context = context or zmq.Context.instance()
         self._guard = guard_for(context, keys)  # before any subscriber connects
-        self._socket = context.socket(zmq.PUB)
+        self._socket = context.socket(zmq.XPUB)
+        self._socket.setsockopt(zmq.XPUB_MANUAL, 1)
+        self._subscriptions = Subscriptions(self._socket)
         if self._guard is not None:
             self._guard.secure(self._socket)
         self._socket.setsockopt(zmq.LINGER, linger_ms)
@@ -92,6 +97,7 @@ class ZmqPubPort(BasePort):
         # the caller holds self._lock: a zmq socket is not thread-safe
         name = session if isinstance(session, str) else self._names.get(session, str(session))
         frame = encode_event(kind, name, self._seq, t_ns, beat, **fields)
+        self._subscriptions.take()  # who subscribed since: they get this frame
         self._socket.send(frame)
         for tap in self._taps:
             tap(frame, kind, name, self._seq, t_ns, beat, fields)
@@ -158,3 +164,44 @@ class ZmqPubPort(BasePort):
                 self._socket.close()
                 if self._guard is not None:
                     self._guard.close()
+
+
+_SYNC_PREFIXES = tuple(type_prefix(t) for t in SYNC_TYPES)
+_OTHER_PREFIXES = tuple(type_prefix(t) for t in EVENT_TYPES if t not in SYNC_TYPES)
+
+
+class Subscriptions:
+    """The subscriptions of an XPUB socket in manual mode (``XPUB_MANUAL``), applied so
+    that sync events are opt-in.
+
+    A subscriber's topic that would match a sync frame without naming its type ("",
+    ``{"v":1``, ``{"v":1,"type":"b``) stands for the other types it matches: the pipe is
+    subscribed to each of their prefixes instead.  Any other topic (one naming a sync
+    type, a note type, a session) is applied as it is.  Unsubscribing mirrors it.  libzmq
+    counts each pipe's subscriptions, so overlapping ones come and go correctly.
+    """
+
+    def __init__(self, socket):
+        self._socket = socket
+
+    @staticmethod
+    def topics(topic):
+        """What a subscription to ``topic`` (bytes) subscribes the pipe to."""
+        if any(p.startswith(topic) and p != topic for p in _SYNC_PREFIXES):
+            return tuple(p for p in _OTHER_PREFIXES if p.startswith(topic))
+        return (topic,)
+
+    def take(self):
+        """Apply the subscription messages that arrived since the last call (each is
+        applied to the pipe it came from, as libzmq asks: right after it is read)."""
+        socket = self._socket
+        while socket.get(zmq.EVENTS) & zmq.POLLIN:
+            try:
+                msg = socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if not msg or msg[0] not in (0, 1):
+                continue
+            option = zmq.SUBSCRIBE if msg[0] == 1 else zmq.UNSUBSCRIBE
+            for topic in self.topics(msg[1:]):
+                socket.setsockopt(option, topic)

@@ -9,8 +9,9 @@ The package's modules, one job each: ``spec`` (the table and its limits), ``valu
 field's value checked), ``requests`` (a request parsed and answered), ``events`` (the
 event stream's frames), ``states`` (states.toml: presets, stingers, themes, voices).  Callers use the names below.
 """
-from realtime.protocol.events import EVENT_TYPES, decode_event, encode_event
+from realtime.protocol.events import EVENT_TYPES, SYNC_TYPES, decode_event, encode_event, type_prefix
 from realtime.protocol.requests import error_code, error_reply, ok_reply, parse, validate
+from realtime.protocol.spec import (GRID_BARS, MAX_CUES, parse_when, when_allowed)
 from realtime.protocol.spec import (CONTROL_ADDRESS, ENVELOPE, ERROR_CODES, EVENT_ADDRESS, KEYS, MAX_DEPTH,
                                     MAX_MESSAGE_BYTES, MAX_REQUEST_BYTES, MAX_THEME_BARS, MAX_THEME_NOTES,
                                     MESSAGE_TYPES, MESSAGES, MIN_NOTES, MODES, NAME_PATTERN, OPEN_ONLY,
@@ -22,8 +23,8 @@ from realtime.protocol.states import (DEFAULT_STATES, default_names, degree_to_s
 from realtime.protocol.values import brief, check_id, reject, show
 
 __all__ = [
-    "CONTROL_ADDRESS", "DEFAULT_STATES", "ENVELOPE", "ERROR_CODES", "EVENT_ADDRESS",
-    "EVENT_TYPES", "KEYS", "MAX_DEPTH", "MAX_MESSAGE_BYTES", "MAX_REQUEST_BYTES",
+    "CONTROL_ADDRESS", "GRID_BARS", "MAX_CUES", "parse_when", "when_allowed", "DEFAULT_STATES", "ENVELOPE", "ERROR_CODES", "EVENT_ADDRESS",
+    "EVENT_TYPES", "SYNC_TYPES", "type_prefix", "KEYS", "MAX_DEPTH", "MAX_MESSAGE_BYTES", "MAX_REQUEST_BYTES",
     "MAX_THEME_BARS", "MAX_THEME_NOTES", "MESSAGES", "MESSAGE_TYPES", "MIN_NOTES", "MODES",
     "NAME_PATTERN", "OPEN_ONLY", "OSC_PORT", "PLAY", "PRESETS", "PROTOCOL_VERSION",
     "REPETITION_RANGE", "RESERVED_NAMES", "STINGERS", "TONALITY_RANGE", "TRANSITIONS", "VOICE_KEYS", "VOICE_RANGES", "brief",

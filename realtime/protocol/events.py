@@ -27,8 +27,24 @@ EVENT_TYPES = {
     "theme_return": "`theme` (as the `theme` event's), `variation`: the theme comes back, "
                     "through the session's form, from `beat` (a leitmotif; its statement is "
                     "the `theme` event)",
+    "beat": "`bar`, `beat_in_bar` (0-based), `phrase`, `bar_in_phrase` (0-based), `bpm`: a "
+            "beat of the session starts at `t_ns` (sync: sent only to who subscribes to it)",
+    "bar": "as `beat`'s: a bar line (sync)",
+    "phrase": "as `beat`'s, with `bars` (the phrase's length): the first bar of a phrase of "
+              "the session's form (sync)",
+    "cue": "`name`: the position of a cue placed with `cue` plays",
+    "stinger": "`name` (`notes` for one sent as notes), `pitches`: a stinger starts at `beat`",
 }
+# The sync events: on the ZeroMQ stream (and over OSC) only a subscription that names one
+# of them gets it (``{"v":1,"type":"beat"`` as its prefix); subscribing to everything
+# ("" or ``{"v":1``) gets every other type.
+SYNC_TYPES = ("beat", "bar", "phrase")
 _QUOTED = {}
+
+
+def type_prefix(kind):
+    """The bytes every frame of event type ``kind`` begins with (a subscription prefix)."""
+    return f'{{"v":{PROTOCOL_VERSION},"type":"{kind}"'.encode()
 
 
 def encode_event(kind, session, seq, t_ns, beat, channel=0, pitch=0, velocity=0, voice=None,

@@ -89,6 +89,9 @@ def validate(obj, presets=None, stingers=None):
                                  "'open'", name, "only with action 'open'")
         if kind == "theme":
             theme_rule(out)
+        if kind == "stinger" and out["name"] is not None and out["notes"] is not None:
+            raise reject("unknown_field", "'stinger' takes notes or name, not both", "name",
+                         "notes or name, not both")
         out.setdefault("id", None)
         return out
     except InvalidMessage as exc:

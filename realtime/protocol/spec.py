@@ -27,7 +27,11 @@ CONTROL_ADDRESS = "tcp://127.0.0.1:5555"
 EVENT_ADDRESS = "tcp://127.0.0.1:5556"
 OSC_PORT = 9000
 
-TRANSITIONS = ("now", "beat", "bar")
+# When a change takes effect: a grid name, ``bars:N`` (the next line of an N-bar grid
+# counted from the session's bar 0) or ``cue:NAME`` (a cue the session placed, ``cue``).
+TRANSITIONS = ("now", "beat", "bar", "phrase")
+GRID_BARS = (1, 64)  # N of ``bars:N``
+MAX_CUES = 64        # cues pending per session
 KEYS = KEY_SPELLINGS  # every spelling the key field takes (its choices)
 NAME_PATTERN = r"[A-Za-z0-9_.-]{1,64}"
 NAME_RE = re.compile(NAME_PATTERN)
@@ -46,6 +50,7 @@ ERROR_CODES = ("invalid_json", "unknown_type", "missing_field", "bad_type", "out
 @dataclass(frozen=True)
 class Field:
     """One field of a message: kind is "float", "int", "choice", "key", "name", "id",
+    "when" (a transition point: ``TRANSITIONS``, ``bars:N`` or ``cue:NAME``, ``parse_when``),
     "notes" (a theme: ``[[pitch, start_beat, duration_beats], ...]``, ``engine.motif``),
     "voices" (``{voice name: setting}``, ``engine.ensemble.VOICES``) or "form" (a preset's
     only: ``{shape, bars, bass_loop, drums_loop}``, ``engine.form.Form``)."""
@@ -68,6 +73,8 @@ class Field:
             return list({PRESETS: presets, STINGERS: stingers}.get(self.choices, self.choices))
         if self.kind == "name":
             return f"string matching {NAME_PATTERN}"
+        if self.kind == "when":
+            return when_allowed()
         if self.kind == "notes":
             return (f"{MIN_NOTES}..{MAX_THEME_NOTES} [pitch 0..127, start_beat >= 0, "
                     f"duration_beats > 0], at most {MAX_THEME_BARS} bars of 4 beats")
@@ -92,6 +99,30 @@ class Message:
 
     def positional(self):
         return self.osc_order or tuple(f.name for f in self.fields)
+
+
+def when_allowed():
+    """What a transition point may be, as errors and PROTOCOL.md show it."""
+    lo, hi = GRID_BARS
+    return (f"{' | '.join(TRANSITIONS)} | bars:N (N {lo}..{hi}: the next line of an N-bar grid "
+            "from the session's bar 0) | cue:NAME (a cue placed with `cue`)")
+
+
+def parse_when(text):
+    """A transition point as (unit, n): ("now"|"beat"|"bar"|"phrase", 0), ("bars", N) or
+    ("cue", NAME); ValueError, saying what is wrong, for anything else."""
+    if text in TRANSITIONS:
+        return text, 0
+    kind, sep, rest = text.partition(":")
+    if sep and kind == "bars":
+        if not re.fullmatch(r"[0-9]{1,3}", rest) or not GRID_BARS[0] <= int(rest) <= GRID_BARS[1]:
+            raise ValueError(f"bars:N needs N {GRID_BARS[0]}..{GRID_BARS[1]}, got {rest[:16]!r}")
+        return "bars", int(rest)
+    if sep and kind == "cue":
+        if not NAME_RE.fullmatch(rest):
+            raise ValueError(f"cue:NAME needs a name matching {NAME_PATTERN}")
+        return "cue", rest
+    raise ValueError("is not a transition point")
 
 
 def voices_allowed():
@@ -119,9 +150,14 @@ def _voices(what):
                  "ensemble model; over OSC a JSON string")
 
 
-def _transition(default):
-    return Field("transition", "choice", "when the change takes effect: at once, next beat, next bar",
-                 default=default, choices=TRANSITIONS, example=default)
+def _transition(default, rule=False):
+    left_out = (f"the states.toml rule for this pair of presets (`[[transitions]]`), else "
+                f"{default}" if rule else default)
+    return Field("transition", "when", "when the change takes effect: now (at once), the "
+                 "next beat, bar or phrase (the end of the session's form phrase), bars:N "
+                 "(the next line of an N-bar grid from bar 0), or cue:NAME (a cue placed with "
+                 f"`cue`); left out: {left_out}", default=None if rule else default,
+                 example=default)
 
 
 def _tonality(example=None, preset=False):
@@ -192,7 +228,7 @@ MESSAGES = (
     Message("state", "Switch to a named preset from states.toml (a `tonality` or `repetition` "
             "given here wins over the preset's).", (
         Field("name", "choice", "preset name", required=True, choices=PRESETS, example="combat"),
-        _transition("bar"),
+        _transition("bar", rule=True),
         _tonality(0.8, preset=True),
         _critic(preset=True),
         _voices("on top of the preset's `voices` (the session's earlier ones do not carry over)"),
@@ -212,10 +248,40 @@ MESSAGES = (
         _tonality(0.8),
         _critic(),
     )),
-    Message("stinger", "Play a one-shot motif from states.toml in the current key, on the grid.", (
-        Field("name", "choice", "stinger name", required=True, choices=STINGERS, example="hit"),
+    Message("stinger", "Play a one-shot motif in the current key over the current harmony, on "
+            "the grid: one of states.toml's by name, or notes sent with it.  A stinger "
+            "played again within its `min_interval_beats` (states.toml) is dropped or "
+            "queued to the next grid point after it, as its `queue` says: the reply says "
+            "which (`played`, `beat`).", (
+        Field("name", "choice", "stinger name (states.toml's [stingers])", choices=STINGERS,
+              example="hit"),
+        Field("notes", "notes", "a stinger of your own instead of a name: [pitch (MIDI), "
+              "start_beat, duration_beats] per note, in any key (its key is measured and "
+              "moved to the session's), checked as a theme's notes are; over OSC a JSON "
+              "string"),
         _transition("beat"),
-    )),
+        Field("min_interval_beats", "float", "notes only (a named stinger's is states.toml's): "
+              "beats before this `notes` stinger may play again", default=0.0, lo=0.0,
+              hi=64.0),
+        Field("queue", "choice", "notes only: a stinger within its interval is dropped, or "
+              "queued to the first grid point after it", default="drop",
+              choices=("drop", "queue")),
+    ), one_of=("name", "notes"), osc_order=("name", "transition", "min_interval_beats", "queue",
+                                            "notes")),
+    Message("cue", "Place a named marker (a cue) at a musical position of the session: the "
+            "event stream announces it (`cue` event) when that position plays, and a "
+            "transition `cue:NAME` takes effect there.  Placing a name again moves it; a cue "
+            "is forgotten once it has played.", (
+        Field("name", "name", "the cue's name", required=True, example="door"),
+        Field("at", "when", "where: the next beat, bar, phrase or bars:N line from now "
+              "(ignored when `beat` is given)", default="bar", example="bar"),
+        Field("beat", "float", "where, as a beat of the session (ahead of the playhead; "
+              "`position` says where it is)", lo=0.0, hi=1e9, example=16.0),
+    ), osc_order=("name", "at", "beat")),
+    Message("position", "Where the session's music is now: its beat, bar, beat in the bar, "
+            "phrase and bar in the phrase, tempo, key, mode and preset, the beat and `t_ns` "
+            "(the server's monotonic clock, as events carry) of the next downbeat and the "
+            "next phrase, and the cues waiting.", reply="position"),
     Message("theme", "Compose from a theme (a leitmotif): its variations follow the mood, in "
             "the session's key and mode.  Needs a server whose model is a theme model "
             "(`serve --model theme.npz`); `action` \"free\" goes back to free composition "

@@ -1,5 +1,6 @@
-"""states.toml: the named presets over the mood axes, the stingers, the themes and the
-ensemble's voices a server offers, read and checked against the protocol's table.
+"""states.toml: the named presets over the mood axes, the stingers, the themes, the
+ensemble's voices and the transition rules a server offers, read and checked against the
+protocol's table.
 
 A preset's fields are the messages' fields (``PRESET_FIELDS``, checked by the same
 ``check_value``), so a preset takes exactly what a message may say.  A bad file is an
@@ -18,6 +19,7 @@ from engine.form import Form, check_form
 from engine.generate import MAX_NOTE_BEATS
 from engine.motif import from_midi, from_notes
 
+from realtime.protocol.rules import parse_rules
 from realtime.protocol.spec import (MAX_THEME_BARS, MESSAGES, NAME_PATTERN, NAME_RE, RESERVED_NAMES,
                                     VOICE_RANGES, Field)
 from realtime.protocol.values import check_value, show
@@ -43,7 +45,14 @@ DEGREE_RANGE, DURATION_RANGE, VELOCITY_RANGE, MAX_MOTIF = (-13, 21), (0.0, 8.0),
 # [voices.NAME]: the settings a server gives each voice (engine.ensemble.Voice's), with the
 # ranges a states file may set; enter is a level of the mood, presence a log-odds bias.
 VOICE_FIELDS = {**VOICE_RANGES, "enter": (0.0, 1.0), "presence": (0.0, 8.0)}
-SECTIONS = ("presets", "stingers", "themes", "voices")
+# A stinger's cooldown, the `stinger` message's fields: it starts at least
+# min_interval_beats after its last start in the session (0: no cooldown); one asked for
+# sooner is dropped, or queued to the first point of its grid after the cooldown
+# (realtime.stingers.Cooldown).
+COOLDOWN_FIELDS = {f.name: f for m in MESSAGES if m.name == "stinger" for f in m.fields
+                   if f.name in ("min_interval_beats", "queue")}
+STINGER_KEYS = ("degrees", "durations", "velocity", *COOLDOWN_FIELDS)
+SECTIONS = ("presets", "stingers", "themes", "voices", "transitions")
 _LOADED = {}
 
 
@@ -81,13 +90,32 @@ def load_states(path=None):
 
     Returns ``(presets, stingers)``: presets map name -> {valence, arousal, intensity and
     optionally bpm, key, mode, register, tonality, critic, voices, repetition, form,
-    max_note_beats}; stingers
-    map name -> {degrees, durations, velocity}.  A preset's ``voices`` is normalised as the
+    max_note_beats}; stingers map name -> {degrees, durations, velocity (default 100),
+    min_interval_beats (0..64, default 0: no cooldown), queue ("drop" (default) or
+    "queue")}.  A preset's ``voices`` is normalised as the
     message field's (``{voice: {play, program, channel, octave}}``) and checked against the
     file's ``[voices]`` (``load_voices``): no channel taken twice.  A preset's ``form`` is an
-    ``engine.form.Form`` (``_form``).
+    ``engine.form.Form`` (``_form``).  The file's ``[[transitions]]`` are checked too
+    (``load_rules``), so a bad rule stops whatever reads the file.
     Raises InvalidMessage naming the file, the entry and the field.
     """
+    presets, stingers, _ = _load(path)
+    return presets, stingers
+
+
+def load_rules(path=None):
+    """The ``[[transitions]]`` of a states file (the one ``load_states`` reads) as a
+    frozen ``realtime.protocol.rules.Rules``: ``.rule(from_state, to_state)`` is the most
+    specific ``Rule`` for a change of preset, or None.  Each rule has ``from`` and ``to``
+    (a preset of the file or "*"), ``when`` (``now``, ``beat``, ``bar``, ``phrase`` or
+    ``bars:N``) and optionally ``ramp_beats`` (0..64), ``stinger`` (a stinger of the file)
+    and ``pickup_beats`` (0..4).  A bad rule, or two for one pair, is an InvalidMessage
+    naming the file, the line, the rule (``transitions[2].from``) and what is allowed."""
+    return _load(path)[2]
+
+
+def _load(path):
+    """(presets, stingers, rules) of a states file, every section checked."""
     path, text, doc = _read(path)
     bad = _refuser(path, text)
     extra = set(doc) - set(SECTIONS)
@@ -108,7 +136,7 @@ def load_states(path=None):
             out[name] = (_preset if section == "presets" else _stinger)(entry, where, bad)
             if section == "presets" and "voices" in out[name]:
                 _channels_once(voices, out[name]["voices"], f"{where}.voices", bad)
-    return presets, stingers
+    return presets, stingers, parse_rules(doc.get("transitions"), tuple(presets), tuple(stingers), bad)
 
 
 def load_voices(path=None):
@@ -195,24 +223,30 @@ def load_themes(path=None):
 
 def _toml_line(text, where):
     """Line number (1-based) in TOML ``text`` that defines the dotted path ``where``
-    (``presets.menu.bmp``), else of the nearest enclosing table or inline table that does;
-    None if no line does.  tomllib keeps no positions, so the text is scanned: each
-    ``[table]`` header and ``key =`` line gives a path, and the line whose path is the
-    longest prefix of ``where`` wins (the first, where several are as long).  Good for
-    hand-written files; a key inside a multi-line value may fall back to its table."""
+    (``presets.menu.bmp``, ``transitions[2].from``), else of the nearest enclosing table or
+    inline table that does; None if no line does.  tomllib keeps no positions, so the text
+    is scanned: each ``[table]`` header and ``key =`` line gives a path (the k-th
+    ``[[name]]`` header of an array of tables gives ``name[k]``, counted from 0), and the
+    line whose path is the longest prefix of ``where`` wins (the first, where several are as
+    long); an array written inline (``name = [...]``) stands for each of its elements.
+    Good for hand-written files; a key inside a multi-line value may fall back to its table."""
     target = where.split(".")
     unquote = lambda parts: [p.strip().strip("\"'") for p in parts]  # noqa: E731
-    table, best, best_len = [], None, 0
+    table, best, best_len, arrays = [], None, 0, {}
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if line.startswith("["):
             table = unquote(line.strip("[]").split("#")[0].strip().rstrip("]").split("."))
+            if line.startswith("[["):
+                k = arrays[tuple(table)] = arrays.get(tuple(table), -1) + 1
+                table = table[:-1] + [f"{table[-1]}[{k}]"]
             path = table
         elif "=" in line and not line.startswith("#"):
             path = table + unquote(line.split("=", 1)[0].split("."))
         else:
             continue
-        if len(path) > best_len and path == target[:len(path)]:
+        if len(path) > best_len and len(path) <= len(target) and all(
+                p == t or (t.startswith(f"{p}[") and "[" not in p) for p, t in zip(path, target)):
             best, best_len = number, len(path)
     return best
 
@@ -263,9 +297,9 @@ def _form(value, where, bad):
 
 
 def _stinger(entry, where, bad):
-    extra = set(entry) - {"degrees", "durations", "velocity"}
+    extra = set(entry) - set(STINGER_KEYS)
     if extra:
-        raise bad(f"{where}.{sorted(extra)[0]}", "unknown field", ["degrees", "durations", "velocity"])
+        raise bad(f"{where}.{sorted(extra)[0]}", "unknown field", list(STINGER_KEYS))
     degrees, durations = entry.get("degrees"), entry.get("durations")
     lo, hi = DEGREE_RANGE
     if not isinstance(degrees, list) or not 1 <= len(degrees) <= MAX_MOTIF or not all(
@@ -282,7 +316,13 @@ def _stinger(entry, where, bad):
             not VELOCITY_RANGE[0] <= velocity <= VELOCITY_RANGE[1]:
         raise bad(f"{where}.velocity", f"{velocity!r} is not accepted",
                   f"{VELOCITY_RANGE[0]}..{VELOCITY_RANGE[1]}")
-    return {"degrees": list(degrees), "durations": [float(d) for d in durations], "velocity": velocity}
+    out = {"degrees": list(degrees), "durations": [float(d) for d in durations], "velocity": velocity}
+    for key, field in COOLDOWN_FIELDS.items():
+        try:
+            out[key] = check_value("stinger", field, entry.get(key, field.default), {})
+        except InvalidMessage as exc:
+            raise bad(f"{where}.{key}", f"{entry[key]!r} is not accepted", exc.allowed) from None
+    return out
 
 
 def state_names(presets=None, stingers=None):

@@ -13,7 +13,7 @@ from engine.errors import InvalidMessage
 from engine.motif import from_notes
 
 from realtime.protocol.spec import (MAX_DEPTH, MAX_THEME_BARS, MAX_THEME_NOTES, NAME_RE, PLAY,
-                                    VOICE_KEYS, VOICE_RANGES)
+                                    VOICE_KEYS, VOICE_RANGES, parse_when)
 
 
 def reject(code, message, field=None, allowed=None):
@@ -187,6 +187,14 @@ def check_value(kind, field, value, names):
         allowed = field.allowed(*names.values())
         raise reject("bad_type", f"{where} must be a string, not {json_type(value)}; allowed: "
                      f"{show(allowed)}", field.name, allowed)
+    if field.kind == "when":
+        try:
+            parse_when(value)
+        except ValueError as exc:
+            code = "out_of_range" if value.startswith(("bars:", "cue:")) else "bad_choice"
+            raise reject(code, f"{where} is {brief(value)}: {exc}; allowed: {field.allowed()}",
+                         field.name, field.allowed()) from None
+        return value
     if field.kind == "name":
         if not NAME_RE.fullmatch(value):
             raise reject("out_of_range", f"{where} is {brief(value)}; allowed: {field.allowed()}",

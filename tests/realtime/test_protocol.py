@@ -302,7 +302,8 @@ def test_user_states_file_by_env_var_changes_accepted_names(tmp_path, monkeypatc
     presets, stingers = protocol.load_states()
     assert presets == {"lava": {"valence": -0.2, "arousal": 0.9, "intensity": 0.7, "key": "F#",
                                 "register": -12}}
-    assert stingers == {"boing": {"degrees": [1, 8], "durations": [0.5, 0.5], "velocity": 100}}
+    assert stingers == {"boing": {"degrees": [1, 8], "durations": [0.5, 0.5], "velocity": 100,
+                                  "min_interval_beats": 0.0, "queue": "drop"}}
     assert parse(b'{"type":"state","name":"lava"}')["name"] == "lava"
     expect_error({"type": "state", "name": "combat"}, "bad_choice", "name")
     assert parse(b'{"type":"state","name":"x"}', presets=["x"], stingers=[])["name"] == "x"

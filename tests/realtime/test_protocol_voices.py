@@ -240,4 +240,4 @@ def test_a_preset_channel_is_checked_against_the_files_voices(tmp_path):
 def test_an_unknown_section_lists_the_voices_among_the_allowed(tmp_path):
     with pytest.raises(InvalidMessage) as info:
         protocol.load_states(states(tmp_path, PRESET + STINGER + '[layers.bass]\nprogram = 1\n'))
-    assert info.value.allowed == ["presets", "stingers", "themes", "voices"]
+    assert info.value.allowed == ["presets", "stingers", "themes", "voices", "transitions"]

@@ -1,0 +1,88 @@
+"""A stinger's cooldown: "don't play this again for N beats", per session.
+
+A game fires `hit` on every hit; at 140 bpm in a fight that can be several a beat, and a
+stinger repeated on every beat stops being an accent.  states.toml gives a stinger
+``min_interval_beats`` (0: no cooldown) and ``queue``: a stinger asked to start sooner than
+that after its last start in the same session is dropped (``"drop"``) or played at the first
+point of its grid once the cooldown is over (``"queue"``; a request made while one is
+already waiting to start joins it, so a burst queues one stinger, not a backlog).  ``Cooldown`` is that
+bookkeeping, apart from the sequencer: stingers are placed at a known position and never
+rewound, so remembering each one's last start is enough.
+"""
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What ``Cooldown.decide`` says of a request: ``play`` it at ``at``, or (``play``
+    False) drop it; ``at`` is then the first point of its grid it could have started on
+    (for a request joining a queued one, that one's start).
+    ``ready`` is the position the cooldown ends (None: it had none running), ``queued``
+    whether ``at`` is later than asked, ``reason`` why it is not played as asked."""
+    play: bool
+    at: int | float
+    ready: int | float | None = None
+    queued: bool = False
+    reason: str | None = None
+
+
+class Cooldown:
+    """Per session and stinger, the position its last start was given, and the decision
+    for the next request.
+
+    ``stingers``: name -> a states.toml stinger (``load_states``'s: ``min_interval_beats``
+    and ``queue`` are read).  Positions are in ticks of ``ticks_per_beat`` per beat (1:
+    beats); pass integer ticks for exact arithmetic.  The interval in ticks is rounded up,
+    so a stinger never starts sooner than ``min_interval_beats`` after its last start.
+    Not thread-safe: the caller holds the lock it holds for the session.
+    """
+
+    def __init__(self, stingers, ticks_per_beat=1):
+        self.ticks_per_beat = ticks_per_beat
+        self.interval, self.queue = {}, {}
+        for name, s in stingers.items():
+            self.interval[name], self.queue[name] = self.policy(s)
+        self.last = {}  # session -> {stinger name -> position of its last start given}
+
+    def policy(self, stinger):
+        """(interval in ticks, rounded up; queue or not) of a stinger's
+        ``min_interval_beats`` and ``queue`` (left out: 0 and "drop")."""
+        interval = math.ceil(Fraction(stinger.get("min_interval_beats", 0)) * self.ticks_per_beat)
+        return interval, stinger.get("queue", "drop") == "queue"
+
+    def decide(self, session, name, at, grid, stinger=None):
+        """The decision for stinger ``name`` asked to start in ``session`` at grid position
+        ``at`` (the transition point its request asked for), on a grid of step ``grid``
+        (1 beat for "beat", a bar for "bar", ...; 0 for "now": no grid, the cooldown's end
+        itself is its next point).  ``stinger``: the policy (``min_interval_beats``,
+        ``queue``) of one ``stingers`` lacks, such as a message's ``notes`` stinger (its
+        ``name`` is then the caller's key for it); None: ``stingers``' for ``name``.  A
+        played decision is remembered as the stinger's last start; a dropped one changes
+        nothing.  KeyError for a stinger ``stingers`` lacks and no ``stinger`` given."""
+        interval, queue = self.policy(stinger) if stinger is not None else \
+            (self.interval[name], self.queue[name])
+        starts = self.last.setdefault(session, {})
+        last = starts.get(name)
+        if last is None or interval == 0 or at >= last + interval:
+            starts[name] = at
+            return Decision(True, at)
+        ready = last + interval
+        first = ready if grid <= 0 else at + grid * -((at - ready) // grid)  # ceil, exact for ints
+        beats = interval / self.ticks_per_beat
+        if queue and last >= at:
+            # one is already waiting to start at or after the point asked: this request
+            # joins it (a burst of requests queues one stinger, not a backlog of them)
+            return Decision(False, last, ready, False, f"{name} already waits to start at beat "
+                            f"{last / self.ticks_per_beat:g}")
+        if queue:
+            starts[name] = first
+            return Decision(True, first, ready, True,
+                            f"{name} waits out its cooldown of {beats:g} beats")
+        return Decision(False, first, ready, False,
+                        f"{name} is cooling down: at most once every {beats:g} beats")
+
+    def forget(self, session):
+        """Drop what ``session`` remembers (it closed: its id may be used again)."""
+        self.last.pop(session, None)
