@@ -37,6 +37,7 @@ class Sync:
         self.when = np.full(max_sessions, math.inf)        # ... and when it plays (ns)
         self.cues = [[] for _ in range(max_sessions)]      # sorted [(tick, name)] per slot
         self._version = -1  # the tempo map ``when`` was computed under (``seq.version``)
+        self._cue_at = None  # when the first cue of any session plays (None: to compute)
 
     # -- a session's grid ------------------------------------------------------------
     def start(self, s, tick):
@@ -50,6 +51,7 @@ class Sync:
         self.next[s] = NONE
         self.when[s] = math.inf
         self.cues[s] = []
+        self._cue_at = None
 
     def position(self, s, tick, form):
         """(bar, beat in bar, phrase, bar in phrase) of ``tick`` (an int) in ``form``."""
@@ -66,6 +68,7 @@ class Sync:
                          "forgotten once it plays", "name", f"at most {MAX_CUES} cues pending")
         bisect.insort(cues, (int(tick), name))
         self.cues[s] = cues
+        self._cue_at = None
 
     def cue(self, s, name, field="transition"):
         """The tick of session s's pending cue ``name``; InvalidMessage naming ``field``
@@ -88,6 +91,13 @@ class Sync:
             self._version = seq.version
             for s in np.flatnonzero(self.next >= 0):
                 self.when[s] = seq.tick_ns(s, self.next[s])
+            self._cue_at = None
+        if self._cue_at is None:
+            self._cue_at = min((seq.tick_ns(s, c[0][0]) for s, c in enumerate(self.cues) if c),
+                               default=math.inf)
+        first = min(float(self.when.min()), self._cue_at)
+        if first > horizon:  # the player looks once per message: most looks end here
+            return first
         nxt = math.inf
         for sess in sessions.values():
             s = sess.slot
@@ -105,6 +115,7 @@ class Sync:
                     nxt = min(nxt, t)
                     break
                 tick, name = cues.pop(0)
+                self._cue_at = None
                 self.engine.at_time(int(t), "publish", "cue", session=s, t_ns=int(t),
                                     beat=tick / self.tpb, name=name)
         return nxt

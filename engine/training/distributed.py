@@ -15,6 +15,10 @@ run equal to the bit needs ``--dropout 0``.  Rank 0 validates with the others (e
 slice of the windows, summed), writes ``best.npz`` and ``last.pt``; the checkpoint
 holds the step, and the data position is a function of (seed, step), so a run resumes
 on any number of processes.
+
+Fine-tuning: ``--init MODEL --l2sp ALPHA`` adds fine-tuning's guard
+(``engine.training.finetune.l2sp_penalty``) to every process's loss; its gradient is the
+same on each, so DDP's average keeps it as one process has it.
 """
 import math
 import os
@@ -29,6 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from engine.errors import ModelError
 from engine.modelfile import read_model_file
+from engine.training.finetune import l2sp_penalty
 from engine.training.model import ModelConfig, MusicLSTM, save_model
 from engine.training.runs import Run, read_checkpoint
 from engine.training.shards import Schedule, ShardedDataset
@@ -103,17 +108,21 @@ def validate(model, data, ctx, seq_len, batch_size, max_windows=None):
 def train(data: ShardedDataset, out, cfg, ctx=Context(), *, steps=20000, global_batch=32,
           seq_len=128, lr=2e-3, eval_every=500, patience=6, seed=0, resume=False,
           max_minutes=None, transpose=(-5, 7), valid_windows=256, init=None, command=None,
-          progress=True, until=None):
+          progress=True, until=None, l2sp=None):
     """Train ``MusicLSTM(cfg)`` on the shards ``data`` into ``out`` as process ``ctx``;
     return the best validation NLL.  The arguments are ``engine.training.train.train``'s,
     ``global_batch`` being the batch of all processes together; ``until``: stop (with a
     checkpoint) after that step, to go on with ``resume`` (a job in parts: the learning
-    rate schedule still spans ``steps``)."""
+    rate schedule still spans ``steps``).  ``l2sp``: the L2-SP guard's weight towards
+    ``init``'s weights (fine-tuning; None: no guard)."""
+    if l2sp is not None and init is None:
+        raise ModelError("l2sp: the guard pulls towards --init's weights: give --init MODEL")
     run = Run(out) if ctx.main else None
     torch.manual_seed(seed)
     net = MusicLSTM(cfg).to(ctx.device)
     if init is not None and not resume:
         start_from(net, init, cfg, data.vocab, data.spec)
+    penalty = None if l2sp is None else l2sp_penalty(init, l2sp)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     schedule = Schedule(global_batch, seq_len, seed, None if data.key_relative else transpose)
     step, best, bad, elapsed = 0, math.inf, 0, 0.0
@@ -135,6 +144,8 @@ def train(data: ShardedDataset, out, cfg, ctx=Context(), *, steps=20000, global_
     info = dict(command=command, data=data.summary, mean_register=data.mean_register,
                 key_relative=data.key_relative, batch_size=global_batch, seq_len=seq_len,
                 lr=lr, device=ctx.device, processes=ctx.world)
+    if l2sp is not None:
+        info["finetune"] = dict(init=str(init), guard="l2sp", l2sp=l2sp)
     running = None
     if run is not None:
         run.start(steps, step, elapsed, desc="train", progress=progress, max_minutes=max_minutes)
@@ -145,7 +156,9 @@ def train(data: ShardedDataset, out, cfg, ctx=Context(), *, steps=20000, global_
             loss = window_loss(model, *data.batch(step, schedule, ctx.rank, ctx.world),
                                ctx.device)
             opt.zero_grad(set_to_none=True)
-            loss.backward()  # DDP averages the gradients over the processes here
+            # DDP averages the gradients over the processes here (the guard's, on the bare
+            # module's weights, is the same on each)
+            (loss if penalty is None else loss + penalty(net)).backward()
             nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             opt.step()
             step += 1
@@ -211,6 +224,9 @@ def add_arguments(p):
                    help="stop with a checkpoint after STEP (go on later with --resume)")
     p.add_argument("--init", default=None, metavar="MODEL",
                    help="start from this model file (its size is used)")
+    p.add_argument("--l2sp", type=float, default=None, metavar="ALPHA",
+                   help="fine-tune --init with the L2-SP guard: loss += ALPHA * sum "
+                        "(w - w_init)^2 (default: no guard)")
 
 
 def run(args):
@@ -229,7 +245,8 @@ def run(args):
                      patience=args.patience, seed=args.seed, resume=args.resume,
                      max_minutes=args.max_minutes, valid_windows=args.valid_windows,
                      init=args.init, command=" ".join(sys.argv),
-                     progress=ctx.main and sys.stderr.isatty(), until=args.until)
+                     progress=ctx.main and sys.stderr.isatty(), until=args.until,
+                     l2sp=args.l2sp)
         if ctx.main:
             print(f"best validation NLL {best:.4f} nats/event on {ctx.world} process(es) "
                   f"-> {Path(args.out) / 'best.npz'}")

@@ -3,9 +3,16 @@ real Monteverdi madrigals from music21's corpus written to MIDI, the shipped gen
 fine-tuned a few steps with and without the guard, every figure present and sane."""
 import json
 import math
+from pathlib import Path
 
-from engine.evaluation.finetune import composer_files, main
+import pytest
+
+from engine import DEFAULT_ENSEMBLE
+from engine.evaluation.finetune import (ENSEMBLE_COMPOSER, MeasureConfig, composer_files,
+                                        main, seed_summary, write_entry)
 from engine.training.finetune import FinetuneConfig
+
+ENSEMBLE = str(DEFAULT_ENSEMBLE)
 
 
 def test_quick_measurement_writes_every_figure(tmp_path, capsys):
@@ -34,3 +41,48 @@ def test_the_composer_split_does_not_depend_on_the_listing():
     files = composer_files("monteverdi")
     assert len(files) == len({f.stem for f in files}) >= 36
     assert files == composer_files("monteverdi")
+
+
+@pytest.mark.skipif(not Path(MeasureConfig.own_data).exists(),
+                    reason=f"{MeasureConfig.own_data} (the ensemble's own held-out music) is "
+                           "built by `ostinato data --ensemble`, not shipped")
+def test_the_ensemble_is_measured_on_palestrina_per_seed_into_its_own_entry(tmp_path, capsys):
+    """The ensemble's quick run with two training seeds: every part of real Palestrina
+    scores read with voices, its own held-out music from data/ensemble.npz, no critic (it
+    reads one line); written under "ensemble seeds" beside what the file already held."""
+    out = tmp_path / "finetune.json"
+    out.write_text(json.dumps({"results": {"kept": 1}, "ensemble": {"kept": 2}}))
+    assert main(["--model", ENSEMBLE, "--quick", "--no-unguarded", "--seeds", "0", "1",
+                 "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["results"] == {"kept": 1} and res["ensemble"] == {"kept": 2}
+    e = res["ensemble seeds"]
+    assert e["composer"]["name"] == ENSEMBLE_COMPOSER and e["own_test"]["source"] == \
+        "data/ensemble.npz"
+    guarded = f"l2sp {FinetuneConfig.l2sp:g}"
+    rows = e["results"]
+    assert set(rows) == {"shipped", f"{guarded} seed 0", f"{guarded} seed 1"}
+    assert all("critic_auc" not in r for r in rows.values()) and "one line" in e["critic"]
+    gains = [rows[f"{guarded} seed {s}"]["composer_gain"] for s in (0, 1)]
+    summary = e["seeds"][guarded]["composer_gain"]
+    assert summary["n"] == 2 and math.isclose(summary["mean"], sum(gains) / 2)
+    assert summary["ci95"][0] <= summary["mean"] <= summary["ci95"][1]
+    assert "over seeds [0, 1]" in capsys.readouterr().out
+
+
+def test_seed_summary_is_a_student_t_interval():
+    s = seed_summary([1.0, 2.0, 3.0])
+    assert s["mean"] == 2.0 and s["sd"] == 1.0
+    half = 4.302652729911275 / math.sqrt(3)  # t(0.975, 2 degrees of freedom)
+    assert s["ci95"] == pytest.approx([2.0 - half, 2.0 + half])
+    assert seed_summary([0.5])["ci95"] is None
+
+
+def test_each_entry_keeps_the_others(tmp_path):
+    path = tmp_path / "f.json"
+    write_entry(path, "ensemble", {"a": 1})
+    write_entry(path, None, {"results": {"b": 2}})
+    write_entry(path, "seeds", {"c": 3})
+    write_entry(path, None, {"results": {"b": 4}})
+    assert json.loads(path.read_text()) == {"results": {"b": 4}, "ensemble": {"a": 1},
+                                            "seeds": {"c": 3}}

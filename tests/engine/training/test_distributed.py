@@ -13,6 +13,7 @@ import torch
 
 from benchmarks.shards import measure
 from engine.errors import OstinatoError
+from engine.modelfile import read_model_file
 from engine.training.shards import Schedule, ShardedDataset, ShardWriter, synthetic
 from engine.vocab import Vocab
 from engine.controls import ControlSpec
@@ -60,6 +61,31 @@ def test_two_processes_train_as_one_and_resume_on_one(shards, tmp_path):
     assert max_difference(resumed, one) < 1e-5
     log = [json.loads(line) for line in (tmp_path / "part" / "log.jsonl").read_text().splitlines()]
     assert [(r["step"], r["processes"]) for r in log] == [(4, 2), (8, 1)]
+
+
+def test_a_two_process_fine_tune_with_the_guard_is_the_one_process_one(shards, tmp_path):
+    """--init MODEL --l2sp ALPHA under torchrun: the guard's gradient is the same on every
+    process, so 2 processes still take the very steps of one; and the guard does pull."""
+    start = tmp_path / "start"
+    train(shards, start)  # the model to fine-tune: a run of this size
+    init = ["--init", str(start / "best.npz"), "--seed", "1"]
+    one = train(shards, tmp_path / "one", 1, *init, "--l2sp", "1.0")
+    two = train(shards, tmp_path / "two", 2, *init, "--l2sp", "1.0")
+    assert max_difference(one, two) < 1e-5
+    free = train(shards, tmp_path / "free", 1, *init)
+    w0 = read_model_file(start / "best.npz")[1]
+    dist = lambda run: sum(float(((run["model"][k] - torch.as_tensor(w)) ** 2).sum())
+                           for k, w in w0.items())
+    assert 0 < dist(one) < dist(free)
+    meta = read_model_file(tmp_path / "two" / "best.npz")[0]
+    assert meta["info"]["finetune"]["l2sp"] == 1.0 and meta["info"]["processes"] == 2
+
+
+def test_the_guard_needs_a_model_to_pull_towards(shards, tmp_path):
+    cmd = [sys.executable, "-m", "engine.training.distributed", "--shards", str(shards),
+           "--out", str(tmp_path / "run"), *TINY, "--l2sp", "1.0"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "l2sp: the guard pulls towards --init" in done.stderr
 
 
 def test_resume_refuses_another_schedule(shards, tmp_path):
