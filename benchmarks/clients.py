@@ -1,9 +1,11 @@
 """The game clients of a storm (``benchmarks.storm``): processes that each send their
 share of random transitions, some SIGKILLed part-way and replaced.
 
-A client sends ``mood`` (now/beat/bar), ``state``, ``key``, ``tempo`` (with ramps),
-``stinger``, ``stop``, ``pause``, ``start`` and ``session`` open/close, on sessions of
-its own and on "main", and waits for each answer before the next.  Against an ensemble
+A client sends ``mood``, ``state``, ``key``, ``tempo`` (with ramps) and ``stinger`` (by
+name, or as notes with a cooldown) at every kind of transition point (now, beat, bar,
+phrase, bars:N, a cue it placed, now and then one it did not), ``cue``, ``position``,
+``stop``, ``pause``, ``start`` and ``session`` open/close, on sessions of its own and on
+"main", and waits for each answer before the next.  Against an ensemble
 model (``hello`` lists two voices or more) a quarter of its ``mood``, ``state`` and
 ``session`` opens also carry a random ``voices`` value: voices forced on, off or back to
 "auto", their programs, octaves and now and then their channels (moved while their notes
@@ -20,7 +22,10 @@ import zmq
 from engine.controls import KEY_NAMES, MODES
 from realtime import protocol
 
-TRANSITIONS = ("now", "beat", "bar")
+TRANSITIONS = ("now", "beat", "bar", "phrase", "bars:1", "bars:2", "bars:4", "cue:c0", "cue:c1")
+# A stinger sent as notes, and its cooldown: what the storm checks the stream against.
+NOTES_STINGER = [[60, 0, 0.5], [64, 0.5, 0.5], [67, 1, 1]]
+NOTES_INTERVAL_BEATS = 2.0
 REPLY_TIMEOUT_MS = 30_000  # a guard against a hang, not a measurement
 VOICES_SHARE = 0.25        # of mood, state and open messages, when the model has voices
 
@@ -55,8 +60,8 @@ def random_message(rng, mine, prefix, presets, stingers, voices=()):
     ``voices``)."""
     session = rng.choice(mine) if mine and rng.random() < 0.6 else "main"
     kind = rng.choices(("mood", "state", "key", "tempo", "stinger", "stop", "pause", "start",
-                        "open", "close"),
-                       (30, 14, 10, 10, 8, 3, 3, 8, 8, 6))[0]
+                        "open", "close", "cue", "position"),
+                       (30, 14, 10, 10, 8, 3, 3, 8, 8, 6, 5, 2))[0]
     transition = rng.choice(TRANSITIONS)
     if kind == "mood":
         msg = {"type": "mood", "transition": transition}
@@ -73,8 +78,16 @@ def random_message(rng, mine, prefix, presets, stingers, voices=()):
         msg = {"type": "tempo", "bpm": round(rng.uniform(40, 240), 1), "transition": transition}
         if rng.random() < 0.4:
             msg["ramp_beats"] = round(rng.uniform(0.5, 8.0), 2)
+    elif kind == "stinger" and rng.random() < 0.3:
+        msg = {"type": "stinger", "notes": NOTES_STINGER, "transition": transition,
+               "min_interval_beats": NOTES_INTERVAL_BEATS, "queue": rng.choice(("drop", "queue"))}
     elif kind == "stinger":
         msg = {"type": "stinger", "name": rng.choice(stingers), "transition": transition}
+    elif kind == "cue":
+        msg = {"type": "cue", "name": rng.choice(("c0", "c1")),
+               "at": rng.choice(("beat", "bar", "phrase", "bars:2"))}
+    elif kind == "position":
+        msg = {"type": "position"}
     elif kind in ("stop", "pause", "start"):
         return {"type": kind}
     elif kind == "open" and len(mine) < 2:

@@ -43,9 +43,10 @@ from pathlib import Path
 
 import zmq
 
+from realtime import protocol
 from realtime.jackreader import NativeJackReader
 
-from .clients import REPLY_TIMEOUT_MS, Clients
+from .clients import NOTES_INTERVAL_BEATS, REPLY_TIMEOUT_MS, Clients
 from .observers import (QueuedJackReader, StreamReader, midi_file_tally, stream_notes,
                         stream_voices, tally, wire_note)
 from .serve import REPO, ServeProcess
@@ -175,6 +176,7 @@ def storm(transitions=1000, clients=5, kill=2, stop_signal=signal.SIGTERM, model
                                             "writer_lost", "overflow", "realtime")})
     return {
         "model": model.name, "voices": voices,
+        "stingers": stinger_cooldowns(events),
         "transitions": crowd.sent, "clients": crowd.spawned, "killed": crowd.killed,
         "with_voices": crowd.voices_sent[0], "with_voices_refused": crowd.voices_sent[1],
         "signal": signal.Signals(stop_signal).name, "exit_status": rc,
@@ -187,6 +189,24 @@ def storm(transitions=1000, clients=5, kill=2, stop_signal=signal.SIGTERM, model
         "record": str(record),
         "port": port,
     }
+
+
+def stinger_cooldowns(events):
+    """The stingers the stream announced on "main" (never closed, so its cooldowns run the
+    whole storm), and how many pairs of starts of one stinger lie closer together than its
+    ``min_interval_beats`` (states.toml's; the clients' notes stinger's).  A request may
+    ask for a beat before one already given (a phrase ahead, then "now"), so the starts
+    are compared in the order they play, not the order announced."""
+    interval = {n: s["min_interval_beats"] for n, s in protocol.load_states(None)[1].items()}
+    interval["notes"] = NOTES_INTERVAL_BEATS
+    starts = {}
+    for e in events:
+        if e["type"] == "stinger" and e["session"] == "main":
+            starts.setdefault(e["name"], []).append(e["beat"])
+    violations = sum(int(b - a < interval[name] - 1e-9)
+                     for name, beats in starts.items() if interval[name] > 0
+                     for a, b in zip(sorted(beats), sorted(beats)[1:]))
+    return {"played_on_main": sum(map(len, starts.values())), "cooldown_violations": violations}
 
 
 def _jack_tally(sent, received):

@@ -17,7 +17,8 @@ class ZmqPubPort(BasePort):
     """Note events and the server's markers as single JSON frames on a ZeroMQ PUB socket.
 
     Frames are ``realtime.protocol.encode_event``'s; ``seq`` counts every frame this
-    port publishes, so a subscriber sees what it missed.  Bind to port ``*`` (or 0)
+    port publishes but the sync events, which count apart (they are opt-in), so a
+    subscriber sees what it missed.  Bind to port ``*`` (or 0)
     for a free port; ``bound_address`` says which.  Clock and controller messages are
     not published: the stream carries notes, and markers through ``publish``.
     keys: ``realtime.keys.ServerKeys``: only authorised clients subscribe (CurveZMQ);
@@ -51,6 +52,7 @@ class ZmqPubPort(BasePort):
         self._sounding = Sounding()
         self._lock = threading.Lock()  # send() and publish() come from different threads
         self._seq = 0
+        self._sync_seq = 0  # the sync events' own count (``seq`` counts the others)
         self._beat = 0.0
         self._taps = ()  # replaced whole, so that _emit reads it without a lock
         context = context or zmq.Context.instance()
@@ -96,12 +98,17 @@ class ZmqPubPort(BasePort):
     def _emit(self, kind, session, t_ns, beat, **fields):
         # the caller holds self._lock: a zmq socket is not thread-safe
         name = session if isinstance(session, str) else self._names.get(session, str(session))
-        frame = encode_event(kind, name, self._seq, t_ns, beat, **fields)
+        sync = kind in SYNC_TYPES  # opt-in: counted apart, so that "" sees no gaps
+        seq = self._sync_seq if sync else self._seq
+        frame = encode_event(kind, name, seq, t_ns, beat, **fields)
         self._subscriptions.take()  # who subscribed since: they get this frame
         self._socket.send(frame)
         for tap in self._taps:
-            tap(frame, kind, name, self._seq, t_ns, beat, fields)
-        self._seq += 1
+            tap(frame, kind, name, seq, t_ns, beat, fields)
+        if sync:
+            self._sync_seq += 1
+        else:
+            self._seq += 1
 
     def add_tap(self, tap):
         """Call ``tap(frame, type, session name, seq, t_ns, beat, fields)`` with every frame

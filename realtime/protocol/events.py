@@ -34,6 +34,8 @@ EVENT_TYPES = {
               "the session's form (sync)",
     "cue": "`name`: the position of a cue placed with `cue` plays",
     "stinger": "`name` (`notes` for one sent as notes), `pitches`: a stinger starts at `beat`",
+    "request_failed": "`id`, `for` (the request's type), `code`, `message`: a request the "
+                      "server accepted while it warmed up failed when the music started",
 }
 # The sync events: on the ZeroMQ stream (and over OSC) only a subscription that names one
 # of them gets it (``{"v":1,"type":"beat"`` as its prefix); subscribing to everything

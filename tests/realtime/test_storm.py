@@ -38,6 +38,10 @@ def test_an_ensemble_storm_leaves_no_note_stuck_on_any_channel(jack_server, tmp_
     assert res["transitions"] == 1000 and res["killed"] == 2
     assert res["voices"] == ["melody", "bass", "harmony", "drums"], res["voices"]
     assert res["with_voices"] > 0, res   # the clients set voices (some of them refused)
+    # stingers by name and as notes at every kind of transition point: never within their
+    # cooldown (issue 30)
+    assert res["stingers"]["played_on_main"] > 0, res["stingers"]
+    assert res["stingers"]["cooldown_violations"] == 0, res["stingers"]
     _no_note_stuck(res, jack_server)
     for out in ("stream", "file", "jack", "jack_native"):
         channels = res[out]["by_channel"]
