@@ -100,7 +100,11 @@ class Client(_Endpoint):
 
     def mood(self, valence=None, arousal=None, intensity=None, transition="bar", session=None,
              tonality=None, critic=None, voices=None, repetition=None):
-        """Move the mood; axes left None keep their current value.  tonality: 0 (free) ..
+        """Move the mood; axes left None keep their current value.  transition (here and
+        on every call that has one): "now", "beat", "bar", "phrase" (the next phrase of the
+        session's form), "bars:N" (N 1..64: the next line of an N-bar grid) or "cue:NAME"
+        (a cue placed with ``cue``); the reply gives the ``beat`` and ``t_ns`` it takes
+        effect at.  tonality: 0 (free) ..
         1 (strict, scale notes only); critic: drafts of each beat the discriminator judges
         (0 off, up to 16; the server needs `serve --critic`); None keeps the session's.
         voices: the ensemble's voices (a server with an ensemble model), a dict {voice name:
@@ -113,10 +117,12 @@ class Client(_Endpoint):
                             transition=transition, tonality=tonality, critic=critic, voices=voices,
                             repetition=repetition)
 
-    def state(self, name, transition="bar", session=None, tonality=None, critic=None, voices=None,
+    def state(self, name, transition=None, session=None, tonality=None, critic=None, voices=None,
               repetition=None):
         """Switch to a preset; tonality (0..1), critic (0..16) and repetition (0..1) override
-        the preset's; voices (as for ``mood``) go on top of the preset's."""
+        the preset's; voices (as for ``mood``) go on top of the preset's.  transition None:
+        states.toml's rule for this pair of presets (``[[transitions]]``), else "bar"; the
+        reply names the ``rule``, the ``transition`` used and its ``pickup_beat``."""
         return self.request("state", session, name=name, transition=transition, tonality=tonality,
                             critic=critic, voices=voices, repetition=repetition)
 
@@ -127,8 +133,33 @@ class Client(_Endpoint):
         return self.request("key", session, key=key, mode=mode, transition=transition,
                             tonality=tonality, critic=critic)
 
-    def stinger(self, name, transition="beat", session=None):
-        return self.request("stinger", session, name=name, transition=transition)
+    def stinger(self, name=None, transition="beat", session=None, notes=None,
+                min_interval_beats=None, queue=None):
+        """A one-shot motif over the current harmony, on the grid: ``name``, one of
+        states.toml's stingers, or ``notes`` of your own (``[[pitch, start_beat,
+        duration_beats], ...]`` in any key, checked as a theme's), with their
+        ``min_interval_beats`` (0..64) and ``queue`` ("drop" or "queue": what happens to
+        one within the interval).  The reply says whether it ``played`` and at which
+        ``beat`` and ``t_ns`` (else the ``reason`` and ``next_beat``)."""
+        return self.request("stinger", session, name=name, notes=_notes(notes),
+                            transition=transition, min_interval_beats=min_interval_beats,
+                            queue=queue)
+
+    def cue(self, name, at="bar", beat=None, session=None):
+        """Place cue ``name`` at the next grid point ``at`` ("beat", "bar", "phrase",
+        "bars:N") or at ``beat`` (a beat of the session, ahead of it).  The stream
+        announces it (a ``cue`` event, subscribed to as any type) when it plays, and a
+        transition ``"cue:NAME"`` lands there.  The reply gives its ``beat`` and ``t_ns``."""
+        return self.request("cue", session, name=name, at=at, beat=beat)
+
+    def position(self, session=None):
+        """Where the music is now: ``beat``, ``bar``, ``beat_in_bar``, ``phrase``,
+        ``bar_in_phrase``, ``phrase_bars``, ``bpm``, ``key``, ``mode``, ``state``,
+        ``transport``, the server's ``t_ns`` now, ``next_downbeat`` and
+        ``next_phrase`` (beats) with their ``..._t_ns``, and the ``cues`` waiting
+        ({name: beat}).  ``EventListener.due_in(reply["next_downbeat_t_ns"])`` is the
+        seconds until the next bar line: start a cutscene there."""
+        return self.request("position", session)
 
     def theme(self, notes=None, name=None, variation=None, transition="bar", blend_beats=None,
               session=None):
@@ -315,12 +346,20 @@ def _checked(reply):
     return reply
 
 
-class EventListener(_Endpoint):
-    """Subscribe to the server's event stream (notes, mood, tempo, transport markers).
-    A note event's ``voice`` names the voice that plays it ("melody", "bass", "harmony",
-    "drums" or "stinger"; absent where the server knows none for its channel).
+SYNC_TYPES = ("beat", "bar", "phrase")  # sent only to a subscriber that names them
 
-    types: event types to receive (None: all); iterate to get event dicts until ``timeout``
+
+class EventListener(_Endpoint):
+    """Subscribe to the server's event stream (notes, mood, tempo, transport markers, cues,
+    stingers, and the sync events ``SYNC_TYPES``).  A note event's ``voice`` names the voice
+    that plays it ("melody", "bass", "harmony", "drums" or "stinger"; absent where the
+    server knows none for its channel).  A sync event (``beat`` at every beat, ``bar`` at
+    every bar line, ``phrase`` where a phrase of the form begins) has ``bar``,
+    ``beat_in_bar``, ``phrase``, ``bar_in_phrase`` (0-based) and ``bpm``; its ``t_ns`` is
+    the one a note on that beat has, so it is scheduled as notes are (``due_in``).
+
+    types: event types to receive (None: every type but the sync ones, which come only when
+    named, e.g. ``types=["beat", "cue"]``); iterate to get event dicts until ``timeout``
     seconds pass without one (None: wait forever).  Use as a context manager.
     server_key, client_key: CurveZMQ keys, as for Client.
     """
@@ -344,10 +383,13 @@ class EventListener(_Endpoint):
         """Seconds from now until ``event`` is due (negative: past): its ``t_ns`` is the
         server's ``CLOCK_MONOTONIC``, which is this machine's ``time.monotonic_ns()``
         when client and server run on one machine; on another, pass the offset
-        ``Client.sync_clock()`` measured.  With ``serve --events-ahead MS`` notes arrive up
-        to MS ms early: schedule each ``due_in`` seconds from now (an audio engine's
-        scheduled play, or a sleep to the deadline) and the network's jitter drops out."""
-        return (int(event["t_ns"]) - (time.monotonic_ns() + clock_offset_ns)) / 1e9
+        ``Client.sync_clock()`` measured.  With ``serve --events-ahead MS`` notes and sync
+        events arrive up to MS ms early: schedule each ``due_in`` seconds from now (an
+        audio engine's scheduled play, or a sleep to the deadline) and the network's jitter
+        drops out.  ``event`` may also be a time itself (an int, e.g. a ``position``
+        reply's ``next_downbeat_t_ns``)."""
+        t_ns = event if isinstance(event, numbers.Integral) else event["t_ns"]
+        return (int(t_ns) - (time.monotonic_ns() + clock_offset_ns)) / 1e9
 
     def recv(self, timeout=None):
         """The next event, or None if none came within ``timeout`` seconds (None: forever)."""

@@ -137,7 +137,7 @@ class Commands:
         layers = self.music.voicing.layers(preset, msg.get("voices"))
         critic = msg.get("critic")
         if when.startswith("cue:"):  # refused before anything changes
-            self.music.sync.cue(sess.slot, when[4:])
+            self.music.when_tick(sess, when, self.music.clock.now_ns())
         self._set_critic(sess, preset.get("critic") if critic is None else critic, keep=False)
         shape = {} if rule is None else dict(
             ramp_beats=rule.ramp_beats, pickup_beats=0.0 if when == "now" else rule.pickup_beats)

@@ -357,7 +357,8 @@ class Sessions:
         unit, n = protocol.parse_when(when)
         s = sess.slot
         if unit == "cue":
-            return max(self.sync.cue(s, n, field), self.seq.boundary(s, now, "now"))
+            head = self.seq.boundary(s, now, "now")
+            return max(self.sync.cue(s, n, head, field), head)
         bar = self.tpb * self.cfg.beats_per_bar
         step = {"phrase": form_of(sess.mood).bars * bar, "bars": n * bar}.get(unit, unit)
         return self.seq.boundary(s, now, step)
@@ -382,7 +383,8 @@ class Sessions:
                     bar_in_phrase=in_phrase, phrase_bars=form.bars,
                     bpm=round(float(seq.bpm_at(s, tick)), 3), key=KEY_NAMES[mood.key],
                     mode=MODES[mode_of(mood)], state=sess.state, transport=self.state,
-                    t_ns=now, **fields, cues={name: t / self.tpb for t, name in self.sync.cues[s]})
+                    t_ns=now, **fields,
+                    cues={name: t / self.tpb for t, name in self.sync.waiting(s, tick)})
 
     def place_cue(self, sess, name, at=None, beat=None):
         """Cue ``name`` at ``beat`` (a beat of the session, ahead of the playhead) or at

@@ -36,6 +36,9 @@ class Sync:
         self.next = np.full(max_sessions, NONE, np.int64)  # the next beat tick to announce
         self.when = np.full(max_sessions, math.inf)        # ... and when it plays (ns)
         self.cues = [[] for _ in range(max_sessions)]      # sorted [(tick, name)] per slot
+        # cues announced (an output with a lead gets them early) but perhaps not played
+        # yet: a transition may still name them until the playhead passes them
+        self.heard = [[] for _ in range(max_sessions)]
         self._version = -1  # the tempo map ``when`` was computed under (``seq.version``)
         self._cue_at = None  # when the first cue of any session plays (None: to compute)
 
@@ -51,6 +54,7 @@ class Sync:
         self.next[s] = NONE
         self.when[s] = math.inf
         self.cues[s] = []
+        self.heard[s] = []
         self._cue_at = None
 
     def position(self, s, tick, form):
@@ -63,6 +67,7 @@ class Sync:
     def place(self, s, name, tick):
         """Cue ``name`` at ``tick`` of session s (replacing a cue of that name)."""
         cues = [c for c in self.cues[s] if c[1] != name]
+        self.heard[s] = [c for c in self.heard[s] if c[1] != name]
         if len(cues) >= MAX_CUES:
             raise reject("out_of_range", f"session has {MAX_CUES} cues waiting; a cue is "
                          "forgotten once it plays", "name", f"at most {MAX_CUES} cues pending")
@@ -70,13 +75,20 @@ class Sync:
         self.cues[s] = cues
         self._cue_at = None
 
-    def cue(self, s, name, field="transition"):
-        """The tick of session s's pending cue ``name``; InvalidMessage naming ``field``
-        and the cues there are when there is none (never placed, or already played)."""
-        for tick, cue in self.cues[s]:
+    def waiting(self, s, head):
+        """Session s's cues not yet played at tick ``head`` (its playhead): [(tick, name)]."""
+        self.heard[s] = [c for c in self.heard[s] if c[0] >= head]
+        return self.heard[s] + self.cues[s]
+
+    def cue(self, s, name, head, field="transition"):
+        """The tick of session s's cue ``name`` not yet played at tick ``head`` (announced
+        or not); InvalidMessage naming ``field`` and the cues there are when there is
+        none (never placed, or already played)."""
+        waiting = self.waiting(s, head)
+        for tick, cue in waiting:
             if cue == name:
                 return tick
-        names = sorted(c[1] for c in self.cues[s])
+        names = sorted(c[1] for c in waiting)
         raise reject("bad_choice", f"{field}: the session has no cue {name!r} waiting (a cue "
                      "is placed with the `cue` message and forgotten once it plays); waiting: "
                      f"{', '.join(names) or 'none'}", field,
@@ -115,6 +127,7 @@ class Sync:
                     nxt = min(nxt, t)
                     break
                 tick, name = cues.pop(0)
+                self.heard[s] = (self.heard[s] + [(tick, name)])[-MAX_CUES:]
                 self._cue_at = None
                 self.engine.at_time(int(t), "publish", "cue", session=s, t_ns=int(t),
                                     beat=tick / self.tpb, name=name)

@@ -58,6 +58,20 @@
  *       play_at(buf, ost_event_due_in_ns(&c, buf));          ns from now; negative: late
  *   ost_events_close(&ev);
  *
+ * Playing along (see sync_example.c): every transition argument is a string, "now", "beat",
+ * "bar", "phrase", "bars:N" (N 1..64) or "cue:NAME"; ost_cue places a named cue, ost_position
+ * asks where the music is (its next downbeat's t_ns: start a cutscene there), ost_stinger_notes
+ * sends a stinger as notes.  The sync events "beat", "bar" and "phrase" (with "bar",
+ * "beat_in_bar", "phrase", "bar_in_phrase", "bpm") come only to a subscriber that names them
+ * (types NULL: every other type); their t_ns is a note's on that beat, so they are scheduled
+ * as notes are:
+ *
+ *   static const char *const sync[] = {"beat", "cue", NULL};
+ *   ost_events_open(&ev, NULL, sync);
+ *   ost_cue(&c, "door", "bar", OST_KEEP);                     the boss door, on the next bar
+ *   while (ost_event_recv(&ev, buf, sizeof buf, 0) > 0)
+ *       at(ost_event_due_in_ns(&c, buf), flash_or_open, buf); a "beat" flashes, a "cue" opens
+ *
  * t_ns is a 64-bit integer, ost_ns (read it with ost_json_ns, print it with ost_format_ns).
  * ost_now_ns needs CLOCK_MONOTONIC, which in strict C (-std=c89) this header asks glibc for
  * with _POSIX_C_SOURCE when it is included first (define OST_NO_POSIX_SOURCE not to); after
@@ -581,6 +595,9 @@ OST_API long ost_key(ost_client *c, const char *key, const char *mode, const cha
     return ost_key_ex(c, key, mode, transition, OST_KEEP, OST_KEEP_CRITIC);
 }
 
+/* A stinger of states.toml's by name, over the current harmony at the transition point
+ * (NULL: "beat").  The reply says whether it "played" (with its "beat" and "t_ns"), or not,
+ * with the "reason" and "next_beat" (within its min_interval_beats). */
 OST_API long ost_stinger(ost_client *c, const char *name, const char *transition)
 {
     OST__FIELDS(f);
@@ -589,12 +606,75 @@ OST_API long ost_stinger(ost_client *c, const char *name, const char *transition
     return ost__send_buf(c, "stinger", NULL, &f);
 }
 
+/* ,"notes":[[p,s,d],...] into a malloc'd buffer of its own size (f->data NULL, overflow set,
+ * if there is no memory).  -1 for n_notes below 0 or notes NULL with n_notes above 0. */
+OST_API int ost__notes_buf(ost__buf *f, const double *notes, int n_notes)
+{
+    int i;
+    /* a note is at most 3 numbers of 16 characters and "[,,]," */
+    size_t cap = n_notes > 0 ? 160 + (size_t)n_notes * 56 : 160;
+    if (n_notes < 0 || (notes == NULL && n_notes > 0)) return -1;
+    if (cap > OST_MAX_MESSAGE + 1) cap = OST_MAX_MESSAGE + 1; /* longer: over the limit anyway */
+    ost__init(f, (char *)malloc(cap), cap);
+    ost__cat(f, ",\"notes\":[");
+    for (i = 0; i < n_notes && !f->overflow; i++) {
+        ost__cat(f, i ? ",[" : "[");
+        ost__cat_pitch(f, notes[3 * i]);
+        ost__cat(f, ",");
+        ost__cat_number(f, notes[3 * i + 1]);
+        ost__cat(f, ",");
+        ost__cat_number(f, notes[3 * i + 2]);
+        ost__cat(f, "]");
+    }
+    ost__cat(f, "]");
+    return 0;
+}
+
+/* A stinger of your own: n_notes rows of three doubles (pitch, start_beat, duration_beats) in
+ * any key, moved to the session's key and over its harmony, checked as a theme's notes are
+ * (a bad one: out_of_range on field notes).  min_interval_beats (0..64; OST_KEEP: 0) and
+ * queue ("drop" or "queue"; NULL: "drop") say what happens to it within that many beats of
+ * its last playing.  -1 as ost_theme_notes. */
+OST_API long ost_stinger_notes(ost_client *c, const double *notes, int n_notes,
+                               const char *transition, double min_interval_beats,
+                               const char *queue)
+{
+    ost__buf f;
+    long id;
+    if (ost__notes_buf(&f, notes, n_notes) != 0) return -1;
+    ost__field_string(&f, "transition", transition);
+    ost__field_number(&f, "min_interval_beats", min_interval_beats);
+    ost__field_string(&f, "queue", queue);
+    id = ost__send_buf(c, "stinger", NULL, &f);
+    free(f.data);
+    return id;
+}
+
+/* Place cue name (1..64 of A-Z a-z 0-9 _ . -) at the next grid point at ("beat", "bar",
+ * "phrase", "bars:N"; NULL: "bar") or, if beat is not OST_KEEP, at that beat of the session.
+ * The reply gives its "beat" and "t_ns"; the event stream announces it with a "cue" event
+ * when it plays, and a transition "cue:NAME" lands there.  Placing a name again moves it. */
+OST_API long ost_cue(ost_client *c, const char *name, const char *at, double beat)
+{
+    OST__FIELDS(f);
+    ost__field_string(&f, "name", name);
+    ost__field_string(&f, "at", at);
+    ost__field_number(&f, "beat", beat);
+    return ost__send_buf(c, "cue", NULL, &f);
+}
+
+/* Where the music is: the reply has "beat", "bar", "beat_in_bar", "phrase", "bar_in_phrase",
+ * "phrase_bars", "bpm", "key", "mode", "state", "transport", "t_ns" (the server's now),
+ * "next_downbeat" and "next_phrase" (beats), "next_downbeat_t_ns" and "next_phrase_t_ns"
+ * (read them with ost_json_ns; ost_due_in_ns says how long until then) and "cues". */
+OST_API long ost_position(ost_client *c) { return ost_send(c, "position", NULL, NULL); }
+
 /* Themes: the melody states a leitmotif, in the session's key and mode, and it comes back
  * through the form, on any server (a theme model's, `serve --model theme.npz`, also steers
  * the music towards it and blends).  variation (0 close to the theme ..
  * 1 free) and blend_beats (0..64: beats over which the music moves to it; 0 starts its
  * phrase at the transition): OST_KEEP leaves them out, for the server's defaults (0.3, 0).
- * transition: "now", "beat", "bar"; NULL: "bar".  The reply's "theme" object says what was
+ * transition: as everywhere (see the top); NULL: "bar".  The reply's "theme" object says what was
  * understood ("key", "bars", "notes", "source"): read it with
  * ost_json_string(strstr(reply, "\"theme\":{"), "key", ...) (the reply's own "key" comes first). */
 
@@ -607,23 +687,7 @@ OST_API long ost_theme_notes(ost_client *c, const double *notes, int n_notes, do
 {
     ost__buf f;
     long id;
-    int i;
-    /* a note is at most 3 numbers of 16 characters and "[,,]," */
-    size_t cap = n_notes > 0 ? 128 + (size_t)n_notes * 56 : 128;
-    if (n_notes < 0 || (notes == NULL && n_notes > 0)) return -1;
-    if (cap > OST_MAX_MESSAGE + 1) cap = OST_MAX_MESSAGE + 1; /* longer: over the limit anyway */
-    ost__init(&f, (char *)malloc(cap), cap);
-    ost__cat(&f, ",\"notes\":[");
-    for (i = 0; i < n_notes && !f.overflow; i++) {
-        ost__cat(&f, i ? ",[" : "[");
-        ost__cat_pitch(&f, notes[3 * i]);
-        ost__cat(&f, ",");
-        ost__cat_number(&f, notes[3 * i + 1]);
-        ost__cat(&f, ",");
-        ost__cat_number(&f, notes[3 * i + 2]);
-        ost__cat(&f, "]");
-    }
-    ost__cat(&f, "]");
+    if (ost__notes_buf(&f, notes, n_notes) != 0) return -1;
     ost__field_number(&f, "variation", variation);
     ost__field_string(&f, "transition", transition);
     ost__field_number(&f, "blend_beats", blend_beats);
@@ -947,7 +1011,7 @@ typedef struct ost_events {
     void *sock;
     char address[256];
     char types[256];       /* the types subscribed to, each NUL-terminated, one after another */
-    int n_types;           /* 0: every event */
+    int n_types;           /* 0: every event but the sync ones (the server decides) */
     char curve_server[41]; /* CurveZMQ keys (Z85), "" = none: set with ost_events_set_keys */
     char curve_public[41];
     char curve_secret[41];
@@ -970,7 +1034,7 @@ OST_API int ost__events_connect(ost_events *e)
     if (e->n_types == 0 && zmq_setsockopt(e->sock, ZMQ_SUBSCRIBE, "", 0) != 0) goto fail;
     for (i = 0; i < e->n_types; i++, t += strlen(t) + 1) {
         /* events start {"v":1,"type":"<type>", so a prefix subscription filters by type;
-         * "" is every event */
+         * "" is every event but beat, bar and phrase, which need their own prefix */
         if (t[0]) sprintf(prefix, "{\"v\":1,\"type\":\"%s\"", t);
         else prefix[0] = 0;
         if (zmq_setsockopt(e->sock, ZMQ_SUBSCRIBE, prefix, strlen(prefix)) != 0) goto fail;
@@ -984,7 +1048,9 @@ fail:
 
 /* Subscribe to the event stream at address (NULL: OST_DEFAULT_EVENTS).  types: the event
  * types to receive, a NULL-terminated list such as {"note_on", "note_off", NULL} (copied),
- * or NULL for every event.  0 on success, -1 on error (the types over 200 bytes in all). */
+ * or NULL for every event but the sync ones ("beat", "bar", "phrase": they come only when
+ * named, e.g. {"beat", "bar", "cue", NULL}).  0 on success, -1 on error (the types over 200
+ * bytes in all). */
 OST_API int ost_events_open(ost_events *e, const char *address, const char *const *types)
 {
     size_t used = 0, n;

@@ -22,6 +22,11 @@
 // with its scheduled time t_ns on the server's clock); TryReceive never blocks longer than its
 // timeout (0: a poll, for Update).  Client.SyncClock measures the offset between the server's
 // clock and this process's Stopwatch, and Client.DueIn(event) says when an event is due here.
+//
+// Playing along (SyncExample.cs): an EventListener that names "beat", "bar" or "phrase" gets
+// the sync events (opt-in), scheduled by DueIn as notes are; Cue places a named cue (a "cue"
+// event when it plays, and the transition "cue:NAME"); Position says where the music is and
+// when its next downbeat plays; StingerNotes sends a stinger as notes.
 using System;
 using System.Collections.Generic;
 using System.Diagnostics;
@@ -278,6 +283,11 @@ namespace Ostinato
 
         // ---------------------------------------------------------------- messages
 
+        // transition (every call that has one): "now", "beat", "bar", "phrase" (the next
+        // phrase of the session's form), "bars:N" (N 1..64: the next line of an N-bar grid)
+        // or "cue:NAME" (a cue placed with Cue); the reply gives the beat and t_ns it takes
+        // effect at.
+
         // tonality (0 free .. 1 strict: the prior over the mode's scale) and critic (drafts of
         // each beat the discriminator judges, 0..16, 0 off; above 0 needs `serve --critic`) are
         // optional on Mood, State and Key: null leaves them out (Mood, Key: the session's values stay;
@@ -299,7 +309,9 @@ namespace Ostinato
                            "transition", transition, "tonality", tonality, "critic", critic,
                            "voices", voices, "repetition", repetition);
         }
-        public Reply State(string name, string transition = "bar", string session = null,
+        /// <summary>Switch to a preset; transition null: states.toml's rule for this pair of
+        /// presets ([[transitions]]), else "bar" (the reply names the rule and pickup_beat).</summary>
+        public Reply State(string name, string transition = null, string session = null,
                            double? tonality = null, int? critic = null, Voices voices = null,
                            double? repetition = null)
         {
@@ -316,10 +328,36 @@ namespace Ostinato
             return Request("key", session, "key", key, "mode", mode, "transition", transition,
                            "tonality", tonality, "critic", critic);
         }
+        /// <summary>A stinger of states.toml's, over the current harmony at the transition.
+        /// The reply's "played" says whether it plays (with its beat and t_ns) or, within its
+        /// min_interval_beats, not (reason, next_beat).</summary>
         public Reply Stinger(string name, string transition = "beat", string session = null)
         {
             return Request("stinger", session, "name", name, "transition", transition);
         }
+        /// <summary>A stinger of your own: rows of {pitch, startBeat, durationBeats} in any key
+        /// (moved to the session's), checked as a theme's notes; minIntervalBeats (0..64) and
+        /// queue ("drop" or "queue") say what happens to it within that many beats of its last
+        /// playing; null leaves them out (0, "drop").</summary>
+        public Reply StingerNotes(double[][] notes, string transition = "beat", double? minIntervalBeats = null,
+                                  string queue = null, string session = null)
+        {
+            return Request("stinger", session, "notes", notes, "transition", transition,
+                           "min_interval_beats", minIntervalBeats, "queue", queue);
+        }
+        /// <summary>Place cue name at the next grid point at ("beat", "bar", "phrase", "bars:N")
+        /// or at beat (a beat of the session, ahead of it).  The reply gives its beat and t_ns;
+        /// the stream announces it with a "cue" event when it plays, and a transition
+        /// "cue:NAME" lands there.  Placing a name again moves it.</summary>
+        public Reply Cue(string name, string at = "bar", double? beat = null, string session = null)
+        {
+            return Request("cue", session, "name", name, "at", at, "beat", beat);
+        }
+        /// <summary>Where the music is: beat, bar, beat_in_bar, phrase, bar_in_phrase, phrase_bars,
+        /// bpm, key, mode, state, transport, t_ns (the server's now), next_downbeat and
+        /// next_phrase (beats) with next_downbeat_t_ns and next_phrase_t_ns (read with
+        /// TryGetInteger; DueIn(tNs) is how long until then here), and the cues waiting.</summary>
+        public Reply Position(string session = null) { return Request("position", session); }
         /// <summary>Compose from a theme (a leitmotif), given once: notes as rows of
         /// {pitch (MIDI, sent as an integer when whole), startBeat, durationBeats}, in any key,
         /// or the name of one of states.toml's [themes].  variation: 0 close to the theme .. 1
@@ -401,6 +439,10 @@ namespace Ostinato
         /// clock, moved to this one by ClockOffsetNs.  A double for Unity's audio clock:
         /// source.PlayScheduled(AudioSettings.dspTime + Math.Max(0, DueIn(e))).</summary>
         public double DueIn(OstinatoEvent e) { return DueInNs(e, LocalNowNs()) / 1e9; }
+
+        /// <summary>Seconds from now until tNs, a time on the server's clock (e.g. a Position
+        /// reply's next_downbeat_t_ns: start a cutscene on the downbeat).</summary>
+        public double DueIn(long tNs) { return (tNs - (LocalNowNs() + ClockOffsetNs)) / 1e9; }
 
         /// <summary>Nanoseconds from localNowNs (a LocalNowNs() reading) until e is due:
         /// e.TNs - (localNowNs + ClockOffsetNs), exactly.</summary>
@@ -579,7 +621,9 @@ namespace Ostinato
     /// nothing here.</summary>
     public class OstinatoEvent : Reply
     {
-        /// <summary>note_on, note_off, mood, transport, tempo, state, key or theme.</summary>
+        /// <summary>note_on, note_off, mood, transport, tempo, state, key, theme, theme_return,
+        /// cue, stinger, or a sync type: beat, bar, phrase (each with bar, beat_in_bar, phrase,
+        /// bar_in_phrase, bpm: TryGetNumber).</summary>
         public readonly string Type;
         public readonly string Session;
         /// <summary>The stream's counter: a gap means this subscriber dropped events.</summary>
@@ -621,6 +665,9 @@ namespace Ostinato
 
         public bool IsNote { get { return Type == "note_on" || Type == "note_off"; } }
 
+        /// <summary>A beat, bar or phrase event (EventListener.SyncTypes).</summary>
+        public bool IsSync { get { return Array.IndexOf(EventListener.SyncTypes, Type) >= 0; } }
+
         int Int(string key)
         {
             long v;
@@ -634,6 +681,8 @@ namespace Ostinato
     public class EventListener : IDisposable
     {
         public const string DefaultAddress = "tcp://127.0.0.1:5556";
+        /// <summary>The sync events: sent only to a subscriber that names them.</summary>
+        public static readonly string[] SyncTypes = { "beat", "bar", "phrase" };
         public readonly string Address;
 
         IntPtr context, socket;
@@ -641,7 +690,9 @@ namespace Ostinato
         readonly byte[] buffer = new byte[65536];
 
         /// <summary>Subscribe at address to the events of these types (e.g. "note_on",
-        /// "note_off"); none (or null, or ""): every event.</summary>
+        /// "note_off", or "beat", "bar", "cue"); none (or null, or ""): every event but the
+        /// sync ones (SyncTypes), which come only when named.  A sync event's TNs is a note's
+        /// on that beat: schedule it with Client.DueIn as a note.</summary>
         public EventListener(string address = DefaultAddress, params string[] types)
             : this(address, (IEnumerable<string>)types) { }
 

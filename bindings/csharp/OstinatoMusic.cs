@@ -15,7 +15,9 @@ public class OstinatoMusic : MonoBehaviour
     [Range(-1f, 1f)] public float startTonality = -1f; // 0 free .. 1 strict; below 0: the preset's
     public int startCritic = -1;                         // critic drafts per beat; below 0: the preset's
     public string eventsAddress = "";                    // e.g. EventListener.DefaultAddress; empty: no events
-    public string[] eventTypes = { "note_on", "note_off" }; // empty: every event
+    // empty: every event but the sync ones; add "beat", "bar", "phrase" (opt-in) and "cue" to
+    // play along: their dueIn is a note's on that beat
+    public string[] eventTypes = { "note_on", "note_off" };
 
     // Each event received, in Update, with the seconds until it is due on this machine:
     // e.g. source.PlayScheduled(AudioSettings.dspTime + System.Math.Max(0, dueIn)).
@@ -73,6 +75,11 @@ public class OstinatoMusic : MonoBehaviour
     }
     // Back to free composition, moving there over a bar.
     public void StopTheme() { Send("theme", "action", "free", "blend_beats", 4.0); }
+    // A named cue at the next grid point at ("beat", "bar", "phrase", "bars:4"): MusicEvent
+    // raises its "cue" event (with "cue" in eventTypes) when it plays: open the door then.
+    public void PlaceCue(string cueName, string at) { Send("cue", "name", cueName, "at", at); }
+    // A preset from a grid point or a cue: transition "phrase", "bars:8", "cue:door", ...
+    public void SetStateAt(string state, string transition) { Send("state", "name", state, "transition", transition); }
 
     void Send(string type, params object[] fields)
     {

@@ -17,7 +17,9 @@
 #   for reply in music.poll(): if not reply.ok: push_warning(reply.message)
 #
 # The music's events (notes, mood, tempo, ...) come over the same socket after subscribe():
-#   music.subscribe(["note_on", "note_off"])   # [] : every type
+#   music.subscribe(["note_on", "note_off"])   # [] : every type but beat, bar, phrase
+#   music.subscribe(["beat", "cue"])     # play along: the sync events are opt-in
+#   music.cue("door", "bar"); music.position(); music.stinger_notes(notes, "cue:door")
 #   music.sync_clock()                   # pings (about 1 ms): Godot's clock on the server's
 #   (each frame) music.poll(); for e in music.take_events(): schedule e at music.due_in(e)
 extends Reference
@@ -74,7 +76,9 @@ func mood(valence = null, arousal = null, intensity = null, transition = "bar", 
 			_int(critic), _json(voices), _num(repetition)], for_session)
 
 
-func state(name, transition = "bar", for_session = "", tonality = null, critic = null,
+# state's transition left null (OSC nil): states.toml's rule for this pair of presets
+# ([[transitions]]), else "bar"; the ack's data names the rule and the pickup_beat.
+func state(name, transition = null, for_session = "", tonality = null, critic = null,
 		voices = null, repetition = null):
 	return send("state", [name, transition, _num(tonality), _int(critic), _json(voices),
 			_num(repetition)], for_session)
@@ -90,6 +94,34 @@ func key(key_name, mode = null, transition = "bar", for_session = "", tonality =
 
 func stinger(name, transition = "beat", for_session = ""):
 	return send("stinger", [name, transition], for_session)
+
+
+# A stinger of your own: an Array of [pitch, start_beat, duration_beats] in any key (moved to
+# the session's, over its harmony), sent as JSON text and checked as a theme's notes.
+# min_interval_beats (0..64) and queue ("drop" or "queue") say what happens to it within that
+# many beats of its last playing; null leaves them out (0, "drop").  The ack's data says
+# whether it played (played, beat, t_ns) or not (reason, next_beat).
+func stinger_notes(notes, transition = "beat", min_interval_beats = null, queue = null,
+		for_session = ""):
+	# positional: name (nil), transition, min_interval_beats, queue, notes
+	return send("stinger", [null, transition, _num(min_interval_beats), queue, JSON.print(notes)],
+			for_session)
+
+
+# Place cue ``name`` at the next grid point ``at`` ("beat", "bar", "phrase", "bars:N") or, if
+# ``beat`` is given, at that beat of the session (ahead of it).  The ack's data gives its beat
+# and t_ns; a subscriber to "cue" gets a cue event when it plays, and a transition
+# "cue:NAME" lands there.  Placing a name again moves it.
+func cue(name, at = "bar", beat = null, for_session = ""):
+	return send("cue", [name, at, _num(beat)], for_session)
+
+
+# Where the music is: the ack's data has beat, bar, beat_in_bar, phrase, bar_in_phrase,
+# phrase_bars, bpm, key, mode, state, transport, t_ns (the server's now), next_downbeat and
+# next_phrase (beats) with next_downbeat_t_ns and next_phrase_t_ns (exact integers:
+# due_in(data.next_downbeat_t_ns) is when the next bar line plays here) and cues.
+func position(for_session = ""):
+	return send("position", [], for_session)
 
 
 # theme has the melody state a leitmotif, in the session's key and mode, on any server
@@ -165,8 +197,12 @@ func sync_clock(pings = 8, timeout_msec = 100):
 
 # The server relays its event stream to this socket: each event arrives, as early as the
 # server publishes it (serve --events-ahead MS), in an OSC bundle timetagged with its time.
-# types: event type names (note_on, note_off, mood, tempo, transport, state, key, theme);
-# [] for all.  Every session's events come (each names its session).  Subscribing again replaces the types; unsubscribe() ends it.
+# types: event type names (note_on, note_off, mood, tempo, transport, state, key, theme,
+# theme_return, cue, stinger, and the sync types beat, bar, phrase); [] for every type but
+# the sync ones, which come only when named (e.g. ["beat", "cue"]).  A sync event has bar,
+# beat_in_bar, phrase, bar_in_phrase and bpm, and the t_ns of a note on its beat: schedule it
+# with due_in as a note.  Every session's events come (each names its session).
+# Subscribing again replaces the types; unsubscribe() ends it.
 func subscribe(types = []):
 	return send("subscribe", types)
 
@@ -188,8 +224,10 @@ func take_events():
 func due_in(event):
 	"""Seconds from now until ``event`` is due (negative: late), on this machine's clock, by
 	clock_offset_usec: schedule the note that far ahead (e.g. an AudioStreamPlayer started
-	from a timer, or a sample offset in an AudioStreamGenerator buffer)."""
-	return (event.t_ns / 1000.0 - (OS.get_ticks_usec() + clock_offset_usec)) / 1e6
+	from a timer, or a sample offset in an AudioStreamGenerator buffer).  ``event`` may also
+	be a time itself, in ns on the server's clock (position's next_downbeat_t_ns)."""
+	var t_ns = event.t_ns if typeof(event) == TYPE_DICTIONARY else event
+	return (t_ns / 1000.0 - (OS.get_ticks_usec() + clock_offset_usec)) / 1e6
 
 
 func send(type, args, for_session = ""):
@@ -217,7 +255,7 @@ func poll():
 			elif msg.address == "/ostinato/ack" and args.size() >= 3:
 				var parsed = JSON.parse(args[2])
 				var reply = {"ok": true, "for": args[0], "id": args[1],
-						"data": parsed.result if parsed.error == OK else {}}
+						"data": _exact_times(args[2], parsed.result) if parsed.error == OK else {}}
 				if reply["for"] == "ping":
 					_pong(reply)
 				replies.append(reply)
@@ -257,6 +295,28 @@ func _event(type, args):
 				if not event.has(k):
 					event[k] = parsed.result[k]
 	return event
+
+
+func _exact_times(text, data):
+	# Godot's JSON reads every number as a float (53 bits); the reply's own t_ns and
+	# *_t_ns members are read again from the text as 64-bit integers.
+	if typeof(data) != TYPE_DICTIONARY:
+		return data
+	var times = RegEx.new()
+	times.compile('"([a-z_]*t_ns)":(-?[0-9]+)[,}]')
+	for m in times.search_all(text):
+		if data.has(m.get_string(1)):
+			data[m.get_string(1)] = _int64(m.get_string(2))
+	return data
+
+
+func _int64(digits):
+	# String.to_int() stops at 32 bits in Godot 3
+	var negative = digits.begins_with("-")
+	var v = 0
+	for ch in digits.substr(1 if negative else 0, digits.length()):
+		v = v * 10 + (ord(ch) - 48)
+	return -v if negative else v
 
 
 # ------------------------------------------------------------------ OSC 1.0 encoding

@@ -40,11 +40,17 @@ class Tap(BasePort):
         return [f for t, f in self.events if t == kind]
 
 
+class EarlyTap(Tap):
+    """A tap that asks for its messages 40 ms early, as ``serve --events-ahead 40`` does."""
+
+    lead_ns = 40_000_000
+
+
 class Band:
     """A server on the shipped ensemble, on a virtual clock, played by hand."""
 
-    def __init__(self, **cfg):
-        self.tap = Tap()
+    def __init__(self, tap=None, **cfg):
+        self.tap = tap or Tap()
         self.clock = ManualClock(CLOCK_START_NS)
         self.srv = Server(ServerConfig(model=str(DEFAULT_ENSEMBLE), spin_us=0.0, **cfg),
                           [self.tap], control=False, clock=self.clock)
@@ -136,6 +142,22 @@ def test_a_cue_is_announced_where_it_was_placed_and_a_change_lands_on_it(band):
     with pytest.raises(InvalidMessage) as err:
         b.call("cue", name="late", beat=1.0)
     assert err.value.field == "beat"
+
+
+def test_a_cue_announced_early_can_still_be_named_until_it_plays(band):
+    """With outputs that get events ahead, a cue is announced before it plays; a change
+    at it is still accepted until the playhead passes it."""
+    b = band(tap=EarlyTap(), initial_state="explore")
+    b.play(1)
+    placed = b.call("cue", name="door", at="bar")
+    b.play(placed["beat"] - b.beat() - 0.05)  # 30 ms or so before it: announced already
+    assert [e["name"] for e in b.tap.of("cue")] == ["door"]
+    assert b.call("position")["cues"] == {"door": placed["beat"]}
+    reply = b.call("stinger", name="victory", transition="cue:door")
+    assert reply["played"] and reply["beat"] == placed["beat"]
+    b.play(0.2)
+    with pytest.raises(InvalidMessage):
+        b.call("stinger", name="victory", transition="cue:door")
 
 
 def test_bad_transition_points_are_refused_naming_the_field():
