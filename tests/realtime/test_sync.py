@@ -168,6 +168,13 @@ def test_bad_transition_points_are_refused_naming_the_field():
             protocol.validate({"type": "mood", "valence": 0.1, "transition": value})
         assert err.value.field == "transition" and err.value.code == code
         assert "bars:N" in str(err.value)
+    # a stinger sent as notes passes a theme's checks, and is a name or notes, not both
+    for msg, field in (({"notes": [[60, 0, 1], [62, 1, 1]]}, "notes"),
+                       ({"notes": [[60, 0, 1], [62, 1, 1], [200, 2, 1]]}, "notes"),
+                       ({"notes": [[60, 0, 1], [62, 1, 1], [64, 2, 1]], "name": "hit"}, "name")):
+        with pytest.raises(InvalidMessage) as err:
+            protocol.validate({"type": "stinger", **msg}, (), ("hit",))
+        assert err.value.field == field
     for value in ("now", "beat", "bar", "phrase", "bars:1", "bars:64", "cue:door"):
         assert protocol.validate({"type": "key", "key": "D", "transition": value})["transition"] \
             == value
