@@ -255,10 +255,20 @@ def _serve(args, stopping):
                        critic=critic_path(args.critic), critic_k=args.critic_k,
                        critic_pick=args.critic_pick, critic_beats=args.critic_beats)
     t0 = time.monotonic()
+    # in two steps (Server's listen_first): the control socket answers from here, while
+    # the model loads and the kernels compile; what is sent meanwhile applies at the start
     try:
-        srv = Server(cfg, ports)
+        srv = Server(cfg, ports, listen_first=True)
     except BaseException:
         MultiPort(ports).close()
+        raise
+    print(f"ostinato serve: control {srv.control_address} answers now; warming up (a first "
+          "start compiles the kernels in a child process, tens of seconds: `make setup` does "
+          "it ahead, `pip install` alone does not)", flush=True)
+    try:
+        srv.load()
+    except BaseException:
+        srv.close()
         raise
     stopping.append(srv.stopping)
     if stopping[0].is_set():  # a signal came while the model loaded
@@ -289,7 +299,8 @@ def _serve(args, stopping):
                                 if not is_loopback_host(args.osc_host) else ""))
             except (OstinatoError, OSError) as exc:
                 lines.append(f"  OSC: not available ({exc})")
-        print(f"ostinato serve: ready in {time.monotonic() - t0:.2f} s, model {args.model}")
+        print(f"ostinato serve: ready in {time.monotonic() - t0:.2f} s (music playing, requests "
+              f"sent while warming up applied), model {args.model}")
         print(f"  control: {srv.control_address} (JSON; see PROTOCOL.md)")
         if srv.drafter is not None:
             lines.append(f"  critic: {cfg.critic} ({srv.drafter.pick} of K drafts of "

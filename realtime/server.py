@@ -16,8 +16,11 @@ a command never waits for the player to wake.  Every time the server reads and e
 deadline it waits for go through one clock (``realtime.timing``): a test passes a
 ``ManualClock`` and drives the music by hand with ``restart``, ``compose`` and ``step``.
 """
+import contextlib
 import functools
+import gc
 import logging
+import threading
 from dataclasses import dataclass, replace
 
 from engine import DEFAULT_ENSEMBLE
@@ -28,13 +31,14 @@ from engine.sampler.weights import Weights
 from engine.sampler.theme import ThemeEncoder
 
 from realtime import protocol
-from realtime.commands import LOST, Commands
+from realtime.commands import LOST, VERSION, Commands
 from realtime.engine import FAR, Engine
 from realtime.keys import ServerKeys, require_keys
 from realtime.mood import DEFAULT_REPETITION, DEFAULT_TONALITY
 from realtime.outputs import MultiPort
 from realtime.sessions import Sessions
 from realtime.timing import MONOTONIC
+from realtime.warmup import CacheCold, compile_apart, compiles_refused, kernel_counts
 
 log = logging.getLogger("ostinato.server")
 
@@ -80,9 +84,19 @@ class Server:
     ``control``: serve the control socket (``cfg.control``) once started.
     ``clock``: what every time is read from and every wait waits on
     (``realtime.timing.MONOTONIC``; a test's ``ManualClock``).
+    ``listen_first``: start in two steps, as ``ostinato serve`` does, so that a game gets
+    answers from the first second of a first start: the constructor checks the settings,
+    reads the states file and binds and serves the control socket, and returns; ``load``
+    then loads the model and compiles the kernels (the 20 s of a cold numba cache), and
+    ``start`` starts the music.  Until then ``hello`` says ``"ready": false`` and every
+    other valid request is answered at once as accepted (``WarmUp``) and applied, in the
+    order it came, by ``start``, before the first note.  Without it (the default, what
+    tests that drive the music by hand build) the constructor loads the model too, and the
+    control socket opens in ``start``.
     """
 
-    def __init__(self, cfg=ServerConfig(), ports=(), control=True, clock=MONOTONIC):
+    def __init__(self, cfg=ServerConfig(), ports=(), control=True, clock=MONOTONIC,
+                 listen_first=False):
         self.cfg = cfg
         self.clock = clock
         # refused here, before the model loads: a remote control address needs keys
@@ -100,8 +114,68 @@ class Server:
             raise InvalidMessage(f"repetition {cfg.repetition!r} is not accepted; allowed: "
                                  f"{lo}..{hi} (0 through-composed, 1 a loop)", field="repetition",
                                  allowed=f"{lo}..{hi}")
+        self._tonality = float(tonality)
         check(critic_k=cfg.critic_k, critic_pick=cfg.critic_pick, critic_beats=cfg.critic_beats)
         needs_critic(cfg.critic_k, cfg.critic)
+        # what the control side validates against, known without the model
+        self.presets, self.stingers = protocol.load_states(cfg.states)
+        self.port = MultiPort(ports) if isinstance(ports, (list, tuple)) else ports
+        self.weights = self.engine = self.music = self.commands = None  # ``load``'s
+        self.control = None  # the ControlServer, once started
+        self._use_control = control
+        self._warming = None  # the WarmUp while the control socket answers before ``start``
+        if listen_first:
+            self._warming = WarmUp()
+            self._serve_control()
+        else:
+            self.load()
+
+    def load(self):
+        """Load the model, build the parts and compile (or load from numba's cache) every
+        kernel: the long part of a start, 19-40 s on a machine whose cache is cold.
+
+        The constructor calls it, unless ``listen_first``: then the caller does, after the
+        constructor has bound the control socket (``start`` does, if nobody has), and a
+        kernel missing from numba's cache is never compiled here: at the first one the
+        load stops, a child process compiles them all (``realtime.warmup``), and the
+        load starts again, from the cache; so the control thread answers throughout and
+        this process never holds the compiler's garbage.  Should that child fail, they
+        compile here (``_full_collections_deferred``).  Should loading fail, the control
+        socket closes before the error goes on."""
+        if self.music is not None:
+            return
+        try:
+            if self._warming is None:
+                self._load()
+                return
+            try:
+                with compiles_refused():  # a warm cache: loaded in a moment, no child
+                    self._load()
+                return
+            except CacheCold as cold:  # what was built so far is dropped
+                log.info("numba's cache is cold (%s): compiling in a child process", cold)
+            apart = compile_apart(self.cfg)
+            if apart.ok:
+                log.info("kernels compiled in a child process in %.1f s (%d compiled, %d "
+                         "already cached)", apart.seconds, apart.compiled, apart.loaded)
+                before = kernel_counts()[1]
+                self._load()
+                compiled = kernel_counts()[1] - before
+                if compiled:  # numba's cache did not keep what the child wrote
+                    log.warning("%d kernel(s) compiled in the server process after the child "
+                                "compiled them: numba's cache (NUMBA_CACHE_DIR or __pycache__) "
+                                "did not keep them", compiled)
+            else:
+                log.warning("compiling the kernels in a child process failed (%s); compiling "
+                            "them in the server process", apart.why)
+                with _full_collections_deferred():
+                    self._load()
+        except BaseException:
+            self._close_control()
+            raise
+
+    def _load(self):
+        cfg = self.cfg
         self.weights = Weights(cfg.model)
         if cfg.critic and self.weights.vocab.n_voices:
             # the drafter copies one line's state and the critic judges one line: an
@@ -112,7 +186,6 @@ class Server:
                                      "drafted)", field="critic_k",
                                      allowed="0 with an ensemble model")
             self.cfg = cfg = replace(cfg, critic=None)
-        self.presets, self.stingers = protocol.load_states(cfg.states)
         # themes: a theme model (engine.theme.model) encodes them, in numba; states.toml names some
         self.themes = protocol.load_themes(cfg.states)
         self.voices = protocol.load_voices(cfg.states)  # an ensemble model's defaults
@@ -122,16 +195,15 @@ class Server:
                 raise InvalidMessage(f"preset {name!r} sets critic = {p['critic']}, which needs "
                                      "a critic: start with --critic PATH, or set it to 0",
                                      field=f"presets.{name}.critic", allowed="0 without a critic")
-        self.port = MultiPort(ports) if isinstance(ports, (list, tuple)) else ports
-        self.engine = Engine(self.port, clock, int(cfg.spin_us * 1000), cfg.command_timeout_s)
-        self.music = Sessions(cfg, self.weights, self.engine, self.presets, theme,
-                              float(tonality), self.voices)
-        self.engine.drive(self.music)
-        self.commands = Commands(self.music, self.port, self.stingers, self.themes)
-        self.control = None  # the ControlServer, once started
-        self._use_control = control
-        self.music.open("main", None, self.presets.get(cfg.initial_state))
-        self.music.warm()
+        engine = Engine(self.port, self.clock, int(cfg.spin_us * 1000), cfg.command_timeout_s)
+        music = Sessions(cfg, self.weights, engine, self.presets, theme, self._tonality,
+                         self.voices)
+        engine.drive(music)
+        self.commands = Commands(music, self.port, self.stingers, self.themes)
+        music.open("main", None, self.presets.get(cfg.initial_state))
+        music.warm()
+        # published last: a control thread that sees ``music`` sees every part
+        self.engine, self.music = engine, music
 
     # -- what the parts hold ---------------------------------------------------------
     @property
@@ -168,20 +240,54 @@ class Server:
     spec = property(lambda self: self.weights.spec)
 
     # -- lifecycle -------------------------------------------------------------------
+    @property
+    def ready(self):
+        """True once the music is composed by compiled kernels and requests apply at once
+        (False while a ``listen_first`` server warms up, until ``start``)."""
+        return self.music is not None and self._warming is None
+
     def start(self):
+        """Start the music (loading the model first if ``load`` has not): every session
+        afresh from now, then the requests accepted while warming up, in order, then the
+        engine's threads; the control socket serves from here on, if it did not yet."""
+        self.load()
         now = self.clock.now_ns()
         self.music.restart(now)  # compiling took a while: begin from now
         self.engine.deliver(now)  # the start and the sessions' markers, before start() returns
+        if self._warming is not None:
+            # nothing is composed yet: a change lands on the first tick, before the first note
+            self._warming.drain(self._apply, self._report_failed)
+            self._warming = None
         self.engine.start()
-        if self._use_control:
-            from realtime.control import ControlServer  # zmq's sockets: not for control=False
-
-            self.control = ControlServer(self.handle, self.cfg.control,
-                                         presets=self.presets, stingers=self.stingers,
-                                         on_client_lost=self.client_lost, keys=self.keys,
-                                         max_bytes=self.cfg.max_request_bytes)
-            self.control.start()
+        if self.control is None:
+            self._serve_control()
         return self
+
+    def _report_failed(self, msg, exc):
+        """A ``request_failed`` event for ``msg``, accepted while warming up, which failed
+        with ``exc`` when the music started: its client was told it was accepted, and
+        learns here that it did not apply (in order with the other markers)."""
+        self.engine.apply(functools.partial(
+            self.music.marker, "request_failed", None, id=msg.get("id"),
+            code=protocol.error_code(exc), message=str(exc), **{"for": msg["type"]}),
+            False, "request_failed")
+
+    def _serve_control(self):
+        """Bind and serve the control socket (``cfg.control``), if the server has one."""
+        if not self._use_control:
+            return
+        from realtime.control import ControlServer  # zmq's sockets: not for control=False
+
+        self.control = ControlServer(self.handle, self.cfg.control,
+                                     presets=self.presets, stingers=self.stingers,
+                                     on_client_lost=self.client_lost, keys=self.keys,
+                                     max_bytes=self.cfg.max_request_bytes)
+        self.control.start()
+
+    def _close_control(self):
+        if self.control:
+            control, self.control = self.control, None
+            control.close()
 
     def stop(self):
         """Ask the server to stop: ``wait`` returns; ``close`` then ends it."""
@@ -195,20 +301,21 @@ class Server:
         before did, so that nothing the control side does (or fails to do) can keep the
         recording from being written.  Requests from now on are refused.
         """
-        self.engine.stop()
+        if self._warming is not None:  # closed before its music started
+            self._warming.drop()
         try:
-            self.engine.join()
-            self.music.close_all(self.clock.now_ns())
-            self.engine.deliver(FAR)  # what is queued for its time: a lead at most
+            if self.engine is not None:
+                self.engine.stop()
+                self.engine.join()
+                self.music.close_all(self.clock.now_ns())
+                self.engine.deliver(FAR)  # what is queued for its time: a lead at most
         except Exception:  # noqa: BLE001 - the outputs end their own notes as they close
             log.exception("releasing the notes at close failed; the outputs end their own")
         finally:
             try:
                 self.port.close()
             finally:
-                if self.control:
-                    control, self.control = self.control, None
-                    control.close()
+                self._close_control()
 
     def __enter__(self):
         return self.start()
@@ -225,9 +332,20 @@ class Server:
     # -- the control side ------------------------------------------------------------
     def handle(self, msg):
         """Control-thread entry: apply the validated ``msg`` now, under the engine's locks
-        (``Engine.apply``); return the reply fields."""
+        (``Engine.apply``); return the reply fields (``"ready": true`` in hello's).  While
+        a ``listen_first`` server warms up, ``WarmUp.hold`` answers instead."""
         if msg["type"] == "ping":
             return {}
+        warming = self._warming
+        if warming is not None:
+            held = warming.hold(msg)
+            if held is not None:
+                return held
+        reply = self._apply(msg)
+        return dict(reply, ready=True) if msg["type"] == "hello" else reply
+
+    def _apply(self, msg):
+        """Apply ``msg`` under the engine's locks; returns the handler's reply fields."""
         if self.stopping.is_set():
             raise _shutting_down()
         self.commands.prepare(msg)  # the pure work, before the locks
@@ -241,7 +359,14 @@ class Server:
 
     def client_lost(self, client):
         """The control socket's ``on_client_lost``: close the sessions ``client`` opened.
-        While the server shuts down nothing is lost: its sessions all end with it."""
+        While the server shuts down nothing is lost: its sessions all end with it; while
+        it warms up the loss waits its turn behind that client's requests (``WarmUp``)."""
+        warming = self._warming
+        try:
+            if warming is not None and warming.hold({"type": LOST, "client": client}) is not None:
+                return
+        except ServerError:  # closed before its music started: nothing is left to close
+            return
         if self.stopping.is_set():
             return
         try:
@@ -271,6 +396,96 @@ class Server:
         with self.engine.play_lock:
             self.music.play(now)
         self.engine.deliver(FAR)
+
+
+@contextlib.contextmanager
+def _full_collections_deferred():
+    """While a ``listen_first`` server compiles its kernels itself (its child process
+    could not): the garbage collector's young collections only, and one full collection
+    at the end, before the music starts.
+
+    Compiling makes millions of objects, and each full collection walks every one that
+    survived so far with the GIL held: a cold start measured about 20 of them, of up to
+    0.9 s, and the control thread could not answer through them; without them the same
+    compile also took 35 s instead of 55-61 s (2 shared cores).  The one collection at
+    the end (1.4 s with the GIL on a cold start) frees the compiler's longer-lived garbage
+    (1.15 M objects, 104 MB counted shallow), which would otherwise be walked by a full
+    collection while the music plays."""
+    threshold = gc.get_threshold()
+    gc.set_threshold(threshold[0], threshold[1], 2**31 - 1)  # the oldest generation: never
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.collect()
+
+
+class WarmUp:
+    """What the control socket answers while a ``listen_first`` server warms up.
+
+    Validation needs no model (the control thread checks every request against the
+    protocol's table and the states file's names before ``hold`` sees it), so a bad
+    request gets its error at once.  ``hold`` answers ``hello`` from what is known
+    without the model, and every other request (and a lost client's ``_lost``) is
+    answered accepted and kept, to be applied in the order it came by ``drain`` when
+    the music starts.  Its lock orders the two: a request either joins the queue before
+    ``drain`` empties it or, after, is applied as on a ready server.
+    """
+
+    ACCEPTED = dict(ready=False, accepted=True,
+                    takes_effect="when the music starts: the server is warming up")
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._queue = []
+        self._open = True
+        self._dropped = False
+
+    def hold(self, msg):
+        """The reply fields for ``msg`` while warming up, or None once the server is
+        ready (the caller then applies it); the shutting-down error once it closed
+        without starting."""
+        with self._lock:
+            if self._dropped:
+                raise _shutting_down()
+            if not self._open:
+                return None
+            if msg["type"] == "hello":
+                return dict(server="ostinato", version=VERSION, ready=False)
+            self._queue.append(msg)
+            return dict(self.ACCEPTED)
+
+    def drain(self, apply, failed):
+        """Apply every held request, in order, with ``apply(msg)``; from here on ``hold``
+        answers None.  A request that fails now (an unknown session, say: its client
+        was told it was accepted) is logged with its id and type and handed to
+        ``failed(msg, exc)`` (the server publishes ``request_failed``)."""
+        with self._lock:
+            self._open = False
+            queue, self._queue = self._queue, []
+            for msg in queue:
+                try:
+                    apply(msg)
+                except Exception as exc:  # noqa: BLE001 - the others still apply
+                    log.error("request id=%r (%s), accepted while warming up, failed when the "
+                              "music started: %s", msg.get("id"), msg["type"], exc,
+                              exc_info=not isinstance(exc, OstinatoError))
+                    if msg["type"] == LOST:  # the server's own, not a client's request
+                        continue
+                    try:
+                        failed(msg, exc)
+                    except Exception:  # noqa: BLE001 - the log line above stands
+                        log.exception("the request_failed event for id=%r was not published",
+                                      msg.get("id"))
+
+    def drop(self):
+        """The server closes before its music started: the held requests never apply."""
+        with self._lock:
+            self._open, self._dropped = False, True
+            queue, self._queue = self._queue, []
+        if queue:
+            log.warning("%d request(s) accepted while warming up were not applied: the "
+                        "server closed first", len(queue))
 
 
 def _shutting_down():
