@@ -2,7 +2,8 @@
 
 Drawn on matplotlib's Agg canvas through ``Figure`` directly, so plotting never
 touches pyplot's global state or needs a display.  ``marks`` draws labelled
-vertical lines (the demo marks its mood changes with them).  ``voices`` draws an
+vertical lines (the demo marks its mood changes with them); ``beats`` a row of ticks
+along the bottom (the demo's beat, bar and phrase events, as the server announced them).  ``voices`` draws an
 ensemble's voices each in its colour (``VOICE_COLOURS``) with a legend; a single line
 is drawn in the melody's blue, as it always was.
 """
@@ -30,10 +31,12 @@ VOICE_COLOURS = {
     "drums": (0.50, 0.33, 0.20),    # brown (a grey would be lost among the text)
     "stinger": (0.60, 0.20, 0.70),  # purple
 }
+BEAT_COLOUR = (0.0, 0.62, 0.62)    # teal: the beat ticks, apart from the voices and marks
+BEAT_HEIGHTS = (0.04, 0.08, 0.12)  # a tick's height (share of the panel) by its level
 
 
 def plot_pianoroll(notes_list, titles, path, marks=None, ticks_per_beat=12, beats_per_bar=4,
-                   width=12.0, panel_height=2.6, voices=None):
+                   width=12.0, panel_height=2.6, voices=None, beats=None):
     """Write a piano roll of each piece in ``notes_list`` (NOTE_DTYPE, ticks) to ``path``.
 
     ``titles``: one per piece; ``marks``: (beat, label) vertical lines drawn on every
@@ -41,7 +44,9 @@ def plot_pianoroll(notes_list, titles, path, marks=None, ticks_per_beat=12, beat
     ensembles, the voice names (keys of ``VOICE_COLOURS``) that the notes' ``channel``
     values index (an ensemble piece's channel is its voice id: ``engine.ensemble.VOICES``,
     with "stinger" after them where stingers are drawn): each voice in its colour, with
-    a legend of the voices a panel has.  Returns the path written.
+    a legend of the voices a panel has.  ``beats``: (beat, level) ticks drawn along the
+    bottom of every panel, taller by level (0 a beat, 1 a bar line, 2 a phrase's start).
+    Returns the path written.
     """
     if len(notes_list) == 0:
         raise InvalidMessage("nothing to plot", field="notes_list", allowed="one or more pieces")
@@ -61,6 +66,13 @@ def plot_pianoroll(notes_list, titles, path, marks=None, ticks_per_beat=12, beat
         if len(m) != 2 or not np.isfinite(float(m[0])):
             raise InvalidMessage(f"mark {m!r} is not (beat, label)", field="marks",
                                  allowed="a list of (beat, label) with a finite beat")
+    beats = list(beats or [])
+    levels = range(len(BEAT_HEIGHTS))
+    for b in beats:
+        if len(b) != 2 or not np.isfinite(float(b[0])) or b[1] not in levels:
+            raise InvalidMessage(f"beat tick {b!r} is not (beat, level)", field="beats",
+                                 allowed=f"a list of (beat, level) with a finite beat and a "
+                                         f"level 0..{len(BEAT_HEIGHTS) - 1}")
 
     pieces = [np.asarray(n, dtype=NOTE_DTYPE) for n in notes_list]
     names = _voice_names(voices, pieces)
@@ -71,6 +83,12 @@ def plot_pianoroll(notes_list, titles, path, marks=None, ticks_per_beat=12, beat
     axes = fig.subplots(len(pieces), 1, squeeze=False)[:, 0]
     for ax, notes, title in zip(axes, pieces, titles):
         _panel(ax, notes, str(title), span, ticks_per_beat, beats_per_bar, marks, names)
+        if beats:
+            # ticks of a level drawn together; the tallest last, so none hides another
+            for level in levels:
+                at = [float(b) for b, lv in beats if lv == level]
+                ax.vlines(at, 0.0, BEAT_HEIGHTS[level], color=BEAT_COLOUR,
+                          linewidth=0.8 + 0.6 * level, transform=ax.get_xaxis_transform())
     axes[-1].set_xlabel("beats")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

@@ -2,10 +2,12 @@
 
 Starts a ``Server`` in this process on free ZeroMQ ports and plays a scripted game to
 it through a real ``bindings.Client``: menu, then explore (at the bar), the hero's
-theme (states.toml's ``hero``, at the bar), a move along the mood axes, stealth (at
-once), combat (at the bar: the theme goes on, re-keyed in minor) with a "danger"
-stinger and the theme varied further, victory (at once) with its stinger, calm (at
-the bar).  The model served is the shipped ensemble (melody, bass, harmony and drums):
+theme (states.toml's ``hero``, at the bar), a cue "door" on the next line of a 2-bar
+grid and stealth at that cue (the door opens: the game sneaks in on the music), a move
+along the mood axes (the tension rises), combat (at the bar: the theme goes on, re-keyed in minor; states.toml's
+rule for stealth → combat adds its bridge stinger) with a "danger" stinger and the theme
+varied further, victory with no transition named (the rule for combat → victory decides:
+at the bar, with the victory stinger), calm (at the bar).  The model served is the shipped ensemble (melody, bass, harmony and drums):
 the layers build from explore to combat (the drums come in at combat's first bar), thin
 to a pad and bass in stealth and leave a pad and melody in calm.  The melody states the
 theme note for note (at its variation) and the presets' ``repetition`` brings it back
@@ -15,7 +17,10 @@ second, with the voices heard; at the end the recording is rendered to ``demo.wa
 (FluidSynth and the General MIDI SoundFont, each voice its instrument; the built-in synth
 where FluidSynth is missing) and drawn to ``demo.png``, a colour per voice, with the
 changes marked where they took effect and each return of the theme, as the event stream
-announced it.
+announced it.  The display subscribes to the stream's opt-in ``beat``, ``bar`` and
+``phrase`` events: each second it draws a beat line, the picture has a row of ticks at
+each beat announced (taller at bar lines, tallest where a phrase begins), and the cue is
+marked where the stream announced that it played.
 """
 import os
 import time
@@ -35,6 +40,7 @@ START_STATE = "menu"
 SECONDS_RANGE = (20.0, 3600.0)
 SAMPLE_RATE = 48000
 TICKS_PER_BEAT = 12  # the piano roll's grid (the vocabulary's)
+BEAT_LEVELS = {"beat": 0, "bar": 1, "phrase": 2}  # the height of a sync event's tick
 
 
 @dataclass(frozen=True)
@@ -42,11 +48,15 @@ class Step:
     """One thing the scripted game sends, at a fraction of the performance."""
 
     at: float
-    kind: str                 # "state", "mood", "theme" or "stinger"
-    transition: str
+    kind: str                 # "state", "mood", "theme", "stinger" or "cue"
+    transition: str           # a cue's "at"; None: states.toml's rule decides (a state)
     fields: dict = field(default_factory=dict)
 
     def describe(self):
+        if self.kind == "cue":
+            return f"cue {self.fields['name']} at the next {self.transition} line"
+        if self.transition is None:
+            return f"{self.kind} {self.fields['name']} (no transition: states.toml's rule)"
         if self.kind == "mood":
             axes = ", ".join(f"{k} {v:+.2f}" for k, v in self.fields.items())
             return f"mood {axes} ({self.transition})"
@@ -66,18 +76,22 @@ class Step:
 
 # Spaced so that each quantised change takes effect well before the next message even
 # at --seconds 20: a bar lasts 1.7 s (combat) to 3.3 s (calm), and the game starts in
-# the menu so that the first change, to explore, is heard at a bar line.
+# the menu so that the first change, to explore, is heard at a bar line.  The cue's 2-bar
+# grid line is at most 8 beats away (5 s at explore's 96 BPM, past 10 s): the hero's theme is heard
+# whole up to it, and stealth lands there before the mood moves (a tempo change still
+# pending when another comes is replaced by it, so none is asked for meanwhile).
+CUE = "door"
 SCRIPT = (
     Step(0.03, "state", "bar", {"name": "explore"}),
     Step(0.15, "theme", "bar", {"name": "hero", "variation": 0.0}),
-    Step(0.29, "mood", "beat", {"valence": 0.8, "arousal": 0.6}),
-    Step(0.37, "state", "now", {"name": "stealth"}),
-    Step(0.45, "state", "bar", {"name": "combat"}),
-    Step(0.50, "theme", "beat", {"name": "hero", "variation": 0.6}),
-    Step(0.60, "stinger", "beat", {"name": "danger"}),
-    Step(0.72, "state", "now", {"name": "victory"}),
-    Step(0.72, "stinger", "beat", {"name": "victory"}),
-    Step(0.82, "state", "bar", {"name": "calm"}),
+    Step(0.29, "cue", "bars:2", {"name": CUE}),
+    Step(0.29, "state", f"cue:{CUE}", {"name": "stealth"}),
+    Step(0.56, "mood", "beat", {"arousal": 0.6}),
+    Step(0.62, "state", "bar", {"name": "combat"}),
+    Step(0.68, "theme", "beat", {"name": "hero", "variation": 0.6}),
+    Step(0.73, "stinger", "beat", {"name": "danger"}),
+    Step(0.79, "state", None, {"name": "victory"}),
+    Step(0.88, "state", "bar", {"name": "calm"}),
 )
 
 
@@ -140,13 +154,14 @@ def run(args):
     lines.insert(0, f"ostinato demo: server ready in {time.monotonic() - t_setup:.2f} s, "
                     f"model {args.model}")
     try:
-        sections, marks, wall, interrupted, voices = _perform(srv, rec, pub, seconds, lines)
+        sections, marks, beats, wall, interrupted, voices = _perform(srv, rec, pub, seconds,
+                                                                     lines)
     finally:  # what was played is kept, even if the game client failed on the way
         if part.exists():
             os.replace(part, paths["mid"])
     print(f"ostinato demo: server stopped after {wall:.1f} s and {srv.events_sent} MIDI messages, "
           "no notes left sounding")
-    _wrap_up(args, paths, sections, marks, wall, voices)
+    _wrap_up(args, paths, sections, marks, beats, wall, voices)
     return 130 if interrupted else 0
 
 
@@ -227,8 +242,9 @@ def _perform(srv, rec, pub, seconds, header):
                     _sleep_until(t0 + step.at * seconds)
                     show.say("game → " + step.describe())
                     reply = _send(game, step)
-                    show.say("music: " + _answer(step, reply))
-                    if step.kind != "stinger":  # stingers show as notes; marks are changes
+                    show.say("music: " + _answer(step, reply, time.monotonic_ns()))
+                    if step.kind not in ("stinger", "cue"):  # stingers show as notes; the
+                        # cue is marked where the stream announced it played
                         marks.append((reply["beat"], step.label()))
                     if step.kind in ("state", "mood"):  # the sections are the moods'
                         rec.tempo(reply["bpm"], reply["beat"])
@@ -247,7 +263,22 @@ def _perform(srv, rec, pub, seconds, header):
         if returns:
             show.say("music: the theme came back at beat " + ", ".join(f"{b:g}" for b in returns)
                      + " (its returns through the form)")
-    return sections, marks, wall, interrupted, voices
+        marks += [(beat, f"cue {name}") for sess, beat, name, _ in show.cues if sess == "main"]
+        beats = [(beat, kind) for sess, beat, kind in show.beats if sess == "main"]
+        show.say("stream: " + describe_beats(beats))
+    return sections, marks, beats, wall, interrupted, voices
+
+
+def describe_beats(beats):
+    """What the sync events received say: how many beat, bar and phrase events, from
+    which beat to which, and the beats missing between (none when the stream lost none)."""
+    on = sorted({b for b, kind in beats if kind == "beat"})
+    if not on:
+        return "no beat events received"
+    missing = round(on[-1] - on[0]) + 1 - len(on)
+    count = {k: sum(kind == k for _, kind in beats) for k in ("bar", "phrase")}
+    return (f"{len(on)} beat events from beat {on[0]:g} to {on[-1]:g} ({missing} missing), "
+            f"{count['bar']} bar and {count['phrase']} phrase events")
 
 
 def _sleep_until(deadline):
@@ -263,24 +294,46 @@ def _send(game, step):
         return game.mood(transition=step.transition, **step.fields)
     if step.kind == "theme":
         return game.theme(transition=step.transition, **step.fields)
+    if step.kind == "cue":
+        return game.request("cue", name=step.fields["name"], at=step.transition)
     return game.stinger(step.fields["name"], step.transition)
 
 
-def _answer(step, reply):
-    """What the server's ack says the music will do."""
-    from realtime.show import note_name
-
+def _answer(step, reply, now_ns):
+    """What the server's ack says the music will do (its ``t_ns`` as seconds from
+    ``now_ns``, when the reply came)."""
+    when = (f" (t_ns {reply['t_ns']}, in {(reply['t_ns'] - now_ns) / 1e9:.2f} s)"
+            if "t_ns" in reply else "")
     if step.kind == "stinger":
-        notes = " ".join(note_name(p) for p in reply["pitches"])
-        return f"stinger at beat {reply['beat']:g}: {notes}"
+        return _stinger(reply)
+    if step.kind == "cue":
+        return f"cue {reply['name']} placed at beat {reply['beat']:g}{when}"
     if step.kind == "theme":
         t = reply["theme"]
         return (f"from beat {reply['beat']:g}: theme in {t['key']}, {t['bars']} bars, "
                 f"{t['notes']} notes, played in {reply['key']} {reply['mode']}")
     voices = (f"; voices {' '.join(reply['voices'])} from beat {reply['voices_beat']:g}"
               if reply.get("voices") else "")
+    rule = ""
+    if reply.get("rule"):
+        rule = f"; rule {reply['rule']}: at the {reply['transition']}"
+        if reply.get("stinger"):
+            rule += ", bridge " + _stinger(reply["stinger"])
     return (f"from beat {reply['beat']:g}: {reply['key']} {reply['mode']}, {reply['bpm']:g} BPM, "
-            f"{reply['density']:g} notes/beat asked, velocity {reply['velocity']}{voices}")
+            f"{reply['density']:g} notes/beat asked, velocity {reply['velocity']}{voices}"
+            f"{rule}{when}")
+
+
+def _stinger(reply):
+    """A stinger's ack: where it plays and its notes, or why it does not."""
+    from realtime.show import note_name
+
+    if not reply.get("played", True):
+        return (f"stinger {reply['name']} not played ({reply['reason']}; next at beat "
+                f"{reply['next_beat']:g})")
+    notes = " ".join(note_name(p) for p in reply["pitches"])
+    queued = " (queued: " + reply["reason"] + ")" if reply.get("queued") else ""
+    return f"stinger {reply['name']} at beat {reply['beat']:g}{queued}: {notes}"
 
 
 def section_stats(notes, sections, end_beat, tpb=TICKS_PER_BEAT, voices=None):
@@ -314,7 +367,7 @@ def section_stats(notes, sections, end_beat, tpb=TICKS_PER_BEAT, voices=None):
     return out
 
 
-def _wrap_up(args, paths, sections, marks, wall, voices):
+def _wrap_up(args, paths, sections, marks, beats, wall, voices):
     """Render demo.wav, draw demo.png and print what each section measured."""
     import numpy as np
 
@@ -341,17 +394,20 @@ def _wrap_up(args, paths, sections, marks, wall, voices):
     drawn = notes.copy()
     drawn["channel"] = np.array([names.index(by_channel.get(int(c), VOICES[0]))
                                  for c in notes["channel"]], dtype=notes["channel"].dtype)
-    plot_pianoroll([drawn], [f"ostinato demo: {len(notes)} notes, {length:.1f} s; red lines: "
-                             "each mood or theme change where it took effect, and each "
-                             "return of the theme"], png,
-                   marks=marks, ticks_per_beat=TICKS_PER_BEAT, voices=names)
+    plot_pianoroll([drawn], [f"ostinato demo: {len(notes)} notes, {length:.1f} s; red: each "
+                             "change where it took effect, the theme's returns, the cue where "
+                             "it played; teal ticks: the beat events (taller: bars)"], png,
+                   marks=marks, ticks_per_beat=TICKS_PER_BEAT, voices=names,
+                   beats=[(b, BEAT_LEVELS[kind]) for b, kind in beats])
     print(f"  {mid}: {len(notes) - n_stinger} notes + {n_stinger} stinger notes, "
           f"{length:.1f} s of music ({wall:.1f} s performed)")
     print(f"  {wav}: {wav_s:.1f} s, {SAMPLE_RATE} Hz stereo ({how})")
     returns = sum(label == "theme returns" for _, label in marks)
     themes = sum(label.startswith("theme ") for _, label in marks) - returns
-    print(f"  {png}: piano roll, {len(marks) - themes - returns} mood changes, {themes} theme "
-          f"entries and {returns} returns of the theme (through the form) marked")
+    cues = sum(label.startswith("cue ") for _, label in marks)
+    print(f"  {png}: piano roll, {len(marks) - themes - returns - cues} mood changes, {themes} "
+          f"theme entries, {returns} returns of the theme (through the form) and {cues} cue "
+          f"marked; {sum(k == 'beat' for _, k in beats)} beat ticks")
     print("  what each section measured (from the recording):")
     print(f"    {'section':<18} {'from beat':>9} {'BPM':>5} {'seconds':>8} {'notes/s':>8} "
           f"{'mean velocity':>14}  voices heard")

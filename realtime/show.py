@@ -6,6 +6,12 @@ second, the velocity range, the voices heard (an ensemble's) and the last few no
 published when the game's message is handled but takes effect at its ``beat``; the
 display applies it when the session's notes reach that beat, so a line shows what is
 heard, not what is pending.
+
+It also subscribes to the opt-in sync events ``beat``, ``bar`` and ``phrase``: under each
+session's line a "beat" line draws the beats the stream announced in the last second
+(``|`` a bar line, ``.`` another beat) with the bar and beat in the bar of the last one,
+and each ``cue`` event is printed as it comes.  ``beats`` and ``cues`` keep what came, for
+a picture of the performance (``ostinato demo`` draws them on its piano roll).
 """
 import collections
 import sys
@@ -17,7 +23,7 @@ import zmq
 
 from engine.ensemble import VOICES
 from engine.errors import InvalidMessage, PortError
-from realtime.protocol import decode_event
+from realtime.protocol import SYNC_TYPES, decode_event, type_prefix
 
 PITCH_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
@@ -38,10 +44,12 @@ class ShowConfig:
     window_s: float = 1.0     # notes/s and velocities are measured over this window
     last_notes: int = 4       # note names shown
     poll_ms: int = 50         # longest wait on the socket, so close() answers quickly
+    keep_beats: int = 16384   # sync events kept in ``Show.beats`` (the last ones; 0: none)
 
     def __post_init__(self):
         for field, lo, hi in (("interval_s", 0.05, 60.0), ("window_s", 0.05, 60.0),
-                              ("last_notes", 0, 32), ("poll_ms", 1, 1000)):
+                              ("last_notes", 0, 32), ("poll_ms", 1, 1000),
+                              ("keep_beats", 0, 1_000_000)):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
                 raise InvalidMessage(f"ShowConfig.{field} is {value!r}; allowed {lo}..{hi}",
@@ -75,6 +83,7 @@ class _Session:
         self.onsets = collections.deque()       # (t_ns, pitch, velocity, voice) in the window
         self.recent = collections.deque(maxlen=max(last_notes, 1))
         self.notes = 0
+        self.ticks = collections.deque()        # (t_ns, downbeat, bar, beat_in_bar) of beats
 
     def apply(self, fields):
         for k in ("key", "mode", "bpm", "name"):
@@ -106,6 +115,10 @@ class Show:
         self.sessions = {}
         self.events = 0
         self.returns = []        # (session, beat) of each return of a theme announced
+        # (session, beat, type) of each sync event announced ("beat", "bar" or "phrase"),
+        # the last ``keep_beats``; (session, beat, name, t_ns) of each cue that played
+        self.beats = collections.deque(maxlen=config.keep_beats)
+        self.cues = []
         self.bad_frames = 0      # frames on the stream that were not version-1 events
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -117,7 +130,9 @@ class Show:
             self._context = zmq.Context()
             self._socket = self._context.socket(zmq.SUB)
             self._socket.setsockopt(zmq.LINGER, 0)
-            self._socket.setsockopt(zmq.SUBSCRIBE, b"")
+            self._socket.setsockopt(zmq.SUBSCRIBE, b"")  # every type but the sync ones
+            for kind in SYNC_TYPES:  # opt-in: only a subscription naming one gets it
+                self._socket.setsockopt(zmq.SUBSCRIBE, type_prefix(kind))
             try:
                 self._socket.connect(address)
             except zmq.ZMQError as exc:
@@ -132,10 +147,17 @@ class Show:
         """
         kind = event.get("type")
         beat = _number(event, "beat", 0.0)
-        note = None
+        note = said = None
         if kind == "note_on":
             note = (int(_number(event, "t_ns")), _byte(event, "pitch"), _byte(event, "velocity"),
                     event.get("voice"))
+        elif kind == "beat":
+            tick = (int(_number(event, "t_ns")), _number(event, "beat_in_bar") == 0,
+                    int(_number(event, "bar")), int(_number(event, "beat_in_bar")))
+        elif kind == "cue":
+            t_ns = int(_number(event, "t_ns"))
+            said = (f"stream: cue {event.get('name')} plays at beat {beat:g} "
+                    f"({event.get('session')})")
         with self._lock:
             self.events += 1
             sess = self.sessions.get(event.get("session"))
@@ -152,9 +174,17 @@ class Show:
                 sess.reach(sess.beat)  # a marker at or before the playhead applies at once
             elif kind == "theme_return":
                 self.returns.append((event.get("session"), beat))
+            elif kind in SYNC_TYPES:
+                self.beats.append((event.get("session"), beat, kind))
+                if kind == "beat":
+                    sess.ticks.append(tick)
+            elif kind == "cue":
+                self.cues.append((event.get("session"), beat, event.get("name"), t_ns))
             elif kind == "transport":
                 sess.transport = {"start": "playing", "stop": "stopped",
                                   "pause": "paused"}.get(event.get("state"), sess.transport)
+        if said is not None:
+            self.say(said)
 
     # -- lines out -------------------------------------------------------------------
     def status(self, now_ns=None):
@@ -168,7 +198,21 @@ class Show:
                     sess.onsets.popleft()
                 window = [o for o in sess.onsets if o[0] <= now_ns]
                 lines.append(self._line(name, sess, window))
+                while sess.ticks and sess.ticks[0][0] <= cut:
+                    sess.ticks.popleft()
+                ticks = [t for t in sess.ticks if t[0] <= now_ns]
+                if ticks:
+                    lines.append(self._beat_line(name, ticks))
         return lines
+
+    @staticmethod
+    def _beat_line(name, ticks):
+        """The beats announced in the window: ``|`` a downbeat, ``.`` another beat, and
+        where the last one is (its events come at their ``t_ns``, or early with
+        ``serve --events-ahead``: a beat shows once its time has come)."""
+        drawn = " ".join("|" if down else "." for _, down, _, _ in ticks)
+        _, _, bar, in_bar = ticks[-1]
+        return f"{name} beat: {drawn}  (bar {bar} beat {in_bar + 1})"
 
     def _line(self, name, sess, window):
         key = f"{sess.key} {sess.mode}" if sess.key else "key ?"

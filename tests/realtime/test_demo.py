@@ -14,13 +14,14 @@ import pytest
 
 from realtime.cli import main as cli_main
 from engine.notes import make_notes
-from realtime.demo import SCRIPT, Section, section_stats
+from realtime.demo import CUE, SCRIPT, Section, describe_beats, section_stats
 from realtime.sessions import STINGER_CHANNEL
 
 ROOT = Path(__file__).resolve().parents[2]
 SECONDS = 20
 # a status line ("[  8.0 s]   main [...]: ...") may come between a request and its reply
-ACK = re.compile(r"game → (?:state (?P<state>\w+)|mood [^\n]+?) \((?:now|beat|bar)\)\n"
+ACK = re.compile(r"game → (?:state (?P<state>\w+)|mood [^\n]+?) "
+                 r"\((?P<when>now|beat|bar|cue:\w+|no transition: states.toml's rule)\)\n"
                  r"(?:\[[^\]]+\]   [^\n]*\n)*"
                  r"\[[^\]]+\] music: from beat (?P<beat>[\d.]+): \w+#? (?:major|minor), "
                  r"(?P<bpm>[\d.]+) BPM")
@@ -66,7 +67,7 @@ def test_the_hero_theme_enters_and_is_varied_and_both_are_marked(demo):
                          r"in \w+#? (major|minor)", text)
     assert len(entries) == sum(s.kind == "theme" for s in SCRIPT) == 2, text
     assert entries[1] == "minor"  # the second comes in combat, in C minor
-    assert re.search(r"2 theme entries and \d+ returns of the theme", text), text
+    assert re.search(r"2 theme entries, \d+ returns of the theme .* and 1 cue marked", text), text
 
 
 def test_demo_mid_has_balanced_notes_the_stingers_and_every_tempo(demo):
@@ -82,7 +83,11 @@ def test_demo_mid_has_balanced_notes_the_stingers_and_every_tempo(demo):
             assert (msg.channel, msg.note) in sounding, msg
             sounding.discard((msg.channel, msg.note))
     assert sounding == set()
-    assert stinger_notes == 8  # "danger" and "victory", four notes each
+    # "danger" as stealth → combat's bridge and on its own, "victory" as combat → victory's
+    # bridge (states.toml's rules): four notes each
+    played = re.findall(r"stinger (\w+) at beat [\d.]+(?: \(queued[^)]*\))?: ", text)
+    assert sorted(played) == ["danger", "danger", "victory"], text
+    assert stinger_notes == 4 * len(played)
     tempo, tick = {}, 0
     for msg in mid.tracks[0]:
         tick += msg.time
@@ -120,6 +125,9 @@ def test_demo_png_is_a_piano_roll_with_the_changes_marked(demo):
     r, g, b = img[..., 0], img[..., 1], img[..., 2]
     assert ((r > 0.7) & (g < 0.3) & (b < 0.4)).sum() > 100  # the crimson mood lines
     assert ((b > 0.5) & (r < 0.4)).sum() > 100               # the blue notes
+    # the beat events' ticks (teal, along the bottom): one column of them per beat at least
+    teal = (r < 0.15) & (g > 0.5) & (b > 0.5) & (np.abs(g - b) < 0.1)
+    assert teal.any(axis=0).sum() >= SECONDS, teal.any(axis=0).sum()
 
 
 def test_the_summary_shows_the_music_respond(demo):
@@ -190,7 +198,7 @@ def test_the_ensemble_demo_layers_the_voices_by_state(ensemble_demo):
     # what the server says each state plays, from its bar line ...
     for state, voices in (("stealth", "bass harmony"), ("combat", "melody bass harmony drums"),
                           ("calm", "melody harmony")):
-        assert re.search(rf"game → state {state} \((?:now|bar)\)\n(?:\[[^\]]+\]   [^\n]*\n)*"
+        assert re.search(rf"game → state {state} \([^)\n]+\)\n(?:\[[^\]]+\]   [^\n]*\n)*"
                          rf"\[[^\]]+\] music: [^\n]*; voices {voices} from beat", text), text
     # ... and what the recording heard there (a section of 2 to 4 s is too short for every
     # voice to be sure to sound: the server test plays 16 beats of each)
@@ -216,16 +224,16 @@ def test_the_ensemble_demo_states_the_hero_theme_in_its_melody_and_marks_its_ret
     for msg in next(t for t in mid.tracks if t.name == "melody"):
         tick += msg.time
         if msg.type == "note_on" and msg.velocity and beat <= tick / tpb < min(until - 0.01,
-                                                                                beat + 8):
+                                                                                beat + 4):
             got.append((round(tick / tpb - beat, 3), msg.note))
     hero = [(0, 62), (1, 65), (2, 69), (3, 74), (4, 72), (4.5, 70), (5, 69), (6, 67),
             (6.5, 65), (7, 62)]  # states.toml's, in D minor: moved to C and made major
     want = [(b, {63: 64, 68: 69, 70: 71}.get(p - 2, p - 2)) for b, p in hero
-            if b < until - 0.01 - beat]
+            if b < min(until - 0.01 - beat, 4)]  # its first bar
     assert len(want) >= 3 and got == want, (got, want)
     returns = re.search(r"the theme came back at beat ([\d., ]+) \(", text)
     count = len(returns[1].split(",")) if returns else 0
-    assert f"2 theme entries and {count} returns of the theme" in text, text
+    assert f"2 theme entries, {count} returns of the theme" in text, text
 
 
 def test_the_ensemble_demo_writes_a_track_per_voice_with_its_program(ensemble_demo):
@@ -251,3 +259,76 @@ def test_the_ensemble_demo_writes_a_track_per_voice_with_its_program(ensemble_de
                 else:
                     on[key] = on.get(key, 0) - 1
     assert all(v == 0 for v in on.values())  # every note-on ended, on every channel
+
+
+BEATS = re.compile(r"stream: (?P<n>\d+) beat events from beat (?P<first>[\d.]+) to "
+                   r"(?P<last>[\d.]+) \((?P<missing>\d+) missing\), (?P<bars>\d+) bar and "
+                   r"(?P<phrases>\d+) phrase events")
+
+
+def test_describe_beats_counts_what_came_and_what_is_missing():
+    beats = [(0.0, "beat"), (0.0, "bar"), (0.0, "phrase"), (1.0, "beat"), (3.0, "beat"),
+             (4.0, "beat"), (4.0, "bar")]
+    assert describe_beats(beats) == ("4 beat events from beat 0 to 4 (1 missing), 2 bar and "
+                                     "1 phrase events")
+    assert describe_beats([]) == "no beat events received"
+
+
+def test_the_ensemble_demo_shows_the_beat_events_it_received(ensemble_demo):
+    """The display's beat line and the picture's ticks come from the stream's opt-in beat
+    and bar events: every beat of the performance came, a bar event at every 4th."""
+    text, out = ensemble_demo
+    lines = re.findall(r"^\[\s*[\d.]+ s\]   main beat: ([|. ]+)  \(bar (\d+) beat ([1-4])\)$",
+                       text, re.M)
+    assert len(lines) >= SECONDS - 2, text  # a beat line with each status line
+    assert any("|" in drawn for drawn, _, _ in lines) and any("." in d for d, _, _ in lines)
+    m = BEATS.search(text)
+    assert m, text
+    first, last = float(m["first"]), float(m["last"])
+    assert m["missing"] == "0" and int(m["n"]) == last - first + 1
+    assert int(m["bars"]) == len([b for b in range(int(first), int(last) + 1) if b % 4 == 0])
+    # from the first beat to the end of the recording (less the beat it stopped in)
+    mid = mido.MidiFile(out / "demo.mid")
+    end = max(sum(msg.time for msg in track) for track in mid.tracks) / mid.ticks_per_beat
+    assert first == 0 and end - 2 <= last <= end, (last, end)
+    assert f"{m['n']} beat ticks" in text
+
+
+def test_the_ensemble_demo_changes_state_at_the_cue_it_placed(ensemble_demo):
+    """The cue: its ack promises a beat and t_ns, the stream announces it at that beat,
+    and the state change asked for at ``cue:door`` lands there (its ack says that beat
+    and t_ns, and the recording's melody, which stealth leaves out, stops there)."""
+    text, out = ensemble_demo
+    placed = re.search(rf"music: cue {CUE} placed at beat ([\d.]+) \(t_ns (\d+), in ", text)
+    assert placed, text
+    beat, t_ns = float(placed[1]), int(placed[2])
+    assert f"stream: cue {CUE} plays at beat {beat:g} (main)" in text
+    stealth = next(m for m in ACK.finditer(text) if m["when"] == f"cue:{CUE}")
+    assert stealth["state"] == "stealth" and float(stealth["beat"]) == beat
+    ack = re.search(rf"rule transitions\[\d+\]: at the cue:{CUE} \(t_ns (\d+), in ", text)
+    assert ack and int(ack[1]) == t_ns, text
+    # the announcement came after the request and before the next change was asked for
+    at = text.index(f"stream: cue {CUE} plays")
+    assert text.index(f"game → state stealth (cue:{CUE})") < at < text.index("game → state combat")
+    combat = next(float(m["beat"]) for m in ACK.finditer(text) if m["state"] == "combat")
+    mid = mido.MidiFile(out / "demo.mid")
+    tick, onsets = 0, []
+    for msg in next(t for t in mid.tracks if t.name == "melody"):
+        tick += msg.time
+        if msg.type == "note_on" and msg.velocity:
+            onsets.append(tick / mid.ticks_per_beat)
+    assert any(beat - 8 <= b < beat for b in onsets), onsets  # the theme, up to the cue
+    assert not any(beat <= b < combat for b in onsets), onsets  # stealth: no melody
+
+
+def test_the_ensemble_demo_says_what_the_rule_decided(ensemble_demo):
+    """Victory is asked for with no transition: states.toml's combat → victory rule puts it
+    at the bar with the victory stinger as a bridge, and the log says so."""
+    text, _ = ensemble_demo
+    m = re.search(r"game → state victory \(no transition: states.toml's rule\)\n"
+                  r"(?:\[[^\]]+\]   [^\n]*\n)*"
+                  r"\[[^\]]+\] music: from beat (?P<beat>[\d.]+): [^\n]*; rule "
+                  r"(?P<rule>transitions\[\d+\]): at the bar, bridge stinger victory at beat "
+                  r"(?P<stinger>[\d.]+): [^\n]* \(t_ns \d+, in -?[\d.]+ s\)", text)
+    assert m, text
+    assert float(m["beat"]) % 4 == 0 and m["stinger"] == m["beat"]

@@ -11,7 +11,7 @@ import zmq
 
 from engine.errors import InvalidMessage, PortError
 from realtime.outputs import ZmqPubPort
-from realtime.protocol import encode_event
+from realtime.protocol import SYNC_TYPES, encode_event, type_prefix
 from realtime.server import Server, ServerConfig
 from realtime.show import Show, ShowConfig, note_name, start_show
 
@@ -19,15 +19,22 @@ LINE = re.compile(r"^\[\s*\d+\.\d s\]   main(?: \[(?P<state>\w+)\])?: "
                   r"(?P<key>key \?|[A-G][#b]? (?:major|minor)), (?P<bpm>BPM \?|[\d.]+ BPM) \| "
                   r"\s*(?P<rate>\d+\.\d) notes/s, vel (?P<vel>\d+-\d+|-) \| "
                   r"(?P<notes>-|(?:[A-G]#?-?\d+ ?)+)$")
+BEAT_LINE = re.compile(r"^\[\s*\d+\.\d s\]   main beat: (?P<ticks>[|.](?: [|.])*)  "
+                       r"\(bar (?P<bar>\d+) beat (?P<beat>\d+)\)$")
+CUE_LINE = re.compile(r"^\[\s*\d+\.\d s\] stream: cue (?P<name>\w+) plays at beat "
+                      r"(?P<beat>[\d.]+) \(main\)$")
 
 
 class Collector:
-    """A plain SUB socket that keeps every event frame, to check the display against."""
+    """A plain SUB socket that keeps every event frame, the opt-in sync ones too, to check
+    the display against."""
 
     def __init__(self, address):
         self.sock = zmq.Context.instance().socket(zmq.SUB)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        for kind in SYNC_TYPES:
+            self.sock.setsockopt(zmq.SUBSCRIBE, type_prefix(kind))
         self.sock.connect(address)
         self.events = []
 
@@ -40,8 +47,9 @@ class Collector:
 
 @pytest.fixture(scope="module")
 def run(model_path):
-    """A 4 s performance: explore, then combat at the next bar; the display and a
-    collector both listen.  Returns (display text, events, combat ack, display)."""
+    """A 4 s performance: explore, a cue at the next beat, then combat at the next bar;
+    the display and a collector both listen.  Returns (display text, events, combat ack,
+    display); the cue's ack is ``display.cue_ack``."""
     pub = ZmqPubPort("tcp://127.0.0.1:*")
     srv = Server(ServerConfig(model=str(model_path), seed=3), [pub], control=False)
     out = io.StringIO()
@@ -57,6 +65,7 @@ def run(model_path):
         coll.events.clear()
         with srv:
             coll.pump(1.5)
+            show.cue_ack = srv.call("cue", name="door", at="beat")
             ack = srv.call("state", name="combat", transition="bar")
             coll.pump(2.5)
         coll.pump(0.2)
@@ -75,7 +84,8 @@ def test_note_names():
 
 def test_config_rejects_bad_values_naming_the_field():
     for field, value in (("interval_s", 0), ("window_s", -1.0), ("last_notes", 99),
-                         ("poll_ms", 0), ("interval_s", float("nan"))):
+                         ("poll_ms", 0), ("interval_s", float("nan")),
+                         ("keep_beats", -1)):
         with pytest.raises(InvalidMessage) as err:
             ShowConfig(**{field: value})
         assert err.value.field == field and ".." in err.value.allowed
@@ -85,7 +95,8 @@ def test_live_lines_follow_the_music(run):
     text, events, ack, show = run
     status = [m for m in map(LINE.match, text.splitlines()) if m]
     assert len(status) >= 6, text  # about 2 lines a second for 4 s
-    assert all(LINE.match(line) for line in text.splitlines()), text
+    assert all(LINE.match(line) or BEAT_LINE.match(line) or CUE_LINE.match(line)
+               for line in text.splitlines()), text
     assert any(float(m["rate"]) > 0 for m in status)
     # the combat preset is announced at once but heard from the bar line on
     assert status[-1]["state"] == "combat" and status[-1]["key"].endswith("minor")
@@ -179,3 +190,45 @@ def test_serve_show_knows_the_opening_key_and_tempo(model_path):
     lines = [m for m in map(LINE.match, out.stdout.splitlines()) if m]
     assert lines, out.stdout
     assert lines[0]["key"] != "key ?" and lines[0]["bpm"] != "BPM ?"
+
+
+def test_the_beat_line_draws_the_sync_events_that_came(run):
+    """The display subscribes to the opt-in beat, bar and phrase events: it keeps every one
+    the collector got, draws a beat line under each status line once beats play (``|`` a
+    downbeat), and prints the cue when the stream announces it, at the beat its ack said."""
+    text, events, _, show = run
+    sync = [(e["session"], e["beat"], e["type"]) for e in events if e["type"] in SYNC_TYPES]
+    assert {k for _, _, k in sync} >= {"beat", "bar"}
+    assert list(show.beats) == sync  # none missed, none made up
+    beats = [e for e in events if e["type"] == "beat"]
+    assert [e["beat"] for e in beats] == [float(b) for b in range(int(beats[0]["beat"]),
+                                                                   int(beats[-1]["beat"]) + 1)]
+    lines = [m for m in map(BEAT_LINE.match, text.splitlines()) if m]
+    assert len(lines) >= 4, text
+    for m in lines:  # its position is a beat the stream announced
+        assert any(e["bar"] == int(m["bar"]) and e["beat_in_bar"] == int(m["beat"]) - 1
+                   for e in beats), m.group(0)
+    assert any("|" in m["ticks"] for m in lines), text
+    cue = next(e for e in events if e["type"] == "cue")
+    assert cue["name"] == "door" and cue["beat"] == show.cue_ack["beat"]
+    assert [(c[1], c[2]) for c in show.cues] == [(cue["beat"], "door")]
+    said = [m for m in map(CUE_LINE.match, text.splitlines()) if m]
+    assert [(m["name"], float(m["beat"])) for m in said] == [("door", cue["beat"])]
+
+
+def test_the_beat_line_marks_downbeats_and_the_position():
+    show = Show(stream=io.StringIO())
+    t = 1_000_000_000
+    for i, beat in enumerate((3.0, 4.0, 5.0)):
+        show.feed(dict(type="beat", session="main", beat=beat, t_ns=t + i * 300_000_000,
+                       bar=int(beat) // 4, beat_in_bar=int(beat) % 4, phrase=0,
+                       bar_in_phrase=int(beat) // 4, bpm=120.0))
+    lines = show.status(t + 700_000_000)
+    assert lines[1] == "main beat: . | .  (bar 1 beat 2)", lines
+    # a beat announced early (serve --events-ahead) shows once its time has come
+    assert show.status(t + 350_000_000)[1] == "main beat: . |  (bar 1 beat 1)"
+    assert list(show.beats) == [("main", 3.0, "beat"), ("main", 4.0, "beat"),
+                                ("main", 5.0, "beat")]
+    with pytest.raises(InvalidMessage) as err:
+        show.feed(dict(type="beat", session="main", beat=6.0, t_ns=t, bar=1, beat_in_bar="x"))
+    assert err.value.field == "beat_in_bar"
