@@ -5,7 +5,7 @@ it through a real ``bindings.Client``: menu, then explore (at the bar), the hero
 theme (states.toml's ``hero``, at the bar), a cue "door" on the next line of a 2-bar
 grid and stealth at that cue (the door opens: the game sneaks in on the music), a move
 along the mood axes (the tension rises), combat (at the bar: the theme goes on, re-keyed in minor; states.toml's
-rule for stealth → combat adds its bridge stinger) with a "danger" stinger and the theme
+rule for stealth → combat adds its "danger" bridge stinger) with a "hit" and the theme
 varied further, victory with no transition named (the rule for combat → victory decides:
 at the bar, with the victory stinger), calm (at the bar).  The model served is the shipped ensemble (melody, bass, harmony and drums):
 the layers build from explore to combat (the drums come in at combat's first bar), thin
@@ -89,7 +89,7 @@ SCRIPT = (
     Step(0.56, "mood", "beat", {"arousal": 0.6}),
     Step(0.62, "state", "bar", {"name": "combat"}),
     Step(0.68, "theme", "beat", {"name": "hero", "variation": 0.6}),
-    Step(0.73, "stinger", "beat", {"name": "danger"}),
+    Step(0.73, "stinger", "beat", {"name": "hit"}),
     Step(0.79, "state", None, {"name": "victory"}),
     Step(0.88, "state", "bar", {"name": "calm"}),
 )

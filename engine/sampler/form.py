@@ -55,7 +55,11 @@ FIELDS = ("f_bt", "f_org", "f_rep", "f_next_rep", "f_pb", "f_next_pb", "f_src", 
           "p_tick", "p_voice", "p_pitch", "p_kind", "p_free", "p_act", "p_n", "p_i",
           "p_bar", "p_release", "scripted", "was", "p_src", "p_last", "ev_pi", "ev_pbar", "p_varied", "m_from",
           "p_keep", "l_on", "l_dur", "l_pitch", "l_n", "l_tick", "l_len", "l_var", "l_voice",
-          "l_log", "l_logn", "l_due", "p_from", "m_reg", "f_regp", "m_key")
+          "l_log", "l_logn", "l_due", "p_from", "m_reg", "f_regp", "m_key", "q_on", "q_dur",
+          "q_pitch", "q_n", "q_tick", "q_len", "q_var", "q_voice")
+(Q_ON, Q_DUR, Q_PITCH, Q_N, Q_TICK, Q_LEN, Q_VAR, Q_VOICE, L_ON, L_DUR, L_PITCH, L_VAR) = (
+    FIELDS.index(name) for name in ("q_on", "q_dur", "q_pitch", "q_n", "q_tick", "q_len",
+                                    "q_var", "q_voice", "l_on", "l_dur", "l_pitch", "l_var"))
 #: Positions in the tuple of what the kernel reads by name.
 (F_BT, F_ORG, F_REP, F_PENDING, P_TICK, P_N, P_I, P_BAR, EV_PI, EV_PBAR, L_N, L_TICK, L_LEN,
  L_VOICE, L_DUE, P_FROM, P_KEEP, M_REG, F_REGP, M_KEY, P_VOICE, P_PITCH, P_KIND, P_FREE,
@@ -114,7 +118,11 @@ def arrays(S, NV, ring, register=(0, 0.0, 0.0, 0, 0)):
         # the register (mean pitch, the model's space) each remembered bar was composed at,
         # and its key and mode (key * 2 + mode, as the controls asked), and where the
         # controls hold them: (register index, scale, centre, key index, mode index)
-        m_reg=np.zeros((S, B)), f_regp=np.array(register, np.float64), m_key=i64(S, B))
+        m_reg=np.zeros((S, B)), f_regp=np.array(register, np.float64), m_key=i64(S, B),
+        # a theme queued behind the one being stated (``lead_at``): it takes over at q_tick
+        # (-1: none queued), as the music gets there; q_n 0: back to no theme
+        q_on=i64(S, LEAD_NOTES), q_dur=i64(S, LEAD_NOTES), q_pitch=i64(S, LEAD_NOTES),
+        q_n=i64(S), q_tick=i64(S, v=-1), q_len=i64(S), q_var=np.zeros(S), q_voice=i64(S))
 
 
 def set_form(rt, s, repetition, form=Form(), bar_ticks=None, origin=0):
@@ -148,23 +156,39 @@ def lead_at(rt, s, tick, notes=None, variation=0.0, length=None, voice=0):
     caller plays free composition at 1).  It lasts ``length`` ticks (None: to its last
     note's end) and returns at the start of later phrases as the session's repetition
     has it (``build``).  ``notes`` None: no theme.  A theme not yet reached is replaced.
-    The form is turned on (at repetition 0) if it was off."""
-    if notes is None or len(notes) == 0:
+    The form is turned on (at repetition 0) if it was off.
+
+    While the session's music has not reached ``tick`` and the theme in place is stated
+    before it (or plays now), the new one is queued: the one in place goes on, its
+    statement and returns included, until the music gets to ``tick`` (a change at a bar or
+    phrase ahead, a mode change that states the theme again in the new mode)."""
+    n = 0 if notes is None else len(notes)
+    if n:
+        lo, hi = VARIATION_RANGE
+        if not lo <= variation <= hi:
+            raise InvalidMessage(f"variation {variation!r} is outside {lo:g}..{hi:g}",
+                                 field="variation", allowed=f"{lo:g}..{hi:g}")
+        if rt.f_bt[s] <= 0:
+            set_form(rt, s, 0.0)
+    rt.q_tick[s] = -1  # a queued theme is replaced too: the latest wins
+    queue = tick > rt.gen_tick[s] and rt.l_n[s] > 0 and rt.l_tick[s] < tick
+    on, dur, pitch = (rt.q_on, rt.q_dur, rt.q_pitch) if queue else (rt.l_on, rt.l_dur, rt.l_pitch)
+    length_of = 0
+    if n:
+        notes = np.sort(np.asarray(notes)[:LEAD_NOTES], order="start")
+        n, t0 = len(notes), int(notes["start"][0])
+        on[s, :n] = notes["start"] - t0
+        dur[s, :n] = np.maximum(1, notes["end"] - notes["start"])
+        pitch[s, :n] = notes["pitch"]
+        length_of = int(length) if length else int((notes["end"] - t0).max())
+    if queue:
+        rt.q_n[s], rt.q_len[s], rt.q_tick[s] = n, length_of, int(tick)
+        rt.q_var[s], rt.q_voice[s] = float(variation), int(voice)
+        return
+    if not n:
         rt.l_n[s], rt.l_tick[s], rt.l_due[s] = 0, -1, False
         return
-    lo, hi = VARIATION_RANGE
-    if not lo <= variation <= hi:
-        raise InvalidMessage(f"variation {variation!r} is outside {lo:g}..{hi:g}",
-                             field="variation", allowed=f"{lo:g}..{hi:g}")
-    if rt.f_bt[s] <= 0:
-        set_form(rt, s, 0.0)
-    notes = np.sort(np.asarray(notes)[:LEAD_NOTES], order="start")
-    n, t0 = len(notes), int(notes["start"][0])
-    rt.l_on[s, :n] = notes["start"] - t0
-    rt.l_dur[s, :n] = np.maximum(1, notes["end"] - notes["start"])
-    rt.l_pitch[s, :n] = notes["pitch"]
-    rt.l_n[s] = n
-    rt.l_len[s] = int(length) if length else int((notes["end"] - t0).max())
+    rt.l_n[s], rt.l_len[s] = n, length_of
     rt.l_tick[s], rt.l_var[s], rt.l_voice[s] = int(tick), float(variation), int(voice)
     rt.l_due[s] = True
 
@@ -186,6 +210,7 @@ def reset(rt, s, seed):
     rt.m_n[s] = 0
     drop_plan(rt, s)
     rt.p_bar[s] = -1
+    rt.q_tick[s] = -1
     lead_at(rt, s, 0, None)
     rt.l_logn[s] = 0
 
@@ -298,7 +323,7 @@ def build(s, b, fresh, voice_on, sounding, controls, lay, form):
      m_bar, m_n, m_on, m_dur, m_pitch, m_off, p_tick, p_voice, p_pitch, p_kind, p_free,
      p_act, p_n, p_i, p_bar, p_release, scripted, was, p_src, p_last, ev_pi, ev_pbar,
      p_varied, m_from, p_keep, l_on, l_dur, l_pitch, l_n, l_tick, l_len, l_var, l_voice,
-     l_log, l_logn, l_due, p_from, m_reg, f_regp, m_key) = form
+     l_log, l_logn, l_due, p_from, m_reg, f_regp, m_key, _, _, _, _, _, _, _, _) = form
     if fresh and f_pending[s]:
         f_rep[s] = f_next_rep[s]
         f_pb[s] = f_next_pb[s]
@@ -491,6 +516,8 @@ def due(s, gen_tick, voice_on, sounding, controls, lay, form):
     there (the settings pending take effect)."""
     f_bt, f_org, p_bar, l_due, l_tick = form[F_BT], form[F_ORG], form[P_BAR], form[L_DUE], \
         form[L_TICK]
+    if form[Q_TICK][s] >= 0 and gen_tick[s] >= form[Q_TICK][s]:
+        _take_queued(s, form)
     if f_bt[s] > 0 and gen_tick[s] >= f_org[s]:
         b = (gen_tick[s] - f_org[s]) // f_bt[s]
         lead = l_due[s] and gen_tick[s] >= l_tick[s]
@@ -498,6 +525,26 @@ def due(s, gen_tick, voice_on, sounding, controls, lay, form):
             form[P_FROM][s] = gen_tick[s] if lead else f_org[s] + b * f_bt[s]
             l_due[s] = l_due[s] and not lead
             build(s, b, True, voice_on, sounding, controls, lay, form)
+
+
+@njit(nogil=True, cache=True)
+def _take_queued(s, form):
+    """Session s's music reached its queued theme: it takes the place of the one stated."""
+    q_on, q_dur, q_pitch, q_n = form[Q_ON], form[Q_DUR], form[Q_PITCH], form[Q_N]
+    q_tick, q_len, q_var, q_voice = form[Q_TICK], form[Q_LEN], form[Q_VAR], form[Q_VOICE]
+    l_on, l_dur, l_pitch, l_n = form[L_ON], form[L_DUR], form[L_PITCH], form[L_N]
+    n = q_n[s]
+    for i in range(n):
+        l_on[s, i] = q_on[s, i]
+        l_dur[s, i] = q_dur[s, i]
+        l_pitch[s, i] = q_pitch[s, i]
+    l_n[s] = n
+    form[L_LEN][s] = q_len[s]
+    form[L_TICK][s] = q_tick[s] if n else -1
+    form[L_VAR][s] = q_var[s]
+    form[L_VOICE][s] = q_voice[s]
+    form[L_DUE][s] = n > 0
+    q_tick[s] = -1
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -514,6 +561,9 @@ def shift_limit(s, gen_tick, lim, form):
             lim = p_tick[s, p_i[s]]
         if l_due[s] and t < l_tick[s] < lim:
             lim = l_tick[s]
+        q = form[Q_TICK][s]
+        if q >= 0 and t < q < lim:  # a queued theme takes over there
+            lim = q
         if f_rep[s] > 0.0 or f_pending[s] or l_n[s] > 0:
             nb = f_org[s] if t < f_org[s] else f_org[s] + ((t - f_org[s]) // f_bt[s] + 1) * \
                 f_bt[s]

@@ -313,3 +313,30 @@ def test_stinger_cooldowns_hold_under_a_storm_of_requests(band):
         elif status & 0xF0 == 0x80:
             on.discard(pitch)
     assert not on
+
+
+def test_a_theme_stated_now_plays_whole_before_a_later_change_states_it_again(band):
+    """A change at a later grid point that states the theme again (here a mode change)
+    is queued behind the statement playing: the theme sounds whole in the old mode, then
+    again from the change in the new one."""
+    b = band(initial_state="explore")
+    b.call("key", key="C", mode="major", transition="now")
+    b.play(1)
+    start = b.call("theme", name="hero", variation=0.0, transition="bar")["beat"]
+    change = b.call("key", key="C", mode="minor", transition="bars:4")["beat"]
+    assert change >= start + 8  # the 2-bar theme ends before the change
+    b.play(change + 8 - b.beat())
+    melody = b.srv.voices[0].channel
+
+    def stated(at):
+        return [(m[4] - at, m[1]) for m in b.tap.msgs if m[0] == 0x90 | melody and m[2] > 0
+                and at <= m[4] < at + 8]
+
+    # the hero's theme (D minor) moved to C by scale degree: in major, then in minor
+    onsets = [0, 1, 2, 3, 4, 4.5, 5, 6, 6.5, 7]
+    major = [60, 64, 67, 72, 71, 69, 67, 65, 64, 60]
+    minor = [60, 63, 67, 72, 70, 68, 67, 65, 63, 60]
+    assert stated(start) == list(zip(onsets, major))
+    again = stated(change)
+    assert [t for t, _ in again] == onsets
+    assert [p % 12 for _, p in again] == [p % 12 for p in minor]
