@@ -223,6 +223,12 @@ class Engine:
         messages: at once for the outputs with a lead; for the others, queued after the
         messages before it, so that a marker or a session's new name never overtakes
         them."""
+        self.at_time(self._last_t, method, *args, **kwargs)
+
+    def at_time(self, t, method, *args, **kwargs):
+        """Call the outputs' ``method`` at time ``t`` (ns; ``publish``: a sync event), as a
+        message due then goes: at once to the outputs with a lead, queued for the others
+        behind what is queued already (stamps never go back)."""
         port = self.port
         if isinstance(port, MultiPort):
             if port.lead_ns:
@@ -237,27 +243,8 @@ class Engine:
             due = functools.partial(getattr(port, method), *args, **kwargs)
         if not isinstance(port, MultiPort) and port.lead_ns:
             due()
-        else:  # stamped as the last message before it: sent right after that one
-            self._later.append((self._last_t, due, ()))
-
-    def at_time(self, t, method, *args, **kwargs):
-        """Call the outputs' ``method`` (``publish``: a sync event) at time ``t`` (ns), as
-        a message due then goes: at once to the outputs with a lead, queued for the others
-        (behind what is queued already: stamps never go back)."""
-        port = self.port
-        if isinstance(port, MultiPort):
-            if port.lead_ns:
-                port.call_some(True, method, *args, **kwargs)
-                if not port.has_due:
-                    return
-            due = functools.partial(port.call_some, False if port.lead_ns else None, method,
-                                    *args, **kwargs)
         else:
-            due = functools.partial(getattr(port, method), *args, **kwargs)
-            if port.lead_ns:
-                due()
-                return
-        self._later.append((max(t, self._last_t), due, ()))
+            self._later.append((max(t, self._last_t), due, ()))
 
     def deliver(self, until, waiter=None):
         """Send what is queued for the outputs without a lead, due by ``until``, each at

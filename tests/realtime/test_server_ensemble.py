@@ -6,7 +6,6 @@ the same music; what the outputs receive is checked.
 """
 import pytest
 
-from engine import DEFAULT_ENSEMBLE
 from engine.ensemble import DEFAULTS, DRUMS, VOICES
 from engine.errors import InvalidMessage
 from realtime.layers import STINGER_CHANNEL
@@ -15,6 +14,7 @@ from realtime.server import Server, ServerConfig
 from realtime.timing import ManualClock
 
 from tests.realtime.test_server_keys import CLOCK_START_NS
+from tests.realtime.test_sync import Band as SyncBand
 
 CHANNEL_VOICE = {v.channel: v.name for v in DEFAULTS}
 
@@ -58,30 +58,13 @@ class Wire(BasePort):
         return on
 
 
-class Band:
-    """A server on the shipped ensemble, driven by hand on a virtual clock."""
+class Band(SyncBand):
+    """A server on the shipped ensemble, driven by hand on a virtual clock; ``wire`` has
+    what it sent."""
 
     def __init__(self, **cfg):
-        self.wire = Wire()
-        self.clock = ManualClock(CLOCK_START_NS)
-        self.srv = Server(ServerConfig(model=str(DEFAULT_ENSEMBLE), spin_us=0.0, **cfg),
-                          [self.wire], control=False, clock=self.clock)
-        self.srv.restart(self.clock.t)
-
-    def call(self, type, **fields):
-        return self.srv.call(type, **fields)
-
-    def beat(self):
-        return self.srv.seq.ns_tick(self.srv.sessions["main"].slot, self.clock.t) / self.srv.tpb
-
-    def play(self, beats, step_ns=40_000_000):
-        slot = self.srv.sessions["main"].slot
-        end = int(self.srv.seq.tick_ns(slot, (self.beat() + beats) * self.srv.tpb))
-        while self.clock.t < end:
-            self.clock.t = min(end, self.clock.t + step_ns)
-            while self.srv.compose(self.clock.t):
-                pass
-            self.srv.step(self.clock.t)
+        super().__init__(tap=Wire(), **cfg)
+        self.wire = self.tap
 
 
 @pytest.fixture
