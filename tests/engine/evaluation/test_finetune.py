@@ -1,15 +1,16 @@
 """The fine-tuning measurement (``python -m engine.evaluation.finetune``), in its quick form:
 real Monteverdi madrigals from music21's corpus written to MIDI, the shipped generator
 fine-tuned a few steps with and without the guard, every figure present and sane."""
+import argparse
 import json
 import math
-from pathlib import Path
 
 import pytest
 
 from engine import DEFAULT_ENSEMBLE
-from engine.evaluation.finetune import (ENSEMBLE_COMPOSER, MeasureConfig, composer_files,
+from engine.evaluation.finetune import (ENSEMBLE_COMPOSER, composer_files,
                                         main, seed_summary, write_entry)
+from engine.training import data
 from engine.training.finetune import FinetuneConfig
 
 ENSEMBLE = str(DEFAULT_ENSEMBLE)
@@ -43,22 +44,36 @@ def test_the_composer_split_does_not_depend_on_the_listing():
     assert files == composer_files("monteverdi")
 
 
-@pytest.mark.skipif(not Path(MeasureConfig.own_data).exists(),
-                    reason=f"{MeasureConfig.own_data} (the ensemble's own held-out music) is "
-                           "built by `ostinato data --ensemble`, not shipped")
+def own_ensemble_data(folder):
+    """A small stand-in for data/ensemble.npz (built by `ostinato data --ensemble`, not
+    shipped): twelve real Bach chorales written to MIDI and built the same way."""
+    from music21 import corpus
+    mids = folder / "chorales"
+    mids.mkdir()
+    for i, path in enumerate(corpus.getComposer("bach")[:12]):
+        corpus.parse(path).write("midi", fp=str(mids / f"chorale{i}.mid"))
+    out = folder / "own.npz"
+    parser = argparse.ArgumentParser()
+    data.add_arguments(parser)
+    data.run(parser.parse_args(["--ensemble", "--midi", str(mids), "--collections", "none",
+                                "--workers", "1", "--out", str(out)]))
+    return out
+
+
 def test_the_ensemble_is_measured_on_palestrina_per_seed_into_its_own_entry(tmp_path, capsys):
     """The ensemble's quick run with two training seeds: every part of real Palestrina
-    scores read with voices, its own held-out music from data/ensemble.npz, no critic (it
-    reads one line); written under "ensemble seeds" beside what the file already held."""
+    scores read with voices, its own held-out music from an ensemble dataset (here a small
+    one of real chorales), no critic (it reads one line); written under "ensemble seeds"
+    beside what the file already held."""
+    own = own_ensemble_data(tmp_path)
     out = tmp_path / "finetune.json"
     out.write_text(json.dumps({"results": {"kept": 1}, "ensemble": {"kept": 2}}))
     assert main(["--model", ENSEMBLE, "--quick", "--no-unguarded", "--seeds", "0", "1",
-                 "--json", str(out)]) == 0
+                 "--own-data", str(own), "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["results"] == {"kept": 1} and res["ensemble"] == {"kept": 2}
     e = res["ensemble seeds"]
-    assert e["composer"]["name"] == ENSEMBLE_COMPOSER and e["own_test"]["source"] == \
-        "data/ensemble.npz"
+    assert e["composer"]["name"] == ENSEMBLE_COMPOSER and e["own_test"]["source"] == str(own)
     guarded = f"l2sp {FinetuneConfig.l2sp:g}"
     rows = e["results"]
     assert set(rows) == {"shipped", f"{guarded} seed 0", f"{guarded} seed 1"}
