@@ -13,6 +13,11 @@ from realtime.outputs.base import (BasePort, Sounding, midi_bytes, note_of, sess
                                    voice_map)
 
 
+# How often the XPUB's subscription messages are read (and applied): a new subscriber
+# misses at most this much more than ZeroMQ's own slow-joiner window.
+TAKE_EVERY_NS = 1_000_000
+
+
 class ZmqPubPort(BasePort):
     """Note events and the server's markers as single JSON frames on a ZeroMQ PUB socket.
 
@@ -53,6 +58,7 @@ class ZmqPubPort(BasePort):
         self._lock = threading.Lock()  # send() and publish() come from different threads
         self._seq = 0
         self._sync_seq = 0  # the sync events' own count (``seq`` counts the others)
+        self._next_take = 0  # when the subscriptions are looked at next (monotonic ns)
         self._beat = 0.0
         self._taps = ()  # replaced whole, so that _emit reads it without a lock
         context = context or zmq.Context.instance()
@@ -101,7 +107,10 @@ class ZmqPubPort(BasePort):
         sync = kind in SYNC_TYPES  # opt-in: counted apart, so that "" sees no gaps
         seq = self._sync_seq if sync else self._seq
         frame = encode_event(kind, name, seq, t_ns, beat, **fields)
-        self._subscriptions.take()  # who subscribed since: they get this frame
+        now = time.monotonic_ns()
+        if now >= self._next_take:  # who subscribed since gets this frame; looked at
+            self._subscriptions.take()  # once a millisecond (a look costs ~2 us a frame)
+            self._next_take = now + TAKE_EVERY_NS
         self._socket.send(frame)
         for tap in self._taps:
             tap(frame, kind, name, seq, t_ns, beat, fields)
