@@ -14,7 +14,7 @@ from realtime.server import Server, ServerConfig
 from realtime.timing import ManualClock
 
 from tests.realtime.test_server_keys import CLOCK_START_NS
-from tests.realtime.test_sync import Band as SyncBand
+from tests.realtime.test_sync import Band as SyncBand, closing
 
 CHANNEL_VOICE = {v.channel: v.name for v in DEFAULTS}
 
@@ -67,17 +67,7 @@ class Band(SyncBand):
         self.wire = self.tap
 
 
-@pytest.fixture
-def band():
-    made = []
-
-    def make(**cfg):
-        made.append(Band(**cfg))
-        return made[-1]
-
-    yield make
-    for b in made:
-        b.srv.close()
+band = closing(Band)
 
 
 def test_each_voice_has_its_channel_and_program_and_combat_brings_in_all_four(band):

@@ -72,17 +72,24 @@ class Band:
             self.srv.step(self.clock.t)
 
 
-@pytest.fixture
-def band():
-    made = []
+def closing(kind):
+    """A fixture that makes ``kind`` (a Band) with the settings given, each closed at the
+    test's end."""
+    @pytest.fixture
+    def fixture():
+        made = []
 
-    def make(**cfg):
-        made.append(Band(**cfg))
-        return made[-1]
+        def make(**cfg):
+            made.append(kind(**cfg))
+            return made[-1]
 
-    yield make
-    for b in made:
-        b.srv.close()
+        yield make
+        for b in made:
+            b.srv.close()
+    return fixture
+
+
+band = closing(Band)
 
 
 def test_beat_bar_and_phrase_events_carry_the_notes_clock(band):
