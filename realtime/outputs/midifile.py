@@ -94,6 +94,12 @@ class MidiFilePort(BasePort):
     are ended at the recording's last beat.  System messages (clock, transport) are
     not recorded: a standard MIDI file cannot hold them.
 
+    Markers: the timeline session's changes of preset (``state NAME``), its cues as they
+    play (``cue NAME``) and its theme's statements and returns (``theme``) are Marker
+    events (FF 06) in the tempo track, where a DAW shows them on its timeline.  A preset
+    change the recording has not reached yet is replaced by the next one, as the
+    sequencer replaces a pending change.
+
     Checkpoints: a thread of the port rewrites ``path`` (a temporary file, then
     ``os.replace``, so a reader never sees half a file) at most every ``checkpoint_s``
     seconds while new events come, with sounding notes closed at the last beat; so a
@@ -139,6 +145,7 @@ class MidiFilePort(BasePort):
         self._pending = {}        # (session name, voice) -> {kind: (tick, message)}
         self._sounding = {}       # (channel, pitch) -> (track key, tick of the note-on)
         self._tempi = []          # (tick, bpm) of the tempo track
+        self._markers = []        # (tick, kind, text) of the tempo track's markers
         self._last_tick = 0
         self._dirty = False
         self._done = threading.Event()
@@ -200,6 +207,32 @@ class MidiFilePort(BasePort):
                           default=0)
             tick = round((beat + self._offsets.get(self.timeline, 0.0)) * self.ticks_per_beat)
             self._tempi = [(t, b) for t, b in self._tempi if t <= reached] + [(tick, bpm)]
+            self._dirty = True
+
+    def publish(self, type, session=None, beat=None, **fields):
+        """A marker of the timeline session: a preset change (a ``mood`` event with a
+        ``name``), a cue as it plays, a theme's statement or return."""
+        if type == "mood" and fields.get("name"):
+            kind, text = "state", f"state {fields['name']}"
+        elif type == "cue":
+            kind, text = "cue", f"cue {fields.get('name')}"
+        elif type in ("theme", "theme_return") and (type == "theme_return" or fields.get("theme")):
+            kind, text = "theme", "theme" if type == "theme" else "theme returns"
+        else:
+            return
+        if beat is None:
+            return
+        beat = _check_beat(beat)
+        with self._lock:
+            name = session if isinstance(session, str) else self._names.get(session)
+            if name != self.timeline:
+                return
+            tick = round((beat + self._offsets.get(self.timeline, 0.0)) * self.ticks_per_beat)
+            if kind == "state":  # a change not reached yet is replaced
+                reached = max((t.tick for t in self._tracks.values()
+                               if t.session == self.timeline), default=0)
+                self._markers = [m for m in self._markers if m[1] != "state" or m[0] <= reached]
+            self._markers.append((tick, kind, text.encode("utf-8", "replace")[:120]))
             self._dirty = True
 
     def _send(self, status, data1, data2, t_ns, beat, session):
@@ -284,15 +317,20 @@ class MidiFilePort(BasePort):
         tracks = [(t.voice if alone and t.voice else t.title, t.data, len(t.data), t.tick,
                    endings.get(key, ()))
                   for key, t in ((k, self._tracks[k]) for k in keys)]
-        return sorted(dict(self._tempi).items()), tracks  # the last tempo for a tick wins
+        # the last tempo for a tick wins
+        return (sorted(dict(self._tempi).items()), sorted(self._markers, key=lambda m: m[0]),
+                tracks)
 
     def _file_bytes(self, snapshot):
         """The whole .mid file from a ``_snapshot``; needs no lock."""
-        tempi, tracks = snapshot
+        tempi, markers, tracks = snapshot
         tempo = bytearray(_meta_name("tempo"))
         now = 0
-        for tick, bpm in tempi:
-            tempo += _varlen(tick - now) + b"\xff\x51\x03" + mido.bpm2tempo(bpm).to_bytes(3, "big")
+        meta = [(tick, 0, b"\xff\x51\x03" + mido.bpm2tempo(bpm).to_bytes(3, "big"))
+                for tick, bpm in tempi]
+        meta += [(tick, 1, b"\xff\x06" + _varlen(len(text)) + text) for tick, _, text in markers]
+        for tick, _, event in sorted(meta, key=lambda m: m[:2]):  # markers after a tempo
+            tempo += _varlen(tick - now) + event
             now = tick
         chunks = [_chunk(b"MTrk", bytes(tempo) + _END_OF_TRACK)]
         # sessions in the order they first played, channels in channel order

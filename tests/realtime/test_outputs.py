@@ -321,6 +321,32 @@ def test_midi_file_records_beats_tempo_and_closes_notes(tmp_path):
         [(0, 96, 60), (96, 384, 60), (336, 384, 67)], [(240, 264, 36)]]
 
 
+def test_midi_file_marks_the_timeline_sessions_presets_cues_and_themes(tmp_path):
+    """Markers (FF 06) in the tempo track: a preset change, replaced while not reached, a
+    cue as it played, a theme and its return; another session's are not the timeline's."""
+    path = tmp_path / "take.mid"
+    with MidiFilePort(path, sessions=["main", "p2"], ticks_per_beat=96) as port:
+        port.publish("mood", session=0, beat=4.0, name="stealth", transition="bar")
+        port.send(0x90, 60, 90, T0, 1.0, 0)
+        port.publish("mood", session=0, beat=4.0, name="combat", transition="bar")  # replaces it
+        port.publish("mood", session=0, beat=6.0, valence=0.3)  # no preset: no marker
+        port.publish("mood", session=1, beat=4.0, name="calm")  # not the timeline
+        port.send(0x80, 60, 0, T0, 5.0, 0)
+        port.publish("mood", session=0, beat=8.0, name="victory")
+        port.publish("cue", session=0, beat=8.0, name="door")
+        port.publish("theme", session=0, beat=12.0, theme={"bars": 2})
+        port.publish("theme", session=0, beat=14.0, theme=None)  # back to free: no marker
+        port.publish("theme_return", session=0, beat=20.0, theme={"bars": 2})
+        port.publish("tempo", session=0, beat=3.0, bpm=90)  # not a marker
+    now, marks = 0, []
+    for msg in mido.MidiFile(path).tracks[0]:
+        now += msg.time
+        if msg.type == "marker":
+            marks.append((now // 96, msg.text))
+    assert marks == [(4, "state combat"), (8, "state victory"), (8, "cue door"), (12, "theme"),
+                     (20, "theme returns")]
+
+
 def test_midi_file_split_by_channel(tmp_path):
     path = tmp_path / "channels.mid"
     with MidiFilePort(path, split="channel", ticks_per_beat=4) as port:
