@@ -208,11 +208,7 @@ class Commands:
         reply's fields: played or not, its beat (a queued one's later), its pitches."""
         music, tpb = self.music, self.music.tpb
         tick = music.when_tick(sess, when, music.clock.now_ns())
-        unit, n = protocol.parse_when(when)
-        bar = tpb * music.cfg.beats_per_bar
-        grid = {"beat": tpb, "bar": bar, "phrase": bar * form_of(sess.mood).bars,
-                "bars": bar * (n if unit == "bars" else 0)}.get(unit, 0)
-        decision = self.cooldown.decide(sess, name, tick, grid, policy)
+        decision = self.cooldown.decide(sess, name, tick, music.grid_ticks(sess, when), policy)
         if not decision.play:
             return dict(name=name, played=False, reason=decision.reason,
                         next_beat=decision.at / tpb)

@@ -359,9 +359,16 @@ class Sessions:
         if unit == "cue":
             head = self.seq.boundary(s, now, "now")
             return max(self.sync.cue(s, n, head, field), head)
+        return self.seq.boundary(s, now, self.grid_ticks(sess, when))
+
+    def grid_ticks(self, sess, when):
+        """The step in ticks of the grid the transition point ``when`` lies on for
+        ``sess``: 1 for now, a beat, a bar, the form's phrase, N bars; 0 for a cue (on no
+        grid)."""
+        unit, n = protocol.parse_when(when)
         bar = self.tpb * self.cfg.beats_per_bar
-        step = {"phrase": form_of(sess.mood).bars * bar, "bars": n * bar}.get(unit, unit)
-        return self.seq.boundary(s, now, step)
+        return {"now": 1, "beat": self.tpb, "bar": bar, "phrase": form_of(sess.mood).bars * bar,
+                "bars": n * bar, "cue": 0}[unit]
 
     def position(self, sess):
         """Where ``sess`` is now: the ``position`` reply's fields.  Paused or stopped, it
@@ -370,7 +377,7 @@ class Sessions:
         playing = self.state == "playing"
         tick = max(0.0, seq.ns_tick(s, now)) if playing else float(self.rt.gen_tick[s])
         form = form_of(sess.mood)
-        bar, in_bar, phrase, in_phrase = self.sync.position(s, int(tick), form)
+        bar, in_bar, phrase, in_phrase = self.sync.position(int(tick), form)
         bar_ticks = self.tpb * self.cfg.beats_per_bar
         ahead = {"downbeat": bar_ticks, "phrase": bar_ticks * form.bars}
         fields = {}

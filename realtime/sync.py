@@ -57,7 +57,7 @@ class Sync:
         self.heard[s] = []
         self._cue_at = None
 
-    def position(self, s, tick, form):
+    def position(self, tick, form):
         """(bar, beat in bar, phrase, bar in phrase) of ``tick`` (an int) in ``form``."""
         bar, in_bar = divmod(int(tick), self.bar_ticks)
         phrase, in_phrase = divmod(bar, form.bars)
@@ -135,7 +135,7 @@ class Sync:
 
     def _announce(self, sess, tick, t):
         s, form = sess.slot, form_of(sess.mood)
-        bar, in_bar, phrase, in_phrase = self.position(s, tick, form)
+        bar, in_bar, phrase, in_phrase = self.position(tick, form)
         fields = dict(session=s, t_ns=t, beat=tick / self.tpb, bar=bar, beat_in_bar=in_bar,
                       phrase=phrase, bar_in_phrase=in_phrase,
                       bpm=round(float(self.seq.bpm_at(s, tick)), 3))

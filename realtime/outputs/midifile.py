@@ -203,9 +203,7 @@ class MidiFilePort(BasePort):
         with self._lock:
             if session is not None and self._names.get(session) != self.timeline:
                 return
-            reached = max((t.tick for t in self._tracks.values() if t.session == self.timeline),
-                          default=0)
-            tick = round((beat + self._offsets.get(self.timeline, 0.0)) * self.ticks_per_beat)
+            reached, tick = self._reached(self.timeline), self._timeline_tick(beat)
             self._tempi = [(t, b) for t, b in self._tempi if t <= reached] + [(tick, bpm)]
             self._dirty = True
 
@@ -227,13 +225,22 @@ class MidiFilePort(BasePort):
             name = session if isinstance(session, str) else self._names.get(session)
             if name != self.timeline:
                 return
-            tick = round((beat + self._offsets.get(self.timeline, 0.0)) * self.ticks_per_beat)
             if kind == "state":  # a change not reached yet is replaced
-                reached = max((t.tick for t in self._tracks.values()
-                               if t.session == self.timeline), default=0)
+                reached = self._reached(self.timeline)
                 self._markers = [m for m in self._markers if m[1] != "state" or m[0] <= reached]
-            self._markers.append((tick, kind, text.encode("utf-8", "replace")[:120]))
+            self._markers.append((self._timeline_tick(beat), kind,
+                                  text.encode("utf-8", "replace")[:120]))
             self._dirty = True
+
+    def _reached(self, name):
+        """The last tick session ``name``'s tracks have recorded (the caller holds
+        self._lock)."""
+        return max((t.tick for t in self._tracks.values() if t.session == name), default=0)
+
+    def _timeline_tick(self, beat):
+        """The file's tick of the timeline session's ``beat`` (after its offset, should it
+        have been reopened)."""
+        return round((beat + self._offsets.get(self.timeline, 0.0)) * self.ticks_per_beat)
 
     def _send(self, status, data1, data2, t_ns, beat, session):
         message = midi_bytes(status, data1, data2)
@@ -252,9 +259,7 @@ class MidiFilePort(BasePort):
             voice = self._voices.get(session, {}).get(channel)
             key = name if voice is None else (name, voice)
             if name in self._rebase:
-                reached = max((t.tick for t in self._tracks.values() if t.session == name),
-                              default=0)
-                self._offsets[name] = max(0.0, reached / self.ticks_per_beat - beat)
+                self._offsets[name] = max(0.0, self._reached(name) / self.ticks_per_beat - beat)
                 self._rebase.discard(name)
             offset = self._offsets.get(name, 0.0)
         else:
