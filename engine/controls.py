@@ -78,10 +78,19 @@ def model_key(key, register, key_relative):
     return k, 0, float(register) - k
 
 
-def tonality_bias(mode, tonality):
+#: The tonal-centre prior's shape per mode: log of the Krumhansl-Kessler profile over its
+#: mean (tonic +0.6, fifth +0.4, third +0.2 ... in major), so a weight of 1 multiplies each
+#: pitch class's odds by its probe-tone rating relative to the average one.
+CENTRE_PROFILES = np.log(np.array([KK_MAJOR / KK_MAJOR.mean(), KK_MINOR / KK_MINOR.mean()]))
+
+
+def tonality_bias(mode, tonality, centre=0.0):
     """Log-prior (12 floats, pitch classes relative to the tonic) added to the model's
     note-on logits: the mix ``(1 - t) + t * in_scale`` of a flat prior and the mode's
-    scale, so 0 (``free``) changes nothing and 1 (``strict``) forbids notes outside it."""
+    scale, so 0 (``free``) changes nothing and 1 (``strict``) forbids notes outside it;
+    plus ``centre`` times the mode's ``CENTRE_PROFILES`` (the tonal-centre prior: the
+    tonic's triad made likelier than the rest of the scale, so the music stays in its key
+    rather than drifting to a neighbour's; 0: off)."""
     t = float(tonality)
     if not TONALITY_FREE <= t <= TONALITY_STRICT:
         raise InvalidMessage(f"tonality must be in 0..1, got {tonality!r}", field="tonality",
@@ -91,7 +100,7 @@ def tonality_bias(mode, tonality):
     for pc in range(12):
         if pc not in scale:
             out[pc] = np.log(1.0 - t) if t < 1.0 else -np.inf
-    return out
+    return out + float(centre) * CENTRE_PROFILES[int(mode)]
 
 
 def _profiles():
@@ -185,14 +194,15 @@ class ControlSpec:
         v[s["phase"].start + int(phase) % self.ticks_per_beat] = 1
         return v
 
-    def request(self, key, mode, density, register, tonality, key_relative):
+    def request(self, key, mode, density, register, tonality, key_relative, centre=0.0):
         """What the model is asked for a request (tonic, mode, onsets per beat, mean pitch,
-        tonality): (control vector, semitones the sequencer transposes its notes by,
+        tonality; the tonal-centre prior's weight): (control vector, semitones the sequencer
+        transposes its notes by,
         tonality prior per pitch class in the model's pitch space).  See ``model_key``:
         the prior is the mode's scale on the tonic the model composes in."""
         shift, key_ctl, reg_ctl = model_key(key, register, key_relative)
         return (self.vector(key_ctl, mode, density, reg_ctl), shift,
-                np.roll(tonality_bias(mode, tonality), key_ctl))
+                np.roll(tonality_bias(mode, tonality, centre), key_ctl))
 
     def describe(self, v):
         """Named values back from a control vector (inverse of ``vector``)."""

@@ -41,7 +41,7 @@ import numpy as np
 
 from engine import DEFAULT_MODEL
 from engine.controls import DEFAULT_TONALITY, KEY_NAMES, KEY_SPELLINGS, MODES, TONALITY_RANGE, parse_key
-from engine.ensemble import (CONSONANCE, DEFAULTS, DRUMS, ROOTING, VOICES, voice_id,
+from engine.ensemble import (CENTRE, CONSONANCE, DEFAULTS, ORDERING, SMOOTHING, DRUMS, ROOTING, VOICES, voice_id,
                              write_ensemble_midi)
 from engine.errors import InvalidMessage
 from engine.form import LETTERS, REPETITION_RANGE, Form, check_form
@@ -73,7 +73,11 @@ class Request:
     voice_bias: log-odds added to each voice's token (``Runtime.voice_bias``; None: each
     voice's ``presence`` in ``engine.ensemble.DEFAULTS``, as a server plays it);
     consonance, rooting: the consonance and root priors' weights (``Runtime.consonance``,
-    ``Runtime.rooting``; None: ``engine.ensemble.CONSONANCE``, ``ROOTING``); lead: a theme
+    ``Runtime.rooting``; None: ``engine.ensemble.CONSONANCE``, ``ROOTING``); ordering: the
+    voice-order prior's (``Runtime.ordering``; None: ``engine.ensemble.ORDERING``);
+    smoothing: the line prior's (``Runtime.smoothing``; None: ``SMOOTHING``); centre: the
+    tonal-centre prior's weight (``engine.controls.tonality_bias``; None:
+    ``engine.ensemble.CENTRE`` for an ensemble model, 0 for one line); lead: a theme
     the melody states from the piece's start, ``Runtime.lead_at``'s (notes, variation,
     length) (notes in the model's space: key-relative, in C), as a server session states a
     theme sent to it (None: none)."""
@@ -90,6 +94,9 @@ class Request:
     voice_bias: tuple = None
     consonance: float = None
     rooting: float = None
+    ordering: float = None
+    smoothing: float = None
+    centre: float = None
     lead: tuple = None
 
 
@@ -267,7 +274,8 @@ def generate_many(weights, requests, bars, beats_per_bar=4, temperature=1.0,
         r = reqs[nxt]
         reg = w.mean_register if r.register is None else r.register
         t = DEFAULT_TONALITY if r.tonality is None else r.tonality
-        ctl, k, bias = spec.request(r.key, r.mode, r.density, reg, t, w.key_relative)
+        centre = (CENTRE if rt.n_voices else 0.0) if r.centre is None else r.centre
+        ctl, k, bias = spec.request(r.key, r.mode, r.density, reg, t, w.key_relative, centre)
         rt.open(s, ctl, seed=int(r.seed), temperature=temperature, tick=0)
         if r.voices is not None:
             rt.set_voices(s, r.voices)
@@ -276,6 +284,8 @@ def generate_many(weights, requests, bars, beats_per_bar=4, temperature=1.0,
                                 [v.presence for v in DEFAULTS[:rt.n_voices]])
             rt.consonance[s] = CONSONANCE if r.consonance is None else r.consonance
             rt.rooting[s] = ROOTING if r.rooting is None else r.rooting
+            rt.ordering[s] = ORDERING if r.ordering is None else r.ordering
+            rt.smoothing[s] = SMOOTHING if r.smoothing is None else r.smoothing
         if r.theme is not None:  # the piece is a phrase that starts from the theme's state
             rt.set_theme(s, r.theme[0], r.theme[1])
         skip[s] = 0

@@ -13,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 
 from engine.controls import KEY_NAMES, MODES, parse_key
-from engine.ensemble import DRUMS
+from engine.ensemble import CENTRE, DRUMS
 from engine.notes import DRUM_CHANNEL
 from engine.errors import InvalidMessage
 from engine.sampler.critic import Drafter
@@ -78,6 +78,7 @@ class Sessions:
         self.rt = Runtime(weights, max_sessions=n, max_note_beats=DEFAULT_MAX_NOTE_BEATS)
         nv = self.rt.n_voices
         self.voices = tuple(voices)[:nv] if nv else ()
+        self.centre = CENTRE if nv else 0.0  # the tonal-centre prior an ensemble plays at
         self.seq = Sequencer(n, self.tpb, cfg.beats_per_bar, n_voices=max(nv, 1),
                              drum_voice=DRUMS if nv > DRUMS else -2)
         self.sessions = {}
@@ -329,11 +330,12 @@ class Sessions:
         A key-relative model composes in C at the register less the shift, and the
         sequencer moves its notes to the key asked for, so the register heard is the one
         asked for (``engine.controls.model_key``); an older model is asked for the key
-        itself.  The prior is the mode's scale on the tonic the model composes in.
+        itself.  The prior is the mode's scale on the tonic the model composes in (and, for
+        an ensemble, the tonal-centre prior at ``engine.ensemble.CENTRE``).
         Memoised (a game asks for a few moods again and again; ``Commands.prepare`` fills
         it before the locks); the arrays are read-only, as they are shared."""
         args = (mood.key, mode_of(mood), density_of(mood), register_of(mood, self.base_register),
-                tonality_of(mood, self.tonality), self.weights.key_relative)
+                tonality_of(mood, self.tonality), self.weights.key_relative, self.centre)
         made = self.requests.get(args)
         if made is None:
             made = self.spec.request(*args)

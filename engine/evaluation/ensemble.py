@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from engine.controls import DEFAULT_TONALITY
-from engine.ensemble import (BASS, CONSONANCE, DEFAULTS, DRUMS, HARMONY, MELODY, PITCHED,
+from engine.ensemble import (BASS, CENTRE, CONSONANCE, ORDERING, SMOOTHING, DEFAULTS, DRUMS, HARMONY, MELODY, PITCHED,
                              ROOTING, VOICES)
 from engine.errors import InvalidMessage
 from engine.evaluation.texture_critic import (EnsembleEvalConfig, critic_auc, real_vs_real,
@@ -215,6 +215,15 @@ def main(argv=None):
     held.add_argument("--rooting", type=float, default=ROOTING,
                       help=f"the root prior's weight of the learned sets (default: the shipped "
                            f"{ROOTING:g})")
+    held.add_argument("--centre", type=float, default=CENTRE,
+                      help="the tonal-centre prior's weight of the learned sets "
+                           f"(engine.controls.tonality_bias; default: the shipped {CENTRE:g})")
+    held.add_argument("--ordering", type=float, default=ORDERING,
+                      help="the voice-order prior's weight of the learned sets (default: the "
+                           f"shipped {ORDERING:g})")
+    held.add_argument("--smoothing", type=float, default=SMOOTHING,
+                      help="the line prior's weight of the learned sets (default: the shipped "
+                           f"{SMOOTHING:g})")
     held.add_argument("--tonality", type=float, default=DEFAULT_TONALITY,
                       help=f"the tonality prior of the learned sets (default: the server's "
                            f"{DEFAULT_TONALITY:g})")
@@ -267,7 +276,8 @@ def _heldout(args, cfg):
     kw = dict(data=args.data, splits=tuple(s.strip() for s in args.splits.split(",") if s.strip()),
               seeds=args.seeds, max_bars=args.max_bars, drums_bias=biases, voices=args.voices,
               max_pieces=args.pieces, consonance=args.consonance, rooting=args.rooting,
-              tonality=args.tonality, repetition=args.repetition)
+              tonality=args.tonality, repetition=args.repetition, centre=args.centre,
+              ordering=args.ordering, smoothing=args.smoothing)
     if args.model:
         kw["model"] = args.model
     res = et.compare(et.TextureEvalConfig(**kw), args.seed, cfg,

@@ -30,7 +30,8 @@ import numpy as np
 
 from engine import DEFAULT_ENSEMBLE
 from engine.controls import DEFAULT_TONALITY, find_key
-from engine.ensemble import CONSONANCE, DEFAULTS, DRUMS, ROOTING
+from engine.ensemble import (CENTRE, CONSONANCE, DEFAULTS, DRUMS, ORDERING, ROOTING,
+                             SMOOTHING)
 from engine.errors import InvalidMessage
 from engine.evaluation import texture_critic as ev
 from engine.evaluation import texture as tx
@@ -59,6 +60,9 @@ class TextureEvalConfig:
     drums_bias: tuple = (DEFAULTS[DRUMS].presence, 0.0)
     consonance: float = CONSONANCE  # the consonance prior of every learned set
     rooting: float = ROOTING        # and the root prior
+    centre: float = CENTRE          # and the tonal-centre prior (engine.controls)
+    ordering: float = ORDERING      # and the voice-order prior
+    smoothing: float = SMOOTHING    # and the line prior
     tonality: float = DEFAULT_TONALITY  # the tonality prior (engine.controls), as served
     repetition: float = 0.0         # the form's repetition (engine.form), 0: through-composed
     voices: str = "piece"
@@ -115,7 +119,8 @@ def _voice_bias(bias, n_voices):
 
 
 def compose(weights, asks, seed, temperature=1.0, drums_bias=0.0, cfg=ev.EnsembleEvalConfig(),
-            consonance=CONSONANCE, rooting=ROOTING, tonality=DEFAULT_TONALITY, repetition=0.0):
+            consonance=CONSONANCE, rooting=ROOTING, tonality=DEFAULT_TONALITY, repetition=0.0,
+            centre=CENTRE, ordering=ORDERING, smoothing=SMOOTHING):
     """The learned ensemble's piece for each ask (``mirror``), composed through
     ``engine.generate.generate_many`` at the longest ask's length and cut to each ask's
     bars (the sampler is causal: a piece cut short is the piece of that length)."""
@@ -123,7 +128,8 @@ def compose(weights, asks, seed, temperature=1.0, drums_bias=0.0, cfg=ev.Ensembl
     vb = _voice_bias(drums_bias, weights.vocab.n_voices)
     reqs = [Request(a["key"], a["mode"], a["density"], seed=seed * 1_000_003 + i,
                     register=a["register"], voices=a["voices"], voice_bias=vb,
-                    consonance=consonance, rooting=rooting, tonality=tonality)
+                    consonance=consonance, rooting=rooting, tonality=tonality, centre=centre,
+                    ordering=ordering, smoothing=smoothing)
             for i, a in enumerate(asks)]
     made = generate_many(weights, reqs, max(a["bars"] for a in asks),
                          beats_per_bar=cfg.beats_per_bar, temperature=temperature,
@@ -247,7 +253,9 @@ def compare(tcfg=TextureEvalConfig(), seed=0, cfg=ev.EnsembleEvalConfig(), progr
         # "learned" is the ensemble as a server plays it: drums at their shipped presence
         name = "learned" if b == DEFAULTS[DRUMS].presence else f"learned_drums_bias_{b:g}"
         made[name] = [compose(weights, gen_asks, s, tcfg.temperature, b, cfg, tcfg.consonance,
-                              tcfg.rooting, tcfg.tonality, tcfg.repetition) for s in seeds]
+                              tcfg.rooting, tcfg.tonality, tcfg.repetition, tcfg.centre,
+                              tcfg.ordering, tcfg.smoothing)
+                      for s in seeds]
         clock[f"{name}_compose"] = time.process_time() - t
     made["arranger"] = [arrange_like(gen_asks, s, cfg) for s in seeds]
     for name, per_seed in made.items():

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.controls import DEFAULT_TONALITY
-from engine.ensemble import CONSONANCE, DRUMS, ROOTING, VOICES, voice_id
+from engine.ensemble import (CENTRE, CONSONANCE, DRUMS, ORDERING, ROOTING, SMOOTHING, VOICES,
+                             voice_id)
 from engine.errors import InvalidMessage
 from engine.sampler.generator import Runtime
 from engine.sampler.weights import Weights
@@ -81,7 +82,7 @@ def onsets(weights, voice=DRUMS, bias=0.0, seeds=16, bars=32, beats_per_bar=4, a
     rt = Runtime(w, max_sessions=S, ring=1024, snapshots=False)
     ctl, _, prior = w.spec.request(asked.key, asked.mode, asked.density,
                                    w.mean_register + asked.register_shift, asked.tonality,
-                                   w.key_relative)
+                                   w.key_relative, CENTRE)
     for s in range(S):
         rt.open(s, ctl, seed=s, temperature=asked.temperature)
         rt.pc_bias[s] = rt.next_bias[s] = prior
@@ -90,6 +91,8 @@ def onsets(weights, voice=DRUMS, bias=0.0, seeds=16, bars=32, beats_per_bar=4, a
         rt.voice_bias[s, voice] = bias
         rt.consonance[s] = CONSONANCE  # as a server plays an ensemble
         rt.rooting[s] = ROOTING
+        rt.ordering[s] = ORDERING
+        rt.smoothing[s] = SMOOTHING
         if join:
             rt.set_voices(s, [v for v in range(nv) if v != voice])
             rt.voices_at(s, join * bar_ticks, range(nv))

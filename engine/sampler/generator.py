@@ -26,7 +26,7 @@ voice its own channel.  Transposing to a key is the player's (drums never move).
 import numpy as np
 from numba import njit
 
-from engine.ensemble import BASS, DRUMS
+from engine.ensemble import BASS, DRUMS, HARMONY, MELODY
 from engine.vocab import NO_VOICE, NOTE_OFF, START, TIME_SHIFT
 
 from engine.sampler import form, voices
@@ -34,7 +34,7 @@ from engine.sampler.form import (EV_PBAR, EV_PI, P_BAR, P_I, due as form_due,
                                  next_token as planned, record, shift_limit, turn)
 from engine.sampler.lstm import lstm_step
 from engine.sampler.voices import entry_lapses, release_offs, voices_due
-from engine.sampler.sampling import held_limit, layout, sample
+from engine.sampler.sampling import held_limit, is_line, last_pitch, layout, sample
 
 #: The note guard: a note sounds at most this many beats (a session's own guard may be
 #: shorter); the default when nothing sets one.
@@ -86,9 +86,11 @@ class Runtime:
         # the consonance prior's weight (engine.sampler.sampling.sample; 0: off)
         self.consonance = np.zeros(S, np.float64)
         self.rooting = np.zeros(S, np.float64)  # the root prior's (0: off)
+        self.ordering = np.zeros(S, np.float64)  # the voice-order prior's (0: off)
+        self.smoothing = np.zeros(S, np.float64)  # the line prior's (0: off)
         self.entered = np.zeros((S, NV), np.bool_)
         self.everyone = np.ones(NV, np.bool_)  # a theme's reset releases every voice
-        self.layout = layout(w.vocab, DRUMS, BASS)  # token ranges, drum and bass voices
+        self.layout = layout(w.vocab, DRUMS, BASS, MELODY, HARMONY)  # token ranges, voices' roles
         self.probs = np.zeros((S, V), np.float64)  # the sampler's scratch
         self.entry = np.zeros(S, np.bool_)
         self.temperature = np.ones(S, np.float64)
@@ -150,7 +152,7 @@ class Runtime:
         self._voices = (self.voice, self.voice_on, self.ev_voice, self.layout, self.probs,
                         self.voice_bias, self.entered, self.voice_tick, self.next_on,
                         self.prev_on, self.voice_from, self.everyone, self.consonance,
-                        self.rooting, self.scripted)
+                        self.rooting, self.ordering, self.smoothing, self.scripted)
         self._theme = (self.zbias, self.next_zbias, self.theme_h, self.theme_c, self.theme_tick,
                        self.theme_reset, self.reset_due,  # then START's token, a position's ticks
                        np.array([w.vocab.offsets[START], self.pos_ticks, self.no_voice],
@@ -180,7 +182,7 @@ class Runtime:
         self.voice_on[s] = True
         self.voice_tick[s] = self.voice_from[s] = -1
         self.voice_bias[s] = 0.0
-        self.consonance[s] = self.rooting[s] = 0.0
+        self.consonance[s] = self.rooting[s] = self.ordering[s] = self.smoothing[s] = 0.0
         self.enter(s)
         self.temperature[s] = temperature
         self.pc_bias[s] = self.next_bias[s] = 0.0  # free until told otherwise
@@ -373,7 +375,7 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
     (zbias, next_zbias, theme_h, theme_c, theme_tick, theme_reset, reset_due, start_tok,
      pos_bias, pos_n, pos_slot, pos0, pos_cur) = theme
     (voice, voice_on, ev_voice, lay, probs, voice_bias, entered, voice_tick, next_on, prev_on,
-     voice_from, everyone, consonance, rooting, scripted) = voices
+     voice_from, everyone, consonance, rooting, ordering, smoothing, scripted) = voices
     ev_pi, ev_pbar, p_i, p_bar = fm[EV_PI], fm[EV_PBAR], fm[P_I], fm[P_BAR]
     S = active.shape[0]
     R = ev_tick.shape[1]
@@ -415,6 +417,7 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
         steps += 1
         for k in range(n):
             s = idx[k]
+            prev = -1  # the voice's last pitch, for the line prior
             if force_i[s] < force_n[s]:
                 tok = force[s, force_i[s]]
                 force_i[s] += 1
@@ -427,10 +430,13 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
                 # voice or a later one gives way to them)
                 tok = -1
                 due = turn(s, gen_tick, sounding, voice, voice_on, lay, pc_bias, fm)
+                if smoothing[s] > 0.0 and is_line(lay, voice[s]):
+                    prev = last_pitch(s, voice[s], ev_tok, ev_voice, tail, kinds, values)
                 if due >= 0:
                     tok = sample(s, logits, temperature, sounding, entry, gen_tick,
                                  max_note_ticks, pc_bias, rng, voice, voice_on, lay, probs,
-                                 voice_bias, entered, consonance, rooting, scripted)
+                                 voice_bias, entered, consonance, rooting, ordering,
+                                 smoothing, prev, scripted)
                     k = kinds[tok]
                     if not (k == 4 or (k == 5 and values[tok] < due) or (
                             (k == 1 or k == 2) and max(voice[s], 0) < due)):
@@ -439,9 +445,11 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
                     tok = planned(s, gen_tick, sounding, voice, voice_on, lay, logits,
                                   temperature, pc_bias, rng, fm)
             if tok < 0:
+                if smoothing[s] > 0.0 and prev < 0 and is_line(lay, voice[s]):
+                    prev = last_pitch(s, voice[s], ev_tok, ev_voice, tail, kinds, values)
                 tok = sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks,
                              pc_bias, rng, voice, voice_on, lay, probs, voice_bias, entered,
-                             consonance, rooting, scripted)
+                             consonance, rooting, ordering, smoothing, prev, scripted)
                 if kinds[tok] == 3:
                     # a time shift lands on the switch tick, the voice switch's or the
                     # guard's release of a held note, whichever comes first, rather than

@@ -17,20 +17,38 @@ from engine.vocab import NOTE_OFF, NOTE_ON, TIME_SHIFT, VELOCITY, VOICE
 #: velocity (and how many), voice (and how many), the drum voice (NONE_DRUMS if none), and
 #: the longest a drum note is held (ticks): a drum is a one-shot, and a held one could not
 #: be struck again, so the note guard releases it after a sixteenth of a beat; the bass
-#: voice (NONE_DRUMS if none), whose notes the root prior weighs.
-ON, OFF, SHIFT, N_SHIFT, VEL, N_VEL, VOICE0, N_VOICES, DRUM, DRUM_TICKS, BASS_VOICE = range(11)
+#: voice (NONE_DRUMS if none), whose notes the root prior weighs; the melody and harmony
+#: voices, which with the bass the voice-order prior keeps in their order.
+(ON, OFF, SHIFT, N_SHIFT, VEL, N_VEL, VOICE0, N_VOICES, DRUM, DRUM_TICKS, BASS_VOICE,
+ MELODY_VOICE, HARMONY_VOICE) = range(13)
 NONE_DRUMS = -2  # never a voice id
 
 
-def layout(vocab, drums, bass=NONE_DRUMS):
-    """``layout`` for a vocabulary whose drum and bass voices (if it has voices) are
-    ``drums`` and ``bass``."""
+def layout(vocab, drums, bass=NONE_DRUMS, melody=NONE_DRUMS, harmony=NONE_DRUMS):
+    """``layout`` for a vocabulary whose drum, bass, melody and harmony voices (if it has
+    voices) are ``drums``, ``bass``, ``melody`` and ``harmony``."""
     o, c = vocab.offsets, vocab.counts
     nv = vocab.n_voices
+
+    def role(v):
+        return v if nv > v >= 0 else NONE_DRUMS
     return np.array([o[NOTE_ON], o[NOTE_OFF], o[TIME_SHIFT], c[TIME_SHIFT], o[VELOCITY],
-                     c[VELOCITY], o[VOICE], nv, drums if nv > drums else NONE_DRUMS,
-                     max(1, vocab.ticks_per_beat // 4), bass if nv > bass >= 0 else NONE_DRUMS],
+                     c[VELOCITY], o[VOICE], nv, role(drums),
+                     max(1, vocab.ticks_per_beat // 4), role(bass), role(melody), role(harmony)],
                     np.int64)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def rank(layout, v):
+    """Where voice v belongs in the texture's order from the bottom: bass 0, harmony 1,
+    melody 2; -1 for drums or a voice with no place in it."""
+    if v == layout[BASS_VOICE]:
+        return 0
+    if v == layout[HARMONY_VOICE]:
+        return 1
+    if v == layout[MELODY_VOICE]:
+        return 2
+    return -1
 
 
 @njit(nogil=True, cache=True)
@@ -90,6 +108,30 @@ def rootness(upper, pc):
 
 
 @njit(nogil=True, cache=True, inline="always")
+def is_line(layout, v):
+    """Whether voice v plays a line the line prior smooths: the melody or the bass."""
+    return v >= 0 and (v == layout[MELODY_VOICE] or v == layout[BASS_VOICE])
+
+
+#: How far back (events) ``last_pitch`` looks for a voice's last note.
+LINE_LOOKBACK = 64
+
+
+@njit(nogil=True, cache=True)
+def last_pitch(s, v, ev_tok, ev_voice, tail, kinds, values):
+    """The pitch of voice v's last note-on among session s's latest ``LINE_LOOKBACK``
+    events in the ring (-1: none there).  Read from the ring, not kept apart, so a rewind
+    (which drops events from the ring) needs nothing more."""
+    R = ev_tok.shape[1]
+    lo = max(0, tail[s] - min(R, LINE_LOOKBACK))
+    for i in range(tail[s] - 1, lo - 1, -1):
+        tok = ev_tok[s, i % R]
+        if kinds[tok] == 1 and ev_voice[s, i % R] == v:
+            return values[tok]
+    return -1
+
+
+@njit(nogil=True, cache=True, inline="always")
 def held_limit(s, i, max_note_ticks, layout):
     """The longest session s may hold its sounding entry i (voice * 128 + pitch): the
     session's guard, a sixteenth for a drum."""
@@ -100,7 +142,8 @@ def held_limit(s, i, max_note_ticks, layout):
 
 @njit(nogil=True, cache=True)
 def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc_bias, rng,
-           voice, voice_on, layout, probs, voice_bias, entered, consonance, rooting, scripted):
+           voice, voice_on, layout, probs, voice_bias, entered, consonance, rooting, ordering,
+           smoothing, prev, scripted):
     """Sample the next token of session s under the runtime's rules: never START, no
     note-off of a silent pitch, no note-on of a sounding one, only note-ons while
     ``entry`` (an immediate transition starts with a note, at once), and a note held
@@ -118,7 +161,13 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
     with (``dissonance``; 0 leaves the model's own harmony); and a bass note-on's by
     ``exp(rooting[s])`` for each point of ``rootness`` (its third, fifth and itself among
     what the voices above hold) it falls short of the best root's: the bass on the root of
-    what sounds, never more bass than the model plays (0: off).
+    what sounds, never more bass than the model plays (0: off); and by ``exp(ordering[s])``
+    for each other pitched voice it would cross (``rank``: the bass below the harmony below
+    the melody; a note above the lowest a higher voice holds, or below the highest a lower
+    one holds, a unison allowed; not while the voice enters; 0: off); and a melody or bass
+    note-on's by ``exp(smoothing[s])`` per semitone it leaps beyond a whole step from
+    ``prev``, the voice's last note-on (``last_pitch``; -1: none), so the lines move by
+    step as real melodies and basses mostly do (0: off).
     The entry rule is per voice: while it holds, a VOICE token may name only a voice
     that may play and has not entered (``entered[s]``: sounded a note-on since the
     entry began), and it holds only while such a voice is left, so with every voice off
@@ -162,12 +211,30 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
         held = 0  # pitch classes the pitched voices sound (bit per class), for the priors
         upper = 0  # ... and those of the voices above the bass, for the root prior
         root = cur == layout[BASS_VOICE] and rooting[s] > 0.0
-        if tonal and (consonance[s] > 0.0 or root):
+        # not while entering: an entry note must come at once, wherever the others are
+        rc = rank(layout, cur) if ordering[s] > 0.0 and not ent else -1
+        line = prev >= 0 and smoothing[s] > 0.0 and is_line(layout, cur)
+        below = -1  # the highest pitch a voice under this one holds, per voice under it ...
+        below2 = -1
+        above = 999  # ... and the lowest a voice over it holds
+        above2 = 999
+        if tonal and (consonance[s] > 0.0 or root or rc >= 0):
             for i in range(sounding.shape[1]):
                 if sounding[s, i] >= 0 and i // 128 != layout[DRUM]:
                     held |= 1 << (i % 128 % 12)
                     if i // 128 != layout[BASS_VOICE]:
                         upper |= 1 << (i % 128 % 12)
+                    r = rank(layout, i // 128)
+                    if rc >= 0 and r >= 0 and r != rc:
+                        # two voices each side at most: the nearest and the farther one
+                        if r == rc - 1:
+                            below = max(below, i % 128)
+                        elif r < rc:
+                            below2 = max(below2, i % 128)
+                        elif r == rc + 1:
+                            above = min(above, i % 128)
+                        else:
+                            above2 = min(above2, i % 128)
         if consonance[s] <= 0.0:
             held = 0
         best = 0  # the best root's rootness: a bass note loses what it falls short of it
@@ -183,6 +250,11 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
                         z -= consonance[s] * dissonance(held, p % 12)
                     if best:
                         z -= rooting[s] * (best - rootness(upper, p % 12))
+                    if rc >= 0:
+                        z -= ordering[s] * (int(p < below) + int(p < below2) +
+                                            int(p > above) + int(p > above2))
+                    if line and abs(p - prev) > 2:
+                        z -= smoothing[s] * (abs(p - prev) - 2)
                 w = np.exp(z)
                 probs[s, on + p] = w
                 total += w

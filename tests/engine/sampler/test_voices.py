@@ -554,3 +554,75 @@ def test_the_root_prior_puts_the_bass_on_the_root_of_what_the_voices_above_hold(
 
     plain, prior = rooted_share(0.0), rooted_share(4.0)
     assert prior > plain + 0.3, (plain, prior)
+
+
+def test_the_voice_order_prior_keeps_the_bass_under_the_harmony_under_the_melody(
+        w, ensemble_file):
+    """With the voice-order prior at 6, a pitched note-on seldom crosses a note another
+    pitched voice holds (the bass above the harmony's or the melody's lowest, the melody
+    below the harmony's or the bass's highest, the harmony out of its place between them; a
+    unison allowed); at 0 the random model's voices cross often."""
+    spec = ensemble_file[3]
+    order = {BASS: 0, HARMONY: 1, MELODY: 2}
+
+    def crossed_share(weight):
+        crossed = ons = 0
+        for voice, v, held in _note_ons_with_held(w, spec, "ordering", weight):
+            others = [(order[u], p) for (u, p) in held if u in order and u != voice]
+            if voice in order and others:
+                ons += 1
+                r = order[voice]
+                crossed += any((ru < r and v < p) or (ru > r and v > p) for ru, p in others)
+        return crossed / ons
+
+    plain, prior = crossed_share(0.0), crossed_share(6.0)
+    assert plain > 0.2 and prior < plain / 3, (plain, prior)
+
+
+def test_the_tonal_centre_prior_weighs_the_scale_by_its_probe_tone_ratings():
+    """``tonality_bias``'s centre term: 0 leaves the plain prior; at 1 the tonic gains the
+    most, the fifth and the third gain, in major and in minor, and notes outside the
+    scale stay below every note in it.  (K-K's minor rates its third above its fifth.)"""
+    from engine.controls import SCALES, tonality_bias
+    for mode, third in ((0, 4), (1, 3)):
+        plain = tonality_bias(mode, 0.5)
+        assert np.array_equal(tonality_bias(mode, 0.5, 0.0), plain)
+        gain = tonality_bias(mode, 0.5, 1.0) - plain
+        assert gain[0] > max(gain[7], gain[third]) and min(gain[7], gain[third]) > 0
+        biased = tonality_bias(mode, 0.5, 1.0)
+        inside = [biased[pc] for pc in SCALES[mode]]
+        outside = [biased[pc] for pc in range(12) if pc not in SCALES[mode]]
+        assert max(outside) < min(inside)
+
+
+def test_the_line_prior_moves_the_melody_and_the_bass_by_step(w, ensemble_file):
+    """With the line prior at 2, a melody or bass note-on seldom leaps more than a whole
+    step from its voice's last note within ``LINE_LOOKBACK`` events (the random model leaps
+    nearly always at 0); the harmony, whose notes make chords, is left alone."""
+    from engine.sampler.sampling import LINE_LOOKBACK
+    spec = ensemble_file[3]
+    kinds, values = w.kinds, w.values
+
+    def leap_shares(weight):
+        rt = Runtime(w, max_sessions=8, ring=4096)
+        for s in range(8):
+            rt.open(s, spec.vector(0, 0, 2.0, 64), seed=s)
+            rt.smoothing[s] = weight
+        rt.advance(np.full(8, 8 * BAR))
+        leaps, ons = {}, {}
+        for s in range(8):
+            _, toks, voices = _events(rt, s)
+            last = {}
+            for i, (k, v, voice) in enumerate(zip(kinds[toks], values[toks], voices)):
+                if k != NOTE_ON:
+                    continue
+                if voice in last and i - last[voice][0] < LINE_LOOKBACK:
+                    ons[voice] = ons.get(voice, 0) + 1
+                    leaps[voice] = leaps.get(voice, 0) + (abs(v - last[voice][1]) > 2)
+                last[voice] = (i, v)
+        return {u: leaps.get(u, 0) / ons[u] for u in ons}
+
+    plain, prior = leap_shares(0.0), leap_shares(2.0)
+    for u in (MELODY, BASS):
+        assert plain[u] > 0.8 and prior[u] < plain[u] / 2, (u, plain, prior)
+    assert prior[HARMONY] > 0.8, prior
