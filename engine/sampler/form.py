@@ -694,7 +694,10 @@ def _near(s, v, orig, last_orig, last_act, nxt, logits, temperature, pc_bias, so
     the original was, or the same pitch where it was (the window moves to that side when
     the previous note's re-composition left it empty), and on the side of the next note
     ``nxt`` that the original was, where that one keeps its pitch (-1: it does not): the
-    contour kept.  The original where nothing is allowed."""
+    contour kept.  Never the original itself while another pitch is allowed (a
+    re-composed note is a changed note, so a variation's share of changed notes is the
+    share asked for, whatever the model's liking for the theme); the original where
+    nothing else is allowed."""
     lo, hi = orig - 2, orig + 2
     if last_orig >= 0:
         if orig > last_orig:  # above the previous note: stay above it
@@ -716,14 +719,14 @@ def _near(s, v, orig, last_orig, last_act, nxt, logits, temperature, pc_bias, so
     tonal = v != lay[DRUM]
     m = -np.inf
     for p in range(lo, hi + 1):
-        if sounding[s, v * 128 + p] < 0 and logits[s, lay[ON] + p] > m:
+        if p != orig and sounding[s, v * 128 + p] < 0 and logits[s, lay[ON] + p] > m:
             m = logits[s, lay[ON] + p]
     if m == -np.inf:
         return orig
     t = temperature[s]
     total = 0.0
     for p in range(lo, hi + 1):
-        if sounding[s, v * 128 + p] < 0:
+        if p != orig and sounding[s, v * 128 + p] < 0:
             total += np.exp((logits[s, lay[ON] + p] - m) / t + (pc_bias[s, p % 12] if tonal
                                                                   else 0.0))
     if total == 0.0:  # the tonality prior forbids every pitch there
@@ -732,7 +735,7 @@ def _near(s, v, orig, last_orig, last_act, nxt, logits, temperature, pc_bias, so
     acc = 0.0
     last = orig
     for p in range(lo, hi + 1):
-        if sounding[s, v * 128 + p] < 0:
+        if p != orig and sounding[s, v * 128 + p] < 0:
             acc += np.exp((logits[s, lay[ON] + p] - m) / t + (pc_bias[s, p % 12] if tonal
                                                                else 0.0))
             last = p

@@ -175,7 +175,11 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
 
     A voice ``scripted[s]`` for this bar (its notes recalled by the form plan,
     ``engine.sampler.form``) is the plan's to play: never named, no note-on or note-off
-    of its own sampled, and it need not enter.
+    of its own sampled, and it need not enter; in an ensemble, the probability the model
+    gives its notes (while it is in force) or its VOICE token is added to the shortest time
+    shift's: the plan plays it, and the voices left free get no more notes than the model
+    gives them (renormalised away, it went to them: a free melody over a recalled
+    accompaniment played four times its notes).
 
     ``probs[s]`` (float64, one per token) is scratch: each token's unnormalised
     probability, 0 where the rules forbid it, is computed once and then drawn from."""
@@ -268,6 +272,22 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
             total += _put(s, v, logits, m, t, probs)
     for v in range(layout[VEL], layout[VEL] + layout[N_VEL]):
         total += _put(s, v, logits, m, t, probs)
+    if nv > 0 and not ent:
+        # what the model gives a voice the plan plays (its notes if it is in force, its
+        # VOICE token if not) is time passing, not more notes for the voices left free
+        rest = 0.0
+        if cur >= 0 and scripted[s, cur] and voice_on[s, cur]:
+            base = cur * 128
+            for p in range(128):
+                if sounding[s, base + p] < 0:
+                    rest += np.exp((logits[s, layout[ON] + p] - m) / t)
+                else:
+                    rest += np.exp((logits[s, layout[OFF] + p] - m) / t)
+        for k in range(nv):
+            if k != cur and voice_on[s, k] and scripted[s, k]:
+                rest += np.exp((logits[s, layout[VOICE0] + k] - m) / t)
+        probs[s, layout[SHIFT]] += rest
+        total += rest
     for k in range(nv):  # a voice that may play (and enter), not the one in force
         if k != cur and voice_on[s, k] and not scripted[s, k] and not (ent and entered[s, k]):
             w = np.exp((logits[s, layout[VOICE0] + k] - m) / t + voice_bias[s, k])

@@ -114,8 +114,13 @@ def test_repetition_zero_composes_as_without_a_form(w):
 
 
 def test_varied_recall_keeps_rhythm_and_contour():
+    """A varied recall keeps the source bar's rhythm and (where its window allows) its
+    contour, changes about ``VARIED_SHARE`` of its notes (a re-composed note is never the
+    original while another pitch is allowed) and stays near the original: two semitones,
+    moved further only by the contour window following the notes before it."""
+    from engine.sampler.form import VARIED_SHARE
     w = Weights(ONE_LINE)
-    seen, kept, steps = 0, 0, 0
+    seen, kept, steps, changed, notes_seen = 0, 0, 0, 0, 0
     for seed in range(6):
         rt = _open(w, seed=seed, repetition=0.6)
         plans = _bars(rt, 24)
@@ -128,9 +133,13 @@ def test_varied_recall_keeps_rhythm_and_contour():
                     np.diff([p for _, p in old]))
                 kept += (d_new == d_old).sum()  # and the contour, where the window allows
                 steps += len(d_old)
-                assert max(abs(a - c) for (_, a), (_, c) in zip(new, old)) <= 4
+                assert max(abs(a - c) for (_, a), (_, c) in zip(new, old)) <= 7
+                changed += sum(a != c for (_, a), (_, c) in zip(new, old))
+                notes_seen += len(new)
                 seen += 1
     assert seen >= 3 and kept >= 0.9 * steps, (seen, kept, steps)
+    assert 0.6 * VARIED_SHARE <= changed / notes_seen <= VARIED_SHARE + 0.15, (changed,
+                                                                            notes_seen)
 
 
 def test_form_takes_effect_at_the_next_bar_line_and_memory_follows_rewinds(w):
@@ -293,3 +302,22 @@ def test_a_strict_tonality_moves_recalled_notes_into_its_scale():
     early = [p for a, _, p in notes if a < 2 * bt]
     assert late and all(p % 12 in triad for p in late)
     assert any(p % 12 not in triad for p in early)  # so some recalled notes were moved
+
+
+def test_voices_left_free_over_a_recalled_accompaniment_keep_the_model_s_density():
+    """With the bass and the drums looping bar by bar and the melody and the harmony
+    composing new, what the model would have given the looping voices is time passing:
+    the free voices play about as many notes as with nothing recalled (measured 1.5 times;
+    renormalised into them, it was 2.9 times)."""
+    from engine.ensemble import BASS, DRUMS
+    from engine.generate import Request, generate_many, load_weights
+    w = load_weights(ENSEMBLE)
+    f = Form("ABCDEFGH", 16, bass_loop=1, drums_loop=1)
+    bt = 4 * w.vocab.ticks_per_beat
+    free = {}
+    for rep in (0.0, 1.0):
+        made = generate_many(w, [Request(0, 1, 3.0, seed=i) for i in range(8)], 16,
+                             repetition=rep, form=f)
+        free[rep] = sum(int(((n["start"] >= bt) & (n["channel"] != BASS) & (n["channel"] != DRUMS)
+                             ).sum()) for n in made)
+    assert free[0.0] > 100 and free[1.0] <= 2.0 * free[0.0], free
