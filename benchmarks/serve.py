@@ -125,7 +125,7 @@ class ServeProcess:
         return self._proc.pid
 
 
-def _take(sock, out):
+def drain(sock, out):
     """Append (arrival ns, raw bytes) of every frame waiting on ``sock`` to ``out``."""
     while True:
         try:
@@ -164,7 +164,7 @@ class EventStream:
             if left < 0:
                 return out
             if sock.poll(int(left) + 1):
-                _take(sock, out)
+                drain(sock, out)
 
     @contextlib.contextmanager
     def recording(self):
@@ -176,7 +176,7 @@ class EventStream:
         def read():
             while not stop.is_set():
                 if self.sock.poll(20):
-                    _take(self.sock, out)
+                    drain(self.sock, out)
 
         thread = threading.Thread(target=read, name="bench-recorder", daemon=True)
         thread.start()

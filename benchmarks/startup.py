@@ -32,7 +32,7 @@ import time
 
 import zmq
 
-from .serve import EventStream, ServeProcess
+from .serve import EventStream, ServeProcess, drain
 from .stats import summary
 
 FIRST_NOTE_TIMEOUT_S = 300.0
@@ -96,12 +96,9 @@ class Probe:
             sock.close(0)
 
     def _take(self, sock):
-        while True:
-            try:
-                data = sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            t = time.monotonic_ns()
+        frames = []
+        drain(sock, frames)
+        for t, data in frames:
             reply = json.loads(data)
             self.replies[reply.get("id")] = (t, reply)
             if reply.get("type") == "hello" and reply.get("ok") and not self.states:

@@ -33,7 +33,7 @@ from engine.errors import InvalidMessage, ServerUnavailable
 from realtime.protocol import type_prefix
 from realtime.timing import Waiter, fine_timer_slack
 
-from .serve import EventStream, ServeProcess
+from .serve import EventStream, ServeProcess, drain
 from .stats import machine, summary, us
 
 AHEAD_MS = 40.0
@@ -89,12 +89,9 @@ class Scheduler:
                 self._take()
 
     def _take(self):
-        while True:
-            try:
-                data = self.sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            arrived = time.monotonic_ns()
+        frames = []
+        drain(self.sock, frames)
+        for arrived, data in frames:
             event = json.loads(data)
             kind = KINDS.get(event["type"])
             if kind is None:

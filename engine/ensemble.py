@@ -75,6 +75,9 @@ ORDERING = 2.0
 #: on the validation pieces over 10 seeds (0.63 against 0.71, 0.65, 0.70, 0.79): the
 #: generated lines leapt more often than real ones, the critic's strongest feature.
 SMOOTHING = 0.2
+#: The sampler's priors an ensemble plays at, by the ``Runtime`` array that holds each
+#: (``Runtime.set_priors``): one place for the server, ``generate`` and the evaluations.
+PRIORS = dict(consonance=CONSONANCE, rooting=ROOTING, ordering=ORDERING, smoothing=SMOOTHING)
 #: The tonal-centre prior's weight an ensemble plays at (``engine.controls.tonality_bias``:
 #: each pitch class's odds times its Krumhansl-Kessler rating over the mean, to this power).
 #: 1: on the validation pieces (10 seeds, voice order at 2) 0.5 and 1 tie on the critic

@@ -41,8 +41,7 @@ import numpy as np
 
 from engine import DEFAULT_MODEL
 from engine.controls import DEFAULT_TONALITY, KEY_NAMES, KEY_SPELLINGS, MODES, TONALITY_RANGE, parse_key
-from engine.ensemble import (CENTRE, CONSONANCE, DEFAULTS, ORDERING, SMOOTHING, DRUMS, ROOTING, VOICES, voice_id,
-                             write_ensemble_midi)
+from engine.ensemble import CENTRE, DEFAULTS, DRUMS, PRIORS, VOICES, voice_id, write_ensemble_midi
 from engine.errors import InvalidMessage
 from engine.form import LETTERS, REPETITION_RANGE, Form, check_form
 from engine.motif import VARIATION_RANGE, from_command_line
@@ -282,10 +281,8 @@ def generate_many(weights, requests, bars, beats_per_bar=4, temperature=1.0,
         if rt.n_voices:
             rt.voice_bias[s] = (r.voice_bias if r.voice_bias is not None else
                                 [v.presence for v in DEFAULTS[:rt.n_voices]])
-            rt.consonance[s] = CONSONANCE if r.consonance is None else r.consonance
-            rt.rooting[s] = ROOTING if r.rooting is None else r.rooting
-            rt.ordering[s] = ORDERING if r.ordering is None else r.ordering
-            rt.smoothing[s] = SMOOTHING if r.smoothing is None else r.smoothing
+            rt.set_priors(s, **{name: weight if getattr(r, name) is None else getattr(r, name)
+                                for name, weight in PRIORS.items()})
         if r.theme is not None:  # the piece is a phrase that starts from the theme's state
             rt.set_theme(s, r.theme[0], r.theme[1])
         skip[s] = 0

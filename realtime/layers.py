@@ -13,8 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from engine.ensemble import (BASS, CONSONANCE, HARMONY, ORDERING, ROOTING, SMOOTHING,
-                             VOICES)
+from engine.ensemble import BASS, HARMONY, PRIORS, VOICES
 from engine.notes import DRUM_CHANNEL
 
 from realtime import protocol
@@ -164,14 +163,10 @@ class Voicing:
 
     def start(self, sess):
         """A session's music starts afresh (nothing sounds): its voices are set at once,
-        with the priors an ensemble plays at (``engine.ensemble.CONSONANCE``, ``ROOTING``,
-        ``ORDERING``, ``SMOOTHING``)."""
+        with the priors an ensemble plays at (``engine.ensemble.PRIORS``)."""
         if sess.layers is not None:
             self.rt.set_voices(sess.slot, sess.playing)
-            self.rt.consonance[sess.slot] = CONSONANCE
-            self.rt.rooting[sess.slot] = ROOTING
-            self.rt.ordering[sess.slot] = ORDERING
-            self.rt.smoothing[sess.slot] = SMOOTHING
+            self.rt.set_priors(sess.slot, **PRIORS)
             self._presence(sess)
 
     def _presence(self, sess):

@@ -23,8 +23,8 @@ from typing import NamedTuple
 import numpy as np
 
 from engine.controls import DEFAULT_TONALITY
-from engine.ensemble import (BASS, CENTRE, CONSONANCE, ORDERING, SMOOTHING, DEFAULTS, DRUMS, HARMONY, MELODY, PITCHED,
-                             ROOTING, VOICES)
+from engine.ensemble import (BASS, CENTRE, CONSONANCE, DEFAULTS, DRUMS, HARMONY, MELODY,
+                             ORDERING, PITCHED, ROOTING, SMOOTHING, VOICES)
 from engine.errors import InvalidMessage
 from engine.evaluation.texture_critic import (EnsembleEvalConfig, critic_auc, real_vs_real,
                                               set_figures)

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.controls import DEFAULT_TONALITY
-from engine.ensemble import (CENTRE, CONSONANCE, DRUMS, ORDERING, ROOTING, SMOOTHING, VOICES,
-                             voice_id)
+from engine.ensemble import CENTRE, DRUMS, PRIORS, VOICES, voice_id
 from engine.errors import InvalidMessage
 from engine.sampler.generator import Runtime
 from engine.sampler.weights import Weights
@@ -89,10 +88,7 @@ def onsets(weights, voice=DRUMS, bias=0.0, seeds=16, bars=32, beats_per_bar=4, a
         if others is not None:
             rt.voice_bias[s] = others
         rt.voice_bias[s, voice] = bias
-        rt.consonance[s] = CONSONANCE  # as a server plays an ensemble
-        rt.rooting[s] = ROOTING
-        rt.ordering[s] = ORDERING
-        rt.smoothing[s] = SMOOTHING
+        rt.set_priors(s, **PRIORS)  # as a server plays an ensemble
         if join:
             rt.set_voices(s, [v for v in range(nv) if v != voice])
             rt.voices_at(s, join * bar_ticks, range(nv))

@@ -26,7 +26,7 @@ voice its own channel.  Transposing to a key is the player's (drums never move).
 import numpy as np
 from numba import njit
 
-from engine.ensemble import BASS, DRUMS, HARMONY, MELODY
+from engine.ensemble import BASS, DRUMS, HARMONY, MELODY, PRIORS
 from engine.vocab import NO_VOICE, NOTE_OFF, START, TIME_SHIFT
 
 from engine.sampler import form, voices
@@ -39,6 +39,7 @@ from engine.sampler.sampling import held_limit, is_line, last_pitch, layout, sam
 #: The note guard: a note sounds at most this many beats (a session's own guard may be
 #: shorter); the default when nothing sets one.
 MAX_NOTE_BEATS, DEFAULT_MAX_NOTE_BEATS = 64.0, 8.0
+PRIOR_NAMES = tuple(PRIORS)
 
 
 class Runtime:
@@ -169,6 +170,14 @@ class Runtime:
         self.candidates = np.zeros(S, np.int64)
         self.drafted = np.zeros(S, np.bool_)
 
+    def set_priors(self, s, **weights):
+        """Session s's sampling priors by name (``engine.ensemble.PRIORS``: consonance,
+        rooting, ordering, smoothing; see ``engine.sampler.sampling.sample``)."""
+        for name, weight in weights.items():
+            if name not in PRIOR_NAMES:
+                raise ValueError(f"no prior {name!r}: one of {', '.join(PRIOR_NAMES)}")
+            getattr(self, name)[s] = weight
+
     def open(self, s, controls, seed=0, temperature=1.0, tick=0):
         """Start session slot s at ``tick`` with the START token and these controls."""
         self.h[s] = 0
@@ -182,7 +191,7 @@ class Runtime:
         self.voice_on[s] = True
         self.voice_tick[s] = self.voice_from[s] = -1
         self.voice_bias[s] = 0.0
-        self.consonance[s] = self.rooting[s] = self.ordering[s] = self.smoothing[s] = 0.0
+        self.set_priors(s, consonance=0.0, rooting=0.0, ordering=0.0, smoothing=0.0)
         self.enter(s)
         self.temperature[s] = temperature
         self.pc_bias[s] = self.next_bias[s] = 0.0  # free until told otherwise
@@ -444,9 +453,7 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
                 if due == -2 or tok < 0 and due >= 0:
                     tok = planned(s, gen_tick, sounding, voice, voice_on, lay, logits,
                                   temperature, pc_bias, rng, fm)
-            if tok < 0:
-                if smoothing[s] > 0.0 and prev < 0 and is_line(lay, voice[s]):
-                    prev = last_pitch(s, voice[s], ev_tok, ev_voice, tail, kinds, values)
+            if tok < 0:  # (only after the branch above: prev is the voice's already)
                 tok = sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks,
                              pc_bias, rng, voice, voice_on, lay, probs, voice_bias, entered,
                              consonance, rooting, ordering, smoothing, prev, scripted)

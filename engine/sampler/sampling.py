@@ -228,8 +228,8 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
                     held |= 1 << (i % 128 % 12)
                     if i // 128 != layout[BASS_VOICE]:
                         upper |= 1 << (i % 128 % 12)
-                    r = rank(layout, i // 128)
-                    if rc >= 0 and r >= 0 and r != rc:
+                    r = rank(layout, i // 128) if rc >= 0 else -1
+                    if r >= 0 and r != rc:
                         # two voices each side at most: the nearest and the farther one
                         if r == rc - 1:
                             below = max(below, i % 128)
