@@ -107,6 +107,7 @@ def engine(model, sessions=1, seconds=10.0, changes=200, state=None, **server):
         time.sleep(seconds)
         sent = np.array([(t, s) for t, s, *_ in port.sent[start:]], np.int64).reshape(-1, 2)
         out["send_lateness_us"] = summary(us(sent[:, 0] - sent[:, 1]))
+        out["bursts"] = bursts(sent)
         out["sessions_heard"] = len({m[4] for m in port.sent[start:]})
         if srv.weights.vocab.n_voices:
             heard = port.voices_heard(start)
@@ -133,6 +134,30 @@ def engine(model, sessions=1, seconds=10.0, changes=200, state=None, **server):
                     time.sleep(left / 1e9)
             out["mood_first_note_us"] = summary(us(lat))
             out["mood_call_us"] = summary(us(apply))
+    return out
+
+
+def bursts(sent, least=20):
+    """What messages scheduled for one instant cost: sessions share the server's beat, so
+    their notes on a beat fall on one scheduled time and the engine thread sends them one
+    by one.  ``sent``: [n, 2] (sent ns, scheduled ns).  Returns the burst sizes (messages
+    per scheduled instant, per message: the burst each message is in) and, over the
+    instants with at least ``least`` messages, how late each burst's first message went
+    (the wake-up) and the send time per message within it (last - first over the count)."""
+    if not len(sent):
+        return {}
+    _, inv, counts = np.unique(sent[:, 1], return_inverse=True, return_counts=True)
+    first = np.full(len(counts), np.iinfo(np.int64).max)
+    last = np.zeros(len(counts), np.int64)
+    np.minimum.at(first, inv, sent[:, 0])
+    np.maximum.at(last, inv, sent[:, 0])
+    big = counts >= least
+    t = np.unique(sent[:, 1])
+    out = {"size": summary(counts[inv].astype(float)), "instants": int(len(counts)),
+           "large": int(big.sum())}
+    if big.any():
+        out["first_late_us"] = summary(us(first[big] - t[big]))
+        out["per_message_us"] = summary(us((last[big] - first[big]) / (counts[big] - 1)))
     return out
 
 

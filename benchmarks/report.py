@@ -119,6 +119,13 @@ def rows(res):
                         f"{v} {x.get('voices_heard', {}).get(v, 0)}" for v in en["voices"])
                     + f"; all four {x.get('sessions_every_voice', 0)}",
                     "p99 < 1 ms, every voice", _met(x["realtime"]))
+                b = x.get("bursts", {})
+                if b.get("large"):
+                    add("sessions", f"ensemble, {S} sessions: messages due at one instant "
+                        "(per message)", b["size"]["p50"], b["size"]["p99"], b["size"]["max"],
+                        f"{b['large']} instants of >= 20: first sent late p50 / p99 "
+                        f"{b['first_late_us']['p50']:.0f} / {b['first_late_us']['p99']:.0f} µs, "
+                        f"{b['per_message_us']['p50']:.2f} µs a message", "", "")
         if "realtime_sessions_engine" in se:
             add("sessions", "real-time sessions in the engine (largest count met)", None, None, None,
                 str(se["realtime_sessions_engine"]), "", "")

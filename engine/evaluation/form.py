@@ -23,7 +23,9 @@ instrument.  Two bars are equal when their patterns are.
 ``measure`` applies them to held-out real music and to music composed by the sampler that
 plays at each ``repetition`` (``engine.generate``), with the project's fresh critics
 (``scorers.fresh_critic_auc`` for one line, ``texture_critic.critic_auc`` for the ensemble)
-and a repetition for each shipped preset; ``python -m engine.evaluation.form`` runs it.
+and a repetition for each shipped preset, matched in the form that preset plays (the
+ensemble is measured again in each such form besides the config's); ``python -m
+engine.evaluation.form`` runs it.
 """
 import argparse
 import json
@@ -358,9 +360,11 @@ def one_line(cfg, real, progress):
     return rows
 
 
-def ensemble(cfg, held, progress):
+def ensemble(cfg, held, progress, form=None):
     """Per repetition: the ensemble's figures over seeds, one piece per held-out piece asked
-    for its controls (``ensemble_texture.mirror``), and ``texture_critic``'s fresh critic."""
+    for its controls (``ensemble_texture.mirror``), and ``texture_critic``'s fresh critic;
+    the music follows ``form`` (None: the config's shape and phrase)."""
+    form = form or Form(cfg.shape, cfg.phrase)
     from engine.evaluation import texture_critic as tc
     from engine.evaluation.ensemble_texture import critic_over_seeds, mirror
     from engine.generate import Request, generate_many, load_weights
@@ -378,15 +382,14 @@ def ensemble(cfg, held, progress):
                             register=a["register"], voices=a["voices"])
                     for i, a in enumerate(asks)]
             out = generate_many(w, reqs, max(a["bars"] for a in asks),
-                                beats_per_bar=cfg.beats_per_bar, repetition=rep,
-                                form=Form(cfg.shape, cfg.phrase))
+                                beats_per_bar=cfg.beats_per_bar, repetition=rep, form=form)
             made.append([cut_bars(n, a["bars"] * bar) for n, a in zip(out, asks)])
         sets = [set_figures([piece_figures(n, ENSEMBLE_LINES, cfg, (0, a["bars"] // cfg.window_bars))
                              for n, a in zip(m, asks)], ENSEMBLE_LINES, cfg) for m in made]
         critic = critic_over_seeds(real, made, seeds, ecfg)
         rows.append(dict(repetition=rep, figures=over_seeds(sets, ENSEMBLE_LINES),
                          critic_auc=critic["auc"], critic_windows=critic["windows"]))
-        progress(f"ensemble, repetition {rep:g}: melody bar repeat "
+        progress(f"ensemble, {form_label(form)}, repetition {rep:g}: melody bar repeat "
                  f"{rows[-1]['figures']['melody']['bar_repeat']['mean']:.3f}, critic AUC "
                  f"{critic['auc']['mean']:.3f}")
     return rows
@@ -400,26 +403,50 @@ def cut_bars(notes, end):
 
 
 # -- presets -------------------------------------------------------------------------------
+def form_label(form):
+    """A form as the JSON names it: shape/bars/bass loop/drums loop, "ABAB/8/2/1"."""
+    return f"{form.shape}/{form.bars}/{form.bass_loop}/{form.drums_loop}"
+
+
+def preset_forms(states=STATES):
+    """{preset: the Form it plays} (``form`` in ``states``; the default where it has none)."""
+    presets = tomllib.loads(Path(states).read_text()).get("presets", {})
+    return {name: Form(**p.get("form", {})) for name, p in presets.items()}
+
+
+def ensemble_rows(result, form):
+    """The generated ensemble rows of ``form``: ``generated.ensemble`` in the config's form,
+    ``generated.ensemble_forms[label]`` in another a preset plays."""
+    cfg = result["config"]
+    if form_label(form) == form_label(Form(cfg["shape"], cfg["phrase"])):
+        return result["generated"]["ensemble"]
+    return result["generated"]["ensemble_forms"][form_label(form)]
+
+
 def preset_repetitions(result, states=STATES):
     """For each preset of ``states``: its kind (``PRESET_KINDS``; "game" for a name not
     listed), the real bar-repeat rate of that kind, and the repetition (of those measured)
-    whose generated ensemble melody's rate is nearest it, and the one-line model's."""
-    presets = tomllib.loads(Path(states).read_text()).get("presets", {})
+    whose generated ensemble melody's rate is nearest it, the ensemble following the
+    preset's own form (``generated.ensemble_forms``), and the one-line model's (in the
+    config's form)."""
+    forms = preset_forms(states)
     real = dict(game=result["real"]["game"]["melody"]["bar_repeat"]["mean"],
                 folk=result["real"]["folk"]["all"]["line"]["bar_repeat"]["mean"])
-    curves = dict(ensemble=[(r["repetition"], r["figures"]["melody"]["bar_repeat"]["mean"])
-                            for r in result["generated"]["ensemble"]],
-                  one_line=[(r["repetition"], r["figures"]["line"]["bar_repeat"]["mean"])
-                            for r in result["generated"]["one_line"]])
+
+    def curve(rows, line):
+        return [(r["repetition"], r["figures"][line]["bar_repeat"]["mean"]) for r in rows]
+
     out = {}
-    for name in presets:
+    for name, form in forms.items():
         kind = PRESET_KINDS.get(name, "game")
         target = real[kind]
         row = dict(kind=kind, matched_to=("Freedoom (the ensemble's game soundtracks), melody"
                                           if kind == "game" else "folk tunes, the line"),
-                   real_bar_repeat=target)
-        for model, curve in curves.items():
-            rep, got = min(curve, key=lambda rg: math.inf if rg[1] is None or target is None
+                   real_bar_repeat=target, form=form_label(form))
+        curves = dict(ensemble=curve(ensemble_rows(result, form), "melody"),
+                      one_line=curve(result["generated"]["one_line"], "line"))
+        for model, curve_ in curves.items():
+            rep, got = min(curve_, key=lambda rg: math.inf if rg[1] is None or target is None
                            else abs(rg[1] - target))
             row[model] = dict(repetition=rep, bar_repeat=got,
                               gap=None if got is None or target is None else got - target)
@@ -471,6 +498,11 @@ def measure(cfg=FormEvalConfig(), progress=print, states=STATES):
     gen = dict(one_line=one_line(cfg, folk, progress))
     clock["one_line"] = time.process_time() - t0 - clock["real"]
     gen["ensemble"] = ensemble(cfg, held, progress)
+    # each form a preset plays gets its own curve: a preset is matched in the form it plays
+    gen["ensemble_forms"] = {}
+    for form in sorted(set(preset_forms(states).values()), key=form_label):
+        if form != Form(cfg.shape, cfg.phrase):
+            gen["ensemble_forms"][form_label(form)] = ensemble(cfg, held, progress, form)
     clock["ensemble"] = time.process_time() - t0 - clock["real"] - clock["one_line"]
     result = dict(config=asdict(cfg), real=dict(folk=real_folk, ensemble=real_ens, game=real_game),
                   generated=gen,
@@ -515,10 +547,18 @@ def format_table(r):
             for row in r["generated"][model]:
                 lines.append(f"{'':9s} rep {row['repetition']:4.2f} bar repeat: " + ", ".join(
                     f"{v} {iv(row['figures'][v]['bar_repeat'])}" for v in ENSEMBLE_LINES))
-    lines.append("PRESETS (the measured repetition nearest real music of the preset's kind)")
+    for label, rows in r["generated"]["ensemble_forms"].items():
+        for row in rows:
+            f = row["figures"]["melody"]
+            lines.append(f"ensemble  rep {row['repetition']:4.2f} {label}: melody "
+                         f"{iv(f['bar_repeat']):>20s} {iv(f['phrase_repeat']):>20s}  "
+                         f"{prof(f['similarity'])}  critic AUC {iv(row['critic_auc'], False)}")
+    lines.append("PRESETS (the measured repetition nearest real music of the preset's kind, "
+                 "in the preset's form)")
     for name, p in r["presets"].items():
         e, o = p["ensemble"], p["one_line"]
-        lines.append(f"{name:8s} {p['kind']:5s} real {100 * (p['real_bar_repeat'] or 0):5.1f} %  "
+        lines.append(f"{name:8s} {p['kind']:5s} {p['form']:14s} "
+                     f"real {100 * (p['real_bar_repeat'] or 0):5.1f} %  "
                      f"ensemble: repetition {e['repetition']:g} ({100 * (e['bar_repeat'] or 0):.1f} %)"
                      f"   one line: repetition {o['repetition']:g} "
                      f"({100 * (o['bar_repeat'] or 0):.1f} %)")

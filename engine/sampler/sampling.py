@@ -176,10 +176,12 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
     A voice ``scripted[s]`` for this bar (its notes recalled by the form plan,
     ``engine.sampler.form``) is the plan's to play: never named, no note-on or note-off
     of its own sampled, and it need not enter; in an ensemble, the probability the model
-    gives its notes (while it is in force) or its VOICE token is added to the shortest time
-    shift's: the plan plays it, and the voices left free get no more notes than the model
-    gives them (renormalised away, it went to them: a free melody over a recalled
-    accompaniment played four times its notes).
+    gives its notes (while it is in force) or its VOICE token goes to the time shifts, in
+    the proportions the model gives them: the plan plays it, time passes as the model
+    would let it, and the voices left free get no more notes than the model gives them
+    (renormalised away, it went to them: a free melody over a recalled accompaniment
+    played four times its notes; all of it on the shortest shift, a step a tick, doubled
+    the steps a beat).
 
     ``probs[s]`` (float64, one per token) is scratch: each token's unnormalised
     probability, 0 where the rules forbid it, is computed once and then drawn from."""
@@ -267,9 +269,11 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
         for p in range(128):
             if sounding[s, base + p] >= 0:
                 total += _put(s, off + p, logits, m, t, probs)
+    shifts = 0.0  # the time shifts' share, for what the plan's voices give back
     if not ent:
         for v in range(layout[SHIFT], layout[SHIFT] + layout[N_SHIFT]):
-            total += _put(s, v, logits, m, t, probs)
+            shifts += _put(s, v, logits, m, t, probs)
+        total += shifts
     for v in range(layout[VEL], layout[VEL] + layout[N_VEL]):
         total += _put(s, v, logits, m, t, probs)
     if nv > 0 and not ent:
@@ -286,8 +290,11 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
         for k in range(nv):
             if k != cur and voice_on[s, k] and scripted[s, k]:
                 rest += np.exp((logits[s, layout[VOICE0] + k] - m) / t)
-        probs[s, layout[SHIFT]] += rest
-        total += rest
+        if rest > 0.0 and shifts > 0.0:
+            # spread as the model spreads time: a shortest shift would cost a step a tick
+            for v in range(layout[SHIFT], layout[SHIFT] + layout[N_SHIFT]):
+                probs[s, v] += rest * probs[s, v] / shifts
+            total += rest
     for k in range(nv):  # a voice that may play (and enter), not the one in force
         if k != cur and voice_on[s, k] and not scripted[s, k] and not (ent and entered[s, k]):
             w = np.exp((logits[s, layout[VOICE0] + k] - m) / t + voice_bias[s, k])

@@ -154,3 +154,17 @@ def test_readme_block_is_replaced_between_markers(tmp_path):
     readme.write_text("no markers")
     with pytest.raises(ValueError):
         report.update_readme(res, readme)
+
+
+def test_bursts_count_the_messages_due_at_one_instant_and_their_send_cost():
+    """Two instants of 20 messages sent 2 µs apart, the first 5 and 50 µs late, and one
+    lone message: sizes per message, the first message's lateness, the cost a message."""
+    from benchmarks.breakdown import bursts
+    rows = [(t0 + late + 2_000 * i, t0) for t0, late in ((1_000_000, 5_000), (9_000_000, 50_000))
+            for i in range(20)] + [(20_000_100, 20_000_000)]
+    b = bursts(np.array(rows, np.int64))
+    assert b["instants"] == 3 and b["large"] == 2
+    assert b["size"]["max"] == 20 and b["size"]["min"] == 1
+    assert b["first_late_us"]["min"] == 5 and b["first_late_us"]["max"] == 50
+    assert b["per_message_us"]["p50"] == 2
+    assert bursts(np.zeros((0, 2), np.int64)) == {}

@@ -90,12 +90,17 @@ def test_presets_may_set_repetition_and_a_form_whose_keys_are_optional(tmp_path)
 
 def test_the_shipped_presets_carry_the_measured_repetition_and_valid_forms():
     """Each shipped preset's repetition is the one engine/models/form.json measured nearest
-    real music of its kind for the ensemble the server plays (engine.evaluation.form)."""
+    real music of its kind for the ensemble the server plays, in the preset's own form
+    (engine.evaluation.form)."""
     measured = json.loads((DEFAULT_MODEL.parent / "form.json").read_text())["presets"]
     presets, _ = protocol.load_states()
     for name, preset in presets.items():
         assert preset["repetition"] == measured[name]["ensemble"]["repetition"], name
-        assert isinstance(preset.get("form", Form()), Form)
+        form = preset.get("form", Form())
+        assert isinstance(form, Form)
+        # ... measured in the form the preset plays
+        label = f"{form.shape}/{form.bars}/{form.bass_loop}/{form.drums_loop}"
+        assert measured[name]["form"] == label, name
 
 
 @pytest.mark.parametrize("body, where, allowed", [

@@ -11,6 +11,7 @@ import pytest
 from engine.ensemble import DRUMS
 from engine.errors import InvalidMessage
 from engine.evaluation import form as fm
+from engine.form import Form
 from engine.notes import NOTE_DTYPE
 
 B = 12          # ticks per beat
@@ -173,6 +174,13 @@ def test_the_command_line_on_a_quick_run(tmp_path, capsys):
     assert set(r["presets"]) >= {"calm", "combat"}
     assert r["presets"]["combat"]["kind"] == "game" and r["presets"]["calm"]["kind"] == "folk"
     assert r["presets"]["combat"]["ensemble"]["repetition"] in (0.0, 1.0)
+    # each preset matched in the form it plays: the config's, or one measured besides it
+    forms = fm.preset_forms()
+    for name, p in r["presets"].items():
+        assert p["form"] == fm.form_label(forms[name])
+        assert p["form"] == fm.form_label(Form()) or p["form"] in r["generated"]["ensemble_forms"]
+    for rows in r["generated"]["ensemble_forms"].values():
+        assert [row["repetition"] for row in rows] == [0.0, 1.0]
 
 
 @pytest.mark.parametrize("argv, field", [(["--form", "AXB"], "shape"),

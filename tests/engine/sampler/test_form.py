@@ -307,8 +307,9 @@ def test_a_strict_tonality_moves_recalled_notes_into_its_scale():
 def test_voices_left_free_over_a_recalled_accompaniment_keep_the_model_s_density():
     """With the bass and the drums looping bar by bar and the melody and the harmony
     composing new, what the model would have given the looping voices is time passing:
-    the free voices play about as many notes as with nothing recalled (measured 1.5 times;
-    renormalised into them, it was 2.9 times)."""
+    the free voices play about as many notes as with nothing recalled (measured 0.84 times
+    over 16 seeds; renormalised into them, it was 2.9 times, and all of it on the shortest
+    time shift 1.5 times)."""
     from engine.ensemble import BASS, DRUMS
     from engine.generate import Request, generate_many, load_weights
     w = load_weights(ENSEMBLE)
@@ -320,4 +321,4 @@ def test_voices_left_free_over_a_recalled_accompaniment_keep_the_model_s_density
                              repetition=rep, form=f)
         free[rep] = sum(int(((n["start"] >= bt) & (n["channel"] != BASS) & (n["channel"] != DRUMS)
                              ).sum()) for n in made)
-    assert free[0.0] > 100 and free[1.0] <= 2.0 * free[0.0], free
+    assert free[0.0] > 100 and 0.5 * free[0.0] <= free[1.0] <= 1.5 * free[0.0], free
