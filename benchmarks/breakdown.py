@@ -42,6 +42,7 @@ class RecordingPort(BasePort):
         self.sent = []
         self._voices = {}
         self._new = threading.Condition()
+        self._waiting = 0  # threads in wait_note: only they need a notify
 
     @property
     def voices(self):
@@ -54,9 +55,12 @@ class RecordingPort(BasePort):
     def _send(self, status, data1, data2, t_ns, beat, session):
         now = time.monotonic_ns()
         voice = self._voices.get(session, {}).get(status & 0x0F)
-        with self._new:
-            self.sent.append((now, t_ns, status, data2, session, voice))
-            self._new.notify_all()
+        # (list.append is atomic; the lock and the notify are for a waiter only, so that the
+        # instrument adds as little as it can to the lateness it measures)
+        self.sent.append((now, t_ns, status, data2, session, voice))
+        if self._waiting:
+            with self._new:
+                self._new.notify_all()
 
     def voices_heard(self, since=0):
         """{session: set of voices} of the note-ons sent from index ``since`` on."""
@@ -71,16 +75,20 @@ class RecordingPort(BasePort):
         deadline = time.monotonic() + timeout_s
         i = since
         with self._new:
-            while True:
-                for i in range(i, len(self.sent)):
-                    t, _, status, vel, *_ = self.sent[i]
-                    if status & 0xF0 == 0x90 and vel > 0 and (vel >= LOUD_MIN) == loud:
-                        return t
-                i = len(self.sent)
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError("no note in the new mood within 2 s")
-                self._new.wait(left)
+            self._waiting += 1  # before the scan: a note sent after it is notified
+            try:
+                while True:
+                    for i in range(i, len(self.sent)):
+                        t, _, status, vel, *_ = self.sent[i]
+                        if status & 0xF0 == 0x90 and vel > 0 and (vel >= LOUD_MIN) == loud:
+                            return t
+                    i = len(self.sent)
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError("no note in the new mood within 2 s")
+                    self._new.wait(left)
+            finally:
+                self._waiting -= 1
 
 
 def engine(model, sessions=1, seconds=10.0, changes=200, state=None, **server):

@@ -251,9 +251,11 @@ class Engine:
         its time.  On the engine thread (``waiter`` its own), without the sending
         lock: a command may queue more meanwhile."""
         later, wait = self._later, (waiter or self._waiter).wait_until
+        reached = -1  # the clock has passed this: the messages of one instant wait once
         while later and later[0][0] <= until:
             t, send, args = later.popleft()
-            wait(t)
+            if t > reached:
+                reached = wait(t)
             send(*args)
 
     # -- the threads -----------------------------------------------------------------

@@ -69,10 +69,16 @@ class MultiPort(BasePort):
             self.call_some(True, "send", status, data1, data2, t_ns, beat, session)
 
     def send_due(self, status, data1, data2, t_ns, beat, session=0):
-        """``send`` to the ports without a lead only (called at the message's time)."""
+        """``send`` to the ports without a lead only (called at the message's time, by the
+        player, message after message: ``call_some``'s work inlined)."""
         if not self.closed:
             midi_bytes(status, data1, data2)
-            self.call_some(False, "send", status, data1, data2, t_ns, beat, session)
+            for port in self.ports:
+                if not port.lead_ns:
+                    try:
+                        port.send(status, data1, data2, t_ns, beat, session)
+                    except Exception as exc:  # whatever one output does wrong stays with it
+                        self._drop(port, exc)
 
     @property
     def sessions(self):
