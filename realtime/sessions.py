@@ -121,7 +121,7 @@ class Sessions:
         engine = self.engine
         engine.lead_now = lead = getattr(engine.port, "lead_ns", 0)
         # collected before it is due: only the send is on the deadline
-        now += max(engine.spin, lead)
+        now += max(engine.ahead, lead)
         n, nxt = self.seq.collect(now, self.rt, self._kinds, self._values)
         engine.send(self.seq, n)
         nxt = int(nxt) if nxt > 0 else now + IDLE_LOOK_NS

@@ -19,8 +19,8 @@ def test_quick_bench_runs_every_section_and_writes_its_outputs(jack_server, mode
                                                                 capsys):
     readme_before = README.read_bytes() if README.exists() else None
     rc = main(["bench", "--quick", "--model", str(model_path), "--out", str(tmp_path)])
-    out = capsys.readouterr().out
-    assert rc == 0, out
+    out, err = capsys.readouterr()
+    assert rc == 0, out + err  # (the error is one line on stderr)
     for label in ("numba lstm_step", "torch nn.LSTM", "bound", "ZeroMQ first note",
                   "JACK (native) first note", "JACK (rtmidi, baseline) first note", "jitter", "engine alone", "PUB→SUB", "start → first note",
                   "acknowledgement round trip", "ensemble lstm_step", "ensemble (combat), engine alone",

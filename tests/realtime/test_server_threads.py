@@ -153,3 +153,60 @@ def test_a_message_sent_after_a_later_stamped_one_is_stamped_no_earlier(model_pa
     srv.engine.deliver(FAR)  # the player's part: each queued message at its time
     assert wire.stamps == [t0 + 2_000_000] * 3  # sent in order, none stamped before the first
     assert wire.errors == [] and wire.sounding == {(1, 60)}
+
+
+class _SlowLooks:
+    """A music whose every look (``play``) takes ``look_s`` and asks to be looked at
+    again 5 ms on; it composes nothing."""
+
+    def __init__(self, look_s):
+        self.look_s, self.looks = look_s, 0
+
+    def play(self, now):
+        self.looks += 1
+        time.sleep(self.look_s)
+        return now + 5_000_000
+
+    def generate(self, now):
+        return False, now + 20_000_000
+
+    def publish(self):
+        return FAR
+
+    def silence(self, now):
+        pass
+
+
+def test_the_player_wakes_as_much_earlier_as_its_looks_take():
+    """On the real clock the margin is the longest of the player's recent looks (capped):
+    a look of 2 ms makes the player collect 2 ms further ahead, one of 5 ms the cap; a
+    test's manual clock gets none."""
+    from realtime.engine import MAX_MARGIN_NS, Engine
+    from realtime.timing import ManualClock
+    for look_s, lo, hi in ((0.002, 2_000_000, MAX_MARGIN_NS), (0.005, MAX_MARGIN_NS, MAX_MARGIN_NS)):
+        engine = Engine(Wire())
+        music = _SlowLooks(look_s)
+        engine.drive(music)
+        engine.start()
+        try:
+            deadline = time.monotonic() + 5.0
+            while music.looks < 10 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            engine.stop()
+            engine.join()
+        assert music.looks >= 10
+        assert lo <= engine.margin <= hi and engine.ahead == engine.spin + engine.margin
+    engine = Engine(Wire(), clock=ManualClock())
+    music = _SlowLooks(0.001)
+    engine.drive(music)
+    engine.start()
+    try:
+        deadline = time.monotonic() + 5.0
+        while music.looks < 3 and time.monotonic() < deadline:
+            engine.clock.t += 10_000_000
+            time.sleep(0.005)
+    finally:
+        engine.stop()
+        engine.join()
+    assert music.looks >= 3 and engine.margin == 0
