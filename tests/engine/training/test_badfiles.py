@@ -245,7 +245,7 @@ def test_a_states_file_that_is_not_text_is_a_clear_error(tmp_path):
 def test_serve_with_a_bad_states_file_prints_one_line_with_its_line_number(typo, tmp_path):
     path = tmp_path / "states.toml"
     old, new = ("[presets.menu]\n", "[presets.menu\n") if typo == "syntax" else \
-        ("repetition = 0.9\nbpm = 84\n", "repetition = 0.9\nbpm = 'fast'\n")
+        ("\nbpm = 84\n", "\nbpm = 'fast'\n")  # menu's tempo
     path.write_text(_states_with(old, new))
     line = _line_of(path.read_text(), new.splitlines()[-1])
     assert_one_line(*ostinato(*SERVE, "--states", path, cwd=tmp_path), path, f", line {line}")
