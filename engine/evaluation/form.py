@@ -418,7 +418,7 @@ def ensemble_rows(result, form):
     """The generated ensemble rows of ``form``: ``generated.ensemble`` in the config's form,
     ``generated.ensemble_forms[label]`` in another a preset plays."""
     cfg = result["config"]
-    if form_label(form) == form_label(Form(cfg["shape"], cfg["phrase"])):
+    if form == Form(cfg["shape"], cfg["phrase"]):
         return result["generated"]["ensemble"]
     return result["generated"]["ensemble_forms"][form_label(form)]
 
@@ -433,9 +433,10 @@ def preset_repetitions(result, states=STATES):
     real = dict(game=result["real"]["game"]["melody"]["bar_repeat"]["mean"],
                 folk=result["real"]["folk"]["all"]["line"]["bar_repeat"]["mean"])
 
-    def curve(rows, line):
+    def bar_repeats(rows, line):
         return [(r["repetition"], r["figures"][line]["bar_repeat"]["mean"]) for r in rows]
 
+    one_line = bar_repeats(result["generated"]["one_line"], "line")
     out = {}
     for name, form in forms.items():
         kind = PRESET_KINDS.get(name, "game")
@@ -443,10 +444,10 @@ def preset_repetitions(result, states=STATES):
         row = dict(kind=kind, matched_to=("Freedoom (the ensemble's game soundtracks), melody"
                                           if kind == "game" else "folk tunes, the line"),
                    real_bar_repeat=target, form=form_label(form))
-        curves = dict(ensemble=curve(ensemble_rows(result, form), "melody"),
-                      one_line=curve(result["generated"]["one_line"], "line"))
-        for model, curve_ in curves.items():
-            rep, got = min(curve_, key=lambda rg: math.inf if rg[1] is None or target is None
+        curves = dict(ensemble=bar_repeats(ensemble_rows(result, form), "melody"),
+                      one_line=one_line)
+        for model, curve in curves.items():
+            rep, got = min(curve, key=lambda rg: math.inf if rg[1] is None or target is None
                            else abs(rg[1] - target))
             row[model] = dict(repetition=rep, bar_repeat=got,
                               gap=None if got is None or target is None else got - target)
