@@ -42,7 +42,7 @@ class ServeProcess:
     critic, which drafts one line only."""
 
     def __init__(self, model, sessions=16, events=True, jack_port=None, env=None,
-                 ready_timeout_s=180.0, jack_backend="native", state=None):
+                 ready_timeout_s=180.0, jack_backend="native", state=None, bind_tries=3):
         self.model, self.sessions, self.jack_port = str(model), sessions, jack_port
         self.state, self.ensemble = state, is_ensemble(model)
         self.jack_backend = jack_backend  # "native" (the default) or "rtmidi" (baseline)
@@ -50,6 +50,7 @@ class ServeProcess:
         self.events = f"tcp://127.0.0.1:{free_port()}" if events else None
         self.env = dict(os.environ, **(env or {}))
         self.ready_timeout_s = ready_timeout_s
+        self.bind_tries = bind_tries  # 1: a caller that connects before ``wait_ready``
         self.lines = collections.deque(maxlen=200)
         self.t_start_ns = self.t_ready_ns = None
         self._ready = threading.Event()
@@ -71,13 +72,32 @@ class ServeProcess:
         return cmd
 
     def __enter__(self):
+        self._spawn()
+        return self
+
+    def _spawn(self):
         self.t_start_ns = time.monotonic_ns()
         self._proc = subprocess.Popen(self.command(), cwd=REPO, env=self.env, text=True,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, start_new_session=True)
         self._reader = threading.Thread(target=self._read, name="serve-stdout", daemon=True)
         self._reader.start()
-        return self
+
+    def _respawn_on_taken_port(self):
+        """Whether the server exited because a port ``free_port`` found was taken before it
+        bound it (any socket's outgoing connection may get that ephemeral port meanwhile);
+        then it is started again on new ports."""
+        if self._proc.poll() is None or "Address already in use" not in self.output():
+            return False
+        self._reader.join(5)
+        self._proc.stdout.close()
+        self.control = f"tcp://127.0.0.1:{free_port()}"
+        self.events = f"tcp://127.0.0.1:{free_port()}" if self.events else None
+        self.lines.clear()
+        self._ready.clear()
+        self.t_ready_ns = None
+        self._spawn()
+        return True
 
     def _read(self):
         for line in self._proc.stdout:
@@ -89,8 +109,14 @@ class ServeProcess:
         self._ready.set()  # the process ended: wake a waiter
 
     def wait_ready(self):
-        """Block until the server printed its addresses; ServerUnavailable if it did not."""
+        """Block until the server printed its addresses; ServerUnavailable if it did not.
+        A server that could not bind its ports is started again on others (``bind_tries``
+        starts in all): read ``control`` and ``events`` after this returns."""
         self._ready.wait(self.ready_timeout_s)
+        for _ in range(self.bind_tries - 1):
+            if not self._respawn_on_taken_port():
+                break
+            self._ready.wait(self.ready_timeout_s)
         if self.t_ready_ns is None or self._proc.poll() is not None:
             raise ServerUnavailable("ostinato serve did not start: " + self.output())
         if self.events and not any(("event stream: " + self.events) in l for l in self.lines):

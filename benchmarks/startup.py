@@ -145,7 +145,8 @@ class Probe:
 def once(model, context, env=None, probe=True):
     """Seconds from spawn to 'ready' and to the first note_on, and the lead-in; with
     ``probe``, the probe's figures (``Probe.figures``) too."""
-    with ServeProcess(model, sessions=1, env=env, ready_timeout_s=FIRST_NOTE_TIMEOUT_S) as srv:
+    with ServeProcess(model, sessions=1, env=env, ready_timeout_s=FIRST_NOTE_TIMEOUT_S,
+                      bind_tries=1) as srv:  # it connects before the server is ready
         stream = EventStream(srv.events, context)
         prober = Probe(srv.control, context, srv.t_start_ns).start() if probe else None
         try:

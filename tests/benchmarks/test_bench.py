@@ -12,6 +12,7 @@ import pytest
 
 from benchmarks import jitter, report
 from realtime.cli import main
+from engine.errors import ServerUnavailable
 from benchmarks.bench import README
 
 
@@ -168,3 +169,25 @@ def test_bursts_count_the_messages_due_at_one_instant_and_their_send_cost():
     assert b["first_late_us"]["min"] == 5 and b["first_late_us"]["max"] == 50
     assert b["per_message_us"]["p50"] == 2
     assert bursts(np.zeros((0, 2), np.int64)) == {}
+
+
+def test_a_server_whose_port_was_taken_meanwhile_starts_again_on_another(model_path):
+    """``free_port`` hands out a port nothing holds now; another socket may take it before
+    ``ostinato serve`` binds it (a quick bench failed so once, as it seems).  The server
+    that exits with "Address already in use" is started again on new ports."""
+    import socket
+
+    from benchmarks.serve import ServeProcess
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        srv = ServeProcess(model_path, sessions=1, events=False)
+        srv.control = f"tcp://127.0.0.1:{taken.getsockname()[1]}"
+        with srv:
+            srv.wait_ready()
+            assert srv.returncode is None
+            assert srv.control != f"tcp://127.0.0.1:{taken.getsockname()[1]}"
+        once = ServeProcess(model_path, sessions=1, events=False, bind_tries=1)
+        once.control = f"tcp://127.0.0.1:{taken.getsockname()[1]}"
+        with once, pytest.raises(ServerUnavailable, match="Address already in use"):
+            once.wait_ready()
