@@ -45,8 +45,9 @@ import zmq
 
 from realtime import protocol
 from realtime.jackreader import NativeJackReader
+from realtime.layers import STINGER_CHANNEL
 
-from .clients import NOTES_INTERVAL_BEATS, REPLY_TIMEOUT_MS, Clients
+from .clients import NOTES_INTERVAL_BEATS, NOTES_STINGER, REPLY_TIMEOUT_MS, Clients
 from .observers import (QueuedJackReader, StreamReader, midi_file_tally, stream_notes,
                         stream_voices, tally, wire_note)
 from .serve import REPO, ServeProcess
@@ -131,6 +132,16 @@ def storm(transitions=1000, clients=5, kill=2, stop_signal=signal.SIGTERM, model
                 crowd = Clients(srv.control, transitions, clients, kill, seed, voices)
                 crowd.run(timeout_s)
                 storm_s = time.monotonic() - t0
+                # the crowd's stops, pauses and transitions may have cancelled every stinger
+                # it asked for before it sounded: one more on "main", now or once its
+                # cooldown allows, so that every output carries the stingers' channel; the
+                # stop below may cut it short, as it may any note
+                _request(ctx, srv.control, {"type": "start"})
+                _request(ctx, srv.control, {"type": "stinger", "notes": NOTES_STINGER,
+                                            "transition": "now", "queue": "queue",
+                                            "min_interval_beats": NOTES_INTERVAL_BEATS})
+                stream.wait_for(lambda e: e["type"] == "note_on"
+                                and e["channel"] == STINGER_CHANNEL, timeout_s=10.0)
                 rc = srv.stop(stop_signal)
                 stream.settle()
                 _settle(daw)
