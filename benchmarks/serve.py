@@ -87,9 +87,8 @@ class ServeProcess:
         """Whether the server exited because a port ``free_port`` found was taken before it
         bound it (any socket's outgoing connection may get that ephemeral port meanwhile);
         then it is started again on new ports."""
-        if self._proc.poll() is None or "Address already in use" not in self.output():
+        if not self._exited() or "Address already in use" not in self.output():
             return False
-        self._reader.join(5)
         self._proc.stdout.close()
         self.control = f"tcp://127.0.0.1:{free_port()}"
         self.events = f"tcp://127.0.0.1:{free_port()}" if self.events else None
@@ -99,12 +98,24 @@ class ServeProcess:
         self._spawn()
         return True
 
+    def _exited(self):
+        """Whether the server has exited.  Once its output has ended it is waited for:
+        for a moment after the pipe closes, ``poll`` may still find it running."""
+        if self._reader.is_alive():
+            return self._proc.poll() is not None
+        try:
+            self._proc.wait(10)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     def _read(self):
         for line in self._proc.stdout:
             self.lines.append(line.rstrip())
             if "ready in" in line and self.t_ready_ns is None:
                 self.t_ready_ns = time.monotonic_ns()
-            if line.lstrip().startswith("try:"):  # printed after every address line
+            # printed after every address line (a traceback may quote a "try:" line too)
+            if line.startswith("  try:") and self.t_ready_ns is not None:
                 self._ready.set()
         self._ready.set()  # the process ended: wake a waiter
 
@@ -117,7 +128,7 @@ class ServeProcess:
             if not self._respawn_on_taken_port():
                 break
             self._ready.wait(self.ready_timeout_s)
-        if self.t_ready_ns is None or self._proc.poll() is not None:
+        if self.t_ready_ns is None or self._exited():
             raise ServerUnavailable("ostinato serve did not start: " + self.output())
         if self.events and not any(("event stream: " + self.events) in l for l in self.lines):
             raise ServerUnavailable("ostinato serve has no event stream: " + self.output())

@@ -132,16 +132,17 @@ def storm(transitions=1000, clients=5, kill=2, stop_signal=signal.SIGTERM, model
                 crowd = Clients(srv.control, transitions, clients, kill, seed, voices)
                 crowd.run(timeout_s)
                 storm_s = time.monotonic() - t0
-                # the crowd's stops, pauses and transitions may have cancelled every stinger
-                # it asked for before it sounded: one more on "main", now or once its
-                # cooldown allows, so that every output carries the stingers' channel; the
-                # stop below may cut it short, as it may any note
+                # the crowd's stops and pauses may have dropped every stinger it asked for
+                # before it sounded: one more on "main", now or once its cooldown allows (or
+                # the crowd's last, should one still wait to start: it joins that one), so
+                # that every output carries the stingers' channel; the stop below may cut it
+                # short, as it may any note
                 _request(ctx, srv.control, {"type": "start"})
-                _request(ctx, srv.control, {"type": "stinger", "notes": NOTES_STINGER,
-                                            "transition": "now", "queue": "queue",
-                                            "min_interval_beats": NOTES_INTERVAL_BEATS})
+                coda = _request(ctx, srv.control, {"type": "stinger", "notes": NOTES_STINGER,
+                                                   "transition": "now", "queue": "queue",
+                                                   "min_interval_beats": NOTES_INTERVAL_BEATS})
                 stream.wait_for(lambda e: e["type"] == "note_on"
-                                and e["channel"] == STINGER_CHANNEL, timeout_s=10.0)
+                                and e["channel"] == STINGER_CHANNEL, timeout_s=30.0)
                 rc = srv.stop(stop_signal)
                 stream.settle()
                 _settle(daw)
@@ -187,7 +188,7 @@ def storm(transitions=1000, clients=5, kill=2, stop_signal=signal.SIGTERM, model
                                             "writer_lost", "overflow", "realtime")})
     return {
         "model": model.name, "voices": voices,
-        "stingers": stinger_cooldowns(events),
+        "stingers": dict(stinger_cooldowns(events), coda=coda),
         "transitions": crowd.sent, "clients": crowd.spawned, "killed": crowd.killed,
         "with_voices": crowd.voices_sent[0], "with_voices_refused": crowd.voices_sent[1],
         "signal": signal.Signals(stop_signal).name, "exit_status": rc,
@@ -203,21 +204,32 @@ def storm(transitions=1000, clients=5, kill=2, stop_signal=signal.SIGTERM, model
 
 
 def stinger_cooldowns(events):
-    """The stingers the stream announced on "main" (never closed, so its cooldowns run the
-    whole storm), and how many pairs of starts of one stinger lie closer together than its
-    ``min_interval_beats`` (states.toml's; the clients' notes stinger's).  A request may
-    ask for a beat before one already given (a phrase ahead, then "now"), so the starts
-    are compared in the order they play, not the order announced."""
+    """The stingers the stream announced on "main" and no stop dropped, and how many pairs
+    of starts of one stinger lie closer together than its ``min_interval_beats``
+    (states.toml's; the clients' notes stinger's).  A request may ask for a beat before
+    one already given (a phrase ahead, then "now"), so the starts are compared in the
+    order they play, not the order announced; a stop or pause drops the stingers announced
+    for after it (the transport event's beat), which never sound and hold no cooldown, and
+    a session closed and opened again (its music from beat 0) starts with none."""
     interval = {n: s["min_interval_beats"] for n, s in protocol.load_states(None)[1].items()}
     interval["notes"] = NOTES_INTERVAL_BEATS
-    starts = {}
+    lives = [{}]  # per opening of "main": stinger name -> beats of its starts
     for e in events:
-        if e["type"] == "stinger" and e["session"] == "main":
+        if e.get("session") != "main":
+            continue
+        starts = lives[-1]
+        if e["type"] == "stinger":
             starts.setdefault(e["name"], []).append(e["beat"])
-    violations = sum(int(b - a < interval[name] - 1e-9)
-                     for name, beats in starts.items() if interval[name] > 0
-                     for a, b in zip(sorted(beats), sorted(beats)[1:]))
-    return {"played_on_main": sum(map(len, starts.values())), "cooldown_violations": violations}
+        elif e["type"] == "transport" and e["state"] in ("stop", "pause"):
+            for name, beats in starts.items():
+                starts[name] = [b for b in beats if b <= e["beat"]]
+        elif e["type"] == "mood" and e["transition"] == "now" and e["beat"] == 0:
+            lives.append({})  # (only a session opening plays from beat 0 "now")
+    played = [(name, sorted(beats)) for starts in lives for name, beats in starts.items()]
+    violations = sum(int(b - a < interval[name] - 1e-9) for name, beats in played
+                     if interval[name] > 0 for a, b in zip(beats, beats[1:]))
+    return {"played_on_main": sum(len(beats) for _, beats in played),
+            "cooldown_violations": violations}
 
 
 def _jack_tally(sent, received):

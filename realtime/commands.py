@@ -16,7 +16,6 @@ from engine.sampler.critic import MAX_CANDIDATES
 from realtime import protocol
 from realtime.mood import form_of, repetition_of
 from realtime.protocol.states import load_rules
-from realtime.stingers import Cooldown
 
 VERSION = "0.1.0"
 LOST = "_lost"  # the message the server sends itself when a client goes away
@@ -27,11 +26,11 @@ class Commands:
     outputs (``hello`` lists them); ``stingers``, ``themes`` and ``rules`` (its
     ``[[transitions]]``; default: read from ``music.cfg.states``): the states file's."""
 
-    def __init__(self, music, port, stingers, themes, rules=None):
+    def __init__(self, music, port, stingers, themes, cooldown, rules=None):
         self.music, self.port = music, port
         self.stingers, self.themes = stingers, themes
         self.rules = load_rules(music.cfg.states) if rules is None else rules
-        self.cooldown = Cooldown(stingers, music.tpb)
+        self.cooldown = cooldown
         self.handlers = {"hello": self.hello, "mood": self.mood, "state": self.state,
                          "tempo": self.tempo, "key": self.key, "stinger": self.stinger,
                          "theme": self.theme, "start": self.start, "stop": self.stop,
@@ -208,6 +207,9 @@ class Commands:
         reply's fields: played or not, its beat (a queued one's later), its pitches."""
         music, tpb = self.music, self.music.tpb
         tick = music.when_tick(sess, when, music.clock.now_ns())
+        if music.state == "stopped":  # start() begins afresh: nothing queued now would sound
+            return dict(name=name, played=False, next_beat=tick / tpb,
+                        reason="the music is stopped: stingers play once it starts again")
         decision = self.cooldown.decide(sess, name, tick, music.grid_ticks(sess, when), policy)
         if not decision.play:
             return dict(name=name, played=False, reason=decision.reason,

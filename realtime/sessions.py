@@ -66,8 +66,9 @@ class Sessions:
     ``[voices]``), for an ensemble model.
     """
 
-    def __init__(self, cfg, weights, engine, presets, theme, tonality, voices=()):
+    def __init__(self, cfg, weights, engine, presets, theme, tonality, voices=(), cooldown=None):
         self.cfg, self.weights, self.engine = cfg, weights, engine
+        self.cooldown = cooldown
         self.clock = engine.clock
         self.presets, self.theme, self.tonality = presets, theme, tonality
         self.repetition = float(cfg.repetition)
@@ -611,9 +612,13 @@ class Sessions:
         if self.state == state:
             return
         now = self.clock.now_ns()
+        cut = {}  # session name -> the tick its music stops at
         for sess in self.sessions.values():
             s = sess.slot
-            self.release(s, now)
+            cut[sess.name] = self.seq.ns_tick(s, now)
+            self.release(s, now)  # its stingers not yet begun are dropped: and forgotten
+            if self.cooldown is not None:
+                self.cooldown.cancel(sess, cut[sess.name])
             self.rt.rewind(s, -1)
             self._settle_transpose(s)
             # the model hears its notes end, so it resumes from silence
@@ -621,7 +626,9 @@ class Sessions:
             self.seq.frozen[s] = True
         self.transport(0xFC, now)
         self.state = state
-        self.marker("transport", None, state="pause" if state == "paused" else "stop")
+        main = self.sessions.get("main")  # the event's beat: where main's music stopped
+        beat = None if main is None else max(0.0, cut["main"]) / self.tpb
+        self.marker("transport", main, beat=beat, state="pause" if state == "paused" else "stop")
 
     def transport(self, status, now):
         """MIDI Start, Continue or Stop, with ``serve --clock``, after the main session."""

@@ -7,11 +7,15 @@ that after its last start in the same session is dropped (``"drop"``) or played 
 point of its grid once the cooldown is over (``"queue"``; a request made while one is
 already waiting to start joins it, so a burst queues one stinger, not a backlog).  ``Cooldown`` is that
 bookkeeping, apart from the sequencer: stingers are placed at a known position and never
-rewound, so remembering each one's last start is enough.
+rewound, so remembering each one's last starts is enough.  The one thing that moves them is
+a stop or pause, which drops every stinger not yet begun (``cancel``): a start that never
+sounded must neither hold a cooldown nor be the one a request is told it "joins".
 """
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+
+KEEP = 8  # starts remembered per session and stinger
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,7 @@ class Decision:
 
 
 class Cooldown:
-    """Per session and stinger, the position its last start was given, and the decision
+    """Per session and stinger, the positions its last starts were given, and the decision
     for the next request.
 
     ``stingers``: name -> a states.toml stinger (``load_states``'s: ``min_interval_beats``
@@ -44,7 +48,8 @@ class Cooldown:
         self.interval, self.queue = {}, {}
         for name, s in stingers.items():
             self.interval[name], self.queue[name] = self.policy(s)
-        self.last = {}  # session -> {stinger name -> position of its last start given}
+        # session -> {stinger name -> positions of its last starts given, oldest first}
+        self.last = {}
 
     def policy(self, stinger):
         """(interval in ticks, rounded up; queue or not) of a stinger's
@@ -63,10 +68,10 @@ class Cooldown:
         nothing.  KeyError for a stinger ``stingers`` lacks and no ``stinger`` given."""
         interval, queue = self.policy(stinger) if stinger is not None else \
             (self.interval[name], self.queue[name])
-        starts = self.last.setdefault(session, {})
-        last = starts.get(name)
+        starts = self.last.setdefault(session, {}).setdefault(name, [])
+        last = starts[-1] if starts else None
         if last is None or interval == 0 or at >= last + interval:
-            starts[name] = at
+            self._given(starts, at)
             return Decision(True, at)
         ready = last + interval
         first = ready if grid <= 0 else at + grid * -((at - ready) // grid)  # ceil, exact for ints
@@ -77,11 +82,27 @@ class Cooldown:
             return Decision(False, last, ready, False, f"{name} already waits to start at beat "
                             f"{last / self.ticks_per_beat:g}")
         if queue:
-            starts[name] = first
+            self._given(starts, first)
             return Decision(True, first, ready, True,
                             f"{name} waits out its cooldown of {beats:g} beats")
         return Decision(False, first, ready, False,
                         f"{name} is cooling down: at most once every {beats:g} beats")
+
+    @staticmethod
+    def _given(starts, at):
+        """Remember a start given (each is later than the one before: a request is played
+        only at or after the last start's cooldown); the last few are enough to fall back
+        on when ``cancel`` drops the later ones."""
+        starts.append(at)
+        del starts[:-KEEP]
+
+    def cancel(self, session, after):
+        """The stingers of ``session`` that would start after position ``after`` were
+        dropped before they sounded (a stop or pause): forget those starts, so the start
+        before them holds the cooldown again."""
+        for starts in self.last.get(session, {}).values():
+            while starts and starts[-1] > after:
+                starts.pop()
 
     def forget(self, session):
         """Drop what ``session`` remembers (it closed: its id may be used again)."""

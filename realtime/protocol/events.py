@@ -18,7 +18,8 @@ EVENT_TYPES = {
     "mood": "`valence`, `arousal`, `intensity` (the values now in effect), with `key`, `mode`, "
             "`tonality`, `critic`, `repetition`, `bpm`, `density`, `register`, `velocity` and "
             "`transition` (`name` for a preset)",
-    "transport": "`state`: `start`, `stop` or `pause`",
+    "transport": "`state`: `start`, `stop` or `pause`; at a stop or pause `beat` is where the "
+                 "main session's music stopped (its stingers announced for later were dropped)",
     "tempo": "`bpm`",
     "state": "`name` (the preset that took effect)",
     "key": "`key`, `mode`",

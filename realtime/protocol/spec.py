@@ -252,7 +252,8 @@ MESSAGES = (
             "the grid: one of states.toml's by name, or notes sent with it.  A stinger "
             "played again within its `min_interval_beats` (states.toml) is dropped or "
             "queued to the next grid point after it, as its `queue` says: the reply says "
-            "which (`played`, `beat`).", (
+            "which (`played`, `beat`).  A stop or pause drops the stingers not yet begun "
+            "(they hold no cooldown); while the music is stopped a stinger is not played.", (
         Field("name", "choice", "stinger name (states.toml's [stingers])", choices=STINGERS,
               example="hit"),
         Field("notes", "notes", "a stinger of your own instead of a name: [pitch (MIDI), "

@@ -177,6 +177,8 @@ def test_a_server_whose_port_was_taken_meanwhile_starts_again_on_another(model_p
     that exits with "Address already in use" is started again on new ports."""
     import socket
 
+    import zmq
+
     from benchmarks.serve import ServeProcess
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -185,8 +187,14 @@ def test_a_server_whose_port_was_taken_meanwhile_starts_again_on_another(model_p
         srv.control = f"tcp://127.0.0.1:{taken.getsockname()[1]}"
         with srv:
             srv.wait_ready()
-            assert srv.returncode is None
-            assert srv.control != f"tcp://127.0.0.1:{taken.getsockname()[1]}"
+            assert srv.returncode is None, srv.output()
+            assert srv.control != f"tcp://127.0.0.1:{taken.getsockname()[1]}", srv.output()
+            with zmq.Context() as ctx, ctx.socket(zmq.REQ) as req:  # it answers there
+                req.setsockopt(zmq.LINGER, 0)
+                req.connect(srv.control)
+                req.send_json({"type": "ping"})
+                assert req.poll(30_000), srv.output()
+                assert req.recv_json()["ok"]
         once = ServeProcess(model_path, sessions=1, events=False, bind_tries=1)
         once.control = f"tcp://127.0.0.1:{taken.getsockname()[1]}"
         with once, pytest.raises(ServerUnavailable, match="Address already in use"):

@@ -56,6 +56,20 @@ def test_a_burst_of_queued_requests_queues_one_stinger_not_a_backlog():
     assert {d.at for d in decisions if not d.play} == {TPB, 5 * TPB}
 
 
+def test_a_cancelled_start_is_forgotten_and_the_one_before_holds_the_cooldown():
+    cool = Cooldown({"danger": stinger(4, "queue")})
+    assert cool.decide("s", "danger", 0, 1).play
+    assert cool.decide("s", "danger", 16, 16) == Decision(True, 16)  # a phrase ahead
+    assert cool.decide("s", "danger", 5, 1).reason == "danger already waits to start at beat 16"
+    cool.cancel("s", 5)  # a pause at beat 5 dropped the one at 16
+    cool.cancel("other", 5)  # a session with none remembered: nothing to do
+    assert cool.decide("s", "danger", 6, 1) == Decision(True, 6)
+    assert cool.decide("s", "danger", 7, 1).at == 10  # 6 holds the cooldown, 0 is past
+    cool.cancel("s", 6)  # 6 had begun: it stays, 10 goes
+    assert cool.decide("s", "danger", 7, 1) == Decision(True, 10, 10, True,
+                                                        "danger waits out its cooldown of 4 beats")
+
+
 def test_now_has_no_grid_so_a_queued_stinger_starts_when_the_cooldown_ends():
     cool = Cooldown({"danger": stinger(1.5, "queue")}, ticks_per_beat=TPB)
     assert cool.decide("s", "danger", 100, 0).at == 100

@@ -42,6 +42,8 @@ def test_an_ensemble_storm_leaves_no_note_stuck_on_any_channel(jack_server, tmp_
     # cooldown (issue 30)
     assert res["stingers"]["played_on_main"] > 0, res["stingers"]
     assert res["stingers"]["cooldown_violations"] == 0, res["stingers"]
+    coda = res["stingers"]["coda"]  # the one asked for at the end: played, or joins one waiting
+    assert coda["played"] or "already waits" in coda["reason"], coda
     _no_note_stuck(res, jack_server)
     for out in ("stream", "file", "jack", "jack_native"):
         channels = res[out]["by_channel"]

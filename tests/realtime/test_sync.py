@@ -322,6 +322,31 @@ def test_stinger_cooldowns_hold_under_a_storm_of_requests(band):
     assert not on
 
 
+def test_a_stinger_a_pause_dropped_holds_no_cooldown_and_none_queues_while_stopped(band):
+    """A stop or pause drops the stingers not yet begun: their cooldown goes with them,
+    so a request after it is not told it joins one that will never sound.  While the
+    music is stopped a stinger is refused (start plays afresh: it would never sound)."""
+    b = band(initial_state="combat")
+    notes = dict(notes=[[60, 0, 0.5], [64, 0.5, 0.5], [67, 1, 1]], min_interval_beats=2.0,
+                 queue="queue")
+    b.play(1)
+    ahead = b.call("stinger", transition="phrase", **notes)
+    assert ahead["played"] and ahead["beat"] > b.beat() + 4
+    b.call("pause")
+    b.call("start")
+    now = b.call("stinger", transition="now", **notes)
+    assert now["played"] and now["beat"] < ahead["beat"], now
+    before = len(b.tap.msgs)
+    b.play(2)
+    assert any(st & 0x0F == STINGER_CHANNEL and st & 0xF0 == 0x90 and vel
+               for st, _, vel, *_ in b.tap.msgs[before:])
+    b.call("stop")
+    refused = b.call("stinger", transition="now", **notes)
+    assert not refused["played"] and "stopped" in refused["reason"], refused
+    b.call("start")
+    assert b.call("stinger", transition="bar", **notes)["played"]
+
+
 def test_a_theme_stated_now_plays_whole_before_a_later_change_states_it_again(band):
     """A change at a later grid point that states the theme again (here a mode change)
     is queued behind the statement playing: the theme sounds whole in the old mode, then
