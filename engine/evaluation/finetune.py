@@ -8,7 +8,8 @@ holds a sixth of those out for early stopping) and the others, in a folder of th
 the composer's held-out pieces.  The split is by the SHA-1 of the file names.
 
 The shipped model is fine-tuned (``engine.training.train.fine_tune``, one CPU thread, a wall-time
-budget of ``minutes``) with the L2-SP guard and without it, and measured:
+budget of ``minutes``) with the L2-SP guard and without it (and, with ``--replay``, with
+rehearsal of its own training data), and measured:
 
 - **composer NLL**: nats per event of the composer's held-out pieces, shipped against
   fine-tuned (the target: at least 15 % lower);
@@ -88,6 +89,8 @@ class MeasureConfig:
     minutes: float = 4.0          # wall-time budget of each fine-tuning run
     alphas: tuple = (FinetuneConfig.l2sp,)  # L2-SP weights measured (each a run "l2sp ALPHA")
     unguarded: bool = True        # also a run without the guard ("none")
+    replays: tuple = ()           # rehearsal shares measured (each a run "replay SHARE")
+    replay_l2sp: float = 0.0      # the L2-SP weight of those runs too (0: rehearsal alone)
     own_per_collection: int = 0   # own held-out pieces read per collection; 0: all
     critic_seeds: tuple = (0, 1, 2)
     critic_pieces: int = 48       # generated pieces per model and seed
@@ -235,6 +238,9 @@ def measure(model=DEFAULT_MODEL, cfg=MeasureConfig(), work=None, log=print):
                              allowed=f"2..{len(files) - 1} and test_pieces <= the rest")
     if not cfg.seeds:
         raise InvalidMessage("seeds: no training seed", field="seeds", allowed="one or more")
+    if not (cfg.alphas or cfg.unguarded or cfg.replays):
+        raise InvalidMessage("l2sp: no run to measure (no L2-SP weight, no unguarded run, no "
+                             "replay share)", field="l2sp", allowed="at least one run")
     write = write_scores if ensemble else write_top_lines
     with tempfile.TemporaryDirectory(prefix="ostinato-ft-eval-") as tmp:
         work = Path(work or tmp)
@@ -264,6 +270,13 @@ def measure(model=DEFAULT_MODEL, cfg=MeasureConfig(), work=None, log=print):
                   for a in cfg.alphas}
         if cfg.unguarded:
             guards["none"] = replace(cfg.finetune, guard="none")
+        # rehearsal: the model's own training pieces mixed in (its test split stays held out)
+        own_path = cfg.own_data if ensemble else "data/dataset.npz"
+        both = f" + l2sp {cfg.replay_l2sp:g}" if cfg.replay_l2sp else ""
+        for r in cfg.replays:
+            guards[f"replay {r:g}{both}"] = replace(
+                cfg.finetune, guard="l2sp" if cfg.replay_l2sp else "none", l2sp=cfg.replay_l2sp,
+                replay=r, replay_data=own_path)
         # a run per guard and training seed; with one seed a run is named by its guard
         runs = {(g if len(cfg.seeds) == 1 else f"{g} seed {seed}"): (g, fcfg, seed)
                 for g, fcfg in guards.items() for seed in cfg.seeds}
@@ -364,9 +377,15 @@ def main(argv=None):
                    help="the composer's held-out pieces (0: all the others)")
     p.add_argument("--minutes", type=float, default=MeasureConfig.minutes,
                    help="wall-time budget of each fine-tuning run")
-    p.add_argument("--l2sp", type=float, nargs="+", default=[FinetuneConfig.l2sp],
-                   metavar="ALPHA", help="L2-SP weights, a run each (%(default)s)")
+    p.add_argument("--l2sp", type=float, nargs="*", default=[FinetuneConfig.l2sp],
+                   metavar="ALPHA", help="L2-SP weights, a run each (%(default)s; none: "
+                                         "no L2-SP run)")
     p.add_argument("--no-unguarded", action="store_true", help="no run without the guard")
+    p.add_argument("--replay", type=float, nargs="*", default=[], metavar="SHARE",
+                   help="rehearsal shares of the model's own training data, a run each "
+                        "(the ensemble's: --own-data; the generator's: data/dataset.npz)")
+    p.add_argument("--replay-l2sp", type=float, default=0.0, metavar="ALPHA",
+                   help="the L2-SP weight of the rehearsal runs too (0: rehearsal alone)")
     p.add_argument("--seeds", type=int, nargs="+", default=list(MeasureConfig.seeds),
                    metavar="SEED", help="training seeds, a run per guard each (%(default)s)")
     p.add_argument("--critic-seeds", type=int, nargs="*",
@@ -374,6 +393,8 @@ def main(argv=None):
                    help="the fresh critic's seeds (none: no critic) (%(default)s)")
     p.add_argument("--own-data", default=MeasureConfig.own_data,
                    help="the ensemble's own dataset, its test split held out (%(default)s)")
+    p.add_argument("--patience", type=int, default=FinetuneConfig.patience,
+                   help="validations without improvement before early stop (%(default)s)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
     p.add_argument("--quick", action="store_true", help="a tiny run (tests)")
     p.add_argument("--json", default="engine/models/finetune.json")
@@ -384,8 +405,10 @@ def main(argv=None):
                                  else MeasureConfig.composer)
     cfg = MeasureConfig(composer=composer, pieces=args.pieces, test_pieces=args.test_pieces,
                         minutes=args.minutes, alphas=tuple(args.l2sp),
-                        unguarded=not args.no_unguarded, seeds=tuple(args.seeds),
-                        critic_seeds=tuple(args.critic_seeds), own_data=args.own_data)
+                        unguarded=not args.no_unguarded, replays=tuple(args.replay),
+                        replay_l2sp=args.replay_l2sp, seeds=tuple(args.seeds),
+                        critic_seeds=tuple(args.critic_seeds), own_data=args.own_data,
+                        finetune=replace(MeasureConfig.finetune, patience=args.patience))
     if args.quick:
         cfg = cfg.quick()
     res = measure(args.model, cfg, log=lambda line: print(line, file=sys.stderr))

@@ -24,6 +24,10 @@ starts from a model file (the generator, ``engine/models/default.npz``, or the e
   on a user's machine, and for the ensemble the Freedoom WADs too); and it costs one vector
   operation a step, where EWC would need the original data for its Fisher information.
   ``guard="none"`` trains without it (for measuring what it does).
+- **Rehearsal, where the original data is at hand** (``replay``, ``replay_data``): pieces
+  of the starting model's own training split are mixed into the composer's until they make
+  a share of the training events (``with_replay``); validation and early stopping stay on
+  the composer's pieces.  It combines with either guard.
 - **Training** is ``engine.training.train.train`` (``train.finetune`` gives it
   ``train_settings``): the fine-tuning defaults of ``FinetuneConfig``, a cosine schedule,
   a validation every ``eval_every`` steps, early stop after ``patience`` without
@@ -73,6 +77,8 @@ class FinetuneConfig:
     patience: int = 4
     max_minutes: float = 10.0
     min_notes: int = 16          # shorter pieces are skipped, as ``ostinato data`` does
+    replay: float = 0.0          # share of the training events from the model's own data
+    replay_data: str = ""        # that data: the dataset the starting model was trained on
 
     def __post_init__(self):
         if self.guard not in GUARDS:
@@ -84,6 +90,12 @@ class FinetuneConfig:
             raise InvalidMessage(f"impossible fine-tuning config {self}", field="config",
                                  allowed="l2sp >= 0, valid_pieces >= 0, steps, batch_size, "
                                          "eval_every, patience >= 1, seq_len >= 2, lr > 0")
+        if not 0 <= self.replay < 1:
+            raise InvalidMessage(f"replay: {self.replay} is not a share", field="replay",
+                                 allowed="0 <= replay < 1")
+        if self.replay and not self.replay_data:
+            raise InvalidMessage("replay_data: replay needs the starting model's dataset",
+                                 field="replay_data", allowed="a dataset file (ostinato data)")
 
 
 # -- reading the folders -------------------------------------------------------------------
@@ -257,7 +269,37 @@ def describe(report, ds):
     return lines
 
 
-# -- the guard -------------------------------------------------------------------------------
+# -- the guards ------------------------------------------------------------------------------
+def with_replay(ds, own_path, share, seed=0):
+    """``ds`` with pieces of the dataset file ``own_path`` (its "train" split, in an order
+    drawn with ``seed``) added to the "train" split until they make ``share`` of its
+    training events; the "valid" split (early stopping) stays the composer's alone.
+    ModelError when the file's vocabulary is not ``ds``'s."""
+    own = Dataset.load(own_path)
+    if own.vocab != ds.vocab:
+        raise ModelError(f"replay_data: {own_path}'s vocabulary {own.vocab.to_dict()} is not "
+                         f"the model's {ds.vocab.to_dict()}")
+    rows = own.piece_rows("train")
+    want = share / (1 - share) * len(ds.stream("train")[0])
+    picked, total = [], 0
+    for i in np.random.default_rng(seed).permutation(rows):
+        if total >= want:
+            break
+        picked.append(int(i))
+        total += int(own.offsets[i + 1] - own.offsets[i])
+    o, oo = ds.offsets, own.offsets
+    tok = np.concatenate([ds.tokens] + [own.tokens[oo[i]:oo[i + 1]] for i in picked])
+    ctl = np.concatenate([ds.controls] + [own.controls[oo[i]:oo[i + 1]] for i in picked])
+    off = np.concatenate([o, o[-1] + np.cumsum([oo[i + 1] - oo[i] for i in picked])]).astype(np.int64)
+    summary = dict(ds.summary, replay=dict(data=str(own_path), share=share, pieces=len(picked),
+                                           tokens=total))
+    return Dataset(tok, ctl, off, np.concatenate([ds.ids, own.ids[picked]]),
+                   np.concatenate([ds.sources, own.sources[picked]]),
+                   np.concatenate([ds.split, np.full(len(picked), split_code("train"), np.int8)]),
+                   ds.vocab, ds.spec, summary)
+
+
+
 def l2sp_penalty(init, alpha):
     """The L2-SP term as a function of the model being trained: ``alpha`` times the sum
     over its weights of the squared distance to those of the model file ``init``."""
@@ -305,7 +347,8 @@ def config_from_args(args):
     base = FinetuneConfig()
     pick = lambda name: getattr(args, name) if getattr(args, name, None) is not None \
         else getattr(base, name)
-    return FinetuneConfig(guard=pick("guard"), l2sp=pick("l2sp"),
+    return FinetuneConfig(guard=pick("guard"), l2sp=pick("l2sp"), replay=pick("replay"),
+                          replay_data=pick("replay_data"),
                           valid_pieces=pick("valid_pieces"), steps=pick("steps"), lr=pick("lr"),
                           batch_size=pick("batch_size"), seq_len=pick("seq_len"),
                           eval_every=pick("eval_every"), patience=pick("patience"),

@@ -175,6 +175,8 @@ def fine_tune(data, init, out, config=FinetuneConfig(), report=None, **kwargs):
     "train" split, early stop on its "valid" split, the guard of ``config``) into the run
     folder ``out``; return the best validation NLL.  ``kwargs``: ``train``'s device, seed,
     resume, command, progress."""
+    if config.replay:
+        data = finetune.with_replay(data, config.replay_data, config.replay, kwargs.get("seed", 0))
     return train(data, out, **finetune.train_settings(data, init, config, report), **kwargs)
 
 
@@ -220,6 +222,11 @@ def add_arguments(p):
     g.add_argument("--l2sp", type=float, default=None, metavar="ALPHA",
                    help=f"the L2-SP weight: loss += ALPHA * sum (w - w_init)^2 (default "
                         f"{FinetuneConfig.l2sp:g})")
+    g.add_argument("--replay", type=float, default=None, metavar="SHARE",
+                   help="rehearsal: this share of the training events from --replay-data, the "
+                        "starting model's own dataset (default 0: none)")
+    g.add_argument("--replay-data", default=None, metavar="NPZ",
+                   help="the dataset --init was trained on (e.g. data/ensemble.npz)")
     g.add_argument("--valid-pieces", type=int, default=None, metavar="N",
                    help="pieces held out for early stopping (default: a sixth, at least 1)")
 

@@ -64,19 +64,23 @@ def test_the_ensemble_is_measured_on_palestrina_per_seed_into_its_own_entry(tmp_
     """The ensemble's quick run with two training seeds: every part of real Palestrina
     scores read with voices, its own held-out music from an ensemble dataset (here a small
     one of real chorales), no critic (it reads one line); written under "ensemble seeds"
-    beside what the file already held."""
+    beside what the file already held.  Rehearsal runs beside L2-SP's replay the own
+    data's training pieces."""
     own = own_ensemble_data(tmp_path)
     out = tmp_path / "finetune.json"
     out.write_text(json.dumps({"results": {"kept": 1}, "ensemble": {"kept": 2}}))
     assert main(["--model", ENSEMBLE, "--quick", "--no-unguarded", "--seeds", "0", "1",
-                 "--own-data", str(own), "--json", str(out)]) == 0
+                 "--own-data", str(own), "--replay", "0.5", "--replay-l2sp", "0.03",
+                 "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["results"] == {"kept": 1} and res["ensemble"] == {"kept": 2}
     e = res["ensemble seeds"]
     assert e["composer"]["name"] == ENSEMBLE_COMPOSER and e["own_test"]["source"] == str(own)
     guarded = f"l2sp {FinetuneConfig.l2sp:g}"
     rows = e["results"]
-    assert set(rows) == {"shipped", f"{guarded} seed 0", f"{guarded} seed 1"}
+    replay = "replay 0.5 + l2sp 0.03"
+    assert set(rows) == {"shipped", *(f"{g} seed {s}" for g in (guarded, replay) for s in (0, 1))}
+    assert e["seeds"][replay]["own_loss"]["n"] == 2
     assert all("critic_auc" not in r for r in rows.values()) and "one line" in e["critic"]
     gains = [rows[f"{guarded} seed {s}"]["composer_gain"] for s in (0, 1)]
     summary = e["seeds"][guarded]["composer_gain"]

@@ -11,7 +11,8 @@ DEFAULT_MODEL = str(_DEFAULT)
 from engine.errors import ModelError, OstinatoError
 from engine.modelfile import read_model_file
 from engine.sampler.weights import Weights
-from engine.training.finetune import FinetuneConfig, folder_data, holdout, l2sp_penalty
+from engine.training.finetune import (FinetuneConfig, folder_data, holdout, l2sp_penalty,
+                                      with_replay)
 from engine.training.model import load_model
 from engine.training.train import fine_tune
 from realtime.cli import main
@@ -187,3 +188,33 @@ def test_a_folder_keeps_no_test_split(data):
     assert len(every.piece_rows("test")) == 0
     assert every.summary["pieces"]["train"] + 2 == sum(
         1 for i in data.ids if not str(i).endswith("#parallel"))
+
+
+def test_rehearsal_mixes_the_model_s_own_training_pieces_in_at_the_share_asked(
+        folder, data_file, data, tmp_path, capsys):
+    """``with_replay``: the own data's "train" pieces make the share asked of the training
+    events (at most one piece over it), the composer's validation pieces stay alone; and
+    ``ostinato train --replay`` trains with it, the model file saying so."""
+    vocab = load_model(DEFAULT_MODEL)[1]
+    ds, _ = folder_data([folder], vocab, True)
+    mixed = with_replay(ds, data_file, 0.4, seed=1)
+    own_rows = set(range(len(ds), len(mixed)))
+    assert own_rows and own_rows <= set(mixed.piece_rows("train"))
+    own_ids = {str(i) for i in data.ids[data.piece_rows("train")]}
+    assert {str(mixed.ids[i]) for i in own_rows} <= own_ids
+    train = len(mixed.stream("train")[0])
+    added = train - len(ds.stream("train")[0])
+    longest = max(int(data.offsets[i + 1] - data.offsets[i]) for i in data.piece_rows("train"))
+    assert 0.4 * train <= added < 0.4 * train + longest
+    assert np.array_equal(mixed.stream("valid")[0], ds.stream("valid")[0])
+    assert mixed.summary["replay"]["pieces"] == len(own_rows)
+    with pytest.raises(OstinatoError, match="replay"):
+        FinetuneConfig(replay=1.0, replay_data=str(data_file))
+    with pytest.raises(OstinatoError, match="replay_data"):
+        FinetuneConfig(replay=0.3)
+    out = tmp_path / "run"
+    assert main(["train", "--init", DEFAULT_MODEL, "--midi", str(folder), "--out", str(out),
+                 "--steps", "2", "--eval-every", "1", "--threads", "1", "--replay", "0.3",
+                 "--replay-data", str(data_file)]) == 0
+    info = read_model_file(out / "best.npz")[0]["info"]["finetune"]
+    assert (info["replay"], info["replay_data"]) == (0.3, str(data_file))
