@@ -26,11 +26,11 @@ class Commands:
     outputs (``hello`` lists them); ``stingers``, ``themes`` and ``rules`` (its
     ``[[transitions]]``; default: read from ``music.cfg.states``): the states file's."""
 
-    def __init__(self, music, port, stingers, themes, cooldown, rules=None):
+    def __init__(self, music, port, stingers, themes, rules=None):
         self.music, self.port = music, port
         self.stingers, self.themes = stingers, themes
         self.rules = load_rules(music.cfg.states) if rules is None else rules
-        self.cooldown = cooldown
+        self.cooldown = music.cooldown  # the sessions' (a stop cancels starts in it)
         self.handlers = {"hello": self.hello, "mood": self.mood, "state": self.state,
                          "tempo": self.tempo, "key": self.key, "stinger": self.stinger,
                          "theme": self.theme, "start": self.start, "stop": self.stop,

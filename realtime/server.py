@@ -197,13 +197,11 @@ class Server:
                                      "a critic: start with --critic PATH, or set it to 0",
                                      field=f"presets.{name}.critic", allowed="0 without a critic")
         engine = Engine(self.port, self.clock, int(cfg.spin_us * 1000), cfg.command_timeout_s)
-        # the stingers' cooldowns: the commands consult them, the sessions drop the starts
-        # a stop or pause cancels
         cooldown = Cooldown(self.stingers, self.weights.vocab.ticks_per_beat)
         music = Sessions(cfg, self.weights, engine, self.presets, theme, self._tonality,
-                         self.voices, cooldown)
+                         cooldown, self.voices)
         engine.drive(music)
-        self.commands = Commands(music, self.port, self.stingers, self.themes, cooldown)
+        self.commands = Commands(music, self.port, self.stingers, self.themes)
         music.open("main", None, self.presets.get(cfg.initial_state))
         music.warm()
         # published last: a control thread that sees ``music`` sees every part

@@ -61,12 +61,13 @@ class Sessions:
     ``cfg``: the ``ServerConfig``; ``weights``: the loaded model; ``engine``: the
     ``realtime.engine.Engine`` whose queue and clock it uses; ``presets``: the states
     file's; ``theme``: the theme encoder (None: the model has none); ``tonality``: the
-    default of sessions that set none (``cfg.repetition`` is the repetition's); ``voices``:
-    the server's voice settings (``engine.ensemble.Voice`` by id, states.toml's
+    default of sessions that set none (``cfg.repetition`` is the repetition's); ``cooldown``:
+    the stingers' (``realtime.stingers.Cooldown``: the commands consult it, a stop or pause
+    cancels the starts it drops); ``voices``: the server's voice settings (``engine.ensemble.Voice`` by id, states.toml's
     ``[voices]``), for an ensemble model.
     """
 
-    def __init__(self, cfg, weights, engine, presets, theme, tonality, voices=(), cooldown=None):
+    def __init__(self, cfg, weights, engine, presets, theme, tonality, cooldown, voices=()):
         self.cfg, self.weights, self.engine = cfg, weights, engine
         self.cooldown = cooldown
         self.clock = engine.clock
@@ -617,8 +618,7 @@ class Sessions:
             s = sess.slot
             cut[sess.name] = self.seq.ns_tick(s, now)
             self.release(s, now)  # its stingers not yet begun are dropped: and forgotten
-            if self.cooldown is not None:
-                self.cooldown.cancel(sess, cut[sess.name])
+            self.cooldown.cancel(sess, cut[sess.name])
             self.rt.rewind(s, -1)
             self._settle_transpose(s)
             # the model hears its notes end, so it resumes from silence

@@ -60,7 +60,7 @@ from engine.evaluation.scorers import fresh_critic_auc
 from engine.generate import Request, generate_many
 from engine.metrics import json_ready
 from engine.training import corpus
-from engine.training.data import SPLITS, Dataset, split_code, split_of
+from engine.training.data import SPLITS, BuildConfig, Dataset, split_code, split_of
 from engine.training.finetune import FinetuneConfig, folder_data, read_folders, sources_dataset
 from engine.training.model import load_model
 from engine.training.train import fine_tune, validate
@@ -271,7 +271,7 @@ def measure(model=DEFAULT_MODEL, cfg=MeasureConfig(), work=None, log=print):
         if cfg.unguarded:
             guards["none"] = replace(cfg.finetune, guard="none")
         # rehearsal: the model's own training pieces mixed in (its test split stays held out)
-        own_path = cfg.own_data if ensemble else "data/dataset.npz"
+        own_path = cfg.own_data if ensemble else BuildConfig.out
         both = f" + l2sp {cfg.replay_l2sp:g}" if cfg.replay_l2sp else ""
         for r in cfg.replays:
             guards[f"replay {r:g}{both}"] = replace(

@@ -198,10 +198,7 @@ def holdout(ds, valid_pieces=0, keep_test=True):
             keep.append(i), code.append(split_code("valid"))
         elif pid.split("#")[0] not in held:
             keep.append(i), code.append(split_code("train"))
-    o = ds.offsets
-    tok = np.concatenate([ds.tokens[o[i]:o[i + 1]] for i in keep])
-    ctl = np.concatenate([ds.controls[o[i]:o[i + 1]] for i in keep])
-    off = np.cumsum([0] + [int(o[i + 1] - o[i]) for i in keep]).astype(np.int64)
+    tok, ctl, off, ids, sources = _pieces([(ds, i) for i in keep])
     on = ds.vocab.offsets[1]  # note-on tokens: one per note
     per = [(SPLITS[c], tok[off[j]:off[j + 1]]) for j, c in enumerate(code)]
     summary = dict(ds.summary, held_out=sorted(held))
@@ -209,8 +206,19 @@ def holdout(ds, valid_pieces=0, keep_test=True):
     summary["tokens"] = {s: sum(len(t) for x, t in per if x == s) for s in SPLITS}
     summary["notes"] = {s: sum(int(((t >= on) & (t < on + 128)).sum()) for x, t in per if x == s)
                         for s in SPLITS}
-    return Dataset(tok, ctl, off, ds.ids[keep], ds.sources[keep], np.array(code, np.int8),
-                   ds.vocab, ds.spec, summary)
+    return Dataset(tok, ctl, off, ids, sources, np.array(code, np.int8), ds.vocab, ds.spec,
+                   summary)
+
+
+def _pieces(rows):
+    """(tokens, controls, offsets, ids, sources) of the pieces ``rows`` ((dataset, index)
+    pairs) in that order: the arrays of a ``Dataset`` made of them."""
+    parts = [(d, int(d.offsets[i]), int(d.offsets[i + 1]), i) for d, i in rows]
+    return (np.concatenate([d.tokens[a:b] for d, a, b, _ in parts]),
+            np.concatenate([d.controls[a:b] for d, a, b, _ in parts]),
+            np.cumsum([0] + [b - a for _, a, b, _ in parts]).astype(np.int64),
+            np.array([d.ids[i] for d, _, _, i in parts]),
+            np.array([d.sources[i] for d, _, _, i in parts]))
 
 
 def folder_data(folders, vocab, key_relative, valid_pieces=0, min_notes=16, progress=False):
@@ -287,16 +295,11 @@ def with_replay(ds, own_path, share, seed=0):
             break
         picked.append(int(i))
         total += int(own.offsets[i + 1] - own.offsets[i])
-    o, oo = ds.offsets, own.offsets
-    tok = np.concatenate([ds.tokens] + [own.tokens[oo[i]:oo[i + 1]] for i in picked])
-    ctl = np.concatenate([ds.controls] + [own.controls[oo[i]:oo[i + 1]] for i in picked])
-    off = np.concatenate([o, o[-1] + np.cumsum([oo[i + 1] - oo[i] for i in picked])]).astype(np.int64)
     summary = dict(ds.summary, replay=dict(data=str(own_path), share=share, pieces=len(picked),
                                            tokens=total))
-    return Dataset(tok, ctl, off, np.concatenate([ds.ids, own.ids[picked]]),
-                   np.concatenate([ds.sources, own.sources[picked]]),
-                   np.concatenate([ds.split, np.full(len(picked), split_code("train"), np.int8)]),
-                   ds.vocab, ds.spec, summary)
+    split = np.concatenate([ds.split, np.full(len(picked), split_code("train"), np.int8)])
+    return Dataset(*_pieces([(ds, i) for i in range(len(ds))] + [(own, i) for i in picked]),
+                   split, ds.vocab, ds.spec, summary)
 
 
 
