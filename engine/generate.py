@@ -72,7 +72,8 @@ class Request:
     voice_bias: log-odds added to each voice's token (``Runtime.voice_bias``; None: each
     voice's ``presence`` in ``engine.ensemble.DEFAULTS``, as a server plays it);
     consonance, rooting: the consonance and root priors' weights (``Runtime.consonance``,
-    ``Runtime.rooting``; None: ``engine.ensemble.CONSONANCE``, ``ROOTING``); ordering: the
+    ``Runtime.rooting``; None: ``engine.ensemble.CONSONANCE``, ``ROOTING``); inversion: the
+    inversion prior's (``Runtime.inversion``; None: ``INVERSION``); ordering: the
     voice-order prior's (``Runtime.ordering``; None: ``engine.ensemble.ORDERING``);
     smoothing: the line prior's (``Runtime.smoothing``; None: ``SMOOTHING``); centre: the
     tonal-centre prior's weight (``engine.controls.tonality_bias``; None:
@@ -93,6 +94,7 @@ class Request:
     voice_bias: tuple = None
     consonance: float = None
     rooting: float = None
+    inversion: float = None
     ordering: float = None
     smoothing: float = None
     centre: float = None

@@ -24,7 +24,7 @@ import numpy as np
 
 from engine.controls import DEFAULT_TONALITY
 from engine.ensemble import (BASS, CENTRE, CONSONANCE, DEFAULTS, DRUMS, HARMONY, MELODY,
-                             ORDERING, PITCHED, ROOTING, SMOOTHING, VOICES)
+                             INVERSION, ORDERING, PITCHED, ROOTING, SMOOTHING, VOICES)
 from engine.errors import InvalidMessage
 from engine.evaluation.texture_critic import (EnsembleEvalConfig, critic_auc, real_vs_real,
                                               set_figures)
@@ -215,6 +215,9 @@ def main(argv=None):
     held.add_argument("--rooting", type=float, default=ROOTING,
                       help=f"the root prior's weight of the learned sets (default: the shipped "
                            f"{ROOTING:g})")
+    held.add_argument("--inversion", type=float, default=INVERSION,
+                      help="the inversion prior's weight of the learned sets (default: the "
+                           f"shipped {INVERSION:g})")
     held.add_argument("--centre", type=float, default=CENTRE,
                       help="the tonal-centre prior's weight of the learned sets "
                            f"(engine.controls.tonality_bias; default: the shipped {CENTRE:g})")
@@ -277,7 +280,7 @@ def _heldout(args, cfg):
               seeds=args.seeds, max_bars=args.max_bars, drums_bias=biases, voices=args.voices,
               max_pieces=args.pieces, consonance=args.consonance, rooting=args.rooting,
               tonality=args.tonality, repetition=args.repetition, centre=args.centre,
-              ordering=args.ordering, smoothing=args.smoothing)
+              ordering=args.ordering, smoothing=args.smoothing, inversion=args.inversion)
     if args.model:
         kw["model"] = args.model
     res = et.compare(et.TextureEvalConfig(**kw), args.seed, cfg,

@@ -30,7 +30,7 @@ import numpy as np
 
 from engine import DEFAULT_ENSEMBLE
 from engine.controls import DEFAULT_TONALITY, find_key
-from engine.ensemble import (CENTRE, CONSONANCE, DEFAULTS, DRUMS, ORDERING, ROOTING,
+from engine.ensemble import (CENTRE, CONSONANCE, DEFAULTS, DRUMS, INVERSION, ORDERING, ROOTING,
                              SMOOTHING)
 from engine.errors import InvalidMessage
 from engine.evaluation import texture_critic as ev
@@ -60,6 +60,7 @@ class TextureEvalConfig:
     drums_bias: tuple = (DEFAULTS[DRUMS].presence, 0.0)
     consonance: float = CONSONANCE  # the consonance prior of every learned set
     rooting: float = ROOTING        # and the root prior
+    inversion: float = INVERSION    # and the inversion prior
     centre: float = CENTRE          # and the tonal-centre prior (engine.controls)
     ordering: float = ORDERING      # and the voice-order prior
     smoothing: float = SMOOTHING    # and the line prior
@@ -120,7 +121,7 @@ def _voice_bias(bias, n_voices):
 
 def compose(weights, asks, seed, temperature=1.0, drums_bias=0.0, cfg=ev.EnsembleEvalConfig(),
             consonance=CONSONANCE, rooting=ROOTING, tonality=DEFAULT_TONALITY, repetition=0.0,
-            centre=CENTRE, ordering=ORDERING, smoothing=SMOOTHING):
+            centre=CENTRE, ordering=ORDERING, smoothing=SMOOTHING, inversion=INVERSION):
     """The learned ensemble's piece for each ask (``mirror``), composed through
     ``engine.generate.generate_many`` at the longest ask's length and cut to each ask's
     bars (the sampler is causal: a piece cut short is the piece of that length)."""
@@ -129,7 +130,7 @@ def compose(weights, asks, seed, temperature=1.0, drums_bias=0.0, cfg=ev.Ensembl
     reqs = [Request(a["key"], a["mode"], a["density"], seed=seed * 1_000_003 + i,
                     register=a["register"], voices=a["voices"], voice_bias=vb,
                     consonance=consonance, rooting=rooting, tonality=tonality, centre=centre,
-                    ordering=ordering, smoothing=smoothing)
+                    ordering=ordering, smoothing=smoothing, inversion=inversion)
             for i, a in enumerate(asks)]
     made = generate_many(weights, reqs, max(a["bars"] for a in asks),
                          beats_per_bar=cfg.beats_per_bar, temperature=temperature,
@@ -254,7 +255,7 @@ def compare(tcfg=TextureEvalConfig(), seed=0, cfg=ev.EnsembleEvalConfig(), progr
         name = "learned" if b == DEFAULTS[DRUMS].presence else f"learned_drums_bias_{b:g}"
         made[name] = [compose(weights, gen_asks, s, tcfg.temperature, b, cfg, tcfg.consonance,
                               tcfg.rooting, tcfg.tonality, tcfg.repetition, tcfg.centre,
-                              tcfg.ordering, tcfg.smoothing)
+                              tcfg.ordering, tcfg.smoothing, tcfg.inversion)
                       for s in seeds]
         clock[f"{name}_compose"] = time.process_time() - t
     made["arranger"] = [arrange_like(gen_asks, s, cfg) for s in seeds]

@@ -87,6 +87,7 @@ class Runtime:
         # the consonance prior's weight (engine.sampler.sampling.sample; 0: off)
         self.consonance = np.zeros(S, np.float64)
         self.rooting = np.zeros(S, np.float64)  # the root prior's (0: off)
+        self.inversion = np.zeros(S, np.float64)  # the inversion prior's (0: off)
         self.ordering = np.zeros(S, np.float64)  # the voice-order prior's (0: off)
         self.smoothing = np.zeros(S, np.float64)  # the line prior's (0: off)
         self.entered = np.zeros((S, NV), np.bool_)
@@ -153,7 +154,8 @@ class Runtime:
         self._voices = (self.voice, self.voice_on, self.ev_voice, self.layout, self.probs,
                         self.voice_bias, self.entered, self.voice_tick, self.next_on,
                         self.prev_on, self.voice_from, self.everyone, self.consonance,
-                        self.rooting, self.ordering, self.smoothing, self.scripted)
+                        self.rooting, self.inversion, self.ordering, self.smoothing,
+                        self.scripted)
         self._theme = (self.zbias, self.next_zbias, self.theme_h, self.theme_c, self.theme_tick,
                        self.theme_reset, self.reset_due,  # then START's token, a position's ticks
                        np.array([w.vocab.offsets[START], self.pos_ticks, self.no_voice],
@@ -172,7 +174,7 @@ class Runtime:
 
     def set_priors(self, s, **weights):
         """Session s's sampling priors by name (``engine.ensemble.PRIORS``: consonance,
-        rooting, ordering, smoothing; see ``engine.sampler.sampling.sample``)."""
+        rooting, inversion, ordering, smoothing; see ``engine.sampler.sampling.sample``)."""
         for name, weight in weights.items():
             if name not in PRIOR_NAMES:
                 raise ValueError(f"no prior {name!r}: one of {', '.join(PRIOR_NAMES)}")
@@ -191,7 +193,7 @@ class Runtime:
         self.voice_on[s] = True
         self.voice_tick[s] = self.voice_from[s] = -1
         self.voice_bias[s] = 0.0
-        self.set_priors(s, consonance=0.0, rooting=0.0, ordering=0.0, smoothing=0.0)
+        self.set_priors(s, **dict.fromkeys(PRIOR_NAMES, 0.0))
         self.enter(s)
         self.temperature[s] = temperature
         self.pc_bias[s] = self.next_bias[s] = 0.0  # free until told otherwise
@@ -384,7 +386,8 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
     (zbias, next_zbias, theme_h, theme_c, theme_tick, theme_reset, reset_due, start_tok,
      pos_bias, pos_n, pos_slot, pos0, pos_cur) = theme
     (voice, voice_on, ev_voice, lay, probs, voice_bias, entered, voice_tick, next_on, prev_on,
-     voice_from, everyone, consonance, rooting, ordering, smoothing, scripted) = voices
+     voice_from, everyone, consonance, rooting, inversion, ordering, smoothing,
+     scripted) = voices
     ev_pi, ev_pbar, p_i, p_bar = fm[EV_PI], fm[EV_PBAR], fm[P_I], fm[P_BAR]
     S = active.shape[0]
     R = ev_tick.shape[1]
@@ -444,8 +447,8 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
                 if due >= 0:
                     tok = sample(s, logits, temperature, sounding, entry, gen_tick,
                                  max_note_ticks, pc_bias, rng, voice, voice_on, lay, probs,
-                                 voice_bias, entered, consonance, rooting, ordering,
-                                 smoothing, prev, scripted)
+                                 voice_bias, entered, consonance, rooting, inversion,
+                                 ordering, smoothing, prev, scripted)
                     k = kinds[tok]
                     if not (k == 4 or (k == 5 and values[tok] < due) or (
                             (k == 1 or k == 2) and max(voice[s], 0) < due)):
@@ -456,7 +459,8 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
             if tok < 0:  # (only after the branch above: prev is the voice's already)
                 tok = sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks,
                              pc_bias, rng, voice, voice_on, lay, probs, voice_bias, entered,
-                             consonance, rooting, ordering, smoothing, prev, scripted)
+                             consonance, rooting, inversion, ordering, smoothing, prev,
+                             scripted)
                 if kinds[tok] == 3:
                     # a time shift lands on the switch tick, the voice switch's or the
                     # guard's release of a held note, whichever comes first, rather than

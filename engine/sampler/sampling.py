@@ -142,8 +142,8 @@ def held_limit(s, i, max_note_ticks, layout):
 
 @njit(nogil=True, cache=True)
 def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc_bias, rng,
-           voice, voice_on, layout, probs, voice_bias, entered, consonance, rooting, ordering,
-           smoothing, prev, scripted):
+           voice, voice_on, layout, probs, voice_bias, entered, consonance, rooting, inversion,
+           ordering, smoothing, prev, scripted):
     """Sample the next token of session s under the runtime's rules: never START, no
     note-off of a silent pitch, no note-on of a sounding one, only note-ons while
     ``entry`` (an immediate transition starts with a note, at once), and a note held
@@ -161,7 +161,11 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
     with (``dissonance``; 0 leaves the model's own harmony); and a bass note-on's by
     ``exp(rooting[s])`` for each point of ``rootness`` (its third, fifth and itself among
     what the voices above hold) it falls short of the best root's: the bass on the root of
-    what sounds, never more bass than the model plays (0: off); and by ``exp(ordering[s])``
+    what sounds, never more bass than the model plays (0: off); a melody or harmony
+    note-on's by ``exp(inversion[s])`` for each point of ``rootness`` the sounding bass
+    note, as the root of what would then sound, falls short of the best root's: the
+    upper voices build their chord on the bass (root position) rather than move the
+    root off it (0: off); and by ``exp(ordering[s])``
     for each other pitched voice it would cross (``rank``: the bass below the harmony below
     the melody; a note above the lowest a higher voice holds, or below the highest a lower
     one holds, a unison allowed; not while the voice enters; 0: off); and a melody or bass
@@ -217,6 +221,9 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
         held = 0  # pitch classes the pitched voices sound (bit per class), for the priors
         upper = 0  # ... and those of the voices above the bass, for the root prior
         root = cur == layout[BASS_VOICE] and rooting[s] > 0.0
+        inv = (inversion[s] > 0.0 and cur != layout[BASS_VOICE]
+               and layout[BASS_VOICE] != NONE_DRUMS)
+        bass = 999  # the lowest pitch the bass holds, for the inversion prior
         # not while entering: an entry note must come at once, wherever the others are
         rc = rank(layout, cur) if ordering[s] > 0.0 and not ent else -1
         line = prev >= 0 and smoothing[s] > 0.0 and is_line(layout, cur)
@@ -224,12 +231,14 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
         below2 = -1
         above = 999  # ... and the lowest a voice over it holds
         above2 = 999
-        if tonal and (consonance[s] > 0.0 or root or rc >= 0):
+        if tonal and (consonance[s] > 0.0 or root or inv or rc >= 0):
             for i in range(sounding.shape[1]):
                 if sounding[s, i] >= 0 and i // 128 != layout[DRUM]:
                     held |= 1 << (i % 128 % 12)
                     if i // 128 != layout[BASS_VOICE]:
                         upper |= 1 << (i % 128 % 12)
+                    else:
+                        bass = min(bass, i % 128)
                     r = rank(layout, i // 128) if rc >= 0 else -1
                     if r >= 0 and r != rc:
                         # two voices each side at most: the nearest and the farther one
@@ -247,6 +256,16 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
         if root and upper:
             for r in range(12):
                 best = max(best, rootness(upper, r))
+        # per pitch class, two bits each: how far the bass falls short of the best root of
+        # what would sound with it (a packed int: the hot path allocates nothing)
+        short = 0
+        if inv and bass < 999:
+            for q in range(12):
+                chord = upper | (1 << q) | (1 << (bass % 12))
+                top = 0
+                for r in range(12):
+                    top = max(top, rootness(chord, r))
+                short |= (top - rootness(chord, bass % 12)) << (2 * q)
         for p in range(128):
             if sounding[s, base + p] < 0:
                 z = (logits[s, on + p] - m) / t
@@ -256,6 +275,8 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
                         z -= consonance[s] * dissonance(held, p % 12)
                     if best:
                         z -= rooting[s] * (best - rootness(upper, p % 12))
+                    if short:
+                        z -= inversion[s] * ((short >> (2 * (p % 12))) & 3)
                     if rc >= 0:
                         z -= ordering[s] * (int(p < below) + int(p < below2) +
                                             int(p > above) + int(p > above2))

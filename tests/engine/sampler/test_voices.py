@@ -556,6 +556,29 @@ def test_the_root_prior_puts_the_bass_on_the_root_of_what_the_voices_above_hold(
     assert prior > plain + 0.3, (plain, prior)
 
 
+def test_the_inversion_prior_builds_the_upper_voices_chord_on_the_bass(w, ensemble_file):
+    """With the inversion prior at 4, a melody or harmony note-on over a sounding bass more
+    often leaves the bass the best root of what then sounds (``rootness`` over the upper
+    voices' pitch classes, the new note's and the bass's) than the random model's does at 0;
+    the bass itself is left to the model."""
+    spec = ensemble_file[3]
+
+    def rooted_share(weight):
+        rooted = ons = 0
+        for voice, v, held in _note_ons_with_held(w, spec, "inversion", weight):
+            bass = [p for (u, p) in held if u == BASS]
+            if voice in (MELODY, HARMONY) and bass:
+                ons += 1
+                pcs = {p % 12 for (u, p) in held if u != DRUMS} | {v % 12}
+                chord = sum(1 << q for q in pcs)
+                score = [rootness(chord, r) for r in range(12)]
+                rooted += score[min(bass) % 12] == max(score)
+        return rooted / ons
+
+    plain, prior = rooted_share(0.0), rooted_share(4.0)
+    assert prior > plain + 0.2, (plain, prior)
+
+
 def test_the_voice_order_prior_keeps_the_bass_under_the_harmony_under_the_melody(
         w, ensemble_file):
     """With the voice-order prior at 6, a pitched note-on seldom crosses a note another
