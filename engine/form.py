@@ -39,9 +39,12 @@ class Form:
     bars: int = 8
     bass_loop: int = 2
     drums_loop: int = 1
+    bass_share: float = 1.0
+    drums_share: float = 1.0
 
     def __post_init__(self):
-        check_form(self.shape, self.bars, self.bass_loop, self.drums_loop)
+        check_form(self.shape, self.bars, self.bass_loop, self.drums_loop, self.bass_share,
+                   self.drums_share)
 
     @property
     def section(self):
@@ -64,6 +67,15 @@ class Form:
                     out[v, j] = shaped[j]
         return out
 
+    def shares(self, n_voices):
+        """[max(n_voices, 1)] float64: the share of the session's repetition each voice's
+        recalls take (a bar is recalled with probability repetition x share): the bass's
+        and the drums' ``bass_share`` and ``drums_share``, the others 1."""
+        out = np.ones(max(n_voices, 1))
+        if n_voices:
+            out[BASS], out[DRUMS] = self.bass_share, self.drums_share
+        return out
+
     def _shaped(self):
         """Per bar: the same bar of the first earlier section with the same letter."""
         sec, first = self.section, {}
@@ -75,7 +87,8 @@ class Form:
         return out
 
 
-def check_form(shape, bars, bass_loop=0, drums_loop=0, field="form"):
+def check_form(shape, bars, bass_loop=0, drums_loop=0, bass_share=1.0, drums_share=1.0,
+               field="form"):
     """Raise InvalidMessage naming ``field`` unless this is a form the sampler can follow."""
     if not isinstance(shape, str) or not shape or any(c not in LETTERS for c in shape):
         raise InvalidMessage(f"{field}: the shape {shape!r} must be 1..{MAX_PHRASE_BARS} "
@@ -93,6 +106,11 @@ def check_form(shape, bars, bass_loop=0, drums_loop=0, field="form"):
         if isinstance(loop, bool) or not isinstance(loop, int) or not 0 <= loop <= bars:
             raise InvalidMessage(f"{field}: {name} {loop!r} must be 0..{bars} bars (0: follow "
                                  "the shape)", field=f"{field}.{name}", allowed=f"0..{bars}")
+    for name, share in (("bass_share", bass_share), ("drums_share", drums_share)):
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+            raise InvalidMessage(f"{field}: {name} {share!r} must be 0..1 (the share of the "
+                                 "repetition its recalls take)", field=f"{field}.{name}",
+                                 allowed="0..1")
 
 
 #: Voices whose recalls may be varied (re-composed in part); the drums recall exactly.

@@ -404,8 +404,12 @@ def cut_bars(notes, end):
 
 # -- presets -------------------------------------------------------------------------------
 def form_label(form):
-    """A form as the JSON names it: shape/bars/bass loop/drums loop, "ABAB/8/2/1"."""
-    return f"{form.shape}/{form.bars}/{form.bass_loop}/{form.drums_loop}"
+    """A form as the JSON names it: shape/bars/bass loop/drums loop, "ABAB/8/2/1", then the
+    bass's and the drums' shares of the repetition where either is not 1, "/0.8/0.5"."""
+    label = f"{form.shape}/{form.bars}/{form.bass_loop}/{form.drums_loop}"
+    if (form.bass_share, form.drums_share) != (1.0, 1.0):
+        label += f"/{form.bass_share:g}/{form.drums_share:g}"
+    return label
 
 
 def preset_forms(states=STATES):

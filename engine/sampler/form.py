@@ -56,7 +56,7 @@ FIELDS = ("f_bt", "f_org", "f_rep", "f_next_rep", "f_pb", "f_next_pb", "f_src", 
           "p_bar", "p_release", "scripted", "was", "p_src", "p_last", "ev_pi", "ev_pbar", "p_varied", "m_from",
           "p_keep", "l_on", "l_dur", "l_pitch", "l_n", "l_tick", "l_len", "l_var", "l_voice",
           "l_log", "l_logn", "l_due", "p_from", "m_reg", "f_regp", "m_key", "q_on", "q_dur",
-          "q_pitch", "q_n", "q_tick", "q_len", "q_var", "q_voice")
+          "q_pitch", "q_n", "q_tick", "q_len", "q_var", "q_voice", "f_share", "f_next_share")
 (Q_ON, Q_DUR, Q_PITCH, Q_N, Q_TICK, Q_LEN, Q_VAR, Q_VOICE, L_ON, L_DUR, L_PITCH, L_VAR) = (
     FIELDS.index(name) for name in ("q_on", "q_dur", "q_pitch", "q_n", "q_tick", "q_len",
                                     "q_var", "q_voice", "l_on", "l_dur", "l_pitch", "l_var"))
@@ -122,7 +122,10 @@ def arrays(S, NV, ring, register=(0, 0.0, 0.0, 0, 0)):
         # a theme queued behind the one being stated (``lead_at``): it takes over at q_tick
         # (-1: none queued), as the music gets there; q_n 0: back to no theme
         q_on=i64(S, LEAD_NOTES), q_dur=i64(S, LEAD_NOTES), q_pitch=i64(S, LEAD_NOTES),
-        q_n=i64(S), q_tick=i64(S, v=-1), q_len=i64(S), q_var=np.zeros(S), q_voice=i64(S))
+        q_n=i64(S), q_tick=i64(S, v=-1), q_len=i64(S), q_var=np.zeros(S), q_voice=i64(S),
+        # per voice, the share of the repetition its recalls take (engine.form.Form.shares),
+        # in force and pending
+        f_share=np.ones((S, NV)), f_next_share=np.ones((S, NV)))
 
 
 def set_form(rt, s, repetition, form=Form(), bar_ticks=None, origin=0):
@@ -137,6 +140,7 @@ def set_form(rt, s, repetition, form=Form(), bar_ticks=None, origin=0):
                              field="repetition", allowed=f"{lo:g}..{hi:g}")
     bt = int(bar_ticks or 4 * rt.tpb)
     rt.f_next_src[s] = form.sources(rt.n_voices)
+    rt.f_next_share[s] = form.shares(rt.n_voices)
     rt.f_next_rep[s] = float(repetition)
     rt.f_next_pb[s] = form.bars
     rt.f_pending[s] = True
@@ -323,11 +327,13 @@ def build(s, b, fresh, voice_on, sounding, controls, lay, form):
      m_bar, m_n, m_on, m_dur, m_pitch, m_off, p_tick, p_voice, p_pitch, p_kind, p_free,
      p_act, p_n, p_i, p_bar, p_release, scripted, was, p_src, p_last, ev_pi, ev_pbar,
      p_varied, m_from, p_keep, l_on, l_dur, l_pitch, l_n, l_tick, l_len, l_var, l_voice,
-     l_log, l_logn, l_due, p_from, m_reg, f_regp, m_key, _, _, _, _, _, _, _, _) = form
+     l_log, l_logn, l_due, p_from, m_reg, f_regp, m_key, _, _, _, _, _, _, _, _, f_share,
+     f_next_share) = form
     if fresh and f_pending[s]:
         f_rep[s] = f_next_rep[s]
         f_pb[s] = f_next_pb[s]
         for v in range(f_src.shape[1]):
+            f_share[s, v] = f_next_share[s, v]
             for j in range(f_src.shape[2]):
                 f_src[s, v, j] = f_next_src[s, v, j]
         f_pending[s] = False
@@ -384,10 +390,12 @@ def build(s, b, fresh, voice_on, sounding, controls, lay, form):
         phrase, j = b // pb, b % pb
         src = f_src[s, v, j]
         sb = -1
+        # one draw for every voice: a voice whose share is smaller recalls a subset of the
+        # bars the others recall, so its accompaniment comes back with the melody
         if src >= 0:
-            if _u(f_seed[s], b, 0, 0) < rep:
+            if _u(f_seed[s], b, 0, 0) < rep * f_share[s, v]:
                 sb = phrase * pb + src
-        elif phrase > 0 and _u(f_seed[s], b, 0, 1) < rep * rep:
+        elif phrase > 0 and _u(f_seed[s], b, 0, 1) < rep * rep * f_share[s, v]:
             sb = b - pb
         slot = sb % B
         if (sb < m_from[s] or m_bar[s, slot] != sb

@@ -53,7 +53,8 @@ class Field:
     "when" (a transition point: ``TRANSITIONS``, ``bars:N`` or ``cue:NAME``, ``parse_when``),
     "notes" (a theme: ``[[pitch, start_beat, duration_beats], ...]``, ``engine.motif``),
     "voices" (``{voice name: setting}``, ``engine.ensemble.VOICES``) or "form" (a preset's
-    only: ``{shape, bars, bass_loop, drums_loop}``, ``engine.form.Form``)."""
+    only: ``{shape, bars, bass_loop, drums_loop, bass_share, drums_share}``,
+    ``engine.form.Form``)."""
 
     name: str
     kind: str
@@ -137,7 +138,7 @@ def form_allowed():
     """What a preset's ``form`` may be, as errors and states.toml's readers see it."""
     return (f"table {{shape = letters {LETTERS[0]}..{LETTERS[-1]} (e.g. \"AABA\"), bars = 1.."
             f"{MAX_PHRASE_BARS} (a multiple of the shape's length), bass_loop = 0..bars, "
-            "drums_loop = 0..bars}, every key optional")
+            "drums_loop = 0..bars, bass_share = 0..1, drums_share = 0..1}, every key optional")
 
 
 def _voices(what):

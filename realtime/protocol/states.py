@@ -273,7 +273,7 @@ def _preset(entry, where, bad):
     return out
 
 
-FORM_KEYS = tuple(Form.__dataclass_fields__)  # shape, bars, bass_loop, drums_loop
+FORM_KEYS = tuple(Form.__dataclass_fields__)  # shape, bars, loops and shares
 
 
 def _form(value, where, bad):
@@ -288,7 +288,7 @@ def _form(value, where, bad):
     try:
         check_form(**fields, field=where)
     except InvalidMessage as exc:
-        # check_form names form.bars, form.bass_loop, form.drums_loop, and the form itself
+        # check_form names form.bars, the loops and the shares, and the form itself
         # for its shape
         named = exc.field if exc.field != where else f"{where}.shape"
         what = str(exc).removeprefix(f"{where}: ")

@@ -158,10 +158,11 @@ def test_repetition_on_mood_state_and_open_session(control_server):
         assert client.mood(repetition=0.6)["repetition"] == 0.6
         assert client.mood(arousal=0.7)["repetition"] == 0.6  # left out: the session's stays
         assert client.state("combat", repetition=0.9)["repetition"] == 0.9
-        assert client.state("explore")["repetition"] == 0.9  # the preset's (states.toml)
+        assert client.state("explore")["repetition"] == 0.85  # the preset's (states.toml)
         opened = client.open_session("p2", state="calm", repetition=0.3)
         assert opened["repetition"] == 0.3
-        assert opened["form"] == {"shape": "ABAB", "bars": 8, "bass_loop": 2, "drums_loop": 1}
+        assert opened["form"] == {"shape": "ABAB", "bars": 8, "bass_loop": 2, "drums_loop": 1,
+                                 "bass_share": 1.0, "drums_share": 1.0}
         client.close_session("p2")
         with pytest.raises(ServerError) as info:
             client.mood(repetition=1.5)

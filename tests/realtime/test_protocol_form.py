@@ -100,6 +100,8 @@ def test_the_shipped_presets_carry_the_measured_repetition_and_valid_forms():
         assert isinstance(form, Form)
         # ... measured in the form the preset plays
         label = f"{form.shape}/{form.bars}/{form.bass_loop}/{form.drums_loop}"
+        if (form.bass_share, form.drums_share) != (1.0, 1.0):
+            label += f"/{form.bass_share:g}/{form.drums_share:g}"
         assert measured[name]["form"] == label, name
 
 
@@ -117,6 +119,8 @@ def test_the_shipped_presets_carry_the_measured_repetition_and_valid_forms():
     ("form = { bass_loop = 9 }", "presets.a.form.bass_loop", "0..8"),
     ("form = { drums_loop = -1 }", "presets.a.form.drums_loop", "0..8"),
     ("form = { tempo = 2 }", "presets.a.form.tempo", "shape, bars, bass_loop, drums_loop"),
+    ("form = { drums_share = 1.5 }", "presets.a.form.drums_share", "0..1"),
+    ('form = { bass_share = "half" }', "presets.a.form.bass_share", "0..1"),
     ('form = "AABA"', "presets.a.form", "table {shape"),
 ])
 def test_a_bad_repetition_or_form_in_a_preset_names_the_file_line_preset_and_key(

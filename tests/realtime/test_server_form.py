@@ -122,7 +122,8 @@ def test_the_server_default_reaches_every_session_and_the_runtime(wire):
     assert reply["ok"] and reply["repetition"] == 0.4
     opened = w.ask(type="session", action="open", session="b")
     assert (opened["repetition"], opened["form"]) == (0.4, {"shape": "ABAB", "bars": 8,
-                                                            "bass_loop": 2, "drums_loop": 1})
+                                                            "bass_loop": 2, "drums_loop": 1,
+                                                            "bass_share": 1.0, "drums_share": 1.0})
     assert w.handed("b") == (0.4, Form())
 
 
@@ -148,7 +149,8 @@ def test_mood_state_and_open_set_the_session_s_repetition_and_form(wire):
     # session open: the message's over the preset's, the form the preset's
     opened = w.ask(type="session", action="open", session="b", state="loop", repetition=0.5)
     assert (opened["repetition"], opened["form"]) == (0.5, {"shape": "AB", "bars": 2,
-                                                            "bass_loop": 1, "drums_loop": 1})
+                                                            "bass_loop": 1, "drums_loop": 1,
+                                                            "bass_share": 1.0, "drums_share": 1.0})
     assert w.handed("b") == (0.5, LOOP)
     opened = w.ask(type="session", action="open", session="c", state="brief")
     assert (opened["repetition"], opened["form"]["bars"]) == (0.0, 1)

@@ -104,6 +104,27 @@ def test_loops_for_bass_and_drums():
     assert Form("ABAC", 4).sources(0)[0, :4].tolist() == [-1, -1, 0, -1]
 
 
+def test_a_loop_s_share_of_the_repetition_scales_its_recalls():
+    """``bass_share`` and ``drums_share`` scale the probability of their voice's recalls
+    (repetition x share, by the draw a bar all voices share): at share 0 the drums never
+    recall, at 0.5 the bass recalls fewer bars than at 1, and still some."""
+    w = Weights(ENSEMBLE)
+    assert Form(bass_share=0.5, drums_share=0.0).shares(4).tolist() == [1.0, 0.5, 1.0, 0.0]
+    assert Form().shares(0).tolist() == [1.0]
+    recalls = {}
+    for share in (1.0, 0.5):
+        form = Form("ABAB", 8, bass_loop=2, drums_loop=1, bass_share=share, drums_share=0.0)
+        counts = dict(bass=0, drums=0)
+        for seed in range(4):
+            rt = _open(w, seed=seed, repetition=0.8, form=form)
+            for _, src, _ in _bars(rt, 24).values():
+                counts["bass"] += src[1] >= 0
+                counts["drums"] += src[3] >= 0
+        recalls[share] = counts
+    assert recalls[1.0]["drums"] == recalls[0.5]["drums"] == 0
+    assert 0 < recalls[0.5]["bass"] < recalls[1.0]["bass"], recalls
+
+
 def test_repetition_zero_composes_as_without_a_form(w):
     plain, formed = _open(w, seed=5, repetition=None), _open(w, seed=5, repetition=0.0)
     for rt in (plain, formed):
