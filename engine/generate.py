@@ -75,7 +75,8 @@ class Request:
     ``Runtime.rooting``; None: ``engine.ensemble.CONSONANCE``, ``ROOTING``); inversion: the
     inversion prior's (``Runtime.inversion``; None: ``INVERSION``); ordering: the
     voice-order prior's (``Runtime.ordering``; None: ``engine.ensemble.ORDERING``);
-    smoothing: the line prior's (``Runtime.smoothing``; None: ``SMOOTHING``); centre: the
+    smoothing: the line prior's (``Runtime.smoothing``; None: ``SMOOTHING``); leading: the
+    lead-in's (``Runtime.leading``; None: ``LEADING``); centre: the
     tonal-centre prior's weight (``engine.controls.tonality_bias``; None:
     ``engine.ensemble.CENTRE`` for an ensemble model, 0 for one line); lead: a theme
     the melody states from the piece's start, ``Runtime.lead_at``'s (notes, variation,
@@ -97,6 +98,7 @@ class Request:
     inversion: float = None
     ordering: float = None
     smoothing: float = None
+    leading: float = None
     centre: float = None
     lead: tuple = None
 

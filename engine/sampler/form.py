@@ -26,6 +26,10 @@ exact ticks (a sampled time shift stops at the next one, and at the bar line), e
 its VOICE token, so the model hears them and accompanies them; the sampler never names a
 scripted voice nor gives it a note of its own.  Before its first note the notes it still
 holds from before the bar line are released, and so are a voice's whose recall ended.
+While a bar is composed, the plan knows which bar the melody and the bass recall in the
+next one (the draws are the seed's) and the pitch it starts with: the lead-in
+(``Runtime.leading``, ``lead_in``; off as shipped, ``engine.ensemble.LEADING``) draws their
+notes toward it, so the free bar leads into the recalled one rather than leaping into it.
 A recall is fed like any other forced token: the note guard, "now" changes (``enter``
 drops the rest of the bar's plan) and rewinds (the memory forgets what was not kept, the
 plan is rebuilt and resumes where the kept events left it) all keep working.  With
@@ -41,7 +45,8 @@ from engine.errors import InvalidMessage
 from engine.form import MAX_PHRASE_BARS, REPETITION_RANGE, Form
 from engine.motif import VARIATION_RANGE
 
-from engine.sampler.sampling import DRUM, N_VOICES, OFF, ON, VOICE0, uniform
+from engine.sampler.sampling import (BASS_VOICE, DRUM, MELODY_VOICE, N_VOICES, OFF, ON, VOICE0,
+                                     uniform)
 
 MEMORY_BARS = 32   # two phrases of the longest form
 BAR_NOTES = 48     # notes remembered per voice and bar (a sixteenth-note groove of 3 drums)
@@ -49,6 +54,9 @@ BAR_NOTES = 48     # notes remembered per voice and bar (a sixteenth-note groove
 VARIED_SHARE = 0.5
 LEAD_NOTES = 512   # a theme's notes (engine.motif: at most 8 bars)
 LOG = 64           # theme statements and returns remembered for the player
+#: How much of the bar before a recalled bar leads into it (``lead_in``): all of it, since
+#: a sparse line's last note before the bar line is often struck on its first beat.
+LEAD_IN = 1.0
 
 FIELDS = ("f_bt", "f_org", "f_rep", "f_next_rep", "f_pb", "f_next_pb", "f_src", "f_next_src",
           "f_pending", "f_seed", "m_bar", "m_n", "m_on", "m_dur", "m_pitch", "m_off",
@@ -56,11 +64,15 @@ FIELDS = ("f_bt", "f_org", "f_rep", "f_next_rep", "f_pb", "f_next_pb", "f_src", 
           "p_bar", "p_release", "scripted", "was", "p_src", "p_last", "ev_pi", "ev_pbar", "p_varied", "m_from",
           "p_keep", "l_on", "l_dur", "l_pitch", "l_n", "l_tick", "l_len", "l_var", "l_voice",
           "l_log", "l_logn", "l_due", "p_from", "m_reg", "f_regp", "m_key", "q_on", "q_dur",
-          "q_pitch", "q_n", "q_tick", "q_len", "q_var", "q_voice", "f_share", "f_next_share")
+          "q_pitch", "q_n", "q_tick", "q_len", "q_var", "q_voice", "f_share", "f_next_share",
+          "f_aim", "f_aim_tick")
 (Q_ON, Q_DUR, Q_PITCH, Q_N, Q_TICK, Q_LEN, Q_VAR, Q_VOICE, L_ON, L_DUR, L_PITCH, L_VAR) = (
     FIELDS.index(name) for name in ("q_on", "q_dur", "q_pitch", "q_n", "q_tick", "q_len",
                                     "q_var", "q_voice", "l_on", "l_dur", "l_pitch", "l_var"))
 #: Positions in the tuple of what the kernel reads by name.
+(F_SRC, F_PB, F_SEED, M_BAR, M_FROM, M_N, M_ON, M_PITCH, F_SHARE, F_AIM, F_AIM_TICK) = (
+    FIELDS.index(name) for name in ("f_src", "f_pb", "f_seed", "m_bar", "m_from", "m_n", "m_on",
+                                    "m_pitch", "f_share", "f_aim", "f_aim_tick"))
 (F_BT, F_ORG, F_REP, F_PENDING, P_TICK, P_N, P_I, P_BAR, EV_PI, EV_PBAR, L_N, L_TICK, L_LEN,
  L_VOICE, L_DUE, P_FROM, P_KEEP, M_REG, F_REGP, M_KEY, P_VOICE, P_PITCH, P_KIND, P_FREE,
  P_ACT, P_RELEASE, SCRIPTED, WAS, P_LAST) = (
@@ -125,7 +137,10 @@ def arrays(S, NV, ring, register=(0, 0.0, 0.0, 0, 0)):
         q_n=i64(S), q_tick=i64(S, v=-1), q_len=i64(S), q_var=np.zeros(S), q_voice=i64(S),
         # per voice, the share of the repetition its recalls take (engine.form.Form.shares),
         # in force and pending
-        f_share=np.ones((S, NV)), f_next_share=np.ones((S, NV)))
+        f_share=np.ones((S, NV)), f_next_share=np.ones((S, NV)),
+        # per voice, the first pitch of the bar it recalls next (-1: none), the lead-in's
+        # aim from the last quarter of the bar before, and the tick that bar starts at
+        f_aim=i64(S, NV, v=-1), f_aim_tick=i64(S, v=-1))
 
 
 def set_form(rt, s, repetition, form=Form(), bar_ticks=None, origin=0):
@@ -224,6 +239,7 @@ def drop_plan(rt, s):
     model composes every voice until the next bar line)."""
     rt.p_n[s] = rt.p_i[s] = 0
     rt.scripted[s] = rt.p_varied[s] = False
+    rt.f_aim[s] = -1
     rt.was[s] = False
     rt.p_release[s] = False
     rt.p_src[s] = -1
@@ -328,7 +344,7 @@ def build(s, b, fresh, voice_on, sounding, controls, lay, form):
      p_act, p_n, p_i, p_bar, p_release, scripted, was, p_src, p_last, ev_pi, ev_pbar,
      p_varied, m_from, p_keep, l_on, l_dur, l_pitch, l_n, l_tick, l_len, l_var, l_voice,
      l_log, l_logn, l_due, p_from, m_reg, f_regp, m_key, _, _, _, _, _, _, _, _, f_share,
-     f_next_share) = form
+     f_next_share, f_aim, f_aim_tick) = form
     if fresh and f_pending[s]:
         f_rep[s] = f_next_rep[s]
         f_pb[s] = f_next_pb[s]
@@ -339,7 +355,7 @@ def build(s, b, fresh, voice_on, sounding, controls, lay, form):
         f_pending[s] = False
     p_bar[s] = b
     p_i[s] = 0
-    bt, rep, pb = f_bt[s], f_rep[s], f_pb[s]
+    bt, rep = f_bt[s], f_rep[s]
     start = f_org[s] + b * bt
     B = m_bar.shape[1]
     n = 0
@@ -387,20 +403,10 @@ def build(s, b, fresh, voice_on, sounding, controls, lay, form):
             continue
         if rep <= 0.0:
             continue
-        phrase, j = b // pb, b % pb
-        src = f_src[s, v, j]
-        sb = -1
-        # one draw for every voice: a voice whose share is smaller recalls a subset of the
-        # bars the others recall, so its accompaniment comes back with the melody
-        if src >= 0:
-            if _u(f_seed[s], b, 0, 0) < rep * f_share[s, v]:
-                sb = phrase * pb + src
-        elif phrase > 0 and _u(f_seed[s], b, 0, 1) < rep * rep * f_share[s, v]:
-            sb = b - pb
+        sb = _source(s, b, v, controls, form)
+        if sb < 0:
+            continue
         slot = sb % B
-        if (sb < m_from[s] or m_bar[s, slot] != sb
-                or m_key[s, slot] != _key(s, controls, f_regp)):
-            continue  # not remembered whole, or composed in another key or mode
         # the source bar's notes: those that ended, and those still sounding (their
         # length cut at its end, as they will be remembered)
         s0 = f_org[s] + sb * bt
@@ -448,6 +454,82 @@ def build(s, b, fresh, voice_on, sounding, controls, lay, form):
     p_n[s] = n
     if fresh:
         p_release[s] = True
+    _aim(s, b, voice_on, controls, lay, form)
+
+
+@njit(nogil=True, cache=True)
+def _source(s, b, v, controls, form):
+    """The earlier bar session s's voice v recalls in its bar b (-1: it composes new): the
+    form's source for it, if the plan's draw recalls it (with probability repetition x the
+    voice's share; the previous phrase's bar: repetition squared x share) and memory holds
+    it whole, composed in the key and mode asked for now.  One draw a bar for every voice:
+    a voice whose share is smaller recalls a subset of the bars the others recall, so its
+    accompaniment comes back with the melody."""
+    f_rep, f_pb, f_src, f_seed, f_share = (form[F_REP], form[F_PB], form[F_SRC], form[F_SEED],
+                                           form[F_SHARE])
+    m_bar, m_from, m_key, f_regp = form[M_BAR], form[M_FROM], form[M_KEY], form[F_REGP]
+    rep, pb = f_rep[s], f_pb[s]
+    phrase, j = b // pb, b % pb
+    src = f_src[s, v, j]
+    sb = -1
+    if src >= 0:
+        if _u(f_seed[s], b, 0, 0) < rep * f_share[s, v]:
+            sb = phrase * pb + src
+    elif phrase > 0 and _u(f_seed[s], b, 0, 1) < rep * rep * f_share[s, v]:
+        sb = b - pb
+    if sb < 0 or sb < m_from[s]:
+        return -1
+    slot = sb % m_bar.shape[1]
+    if m_bar[s, slot] != sb or m_key[s, slot] != _key(s, controls, f_regp):
+        return -1  # not remembered whole, or composed in another key or mode
+    return sb
+
+
+@njit(nogil=True, cache=True)
+def _aim(s, b, voice_on, controls, lay, form):
+    """Session s's lead-in aims for its bar b + 1: for the melody and the bass, the first
+    pitch of the bar they will recall there (the top note of its first onset, the bass's
+    lowest), moved by octaves as the recall will be; -1 where they will compose new or state
+    the theme.  The line prior draws their last notes before that bar line toward it
+    (``lead_in``), so a recalled bar follows on from the free one before it."""
+    f_bt, f_org, f_aim, f_aim_tick = form[F_BT], form[F_ORG], form[F_AIM], form[F_AIM_TICK]
+    m_n, m_on, m_pitch = form[M_N], form[M_ON], form[M_PITCH]
+    m_reg, f_regp = form[M_REG], form[F_REGP]
+    f_aim_tick[s] = f_org[s] + (b + 1) * f_bt[s]
+    for v in range(f_aim.shape[1]):
+        f_aim[s, v] = -1
+        if not voice_on[s, v] or form[F_REP][s] <= 0.0 or not (
+                v == lay[MELODY_VOICE] or v == lay[BASS_VOICE]):
+            continue
+        if _lead_start(s, b + 1, v, form) >= 0:
+            continue
+        sb = _source(s, b + 1, v, controls, form)
+        if sb < 0:
+            continue
+        slot = sb % m_n.shape[2]
+        first, pitch = 1 << 30, -1
+        for k in range(m_n[s, v, slot]):
+            on, p = m_on[s, v, slot, k], m_pitch[s, v, slot, k]
+            if on < first or (on == first and (p < pitch if v == lay[BASS_VOICE] else p > pitch)):
+                first, pitch = on, p
+        if pitch < 0:
+            continue
+        pitch += 12 * int(np.round((_register(s, controls, f_regp) - m_reg[s, slot]) / 12))
+        while pitch > 127:
+            pitch -= 12
+        while pitch < 0:
+            pitch += 12
+        f_aim[s, v] = pitch
+
+
+@njit(nogil=True, cache=True, inline="always")
+def lead_in(s, gen_tick, v, form):
+    """The pitch voice v of session s leads into (its aim, ``_aim``) while its music is in
+    the last quarter of the bar before the bar it recalls; -1 otherwise."""
+    left = form[F_AIM_TICK][s] - gen_tick[s]
+    if v < 0 or left <= 0 or left > LEAD_IN * form[F_BT][s]:
+        return -1
+    return form[F_AIM][s, v]
 
 
 @njit(nogil=True, cache=True, inline="always")

@@ -31,7 +31,7 @@ from engine.vocab import NO_VOICE, NOTE_OFF, START, TIME_SHIFT
 
 from engine.sampler import form, voices
 from engine.sampler.form import (EV_PBAR, EV_PI, P_BAR, P_I, due as form_due,
-                                 next_token as planned, record, shift_limit, turn)
+                                 lead_in, next_token as planned, record, shift_limit, turn)
 from engine.sampler.lstm import lstm_step
 from engine.sampler.voices import entry_lapses, release_offs, voices_due
 from engine.sampler.sampling import held_limit, is_line, last_pitch, layout, sample
@@ -90,6 +90,7 @@ class Runtime:
         self.inversion = np.zeros(S, np.float64)  # the inversion prior's (0: off)
         self.ordering = np.zeros(S, np.float64)  # the voice-order prior's (0: off)
         self.smoothing = np.zeros(S, np.float64)  # the line prior's (0: off)
+        self.leading = np.zeros(S, np.float64)  # the lead-in's (0: off)
         self.entered = np.zeros((S, NV), np.bool_)
         self.everyone = np.ones(NV, np.bool_)  # a theme's reset releases every voice
         self.layout = layout(w.vocab, DRUMS, BASS, MELODY, HARMONY)  # token ranges, voices' roles
@@ -155,7 +156,7 @@ class Runtime:
                         self.voice_bias, self.entered, self.voice_tick, self.next_on,
                         self.prev_on, self.voice_from, self.everyone, self.consonance,
                         self.rooting, self.inversion, self.ordering, self.smoothing,
-                        self.scripted)
+                        self.leading, self.scripted)
         self._theme = (self.zbias, self.next_zbias, self.theme_h, self.theme_c, self.theme_tick,
                        self.theme_reset, self.reset_due,  # then START's token, a position's ticks
                        np.array([w.vocab.offsets[START], self.pos_ticks, self.no_voice],
@@ -174,7 +175,7 @@ class Runtime:
 
     def set_priors(self, s, **weights):
         """Session s's sampling priors by name (``engine.ensemble.PRIORS``: consonance,
-        rooting, inversion, ordering, smoothing; see ``engine.sampler.sampling.sample``)."""
+        rooting, inversion, ordering, smoothing, leading; see ``engine.sampler.sampling.sample``)."""
         for name, weight in weights.items():
             if name not in PRIOR_NAMES:
                 raise ValueError(f"no prior {name!r}: one of {', '.join(PRIOR_NAMES)}")
@@ -234,7 +235,9 @@ class Runtime:
         while it has forced tokens (the drafter's continuation) to feed.
         max_batch: at most this many sessions a step (0: all that need one), taken from
         slot ``first`` on, cyclically, so that a caller holding a lock for a step holds
-        it for that many sessions' work; the others wait for the next call."""
+        it for that many sessions' work; the others wait for the next call.  A negative
+        ``target[s]`` leaves session s alone, its bookkeeping too (a bar's plan, a voice or
+        theme due at its tick), until a call asks for it."""
         return _advance(target, max_steps, max_batch, first, self.active, self.candidates, self.idx,
                         self.tokens, self.controls, self.ctl_base, self.next_ctl, self.switch_tick,
                         self.gen_tick, self.sounding, self.entry, self.temperature, self.rng,
@@ -386,7 +389,7 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
     (zbias, next_zbias, theme_h, theme_c, theme_tick, theme_reset, reset_due, start_tok,
      pos_bias, pos_n, pos_slot, pos0, pos_cur) = theme
     (voice, voice_on, ev_voice, lay, probs, voice_bias, entered, voice_tick, next_on, prev_on,
-     voice_from, everyone, consonance, rooting, inversion, ordering, smoothing,
+     voice_from, everyone, consonance, rooting, inversion, ordering, smoothing, leading,
      scripted) = voices
     ev_pi, ev_pbar, p_i, p_bar = fm[EV_PI], fm[EV_PBAR], fm[P_I], fm[P_BAR]
     S = active.shape[0]
@@ -395,7 +398,10 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
     steps = 0
     while True:
         for s in range(S):
-            if active[s]:
+            # the bookkeeping at each session's tick, for the sessions this call is asked to
+            # advance (a negative target: left alone), so that one session composed at once
+            # (a "now" change) does not pay for every other session's at every step
+            if active[s] and target[s] >= 0:
                 _theme_due(s, gen_tick, sounding, entry, force, force_i, force_n, tokens, h, c,
                            zbias, next_zbias, theme_h, theme_c, theme_tick, theme_reset,
                            reset_due, start_tok, off_off, pos_slot, pos0, pos_cur, voice, lay,
@@ -429,7 +435,8 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
         steps += 1
         for k in range(n):
             s = idx[k]
-            prev = -1  # the voice's last pitch, for the line prior
+            prev = -1  # the voice's last pitch, for the line prior ...
+            aim = -1  # ... and the pitch it leads into
             if force_i[s] < force_n[s]:
                 tok = force[s, force_i[s]]
                 force_i[s] += 1
@@ -444,11 +451,13 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
                 due = turn(s, gen_tick, sounding, voice, voice_on, lay, pc_bias, fm)
                 if smoothing[s] > 0.0 and is_line(lay, voice[s]):
                     prev = last_pitch(s, voice[s], ev_tok, ev_voice, tail, kinds, values)
+                if leading[s] > 0.0 and is_line(lay, voice[s]):
+                    aim = lead_in(s, gen_tick, voice[s], fm)
                 if due >= 0:
                     tok = sample(s, logits, temperature, sounding, entry, gen_tick,
                                  max_note_ticks, pc_bias, rng, voice, voice_on, lay, probs,
                                  voice_bias, entered, consonance, rooting, inversion,
-                                 ordering, smoothing, prev, scripted)
+                                 ordering, smoothing, prev, leading, aim, scripted)
                     k = kinds[tok]
                     if not (k == 4 or (k == 5 and values[tok] < due) or (
                             (k == 1 or k == 2) and max(voice[s], 0) < due)):
@@ -456,11 +465,11 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
                 if due == -2 or tok < 0 and due >= 0:
                     tok = planned(s, gen_tick, sounding, voice, voice_on, lay, logits,
                                   temperature, pc_bias, rng, fm)
-            if tok < 0:  # (only after the branch above: prev is the voice's already)
+            if tok < 0:  # (only after the branch above: prev and aim are the voice's)
                 tok = sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks,
                              pc_bias, rng, voice, voice_on, lay, probs, voice_bias, entered,
                              consonance, rooting, inversion, ordering, smoothing, prev,
-                             scripted)
+                             leading, aim, scripted)
                 if kinds[tok] == 3:
                     # a time shift lands on the switch tick, the voice switch's or the
                     # guard's release of a held note, whichever comes first, rather than

@@ -143,7 +143,7 @@ def held_limit(s, i, max_note_ticks, layout):
 @njit(nogil=True, cache=True)
 def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc_bias, rng,
            voice, voice_on, layout, probs, voice_bias, entered, consonance, rooting, inversion,
-           ordering, smoothing, prev, scripted):
+           ordering, smoothing, prev, leading, aim, scripted):
     """Sample the next token of session s under the runtime's rules: never START, no
     note-off of a silent pitch, no note-on of a sounding one, only note-ons while
     ``entry`` (an immediate transition starts with a note, at once), and a note held
@@ -171,7 +171,10 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
     one holds, a unison allowed; not while the voice enters; 0: off); and a melody or bass
     note-on's by ``exp(smoothing[s])`` per semitone it leaps beyond a whole step from
     ``prev``, the voice's last note-on (``last_pitch``; -1: none), so the lines move by
-    step as real melodies and basses mostly do (0: off).
+    step as real melodies and basses mostly do (0: off); and by ``exp(leading[s])`` per
+    semitone beyond a whole step from ``aim``, the first pitch of the bar the voice recalls
+    next, while it leads into it (``engine.sampler.form.lead_in``; -1: none), so the free
+    bar before a recalled one leads into it (0: off).
     The entry rule is per voice: while it holds, a VOICE token may name only a voice
     that may play and has not entered (``entered[s]``: sounded a note-on since the
     entry began), and it holds only while such a voice is left, so with every voice off
@@ -282,6 +285,8 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
                                             int(p > above) + int(p > above2))
                     if line and abs(p - prev) > 2:
                         z -= smoothing[s] * (abs(p - prev) - 2)
+                    if aim >= 0 and abs(p - aim) > 2:
+                        z -= leading[s] * (abs(p - aim) - 2)
                 w = np.exp(z)
                 probs[s, on + p] = w
                 total += w

@@ -250,6 +250,11 @@ def run(args):
         if ctx.main:
             print(f"best validation NLL {best:.4f} nats/event on {ctx.world} process(es) "
                   f"-> {Path(args.out) / 'best.npz'}")
+        if ctx.world > 1:
+            # every process is done with the group before any leaves it: gloo aborts a
+            # process whose peer tears its connections down while it still holds them
+            # ("terminate called without an active exception", seen once in CI)
+            dist.barrier()
     finally:
         finish(ctx)
     return 0

@@ -125,6 +125,77 @@ def test_a_loop_s_share_of_the_repetition_scales_its_recalls():
     assert 0 < recalls[0.5]["bass"] < recalls[1.0]["bass"], recalls
 
 
+def _joins(leading, seeds=6, bars=24):
+    """Compose the ensemble in ABACABAD at repetition 0.9 with the lead-in at ``leading``
+    (the other priors as served), bar by bar: for each bar whose melody is
+    recalled exactly after a bar that was not, the aim the bar before held for it and the melody's
+    top pitches on either side of the bar line, (aim, last before, first in)."""
+    from engine.ensemble import MELODY, PRIORS
+    w = Weights(ENSEMBLE)
+    out = []
+    for seed in range(seeds):
+        rt = _open(w, seed=seed, repetition=0.9, form=Form("ABACABAD", 8))
+        rt.set_priors(0, **{**PRIORS, "leading": leading})
+        bt = 4 * rt.tpb
+        aims, recalled = {}, {}
+        for b in range(bars):
+            rt.advance(np.array([b * bt]))  # at bar line b: bar b's plan, its aim for b + 1
+            bar, src, varied = rt.plan(0)
+            assert bar == b or b == 0
+            recalled[b] = src[MELODY] >= 0 and not varied[MELODY]  # exact
+            aims[b + 1] = int(rt.f_aim[0, MELODY]), int(rt.f_aim_tick[0])
+        top = {}
+        for a, _, p in _notes(rt).get(MELODY, []):
+            top[a] = max(p, top.get(a, -1))
+        for b in range(2, bars):
+            before = [a for a in top if (b - 1) * bt <= a < b * bt]
+            inside = [a for a in top if b * bt <= a < (b + 1) * bt]
+            if recalled[b] and not recalled[b - 1] and before and inside:
+                assert aims[b][1] == b * bt
+                out.append((aims[b][0], top[max(before)], top[min(inside)]))
+    return out
+
+
+def test_the_free_bar_before_a_recalled_one_leads_into_it():
+    """The bar before a recalled melody bar knows the pitch that bar starts with (its aim:
+    the top of its first remembered onset) and, with the lead-in on (``Runtime.leading``,
+    log-odds per semitone beyond a step), draws its notes toward it, so the line crosses
+    the bar line by smaller moves than with it off (its shipped weight)."""
+    on, off = _joins(1.0), _joins(0.0)
+    assert len(on) >= 10 and len(off) >= 10
+    # (none where the source bar's one note still sounded when the aim was taken)
+    assert all(aim == first for aim, _, first in on + off if aim >= 0)
+    assert sum(aim >= 0 for aim, _, _ in on + off) >= 0.8 * len(on + off)
+    gap = {k: np.mean([abs(first - last) for _, last, first in v]) for k, v in
+           (("on", on), ("off", off))}
+    assert gap["on"] < gap["off"] - 1.0, gap
+
+
+def test_a_session_advanced_alone_composes_as_with_every_session_asked():
+    """``advance`` runs the bookkeeping (plans, voices, themes due) only of the sessions it
+    is asked for: a session composed alone (the others' targets -1, as a "now" change
+    composes it) plays the same tokens as when the others are asked to stay where they are,
+    and the others are left exactly as they were."""
+    w = Weights(ENSEMBLE)
+    rts = [_open(w, seed=4, repetition=0.9, form=Form("ABACABAD", 8), sessions=3)
+           for _ in range(2)]
+    for rt in rts:
+        rt.advance(np.full(3, 3 * 4 * rt.tpb))
+    before = [rt.ev_tok[1, :rt.tail[1]].copy() for rt in rts]
+    for k, rt in enumerate(rts):
+        others = np.full(3, -1, np.int64) if k == 0 else rt.gen_tick.copy()
+        for _ in range(4):
+            target = others.copy()
+            target[0] = rt.gen_tick[0] + 4 * rt.tpb  # a bar at a time
+            rt.advance(target)
+    alone, asked = rts
+    assert alone.tail[0] == asked.tail[0]
+    assert (alone.ev_tok[0, :alone.tail[0]] == asked.ev_tok[0, :asked.tail[0]]).all()
+    assert alone.plan(0) == asked.plan(0)
+    for rt, toks in zip(rts, before):
+        assert rt.tail[1] == len(toks) and (rt.ev_tok[1, :rt.tail[1]] == toks).all()
+
+
 def test_repetition_zero_composes_as_without_a_form(w):
     plain, formed = _open(w, seed=5, repetition=None), _open(w, seed=5, repetition=0.0)
     for rt in (plain, formed):

@@ -1,0 +1,41 @@
+"""The melody's moves across bar lines (engine.evaluation.joins), on a hand-made line and on
+a small run of the real measurement (held-out pieces, the shipped ensemble, the critic)."""
+import numpy as np
+
+from engine.ensemble import BASS, MELODY
+from engine.evaluation import joins
+from engine.notes import NOTE_DTYPE
+
+BAR = 48
+
+
+def _notes(rows):
+    n = np.zeros(len(rows), NOTE_DTYPE)
+    for i, (start, pitch, channel) in enumerate(rows):
+        n[i]["start"], n[i]["end"], n[i]["pitch"] = start, start + 12, pitch
+        n[i]["velocity"], n[i]["channel"] = 80, channel
+    return n
+
+
+def test_moves_follow_the_melody_s_top_line_and_split_at_bar_lines():
+    # 60 -> 62 inside bar 0, 62 -> 69 across the bar line (a chord's top note), then 69 -> 67;
+    # the bass's notes are not the melody's
+    n = _notes([(0, 60, MELODY), (24, 62, MELODY), (48, 64, MELODY), (48, 69, MELODY),
+                (60, 67, MELODY), (30, 40, BASS)])
+    assert joins.moves(n, BAR) == ([7], [2, 2])
+    f = joins.figures([n], BAR)
+    assert (f["across_leaps"], f["across_steps"], f["inside_leaps"], f["inside_steps"]) == \
+        (1.0, 0.0, 0.0, 1.0)
+    assert (f["across_moves"], f["inside_moves"]) == (1, 2)
+
+
+def test_a_small_measurement_reports_real_music_and_each_weight():
+    res = joins.measure((0.0, 2.0), seeds=2, limit=6, progress=lambda m: None)
+    assert res["preset"] == "combat" and res["pieces"] >= 3
+    assert 0 <= res["real"]["across_leaps"] <= 1
+    off, on = res["generated"]
+    assert (off["leading"], on["leading"]) == (0.0, 2.0)
+    for row in (off, on):
+        assert 0.0 <= row["critic"]["mean"] <= 1.0 and row["across_moves"]["mean"] > 0
+    # the lead-in draws the bar before a recalled one toward it: fewer leaps into bars
+    assert on["across_leaps"]["mean"] < off["across_leaps"]["mean"]
