@@ -1,4 +1,5 @@
-"""The melody across bar lines: how often it leaps into a bar, and what the lead-in does.
+"""The melody across bar lines and sections: its leaps into a bar, what the lead-in does,
+and how much one 4-bar span contrasts with the next.
 
 With the form on, a recalled bar's first note follows whatever the free bar before it ended
 on, so the melody leaps across bar lines far more often than inside a bar, and far more than
@@ -6,7 +7,9 @@ real music does.  The lead-in (``Runtime.leading``, ``engine.sampler.form.lead_i
 the notes of the bar before a recalled one toward the pitch that bar starts with.  This
 measures, at a preset's form and repetition, the melody's moves (the top note of each onset)
 across bar lines and inside bars, and the fresh critic (``texture_critic``) against the
-held-out ensemble pieces, at each lead-in weight asked, seeds alike:
+held-out ensemble pieces, at each lead-in weight asked, seeds alike; and the contrast
+between successive 4-bar spans (the melody's mean pitch, the pitched onsets), beside the
+same ensemble through-composed (repetition 0: every span new, the model's own contrast):
 
     python -m engine.evaluation.joins [--leading 0,0.6] [--seeds 8] [--preset combat]
 """
@@ -18,12 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.ensemble import MELODY
+from engine.ensemble import DRUMS, MELODY
 from engine.errors import InvalidMessage
 from engine.metrics import interval, json_ready
 
 #: A move of at least this many semitones is a leap; at most ``STEP`` a step.
 LEAP, STEP = 5, 2
+#: The spans whose contrast is measured, in bars (a section of an 8-bar ABAB or AABA).
+SPAN_BARS = 4
 
 
 def moves(notes, bar):
@@ -40,14 +45,37 @@ def moves(notes, bar):
     return across, inside
 
 
-def figures(pieces, bar):
-    """Leaps and steps across bar lines and inside bars, pooled over ``pieces``."""
+def contrasts(notes, bar, bars):
+    """Between each two successive ``SPAN_BARS``-bar spans of a piece of ``bars`` bars that
+    both have melody: (|difference of the melody's mean pitch|, |log ratio of the pitched
+    onsets|)."""
+    out, prev = [], None
+    for k in range(bars // SPAN_BARS):
+        lo, hi = k * SPAN_BARS * bar, (k + 1) * SPAN_BARS * bar
+        sel = notes[(notes["start"] >= lo) & (notes["start"] < hi)]
+        mel = sel[sel["channel"] == MELODY]
+        pitched = sel[sel["channel"] != DRUMS]
+        cur = (float(mel["pitch"].mean()), len(pitched)) if len(mel) else None
+        if cur is not None and prev is not None:
+            out.append((abs(cur[0] - prev[0]), abs(float(np.log(cur[1] / prev[1])))))
+        prev = cur
+    return out
+
+
+def figures(pieces, bar, bars=None):
+    """Leaps and steps across bar lines and inside bars, pooled over ``pieces``; with
+    ``bars`` (each piece's), the contrast between successive spans, pooled too."""
     across, inside = [], []
     for n in pieces:
         a, i = moves(n, bar)
         across += a
         inside += i
     out = {}
+    if bars is not None:
+        c = np.array([x for n, b in zip(pieces, bars) for x in contrasts(n, bar, b)])
+        out["span_register"] = float(c[:, 0].mean()) if len(c) else float("nan")
+        out["span_density"] = float(c[:, 1].mean()) if len(c) else float("nan")
+        out["span_pairs"] = len(c)
     for name, m in (("across", np.array(across)), ("inside", np.array(inside))):
         out[f"{name}_leaps"] = float((m >= LEAP).mean()) if len(m) else float("nan")
         out[f"{name}_steps"] = float((m <= STEP).mean()) if len(m) else float("nan")
@@ -85,28 +113,30 @@ def measure(weights=(0.0, 0.6), seeds=8, preset="combat", progress=print, limit=
     asks = [mirror(p["cut"], p["key"], p["windows"] * cfg.window_bars, ecfg) for p in held]
     w = load_weights(cfg.ensemble)
     progress(f"{len(held)} held-out pieces; {preset}: {fe.form_label(form)} at {repetition:g}")
+    bars = [a["bars"] for a in asks]
     rows = []
-    for lead in weights:
+    # the preset at each lead-in weight, then through-composed (the model's own sections)
+    for lead, rep in [(x, repetition) for x in weights] + [(0.0, 0.0)]:
         made = []
         for seed in range(seeds):
             reqs = [Request(a["key"], a["mode"], a["density"], seed=seed * 1_000_003 + i,
                             register=a["register"], voices=a["voices"], leading=lead)
                     for i, a in enumerate(asks)]
-            out = generate_many(w, reqs, max(a["bars"] for a in asks),
-                                beats_per_bar=cfg.beats_per_bar, repetition=repetition,
-                                form=form)
-            made.append([fe.cut_bars(n, a["bars"] * bar) for n, a in zip(out, asks)])
-        per_seed = [figures(m, bar) for m in made]
-        row = dict(leading=lead, critic=critic_over_seeds(real, made, list(range(seeds)),
-                                                          ecfg)["auc"])
+            out = generate_many(w, reqs, max(bars), beats_per_bar=cfg.beats_per_bar,
+                                repetition=rep, form=form)
+            made.append([fe.cut_bars(n, b * bar) for n, b in zip(out, bars)])
+        per_seed = [figures(m, bar, bars) for m in made]
+        row = dict(leading=lead, repetition=rep,
+                   critic=critic_over_seeds(real, made, list(range(seeds)), ecfg)["auc"])
         for k in per_seed[0]:
             row[k] = interval([f[k] for f in per_seed])
         rows.append(row)
-        progress(f"leading {lead:g}: leaps across bar lines {row['across_leaps']['mean']:.3f}, "
-                 f"inside {row['inside_leaps']['mean']:.3f}, critic AUC "
+        progress(f"leading {lead:g}, repetition {rep:g}: leaps across bar lines "
+                 f"{row['across_leaps']['mean']:.3f}, inside {row['inside_leaps']['mean']:.3f}, "
+                 f"span register {row['span_register']['mean']:.2f}, critic AUC "
                  f"{row['critic']['mean']:.3f}")
     return json_ready(dict(preset=preset, form=fe.form_label(form), repetition=repetition,
-                           seeds=seeds, real=figures(real, bar), pieces=len(held),
+                           seeds=seeds, real=figures(real, bar, bars), pieces=len(held),
                            generated=rows, cpu_seconds=time.process_time() - t0))
 
 

@@ -27,15 +27,21 @@ def test_moves_follow_the_melody_s_top_line_and_split_at_bar_lines():
     assert (f["across_leaps"], f["across_steps"], f["inside_leaps"], f["inside_steps"]) == \
         (1.0, 0.0, 0.0, 1.0)
     assert (f["across_moves"], f["inside_moves"]) == (1, 2)
+    # spans of 4 bars: the second's melody a fifth higher with twice the pitched onsets
+    spans = _notes([(0, 60, MELODY), (4 * BAR, 67, MELODY), (4 * BAR + 12, 67, MELODY),
+                    (4 * BAR, 40, BASS)])
+    assert joins.contrasts(spans, BAR, 8) == [(7.0, float(np.log(3)))]
 
 
 def test_a_small_measurement_reports_real_music_and_each_weight():
     res = joins.measure((0.0, 2.0), seeds=2, limit=6, progress=lambda m: None)
     assert res["preset"] == "combat" and res["pieces"] >= 3
     assert 0 <= res["real"]["across_leaps"] <= 1
-    off, on = res["generated"]
-    assert (off["leading"], on["leading"]) == (0.0, 2.0)
-    for row in (off, on):
+    off, on, free = res["generated"]
+    assert (off["leading"], on["leading"], free["leading"]) == (0.0, 2.0, 0.0)
+    assert off["repetition"] == on["repetition"] > 0 and free["repetition"] == 0
+    assert res["real"]["span_register"] >= 0 and free["span_register"]["mean"] >= 0
+    for row in (off, on, free):
         assert 0.0 <= row["critic"]["mean"] <= 1.0 and row["across_moves"]["mean"] > 0
     # the lead-in draws the bar before a recalled one toward it: fewer leaps into bars
     assert on["across_leaps"]["mean"] < off["across_leaps"]["mean"]
