@@ -83,9 +83,11 @@ def figures(pieces, bar, bars=None):
     return out
 
 
-def measure(weights=(0.0, 0.6), seeds=8, preset="combat", progress=print, limit=None):
-    """Real and generated figures (a JSON-ready dict): the held-out ensemble pieces as the
-    form evaluation reads them, and per lead-in weight the ensemble composing one piece per
+def measure(weights=(0.0, 0.6), seeds=8, preset="combat", progress=print, limit=None,
+            data=None):
+    """Real and generated figures (a JSON-ready dict): the held-out ensemble pieces of
+    ``data`` (None: the form evaluation's dataset) as the form evaluation reads them, at
+    most ``limit`` of them, and per lead-in weight the ensemble composing one piece per
     real piece (asked for its controls) in the preset's form at its repetition."""
     from engine.evaluation import form as fe
     from engine.evaluation import texture_critic as tc
@@ -99,7 +101,7 @@ def measure(weights=(0.0, 0.6), seeds=8, preset="combat", progress=print, limit=
         raise InvalidMessage(f"--preset {preset!r} is not in {fe.STATES}", field="--preset",
                              allowed=sorted(presets))
     form, repetition = fe.preset_forms()[preset], float(presets[preset].get("repetition", 0.0))
-    cfg = fe.FormEvalConfig()
+    cfg = fe.FormEvalConfig() if data is None else fe.FormEvalConfig(ensemble_data=str(data))
     bar = cfg.beats_per_bar * cfg.ticks_per_beat
     got, _ = read_held_out(cfg.ensemble_data, cfg.splits, cfg.ticks_per_beat,
                            cfg.beats_per_bar, None)
@@ -148,6 +150,9 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--preset", default="combat", help="whose form and repetition")
     p.add_argument("--out", default="engine/models/joins.json")
+    p.add_argument("--data", default=None, metavar="NPZ",
+                   help="the ensemble dataset whose held-out pieces are real music (default "
+                        "the form evaluation's)")
     args = p.parse_args(argv)
     try:
         weights = tuple(float(x) for x in args.leading.split(","))
@@ -157,7 +162,7 @@ def main(argv=None):
         p.error("--leading weights must be >= 0 and --seeds >= 2 (an interval needs two)")
     try:
         res = measure(weights, args.seeds, args.preset,
-                      lambda m: print(m, file=sys.stderr, flush=True))
+                      lambda m: print(m, file=sys.stderr, flush=True), data=args.data)
     except InvalidMessage as exc:
         print(f"{p.prog}: {exc}", file=sys.stderr)
         return 2

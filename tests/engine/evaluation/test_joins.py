@@ -1,5 +1,7 @@
 """The melody's moves across bar lines (engine.evaluation.joins), on a hand-made line and on
 a small run of the real measurement (held-out pieces, the shipped ensemble, the critic)."""
+import json
+
 import numpy as np
 
 from engine.ensemble import BASS, MELODY
@@ -33,8 +35,16 @@ def test_moves_follow_the_melody_s_top_line_and_split_at_bar_lines():
     assert joins.contrasts(spans, BAR, 8) == [(7.0, float(np.log(3)))]
 
 
-def test_a_small_measurement_reports_real_music_and_each_weight():
-    res = joins.measure((0.0, 2.0), seeds=2, limit=6, progress=lambda m: None)
+def test_a_small_measurement_reports_real_music_and_each_weight(tmp_path):
+    # a dataset file holding what the held-out reader needs: four chorales held out (read
+    # from music21's corpus), as the form evaluation's tests build it
+    data = tmp_path / "ensemble.npz"
+    meta = dict(format=1, summary=dict(ensemble=True, sources={}))
+    np.savez(data, ids=np.array(["bach/bwv276.mxl", "bach/bwv263.mxl", "bach/bwv253.mxl",
+                                 "bach/bwv269.mxl"]),
+             sources=np.array(["bach-parts"] * 4), split=np.full(4, 2, np.int8),
+             meta=np.array(json.dumps(meta)))
+    res = joins.measure((0.0, 2.0), seeds=2, progress=lambda m: None, data=data)
     assert res["preset"] == "combat" and res["pieces"] >= 3
     assert 0 <= res["real"]["across_leaps"] <= 1
     off, on, free = res["generated"]
