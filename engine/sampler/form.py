@@ -139,7 +139,7 @@ def arrays(S, NV, ring, register=(0, 0.0, 0.0, 0, 0)):
         # in force and pending
         f_share=np.ones((S, NV)), f_next_share=np.ones((S, NV)),
         # per voice, the first pitch of the bar it recalls next (-1: none), the lead-in's
-        # aim from the last quarter of the bar before, and the tick that bar starts at
+        # aim in the bar before it, and the tick that bar starts at
         f_aim=i64(S, NV, v=-1), f_aim_tick=i64(S, v=-1))
 
 
@@ -490,8 +490,8 @@ def _aim(s, b, voice_on, controls, lay, form):
     """Session s's lead-in aims for its bar b + 1: for the melody and the bass, the first
     pitch of the bar they will recall there (the top note of its first onset, the bass's
     lowest), moved by octaves as the recall will be; -1 where they will compose new or state
-    the theme.  The line prior draws their last notes before that bar line toward it
-    (``lead_in``), so a recalled bar follows on from the free one before it."""
+    the theme.  The lead-in (``Runtime.leading``, ``lead_in``) draws their notes before
+    that bar line toward it, so a recalled bar follows on from the free one before it."""
     f_bt, f_org, f_aim, f_aim_tick = form[F_BT], form[F_ORG], form[F_AIM], form[F_AIM_TICK]
     m_n, m_on, m_pitch = form[M_N], form[M_ON], form[M_PITCH]
     m_reg, f_regp = form[M_REG], form[F_REGP]
@@ -524,8 +524,8 @@ def _aim(s, b, voice_on, controls, lay, form):
 
 @njit(nogil=True, cache=True, inline="always")
 def lead_in(s, gen_tick, v, form):
-    """The pitch voice v of session s leads into (its aim, ``_aim``) while its music is in
-    the last quarter of the bar before the bar it recalls; -1 otherwise."""
+    """The pitch voice v of session s leads into (its aim, ``_aim``) while its music is
+    within ``LEAD_IN`` of a bar before the bar it recalls; -1 otherwise."""
     left = form[F_AIM_TICK][s] - gen_tick[s]
     if v < 0 or left <= 0 or left > LEAD_IN * form[F_BT][s]:
         return -1

@@ -175,7 +175,8 @@ class Runtime:
 
     def set_priors(self, s, **weights):
         """Session s's sampling priors by name (``engine.ensemble.PRIORS``: consonance,
-        rooting, inversion, ordering, smoothing, leading; see ``engine.sampler.sampling.sample``)."""
+        rooting, inversion, ordering, smoothing, leading; see
+        ``engine.sampler.sampling.sample``)."""
         for name, weight in weights.items():
             if name not in PRIOR_NAMES:
                 raise ValueError(f"no prior {name!r}: one of {', '.join(PRIOR_NAMES)}")
