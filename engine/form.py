@@ -15,7 +15,8 @@ phrase, the earlier bar of the phrase it recalls (-1: composed new).  The first 
 section whose letter came before recalls the same bar of that earlier section; the melody
 and the harmony follow the shape; the bass recalls the bar ``bass_loop`` bars back, the
 drums ``drums_loop`` bars back (0: they follow the shape too).  Whether a recall happens,
-and exactly or varied, is the session's ``repetition`` (0..1) to decide, bar by bar.
+and exactly or varied, is the session's ``repetition`` (0..1) to decide, bar by bar; the
+bass's and the drums' recalls take ``bass_share`` and ``drums_share`` of it (``shares``).
 """
 from dataclasses import dataclass
 

@@ -63,8 +63,8 @@ class Sessions:
     file's; ``theme``: the theme encoder (None: the model has none); ``tonality``: the
     default of sessions that set none (``cfg.repetition`` is the repetition's); ``cooldown``:
     the stingers' (``realtime.stingers.Cooldown``: the commands consult it, a stop or pause
-    cancels the starts it drops); ``voices``: the server's voice settings (``engine.ensemble.Voice`` by id, states.toml's
-    ``[voices]``), for an ensemble model.
+    cancels the starts it drops); ``voices``: the server's voice settings
+    (``engine.ensemble.Voice`` by id, states.toml's ``[voices]``), for an ensemble model.
     """
 
     def __init__(self, cfg, weights, engine, presets, theme, tonality, cooldown, voices=()):

@@ -367,23 +367,15 @@ def ensemble(cfg, held, progress, form=None):
     form = form or Form(cfg.shape, cfg.phrase)
     from engine.evaluation import texture_critic as tc
     from engine.evaluation.ensemble_texture import critic_over_seeds, mirror
-    from engine.generate import Request, generate_many, load_weights
+    from engine.generate import load_weights
     w = load_weights(cfg.ensemble)
-    bar = cfg.beats_per_bar * cfg.ticks_per_beat
     ecfg = tc.EnsembleEvalConfig(ticks_per_beat=cfg.ticks_per_beat,
                                  beats_per_bar=cfg.beats_per_bar, bootstrap=0)
     real = [p["cut"] for p in held]
     asks = [mirror(p["cut"], p["key"], p["windows"] * cfg.window_bars, ecfg) for p in held]
     seeds, rows = list(range(cfg.seeds)), []
     for rep in cfg.repetitions:
-        made = []
-        for seed in seeds:
-            reqs = [Request(a["key"], a["mode"], a["density"], seed=seed * 1_000_003 + i,
-                            register=a["register"], voices=a["voices"])
-                    for i, a in enumerate(asks)]
-            out = generate_many(w, reqs, max(a["bars"] for a in asks),
-                                beats_per_bar=cfg.beats_per_bar, repetition=rep, form=form)
-            made.append([cut_bars(n, a["bars"] * bar) for n, a in zip(out, asks)])
+        made = [compose(w, asks, seed, rep, form, cfg) for seed in seeds]
         sets = [set_figures([piece_figures(n, ENSEMBLE_LINES, cfg, (0, a["bars"] // cfg.window_bars))
                              for n, a in zip(m, asks)], ENSEMBLE_LINES, cfg) for m in made]
         critic = critic_over_seeds(real, made, seeds, ecfg)
@@ -393,6 +385,37 @@ def ensemble(cfg, held, progress, form=None):
                  f"{rows[-1]['figures']['melody']['bar_repeat']['mean']:.3f}, critic AUC "
                  f"{critic['auc']['mean']:.3f}")
     return rows
+
+
+def compose(w, asks, seed, repetition, form, cfg, **request):
+    """The ensemble ``w``'s piece for each ask (``ensemble_texture.mirror``) at generation
+    seed ``seed``, following ``form`` at ``repetition``, cut to the ask's bars; ``request``:
+    more ``engine.generate.Request`` fields (a prior's weight)."""
+    from engine.generate import Request, generate_many
+    bar = cfg.beats_per_bar * cfg.ticks_per_beat
+    reqs = [Request(a["key"], a["mode"], a["density"], seed=seed * 1_000_003 + i,
+                    register=a["register"], voices=a["voices"], **request)
+            for i, a in enumerate(asks)]
+    out = generate_many(w, reqs, max(a["bars"] for a in asks), beats_per_bar=cfg.beats_per_bar,
+                        repetition=repetition, form=form)
+    return [cut_bars(n, a["bars"] * bar) for n, a in zip(out, asks)]
+
+
+def held_pieces(cfg, splits, sources=None, limit=None):
+    """The pieces of ``cfg.ensemble_data``'s ``splits`` (of ``sources``; None: every one)
+    as real music: dicts of name, source, key, notes, the windows measured (``span``) and
+    the notes cut to them; pieces without a whole window left out, then at most ``limit``.
+    Also the pieces left out by the reader (``read_held_out``)."""
+    from engine.evaluation.heldout_ensemble import read_held_out
+    got, left = read_held_out(cfg.ensemble_data, splits, cfg.ticks_per_beat, cfg.beats_per_bar,
+                              sources)
+    out = []
+    for p in got:
+        where = span(p.notes, cfg, cfg.max_windows)
+        if where[1]:
+            out.append(dict(name=p.name, source=p.source, key=p.key, notes=p.notes, where=where,
+                            windows=where[1], cut=cut(p.notes, cfg, where)))
+    return out[:limit], left
 
 
 def cut_bars(notes, end):
@@ -463,7 +486,7 @@ def preset_repetitions(result, states=STATES):
 def measure(cfg=FormEvalConfig(), progress=print, states=STATES):
     """Real and generated form figures, the critics and the presets' repetitions (a
     JSON-ready dict)."""
-    from engine.evaluation.heldout_ensemble import SPLIT_NAMES, read_held_out
+    from engine.evaluation.heldout_ensemble import SPLIT_NAMES
     t0 = time.process_time()
     folk, folk_left = read_folk(cfg.folk, cfg.splits, cfg, cfg.max_folk)
     for p in folk:
@@ -480,14 +503,10 @@ def measure(cfg=FormEvalConfig(), progress=print, states=STATES):
     progress(f"{len(folk)} folk tunes in 4/4 or 2/2 ({sum(folk_left.values())} left out)")
 
     def ensemble_pieces(splits, sources=None, limit=None):
-        got, left = read_held_out(cfg.ensemble_data, splits, cfg.ticks_per_beat,
-                                  cfg.beats_per_bar, sources)
-        got = [dict(name=p.name, source=p.source, key=p.key, notes=p.notes) for p in got]
+        got, left = held_pieces(cfg, splits, sources, limit)
         for p in got:
-            where = span(p["notes"], cfg, cfg.max_windows)
-            p["windows"], p["cut"] = where[1], cut(p["notes"], cfg, where)
-            p["figures"] = piece_figures(p["notes"], ENSEMBLE_LINES, cfg, where)
-        return [p for p in got if p["windows"]][:limit], left
+            p["figures"] = piece_figures(p["notes"], ENSEMBLE_LINES, cfg, p["where"])
+        return got, left
 
     held, held_left = ensemble_pieces(cfg.splits, limit=cfg.max_ensemble)
     ens_figs = [p["figures"] for p in held]

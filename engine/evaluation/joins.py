@@ -92,24 +92,19 @@ def measure(weights=(0.0, 0.6), seeds=8, preset="combat", progress=print, limit=
     from engine.evaluation import form as fe
     from engine.evaluation import texture_critic as tc
     from engine.evaluation.ensemble_texture import critic_over_seeds, mirror
-    from engine.evaluation.heldout_ensemble import read_held_out
-    from engine.generate import Request, generate_many, load_weights
+    from engine.form import Form
+    from engine.generate import load_weights
     import tomllib
     t0 = time.process_time()
     presets = tomllib.loads(Path(fe.STATES).read_text())["presets"]
     if preset not in presets:
         raise InvalidMessage(f"--preset {preset!r} is not in {fe.STATES}", field="--preset",
                              allowed=sorted(presets))
-    form, repetition = fe.preset_forms()[preset], float(presets[preset].get("repetition", 0.0))
+    form = Form(**presets[preset].get("form", {}))  # as fe.preset_forms reads it
+    repetition = float(presets[preset].get("repetition", 0.0))
     cfg = fe.FormEvalConfig() if data is None else fe.FormEvalConfig(ensemble_data=str(data))
     bar = cfg.beats_per_bar * cfg.ticks_per_beat
-    got, _ = read_held_out(cfg.ensemble_data, cfg.splits, cfg.ticks_per_beat,
-                           cfg.beats_per_bar, None)
-    held = []
-    for p in got[:limit]:
-        where = fe.span(p.notes, cfg, cfg.max_windows)
-        if where[1]:
-            held.append(dict(key=p.key, cut=fe.cut(p.notes, cfg, where), windows=where[1]))
+    held, _ = fe.held_pieces(cfg, cfg.splits, limit=limit)
     ecfg = tc.EnsembleEvalConfig(bootstrap=0)
     real = [p["cut"] for p in held]
     asks = [mirror(p["cut"], p["key"], p["windows"] * cfg.window_bars, ecfg) for p in held]
@@ -119,14 +114,7 @@ def measure(weights=(0.0, 0.6), seeds=8, preset="combat", progress=print, limit=
     rows = []
     # the preset at each lead-in weight, then through-composed (the model's own sections)
     for lead, rep in [(x, repetition) for x in weights] + [(0.0, 0.0)]:
-        made = []
-        for seed in range(seeds):
-            reqs = [Request(a["key"], a["mode"], a["density"], seed=seed * 1_000_003 + i,
-                            register=a["register"], voices=a["voices"], leading=lead)
-                    for i, a in enumerate(asks)]
-            out = generate_many(w, reqs, max(bars), beats_per_bar=cfg.beats_per_bar,
-                                repetition=rep, form=form)
-            made.append([fe.cut_bars(n, b * bar) for n, b in zip(out, bars)])
+        made = [fe.compose(w, asks, seed, rep, form, cfg, leading=lead) for seed in range(seeds)]
         per_seed = [figures(m, bar, bars) for m in made]
         row = dict(leading=lead, repetition=rep,
                    critic=critic_over_seeds(real, made, list(range(seeds)), ecfg)["auc"])

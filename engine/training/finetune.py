@@ -302,7 +302,6 @@ def with_replay(ds, own_path, share, seed=0):
                    split, ds.vocab, ds.spec, summary)
 
 
-
 def l2sp_penalty(init, alpha):
     """The L2-SP term as a function of the model being trained: ``alpha`` times the sum
     over its weights of the squared distance to those of the model file ``init``."""
