@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from engine import DEFAULT_MODEL
+from engine.ensemble import TEMPERATURE
 
 from .stats import machine
 
@@ -84,7 +85,7 @@ def cost(model, critic, k, sessions, beats=16, seed=0):
     ctl, bias, bpm = _preset_request(w)
     tpb = rt.tpb
     for s in range(sessions):
-        rt.open(s, ctl, seed=seed * 1000 + s, temperature=0.95)
+        rt.open(s, ctl, seed=seed * 1000 + s, temperature=TEMPERATURE)
         rt.pc_bias[s] = rt.next_bias[s] = bias
         rt.candidates[s] = k
     target = np.zeros(sessions, np.int64)

@@ -41,7 +41,8 @@ import numpy as np
 
 from engine import DEFAULT_MODEL
 from engine.controls import DEFAULT_TONALITY, KEY_NAMES, KEY_SPELLINGS, MODES, TONALITY_RANGE, parse_key
-from engine.ensemble import CENTRE, DEFAULTS, DRUMS, PRIORS, VOICES, voice_id, write_ensemble_midi
+from engine.ensemble import (CENTRE, DEFAULTS, DRUMS, PRIORS, TEMPERATURE, VOICES, voice_id,
+                             write_ensemble_midi)
 from engine.errors import InvalidMessage
 from engine.form import LETTERS, REPETITION_RANGE, Form, check_form
 from engine.motif import VARIATION_RANGE, from_command_line
@@ -76,7 +77,8 @@ class Request:
     inversion prior's (``Runtime.inversion``; None: ``INVERSION``); ordering: the
     voice-order prior's (``Runtime.ordering``; None: ``engine.ensemble.ORDERING``);
     smoothing: the line prior's (``Runtime.smoothing``; None: ``SMOOTHING``); leading: the
-    lead-in's (``Runtime.leading``; None: ``LEADING``); centre: the
+    lead-in's (``Runtime.leading``; None: ``LEADING``); joining: the join rule's limit
+    (``Runtime.joining``; None: ``JOINING``); centre: the
     tonal-centre prior's weight (``engine.controls.tonality_bias``; None:
     ``engine.ensemble.CENTRE`` for an ensemble model, 0 for one line); lead: a theme
     the melody states from the piece's start, ``Runtime.lead_at``'s (notes, variation,
@@ -99,6 +101,7 @@ class Request:
     ordering: float = None
     smoothing: float = None
     leading: float = None
+    joining: float = None
     centre: float = None
     lead: tuple = None
 
@@ -193,9 +196,9 @@ def load_weights(model):
 
 
 def generate(weights, key, mode, density, bars, seed=0, register=None, beats_per_bar=4,
-             temperature=1.0, tonality=None, max_note_beats=DEFAULT_MAX_NOTE_BEATS, max_tokens=None,
-             critic=None, critic_k=0, critic_pick="sample", critic_beats=1.0, theme=None,
-             voices=None, repetition=0.0, form=None):
+             temperature=TEMPERATURE, tonality=None, max_note_beats=DEFAULT_MAX_NOTE_BEATS,
+             max_tokens=None, critic=None, critic_k=0, critic_pick="sample", critic_beats=1.0,
+             theme=None, voices=None, repetition=0.0, form=None):
     """Notes (NOTE_DTYPE) of ``bars`` bars composed under constant controls.
 
     weights: ``engine.sampler.weights.Weights`` or a model path; key: pitch class 0-11;
@@ -221,7 +224,7 @@ def load_critic(critic):
     return Weights(critic, role="critic")
 
 
-def generate_many(weights, requests, bars, beats_per_bar=4, temperature=1.0,
+def generate_many(weights, requests, bars, beats_per_bar=4, temperature=TEMPERATURE,
                   max_note_beats=DEFAULT_MAX_NOTE_BEATS,
                   max_tokens=None, sessions=64, progress=None, critic=None, critic_k=0,
                   critic_pick="sample", critic_beats=1.0, repetition=0.0, form=None):
@@ -369,7 +372,8 @@ def add_arguments(p):
     p.add_argument("--bars", type=int, default=16, help=f"1..{MAX_BARS} (default 16)")
     p.add_argument("--beats-per-bar", type=int, default=4)
     p.add_argument("--tempo", type=float, default=110.0, help="tempo written to the file, BPM")
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--temperature", type=float, default=TEMPERATURE,
+                   help=f"the sampler's (default {TEMPERATURE:g}, as a server plays)")
     p.add_argument("--repetition", type=float, default=0.0, metavar="R",
                    help="0 through-composed .. 1 a loop: how often a bar the form allows "
                         "comes back (default 0)")

@@ -24,6 +24,7 @@ import threading
 from dataclasses import dataclass, replace
 
 from engine import DEFAULT_ENSEMBLE
+from engine.ensemble import TEMPERATURE
 from engine.errors import InvalidMessage, OstinatoError, ServerError
 from engine.generate import check, needs_critic
 from engine.sampler.critic import DRAFT_BEATS
@@ -51,7 +52,7 @@ class ServerConfig:
     max_sessions: int = 16
     lookahead_ms: float = 60.0
     beats_per_bar: int = 4
-    temperature: float = 0.95
+    temperature: float = TEMPERATURE
     seed: int = 0
     humanise: float = 6.0      # velocity jitter, +- this much
     states: str | None = None  # presets file; default: $OSTINATO_STATES or the shipped one

@@ -24,7 +24,8 @@ import numpy as np
 
 from engine.controls import DEFAULT_TONALITY
 from engine.ensemble import (BASS, CENTRE, CONSONANCE, DEFAULTS, DRUMS, HARMONY, MELODY,
-                             INVERSION, ORDERING, PITCHED, ROOTING, SMOOTHING, VOICES)
+                             INVERSION, ORDERING, PITCHED, ROOTING, SMOOTHING, TEMPERATURE,
+                             VOICES)
 from engine.errors import InvalidMessage
 from engine.evaluation.texture_critic import (EnsembleEvalConfig, critic_auc, real_vs_real,
                                               set_figures)
@@ -230,6 +231,9 @@ def main(argv=None):
     held.add_argument("--tonality", type=float, default=DEFAULT_TONALITY,
                       help=f"the tonality prior of the learned sets (default: the server's "
                            f"{DEFAULT_TONALITY:g})")
+    held.add_argument("--temperature", type=float, default=TEMPERATURE,
+                      help="the sampler's temperature of the learned sets (default: the "
+                           f"server's {TEMPERATURE:g})")
     held.add_argument("--repetition", type=float, default=0.0,
                       help="the form's repetition of the learned sets (default 0: "
                            "through-composed)")
@@ -280,7 +284,8 @@ def _heldout(args, cfg):
               seeds=args.seeds, max_bars=args.max_bars, drums_bias=biases, voices=args.voices,
               max_pieces=args.pieces, consonance=args.consonance, rooting=args.rooting,
               tonality=args.tonality, repetition=args.repetition, centre=args.centre,
-              ordering=args.ordering, smoothing=args.smoothing, inversion=args.inversion)
+              ordering=args.ordering, smoothing=args.smoothing, inversion=args.inversion,
+              temperature=args.temperature)
     if args.model:
         kw["model"] = args.model
     res = et.compare(et.TextureEvalConfig(**kw), args.seed, cfg,

@@ -31,7 +31,7 @@ import numpy as np
 from engine import DEFAULT_ENSEMBLE
 from engine.controls import DEFAULT_TONALITY, find_key
 from engine.ensemble import (CENTRE, CONSONANCE, DEFAULTS, DRUMS, INVERSION, ORDERING, ROOTING,
-                             SMOOTHING)
+                             SMOOTHING, TEMPERATURE)
 from engine.errors import InvalidMessage
 from engine.evaluation import texture_critic as ev
 from engine.evaluation import texture as tx
@@ -56,7 +56,7 @@ class TextureEvalConfig:
     splits: tuple = ("test", "valid")
     seeds: int = 5
     max_bars: int = 32
-    temperature: float = 1.0
+    temperature: float = TEMPERATURE
     drums_bias: tuple = (DEFAULTS[DRUMS].presence, 0.0)
     consonance: float = CONSONANCE  # the consonance prior of every learned set
     rooting: float = ROOTING        # and the root prior
@@ -119,7 +119,7 @@ def _voice_bias(bias, n_voices):
     return tuple(float(bias) if v == DRUMS else 0.0 for v in range(n_voices))
 
 
-def compose(weights, asks, seed, temperature=1.0, drums_bias=0.0, cfg=ev.EnsembleEvalConfig(),
+def compose(weights, asks, seed, temperature=TEMPERATURE, drums_bias=0.0, cfg=ev.EnsembleEvalConfig(),
             consonance=CONSONANCE, rooting=ROOTING, tonality=DEFAULT_TONALITY, repetition=0.0,
             centre=CENTRE, ordering=ORDERING, smoothing=SMOOTHING, inversion=INVERSION):
     """The learned ensemble's piece for each ask (``mirror``), composed through

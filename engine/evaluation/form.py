@@ -42,7 +42,7 @@ import numpy as np
 
 from engine import DEFAULT_ENSEMBLE, DEFAULT_MODEL
 from engine.controls import find_key, key_shift, to_tonic_c
-from engine.ensemble import BASS, DRUMS, HARMONY, MELODY
+from engine.ensemble import BASS, DRUMS, HARMONY, MELODY, TEMPERATURE
 from engine.errors import InvalidMessage
 from engine.form import Form, check_form
 from engine.evaluation.texture_critic import _line
@@ -93,6 +93,7 @@ class FormEvalConfig:
     max_folk: int = None            # real folk tunes per collection; None: all
     max_ensemble: int = None        # held-out ensemble pieces; None: all
     critic_steps: int = 300         # the one-line fresh critic's training steps
+    temperature: float = TEMPERATURE  # the sampler's, of every generated piece (as served)
 
     def __post_init__(self):
         def bad(field, value, allowed):
@@ -104,6 +105,8 @@ class FormEvalConfig:
             bad("phrase_bars", self.phrase_bars, f"1..{self.window_bars // 2}")
         if not 0 < self.near <= 1:
             bad("near", self.near, "(0, 1]")
+        if not 0 < self.temperature <= 10:
+            bad("temperature", self.temperature, "(0, 10]")
         if not self.repetitions or any(not 0 <= r <= 1 for r in self.repetitions):
             bad("repetitions", self.repetitions, "one or more values in 0..1")
         check_form(self.shape, self.phrase, field="shape")
@@ -345,7 +348,8 @@ def one_line(cfg, real, progress):
             reqs = [Request(k, m, d, seed=seed * 1_000_003 + i, register=r)
                     for i, (k, m, d, r) in enumerate(asks)]
             made = generate_many(w, reqs, cfg.bars, beats_per_bar=cfg.beats_per_bar,
-                                 repetition=rep, form=Form(cfg.shape, cfg.phrase))
+                                 repetition=rep, form=Form(cfg.shape, cfg.phrase),
+                                 temperature=cfg.temperature)
             windows = cfg.bars // cfg.window_bars
             sets.append(set_figures([piece_figures(n, ONE_LINE, cfg, (0, windows))
                                      for n in made], ONE_LINE, cfg))
@@ -397,7 +401,7 @@ def compose(w, asks, seed, repetition, form, cfg, **request):
                     register=a["register"], voices=a["voices"], **request)
             for i, a in enumerate(asks)]
     out = generate_many(w, reqs, max(a["bars"] for a in asks), beats_per_bar=cfg.beats_per_bar,
-                        repetition=repetition, form=form)
+                        repetition=repetition, form=form, temperature=cfg.temperature)
     return [cut_bars(n, a["bars"] * bar) for n, a in zip(out, asks)]
 
 
@@ -606,6 +610,8 @@ def main(argv=None):
                         f"music (default {FormEvalConfig.ensemble_data})")
     p.add_argument("--phrase", type=int, default=None, metavar="BARS",
                    help=f"the form's phrase, in bars (default {Form.bars})")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="the sampler's temperature of every generated piece")
     p.add_argument("--quick", action="store_true", help="a small run (tests, a first look)")
     args = p.parse_args(argv)
     cfg = FormEvalConfig().quick() if args.quick else FormEvalConfig()
@@ -616,7 +622,7 @@ def main(argv=None):
         except ValueError:
             p.error(f"--repetitions {args.repetitions!r}: R,R,... each a number in 0..1")
     given = dict(seeds=args.seeds, pieces=args.pieces, shape=args.form, phrase=args.phrase,
-                 repetitions=reps, ensemble_data=args.data)
+                 repetitions=reps, ensemble_data=args.data, temperature=args.temperature)
     try:
         cfg = replace(cfg, **{k: v for k, v in given.items() if v is not None})
     except InvalidMessage as exc:  # one line naming the field, no traceback

@@ -1,17 +1,22 @@
-"""The melody across bar lines and sections: its leaps into a bar, what the lead-in does,
-and how much one 4-bar span contrasts with the next.
+"""The melody across bar lines and sections: its leaps into a bar, what the lead-in and the
+join rule do, and how much one 4-bar span contrasts with the next.
 
 With the form on, a recalled bar's first note follows whatever the free bar before it ended
 on, so the melody leaps across bar lines far more often than inside a bar, and far more than
 real music does.  The lead-in (``Runtime.leading``, ``engine.sampler.form.lead_in``) draws
-the notes of the bar before a recalled one toward the pitch that bar starts with.  This
-measures, at a preset's form and repetition, the melody's moves (the top note of each onset)
-across bar lines and inside bars, and the fresh critic (``texture_critic``) against the
-held-out ensemble pieces, at each lead-in weight asked, seeds alike; and the contrast
-between successive 4-bar spans (the melody's mean pitch, the pitched onsets), beside the
-same ensemble through-composed (repetition 0: every span new, the model's own contrast):
+the notes of the bar before a recalled one toward the pitch that bar starts with; the join
+rule (``Runtime.joining``, ``engine.sampler.form._joins``) drops a melody recall that would
+begin more than so many semitones from the note before it, which costs recalls, so it is
+measured at the preset's repetition and at 1.  This measures, at a preset's form, the
+melody's moves (the top note of each onset) across bar lines and inside bars, its bar
+repeats (the form evaluation's figure) and the fresh critic (``texture_critic``) against
+the held-out ensemble pieces, at each lead-in weight and join limit asked, seeds alike;
+and the contrast between successive 4-bar spans (the melody's mean pitch, the pitched
+onsets), beside the same ensemble through-composed (repetition 0: every span new, the
+model's own contrast):
 
-    python -m engine.evaluation.joins [--leading 0,0.6] [--seeds 8] [--preset combat]
+    python -m engine.evaluation.joins [--leading 0,0.6] [--joining 4,8] [--seeds 8]
+                                      [--preset combat]
 """
 import argparse
 import json
@@ -84,11 +89,12 @@ def figures(pieces, bar, bars=None):
 
 
 def measure(weights=(0.0, 0.6), seeds=8, preset="combat", progress=print, limit=None,
-            data=None):
+            data=None, joinings=()):
     """Real and generated figures (a JSON-ready dict): the held-out ensemble pieces of
     ``data`` (None: the form evaluation's dataset) as the form evaluation reads them, at
     most ``limit`` of them, and per lead-in weight the ensemble composing one piece per
-    real piece (asked for its controls) in the preset's form at its repetition."""
+    real piece (asked for its controls) in the preset's form at its repetition; per join
+    limit in ``joinings``, the same at the preset's repetition and at 1."""
     from engine.evaluation import form as fe
     from engine.evaluation import texture_critic as tc
     from engine.evaluation.ensemble_texture import critic_over_seeds, mirror
@@ -112,19 +118,30 @@ def measure(weights=(0.0, 0.6), seeds=8, preset="combat", progress=print, limit=
     progress(f"{len(held)} held-out pieces; {preset}: {fe.form_label(form)} at {repetition:g}")
     bars = [a["bars"] for a in asks]
     rows = []
-    # the preset at each lead-in weight, then through-composed (the model's own sections)
-    for lead, rep in [(x, repetition) for x in weights] + [(0.0, 0.0)]:
-        made = [fe.compose(w, asks, seed, rep, form, cfg, leading=lead) for seed in range(seeds)]
+    # the preset at each lead-in weight, with each join limit (at its repetition and at 1),
+    # then through-composed (the model's own sections)
+    runs = ([(x, 0.0, repetition) for x in weights] +
+            [(0.0, j, r) for j in joinings for r in sorted({repetition, 1.0})] + [(0.0, 0.0, 0.0)])
+    for lead, join, rep in runs:
+        made = [fe.compose(w, asks, seed, rep, form, cfg, leading=lead, joining=join)
+                for seed in range(seeds)]
         per_seed = [figures(m, bar, bars) for m in made]
-        row = dict(leading=lead, repetition=rep,
-                   critic=critic_over_seeds(real, made, list(range(seeds)), ecfg)["auc"])
+        repeats = [fe.set_figures([fe.piece_figures(n, fe.ENSEMBLE_LINES, cfg,
+                                                    (0, a["bars"] // cfg.window_bars))
+                                   for n, a in zip(m, asks)], fe.ENSEMBLE_LINES, cfg)
+                   for m in made]
+        repeats = fe.over_seeds(repeats, fe.ENSEMBLE_LINES)
+        row = dict(leading=lead, joining=join, repetition=rep,
+                   critic=critic_over_seeds(real, made, list(range(seeds)), ecfg)["auc"],
+                   bar_repeats={v: repeats[v]["bar_repeat"] for v in fe.ENSEMBLE_LINES})
         for k in per_seed[0]:
             row[k] = interval([f[k] for f in per_seed])
         rows.append(row)
-        progress(f"leading {lead:g}, repetition {rep:g}: leaps across bar lines "
-                 f"{row['across_leaps']['mean']:.3f}, inside {row['inside_leaps']['mean']:.3f}, "
-                 f"span register {row['span_register']['mean']:.2f}, critic AUC "
-                 f"{row['critic']['mean']:.3f}")
+        progress(f"leading {lead:g}, joining {join:g}, repetition {rep:g}: leaps across bar "
+                 f"lines {row['across_leaps']['mean']:.3f}, inside "
+                 f"{row['inside_leaps']['mean']:.3f}, melody bar repeats "
+                 f"{row['bar_repeats']['melody']['mean']:.3f}, span register "
+                 f"{row['span_register']['mean']:.2f}, critic AUC {row['critic']['mean']:.3f}")
     return json_ready(dict(preset=preset, form=fe.form_label(form), repetition=repetition,
                            seeds=seeds, real=figures(real, bar, bars), pieces=len(held),
                            generated=rows, cpu_seconds=time.process_time() - t0))
@@ -135,6 +152,9 @@ def main(argv=None):
                                 description=__doc__.split("\n")[0])
     p.add_argument("--leading", default="0,0.6", metavar="W,W,...",
                    help="the lead-in weights composed at (log-odds per semitone)")
+    p.add_argument("--joining", default="", metavar="J,J,...",
+                   help="join limits composed at (semitones), each at the preset's repetition "
+                        "and at 1 (default: none)")
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--preset", default="combat", help="whose form and repetition")
     p.add_argument("--out", default="engine/models/joins.json")
@@ -144,13 +164,17 @@ def main(argv=None):
     args = p.parse_args(argv)
     try:
         weights = tuple(float(x) for x in args.leading.split(","))
+        joinings = tuple(float(x) for x in args.joining.split(",") if x.strip())
     except ValueError:
-        p.error(f"--leading {args.leading!r}: W,W,... each a number >= 0")
-    if any(x < 0 for x in weights) or args.seeds < 2:
-        p.error("--leading weights must be >= 0 and --seeds >= 2 (an interval needs two)")
+        p.error(f"--leading {args.leading!r}, --joining {args.joining!r}: each a list of "
+                "numbers >= 0")
+    if any(x < 0 for x in weights + joinings) or args.seeds < 2:
+        p.error("--leading and --joining must be >= 0 and --seeds >= 2 (an interval needs "
+                "two)")
     try:
         res = measure(weights, args.seeds, args.preset,
-                      lambda m: print(m, file=sys.stderr, flush=True), data=args.data)
+                      lambda m: print(m, file=sys.stderr, flush=True), data=args.data,
+                      joinings=joinings)
     except InvalidMessage as exc:
         print(f"{p.prog}: {exc}", file=sys.stderr)
         return 2

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.controls import DEFAULT_TONALITY
-from engine.ensemble import CENTRE, DRUMS, PRIORS, VOICES, voice_id
+from engine.ensemble import CENTRE, DRUMS, PRIORS, TEMPERATURE, VOICES, voice_id
 from engine.errors import InvalidMessage
 from engine.sampler.generator import Runtime
 from engine.sampler.weights import Weights
@@ -50,7 +50,7 @@ class Asked:
     density: float = 0.75 + 3.25 * 0.85
     register_shift: float = 4.0 * -0.4
     tonality: float = DEFAULT_TONALITY
-    temperature: float = 0.95
+    temperature: float = TEMPERATURE
 
 
 COMBAT = Asked()

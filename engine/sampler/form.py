@@ -30,6 +30,9 @@ While a bar is composed, the plan knows which bar the melody and the bass recall
 next one (the draws are the seed's) and the pitch it starts with: the lead-in
 (``Runtime.leading``, ``lead_in``; off as shipped, ``engine.ensemble.LEADING``) draws their
 notes toward it, so the free bar leads into the recalled one rather than leaping into it.
+The join rule (``Runtime.joining``, ``_joins``; off as shipped, ``engine.ensemble.JOINING``)
+works from the other side: a melody recall that would begin further than its limit from
+the note before the bar line is dropped, and the melody composes that bar new.
 A recall is fed like any other forced token: the note guard, "now" changes (``enter``
 drops the rest of the bar's plan) and rewinds (the memory forgets what was not kept, the
 plan is rebuilt and resumes where the kept events left it) all keep working.  With
@@ -65,14 +68,15 @@ FIELDS = ("f_bt", "f_org", "f_rep", "f_next_rep", "f_pb", "f_next_pb", "f_src", 
           "p_keep", "l_on", "l_dur", "l_pitch", "l_n", "l_tick", "l_len", "l_var", "l_voice",
           "l_log", "l_logn", "l_due", "p_from", "m_reg", "f_regp", "m_key", "q_on", "q_dur",
           "q_pitch", "q_n", "q_tick", "q_len", "q_var", "q_voice", "f_share", "f_next_share",
-          "f_aim", "f_aim_tick")
+          "f_aim", "f_aim_tick", "joining")
 (Q_ON, Q_DUR, Q_PITCH, Q_N, Q_TICK, Q_LEN, Q_VAR, Q_VOICE, L_ON, L_DUR, L_PITCH, L_VAR) = (
     FIELDS.index(name) for name in ("q_on", "q_dur", "q_pitch", "q_n", "q_tick", "q_len",
                                     "q_var", "q_voice", "l_on", "l_dur", "l_pitch", "l_var"))
 #: Positions in the tuple of what the kernel reads by name.
-(F_SRC, F_PB, F_SEED, M_BAR, M_FROM, M_N, M_ON, M_PITCH, F_SHARE, F_AIM, F_AIM_TICK) = (
+(F_SRC, F_PB, F_SEED, M_BAR, M_FROM, M_N, M_ON, M_PITCH, F_SHARE, F_AIM, F_AIM_TICK,
+ JOINING) = (
     FIELDS.index(name) for name in ("f_src", "f_pb", "f_seed", "m_bar", "m_from", "m_n", "m_on",
-                                    "m_pitch", "f_share", "f_aim", "f_aim_tick"))
+                                    "m_pitch", "f_share", "f_aim", "f_aim_tick", "joining"))
 (F_BT, F_ORG, F_REP, F_PENDING, P_TICK, P_N, P_I, P_BAR, EV_PI, EV_PBAR, L_N, L_TICK, L_LEN,
  L_VOICE, L_DUE, P_FROM, P_KEEP, M_REG, F_REGP, M_KEY, P_VOICE, P_PITCH, P_KIND, P_FREE,
  P_ACT, P_RELEASE, SCRIPTED, WAS, P_LAST) = (
@@ -140,7 +144,10 @@ def arrays(S, NV, ring, register=(0, 0.0, 0.0, 0, 0)):
         f_share=np.ones((S, NV)), f_next_share=np.ones((S, NV)),
         # per voice, the first pitch of the bar it recalls next (-1: none), the lead-in's
         # aim in the bar before it, and the tick that bar starts at
-        f_aim=i64(S, NV, v=-1), f_aim_tick=i64(S, v=-1))
+        f_aim=i64(S, NV, v=-1), f_aim_tick=i64(S, v=-1),
+        # the join rule's limit (``Runtime.joining``, ``_joins``): the most semitones the
+        # melody may leap into a bar it recalls (0: any)
+        joining=np.zeros(S))
 
 
 def set_form(rt, s, repetition, form=Form(), bar_ticks=None, origin=0):
@@ -344,7 +351,7 @@ def build(s, b, fresh, voice_on, sounding, controls, lay, form):
      p_act, p_n, p_i, p_bar, p_release, scripted, was, p_src, p_last, ev_pi, ev_pbar,
      p_varied, m_from, p_keep, l_on, l_dur, l_pitch, l_n, l_tick, l_len, l_var, l_voice,
      l_log, l_logn, l_due, p_from, m_reg, f_regp, m_key, _, _, _, _, _, _, _, _, f_share,
-     f_next_share, f_aim, f_aim_tick) = form
+     f_next_share, f_aim, f_aim_tick, joining) = form
     if fresh and f_pending[s]:
         f_rep[s] = f_next_rep[s]
         f_pb[s] = f_next_pb[s]
@@ -431,6 +438,9 @@ def build(s, b, fresh, voice_on, sounding, controls, lay, form):
                     while p < 0:
                         p += 12
                     p_pitch[s, i] = p
+        if v == lay[MELODY_VOICE] and not _joins(s, b, v, k0, n, sounding, form):
+            n = k0
+            continue  # it would leap into the recall: the melody composes new
         share = VARIED_SHARE
         if v == lay[DRUM] or _u(f_seed[s], b, 0, 2) < rep:
             share = 0.0
@@ -483,6 +493,40 @@ def _source(s, b, v, controls, form):
     if m_bar[s, slot] != sb or m_key[s, slot] != _key(s, controls, f_regp):
         return -1  # not remembered whole, or composed in another key or mode
     return sb
+
+
+@njit(nogil=True, cache=True)
+def _joins(s, b, v, k0, n, sounding, form):
+    """Whether the recall planned for voice v of session s's bar b (its notes k0..n-1 of the
+    plan, moved as they will sound) begins within ``joining`` semitones of the last note
+    the voice struck in the bar before (the top of its last onset, from memory and what
+    still sounds); true without such a note or with the rule off (``joining`` 0).  A
+    recalled bar's first note otherwise follows whatever the free bar before it ended on:
+    the melody leapt across bar lines three times as often as real music does."""
+    limit = form[JOINING][s]
+    if limit <= 0.0:
+        return True
+    p_tick, p_pitch, p_kind = form[P_TICK], form[P_PITCH], form[P_KIND]
+    first, pitch = 1 << 60, -1
+    for i in range(k0, n):
+        if p_kind[s, i] == 1 and (p_tick[s, i] < first or (p_tick[s, i] == first
+                                                           and p_pitch[s, i] > pitch)):
+            first, pitch = p_tick[s, i], p_pitch[s, i]
+    f_bt, f_org, m_bar, m_n, m_on, m_pitch = (form[F_BT], form[F_ORG], form[M_BAR], form[M_N],
+                                              form[M_ON], form[M_PITCH])
+    s0 = f_org[s] + (b - 1) * f_bt[s]
+    last, prev = -1, -1
+    slot = (b - 1) % m_bar.shape[1]
+    if b > 0 and m_bar[s, slot] == b - 1:
+        for k in range(m_n[s, v, slot]):
+            on, p = s0 + m_on[s, v, slot, k], m_pitch[s, v, slot, k]
+            if on > last or (on == last and p > prev):
+                last, prev = on, p
+    for p in range(128):
+        on = sounding[s, v * 128 + p]
+        if s0 <= on < s0 + f_bt[s] and (on > last or (on == last and p > prev)):
+            last, prev = on, p
+    return pitch < 0 or prev < 0 or abs(pitch - prev) <= limit
 
 
 @njit(nogil=True, cache=True)

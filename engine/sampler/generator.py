@@ -175,7 +175,7 @@ class Runtime:
 
     def set_priors(self, s, **weights):
         """Session s's sampling priors by name (``engine.ensemble.PRIORS``: consonance,
-        rooting, inversion, ordering, smoothing, leading; see
+        rooting, inversion, ordering, smoothing, leading, joining; see
         ``engine.sampler.sampling.sample``)."""
         for name, weight in weights.items():
             if name not in PRIOR_NAMES:

@@ -478,7 +478,10 @@ def test_a_transition_drops_a_drafted_continuation_not_yet_fed(model_path, wire_
         s = sess.slot
         srv.restart(time.monotonic_ns())  # as start() does, without the threads
         deadline = time.monotonic() + 60
-        while not (rt.drafted[s] and rt.force_n[s] > rt.force_i[s] and rt.gen_tick[s] > srv.tpb):
+        # a draft queued, and the playhead past bar 0's line, so that the next bar line
+        # is bar 1's, ahead of what was composed (at bar 0's the change would rewind)
+        while not (rt.drafted[s] and rt.force_n[s] > rt.force_i[s] and rt.gen_tick[s] > srv.tpb
+                   and srv.seq.ns_tick(s, time.monotonic_ns()) > 0):
             assert time.monotonic() < deadline, "no draft was queued"
             srv.compose(time.monotonic_ns())
         reply = srv.call("mood", arousal=0.9, transition="bar")

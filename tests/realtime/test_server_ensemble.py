@@ -82,8 +82,12 @@ def test_each_voice_has_its_channel_and_program_and_combat_brings_in_all_four(ba
     assert reply["voices"] == list(VOICES) and reply["voices_beat"] == reply["beat"]
     since = len(b.wire.msgs)
     b.play(16)
-    combat = {v for v, _, beat in b.wire.ons(since) if beat >= reply["beat"]}
-    assert combat == set(VOICES)
+    # from the bar line every voice may play, and the one brought in enters on it (the
+    # voices playing on need not strike there; issue 27's figure of what combat sounds is
+    # test_the_shipped_presets_sound_four_two_and_two_voices)
+    assert b.srv.rt.voice_on[b.srv.sessions["main"].slot].all()
+    drums = [beat for v, _, beat in b.wire.ons(since) if v == "drums"]
+    assert drums and min(drums) == reply["beat"]
 
 
 def test_the_shipped_presets_sound_four_two_and_two_voices(band):

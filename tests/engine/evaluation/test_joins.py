@@ -44,12 +44,20 @@ def test_a_small_measurement_reports_real_music_and_each_weight(tmp_path):
                                  "bach/bwv269.mxl"]),
              sources=np.array(["bach-parts"] * 4), split=np.full(4, 2, np.int8),
              meta=np.array(json.dumps(meta)))
-    res = joins.measure((0.0, 2.0), seeds=2, progress=lambda m: None, data=data)
+    res = joins.measure((0.0, 2.0), seeds=2, progress=lambda m: None, data=data,
+                        joinings=(2.0,))
     assert res["preset"] == "combat" and res["pieces"] >= 3
     assert 0 <= res["real"]["across_leaps"] <= 1
-    off, on, free = res["generated"]
+    off, on, joined, joined_1, free = res["generated"]
     assert (off["leading"], on["leading"], free["leading"]) == (0.0, 2.0, 0.0)
     assert off["repetition"] == on["repetition"] > 0 and free["repetition"] == 0
+    assert (joined["joining"], joined_1["joining"], off["joining"]) == (2.0, 2.0, 0.0)
+    assert joined["repetition"] == off["repetition"] and joined_1["repetition"] == 1.0
+    # the join rule drops the recalls the melody would leap into: fewer leaps into bars,
+    # and fewer of its bars repeat than with every recall the form offers
+    assert joined["across_leaps"]["mean"] < off["across_leaps"]["mean"]
+    assert joined["bar_repeats"]["melody"]["mean"] < off["bar_repeats"]["melody"]["mean"]
+    assert free["bar_repeats"]["melody"]["mean"] <= off["bar_repeats"]["melody"]["mean"]
     assert res["real"]["span_register"] >= 0 and free["span_register"]["mean"] >= 0
     for row in (off, on, free):
         assert 0.0 <= row["critic"]["mean"] <= 1.0 and row["across_moves"]["mean"] > 0

@@ -171,6 +171,60 @@ def test_the_free_bar_before_a_recalled_one_leads_into_it():
     assert gap["on"] < gap["off"] - 1.0, gap
 
 
+def _recall_joins(joining, seeds=6, bars=24):
+    """Compose the ensemble in ABACABAD at repetition 1 with the join rule at ``joining``
+    (the other priors as served), bar by bar: for each recalled melody bar whose bar before
+    has melody, the top pitches either side of the bar line (last before, first in)."""
+    from engine.ensemble import MELODY, PRIORS
+    w = Weights(ENSEMBLE)
+    joins = []
+    for seed in range(seeds):
+        rt = _open(w, seed=seed, repetition=1.0, form=Form("ABACABAD", 8))
+        rt.set_priors(0, **{**PRIORS, "joining": joining})
+        bt = 4 * rt.tpb
+        plans = _bars(rt, bars)
+        top = {}
+        for a, _, p in _notes(rt).get(MELODY, []):
+            top[a] = max(p, top.get(a, -1))
+        for bar, src, _ in plans.values():
+            before = [a for a in top if (bar - 1) * bt <= a < bar * bt]
+            inside = [a for a in top if bar * bt <= a < (bar + 1) * bt]
+            if bar > 0 and src[MELODY] >= 0 and before and inside:
+                joins.append((top[max(before)], top[min(inside)]))
+    return joins
+
+
+def test_the_join_rule_drops_a_recall_the_melody_would_leap_into():
+    """With the join rule on (``Runtime.joining``: the most semitones the melody may leap
+    into a bar it recalls), every recalled melody bar begins within that many semitones of
+    the melody's last note before it; off (its default), many leap further, and the rule
+    keeps a share of the recalls."""
+    on, off = _recall_joins(4.0), _recall_joins(0.0)
+    assert len(on) >= 10 and len(off) >= len(on)
+    assert all(abs(first - last) <= 4 for last, first in on), on
+    assert sum(abs(first - last) > 4 for last, first in off) >= 0.2 * len(off)
+
+
+def test_the_join_rule_rebuilds_the_same_plan_after_a_rewind():
+    """A rewind into a bar rebuilds its plan from what was kept: with the join rule on, the
+    plan after the rewind is the plan the music reached the bar with (the rule reads the bar
+    before, from memory and what still sounds, which the rewind leaves as it was)."""
+    from engine.ensemble import PRIORS
+    w = Weights(ENSEMBLE)
+    rebuilt = 0
+    for seed in range(3):
+        rt = _open(w, seed=seed, repetition=1.0, form=Form("ABACABAD", 8))
+        rt.set_priors(0, **{**PRIORS, "joining": 4.0})
+        bt = 4 * rt.tpb
+        for b in range(1, 14):
+            rt.advance(np.array([b * bt + bt // 2]))
+            before = rt.plan(0)
+            rt.rewind(0, b * bt + bt // 4)
+            assert rt.plan(0) == before, (seed, b)
+            rebuilt += before[1][0] >= 0
+    assert rebuilt >= 5
+
+
 def test_a_session_advanced_alone_composes_as_with_every_session_asked():
     """``advance`` runs the bookkeeping (plans, voices, themes due) only of the sessions it
     is asked for: a session composed alone (the others' targets -1, as a "now" change

@@ -1,0 +1,124 @@
+"""The ensemble against game music: the fresh critic, and the features that tell them apart.
+
+The form evaluation's critic judges the ensemble against the held-out ensemble pieces, 29 of
+39 of them Bach; the game presets were matched to game music.  The only game music here is
+the Freedoom soundtracks, of which the dataset holds out 5 songs, too few for a critic of
+their own and, measured, unlike the rest (their melodies step more and leap less).  So this
+puts the ensemble against every Freedoom song in 4/4 (most of which it trained on: an
+easier test than held-out music, which a model that reproduces its training music passes),
+asked for each song's own controls, through-composed and at the game presets' form and
+repetition, seeds alike; and lists, per set, the critic's features whose means differ most
+(effect size: the difference over the pooled standard deviation of the windows), beside
+the held-out songs' means, so a reader sees what the music lacks:
+
+    python -m engine.evaluation.game [--seeds 3] [--preset combat]
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import InvalidMessage
+from engine.metrics import json_ready
+
+#: Features listed per set, the largest effect sizes first.
+TOP = 10
+
+
+def effects(real, made, names):
+    """Per feature of the windows ``real`` and ``made`` (rows: windows, columns: ``names``;
+    NaN: nothing to measure there): (effect size, name, real mean, generated mean), the
+    largest first; features with fewer than 4 finite windows a side left out."""
+    out = []
+    for i, name in enumerate(names):
+        a, b = real[:, i][np.isfinite(real[:, i])], made[:, i][np.isfinite(made[:, i])]
+        if len(a) < 4 or len(b) < 4:
+            continue
+        sd = np.sqrt((a.var() + b.var()) / 2)
+        out.append((float((b.mean() - a.mean()) / sd) if sd > 0 else 0.0, name,
+                    float(a.mean()), float(b.mean())))
+    return sorted(out, key=lambda r: -abs(r[0]))
+
+
+def measure(seeds=3, preset="combat", source="freedoom", data=None, progress=print,
+            limit=None):
+    """The figures (a JSON-ready dict): ``source``'s songs of every split of ``data`` (None:
+    the form evaluation's dataset), at most ``limit``, as the form evaluation reads them;
+    the ensemble composing one piece per song (asked for its controls) through-composed and
+    in ``preset``'s form at its repetition; per set the critic's AUC and its top features;
+    and the held-out songs' feature means beside every song's."""
+    from engine.evaluation import form as fe
+    from engine.evaluation import texture_critic as tc
+    from engine.evaluation.ensemble_texture import critic_over_seeds, mirror
+    from engine.evaluation.heldout_ensemble import SPLIT_NAMES
+    from engine.form import Form
+    from engine.generate import load_weights
+    import tomllib
+    t0 = time.process_time()
+    presets = tomllib.loads(Path(fe.STATES).read_text())["presets"]
+    if preset not in presets:
+        raise InvalidMessage(f"--preset {preset!r} is not in {fe.STATES}", field="--preset",
+                             allowed=sorted(presets))
+    form = Form(**presets[preset].get("form", {}))
+    repetition = float(presets[preset].get("repetition", 0.0))
+    cfg = fe.FormEvalConfig() if data is None else fe.FormEvalConfig(ensemble_data=str(data))
+    songs, _ = fe.held_pieces(cfg, SPLIT_NAMES, (source,), limit)
+    held = {p["name"] for p in fe.held_pieces(cfg, cfg.splits, (source,))[0]}
+    if len(songs) < 4:
+        raise InvalidMessage(f"{len(songs)} {source} pieces with a whole window", field="source",
+                             allowed="a source with 4 or more pieces (the critic halves each side)")
+    ecfg = tc.EnsembleEvalConfig(bootstrap=0)
+    names = tc.feature_names()
+    real = [p["cut"] for p in songs]
+    windows = np.vstack(tc.piece_windows(real, ecfg))
+    held_windows = [tc.piece_windows([p["cut"]], ecfg) for p in songs if p["name"] in held]
+    held_windows = np.vstack([x for h in held_windows for x in h]) if held_windows else None
+    asks = [mirror(p["cut"], p["key"], p["windows"] * cfg.window_bars, ecfg) for p in songs]
+    w = load_weights(cfg.ensemble)
+    progress(f"{len(songs)} {source} songs ({len(held)} held out); {preset}: "
+             f"{fe.form_label(form)} at {repetition:g}")
+    rows = []
+    for label, rep in (("through-composed", 0.0), (preset, repetition)):
+        made = [fe.compose(w, asks, seed, rep, form, cfg) for seed in range(seeds)]
+        auc = critic_over_seeds(real, made, list(range(seeds)), ecfg)["auc"]
+        gen = np.vstack(tc.piece_windows([n for m in made for n in m], ecfg))
+        top = [dict(feature=n, effect=e, real=r, generated=g,
+                    held_out=(float(np.nanmean(held_windows[:, names.index(n)]))
+                              if held_windows is not None else None))
+               for e, n, r, g in effects(windows, gen, names)[:TOP]]
+        rows.append(dict(set=label, repetition=rep, critic=auc, features=top))
+        listed = ", ".join(f"{t['feature']} {t['effect']:+.2f}" for t in top[:4])
+        progress(f"{label}: critic AUC against every {source} song {auc['mean']:.3f}; "
+                 f"features {listed}")
+    return json_ready(dict(source=source, songs=len(songs), held_out=len(held), preset=preset,
+                           form=fe.form_label(form), seeds=seeds, generated=rows,
+                           cpu_seconds=time.process_time() - t0))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m engine.evaluation.game",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--preset", default="combat", help="whose form and repetition")
+    p.add_argument("--out", default="engine/models/game.json")
+    p.add_argument("--data", default=None, metavar="NPZ",
+                   help="the ensemble dataset (default the form evaluation's)")
+    args = p.parse_args(argv)
+    if args.seeds < 2:
+        p.error("--seeds >= 2 (an interval needs two)")
+    try:
+        res = measure(args.seeds, args.preset, data=args.data,
+                      progress=lambda m: print(m, file=sys.stderr, flush=True))
+    except InvalidMessage as exc:
+        print(f"{p.prog}: {exc}", file=sys.stderr)
+        return 2
+    Path(args.out).write_text(json.dumps(res, indent=1, allow_nan=False))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
