@@ -63,6 +63,23 @@ def interval(values):
     return out
 
 
+def write_figures(prog, make, out):
+    """An evaluation's command line ends here: ``make()``'s JSON-ready figures written to
+    ``out`` (0), or a bad setting it refused (``InvalidMessage``) as one line naming the field,
+    no traceback (2)."""
+    import json
+    import sys
+    from pathlib import Path
+    try:
+        res = make()
+    except InvalidMessage as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    Path(out).write_text(json.dumps(res, indent=1, allow_nan=False))
+    print(f"wrote {out}")
+    return 0
+
+
 def json_ready(x):
     """NaN/inf -> None and numpy scalars -> Python, so a dict of figures is strict JSON."""
     if isinstance(x, dict):

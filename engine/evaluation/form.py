@@ -445,6 +445,16 @@ def preset_forms(states=STATES):
     return {name: Form(**p.get("form", {})) for name, p in presets.items()}
 
 
+def preset_plan(name, states=STATES):
+    """(the Form preset ``name`` plays, its repetition); InvalidMessage on field
+    ``--preset`` naming the presets when ``states`` has no such preset."""
+    presets = tomllib.loads(Path(states).read_text()).get("presets", {})
+    if name not in presets:
+        raise InvalidMessage(f"--preset {name!r} is not in {states}", field="--preset",
+                             allowed=sorted(presets))
+    return Form(**presets[name].get("form", {})), float(presets[name].get("repetition", 0.0))
+
+
 def ensemble_rows(result, form):
     """The generated ensemble rows of ``form``: ``generated.ensemble`` in the config's form,
     ``generated.ensemble_forms[label]`` in another a preset plays."""

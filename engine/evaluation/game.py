@@ -14,15 +14,13 @@ the held-out songs' means, so a reader sees what the music lacks:
     python -m engine.evaluation.game [--seeds 3] [--preset combat]
 """
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 from engine.errors import InvalidMessage
-from engine.metrics import json_ready
+from engine.metrics import json_ready, write_figures
 
 #: Features listed per set, the largest effect sizes first.
 TOP = 10
@@ -54,16 +52,9 @@ def measure(seeds=3, preset="combat", source="freedoom", data=None, progress=pri
     from engine.evaluation import texture_critic as tc
     from engine.evaluation.ensemble_texture import critic_over_seeds, mirror
     from engine.evaluation.heldout_ensemble import SPLIT_NAMES
-    from engine.form import Form
     from engine.generate import load_weights
-    import tomllib
     t0 = time.process_time()
-    presets = tomllib.loads(Path(fe.STATES).read_text())["presets"]
-    if preset not in presets:
-        raise InvalidMessage(f"--preset {preset!r} is not in {fe.STATES}", field="--preset",
-                             allowed=sorted(presets))
-    form = Form(**presets[preset].get("form", {}))
-    repetition = float(presets[preset].get("repetition", 0.0))
+    form, repetition = fe.preset_plan(preset)
     cfg = fe.FormEvalConfig() if data is None else fe.FormEvalConfig(ensemble_data=str(data))
     songs, _ = fe.held_pieces(cfg, SPLIT_NAMES, (source,), limit)
     held = {p["name"] for p in fe.held_pieces(cfg, cfg.splits, (source,))[0]}
@@ -109,15 +100,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.seeds < 2:
         p.error("--seeds >= 2 (an interval needs two)")
-    try:
-        res = measure(args.seeds, args.preset, data=args.data,
-                      progress=lambda m: print(m, file=sys.stderr, flush=True))
-    except InvalidMessage as exc:
-        print(f"{p.prog}: {exc}", file=sys.stderr)
-        return 2
-    Path(args.out).write_text(json.dumps(res, indent=1, allow_nan=False))
-    print(f"wrote {args.out}")
-    return 0
+    return write_figures(p.prog, lambda: measure(
+        args.seeds, args.preset, data=args.data,
+        progress=lambda m: print(m, file=sys.stderr, flush=True)), args.out)
 
 
 if __name__ == "__main__":

@@ -19,16 +19,13 @@ model's own contrast):
                                       [--preset combat]
 """
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 from engine.ensemble import DRUMS, MELODY
-from engine.errors import InvalidMessage
-from engine.metrics import interval, json_ready
+from engine.metrics import interval, json_ready, write_figures
 
 #: A move of at least this many semitones is a leap; at most ``STEP`` a step.
 LEAP, STEP = 5, 2
@@ -89,26 +86,21 @@ def figures(pieces, bar, bars=None):
 
 
 def measure(weights=(0.0, 0.6), seeds=8, preset="combat", progress=print, limit=None,
-            data=None, joinings=()):
+            data=None, joinings=(), model=None):
     """Real and generated figures (a JSON-ready dict): the held-out ensemble pieces of
     ``data`` (None: the form evaluation's dataset) as the form evaluation reads them, at
     most ``limit`` of them, and per lead-in weight the ensemble composing one piece per
     real piece (asked for its controls) in the preset's form at its repetition; per join
-    limit in ``joinings``, the same at the preset's repetition and at 1."""
+    limit in ``joinings``, the same at the preset's repetition and at 1; ``model``: the
+    ensemble model (None: the shipped one)."""
     from engine.evaluation import form as fe
     from engine.evaluation import texture_critic as tc
     from engine.evaluation.ensemble_texture import critic_over_seeds, mirror
-    from engine.form import Form
     from engine.generate import load_weights
-    import tomllib
     t0 = time.process_time()
-    presets = tomllib.loads(Path(fe.STATES).read_text())["presets"]
-    if preset not in presets:
-        raise InvalidMessage(f"--preset {preset!r} is not in {fe.STATES}", field="--preset",
-                             allowed=sorted(presets))
-    form = Form(**presets[preset].get("form", {}))  # as fe.preset_forms reads it
-    repetition = float(presets[preset].get("repetition", 0.0))
-    cfg = fe.FormEvalConfig() if data is None else fe.FormEvalConfig(ensemble_data=str(data))
+    form, repetition = fe.preset_plan(preset)
+    given = dict(ensemble_data=data, ensemble=model)
+    cfg = fe.FormEvalConfig(**{k: str(v) for k, v in given.items() if v is not None})
     bar = cfg.beats_per_bar * cfg.ticks_per_beat
     held, _ = fe.held_pieces(cfg, cfg.splits, limit=limit)
     ecfg = tc.EnsembleEvalConfig(bootstrap=0)
@@ -158,6 +150,7 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--preset", default="combat", help="whose form and repetition")
     p.add_argument("--out", default="engine/models/joins.json")
+    p.add_argument("--model", default=None, help="ensemble model (default: the shipped one)")
     p.add_argument("--data", default=None, metavar="NPZ",
                    help="the ensemble dataset whose held-out pieces are real music (default "
                         "the form evaluation's)")
@@ -171,16 +164,9 @@ def main(argv=None):
     if any(x < 0 for x in weights + joinings) or args.seeds < 2:
         p.error("--leading and --joining must be >= 0 and --seeds >= 2 (an interval needs "
                 "two)")
-    try:
-        res = measure(weights, args.seeds, args.preset,
-                      lambda m: print(m, file=sys.stderr, flush=True), data=args.data,
-                      joinings=joinings)
-    except InvalidMessage as exc:
-        print(f"{p.prog}: {exc}", file=sys.stderr)
-        return 2
-    Path(args.out).write_text(json.dumps(res, indent=1, allow_nan=False))
-    print(f"wrote {args.out}")
-    return 0
+    return write_figures(p.prog, lambda: measure(
+        weights, args.seeds, args.preset, lambda m: print(m, file=sys.stderr, flush=True),
+        data=args.data, joinings=joinings, model=args.model), args.out)
 
 
 if __name__ == "__main__":

@@ -55,3 +55,11 @@ def test_too_few_songs_are_refused_naming_the_field(tmp_path):
         game.measure(seeds=2, source="bach-parts", data=_dataset(tmp_path, n=3),
                      progress=lambda m: None)
     assert e.value.field == "source"
+
+
+def test_the_command_line_refuses_an_unknown_preset_in_one_line(tmp_path, capsys):
+    out = tmp_path / "game.json"
+    assert game.main(["--preset", "nope", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--preset 'nope'" in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()

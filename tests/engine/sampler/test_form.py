@@ -125,18 +125,25 @@ def test_a_loop_s_share_of_the_repetition_scales_its_recalls():
     assert 0 < recalls[0.5]["bass"] < recalls[1.0]["bass"], recalls
 
 
+def _ensemble_in_abacabad(seeds, repetition, **priors):
+    """Per seed, a session of the shipped ensemble in ABACABAD at ``repetition``, the
+    priors as served but for ``priors``: (runtime, bar ticks)."""
+    from engine.ensemble import PRIORS
+    w = Weights(ENSEMBLE)
+    for seed in range(seeds):
+        rt = _open(w, seed=seed, repetition=repetition, form=Form("ABACABAD", 8))
+        rt.set_priors(0, **{**PRIORS, **priors})
+        yield rt, 4 * rt.tpb
+
+
 def _joins(leading, seeds=6, bars=24):
     """Compose the ensemble in ABACABAD at repetition 0.9 with the lead-in at ``leading``
     (the other priors as served), bar by bar: for each bar whose melody is
     recalled exactly after a bar that was not, the aim the bar before held for it and the melody's
     top pitches on either side of the bar line, (aim, last before, first in)."""
-    from engine.ensemble import MELODY, PRIORS
-    w = Weights(ENSEMBLE)
+    from engine.ensemble import MELODY
     out = []
-    for seed in range(seeds):
-        rt = _open(w, seed=seed, repetition=0.9, form=Form("ABACABAD", 8))
-        rt.set_priors(0, **{**PRIORS, "leading": leading})
-        bt = 4 * rt.tpb
+    for rt, bt in _ensemble_in_abacabad(seeds, 0.9, leading=leading):
         aims, recalled = {}, {}
         for b in range(bars):
             rt.advance(np.array([b * bt]))  # at bar line b: bar b's plan, its aim for b + 1
@@ -175,13 +182,9 @@ def _recall_joins(joining, seeds=6, bars=24):
     """Compose the ensemble in ABACABAD at repetition 1 with the join rule at ``joining``
     (the other priors as served), bar by bar: for each recalled melody bar whose bar before
     has melody, the top pitches either side of the bar line (last before, first in)."""
-    from engine.ensemble import MELODY, PRIORS
-    w = Weights(ENSEMBLE)
+    from engine.ensemble import MELODY
     joins = []
-    for seed in range(seeds):
-        rt = _open(w, seed=seed, repetition=1.0, form=Form("ABACABAD", 8))
-        rt.set_priors(0, **{**PRIORS, "joining": joining})
-        bt = 4 * rt.tpb
+    for rt, bt in _ensemble_in_abacabad(seeds, 1.0, joining=joining):
         plans = _bars(rt, bars)
         top = {}
         for a, _, p in _notes(rt).get(MELODY, []):
@@ -209,18 +212,13 @@ def test_the_join_rule_rebuilds_the_same_plan_after_a_rewind():
     """A rewind into a bar rebuilds its plan from what was kept: with the join rule on, the
     plan after the rewind is the plan the music reached the bar with (the rule reads the bar
     before, from memory and what still sounds, which the rewind leaves as it was)."""
-    from engine.ensemble import PRIORS
-    w = Weights(ENSEMBLE)
     rebuilt = 0
-    for seed in range(3):
-        rt = _open(w, seed=seed, repetition=1.0, form=Form("ABACABAD", 8))
-        rt.set_priors(0, **{**PRIORS, "joining": 4.0})
-        bt = 4 * rt.tpb
+    for rt, bt in _ensemble_in_abacabad(3, 1.0, joining=4.0):
         for b in range(1, 14):
             rt.advance(np.array([b * bt + bt // 2]))
             before = rt.plan(0)
             rt.rewind(0, b * bt + bt // 4)
-            assert rt.plan(0) == before, (seed, b)
+            assert rt.plan(0) == before, b
             rebuilt += before[1][0] >= 0
     assert rebuilt >= 5
 
