@@ -21,6 +21,7 @@ model's own contrast):
 import argparse
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -86,21 +87,24 @@ def figures(pieces, bar, bars=None):
 
 
 def measure(weights=(0.0, 0.6), seeds=8, preset="combat", progress=print, limit=None,
-            data=None, joinings=(), model=None):
+            data=None, joinings=(), model=None, splits=None, states=None):
     """Real and generated figures (a JSON-ready dict): the held-out ensemble pieces of
     ``data`` (None: the form evaluation's dataset) as the form evaluation reads them, at
     most ``limit`` of them, and per lead-in weight the ensemble composing one piece per
     real piece (asked for its controls) in the preset's form at its repetition; per join
     limit in ``joinings``, the same at the preset's repetition and at 1; ``model``: the
-    ensemble model (None: the shipped one)."""
+    ensemble model (None: the shipped one); ``splits``: the held-out splits (None: the form
+    evaluation's); ``states``: the presets file (None: the shipped one)."""
     from engine.evaluation import form as fe
     from engine.evaluation import texture_critic as tc
     from engine.evaluation.ensemble_texture import critic_over_seeds, mirror
     from engine.generate import load_weights
     t0 = time.process_time()
-    form, repetition = fe.preset_plan(preset)
+    form, repetition = fe.preset_plan(preset, states or fe.STATES)
     given = dict(ensemble_data=data, ensemble=model)
     cfg = fe.FormEvalConfig(**{k: str(v) for k, v in given.items() if v is not None})
+    if splits is not None:
+        cfg = replace(cfg, splits=tuple(splits))
     bar = cfg.beats_per_bar * cfg.ticks_per_beat
     held, _ = fe.held_pieces(cfg, cfg.splits, limit=limit)
     ecfg = tc.EnsembleEvalConfig(bootstrap=0)
@@ -151,6 +155,9 @@ def main(argv=None):
     p.add_argument("--preset", default="combat", help="whose form and repetition")
     p.add_argument("--out", default="engine/models/joins.json")
     p.add_argument("--model", default=None, help="ensemble model (default: the shipped one)")
+    p.add_argument("--splits", default=None, metavar="S,S",
+                   help="held-out splits judged against (default test,valid)")
+    p.add_argument("--states", default=None, help="the presets file (default the shipped one)")
     p.add_argument("--data", default=None, metavar="NPZ",
                    help="the ensemble dataset whose held-out pieces are real music (default "
                         "the form evaluation's)")
@@ -166,7 +173,8 @@ def main(argv=None):
                 "two)")
     return write_figures(p.prog, lambda: measure(
         weights, args.seeds, args.preset, lambda m: print(m, file=sys.stderr, flush=True),
-        data=args.data, joinings=joinings, model=args.model), args.out)
+        data=args.data, joinings=joinings, model=args.model, states=args.states,
+        splits=args.splits.split(",") if args.splits else None), args.out)
 
 
 if __name__ == "__main__":

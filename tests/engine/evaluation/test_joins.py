@@ -44,8 +44,10 @@ def test_a_small_measurement_reports_real_music_and_each_weight(tmp_path):
                                  "bach/bwv269.mxl"]),
              sources=np.array(["bach-parts"] * 4), split=np.full(4, 2, np.int8),
              meta=np.array(json.dumps(meta)))
+    # the pieces are all in the test split; the presets are the shipped ones, named
+    from engine.evaluation.form import STATES
     res = joins.measure((0.0, 2.0), seeds=2, progress=lambda m: None, data=data,
-                        joinings=(2.0,))
+                        joinings=(2.0,), splits=("test",), states=STATES)
     assert res["preset"] == "combat" and res["pieces"] >= 3
     assert 0 <= res["real"]["across_leaps"] <= 1
     off, on, joined, joined_1, free = res["generated"]
