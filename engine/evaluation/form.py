@@ -407,7 +407,7 @@ def compose(w, asks, seed, repetition, form, cfg, **request):
 
 def held_pieces(cfg, splits, sources=None, limit=None):
     """The pieces of ``cfg.ensemble_data``'s ``splits`` (of ``sources``; None: every one)
-    as real music: dicts of name, source, key, notes, the windows measured (``span``) and
+    as real music: dicts of name, source, split, key, notes, the windows measured (``span``) and
     the notes cut to them; pieces without a whole window left out, then at most ``limit``.
     Also the pieces left out by the reader (``read_held_out``)."""
     from engine.evaluation.heldout_ensemble import read_held_out
@@ -417,8 +417,8 @@ def held_pieces(cfg, splits, sources=None, limit=None):
     for p in got:
         where = span(p.notes, cfg, cfg.max_windows)
         if where[1]:
-            out.append(dict(name=p.name, source=p.source, key=p.key, notes=p.notes, where=where,
-                            windows=where[1], cut=cut(p.notes, cfg, where)))
+            out.append(dict(name=p.name, source=p.source, split=p.split, key=p.key, notes=p.notes,
+                            where=where, windows=where[1], cut=cut(p.notes, cfg, where)))
     return out[:limit], left
 
 

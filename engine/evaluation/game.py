@@ -57,7 +57,7 @@ def measure(seeds=3, preset="combat", source="freedoom", data=None, progress=pri
     form, repetition = fe.preset_plan(preset)
     cfg = fe.FormEvalConfig() if data is None else fe.FormEvalConfig(ensemble_data=str(data))
     songs, _ = fe.held_pieces(cfg, SPLIT_NAMES, (source,), limit)
-    held = {p["name"] for p in fe.held_pieces(cfg, cfg.splits, (source,))[0]}
+    held = [p["cut"] for p in songs if p["split"] in cfg.splits]
     if len(songs) < 4:
         raise InvalidMessage(f"{len(songs)} {source} pieces with a whole window", field="source",
                              allowed="a source with 4 or more pieces (the critic halves each side)")
@@ -65,8 +65,8 @@ def measure(seeds=3, preset="combat", source="freedoom", data=None, progress=pri
     names = tc.feature_names()
     real = [p["cut"] for p in songs]
     windows = np.vstack(tc.piece_windows(real, ecfg))
-    held_windows = [tc.piece_windows([p["cut"]], ecfg) for p in songs if p["name"] in held]
-    held_windows = np.vstack([x for h in held_windows for x in h]) if held_windows else None
+    held_windows = tc.piece_windows(held, ecfg)
+    held_windows = np.vstack(held_windows) if held_windows else None
     asks = [mirror(p["cut"], p["key"], p["windows"] * cfg.window_bars, ecfg) for p in songs]
     w = load_weights(cfg.ensemble)
     progress(f"{len(songs)} {source} songs ({len(held)} held out); {preset}: "

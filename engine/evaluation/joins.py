@@ -122,11 +122,9 @@ def measure(weights=(0.0, 0.6), seeds=8, preset="combat", progress=print, limit=
         made = [fe.compose(w, asks, seed, rep, form, cfg, leading=lead, joining=join)
                 for seed in range(seeds)]
         per_seed = [figures(m, bar, bars) for m in made]
-        repeats = [fe.set_figures([fe.piece_figures(n, fe.ENSEMBLE_LINES, cfg,
-                                                    (0, a["bars"] // cfg.window_bars))
-                                   for n, a in zip(m, asks)], fe.ENSEMBLE_LINES, cfg)
-                   for m in made]
-        repeats = fe.over_seeds(repeats, fe.ENSEMBLE_LINES)
+        repeats = fe.over_seeds([fe.set_figures([fe.piece_figures(
+            n, fe.ENSEMBLE_LINES, cfg, (0, a["bars"] // cfg.window_bars)) for n, a in zip(m, asks)],
+            fe.ENSEMBLE_LINES, cfg) for m in made], fe.ENSEMBLE_LINES)
         row = dict(leading=lead, joining=join, repetition=rep,
                    critic=critic_over_seeds(real, made, list(range(seeds)), ecfg)["auc"],
                    bar_repeats={v: repeats[v]["bar_repeat"] for v in fe.ENSEMBLE_LINES})
