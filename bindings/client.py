@@ -99,7 +99,7 @@ class Client(_Endpoint):
         return self.request("hello")
 
     def mood(self, valence=None, arousal=None, intensity=None, transition="bar", session=None,
-             tonality=None, critic=None, voices=None, repetition=None):
+             tonality=None, critic=None, voices=None, repetition=None, style=None):
         """Move the mood; axes left None keep their current value.  transition (here and
         on every call that has one): "now", "beat", "bar", "phrase" (the next phrase of the
         session's form), "bars:N" (N 1..64: the next line of an N-bar grid) or "cue:NAME"
@@ -112,19 +112,25 @@ class Client(_Endpoint):
         {"play", "program", "channel", "octave"}}, e.g. ``{"drums": False, "harmony":
         {"program": 89}}``; voices not named keep theirs; they change at the next bar line.
         repetition: how much the music repeats itself along the session's form, 0
-        (through-composed) .. 1 (a loop), from the next bar line; None keeps the session's."""
+        (through-composed) .. 1 (a loop), from the next bar line; None keeps the session's.
+        style: the texture asked of the model, as the collection it learned it from plays
+        ("game", "baroque", "classical" or "renaissance"), from the transition; it needs a
+        model told styles (``hello()["capabilities"]["styles"]``: another refuses it,
+        out_of_range on field style); None keeps the session's.  The reply carries the
+        ``style`` in effect (None: none, the mix of them all)."""
         return self.request("mood", session, valence=valence, arousal=arousal, intensity=intensity,
                             transition=transition, tonality=tonality, critic=critic, voices=voices,
-                            repetition=repetition)
+                            repetition=repetition, style=style)
 
     def state(self, name, transition=None, session=None, tonality=None, critic=None, voices=None,
-              repetition=None):
-        """Switch to a preset; tonality (0..1), critic (0..16) and repetition (0..1) override
-        the preset's; voices (as for ``mood``) go on top of the preset's.  transition None:
-        states.toml's rule for this pair of presets (``[[transitions]]``), else "bar"; the
-        reply names the ``rule``, the ``transition`` used and its ``pickup_beat``."""
+              repetition=None, style=None):
+        """Switch to a preset; tonality (0..1), critic (0..16), repetition (0..1) and style
+        (as for ``mood``; None: the preset's, else none) override the preset's; voices (as
+        for ``mood``) go on top of the preset's.  transition None: states.toml's rule for
+        this pair of presets (``[[transitions]]``), else "bar"; the reply names the ``rule``,
+        the ``transition`` used and its ``pickup_beat``."""
         return self.request("state", session, name=name, transition=transition, tonality=tonality,
-                            critic=critic, voices=voices, repetition=repetition)
+                            critic=critic, voices=voices, repetition=repetition, style=style)
 
     def tempo(self, bpm, ramp_beats=0, transition="beat", session=None):
         return self.request("tempo", session, bpm=bpm, ramp_beats=ramp_beats, transition=transition)

@@ -29,6 +29,27 @@ KEY_SPELLINGS = ("C", "C#", "Db", "D", "D#", "Eb", "E", "F", "F#", "Gb", "G", "G
                  "A#", "Bb", "B")
 _LETTERS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 
+#: The styles a model can be told to play (the ``style`` control): each the texture of the
+#: ensemble collections (``engine.training.multipart``'s sources) it was learned from, by
+#: name.  A game asks for ``game`` to hear its soundtracks' texture (drums on the backbeat,
+#: short melody notes, busy harmony) rather than the chorales' that most of the data has.
+STYLES = {"game": ("freedoom",), "baroque": ("bach-parts",), "classical": ("quartets",),
+          "renaissance": ("monteverdi",)}
+
+
+def check_style(style):
+    """``style`` if it is one of ``STYLES``; else InvalidMessage on field ``style``."""
+    if not isinstance(style, str) or style not in STYLES:
+        raise InvalidMessage(f"style {style!r} is not one of {', '.join(STYLES)}",
+                             field="style", allowed=", ".join(STYLES))
+    return style
+
+
+def style_of(source):
+    """The style whose collections include ``source`` (a dataset's source name), or None."""
+    return next((name for name, sources in STYLES.items() if source in sources), None)
+
+
 # Krumhansl & Kessler (1982) probe-tone profiles, tonic first.
 KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
 KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
@@ -174,12 +195,20 @@ class ControlSpec:
     density_scale: float = 0.25  # feature = onsets per beat * scale
     register_centre: float = 64.0
     register_scale: float = 1 / 12
+    #: The styles the model was told, in the order of their block (``STYLES``'s names); none
+    #: in a model trained without them, whose vector has no style block.
+    styles: tuple = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "styles", tuple(self.styles))  # a model file's JSON list
 
     @property
     def layout(self):
-        """(name, width) of each block of the control vector, in order."""
-        return (("key", 12), ("mode", 2), ("density", 1), ("register", 1),
-                ("phase", self.ticks_per_beat))
+        """(name, width) of each block of the control vector, in order: the style block
+        last, so a model told styles reads the other blocks where one without does."""
+        out = (("key", 12), ("mode", 2), ("density", 1), ("register", 1),
+               ("phase", self.ticks_per_beat))
+        return out + ((("style", len(self.styles)),) if self.styles else ())
 
     @property
     def size(self):
@@ -199,12 +228,17 @@ class ControlSpec:
     def from_dict(cls, d):
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
-    def vector(self, key, mode, density, register, phase=0, out=None):
+    def vector(self, key, mode, density, register, phase=0, out=None, style=None):
         """Control vector from values: key pitch class, mode (0 major, 1 minor),
-        onsets per beat, mean MIDI pitch, tick inside the beat."""
+        onsets per beat, mean MIDI pitch, tick inside the beat, and ``style`` (a name of
+        ``STYLES``; None: no style, the style block all zero, the mix the model learned from
+        the windows trained without theirs; ignored by a model told no styles)."""
         v = np.zeros(self.size, np.float32) if out is None else out
         v[:] = 0
         s = self.slices()
+        i = None if style is None else self.style_index(style)
+        if i is not None:
+            v[s["style"].start + i] = 1
         v[s["key"].start + int(key) % 12] = 1
         v[s["mode"].start + int(mode)] = 1
         v[s["density"].start] = density * self.density_scale
@@ -212,24 +246,35 @@ class ControlSpec:
         v[s["phase"].start + int(phase) % self.ticks_per_beat] = 1
         return v
 
-    def request(self, key, mode, density, register, tonality, key_relative, centre=0.0):
+    def style_index(self, style):
+        """The place of ``style`` in this model's style block; InvalidMessage on field
+        ``style`` naming ``STYLES``."""
+        check_style(style)
+        return self.styles.index(style) if style in self.styles else None
+
+    def request(self, key, mode, density, register, tonality, key_relative, centre=0.0,
+                style=None):
         """What the model is asked for a request (tonic, mode, onsets per beat, mean pitch,
-        tonality; the tonal-centre prior's weight): (control vector, semitones the sequencer
-        transposes its notes by,
+        tonality; the tonal-centre prior's weight; the style): (control vector, semitones
+        the sequencer transposes its notes by,
         tonality prior per pitch class in the model's pitch space).  See ``model_key``:
         the prior is the mode's scale on the tonic the model composes in."""
         shift, key_ctl, reg_ctl = model_key(key, register, key_relative)
-        return (self.vector(key_ctl, mode, density, reg_ctl), shift,
+        return (self.vector(key_ctl, mode, density, reg_ctl, style=style), shift,
                 np.roll(tonality_bias(mode, tonality, centre), key_ctl))
 
     def describe(self, v):
         """Named values back from a control vector (inverse of ``vector``)."""
         s = self.slices()
-        return dict(
+        out = dict(
             key=int(np.argmax(v[s["key"]])), mode=int(np.argmax(v[s["mode"]])),
             density=float(v[s["density"]][0] / self.density_scale),
             register=float(v[s["register"]][0] / self.register_scale + self.register_centre),
             phase=int(np.argmax(v[s["phase"]])))
+        if self.styles:  # the style asked (None: none), in a model told styles
+            block = v[s["style"]]
+            out["style"] = self.styles[int(np.argmax(block))] if block.max() > 0 else None
+        return out
 
     def transpose(self, controls, k):
         """Controls of the same piece transposed by k semitones."""

@@ -40,7 +40,8 @@ from pathlib import Path
 import numpy as np
 
 from engine import DEFAULT_MODEL
-from engine.controls import DEFAULT_TONALITY, KEY_NAMES, KEY_SPELLINGS, MODES, TONALITY_RANGE, parse_key
+from engine.controls import (DEFAULT_TONALITY, KEY_NAMES, KEY_SPELLINGS, MODES, STYLES,
+                             TONALITY_RANGE, check_style, parse_key)
 from engine.ensemble import (CENTRE, DEFAULTS, DRUMS, PRIORS, TEMPERATURE, VOICES, voice_id,
                              write_ensemble_midi)
 from engine.errors import InvalidMessage
@@ -83,7 +84,8 @@ class Request:
     ``engine.ensemble.CENTRE`` for an ensemble model, 0 for one line); lead: a theme
     the melody states from the piece's start, ``Runtime.lead_at``'s (notes, variation,
     length) (notes in the model's space: key-relative, in C), as a server session states a
-    theme sent to it (None: none)."""
+    theme sent to it (None: none); style: a name of ``engine.controls.STYLES`` (None: no
+    style, the mix; a model told no styles ignores it)."""
 
     key: int
     mode: int
@@ -104,6 +106,7 @@ class Request:
     joining: float = None
     centre: float = None
     lead: tuple = None
+    style: str = None
 
 
 def _bad(field, value, allowed):
@@ -198,17 +201,18 @@ def load_weights(model):
 def generate(weights, key, mode, density, bars, seed=0, register=None, beats_per_bar=4,
              temperature=TEMPERATURE, tonality=None, max_note_beats=DEFAULT_MAX_NOTE_BEATS,
              max_tokens=None, critic=None, critic_k=0, critic_pick="sample", critic_beats=1.0,
-             theme=None, voices=None, repetition=0.0, form=None):
+             theme=None, voices=None, repetition=0.0, form=None, style=None):
     """Notes (NOTE_DTYPE) of ``bars`` bars composed under constant controls.
 
     weights: ``engine.sampler.weights.Weights`` or a model path; key: pitch class 0-11;
     mode: 0 major, 1 minor; density: onsets per beat; register: mean MIDI pitch
     (default: the training data's); tonality: 0 free .. 1 strict (default
     ``DEFAULT_TONALITY``); critic..., repetition, form: see ``generate_many``; theme,
-    voices: see ``Request``.  Pitches are as heard (a key-relative model's shift applied, drums
+    voices, style: see ``Request``.  Pitches are as heard (a key-relative model's shift applied, drums
     unmoved); an ensemble's notes carry their voice id in ``channel``.
     """
-    req = Request(key, mode, density, seed, register, tonality, theme, voices=voices)
+    req = Request(key, mode, density, seed, register, tonality, theme, voices=voices,
+                  style=style)
     return generate_many(weights, [req], bars, beats_per_bar=beats_per_bar,
                          temperature=temperature, max_note_beats=max_note_beats,
                          max_tokens=max_tokens, critic=critic, critic_k=critic_k,
@@ -281,7 +285,8 @@ def generate_many(weights, requests, bars, beats_per_bar=4, temperature=TEMPERAT
         reg = w.mean_register if r.register is None else r.register
         t = DEFAULT_TONALITY if r.tonality is None else r.tonality
         centre = (CENTRE if rt.n_voices else 0.0) if r.centre is None else r.centre
-        ctl, k, bias = spec.request(r.key, r.mode, r.density, reg, t, w.key_relative, centre)
+        ctl, k, bias = spec.request(r.key, r.mode, r.density, reg, t, w.key_relative, centre,
+                                    r.style)
         rt.open(s, ctl, seed=int(r.seed), temperature=temperature, tick=0)
         if r.voices is not None:
             rt.set_voices(s, r.voices)
@@ -380,6 +385,9 @@ def add_arguments(p):
     p.add_argument("--form", default=None, metavar="SHAPE",
                    help=f"the phrase's sections, letters {LETTERS[0]}..{LETTERS[-1]} "
                         f"(default {Form.shape}, {Form.bars} bars; followed when --repetition > 0)")
+    p.add_argument("--style", default=None, metavar="STYLE",
+                   help=f"the texture asked of a model told styles: {', '.join(STYLES)} "
+                        "(default: none, the mix of them all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="model .npz (default: shipped)")
     p.add_argument("--voices", default=None, metavar="NAMES",
@@ -442,13 +450,19 @@ def run(args):
     weights = load_weights(Path(args.model))
     vocab = weights.vocab
     check_voices(vocab, voices, args.critic_k)
+    if args.style is not None:
+        check_style(args.style)
+        if not weights.spec.styles:
+            raise InvalidMessage(f"--style {args.style} needs a model told styles; "
+                                 f"{args.model} has none", field="style",
+                                 allowed="none (this model has no styles)")
     theme, about = theme_of(args, MODES.index(args.mode))
     notes = generate(weights, key, MODES.index(args.mode), args.density, args.bars,
                      seed=args.seed, register=args.register, beats_per_bar=args.beats_per_bar,
                      temperature=args.temperature, tonality=tonality,
                      critic=critic if args.critic_k else None, critic_k=args.critic_k,
                      critic_pick=args.critic_pick, critic_beats=args.critic_beats, theme=theme,
-                     voices=voices, repetition=args.repetition, form=form)
+                     voices=voices, repetition=args.repetition, form=form, style=args.style)
     if vocab.n_voices:
         write_ensemble_midi(notes, args.output, bpm=args.tempo, beats_per_bar=args.beats_per_bar,
                             ticks_per_beat=vocab.ticks_per_beat)

@@ -93,6 +93,7 @@ class Commands:
                                       themes=dict(loaded=music.theme is not None,
                                                   names=sorted(self.themes)),
                                       max_sessions=cfg.max_sessions,
+                                      styles=list(music.spec.styles),
                                       events_ahead_ms=self._events_ahead_ms(),
                                       voices=self._voices(),
                                       ticks_per_beat=music.tpb,
@@ -117,8 +118,19 @@ class Commands:
         return max((p.lead_ns for p in ports if getattr(p, "name", "") == "zmq"),
                    default=0) / 1e6
 
+    def _check_style(self, msg):
+        """A message's ``style`` is refused, before anything changes, by a model told no
+        styles (a preset's is not: it asks the model for what it can, as one line's presets'
+        voices do)."""
+        if msg.get("style") is not None and not self.music.spec.styles:
+            raise protocol.reject("out_of_range", f"style {msg['style']} needs a model told "
+                                  "styles and this server's has none (`ostinato train --styles`);"
+                                  " leave style out", "style",
+                                  "none (this server's model has no styles)")
+
     def mood(self, msg):
         sess = self._session(msg)
+        self._check_style(msg)
         layers = self.music.voicing.layers(None, msg.get("voices"), base=sess.layers)
         self._set_critic(sess, msg.get("critic"))
         return self.music.change(sess, self._next_mood(sess, msg), msg["transition"], "mood",
@@ -130,6 +142,7 @@ class Commands:
         states file's rule for the pair (from the session's preset to this one) says when
         (unless the message does), how the tempo ramps, the pickup and a bridge stinger."""
         sess = self._session(msg)
+        self._check_style(msg)
         preset = self.music.presets[msg["name"]]
         rule = self.rules.rule(sess.state, msg["name"])
         when = msg["transition"] or (rule.when if rule else "bar")
@@ -160,12 +173,13 @@ class Commands:
         kind = msg["type"]
         if kind == "state":
             return self.music.preset_mood(sess.mood, msg["name"]).update(
-                tonality=msg.get("tonality"), repetition=msg.get("repetition"))
+                tonality=msg.get("tonality"), repetition=msg.get("repetition"),
+                style=msg.get("style"))
         if kind == "key":
             mood = replace(sess.mood, key=parse_key(msg["key"])).update(tonality=msg.get("tonality"))
             return replace(mood, mode=MODES.index(msg["mode"])) if msg.get("mode") else mood
         fields = {k: msg.get(k) for k in ("valence", "arousal", "intensity", "tonality",
-                                          "repetition")}
+                                          "repetition", "style")}
         mood = sess.mood.update(**fields)
         if msg.get("valence") is not None:
             mood = replace(mood, mode=None)  # valence decides the mode again

@@ -16,6 +16,10 @@ otherwise): note lengths come from the model, this only cuts off a runaway one.
 along the session's ``form`` (``engine.form.Form``: the preset's, else ``Form()``); a
 session that sets none plays the server's default (``DEFAULT_REPETITION``, or ``serve
 --repetition``).  The sampler follows both from the next bar line (``Runtime.set_form``).
+
+``style`` (``engine.controls.STYLES``: game, baroque, classical, renaissance) asks a model
+told styles for the texture of the collection it learned it from; None asks for none, the
+mix of them all.  A model told no styles plays as it does.
 """
 from dataclasses import dataclass, replace
 
@@ -44,6 +48,7 @@ class Mood:
     max_note_beats: float | None = None  # None: DEFAULT_MAX_NOTE_BEATS
     repetition: float | None = None      # None: the server's default
     form: Form | None = None             # None: Form()
+    style: str | None = None             # engine.controls.STYLES's; None: none, the mix
 
     def update(self, **fields):
         return replace(self, **{k: v for k, v in fields.items() if v is not None})
@@ -100,5 +105,5 @@ def describe(m: Mood, base_register, default_tonality=DEFAULT_TONALITY,
     return dict(key=KEY_NAMES[m.key], mode=MODES[mode_of(m)], bpm=round(bpm_of(m), 1),
                 density=round(density_of(m), 2), register=round(register_of(m, base_register), 1),
                 velocity=round(velocity_of(m)), tonality=tonality_of(m, default_tonality),
-                repetition=repetition_of(m, default_repetition),
+                repetition=repetition_of(m, default_repetition), style=m.style,
                 valence=m.valence, arousal=m.arousal, intensity=m.intensity)

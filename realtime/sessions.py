@@ -266,7 +266,7 @@ class Sessions:
                     mode=MODES.index(p["mode"]) if "mode" in p else None,
                     bpm=p.get("bpm"), register=p.get("register", 0),
                     tonality=p.get("tonality"), max_note_beats=p.get("max_note_beats"),
-                    repetition=p.get("repetition"), form=p.get("form"))
+                    repetition=p.get("repetition"), form=p.get("form"), style=p.get("style"))
 
     def reset(self, sess, now, tick, t_ns=None):
         """Start the session's music afresh at ``tick``, played at ``t_ns`` (default: a
@@ -337,7 +337,8 @@ class Sessions:
         Memoised (a game asks for a few moods again and again; ``Commands.prepare`` fills
         it before the locks); the arrays are read-only, as they are shared."""
         args = (mood.key, mode_of(mood), density_of(mood), register_of(mood, self.base_register),
-                tonality_of(mood, self.tonality), self.weights.key_relative, self.centre)
+                tonality_of(mood, self.tonality), self.weights.key_relative, self.centre,
+                mood.style)
         made = self.requests.get(args)
         if made is None:
             made = self.spec.request(*args)

@@ -29,10 +29,11 @@ static const double motif[] = {62, 0, 1,  65, 1, 1,  69, 2, 1,  74, 3, 1,  72, 4
  * reply that carries tonality and critic (mood, state and key: the session's in effect after
  * the change; hello: the server's defaults) also gives "<what> tonality <t> critic <k>"; one
  * that carries repetition (those, and a session's open) "<what> repetition <r>"; one with a
+ * style in effect (the session's, once it has one; null: none) "<what> style <s>"; one with a
  * theme (what the server understood of it) "<what> theme <key> <notes> notes". */
 static int show(ost_client *c, const char *what, long id)
 {
-    char code[64], field[64], key[64];
+    char code[64], field[64], key[64], style[64];
     double tonality, critic, repetition, notes;
     const char *theme;
     int r = ost_request(c, id, reply, sizeof reply);
@@ -42,6 +43,8 @@ static int show(ost_client *c, const char *what, long id)
             printf("%s tonality %g critic %g\n", what, tonality, critic);
         if (ost_json_number(reply, "repetition", &repetition))
             printf("%s repetition %g\n", what, repetition);
+        if (ost_json_string(reply, "style", style, sizeof style))   /* null: none */
+            printf("%s style %s\n", what, style);
         theme = strstr(reply, "\"theme\":{"); /* the reply's own "key" is the session's */
         if (ost_json_string(theme, "key", key, sizeof key) && ost_json_number(theme, "notes", &notes))
             printf("%s theme %s %g notes\n", what, key, notes);
@@ -140,6 +143,11 @@ int main(int argc, char **argv)
     show(&c, "open-repetition", ost_open_session_repetition(&c, "player3", "calm", 0.3));
     show(&c, "close-repetition", ost_close_session(&c, "player3"));
     show(&c, "bad-repetition", ost_mood_repetition(&c, 1.5, NULL));  /* out of range on purpose */
+    /* Style (refused out_of_range on style unless the server's model is told styles): a
+     * collection's texture, from the transition. */
+    show(&c, "style", ost_mood_style(&c, "baroque", NULL));
+    show(&c, "state-style", ost_state_style(&c, "combat", "bar", "game"));
+    show(&c, "bad-style", ost_mood_style(&c, "jazz", NULL));  /* no such style: bad_choice */
     show(&c, "stop", ost_stop(&c));
     ost_close(&c);
     return 0;

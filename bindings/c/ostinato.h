@@ -34,6 +34,15 @@
  *
  *   id = ost_mood_repetition(&c, 0.8, "bar");              recalls and loops from the next bar
  *
+ * Style (a server whose model is told styles, listed in the hello reply's capabilities.styles:
+ * the texture asked of the model, as the collection it learned it from plays, "game",
+ * "baroque", "classical" or "renaissance", from the transition): ost_mood_style (the
+ * session's, until changed) and ost_state_style (over the preset's); NULL leaves it out (mood:
+ * the session's stays; state: the preset's, else none).  The replies carry the "style" in
+ * effect (null: none, the mix of them all).
+ *
+ *   id = ost_mood_style(&c, "baroque", "bar");             Bach's texture from the next bar
+ *
  * Themes (on any server; the melody states them): ost_theme_notes sends a leitmotif as
  * n_notes rows of three doubles (pitch, start_beat, duration_beats), ost_theme_name one of
  * states.toml's [themes], ost_theme_free goes back to free composition.
@@ -565,6 +574,29 @@ OST_API long ost_state_repetition(ost_client *c, const char *name, const char *t
     ost__field_string(&f, "name", name);
     ost__field_string(&f, "transition", transition);
     ost__field_number(&f, "repetition", repetition);
+    return ost__send_buf(c, "state", NULL, &f);
+}
+
+/* Style, one of "game", "baroque", "classical", "renaissance" (NULL: not sent), from the
+ * transition; a server whose model is told no styles answers out_of_range on field style,
+ * any server one it does not know bad_choice on field style.
+ * ost_mood_style: a mood that changes the style alone (it stays until changed). */
+OST_API long ost_mood_style(ost_client *c, const char *style, const char *transition)
+{
+    OST__FIELDS(f);
+    ost__field_string(&f, "transition", transition);
+    ost__field_string(&f, "style", style);
+    return ost__send_buf(c, "mood", NULL, &f);
+}
+
+/* state with style overriding the preset's (NULL: the preset's, else none). */
+OST_API long ost_state_style(ost_client *c, const char *name, const char *transition,
+                             const char *style)
+{
+    OST__FIELDS(f);
+    ost__field_string(&f, "name", name);
+    ost__field_string(&f, "transition", transition);
+    ost__field_string(&f, "style", style);
     return ost__send_buf(c, "state", NULL, &f);
 }
 

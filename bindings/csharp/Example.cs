@@ -17,7 +17,8 @@ public static class Example
     // Prints "<what> ok" or "<what> error <code> <field>".  An ok reply that carries tonality
     // and critic (mood, state and key: the session's in effect after the change) also gives
     // "<what> tonality <t> critic <k>"; one that carries repetition (those, and a session's
-    // open) "<what> repetition <r>"; one with a theme (what the server understood of it)
+    // open) "<what> repetition <r>"; one with a style in effect (the session's, once it has
+    // one; null: none) "<what> style <s>"; one with a theme (what the server understood of it)
     // "<what> theme <key> <notes> notes".
     static void Show(string what, Func<Reply> request)
     {
@@ -31,6 +32,8 @@ public static class Example
                                   " critic " + critic.ToString(CultureInfo.InvariantCulture));
             if (reply.TryGetNumber("repetition", out repetition))
                 Console.WriteLine(what + " repetition " + repetition.ToString(CultureInfo.InvariantCulture));
+            string style = reply.GetString("style");
+            if (style != null) Console.WriteLine(what + " style " + style);
             Reply theme = reply.GetObject("theme");
             if (theme != null && theme.TryGetNumber("notes", out notes))
                 Console.WriteLine(what + " theme " + theme.GetString("key") + " " +
@@ -123,6 +126,11 @@ public static class Example
             Show("open-repetition", () => music.OpenSession("player3", "calm", repetition: 0.3));
             Show("close-repetition", () => music.CloseSession("player3"));
             Show("bad-repetition", () => music.Mood(repetition: 1.5));   // out of range on purpose
+            // Style (refused out_of_range on style unless the server's model is told styles): a
+            // collection's texture, from the transition.
+            Show("style", () => music.Mood(style: "baroque"));
+            Show("state-style", () => music.State("combat", "bar", style: "game"));
+            Show("bad-style", () => music.Mood(style: "jazz"));   // no such style: bad_choice
             Show("stop", () => music.Stop());
         }
         return 0;

@@ -298,25 +298,31 @@ namespace Ostinato
         // session's form, 0 through-composed .. 1 a loop, from the next bar line; null leaves
         // it out (Mood: the session's stays; State, OpenSession: the preset's, else the
         // server's default).  Replies carry it in effect; OpenSession's the session's form too.
+        // style (Mood, State; a server whose model is told styles, Hello's
+        // capabilities.styles): the texture asked of the model, as the collection it learned it
+        // from plays, "game", "baroque", "classical" or "renaissance", from the transition; null
+        // leaves it out (Mood: the session's stays; State: the preset's, else none).  Replies
+        // carry the style in effect (GetString("style"), null: none); a model told no styles
+        // throws out_of_range on style, an unknown style bad_choice on style.
 
         public Reply Hello() { return Request("hello", null); }
         public Reply Mood(double? valence = null, double? arousal = null, double? intensity = null,
                           string transition = "bar", string session = null,
                           double? tonality = null, int? critic = null, Voices voices = null,
-                          double? repetition = null)
+                          double? repetition = null, string style = null)
         {
             return Request("mood", session, "valence", valence, "arousal", arousal, "intensity", intensity,
                            "transition", transition, "tonality", tonality, "critic", critic,
-                           "voices", voices, "repetition", repetition);
+                           "voices", voices, "repetition", repetition, "style", style);
         }
         /// <summary>Switch to a preset; transition null: states.toml's rule for this pair of
         /// presets ([[transitions]]), else "bar" (the reply names the rule and pickup_beat).</summary>
         public Reply State(string name, string transition = null, string session = null,
                            double? tonality = null, int? critic = null, Voices voices = null,
-                           double? repetition = null)
+                           double? repetition = null, string style = null)
         {
             return Request("state", session, "name", name, "transition", transition, "tonality", tonality,
-                           "critic", critic, "voices", voices, "repetition", repetition);
+                           "critic", critic, "voices", voices, "repetition", repetition, "style", style);
         }
         public Reply Tempo(double bpm, double rampBeats = 0, string transition = "beat", string session = null)
         {

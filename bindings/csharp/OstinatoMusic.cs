@@ -67,6 +67,9 @@ public class OstinatoMusic : MonoBehaviour
     {
         Send("mood", "repetition", System.Math.Round((double)Mathf.Clamp01(repetition), 6));
     }
+    // A collection's texture ("game", "baroque", "classical", "renaissance") from the next bar
+    // line, on a server whose model is told styles; the session keeps it.
+    public void SetStyle(string style) { Send("mood", "style", style); }
     // A theme of states.toml's [themes] (the hero's, a place's) from the next bar; variation 0
     // plays it note for note .. 1 composes freely, on any server.
     public void PlayTheme(string name, float variation)

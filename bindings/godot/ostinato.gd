@@ -14,6 +14,7 @@
 #   music.theme([[62, 0, 1], [65, 1, 1], [69, 2, 1]], 0.2)   # notes: pitch, start, length
 #   music.mood(null, null, null, "bar", "", null, null, {"drums": false})   # an ensemble's voices
 #   music.mood(null, null, null, "bar", "", null, null, null, 0.8)   # repetition: recalls, loops
+#   music.mood(null, null, null, "bar", "", null, null, null, null, "baroque")   # a model's style
 #   for reply in music.poll(): if not reply.ok: push_warning(reply.message)
 #
 # The music's events (notes, mood, tempo, ...) come over the same socket after subscribe():
@@ -65,23 +66,29 @@ func close():
 # itself along the session's form, 0 through-composed .. 1 a loop (a float), from the next
 # bar line; null leaves it out (mood: the session's stays; state, open_session: the preset's,
 # else the server's default).  The ack's data carries it in effect.
+# mood and state take style after repetition (a server whose model is told styles, the hello
+# ack's data.capabilities.styles): the texture asked of the model, as the collection it learned
+# it from plays, "game", "baroque", "classical" or "renaissance", from the transition; null
+# leaves it out (mood: the session's stays; state: the preset's, else none).  The ack's data
+# carries it in effect (null: none, the mix of them all); a model told no styles answers an
+# error naming style (out_of_range), any server one it does not know (bad_choice).
 
 func hello():
 	return send("hello", [])
 
 
 func mood(valence = null, arousal = null, intensity = null, transition = "bar", for_session = "",
-		tonality = null, critic = null, voices = null, repetition = null):
+		tonality = null, critic = null, voices = null, repetition = null, style = null):
 	return send("mood", [_num(valence), _num(arousal), _num(intensity), transition, _num(tonality),
-			_int(critic), _json(voices), _num(repetition)], for_session)
+			_int(critic), _json(voices), _num(repetition), style], for_session)
 
 
 # state's transition left null (OSC nil): states.toml's rule for this pair of presets
 # ([[transitions]]), else "bar"; the ack's data names the rule and the pickup_beat.
 func state(name, transition = null, for_session = "", tonality = null, critic = null,
-		voices = null, repetition = null):
+		voices = null, repetition = null, style = null):
 	return send("state", [name, transition, _num(tonality), _int(critic), _json(voices),
-			_num(repetition)], for_session)
+			_num(repetition), style], for_session)
 
 
 func tempo(bpm, ramp_beats = 0.0, transition = "beat", for_session = ""):

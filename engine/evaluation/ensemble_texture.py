@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from engine import DEFAULT_ENSEMBLE
-from engine.controls import DEFAULT_TONALITY, find_key
+from engine.controls import DEFAULT_TONALITY, find_key, style_of
 from engine.ensemble import (CENTRE, CONSONANCE, DEFAULTS, DRUMS, INVERSION, ORDERING, ROOTING,
                              SMOOTHING, TEMPERATURE)
 from engine.errors import InvalidMessage
@@ -99,19 +99,21 @@ def bars_of(notes, cfg=ev.EnsembleEvalConfig()):
     return -(-int(notes["end"].max()) // bar) if len(notes) else 0
 
 
-def mirror(notes, key, bars, cfg=ev.EnsembleEvalConfig(), all_voices=False):
+def mirror(notes, key, bars, cfg=ev.EnsembleEvalConfig(), all_voices=False, source=None):
     """The controls a generated piece is asked for, measured on a real piece (cut to
-    ``bars`` bars): dict(key, mode, density, register, voices, bars).  ``key`` is the
+    ``bars`` bars): dict(key, mode, density, register, voices, bars, style).  ``key`` is the
     annotated (tonic, mode), None to measure it (``find_key`` of the pitched voices).
     Density is pitched onsets per beat (as the model's density control counts them),
-    kept within 0.25..16; voices those that sound (None with ``all_voices``)."""
+    kept within 0.25..16; voices those that sound (None with ``all_voices``); style that of
+    the piece's ``source`` (``engine.controls.style_of``; None: none)."""
     p = tx.pitched(notes)
     tonic, mode = key if key is not None else find_key(p)[:2]
     beats = bars * cfg.beats_per_bar
     voices = None if all_voices else tuple(sorted(set(notes["channel"].tolist())))
     return dict(key=int(tonic) % 12, mode=int(mode),
                 density=float(np.clip(len(p) / beats, 0.25, 16.0)),
-                register=float(p["pitch"].mean()), voices=voices, bars=int(bars))
+                register=float(p["pitch"].mean()), voices=voices, bars=int(bars),
+                style=None if source is None else style_of(source))
 
 
 def _voice_bias(bias, n_voices):
@@ -130,7 +132,8 @@ def compose(weights, asks, seed, temperature=TEMPERATURE, drums_bias=0.0, cfg=ev
     reqs = [Request(a["key"], a["mode"], a["density"], seed=seed * 1_000_003 + i,
                     register=a["register"], voices=a["voices"], voice_bias=vb,
                     consonance=consonance, rooting=rooting, tonality=tonality, centre=centre,
-                    ordering=ordering, smoothing=smoothing, inversion=inversion)
+                    ordering=ordering, smoothing=smoothing, inversion=inversion,
+                    style=a.get("style"))
             for i, a in enumerate(asks)]
     made = generate_many(weights, reqs, max(a["bars"] for a in asks),
                          beats_per_bar=cfg.beats_per_bar, temperature=temperature,
@@ -236,7 +239,8 @@ def compare(tcfg=TextureEvalConfig(), seed=0, cfg=ev.EnsembleEvalConfig(), progr
     bar = cfg.beats_per_bar * cfg.ticks_per_beat
     lengths = [min(bars_of(p.notes, cfg), tcfg.max_bars) for p in held]
     real = [crop(p.notes, b * bar) for p, b in zip(held, lengths)]
-    asks = [dict(mirror(n, p.key, b, cfg, tcfg.voices == "all"), asked_key=p.key is not None)
+    asks = [dict(mirror(n, p.key, b, cfg, tcfg.voices == "all", p.source),
+                 asked_key=p.key is not None)
             for n, p, b in zip(real, held, lengths)]
     gen_asks = [dict(a, asked_key=True) for a in asks]
     reference = [tx.voice_density(n, cfg.beats_per_bar, cfg.ticks_per_beat) for n in real]

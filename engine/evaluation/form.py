@@ -376,7 +376,8 @@ def ensemble(cfg, held, progress, form=None):
     ecfg = tc.EnsembleEvalConfig(ticks_per_beat=cfg.ticks_per_beat,
                                  beats_per_bar=cfg.beats_per_bar, bootstrap=0)
     real = [p["cut"] for p in held]
-    asks = [mirror(p["cut"], p["key"], p["windows"] * cfg.window_bars, ecfg) for p in held]
+    asks = [mirror(p["cut"], p["key"], p["windows"] * cfg.window_bars, ecfg, source=p["source"])
+            for p in held]
     seeds, rows = list(range(cfg.seeds)), []
     for rep in cfg.repetitions:
         made = [compose(w, asks, seed, rep, form, cfg) for seed in seeds]
@@ -398,7 +399,8 @@ def compose(w, asks, seed, repetition, form, cfg, **request):
     from engine.generate import Request, generate_many
     bar = cfg.beats_per_bar * cfg.ticks_per_beat
     reqs = [Request(a["key"], a["mode"], a["density"], seed=seed * 1_000_003 + i,
-                    register=a["register"], voices=a["voices"], **request)
+                    register=a["register"], voices=a["voices"], style=a.get("style"),
+                    **request)
             for i, a in enumerate(asks)]
     out = generate_many(w, reqs, max(a["bars"] for a in asks), beats_per_bar=cfg.beats_per_bar,
                         repetition=repetition, form=form, temperature=cfg.temperature)
@@ -622,6 +624,8 @@ def main(argv=None):
                    help=f"the form's phrase, in bars (default {Form.bars})")
     p.add_argument("--temperature", type=float, default=None,
                    help="the sampler's temperature of every generated piece")
+    p.add_argument("--model", default=None,
+                   help=f"the ensemble model (default {FormEvalConfig.ensemble})")
     p.add_argument("--quick", action="store_true", help="a small run (tests, a first look)")
     args = p.parse_args(argv)
     cfg = FormEvalConfig().quick() if args.quick else FormEvalConfig()
@@ -632,7 +636,8 @@ def main(argv=None):
         except ValueError:
             p.error(f"--repetitions {args.repetitions!r}: R,R,... each a number in 0..1")
     given = dict(seeds=args.seeds, pieces=args.pieces, shape=args.form, phrase=args.phrase,
-                 repetitions=reps, ensemble_data=args.data, temperature=args.temperature)
+                 repetitions=reps, ensemble_data=args.data, temperature=args.temperature,
+                 ensemble=args.model)
     try:
         cfg = replace(cfg, **{k: v for k, v in given.items() if v is not None})
     except InvalidMessage as exc:  # one line naming the field, no traceback

@@ -42,9 +42,10 @@ def effects(real, made, names):
 
 
 def measure(seeds=3, preset="combat", source="freedoom", data=None, progress=print,
-            limit=None):
+            limit=None, model=None):
     """The figures (a JSON-ready dict): ``source``'s songs of every split of ``data`` (None:
     the form evaluation's dataset), at most ``limit``, as the form evaluation reads them;
+    ``model``: the ensemble (None: the form evaluation's, the shipped one);
     the ensemble composing one piece per song (asked for its controls) through-composed and
     in ``preset``'s form at its repetition; per set the critic's AUC and its top features;
     and the held-out songs' feature means beside every song's."""
@@ -55,7 +56,8 @@ def measure(seeds=3, preset="combat", source="freedoom", data=None, progress=pri
     from engine.generate import load_weights
     t0 = time.process_time()
     form, repetition = fe.preset_plan(preset)
-    cfg = fe.FormEvalConfig() if data is None else fe.FormEvalConfig(ensemble_data=str(data))
+    cfg = fe.FormEvalConfig(**{k: str(v) for k, v in (("ensemble_data", data),
+                                                      ("ensemble", model)) if v is not None})
     songs, _ = fe.held_pieces(cfg, SPLIT_NAMES, (source,), limit)
     held = [p["cut"] for p in songs if p["split"] in cfg.splits]
     if len(songs) < 4:
@@ -67,7 +69,8 @@ def measure(seeds=3, preset="combat", source="freedoom", data=None, progress=pri
     windows = np.vstack(tc.piece_windows(real, ecfg))
     held_windows = tc.piece_windows(held, ecfg)
     held_windows = np.vstack(held_windows) if held_windows else None
-    asks = [mirror(p["cut"], p["key"], p["windows"] * cfg.window_bars, ecfg) for p in songs]
+    asks = [mirror(p["cut"], p["key"], p["windows"] * cfg.window_bars, ecfg, source=p["source"])
+            for p in songs]
     w = load_weights(cfg.ensemble)
     progress(f"{len(songs)} {source} songs ({len(held)} held out); {preset}: "
              f"{fe.form_label(form)} at {repetition:g}")
@@ -97,11 +100,12 @@ def main(argv=None):
     p.add_argument("--out", default="engine/models/game.json")
     p.add_argument("--data", default=None, metavar="NPZ",
                    help="the ensemble dataset (default the form evaluation's)")
+    p.add_argument("--model", default=None, help="the ensemble model (default the shipped one)")
     args = p.parse_args(argv)
     if args.seeds < 2:
         p.error("--seeds >= 2 (an interval needs two)")
     return write_figures(p.prog, lambda: measure(
-        args.seeds, args.preset, data=args.data,
+        args.seeds, args.preset, data=args.data, model=args.model,
         progress=lambda m: print(m, file=sys.stderr, flush=True)), args.out)
 
 

@@ -109,7 +109,8 @@ def measure(weights=(0.0, 0.6), seeds=8, preset="combat", progress=print, limit=
     held, _ = fe.held_pieces(cfg, cfg.splits, limit=limit)
     ecfg = tc.EnsembleEvalConfig(bootstrap=0)
     real = [p["cut"] for p in held]
-    asks = [mirror(p["cut"], p["key"], p["windows"] * cfg.window_bars, ecfg) for p in held]
+    asks = [mirror(p["cut"], p["key"], p["windows"] * cfg.window_bars, ecfg, source=p["source"])
+            for p in held]
     w = load_weights(cfg.ensemble)
     progress(f"{len(held)} held-out pieces; {preset}: {fe.form_label(form)} at {repetition:g}")
     bars = [a["bars"] for a in asks]

@@ -41,7 +41,7 @@ ENTRY = ("voice", "first")
 class Asked:
     """What a session asks of the model: tonic pitch class, mode (0 major, 1 minor),
     onsets per beat, register moved from the model's mean (semitones), tonality, the
-    sampler's temperature.  The default is the combat preset as the server plays it
+    sampler's temperature, the style (``engine.controls.STYLES``; None: none).  The default is the combat preset as the server plays it
     (``realtime/states.toml``: valence -0.4, arousal 0.85; ``realtime.mood``: density
     0.75 + 3.25 x arousal, register + 4 x valence, minor; ``serve``'s temperature)."""
 
@@ -51,6 +51,7 @@ class Asked:
     register_shift: float = 4.0 * -0.4
     tonality: float = DEFAULT_TONALITY
     temperature: float = TEMPERATURE
+    style: str | None = None
 
 
 COMBAT = Asked()
@@ -81,7 +82,7 @@ def onsets(weights, voice=DRUMS, bias=0.0, seeds=16, bars=32, beats_per_bar=4, a
     rt = Runtime(w, max_sessions=S, ring=1024, snapshots=False)
     ctl, _, prior = w.spec.request(asked.key, asked.mode, asked.density,
                                    w.mean_register + asked.register_shift, asked.tonality,
-                                   w.key_relative, CENTRE)
+                                   w.key_relative, CENTRE, asked.style)
     for s in range(S):
         rt.open(s, ctl, seed=s, temperature=asked.temperature)
         rt.pc_bias[s] = rt.next_bias[s] = prior

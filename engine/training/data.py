@@ -33,7 +33,7 @@ import sys
 import time
 import zipfile
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,8 @@ import numpy as np
 from engine.training import corpus
 from engine.training.audio import read_audio_sources
 from engine.training.sources import ensemble_readers, read_sources
-from engine.controls import MODES, ControlSpec, find_key, parallel_mode, pitched, to_tonic_c
+from engine.controls import (MODES, ControlSpec, find_key, parallel_mode, pitched, style_of,
+                             to_tonic_c)
 from engine.ensemble import DRUMS, VOICES
 from engine.errors import InvalidMessage, OstinatoError
 from engine.vocab import NOTE_OFF, NOTE_ON, Vocab
@@ -288,6 +289,28 @@ class Dataset:
         self.key_relative = bool(self.summary.get("key_relative", False))
         self._streams = {}
         self._voices = {}
+        self.style_dropout = 0.0
+
+    def with_styles(self, styles, dropout):
+        """This dataset with a style block after each control vector (``ControlSpec.styles``
+        = ``styles``): the one-hot of its piece's style (``engine.controls.style_of`` its
+        source; all zero for a source of no style), blanked in a share ``dropout`` of the
+        training windows (``batches``), so that a model asked for no style plays the mix it
+        learned from all of them."""
+        if self.spec.styles:
+            raise OstinatoError("this dataset's controls already carry styles")
+        styles = tuple(styles)
+        piece = np.repeat(np.arange(len(self.ids)), np.diff(self.offsets))
+        onehot = np.zeros((len(self.ids), len(styles)), self.controls.dtype)
+        for i, source in enumerate(self.sources):
+            style = style_of(str(source))
+            if style in styles:
+                onehot[i, styles.index(style)] = 1
+        out = Dataset(self.tokens, np.concatenate([self.controls, onehot[piece]], axis=1),
+                      self.offsets, self.ids, self.sources, self.split, self.vocab,
+                      replace(self.spec, styles=styles), self.summary)
+        out.style_dropout = float(dropout)
+        return out
 
     @classmethod
     def load(cls, path):
@@ -362,6 +385,8 @@ class Dataset:
             ks = rng.integers(lo, hi, size=batch_size)
             x, c, y, _ = windows(tokens, controls, starts, seq_len, ks, self.vocab, self.spec,
                                  voices)
+            if self.style_dropout:
+                c[rng.random(batch_size) < self.style_dropout, :, self.spec.slices()["style"]] = 0
             yield x, c, y
 
     def eval_windows(self, split, seq_len):

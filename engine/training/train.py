@@ -6,13 +6,14 @@ the server loads) and ``log.jsonl`` (one line per validation).
 """
 import math
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from engine.controls import STYLES
 from engine.ensemble import DRUMS
 from engine.modelfile import read_model_file
 from engine.training.data import Dataset
@@ -59,8 +60,22 @@ def mean_register(data):
 
 def start_from(model, path, cfg, vocab, spec=None):
     """Load the weights of the model file ``path`` into ``model``; ModelError unless its
-    config and vocabulary are ``cfg`` and ``vocab`` (and its controls ``spec``, if given)."""
+    config and vocabulary are ``cfg`` and ``vocab`` (and its controls ``spec``, if given).
+    A model told no styles starts one told them (``spec.styles``): the style block's input
+    weights start at zero, so it plays as it did until training teaches it the styles."""
     init, init_vocab, init_spec, meta = load_model(path)
+    if spec is not None and spec.styles and not init_spec.styles and \
+            init_spec == replace(spec, styles=()):
+        grown = dict(meta["config"], n_controls=spec.size)
+        if grown != asdict(cfg):
+            raise ModelError(f"--init {path}: its config {meta['config']} is not this run's "
+                             f"{asdict(cfg)}")
+        weights = init.state_dict()
+        first = weights["lstm.weight_ih_l0"]
+        weights["lstm.weight_ih_l0"] = torch.cat(
+            [first, first.new_zeros(first.shape[0], len(spec.styles))], dim=1)
+        model.load_state_dict(weights)
+        return
     if meta["config"] != asdict(cfg):
         raise ModelError(f"--init {path}: its config {meta['config']} is not this run's "
                          f"{asdict(cfg)}")
@@ -207,6 +222,12 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--export", default=None, help="copy the best model here when done")
+    p.add_argument("--styles", action="store_true",
+                   help="tell the model each piece's style (engine.controls.STYLES: a control "
+                        "block naming the collection's texture, so a game can ask for its own)")
+    p.add_argument("--style-dropout", type=float, default=0.2, metavar="SHARE",
+                   help="with --styles: the share of training windows told no style, so that "
+                        "a request for none plays the mix of all (default 0.2)")
     p.add_argument("--init", default=None, metavar="MODEL",
                    help="start from this model file (a stage before; its size is used)")
     g = p.add_argument_group("fine-tuning (engine.training.finetune): adapt --init to new music")
@@ -248,10 +269,13 @@ def run(args):
         if getattr(args, name) is None:
             setattr(args, name, value)
     data = Dataset.load(args.data)
+    if args.styles:
+        data = data.with_styles(STYLES, args.style_dropout)
     cfg = ModelConfig(vocab_size=data.vocab.size, n_controls=data.spec.size, embed=args.embed,
                       hidden=args.hidden, layers=args.layers, dropout=args.dropout)
-    if args.init:  # the stage before decides the size
-        cfg = ModelConfig(**read_model_file(args.init)[0]["config"])
+    if args.init:  # the stage before decides the size (and the data the controls)
+        cfg = replace(ModelConfig(**read_model_file(args.init)[0]["config"]),
+                      n_controls=data.spec.size)
     command = "ostinato train " + " ".join(sys.argv[2:])
     best = train(data, args.out, cfg, steps=args.steps, batch_size=args.batch_size,
                  seq_len=args.seq_len, lr=args.lr, eval_every=args.eval_every,

@@ -20,7 +20,7 @@ must answer, worked out from the table alone.  Kinds of case:
 
 A valid message may still be refused for the state of the server, never for its form: its
 session is not open (or already open, or all are in use), ``critic`` above 0 on a server
-without a critic, a ``theme`` longer than its session's form (``out_of_range`` on ``notes``
+without a critic, a ``style`` on a model told none, a ``theme`` longer than its session's form (``out_of_range`` on ``notes``
 or ``name``) or by a name states.toml does not have (``bad_choice`` on ``name``).
 ``problem`` allows exactly those (``SEMANTIC``), and only from the server: a refusal whose
 ``allowed`` is what the table gives the field came from the validator, which must not refuse

@@ -15,13 +15,16 @@ from realtime import protocol
 # already is, or none is free), critic above 0 without a critic.  theme: a theme longer
 # than its session's form (notes or name), a theme name states.toml does not have.  mood,
 # state, session: voices the session cannot take (a channel another of its voices has, none
-# left to play, a one-line model).  cue: see its entry.
+# left to play, a one-line model).  mood, state: a style on a model told none.  cue: see its
+# entry.
 SEMANTIC = {None: (("bad_choice", "session"), ("out_of_range", "session"),
                    ("bad_choice", "critic"), ("out_of_range", "critic")),
             "theme": (("out_of_range", "notes"), ("out_of_range", "name"), ("bad_choice", "name")),
             # cue: a beat that has played, a 65th cue waiting
             "cue": (("out_of_range", "beat"), ("out_of_range", "name")),
-            **dict.fromkeys(("mood", "state", "session"), (("out_of_range", "voices"),))}
+            **dict.fromkeys(("mood", "state"), (("out_of_range", "voices"),
+                                                ("out_of_range", "style"))),
+            "session": (("out_of_range", "voices"),)}
 # The theme's cross-field rule (realtime.protocol.requests.theme_rule): action "set" takes exactly one of
 # these, "free" neither.
 THEME_GIVEN = ("notes", "name")

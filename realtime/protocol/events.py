@@ -16,8 +16,8 @@ EVENT_TYPES = {
                "when the channel has none)",
     "note_off": "`channel`, `pitch`, `velocity` 0, `voice`",
     "mood": "`valence`, `arousal`, `intensity` (the values now in effect), with `key`, `mode`, "
-            "`tonality`, `critic`, `repetition`, `bpm`, `density`, `register`, `velocity` and "
-            "`transition` (`name` for a preset)",
+            "`tonality`, `critic`, `repetition`, `style` (null: none), `bpm`, `density`, "
+            "`register`, `velocity` and `transition` (`name` for a preset)",
     "transport": "`state`: `start`, `stop` or `pause`; at a stop or pause `beat` is where the "
                  "main session's music stopped (its stingers announced for later were dropped)",
     "tempo": "`bpm`",

@@ -9,7 +9,7 @@ ranges, a theme's limits) come from ``engine``; this table only shows them to cl
 import re
 from dataclasses import dataclass
 
-from engine.controls import KEY_SPELLINGS, MODES, TONALITY_RANGE
+from engine.controls import KEY_SPELLINGS, MODES, STYLES, TONALITY_RANGE
 from engine.ensemble import VOICES
 from engine.form import LETTERS, MAX_PHRASE_BARS, REPETITION_RANGE, Form
 from engine.motif import MAX_BARS as MAX_THEME_BARS, MIN_NOTES, VARIATION_RANGE
@@ -188,6 +188,17 @@ def _repetition(example=None, preset=False, opening=False):
                  lo=lo, hi=hi, example=example)
 
 
+def _style(example=None, preset=False):
+    left_out = ("the preset's, else none" if preset else
+                "the session's stays (until one is set: its preset's, else none)")
+    return Field("style", "choice", "the texture asked of the model, as the collection it "
+                 "learned it from plays: game (the Freedoom soundtracks: drums on the "
+                 "backbeat, short melody notes), baroque (Bach), classical (string quartets), "
+                 "renaissance (Monteverdi's madrigals); none: the mix of them all; needs a model "
+                 "told styles (the hello reply's `capabilities.styles`); takes effect at the "
+                 "transition; left out: " + left_out, choices=tuple(STYLES), example=example)
+
+
 CRITIC_RANGE = (0, MAX_CANDIDATES)
 
 
@@ -225,15 +236,18 @@ MESSAGES = (
         _critic(),
         _voices("voices not named keep their settings"),
         _repetition(0.5),
-    ), one_of=("valence", "arousal", "intensity", "tonality", "critic", "voices", "repetition")),
-    Message("state", "Switch to a named preset from states.toml (a `tonality` or `repetition` "
-            "given here wins over the preset's).", (
+        _style(),
+    ), one_of=("valence", "arousal", "intensity", "tonality", "critic", "voices", "repetition",
+               "style")),
+    Message("state", "Switch to a named preset from states.toml (a `tonality`, `repetition` "
+            "or `style` given here wins over the preset's).", (
         Field("name", "choice", "preset name", required=True, choices=PRESETS, example="combat"),
         _transition("bar", rule=True),
         _tonality(0.8, preset=True),
         _critic(preset=True),
         _voices("on top of the preset's `voices` (the session's earlier ones do not carry over)"),
         _repetition(0.75, preset=True),
+        _style(preset=True),
     )),
     Message("tempo", "Change the tempo, at once or ramped over some beats; a change not yet "
             "reached is replaced by a newer one.", (

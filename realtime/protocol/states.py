@@ -34,6 +34,7 @@ PRESET_FIELDS = {
     "critic": _FIELD["critic"],
     "voices": _FIELD["voices"],
     "repetition": _FIELD["repetition"],
+    "style": _FIELD["style"],
     "form": Field("form", "form", "the session's form (engine.form.Form; keys left out keep "
                   "its defaults)"),
     "max_note_beats": Field("max_note_beats", "float", "longest a note may sound, in beats "
@@ -89,7 +90,7 @@ def load_states(path=None):
     """Read presets and stingers from ``path``, $OSTINATO_STATES or the shipped states.toml.
 
     Returns ``(presets, stingers)``: presets map name -> {valence, arousal, intensity and
-    optionally bpm, key, mode, register, tonality, critic, voices, repetition, form,
+    optionally bpm, key, mode, register, tonality, critic, voices, repetition, style, form,
     max_note_beats}; stingers map name -> {degrees, durations, velocity (default 100),
     min_interval_beats (0..64, default 0: no cooldown), queue ("drop" (default) or
     "queue")}.  A preset's ``voices`` is normalised as the

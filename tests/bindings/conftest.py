@@ -13,6 +13,9 @@ model with a theme encoder, as tests/realtime/test_server_theme.py builds it): b
 theme (the melody states it); the theme model's encoder also steers the music towards it.
 ``ensemble_control_server`` and ``ensemble_osc_server`` run the shipped ensemble model, which
 takes ``voices`` (the default one-line model refuses them, naming the field).
+``styled_control_server`` and ``styled_osc_server`` run the shipped ensemble told styles
+(tests/conftest.py's ``styled_ensemble``), which takes ``style`` (a model told none refuses it,
+naming the field).
 """
 import os
 import threading
@@ -112,6 +115,22 @@ def ensemble_osc_server(live_ensemble_server):
 
 
 @pytest.fixture
+def live_styled_server(styled_ensemble):
+    with Server(ServerConfig(model=str(styled_ensemble)), ports=[], control=False) as srv:
+        yield srv
+
+
+@pytest.fixture
+def styled_control_server(live_styled_server):
+    yield from _control(live_styled_server)
+
+
+@pytest.fixture
+def styled_osc_server(live_styled_server):
+    yield from _osc(live_styled_server)
+
+
+@pytest.fixture
 def control_server(live_server):
     yield from _control(live_server)
 
@@ -184,6 +203,23 @@ def check_example_voices(lines, recorded, ensemble):
     assert (mood["type"], mood["voices"], mood["valence"], mood["transition"]) == \
         ("mood", VOICES_SENT, None, "bar")
     assert (state["type"], state["name"], state["voices"]) == ("state", "calm", {"drums": {"play": False}})
+
+
+def check_example_style(lines, recorded, styles):
+    """What the C and C# examples print and send for style: a mood with it alone and a state
+    with it.  A server whose model is told ``styles`` takes both, each reply carrying the
+    style then in effect; one told none refuses both on field style (after validation, so
+    they are recorded).  A style no model knows is refused by validation naming the field."""
+    told = {"style": "baroque", "state-style": "game"}
+    for what, style in told.items():
+        expected = f"{what} style {style}" if style in styles else f"{what} error out_of_range style"
+        assert expected in lines, (expected, lines)
+    assert "bad-style error bad_choice style" in lines, lines
+    mood, state = [m for m in recorded if m.get("style") is not None]
+    assert (mood["type"], mood["style"], mood["valence"], mood["repetition"], mood["transition"]) == \
+        ("mood", "baroque", None, None, "bar")
+    assert (state["type"], state["name"], state["style"], state["tonality"], state["transition"]) == \
+        ("state", "combat", "game", None, "bar")
 
 
 def check_example_repetition(lines, recorded):

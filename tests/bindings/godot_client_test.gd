@@ -42,7 +42,11 @@ func _init():
 	music.open_session("player3", "calm", null, 0.3)
 	music.close_session("player3")
 	music.mood(null, null, null, "bar", "", null, null, null, 1.5)  # out of range on purpose
-	var sent = 28
+	# style comes after repetition (a model told none refuses it, naming style)
+	music.mood(null, null, null, "bar", "", null, null, null, null, "baroque")
+	music.state("combat", "bar", "", null, null, null, null, "game")
+	music.mood(null, null, null, "bar", "", null, null, null, null, "jazz")  # no such style
+	var sent = 31
 	var replies = []
 	var deadline = OS.get_ticks_msec() + 10000
 	while replies.size() < sent and OS.get_ticks_msec() < deadline:
@@ -55,6 +59,8 @@ func _init():
 				print("effect ", r.id, " ", r.data.tonality, " ", r.data.critic)
 			if r.data.has("repetition"):  # mood, state, key, session open: in effect now
 				print("repetition ", r.id, " ", r.data.repetition)
+			if typeof(r.data.get("style")) == TYPE_STRING:  # the style in effect; null: none
+				print("style ", r.id, " ", r.data.style)
 			if typeof(r.data.get("theme")) == TYPE_DICTIONARY:  # what the server understood
 				print("theme ", r.id, " ", r.data.theme.key, " ", r.data.theme.notes, " ", r.data.theme.source)
 		else:

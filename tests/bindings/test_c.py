@@ -13,11 +13,12 @@ import pytest
 import zmq
 
 from bindings import EventListener
+from engine.controls import STYLES
 from realtime.keys import ServerKeys, make_keys
 from realtime.outputs import ZmqPubPort
 
-from .conftest import (check_example_repetition, check_example_themes, check_example_voices,
-                       check_tonality_and_critic)
+from .conftest import (check_example_repetition, check_example_style, check_example_themes,
+                       check_example_voices, check_tonality_and_critic)
 
 C_DIR = Path(__file__).resolve().parents[2] / "bindings" / "c"
 THEME_TEST = Path(__file__).with_name("c_theme_test.c")
@@ -78,7 +79,8 @@ def test_example_against_a_live_server(example, control_server):
     assert any(line.startswith("server clock ") for line in lines)
     by_type = [(m["type"], m["session"]) for m in recorded]
     # bad-tonality fails validation, so the handler never sees it; critic-3 is valid and is
-    # refused by the server (no critic), so it is recorded.
+    # refused by the server (no critic), so it is recorded, as are style and state-style
+    # (refused: this model is told no styles); bad-style fails validation.
     assert by_type == [("hello", "main"), ("mood", "main"), ("state", "main"), ("tempo", "main"),
                        ("key", "main"), ("mood", "main"), ("state", "main"), ("key", "main"),
                        ("mood", "main"), ("mood", "main"), ("stinger", "main"), ("start", "main"),
@@ -86,7 +88,7 @@ def test_example_against_a_live_server(example, control_server):
                        ("ping", "main"), ("mood", "main"), ("stinger", "main"), ("pause", "main"),
                        ("theme", "main"), ("theme", "main"), ("theme", "main"), ("mood", "main"),
                        ("state", "main"), ("mood", "main"), ("state", "main"), ("session", "player3"),
-                       ("session", "player3"), ("stop", "main")]
+                       ("session", "player3"), ("mood", "main"), ("state", "main"), ("stop", "main")]
     mood, key, second = recorded[1], recorded[4], recorded[13]
     assert (mood["valence"], mood["arousal"], mood["intensity"], mood["transition"]) == (0.5, 0.8, None, "now")
     assert (key["key"], key["mode"], key["transition"]) == ("D", "minor", "bar")
@@ -110,6 +112,25 @@ def test_repetition_reaches_the_server(example, control_server):
     done = subprocess.run([str(example), address], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     check_example_repetition(done.stdout.splitlines(), recorded)
+
+
+def test_style_reaches_a_server_told_styles(example, styled_control_server):
+    """ost_mood_style and ost_state_style send the style, which a server whose model is told
+    styles applies and echoes in its replies; validation refuses an unknown one naming it."""
+    address, recorded = styled_control_server
+    done = subprocess.run([str(example), address], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    check_example_style(done.stdout.splitlines(), recorded, STYLES)
+
+
+def test_style_refused_by_a_model_told_none(example, control_server, live_server):
+    """The shipped model is told no styles: its server refuses a style on field style."""
+    if live_server.music.spec.styles:
+        pytest.skip("the shipped model is told styles: no model here is told none")
+    address, recorded = control_server
+    done = subprocess.run([str(example), address], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    check_example_style(done.stdout.splitlines(), recorded, ())
 
 
 def test_voices_reach_the_server(example, control_server):

@@ -8,6 +8,7 @@ import zmq
 
 from bindings import Client, EventListener
 from bindings.client import ServerError, ServerUnavailable
+from engine.controls import STYLES
 from realtime import protocol
 
 from .conftest import MOTIF, VOICES, VOICES_SENT
@@ -171,6 +172,43 @@ def test_repetition_on_mood_state_and_open_session(control_server):
     sent = [(m["type"], m.get("repetition")) for m in recorded[1:]]
     assert sent == [("mood", 0.6), ("mood", None), ("state", 0.9), ("state", None),
                     ("session", 0.3), ("session", None)]
+
+
+def test_style_on_mood_and_state(styled_control_server):
+    """style= goes on mood (alone, a mood of style only) and state, to a server whose model is
+    told styles (its hello lists them); the replies carry the style in effect (the preset's,
+    none, where a state gives none); one no model knows is refused naming the field."""
+    address, recorded = styled_control_server
+    with Client(address, timeout=5) as client:
+        assert client.hello()["capabilities"]["styles"] == list(STYLES)
+        assert client.mood(style="baroque")["style"] == "baroque"
+        assert client.mood(arousal=0.7)["style"] == "baroque"  # left out: the session's stays
+        assert client.state("combat", style="game")["style"] == "game"
+        assert client.state("explore")["style"] is None  # the preset's (states.toml): none
+        with pytest.raises(ServerError) as info:
+            client.mood(style="jazz")
+        assert (info.value.code, info.value.field, info.value.allowed) == \
+            ("bad_choice", "style", list(STYLES))
+    sent = [(m["type"], m.get("style")) for m in recorded[1:]]
+    assert sent == [("mood", "baroque"), ("mood", None), ("state", "game"), ("state", None)]
+
+
+def test_style_refused_by_a_model_told_none(control_server, live_server):
+    """The shipped model is told no styles: its hello lists none, its replies carry none,
+    and a mood's or a state's style is refused out_of_range on field style."""
+    if live_server.music.spec.styles:
+        pytest.skip("the shipped model is told styles: no model here is told none")
+    address, recorded = control_server
+    with Client(address, timeout=5) as client:
+        assert client.hello()["capabilities"]["styles"] == []
+        assert client.mood(arousal=0.7)["style"] is None
+        for call in (lambda: client.mood(style="game"), lambda: client.state("combat", style="game")):
+            with pytest.raises(ServerError) as info:
+                call()
+            assert (info.value.code, info.value.field) == ("out_of_range", "style")
+        assert client.state("combat")["style"] is None  # still in step
+    assert [(m["type"], m.get("style")) for m in recorded[1:]] == [
+        ("mood", None), ("mood", "game"), ("state", "game"), ("state", None)]
 
 
 def test_voices_refused_naming_the_part(control_server, ensemble_control_server):

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import (check_example_repetition, check_example_themes, check_example_voices,
-                       check_tonality_and_critic)
+from engine.controls import STYLES
+
+from .conftest import (check_example_repetition, check_example_style, check_example_themes,
+                       check_example_voices, check_tonality_and_critic)
 
 CS_DIR = Path(__file__).resolve().parents[2] / "bindings" / "csharp"
 
@@ -66,7 +68,8 @@ def test_example_against_a_live_server(example, control_server):
     assert any(line.startswith("server ostinato states [") and '"combat"' in line for line in lines)
     assert any(line.startswith("server clock ") for line in lines)
     # bad-tonality fails validation, so the handler never sees it; critic-3 is valid and is
-    # refused by the server (no critic), so it is recorded.
+    # refused by the server (no critic), so it is recorded, as are style and state-style
+    # (refused: this model is told no styles); bad-style fails validation.
     assert [(m["type"], m["session"]) for m in recorded] == [
         ("hello", "main"), ("mood", "main"), ("state", "main"), ("tempo", "main"), ("key", "main"),
         ("mood", "main"), ("state", "main"), ("key", "main"), ("mood", "main"), ("mood", "main"),
@@ -74,7 +77,7 @@ def test_example_against_a_live_server(example, control_server):
         ("session", "player2"), ("ping", "main"), ("mood", "main"), ("stinger", "main"),
         ("pause", "main"), ("theme", "main"), ("theme", "main"), ("theme", "main"), ("mood", "main"),
         ("state", "main"), ("mood", "main"), ("state", "main"), ("session", "player3"),
-        ("session", "player3"), ("stop", "main")]
+        ("session", "player3"), ("mood", "main"), ("state", "main"), ("stop", "main")]
     mood, tempo, key = recorded[1], recorded[3], recorded[4]
     assert (mood["valence"], mood["arousal"], mood["intensity"], mood["transition"]) == (0.5, 0.8, None, "now")
     assert (tempo["bpm"], tempo["ramp_beats"], tempo["transition"]) == (150.0, 4.0, "beat")
@@ -98,6 +101,25 @@ def test_repetition_reaches_the_server(example, control_server):
     done = run(example, address)
     assert done.returncode == 0, done.stdout + done.stderr
     check_example_repetition(done.stdout.splitlines(), recorded)
+
+
+def test_style_reaches_a_server_told_styles(example, styled_control_server):
+    """Mood/State's optional style is sent, applied by a server whose model is told styles and
+    echoed in its replies (read with GetString); validation refuses an unknown one naming it."""
+    address, recorded = styled_control_server
+    done = run(example, address)
+    assert done.returncode == 0, done.stdout + done.stderr
+    check_example_style(done.stdout.splitlines(), recorded, STYLES)
+
+
+def test_style_refused_by_a_model_told_none(example, control_server, live_server):
+    """The shipped model is told no styles: its server's refusal throws, naming style."""
+    if live_server.music.spec.styles:
+        pytest.skip("the shipped model is told styles: no model here is told none")
+    address, recorded = control_server
+    done = run(example, address)
+    assert done.returncode == 0, done.stdout + done.stderr
+    check_example_style(done.stdout.splitlines(), recorded, ())
 
 
 def test_voices_reach_the_server(example, control_server):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bindings import EventListener
+from engine.controls import STYLES
 
 from .conftest import MOTIF
 
@@ -46,7 +47,16 @@ THEME_REPLIES = {"20": "ok theme ack", "21": "ok theme ack",
                  "23": "ok theme ack"}
 
 
-def test_gdscript_client_against_the_osc_endpoint(osc_server, tmp_path):
+def style_replies(styles):
+    """What the style calls at the end of godot_client_test.gd, ids 29..31, are answered on a
+    server whose model is told ``styles``: taken by one told them, refused naming style by one
+    told none; a style no model knows is refused by validation, naming style too."""
+    refused = "error out_of_range style none (this server's model has no styles)"
+    return {"29": "ok mood ack" if styles else refused, "30": "ok state ack" if styles else refused,
+            "31": "error bad_choice style game, baroque, classical, renaissance"}
+
+
+def test_gdscript_client_against_the_osc_endpoint(osc_server, live_server, tmp_path):
     port, recorded = osc_server
     out = run_client(port, tmp_path)
     replies = dict(re.findall(r"^reply (\d+) (.*)$", out, re.M))
@@ -61,7 +71,8 @@ def test_gdscript_client_against_the_osc_endpoint(osc_server, tmp_path):
         # the shipped model is no theme model: it takes themes all the same
         **THEME_REPLIES,
         "24": "ok mood ack", "25": "ok state ack", "26": "ok session ack", "27": "ok session ack",
-        "28": "error out_of_range repetition 0.0..1.0"}
+        "28": "error out_of_range repetition 0.0..1.0",
+        **style_replies(live_server.music.spec.styles)}
     themes = dict(re.findall(r"^theme (\d+) (.*)$", out, re.M))  # what the server understood
     assert themes == {"20": "D minor 10 hero", "21": "D minor 6 notes"}, out
     # tonality and critic in effect, from the acks' JSON (Godot's JSON numbers are floats)
@@ -75,7 +86,8 @@ def test_gdscript_client_against_the_osc_endpoint(osc_server, tmp_path):
         ("mood", "main"), ("state", "main"), ("key", "main"), ("mood", "main"), ("mood", "main"),
         ("stinger", "main"), ("start", "main"), ("session", "player2"), ("mood", "player2"),
         ("session", "player2"), ("ping", "main"), ("theme", "main"), ("theme", "main"), ("theme", "main"),
-        ("mood", "main"), ("state", "main"), ("session", "player3"), ("session", "player3")]
+        ("mood", "main"), ("state", "main"), ("session", "player3"), ("session", "player3"),
+        ("mood", "main"), ("state", "main")]  # the style calls: refused after validation
     mood, key, second = recorded[1], recorded[4], recorded[13]
     assert (mood["valence"], mood["arousal"], mood["intensity"], mood["transition"]) == (0.5, 0.8, None, "now")
     assert (key["key"], key["mode"]) == ("D", "minor")
@@ -103,6 +115,30 @@ def test_gdscript_client_against_the_osc_endpoint(osc_server, tmp_path):
     assert (opened["action"], opened["state"], opened["repetition"]) == ("open", "calm", 0.3)
     assert (closed["action"], closed["repetition"]) == ("close", None)
     assert all(m.get("repetition") is None for m in recorded[:19])
+    check_style_sent(recorded)
+
+
+def check_style_sent(recorded):
+    """The style calls as sent: after repetition (nil), the other fields nil; none before."""
+    mood, state = recorded[23:25]
+    assert (mood["type"], mood["style"], mood["repetition"], mood["valence"], mood["transition"]) == \
+        ("mood", "baroque", None, None, "bar")
+    assert (state["name"], state["style"], state["repetition"], state["voices"], state["transition"]) == \
+        ("combat", "game", None, None, "bar")
+    assert all(m.get("style") is None for m in recorded[:23])
+
+
+def test_gdscript_style_on_a_server_told_styles(styled_osc_server, tmp_path):
+    """mood's and state's style, after repetition, reaches a server whose model is told
+    styles; the acks' data carries the style in effect; an unknown one is refused naming it."""
+    port, recorded = styled_osc_server
+    out = run_client(port, tmp_path)
+    replies = dict(re.findall(r"^reply (\d+) (.*)$", out, re.M))
+    expected = style_replies(STYLES)
+    assert {i: replies[i] for i in expected} == expected, replies
+    assert dict(re.findall(r"^style (\d+) (.*)$", out, re.M)) == {"29": "baroque", "30": "game"}, out
+    assert [m["type"] for m in recorded[23:]] == ["mood", "state"]
+    check_style_sent(recorded)
 
 
 def test_gdscript_themes_on_a_theme_model(theme_osc_server, tmp_path):

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from engine.controls import (KEY_NAMES, KEY_SPELLINGS, ControlSpec, find_key, parallel_mode,
-                             parse_key, to_tonic_c)
+from engine.controls import (KEY_NAMES, KEY_SPELLINGS, STYLES, ControlSpec, check_style,
+                             find_key, parallel_mode, parse_key, style_of, to_tonic_c)
 from engine.ensemble import BASS, DRUMS, MELODY
 from engine.errors import InvalidMessage
 from engine.notes import make_notes
@@ -124,3 +124,35 @@ def test_to_tonic_c_and_parallel_mode_leave_the_drums():
     snare = make_notes([(0, 12, 40, 80, DRUMS)])  # GM's electric snare, an E as a pitch
     assert parallel_mode(snare, 0, ensemble=True)["pitch"].tolist() == [40]
     assert parallel_mode(snare, 0)["pitch"].tolist() == [39]  # one line: a pitch like any
+
+
+def test_a_style_is_one_hot_in_the_block_after_the_others():
+    plain, styled = ControlSpec(), ControlSpec(styles=tuple(STYLES))
+    assert styled.size == plain.size + len(STYLES)
+    assert [n for n, _ in styled.layout[:-1]] == [n for n, _ in plain.layout]
+    v = styled.vector(parse_key("Eb"), 1, 2.5, 70, phase=5, style="classical")
+    assert np.array_equal(v[:plain.size], plain.vector(parse_key("Eb"), 1, 2.5, 70, phase=5))
+    assert v[plain.size:].tolist() == [0, 0, 1, 0]
+    assert styled.describe(v)["style"] == "classical"
+    assert styled.describe(styled.vector(0, 0, 1, 60))["style"] is None  # none: all zero
+    # a model file's JSON list reads back as the same spec
+    assert ControlSpec.from_dict(styled.to_dict()) == styled
+    # a model told no styles takes a known one and plays as before
+    assert np.array_equal(plain.vector(0, 0, 1, 60, style="game"), plain.vector(0, 0, 1, 60))
+
+
+@pytest.mark.parametrize("bad", ["jazz", "", None, 3, ["game"]])
+def test_an_unknown_style_names_the_field_and_the_styles(bad):
+    for spec in (ControlSpec(), ControlSpec(styles=tuple(STYLES))):
+        with pytest.raises(InvalidMessage) as e:
+            spec.request(0, 0, 1.0, 60, 0.5, True, style=bad) if bad is not None else \
+                check_style(bad)
+        assert e.value.field == "style" and "game" in e.value.allowed
+
+
+def test_every_style_names_collections_and_each_source_has_at_most_one():
+    from engine.training.multipart import SOURCES
+    named = [s for sources in STYLES.values() for s in sources]
+    assert len(named) == len(set(named)) and set(named) <= set(SOURCES)
+    assert style_of("freedoom") == "game" and style_of("bach-parts") == "baroque"
+    assert style_of("midi:mine") is None

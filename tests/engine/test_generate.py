@@ -288,3 +288,26 @@ def test_cli_writes_one_track_per_voice_and_leaves_nothing_sounding(ensemble_mod
                      "-o", str(tmp_path / "x.mid")]) != 0
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "voice" in err and "drums" in err
+
+
+def test_a_style_changes_a_model_told_styles_and_is_refused_by_one_told_none(
+        styled_ensemble, ensemble_model, tmp_path, capsys):
+    """--style asks a model told styles for one (here random style weights: the music
+    changes); a model told none, or an unknown style, is one line naming the field."""
+    def piece(style, model=styled_ensemble):
+        return generate(load_weights(model), 0, 0, 2.0, 4, seed=3, style=style)
+
+    plain = piece(None)
+    assert np.array_equal(plain, piece(None))
+    assert not np.array_equal(plain, piece("game"))
+    out = tmp_path / "s.mid"
+    assert cli.main(["generate", "--model", str(styled_ensemble), "--style", "classical",
+                     "--bars", "2", "-o", str(out)]) == 0 and out.exists()
+    capsys.readouterr()
+    # ensemble_model: a small random model told no styles
+    for model, style, allowed in ((styled_ensemble, "jazz", "game"),
+                                  (ensemble_model, "game", "has none")):
+        assert cli.main(["generate", "--model", str(model), "--style", style,
+                         "-o", str(tmp_path / "x.mid")]) != 0
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "style" in err and allowed in err, err

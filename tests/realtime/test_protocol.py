@@ -105,12 +105,13 @@ def test_required_fields_are_required(kind, field):
 
 def test_mood_needs_at_least_one_axis():
     exc = expect_error({"type": "mood", "transition": "now"}, "missing_field",
-                       "valence,arousal,intensity,tonality,critic,voices,repetition")
-    assert "at least one of valence, arousal, intensity, tonality, critic, voices, repetition" \
-        in str(exc)
+                       "valence,arousal,intensity,tonality,critic,voices,repetition,style")
+    assert "at least one of valence, arousal, intensity, tonality, critic, voices, repetition, " \
+        "style" in str(exc)
     assert parse(b'{"type":"mood","tonality":1}')["tonality"] == 1.0  # the prior alone
     assert parse(b'{"type":"mood","critic":4}')["critic"] == 4  # the critic alone
     assert parse(b'{"type":"mood","repetition":1}')["repetition"] == 1.0  # the repetition alone
+    assert parse(b'{"type":"mood","style":"game"}')["style"] == "game"  # the style alone
 
 
 @pytest.mark.parametrize("kind", ["key", "mood", "state"])

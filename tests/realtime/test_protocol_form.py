@@ -53,10 +53,12 @@ def test_repetition_alone_is_a_mood_and_not_on_key_or_close():
 
 
 def test_repetition_comes_last_in_osc_order_and_is_documented():
-    """Appended: the positions OSC clients already use do not move."""
+    """Appended (then style, after it on mood and state): the positions OSC clients
+    already use do not move."""
     for name in ("mood", "state", "session"):
         positional = protocol.message_spec(name).positional()
-        assert positional[-2:] == ("voices", "repetition")
+        assert positional[-3:] == (("voices", "repetition", "style") if name != "session" else
+                                   (positional[-3], "voices", "repetition"))
         field = next(f for f in protocol.message_spec(name).fields if f.name == "repetition")
         assert (field.kind, field.lo, field.hi) == ("float", 0.0, 1.0)
         assert "0 through-composed" in field.doc and "1 a loop" in field.doc

@@ -117,12 +117,15 @@ def test_voices_only_with_session_open():
 
 
 def test_voices_come_after_the_older_fields_in_osc_order():
-    """Appended (then repetition, appended after them): the positions OSC clients already
-    use do not move."""
-    for name, before in (("mood", ["valence", "arousal", "intensity", "transition", "tonality", "critic"]),
-                         ("state", ["name", "transition", "tonality", "critic"]),
-                         ("session", ["action", "session", "state"])):
-        assert list(protocol.message_spec(name).positional()) == before + ["voices", "repetition"]
+    """Appended (then repetition and style, appended after them): the positions OSC
+    clients already use do not move."""
+    for name, before, after in (
+            ("mood", ["valence", "arousal", "intensity", "transition", "tonality", "critic"],
+             ["style"]),
+            ("state", ["name", "transition", "tonality", "critic"], ["style"]),
+            ("session", ["action", "session", "state"], [])):
+        assert list(protocol.message_spec(name).positional()) == \
+            before + ["voices", "repetition"] + after
 
 
 # ---------------------------------------------------------------- states.toml

@@ -49,10 +49,10 @@ class EarlyTap(Tap):
 class Band:
     """A server on the shipped ensemble, on a virtual clock, played by hand."""
 
-    def __init__(self, tap=None, **cfg):
+    def __init__(self, tap=None, model=DEFAULT_ENSEMBLE, **cfg):
         self.tap = tap or Tap()
         self.clock = ManualClock(CLOCK_START_NS)
-        self.srv = Server(ServerConfig(model=str(DEFAULT_ENSEMBLE), spin_us=0.0, **cfg),
+        self.srv = Server(ServerConfig(model=str(model), spin_us=0.0, **cfg),
                           [self.tap], control=False, clock=self.clock)
         self.srv.restart(self.clock.t)
         self.slot = self.srv.sessions["main"].slot

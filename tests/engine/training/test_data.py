@@ -12,7 +12,7 @@ from engine.training import corpus
 
 from engine.training import data
 from realtime import cli
-from engine.controls import ControlSpec, find_key, key_shift
+from engine.controls import STYLES, ControlSpec, find_key, key_shift, style_of
 from engine.training.data import BuildConfig, Dataset
 from engine.errors import InvalidMessage, OstinatoError
 from engine.notes import NOTE_DTYPE, read_midi, write_midi
@@ -355,3 +355,44 @@ def test_mode_augmentation_adds_parallel_copies_to_training_only(tmp_path):
     for i in from_major:
         pcs = set((ds.vocab.decode(ds.tokens[ds.offsets[i]:ds.offsets[i + 1]])["pitch"] % 12).tolist())
         assert not pcs & {4, 9}, pcs
+
+
+# -- styles ------------------------------------------------------------------------------
+def styled_sources(ds, names=("freedoom", "bach-parts", "quartets", "midi:mine")):
+    """The built dataset's pieces as if from the ensemble collections (in turn)."""
+    return Dataset(ds.tokens, ds.controls, ds.offsets, ds.ids,
+                   np.array([names[i % len(names)] for i in range(len(ds))]), ds.split, ds.vocab, ds.spec,
+                   ds.summary)
+
+
+def test_with_styles_adds_each_pieces_style_after_its_controls(built):
+    ds = styled_sources(built[3])
+    st = ds.with_styles(STYLES, 0.2)
+    assert st.spec.styles == tuple(STYLES) and st.spec.size == ds.spec.size + len(STYLES)
+    assert np.array_equal(st.controls[:, :ds.spec.size], ds.controls)
+    block = st.controls[:, ds.spec.size:]
+    for i, source in enumerate(ds.sources):
+        rows = block[ds.offsets[i]:ds.offsets[i + 1]]
+        want = np.zeros(len(STYLES))
+        if style_of(source) is not None:
+            want[list(STYLES).index(style_of(source))] = 1
+        assert (rows == want).all(), source
+    with pytest.raises(OstinatoError):
+        st.with_styles(STYLES, 0.2)
+
+
+def test_style_dropout_blanks_a_share_of_training_windows_only(built):
+    ds = styled_sources(built[3], ("freedoom", "monteverdi"))
+    cut = ds.spec.size
+
+    def told(dropout, n=400):
+        st = ds.with_styles(STYLES, dropout)
+        x, c, _ = next(st.batches("train", n, 16, np.random.default_rng(3), transpose=None))
+        return c[:, :, cut:].max(axis=(1, 2)) > 0, st
+
+    # every window is told its piece's style unless dropped, whole
+    kept, _ = told(0.0)
+    kept_half, st = told(0.5)
+    assert kept.all() and 0.35 < kept_half.mean() < 0.65
+    _, c, _ = st.eval_windows("train", 16)
+    assert (c[:, :, cut:].max(axis=(1, 2)) > 0).all()  # evaluation windows are never blanked

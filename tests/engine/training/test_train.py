@@ -6,6 +6,7 @@ import torch
 
 from realtime.cli import main
 from engine.training.data import BuildConfig, Dataset, build
+from engine.controls import STYLES
 from engine.errors import ModelError
 from engine.generate import generate
 from engine.training.model import ModelConfig, MusicLSTM, load_model, save_model
@@ -56,6 +57,24 @@ def test_a_stage_starts_from_the_model_the_stage_before_exported(data, tmp_path)
     with pytest.raises(ModelError, match="--init"):
         train(data, tmp_path / "four", bigger, steps=1, batch_size=8, seq_len=64, eval_every=1,
               progress=False, init=tmp_path / "one" / "best.npz")
+
+
+def test_a_model_told_no_styles_starts_a_stage_told_them_and_plays_as_before(data, tmp_path):
+    """--init with --styles: the style block's input weights start at zero, so the first
+    validation of the new stage equals the old model's (every piece told a style)."""
+    cfg = small(data)
+    first = train(data, tmp_path / "one", cfg, steps=60, batch_size=8, seq_len=64,
+                  eval_every=60, progress=False)
+    named = Dataset(data.tokens, data.controls, data.offsets, data.ids,
+                    np.array(["freedoom", "quartets"] * len(data))[:len(data)], data.split,
+                    data.vocab, data.spec, data.summary).with_styles(STYLES, 0.2)
+    told = ModelConfig(**dict(vars(cfg), n_controls=named.spec.size))
+    again = train(named, tmp_path / "two", told, steps=1, batch_size=8, seq_len=64,
+                  eval_every=1, lr=1e-9, progress=False, init=tmp_path / "one" / "best.npz")
+    assert again == pytest.approx(first, abs=1e-3)
+    model, _, spec, _ = load_model(tmp_path / "two" / "best.npz")
+    assert spec.styles == tuple(STYLES) and spec.size == data.spec.size + len(STYLES)
+    assert model.lstm.weight_ih_l0.shape[1] == cfg.embed + spec.size
 
 
 def test_model_file_save_load_is_exact(data, tmp_path):
