@@ -237,6 +237,10 @@ def main(argv=None):
     held.add_argument("--repetition", type=float, default=0.0,
                       help="the form's repetition of the learned sets (default 0: "
                            "through-composed)")
+    held.add_argument("--style", default="piece",
+                      help="the style each generated piece asks a model told styles for: the "
+                           "real piece's collection's (piece, the default), none, or one style "
+                           "for all")
     held.add_argument("--voices", choices=("piece", "all"), default="piece",
                       help="voices a generated piece may play: the real piece's (default) or all")
     args = parser.parse_args(argv)
@@ -285,7 +289,7 @@ def _heldout(args, cfg):
               max_pieces=args.pieces, consonance=args.consonance, rooting=args.rooting,
               tonality=args.tonality, repetition=args.repetition, centre=args.centre,
               ordering=args.ordering, smoothing=args.smoothing, inversion=args.inversion,
-              temperature=args.temperature)
+              temperature=args.temperature, style=args.style)
     if args.model:
         kw["model"] = args.model
     res = et.compare(et.TextureEvalConfig(**kw), args.seed, cfg,

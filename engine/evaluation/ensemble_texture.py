@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from engine import DEFAULT_ENSEMBLE
-from engine.controls import DEFAULT_TONALITY, find_key, style_of
+from engine.controls import DEFAULT_TONALITY, STYLES, find_key, style_of
 from engine.ensemble import (CENTRE, CONSONANCE, DEFAULTS, DRUMS, INVERSION, ORDERING, ROOTING,
                              SMOOTHING, TEMPERATURE)
 from engine.errors import InvalidMessage
@@ -48,8 +48,9 @@ TARGETS = dict(key=0.95, consonance_points=0.05, bass_root_points=0.05, critic_a
 class TextureEvalConfig:
     """What is compared: the ensemble dataset and splits held out, the model, how many
     generation seeds, the longest piece in bars, temperature, the drums biases (one
-    learned set each) and which voices a piece asks for ("piece": those the real piece
-    plays; "all")."""
+    learned set each), which voices a piece asks for ("piece": those the real piece
+    plays; "all") and which style ("piece": the real piece's collection's, ``style_of``;
+    "none"; or one of ``engine.controls.STYLES`` for every piece)."""
 
     data: str = "data/ensemble.npz"
     model: str = str(DEFAULT_ENSEMBLE)
@@ -68,6 +69,7 @@ class TextureEvalConfig:
     repetition: float = 0.0         # the form's repetition (engine.form), 0: through-composed
     voices: str = "piece"
     max_pieces: int = None
+    style: str = "piece"
 
     def __post_init__(self):
         def bad(field, value, allowed):
@@ -88,6 +90,8 @@ class TextureEvalConfig:
             bad("drums_bias", self.drums_bias, "one or more log-odds in -20..20")
         if self.voices not in ("piece", "all"):
             bad("voices", self.voices, "piece or all")
+        if self.style not in ("piece", "none", *STYLES):
+            bad("style", self.style, f"piece, none or one of {', '.join(STYLES)}")
         if self.max_pieces is not None and self.max_pieces < 2:
             bad("max_pieces", self.max_pieces, ">= 2, or None for all")
 
@@ -242,6 +246,8 @@ def compare(tcfg=TextureEvalConfig(), seed=0, cfg=ev.EnsembleEvalConfig(), progr
     asks = [dict(mirror(n, p.key, b, cfg, tcfg.voices == "all", p.source),
                  asked_key=p.key is not None)
             for n, p, b in zip(real, held, lengths)]
+    if tcfg.style != "piece":
+        asks = [dict(a, style=None if tcfg.style == "none" else tcfg.style) for a in asks]
     gen_asks = [dict(a, asked_key=True) for a in asks]
     reference = [tx.voice_density(n, cfg.beats_per_bar, cfg.ticks_per_beat) for n in real]
     clock["read"] = time.process_time() - t0

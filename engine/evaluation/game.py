@@ -41,14 +41,24 @@ def effects(real, made, names):
     return sorted(out, key=lambda r: -abs(r[0]))
 
 
+def onsets_per_beat(pieces, ticks_per_beat):
+    """Each voice's note-ons per beat over ``pieces`` (all their beats together, so a long
+    song weighs as much as its length), by voice name."""
+    from engine.ensemble import VOICES
+    beats = sum(float(p["end"].max()) / ticks_per_beat for p in pieces if len(p))
+    return {name: sum(int((p["channel"] == v).sum()) for p in pieces) / beats
+            for v, name in enumerate(VOICES)}
+
+
 def measure(seeds=3, preset="combat", source="freedoom", data=None, progress=print,
             limit=None, model=None):
     """The figures (a JSON-ready dict): ``source``'s songs of every split of ``data`` (None:
     the form evaluation's dataset), at most ``limit``, as the form evaluation reads them;
     ``model``: the ensemble (None: the form evaluation's, the shipped one);
     the ensemble composing one piece per song (asked for its controls) through-composed and
-    in ``preset``'s form at its repetition; per set the critic's AUC and its top features;
-    and the held-out songs' feature means beside every song's."""
+    in ``preset``'s form at its repetition; per set the critic's AUC, its top features and
+    each voice's onsets per beat; the held-out songs' feature means beside every song's; the
+    pitched onsets per beat the songs ask for."""
     from engine.evaluation import form as fe
     from engine.evaluation import texture_critic as tc
     from engine.evaluation.ensemble_texture import critic_over_seeds, mirror
@@ -83,12 +93,16 @@ def measure(seeds=3, preset="combat", source="freedoom", data=None, progress=pri
                     held_out=(float(np.nanmean(held_windows[:, names.index(n)]))
                               if held_windows is not None else None))
                for e, n, r, g in effects(windows, gen, names)[:TOP]]
-        rows.append(dict(set=label, repetition=rep, critic=auc, features=top))
+        rows.append(dict(set=label, repetition=rep, critic=auc, features=top,
+                         onsets_per_beat=onsets_per_beat([n for m in made for n in m],
+                                                         ecfg.ticks_per_beat)))
         listed = ", ".join(f"{t['feature']} {t['effect']:+.2f}" for t in top[:4])
         progress(f"{label}: critic AUC against every {source} song {auc['mean']:.3f}; "
                  f"features {listed}")
     return json_ready(dict(source=source, songs=len(songs), held_out=len(held), preset=preset,
                            form=fe.form_label(form), seeds=seeds, generated=rows,
+                           onsets_per_beat=onsets_per_beat(real, ecfg.ticks_per_beat),
+                           pitched_onsets_asked=float(np.mean([a["density"] for a in asks])),
                            cpu_seconds=time.process_time() - t0))
 
 

@@ -79,6 +79,9 @@ def test_mirror_takes_the_real_piece_controls():
     assert ask["voices"] == (MELODY, BASS, HARMONY, DRUMS) and ask["bars"] == 2
     assert et.mirror(n, (9, 1), 2, all_voices=True)["key"] == 9
     assert et.mirror(n, (9, 1), 2, all_voices=True)["voices"] is None
+    # the style of the piece's collection; none without a source or for one of no style
+    assert ask["style"] is None and et.mirror(n, None, 2, source="freedoom")["style"] == "game"
+    assert et.mirror(n, None, 2, source="midi:mine")["style"] is None
 
 
 def test_set_summary_on_known_pieces():
@@ -146,7 +149,7 @@ def test_targets_are_judged_from_the_figures():
 def test_config_refuses_bad_values():
     for kw, field in ((dict(seeds=1), "seeds"), (dict(splits=("dev",)), "splits"),
                       (dict(max_bars=4), "max_bars"), (dict(voices="some"), "voices"),
-                      (dict(drums_bias=()), "drums_bias")):
+                      (dict(drums_bias=()), "drums_bias"), (dict(style="jazz"), "style")):
         with pytest.raises(InvalidMessage) as e:
             et.TextureEvalConfig(**kw)
         assert e.value.field == field

@@ -48,6 +48,23 @@ def test_a_small_measurement_judges_both_sets_against_every_song(tmp_path):
         sizes = [abs(f["effect"]) for f in row["features"]]
         assert sizes == sorted(sizes, reverse=True)
         assert all(f["held_out"] is not None for f in row["features"])
+        # chorales: four pitched voices, no drums, in either set
+        made = row["onsets_per_beat"]
+        assert made["drums"] == 0 and all(made[v] > 0 for v in ("melody", "bass", "harmony"))
+    real = res["onsets_per_beat"]
+    assert real["drums"] == 0 and all(real[v] > 0.25 for v in ("melody", "bass", "harmony"))
+    assert res["pitched_onsets_asked"] == pytest.approx(
+        sum(real[v] for v in ("melody", "bass", "harmony")), rel=0.3)
+
+
+def test_onsets_per_beat_count_each_voice_over_all_beats():
+    from engine.ensemble import BASS, DRUMS
+    from engine.notes import make_notes
+    one = make_notes([(0, 12, 60), (12, 24, 62)])           # 2 melody notes in 2 beats
+    two = make_notes([(0, 48, 40), (0, 3, 36), (24, 27, 36)])  # 1 bass, 2 drums in 4 beats
+    two["channel"] = [BASS, DRUMS, DRUMS]
+    out = game.onsets_per_beat([one, two], 12)
+    assert out == dict(melody=2 / 6, bass=1 / 6, harmony=0.0, drums=2 / 6)
 
 
 def test_too_few_songs_are_refused_naming_the_field(tmp_path):
