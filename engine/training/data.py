@@ -299,6 +299,9 @@ class Dataset:
         learned from all of them."""
         if self.spec.styles:
             raise OstinatoError("this dataset's controls already carry styles")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or \
+                not 0 <= dropout <= 1:
+            raise _bad("style_dropout", f"{dropout!r} is not a share", "0..1")
         styles = tuple(styles)
         piece = np.repeat(np.arange(len(self.ids)), np.diff(self.offsets))
         onehot = np.zeros((len(self.ids), len(styles)), self.controls.dtype)

@@ -379,6 +379,10 @@ def test_with_styles_adds_each_pieces_style_after_its_controls(built):
         assert (rows == want).all(), source
     with pytest.raises(OstinatoError):
         st.with_styles(STYLES, 0.2)
+    for bad in (-0.1, 1.5, float("nan"), "0.2"):
+        with pytest.raises(InvalidMessage) as e:
+            ds.with_styles(STYLES, bad)
+        assert e.value.field == "style_dropout"
 
 
 def test_style_dropout_blanks_a_share_of_training_windows_only(built):
