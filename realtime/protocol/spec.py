@@ -191,11 +191,11 @@ def _repetition(example=None, preset=False, opening=False):
 def _style(example=None, preset=False):
     left_out = ("the preset's, else none" if preset else
                 "the session's stays (until one is set: its preset's, else none)")
-    return Field("style", "choice", "the texture asked of the model, as the collection it "
-                 "learned it from plays: game (the Freedoom soundtracks: drums on the "
-                 "backbeat, short melody notes), baroque (Bach), classical (string quartets), "
+    return Field("style", "choice", "the collection whose texture the model is asked for: "
+                 "game (the Freedoom soundtracks), baroque (Bach), classical (string quartets), "
                  "renaissance (Monteverdi's madrigals); none: the mix of them all; needs a model "
-                 "told styles (the hello reply's `capabilities.styles`); takes effect at the "
+                 "told styles (`ostinato train --styles`; the hello reply's "
+                 "`capabilities.styles`; the shipped models are told none); takes effect at the "
                  "transition; left out: " + left_out, choices=tuple(STYLES), example=example)
 
 
