@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from engine.ensemble import VOICES
 from engine.errors import InvalidMessage
 from engine.metrics import json_ready, write_figures
 
@@ -44,7 +45,6 @@ def effects(real, made, names):
 def onsets_per_beat(pieces, ticks_per_beat):
     """Each voice's note-ons per beat over ``pieces`` (all their beats together, so a long
     song weighs as much as its length), by voice name."""
-    from engine.ensemble import VOICES
     beats = sum(float(p["end"].max()) / ticks_per_beat for p in pieces if len(p))
     return {name: sum(int((p["channel"] == v).sum()) for p in pieces) / beats
             for v, name in enumerate(VOICES)}

@@ -58,13 +58,17 @@ def _model():
 
 @pytest.fixture
 def live_server():
-    with Server(ServerConfig(model=_model()), ports=[], control=False) as srv:
-        yield srv
+    yield from _live(_model())
 
 
 @pytest.fixture
 def live_theme_server(theme_model):
-    with Server(ServerConfig(model=str(theme_model)), ports=[], control=False) as srv:
+    yield from _live(theme_model)
+
+
+def _live(model):
+    """A server on ``model`` (a path) with no outputs and no control socket of its own."""
+    with Server(ServerConfig(model=str(model)), ports=[], control=False) as srv:
         yield srv
 
 
@@ -100,8 +104,7 @@ def playing_osc_server():
 
 @pytest.fixture
 def live_ensemble_server():
-    with Server(ServerConfig(model=str(DEFAULT_ENSEMBLE)), ports=[], control=False) as srv:
-        yield srv
+    yield from _live(DEFAULT_ENSEMBLE)
 
 
 @pytest.fixture
@@ -116,8 +119,7 @@ def ensemble_osc_server(live_ensemble_server):
 
 @pytest.fixture
 def live_styled_server(styled_ensemble):
-    with Server(ServerConfig(model=str(styled_ensemble)), ports=[], control=False) as srv:
-        yield srv
+    yield from _live(styled_ensemble)
 
 
 @pytest.fixture
