@@ -29,7 +29,7 @@ serve: setup
 # lint-imports checks the layers and the absence of import circles (.importlinter).
 test: setup
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 bench: setup
 	$(BIN)/ostinato bench

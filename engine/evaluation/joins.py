@@ -25,7 +25,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from engine.ensemble import DRUMS, MELODY
+from engine.ensemble import BASS, DRUMS, MELODY
 from engine.metrics import interval, json_ready, write_figures
 
 #: A move of at least this many semitones is a leap; at most ``STEP`` a step.
@@ -65,15 +65,27 @@ def contrasts(notes, bar, bars):
     return out
 
 
+def downbeats(notes, bar, voice):
+    """Per bar line after the first bar, whether ``voice`` sounds there (a note struck on it
+    or held over it)."""
+    sel = notes[notes["channel"] == voice]
+    lines = np.arange(bar, int(notes["end"].max()) if len(notes) else 0, bar)
+    return [bool(((sel["start"] <= t) & (sel["end"] > t)).any()) for t in lines]
+
+
 def figures(pieces, bar, bars=None):
-    """Leaps and steps across bar lines and inside bars, pooled over ``pieces``; with
-    ``bars`` (each piece's), the contrast between successive spans, pooled too."""
+    """Leaps and steps across bar lines and inside bars, and the share of bar lines where
+    the melody and the bass sound, pooled over ``pieces``; with ``bars`` (each piece's),
+    the contrast between successive spans, pooled too."""
     across, inside = [], []
     for n in pieces:
         a, i = moves(n, bar)
         across += a
         inside += i
     out = {}
+    for name, voice in (("melody", MELODY), ("bass", BASS)):
+        heard = [x for n in pieces for x in downbeats(n, bar, voice)]
+        out[f"{name}_on_downbeats"] = float(np.mean(heard)) if heard else float("nan")
     if bars is not None:
         c = np.array([x for n, b in zip(pieces, bars) for x in contrasts(n, bar, b)])
         out["span_register"] = float(c[:, 0].mean()) if len(c) else float("nan")
@@ -135,7 +147,8 @@ def measure(weights=(0.0, 0.6), seeds=8, preset="combat", progress=print, limit=
         progress(f"leading {lead:g}, joining {join:g}, repetition {rep:g}: leaps across bar "
                  f"lines {row['across_leaps']['mean']:.3f}, inside "
                  f"{row['inside_leaps']['mean']:.3f}, melody bar repeats "
-                 f"{row['bar_repeats']['melody']['mean']:.3f}, span register "
+                 f"{row['bar_repeats']['melody']['mean']:.3f}, melody on downbeats "
+                 f"{row['melody_on_downbeats']['mean']:.3f}, span register "
                  f"{row['span_register']['mean']:.2f}, critic AUC {row['critic']['mean']:.3f}")
     return json_ready(dict(preset=preset, form=fe.form_label(form), repetition=repetition,
                            seeds=seeds, real=figures(real, bar, bars), pieces=len(held),

@@ -25,7 +25,9 @@ A recalled voice is *scripted* for that bar: its notes are fed as forced tokens 
 exact ticks (a sampled time shift stops at the next one, and at the bar line), each after
 its VOICE token, so the model hears them and accompanies them; the sampler never names a
 scripted voice nor gives it a note of its own.  Before its first note the notes it still
-holds from before the bar line are released, and so are a voice's whose recall ended.
+holds from before the bar line are released, and so are a voice's whose recall ended; the
+release waits its turn at the instant as the plan's events do (``turn``), so the model can
+first play the voices before it.
 While a bar is composed, the plan knows which bar the melody and the bass recall in the
 next one (the draws are the seed's) and the pitch it starts with: the lead-in
 (``Runtime.leading``, ``lead_in``; off as shipped, ``engine.ensemble.LEADING``) draws their
@@ -707,9 +709,10 @@ def shift_limit(s, gen_tick, lim, form):
 
 
 @njit(nogil=True, cache=True)
-def _release(s, sounding, voice, lay, form):
-    """The token that goes on releasing what session s's scripted voices (and voices whose
-    recall ended) hold from before the plan began, or -1 when nothing is left to release."""
+def _releasing(s, sounding, form):
+    """The voice whose note session s's plan releases next (what its scripted voices, and
+    voices whose recall ended, hold from before the plan began), or -1 when nothing is
+    left to release."""
     p_release, scripted, was = form[P_RELEASE], form[SCRIPTED], form[WAS]
     if p_release[s]:
         start, keep = form[P_FROM][s], form[P_KEEP]
@@ -717,10 +720,23 @@ def _release(s, sounding, voice, lay, form):
             if scripted[s, v] or was[s, v]:
                 for p in range(128):
                     if 0 <= sounding[s, v * 128 + p] < start and not keep[s, v, p]:
-                        if lay[N_VOICES] > 0 and voice[s] != v:
-                            return lay[VOICE0] + v
-                        return lay[OFF] + p
+                        return v
         p_release[s] = False
+    return -1
+
+
+@njit(nogil=True, cache=True)
+def _release(s, sounding, voice, lay, form):
+    """The token that goes on releasing what ``_releasing`` names, or -1."""
+    v = _releasing(s, sounding, form)
+    if v < 0:
+        return -1
+    if lay[N_VOICES] > 0 and voice[s] != v:
+        return lay[VOICE0] + v
+    start, keep = form[P_FROM][s], form[P_KEEP]
+    for p in range(128):
+        if 0 <= sounding[s, v * 128 + p] < start and not keep[s, v, p]:
+            return lay[OFF] + p
     return -1
 
 
@@ -754,12 +770,15 @@ def _due(s, gen_tick, sounding, voice_on, lay, pc_bias, form):
 
 @njit(nogil=True, cache=True)
 def turn(s, gen_tick, sounding, voice, voice_on, lay, pc_bias, form):
-    """Whose turn it is at session s's tick: -2, the plan's at once (a release); the voice
-    of the plan's next event due here, which waits while the model plays the voices
-    before it (at an instant, training music goes voice by voice in id order); -1, the
+    """Whose turn it is at session s's tick: the voice of the plan's next event due here (a
+    release of what a voice holds from before the bar line first), which waits while the
+    model plays the voices before it (at an instant, training music goes voice by voice in
+    id order: a release fed at once, before the model's turn, told it the earlier voices
+    had passed, and a free melody after a recalled bar missed its downbeat); -1, the
     model's alone."""
-    if _release(s, sounding, voice, lay, form) >= 0:
-        return -2
+    v = _releasing(s, sounding, form)
+    if v >= 0:
+        return v
     e = _due(s, gen_tick, sounding, voice_on, lay, pc_bias, form)
     return form[P_VOICE][s, e] if e >= 0 else -1
 

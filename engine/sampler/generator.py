@@ -463,7 +463,7 @@ def _advance(target, max_steps, max_batch, first, active, candidates, idx, token
                     if not (k == 4 or (k == 5 and values[tok] < due) or (
                             (k == 1 or k == 2) and max(voice[s], 0) < due)):
                         tok = -1
-                if due == -2 or tok < 0 and due >= 0:
+                if tok < 0 and due >= 0:
                     tok = planned(s, gen_tick, sounding, voice, voice_on, lay, logits,
                                   temperature, pc_bias, rng, fm)
             if tok < 0:  # (only after the branch above: prev and aim are the voice's)

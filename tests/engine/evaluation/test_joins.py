@@ -29,6 +29,12 @@ def test_moves_follow_the_melody_s_top_line_and_split_at_bar_lines():
     assert (f["across_leaps"], f["across_steps"], f["inside_leaps"], f["inside_steps"]) == \
         (1.0, 0.0, 0.0, 1.0)
     assert (f["across_moves"], f["inside_moves"]) == (1, 2)
+    # one bar line (48): the melody struck on it, the bass silent (its note ends at 42)
+    assert joins.downbeats(n, BAR, MELODY) == [True] and joins.downbeats(n, BAR, BASS) == [False]
+    assert (f["melody_on_downbeats"], f["bass_on_downbeats"]) == (1.0, 0.0)
+    held = _notes([(40, 60, MELODY)])
+    held["end"] = 50  # held over the bar line
+    assert joins.downbeats(held, BAR, MELODY) == [True]
     # spans of 4 bars: the second's melody a fifth higher with twice the pitched onsets
     spans = _notes([(0, 60, MELODY), (4 * BAR, 67, MELODY), (4 * BAR + 12, 67, MELODY),
                     (4 * BAR, 40, BASS)])

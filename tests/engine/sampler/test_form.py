@@ -89,9 +89,33 @@ def test_exact_recall_plays_the_bar_again_note_for_note(w):
                 assert _bar(notes.get(v, []), b, bt) == _bar(notes.get(v, []), sb, bt)
                 recalled += 1
     # AABA over 8 bars: bars 2, 3, 6, 7 recall 0, 1 in every voice that has them, and
-    # from the second phrase on every bar recalls the phrase before
-    assert plans[2][1][0] == 0 and plans[7][1][0] == 1 and plans[12][1][0] == 4
+    # from the second phrase on every bar recalls the phrase before (where the melody
+    # played in it: a silent bar is composed new)
+    for b, sb in ((2, 0), (7, 1), (12, 4)):
+        assert plans[b][1][0] == (sb if _bar(notes.get(0, []), sb, bt) else -1), b
     assert recalled >= bars // 2
+
+
+def test_a_free_melody_after_a_recalled_bar_plays_on_its_downbeat():
+    """The plan's release of what a voice holds from before the bar line waits its turn at
+    that instant, as its events do: fed at once, before the model's turn, it told the model
+    the earlier voices had passed the instant, and a melody composing new after a recalled
+    bar seldom sounded on its downbeat: in none of the 26 such bars here (0.64 now), and
+    in 24 % of them in the held-out pieces' music at `combat` (83 % after a free bar)."""
+    w = Weights(ENSEMBLE)
+    form = Form("ABACABAD", 8, bass_loop=2, drums_loop=2, bass_share=0.8, drums_share=0.6)
+    bt = 4 * w.vocab.ticks_per_beat
+    after = {True: [], False: []}
+    for seed in range(4):
+        rt = _open(w, seed=seed, repetition=0.85, form=form)
+        plans = _bars(rt, 32)
+        mel = _notes(rt).get(0, [])
+        for b in range(2, 32):
+            if plans[b][1][0] < 0:  # the melody composes bar b new
+                t = b * bt
+                after[plans[b - 1][1][0] >= 0].append(
+                    any(a <= t and (e > t or e < 0) for a, e, _ in mel))
+    assert len(after[True]) >= 20 and np.mean(after[True]) >= 0.5, after
 
 
 def test_loops_for_bass_and_drums():
