@@ -11,16 +11,18 @@ from named values, ``compute`` measures one per token of a piece.
 
 In an ensemble (a vocabulary with voices, ``engine.ensemble``) the drums are no pitches:
 key, mode and register are measured on the pitched voices only, and so is density
-(onsets per beat of the pitched voices; see ``ControlSpec.compute``).  ``to_tonic_c`` and
-``parallel_mode`` leave drum notes where they are, given ``drums``.
+(onsets per beat of the pitched voices; see ``ControlSpec.compute``).  A model trained with
+``--parts`` is also told each pitched voice's share of it (``ControlSpec.parts``, as
+MIDI-GPT's per-track density).  ``to_tonic_c`` and ``parallel_mode`` leave drum notes where
+they are, given ``drums``.
 """
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from engine.ensemble import DRUMS
+from engine.ensemble import DRUMS, PITCHED, VOICES
 from engine.errors import InvalidMessage
-from engine.vocab import TIME_SHIFT, Vocab
+from engine.vocab import NOTE_ON, TIME_SHIFT, Vocab
 
 KEY_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 MODES = ("major", "minor")
@@ -198,6 +200,12 @@ class ControlSpec:
     #: The styles the model was told, in the order of their block (``STYLES``'s names); none
     #: in a model trained without them, whose vector has no style block.
     styles: tuple = ()
+    #: Whether the model is told each pitched voice's density (the ``parts`` block, after
+    #: the style block: a flag that they are given, then the onsets per beat of the melody,
+    #: bass and harmony over the next ``density_window_beats``, times ``density_scale``), as
+    #: MIDI-GPT/MMM's per-track density.  All zero: not given, the voices share ``density``
+    #: as the model learned from the windows trained without them.
+    parts: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "styles", tuple(self.styles))  # a model file's JSON list
@@ -208,7 +216,8 @@ class ControlSpec:
         last, so a model told styles reads the other blocks where one without does."""
         out = (("key", 12), ("mode", 2), ("density", 1), ("register", 1),
                ("phase", self.ticks_per_beat))
-        return out + ((("style", len(self.styles)),) if self.styles else ())
+        out += (("style", len(self.styles)),) if self.styles else ()
+        return out + ((("parts", 1 + len(PITCHED)),) if self.parts else ())
 
     @property
     def size(self):
@@ -228,17 +237,23 @@ class ControlSpec:
     def from_dict(cls, d):
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
-    def vector(self, key, mode, density, register, phase=0, out=None, style=None):
+    def vector(self, key, mode, density, register, phase=0, out=None, style=None, parts=None):
         """Control vector from values: key pitch class, mode (0 major, 1 minor),
-        onsets per beat, mean MIDI pitch, tick inside the beat, and ``style`` (a name of
+        onsets per beat, mean MIDI pitch, tick inside the beat, ``style`` (a name of
         ``STYLES``; None: no style, the style block all zero, the mix the model learned from
-        the windows trained without theirs; ignored by a model told no styles)."""
+        the windows trained without theirs; ignored by a model told no styles) and ``parts``
+        (the melody's, bass's and harmony's onsets per beat; None: not given; ignored by a
+        model not told them)."""
         v = np.zeros(self.size, np.float32) if out is None else out
         v[:] = 0
         s = self.slices()
         i = None if style is None else self.style_index(style)
         if i is not None:
             v[s["style"].start + i] = 1
+        if parts is not None:
+            parts = check_parts(parts)
+            if self.parts:
+                v[s["parts"]] = (1.0, *(x * self.density_scale for x in parts))
         v[s["key"].start + int(key) % 12] = 1
         v[s["mode"].start + int(mode)] = 1
         v[s["density"].start] = density * self.density_scale
@@ -253,14 +268,15 @@ class ControlSpec:
         return self.styles.index(style) if style in self.styles else None
 
     def request(self, key, mode, density, register, tonality, key_relative, centre=0.0,
-                style=None):
+                style=None, parts=None):
         """What the model is asked for a request (tonic, mode, onsets per beat, mean pitch,
-        tonality; the tonal-centre prior's weight; the style): (control vector, semitones
+        tonality; the tonal-centre prior's weight; the style; the voices' densities):
+        (control vector, semitones
         the sequencer transposes its notes by,
         tonality prior per pitch class in the model's pitch space).  See ``model_key``:
         the prior is the mode's scale on the tonic the model composes in."""
         shift, key_ctl, reg_ctl = model_key(key, register, key_relative)
-        return (self.vector(key_ctl, mode, density, reg_ctl, style=style), shift,
+        return (self.vector(key_ctl, mode, density, reg_ctl, style=style, parts=parts), shift,
                 np.roll(tonality_bias(mode, tonality, centre), key_ctl))
 
     def describe(self, v):
@@ -274,6 +290,10 @@ class ControlSpec:
         if self.styles:  # the style asked (None: none), in a model told styles
             block = v[s["style"]]
             out["style"] = self.styles[int(np.argmax(block))] if block.max() > 0 else None
+        if self.parts:  # the voices' densities asked (None: not given)
+            block = v[s["parts"]]
+            out["parts"] = (tuple(float(x / self.density_scale) for x in block[1:])
+                            if block[0] > 0 else None)
         return out
 
     def transpose(self, controls, k):
@@ -333,6 +353,8 @@ class ControlSpec:
         w = self.density_window_beats * tpb
         cnt = np.searchsorted(onsets, pos + w, "left") - np.searchsorted(onsets, pos, "left")
         out[:, s["density"].start] = cnt / self.density_window_beats * self.density_scale
+        if self.parts:
+            out[:, s["parts"]] = self.part_densities(tokens, vocab)
         # register: mean onset pitch within +-W/2, else the piece's mean
         rw = self.register_window_beats * tpb // 2
         csum = np.concatenate([[0.0], np.cumsum(notes["pitch"].astype(float))])
@@ -342,6 +364,47 @@ class ControlSpec:
                         notes["pitch"].mean())
         out[:, s["register"].start] = (mean - self.register_centre) * self.register_scale
         return out
+
+
+    def part_densities(self, tokens, vocab):
+        """The ``parts`` block of each token's controls (``compute``'s convention: measured
+        from the time reached after the token): the flag 1, then per pitched voice its
+        note-ons over the next ``density_window_beats`` per beat, times ``density_scale``.
+        A line without voices counts its notes as the melody's."""
+        tokens = np.asarray(tokens)
+        kinds, values = vocab.tables()
+        k = kinds[tokens]
+        pos = np.cumsum(np.where(k == TIME_SHIFT, values[tokens], 0))
+        voice = vocab.voices_of(tokens) if vocab.n_voices > DRUMS else np.zeros(len(tokens))
+        w = self.density_window_beats * self.ticks_per_beat
+        out = np.zeros((len(tokens), 1 + len(PITCHED)), np.float32)
+        out[:, 0] = 1
+        for j, v in enumerate(PITCHED):
+            onsets = pos[(k == NOTE_ON) & (voice == v)]  # in time order, as the tokens
+            cnt = np.searchsorted(onsets, pos + w, "left") - np.searchsorted(onsets, pos, "left")
+            out[:, 1 + j] = cnt / self.density_window_beats * self.density_scale
+        return out
+
+
+#: The most onsets per beat a voice's density may ask for (a 32nd-note run).
+MAX_PART_DENSITY = 8.0
+
+
+def check_parts(parts):
+    """``parts`` as a tuple of floats, one per pitched voice (melody, bass, harmony: onsets
+    per beat, 0..``MAX_PART_DENSITY``); else InvalidMessage on field ``parts``."""
+    names = ", ".join(VOICES[v] for v in PITCHED)
+    allowed = f"{len(PITCHED)} onsets per beat ({names}), each 0..{MAX_PART_DENSITY:g}"
+    try:
+        items = list(parts) if not isinstance(parts, (str, bytes, dict)) else None
+        out = tuple(float(x) for x in items)
+    except (TypeError, ValueError):
+        raise InvalidMessage(f"parts {parts!r} is not {allowed}", field="parts",
+                             allowed=allowed) from None
+    if len(out) != len(PITCHED) or any(isinstance(x, (bool, str)) for x in items) or \
+            not all(0 <= x <= MAX_PART_DENSITY for x in out):
+        raise InvalidMessage(f"parts {parts!r} is not {allowed}", field="parts", allowed=allowed)
+    return out
 
 
 # Parallel-mode copy by scale degree above C: major to harmonic minor (E->Eb, A->Ab, the

@@ -41,7 +41,7 @@ import numpy as np
 
 from engine import DEFAULT_MODEL
 from engine.controls import (DEFAULT_TONALITY, KEY_NAMES, KEY_SPELLINGS, MODES, STYLES,
-                             TONALITY_RANGE, check_style, parse_key)
+                             TONALITY_RANGE, check_parts, check_style, parse_key)
 from engine.ensemble import (CENTRE, DEFAULTS, DRUMS, PRIORS, TEMPERATURE, VOICES, voice_id,
                              write_ensemble_midi)
 from engine.errors import InvalidMessage
@@ -85,7 +85,9 @@ class Request:
     the melody states from the piece's start, ``Runtime.lead_at``'s (notes, variation,
     length) (notes in the model's space: key-relative, in C), as a server session states a
     theme sent to it (None: none); style: a name of ``engine.controls.STYLES`` (None: no
-    style, the mix; a model told no styles ignores it)."""
+    style, the mix; a model told no styles ignores it); parts: the melody's, bass's and
+    harmony's onsets per beat (``engine.controls.check_parts``; None: not given, the voices
+    share ``density``; a model not told them ignores it)."""
 
     key: int
     mode: int
@@ -107,6 +109,7 @@ class Request:
     centre: float = None
     lead: tuple = None
     style: str = None
+    parts: tuple = None
 
 
 def _bad(field, value, allowed):
@@ -201,18 +204,18 @@ def load_weights(model):
 def generate(weights, key, mode, density, bars, seed=0, register=None, beats_per_bar=4,
              temperature=TEMPERATURE, tonality=None, max_note_beats=DEFAULT_MAX_NOTE_BEATS,
              max_tokens=None, critic=None, critic_k=0, critic_pick="sample", critic_beats=1.0,
-             theme=None, voices=None, repetition=0.0, form=None, style=None):
+             theme=None, voices=None, repetition=0.0, form=None, style=None, parts=None):
     """Notes (NOTE_DTYPE) of ``bars`` bars composed under constant controls.
 
     weights: ``engine.sampler.weights.Weights`` or a model path; key: pitch class 0-11;
     mode: 0 major, 1 minor; density: onsets per beat; register: mean MIDI pitch
     (default: the training data's); tonality: 0 free .. 1 strict (default
     ``DEFAULT_TONALITY``); critic..., repetition, form: see ``generate_many``; theme,
-    voices, style: see ``Request``.  Pitches are as heard (a key-relative model's shift applied, drums
+    voices, style, parts: see ``Request``.  Pitches are as heard (a key-relative model's shift applied, drums
     unmoved); an ensemble's notes carry their voice id in ``channel``.
     """
     req = Request(key, mode, density, seed, register, tonality, theme, voices=voices,
-                  style=style)
+                  style=style, parts=parts)
     return generate_many(weights, [req], bars, beats_per_bar=beats_per_bar,
                          temperature=temperature, max_note_beats=max_note_beats,
                          max_tokens=max_tokens, critic=critic, critic_k=critic_k,
@@ -286,7 +289,7 @@ def generate_many(weights, requests, bars, beats_per_bar=4, temperature=TEMPERAT
         t = DEFAULT_TONALITY if r.tonality is None else r.tonality
         centre = (CENTRE if rt.n_voices else 0.0) if r.centre is None else r.centre
         ctl, k, bias = spec.request(r.key, r.mode, r.density, reg, t, w.key_relative, centre,
-                                    r.style)
+                                    r.style, r.parts)
         rt.open(s, ctl, seed=int(r.seed), temperature=temperature, tick=0)
         if r.voices is not None:
             rt.set_voices(s, r.voices)
@@ -388,6 +391,10 @@ def add_arguments(p):
     p.add_argument("--style", default=None, metavar="STYLE",
                    help=f"the texture asked of a model told styles: {', '.join(STYLES)} "
                         "(default: none, the mix of them all)")
+    p.add_argument("--parts", default=None, metavar="M,B,H",
+                   help="onsets per beat of the melody, bass and harmony, asked of a model "
+                        "told them (`ostinato train --parts`; default: not given, the voices "
+                        "share --density)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="model .npz (default: shipped)")
     p.add_argument("--voices", default=None, metavar="NAMES",
@@ -456,13 +463,25 @@ def run(args):
             raise InvalidMessage(f"--style {args.style} needs a model told styles; "
                                  f"{args.model} has none", field="style",
                                  allowed="none (this model has no styles)")
+    parts = None
+    if args.parts is not None:
+        try:
+            parts = [float(x) for x in args.parts.split(",")]
+        except ValueError:
+            parts = args.parts  # not numbers: check_parts says so, naming the field
+        parts = check_parts(parts)
+        if not weights.spec.parts:
+            raise InvalidMessage(f"--parts {args.parts} needs a model told the voices' "
+                                 f"densities; {args.model} is not told them", field="parts",
+                                 allowed="none (this model is not told them)")
     theme, about = theme_of(args, MODES.index(args.mode))
     notes = generate(weights, key, MODES.index(args.mode), args.density, args.bars,
                      seed=args.seed, register=args.register, beats_per_bar=args.beats_per_bar,
                      temperature=args.temperature, tonality=tonality,
                      critic=critic if args.critic_k else None, critic_k=args.critic_k,
                      critic_pick=args.critic_pick, critic_beats=args.critic_beats, theme=theme,
-                     voices=voices, repetition=args.repetition, form=form, style=args.style)
+                     voices=voices, repetition=args.repetition, form=form, style=args.style,
+                     parts=parts)
     if vocab.n_voices:
         write_ensemble_midi(notes, args.output, bpm=args.tempo, beats_per_bar=args.beats_per_bar,
                             ticks_per_beat=vocab.ticks_per_beat)

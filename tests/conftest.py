@@ -91,33 +91,45 @@ def _theme_model(model_path, folder, positions_per_bar=0):
     return path
 
 
-@pytest.fixture(scope="session")
-def styled_ensemble(tmp_path_factory):
-    """The shipped ensemble told styles (``engine.controls.STYLES``) as ``ostinato train
-    --styles --init`` starts one, its style weights then made random (a trained one's are
-    not zero), so that a style audibly changes the music."""
+def _grown_ensemble(folder, **blocks):
+    """The shipped ensemble as ``ostinato train --init`` starts one told more control
+    blocks (``blocks``: ControlSpec fields), the new blocks' weights then made random (a
+    trained one's are not zero), so that asking for them audibly changes the music."""
     import torch
 
     from dataclasses import replace
 
     from engine import DEFAULT_ENSEMBLE
-    from engine.controls import STYLES
     from engine.training.model import ModelConfig, MusicLSTM, load_model, save_model
     from engine.training.train import start_from
 
     _, vocab, spec, meta = load_model(DEFAULT_ENSEMBLE)
-    if spec.styles:
+    told = replace(spec, **blocks)
+    if told == spec:
         return DEFAULT_ENSEMBLE
-    told = replace(spec, styles=tuple(STYLES))
     cfg = ModelConfig(**dict(meta["config"], n_controls=told.size))
     model = MusicLSTM(cfg)
     start_from(model, DEFAULT_ENSEMBLE, cfg, vocab, told)
     torch.manual_seed(5)
     with torch.no_grad():
-        model.lstm.weight_ih_l0[:, -len(STYLES):].normal_(0, 1.0)
-    path = tmp_path_factory.mktemp("styled") / "ensemble.npz"
+        model.lstm.weight_ih_l0[:, -(told.size - spec.size):].normal_(0, 1.0)
+    path = folder / "ensemble.npz"
     save_model(path, model, vocab, told, info=meta.get("info"))
     return path
+
+
+@pytest.fixture(scope="session")
+def styled_ensemble(tmp_path_factory):
+    """The shipped ensemble told styles (``engine.controls.STYLES``), random style weights."""
+    from engine.controls import STYLES
+    return _grown_ensemble(tmp_path_factory.mktemp("styled"), styles=tuple(STYLES))
+
+
+@pytest.fixture(scope="session")
+def parted_ensemble(tmp_path_factory):
+    """The shipped ensemble told the voices' densities (``ControlSpec.parts``), random
+    weights for them."""
+    return _grown_ensemble(tmp_path_factory.mktemp("parted"), parts=True)
 
 
 @pytest.fixture(scope="session")

@@ -241,6 +241,9 @@ def main(argv=None):
                       help="the style each generated piece asks a model told styles for: the "
                            "real piece's collection's (piece, the default), none, or one style "
                            "for all")
+    held.add_argument("--parts", choices=("piece", "none"), default="piece",
+                      help="the voices' densities a model told them is given: the real "
+                           "piece's (piece, the default) or none")
     held.add_argument("--voices", choices=("piece", "all"), default="piece",
                       help="voices a generated piece may play: the real piece's (default) or all")
     args = parser.parse_args(argv)
@@ -289,7 +292,7 @@ def _heldout(args, cfg):
               max_pieces=args.pieces, consonance=args.consonance, rooting=args.rooting,
               tonality=args.tonality, repetition=args.repetition, centre=args.centre,
               ordering=args.ordering, smoothing=args.smoothing, inversion=args.inversion,
-              temperature=args.temperature, style=args.style)
+              temperature=args.temperature, style=args.style, parts=args.parts)
     if args.model:
         kw["model"] = args.model
     res = et.compare(et.TextureEvalConfig(**kw), args.seed, cfg,

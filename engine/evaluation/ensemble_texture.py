@@ -29,9 +29,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from engine import DEFAULT_ENSEMBLE
-from engine.controls import DEFAULT_TONALITY, STYLES, find_key, style_of
-from engine.ensemble import (CENTRE, CONSONANCE, DEFAULTS, DRUMS, INVERSION, ORDERING, ROOTING,
-                             SMOOTHING, TEMPERATURE)
+from engine.controls import DEFAULT_TONALITY, MAX_PART_DENSITY, STYLES, find_key, style_of
+from engine.ensemble import (CENTRE, CONSONANCE, DEFAULTS, DRUMS, INVERSION, ORDERING, PITCHED,
+                             ROOTING, SMOOTHING, TEMPERATURE)
 from engine.errors import InvalidMessage
 from engine.evaluation import texture_critic as ev
 from engine.evaluation import texture as tx
@@ -49,8 +49,9 @@ class TextureEvalConfig:
     """What is compared: the ensemble dataset and splits held out, the model, how many
     generation seeds, the longest piece in bars, temperature, the drums biases (one
     learned set each), which voices a piece asks for ("piece": those the real piece
-    plays; "all") and which style ("piece": the real piece's collection's, ``style_of``;
-    "none"; or one of ``engine.controls.STYLES`` for every piece)."""
+    plays; "all"), which style ("piece": the real piece's collection's, ``style_of``;
+    "none"; or one of ``engine.controls.STYLES`` for every piece) and whether a model told
+    the voices' densities is given the real piece's ("piece") or none ("none")."""
 
     data: str = "data/ensemble.npz"
     model: str = str(DEFAULT_ENSEMBLE)
@@ -70,6 +71,7 @@ class TextureEvalConfig:
     voices: str = "piece"
     max_pieces: int = None
     style: str = "piece"
+    parts: str = "piece"
 
     def __post_init__(self):
         def bad(field, value, allowed):
@@ -92,6 +94,8 @@ class TextureEvalConfig:
             bad("voices", self.voices, "piece or all")
         if self.style not in ("piece", "none", *STYLES):
             bad("style", self.style, f"piece, none or one of {', '.join(STYLES)}")
+        if self.parts not in ("piece", "none"):
+            bad("parts", self.parts, "piece or none")
         if self.max_pieces is not None and self.max_pieces < 2:
             bad("max_pieces", self.max_pieces, ">= 2, or None for all")
 
@@ -105,11 +109,12 @@ def bars_of(notes, cfg=ev.EnsembleEvalConfig()):
 
 def mirror(notes, key, bars, cfg=ev.EnsembleEvalConfig(), all_voices=False, source=None):
     """The controls a generated piece is asked for, measured on a real piece (cut to
-    ``bars`` bars): dict(key, mode, density, register, voices, bars, style).  ``key`` is the
+    ``bars`` bars): dict(key, mode, density, register, voices, bars, style, parts).  ``key`` is the
     annotated (tonic, mode), None to measure it (``find_key`` of the pitched voices).
     Density is pitched onsets per beat (as the model's density control counts them),
     kept within 0.25..16; voices those that sound (None with ``all_voices``); style that of
-    the piece's ``source`` (``engine.controls.style_of``; None: none)."""
+    the piece's ``source`` (``engine.controls.style_of``; None: none); parts the melody's,
+    bass's and harmony's onsets per beat (each within 0..``MAX_PART_DENSITY``)."""
     p = tx.pitched(notes)
     tonic, mode = key if key is not None else find_key(p)[:2]
     beats = bars * cfg.beats_per_bar
@@ -117,7 +122,9 @@ def mirror(notes, key, bars, cfg=ev.EnsembleEvalConfig(), all_voices=False, sour
     return dict(key=int(tonic) % 12, mode=int(mode),
                 density=float(np.clip(len(p) / beats, 0.25, 16.0)),
                 register=float(p["pitch"].mean()), voices=voices, bars=int(bars),
-                style=None if source is None else style_of(source))
+                style=None if source is None else style_of(source),
+                parts=tuple(float(np.clip((notes["channel"] == v).sum() / beats, 0,
+                                          MAX_PART_DENSITY)) for v in PITCHED))
 
 
 def _voice_bias(bias, n_voices):
@@ -137,7 +144,7 @@ def compose(weights, asks, seed, temperature=TEMPERATURE, drums_bias=0.0, cfg=ev
                     register=a["register"], voices=a["voices"], voice_bias=vb,
                     consonance=consonance, rooting=rooting, tonality=tonality, centre=centre,
                     ordering=ordering, smoothing=smoothing, inversion=inversion,
-                    style=a.get("style"))
+                    style=a.get("style"), parts=a.get("parts"))
             for i, a in enumerate(asks)]
     made = generate_many(weights, reqs, max(a["bars"] for a in asks),
                          beats_per_bar=cfg.beats_per_bar, temperature=temperature,
@@ -248,6 +255,8 @@ def compare(tcfg=TextureEvalConfig(), seed=0, cfg=ev.EnsembleEvalConfig(), progr
             for n, p, b in zip(real, held, lengths)]
     if tcfg.style != "piece":
         asks = [dict(a, style=None if tcfg.style == "none" else tcfg.style) for a in asks]
+    if tcfg.parts == "none":
+        asks = [dict(a, parts=None) for a in asks]
     gen_asks = [dict(a, asked_key=True) for a in asks]
     reference = [tx.voice_density(n, cfg.beats_per_bar, cfg.ticks_per_beat) for n in real]
     clock["read"] = time.process_time() - t0

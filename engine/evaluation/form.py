@@ -400,7 +400,7 @@ def compose(w, asks, seed, repetition, form, cfg, **request):
     bar = cfg.beats_per_bar * cfg.ticks_per_beat
     reqs = [Request(a["key"], a["mode"], a["density"], seed=seed * 1_000_003 + i,
                     register=a["register"], voices=a["voices"], style=a.get("style"),
-                    **request)
+                    parts=a.get("parts"), **request)
             for i, a in enumerate(asks)]
     out = generate_many(w, reqs, max(a["bars"] for a in asks), beats_per_bar=cfg.beats_per_bar,
                         repetition=repetition, form=form, temperature=cfg.temperature)

@@ -277,6 +277,11 @@ def windows(tokens, controls, starts, seq_len, ks, vocab, spec, voices=None):
     return win[:, :-1], ctrl, win[:, 1:], ks
 
 
+def _check_share(field, share):
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+        raise _bad(field, f"{share!r} is not a share", "0..1")
+
+
 class Dataset:
     """A built dataset: pieces by split, their token stream, batches for training."""
 
@@ -289,7 +294,8 @@ class Dataset:
         self.key_relative = bool(self.summary.get("key_relative", False))
         self._streams = {}
         self._voices = {}
-        self.style_dropout = 0.0
+        #: per control block blanked in training (``batches``), the share of windows
+        self.dropout = {}
 
     def with_styles(self, styles, dropout):
         """This dataset with a style block after each control vector (``ControlSpec.styles``
@@ -299,9 +305,9 @@ class Dataset:
         learned from all of them."""
         if self.spec.styles:
             raise OstinatoError("this dataset's controls already carry styles")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or \
-                not 0 <= dropout <= 1:
-            raise _bad("style_dropout", f"{dropout!r} is not a share", "0..1")
+        if self.spec.parts:  # the style block comes before the parts block
+            raise OstinatoError("tell a dataset its styles before the voices' densities")
+        _check_share("style_dropout", dropout)
         styles = tuple(styles)
         piece = np.repeat(np.arange(len(self.ids)), np.diff(self.offsets))
         onehot = np.zeros((len(self.ids), len(styles)), self.controls.dtype)
@@ -309,10 +315,30 @@ class Dataset:
             style = style_of(str(source))
             if style in styles:
                 onehot[i, styles.index(style)] = 1
-        out = Dataset(self.tokens, np.concatenate([self.controls, onehot[piece]], axis=1),
-                      self.offsets, self.ids, self.sources, self.split, self.vocab,
-                      replace(self.spec, styles=styles), self.summary)
-        out.style_dropout = float(dropout)
+        return self._widened(onehot[piece], replace(self.spec, styles=styles), "style",
+                             dropout)
+
+    def with_parts(self, dropout):
+        """This dataset told each pitched voice's density (``ControlSpec.parts``, measured
+        by ``ControlSpec.part_densities`` piece by piece), the block blanked in a share
+        ``dropout`` of the training windows (``batches``), so that a model not given them
+        plays as one never told them."""
+        if self.spec.parts:
+            raise OstinatoError("this dataset's controls already carry the voices' densities")
+        _check_share("parts_dropout", dropout)
+        spec = replace(self.spec, parts=True)
+        o = self.offsets
+        block = np.concatenate([spec.part_densities(self.tokens[o[i]:o[i + 1]], self.vocab)
+                                for i in range(len(self.ids))])
+        return self._widened(block.astype(self.controls.dtype), spec, "parts", dropout)
+
+    def _widened(self, block, spec, name, dropout):
+        """This dataset with ``block`` after each control vector, under ``spec``, the
+        block ``name`` blanked in a share ``dropout`` of the training windows."""
+        out = Dataset(self.tokens, np.concatenate([self.controls, block], axis=1),
+                      self.offsets, self.ids, self.sources, self.split, self.vocab, spec,
+                      self.summary)
+        out.dropout = {**self.dropout, name: float(dropout)}
         return out
 
     @classmethod
@@ -388,8 +414,9 @@ class Dataset:
             ks = rng.integers(lo, hi, size=batch_size)
             x, c, y, _ = windows(tokens, controls, starts, seq_len, ks, self.vocab, self.spec,
                                  voices)
-            if self.style_dropout:
-                c[rng.random(batch_size) < self.style_dropout, :, self.spec.slices()["style"]] = 0
+            for name, share in self.dropout.items():
+                if share:
+                    c[rng.random(batch_size) < share, :, self.spec.slices()[name]] = 0
             yield x, c, y
 
     def eval_windows(self, split, seq_len):

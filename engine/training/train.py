@@ -17,7 +17,7 @@ from engine.controls import STYLES
 from engine.ensemble import DRUMS
 from engine.modelfile import read_model_file
 from engine.training.data import Dataset
-from engine.errors import ModelError
+from engine.errors import InvalidMessage, ModelError
 from engine.training.model import ModelConfig, MusicLSTM, load_model, save_model
 from engine.training import finetune
 from engine.training.finetune import GUARDS, FinetuneConfig
@@ -61,21 +61,25 @@ def mean_register(data):
 def start_from(model, path, cfg, vocab, spec=None):
     """Load the weights of the model file ``path`` into ``model``; ModelError unless its
     config and vocabulary are ``cfg`` and ``vocab`` (and its controls ``spec``, if given).
-    A model told no styles starts one told them (``spec.styles``): the style block's input
-    weights start at zero, so it plays as it did until training teaches it the styles."""
+    A model told fewer control blocks starts one told more (``spec.styles`` where it had
+    none, ``spec.parts``): the new blocks' input weights start at zero, so it plays as it
+    did until training teaches it them."""
     init, init_vocab, init_spec, meta = load_model(path)
-    if spec is not None and spec.styles and not init_spec.styles and \
-            init_spec == replace(spec, styles=()):
+    if spec is not None and init_spec != spec and _grows(init_spec, spec):
         grown = dict(meta["config"], n_controls=spec.size)
         if grown != asdict(cfg):
             raise ModelError(f"--init {path}: its config {meta['config']} is not this run's "
                              f"{asdict(cfg)}")
         weights = init.state_dict()
         first = weights["lstm.weight_ih_l0"]
-        weights["lstm.weight_ih_l0"] = torch.cat(
-            [first, first.new_zeros(first.shape[0], len(spec.styles))], dim=1)
+        n_in = first.shape[1] - init_spec.size  # the token embedding's columns come first
+        old, cols = init_spec.slices(), [first[:, :n_in]]
+        for name, width in spec.layout:
+            cols.append(first[:, n_in + old[name].start:n_in + old[name].stop] if name in old
+                        else first.new_zeros(first.shape[0], width))
+        weights["lstm.weight_ih_l0"] = torch.cat(cols, dim=1)
         model.load_state_dict(weights)
-        return
+        return new_columns(init_spec, spec, n_in)
     if meta["config"] != asdict(cfg):
         raise ModelError(f"--init {path}: its config {meta['config']} is not this run's "
                          f"{asdict(cfg)}")
@@ -86,6 +90,28 @@ def start_from(model, path, cfg, vocab, spec=None):
         raise ModelError(f"--init {path}: its controls {init_spec.to_dict()} are not the "
                          f"data's {spec.to_dict()}")
     model.load_state_dict(init.state_dict())
+    return []
+
+
+def new_columns(init_spec, spec, n_in):
+    """The columns of the first LSTM layer's input weights (after ``n_in`` embedding
+    columns) that belong to the control blocks of ``spec`` that ``init_spec`` lacks."""
+    old, new = init_spec.slices(), spec.slices()
+    return [n_in + i for name, sl in new.items() if name not in old
+            for i in range(sl.start, sl.stop)]
+
+
+def only_new(model, columns):
+    """The parameters to train when only the new control blocks learn (``--only-new``):
+    the first layer's input weights, their gradient kept to ``columns``; every other
+    parameter frozen, so the model plays as it did wherever the new blocks are zero."""
+    w = model.lstm.weight_ih_l0
+    keep = torch.zeros(w.shape[1], dtype=w.dtype, device=w.device)
+    keep[columns] = 1
+    for p in model.parameters():
+        p.requires_grad_(p is w)
+    w.register_hook(lambda g: g * keep)
+    return [w]
 
 
 def lr_at(step, steps, lr):
@@ -113,7 +139,7 @@ def model_arguments(p):
 def train(data, out, cfg, *, steps=20000, batch_size=32, seq_len=128, lr=2e-3,
           eval_every=500, patience=6, device="cpu", seed=0, resume=False,
           max_minutes=None, transpose=(-5, 7), valid_windows=None, command=None,
-          progress=True, init=None, penalty=None, info=None):
+          progress=True, init=None, penalty=None, info=None, new_only=False):
     """Train ``MusicLSTM(cfg)`` on ``data`` into the folder ``out``; return the best
     validation NLL.  ``max_minutes`` bounds the wall time (then it stops like early stop).
     ``transpose``: the random transposition of each window, for absolute-key datasets
@@ -121,14 +147,24 @@ def train(data, out, cfg, *, steps=20000, batch_size=32, seq_len=128, lr=2e-3,
     stage before, in a run longer than a session, or the model fine-tuning adapts): its
     config, vocabulary and controls must be ``cfg`` and the data's.  ``penalty``: a
     function of the model giving a term added to each step's loss (fine-tuning's guard,
-    ``engine.training.finetune``); ``info``: more entries for the model file's ``info``.
+    ``engine.training.finetune``); ``info``: more entries for the model file's ``info``;
+    ``new_only``: with an ``init`` told fewer control blocks, train only the new blocks'
+    input weights (``only_new``).
     """
     run = Run(out)
     torch.manual_seed(seed)
     model = MusicLSTM(cfg).to(device)
     if init is not None and not resume:
         start_from(model, init, cfg, data.vocab, data.spec)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    params = list(model.parameters())
+    if new_only:
+        columns = [] if init is None else new_columns(load_model(init)[2], data.spec, cfg.embed)
+        if not columns:
+            raise InvalidMessage("--only-new trains the control blocks --init lacks, and "
+                                 "there are none", field="only_new",
+                                 allowed="with --init from a model told fewer control blocks")
+        params = only_new(model, columns)
+    opt = torch.optim.Adam(params, lr=lr)
     step, best, bad, elapsed = 0, math.inf, 0, 0.0
     rng = np.random.default_rng(seed)
     st = run.resumed(resume, map_location=device)
@@ -154,7 +190,7 @@ def train(data, out, cfg, *, steps=20000, batch_size=32, seq_len=128, lr=2e-3,
             loss = window_loss(model, *next(batches), device)
             opt.zero_grad(set_to_none=True)
             (loss if penalty is None else loss + penalty(model)).backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             step += 1
             running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
@@ -228,6 +264,18 @@ def add_arguments(p):
     p.add_argument("--style-dropout", type=float, default=0.2, metavar="SHARE",
                    help="with --styles: the share of training windows told no style, so that "
                         "a request for none plays the mix of all (default 0.2)")
+    p.add_argument("--parts", action="store_true",
+                   help="tell the model each pitched voice's density (ControlSpec.parts: the "
+                        "melody's, bass's and harmony's onsets per beat, as MIDI-GPT's "
+                        "per-track density), so a game can ask for a busy harmony over a "
+                        "slow melody")
+    p.add_argument("--parts-dropout", type=float, default=0.2, metavar="SHARE",
+                   help="with --parts: the share of training windows not told them, so that "
+                        "a request without them plays as before (default 0.2)")
+    p.add_argument("--only-new", action="store_true",
+                   help="with --init from a model told fewer control blocks (--styles, "
+                        "--parts): train only the new blocks' input weights, the model "
+                        "otherwise frozen as it was")
     p.add_argument("--init", default=None, metavar="MODEL",
                    help="start from this model file (a stage before; its size is used)")
     g = p.add_argument_group("fine-tuning (engine.training.finetune): adapt --init to new music")
@@ -271,6 +319,8 @@ def run(args):
     data = Dataset.load(args.data)
     if args.styles:
         data = data.with_styles(STYLES, args.style_dropout)
+    if args.parts:
+        data = data.with_parts(args.parts_dropout)
     cfg = ModelConfig(vocab_size=data.vocab.size, n_controls=data.spec.size, embed=args.embed,
                       hidden=args.hidden, layers=args.layers, dropout=args.dropout)
     if args.init:  # the stage before decides the size (and the data the controls)
@@ -281,10 +331,18 @@ def run(args):
                  seq_len=args.seq_len, lr=args.lr, eval_every=args.eval_every,
                  patience=args.patience, device=args.device, seed=args.seed,
                  resume=args.resume, max_minutes=args.max_minutes,
-                 valid_windows=args.valid_windows, command=command, init=args.init)
+                 valid_windows=args.valid_windows, command=command, init=args.init,
+                 new_only=args.only_new)
     print(f"best validation NLL {best:.4f} nats/event -> {Path(args.out) / 'best.npz'}")
     _export(args)
     return 0
+
+
+def _grows(init_spec, spec):
+    """Whether ``spec`` is ``init_spec`` with control blocks added: styles where it had
+    none, the voices' densities where it had none, all else the same."""
+    return (replace(init_spec, styles=spec.styles, parts=spec.parts) == spec and
+            init_spec.styles in ((), spec.styles) and spec.parts >= init_spec.parts)
 
 
 def _export(args):

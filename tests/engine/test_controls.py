@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
-from engine.controls import (KEY_NAMES, KEY_SPELLINGS, STYLES, ControlSpec, check_style,
-                             find_key, parallel_mode, parse_key, style_of, to_tonic_c)
-from engine.ensemble import BASS, DRUMS, MELODY
+from engine.controls import (KEY_NAMES, KEY_SPELLINGS, STYLES, ControlSpec, check_parts,
+                             check_style, find_key, parallel_mode, parse_key, style_of,
+                             to_tonic_c)
+from engine.ensemble import BASS, DRUMS, HARMONY, MELODY
 from engine.errors import InvalidMessage
 from engine.notes import make_notes
 from engine.vocab import Vocab
@@ -156,3 +157,56 @@ def test_every_style_names_collections_and_each_source_has_at_most_one():
     assert len(named) == len(set(named)) and set(named) <= set(SOURCES)
     assert style_of("freedoom") == "game" and style_of("bach-parts") == "baroque"
     assert style_of("midi:mine") is None
+
+
+# -- the voices' densities -----------------------------------------------------------------
+def test_the_voices_densities_come_after_the_style_block_with_a_flag():
+    plain = ControlSpec(styles=tuple(STYLES))
+    told = ControlSpec(styles=tuple(STYLES), parts=True)
+    assert [n for n, _ in told.layout] == [n for n, _ in plain.layout] + ["parts"]
+    assert told.size == plain.size + 4
+    v = told.vector(parse_key("A"), 1, 3.0, 62, phase=2, style="game", parts=(0.5, 1, 1.5))
+    d = told.describe(v)
+    assert d["parts"] == pytest.approx((0.5, 1, 1.5)) and d["style"] == "game"
+    assert v[told.slices()["parts"]][0] == 1  # the flag: given
+    assert np.array_equal(v[:plain.size], plain.vector(parse_key("A"), 1, 3.0, 62, phase=2,
+                                                       style="game"))
+    assert told.describe(told.vector(0, 0, 1, 60))["parts"] is None  # not given: all zero
+    assert not told.vector(0, 0, 1, 60)[told.slices()["parts"]].any()
+    assert ControlSpec.from_dict(told.to_dict()) == told
+    # a model not told them takes valid ones and plays as before
+    assert np.array_equal(plain.vector(0, 0, 1, 60, parts=(1, 1, 1)), plain.vector(0, 0, 1, 60))
+
+
+@pytest.mark.parametrize("bad", [(1, 2), (1, 2, 3, 4), (1, 2, -0.5), (1, 2, 8.5), "123",
+                                 (True, 1, 1), (float("nan"), 1, 1), ("1", 1, 1), 3.0,
+                                 {"melody": 1}])
+def test_bad_voice_densities_name_the_field_and_what_is_allowed(bad):
+    for spec in (ControlSpec(), ControlSpec(parts=True)):
+        with pytest.raises(InvalidMessage) as e:
+            spec.request(0, 0, 1.0, 60, 0.5, True, parts=bad)
+        assert e.value.field == "parts" and "melody, bass, harmony" in e.value.allowed
+    assert check_parts([0, 8, 2.5]) == (0.0, 8.0, 2.5)
+    with pytest.raises(InvalidMessage):  # a request's None is "not given", not a value
+        check_parts(None)
+
+
+def test_each_voices_density_is_its_onsets_per_beat_ahead_and_they_sum_to_the_density():
+    """Melody a note a beat, bass one every 2 beats, harmony two a beat, drums eighths: at
+    the start the next 4 beats hold 4, 2 and 8 of them; the drums count in none."""
+    spec, ens = ControlSpec(parts=True), Vocab(n_voices=4)
+    rows = [(12 * i, 12 * i + 12, 72, 80, MELODY) for i in range(8)]
+    rows += [(24 * i, 24 * i + 24, 48, 80, BASS) for i in range(4)]
+    rows += [(6 * i, 6 * i + 6, 60 + i % 3, 80, HARMONY) for i in range(16)]
+    rows += [(6 * i, 6 * i + 3, 42, 80, DRUMS) for i in range(16)]
+    tokens = ens.encode(make_notes(rows))
+    described = [spec.describe(r) for r in spec.compute(tokens, ens)]
+    assert described[1]["parts"] == pytest.approx((1.0, 0.5, 2.0))
+    for d in described:
+        assert sum(d["parts"]) == pytest.approx(d["density"], abs=1e-5)
+    # the last beats' windows run past the music's end: fewer onsets ahead
+    assert described[-1]["parts"] == pytest.approx((0, 0, 0))
+    # one line: every note is the melody's
+    one = Vocab()
+    block = spec.part_densities(one.encode(make_notes(rows[:8])), one)
+    assert block[1].tolist() == pytest.approx([1, 0.25, 0, 0])

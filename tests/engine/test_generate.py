@@ -311,3 +311,29 @@ def test_a_style_changes_a_model_told_styles_and_is_refused_by_one_told_none(
                          "-o", str(tmp_path / "x.mid")]) != 0
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and "style" in err and allowed in err, err
+
+
+def test_voice_densities_change_a_model_told_them_and_are_refused_by_one_told_none(
+        parted_ensemble, ensemble_model, tmp_path, capsys):
+    """--parts asks a model told the voices' densities for them (random weights here: the
+    music changes; not given, it plays as the model it grew from); a model not told them,
+    or a bad value, is one line naming the field."""
+    from engine import DEFAULT_ENSEMBLE
+
+    def piece(parts, model=parted_ensemble):
+        return generate(load_weights(model), 0, 0, 2.0, 4, seed=3, parts=parts)
+
+    plain = piece(None)
+    assert np.array_equal(plain, piece(None, DEFAULT_ENSEMBLE))
+    assert not np.array_equal(plain, piece((0.5, 1.0, 3.0)))
+    out = tmp_path / "p.mid"
+    assert cli.main(["generate", "--model", str(parted_ensemble), "--parts", "0.5,1,3",
+                     "--bars", "2", "-o", str(out)]) == 0 and out.exists()
+    capsys.readouterr()
+    for model, parts, allowed in ((parted_ensemble, "1,2", "melody, bass, harmony"),
+                                  (parted_ensemble, "1,x,2", "melody, bass, harmony"),
+                                  (ensemble_model, "1,1,1", "is not")):
+        assert cli.main(["generate", "--model", str(model), "--parts", parts,
+                         "-o", str(tmp_path / "x.mid")]) != 0
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "parts" in err and allowed in err, err

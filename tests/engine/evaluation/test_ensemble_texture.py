@@ -82,6 +82,11 @@ def test_mirror_takes_the_real_piece_controls():
     # the style of the piece's collection; none without a source or for one of no style
     assert ask["style"] is None and et.mirror(n, None, 2, source="freedoom")["style"] == "game"
     assert et.mirror(n, None, 2, source="midi:mine")["style"] is None
+    # each pitched voice's onsets per beat, summing to the density
+    melody, bass, harmony = ask["parts"]
+    assert (melody, bass, harmony) == pytest.approx(
+        [(n["channel"] == v).sum() / 8 for v in (MELODY, BASS, HARMONY)])
+    assert sum(ask["parts"]) == pytest.approx(ask["density"])
 
 
 def test_set_summary_on_known_pieces():
@@ -149,7 +154,8 @@ def test_targets_are_judged_from_the_figures():
 def test_config_refuses_bad_values():
     for kw, field in ((dict(seeds=1), "seeds"), (dict(splits=("dev",)), "splits"),
                       (dict(max_bars=4), "max_bars"), (dict(voices="some"), "voices"),
-                      (dict(drums_bias=()), "drums_bias"), (dict(style="jazz"), "style")):
+                      (dict(drums_bias=()), "drums_bias"), (dict(style="jazz"), "style"),
+                      (dict(parts="all"), "parts")):
         with pytest.raises(InvalidMessage) as e:
             et.TextureEvalConfig(**kw)
         assert e.value.field == field

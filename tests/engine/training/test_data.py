@@ -400,3 +400,34 @@ def test_style_dropout_blanks_a_share_of_training_windows_only(built):
     assert kept.all() and 0.35 < kept_half.mean() < 0.65
     _, c, _ = st.eval_windows("train", 16)
     assert (c[:, :, cut:].max(axis=(1, 2)) > 0).all()  # evaluation windows are never blanked
+
+
+# -- the voices' densities -----------------------------------------------------------------
+def test_with_parts_adds_each_voices_density_after_its_controls_and_drops_a_share(built):
+    ds = built[3]
+    told = ds.with_parts(0.0)
+    cut = ds.spec.size
+    assert told.spec.parts and told.spec.size == cut + 4
+    assert np.array_equal(told.controls[:, :cut], ds.controls)
+    o = ds.offsets
+    for i in (0, len(ds) - 1):  # measured piece by piece, as ControlSpec.part_densities
+        want = told.spec.part_densities(ds.tokens[o[i]:o[i + 1]], ds.vocab)
+        assert np.allclose(told.controls[o[i]:o[i + 1], cut:], want, atol=2e-3)
+    # one line: the melody carries the whole density
+    dens = ds.spec.slices()["density"].start
+    assert np.allclose(told.controls[:, cut + 1], ds.controls[:, dens], atol=2e-3)
+    with pytest.raises(OstinatoError):
+        told.with_parts(0.2)
+    with pytest.raises(OstinatoError):  # the style block comes first
+        told.with_styles(STYLES, 0.2)
+    for bad in (-0.1, 1.5, float("nan"), "0.2", True):
+        with pytest.raises(InvalidMessage) as e:
+            ds.with_parts(bad)
+        assert e.value.field == "parts_dropout"
+
+    def given(st, n=400):
+        _, c, _ = next(st.batches("train", n, 16, np.random.default_rng(3), transpose=None))
+        return c[:, :, cut].max(axis=1) > 0
+    assert given(told).all() and 0.35 < given(ds.with_parts(0.5)).mean() < 0.65
+    _, c, _ = ds.with_parts(1.0).eval_windows("train", 16)
+    assert (c[:, :, cut] == 1).all()  # evaluation windows are never blanked

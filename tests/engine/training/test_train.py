@@ -7,7 +7,7 @@ import torch
 from realtime.cli import main
 from engine.training.data import BuildConfig, Dataset, build
 from engine.controls import STYLES
-from engine.errors import ModelError
+from engine.errors import InvalidMessage, ModelError
 from engine.generate import generate
 from engine.training.model import ModelConfig, MusicLSTM, load_model, save_model
 from engine.training.train import train
@@ -75,6 +75,54 @@ def test_a_model_told_no_styles_starts_a_stage_told_them_and_plays_as_before(dat
     model, _, spec, _ = load_model(tmp_path / "two" / "best.npz")
     assert spec.styles == tuple(STYLES) and spec.size == data.spec.size + len(STYLES)
     assert model.lstm.weight_ih_l0.shape[1] == cfg.embed + spec.size
+
+
+def test_a_model_told_no_voice_densities_starts_a_stage_told_them_and_plays_as_before(
+        data, tmp_path):
+    """--init with --parts: the block's input weights start at zero, so the first
+    validation of the new stage equals the old model's (every window told them); a model
+    told them does not start one told fewer blocks."""
+    cfg = small(data)
+    first = train(data, tmp_path / "one", cfg, steps=60, batch_size=8, seq_len=64,
+                  eval_every=60, progress=False)
+    told_data = data.with_parts(0.2)
+    told = ModelConfig(**dict(vars(cfg), n_controls=told_data.spec.size))
+    again = train(told_data, tmp_path / "two", told, steps=1, batch_size=8, seq_len=64,
+                  eval_every=1, lr=1e-9, progress=False, init=tmp_path / "one" / "best.npz")
+    assert again == pytest.approx(first, abs=1e-3)
+    model, _, spec, _ = load_model(tmp_path / "two" / "best.npz")
+    assert spec.parts and model.lstm.weight_ih_l0.shape[1] == cfg.embed + spec.size
+    assert model.lstm.weight_ih_l0[:, -4:].abs().max() < 1e-6  # zero, and one step of lr 1e-9
+    with pytest.raises(ModelError, match="--init"):
+        train(data, tmp_path / "three", cfg, steps=1, batch_size=8, seq_len=64, eval_every=1,
+              progress=False, init=tmp_path / "two" / "best.npz")
+
+
+def test_only_new_trains_the_new_blocks_input_weights_and_nothing_else(data, tmp_path):
+    """--only-new: the model it grew from stays as it was, the new block learns (and lowers
+    the validation loss it is told them on); without new blocks it names the field."""
+    cfg = small(data)
+    train(data, tmp_path / "one", cfg, steps=60, batch_size=8, seq_len=64, eval_every=60,
+          progress=False)
+    told_data = data.with_parts(0.0)
+    told = ModelConfig(**dict(vars(cfg), n_controls=told_data.spec.size))
+    first = train(told_data, tmp_path / "two", told, steps=1, batch_size=8, seq_len=64,
+                  eval_every=1, lr=1e-9, progress=False, init=tmp_path / "one" / "best.npz",
+                  new_only=True)
+    best = train(told_data, tmp_path / "three", told, steps=80, batch_size=8, seq_len=64,
+                 eval_every=80, lr=1e-2, progress=False, init=tmp_path / "one" / "best.npz",
+                 new_only=True)
+    assert best < first - 0.01, (first, best)
+    before = load_model(tmp_path / "one" / "best.npz")[0].state_dict()
+    after = load_model(tmp_path / "three" / "best.npz")[0].state_dict()
+    for name, w in before.items():
+        grown = after[name][:, :w.shape[1]] if name == "lstm.weight_ih_l0" else after[name]
+        assert torch.equal(grown, w), name
+    assert after["lstm.weight_ih_l0"][:, -4:].abs().max() > 1e-3
+    with pytest.raises(InvalidMessage) as e:
+        train(data, tmp_path / "four", cfg, steps=1, batch_size=8, seq_len=64, eval_every=1,
+              progress=False, init=tmp_path / "one" / "best.npz", new_only=True)
+    assert e.value.field == "only_new"
 
 
 def test_model_file_save_load_is_exact(data, tmp_path):
