@@ -710,9 +710,9 @@ def shift_limit(s, gen_tick, lim, form):
 
 @njit(nogil=True, cache=True)
 def _releasing(s, sounding, form):
-    """The voice whose note session s's plan releases next (what its scripted voices, and
-    voices whose recall ended, hold from before the plan began), or -1 when nothing is
-    left to release."""
+    """Where in ``sounding`` (voice x 128 + pitch) the note session s's plan releases next
+    is (what its scripted voices, and voices whose recall ended, hold from before the plan
+    began), or -1 when nothing is left to release."""
     p_release, scripted, was = form[P_RELEASE], form[SCRIPTED], form[WAS]
     if p_release[s]:
         start, keep = form[P_FROM][s], form[P_KEEP]
@@ -720,7 +720,7 @@ def _releasing(s, sounding, form):
             if scripted[s, v] or was[s, v]:
                 for p in range(128):
                     if 0 <= sounding[s, v * 128 + p] < start and not keep[s, v, p]:
-                        return v
+                        return v * 128 + p
         p_release[s] = False
     return -1
 
@@ -728,16 +728,12 @@ def _releasing(s, sounding, form):
 @njit(nogil=True, cache=True)
 def _release(s, sounding, voice, lay, form):
     """The token that goes on releasing what ``_releasing`` names, or -1."""
-    v = _releasing(s, sounding, form)
-    if v < 0:
+    at = _releasing(s, sounding, form)
+    if at < 0:
         return -1
-    if lay[N_VOICES] > 0 and voice[s] != v:
-        return lay[VOICE0] + v
-    start, keep = form[P_FROM][s], form[P_KEEP]
-    for p in range(128):
-        if 0 <= sounding[s, v * 128 + p] < start and not keep[s, v, p]:
-            return lay[OFF] + p
-    return -1
+    if lay[N_VOICES] > 0 and voice[s] != at // 128:
+        return lay[VOICE0] + at // 128
+    return lay[OFF] + at % 128
 
 
 @njit(nogil=True, cache=True)
@@ -776,9 +772,9 @@ def turn(s, gen_tick, sounding, voice, voice_on, lay, pc_bias, form):
     id order: a release fed at once, before the model's turn, told it the earlier voices
     had passed, and a free melody after a recalled bar missed its downbeat); -1, the
     model's alone."""
-    v = _releasing(s, sounding, form)
-    if v >= 0:
-        return v
+    at = _releasing(s, sounding, form)
+    if at >= 0:
+        return at // 128
     e = _due(s, gen_tick, sounding, voice_on, lay, pc_bias, form)
     return form[P_VOICE][s, e] if e >= 0 else -1
 

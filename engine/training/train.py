@@ -79,7 +79,7 @@ def start_from(model, path, cfg, vocab, spec=None):
                         else first.new_zeros(first.shape[0], width))
         weights["lstm.weight_ih_l0"] = torch.cat(cols, dim=1)
         model.load_state_dict(weights)
-        return new_columns(init_spec, spec, n_in)
+        return
     if meta["config"] != asdict(cfg):
         raise ModelError(f"--init {path}: its config {meta['config']} is not this run's "
                          f"{asdict(cfg)}")
@@ -90,7 +90,6 @@ def start_from(model, path, cfg, vocab, spec=None):
         raise ModelError(f"--init {path}: its controls {init_spec.to_dict()} are not the "
                          f"data's {spec.to_dict()}")
     model.load_state_dict(init.state_dict())
-    return []
 
 
 def new_columns(init_spec, spec, n_in):
