@@ -999,7 +999,8 @@ OST_API int ost_json_ns(const char *json, const char *key, ost_ns *out)
 /* Measure the server's clock against this one: `pings` pings, each waited for with the
  * client's timeout (so this blocks: call it at start-up or on a loading screen, not in a
  * frame).  The one with the shortest round trip sets c->clock_offset_ns to the server's t_ns
- * minus this machine's clock halfway through it.  0 ok, -1 if no ping was answered (the
+ * minus this machine's clock halfway through it.  A ping left unanswered ends the
+ * measurement with the pings so far.  0 ok, -1 if the first ping was not answered (the
  * offset is then left as it was).  On one Linux machine the offset is about 0 (one clock). */
 OST_API int ost_sync_clock(ost_client *c, int pings)
 {
@@ -1008,7 +1009,9 @@ OST_API int ost_sync_clock(ost_client *c, int pings)
     int i;
     for (i = 0; i < pings; i++) {
         sent = ost_now_ns();
-        if (ost_request(c, ost_ping(c), reply, sizeof reply) != 1) continue;
+        /* as the C# client does: no answer within the timeout ends it, so an absent server
+         * costs one timeout rather than one per ping */
+        if (ost_request(c, ost_ping(c), reply, sizeof reply) != 1) break;
         got = ost_now_ns();
         if (!ost_json_ns(reply, "t_ns", &server)) continue;
         if (best < 0 || got - sent < best) {
