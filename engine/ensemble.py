@@ -87,14 +87,14 @@ SMOOTHING = 0.2
 #: (``Runtime.set_priors``): one place for the server, ``generate`` and the evaluations.
 #: The lead-in's weight (``Runtime.leading``: log-odds a melody or bass note-on loses per
 #: semitone it lies beyond a whole step from the first pitch of the bar its voice recalls
-#: next, in the bar before it; ``engine.sampler.form.lead_in``).  Off: at the game presets'
+#: next, in the bar before it; ``engine.sampler.plan.lead_in``).  Off: at the game presets'
 #: form, 0.6 halved the melody's leaps across bar lines (41 % -> 28 %; real music 14 %) but
 #: the fresh critic told the music apart more easily (0.80 -> 0.83, 8 seeds); the model
 #: card has the figures.
 LEADING = 0.0
 #: The join rule's limit (``Runtime.joining``: the most semitones the melody may leap into a
 #: bar it recalls; a recall that would leap further is dropped and the melody composes that
-#: bar new; ``engine.sampler.form._joins``; 0: off).
+#: bar new; ``engine.sampler.plan._joins``; 0: off).
 JOINING = 0.0
 PRIORS = dict(consonance=CONSONANCE, rooting=ROOTING, inversion=INVERSION, ordering=ORDERING,
               smoothing=SMOOTHING, leading=LEADING, joining=JOINING)

@@ -18,7 +18,7 @@ from engine.notes import DRUM_CHANNEL
 from engine.errors import InvalidMessage
 from engine.sampler.critic import Drafter
 from engine.sampler.generator import Runtime
-from engine.sampler.form import LOG as LEAD_LOG
+from engine.sampler.memory import LOG as LEAD_LOG
 from engine.sampler.theme import latent, slerp
 from engine.vocab import NOTE_OFF
 

@@ -3,9 +3,9 @@ join rule do, and how much one 4-bar span contrasts with the next.
 
 With the form on, a recalled bar's first note follows whatever the free bar before it ended
 on, so the melody leaps across bar lines far more often than inside a bar, and far more than
-real music does.  The lead-in (``Runtime.leading``, ``engine.sampler.form.lead_in``) draws
+real music does.  The lead-in (``Runtime.leading``, ``engine.sampler.plan.lead_in``) draws
 the notes of the bar before a recalled one toward the pitch that bar starts with; the join
-rule (``Runtime.joining``, ``engine.sampler.form._joins``) drops a melody recall that would
+rule (``Runtime.joining``, ``engine.sampler.plan._joins``) drops a melody recall that would
 begin more than so many semitones from the note before it, which costs recalls, so it is
 measured at the preset's repetition and at 1.  This measures, at a preset's form, the
 melody's moves (the top note of each onset) across bar lines and inside bars, its bar

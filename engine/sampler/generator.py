@@ -29,9 +29,10 @@ from numba import njit
 from engine.ensemble import BASS, DRUMS, HARMONY, MELODY, PRIORS
 from engine.vocab import NO_VOICE, NOTE_OFF, START, TIME_SHIFT
 
-from engine.sampler import form, voices
-from engine.sampler.form import (EV_PBAR, EV_PI, P_BAR, P_I, due as form_due,
-                                 lead_in, next_token as planned, record, shift_limit, turn)
+from engine.sampler import form, memory, voices
+from engine.sampler.memory import EV_PBAR, EV_PI, P_BAR, P_I, record
+from engine.sampler.plan import lead_in
+from engine.sampler.recall import due as form_due, next_token as planned, shift_limit, turn
 from engine.sampler.lstm import lstm_step
 from engine.sampler.voices import entry_lapses, release_offs, voices_due
 from engine.sampler.sampling import held_limit, is_line, last_pitch, layout, sample
@@ -147,11 +148,11 @@ class Runtime:
         self.prev_pos0 = np.full(S, -1, np.int64)
         # the form: a memory of the bars played and the plan of the bar (engine.sampler.form)
         at = w.spec.slices()
-        for name, a in form.arrays(S, NV, ring, (at["register"].start, w.spec.register_scale,
+        for name, a in memory.arrays(S, NV, ring, (at["register"].start, w.spec.register_scale,
                                                  w.spec.register_centre, at["key"].start,
                                                  at["mode"].start)).items():
             setattr(self, name, a)
-        self._form = tuple(getattr(self, name) for name in form.FIELDS)
+        self._form = tuple(getattr(self, name) for name in memory.FIELDS)
         self._voices = (self.voice, self.voice_on, self.ev_voice, self.layout, self.probs,
                         self.voice_bias, self.entered, self.voice_tick, self.next_on,
                         self.prev_on, self.voice_from, self.everyone, self.consonance,

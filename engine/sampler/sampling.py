@@ -173,7 +173,7 @@ def sample(s, logits, temperature, sounding, entry, gen_tick, max_note_ticks, pc
     ``prev``, the voice's last note-on (``last_pitch``; -1: none), so the lines move by
     step as real melodies and basses mostly do (0: off); and by ``exp(leading[s])`` per
     semitone beyond a whole step from ``aim``, the first pitch of the bar the voice recalls
-    next, while it leads into it (``engine.sampler.form.lead_in``; -1: none), so the free
+    next, while it leads into it (``engine.sampler.plan.lead_in``; -1: none), so the free
     bar before a recalled one leads into it (0: off).
     The entry rule is per voice: while it holds, a VOICE token may name only a voice
     that may play and has not entered (``entered[s]``: sounded a note-on since the

@@ -286,7 +286,7 @@ def test_varied_recall_keeps_rhythm_and_contour():
     contour, changes about ``VARIED_SHARE`` of its notes (a re-composed note is never the
     original while another pitch is allowed) and stays near the original: two semitones,
     moved further only by the contour window following the notes before it."""
-    from engine.sampler.form import VARIED_SHARE
+    from engine.sampler.memory import VARIED_SHARE
     w = Weights(ONE_LINE)
     seen, kept, steps, changed, notes_seen = 0, 0, 0, 0, 0
     for seed in range(6):
