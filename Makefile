@@ -14,7 +14,7 @@ BIN    := $(VENV)/bin
 # requirement (its ONNX model runs on onnxruntime, from the `audio` extra of pyproject.toml).
 BASIC_PITCH := basic-pitch==0.4.0
 APT_PACKAGES := jackd2 libportaudio2 libzmq3-dev gcc g++ mono-mcs mono-runtime \
-                godot3-server fluidsynth timgm6mb-soundfont freedoom
+                godot3-server fluidsynth timgm6mb-soundfont freedoom mma
 
 .PHONY: demo serve test bench setup system train-default eval-default train-critic \
         train-ensemble eval-ensemble eval-transcription \
