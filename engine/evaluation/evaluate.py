@@ -249,7 +249,8 @@ def evaluate(model_path=DEFAULT_MODEL, data="data/dataset.npz", cfg=EvalConfig()
 def form_section(pieces, cfg):
     """The generated pieces' form figures (``engine.evaluation.form``, over their whole
     8-bar windows from tick 0) at the repetition they were composed at."""
-    from engine.evaluation.form import ONE_LINE, FormEvalConfig, piece_figures, set_figures
+    from engine.evaluation.form import FormEvalConfig
+    from engine.evaluation.repeats import ONE_LINE, piece_figures, set_figures
     fc = FormEvalConfig(beats_per_bar=cfg.beats_per_bar)
     where = (0, cfg.bars // fc.window_bars)
     return dict(repetition=cfg.repetition, window_bars=fc.window_bars,

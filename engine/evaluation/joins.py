@@ -108,6 +108,7 @@ def measure(weights=(0.0, 0.6), seeds=8, preset="combat", progress=print, limit=
     ensemble model (None: the shipped one); ``splits``: the held-out splits (None: the form
     evaluation's); ``states``: the presets file (None: the shipped one)."""
     from engine.evaluation import form as fe
+    from engine.evaluation import repeats as rp
     from engine.evaluation import texture_critic as tc
     from engine.evaluation.ensemble_texture import critic_over_seeds, mirror
     from engine.generate import load_weights
@@ -135,12 +136,12 @@ def measure(weights=(0.0, 0.6), seeds=8, preset="combat", progress=print, limit=
         made = [fe.compose(w, asks, seed, rep, form, cfg, leading=lead, joining=join)
                 for seed in range(seeds)]
         per_seed = [figures(m, bar, bars) for m in made]
-        repeats = fe.over_seeds([fe.set_figures([fe.piece_figures(
-            n, fe.ENSEMBLE_LINES, cfg, (0, a["bars"] // cfg.window_bars)) for n, a in zip(m, asks)],
-            fe.ENSEMBLE_LINES, cfg) for m in made], fe.ENSEMBLE_LINES)
+        repeats = rp.over_seeds([rp.set_figures([rp.piece_figures(
+            n, rp.ENSEMBLE_LINES, cfg, (0, a["bars"] // cfg.window_bars)) for n, a in zip(m, asks)],
+            rp.ENSEMBLE_LINES, cfg) for m in made], rp.ENSEMBLE_LINES)
         row = dict(leading=lead, joining=join, repetition=rep,
                    critic=critic_over_seeds(real, made, list(range(seeds)), ecfg)["auc"],
-                   bar_repeats={v: repeats[v]["bar_repeat"] for v in fe.ENSEMBLE_LINES})
+                   bar_repeats={v: repeats[v]["bar_repeat"] for v in rp.ENSEMBLE_LINES})
         for k in per_seed[0]:
             row[k] = interval([f[k] for f in per_seed])
         rows.append(row)

@@ -7,6 +7,7 @@ import pytest
 
 from engine.errors import InvalidMessage
 from engine.evaluation import form as fm
+from engine.evaluation import repeats as rp
 from engine.form import Form
 from engine.generate import Request, generate, generate_many, load_weights
 from realtime import cli
@@ -19,8 +20,8 @@ def weights(model_path):
 
 def bar_repeat(pieces, bars):
     cfg = fm.FormEvalConfig()
-    per = [fm.piece_figures(n, fm.ONE_LINE, cfg, (0, bars // cfg.window_bars)) for n in pieces]
-    return fm.set_figures(per, fm.ONE_LINE, cfg)["line"]["bar_repeat"]["mean"]
+    per = [rp.piece_figures(n, rp.ONE_LINE, cfg, (0, bars // cfg.window_bars)) for n in pieces]
+    return rp.set_figures(per, rp.ONE_LINE, cfg)["line"]["bar_repeat"]["mean"]
 
 
 def test_repetition_zero_is_the_music_without_a_form(weights):

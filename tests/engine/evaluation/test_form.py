@@ -1,8 +1,7 @@
-"""Form measured (``engine.evaluation.form``): bar patterns, bar and phrase repeats and the
-self-similarity profile on hand-built lines whose answers are known (a bar repeated
-exactly, transposed, varied, not at all), the windows of a piece with a pickup, real
-tunes of music21's corpus read on their bar lines, and the command line on a quick run
-(real tunes and ensemble pieces, the shipped models)."""
+"""Form measured (``engine.evaluation.form``; its figures are test_repeats.py's): the
+windows of a piece with a pickup, real tunes of music21's corpus read on their bar lines,
+and the command line on a quick run (real tunes and ensemble pieces, the shipped
+models)."""
 import json
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 from engine.ensemble import DRUMS
 from engine.errors import InvalidMessage
 from engine.evaluation import form as fm
+from engine.evaluation import repeats as rp
 from engine.form import Form
 from engine.notes import NOTE_DTYPE
 
@@ -30,97 +30,20 @@ def bar(at, figure):
 
 
 TUNE = [(0, 60), (12, 62), (24, 64), (36, 67)]          # rhythm and intervals +2 +2 +3
-OTHER_RHYTHM = [(0, 60), (6, 62), (24, 64), (36, 67)]
-OTHER_INTERVALS = [(0, 60), (12, 62), (24, 65), (36, 67)]
-
-
-def patterns(rows, n, how="top"):
-    return fm.bar_patterns(notes(rows), BAR, 0, n, how)
-
-
-def test_a_bar_repeated_exactly_or_transposed_is_a_repeat_and_a_changed_one_is_not():
-    exact = patterns(bar(0, TUNE) + bar(1, TUNE), 2)
-    up = patterns(bar(0, TUNE) + bar(1, [(t, p + 5) for t, p in TUNE]), 2)
-    rhythm = patterns(bar(0, TUNE) + bar(1, OTHER_RHYTHM), 2)
-    steps = patterns(bar(0, TUNE) + bar(1, OTHER_INTERVALS), 2)
-    assert fm.bar_repeats(exact) == (1, 1)
-    assert fm.bar_repeats(up) == (1, 1)        # same rhythm and intervals, a fourth higher
-    assert fm.bar_repeats(rhythm) == (0, 1)
-    assert fm.bar_repeats(steps) == (0, 1)
-    assert fm.jaccard(*exact) == 1.0
-    # (0, None), (24, +2), (36, +3) shared with the other rhythm: 3 of 5 distinct elements
-    assert fm.jaccard(*rhythm) == pytest.approx(3 / 5)
-
-
-def test_any_earlier_bar_counts_and_a_silent_bar_is_not_counted():
-    rows = bar(0, TUNE) + bar(1, OTHER_RHYTHM) + bar(3, [(t, p - 3) for t, p in TUNE])
-    pats = patterns(rows, 4)
-    assert not pats[2]                          # bar 2 is silent
-    assert fm.bar_repeats(pats) == (1, 2)       # bar 3 recalls bar 0 (two bars back)
-
-
-def test_an_eight_bar_window_of_two_equal_phrases():
-    a, b, c, d = TUNE, OTHER_RHYTHM, OTHER_INTERVALS, [(0, 70), (24, 65)]
-    figs = [a, b, c, d, a, b, c, d]
-    rows = [r for i, f in enumerate(figs) for r in bar(i, f)]
-    out = fm.line_figures(notes(rows), "top", 0, 1, CFG)
-    assert out["bar_repeat"] == pytest.approx(4 / 7) and out["bars"] == 7
-    assert out["phrase_repeat"] == 1.0
-    assert out["similarity"][3] == 1.0          # lag 4: every pair the same bar
-    assert out["similarity"][0] < 0.5
-    # the second phrase with one bar changed still repeats (3 of 4 >= 75 %), two do not
-    near = [a, b, c, d, a, b, c, [(0, 50)]]
-    far = [a, b, c, d, a, b, [(0, 50)], [(0, 50)]]
-    for figs, want in ((near, True), (far, False)):
-        pats = patterns([r for i, f in enumerate(figs) for r in bar(i, f)], 8)
-        assert fm.phrase_repeat(pats, 4, 0.75) is want
-
-
-def test_through_composed_music_repeats_nothing():
-    rng = np.random.default_rng(0)
-    rows = [(t, int(rng.integers(50, 80))) for t in range(0, 8 * BAR, 6)]
-    out = fm.line_figures(notes(rows), "top", 0, 1, CFG)
-    assert out["bar_repeat"] == 0 and out["phrase_repeat"] == 0
-
-
-def test_the_top_note_makes_the_line_and_the_bass_its_lowest():
-    chords = [(t, p) for t, _ in TUNE for p in (48, 72)] + [(BAR + t, p) for t, _ in TUNE
-                                                            for p in (48, 73 + t // 12)]
-    top, low = patterns(chords, 2, "top"), patterns(chords, 2, "bottom")
-    assert fm.bar_repeats(low) == (1, 1) and fm.bar_repeats(top) == (0, 1)
-
-
-def test_drums_keep_the_instrument():
-    kick, snare = 36, 38
-    same = notes(bar(0, [(0, kick), (24, snare)]) + bar(1, [(0, kick), (24, snare)]), DRUMS)
-    swapped = notes(bar(0, [(0, kick), (24, snare)]) + bar(1, [(0, snare), (24, kick)]), DRUMS)
-    assert fm.bar_repeats(fm.bar_patterns(same, BAR, 0, 2, "hits")) == (1, 1)
-    assert fm.bar_repeats(fm.bar_patterns(swapped, BAR, 0, 2, "hits")) == (0, 1)
 
 
 def test_windows_start_at_the_first_bar_line_after_a_pickup():
     pickup = [(3 * B + 6, 55)]                  # an eighth before the first bar line
     rows = pickup + [r for i in range(1, 18) for r in bar(i, TUNE)]
     n = notes(rows)
-    assert fm.span(n, CFG) == (1, 2)            # bars 1..16; bar 17 is no whole window
-    assert fm.span(n, CFG, max_windows=1) == (1, 1)
-    got = fm.piece_figures(np.concatenate([n, notes(bar(5, [(0, 90)]), DRUMS)]),
-                           fm.ENSEMBLE_LINES, CFG, fm.span(n, CFG))
+    assert rp.span(n, CFG) == (1, 2)            # bars 1..16; bar 17 is no whole window
+    assert rp.span(n, CFG, max_windows=1) == (1, 1)
+    got = rp.piece_figures(np.concatenate([n, notes(bar(5, [(0, 90)]), DRUMS)]),
+                           rp.ENSEMBLE_LINES, CFG, rp.span(n, CFG))
     assert got["melody"]["bar_repeat"] == 1.0 and got["windows"] == 2
     assert np.isnan(got["bass"]["bar_repeat"])  # no bass: nothing counted
     c = fm.cut(n, CFG, (1, 1))
     assert c["start"].min() == 0 and c["end"].max() <= 8 * BAR and len(c) == 32
-
-
-def test_set_figures_average_pieces_and_over_seeds_average_sets():
-    rep = notes([r for i in range(8) for r in bar(i, TUNE)])
-    new = notes([r for i in range(8) for r in bar(i, [(0, 60 + 7 * i), (12, 60 + i)])])
-    per = [fm.piece_figures(x, fm.ONE_LINE, CFG, (0, 1)) for x in (rep, new)]
-    s = fm.set_figures(per, fm.ONE_LINE, CFG)
-    assert s["pieces"] == 2 and s["line"]["bar_repeat"]["mean"] == pytest.approx(0.5)
-    assert s["line"]["bar_repeat"]["n"] == 2
-    seeds = fm.over_seeds([s, s], fm.ONE_LINE)
-    assert seeds["line"]["bar_repeat"]["mean"] == pytest.approx(0.5)
 
 
 def test_abc_meters_and_a_bad_config():
@@ -139,9 +62,9 @@ def test_real_tunes_are_read_on_their_bar_lines():
     assert all(k.startswith("meter") for k in left)
     rates = []
     for p in pieces:
-        where = fm.span(p["notes"], CFG, CFG.max_windows)
+        where = rp.span(p["notes"], CFG, CFG.max_windows)
         if where[1]:
-            rates.append(fm.piece_figures(p["notes"], fm.ONE_LINE, CFG, where)["line"]["bar_repeat"])
+            rates.append(rp.piece_figures(p["notes"], rp.ONE_LINE, CFG, where)["line"]["bar_repeat"])
     assert len(rates) >= 8 and np.nanmean(rates) > 0.1
 
 
