@@ -16,6 +16,8 @@ from engine.sampler.critic import MAX_CANDIDATES
 from realtime import protocol
 from realtime.mood import form_of, repetition_of
 from realtime.protocol.states import load_rules
+from realtime.stingers import place as place_stinger, place_notes as place_stinger_notes
+from realtime.themes import set_theme
 
 VERSION = "0.1.0"
 LOST = "_lost"  # the message the server sends itself when a client goes away
@@ -230,9 +232,9 @@ class Commands:
                         next_beat=decision.at / tpb)
         tick = int(decision.at)
         if isinstance(what, dict):
-            pitches = music.add_stinger(sess, what, tick)
+            pitches = place_stinger(music, sess, what, tick)
         else:
-            pitches = music.add_stinger_notes(sess, what, tick)
+            pitches = place_stinger_notes(music, sess, what, tick)
         music.marker("stinger", sess, beat=tick / tpb, name=name, pitches=pitches)
         reply = dict(name=name, played=True, beat=tick / tpb, pitches=pitches)
         if decision.queued:
@@ -256,7 +258,7 @@ class Commands:
                 motif = from_notes(msg["notes"], max_bars=protocol.MAX_THEME_BARS)
             self._within_form(sess, motif, field)
         unit, blend = msg["transition"], msg["blend_beats"]
-        reply = self.music.set_theme(sess, motif, msg["variation"], unit, blend)
+        reply = set_theme(self.music, sess, motif, msg["variation"], unit, blend)
         info = dict(theme=None if motif is None else dict(
             key=f"{KEY_NAMES[motif.tonic]} {MODES[motif.mode]}", bars=motif.bars,
             notes=len(motif.notes), source=msg["name"] or "notes"),

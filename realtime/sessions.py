@@ -4,8 +4,9 @@
 of every session), the sequencer that times its events, the critic's drafter, the theme
 encoder and the MIDI clock.  The engine's threads drive it (``generate``, ``play``,
 ``silence``: ``realtime.engine``); the commands change it (``realtime.commands``) through
-its session mechanics: open, close, reset, change at a transition point, tempo,
-stingers, themes and their blends, pause and start.  All of it runs under the engine's
+its session mechanics: open, close, reset, change at a transition point
+(``realtime.transition``), tempo, stingers (``realtime.stingers``), themes and their blends
+(``realtime.themes``), pause and start.  All of it runs under the engine's
 locks; what it sends goes through the engine's queue, in order.
 """
 from dataclasses import replace
@@ -18,11 +19,9 @@ from engine.notes import DRUM_CHANNEL
 from engine.errors import InvalidMessage
 from engine.sampler.critic import Drafter
 from engine.sampler.generator import Runtime
-from engine.sampler.memory import LOG as LEAD_LOG
-from engine.sampler.theme import latent, slerp
 from engine.vocab import NOTE_OFF
 
-from realtime import protocol
+from realtime import protocol, themes
 from realtime.engine import FAR, IDLE_LOOK_NS
 from realtime.layers import STINGER_CHANNEL, Voicing, names
 from realtime.midiclock import MidiClock
@@ -47,7 +46,7 @@ class Session:
         self.z = None         # the latent in effect (or being blended to); None: z = 0
         self.theme_mode = None  # the mode the theme was encoded in
         # the theme as replies describe it, and the last tick its statement or a return
-        # of it was announced at (``Sessions._theme_returns``)
+        # of it was announced at (``realtime.themes.announce_returns``)
         self.theme_desc, self.theme_heard = None, -1
         # an ensemble's: its voices' settings (``realtime.layers.Layers``) and the voice
         # ids that play (from the next bar line, when a change is pending); one line: None
@@ -94,7 +93,7 @@ class Sessions:
         self.sync = Sync(self.seq, engine, n)  # beat, bar, phrase and cue events
         self.state = "playing"
         self.requests = {}  # model requests by their arguments (``model_request``)
-        self._blends = {}  # slot -> (session, z from, z to, first tick, last tick, step done, bars)
+        self.blends = {}  # slot -> (session, z from, z to, first tick, last tick, step done, bars)
         self._first = 0  # the slot the generator's next batch begins at
         # a critic session composes a draft ahead: its look-ahead is one draft longer
         self._lead = np.zeros(n, np.int64)
@@ -145,15 +144,15 @@ class Sessions:
         np.subtract(rt.gen_tick, self._lead, out=self._gen_ahead)
         pending, wake = self.seq.plan(now, self._lookahead, rt, self._gen_ahead, self._planned)
         np.add(self._planned, self._lead, out=self._targets)
-        if self._blends:
-            self._blend()
+        if self.blends:
+            themes.blend(self)
         if pending and self.drafter is not None:
             self.drafter.drive(self._targets, cfg.steps_per_lock)
         if pending and rt.advance(self._targets, cfg.steps_per_lock, cfg.sessions_per_lock,
                                   self._first):
             if cfg.sessions_per_lock:  # the next batch begins where this one went on
                 self._first = (self._first + cfg.sessions_per_lock) % len(rt.active)
-            self._theme_returns()
+            themes.announce_returns(self)
             self.engine.woken_by(self.publish())
         return pending, int(wake)
 
@@ -279,7 +278,7 @@ class Sessions:
         rt.max_note_ticks[s] = self.max_note_ticks(sess.mood)
         self.apply_form(sess)  # open left the session without one
         self.voicing.start(sess)
-        self.stop_blend(s)
+        themes.stop_blend(self, s)
         if sess.z is not None:  # the music starts afresh from the theme's phrase
             bias, state = self.theme.bias(sess.z, sess.theme[0].bars)
             rt.set_theme(s, bias, state)
@@ -442,7 +441,7 @@ class Sessions:
             if not self.rt.advance(only, 1) and not drafted:
                 break
 
-    # -- tempo, stingers, themes -----------------------------------------------------
+    # -- tempo (stingers: realtime.stingers; themes: realtime.themes) -----------------------------------------------------
     def set_tempo(self, sess, bpm, unit, ramp_beats=0.0):
         """Tempo ``bpm`` from the transition point ``unit`` on; returns its tick."""
         sess.mood = replace(sess.mood, bpm=float(bpm))
@@ -451,141 +450,6 @@ class Sessions:
         self.seq.set_tempo(sess.slot, tick, bpm, ramp_beats, now=now)
         self.marker("tempo", sess, bpm=bpm, beat=tick / self.tpb)
         return tick
-
-    def add_stinger(self, sess, stinger, tick):
-        """Play ``stinger`` (a states.toml stinger) over the session from ``tick``, in its
-        key, over the harmony sounding (its degree 1 on the chord's root), above its
-        melody's register; returns the pitches."""
-        s, mood = sess.slot, sess.mood
-        mode = MODES[mode_of(mood)]
-        tonic, step = self._stinger_frame(sess)
-        pitches = [min(127, max(0, tonic + protocol.degree_to_semitones(d + step, mode)))
-                   for d in stinger["degrees"]]
-        durs = [max(1, round(d * self.tpb)) for d in stinger["durations"]]
-        self.seq.add_stinger(s, tick, pitches, durs, stinger["velocity"], STINGER_CHANNEL)
-        return pitches
-
-    def add_stinger_notes(self, sess, motif, tick):
-        """Play ``motif`` (an ``engine.motif.Motif``: a stinger sent as notes) from
-        ``tick`` as ``add_stinger`` plays a named one: moved to the session's key and mode
-        by scale degree, over the harmony, above the melody; returns the pitches."""
-        mode = mode_of(sess.mood)
-        tonic, step = self._stinger_frame(sess)
-        rel = motif.key_relative(mode)  # in C, in the session's mode
-        scale = [protocol.degree_to_semitones(d, MODES[mode]) for d in range(1, 8)]
-        lift = protocol.degree_to_semitones(1 + step, MODES[mode])
-        pitches = []
-        base = 12 * (int(rel["pitch"].min()) // 12)  # its lowest octave on the tonic's
-        for p in rel["pitch"]:
-            octave, pc = divmod(int(p) - base, 12)
-            shifted = (protocol.degree_to_semitones(scale.index(pc) + 1 + step, MODES[mode])
-                       if pc in scale else pc + lift)
-            pitches.append(min(127, max(0, tonic + 12 * octave + shifted)))
-        starts = [int(t) for t in rel["start"]]
-        durs = [max(1, int(e - t)) for t, e in zip(rel["start"], rel["end"])]
-        vel = int(min(127, velocity_of(sess.mood) + 10))
-        self.seq.add_stinger(sess.slot, tick, pitches, durs, vel, STINGER_CHANNEL, starts)
-        return pitches
-
-    def _stinger_frame(self, sess):
-        """(the tonic a stinger's degree 1 sits on: the key's, above the melody's register;
-        the scale steps to the root of the harmony sounding)."""
-        mood = sess.mood
-        reg = register_of(mood, self.base_register) + 5
-        tonic = mood.key + 12 * round((reg - mood.key) / 12)
-        return tonic, self.voicing.chord_step(sess, mood.key, MODES[mode_of(mood)])
-
-    def set_theme(self, sess, motif, variation, unit, blend_beats):
-        """Compose from ``motif`` (None: free composition) at ``variation``: the melody
-        states it from ``unit`` (``lead``: note for note at variation 0, a share of its
-        notes re-composed above), and it comes back through the session's form; with a
-        theme model it is also encoded in the session's mode, z = (1 - variation) mu,
-        which steers what is composed, and with ``blend_beats`` the latent moves there
-        along a great circle instead (the music goes on: nothing is stated).  Returns
-        the reply's mood fields and beat."""
-        z = self.theme_latent(sess, motif, variation)
-        s = sess.slot
-        if self.theme is not None and blend_beats > 0:  # the music goes on: no change
-            tick = self.when_tick(sess, unit, self.clock.now_ns())
-            reply = dict(beat=tick / self.tpb, critic=self.critic_of(sess),
-                         **self.describe(sess.mood))
-            # the latent moves from here, a sixteenth at a time
-            z0 = np.zeros(self.theme.z_dim) if sess.z is None else sess.z
-            # a conductor model's positions: the new theme's bars (the old one's when
-            # the blend goes back to free composition)
-            bars = motif.bars if motif is not None else (
-                sess.theme[0].bars if sess.theme is not None else None)
-            self._blends[s] = (sess, z0, z, tick, tick + int(round(blend_beats * self.tpb)),
-                               -1, bars)
-        else:
-            self.stop_blend(s)
-            theme = None
-            if self.theme is not None:
-                bias, state = self.theme.bias(z, None if motif is None else motif.bars)
-                theme = (bias, state if motif is not None else None)
-            reply = self.change(sess, sess.mood, unit, "theme", theme=theme,
-                                lead=self.lead(sess, motif, variation))
-        sess.theme = None if motif is None else (motif, variation)
-        sess.z = None if motif is None else z
-        sess.theme_heard = int(round(reply["beat"] * self.tpb))  # stated there: no return
-        return reply
-
-    def lead(self, sess, motif, variation):
-        """``Runtime.lead_at``'s theme for ``motif`` at ``variation`` in the session's
-        mode and key (``Motif.lead``); (None,) for none, and at variation 1, free
-        composition."""
-        if motif is None:
-            return (None,)
-        sess.theme_mode = mode_of(sess.mood)
-        return motif.lead(variation, sess.theme_mode,
-                          None if self.weights.key_relative else sess.mood.key) or (None,)
-
-    def theme_latent(self, sess, motif, variation):
-        """z for ``motif`` at ``variation`` in the session's mode (None: free, z = 0)."""
-        if motif is None or self.theme is None:
-            return None if self.theme is None else np.zeros(self.theme.z_dim)
-        mode = mode_of(sess.mood)
-        sess.theme_mode = mode
-        mu, _ = self.theme.encode(motif.tokens(self.vocab, mode))
-        return latent(mu, variation)
-
-    def _theme_returns(self):
-        """Announce each time a session's theme comes back through its form (the
-        runtime's log of statements and returns past the last one announced: a rewind
-        that composes one again at the same beat announces nothing new)."""
-        rt = self.rt
-        for sess in self.sessions.values():
-            s = sess.slot
-            n = int(rt.l_logn[s])
-            if sess.theme is None or not n or rt.l_log[s, (n - 1) % LEAD_LOG] <= sess.theme_heard:
-                continue  # nothing newer than what was announced (no list made)
-            variation = sess.theme[1]
-            for tick in rt.lead_log(s):
-                if tick > sess.theme_heard:
-                    sess.theme_heard = tick
-                    self.marker("theme_return", sess, beat=tick / self.tpb,
-                                theme=sess.theme_desc, variation=variation)
-
-    def stop_blend(self, s):
-        """Session s's latent stops where it is (a change takes over)."""
-        self._blends.pop(s, None)
-
-    def _blend(self):
-        """Move each blending session's latent on, a sixteenth of a beat at a time by where
-        its music is composed up to (on the generator thread, under its lock)."""
-        rt = self.rt
-        for s, (sess, z0, z1, t0, t1, done, bars) in list(self._blends.items()):
-            step = 0 if rt.gen_tick[s] < t0 else (rt.gen_tick[s] - t0) * 4 // self.tpb + 1
-            last = (t1 - t0) * 4 // self.tpb + 1
-            step = min(step, last)
-            if step <= done:
-                continue
-            f = min(1.0, step / last)
-            rt.set_theme(s, self.theme.bias(slerp(z0, z1, f), bars)[0])
-            if f >= 1.0:
-                del self._blends[s]
-            else:
-                self._blends[s] = (sess, z0, z1, t0, t1, step, bars)
 
     # -- the transport ---------------------------------------------------------------
     def start(self):

@@ -1,4 +1,6 @@
-"""A stinger's cooldown: "don't play this again for N beats", per session.
+"""Stingers: where one sounds (``place``, ``place_notes``: in the session's key, over the
+harmony sounding, above its melody) and its cooldown: "don't play this again for N beats",
+per session.
 
 A game fires `hit` on every hit; at 140 bpm in a fight that can be several a beat, and a
 stinger repeated on every beat stops being an accent.  states.toml gives a stinger
@@ -14,6 +16,12 @@ sounded must neither hold a cooldown nor be the one a request is told it "joins"
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+
+from engine.controls import MODES
+
+from realtime import protocol
+from realtime.layers import STINGER_CHANNEL
+from realtime.mood import mode_of, register_of, velocity_of
 
 KEEP = 8  # starts remembered per session and stinger
 
@@ -107,3 +115,49 @@ class Cooldown:
     def forget(self, session):
         """Drop what ``session`` remembers (it closed: its id may be used again)."""
         self.last.pop(session, None)
+
+
+def place(music, sess, stinger, tick):
+    """Play ``stinger`` (a states.toml stinger) over the session from ``tick``, in its
+    key, over the harmony sounding (its degree 1 on the chord's root), above its
+    melody's register; returns the pitches."""
+    s, mood = sess.slot, sess.mood
+    mode = MODES[mode_of(mood)]
+    tonic, step = _frame(music, sess)
+    pitches = [min(127, max(0, tonic + protocol.degree_to_semitones(d + step, mode)))
+               for d in stinger["degrees"]]
+    durs = [max(1, round(d * music.tpb)) for d in stinger["durations"]]
+    music.seq.add_stinger(s, tick, pitches, durs, stinger["velocity"], STINGER_CHANNEL)
+    return pitches
+
+
+def place_notes(music, sess, motif, tick):
+    """Play ``motif`` (an ``engine.motif.Motif``: a stinger sent as notes) from
+    ``tick`` as ``place`` plays a named one: moved to the session's key and mode
+    by scale degree, over the harmony, above the melody; returns the pitches."""
+    mode = mode_of(sess.mood)
+    tonic, step = _frame(music, sess)
+    rel = motif.key_relative(mode)  # in C, in the session's mode
+    scale = [protocol.degree_to_semitones(d, MODES[mode]) for d in range(1, 8)]
+    lift = protocol.degree_to_semitones(1 + step, MODES[mode])
+    pitches = []
+    base = 12 * (int(rel["pitch"].min()) // 12)  # its lowest octave on the tonic's
+    for p in rel["pitch"]:
+        octave, pc = divmod(int(p) - base, 12)
+        shifted = (protocol.degree_to_semitones(scale.index(pc) + 1 + step, MODES[mode])
+                   if pc in scale else pc + lift)
+        pitches.append(min(127, max(0, tonic + 12 * octave + shifted)))
+    starts = [int(t) for t in rel["start"]]
+    durs = [max(1, int(e - t)) for t, e in zip(rel["start"], rel["end"])]
+    vel = int(min(127, velocity_of(sess.mood) + 10))
+    music.seq.add_stinger(sess.slot, tick, pitches, durs, vel, STINGER_CHANNEL, starts)
+    return pitches
+
+
+def _frame(music, sess):
+    """(the tonic a stinger's degree 1 sits on: the key's, above the melody's register;
+    the scale steps to the root of the harmony sounding)."""
+    mood = sess.mood
+    reg = register_of(mood, music.base_register) + 5
+    tonic = mood.key + 12 * round((reg - mood.key) / 12)
+    return tonic, music.voicing.chord_step(sess, mood.key, MODES[mode_of(mood)])

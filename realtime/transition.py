@@ -6,6 +6,7 @@ sequencer: "now" regenerates everything not yet played and starts the new music 
 note at once; the others switch the model's controls, transposition and velocity at that
 tick (or a pickup before it) and leave what comes before it as it was composed.
 """
+from realtime import themes
 from realtime.mood import bpm_of, form_of, mode_of, repetition_of, velocity_of
 
 
@@ -35,12 +36,12 @@ def change(music, sess, mood, unit, what, theme=None, layers=None, lead=None,
     old_form = (repetition_of(sess.mood, music.repetition), form_of(sess.mood))
     sess.mood = mood
     if lead is None and sess.theme is not None and mode_of(mood) != sess.theme_mode:
-        lead = music.lead(sess, *sess.theme)
+        lead = themes.lead(music, sess, *sess.theme)
         if theme is None and music.theme is not None:
-            sess.z = music.theme_latent(sess, *sess.theme)
+            sess.z = themes.theme_latent(music, sess, *sess.theme)
             # the same phrase goes on, re-keyed
             theme = (music.theme.bias(sess.z, sess.theme[0].bars)[0], None)
-            music.stop_blend(s)
+            themes.stop_blend(music, s)
     now = music.clock.now_ns()
     ctl, shift, bias = music.model_request(mood)
     rt.max_note_ticks[s] = music.max_note_ticks(mood)  # a guard: at once
