@@ -31,7 +31,7 @@ FULL = dict(step_iters=20000, torch_iters=2000, dram_mb=256, step_seconds=1.5,
             server_counts=(1, 8, 16, 32, 64, 128, 256), changes=1000, seconds=20.0, load=63,
             cold=1, warm=3, engine_seconds=10.0, engine_changes=200, transport_count=500)
 QUICK = dict(step_iters=300, torch_iters=30, dram_mb=32, step_seconds=0.1, step_counts=(1, 8),
-             server_seconds=1.0, server_counts=(1, 2), changes=6, seconds=1.5, load=2,
+             server_seconds=1.0, server_counts=(1, 2), changes=6, seconds=1.0, load=2,
              cold=0, warm=1, engine_seconds=1.0, engine_changes=4, transport_count=10)
 
 

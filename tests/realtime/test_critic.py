@@ -392,7 +392,7 @@ def test_critic_on_a_session_changes_what_plays_at_the_wire(model_path, wire_cri
         wire = Wire(model_path, critic=str(wire_critic), critic_k=k, seed=3)
         try:
             assert wire.ask(type="hello")["critic"] == k
-            pitches[name] = wire.notes(16)
+            pitches[name] = wire.notes(8)
         finally:
             assert balance(wire.close()) == set()
     assert pitches["off"] == pitches["off again"]  # the same seed plays the same notes

@@ -29,7 +29,7 @@ def test_a_theme_changes_what_plays(any_theme_model):
             if theme is not None:
                 r = wire.ask(type="theme", notes=theme, transition="now", variation=0.0)
                 assert r["ok"] and r["theme"]["key"] == "D minor", r
-            pitches[name] = wire.notes(12)
+            pitches[name] = wire.notes(8)
         finally:
             assert balance(wire.close()) == set()
     assert pitches["free"] == pitches["free again"]
