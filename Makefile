@@ -9,7 +9,8 @@ BIN    := $(VENV)/bin
 # Debian packages: JACK (virtual MIDI ports and audio, no sound card needed), PortAudio
 # (sounddevice), libzmq headers (C binding), Mono (C# binding), headless Godot 3
 # (GDScript binding), FluidSynth and a small General MIDI SoundFont (realistic preview),
-# Freedoom (its WADs hold the soundtracks the ensemble trains on, BSD-style licence).
+# Freedoom (its WADs hold the soundtracks the ensemble trains on, BSD-style licence), mma
+# (the bands of engine/training/grooves.py).
 # Audio transcription (`ostinato data --audio`): basic-pitch without its TensorFlow
 # requirement (its ONNX model runs on onnxruntime, from the `audio` extra of pyproject.toml).
 BASIC_PITCH := basic-pitch==0.4.0

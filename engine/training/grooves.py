@@ -19,10 +19,12 @@ plays, measured on the real held-out pieces.
 
 import argparse
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,9 +45,7 @@ MAJOR, MINOR = (0, 2, 4, 5, 7, 9, 11), (0, 2, 3, 5, 7, 8, 10)
 #: the subdominant first, as plain harmonisations do.
 DEGREE_PRIOR = (0.6, 0.1, 0.0, 0.4, 0.5, 0.2, 0.0)
 MELODY_PROGRAM = 73           # General MIDI flute, on channel 1 (mma counts down from 16)
-LICENCE = ("folk melodies of music21's corpus (O'Neill's 1850, Ryan's Mammoth, Aird's Airs: "
-           "public-domain tunes) over accompaniments rendered by mma 21.09 (Debian package "
-           "mma; its groove library is GPL-2+)")
+
 
 
 @dataclass(frozen=True)
@@ -102,9 +102,10 @@ def harmonise(notes, bars, tonic, mode, split_bonus=1.0):
         if bar == bars - 1:
             lines.append(tonic_name)
             continue
+        sounding = notes[(notes["end"] > lo) & (notes["start"] < lo + BAR)]
 
         def best(a, b):
-            return max((_fit(notes, a, b, pcs) + prior, name) for name, pcs, prior in chords)
+            return max((_fit(sounding, a, b, pcs) + prior, name) for name, pcs, prior in chords)
 
         whole = best(lo, lo + BAR)
         first, second = best(lo, lo + 2 * TPB), best(lo + 2 * TPB, lo + BAR)
@@ -173,8 +174,6 @@ def render(chords, groove, tempo, notes, workdir):
 def tunes(config):
     """(piece id, ABC text, (tonic, mode)) of the training split's 4/4 tunes with a key,
     in a stable order."""
-    import re
-
     from engine.training import corpus
     from engine.training.data import split_of
     out = []
@@ -188,6 +187,11 @@ def tunes(config):
                 continue
             out.append((task.piece_id, task.payload, key))
     return out
+
+
+def file_name(piece_id, groove):
+    """The .mid a tune is written to: its id made one path component, and its groove."""
+    return piece_id.replace("/", "_").replace(".abc", "") + f"_{groove.lower()}.mid"
 
 
 def groove_of(piece_id):
@@ -209,28 +213,27 @@ def build(out_dir, config=GrooveConfig(), progress=True):
     found = tunes(config)
     picked = found if len(found) <= config.max_tunes else [
         found[i] for i in np.linspace(0, len(found) - 1, config.max_tunes).astype(int)]
-    written, skipped = 0, {}
+    written, skipped = 0, Counter()
     with tempfile.TemporaryDirectory() as work:
         for piece_id, text, (tonic, mode) in tqdm(picked, desc="grooves", disable=not progress):
             try:
                 notes = corpus.read_abc(text, TPB)
             except InvalidMidi as exc:
-                skipped[str(exc)[:40]] = skipped.get(str(exc)[:40], 0) + 1
+                skipped[str(exc)[:40]] += 1
                 continue
             if len(notes) == 0:
-                skipped["no notes"] = skipped.get("no notes", 0) + 1
+                skipped["no notes"] += 1
                 continue
             notes, bars = barred(skyline(notes))
             if bars < config.min_bars:
-                skipped["short"] = skipped.get("short", 0) + 1
+                skipped["short"] += 1
                 continue
             groove = groove_of(piece_id)
             chords = harmonise(notes, bars, tonic, mode, config.split_bonus)
             midi = render(chords, groove, config.tempo, notes, work)
-            name = piece_id.replace("/", "_").replace(".abc", "") + f"_{groove.lower()}.mid"
-            midi.save(out_dir / name)
+            midi.save(out_dir / file_name(piece_id, groove))
             written += 1
-    return written, skipped
+    return written, dict(skipped)
 
 
 def main(argv=None):

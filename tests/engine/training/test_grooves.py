@@ -71,7 +71,7 @@ def test_built_files_read_back_as_a_band_under_the_tune(tmp_path):
     written, skipped = grooves.build(tmp_path, config, progress=False)
     files = sorted(tmp_path.glob("*.mid"))
     assert written == len(files) == 3 - sum(skipped.values())
-    tunes = {pid.replace("/", "_").replace(".abc", ""): text
+    tunes = {grooves.file_name(pid, grooves.groove_of(pid)): text
              for pid, text, _ in grooves.tunes(config)}
     for path in files:
         tracks = multipart.midi_tracks(path.read_bytes(), channels=True)
@@ -80,8 +80,8 @@ def test_built_files_read_back_as_a_band_under_the_tune(tmp_path):
         melody = [t for t, r in zip(tracks, roles) if r == MELODY]
         assert [t.name for t in melody] == ["Melody"]
         # the melody voice is the tune's line, pickup dropped, note for note
-        stem = path.stem.rsplit("_", 1)[0]
-        line, _ = grooves.barred(grooves.skyline(corpus.read_abc(tunes[stem], grooves.TPB)))
+        line, _ = grooves.barred(grooves.skyline(corpus.read_abc(tunes[path.name],
+                                                                grooves.TPB)))
         got = melody[0].notes
         assert np.array_equal(got["pitch"], line["pitch"])
         assert np.array_equal(got["start"], line["start"])
